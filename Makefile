@@ -1,0 +1,62 @@
+# keyward — developer entry points. Run `make help` for the list.
+#
+# Node 24 comes from the `node` npm package (node_modules/.bin/node), so every
+# recipe here runs on it whatever the system Node is.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+NODE_DEPS := node_modules/.package-lock.json
+
+.PHONY: help
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: deps
+deps: $(NODE_DEPS) ## Install npm dependencies, Node 24 included (idempotent)
+	@echo "node $$(node --version)"
+
+.PHONY: controlplane
+controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the cache (once)
+	@scripts/controlplane-build.sh >/dev/null
+
+.PHONY: setup
+setup: deps controlplane ## Everything the tests and the demo need (idempotent)
+
+.PHONY: typecheck
+typecheck: $(NODE_DEPS) ## TypeScript, strict
+	tsc -p tsconfig.json --noEmit
+
+.PHONY: lint
+lint: $(NODE_DEPS) ## eslint with typescript-eslint
+	eslint --max-warnings 0 .
+
+.PHONY: test-unit
+test-unit: $(NODE_DEPS) ## Unit tests only (no processes started)
+	vitest run --project unit
+
+.PHONY: test-integration
+test-integration: setup ## Integration tests against a real control plane
+	vitest run --project integration
+
+.PHONY: test
+test: setup typecheck lint ## Everything: typecheck, lint, unit and integration tests
+	vitest run
+
+.PHONY: cluster
+cluster: setup ## Start the local control plane in the background; prints the kubeconfig path
+	@node test/controlplane/cli.ts up
+
+.PHONY: cluster-down
+cluster-down: $(NODE_DEPS) ## Stop the local control plane
+	@node test/controlplane/cli.ts down
+
+.PHONY: demo
+demo: setup ## Start the control plane, install keyward's CRDs and samples, show them
+	@node scripts/demo.ts

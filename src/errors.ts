@@ -1,0 +1,22 @@
+// Typed errors: every error keyward raises carries a stable code and, where it
+// wraps another failure, a `cause`. Callers branch on `code`, never on messages.
+
+export type ErrorCode =
+  | "ConfigInvalid"
+  | "ManifestInvalid"
+  | "KubernetesRequestFailed"
+  | "Timeout";
+
+export class KeywardError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "KeywardError";
+    this.code = code;
+  }
+}
+
+/** True when `err` is a KeywardError with one of the given codes. */
+export function isKeywardError(err: unknown, ...codes: ErrorCode[]): err is KeywardError {
+  return err instanceof KeywardError && (codes.length === 0 || codes.includes(err.code));
+}
