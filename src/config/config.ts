@@ -1,0 +1,252 @@
+// keyward's one configuration module. Every knob has a flag, an environment
+// variable, a default and a line of documentation, in one table. Nothing reads
+// process.env at import time: loadConfig(argv, env) is called by main.ts.
+// docs/configuration.md is generated from this table (`keyward config --markdown`)
+// and a unit test keeps the two equal.
+import { KeywardError } from "../errors.ts";
+
+type Kind = "string" | "int" | "number" | "bool" | "duration" | "list";
+
+interface Setting<K extends Kind> {
+  kind: K;
+  flag: string;
+  env: string;
+  default: ValueOf<K>;
+  doc: string;
+  /** Smallest accepted value, for int, number and duration (ms). */
+  min?: number;
+  /** Allowed values, for string settings. */
+  oneOf?: readonly string[];
+}
+
+type ValueOf<K extends Kind> = K extends "string"
+  ? string
+  : K extends "int" | "number" | "duration"
+    ? number
+    : K extends "bool"
+      ? boolean
+      : string[];
+
+const s = (flag: string, env: string, def: string, doc: string, oneOf?: readonly string[]): Setting<"string"> => ({
+  kind: "string",
+  flag,
+  env,
+  default: def,
+  doc,
+  ...(oneOf ? { oneOf } : {}),
+});
+const int = (flag: string, env: string, def: number, doc: string, min = 0): Setting<"int"> => ({
+  kind: "int",
+  flag,
+  env,
+  default: def,
+  doc,
+  min,
+});
+const num = (flag: string, env: string, def: number, doc: string, min = 0): Setting<"number"> => ({
+  kind: "number",
+  flag,
+  env,
+  default: def,
+  doc,
+  min,
+});
+const bool = (flag: string, env: string, def: boolean, doc: string): Setting<"bool"> => ({ kind: "bool", flag, env, default: def, doc });
+/** A duration, written as a Go duration (500ms, 15s, 1m30s); the value is in milliseconds. */
+const dur = (flag: string, env: string, def: number, doc: string, min = 0): Setting<"duration"> => ({
+  kind: "duration",
+  flag,
+  env,
+  default: def,
+  doc,
+  min,
+});
+const list = (flag: string, env: string, def: string[], doc: string): Setting<"list"> => ({ kind: "list", flag, env, default: def, doc });
+
+/** The table of every setting. Add new knobs here, then run `keyward config --markdown > docs/configuration.md`. */
+export const SETTINGS = {
+  // --- common -------------------------------------------------------------
+  kubeconfig: s("kubeconfig", "KUBECONFIG", "", "kubeconfig file; empty means $KUBECONFIG, ~/.kube/config, then the in-cluster service account"),
+  namespaces: list("namespaces", "KEYWARD_NAMESPACES", [], "namespaces to watch, comma-separated; empty means all namespaces"),
+  logLevel: s("log-level", "KEYWARD_LOG_LEVEL", "info", "least severe log level written", ["debug", "info", "warn", "error"]),
+  metricsAddress: s("metrics-address", "KEYWARD_METRICS_ADDRESS", "0.0.0.0:9090", "host:port of the /metrics and /healthz endpoint; empty disables it"),
+  kubeQps: num("kube-qps", "KEYWARD_KUBE_QPS", 50, "sustained requests per second keyward sends to the kube-apiserver (0 = unlimited)"),
+  kubeBurst: int("kube-burst", "KEYWARD_KUBE_BURST", 100, "requests keyward may send at once above kube-qps", 1),
+  watchStaleAfter: dur("watch-stale-after", "KEYWARD_WATCH_STALE_AFTER", 180_000, "restart a watch that delivered nothing, not even a bookmark, for this long", 1000),
+  watchResync: dur("watch-resync", "KEYWARD_WATCH_RESYNC", 600_000, "relist every watched resource about this often (jittered +-10%); 0 disables", 0),
+  // --- operator -----------------------------------------------------------
+  workers: int("workers", "KEYWARD_WORKERS", 4, "ApiKeys reconciled at once (each key is always handled by one worker at a time)", 1),
+  retryBase: dur("retry-base", "KEYWARD_RETRY_BASE", 500, "first retry delay after a failed reconcile; doubles per failure", 1),
+  retryMax: dur("retry-max", "KEYWARD_RETRY_MAX", 300_000, "longest retry delay after repeated failures", 1),
+  leaderElect: bool("leader-elect", "KEYWARD_LEADER_ELECT", true, "elect one active operator through a coordination.k8s.io Lease"),
+  leaseName: s("lease-name", "KEYWARD_LEASE_NAME", "keyward-operator", "name of the leader-election Lease"),
+  leaseNamespace: s("lease-namespace", "KEYWARD_LEASE_NAMESPACE", "keyward-system", "namespace of the leader-election Lease"),
+  leaseDuration: dur("lease-duration", "KEYWARD_LEASE_DURATION", 15_000, "how long a leader's Lease is valid without renewal", 1000),
+  leaseRenewDeadline: dur("lease-renew-deadline", "KEYWARD_LEASE_RENEW_DEADLINE", 10_000, "a leader that cannot renew for this long steps down", 500),
+  leaseRetryPeriod: dur("lease-retry-period", "KEYWARD_LEASE_RETRY_PERIOD", 2_000, "how often candidates try to acquire or renew the Lease", 100),
+  identity: s("identity", "KEYWARD_IDENTITY", "", "this process's leader-election identity; empty means hostname_pid"),
+  defaultGracePeriod: dur("default-grace-period", "KEYWARD_DEFAULT_GRACE_PERIOD", 86_400_000, "grace period of a rotated key when rotation.gracePeriod is unset", 0),
+  // --- authz --------------------------------------------------------------
+  grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),
+  httpAuthAddress: s("http-auth-address", "KEYWARD_HTTP_AUTH_ADDRESS", "0.0.0.0:9002", "host:port of the HTTP auth endpoint (nginx auth_request, Traefik forwardAuth); empty disables it"),
+} as const;
+
+type Settings = typeof SETTINGS;
+export type Config = { [K in keyof Settings]: ValueOf<Settings[K]["kind"]> };
+
+const DURATION_RE = /^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses a Go duration (1h30m, 250ms) into milliseconds; throws on anything else. */
+export function parseDuration(text: string): number {
+  const t = text.trim();
+  if (t === "0") return 0;
+  if (!DURATION_RE.test(t)) {
+    throw new KeywardError("ConfigInvalid", `"${text}" is not a duration; write it like 500ms, 15s, 1m30s or 720h`);
+  }
+  let ms = 0;
+  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * (UNIT_MS[m[2] ?? "ms"] ?? 1);
+  return ms;
+}
+
+/** Formats milliseconds as a Go duration (1h0m0s style is shortened: 90000 -> 1m30s). */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return "0s";
+  if (ms < 1000) return `${ms}ms`;
+  let rest = Math.round(ms / 1000);
+  const h = Math.floor(rest / 3600);
+  rest -= h * 3600;
+  const m = Math.floor(rest / 60);
+  const sec = rest - m * 60;
+  return `${h ? `${h}h` : ""}${m ? `${m}m` : ""}${sec ? `${sec}s` : ""}`;
+}
+
+function parseValue(name: string, setting: Setting<Kind>, raw: string, source: string): ValueOf<Kind> {
+  const where = `${source} (${name})`;
+  switch (setting.kind) {
+    case "string":
+      if (setting.oneOf && !setting.oneOf.includes(raw)) {
+        throw new KeywardError("ConfigInvalid", `${where}: "${raw}" is not one of ${setting.oneOf.join(", ")}`);
+      }
+      return raw;
+    case "bool":
+      if (["true", "1", "yes"].includes(raw.toLowerCase())) return true;
+      if (["false", "0", "no"].includes(raw.toLowerCase())) return false;
+      throw new KeywardError("ConfigInvalid", `${where}: "${raw}" is not true or false`);
+    case "list":
+      return raw
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean);
+    case "duration": {
+      let ms: number;
+      try {
+        ms = parseDuration(raw);
+      } catch (err) {
+        throw new KeywardError("ConfigInvalid", `${where}: ${(err as Error).message}`, { cause: err });
+      }
+      if (setting.min !== undefined && ms < setting.min) {
+        throw new KeywardError("ConfigInvalid", `${where}: ${raw} is below the minimum ${formatDuration(setting.min)}`);
+      }
+      return ms;
+    }
+    case "int":
+    case "number": {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n) || (setting.kind === "int" && !Number.isInteger(n))) {
+        throw new KeywardError("ConfigInvalid", `${where}: "${raw}" is not ${setting.kind === "int" ? "a whole number" : "a number"}`);
+      }
+      if (setting.min !== undefined && n < setting.min) {
+        throw new KeywardError("ConfigInvalid", `${where}: ${raw} is below the minimum ${setting.min}`);
+      }
+      return n;
+    }
+  }
+}
+
+/**
+ * Builds the configuration: defaults, overridden by environment variables,
+ * overridden by flags (`--name=value`, `--name value`, `--bool-flag`, `--no-bool-flag`).
+ * Unknown flags are errors. Returns the config and the arguments that are not flags.
+ */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): { config: Config; args: string[] } {
+  const entries = Object.entries(SETTINGS) as [keyof Settings, Setting<Kind>][];
+  const byFlag = new Map(entries.map(([name, st]) => [st.flag, [name, st] as const]));
+  const out: Record<string, unknown> = {};
+  for (const [name, st] of entries) {
+    const raw = env[st.env];
+    out[name] = raw !== undefined && raw !== "" ? parseValue(name, st, raw, `$${st.env}`) : st.default;
+  }
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? "";
+    if (!a.startsWith("--")) {
+      args.push(a);
+      continue;
+    }
+    const eq = a.indexOf("=");
+    let flag = eq === -1 ? a.slice(2) : a.slice(2, eq);
+    let value: string | undefined = eq === -1 ? undefined : a.slice(eq + 1);
+    let found = byFlag.get(flag);
+    if (!found && flag.startsWith("no-") && byFlag.get(flag.slice(3))?.[1].kind === "bool" && value === undefined) {
+      flag = flag.slice(3);
+      found = byFlag.get(flag);
+      value = "false";
+    }
+    if (!found) throw new KeywardError("ConfigInvalid", `unknown flag --${flag}; run keyward config to list the settings`);
+    const [name, st] = found;
+    if (value === undefined) {
+      if (st.kind === "bool") value = "true";
+      else {
+        value = argv[i + 1];
+        i++;
+        if (value === undefined) throw new KeywardError("ConfigInvalid", `--${flag} needs a value`);
+      }
+    }
+    out[name] = parseValue(name, st, value, `--${flag}`);
+  }
+  const config = out as Config;
+  if (config.leaseRenewDeadline >= config.leaseDuration) {
+    throw new KeywardError("ConfigInvalid", "--lease-renew-deadline must be shorter than --lease-duration");
+  }
+  if (config.leaseRetryPeriod >= config.leaseRenewDeadline) {
+    throw new KeywardError("ConfigInvalid", "--lease-retry-period must be shorter than --lease-renew-deadline");
+  }
+  if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
+  return { config, args };
+}
+
+/** The default configuration, as tests and embedders start from. */
+export function defaultConfig(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig([], {}).config, ...overrides };
+}
+
+function showDefault(st: Setting<Kind>): string {
+  if (st.kind === "duration") return formatDuration(st.default as number);
+  if (st.kind === "list") return (st.default as string[]).join(",");
+  return String(st.default);
+}
+
+/** The settings table in Markdown, the body of docs/configuration.md. */
+export function configMarkdown(): string {
+  const rows = (Object.values(SETTINGS) as Setting<Kind>[]).map((st) => {
+    const def = showDefault(st);
+    const allowed = st.oneOf ? ` (${st.oneOf.join(", ")})` : "";
+    return `| \`--${st.flag}\` | \`${st.env}\` | ${def === "" ? "(empty)" : `\`${def}\``} | ${st.doc}${allowed} |`;
+  });
+  return [
+    "# Configuration",
+    "",
+    "Every setting is a flag and an environment variable; a flag wins over the variable, the variable over",
+    "the default. Durations are written like Go durations (`500ms`, `15s`, `1m30s`, `720h`); lists are",
+    "comma-separated; booleans take `true`/`false` (or `--flag` / `--no-flag`). Unknown flags and",
+    "invalid values stop keyward at start-up with a message naming the setting.",
+    "",
+    "This file is generated by `keyward config --markdown`; a unit test keeps it in sync.",
+    "",
+    "| flag | environment | default | meaning |",
+    "| --- | --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,398 @@
+// A list+watch cache that does not die.
+//
+// client-node's ListWatch handles 410 Gone and its own 30 s inactivity timeout,
+// but stops for good on any other error and cannot be told to relist. This
+// informer keeps client-node's Watch (the streaming HTTP part) and owns the loop:
+//
+//  - list, then watch from the list's resourceVersion with bookmarks;
+//  - on a watch timeout or a clean close: watch again from the last resourceVersion;
+//  - on 410 Gone / "too old resource version": relist, and synthesize delete events
+//    for objects that vanished meanwhile, so nothing is missed;
+//  - on any other error: retry with capped, jittered exponential backoff (1 s -> 30 s);
+//  - a staleness watchdog restarts a watch that delivered nothing (not even a
+//    bookmark) for `staleAfterMs`; a jittered periodic relist repairs anything else;
+//  - every lifecycle step is reported (for a counter per lifecycle event).
+//
+// The handler is called synchronously for each change, after the cache is updated.
+import { Watch, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubeRest } from "./rest.ts";
+
+export type ChangeType = "add" | "update" | "delete";
+
+export const LIFECYCLE_EVENTS = [
+  "list", // initial list done
+  "relist", // a later full list (after 410, staleness, resync or errors)
+  "connect", // a watch stream opened
+  "reconnect", // a watch resumed from the last resourceVersion after it ended
+  "gone", // 410 Gone: resourceVersion too old
+  "timeout", // the watch was idle past client-node's inactivity timeout
+  "error", // list or watch failed; retried with backoff
+  "stale", // the watchdog found no activity for staleAfterMs
+  "resync", // periodic relist
+  "handler_error", // the change handler threw
+] as const;
+export type LifecycleEvent = (typeof LIFECYCLE_EVENTS)[number];
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+/** Opens a watch; returns a function that aborts it. `onDone` is called once when it ends. */
+export type WatchFn = (
+  query: Record<string, string>,
+  onEvent: (type: string, obj: unknown) => void,
+  onDone: (err: unknown) => void,
+) => Promise<() => void>;
+
+export interface InformerOptions<T extends KubernetesObject> {
+  /** Name for logs and metrics, such as "apikeys". */
+  name: string;
+  /** Lists the collection. */
+  list: () => Promise<ListResult<T>>;
+  /** Opens a watch on the collection. */
+  watch: WatchFn;
+  onChange: (type: ChangeType, obj: T, old?: T) => void;
+  onLifecycle?: (event: LifecycleEvent, err?: unknown) => void;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Restart a watch with no activity for this long. Default 180 s. */
+  staleAfterMs?: number;
+  /** Relist about this often (jittered +-10%); 0 disables. Default 600 s. */
+  resyncMs?: number;
+  /** Server-side watch timeout, seconds; randomized between this and twice it. Default 300. */
+  watchTimeoutSeconds?: number;
+  random?: () => number;
+  now?: () => number;
+}
+
+const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
+
+type EndReason = "closed" | "timeout" | "gone" | "error" | "stale" | "resync" | "stopped";
+
+export class Informer<T extends KubernetesObject> {
+  private readonly opts: Required<Omit<InformerOptions<T>, "onLifecycle">> & Pick<InformerOptions<T>, "onLifecycle">;
+  private readonly cache = new Map<string, T>();
+  private resourceVersion = "";
+  private stopped = true;
+  private hasSynced = false;
+  private failures = 0;
+  private lastActivity = 0;
+  private nextResyncAt = 0;
+  private abortCurrent: (() => void) | undefined;
+  private wake: ((reason: EndReason) => void) | undefined;
+  private sleepTimer: ReturnType<typeof setTimeout> | undefined;
+  private loop: Promise<void> | undefined;
+  private syncedWaiters: (() => void)[] = [];
+
+  constructor(opts: InformerOptions<T>) {
+    this.opts = {
+      backoffInitialMs: 1000,
+      backoffMaxMs: 30_000,
+      staleAfterMs: 180_000,
+      resyncMs: 600_000,
+      watchTimeoutSeconds: 300,
+      random: Math.random,
+      now: Date.now,
+      ...opts,
+    };
+  }
+
+  get synced(): boolean {
+    return this.hasSynced;
+  }
+
+  /** Starts the loop; resolves once the first list has been delivered. */
+  start(): Promise<void> {
+    if (!this.stopped) return this.waitForSync();
+    this.stopped = false;
+    this.loop = this.run();
+    return this.waitForSync();
+  }
+
+  waitForSync(): Promise<void> {
+    if (this.hasSynced) return Promise.resolve();
+    return new Promise((resolve) => this.syncedWaiters.push(resolve));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.interrupt("stopped");
+    await this.loop;
+  }
+
+  get(namespace: string, name: string): T | undefined {
+    return this.cache.get(`${namespace}/${name}`);
+  }
+
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  /** Milliseconds since the last list, event or bookmark. */
+  idleMs(): number {
+    return this.opts.now() - this.lastActivity;
+  }
+
+  private emit(event: LifecycleEvent, err?: unknown): void {
+    this.opts.onLifecycle?.(event, err);
+  }
+
+  private interrupt(reason: EndReason): void {
+    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
+    const abort = this.abortCurrent;
+    this.abortCurrent = undefined;
+    abort?.();
+    this.wake?.(reason);
+  }
+
+  private backoffMs(): number {
+    const base = Math.min(this.opts.backoffMaxMs, this.opts.backoffInitialMs * 2 ** Math.max(0, this.failures - 1));
+    // Full jitter in [base/2, base].
+    return Math.round(base / 2 + (base / 2) * this.opts.random());
+  }
+
+  private sleep(ms: number): Promise<EndReason> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(() => {
+        resolve("closed");
+      }, ms);
+    });
+  }
+
+  private scheduleResync(): void {
+    if (this.opts.resyncMs <= 0) {
+      this.nextResyncAt = Number.POSITIVE_INFINITY;
+      return;
+    }
+    const jitter = 0.9 + 0.2 * this.opts.random();
+    this.nextResyncAt = this.opts.now() + this.opts.resyncMs * jitter;
+  }
+
+  private deliver(type: ChangeType, obj: T, old?: T): void {
+    try {
+      this.opts.onChange(type, obj, old);
+    } catch (err) {
+      this.emit("handler_error", err);
+    }
+  }
+
+  private async relist(first: boolean): Promise<void> {
+    const result = await this.opts.list();
+    this.lastActivity = this.opts.now();
+    const seen = new Set<string>();
+    for (const item of result.items) {
+      const key = keyOf(item);
+      seen.add(key);
+      const old = this.cache.get(key);
+      this.cache.set(key, item);
+      if (!old) this.deliver("add", item);
+      else if (old.metadata?.resourceVersion !== item.metadata?.resourceVersion) this.deliver("update", item, old);
+    }
+    for (const [key, old] of this.cache) {
+      if (!seen.has(key)) {
+        this.cache.delete(key);
+        this.deliver("delete", old);
+      }
+    }
+    this.resourceVersion = result.resourceVersion;
+    this.scheduleResync();
+    this.emit(first ? "list" : "relist");
+    if (!this.hasSynced) {
+      this.hasSynced = true;
+      for (const w of this.syncedWaiters.splice(0)) w();
+    }
+  }
+
+  private onWatchEvent(type: string, raw: unknown, end: (r: EndReason) => void): void {
+    this.lastActivity = this.opts.now();
+    const obj = raw as T & { code?: number };
+    switch (type) {
+      case "ADDED":
+      case "MODIFIED": {
+        const key = keyOf(obj);
+        const old = this.cache.get(key);
+        this.cache.set(key, obj);
+        this.deliver(old ? "update" : "add", obj, old);
+        break;
+      }
+      case "DELETED": {
+        const key = keyOf(obj);
+        const old = this.cache.get(key);
+        this.cache.delete(key);
+        this.deliver("delete", obj, old);
+        break;
+      }
+      case "BOOKMARK":
+        break;
+      case "ERROR":
+        // A Status object: 410 Gone means our resourceVersion is too old.
+        end(obj.code === 410 ? "gone" : "error");
+        return;
+      default:
+        return;
+    }
+    this.failures = 0;
+    const rv = obj.metadata?.resourceVersion;
+    if (rv) this.resourceVersion = rv;
+  }
+
+  /** Runs one watch until it ends; returns why it ended. */
+  private watchOnce(): Promise<EndReason> {
+    return new Promise<EndReason>((resolve) => {
+      let ended = false;
+      const timers: ReturnType<typeof setInterval>[] = [];
+      const end = (reason: EndReason, err?: unknown): void => {
+        if (ended) return;
+        ended = true;
+        for (const t of timers) clearInterval(t);
+        const abort = this.abortCurrent;
+        this.abortCurrent = undefined;
+        abort?.();
+        this.wake = undefined;
+        if (reason === "error") this.lastError = err;
+        resolve(reason);
+      };
+      this.wake = end;
+      const span = this.opts.watchTimeoutSeconds;
+      const query: Record<string, string> = {
+        resourceVersion: this.resourceVersion,
+        allowWatchBookmarks: "true",
+        timeoutSeconds: String(Math.round(span + span * this.opts.random())),
+      };
+      const check = Math.max(50, Math.min(this.opts.staleAfterMs / 4, 5000));
+      timers.push(
+        setInterval(() => {
+          if (this.opts.now() - this.lastActivity > this.opts.staleAfterMs) end("stale");
+          else if (this.opts.now() >= this.nextResyncAt) end("resync");
+        }, check),
+      );
+      this.opts
+        .watch(
+          query,
+          (type, obj) => {
+            if (!ended) this.onWatchEvent(type, obj, end);
+          },
+          (err) => {
+            if (!err) end("closed");
+            else if (isTimeout(err)) end("timeout");
+            else if (isGone(err)) end("gone");
+            else end("error", err);
+          },
+        )
+        .then(
+          (abort) => {
+            if (ended) abort();
+            else {
+              this.abortCurrent = abort;
+              this.lastActivity = this.opts.now();
+              this.emit("connect");
+            }
+          },
+          (err: unknown) => {
+            end("error", err);
+          },
+        );
+    });
+  }
+
+  private lastError: unknown;
+
+  /** A method, not a field read, so the compiler does not assume it stays unchanged across awaits. */
+  private isStopped(): boolean {
+    return this.stopped;
+  }
+
+  private async run(): Promise<void> {
+    let needList = true;
+    let first = true;
+    while (!this.isStopped()) {
+      if (needList) {
+        try {
+          await this.relist(first);
+          first = false;
+          needList = false;
+          this.failures = 0;
+        } catch (err) {
+          this.failures++;
+          this.emit("error", err);
+          await this.sleep(this.backoffMs());
+          continue;
+        }
+      }
+      const reason = await this.watchOnce();
+      if (this.isStopped() || reason === "stopped") break;
+      switch (reason) {
+        case "closed":
+          this.emit("reconnect");
+          break;
+        case "timeout":
+          this.emit("timeout");
+          break;
+        case "gone":
+          this.emit("gone");
+          needList = true;
+          break;
+        case "stale":
+          this.emit("stale");
+          needList = true;
+          break;
+        case "resync":
+          this.emit("resync");
+          needList = true;
+          break;
+        case "error":
+          this.failures++;
+          this.emit("error", this.lastError);
+          // After repeated failures the resourceVersion may be long gone: relist.
+          if (this.failures >= 3) needList = true;
+          await this.sleep(this.backoffMs());
+          break;
+      }
+    }
+  }
+}
+
+function isTimeout(err: unknown): boolean {
+  return typeof err === "object" && err !== null && "name" in err && err.name === "TimeoutError";
+}
+
+function isGone(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { statusCode?: unknown; code?: unknown; status?: unknown };
+  return e.statusCode === 410 || e.code === 410 || e.status === 410;
+}
+
+/** list + watch functions for a collection path on a real apiserver. */
+export function kubeListWatch<T extends KubernetesObject>(
+  kc: KubeConfig,
+  rest: KubeRest,
+  path: string,
+  selectors: { labelSelector?: string; fieldSelector?: string } = {},
+): { list: () => Promise<ListResult<T>>; watch: WatchFn } {
+  const watcher = new Watch(kc);
+  return {
+    list: async () => {
+      const items: T[] = [];
+      let cont: string | undefined;
+      let rv = "";
+      do {
+        const page = await rest.request<{ items: T[]; metadata: { resourceVersion?: string; continue?: string } }>("GET", path, {
+          query: { limit: "500", continue: cont, ...selectors },
+        });
+        items.push(...page.items);
+        rv = page.metadata.resourceVersion ?? rv;
+        cont = page.metadata.continue || undefined;
+      } while (cont);
+      return { items, resourceVersion: rv };
+    },
+    watch: async (query, onEvent, onDone) => {
+      const controller = await watcher.watch(path, { ...query, ...selectors }, onEvent, onDone);
+      return () => {
+        controller.abort();
+      };
+    },
+  };
+}
