@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the test-only tools the conformance suite drives, into the cache:
+#   grpcurl                      (a gRPC client keyward did not write)
+#   keyward-conformance-go       (test/conformance/go: go-control-plane's generated Envoy types)
+# Idempotent: a tool already built for the same recipe is kept.
+set -euo pipefail
+
+GRPCURL_VERSION="${GRPCURL_VERSION:-v1.9.3}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
+bin="$cache/tools/bin"
+mkdir -p "$bin"
+
+if [[ -x "$bin/grpcurl" ]] && [[ "$(cat "$bin/.grpcurl-version" 2>/dev/null)" == "$GRPCURL_VERSION" ]]; then
+  echo "grpcurl $GRPCURL_VERSION: cached in $bin"
+else
+  echo "grpcurl $GRPCURL_VERSION: building into $bin"
+  GOBIN="$bin" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  echo "$GRPCURL_VERSION" >"$bin/.grpcurl-version"
+fi
+
+# The Go client is rebuilt when its sources change (hash of go.mod, go.sum, *.go).
+src="$root/test/conformance/go"
+hash="$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16)"
+if [[ -x "$bin/keyward-conformance-go" ]] && [[ "$(cat "$bin/.conformance-go-hash" 2>/dev/null)" == "$hash" ]]; then
+  echo "keyward-conformance-go: cached in $bin"
+else
+  echo "keyward-conformance-go: building into $bin"
+  (cd "$src" && go build -o "$bin/keyward-conformance-go" .)
+  echo "$hash" >"$bin/.conformance-go-hash"
+fi

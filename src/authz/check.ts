@@ -1,0 +1,156 @@
+// The check: one request's attributes in, one Decision out. It reads the key
+// index and the policy table and spends limits; it never writes the index.
+// Order: request shape -> policy rule -> credentials -> key -> validity ->
+// tenant -> source -> scopes -> limits.
+import { createHash } from "node:crypto";
+import type { KeyEntry, KeyIndex } from "../index/keys.ts";
+import { cidrContains, parseIp } from "../index/cidr.ts";
+import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
+import type { LimitSpec } from "../limits/spec.ts";
+import { findKey, type HeaderLookup } from "./credentials.ts";
+import type { CompiledRule, PolicyIndex } from "./policy.ts";
+import { REASONS, type Reason } from "./reasons.ts";
+
+export interface CheckInput {
+  readonly method: string | undefined;
+  /** :authority / Host, possibly with a port. */
+  readonly host: string | undefined;
+  /** Path with query string, as sent. */
+  readonly path: string | undefined;
+  readonly header: HeaderLookup;
+  /** The address of the peer of the proxy that calls keyward. */
+  readonly peerAddress: string | undefined;
+  /** X-Forwarded-For as the proxy that calls keyward received it (without the peer it saw). */
+  readonly forwardedFor: string | undefined;
+}
+
+export interface Decision {
+  readonly reason: Reason;
+  readonly status: number;
+  readonly entry: KeyEntry | undefined;
+  readonly rule: CompiledRule | undefined;
+  readonly limit: LimitVerdict | undefined;
+  readonly removeHeaders: readonly string[];
+  readonly removeQueryParams: readonly string[];
+}
+
+export interface CheckerOptions {
+  keys: KeyIndex;
+  policies: PolicyIndex;
+  limiter: Limiter;
+  now: () => number;
+  /** Proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted. */
+  xffTrustedHops: number;
+  /** Longer credentials are not hashed; they are unknown keys. */
+  maxKeyLength?: number;
+}
+
+const EMPTY: readonly string[] = [];
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|\\/i;
+
+export function deny(reason: Reason, entry?: KeyEntry, rule?: CompiledRule, limit?: LimitVerdict): Decision {
+  return { reason, status: REASONS[reason].status, entry, rule, limit, removeHeaders: EMPTY, removeQueryParams: EMPTY };
+}
+
+/** Lowercase host without port or trailing dot. */
+export function normalizeHost(authority: string): string {
+  let h = authority;
+  if (h.startsWith("[")) {
+    const end = h.indexOf("]");
+    h = end === -1 ? h : h.slice(0, end + 1);
+  } else {
+    const colon = h.lastIndexOf(":");
+    if (colon !== -1 && h.indexOf(":") === colon) h = h.slice(0, colon);
+  }
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h.toLowerCase();
+}
+
+/**
+ * The client address: with 0 trusted hops the peer itself, else the entry that
+ * many places from the right of X-Forwarded-For (the peer is the hop before
+ * the trusted proxies). undefined when the header is too short.
+ */
+export function clientAddress(peer: string | undefined, xff: string | undefined, trustedHops: number): string | undefined {
+  if (trustedHops <= 0) return peer;
+  if (!xff) return undefined;
+  const parts = xff.split(",");
+  const idx = parts.length - trustedHops;
+  if (idx < 0) return undefined;
+  const v = parts[idx]?.trim();
+  return v === "" ? undefined : v;
+}
+
+export class Checker {
+  private readonly o: Required<CheckerOptions>;
+
+  constructor(opts: CheckerOptions) {
+    this.o = { maxKeyLength: 1024, ...opts };
+  }
+
+  check(req: CheckInput): Decision {
+    const { method, host, path } = req;
+    if (!method || !host || !path || path.charCodeAt(0) !== 47 /* / */) return deny("bad_request");
+    let end = path.length;
+    const q = path.indexOf("?");
+    if (q !== -1) end = q;
+    const hash = path.indexOf("#");
+    if (hash !== -1 && hash < end) end = hash;
+    const pathOnly = end === path.length ? path : path.slice(0, end);
+    const query = q === -1 ? undefined : path.slice(q + 1, hash > q ? hash : undefined);
+    if (DOT_SEGMENT.test(pathOnly)) return deny("path_not_normalized");
+
+    const rule = this.o.policies.table.match(normalizeHost(host), pathOnly, method.toUpperCase());
+    if (!rule) return deny("no_policy");
+    const policy = rule.policy;
+
+    const found = findKey(policy.credentials, req.header, query);
+    if (found.kind === "none") return deny("missing_key", undefined, rule);
+    if (found.kind === "conflict") return deny("conflicting_keys", undefined, rule);
+    if (found.key.length > this.o.maxKeyLength) return deny("unknown_key", undefined, rule);
+
+    const entry = this.o.keys.lookup(createHash("sha256").update(found.key).digest("hex"));
+    if (!entry) return deny("unknown_key", undefined, rule);
+    if (entry.ambiguous) return deny("key_ambiguous", entry, rule);
+    const rec = entry.record;
+    const now = this.o.now();
+    if (rec.disabled) return deny("key_disabled", entry, rule);
+    if (now >= rec.expiresAtMs) return deny("key_expired", entry, rule);
+    if (now >= entry.validUntilMs) return deny("key_grace_ended", entry, rule);
+
+    if ((policy.namespaces && !policy.namespaces.has(rec.namespace)) || !policy.selector(rec.labels)) {
+      return deny("wrong_tenant", entry, rule);
+    }
+    if (rec.sources) {
+      const addr = clientAddress(req.peerAddress, req.forwardedFor, this.o.xffTrustedHops);
+      const ip = addr === undefined ? undefined : parseIp(addr);
+      if (!ip) return deny("source_unknown", entry, rule);
+      if (!cidrContains(rec.sources, ip)) return deny("source_not_allowed", entry, rule);
+    }
+    for (const s of rule.scopes) if (!rec.scopes.has(s)) return deny("scope_missing", entry, rule);
+
+    const { limits, subject } = effectiveLimits(entry, rule);
+    const verdict = this.o.limiter.take(subject, limits, now);
+    if (!verdict.ok) return deny(verdict.reason ?? "rate_limited", entry, rule, verdict);
+    return {
+      reason: "ok",
+      status: 200,
+      entry,
+      rule,
+      limit: verdict,
+      removeHeaders: found.headers,
+      removeQueryParams: found.queryParams,
+    };
+  }
+}
+
+/** The key's own limits, each kind falling back to the policy's defaults; the subject names the bucket. */
+function effectiveLimits(entry: KeyEntry, rule: CompiledRule): { limits: LimitSpec; subject: string } {
+  const own = entry.record.limits;
+  const def = rule.policy.defaults;
+  if ((own.rate || !def.rate) && (own.quota || !def.quota)) return { limits: own, subject: `${entry.record.uid}|` };
+  return {
+    limits: { rate: own.rate ?? def.rate, quota: own.quota ?? def.quota },
+    subject: `${entry.record.uid}|${rule.policy.ref}`,
+  };
+}

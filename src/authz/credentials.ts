@@ -1,0 +1,70 @@
+// Finds the API key in a request, in the places a policy names: headers,
+// `Authorization: Bearer`, query parameters. Two different keys in one request
+// are refused; the same key in two places is one key.
+import type { CompiledCredentials } from "./policy.ts";
+
+export type HeaderLookup = (lowercaseName: string) => string | undefined;
+
+export type Found =
+  | { kind: "none" }
+  | { kind: "conflict" }
+  | { kind: "key"; key: string; headers: readonly string[]; queryParams: readonly string[] };
+
+const NONE: Found = { kind: "none" };
+const CONFLICT: Found = { kind: "conflict" };
+
+export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: string | undefined): Found {
+  let key: string | undefined;
+  let conflict = false;
+  let headers: string[] | undefined;
+  let params: string[] | undefined;
+  const offer = (value: string): boolean => {
+    if (key === undefined) key = value;
+    else if (key !== value) conflict = true;
+    return true;
+  };
+  for (const name of cred.headers) {
+    const v = header(name);
+    if (v === undefined) continue;
+    const t = v.trim();
+    if (t === "") continue;
+    offer(t);
+    (headers ??= []).push(name);
+  }
+  if (cred.bearer) {
+    const v = header("authorization");
+    if (v !== undefined) {
+      const t = v.trim();
+      if (t.length > 7 && t.slice(0, 7).toLowerCase() === "bearer ") {
+        offer(t.slice(7).trim());
+        (headers ??= []).push("authorization");
+      }
+    }
+  }
+  if (cred.queryParams.length > 0 && query) {
+    for (const part of query.split("&")) {
+      const eq = part.indexOf("=");
+      const rawName = eq === -1 ? part : part.slice(0, eq);
+      const name = safeDecode(rawName);
+      if (name === undefined || !cred.queryParams.includes(name)) continue;
+      const value = safeDecode(eq === -1 ? "" : part.slice(eq + 1));
+      // A key that cannot be decoded is still a key: it will not be found.
+      const v = (value ?? part).trim();
+      if (v === "") continue;
+      offer(v);
+      (params ??= []).push(name);
+    }
+  }
+  if (conflict) return CONFLICT;
+  if (key === undefined) return NONE;
+  return { kind: "key", key, headers: headers ?? [], queryParams: params ? [...new Set(params)] : [] };
+}
+
+function safeDecode(s: string): string | undefined {
+  if (!s.includes("%") && !s.includes("+")) return s;
+  try {
+    return decodeURIComponent(s.replaceAll("+", " "));
+  } catch {
+    return undefined;
+  }
+}

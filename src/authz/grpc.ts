@@ -1,0 +1,192 @@
+// The gRPC front end: envoy.service.auth.v3.Authorization/Check and
+// grpc.health.v1.Health. Every Check is answered with a CheckResponse, never a
+// gRPC error; anything that throws on the way becomes a 500 denial.
+import * as grpc from "@grpc/grpc-js";
+import type { Checker, CheckInput, Decision } from "./check.ts";
+import { deny } from "./check.ts";
+import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage, type HeaderValueOption, type StructValue } from "./proto.ts";
+import { grpcCodeFor } from "./reasons.ts";
+import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, type HeaderList, type ResponseOptions } from "./response.ts";
+
+/** Envoy's HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD. */
+const OVERWRITE = 2;
+
+export interface GrpcFrontOptions {
+  address: string;
+  checker: Checker;
+  response: ResponseOptions;
+  ready: () => boolean;
+  /** Called once per answered (or cancelled) Check. */
+  onDecision: (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
+  onError: (err: unknown) => void;
+}
+
+export interface GrpcFront {
+  port: number;
+  /** Tells health watchers that readiness may have changed. */
+  notifyHealth(): void;
+  stop(): Promise<void>;
+}
+
+function headerLookup(http: NonNullable<NonNullable<CheckRequestMessage["attributes"]>["request"]>["http"]): (n: string) => string | undefined {
+  const h = http?.headers;
+  const list = http?.header_map?.headers;
+  if (list && list.length > 0) {
+    // Envoy's encode_raw_headers form: repeated entries, values as bytes.
+    const m = new Map<string, string>();
+    for (const e of list) {
+      if (!e.key) continue;
+      const k = e.key.toLowerCase();
+      const v = e.raw_value ? Buffer.from(e.raw_value).toString("utf8") : (e.value ?? "");
+      const prev = m.get(k);
+      m.set(k, prev === undefined ? v : `${prev},${v}`);
+    }
+    return (n) => m.get(n);
+  }
+  if (!h) return () => undefined;
+  return (n) => (Object.hasOwn(h, n) ? h[n] : undefined);
+}
+
+export function toCheckInput(req: CheckRequestMessage): CheckInput {
+  const attrs = req.attributes;
+  const http = attrs?.request?.http;
+  const header = headerLookup(http);
+  return {
+    method: http?.method,
+    host: http?.host,
+    path: http?.path,
+    header,
+    peerAddress: attrs?.source?.address?.socket_address?.address,
+    forwardedFor: header("x-forwarded-for"),
+  };
+}
+
+const hv = (list: HeaderList, append?: number): HeaderValueOption[] =>
+  list.map(([key, value]) => (append === undefined ? { header: { key, value } } : { header: { key, value }, append_action: append }));
+
+export function toStruct(m: Record<string, string | readonly string[]>): { fields: Record<string, StructValue> } {
+  const fields: Record<string, StructValue> = {};
+  for (const [k, v] of Object.entries(m)) {
+    fields[k] = typeof v === "string" ? { string_value: v } : { list_value: { values: v.map((s) => ({ string_value: s })) } };
+  }
+  return { fields };
+}
+
+/** Renders a Decision as Envoy's CheckResponse. */
+export function toCheckResponse(d: Decision, o: ResponseOptions): CheckResponseMessage {
+  const metadata = toStruct(decisionMetadata(d));
+  if (d.status === 200) {
+    return {
+      status: { code: 0 },
+      ok_response: {
+        headers: hv(okHeaders(d, o), OVERWRITE),
+        headers_to_remove: [...d.removeHeaders],
+        response_headers_to_add: hv(okResponseHeaders(d), OVERWRITE),
+        query_parameters_to_remove: [...d.removeQueryParams],
+      },
+      dynamic_metadata: metadata,
+    };
+  }
+  return {
+    status: { code: grpcCodeFor(d.status), message: d.reason },
+    denied_response: { status: { code: d.status }, headers: hv(denialHeaders(d, o)), body: denialBody(d.status) },
+    dynamic_metadata: metadata,
+  };
+}
+
+export async function startGrpcFront(o: GrpcFrontOptions): Promise<GrpcFront> {
+  const pkg = grpc.loadPackageDefinition(loadProtos());
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  const authz = lookupService(pkg, AUTHZ_SERVICE);
+  const health = lookupService(pkg, "grpc.health.v1.Health");
+
+  server.addService(authz, {
+    Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>, cb: grpc.sendUnaryData<CheckResponseMessage>) => {
+      const t0 = performance.now();
+      let d: Decision;
+      let input: CheckInput | undefined;
+      try {
+        if (!o.ready()) d = deny("not_ready");
+        else {
+          input = toCheckInput(call.request);
+          d = o.checker.check(input);
+        }
+      } catch (err) {
+        o.onError(err);
+        d = deny("internal_error");
+      }
+      const cancelled = call.cancelled;
+      let res: CheckResponseMessage;
+      try {
+        res = toCheckResponse(d, o.response);
+      } catch (err) {
+        o.onError(err);
+        d = deny("internal_error");
+        res = { status: { code: 13, message: "internal_error" } };
+      }
+      if (!cancelled) cb(null, res);
+      o.onDecision(d, (performance.now() - t0) / 1000, input, cancelled);
+    },
+  });
+
+  const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
+  const status = (): number => (o.ready() ? 1 : 2);
+  const known = (svc: string | undefined): boolean => !svc || svc === AUTHZ_SERVICE;
+  server.addService(health, {
+    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: number }>, cb: grpc.sendUnaryData<{ status: number }>) => {
+      if (!known(call.request.service)) {
+        cb({ code: grpc.status.NOT_FOUND, details: "unknown service" });
+        return;
+      }
+      cb(null, { status: status() });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: number }>) => {
+      if (!known(call.request.service)) {
+        call.write({ status: 3 });
+        return;
+      }
+      call.write({ status: status() });
+      watchers.add(call);
+      call.on("cancelled", () => watchers.delete(call));
+      call.on("close", () => watchers.delete(call));
+    },
+  });
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(o.address, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (err) reject(err);
+      else resolve(p);
+    });
+  });
+  let last = status();
+  return {
+    port,
+    notifyHealth: () => {
+      const now = status();
+      if (now === last) return;
+      last = now;
+      for (const w of watchers) w.write({ status: now });
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const w of watchers) w.end();
+        watchers.clear();
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 5000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+function lookupService(pkg: grpc.GrpcObject, name: string): grpc.ServiceDefinition {
+  let node: unknown = pkg;
+  for (const part of name.split(".")) node = (node as Record<string, unknown>)[part];
+  const svc = (node as { service?: grpc.ServiceDefinition } | undefined)?.service;
+  if (!svc) throw new Error(`service ${name} is not in the loaded protos`);
+  return svc;
+}

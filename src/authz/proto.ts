@@ -1,0 +1,76 @@
+// Loads keyward's gRPC services from protos/ with @grpc/proto-loader. Envoy's
+// own imports (core types, attribute_context, http_status, google.rpc.status,
+// validate and udpa annotations) come from the Envoy API trees that ship in the
+// npm package @grpc/grpc-js-xds, under deps/.
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadSync, type PackageDefinition } from "@grpc/proto-loader";
+import { KeywardError } from "../errors.ts";
+
+export const PROTO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../protos");
+export const AUTHZ_PROTO = "envoy/service/auth/v3/external_auth.proto";
+export const HEALTH_PROTO = "grpc/health/v1/health.proto";
+export const AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization";
+
+/** The directories that resolve Envoy's imports. */
+export function envoyIncludeDirs(): string[] {
+  let dir: string;
+  try {
+    dir = dirname(createRequire(import.meta.url).resolve("@grpc/grpc-js-xds"));
+  } catch (err) {
+    throw new KeywardError("ConfigInvalid", "the npm package @grpc/grpc-js-xds (Envoy's API protos) is not installed", { cause: err });
+  }
+  while (!dir.endsWith("grpc-js-xds") && dirname(dir) !== dir) dir = dirname(dir);
+  const deps = join(dir, "deps");
+  return ["envoy-api", "googleapis", "xds", "protoc-gen-validate"].map((d) => join(deps, d));
+}
+
+export function loadProtos(): PackageDefinition {
+  return loadSync([AUTHZ_PROTO, HEALTH_PROTO], {
+    keepCase: true,
+    longs: String,
+    enums: Number,
+    defaults: false,
+    oneofs: true,
+    includeDirs: [PROTO_ROOT, ...envoyIncludeDirs()],
+  });
+}
+
+// The parts of Envoy's CheckRequest keyward reads (field names as in the proto).
+export interface CheckRequestMessage {
+  attributes?: {
+    source?: { address?: { socket_address?: { address?: string } } };
+    request?: {
+      http?: {
+        method?: string;
+        host?: string;
+        path?: string;
+        headers?: Record<string, string>;
+        header_map?: { headers?: { key?: string; value?: string; raw_value?: Uint8Array }[] };
+      };
+    };
+  };
+}
+
+export interface HeaderValueOption {
+  header: { key: string; value: string };
+  append_action?: number;
+}
+
+export interface StructValue {
+  string_value?: string;
+  list_value?: { values: StructValue[] };
+}
+
+export interface CheckResponseMessage {
+  status: { code: number; message?: string };
+  denied_response?: { status: { code: number }; headers: HeaderValueOption[]; body: string };
+  ok_response?: {
+    headers: HeaderValueOption[];
+    headers_to_remove: string[];
+    response_headers_to_add: HeaderValueOption[];
+    query_parameters_to_remove: string[];
+  };
+  dynamic_metadata?: { fields: Record<string, StructValue> };
+}

@@ -1,0 +1,146 @@
+// The data plane: watches ApiKeys and ApiKeyPolicies into the key index and the
+// policy table, and serves Check over gRPC and HTTP. main.ts wires it for
+// `keyward authz` and `keyward run`.
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Registry } from "prom-client";
+import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
+import type { Config } from "../config/config.ts";
+import { KeyIndex } from "../index/keys.ts";
+import { Informer, kubeListWatch } from "../k8s/informer.ts";
+import type { KubeRest } from "../k8s/rest.ts";
+import { Limiter } from "../limits/limiter.ts";
+import type { Logger } from "../log.ts";
+import { Checker, type CheckInput, type Decision } from "./check.ts";
+import { startGrpcFront, type GrpcFront } from "./grpc.ts";
+import { startHttpFront, type HttpFront } from "./http.ts";
+import { createAuthzMetrics } from "./metrics.ts";
+import { PolicyIndex } from "./policy.ts";
+import { REASONS } from "./reasons.ts";
+import { decisionMetadata, type ResponseOptions } from "./response.ts";
+
+export interface AuthzDeps {
+  config: Config;
+  kc: KubeConfig;
+  rest: KubeRest;
+  log: Logger;
+  registry: Registry;
+  now?: () => number;
+}
+
+export interface AuthzHandle {
+  grpcPort: number;
+  httpPort: number | undefined;
+  ready(): boolean;
+  stop(): Promise<void>;
+}
+
+/** Collection paths to watch: cluster-wide, or one per configured namespace. */
+function collectionPaths(plural: string, namespaces: readonly string[]): string[] {
+  const base = `/apis/${API_VERSION}`;
+  return namespaces.length === 0 ? [`${base}/${plural}`] : namespaces.map((ns) => `${base}/namespaces/${encodeURIComponent(ns)}/${plural}`);
+}
+
+export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
+  const { config, kc, rest, registry } = deps;
+  const log = deps.log.child({ component: "authz" });
+  const now = deps.now ?? Date.now;
+  const keys = new KeyIndex({ onInvalid: (ref, what) => log.warn("ApiKey partly ignored", { apikey: ref, problem: what }) });
+  const policies = new PolicyIndex();
+  const limiter = new Limiter();
+  const metrics = createAuthzMetrics(registry, {
+    keys: () => keys.size,
+    apiKeys: () => keys.apiKeyCount,
+    policies: () => policies.table.policyCount,
+  });
+  const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops });
+  const response: ResponseOptions = { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm };
+
+  const informers: Informer<ApiKey | ApiKeyPolicy>[] = [];
+  let grpcFront: GrpcFront | undefined;
+  const notify = (): void => grpcFront?.notifyHealth();
+  const common = (resource: string) => ({
+    staleAfterMs: config.watchStaleAfter,
+    resyncMs: config.watchResync,
+    onLifecycle: (event: string, err?: unknown) => {
+      metrics.watchEvents.inc({ resource, event });
+      if (event === "error" || event === "handler_error") log.warn("watch problem", { resource, event, err });
+      notify();
+    },
+  });
+  for (const path of collectionPaths(APIKEY_PLURAL, config.namespaces)) {
+    informers.push(
+      new Informer<ApiKey>({
+        name: APIKEY_PLURAL,
+        ...kubeListWatch<ApiKey>(kc, rest, path),
+        ...common(APIKEY_PLURAL),
+        onChange: (type, obj) => {
+          keys.apply(type, obj);
+          if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+        },
+      }) as Informer<ApiKey | ApiKeyPolicy>,
+    );
+  }
+  for (const path of collectionPaths(APIKEYPOLICY_PLURAL, config.namespaces)) {
+    informers.push(
+      new Informer<ApiKeyPolicy>({
+        name: APIKEYPOLICY_PLURAL,
+        ...kubeListWatch<ApiKeyPolicy>(kc, rest, path),
+        ...common(APIKEYPOLICY_PLURAL),
+        onChange: (type, obj) => {
+          policies.apply(type, obj);
+        },
+      }) as Informer<ApiKey | ApiKeyPolicy>,
+    );
+  }
+  const ready = (): boolean => informers.every((i) => i.synced);
+
+  const onDecision = (front: "grpc" | "http") => (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => {
+    const reason = cancelled ? "cancelled" : d.reason;
+    const outcome = cancelled ? "error" : REASONS[d.reason].outcome;
+    metrics.decisions.inc({ outcome, reason, front });
+    metrics.checkSeconds.observe({ front }, seconds);
+    const level = d.status === 200 && !cancelled ? "debug" : "info";
+    if (!log.enabled(level)) return;
+    const path = input?.path;
+    const q = path?.indexOf("?") ?? -1;
+    log[level]("check", {
+      front,
+      status: d.status,
+      ...decisionMetadata(d),
+      ...(cancelled ? { reason: "cancelled" } : {}),
+      method: input?.method,
+      host: input?.host,
+      // The query string can carry the key: never logged.
+      path: q === -1 ? path : path?.slice(0, q),
+    });
+  };
+  const onError = (err: unknown): void => {
+    log.error("check failed; denied", { err });
+  };
+
+  let httpFront: HttpFront | undefined;
+  try {
+    grpcFront = await startGrpcFront({ address: config.grpcAddress, checker, response, ready, onDecision: onDecision("grpc"), onError });
+    if (config.httpAuthAddress) {
+      httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError });
+    }
+  } catch (err) {
+    await grpcFront?.stop();
+    throw err;
+  }
+  for (const inf of informers) {
+    inf.start().then(notify, (err: unknown) => {
+      log.error("watch did not start", { err });
+    });
+  }
+  log.info("authz serving", { grpcPort: grpcFront.port, httpPort: httpFront?.port });
+  const g = grpcFront;
+  return {
+    grpcPort: g.port,
+    httpPort: httpFront?.port,
+    ready,
+    stop: async () => {
+      await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
+    },
+  };
+}

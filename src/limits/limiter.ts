@@ -1,0 +1,120 @@
+// In-memory rate limits and quotas for one authz replica.
+//
+// rate:  a token bucket per key (size `burst`, refilled at requests/per);
+// quota: a counter per key per UTC calendar day or month.
+// take() is synchronous, so concurrent checks on the one Node.js thread can
+// never both spend the last token. A request is counted only when every limit
+// admits it: a request refused by its quota does not spend a rate token, and
+// one refused by its rate does not count against the quota.
+//
+// A restart forgets every bucket and counter: buckets start full and quotas
+// start from zero. Shared, durable counters across replicas come with Redis.
+import type { LimitSpec, QuotaSpec, RateSpec } from "./spec.ts";
+
+export interface LimitVerdict {
+  readonly ok: boolean;
+  readonly reason: "rate_limited" | "quota_exceeded" | undefined;
+  /** The limit that is closest to refusing (for RateLimit-* headers); undefined without limits. */
+  readonly limit: number | undefined;
+  readonly remaining: number;
+  /** Seconds until the limit shown resets (a full token, or the next period). */
+  readonly resetSeconds: number;
+  /** Seconds a refused caller should wait. */
+  readonly retryAfterSeconds: number;
+}
+
+const UNLIMITED: LimitVerdict = { ok: true, reason: undefined, limit: undefined, remaining: 0, resetSeconds: 0, retryAfterSeconds: 0 };
+
+interface Bucket {
+  tokens: number;
+  lastMs: number;
+  spec: string;
+}
+
+interface Counter {
+  periodEndMs: number;
+  count: number;
+  spec: string;
+}
+
+/** End of the UTC calendar day or month that contains `nowMs`. */
+export function periodEnd(nowMs: number, per: "day" | "month"): number {
+  const d = new Date(nowMs);
+  return per === "day"
+    ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+    : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}
+
+export class Limiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly counters = new Map<string, Counter>();
+
+  /** Number of keys with live state, for metrics. */
+  get size(): number {
+    return Math.max(this.buckets.size, this.counters.size);
+  }
+
+  /** Checks and, when admitted, spends one request of `subject`'s limits. */
+  take(subject: string, limits: LimitSpec, nowMs: number): LimitVerdict {
+    const { rate, quota } = limits;
+    if (!rate && !quota) return UNLIMITED;
+    let bucket: Bucket | undefined;
+    let counter: Counter | undefined;
+    if (rate) bucket = this.refill(subject, rate, nowMs);
+    if (quota) counter = this.counter(subject, quota, nowMs);
+    if (bucket && rate && bucket.tokens < 1) {
+      const wait = (1 - bucket.tokens) / rate.perMs;
+      const secs = Math.max(1, Math.ceil(wait / 1000));
+      return { ok: false, reason: "rate_limited", limit: rate.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
+    }
+    if (counter && quota && counter.count >= quota.requests) {
+      const secs = Math.max(1, Math.ceil((counter.periodEndMs - nowMs) / 1000));
+      return { ok: false, reason: "quota_exceeded", limit: quota.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
+    }
+    if (bucket) bucket.tokens -= 1;
+    if (counter) counter.count += 1;
+    // Report the limit with the fewest requests left.
+    const rateLeft = bucket && rate ? Math.floor(bucket.tokens) : Infinity;
+    const quotaLeft = counter && quota ? quota.requests - counter.count : Infinity;
+    if (rate && bucket && rateLeft <= quotaLeft) {
+      const secs = Math.max(0, Math.ceil((rate.burst - bucket.tokens) / rate.perMs / 1000));
+      return { ok: true, reason: undefined, limit: rate.requests, remaining: rateLeft, resetSeconds: secs, retryAfterSeconds: 0 };
+    }
+    if (quota && counter) {
+      const secs = Math.max(0, Math.ceil((counter.periodEndMs - nowMs) / 1000));
+      return { ok: true, reason: undefined, limit: quota.requests, remaining: quotaLeft, resetSeconds: secs, retryAfterSeconds: 0 };
+    }
+    return UNLIMITED;
+  }
+
+  /** Drops the state of a subject (its ApiKey was deleted). */
+  forget(subjectPrefix: string): void {
+    for (const k of this.buckets.keys()) if (k.startsWith(subjectPrefix)) this.buckets.delete(k);
+    for (const k of this.counters.keys()) if (k.startsWith(subjectPrefix)) this.counters.delete(k);
+  }
+
+  private refill(subject: string, rate: RateSpec, nowMs: number): Bucket {
+    let b = this.buckets.get(subject);
+    if (b?.spec !== rate.id) {
+      // New key, or its rate changed: start with a full bucket.
+      b = { tokens: rate.burst, lastMs: nowMs, spec: rate.id };
+      this.buckets.set(subject, b);
+      return b;
+    }
+    const elapsed = nowMs - b.lastMs;
+    if (elapsed > 0) {
+      b.tokens = Math.min(rate.burst, b.tokens + elapsed * rate.perMs);
+      b.lastMs = nowMs;
+    }
+    return b;
+  }
+
+  private counter(subject: string, quota: QuotaSpec, nowMs: number): Counter {
+    let c = this.counters.get(subject);
+    if (c?.spec !== quota.id || nowMs >= c.periodEndMs) {
+      c = { periodEndMs: periodEnd(nowMs, quota.per), count: 0, spec: quota.id };
+      this.counters.set(subject, c);
+    }
+    return c;
+  }
+}
