@@ -54,6 +54,11 @@ export interface InformerOptions<T extends KubernetesObject> {
   watch: WatchFn;
   onChange: (type: ChangeType, obj: T, old?: T) => void;
   onLifecycle?: (event: LifecycleEvent, err?: unknown) => void;
+  /**
+   * Turns each received object into what the cache keeps (drop large or sensitive
+   * fields, say). Must keep metadata.name, namespace and resourceVersion.
+   */
+  transform?: (obj: T) => T;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   /** Restart a watch with no activity for this long. Default 180 s. */
@@ -71,7 +76,8 @@ const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ""}/$
 type EndReason = "closed" | "timeout" | "gone" | "error" | "stale" | "resync" | "stopped";
 
 export class Informer<T extends KubernetesObject> {
-  private readonly opts: Required<Omit<InformerOptions<T>, "onLifecycle">> & Pick<InformerOptions<T>, "onLifecycle">;
+  private readonly opts: Required<Omit<InformerOptions<T>, "onLifecycle" | "transform">> & Pick<InformerOptions<T>, "onLifecycle">;
+  private readonly transform: (obj: T) => T;
   private readonly cache = new Map<string, T>();
   private resourceVersion = "";
   private stopped = true;
@@ -96,6 +102,7 @@ export class Informer<T extends KubernetesObject> {
       now: Date.now,
       ...opts,
     };
+    this.transform = opts.transform ?? ((o) => o);
   }
 
   get synced(): boolean {
@@ -183,7 +190,8 @@ export class Informer<T extends KubernetesObject> {
     const result = await this.opts.list();
     this.lastActivity = this.opts.now();
     const seen = new Set<string>();
-    for (const item of result.items) {
+    for (const raw of result.items) {
+      const item = this.transform(raw);
       const key = keyOf(item);
       seen.add(key);
       const old = this.cache.get(key);
@@ -208,7 +216,13 @@ export class Informer<T extends KubernetesObject> {
 
   private onWatchEvent(type: string, raw: unknown, end: (r: EndReason) => void): void {
     this.lastActivity = this.opts.now();
-    const obj = raw as T & { code?: number };
+    if (type === "ERROR") {
+      // A Status object: 410 Gone means our resourceVersion is too old.
+      end((raw as { code?: number }).code === 410 ? "gone" : "error");
+      return;
+    }
+    if (type !== "ADDED" && type !== "MODIFIED" && type !== "DELETED" && type !== "BOOKMARK") return;
+    const obj = type === "BOOKMARK" ? (raw as T) : this.transform(raw as T);
     switch (type) {
       case "ADDED":
       case "MODIFIED": {
@@ -227,12 +241,6 @@ export class Informer<T extends KubernetesObject> {
       }
       case "BOOKMARK":
         break;
-      case "ERROR":
-        // A Status object: 410 Gone means our resourceVersion is too old.
-        end(obj.code === 410 ? "gone" : "error");
-        return;
-      default:
-        return;
     }
     this.failures = 0;
     const rv = obj.metadata?.resourceVersion;

@@ -77,7 +77,7 @@ export class KubeRest {
   private readonly kc: KubeConfig;
   private readonly pacer: Pacer;
   private readonly timeoutMs: number;
-  private readonly onRequest: ((method: string) => void) | undefined;
+  private onRequest: ((method: string) => void) | undefined;
   private agent: Agent | undefined;
   private readonly discovery = new Map<string, Promise<Map<string, ResourceInfo>>>();
 
@@ -205,6 +205,11 @@ export class KubeRest {
       body: obj,
       query: { dryRun: opts.dryRun ? "All" : undefined, fieldManager: opts.fieldManager },
     });
+  }
+
+  /** Counts every request by verb (for metrics and requests-per-reconcile figures). */
+  setRequestHook(hook: ((method: string) => void) | undefined): void {
+    this.onRequest = hook;
   }
 
   /** Forgets cached discovery (after installing CRDs, say). */

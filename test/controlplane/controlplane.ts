@@ -27,6 +27,11 @@ export interface ControlPlaneOptions {
   log?: (line: string) => void;
   /** How long to wait for each component to become ready. Default 60 s. */
   readyTimeoutMs?: number;
+  /**
+   * Runs once the apiserver is ready and before kube-controller-manager starts: install
+   * CRDs here so the garbage collector watches them from its first discovery.
+   */
+  beforeControllerManager?: (kubeconfig: string) => Promise<void>;
 }
 
 export interface ControlPlaneState {
@@ -142,6 +147,7 @@ export class ControlPlane {
       cp.apiPort = await freePort();
       await cp.startApiserver();
       await cp.writeKubeconfig();
+      await opts.beforeControllerManager?.(cp.kubeconfig);
       if (cp.withKcm) await cp.startControllerManager();
     } catch (err) {
       await cp.stop();

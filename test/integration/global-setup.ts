@@ -17,10 +17,14 @@ let cp: ControlPlane | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const started = Date.now();
-  cp = await ControlPlane.start({ log: (l) => process.stderr.write(`[controlplane] ${l}\n`) });
-  const rest = new KubeRest(loadKubeConfig(cp.kubeconfig));
-  await installCrds(rest);
-  rest.close();
+  cp = await ControlPlane.start({
+    log: (l) => process.stderr.write(`[controlplane] ${l}\n`),
+    beforeControllerManager: async (kubeconfig) => {
+      const rest = new KubeRest(loadKubeConfig(kubeconfig));
+      await installCrds(rest);
+      rest.close();
+    },
+  });
   process.stderr.write(`[controlplane] ready in ${Date.now() - started} ms at ${cp.server}\n`);
   project.provide("kubeconfig", cp.kubeconfig);
   project.provide("controlPlaneDir", cp.dir);

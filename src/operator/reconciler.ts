@@ -1,0 +1,335 @@
+// Reconciles one ApiKey: makes the key material, the Secret and the status agree
+// with the spec. Level-triggered: it reads the current object and Secret and
+// acts on what it sees, whatever event caused the call.
+//
+// Ordering for safety against stale caches and crashes: the status (with the new
+// hash) is written first, with the object's resourceVersion as a precondition, so
+// a reconcile that worked from a stale copy fails with 409 and retries before
+// any Secret is touched; the Secret is written second. Decisions that replace a
+// key (Secret missing or changed) are confirmed with a live read first.
+import type { ApiKey, ApiKeyStatus, KeyVersion } from "../api/types.ts";
+import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
+import { parseDuration } from "../config/config.ts";
+import type { EventRecorder, EventType } from "../k8s/events.ts";
+import { KubeApiError, isNotFound, type KubeRest } from "../k8s/rest.ts";
+import type { Logger } from "../log.ts";
+import { DEFAULT_PREFIX, checkKeyStrength, generateKey, hashKey, keyIdFromHash } from "./keymaterial.ts";
+import { buildKeySecret, hashSecretField, isOwnedBy, secretNameOf, type SecretView } from "./secrets.ts";
+import {
+  activeKey,
+  iso,
+  jsonEqual,
+  promoteKey,
+  pruneGrace,
+  rotationDue,
+  setCondition,
+  summarizeState,
+} from "./status.ts";
+
+export const FIELD_MANAGER = "keyward-operator";
+
+/** A failure the user must fix (the object or a Secret); retried slowly, not with backoff. */
+export class UserActionNeeded extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.name = "UserActionNeeded";
+    this.reason = reason;
+  }
+}
+
+export interface ReconcileResult {
+  requeueAfter?: number;
+}
+
+export interface ReconcilerDeps {
+  rest: KubeRest;
+  secrets: { get(namespace: string, name: string): SecretView | undefined };
+  events: EventRecorder;
+  log: Logger;
+  now: () => number;
+  defaultGraceMs: number;
+  /** Re-check interval while waiting for the user (conflicting or missing Secret). */
+  userWaitMs?: number;
+  generateKey?: (prefix: string) => string;
+  onOutcome?: (outcome: string) => void;
+  onFailure?: (reason: string) => void;
+}
+
+interface Pending {
+  events: { type: EventType; reason: string; message: string }[];
+  /** Secret to write after the status: the plaintext goes nowhere else. */
+  secret?: { key: string; keyId: string };
+}
+
+const apiKeyPath = (ns: string, name: string): string =>
+  `/apis/keyward.dev/v1alpha1/namespaces/${encodeURIComponent(ns)}/apikeys/${encodeURIComponent(name)}`;
+
+export class ApiKeyReconciler {
+  private readonly d: ReconcilerDeps;
+  private readonly userWaitMs: number;
+  private readonly gen: (prefix: string) => string;
+
+  constructor(deps: ReconcilerDeps) {
+    this.d = deps;
+    this.userWaitMs = deps.userWaitMs ?? 60_000;
+    this.gen = deps.generateKey ?? generateKey;
+  }
+
+  async reconcile(apiKey: ApiKey | undefined): Promise<ReconcileResult> {
+    if (!apiKey || apiKey.metadata.deletionTimestamp) return {}; // the Secret goes with its owner (garbage collection)
+    const now = this.d.now();
+    const status: ApiKeyStatus = structuredClone(apiKey.status ?? {});
+    const pending: Pending = { events: [] };
+    const spec = apiKey.spec;
+    const disabled = spec.disabled === true;
+    const expiresAt = spec.expiresAt ? Date.parse(spec.expiresAt) : undefined;
+    const expired = expiresAt !== undefined && expiresAt <= now;
+    let failure: UserActionNeeded | undefined;
+
+    try {
+      if (spec.keyHash) this.fromDeclaredHash(apiKey, status, now, pending);
+      else if (spec.existingSecret) await this.fromExistingSecret(apiKey, status, now, pending);
+      else await this.issue(apiKey, status, now, pending, disabled || expired);
+    } catch (err) {
+      if (!(err instanceof UserActionNeeded)) {
+        await this.reportFailure(apiKey, "ReconcileError", err instanceof Error ? err.message : String(err), now);
+        throw err;
+      }
+      failure = err;
+    }
+
+    const { keys, nextEnd } = pruneGrace(status.keys, now);
+    status.keys = keys;
+    status.state = summarizeState({ disabled, expired, failed: failure !== undefined, keys });
+    const gen = apiKey.metadata.generation;
+    const ready = readyCondition(status, failure, disabled, expired, pending);
+    status.conditions = setCondition(status.conditions, { ...ready, observedGeneration: gen }, now);
+    status.observedGeneration = gen;
+    const active = activeKey(status);
+    status.currentKeyId = active?.id;
+    const rotation = spec.keyHash || spec.existingSecret ? undefined : rotationDue(apiKey, status, annotationOf(apiKey), now);
+    status.nextRotationAt = rotation?.nextRotationAt !== undefined ? iso(rotation.nextRotationAt) : undefined;
+    // Warn once per failure reason, not on every re-check while waiting for the user.
+    const prevReady = apiKey.status?.conditions?.find((c) => c.type === "Ready");
+    if (failure && prevReady?.reason !== failure.reason) pending.events.push({ type: "Warning", reason: failure.reason, message: failure.message });
+
+    const changed = !jsonEqual(clean(status), clean(apiKey.status ?? {}));
+    if (changed) await this.writeStatus(apiKey, status);
+    if (pending.secret) await this.writeSecret(apiKey, pending.secret.key, pending.secret.keyId);
+    for (const e of pending.events) this.d.events.record(apiKey, e.type, e.reason, e.message);
+    if (failure) this.d.onFailure?.(failure.reason);
+    this.d.onOutcome?.(changed ? "updated" : "unchanged");
+
+    const wakeups = [nextEnd, rotation?.nextRotationAt, expired ? undefined : expiresAt].filter(
+      (t): t is number => t !== undefined && t > now,
+    );
+    let requeueAfter = wakeups.length ? Math.min(...wakeups) - now : undefined;
+    if (failure) requeueAfter = Math.min(requeueAfter ?? this.userWaitMs, this.userWaitMs);
+    return requeueAfter === undefined ? {} : { requeueAfter: Math.max(1, Math.ceil(requeueAfter)) };
+  }
+
+  // --- the three sources of key material ---------------------------------
+
+  /** keyHash: the hash is declared in the spec; keyward stores nothing else. */
+  private fromDeclaredHash(apiKey: ApiKey, status: ApiKeyStatus, now: number, pending: Pending): void {
+    const hash = apiKey.spec.keyHash ?? "";
+    if (activeKey(status)?.hash === hash) return;
+    const first = !activeKey(status);
+    const next: KeyVersion = { id: keyIdFromHash(hash, "key"), hash, state: "active", createdAt: iso(now) };
+    status.keys = promoteKey(status.keys, next, now, this.graceMs(apiKey));
+    pending.events.push({ type: "Normal", reason: first ? "KeyRegistered" : "KeyChanged", message: `key ${next.id} registered from spec.keyHash` });
+  }
+
+  /** existingSecret: hash the user's Secret; re-hash when it changes; refuse weak keys. */
+  private async fromExistingSecret(apiKey: ApiKey, status: ApiKeyStatus, now: number, pending: Pending): Promise<void> {
+    const ref = apiKey.spec.existingSecret ?? { name: "" };
+    const field = ref.key ?? SECRET_DATA_KEY;
+    const ns = apiKey.metadata.namespace;
+    status.secretName = ref.name;
+    const cachedHash = this.d.secrets.get(ns, ref.name)?.hashes[field];
+    if (cachedHash !== undefined && cachedHash === activeKey(status)?.hash) return;
+    // Something differs from status (or the cache has not seen the Secret): read it live.
+    const live = await this.readSecret(ns, ref.name);
+    if (!live) throw new UserActionNeeded("SecretNotFound", `Secret ${ref.name} (spec.existingSecret) does not exist in namespace ${ns}`);
+    const b64 = live.data[field];
+    if (b64 === undefined) {
+      throw new UserActionNeeded("SecretKeyMissing", `Secret ${ref.name} has no data field "${field}" (spec.existingSecret.key)`);
+    }
+    const hash = hashSecretField(b64);
+    if (hash === activeKey(status)?.hash) return;
+    const strength = checkKeyStrength(Buffer.from(b64, "base64").toString("utf8"));
+    if (strength.weak) throw new UserActionNeeded("WeakKey", `the key in Secret ${ref.name} is too weak: ${strength.reason}`);
+    const first = !activeKey(status);
+    const next: KeyVersion = { id: keyIdFromHash(hash, "ext"), hash, state: "active", createdAt: iso(now) };
+    status.keys = promoteKey(status.keys, next, now, this.graceMs(apiKey));
+    pending.events.push({
+      type: "Normal",
+      reason: first ? "KeyRegistered" : "KeyChanged",
+      message: first ? `key ${next.id} registered from Secret ${ref.name}` : `Secret ${ref.name} changed: key ${next.id} is now active`,
+    });
+  }
+
+  /** Issued keys: create, deliver, repair and rotate. */
+  private async issue(apiKey: ApiKey, status: ApiKeyStatus, now: number, pending: Pending, paused: boolean): Promise<void> {
+    const ns = apiKey.metadata.namespace;
+    const secretName = secretNameOf(apiKey);
+    const prefix = apiKey.spec.prefix ?? DEFAULT_PREFIX;
+    status.secretName = secretName;
+    const active = activeKey(status);
+    const cached = this.d.secrets.get(ns, secretName);
+
+    let reason: "Issued" | "Rotated" | "SecretMissing" | "SecretTampered" | "RotationIncomplete" | undefined;
+    let detail = "";
+    if (cached && !isOwnedBy(cached, apiKey)) {
+      throw new UserActionNeeded(
+        "SecretConflict",
+        `Secret ${secretName} exists and is not owned by this ApiKey; keyward never overwrites it. Delete it or set spec.secretName`,
+      );
+    }
+    if (!active) {
+      // First issuance, unless a Secret of ours already holds a key (a crash between writes): adopt it.
+      const live = await this.readSecret(ns, secretName);
+      if (live && !isOwnedBy(live.view, apiKey)) {
+        throw new UserActionNeeded("SecretConflict", `Secret ${secretName} exists and is not owned by this ApiKey; keyward never overwrites it`);
+      }
+      const b64 = live?.data[SECRET_DATA_KEY];
+      if (b64 !== undefined) {
+        const hash = hashSecretField(b64);
+        status.keys = promoteKey(status.keys, { id: keyIdFromHash(hash, prefix), hash, state: "active", createdAt: iso(now) }, now, 0);
+        this.recordObserved(apiKey, status);
+        return;
+      }
+      reason = "Issued";
+    } else if (cached?.hashes[SECRET_DATA_KEY] !== active.hash) {
+      // The cache says the Secret is missing or holds another key: confirm before replacing anything.
+      const live = await this.readSecret(ns, secretName);
+      const liveHash = live?.data[SECRET_DATA_KEY] !== undefined ? hashSecretField(live.data[SECRET_DATA_KEY]) : undefined;
+      if (live && !isOwnedBy(live.view, apiKey)) {
+        throw new UserActionNeeded("SecretConflict", `Secret ${secretName} was replaced by one this ApiKey does not own; keyward never overwrites it`);
+      }
+      if (!live || liveHash === undefined) {
+        reason = "SecretMissing";
+        detail = `Secret ${secretName} was deleted or lost its key; a new key was issued`;
+      } else if (liveHash !== active.hash) {
+        const inGrace = status.keys?.some((k) => k.state === "grace" && k.hash === liveHash);
+        reason = inGrace ? "RotationIncomplete" : "SecretTampered";
+        detail = inGrace
+          ? `Secret ${secretName} still held the previous key after an interrupted rotation; a new key was issued`
+          : `Secret ${secretName} was changed outside keyward; its content is not accepted and a new key was issued`;
+      }
+    }
+    if (!reason && !paused) {
+      const due = rotationDue(apiKey, status, annotationOf(apiKey), now).due;
+      if (due) {
+        reason = "Rotated";
+        detail = `rotated (${due === "schedule" ? "schedule" : due === "trigger" ? "spec.rotation.trigger changed" : `annotation ${ROTATE_ANNOTATION} changed`})`;
+      }
+    }
+    if (!reason) return;
+
+    const key = this.gen(prefix);
+    const hash = hashKey(key);
+    const keyId = keyIdFromHash(hash, prefix);
+    status.keys = promoteKey(status.keys, { id: keyId, hash, state: "active", createdAt: iso(now) }, now, this.graceMs(apiKey));
+    if (reason !== "Issued") status.lastRotationAt = iso(now);
+    this.recordObserved(apiKey, status);
+    pending.secret = { key, keyId };
+    const warning = reason === "SecretMissing" || reason === "SecretTampered";
+    pending.events.push({
+      type: warning ? "Warning" : "Normal",
+      reason,
+      message: reason === "Issued" ? `key ${keyId} issued into Secret ${secretName}` : `${detail}; key ${keyId} is active`,
+    });
+  }
+
+  // --- helpers -------------------------------------------------------------
+
+  private recordObserved(apiKey: ApiKey, status: ApiKeyStatus): void {
+    status.observedTrigger = apiKey.spec.rotation?.trigger;
+    status.observedRotateAnnotation = annotationOf(apiKey);
+  }
+
+  private graceMs(apiKey: ApiKey): number {
+    const g = apiKey.spec.rotation?.gracePeriod;
+    return g === undefined ? this.d.defaultGraceMs : parseDuration(g);
+  }
+
+  private async readSecret(ns: string, name: string): Promise<{ view: SecretView; data: Record<string, string> } | undefined> {
+    try {
+      const s = await this.d.rest.request<SecretView & { data?: Record<string, string> }>(
+        "GET",
+        `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets/${encodeURIComponent(name)}`,
+      );
+      return { view: s, data: s.data ?? {} };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private async writeStatus(apiKey: ApiKey, status: ApiKeyStatus): Promise<void> {
+    // Merge patch with the resourceVersion we read: a stale copy gets 409 and is retried.
+    // Fields that are now undefined are sent as null so they are removed.
+    const body = { metadata: { resourceVersion: apiKey.metadata.resourceVersion }, status: withNulls(status, apiKey.status ?? {}) };
+    await this.d.rest.request("PATCH", `${apiKeyPath(apiKey.metadata.namespace, apiKey.metadata.name)}/status`, {
+      body,
+      contentType: "application/merge-patch+json",
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  private async writeSecret(apiKey: ApiKey, key: string, keyId: string): Promise<void> {
+    await this.d.rest.apply(buildKeySecret(apiKey, key, keyId), FIELD_MANAGER, { force: true });
+  }
+
+  /** The one failure path for unexpected errors: Ready=False, a Warning Event, a counter. */
+  private async reportFailure(apiKey: ApiKey, reason: string, message: string, now: number): Promise<void> {
+    this.d.onFailure?.(reason);
+    this.d.events.record(apiKey, "Warning", reason, message);
+    const status = structuredClone(apiKey.status ?? {});
+    status.conditions = setCondition(
+      status.conditions,
+      { type: "Ready", status: "False", reason, message, observedGeneration: apiKey.metadata.generation },
+      now,
+    );
+    if (jsonEqual(status, apiKey.status ?? {})) return;
+    await this.writeStatus(apiKey, status).catch((err: unknown) => {
+      this.d.log.debug("could not record the failure in status", { err: err instanceof KubeApiError ? err.message : err });
+    });
+  }
+}
+
+function annotationOf(apiKey: ApiKey): string | undefined {
+  return apiKey.metadata.annotations?.[ROTATE_ANNOTATION];
+}
+
+function readyCondition(
+  status: ApiKeyStatus,
+  failure: UserActionNeeded | undefined,
+  disabled: boolean,
+  expired: boolean,
+  pending: Pending,
+): { type: string; status: "True" | "False"; reason: string; message: string } {
+  if (disabled) return { type: "Ready", status: "False", reason: "Disabled", message: "spec.disabled is true: the key is rejected" };
+  if (expired) return { type: "Ready", status: "False", reason: "Expired", message: "spec.expiresAt has passed: the key is rejected" };
+  if (failure) return { type: "Ready", status: "False", reason: failure.reason, message: failure.message };
+  const active = activeKey(status);
+  if (!active) return { type: "Ready", status: "False", reason: "Pending", message: "no key yet" };
+  const last = pending.events.at(-1);
+  const prev = status.conditions?.find((c) => c.type === "Ready");
+  const reason = last?.reason ?? (prev?.status === "True" ? prev.reason : "Issued");
+  return { type: "Ready", status: "True", reason, message: `key ${active.id} is active` };
+}
+
+/** Status without volatile bits, for change detection. */
+function clean(s: ApiKeyStatus): ApiKeyStatus {
+  return JSON.parse(JSON.stringify(s)) as ApiKeyStatus;
+}
+
+/** For a JSON merge patch: fields present before and absent now become null. */
+function withNulls(next: ApiKeyStatus, prev: ApiKeyStatus): Record<string, unknown> {
+  const out: Record<string, unknown> = JSON.parse(JSON.stringify(next)) as Record<string, unknown>;
+  for (const k of Object.keys(prev)) if (!(k in out) && k !== "usage") out[k] = null;
+  return out;
+}
