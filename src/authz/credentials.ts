@@ -14,14 +14,12 @@ const NONE: Found = { kind: "none" };
 const CONFLICT: Found = { kind: "conflict" };
 
 export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: string | undefined): Found {
-  let key: string | undefined;
-  let conflict = false;
+  const st: { key: string | undefined; conflict: boolean } = { key: undefined, conflict: false };
   let headers: string[] | undefined;
   let params: string[] | undefined;
-  const offer = (value: string): boolean => {
-    if (key === undefined) key = value;
-    else if (key !== value) conflict = true;
-    return true;
+  const offer = (value: string): void => {
+    if (st.key === undefined) st.key = value;
+    else if (st.key !== value) st.conflict = true;
   };
   for (const name of cred.headers) {
     const v = header(name);
@@ -55,9 +53,9 @@ export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: 
       (params ??= []).push(name);
     }
   }
-  if (conflict) return CONFLICT;
-  if (key === undefined) return NONE;
-  return { kind: "key", key, headers: headers ?? [], queryParams: params ? [...new Set(params)] : [] };
+  if (st.conflict) return CONFLICT;
+  if (st.key === undefined) return NONE;
+  return { kind: "key", key: st.key, headers: headers ?? [], queryParams: params ? [...new Set(params)] : [] };
 }
 
 function safeDecode(s: string): string | undefined {

@@ -67,7 +67,7 @@ const hv = (list: HeaderList, append?: number): HeaderValueOption[] =>
 export function toStruct(m: Record<string, string | readonly string[]>): { fields: Record<string, StructValue> } {
   const fields: Record<string, StructValue> = {};
   for (const [k, v] of Object.entries(m)) {
-    fields[k] = typeof v === "string" ? { string_value: v } : { list_value: { values: v.map((s) => ({ string_value: s })) } };
+    fields[k] = typeof v === "string" ? { stringValue: v } : { listValue: { values: v.map((s) => ({ stringValue: s })) } };
   }
   return { fields };
 }

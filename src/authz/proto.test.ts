@@ -1,7 +1,7 @@
 // Proves protos/envoy/service/auth/v3/external_auth.proto equals Envoy's wire
 // contract: every message, field number, type and label, and the service method,
 // compared with the definition that ships with @grpc/grpc-js-xds.
-import { loadSync, type MessageTypeDefinition, type PackageDefinition } from "@grpc/proto-loader";
+import { loadSync, type PackageDefinition } from "@grpc/proto-loader";
 import { describe, expect, it } from "vitest";
 import { AUTHZ_PROTO, envoyIncludeDirs, loadProtos, PROTO_ROOT } from "./proto.ts";
 
@@ -17,7 +17,7 @@ interface FieldShape {
 }
 
 function fields(def: PackageDefinition, msg: string): FieldShape[] {
-  const t = def[`envoy.service.auth.v3.${msg}`] as MessageTypeDefinition;
+  const t = def[`envoy.service.auth.v3.${msg}`] as unknown as { type: unknown };
   const d = t.type as { field: { name: string; number: number; type: string; label: string; typeName: string; oneofIndex?: number }[] };
   return d.field
     .map((f) => ({ name: f.name, number: f.number, type: f.type, label: f.label, typeName: f.typeName.replace(/^\./, ""), oneofIndex: f.oneofIndex }))

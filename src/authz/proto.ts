@@ -58,9 +58,10 @@ export interface HeaderValueOption {
   append_action?: number;
 }
 
+// google.protobuf.Struct comes from protobufjs's built-in descriptors, whose field names are camelCase even with keepCase.
 export interface StructValue {
-  string_value?: string;
-  list_value?: { values: StructValue[] };
+  stringValue?: string;
+  listValue?: { values: StructValue[] };
 }
 
 export interface CheckResponseMessage {

@@ -44,7 +44,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const { config, kc, rest, registry } = deps;
   const log = deps.log.child({ component: "authz" });
   const now = deps.now ?? Date.now;
-  const keys = new KeyIndex({ onInvalid: (ref, what) => log.warn("ApiKey partly ignored", { apikey: ref, problem: what }) });
+  const keys = new KeyIndex({
+    onInvalid: (ref, what) => {
+      log.warn("ApiKey partly ignored", { apikey: ref, problem: what });
+    },
+  });
   const policies = new PolicyIndex();
   const limiter = new Limiter();
   const metrics = createAuthzMetrics(registry, {
@@ -57,7 +61,9 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
 
   const informers: Informer<ApiKey | ApiKeyPolicy>[] = [];
   let grpcFront: GrpcFront | undefined;
-  const notify = (): void => grpcFront?.notifyHealth();
+  const notify = (): void => {
+    grpcFront?.notifyHealth();
+  };
   const common = (resource: string) => ({
     staleAfterMs: config.watchStaleAfter,
     resyncMs: config.watchResync,

@@ -89,6 +89,10 @@ export const SETTINGS = {
   // --- authz --------------------------------------------------------------
   grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),
   httpAuthAddress: s("http-auth-address", "KEYWARD_HTTP_AUTH_ADDRESS", "0.0.0.0:9002", "host:port of the HTTP auth endpoint (nginx auth_request, Traefik forwardAuth); empty disables it"),
+  keyIdHeader: s("key-id-header", "KEYWARD_KEY_ID_HEADER", "x-keyward-key-id", "request header that carries the key id upstream on an allowed request (replaces any sent by the client)"),
+  ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),
+  xffTrustedHops: int("xff-trusted-hops", "KEYWARD_XFF_TRUSTED_HOPS", 0, "proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted when checking allowedSources; 0 uses the calling proxy's peer address"),
+  authRealm: s("auth-realm", "KEYWARD_AUTH_REALM", "keyward", "realm named in the WWW-Authenticate header of a 401"),
 } as const;
 
 type Settings = typeof SETTINGS;

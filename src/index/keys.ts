@@ -130,7 +130,7 @@ export class KeyIndex {
           validUntilMs = Date.parse(v.expiresAt);
           if (Number.isNaN(validUntilMs)) validUntilMs = -Infinity;
         }
-      } else if (v.state !== "active") continue;
+      } else if ((v.state as string) !== "active") continue; // a state this version does not know: not accepted
       out.set(m[1].toLowerCase(), { id: v.id, record, validUntilMs, ambiguous: false });
     }
     return out;

@@ -43,9 +43,10 @@ export function compileLimits(limits: Limits | undefined, onInvalid?: (what: str
     } else onInvalid?.(`rate ${requests}/${per}`);
   }
   if (limits?.quota) {
-    const { requests, per } = limits.quota;
+    const { requests } = limits.quota;
+    const per: string = limits.quota.per;
     if (requests > 0 && (per === "day" || per === "month")) quota = { requests, per, id: `q${requests}/${per}` };
-    else onInvalid?.(`quota ${requests}/${String(per)}`);
+    else onInvalid?.(`quota ${requests}/${per}`);
   }
   return { rate, quota };
 }
