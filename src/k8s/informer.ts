@@ -270,7 +270,8 @@ export class Informer<T extends KubernetesObject> {
         allowWatchBookmarks: "true",
         timeoutSeconds: String(Math.round(span + span * this.opts.random())),
       };
-      const check = Math.max(50, Math.min(this.opts.staleAfterMs / 4, 5000));
+      const resyncCheck = this.opts.resyncMs > 0 ? this.opts.resyncMs / 4 : Number.POSITIVE_INFINITY;
+      const check = Math.max(20, Math.min(this.opts.staleAfterMs / 4, resyncCheck, 5000));
       timers.push(
         setInterval(() => {
           if (this.opts.now() - this.lastActivity > this.opts.staleAfterMs) end("stale");
@@ -330,6 +331,7 @@ export class Informer<T extends KubernetesObject> {
           continue;
         }
       }
+      if (this.isStopped()) break;
       const reason = await this.watchOnce();
       if (this.isStopped() || reason === "stopped") break;
       switch (reason) {

@@ -131,6 +131,11 @@ export class ControlPlane {
     this.withKcm = opts.controllerManager ?? true;
   }
 
+  /** etcd's client URL (for compaction in tests). */
+  get etcdUrl(): string {
+    return `http://127.0.0.1:${this.etcdPort}`;
+  }
+
   get server(): string {
     return `https://127.0.0.1:${this.apiPort}`;
   }

@@ -1,0 +1,191 @@
+import { describe, expect, it } from "vitest";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { Informer, type ChangeType, type LifecycleEvent, type ListResult, type WatchFn } from "./informer.ts";
+
+interface Obj extends KubernetesObject {
+  metadata: { name: string; namespace: string; resourceVersion: string };
+}
+const obj = (name: string, rv: number): Obj => ({ metadata: { name, namespace: "ns", resourceVersion: String(rv) } });
+
+/** A scripted apiserver: lists return `items`; each watch call is handed to the test. */
+class FakeServer {
+  items: Obj[] = [];
+  rv = 1;
+  listCalls = 0;
+  failLists = 0;
+  watches: { query: Record<string, string>; send: (t: string, o: unknown) => void; done: (err: unknown) => void; aborted: boolean }[] = [];
+  failWatches = 0;
+
+  list = (): Promise<ListResult<Obj>> => {
+    this.listCalls++;
+    if (this.failLists > 0) {
+      this.failLists--;
+      return Promise.reject(new Error("connection refused"));
+    }
+    return Promise.resolve({ items: [...this.items], resourceVersion: String(this.rv) });
+  };
+
+  watch: WatchFn = (query, onEvent, onDone) => {
+    if (this.failWatches > 0) {
+      this.failWatches--;
+      return Promise.reject(new Error("connection refused"));
+    }
+    const w = { query, send: onEvent, done: onDone, aborted: false };
+    this.watches.push(w);
+    return Promise.resolve(() => {
+      w.aborted = true;
+    });
+  };
+
+  get current() {
+    const w = this.watches.at(-1);
+    if (!w) throw new Error("no watch");
+    return w;
+  }
+}
+
+async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+function setup(server: FakeServer, extra: Partial<ConstructorParameters<typeof Informer<Obj>>[0]> = {}) {
+  const changes: [ChangeType, string][] = [];
+  const lifecycle: LifecycleEvent[] = [];
+  const inf = new Informer<Obj>({
+    name: "test",
+    list: server.list,
+    watch: server.watch,
+    onChange: (t, o) => changes.push([t, o.metadata.name]),
+    onLifecycle: (e) => lifecycle.push(e),
+    backoffInitialMs: 5,
+    backoffMaxMs: 20,
+    random: () => 0.5,
+    ...extra,
+  });
+  return { inf, changes, lifecycle };
+}
+
+describe("Informer", () => {
+  it("lists, then watches from the list's resourceVersion with bookmarks", async () => {
+    const server = new FakeServer();
+    server.items = [obj("a", 1)];
+    server.rv = 7;
+    const { inf, changes } = setup(server);
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    expect(changes).toEqual([["add", "a"]]);
+    expect(server.current.query).toMatchObject({ resourceVersion: "7", allowWatchBookmarks: "true" });
+    server.current.send("MODIFIED", obj("a", 8));
+    server.current.send("ADDED", obj("b", 9));
+    server.current.send("DELETED", obj("a", 10));
+    expect(changes).toEqual([
+      ["add", "a"],
+      ["update", "a"],
+      ["add", "b"],
+      ["delete", "a"],
+    ]);
+    expect(inf.list().map((o) => o.metadata.name)).toEqual(["b"]);
+    await inf.stop();
+  });
+
+  it("resumes from the last resourceVersion after a timeout, without relisting", async () => {
+    const server = new FakeServer();
+    const { inf, lifecycle } = setup(server);
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    server.current.send("ADDED", obj("a", 42));
+    server.current.done(Object.assign(new Error("timeout"), { name: "TimeoutError" }));
+    await until(() => server.watches.length === 2, "second watch");
+    expect(server.current.query.resourceVersion).toBe("42");
+    expect(server.listCalls).toBe(1);
+    expect(lifecycle).toContain("timeout");
+    await inf.stop();
+  });
+
+  it("relists on 410 Gone and reports objects deleted meanwhile", async () => {
+    const server = new FakeServer();
+    server.items = [obj("a", 1), obj("b", 1)];
+    const { inf, changes, lifecycle } = setup(server);
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    server.items = [obj("b", 5), obj("c", 6)];
+    server.rv = 6;
+    server.current.send("ERROR", { kind: "Status", code: 410 });
+    await until(() => server.watches.length === 2, "watch after relist");
+    expect(lifecycle).toEqual(expect.arrayContaining(["list", "gone", "relist"]));
+    expect(changes).toEqual([
+      ["add", "a"],
+      ["add", "b"],
+      ["update", "b"],
+      ["add", "c"],
+      ["delete", "a"],
+    ]);
+    expect(server.current.query.resourceVersion).toBe("6");
+    await inf.stop();
+  });
+
+  it("keeps retrying with backoff after errors instead of stopping", async () => {
+    const server = new FakeServer();
+    server.failLists = 3;
+    const { inf, lifecycle } = setup(server);
+    await inf.start();
+    expect(lifecycle.filter((e) => e === "error")).toHaveLength(3);
+    await until(() => server.watches.length === 1, "watch");
+    server.failWatches = 4;
+    server.current.done(new Error("socket hang up"));
+    await until(() => server.watches.length === 2, "watch after repeated failures");
+    expect(lifecycle.filter((e) => e === "error").length).toBeGreaterThanOrEqual(7);
+    // After several failed watches the resourceVersion may be gone: it relisted.
+    expect(lifecycle).toContain("relist");
+    await inf.stop();
+  });
+
+  it("restarts a watch that went silent (staleness watchdog)", async () => {
+    const server = new FakeServer();
+    let t = 0;
+    const { inf, lifecycle } = setup(server, { staleAfterMs: 200, now: () => t });
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    t += 1000; // nothing arrives for longer than staleAfterMs
+    await until(() => server.watches.length === 2, "a new watch after the watchdog fired");
+    expect(lifecycle).toContain("stale");
+    expect(server.watches[0]?.aborted).toBe(true);
+    expect(server.listCalls).toBe(2);
+    await inf.stop();
+  });
+
+  it("relists periodically (resync)", async () => {
+    const server = new FakeServer();
+    let t = 0;
+    const { inf, lifecycle } = setup(server, { resyncMs: 100, staleAfterMs: 1_000_000, now: () => t });
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    t += 500;
+    await until(() => lifecycle.includes("resync"), "resync");
+    await until(() => server.listCalls === 2, "the second list");
+    await inf.stop();
+  });
+
+  it("counts a throwing handler and goes on", async () => {
+    const server = new FakeServer();
+    server.items = [obj("a", 1)];
+    const lifecycle: LifecycleEvent[] = [];
+    const inf = new Informer<Obj>({
+      name: "t",
+      list: server.list,
+      watch: server.watch,
+      onChange: () => {
+        throw new Error("boom");
+      },
+      onLifecycle: (e) => lifecycle.push(e),
+    });
+    await inf.start();
+    expect(lifecycle).toContain("handler_error");
+    expect(inf.get("ns", "a")).toBeDefined();
+    await inf.stop();
+  });
+});
