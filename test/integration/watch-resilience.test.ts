@@ -55,11 +55,11 @@ describe("informer against a restarting apiserver", () => {
     });
     await inf.start();
     expect(inf.list()).toHaveLength(10);
-    await eventually(async () => (lifecycle.includes("connect") ? true : undefined), 5000, "watch connected");
+    await eventually(() => (lifecycle.includes("connect") ? true : undefined), 5000, "watch connected");
 
     // Mid-stream: the apiserver dies.
     await cp.stopApiserver();
-    await eventually(async () => (lifecycle.includes("error") ? true : undefined), 15_000, "the informer to notice");
+    await eventually(() => (lifecycle.includes("error") ? true : undefined), 15_000, "the informer to notice");
     await cp.startApiserver();
 
     // While the informer backs off: create, update and delete, then compact etcd so
@@ -90,7 +90,7 @@ describe("informer against a restarting apiserver", () => {
     expect(inf.get(ns, "before-9")?.spec.disabled).toBe(true);
     expect(inf.get(ns, "before-0")).toBeUndefined();
     await createApiKey(rest, ns, "after", { owner: "o" });
-    await eventually(async () => inf.get(ns, "after"), 10_000, "a new object after recovery");
+    await eventually(() => inf.get(ns, "after"), 10_000, "a new object after recovery");
     expect(lifecycle).toEqual(expect.arrayContaining(["list", "connect", "error", "relist"]));
     await inf.stop();
     informerRest.close();

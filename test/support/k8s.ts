@@ -14,7 +14,7 @@ export async function deleteNamespace(kc: KubeConfig, name: string): Promise<voi
 }
 
 /** Polls `fn` until it returns a value other than undefined, or throws after `timeoutMs`. */
-export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+export async function eventually<T>(fn: () => T | undefined | Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let delay = 20;
   let lastError: unknown;
