@@ -1,0 +1,42 @@
+// Locates (building once, through scripts/tools-build.sh) the conformance tools:
+// grpcurl and the Go client built on go-control-plane's Envoy types.
+import { execFile, spawn } from "node:child_process";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { envoyIncludeDirs, PROTO_ROOT } from "../../src/authz/proto.ts";
+
+const repoRoot = resolve(import.meta.dirname, "..", "..");
+
+export function toolsBinDir(): string {
+  const cache = process.env.KEYWARD_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keyward");
+  return join(cache, "tools", "bin");
+}
+
+/** Runs scripts/tools-build.sh (idempotent; minutes only the first time). */
+export async function buildTools(): Promise<string> {
+  await promisify(execFile)("bash", [join(repoRoot, "scripts", "tools-build.sh")], { maxBuffer: 16 << 20 });
+  return toolsBinDir();
+}
+
+/** Runs a program with `input` on stdin; resolves with stdout, rejects with stderr on a non-zero exit. */
+export function run(cmd: string, args: string[], input: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", rej);
+    child.on("close", (code) => {
+      if (code === 0) res(out);
+      else rej(new Error(`${cmd} exited ${String(code)}: ${err}`));
+    });
+    child.stdin.end(input);
+  });
+}
+
+/** grpcurl arguments that load keyward's own protos (and Envoy's imports) instead of reflection. */
+export function grpcurlProtoArgs(proto: string): string[] {
+  return ["-plaintext", "-import-path", PROTO_ROOT, ...envoyIncludeDirs().flatMap((d) => ["-import-path", d]), "-proto", proto];
+}
