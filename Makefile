@@ -26,8 +26,13 @@ deps: $(NODE_DEPS) ## Install npm dependencies, Node 24 included (idempotent)
 controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the cache (once)
 	@scripts/controlplane-build.sh >/dev/null
 
+.PHONY: tools
+tools: ## Install nginx for the e2e suite, build grpcurl and the Go ext_authz client into the cache (once)
+	@scripts/install-system-deps.sh
+	@scripts/tools-build.sh
+
 .PHONY: setup
-setup: deps controlplane ## Everything the tests and the demo need (idempotent)
+setup: deps controlplane tools ## Everything the tests and the demo need (idempotent)
 
 .PHONY: typecheck
 typecheck: $(NODE_DEPS) ## TypeScript, strict
