@@ -59,7 +59,7 @@ export interface ReconcilerDeps {
 interface Pending {
   events: { type: EventType; reason: string; message: string }[];
   /** Secret to write after the status: the plaintext goes nowhere else. */
-  secret?: { key: string; keyId: string };
+  secret?: { key: string; keyId: string; create: boolean };
 }
 
 const apiKeyPath = (ns: string, name: string): string =>
@@ -116,7 +116,7 @@ export class ApiKeyReconciler {
 
     const changed = !jsonEqual(clean(status), clean(apiKey.status ?? {}));
     if (changed) await this.writeStatus(apiKey, status);
-    if (pending.secret) await this.writeSecret(apiKey, pending.secret.key, pending.secret.keyId);
+    if (pending.secret) await this.writeSecret(apiKey, pending.secret);
     for (const e of pending.events) this.d.events.record(apiKey, e.type, e.reason, e.message);
     if (failure) this.d.onFailure?.(failure.reason);
     this.d.onOutcome?.(changed ? "updated" : "unchanged");
@@ -179,6 +179,7 @@ export class ApiKeyReconciler {
     const active = activeKey(status);
     const cached = this.d.secrets.get(ns, secretName);
 
+    let createSecret = false;
     let reason: "Issued" | "Rotated" | "SecretMissing" | "SecretTampered" | "RotationIncomplete" | undefined;
     let detail = "";
     if (cached && !isOwnedBy(cached, apiKey)) {
@@ -188,18 +189,23 @@ export class ApiKeyReconciler {
       );
     }
     if (!active) {
-      // First issuance, unless a Secret of ours already holds a key (a crash between writes): adopt it.
-      const live = await this.readSecret(ns, secretName);
-      if (live && !isOwnedBy(live.view, apiKey)) {
-        throw new UserActionNeeded("SecretConflict", `Secret ${secretName} exists and is not owned by this ApiKey; keyward never overwrites it`);
+      // First issuance. A Secret of ours that already holds a key (status lost, say) is adopted.
+      if (cached) {
+        const live = await this.readSecret(ns, secretName);
+        if (live && !isOwnedBy(live.view, apiKey)) {
+          throw new UserActionNeeded("SecretConflict", `Secret ${secretName} exists and is not owned by this ApiKey; keyward never overwrites it`);
+        }
+        const b64 = live?.data[SECRET_DATA_KEY];
+        if (b64 !== undefined) {
+          const hash = hashSecretField(b64);
+          status.keys = promoteKey(status.keys, { id: keyIdFromHash(hash, prefix), hash, state: "active", createdAt: iso(now) }, now, 0);
+          this.recordObserved(apiKey, status);
+          return;
+        }
       }
-      const b64 = live?.data[SECRET_DATA_KEY];
-      if (b64 !== undefined) {
-        const hash = hashSecretField(b64);
-        status.keys = promoteKey(status.keys, { id: keyIdFromHash(hash, prefix), hash, state: "active", createdAt: iso(now) }, now, 0);
-        this.recordObserved(apiKey, status);
-        return;
-      }
+      // Otherwise the Secret is created (never applied over): if one appeared that the
+      // cache has not seen, the create fails with 409 and the retry sees it.
+      createSecret = true;
       reason = "Issued";
     } else if (cached?.hashes[SECRET_DATA_KEY] !== active.hash) {
       // The cache says the Secret is missing or holds another key: confirm before replacing anything.
@@ -234,7 +240,7 @@ export class ApiKeyReconciler {
     status.keys = promoteKey(status.keys, { id: keyId, hash, state: "active", createdAt: iso(now) }, now, this.graceMs(apiKey));
     if (reason !== "Issued") status.lastRotationAt = iso(now);
     this.recordObserved(apiKey, status);
-    pending.secret = { key, keyId };
+    pending.secret = { key, keyId, create: createSecret };
     const warning = reason === "SecretMissing" || reason === "SecretTampered";
     pending.events.push({
       type: warning ? "Warning" : "Normal",
@@ -279,8 +285,10 @@ export class ApiKeyReconciler {
     });
   }
 
-  private async writeSecret(apiKey: ApiKey, key: string, keyId: string): Promise<void> {
-    await this.d.rest.apply(buildKeySecret(apiKey, key, keyId), FIELD_MANAGER, { force: true });
+  private async writeSecret(apiKey: ApiKey, s: { key: string; keyId: string; create: boolean }): Promise<void> {
+    const secret = buildKeySecret(apiKey, s.key, s.keyId);
+    if (s.create) await this.d.rest.create(secret, { fieldManager: FIELD_MANAGER });
+    else await this.d.rest.apply(secret, FIELD_MANAGER, { force: true });
   }
 
   /** The one failure path for unexpected errors: Ready=False, a Warning Event, a counter. */
