@@ -5,7 +5,11 @@ export type ErrorCode =
   | "ConfigInvalid"
   | "ManifestInvalid"
   | "KubernetesRequestFailed"
-  | "Timeout";
+  | "Timeout"
+  /** A reconcile failed in a way retrying cannot fix (src/k8s/workqueue.ts TerminalError). */
+  | "ReconcileTerminal"
+  /** This replica stopped being the leader (the reason of the leader's AbortSignal). */
+  | "LeadershipLost";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;
