@@ -7,7 +7,8 @@ import type { Logger } from "../log.ts";
 
 export interface Leadership {
   isLeader(): boolean;
-  stop(): Promise<void>;
+  /** Stops campaigning; releases the Lease unless `release` is false (which is what a crash looks like). */
+  stop(opts?: { release?: boolean }): Promise<void>;
 }
 
 export function startLeadership(opts: {
@@ -19,7 +20,6 @@ export function startLeadership(opts: {
   onStop: () => Promise<void>;
 }): Leadership {
   const { config, rest, log, identity } = opts;
-  let stopping: Promise<void> = Promise.resolve();
   const elector = new LeaderElector({
     rest,
     name: config.leaseName,
@@ -32,9 +32,8 @@ export function startLeadership(opts: {
     onStartedLeading: () => {
       opts.onStart();
     },
-    onStoppedLeading: () => {
-      stopping = opts.onStop();
-    },
+    // The elector waits for this before it releases the Lease or leads again.
+    onStoppedLeading: () => opts.onStop(),
     onNewLeader: (id: string) => {
       if (id !== identity) log.info("another replica leads", { leader: id });
     },
@@ -44,10 +43,9 @@ export function startLeadership(opts: {
   });
   return {
     isLeader: () => elector.isLeader(),
-    stop: async () => {
-      await elector.stop();
+    stop: async (stopOpts = {}) => {
+      await elector.stop({ release: stopOpts.release ?? true });
       await running;
-      await stopping;
     },
   };
 }

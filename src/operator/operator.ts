@@ -28,7 +28,8 @@ export interface OperatorDeps {
 export interface OperatorHandle {
   ready(): boolean;
   isLeader(): boolean;
-  stop(): Promise<void>;
+  /** Stops; `releaseLease: false` leaves the Lease held, as a crashed replica would. */
+  stop(opts?: { releaseLease?: boolean }): Promise<void>;
 }
 
 const keyOf = (ns: string | undefined, name: string | undefined): string => objectKey({ metadata: { namespace: ns, name } });
@@ -220,8 +221,8 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   return {
     ready: () => [...apiKeyInformers, ...secretInformers].every((i) => i.synced),
     isLeader: () => (leadership ? leadership.isLeader() : true),
-    stop: async () => {
-      await leadership?.stop();
+    stop: async (stopOpts = {}) => {
+      await leadership?.stop({ release: stopOpts.releaseLease ?? true });
       await stopWork();
       await Promise.all([...apiKeyInformers, ...secretInformers].map((i) => i.stop()));
       await events.flush();

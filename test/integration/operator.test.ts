@@ -8,6 +8,7 @@ import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { verifyKey } from "../../src/operator/keymaterial.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { operatorKubeConfig } from "../support/rbac.ts";
 import {
   createApiKey,
   eventsFor,
@@ -21,6 +22,7 @@ import {
 } from "../support/operator.ts";
 
 let kc: KubeConfig;
+let opKc: KubeConfig;
 let rest: KubeRest;
 let ns: string;
 let op: TestOperator;
@@ -59,7 +61,9 @@ beforeAll(async () => {
   kc = loadKubeConfig(inject("kubeconfig"));
   rest = new KubeRest(kc, { qps: 0 });
   ns = await createTestNamespace(kc, "operator");
-  op = await startTestOperator(kc, { namespaces: [ns] }, now);
+  // The operator runs with exactly the RBAC it ships.
+  opKc = await operatorKubeConfig(kc);
+  op = await startTestOperator(opKc, { namespaces: [ns] }, now);
 });
 
 afterAll(async () => {

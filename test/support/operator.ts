@@ -12,7 +12,7 @@ export interface TestOperator {
   logs: string[];
   registry: Registry;
   rest: KubeRest;
-  stop(): Promise<void>;
+  stop(opts?: { releaseLease?: boolean }): Promise<void>;
 }
 
 export async function startTestOperator(kc: KubeConfig, overrides: Partial<Config> = {}, now?: () => number): Promise<TestOperator> {
@@ -27,8 +27,8 @@ export async function startTestOperator(kc: KubeConfig, overrides: Partial<Confi
     logs,
     registry,
     rest,
-    stop: async () => {
-      await handle.stop();
+    stop: async (opts = {}) => {
+      await handle.stop(opts);
       rest.close();
     },
   };
