@@ -63,5 +63,13 @@ cluster-down: $(NODE_DEPS) ## Stop the local control plane
 	@node test/controlplane/cli.ts down
 
 .PHONY: demo
-demo: setup ## Start the control plane, install keyward's CRDs and samples, show them
+demo: setup ## Local control plane + keyward run: keys issued, requests checked, a revocation
 	@node scripts/demo.ts
+
+.PHONY: run
+run: $(NODE_DEPS) ## Run keyward (operator + ext_authz) against the current kubeconfig
+	node src/main.ts run --no-leader-elect $(ARGS)
+
+.PHONY: docs
+docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table
+	node src/main.ts config --markdown > docs/configuration.md

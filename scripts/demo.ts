@@ -1,14 +1,18 @@
-// `make demo`: a local control plane with keyward's CRDs and the samples applied,
-// then what `kubectl get apikeys` would show. The control plane keeps running
-// afterwards (`make cluster-down` stops it).
-import { execFileSync } from "node:child_process";
-import { join, resolve } from "node:path";
-import { readdirSync } from "node:fs";
-import { CustomObjectsApi } from "@kubernetes/client-node";
+// `make demo`: a local control plane, keyward's CRDs and samples, `keyward run`
+// (operator + ext_authz) issuing the keys, then allowed and denied requests with
+// each decision printed. The control plane keeps running afterwards
+// (`make cluster-down` stops it); keyward itself stops when the demo ends.
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { openSync, readdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import type { ApiKey } from "../src/api/types.ts";
 import { FIELD_MANAGER, applyManifestFiles, installCrds } from "../src/k8s/apply.ts";
 import { loadKubeConfig } from "../src/k8s/client.ts";
-import { KubeRest } from "../src/k8s/rest.ts";
+import { KubeRest, isConflict } from "../src/k8s/rest.ts";
 import { formatTable } from "../src/cli/table.ts";
+import { freePort } from "../test/controlplane/controlplane.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const namespace = process.env.KEYWARD_DEMO_NAMESPACE ?? "keyward-demo";
@@ -16,20 +20,69 @@ const step = (s: string): void => {
   console.log(`\n==> ${s}`);
 };
 
+async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 step("starting the local control plane (etcd, kube-apiserver, kube-controller-manager)");
 const kubeconfig = execFileSync(process.execPath, [join(root, "test", "controlplane", "cli.ts"), "up"], {
   stdio: ["ignore", "pipe", "inherit"],
 })
   .toString()
   .trim();
-const kc = loadKubeConfig(kubeconfig);
-const rest = new KubeRest(kc);
+const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
 
 step("installing the CRDs ApiKey and ApiKeyPolicy (keyward.dev/v1alpha1)");
 await installCrds(rest);
+await rest.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } }, FIELD_MANAGER);
+// The bring-your-own-key sample reads its key from a Secret another tool would manage.
+await rest
+  .create({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "initech-billing-key", namespace },
+    data: { token: Buffer.from(randomBytes(32).toString("base64url")).toString("base64") },
+  } as KubernetesObject)
+  .catch((err: unknown) => {
+    if (!isConflict(err)) throw err;
+  });
+
+step("starting keyward run (operator + ext_authz) against it");
+const [grpcPort, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+const logFile = join(dirname(kubeconfig), "keyward-demo.log");
+const keyward = spawn(
+  process.execPath,
+  [
+    join(root, "src", "main.ts"),
+    "run",
+    `--kubeconfig=${kubeconfig}`,
+    `--namespaces=${namespace}`,
+    "--no-leader-elect",
+    `--grpc-address=127.0.0.1:${grpcPort}`,
+    `--http-auth-address=127.0.0.1:${httpPort}`,
+    `--metrics-address=127.0.0.1:${metricsPort}`,
+  ],
+  { stdio: ["ignore", openSync(logFile, "w"), openSync(logFile, "a")] },
+);
+const stopKeyward = (): void => {
+  keyward.kill("SIGTERM");
+};
+process.on("exit", stopKeyward);
+await until(
+  async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok ? true : undefined),
+  30_000,
+  `keyward to be ready (log: ${logFile})`,
+);
+console.log(`  gRPC ext_authz on 127.0.0.1:${grpcPort}, HTTP auth on 127.0.0.1:${httpPort}, metrics on 127.0.0.1:${metricsPort}`);
+console.log(`  logs: ${logFile}`);
 
 step(`applying config/samples/ in namespace ${namespace}`);
-await rest.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } }, FIELD_MANAGER);
 const samples = readdirSync(join(root, "config", "samples"))
   .filter((f) => f.endsWith(".yaml"))
   .map((f) => join(root, "config", "samples", f));
@@ -37,29 +90,104 @@ for (const obj of await applyManifestFiles(rest, samples, { namespace })) {
   console.log(`  ${obj.kind ?? ""}/${obj.metadata?.name ?? ""} applied`);
 }
 
-step(`kubectl get apikeys -n ${namespace}`);
-const api = kc.makeApiClient(CustomObjectsApi);
-interface Listed {
-  items: { metadata: { name: string }; spec: { owner: string; scopes?: string[]; expiresAt?: string }; status?: { state?: string } }[];
-}
-const list = (await api.listNamespacedCustomObject({
-  group: "keyward.dev",
-  version: "v1alpha1",
-  namespace,
-  plural: "apikeys",
-})) as Listed;
+step("waiting for keyward to issue the keys");
+const list = await until(
+  async () => {
+    const l = await rest.request<{ items: ApiKey[] }>("GET", `/apis/keyward.dev/v1alpha1/namespaces/${namespace}/apikeys`);
+    return l.items.every((k) => k.status?.conditions?.some((c) => c.type === "Ready")) ? l : undefined;
+  },
+  30_000,
+  "every ApiKey to report Ready",
+);
 const rows = list.items.map((k) => [
   k.metadata.name,
   k.spec.owner,
-  (k.spec.scopes ?? []).join(","),
   k.status?.state ?? "-",
-  k.spec.expiresAt ?? "-",
+  k.status?.currentKeyId ?? "-",
+  k.status?.secretName ?? "-",
+  k.status?.nextRotationAt ?? "-",
 ]);
-console.log(formatTable(["NAME", "OWNER", "SCOPES", "STATE", "EXPIRES"], rows, "  "));
+console.log(formatTable(["NAME", "OWNER", "STATE", "KEY ID", "SECRET", "NEXT ROTATION"], rows, "  "));
 
+step("requests through the HTTP auth endpoint (as nginx auth_request or Traefik forwardAuth send them)");
+async function keyFromSecret(name: string): Promise<string> {
+  // What a client workload does: read the key from the Secret it mounts. Never printed.
+  const s = await rest.request<{ data: Record<string, string> }>("GET", `/api/v1/namespaces/${namespace}/secrets/${name}`);
+  return Buffer.from(s.data["api-key"] ?? "", "base64").toString("utf8");
+}
+const globex = await keyFromSecret("globex-reports-apikey");
+const acme = await keyFromSecret("acme-orders-apikey");
+interface Probe {
+  what: string;
+  method: string;
+  path: string;
+  key?: string;
+}
+const probes: Probe[] = [
+  { what: "globex key, GET /v1/orders (has orders:read)", method: "GET", path: "/v1/orders", key: globex },
+  { what: "globex key, POST /v1/orders (lacks orders:write)", method: "POST", path: "/v1/orders", key: globex },
+  { what: "no key", method: "GET", path: "/v1/orders" },
+  { what: "a key keyward never issued", method: "GET", path: "/v1/orders", key: `kw_${randomBytes(30).toString("base64url")}` },
+  { what: "acme key from 127.0.0.1 (allowedSources is 203.0.113.0/24)", method: "GET", path: "/v1/orders", key: acme },
+];
+const decide = async (p: Probe): Promise<string[]> => {
+  const headers: Record<string, string> = {
+    "x-forwarded-host": "orders.example.com",
+    "x-forwarded-method": p.method,
+    "x-forwarded-uri": p.path,
+  };
+  if (p.key) headers["x-api-key"] = p.key;
+  const res = await fetch(`http://127.0.0.1:${httpPort}/`, { headers });
+  await res.arrayBuffer();
+  // The caller learns only the status; the reason goes to keyward's decision log.
+  const detail =
+    res.status === 200
+      ? `key id ${res.headers.get("x-keyward-key-id") ?? "?"}, owner ${res.headers.get("x-keyward-owner") ?? "?"}`
+      : res.status === 401
+        ? `WWW-Authenticate: ${res.headers.get("www-authenticate") ?? ""}`
+        : res.status === 429
+          ? `Retry-After: ${res.headers.get("retry-after") ?? ""}, RateLimit-Remaining: ${res.headers.get("ratelimit-remaining") ?? ""}`
+          : "forbidden";
+  return [p.what, String(res.status), detail];
+};
+const results: string[][] = [];
+for (const p of probes) results.push(await decide(p));
+// The policy's default rate limit is 10 requests per second: the 11th in a burst is throttled.
+let throttled: string[] | undefined;
+for (let i = 0; i < 15 && !throttled; i++) {
+  const r = await decide({ what: "globex key, a burst of requests (rate 10/s)", method: "GET", path: "/v1/orders", key: globex });
+  if (r[1] === "429") throttled = r;
+}
+if (throttled) results.push(throttled);
+console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], results, "  "));
+
+step("revoking: kubectl patch apikey globex-reports --type merge -p '{\"spec\":{\"disabled\":true}}'");
+await rest.request("PATCH", `/apis/keyward.dev/v1alpha1/namespaces/${namespace}/apikeys/globex-reports`, {
+  body: { spec: { disabled: true } },
+  contentType: "application/merge-patch+json",
+});
+const revokedAt = Date.now();
+const after = await until(
+  async () => {
+    const r = await decide({ what: "globex key after revocation", method: "GET", path: "/v1/orders", key: globex });
+    return r[1] === "401" ? r : undefined;
+  },
+  5000,
+  "the revocation to reach the ext_authz server",
+);
+console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], [after], "  "));
+console.log(`  denied ${Date.now() - revokedAt} ms after the change reached the apiserver`);
+// Leave the sample as it was, so the next demo starts from the same place.
+await rest.request("PATCH", `/apis/keyward.dev/v1alpha1/namespaces/${namespace}/apikeys/globex-reports`, {
+  body: { spec: { disabled: false } },
+  contentType: "application/merge-patch+json",
+});
+
+stopKeyward();
+rest.close();
 console.log(`
 The control plane keeps running. Try:
   export KUBECONFIG=${kubeconfig}
   kubectl get apikeys,apikeypolicies -n ${namespace}     (any kubectl)
+  make run                                              (keyward against this cluster)
 Stop it with: make cluster-down`);
-rest.close();

@@ -1,0 +1,38 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { configMarkdown, formatDuration, loadConfig, parseDuration, SETTINGS } from "./config.ts";
+
+describe("config", () => {
+  it("uses defaults, then environment variables, then flags", () => {
+    expect(loadConfig([], {}).config.workers).toBe(4);
+    expect(loadConfig([], { KEYWARD_WORKERS: "8" }).config.workers).toBe(8);
+    expect(loadConfig(["--workers=2"], { KEYWARD_WORKERS: "8" }).config.workers).toBe(2);
+    expect(loadConfig(["--workers", "3"], {}).config.workers).toBe(3);
+  });
+
+  it("parses durations, booleans and lists", () => {
+    const { config, args } = loadConfig(["run", "--lease-duration=20s", "--no-leader-elect", "--namespaces=a, b"], {});
+    expect(args).toEqual(["run"]);
+    expect(config.leaseDuration).toBe(20_000);
+    expect(config.leaderElect).toBe(false);
+    expect(config.namespaces).toEqual(["a", "b"]);
+    expect(parseDuration("1h30m")).toBe(5_400_000);
+    expect(parseDuration("250ms")).toBe(250);
+    expect(formatDuration(5_400_000)).toBe("1h30m");
+  });
+
+  it("stops with a message that names the setting", () => {
+    expect(() => loadConfig(["--workers=many"], {})).toThrow(/--workers.*whole number/);
+    expect(() => loadConfig([], { KEYWARD_LEASE_DURATION: "15" })).toThrow(/KEYWARD_LEASE_DURATION.*not a duration/);
+    expect(() => loadConfig(["--no-such-flag"], {})).toThrow(/unknown flag --no-such-flag/);
+    expect(() => loadConfig(["--log-level=loud"], {})).toThrow(/not one of debug, info, warn, error/);
+    expect(() => loadConfig(["--lease-renew-deadline=20s"], {})).toThrow(/shorter than --lease-duration/);
+  });
+
+  it("documents every setting in docs/configuration.md", () => {
+    const doc = readFileSync(join(import.meta.dirname, "..", "..", "docs", "configuration.md"), "utf8");
+    expect(doc, "run `make docs` to regenerate docs/configuration.md").toBe(configMarkdown());
+    for (const st of Object.values(SETTINGS)) expect(st.doc.length).toBeGreaterThan(10);
+  });
+});
