@@ -42,7 +42,7 @@ function collectionPaths(plural: string, namespaces: readonly string[]): string[
 
 export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const { config, kc, rest, registry } = deps;
-  const log = deps.log.child({ component: "authz" });
+  const log = deps.log;
   const now = deps.now ?? Date.now;
   const keys = new KeyIndex({
     onInvalid: (ref, what) => {
@@ -139,7 +139,6 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       log.error("watch did not start", { err });
     });
   }
-  log.info("authz serving", { grpcPort: grpcFront.port, httpPort: httpFront?.port });
   const g = grpcFront;
   return {
     grpcPort: g.port,
