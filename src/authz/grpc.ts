@@ -2,24 +2,15 @@
 // grpc.health.v1.Health. Every Check is answered with a CheckResponse, never a
 // gRPC error; anything that throws on the way becomes a 500 denial.
 import * as grpc from "@grpc/grpc-js";
-import type { Checker, CheckInput, Decision } from "./check.ts";
+import type { CheckInput, Decision } from "./check.ts";
 import { deny } from "./check.ts";
+import { decide, type FrontOptions } from "./front.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage, type HeaderValueOption, type StructValue } from "./proto.ts";
 import { grpcCodeFor } from "./reasons.ts";
 import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, type HeaderList, type ResponseOptions } from "./response.ts";
 
 /** Envoy's HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD. */
 const OVERWRITE = 2;
-
-export interface GrpcFrontOptions {
-  address: string;
-  checker: Checker;
-  response: ResponseOptions;
-  ready: () => boolean;
-  /** Called once per answered (or cancelled) Check. */
-  onDecision: (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
-  onError: (err: unknown) => void;
-}
 
 export interface GrpcFront {
   port: number;
@@ -94,7 +85,7 @@ export function toCheckResponse(d: Decision, o: ResponseOptions): CheckResponseM
   };
 }
 
-export async function startGrpcFront(o: GrpcFrontOptions): Promise<GrpcFront> {
+export async function startGrpcFront(o: FrontOptions): Promise<GrpcFront> {
   const pkg = grpc.loadPackageDefinition(loadProtos());
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
   const authz = lookupService(pkg, AUTHZ_SERVICE);
@@ -103,18 +94,9 @@ export async function startGrpcFront(o: GrpcFrontOptions): Promise<GrpcFront> {
   server.addService(authz, {
     Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>, cb: grpc.sendUnaryData<CheckResponseMessage>) => {
       const t0 = performance.now();
-      let d: Decision;
-      let input: CheckInput | undefined;
-      try {
-        if (!o.ready()) d = deny("not_ready");
-        else {
-          input = toCheckInput(call.request);
-          d = o.checker.check(input);
-        }
-      } catch (err) {
-        o.onError(err);
-        d = deny("internal_error");
-      }
+      const done = decide(o, call.request, toCheckInput);
+      const input = done.input;
+      let d = done.decision;
       const cancelled = call.cancelled;
       let res: CheckResponseMessage;
       try {

@@ -11,18 +11,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { splitHostPort } from "../metrics/server.ts";
-import type { Checker, CheckInput, Decision } from "./check.ts";
-import { deny } from "./check.ts";
+import type { CheckInput, Decision } from "./check.ts";
+import { decide, type FrontOptions } from "./front.ts";
 import { denialBody, denialHeaders, okHeaders, okResponseHeaders, type ResponseOptions } from "./response.ts";
-
-export interface HttpFrontOptions {
-  address: string;
-  checker: Checker;
-  response: ResponseOptions;
-  ready: () => boolean;
-  onDecision: (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
-  onError: (err: unknown) => void;
-}
 
 export interface HttpFront {
   port: number;
@@ -68,21 +59,10 @@ export function writeDecision(res: ServerResponse, d: Decision, o: ResponseOptio
   res.end(body);
 }
 
-export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
+export async function startHttpFront(o: FrontOptions): Promise<HttpFront> {
   const server = createServer((req, res) => {
     const t0 = performance.now();
-    let d: Decision;
-    let input: CheckInput | undefined;
-    try {
-      if (!o.ready()) d = deny("not_ready");
-      else {
-        input = httpCheckInput(req);
-        d = o.checker.check(input);
-      }
-    } catch (err) {
-      o.onError(err);
-      d = deny("internal_error");
-    }
+    const { decision: d, input } = decide(o, req, httpCheckInput);
     // The body of an auth request is never read; drain it so the socket can be reused.
     req.resume();
     const cancelled = res.destroyed;

@@ -6,7 +6,7 @@ import type { Registry } from "prom-client";
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import type { Config } from "../config/config.ts";
 import { KeyIndex } from "../index/keys.ts";
-import { Informer, kubeListWatch } from "../k8s/informer.ts";
+import { Informer, kubeListWatch, type ChangeType } from "../k8s/informer.ts";
 import type { KubeRest } from "../k8s/rest.ts";
 import { Limiter } from "../limits/limiter.ts";
 import type { Logger } from "../log.ts";
@@ -59,43 +59,38 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops });
   const response: ResponseOptions = { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm };
 
-  const informers: Informer<ApiKey | ApiKeyPolicy>[] = [];
   let grpcFront: GrpcFront | undefined;
   const notify = (): void => {
     grpcFront?.notifyHealth();
   };
-  const common = (resource: string) => ({
-    staleAfterMs: config.watchStaleAfter,
-    resyncMs: config.watchResync,
-    onLifecycle: (event: string, err?: unknown) => {
-      metrics.watchEvents.inc({ resource, event });
-      if (event === "error" || event === "handler_error") log.warn("watch problem", { resource, event, err });
-      notify();
-    },
-  });
+  /** One informer per watched collection; each event goes to `apply` at once. */
+  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, path: string, apply: (type: ChangeType, obj: T) => void): Informer<T> =>
+    new Informer<T>({
+      name: plural,
+      ...kubeListWatch<T>(kc, rest, path),
+      staleAfterMs: config.watchStaleAfter,
+      resyncMs: config.watchResync,
+      onLifecycle: (event, err) => {
+        metrics.watchEvents.inc({ resource: plural, event });
+        if (event === "error" || event === "handler_error") log.warn("watch problem", { resource: plural, event, err });
+        notify();
+      },
+      onChange: apply,
+    });
+  const informers: { start(): Promise<void>; stop(): Promise<void>; readonly synced: boolean }[] = [];
   for (const path of collectionPaths(APIKEY_PLURAL, config.namespaces)) {
     informers.push(
-      new Informer<ApiKey>({
-        name: APIKEY_PLURAL,
-        ...kubeListWatch<ApiKey>(kc, rest, path),
-        ...common(APIKEY_PLURAL),
-        onChange: (type, obj) => {
-          keys.apply(type, obj);
-          if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
-        },
-      }) as Informer<ApiKey | ApiKeyPolicy>,
+      watch<ApiKey>(APIKEY_PLURAL, path, (type, obj) => {
+        keys.apply(type, obj);
+        if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+      }),
     );
   }
   for (const path of collectionPaths(APIKEYPOLICY_PLURAL, config.namespaces)) {
     informers.push(
-      new Informer<ApiKeyPolicy>({
-        name: APIKEYPOLICY_PLURAL,
-        ...kubeListWatch<ApiKeyPolicy>(kc, rest, path),
-        ...common(APIKEYPOLICY_PLURAL),
-        onChange: (type, obj) => {
-          policies.apply(type, obj);
-        },
-      }) as Informer<ApiKey | ApiKeyPolicy>,
+      watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, path, (type, obj) => {
+        policies.apply(type, obj);
+      }),
     );
   }
   const ready = (): boolean => informers.every((i) => i.synced);
