@@ -34,6 +34,11 @@ export interface AuthzHandle {
   stop(): Promise<void>;
 }
 
+/** Request fields are the caller's to choose: logged at most 256 characters long. */
+function clip(v: string | undefined): string | undefined {
+  return v !== undefined && v.length > 256 ? `${v.slice(0, 256)}...` : v;
+}
+
 /** Collection paths to watch: cluster-wide, or one per configured namespace. */
 function collectionPaths(plural: string, namespaces: readonly string[]): string[] {
   const base = `/apis/${API_VERSION}`;
@@ -109,10 +114,10 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       status: d.status,
       ...decisionMetadata(d),
       ...(cancelled ? { reason: "cancelled" } : {}),
-      method: input?.method,
-      host: input?.host,
+      method: clip(input?.method),
+      host: clip(input?.host),
       // The query string can carry the key: never logged.
-      path: q === -1 ? path : path?.slice(0, q),
+      path: clip(q === -1 ? path : path?.slice(0, q)),
     });
   };
   const onError = (err: unknown): void => {

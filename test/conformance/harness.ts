@@ -16,7 +16,7 @@ import { defaultConfig, type Config } from "../../src/config/config.ts";
 import { applyManifestFiles } from "../../src/k8s/apply.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest, KubeApiError } from "../../src/k8s/rest.ts";
-import { silentLogger } from "../../src/log.ts";
+import { silentLogger, type Logger } from "../../src/log.ts";
 import { eventually } from "../support/k8s.ts";
 
 const repoRoot = resolve(import.meta.dirname, "..", "..");
@@ -56,7 +56,7 @@ export async function authzKubeConfig(adminKc: KubeConfig, admin: KubeRest): Pro
   return kc;
 }
 
-export async function startAuthzEnv(kubeconfigPath: string, overrides: Partial<Config> = {}): Promise<AuthzEnv> {
+export async function startAuthzEnv(kubeconfigPath: string, overrides: Partial<Config> = {}, log: Logger = silentLogger): Promise<AuthzEnv> {
   const adminKc = loadKubeConfig(kubeconfigPath);
   const admin = new KubeRest(adminKc, { qps: 0 });
   const authzKc = await authzKubeConfig(adminKc, admin);
@@ -64,7 +64,7 @@ export async function startAuthzEnv(kubeconfigPath: string, overrides: Partial<C
   const registry = new Registry();
   const clock = { offsetMs: 0 };
   const config = defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", metricsAddress: "", ...overrides });
-  const authz = await startAuthz({ config, kc: authzKc, rest: authzRest, log: silentLogger, registry, now: () => Date.now() + clock.offsetMs });
+  const authz = await startAuthz({ config, kc: authzKc, rest: authzRest, log, registry, now: () => Date.now() + clock.offsetMs });
   await eventually(() => Promise.resolve(authz.ready() ? true : undefined), 20_000, "the authz watches to sync");
   return {
     admin,

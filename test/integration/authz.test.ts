@@ -3,6 +3,7 @@
 // The test plays the operator: it writes ApiKey status through /status.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeRest, KubeApiError } from "../../src/k8s/rest.ts";
+import { createLogger } from "../../src/log.ts";
 import {
   authzClient,
   checkRequest,
@@ -25,9 +26,12 @@ describe("authz data plane", () => {
   let ns: string;
   let other: string;
   let client: ReturnType<typeof authzClient>;
+  // Every log line the data plane writes, at debug level, to prove no key ever reaches them.
+  const logLines: string[] = [];
+  const keysUsed: string[] = [];
 
   beforeAll(async () => {
-    env = await startAuthzEnv(inject("kubeconfig"));
+    env = await startAuthzEnv(inject("kubeconfig"), {}, createLogger({ level: "debug", sink: (l) => logLines.push(l) }));
     ns = await createTestNamespace(env.adminKc, "authz");
     other = await createTestNamespace(env.adminKc, "authz-other");
     client = authzClient(env.authz.grpcPort);
@@ -50,8 +54,11 @@ describe("authz data plane", () => {
     await deleteNamespace(env.adminKc, other);
   });
 
-  const check = async (path: string, headers: Record<string, string>, more: { method?: string; source?: string; host?: string } = {}) =>
-    summarize(await client.check(checkRequest({ host: more.host ?? HOST, path, headers, method: more.method, source: more.source })));
+  const check = async (path: string, headers: Record<string, string>, more: { method?: string; source?: string; host?: string } = {}) => {
+    for (const v of Object.values(headers)) keysUsed.push(v.replace(/^Bearer /, ""));
+    for (const m of path.matchAll(/api_key=([^&]*)/g)) keysUsed.push(decodeURIComponent(m[1] ?? ""));
+    return summarize(await client.check(checkRequest({ host: more.host ?? HOST, path, headers, method: more.method, source: more.source })));
+  };
 
   /** Polls until the key's first Check returns `status`, so tests start after the watch delivered it. */
   const until = (path: string, headers: Record<string, string>, status: number) =>
@@ -221,5 +228,14 @@ describe("authz data plane", () => {
     expect(bad.status).toBe(401);
     expect(await bad.text()).toBe(await (await get({ "x-api-key": "kwt_other-nope" })).text());
     expect((await get({ "x-api-key": k.key, "x-original-method": "DELETE" })).status).toBe(403);
+  });
+
+  it("never writes a key to its logs, at debug level, over every check above", () => {
+    const secrets = [...new Set(keysUsed)].filter((k) => k.length >= 20);
+    expect(secrets.length).toBeGreaterThan(100);
+    expect(logLines.length).toBeGreaterThan(100);
+    const all = logLines.join("\n");
+    for (const k of secrets) expect(all.includes(k), "a key appeared in the logs").toBe(false);
+    expect(logLines.some((l) => l.includes('"reason":"ok"') && l.includes('"key_id"'))).toBe(true);
   });
 });
