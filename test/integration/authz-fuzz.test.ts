@@ -4,6 +4,12 @@
 // (or, for frames that are not a CheckRequest, a gRPC error), and only requests
 // that carry the one valid key are ever allowed.
 import { connect } from "node:net";
+import { KubeConfig } from "@kubernetes/client-node";
+import { Registry } from "prom-client";
+import { startAuthz } from "../../src/authz/service.ts";
+import { defaultConfig } from "../../src/config/config.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { silentLogger } from "../../src/log.ts";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
@@ -174,6 +180,37 @@ describe("authz under bad input", () => {
     const calls = Array.from({ length: 200 }, () => client.check(checkRequest({ host: HOST, path: "/", headers: { "x-api-key": key.key } }), { deadlineMs: 0 }).catch((e: unknown) => e));
     for (const c of await Promise.all(calls)) expect((c as grpc.ServiceError).code).toBe(grpc.status.DEADLINE_EXCEEDED);
     await stillServing();
+  });
+
+  it("denies everything, and reports NOT_SERVING, while it cannot reach the apiserver", async () => {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "gone", server: "https://127.0.0.1:1", skipTLSVerify: true }],
+      users: [{ name: "u", token: "t" }],
+      contexts: [{ name: "c", cluster: "gone", user: "u" }],
+      currentContext: "c",
+    });
+    const rest = new KubeRest(kc);
+    const cut = await startAuthz({
+      config: defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", metricsAddress: "" }),
+      kc,
+      rest,
+      log: silentLogger,
+      registry: new Registry(),
+    });
+    const c = authzClient(cut.grpcPort);
+    try {
+      expect(cut.ready()).toBe(false);
+      expect(await c.health()).toBe(2);
+      const r = summarize(await c.check(checkRequest({ host: HOST, path: "/", headers: { "x-api-key": key.key } })));
+      expect(r).toMatchObject({ code: 14, httpStatus: 503, metadata: { reason: "not_ready" } });
+      const http = await fetch(`http://127.0.0.1:${cut.httpPort!}/`, { headers: { "x-forwarded-host": HOST, "x-api-key": key.key } });
+      expect(http.status).toBe(503);
+    } finally {
+      c.close();
+      await cut.stop();
+      rest.close();
+    }
   });
 
   it(`allows only requests that carry the valid key, over thousands of generated requests (seed ${SEED})`, async () => {

@@ -230,6 +230,19 @@ describe("authz data plane", () => {
     expect((await get({ "x-api-key": k.key, "x-original-method": "DELETE" })).status).toBe(403);
   });
 
+  it("counts decisions by outcome and reason, and reports the index size", async () => {
+    const text = await env.registry.metrics();
+    const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    expect(value(/keyward_authz_decisions_total\{outcome="allowed",reason="ok",front="grpc"\} (\d+)/)).toBeGreaterThan(100);
+    expect(value(/keyward_authz_decisions_total\{outcome="unauthenticated",reason="key_disabled",front="grpc"\} (\d+)/)).toBeGreaterThan(0);
+    expect(value(/keyward_authz_decisions_total\{outcome="limited",reason="rate_limited",front="grpc"\} (\d+)/)).toBe(160);
+    expect(value(/keyward_authz_decisions_total\{outcome="allowed",reason="ok",front="http"\} (\d+)/)).toBeGreaterThan(0);
+    expect(value(/keyward_authz_check_duration_seconds_count\{front="grpc"\} (\d+)/)).toBeGreaterThan(100);
+    expect(value(/keyward_authz_index_policies (\d+)/)).toBeGreaterThanOrEqual(1);
+    expect(value(/keyward_authz_index_keys (\d+)/)).toBeGreaterThanOrEqual(10);
+    expect(value(/keyward_authz_watch_events_total\{resource="apikeys",event="list"\} (\d+)/)).toBe(1);
+  });
+
   it("never writes a key to its logs, at debug level, over every check above", () => {
     const secrets = [...new Set(keysUsed)].filter((k) => k.length >= 20);
     expect(secrets.length).toBeGreaterThan(100);
