@@ -30,6 +30,7 @@ controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the
 tools: ## Install nginx for the e2e suite, build grpcurl and the Go ext_authz client into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
+	@scripts/chart-tools.sh
 
 .PHONY: setup
 setup: deps controlplane tools ## Everything the tests and the demo need (idempotent)

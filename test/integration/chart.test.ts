@@ -1,0 +1,87 @@
+// The Helm chart: rendered by helm, every object accepted by the real apiserver
+// (server-side dry run), CRDs identical to crds/, RBAC identical to config/rbac/.
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { loadConfig } from "../../src/config/config.ts";
+import { parseManifests } from "../../src/k8s/apply.ts";
+import { loadKubeConfig } from "../../src/k8s/client.ts";
+import { KubeRest, isConflict } from "../../src/k8s/rest.ts";
+
+const root = resolve(import.meta.dirname, "..", "..");
+const cache = process.env.KEYWARD_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keyward");
+const helm = join(cache, "tools", "bin", "helm");
+const NS = "keyward-chart";
+
+let kc: KubeConfig;
+let rest: KubeRest;
+
+const render = (...sets: string[]): KubernetesObject[] =>
+  parseManifests(
+    execFileSync(helm, ["template", "kw", join(root, "charts", "keyward"), "--namespace", NS, ...sets.flatMap((s) => ["--set", s])], {
+      encoding: "utf8",
+    }),
+    "helm template",
+  );
+
+interface Deployment extends KubernetesObject {
+  spec: { template: { spec: { containers: { args?: string[] }[] } } };
+}
+
+interface Role extends KubernetesObject {
+  rules: unknown[];
+}
+
+beforeAll(async () => {
+  kc = loadKubeConfig(inject("kubeconfig"));
+  rest = new KubeRest(kc, { qps: 0 });
+  await rest.request("POST", "/api/v1/namespaces", { body: { metadata: { name: NS } } }).catch((err: unknown) => {
+    if (!isConflict(err)) throw err;
+  });
+});
+afterAll(() => {
+  rest.close();
+});
+
+describe("Helm chart", () => {
+  it("renders objects the apiserver accepts", async () => {
+    const objects = render("serviceMonitor.enabled=false");
+    expect(objects.map((o) => o.kind).sort()).toEqual(
+      expect.arrayContaining(["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]),
+    );
+    for (const obj of objects) {
+      await expect(rest.create(obj, { dryRun: true }), `${obj.kind ?? ""}/${obj.metadata?.name ?? ""}`).resolves.toBeDefined();
+    }
+  });
+
+  it("passes keyward only flags it knows, with valid values", () => {
+    const deployments = render("watchNamespaces={a,b}").filter((o) => o.kind === "Deployment") as Deployment[];
+    expect(deployments).toHaveLength(2);
+    for (const d of deployments) {
+      const [command, ...args] = d.spec.template.spec.containers[0]?.args ?? [];
+      expect(["operator", "authz"]).toContain(command);
+      const { config } = loadConfig(args, {});
+      expect(config.namespaces).toEqual(["a", "b"]);
+      if (command === "operator") expect(config.leaderElect).toBe(true);
+    }
+  });
+
+  it("ships the same CRDs as crds/", () => {
+    for (const f of readdirSync(join(root, "crds"))) {
+      expect(readFileSync(join(root, "charts", "keyward", "crds", f), "utf8"), `charts/keyward/crds/${f}`).toBe(readFileSync(join(root, "crds", f), "utf8"));
+    }
+  });
+
+  it("grants the same RBAC as config/rbac/", () => {
+    const rendered = render();
+    const shipped = readdirSync(join(root, "config", "rbac")).flatMap((f) => parseManifests(readFileSync(join(root, "config", "rbac", f), "utf8")));
+    for (const kind of ["ClusterRole", "Role"]) {
+      const a = rendered.filter((o) => o.kind === kind).map((o) => JSON.stringify((o as Role).rules)).sort();
+      const b = shipped.filter((o) => o.kind === kind).map((o) => JSON.stringify((o as Role).rules)).sort();
+      expect(a, kind).toEqual(b);
+    }
+  });
+});
