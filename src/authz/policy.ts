@@ -121,6 +121,16 @@ function methodOk(rule: CompiledRule, method: string): boolean {
   return rule.methods === undefined || rule.methods.has(method);
 }
 
+/** The first rule of one host tier that matches; `segs` caches the split path across tiers. */
+function matchTable(t: RouteTable, path: string, method: string, segs: { v: string[] | undefined }): CompiledRule | undefined {
+  const exact = t.exact.get(path);
+  if (exact) for (const r of exact) if (methodOk(r, method)) return r;
+  if (t.patterns.length === 0) return undefined;
+  segs.v ??= path.split("/").slice(1);
+  for (const r of t.patterns) if (methodOk(r, method) && segmentsMatch(r, segs.v)) return r;
+  return undefined;
+}
+
 function newTable(): RouteTable {
   return { exact: new Map(), patterns: [] };
 }
@@ -154,20 +164,13 @@ export class PolicyTable {
 
   /** The most specific rule for a request, or undefined. `host` is lowercase without port; `path` without query. */
   match(host: string, path: string, method: string): CompiledRule | undefined {
-    let segs: string[] | undefined;
-    const tables = [this.exactHosts.get(host)];
+    const segs: { v: string[] | undefined } = { v: undefined };
+    const exact = this.exactHosts.get(host);
+    const hit = exact && matchTable(exact, path, method, segs);
+    if (hit) return hit;
     const dot = host.indexOf(".");
-    if (dot > 0) tables.push(this.wildcardHosts.get(host.slice(dot + 1)));
-    tables.push(this.anyHost);
-    for (const t of tables) {
-      if (!t) continue;
-      const exact = t.exact.get(path);
-      if (exact) for (const r of exact) if (methodOk(r, method)) return r;
-      if (t.patterns.length === 0) continue;
-      segs ??= path.split("/").slice(1);
-      for (const r of t.patterns) if (methodOk(r, method) && segmentsMatch(r, segs)) return r;
-    }
-    return undefined;
+    const wild = dot > 0 && this.wildcardHosts.size > 0 ? this.wildcardHosts.get(host.slice(dot + 1)) : undefined;
+    return (wild && matchTable(wild, path, method, segs)) || matchTable(this.anyHost, path, method, segs);
   }
 }
 
