@@ -176,6 +176,33 @@ describe("authz under bad input", () => {
     expect(http.status).toBe(200);
   });
 
+  it("denies over HTTP for non-UTF-8 header bytes and refuses oversized header blocks", async () => {
+    const port = env.authz.httpPort!;
+    const rawHttp = (head: Buffer): Promise<string> =>
+      new Promise((resolve) => {
+        let out = "";
+        const s = connect(port, "127.0.0.1", () => {
+          s.end(head);
+        });
+        s.on("data", (d: Buffer) => (out += d.toString("latin1")));
+        s.on("close", () => {
+          resolve(out);
+        });
+        s.on("error", () => {
+          resolve(out);
+        });
+      });
+    const head = (extra: Buffer): Buffer =>
+      Buffer.concat([Buffer.from(`GET /auth HTTP/1.1\r\nhost: ${HOST}\r\nx-original-uri: /\r\nx-forwarded-for: 127.0.0.1\r\nconnection: close\r\n`), extra, Buffer.from("\r\n")]);
+    const latin = await rawHttp(head(Buffer.concat([Buffer.from("x-api-key: "), Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0x80]), Buffer.from("\r\n")])));
+    expect(latin).toMatch(/^HTTP\/1\.1 401 /);
+    const manyHeaders = Buffer.from(Array.from({ length: 3000 }, (_, i) => `x-h-${i}: v\r\n`).join(""));
+    const big = await rawHttp(head(manyHeaders));
+    expect(big).toMatch(/^HTTP\/1\.1 (431|400) /);
+    const ok = await rawHttp(head(Buffer.from(`x-api-key: ${key.key}\r\n`)));
+    expect(ok).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
   it("fails closed on cancelled calls and keeps serving", async () => {
     const calls = Array.from({ length: 200 }, () => client.check(checkRequest({ host: HOST, path: "/", headers: { "x-api-key": key.key } }), { deadlineMs: 0 }).catch((e: unknown) => e));
     for (const c of await Promise.all(calls)) expect((c as grpc.ServiceError).code).toBe(grpc.status.DEADLINE_EXCEEDED);
