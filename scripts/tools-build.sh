@@ -5,6 +5,8 @@
 # Idempotent: a tool already built for the same recipe is kept.
 set -euo pipefail
 
+command -v go >/dev/null 2>&1 || { echo "tools-build: Go 1.26 or newer is needed (https://go.dev/dl/)" >&2; exit 1; }
+
 GRPCURL_VERSION="${GRPCURL_VERSION:-v1.9.3}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
@@ -21,7 +23,8 @@ fi
 
 # The Go client is rebuilt when its sources change (hash of go.mod, go.sum, *.go).
 src="$root/test/conformance/go"
-hash="$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16)"
+if command -v sha256sum >/dev/null 2>&1; then sum=(sha256sum); else sum=(shasum -a 256); fi
+hash="$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | "${sum[@]}" | cut -c1-16)"
 if [[ -x "$bin/keyward-conformance-go" ]] && [[ "$(cat "$bin/.conformance-go-hash" 2>/dev/null)" == "$hash" ]]; then
   echo "keyward-conformance-go: cached in $bin"
 else
