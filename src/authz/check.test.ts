@@ -158,6 +158,30 @@ describe("Checker decisions", () => {
     expect(keys.size).toBe(0);
   });
 
+  it("counts keys from every namespace with keys.namespaces [\"*\"], and only the policy's own by default", () => {
+    const keys = new KeyIndex();
+    const policies = new PolicyIndex();
+    const checker = new Checker({ keys, policies, limiter: new Limiter(), now: () => NOW, xffTrustedHops: 0 });
+    policies.apply("add", policy("team-a", "all", { hosts: ["all.test"], keys: { namespaces: ["*"] } }));
+    policies.apply("add", policy("team-a", "own", { hosts: ["own.test"] }));
+    const k = newKey("b_00000000");
+    keys.apply("add", apiKey("team-b", "k", {}, [k.version]));
+    const input = (host: string): CheckInput => ({ method: "GET", host, path: "/", header: (n) => (n === "x-api-key" ? k.key : undefined), peerAddress: undefined, forwardedFor: undefined });
+    expect(checker.check(input("all.test")).reason).toBe("ok");
+    expect(checker.check(input("own.test")).reason).toBe("wrong_tenant");
+  });
+
+  it("names the key id and owner headers as configured", () => {
+    const { keys, checker, req } = setup();
+    const k = newKey("shop_hdr00000");
+    keys.apply("add", apiKey("shop", "h", { owner: "team-x", scopes: ["orders:read"] }, [k.version], { tier: "pro" }));
+    const d = checker.check(req({ "x-api-key": k.key }));
+    expect(okHeaders(d, { ...OPTS, keyIdHeader: "x-client-key", ownerHeader: "x-client" })).toEqual([
+      ["x-client-key", "shop_hdr00000"],
+      ["x-client", "team-x"],
+    ]);
+  });
+
   it("normalizes hosts", () => {
     expect(normalizeHost("Orders.Example.com:8443")).toBe("orders.example.com");
     expect(normalizeHost("orders.example.com.")).toBe("orders.example.com");
