@@ -100,11 +100,26 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   }
   const ready = (): boolean => informers.every((i) => i.synced);
 
-  const onDecision = (front: "grpc" | "http") => (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => {
-    const reason = cancelled ? "cancelled" : d.reason;
-    const outcome = cancelled ? "error" : REASONS[d.reason].outcome;
-    metrics.decisions.inc({ outcome, reason, front });
-    metrics.checkSeconds.observe({ front }, seconds);
+  const onDecision = (front: "grpc" | "http") => {
+    // Label children resolved once per reason, not per request.
+    const counters = new Map<string, { inc(): void }>();
+    const timer = metrics.checkSeconds.labels({ front });
+    const counter = (reason: string, outcome: string): { inc(): void } => {
+      let c = counters.get(reason);
+      if (!c) {
+        c = metrics.decisions.labels({ outcome, reason, front });
+        counters.set(reason, c);
+      }
+      return c;
+    };
+    return (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean): void => {
+      const reason = cancelled ? "cancelled" : d.reason;
+      counter(reason, cancelled ? "error" : REASONS[d.reason].outcome).inc();
+      timer.observe(seconds);
+      logDecision(front, d, input, cancelled);
+    };
+  };
+  const logDecision = (front: string, d: Decision, input: CheckInput | undefined, cancelled: boolean): void => {
     const level = d.status === 200 && !cancelled ? "debug" : "info";
     if (!log.enabled(level)) return;
     const path = input?.path;
