@@ -39,6 +39,11 @@ function clip(v: string | undefined): string | undefined {
   return v !== undefined && v.length > 256 ? `${v.slice(0, 256)}...` : v;
 }
 
+function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
+  const { name, namespace, uid, resourceVersion, generation, labels } = obj.metadata;
+  return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels } };
+}
+
 /** Collection paths to watch: cluster-wide, or one per configured namespace. */
 function collectionPaths(plural: string, namespaces: readonly string[]): string[] {
   const base = `/apis/${API_VERSION}`;
@@ -81,6 +86,8 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
         notify();
       },
       onChange: apply,
+      // The cache keeps what the index reads: no managed fields or annotations.
+      transform: slim,
     });
   const informers: { start(): Promise<void>; stop(): Promise<void>; readonly synced: boolean }[] = [];
   for (const path of collectionPaths(APIKEY_PLURAL, config.namespaces)) {
