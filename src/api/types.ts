@@ -72,6 +72,42 @@ export interface Condition {
 
 export type ApiKeyState = "Pending" | "Active" | "Rotating" | "Expired" | "Disabled" | "Failed";
 
+/** Requests of one UTC day by decision outcome, plus upstream answers from access logs. */
+export interface DailyUsage {
+  /** UTC date, YYYY-MM-DD. */
+  date: string;
+  allowed?: number;
+  unauthenticated?: number;
+  forbidden?: number;
+  invalid?: number;
+  limited?: number;
+  error?: number;
+  /** Upstream responses by class, from Envoy access logs joined to the key. */
+  upstream2xx?: number;
+  upstream3xx?: number;
+  upstream4xx?: number;
+  upstream5xx?: number;
+}
+
+/** Usage of an ApiKey, aggregated by the ext_authz servers and flushed at a bounded rate. */
+export interface UsageStatus {
+  /** Last request seen with any version of this key. */
+  lastUsedAt?: string;
+  /** Last request per key version (the current key and one in grace). */
+  keys?: { id: string; lastUsedAt: string }[];
+  /** Requests checked (any outcome) in the last 24 hours, from `hourly`. */
+  requests24h?: number;
+  /** Allowed requests in the current quota period (the key's quota period, else the calendar month). */
+  currentPeriod?: { per: "day" | "month"; start: string; requests: number };
+  /** Requests per UTC hour for the last 24 hours. */
+  hourly?: { hour: string; requests: number }[];
+  /** The last 30 UTC days, oldest first. */
+  daily?: DailyUsage[];
+  /** The most used routes (method and path pattern) since `topRoutesSince`, bounded. */
+  topRoutes?: { route: string; requests: number }[];
+  topRoutesSince?: string;
+}
+
 export interface ApiKeyStatus {
   observedGeneration?: number;
   state?: ApiKeyState;
@@ -82,7 +118,7 @@ export interface ApiKeyStatus {
   observedTrigger?: string;
   observedRotateAnnotation?: string;
   keys?: KeyVersion[];
-  usage?: { lastUsedAt?: string } & Record<string, unknown>;
+  usage?: UsageStatus;
   conditions?: Condition[];
 }
 

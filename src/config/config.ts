@@ -93,6 +93,23 @@ export const SETTINGS = {
   ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),
   xffTrustedHops: int("xff-trusted-hops", "KEYWARD_XFF_TRUSTED_HOPS", 0, "proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted when checking allowedSources; 0 uses the calling proxy's peer address"),
   authRealm: s("auth-realm", "KEYWARD_AUTH_REALM", "keyward", "realm named in the WWW-Authenticate header of a 401"),
+  // --- usage --------------------------------------------------------------
+  usageStatus: bool("usage-status", "KEYWARD_USAGE_STATUS", true, "write per-key usage (last used, requests, daily counts, top routes) to ApiKey status.usage; needs RBAC patch on apikeys/status"),
+  usageFlushInterval: dur("usage-flush-interval", "KEYWARD_USAGE_FLUSH_INTERVAL", 30_000, "how often usage is written to ApiKey status: at most one write per key per interval, and only when it changed", 1000),
+  usageTopRoutes: int("usage-top-routes", "KEYWARD_USAGE_TOP_ROUTES", 10, "routes kept in status.usage.topRoutes per key", 1),
+  usagePerKeyMetrics: bool("usage-per-key-metrics", "KEYWARD_USAGE_PER_KEY_METRICS", false, "export keyward_key_* metrics labelled by key id (opt-in: one series per key and outcome)"),
+  usagePerKeyMetricsMax: int("usage-per-key-metrics-max", "KEYWARD_USAGE_PER_KEY_METRICS_MAX", 500, "key ids with their own keyward_key_* series; later keys are counted under key_id=\"_other\"", 1),
+  decisionLog: s("decision-log", "KEYWARD_DECISION_LOG", "off", "where the decision log (one JSON line per check, never the key) goes", ["off", "stdout", "stderr"]),
+  decisionLogSampleAllowed: num("decision-log-sample-allowed", "KEYWARD_DECISION_LOG_SAMPLE_ALLOWED", 1, "fraction of allowed checks written to the decision log, 0 to 1"),
+  decisionLogSampleDenied: num("decision-log-sample-denied", "KEYWARD_DECISION_LOG_SAMPLE_DENIED", 1, "fraction of denied checks written to the decision log, 0 to 1"),
+  usageAlerts: bool("usage-alerts", "KEYWARD_USAGE_ALERTS", true, "raise usage alerts (new source, spike, 403 burst, 429s, 5xx, silence, expiry, quota) as Events on the ApiKey; needs RBAC create on events"),
+  usageAlertLearning: dur("usage-alert-learning", "KEYWARD_USAGE_ALERT_LEARNING", 3_600_000, "after a key is first seen, how long the new-source, 403, spike and silence alerts only learn", 0),
+  usageAlertCooldown: dur("usage-alert-cooldown", "KEYWARD_USAGE_ALERT_COOLDOWN", 21_600_000, "the same alert on the same key is raised at most once per this long", 0),
+  usageAlertSilence: dur("usage-alert-silence", "KEYWARD_USAGE_ALERT_SILENCE", 3_600_000, "a key that was active and then sees no request for this long is reported silent", 60_000),
+  usageAlertExpiryWindow: dur("usage-alert-expiry-window", "KEYWARD_USAGE_ALERT_EXPIRY_WINDOW", 604_800_000, "keys whose spec.expiresAt is this close are reported (default 7 days)", 0),
+  usageAlertSpikeFactor: num("usage-alert-spike-factor", "KEYWARD_USAGE_ALERT_SPIKE_FACTOR", 10, "5 minutes of traffic this many times the key's own baseline is a spike", 1),
+  usageAlertMinRequests: int("usage-alert-min-requests", "KEYWARD_USAGE_ALERT_MIN_REQUESTS", 100, "spike, 429 and 5xx alerts need at least this many requests in their window", 1),
+  accessLogAddress: s("access-log-address", "KEYWARD_ACCESS_LOG_ADDRESS", "", "host:port of the Envoy gRPC access log service (envoy.service.accesslog.v3) receiver that joins upstream answers to keys; empty disables it"),
 } as const;
 
 type Settings = typeof SETTINGS;

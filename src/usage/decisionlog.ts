@@ -1,0 +1,64 @@
+// The decision log: one JSON line per check, for the user's log pipeline.
+// It names the key by its public id and owner, never the key; the path is
+// logged without its query string (a key may travel there). Allowed and denied
+// decisions are sampled separately (deny lines are the interesting ones).
+import type { CheckEvent } from "./event.ts";
+
+export interface DecisionLogOptions {
+  /** Where each line goes (without a newline). */
+  sink: (line: string) => void;
+  /** Fraction of allowed decisions written, 0 to 1. */
+  sampleAllowed: number;
+  /** Fraction of denied (and cancelled) decisions written, 0 to 1. */
+  sampleDenied: number;
+  random?: () => number;
+}
+
+/** The fields of one decision line, in a fixed order. */
+export function decisionRecord(e: CheckEvent): Record<string, unknown> {
+  return {
+    ts: new Date(e.at).toISOString(),
+    msg: "decision",
+    key_id: e.key?.keyId,
+    owner: e.key?.owner,
+    apikey: e.key ? `${e.key.namespace}/${e.key.name}` : undefined,
+    policy: e.policy,
+    rule: e.rule,
+    route: e.route,
+    method: e.method,
+    host: e.host,
+    path: e.path,
+    decision: e.outcome,
+    reason: e.reason,
+    status: e.status,
+    latency_ms: Math.round(e.latencySeconds * 1e6) / 1e3,
+    source: e.source,
+    front: e.front,
+  };
+}
+
+export class DecisionLog {
+  private readonly o: Required<DecisionLogOptions>;
+
+  constructor(opts: DecisionLogOptions) {
+    const clamp = (x: number): number => (Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 1);
+    this.o = { random: Math.random, ...opts, sampleAllowed: clamp(opts.sampleAllowed), sampleDenied: clamp(opts.sampleDenied) };
+  }
+
+  /** Writes the decision's line if the sample says so; returns whether it did. */
+  write(e: CheckEvent): boolean {
+    const rate = e.outcome === "allowed" ? this.o.sampleAllowed : this.o.sampleDenied;
+    if (rate <= 0 || (rate < 1 && this.o.random() >= rate)) return false;
+    const rec = decisionRecord(e);
+    if (rate < 1) rec.sample_rate = rate;
+    this.o.sink(JSON.stringify(rec));
+    return true;
+  }
+}
+
+/** The sink for a `--decision-log` destination; undefined for off. */
+export function decisionLogSink(dest: string): ((line: string) => void) | undefined {
+  if (dest === "stdout") return (line) => process.stdout.write(line + "\n");
+  if (dest === "stderr") return (line) => process.stderr.write(line + "\n");
+  return undefined;
+}

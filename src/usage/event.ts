@@ -1,0 +1,95 @@
+// What the usage module learns about one request: a check decision from the
+// ext_authz fronts, or an upstream answer from Envoy's access log. Built from
+// the check path's types here, so the check path only hands over what it has.
+import type { CheckInput, Decision } from "../authz/check.ts";
+import { clientAddress } from "../authz/check.ts";
+import type { CompiledRule } from "../authz/policy.ts";
+import { REASONS, type Outcome } from "../authz/reasons.ts";
+
+/** The ApiKey a request was attributed to. Never carries the key, only its public id. */
+export interface KeyRef {
+  namespace: string;
+  name: string;
+  uid: string;
+  /** Public key id of the version used (`<prefix>_<8 chars>`). */
+  keyId: string;
+  owner: string;
+  /** The key's quota, when it has one (decides the "current period"). */
+  quota?: { requests: number; per: "day" | "month" };
+}
+
+export interface CheckEvent {
+  /** ms since the epoch. */
+  at: number;
+  /** undefined when no key was found (missing or unknown key): counted in metrics only. */
+  key: KeyRef | undefined;
+  outcome: Outcome | "cancelled";
+  reason: string;
+  status: number;
+  front: string;
+  policy?: string;
+  rule?: string;
+  /** `METHOD /path/pattern` of the matched rule: bounded, unlike the request path. */
+  route?: string;
+  method?: string;
+  host?: string;
+  /** Request path without the query string (which can carry a key). */
+  path?: string;
+  /** The client address as the check saw it (after trusted X-Forwarded-For hops). */
+  source?: string;
+  latencySeconds: number;
+}
+
+/** One upstream answer, from an Envoy access log entry joined to a key through ext_authz metadata. */
+export interface UpstreamEvent {
+  at: number;
+  key: KeyRef;
+  responseCode: number;
+  /** Seconds from the first request byte to the last upstream response byte, when known. */
+  upstreamSeconds?: number;
+  route?: string;
+}
+
+/** The path pattern of a compiled rule, such as `/v1/orders/*` or `/admin/**`. */
+export function rulePattern(rule: CompiledRule): string {
+  if (rule.exactPath !== undefined) return rule.exactPath;
+  const base = rule.segments.length ? `/${rule.segments.join("/")}` : "";
+  return rule.prefix ? `${base}/**` : base || "/";
+}
+
+/** Path without query string or fragment. */
+export function stripQuery(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  const q = path.search(/[?#]/);
+  return q === -1 ? path : path.slice(0, q);
+}
+
+export interface FromDecisionOptions {
+  xffTrustedHops: number;
+  front: string;
+  at: number;
+}
+
+/** The usage view of one answered (or cancelled) check. */
+export function fromDecision(d: Decision, input: CheckInput | undefined, seconds: number, cancelled: boolean, o: FromDecisionOptions): CheckEvent {
+  const e = d.entry;
+  const rec = e?.record;
+  const quota = rec?.limits.quota;
+  const method = input?.method?.toUpperCase();
+  return {
+    at: o.at,
+    key: e && rec ? { namespace: rec.namespace, name: rec.name, uid: rec.uid, keyId: e.id, owner: rec.owner, ...(quota ? { quota: { requests: quota.requests, per: quota.per } } : {}) } : undefined,
+    outcome: cancelled ? "cancelled" : REASONS[d.reason].outcome,
+    reason: cancelled ? "cancelled" : d.reason,
+    status: d.status,
+    front: o.front,
+    policy: d.rule?.policy.ref,
+    rule: d.rule?.name,
+    route: d.rule ? `${method ?? "*"} ${rulePattern(d.rule)}` : undefined,
+    method,
+    host: input?.host,
+    path: stripQuery(input?.path),
+    source: input ? clientAddress(input.peerAddress, input.forwardedFor, o.xffTrustedHops) : undefined,
+    latencySeconds: seconds,
+  };
+}

@@ -1,0 +1,128 @@
+// The usage module's Prometheus metrics. Decisions by outcome and reason, the
+// check latency, index sizes and watch lifecycles are the data plane's own
+// (src/authz/metrics.ts); reconciles are the operator's. Added here: upstream
+// answers from access logs, status flushes, alerts, revocation lag, and the
+// opt-in per-key series.
+//
+// Per-key series are labelled by the public key id only (never the key, the
+// owner or the ApiKey name) and capped: after `perKeyMax` distinct ids, further
+// keys are counted under key_id="_other", so cardinality stays bounded.
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Outcome } from "../authz/reasons.ts";
+import type { AlertKind } from "./alerts.ts";
+import type { FlushResult } from "./flusher.ts";
+
+export const OTHER_KEY = "_other";
+
+export interface UsageMetricsOptions {
+  perKey: boolean;
+  perKeyMax: number;
+  pendingKeys: () => number;
+}
+
+export interface UsageMetrics {
+  check(keyId: string | undefined, outcome: Outcome | "cancelled"): void;
+  upstream(keyId: string, responseCode: number, seconds: number | undefined): void;
+  flush(result: FlushResult): void;
+  alert(kind: AlertKind, keyId: string | undefined): void;
+  revocationLag(seconds: number): void;
+  accessLogEntry(result: "joined" | "unattributed" | "invalid"): void;
+  /** Distinct key ids with their own series (for tests). */
+  readonly perKeyIds: number;
+}
+
+export function statusClass(code: number): string {
+  return code >= 100 && code < 600 ? `${Math.floor(code / 100)}xx` : "other";
+}
+
+export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): UsageMetrics {
+  const upstreamResponses = new Counter({
+    name: "keyward_upstream_responses_total",
+    help: "Upstream responses to requests with a key, by status class (2xx..5xx), from Envoy access logs.",
+    labelNames: ["class"] as const,
+    registers: [registry],
+  });
+  const upstreamSeconds = new Histogram({
+    name: "keyward_upstream_duration_seconds",
+    help: "Time from the first request byte to the last upstream response byte, from Envoy access logs.",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const accessLogEntries = new Counter({
+    name: "keyward_access_log_entries_total",
+    help: "Envoy access log entries received: joined to a key through ext_authz metadata, unattributed (no key), or invalid.",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const flushes = new Counter({
+    name: "keyward_usage_status_writes_total",
+    help: "Per-key usage flushes to ApiKey status by result (written, unchanged, conflict, gone, error).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "keyward_usage_pending_keys",
+    help: "ApiKeys with usage seen by this process and not yet written to status.",
+    registers: [registry],
+    collect() {
+      this.set(o.pendingKeys());
+    },
+  });
+  const alerts = new Counter({
+    name: "keyward_usage_alerts_total",
+    help: "Usage alerts raised as Events on ApiKeys, by alert (NewSourceAddress, UsageSpike, ForbiddenSpike, RateLimitedHigh, UpstreamErrorsHigh, KeySilent, KeyExpiringSoon, QuotaNearlyUsed).",
+    labelNames: ["alert"] as const,
+    registers: [registry],
+  });
+  const revocation = new Histogram({
+    name: "keyward_revocation_propagation_seconds",
+    help: "From the write that revoked a key (disabled, expired, deleted, grace ended) to this process seeing it; whole-second precision from managedFields.",
+    buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [registry],
+  });
+
+  const ids = new Set<string>();
+  const idFor = (keyId: string): string => {
+    if (ids.has(keyId)) return keyId;
+    if (ids.size >= o.perKeyMax) return OTHER_KEY;
+    ids.add(keyId);
+    return keyId;
+  };
+  const perKey = <L extends string>(name: string, help: string, label: L): Counter<"key_id" | L> | undefined =>
+    o.perKey ? new Counter({ name, help, labelNames: ["key_id", label] as const, registers: [registry] }) : undefined;
+  const keyRequests = perKey(
+    "keyward_key_requests_total",
+    "Checks per key id and outcome (opt-in, --usage-per-key-metrics; capped by --usage-per-key-metrics-max, the rest under key_id=\"_other\").",
+    "outcome",
+  );
+  const keyUpstream = perKey("keyward_key_upstream_responses_total", "Upstream responses per key id and status class, from Envoy access logs (opt-in, capped like keyward_key_requests_total).", "class");
+  const keyAlerts = perKey("keyward_key_alerts_total", "Usage alerts per key id and alert (opt-in, capped like keyward_key_requests_total).", "alert");
+
+  return {
+    check(keyId, outcome) {
+      if (keyRequests && keyId) keyRequests.inc({ key_id: idFor(keyId), outcome });
+    },
+    upstream(keyId, code, seconds) {
+      const cls = statusClass(code);
+      upstreamResponses.inc({ class: cls });
+      if (seconds !== undefined) upstreamSeconds.observe(seconds);
+      keyUpstream?.inc({ key_id: idFor(keyId), class: cls });
+    },
+    flush(result) {
+      flushes.inc({ result });
+    },
+    alert(kind, keyId) {
+      alerts.inc({ alert: kind });
+      if (keyAlerts && keyId) keyAlerts.inc({ key_id: idFor(keyId), alert: kind });
+    },
+    revocationLag(seconds) {
+      revocation.observe(Math.max(0, seconds));
+    },
+    accessLogEntry(result) {
+      accessLogEntries.inc({ result });
+    },
+    get perKeyIds() {
+      return ids.size;
+    },
+  };
+}

@@ -1,0 +1,49 @@
+// Revocation propagation lag: how long after the write that revoked a key a
+// watching process learns of it. The write time comes from the newest
+// managedFields entry (whole seconds, as the apiserver records it), so the
+// figure is an upper bound with one-second resolution.
+import type { ApiKey } from "../api/types.ts";
+import type { ChangeType } from "../k8s/informer.ts";
+
+const accepted = (ak: ApiKey | undefined): Set<string> => {
+  const out = new Set<string>();
+  if (!ak || ak.spec.disabled === true) return out;
+  const state = ak.status?.state;
+  if (state === "Disabled" || state === "Expired") return out;
+  for (const k of ak.status?.keys ?? []) out.add(k.hash);
+  return out;
+};
+
+/** When the object was last written, from managedFields (ms), or undefined. */
+export function lastWriteMs(ak: ApiKey): number | undefined {
+  let best: number | undefined;
+  for (const f of ak.metadata.managedFields ?? []) {
+    const t = f.time ? Date.parse(f.time instanceof Date ? f.time.toISOString() : String(f.time)) : NaN;
+    if (!Number.isNaN(t) && (best === undefined || t > best)) best = t;
+  }
+  return best;
+}
+
+/**
+ * Seconds from the revoking write to `now`, when this change takes away a
+ * hash that was accepted (disabled, expired, rotated out of grace, deleted);
+ * undefined for any other change or when the write time is unknown.
+ */
+export function revocationLagSeconds(type: ChangeType, next: ApiKey, prev: ApiKey | undefined, now: number): number | undefined {
+  if (type === "add") return undefined;
+  const before = accepted(prev ?? (type === "delete" ? next : undefined));
+  if (before.size === 0) return undefined;
+  let revoked: boolean;
+  let at: number | undefined;
+  if (type === "delete") {
+    revoked = true;
+    const del = next.metadata.deletionTimestamp;
+    at = del ? Date.parse(del instanceof Date ? del.toISOString() : String(del)) : undefined;
+  } else {
+    const after = accepted(next);
+    revoked = [...before].some((h) => !after.has(h));
+    at = lastWriteMs(next);
+  }
+  if (!revoked || at === undefined || Number.isNaN(at)) return undefined;
+  return Math.max(0, (now - at) / 1000);
+}
