@@ -74,3 +74,8 @@ run: $(NODE_DEPS) ## Run keyward (operator + ext_authz) against the current kube
 .PHONY: docs
 docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table
 	node src/main.ts config --markdown > docs/configuration.md
+
+.PHONY: bench
+bench: deps controlplane ## Benchmarks (~20 min, not part of make test): results in bench/results/, see docs/benchmarks.md
+	@scripts/tools-build.sh
+	node bench/run.ts $(ARGS)

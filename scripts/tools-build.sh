@@ -32,3 +32,13 @@ else
   (cd "$src" && go build -buildvcs=false -o "$bin/keyward-conformance-go" .)
   echo "$hash" >"$bin/.conformance-go-hash"
 fi
+
+# ghz, the gRPC load generator `make bench` drives (github.com/bojand/ghz).
+GHZ_VERSION="${GHZ_VERSION:-v0.121.0}"
+if [[ -x "$bin/ghz" ]] && [[ "$(cat "$bin/.ghz-version" 2>/dev/null)" == "$GHZ_VERSION" ]]; then
+  echo "ghz $GHZ_VERSION: cached in $bin"
+else
+  echo "ghz $GHZ_VERSION: building into $bin"
+  GOBIN="$bin" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+  echo "$GHZ_VERSION" >"$bin/.ghz-version"
+fi

@@ -1,0 +1,151 @@
+// The check path under load: ghz against the null grpc-js server (the ceiling)
+// and keyward's check path with 10 to 1M keys, the server pinned to one core and
+// ghz to the other. For each target: the highest sustained rate (closed loop,
+// best of two runs), then fixed-rate runs at 50% and 90% of it.
+//
+//   node bench/check.ts [--targets null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2]
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { requestMix } from "./lib/fixture.ts";
+import { ghz, ghzArgs, writeDataFile, type LoadResult } from "./lib/ghz.ts";
+import { startServer, treeCpuSeconds } from "./lib/proc.ts";
+import { freePort } from "../test/controlplane/controlplane.ts";
+
+export interface CheckTarget {
+  name: string;
+  /** Keys in the index (and in the request mix). */
+  keys: number;
+  serverArgs: string[];
+  serverCpus: string;
+  ghzCpus: string | undefined;
+  workers?: number;
+  /** Where the index comes from. */
+  feed: "none" | "in-process" | "apiserver watch";
+}
+
+export interface CheckResult {
+  name: string;
+  keys: number;
+  feed: string;
+  serverCpus: string;
+  ghzCpus: string;
+  maxRuns: LoadResult[];
+  maxRps: number;
+  at50: LoadResult;
+  at90: LoadResult;
+  /** maxRps / the null server's maxRps in the same run. */
+  ratioToNull?: number;
+  decisions: Record<string, number>;
+  serverRssMiB: number;
+}
+
+export const LOAD = { concurrency: 64, connections: 4, warmupSeconds: 5, maxSeconds: 8, rateSeconds: 10 };
+
+const K = (n: number): string => (n >= 1e6 ? `${n / 1e6}m` : n >= 1000 ? `${n / 1000}k` : String(n));
+
+export function standardTargets(): Record<string, CheckTarget> {
+  const t: Record<string, CheckTarget> = {
+    null: { name: "null grpc-js server", keys: 100_000, serverArgs: ["--mode", "null"], serverCpus: "1", ghzCpus: "0", feed: "none" },
+  };
+  for (const n of [10, 10_000, 100_000, 1_000_000]) {
+    t[`authz-${K(n)}`] = { name: `keyward, ${K(n)} keys`, keys: n, serverArgs: ["--mode", "authz", "--keys", String(n)], serverCpus: "1", ghzCpus: "0", feed: "in-process" };
+  }
+  for (const w of [1, 2]) {
+    t[`workers-${w}`] = {
+      name: `keyward, 100k keys, ${w} worker${w > 1 ? "s" : ""} (node:cluster prototype)`,
+      keys: 100_000,
+      serverArgs: ["--mode", "authz", "--keys", "100000", "--workers", String(w)],
+      serverCpus: "0,1",
+      ghzCpus: undefined,
+      workers: w,
+      feed: "in-process",
+    };
+  }
+  return t;
+}
+
+/** One closed-loop or fixed-rate ghz run with the server's CPU use measured alongside. */
+async function load(pid: number, o: Parameters<typeof ghz>[0], out: string): Promise<LoadResult> {
+  const c0 = treeCpuSeconds(pid);
+  const t0 = performance.now();
+  const r = await ghz(o, out);
+  const secs = (performance.now() - t0) / 1000;
+  return { ...r, serverCpu: Math.round(((treeCpuSeconds(pid) - c0) / secs) * 100) / 100 };
+}
+
+export async function runTarget(t: CheckTarget, log: (s: string) => void): Promise<CheckResult> {
+  const dir = mkdtempSync(join(tmpdir(), "keyward-bench-"));
+  try {
+    const { requests } = requestMix(t.keys, 1000);
+    const dataFile = writeDataFile(dir, "requests", requests);
+    const port = t.workers && t.workers > 1 ? await freePort() : 0;
+    const args = [...t.serverArgs, ...(port ? ["--port", String(port)] : [])];
+    log(`${t.name}: starting server (cpus ${t.serverCpus})`);
+    const srv = await startServer(args, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192"] });
+    try {
+      const base = { port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: t.ghzCpus };
+      const out = join(dir, "ghz.json");
+      await ghz({ ...base, seconds: LOAD.warmupSeconds, rps: 0 }, out);
+      const maxRuns: LoadResult[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await load(srv.pid, { ...base, seconds: LOAD.maxSeconds, rps: 0 }, out);
+        log(`${t.name}: closed loop ${r.rps} rps, server cpu ${r.serverCpu}, p99 ${r.p99Ms} ms`);
+        maxRuns.push(r);
+      }
+      const maxRps = Math.max(...maxRuns.map((r) => r.rps));
+      const at50 = await load(srv.pid, { ...base, seconds: LOAD.rateSeconds, rps: maxRps * 0.5 }, out);
+      log(`${t.name}: at 50% (${Math.round(maxRps * 0.5)} rps): ${at50.rps} rps, p50 ${at50.p50Ms} p99 ${at50.p99Ms} p99.9 ${at50.p999Ms} ms`);
+      const at90 = await load(srv.pid, { ...base, seconds: LOAD.rateSeconds, rps: maxRps * 0.9 }, out);
+      log(`${t.name}: at 90% (${Math.round(maxRps * 0.9)} rps): ${at90.rps} rps, p50 ${at90.p50Ms} p99 ${at90.p99Ms} p99.9 ${at90.p999Ms} ms`);
+      const st = await srv.stats();
+      return {
+        name: t.name,
+        keys: t.keys,
+        feed: t.feed,
+        serverCpus: t.serverCpus,
+        ghzCpus: t.ghzCpus ?? "any",
+        maxRuns,
+        maxRps,
+        at50,
+        at90,
+        decisions: st.decisions as Record<string, number>,
+        serverRssMiB: Math.round((st.rssBytes as number) / 2 ** 20),
+      };
+    } finally {
+      await srv.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The ghz command line the check bench uses, for the docs. */
+export function exampleGhzCommand(): string {
+  return ["ghz", ...ghzArgs({ port: 9001, dataFile: "requests.json", seconds: LOAD.maxSeconds, rps: 0, concurrency: LOAD.concurrency, connections: LOAD.connections }, "out.json")]
+    .map((a) => (a.includes(",") || a.includes("/") ? `'${a}'` : a))
+    .join(" ");
+}
+
+export async function runCheckBench(names: string[], log: (s: string) => void, extra: CheckTarget[] = []): Promise<CheckResult[]> {
+  const all = standardTargets();
+  const out: CheckResult[] = [];
+  for (const n of names) {
+    const t = all[n];
+    if (!t) throw new Error(`unknown target ${n}; known: ${Object.keys(all).join(", ")}`);
+    out.push(await runTarget(t, log));
+  }
+  for (const t of extra) out.push(await runTarget(t, log));
+  const nullMax = out.find((r) => r.feed === "none")?.maxRps;
+  if (nullMax) for (const r of out) r.ratioToNull = Math.round((r.maxRps / nullMax) * 1000) / 1000;
+  return out;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m" } } });
+  const res = await runCheckBench(values.targets.split(","), (s) => {
+    console.error(`[check] ${s}`);
+  });
+  console.log(JSON.stringify(res, null, 2));
+}

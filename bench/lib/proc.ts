@@ -1,0 +1,148 @@
+// Child processes for the bench: pinned servers, CPU accounting, the ghz binary.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+export const repoRoot = resolve(import.meta.dirname, "..", "..");
+
+export function toolsBin(): string {
+  const cache = process.env.KEYWARD_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keyward");
+  return join(cache, "tools", "bin");
+}
+
+export function ghzPath(): string {
+  const p = join(toolsBin(), "ghz");
+  if (!existsSync(p)) throw new Error(`ghz is not built: run scripts/tools-build.sh (expected ${p})`);
+  return p;
+}
+
+/** Wraps a command in `taskset -c <cpus>` when cpus is given. */
+export function pinned(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpus === undefined ? [cmd, args] : ["taskset", ["-c", cpus, cmd, ...args]];
+}
+
+/** utime+stime of a process and its threads, in seconds (Linux /proc). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[11] = utime, fields[12] = stime (fields 14 and 15 of proc(5)), in clock ticks.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds of a process tree rooted at pid (the server and, with workers, its children). */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  const seen = new Set<number>();
+  const walk = (p: number): void => {
+    if (seen.has(p)) return;
+    seen.add(p);
+    try {
+      total += cpuSeconds(p);
+    } catch {
+      return;
+    }
+    let children: string[];
+    try {
+      children = readFileSync(`/proc/${p}/task/${p}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    } catch {
+      children = [];
+    }
+    for (const c of children) walk(Number(c));
+  };
+  walk(pid);
+  return total;
+}
+
+export interface ServerProc {
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  stats(): Promise<Record<string, unknown>>;
+  /** The server's monotonic clock, in microseconds. */
+  mark(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Starts bench/servers/server.ts (optionally pinned) and waits for `READY <port>`. */
+export async function startServer(args: string[], opts: { cpus?: string; nodeFlags?: string[]; timeoutMs?: number } = {}): Promise<ServerProc> {
+  const nodeArgs = [...(opts.nodeFlags ?? []), join(repoRoot, "bench/servers/server.ts"), ...args];
+  const [cmd, argv] = pinned(opts.cpus, process.execPath, nodeArgs);
+  // stderr carries the server's JSON log lines (one per denial, as in production): discarded.
+  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "ignore"], cwd: repoRoot });
+  const lines = createInterface({ input: child.stdout });
+  const waiters: ((line: string) => void)[] = [];
+  lines.on("line", (l) => {
+    const w = waiters.shift();
+    if (w) w(l);
+  });
+  const next = (prefix: string, timeoutMs: number): Promise<string> =>
+    new Promise((res, rej) => {
+      const t = setTimeout(() => {
+        rej(new Error(`server did not print ${prefix} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onExit = (code: number | null): void => {
+        clearTimeout(t);
+        rej(new Error(`server exited with ${String(code)} before ${prefix}`));
+      };
+      child.once("exit", onExit);
+      const take = (l: string): void => {
+        if (!l.startsWith(prefix)) {
+          waiters.unshift(take);
+          return;
+        }
+        clearTimeout(t);
+        child.off("exit", onExit);
+        res(l.slice(prefix.length).trim());
+      };
+      waiters.push(take);
+    });
+  const port = Number(await next("READY ", opts.timeoutMs ?? 900_000));
+  return {
+    port,
+    pid: child.pid!,
+    child,
+    stats: async () => {
+      const p = next("STATS ", 10_000);
+      child.stdin.write("stats\n");
+      return JSON.parse(await p) as Record<string, unknown>;
+    },
+    mark: async () => {
+      const p = next("MARK ", 10_000);
+      child.stdin.write("mark\n");
+      return Number(await p);
+    },
+    stop: () =>
+      new Promise<void>((res) => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          res();
+          return;
+        }
+        const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        child.once("exit", () => {
+          clearTimeout(t);
+          res();
+        });
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+/** Runs a command to completion; resolves with stdout (stderr is passed through on failure). */
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const t = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 300_000);
+    child.on("error", rej);
+    child.on("exit", (code) => {
+      clearTimeout(t);
+      if (code === 0) res(out);
+      else rej(new Error(`${cmd} exited with ${String(code)}: ${err.slice(-2000)}`));
+    });
+  });
+}

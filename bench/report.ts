@@ -1,0 +1,106 @@
+// The shape of bench/results/latest.json and its markdown rendering (latest.md,
+// copied into docs/benchmarks.md).
+import type { OperatorResult, RevocationResult } from "./apiserver.ts";
+import type { CheckResult } from "./check.ts";
+import type { IndexPoint } from "./index-scale.ts";
+import type { Machine } from "./lib/machine.ts";
+import type { ProfileSummary } from "./profile.ts";
+
+interface Stamp {
+  at: string;
+  loadAverage: string;
+}
+
+export interface Results {
+  updatedAt?: string;
+  machine?: Machine;
+  ghzCommand?: string;
+  load?: Record<string, number>;
+  sections: {
+    index?: Stamp & { command: string; points: IndexPoint[] };
+    check?: Stamp & { finishedLoadAverage: string; command: string; results: CheckResult[] };
+    watchCheck?: Stamp & { seedSeconds: number; totalSeconds: number; result: CheckResult };
+    revocation?: Stamp & { result: RevocationResult };
+    operator?: { results: (Stamp & OperatorResult)[] };
+    profile?: Stamp & { command: string; summary: ProfileSummary };
+  };
+}
+
+const f1 = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(1));
+const f2 = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(2));
+const int = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : Math.round(x).toLocaleString("en-US"));
+const keysLabel = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : n >= 1000 ? `${n / 1000}k` : String(n));
+
+function checkTable(rows: CheckResult[]): string[] {
+  const out = [
+    "| server | keys | feed | server cpus | max RPS | server CPU at max | RPS per server core | ratio to null | p50 / p99 / p99.9 at 50% (ms) | p50 / p99 / p99.9 at 90% (ms) | errors |",
+    "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",
+  ];
+  for (const r of rows) {
+    const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
+    const perCore = best.serverCpu ? best.rps / best.serverCpu : NaN;
+    const errs = r.maxRuns.reduce((n, x) => n + x.errors, 0) + r.at50.errors + r.at90.errors;
+    out.push(
+      `| ${r.name} | ${r.feed === "none" ? "–" : keysLabel(r.keys)} | ${r.feed} | ${r.serverCpus} | ${int(r.maxRps)} | ${f2(best.serverCpu)} | ${int(perCore)} | ${r.ratioToNull === undefined ? "–" : f2(r.ratioToNull)} | ${f2(r.at50.p50Ms)} / ${f2(r.at50.p99Ms)} / ${f2(r.at50.p999Ms)} | ${f2(r.at90.p50Ms)} / ${f2(r.at90.p99Ms)} / ${f2(r.at90.p999Ms)} | ${errs} |`,
+    );
+  }
+  return out;
+}
+
+export function renderMarkdown(r: Results): string {
+  const m = r.machine;
+  const s = r.sections;
+  const out: string[] = ["# keyward benchmark results", ""];
+  out.push(`Updated ${r.updatedAt ?? "–"}. Machine: ${m ? `${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.kernel}, ${m.ghz ?? "ghz ?"}` : "–"}.`, "");
+  if (s.check) {
+    out.push(`## Check path (ghz, \`${s.check.command}\`)`, "");
+    out.push(`Run at ${s.check.at}; load average before ${s.check.loadAverage}, after ${s.check.finishedLoadAverage}.`, "");
+    out.push(...checkTable(s.check.results), "");
+    out.push("Decisions the servers counted (the request mix as it arrived):", "");
+    for (const x of s.check.results) out.push(`- ${x.name}: ${JSON.stringify(x.decisions)}, server RSS ${x.serverRssMiB} MiB`);
+    out.push("");
+  }
+  if (s.watchCheck) {
+    out.push("## Check path, index fed by the real apiserver watch", "");
+    out.push(`Seeding took ${s.watchCheck.seedSeconds} s; run at ${s.watchCheck.at} (load average ${s.watchCheck.loadAverage}).`, "");
+    out.push(...checkTable([s.watchCheck.result]), "");
+    out.push(`- decisions: ${JSON.stringify(s.watchCheck.result.decisions)}, server RSS ${s.watchCheck.result.serverRssMiB} MiB`, "");
+  }
+  if (s.index) {
+    out.push(`## Key index (\`${s.index.command}\`)`, "");
+    out.push("| keys | build (ms) | heap (MiB) | bytes per key | lookup (ns) | miss (ns) | sha256 + lookup (ns) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (const p of s.index.points) {
+      out.push(`| ${keysLabel(p.keys)} | ${int(p.buildMs)} | ${f1(p.heapBytes / 2 ** 20)} | ${int(p.bytesPerKey)} | ${f1(p.lookupNs)} | ${f1(p.missNs)} | ${int(p.hashAndLookupNs)} |`);
+    }
+    out.push("");
+  }
+  if (s.revocation) {
+    const v = s.revocation.result;
+    out.push("## Revocation lag (real apiserver; write to first denied Check)", "");
+    out.push("| changes | by mode | keys in index | p50 (ms) | p99 (ms) | max (ms) | over 1 s |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    out.push(`| ${v.changes} | ${Object.entries(v.byMode).map(([k, n]) => `${k} ${n}`).join(", ")} | ${int(v.indexKeysDuringRun)} | ${f1(v.p50Ms)} | ${f1(v.p99Ms)} | ${f1(v.maxMs)} | ${v.over1s} |`, "");
+  }
+  if (s.operator) {
+    out.push("## Operator throughput (real apiserver)", "");
+    out.push("| ApiKeys | kube-qps / burst / workers | applied in (s) | all Ready after (s) | Ready per second | apiserver requests | per key | by verb |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    for (const o of s.operator.results) {
+      out.push(
+        `| ${int(o.keys)} | ${o.settings.kubeQps} / ${o.settings.kubeBurst} / ${o.settings.workers} | ${f1(o.applySeconds)} | ${f1(o.allReadySeconds)} | ${f1(o.keys / o.allReadySeconds)} | ${int(o.operatorRequests)} | ${f2(o.requestsPerKey)} | ${Object.entries(o.byVerb).map(([k, n]) => `${k} ${n}`).join(", ")} |`,
+      );
+    }
+    out.push("");
+  }
+  if (s.profile) {
+    const p = s.profile.summary;
+    out.push(`## CPU profile of the check path (\`${s.profile.command}\`)`, "");
+    out.push(`${keysLabel(p.keys)} keys, ${int(p.load.rps)} RPS under the profiler, ${int(p.sampledMs)} ms sampled. Shares of busy (non-idle) CPU time.`, "");
+    out.push("| self time, by category | % |", "| --- | ---: |");
+    for (const c of p.categories) out.push(`| ${c.category} | ${f1(c.percent)} |`);
+    out.push("", "| inclusive time of a step | % |", "| --- | ---: |");
+    for (const c of p.inclusive) out.push(`| ${c.what} | ${f1(c.percent)} |`);
+    out.push("", "| top functions (self) | where | % |", "| --- | --- | ---: |");
+    for (const c of p.top.slice(0, 15)) out.push(`| \`${c.fn}\` | ${c.where} | ${f1(c.percent)} |`);
+    out.push("");
+  }
+  return out.join("\n") + "\n";
+}

@@ -1,0 +1,120 @@
+// `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
+//
+//   node bench/run.ts [--only index,check,apiserver,profile]
+//
+// A section run alone replaces only its part of latest.json; the markdown is
+// rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { operatorThroughput, revocationLag, seedBenchKeys, startControlPlane } from "./apiserver.ts";
+import { exampleGhzCommand, LOAD, runCheckBench, runTarget, type CheckResult } from "./check.ts";
+import { machine } from "./lib/machine.ts";
+import { ghzPath, repoRoot, run } from "./lib/proc.ts";
+import type { IndexPoint } from "./index-scale.ts";
+import { renderMarkdown, type Results } from "./report.ts";
+import { runProfile } from "./profile.ts";
+
+const { values } = parseArgs({
+  options: {
+    only: { type: "string", default: "index,check,apiserver,profile" },
+    targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2" },
+    "watch-keys": { type: "string", default: "10000" },
+    revocations: { type: "string", default: "200" },
+    "operator-keys": { type: "string", default: "1000,10000" },
+  },
+});
+const only = new Set(values.only.split(","));
+const outDir = join(repoRoot, "bench", "results");
+const jsonPath = join(outDir, "latest.json");
+mkdirSync(outDir, { recursive: true });
+
+const log = (s: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+};
+
+const results: Results = existsSync(jsonPath) ? (JSON.parse(readFileSync(jsonPath, "utf8")) as Results) : { sections: {} };
+const ghzVersion = (await run(ghzPath(), ["--version"])).trim();
+results.machine = { ...machine(), ghz: ghzVersion };
+results.ghzCommand = exampleGhzCommand();
+results.load = LOAD;
+
+function save(): void {
+  results.updatedAt = new Date().toISOString();
+  writeFileSync(jsonPath, JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(join(outDir, "latest.md"), renderMarkdown(results));
+}
+
+const stamp = (): { at: string; loadAverage: string } => ({ at: new Date().toISOString(), loadAverage: machine().loadAverage });
+
+if (only.has("index")) {
+  log("index scale: 1k to 1M keys");
+  const cmd = [process.execPath, "--expose-gc", "--max-old-space-size=8192", join(repoRoot, "bench/index-scale.ts")];
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 * 2 ** 20 });
+  if (r.status !== 0) throw new Error(`index-scale exited with ${String(r.status)}`);
+  results.sections.index = { ...stamp(), command: "node --expose-gc --max-old-space-size=8192 bench/index-scale.ts", points: JSON.parse(r.stdout.toString()) as IndexPoint[] };
+  save();
+}
+
+if (only.has("check")) {
+  log(`check path: ${values.targets}`);
+  const start = stamp();
+  const res = await runCheckBench(values.targets.split(","), log);
+  results.sections.check = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/check.ts --targets ${values.targets}`, results: res };
+  save();
+}
+
+if (only.has("apiserver")) {
+  log("starting a local control plane (etcd + kube-apiserver)");
+  const cp = await startControlPlane(log);
+  try {
+    const nWatch = Number(values["watch-keys"]);
+    log(`seeding ${nWatch} ApiKeys for the watch-fed check run`);
+    const seeded = await seedBenchKeys(cp.kubeconfig, "bench", nWatch, log);
+    const start = stamp();
+    const t0 = performance.now();
+    const watch: CheckResult = await runTarget(
+      {
+        name: `keyward, ${nWatch / 1000}k keys through the apiserver watch (startAuthz)`,
+        keys: nWatch,
+        serverArgs: ["--mode", "authz", "--kubeconfig", cp.kubeconfig, "--namespace", "bench", "--expect-keys", String(nWatch)],
+        serverCpus: "1",
+        ghzCpus: "0",
+        feed: "apiserver watch",
+      },
+      log,
+    );
+    const nullMax = (results.sections.check?.results ?? []).find((r) => r.feed === "none")?.maxRps;
+    if (nullMax) watch.ratioToNull = Math.round((watch.maxRps / nullMax) * 1000) / 1000;
+    results.sections.watchCheck = { ...start, seedSeconds: seeded.seconds, totalSeconds: Math.round((performance.now() - t0) / 1000), result: watch };
+    save();
+
+    log(`revocation lag: ${values.revocations} changes`);
+    const rstart = stamp();
+    const rev = await revocationLag(cp.kubeconfig, Number(values.revocations), log);
+    results.sections.revocation = { ...rstart, result: rev };
+    save();
+
+    const ops = [];
+    for (const n of values["operator-keys"].split(",").map(Number)) {
+      log(`operator throughput: ${n} ApiKeys`);
+      const ostart = stamp();
+      ops.push({ ...ostart, ...(await operatorThroughput(cp.kubeconfig, n, log)) });
+      results.sections.operator = { results: ops };
+      save();
+    }
+  } finally {
+    await cp.stop({ removeDir: true });
+  }
+}
+
+if (only.has("profile")) {
+  log("CPU profile of the check path (100k keys)");
+  const start = stamp();
+  const p = await runProfile(100_000, 15, log);
+  results.sections.profile = { ...start, command: "node bench/profile.ts --keys 100000 --seconds 15", summary: p };
+  save();
+}
+
+log(`wrote ${jsonPath} and latest.md`);

@@ -1,0 +1,236 @@
+// The servers the check-path bench drives, one process each so that it can be
+// pinned to a core (taskset) apart from the load generator.
+//
+//   --mode null                  grpc-js, the same protos and decoder as keyward; answers OK
+//   --mode authz --keys N        keyward's check path (Checker + gRPC front) over an index
+//                                fed N ApiKeys in process, without an apiserver
+//   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
+//   --workers W                  W processes sharing the port (node:cluster), a prototype
+//                                of an all-cores data plane; 1 is a plain single process
+//
+// Prints `READY <port>` on stdout when it serves; each `stats` line on stdin is
+// answered with one JSON line (decisions by reason, memory). Listens on 127.0.0.1 only.
+import cluster from "node:cluster";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { Registry } from "prom-client";
+import { Checker, type CheckInput, type Decision } from "../../src/authz/check.ts";
+import { startGrpcFront } from "../../src/authz/grpc.ts";
+import { createAuthzMetrics } from "../../src/authz/metrics.ts";
+import { PolicyIndex } from "../../src/authz/policy.ts";
+import { loadProtos, AUTHZ_SERVICE, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
+import { REASONS } from "../../src/authz/reasons.ts";
+import { decisionMetadata } from "../../src/authz/response.ts";
+import { startAuthz } from "../../src/authz/service.ts";
+import { defaultConfig } from "../../src/config/config.ts";
+import { KeyIndex } from "../../src/index/keys.ts";
+import { loadKubeConfig } from "../../src/k8s/client.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { Limiter } from "../../src/limits/limiter.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
+import { benchPolicy, fillIndex } from "../lib/fixture.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    mode: { type: "string", default: "authz" },
+    keys: { type: "string", default: "10" },
+    kubeconfig: { type: "string" },
+    namespace: { type: "string", default: "bench" },
+    "expect-keys": { type: "string", default: "0" },
+    port: { type: "string", default: "0" },
+    workers: { type: "string", default: "1" },
+  },
+});
+
+interface Stats {
+  decisions: Record<string, number>;
+  rssBytes: number;
+  heapUsedBytes: number;
+  indexKeys: number;
+}
+
+async function metricValues(registry: Registry, name: string): Promise<{ labels: Record<string, string | number>; value: number }[]> {
+  const m = registry.getSingleMetric(name);
+  if (!m) return [];
+  return (await m.get()).values as { labels: Record<string, string | number>; value: number }[];
+}
+
+async function collectStats(registry: Registry | undefined, nullCount: number): Promise<Stats> {
+  const decisions: Record<string, number> = {};
+  if (registry) {
+    for (const v of await metricValues(registry, "keyward_authz_decisions_total")) {
+      const reason = String(v.labels.reason);
+      decisions[reason] = (decisions[reason] ?? 0) + v.value;
+    }
+  } else decisions.null = nullCount;
+  const keys = registry ? ((await metricValues(registry, "keyward_authz_index_keys"))[0]?.value ?? 0) : 0;
+  const mem = process.memoryUsage();
+  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys };
+}
+
+/** The null server: decodes CheckRequest with the same loader and answers OK. */
+async function startNull(address: string): Promise<{ port: number; count: () => number }> {
+  const pkg = grpc.loadPackageDefinition(loadProtos());
+  let node: unknown = pkg;
+  for (const part of AUTHZ_SERVICE.split(".")) node = (node as Record<string, unknown>)[part];
+  const svc = (node as { service: grpc.ServiceDefinition }).service;
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  let n = 0;
+  const ok: CheckResponseMessage = { status: { code: 0 } };
+  server.addService(svc, {
+    Check: (_call: grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>, cb: grpc.sendUnaryData<CheckResponseMessage>) => {
+      n++;
+      cb(null, ok);
+    },
+  });
+  const port = await new Promise<number>((res, rej) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (err) rej(err);
+      else res(p);
+    });
+  });
+  return { port, count: () => n };
+}
+
+/** keyward's check path over an in-process index: what startAuthz wires, minus the watches. */
+async function startInMemory(address: string, nKeys: number, log: Logger): Promise<{ port: number; registry: Registry }> {
+  const keys = new KeyIndex();
+  fillIndex(keys, nKeys);
+  const policies = new PolicyIndex();
+  policies.apply("add", benchPolicy());
+  const limiter = new Limiter();
+  const registry = new Registry();
+  const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
+  const config = defaultConfig();
+  const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
+  // The same per-decision work as startAuthz's onDecision (src/authz/service.ts): metrics, then the log line.
+  const onDecision = (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean): void => {
+    const reason = cancelled ? "cancelled" : d.reason;
+    const outcome = cancelled ? "error" : REASONS[d.reason].outcome;
+    metrics.decisions.inc({ outcome, reason, front: "grpc" });
+    metrics.checkSeconds.observe({ front: "grpc" }, seconds);
+    const level = d.status === 200 && !cancelled ? "debug" : "info";
+    if (!log.enabled(level)) return;
+    const path = input?.path;
+    const q = path?.indexOf("?") ?? -1;
+    log[level]("check", {
+      front: "grpc",
+      status: d.status,
+      ...decisionMetadata(d),
+      ...(cancelled ? { reason: "cancelled" } : {}),
+      method: input?.method,
+      host: input?.host,
+      path: q === -1 ? path : path?.slice(0, q),
+    });
+  };
+  const front = await startGrpcFront({
+    address,
+    checker,
+    response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
+    ready: () => true,
+    onDecision,
+    onError: (err) => {
+      log.error("check failed; denied", { err });
+    },
+  });
+  return { port: front.port, registry };
+}
+
+async function startViaApiserver(address: string, kubeconfig: string, namespace: string, expectKeys: number, log: Logger): Promise<{ port: number; registry: Registry }> {
+  const kc = loadKubeConfig(kubeconfig);
+  const rest = new KubeRest(kc);
+  const registry = new Registry();
+  const config = defaultConfig({ grpcAddress: address, httpAuthAddress: "", metricsAddress: "", namespaces: [namespace] });
+  const h = await startAuthz({ config, kc, rest, log, registry });
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    const keys = (await metricValues(registry, "keyward_authz_index_keys"))[0]?.value ?? 0;
+    if (h.ready() && keys >= expectKeys) break;
+    if (Date.now() > deadline) throw new Error(`index has ${keys} of ${expectKeys} keys after 600 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { port: h.grpcPort, registry };
+}
+
+async function serveOne(address: string): Promise<{ port: number; stats: () => Promise<Stats> }> {
+  // Production logging: info level, one JSON line per denial on stderr (the parent discards it).
+  const log = createLogger({ level: "info" });
+  if (args.mode === "null") {
+    const s = await startNull(address);
+    return { port: s.port, stats: () => collectStats(undefined, s.count()) };
+  }
+  const s = args.kubeconfig
+    ? await startViaApiserver(address, args.kubeconfig, args.namespace, Number(args["expect-keys"]), log)
+    : await startInMemory(address, Number(args.keys), log);
+  return { port: s.port, stats: () => collectStats(s.registry, 0) };
+}
+
+function mergeStats(all: Stats[]): Stats {
+  const out: Stats = { decisions: {}, rssBytes: 0, heapUsedBytes: 0, indexKeys: 0 };
+  for (const s of all) {
+    for (const [k, v] of Object.entries(s.decisions)) out.decisions[k] = (out.decisions[k] ?? 0) + v;
+    out.rssBytes += s.rssBytes;
+    out.heapUsedBytes += s.heapUsedBytes;
+    out.indexKeys = Math.max(out.indexKeys, s.indexKeys);
+  }
+  return out;
+}
+
+function onStdinLines(fn: (line: string) => void): void {
+  createInterface({ input: process.stdin }).on("line", fn);
+}
+
+const workers = Number(args.workers);
+if (workers <= 1) {
+  const s = await serveOne(`127.0.0.1:${args.port}`);
+  onStdinLines((line) => {
+    if (line.trim() === "stats") void s.stats().then((st) => process.stdout.write(`STATS ${JSON.stringify(st)}\n`));
+    // The monotonic clock in microseconds, the time base of --cpu-prof's samples: lets the
+    // profile summary keep only the samples taken under load.
+    if (line.trim() === "mark") process.stdout.write(`MARK ${String(process.hrtime.bigint() / 1000n)}\n`);
+  });
+  process.on("SIGTERM", () => process.exit(0));
+  process.stdout.write(`READY ${s.port}\n`);
+} else if (cluster.isPrimary) {
+  // Prototype of an all-cores data plane: node:cluster workers share one listening
+  // socket (the primary accepts and hands connections out round-robin).
+  const port = Number(args.port);
+  if (!port) throw new Error("--workers > 1 needs a fixed --port");
+  const pending = new Map<number, (s: Stats) => void>();
+  let seq = 0;
+  let ready = 0;
+  const list: ReturnType<typeof cluster.fork>[] = [];
+  for (let i = 0; i < workers; i++) {
+    const w = cluster.fork();
+    list.push(w);
+    w.on("message", (m: { type: string; id?: number; stats?: Stats }) => {
+      if (m.type === "ready" && ++ready === workers) process.stdout.write(`READY ${port}\n`);
+      if (m.type === "stats" && m.id !== undefined && m.stats) pending.get(m.id)?.(m.stats);
+    });
+  }
+  onStdinLines((line) => {
+    if (line.trim() !== "stats") return;
+    void Promise.all(
+      list.map(
+        (w) =>
+          new Promise<Stats>((res) => {
+            const id = ++seq;
+            pending.set(id, res);
+            w.send({ type: "stats", id });
+          }),
+      ),
+    ).then((all) => process.stdout.write(`STATS ${JSON.stringify(mergeStats(all))}\n`));
+  });
+  process.on("SIGTERM", () => {
+    for (const w of list) w.kill("SIGTERM");
+    process.exit(0);
+  });
+} else {
+  const s = await serveOne(`127.0.0.1:${args.port}`);
+  process.on("message", (m: { type: string; id: number }) => {
+    if (m.type === "stats") void s.stats().then((st) => process.send?.({ type: "stats", id: m.id, stats: st }));
+  });
+  process.on("SIGTERM", () => process.exit(0));
+  process.send?.({ type: "ready" });
+}
