@@ -25,6 +25,11 @@ export interface AuthzDeps {
   log: Logger;
   registry: Registry;
   now?: () => number;
+  /**
+   * Called after each check is answered (or found cancelled), for usage accounting.
+   * It runs off the answer's path; what it throws is logged, never turned into a decision.
+   */
+  onDecision?: (front: "grpc" | "http", d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
 }
 
 export interface AuthzHandle {
@@ -107,6 +112,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   }
   const ready = (): boolean => informers.every((i) => i.synced);
 
+  const listener = deps.onDecision;
   const onDecision = (front: "grpc" | "http") => {
     // Label children resolved once per reason, not per request.
     const counters = new Map<string, { inc(): void }>();
@@ -124,6 +130,13 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       counter(reason, cancelled ? "error" : REASONS[d.reason].outcome).inc();
       timer.observe(seconds);
       logDecision(front, d, input, cancelled);
+      if (listener) {
+        try {
+          listener(front, d, seconds, input, cancelled);
+        } catch (err) {
+          log.warn("decision listener failed", { err });
+        }
+      }
     };
   };
   const logDecision = (front: string, d: Decision, input: CheckInput | undefined, cancelled: boolean): void => {

@@ -218,12 +218,18 @@ describe("authz under bad input", () => {
       currentContext: "c",
     });
     const rest = new KubeRest(kc);
+    const heard: string[] = [];
     const cut = await startAuthz({
       config: defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", metricsAddress: "" }),
       kc,
       rest,
       log: silentLogger,
       registry: new Registry(),
+      // A listener that throws changes no answer.
+      onDecision: (front, d) => {
+        heard.push(`${front}:${d.reason}`);
+        throw new Error("listener failure");
+      },
     });
     const c = authzClient(cut.grpcPort);
     try {
@@ -233,6 +239,7 @@ describe("authz under bad input", () => {
       expect(r).toMatchObject({ code: 14, httpStatus: 503, metadata: { reason: "not_ready" } });
       const http = await fetch(`http://127.0.0.1:${cut.httpPort!}/`, { headers: { "x-forwarded-host": HOST, "x-api-key": key.key } });
       expect(http.status).toBe(503);
+      expect(heard).toEqual(["grpc:not_ready", "http:not_ready"]);
     } finally {
       c.close();
       await cut.stop();
