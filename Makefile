@@ -27,7 +27,7 @@ controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the
 	@scripts/controlplane-build.sh >/dev/null
 
 .PHONY: tools
-tools: ## Install nginx for the e2e suite, build grpcurl and the Go ext_authz client into the cache (once)
+tools: ## Install nginx for the e2e suite and promtool for the rule tests, build grpcurl and the Go ext_authz client into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
 	@scripts/chart-tools.sh
@@ -51,8 +51,12 @@ test-unit: $(NODE_DEPS) ## Unit tests only (no processes started)
 test-integration: setup ## Integration tests against a real control plane
 	vitest run --project integration
 
+.PHONY: rules
+rules: ## Check and unit-test the Prometheus rules in deploy/prometheus with promtool
+	cd deploy/prometheus && promtool check rules keyward.rules.yaml && promtool test rules keyward.rules.test.yaml
+
 .PHONY: test
-test: setup typecheck lint ## Everything: typecheck, lint, unit and integration tests
+test: setup typecheck lint rules ## Everything: typecheck, lint, promtool rule tests, unit and integration tests
 	vitest run
 
 .PHONY: cluster

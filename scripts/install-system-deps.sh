@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages keyward's end-to-end tests need, when missing:
 #   nginx (the auth_request e2e suite, test/integration/authz-nginx.test.ts).
+#   prometheus (for promtool: `make rules` checks and tests deploy/prometheus).
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(nginx)
+packages=(nginx prometheus)
 missing=()
 for p in "${packages[@]}"; do
   command -v "$p" >/dev/null 2>&1 || [[ -x "/usr/sbin/$p" ]] || missing+=("$p")
@@ -29,3 +30,5 @@ $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The e2e suite runs its own nginx on free ports; the packaged service is not needed.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then $sudo systemctl stop nginx || true; fi
+# Nor is the packaged Prometheus server: only promtool is used.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then $sudo systemctl stop prometheus || true; fi

@@ -8,8 +8,8 @@
 // owner or the ApiKey name) and capped: after `perKeyMax` distinct ids, further
 // keys are counted under key_id="_other", so cardinality stays bounded.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { Outcome } from "../authz/reasons.ts";
 import type { AlertKind } from "./alerts.ts";
+import type { CheckEvent } from "./event.ts";
 import type { FlushResult } from "./flusher.ts";
 
 export const OTHER_KEY = "_other";
@@ -21,7 +21,7 @@ export interface UsageMetricsOptions {
 }
 
 export interface UsageMetrics {
-  check(keyId: string | undefined, outcome: Outcome | "cancelled"): void;
+  check(e: CheckEvent): void;
   upstream(keyId: string, responseCode: number, seconds: number | undefined): void;
   flush(result: FlushResult): void;
   alert(kind: AlertKind, keyId: string | undefined): void;
@@ -96,11 +96,32 @@ export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): 
     "outcome",
   );
   const keyUpstream = perKey("keyward_key_upstream_responses_total", "Upstream responses per key id and status class, from Envoy access logs (opt-in, capped like keyward_key_requests_total).", "class");
+  const keyRoutes = perKey("keyward_key_route_requests_total", "Checks per key id and route (method and policy path pattern; opt-in, capped like keyward_key_requests_total).", "route");
+  const keyLastUsed = o.perKey
+    ? new Gauge({
+        name: "keyward_key_last_used_timestamp_seconds",
+        help: "When a request with this key id was last checked, as a Unix time (opt-in, capped like keyward_key_requests_total).",
+        labelNames: ["key_id"] as const,
+        registers: [registry],
+      })
+    : undefined;
+  const routeRequests = new Counter({
+    name: "keyward_route_requests_total",
+    help: "Checks per matched policy rule and outcome (bounded by the rules in ApiKeyPolicies).",
+    labelNames: ["policy", "rule", "outcome"] as const,
+    registers: [registry],
+  });
   const keyAlerts = perKey("keyward_key_alerts_total", "Usage alerts per key id and alert (opt-in, capped like keyward_key_requests_total).", "alert");
 
   return {
-    check(keyId, outcome) {
-      if (keyRequests && keyId) keyRequests.inc({ key_id: idFor(keyId), outcome });
+    check(e) {
+      if (e.policy && e.rule) routeRequests.inc({ policy: e.policy, rule: e.rule, outcome: e.outcome });
+      const keyId = e.key?.keyId;
+      if (!keyRequests || !keyId) return;
+      const id = idFor(keyId);
+      keyRequests.inc({ key_id: id, outcome: e.outcome });
+      if (e.route) keyRoutes?.inc({ key_id: id, route: e.route });
+      keyLastUsed?.set({ key_id: id }, e.at / 1000);
     },
     upstream(keyId, code, seconds) {
       const cls = statusClass(code);

@@ -142,7 +142,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
 
   const record = (e: CheckEvent): void => {
     decisionLog?.write(e);
-    metrics.check(e.key?.keyId, e.outcome);
+    metrics.check(e);
     flusher?.recordCheck(e);
     alerts?.observeCheck(e);
   };
