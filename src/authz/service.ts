@@ -1,15 +1,11 @@
 // The data plane: watches ApiKeys and ApiKeyPolicies into the key index and the
 // policy table, and serves Check over gRPC and HTTP. main.ts wires it for
 // `keyward authz` and `keyward run`.
-import type { KubeConfig } from "@kubernetes/client-node";
-import type { Registry } from "prom-client";
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
-import type { Config } from "../config/config.ts";
 import { KeyIndex } from "../index/keys.ts";
-import { Informer, kubeListWatch, type ChangeType } from "../k8s/informer.ts";
-import type { KubeRest } from "../k8s/rest.ts";
+import { Informer, collectionPaths, kubeListWatch, type ChangeType } from "../k8s/informer.ts";
+import type { RoleDeps } from "../deps.ts";
 import { Limiter } from "../limits/limiter.ts";
-import type { Logger } from "../log.ts";
 import { Checker, type CheckInput, type Decision } from "./check.ts";
 import { startGrpcFront, type GrpcFront } from "./grpc.ts";
 import { startHttpFront, type HttpFront } from "./http.ts";
@@ -18,13 +14,7 @@ import { PolicyIndex } from "./policy.ts";
 import { REASONS } from "./reasons.ts";
 import { decisionMetadata, type ResponseOptions } from "./response.ts";
 
-export interface AuthzDeps {
-  config: Config;
-  kc: KubeConfig;
-  rest: KubeRest;
-  log: Logger;
-  registry: Registry;
-  now?: () => number;
+export interface AuthzDeps extends RoleDeps {
   /**
    * Called after each check is answered (or found cancelled), for usage accounting.
    * It runs off the answer's path; what it throws is logged, never turned into a decision.
@@ -49,11 +39,6 @@ function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
   return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels } };
 }
 
-/** Collection paths to watch: cluster-wide, or one per configured namespace. */
-function collectionPaths(plural: string, namespaces: readonly string[]): string[] {
-  const base = `/apis/${API_VERSION}`;
-  return namespaces.length === 0 ? [`${base}/${plural}`] : namespaces.map((ns) => `${base}/namespaces/${encodeURIComponent(ns)}/${plural}`);
-}
 
 export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const { config, kc, rest, registry } = deps;
@@ -95,7 +80,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       transform: slim,
     });
   const informers: { start(): Promise<void>; stop(): Promise<void>; readonly synced: boolean }[] = [];
-  for (const path of collectionPaths(APIKEY_PLURAL, config.namespaces)) {
+  for (const path of collectionPaths(`/apis/${API_VERSION}`, APIKEY_PLURAL, config.namespaces)) {
     informers.push(
       watch<ApiKey>(APIKEY_PLURAL, path, (type, obj) => {
         keys.apply(type, obj);
@@ -103,7 +88,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       }),
     );
   }
-  for (const path of collectionPaths(APIKEYPOLICY_PLURAL, config.namespaces)) {
+  for (const path of collectionPaths(`/apis/${API_VERSION}`, APIKEYPOLICY_PLURAL, config.namespaces)) {
     informers.push(
       watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, path, (type, obj) => {
         policies.apply(type, obj);

@@ -406,3 +406,12 @@ export function kubeListWatch<T extends KubernetesObject>(
     },
   };
 }
+
+/**
+ * Collection paths to watch: cluster-wide, or one per namespace when `namespaces` is not empty.
+ * `apiPrefix` is "/api/v1" for core resources or "/apis/<group>/<version>".
+ */
+export function collectionPaths(apiPrefix: string, plural: string, namespaces: readonly string[]): string[] {
+  if (namespaces.length === 0) return [`${apiPrefix}/${plural}`];
+  return namespaces.map((ns) => `${apiPrefix}/namespaces/${encodeURIComponent(ns)}/${plural}`);
+}

@@ -2,28 +2,18 @@
 // namespace/name, and reconciles each ApiKey serially. With leader election on,
 // every replica keeps its caches warm but only the leader works the queue.
 import { hostname } from "node:os";
-import type { KubeConfig } from "@kubernetes/client-node";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { ApiKey } from "../api/types.ts";
-import type { Config } from "../config/config.ts";
+import { Counter, Gauge, Histogram } from "prom-client";
+import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { Informer, kubeListWatch, type LifecycleEvent } from "../k8s/informer.ts";
-import type { KubeRest } from "../k8s/rest.ts";
-import type { Logger } from "../log.ts";
+import { Informer, collectionPaths, kubeListWatch, type LifecycleEvent } from "../k8s/informer.ts";
+import type { RoleDeps } from "../deps.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
 import { toSecretView, type SecretView } from "./secrets.ts";
 import { createQueue, queueMetrics } from "./queue.ts";
 import { objectKey, splitKey, type WorkQueue } from "../k8s/workqueue.ts";
 import { startLeadership, type Leadership } from "./leadership.ts";
 
-export interface OperatorDeps {
-  config: Config;
-  kc: KubeConfig;
-  rest: KubeRest;
-  log: Logger;
-  registry: Registry;
-  now?: () => number;
-}
+export type OperatorDeps = RoleDeps;
 
 export interface OperatorHandle {
   ready(): boolean;
@@ -34,11 +24,6 @@ export interface OperatorHandle {
 
 const keyOf = (ns: string | undefined, name: string | undefined): string => objectKey({ metadata: { namespace: ns, name } });
 
-/** Collection paths for the watched namespaces (all namespaces when none are listed). */
-function paths(config: Config, resource: string, group: string): string[] {
-  if (config.namespaces.length === 0) return [`${group}/${resource}`];
-  return config.namespaces.map((ns) => `${group}/namespaces/${encodeURIComponent(ns)}/${resource}`);
-}
 
 export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle> {
   const { config, kc, rest, log, registry } = deps;
@@ -107,7 +92,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   let queue: WorkQueue | undefined;
   const enqueue = (k: string): void => queue?.add(k);
 
-  const apiKeyInformers = paths(config, "apikeys", "/apis/keyward.dev/v1alpha1").map(
+  const apiKeyInformers = collectionPaths(`/apis/${API_VERSION}`, APIKEY_PLURAL, config.namespaces).map(
     (path) =>
       new Informer<ApiKey>({
         name: "apikeys",
@@ -121,7 +106,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
         },
       }),
   );
-  const secretInformers = paths(config, "secrets", "/api/v1").map(
+  const secretInformers = collectionPaths("/api/v1", "secrets", config.namespaces).map(
     (path) =>
       new Informer<SecretView>({
         name: "secrets",
