@@ -33,7 +33,7 @@ tools: ## Install nginx for the e2e suite and promtool for the rule tests, build
 	@scripts/chart-tools.sh
 
 .PHONY: setup
-setup: deps controlplane tools ## Everything the tests and the demo need (idempotent)
+setup: deps controlplane tools ## Everything the tests need (idempotent); the demo needs only deps and controlplane
 
 .PHONY: typecheck
 typecheck: $(NODE_DEPS) ## TypeScript, strict
@@ -60,7 +60,7 @@ test: setup typecheck lint rules ## Everything: typecheck, lint, promtool rule t
 	vitest run
 
 .PHONY: cluster
-cluster: setup ## Start the local control plane in the background; prints the kubeconfig path
+cluster: deps controlplane ## Start the local control plane in the background; prints the kubeconfig path
 	@node test/controlplane/cli.ts up
 
 .PHONY: cluster-down
@@ -68,7 +68,7 @@ cluster-down: $(NODE_DEPS) ## Stop the local control plane
 	@node test/controlplane/cli.ts down
 
 .PHONY: demo
-demo: setup ## Local control plane + keyward run: keys issued, requests checked, a revocation
+demo: deps controlplane ## Local control plane + keyward run: keys issued, requests checked, a revocation
 	@node scripts/demo.ts
 
 .PHONY: run
