@@ -14,6 +14,7 @@ import { KubeEventRecorder } from "../k8s/events.ts";
 import { Informer, kubeListWatch } from "../k8s/informer.ts";
 import type { KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
+import { startAccessLogServer } from "../accesslog/server.ts";
 import { AlertEngine, type Alert } from "./alerts.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type KeyRef, type UpstreamEvent } from "./event.ts";
@@ -38,8 +39,8 @@ export interface UsageDeps {
   identity?: string;
   /** Decision log lines; default per config.decisionLog. */
   decisionLogSink?: (line: string) => void;
-  /** Starts the access log receiver (src/accesslog) when config.accessLogAddress is set. */
-  startAccessLog?: (o: { address: string; onUpstream: (apikey: string, keyId: string, e: Omit<UpstreamEvent, "key">) => void; log: Logger; onEntry: (result: "joined" | "unattributed" | "invalid") => void }) => Promise<{ port: number; stop(): Promise<void> }>;
+  /** Starts the access log receiver when config.accessLogAddress is set; default src/accesslog. */
+  startAccessLog?: typeof startAccessLogServer;
 }
 
 export interface UsageHandle extends UsageSink {
@@ -160,15 +161,20 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   await Promise.all(informers.map((i) => i.start()));
 
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
-  if (config.accessLogAddress && deps.startAccessLog) {
-    accessLog = await deps.startAccessLog({
-      address: config.accessLogAddress,
-      onUpstream: recordUpstream,
-      log,
-      onEntry: (r) => {
-        metrics.accessLogEntry(r);
-      },
-    });
+  if (config.accessLogAddress) {
+    try {
+      accessLog = await (deps.startAccessLog ?? startAccessLogServer)({
+        address: config.accessLogAddress,
+        onUpstream: recordUpstream,
+        log,
+        onEntry: (r) => {
+          metrics.accessLogEntry(r);
+        },
+      });
+    } catch (err) {
+      await Promise.all(informers.map((i) => i.stop()));
+      throw err;
+    }
   }
 
   flusher?.start();

@@ -6,43 +6,22 @@
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest, type RequestOptions } from "node:http";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { ApiKey } from "../../src/api/types.ts";
 import { Checker, type CheckInput } from "../../src/authz/check.ts";
 import { PolicyIndex } from "../../src/authz/policy.ts";
-import { defaultConfig, type Config } from "../../src/config/config.ts";
+import type { Config } from "../../src/config/config.ts";
 import { KeyIndex } from "../../src/index/keys.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { Limiter } from "../../src/limits/limiter.ts";
-import { createLogger } from "../../src/log.ts";
-import { startUsage, type UsageHandle } from "../../src/usage/service.ts";
+import type { UsageHandle } from "../../src/usage/service.ts";
+import { applyUsageRbac, startTestUsage, type TestUsage } from "../conformance/go-als/env.ts";
 import { authzKubeConfig, createKey, createPolicy, type TestKey } from "../conformance/harness.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { eventsFor, getApiKey, patchApiKey, startTestOperator, type TestOperator } from "../support/operator.ts";
 
 const HOST = "orders.example.com";
-
-/** What the data plane needs on top of its read-only role to write usage and raise alerts. */
-const USAGE_RBAC = [
-  {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRole",
-    metadata: { name: "keyward-authz-usage" },
-    rules: [
-      { apiGroups: ["keyward.dev"], resources: ["apikeys/status"], verbs: ["patch"] },
-      { apiGroups: [""], resources: ["events"], verbs: ["create"] },
-    ],
-  },
-  {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRoleBinding",
-    metadata: { name: "keyward-authz-usage" },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "keyward-authz-usage" },
-    subjects: [{ kind: "ServiceAccount", name: "keyward-authz", namespace: "keyward-system" }],
-  },
-];
 
 /** The server-side table `kubectl get apikeys` prints. */
 function getTable(kc: KubeConfig, path: string): Promise<{ columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] }> {
@@ -85,7 +64,7 @@ describe("usage in ApiKey status", () => {
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    for (const obj of USAGE_RBAC) await admin.apply(obj, "keyward-tests", { force: true });
+    await applyUsageRbac(admin);
     authzKc = await authzKubeConfig(adminKc, admin);
     ns = await createTestNamespace(adminKc, "usage");
     await createPolicy(admin, ns, "orders", {
@@ -104,18 +83,11 @@ describe("usage in ApiKey status", () => {
     admin.close();
   });
 
-  /** A usage service as the data plane runs it, with its own REST client counting its writes. */
-  async function usage(overrides: Partial<Config> = {}): Promise<{ handle: UsageHandle; patches: () => number; logs: string[] }> {
-    let patches = 0;
-    const rest = new KubeRest(authzKc, { qps: 0, onRequest: (m) => { if (m === "PATCH") patches++; } });
-    const logs: string[] = [];
-    const config = defaultConfig({ metricsAddress: "", namespaces: [ns], usageFlushInterval: 1000, ...overrides });
-    const handle = await startUsage({ config, kc: authzKc, rest, log: createLogger({ level: "debug", sink: (l) => logs.push(l) }), registry: new Registry(), decisionLogSink: () => undefined });
-    cleanups.push(async () => {
-      await handle.stop();
-      rest.close();
-    });
-    return { handle, patches: () => patches, logs };
+  /** A usage service as the data plane runs it, stopped after the suite. */
+  async function usage(overrides: Partial<Config> = {}): Promise<TestUsage> {
+    const u = await startTestUsage(authzKc, { namespaces: [ns], ...overrides });
+    cleanups.push(() => u.stop());
+    return u;
   }
 
   /** A real check path over the ApiKey as stored, feeding `sink`. */

@@ -1,0 +1,56 @@
+// Joins one Envoy HTTP access log entry to the key that made the request,
+// through the dynamic metadata keyward's ext_authz server returned for it
+// (Envoy files it under the ext_authz filter's name). Only the public key id,
+// the ApiKey's namespace/name and the upstream answer are read: the entry's
+// path and headers (which may carry the key) are never looked at.
+import type { Duration, HttpLogEntry, StructValue } from "./proto.ts";
+
+/** Filter metadata namespaces searched for keyward's metadata, in order. */
+export const DEFAULT_METADATA_NAMESPACES = ["envoy.filters.http.ext_authz", "keyward"] as const;
+
+export interface JoinedEntry {
+  /** `namespace/name` of the ApiKey. */
+  apikey: string;
+  keyId: string;
+  responseCode: number;
+  /** ms since the epoch, from start_time. */
+  at: number | undefined;
+  upstreamSeconds: number | undefined;
+}
+
+export type JoinResult = { kind: "joined"; entry: JoinedEntry } | { kind: "unattributed" } | { kind: "invalid"; why: string };
+
+const KEY_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const APIKEY_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+const str = (v: StructValue | undefined): string | undefined => (typeof v?.stringValue === "string" ? v.stringValue : undefined);
+
+function seconds(d: Duration | undefined): number | undefined {
+  if (!d || (d.seconds === undefined && d.nanos === undefined)) return undefined;
+  return Number(d.seconds ?? 0) + (d.nanos ?? 0) / 1e9;
+}
+
+export function joinEntry(e: HttpLogEntry, namespaces: readonly string[] = DEFAULT_METADATA_NAMESPACES): JoinResult {
+  const fm = e.common_properties?.metadata?.filter_metadata ?? {};
+  let fields: Record<string, StructValue> | undefined;
+  for (const ns of namespaces) {
+    const f = fm[ns]?.fields;
+    if (f && str(f.key_id) !== undefined) {
+      fields = f;
+      break;
+    }
+  }
+  if (!fields) return { kind: "unattributed" };
+  const keyId = str(fields.key_id) ?? "";
+  const apikey = str(fields.apikey) ?? "";
+  if (!KEY_ID_RE.test(keyId)) return { kind: "invalid", why: "key_id is not a key id" };
+  if (!APIKEY_RE.test(apikey)) return { kind: "invalid", why: "apikey is not namespace/name" };
+  const code = e.response?.response_code?.value;
+  if (code === undefined || !Number.isInteger(code) || code < 100 || code > 599) return { kind: "invalid", why: "no response code" };
+  const st = e.common_properties?.start_time;
+  const at = st?.seconds !== undefined ? Number(st.seconds) * 1000 + Math.floor((st.nanos ?? 0) / 1e6) : undefined;
+  return {
+    kind: "joined",
+    entry: { apikey, keyId, responseCode: code, at: at !== undefined && Number.isFinite(at) ? at : undefined, upstreamSeconds: seconds(e.common_properties?.time_to_last_upstream_rx_byte) },
+  };
+}

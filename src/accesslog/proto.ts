@@ -1,0 +1,43 @@
+// Envoy's gRPC Access Log Service (envoy.service.accesslog.v3), loaded with
+// @grpc/proto-loader from the Envoy API tree shipped in @grpc/grpc-js-xds, and
+// the parts of its messages keyward reads.
+import { loadSync, type PackageDefinition } from "@grpc/proto-loader";
+import { envoyIncludeDirs } from "../authz/proto.ts";
+
+export const ALS_PROTO = "envoy/service/accesslog/v3/als.proto";
+export const ALS_SERVICE = "envoy.service.accesslog.v3.AccessLogService";
+
+export function loadAccessLogProtos(): PackageDefinition {
+  return loadSync([ALS_PROTO], { keepCase: true, longs: String, enums: Number, defaults: false, oneofs: true, includeDirs: envoyIncludeDirs() });
+}
+
+/** google.protobuf.Value as protobufjs decodes it (camelCase field names). */
+export interface StructValue {
+  stringValue?: string;
+  numberValue?: number;
+  boolValue?: boolean;
+  listValue?: { values?: StructValue[] };
+  structValue?: { fields?: Record<string, StructValue> };
+}
+
+export interface Duration {
+  seconds?: string;
+  nanos?: number;
+}
+
+export interface HttpLogEntry {
+  common_properties?: {
+    start_time?: { seconds?: string; nanos?: number };
+    time_to_last_upstream_rx_byte?: Duration;
+    time_to_last_downstream_tx_byte?: Duration;
+    metadata?: { filter_metadata?: Record<string, { fields?: Record<string, StructValue> }> };
+  };
+  request?: { request_method?: number; authority?: string; path?: string };
+  response?: { response_code?: { value?: number } };
+}
+
+export interface StreamAccessLogsMessage {
+  identifier?: { node?: { id?: string }; log_name?: string };
+  http_logs?: { log_entry?: HttpLogEntry[] };
+  tcp_logs?: { log_entry?: unknown[] };
+}

@@ -1,0 +1,85 @@
+// Upstream outcome per key: a real Check through keyward's ext_authz server
+// (asked by the Go client on go-control-plane's types) yields the dynamic
+// metadata Envoy would keep; an independent Go client on go-control-plane's
+// accesslog types streams HTTP access log entries carrying that metadata to
+// keyward's Access Log Service receiver, and the upstream answers land on the
+// right key: in status.usage.daily, in the metrics, and as an alert Event.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { applyUsageRbac, buildAlsClient, startTestUsage, type TestUsage } from "../conformance/go-als/env.ts";
+import { buildTools, run } from "../conformance/tools.ts";
+import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { eventsFor, getApiKey } from "../support/operator.ts";
+
+const HOST = "als.example.com";
+
+describe("Envoy access logs joined to keys", () => {
+  let env: AuthzEnv;
+  let usage: TestUsage;
+  let ns: string;
+  let key: TestKey;
+  let alsBin: string;
+  let checkBin: string;
+
+  beforeAll(async () => {
+    [alsBin, checkBin] = await Promise.all([buildAlsClient(), buildTools().then((d) => join(d, "keyward-conformance-go"))]);
+    env = await startAuthzEnv(inject("kubeconfig"));
+    await applyUsageRbac(env.admin);
+    ns = await createTestNamespace(env.adminKc, "usage-als");
+    await createPolicy(env.admin, ns, "api", { hosts: [HOST], credentials: { headers: ["x-api-key"] }, rules: [{ name: "read", paths: ["/items/**"], methods: ["GET"], scopes: ["items:read"] }] });
+    key = await createKey(env.admin, ns, "shipper", { owner: "logistics", scopes: ["items:read"] });
+    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0", usageAlertLearning: 0 });
+    await eventually(() => (usage.handle.ready() ? true : undefined), 10_000, "the usage watch");
+  });
+
+  afterAll(async () => {
+    await usage.stop();
+    await env.stop();
+    await deleteNamespace(env.adminKc, ns);
+  });
+
+  it("streams entries from a go-control-plane client, joins them through the ext_authz metadata, and counts upstream answers per key", async () => {
+    const port = usage.handle.accessLogPort;
+    expect(port).toBeGreaterThan(0);
+    // The metadata a real Check returns, as Envoy would file it for the access log.
+    const checked = await eventually(async () => {
+      const out = await run(checkBin, ["-addr", `127.0.0.1:${env.authz.grpcPort}`], JSON.stringify({ name: "ok", method: "GET", host: HOST, path: "/items/1", headers: { "x-api-key": key.key }, source: "192.0.2.10" }) + "\n");
+      const o = JSON.parse(out.trim()) as { code: number; dynamicMetadata?: Record<string, unknown> };
+      return o.code === 0 ? o : undefined;
+    }, 10_000, "the key to be accepted");
+    expect(checked.dynamicMetadata).toMatchObject({ key_id: key.id, apikey: `${ns}/shipper`, owner: "logistics" });
+
+    const lines: string[] = [];
+    for (let i = 0; i < 97; i++) lines.push(JSON.stringify({ metadata: checked.dynamicMetadata, status: 200, upstreamMs: 12, method: "GET", authority: HOST, path: `/items/${i}` }));
+    for (let i = 0; i < 3; i++) lines.push(JSON.stringify({ metadata: checked.dynamicMetadata, status: 503, upstreamMs: 40, method: "GET", authority: HOST, path: "/items/x" }));
+    lines.push(JSON.stringify({ metadata: { decision: "unauthenticated", reason: "missing_key" }, status: 401, method: "GET", authority: HOST, path: "/items/y" }));
+    // A key in the query string of an entry's path: it must not travel anywhere.
+    lines.push(JSON.stringify({ metadata: checked.dynamicMetadata, status: 200, upstreamMs: 5, method: "GET", authority: HOST, path: `/items/1?api_key=${key.key}` }));
+    const out = await run(alsBin, ["-addr", `127.0.0.1:${String(port)}`, "-batch", "7"], lines.join("\n") + "\n");
+    expect(JSON.parse(out)).toEqual({ sent: 102, messages: 15 });
+
+    await usage.handle.flush();
+    const ak = await eventually(async () => {
+      const got = await getApiKey(env.admin, ns, "shipper");
+      return got?.status?.usage?.daily?.[0]?.upstream2xx === 98 ? got : undefined;
+    }, 10_000, "upstream counts in status");
+    expect(ak.status?.usage?.daily?.[0]).toMatchObject({ upstream2xx: 98, upstream5xx: 3 });
+
+    const metrics = await usage.registry.metrics();
+    expect(metrics).toContain('keyward_upstream_responses_total{class="2xx"} 98');
+    expect(metrics).toContain('keyward_upstream_responses_total{class="5xx"} 3');
+    expect(metrics).toContain('keyward_access_log_entries_total{result="joined"} 101');
+    expect(metrics).toContain('keyward_access_log_entries_total{result="unattributed"} 1');
+    expect(metrics).toMatch(/keyward_upstream_duration_seconds_count 101/);
+
+    const events = await eventually(async () => {
+      const list = await eventsFor(env.admin, ns, "shipper");
+      return list.some((e) => e.reason === "UpstreamErrorsHigh") ? list : undefined;
+    }, 10_000, "the UpstreamErrorsHigh Event");
+    expect(events.find((e) => e.reason === "UpstreamErrorsHigh")?.message).toMatch(/^3(\.0)?% of 100 upstream responses to key /);
+
+    const everything = [JSON.stringify(ak), metrics, ...usage.logs, JSON.stringify(events)].join("\n");
+    expect(everything).not.toContain(key.key);
+  });
+});
