@@ -88,6 +88,8 @@ interface KeyState {
   activeBaseline: number;
   lastForbiddenBucket: number;
   networks: Set<string>;
+  /** The last source address seen (most requests repeat it: skip the parse). */
+  lastSource: string | undefined;
   silentReported: boolean;
   lastAlert: Map<AlertKind, number>;
 }
@@ -125,7 +127,8 @@ export class AlertEngine {
     st.silentReported = false;
     const learned = e.at - st.firstSeen >= this.o.learningMs;
 
-    if (e.source) {
+    if (e.source && e.source !== st.lastSource) {
+      st.lastSource = e.source;
       const net = sourceNetwork(e.source);
       if (net && !st.networks.has(net)) {
         if (learned && st.networks.size > 0) {
@@ -223,6 +226,7 @@ export class AlertEngine {
         activeBaseline: 0,
         lastForbiddenBucket: -Infinity,
         networks: new Set(),
+        lastSource: undefined,
         silentReported: false,
         lastAlert: new Map(),
       };

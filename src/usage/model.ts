@@ -56,8 +56,24 @@ export function newDelta(key: KeyRef): KeyDelta {
   return { key, lastUsedAt: 0, versions: new Map(), daily: new Map(), hourly: new Map(), periodAllowed: new Map(), routes: new Map() };
 }
 
+/** The UTC day of `at` and the starts of its day and month, as stored; cached, since every check asks. */
+interface DayInfo {
+  index: number;
+  date: string;
+  dayStart: string;
+  monthStart: string;
+}
+let lastDay: DayInfo | undefined;
+function dayInfo(at: number): DayInfo {
+  const index = Math.floor(at / DAY);
+  if (lastDay?.index !== index) {
+    lastDay = { index, date: isoDate(at), dayStart: iso(index * DAY), monthStart: iso(periodStart(at, "month")) };
+  }
+  return lastDay;
+}
+
 function bump(d: KeyDelta, at: number, counter: DailyCounter): void {
-  const date = isoDate(at);
+  const date = dayInfo(at).date;
   let c = d.daily.get(date);
   if (!c) d.daily.set(date, (c = {}));
   c[counter] = (c[counter] ?? 0) + 1;
@@ -72,13 +88,14 @@ export function addCheck(d: KeyDelta, e: CheckEvent): void {
   bump(d, e.at, e.outcome);
   const h = hourStart(e.at);
   d.hourly.set(h, (d.hourly.get(h) ?? 0) + 1);
+  const day = dayInfo(e.at);
   if (e.outcome === "allowed") {
     const per = e.key?.quota?.per ?? "month";
-    const pk = `${per}|${iso(periodStart(e.at, per))}`;
+    const pk = per === "day" ? `day|${day.dayStart}` : `month|${day.monthStart}`;
     d.periodAllowed.set(pk, (d.periodAllowed.get(pk) ?? 0) + 1);
   }
   if (e.route) {
-    const month = iso(periodStart(e.at, "month"));
+    const month = day.monthStart;
     let m = d.routes.get(month);
     if (!m) d.routes.set(month, (m = new Map<string, number>()));
     const route = m.has(e.route) || m.size < MAX_DELTA_ROUTES ? e.route : OTHER_ROUTE;
