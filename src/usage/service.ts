@@ -4,16 +4,12 @@
 // owns a watch of ApiKeys (the flusher's base and the alerts' expiry list),
 // the flush and alert timers, and the optional access log server.
 import { hostname } from "node:os";
-import type { KubeConfig } from "@kubernetes/client-node";
-import type { Registry } from "prom-client";
 import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../authz/check.ts";
-import type { Config } from "../config/config.ts";
+import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { Informer, kubeListWatch } from "../k8s/informer.ts";
-import type { KubeRest } from "../k8s/rest.ts";
-import type { Logger } from "../log.ts";
+import { collectionPaths, Informer, kubeListWatch } from "../k8s/informer.ts";
 import { startAccessLogServer } from "../accesslog/server.ts";
 import { AlertEngine, type Alert } from "./alerts.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
@@ -28,12 +24,8 @@ export interface UsageSink {
   onDecision(front: string, d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean): void;
 }
 
-export interface UsageDeps {
-  config: Config;
-  kc: KubeConfig;
-  rest: KubeRest;
-  log: Logger;
-  registry: Registry;
+export interface UsageDeps extends RoleDeps {
+  /** Time and timers (flush, alert checks); default the system clock, or `now` with system timers. */
   clock?: Clock;
   /** Reporting instance of the Events; default hostname_pid. */
   identity?: string;
@@ -58,21 +50,17 @@ export interface UsageHandle extends UsageSink {
 
 const ALERT_TICK_MS = 60_000;
 
-function collectionPaths(namespaces: readonly string[]): string[] {
-  const base = `/apis/${API_VERSION}`;
-  return namespaces.length === 0 ? [`${base}/${APIKEY_PLURAL}`] : namespaces.map((ns) => `${base}/namespaces/${encodeURIComponent(ns)}/${APIKEY_PLURAL}`);
-}
-
 export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { config, kc, rest, registry } = deps;
   const log = deps.log.child({ component: "usage" });
-  const clock = deps.clock ?? systemClock;
+  const now = deps.now;
+  const clock: Clock = deps.clock ?? (now ? { now, setTimer: (fn, ms) => systemClock.setTimer(fn, ms) } : systemClock);
   const identity = deps.identity ?? (config.identity || `${hostname()}_${process.pid}`);
 
   let flusher: UsageFlusher | undefined;
   const metrics = createUsageMetrics(registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
 
-  const informers = collectionPaths(config.namespaces).map(
+  const informers = collectionPaths(`/apis/${API_VERSION}`, APIKEY_PLURAL, config.namespaces).map(
     (path) =>
       new Informer<ApiKey>({
         name: "apikeys",
