@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, ghzArgs, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { startServer, treeCpuSeconds } from "./lib/proc.ts";
+import { startServer, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 
 export interface CheckTarget {
@@ -39,6 +39,8 @@ export interface CheckResult {
   ratioToNull?: number;
   decisions: Record<string, number>;
   serverRssMiB: number;
+  /** Share of all cores busy (other work) just before each measured run. */
+  busyBefore?: number[];
 }
 
 export const LOAD = { concurrency: 64, connections: 4, warmupSeconds: 5, maxSeconds: 8, rateSeconds: 10 };
@@ -52,6 +54,14 @@ export function standardTargets(): Record<string, CheckTarget> {
   for (const n of [10, 10_000, 100_000, 1_000_000]) {
     t[`authz-${K(n)}`] = { name: `keyward, ${K(n)} keys`, keys: n, serverArgs: ["--mode", "authz", "--keys", String(n)], serverCpus: "1", ghzCpus: "0", feed: "in-process" };
   }
+  t["authz-100k-lazy"] = {
+    name: "keyward, 100k keys, prototype lazy decoder",
+    keys: 100_000,
+    serverArgs: ["--mode", "authz", "--keys", "100000", "--front", "lazy"],
+    serverCpus: "1",
+    ghzCpus: "0",
+    feed: "in-process",
+  };
   for (const w of [1, 2]) {
     t[`workers-${w}`] = {
       name: `keyward, 100k keys, ${w} worker${w > 1 ? "s" : ""} (node:cluster prototype)`,
@@ -89,14 +99,18 @@ export async function runTarget(t: CheckTarget, log: (s: string) => void): Promi
       const out = join(dir, "ghz.json");
       await ghz({ ...base, seconds: LOAD.warmupSeconds, rps: 0 }, out);
       const maxRuns: LoadResult[] = [];
+      const busyBefore: number[] = [];
       for (let i = 0; i < 2; i++) {
+        busyBefore.push(await waitQuiet(log));
         const r = await load(srv.pid, { ...base, seconds: LOAD.maxSeconds, rps: 0 }, out);
         log(`${t.name}: closed loop ${r.rps} rps, server cpu ${r.serverCpu}, p99 ${r.p99Ms} ms`);
         maxRuns.push(r);
       }
       const maxRps = Math.max(...maxRuns.map((r) => r.rps));
+      busyBefore.push(await waitQuiet(log));
       const at50 = await load(srv.pid, { ...base, seconds: LOAD.rateSeconds, rps: maxRps * 0.5 }, out);
       log(`${t.name}: at 50% (${Math.round(maxRps * 0.5)} rps): ${at50.rps} rps, p50 ${at50.p50Ms} p99 ${at50.p99Ms} p99.9 ${at50.p999Ms} ms`);
+      busyBefore.push(await waitQuiet(log));
       const at90 = await load(srv.pid, { ...base, seconds: LOAD.rateSeconds, rps: maxRps * 0.9 }, out);
       log(`${t.name}: at 90% (${Math.round(maxRps * 0.9)} rps): ${at90.rps} rps, p50 ${at90.p50Ms} p99 ${at90.p99Ms} p99.9 ${at90.p999Ms} ms`);
       const st = await srv.stats();
@@ -112,6 +126,7 @@ export async function runTarget(t: CheckTarget, log: (s: string) => void): Promi
         at90,
         decisions: st.decisions as Record<string, number>,
         serverRssMiB: Math.round((st.rssBytes as number) / 2 ** 20),
+        busyBefore,
       };
     } finally {
       await srv.stop();

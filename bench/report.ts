@@ -31,17 +31,22 @@ const f2 = (x: number | undefined): string => (x === undefined || Number.isNaN(x
 const int = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : Math.round(x).toLocaleString("en-US"));
 const keysLabel = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
-function checkTable(rows: CheckResult[]): string[] {
+function checkTable(rows: CheckResult[], nullRef?: CheckResult): string[] {
   const out = [
-    "| server | keys | feed | server cpus | max RPS | server CPU at max | RPS per server core | ratio to null | p50 / p99 / p99.9 at 50% (ms) | p50 / p99 / p99.9 at 90% (ms) | errors |",
-    "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",
+    "| server | keys | feed | server cpus | max RPS | server CPU at max | RPS per server core | ratio to null (RPS / per core) | p50 / p99 / p99.9 at 50% (ms) | p50 / p99 / p99.9 at 90% (ms) | errors | other load before runs |",
+    "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |",
   ];
+  const perCoreOf = (r: CheckResult): number => {
+    const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
+    return best.serverCpu ? best.rps / best.serverCpu : NaN;
+  };
+  const nullRow = rows.find((r) => r.feed === "none") ?? nullRef;
   for (const r of rows) {
     const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
     const perCore = best.serverCpu ? best.rps / best.serverCpu : NaN;
     const errs = r.maxRuns.reduce((n, x) => n + x.errors, 0) + r.at50.errors + r.at90.errors;
     out.push(
-      `| ${r.name} | ${r.feed === "none" ? "–" : keysLabel(r.keys)} | ${r.feed} | ${r.serverCpus} | ${int(r.maxRps)} | ${f2(best.serverCpu)} | ${int(perCore)} | ${r.ratioToNull === undefined ? "–" : f2(r.ratioToNull)} | ${f2(r.at50.p50Ms)} / ${f2(r.at50.p99Ms)} / ${f2(r.at50.p999Ms)} | ${f2(r.at90.p50Ms)} / ${f2(r.at90.p99Ms)} / ${f2(r.at90.p999Ms)} | ${errs} |`,
+      `| ${r.name} | ${r.feed === "none" ? "–" : keysLabel(r.keys)} | ${r.feed} | ${r.serverCpus} | ${int(r.maxRps)} | ${f2(best.serverCpu)} | ${int(perCore)} | ${r.ratioToNull === undefined ? "–" : f2(r.ratioToNull)} / ${nullRow ? f2(perCore / perCoreOf(nullRow)) : "–"} | ${f2(r.at50.p50Ms)} / ${f2(r.at50.p99Ms)} / ${f2(r.at50.p999Ms)} | ${f2(r.at90.p50Ms)} / ${f2(r.at90.p99Ms)} / ${f2(r.at90.p999Ms)} | ${errs} | ${(r.busyBefore ?? []).map((b) => `${Math.round(b * 100)}%`).join(" ")} |`,
     );
   }
   return out;
@@ -63,7 +68,7 @@ export function renderMarkdown(r: Results): string {
   if (s.watchCheck) {
     out.push("## Check path, index fed by the real apiserver watch", "");
     out.push(`Seeding took ${s.watchCheck.seedSeconds} s; run at ${s.watchCheck.at} (load average ${s.watchCheck.loadAverage}).`, "");
-    out.push(...checkTable([s.watchCheck.result]), "");
+    out.push(...checkTable([s.watchCheck.result], s.check?.results.find((x) => x.feed === "none")), "");
     out.push(`- decisions: ${JSON.stringify(s.watchCheck.result.decisions)}, server RSS ${s.watchCheck.result.serverRssMiB} MiB`, "");
   }
   if (s.index) {

@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { operatorThroughput, revocationLag, seedBenchKeys, startControlPlane } from "./apiserver.ts";
 import { exampleGhzCommand, LOAD, runCheckBench, runTarget, type CheckResult } from "./check.ts";
 import { machine } from "./lib/machine.ts";
-import { ghzPath, repoRoot, run } from "./lib/proc.ts";
+import { ghzPath, repoRoot, toolsBin } from "./lib/proc.ts";
 import type { IndexPoint } from "./index-scale.ts";
 import { renderMarkdown, type Results } from "./report.ts";
 import { runProfile } from "./profile.ts";
@@ -35,7 +35,9 @@ const log = (s: string): void => {
 };
 
 const results: Results = existsSync(jsonPath) ? (JSON.parse(readFileSync(jsonPath, "utf8")) as Results) : { sections: {} };
-const ghzVersion = (await run(ghzPath(), ["--version"])).trim();
+ghzPath(); // fails early when ghz is not built
+// `go install` builds report "dev" for --version; scripts/tools-build.sh records the version it installed.
+const ghzVersion = `ghz ${existsSync(join(toolsBin(), ".ghz-version")) ? readFileSync(join(toolsBin(), ".ghz-version"), "utf8").trim() : "unknown"}`;
 results.machine = { ...machine(), ghz: ghzVersion };
 results.ghzCommand = exampleGhzCommand();
 results.load = LOAD;
@@ -43,7 +45,21 @@ results.load = LOAD;
 function save(): void {
   results.updatedAt = new Date().toISOString();
   writeFileSync(jsonPath, JSON.stringify(results, null, 2) + "\n");
-  writeFileSync(join(outDir, "latest.md"), renderMarkdown(results));
+  const md = renderMarkdown(results);
+  writeFileSync(join(outDir, "latest.md"), md);
+  // docs/benchmarks.md shows the latest tables between its results markers.
+  const docs = join(repoRoot, "docs", "benchmarks.md");
+  if (existsSync(docs)) {
+    const text = readFileSync(docs, "utf8");
+    const begin = "<!-- results:begin -->";
+    const end = "<!-- results:end -->";
+    const a = text.indexOf(begin);
+    const b = text.indexOf(end);
+    if (a !== -1 && b > a) {
+      const body = md.replace(/^# .*\n/, "").replace(/^## /gm, "### ");
+      writeFileSync(docs, `${text.slice(0, a + begin.length)}\n${body}\n${text.slice(b)}`);
+    }
+  }
 }
 
 const stamp = (): { at: string; loadAverage: string } => ({ at: new Date().toISOString(), loadAverage: machine().loadAverage });

@@ -15,6 +15,8 @@ export interface LoadResult {
   p99Ms: number;
   p999Ms: number;
   maxMs: number;
+  /** ghz's errors by message; calls still in flight when the duration ends are cancelled and count here. */
+  errorKinds?: Record<string, number>;
   /** Server CPU seconds per wall second during the run (1.0 = one core busy). */
   serverCpu?: number;
 }
@@ -99,5 +101,6 @@ export async function ghz(o: LoadOptions, outFile: string): Promise<LoadResult> 
     p99Ms: round(pct(lat, 99)),
     p999Ms: round(pct(lat, 99.9)),
     maxMs: round(lat[lat.length - 1] ?? NaN),
+    errorKinds: rep.errorDistribution ?? {},
   };
 }

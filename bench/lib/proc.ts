@@ -146,3 +146,32 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = 
     });
   });
 }
+
+/** Busy share of all CPUs over `ms` (from /proc/stat): 0 idle .. 1 every core busy. */
+export async function cpuBusy(ms = 1000): Promise<number> {
+  const read = (): [number, number] => {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    return [f.reduce((a, b) => a + b, 0), idle];
+  };
+  const [t0, i0] = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const [t1, i1] = read();
+  return t1 === t0 ? 0 : 1 - (i1 - i0) / (t1 - t0);
+}
+
+/**
+ * Waits (up to `maxMs`) until the machine is quiet: other work on it (tests, builds) would
+ * take CPU from the pinned server and load generator. Returns the busy share last seen.
+ */
+export async function waitQuiet(log: (s: string) => void, maxBusy = 0.15, maxMs = 60_000): Promise<number> {
+  const deadline = Date.now() + maxMs;
+  let busy = await cpuBusy(2000);
+  let said = false;
+  while (busy > maxBusy && Date.now() < deadline) {
+    if (!said) log(`machine busy (${Math.round(busy * 100)}% of all cores); waiting up to ${maxMs / 1000} s for it to calm down`);
+    said = true;
+    busy = await cpuBusy(3000);
+  }
+  return Math.round(busy * 100) / 100;
+}

@@ -5,6 +5,7 @@
 //   --mode authz --keys N        keyward's check path (Checker + gRPC front) over an index
 //                                fed N ApiKeys in process, without an apiserver
 //   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
+//   --front lazy                 with --keys: the prototype decoder (bench/servers/lazy-front.ts)
 //   --workers W                  W processes sharing the port (node:cluster), a prototype
 //                                of an all-cores data plane; 1 is a plain single process
 //
@@ -30,6 +31,7 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { Limiter } from "../../src/limits/limiter.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { benchPolicy, fillIndex } from "../lib/fixture.ts";
+import { startLazyFront } from "./lazy-front.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -40,6 +42,7 @@ const { values: args } = parseArgs({
     "expect-keys": { type: "string", default: "0" },
     port: { type: "string", default: "0" },
     workers: { type: "string", default: "1" },
+    front: { type: "string", default: "keyward" },
   },
 });
 
@@ -124,7 +127,8 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
       path: q === -1 ? path : path?.slice(0, q),
     });
   };
-  const front = await startGrpcFront({
+  const start = args.front === "lazy" ? startLazyFront : startGrpcFront;
+  const front = await start({
     address,
     checker,
     response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
