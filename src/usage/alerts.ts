@@ -110,8 +110,9 @@ const pct = (x: number): string => `${(Math.round(x * 1000) / 10).toString()}%`;
 export class AlertEngine {
   private readonly o: AlertOptions;
   private readonly keys = new Map<string, KeyState>();
-  /** uid|expiresAt and uid|period already reported. */
-  private readonly once = new Set<string>();
+  /** Per ApiKey uid: the expiresAt and the quota period start already reported (one entry per key, not per period). */
+  private readonly expiryReported = new Map<string, number>();
+  private readonly quotaReported = new Map<string, number>();
 
   constructor(opts: AlertOptions) {
     this.o = opts;
@@ -160,10 +161,10 @@ export class AlertEngine {
 
     if (e.outcome === "allowed" && e.key.quota && this.o.quotaUsed) {
       const q = e.key.quota;
-      const used = this.o.quotaUsed(e.key, q.per);
-      const tag = `quota|${e.key.uid}|${periodStart(e.at, q.per)}`;
-      if (used >= QUOTA_RATIO * q.requests && !this.once.has(tag)) {
-        this.once.add(tag);
+      const period = periodStart(e.at, q.per);
+      const used = this.quotaReported.get(e.key.uid) === period ? 0 : this.o.quotaUsed(e.key, q.per);
+      if (used >= QUOTA_RATIO * q.requests) {
+        this.quotaReported.set(e.key.uid, period);
         this.emit(st.key, "QuotaNearlyUsed", `${used} of ${q.requests} requests of this ${q.per}'s quota are used (${pct(used / q.requests)}).`);
       }
     }
@@ -194,16 +195,20 @@ export class AlertEngine {
       }
       if (now - st.lastSeen > FORGET_AFTER_MS) this.keys.delete(ref);
     }
+    const seen = new Set<string>();
     for (const ak of this.o.apiKeys?.() ?? []) {
+      const uid = ak.metadata.uid ?? `${ak.metadata.namespace}/${ak.metadata.name}`;
+      seen.add(uid);
       const at = ak.spec.expiresAt ? Date.parse(ak.spec.expiresAt) : NaN;
       if (!(at > now && at - now <= this.o.expiryWindowMs)) continue;
-      const uid = ak.metadata.uid ?? `${ak.metadata.namespace}/${ak.metadata.name}`;
-      const tag = `expiry|${uid}|${at}`;
-      if (this.once.has(tag)) continue;
-      this.once.add(tag);
+      if (this.expiryReported.get(uid) === at) continue;
+      this.expiryReported.set(uid, at);
       const days = Math.round(((at - now) / 86_400_000) * 10) / 10;
       this.emit({ namespace: ak.metadata.namespace, name: ak.metadata.name, uid, keyId: ak.status?.currentKeyId ?? "", owner: ak.spec.owner }, "KeyExpiringSoon", `the key expires at ${ak.spec.expiresAt ?? ""} (in ${days} days); extend spec.expiresAt or give the client a new key.`);
     }
+    if (this.o.apiKeys) for (const uid of this.expiryReported.keys()) if (!seen.has(uid)) this.expiryReported.delete(uid);
+    const tracked = new Set([...this.keys.values()].map((st) => st.key.uid));
+    for (const uid of this.quotaReported.keys()) if (!tracked.has(uid)) this.quotaReported.delete(uid);
   }
 
   /** Keys with state, for tests and metrics. */

@@ -76,7 +76,7 @@ export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): 
   });
   const revocation = new Histogram({
     name: "keyward_revocation_propagation_seconds",
-    help: "From the write that revoked a key (disabled, expired, deleted, grace ended) to this process seeing it; whole-second precision from managedFields.",
+    help: "From the write that revoked a key (disabled, expired, rotated out of grace; deleted when a deletionTimestamp is set) to this process's watch seeing it; whole-second precision from managedFields.",
     buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60],
     registers: [registry],
   });

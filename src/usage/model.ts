@@ -196,7 +196,8 @@ export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | u
 
 /** Allowed requests of the current quota period, stored plus not yet flushed. */
 export function periodRequests(stored: UsageStatus | undefined, delta: KeyDelta | undefined, now: number, per: "day" | "month"): number {
-  const start = iso(periodStart(now, per));
+  const day = dayInfo(now);
+  const start = per === "day" ? day.dayStart : day.monthStart;
   const s = stored?.currentPeriod && stored.currentPeriod.per === per && stored.currentPeriod.start === start ? stored.currentPeriod.requests : 0;
   return s + (delta?.periodAllowed.get(`${per}|${start}`) ?? 0);
 }
