@@ -235,7 +235,9 @@ export class LeaderElector {
         return "leading";
       }
       if (holder !== "" && !this.expired(current)) return this.leading ? "lost" : "held";
-      await this.write(this.takeover(current, at));
+      // Stamped with the time the expiry was judged (after the read), not the round's start:
+      // the new acquireTime is never earlier than the old renewTime plus the lease duration.
+      await this.write(this.takeover(current, Math.max(at, this.clock.now())));
       this.log.info("took over the lease", { previous: holder || undefined, transitions: current.spec?.leaseTransitions ?? 0 });
       return "leading";
     } catch (err) {
