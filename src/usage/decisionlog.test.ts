@@ -51,6 +51,14 @@ describe("decision log", () => {
     });
   });
 
+  it("clips request fields the caller chose to 256 characters", () => {
+    const lines: string[] = [];
+    new DecisionLog({ sink: (l) => lines.push(l), sampleAllowed: 1, sampleDenied: 1 }).write(event({ path: `/${"a".repeat(10_000)}`, host: "h".repeat(300) }));
+    const rec = JSON.parse(lines[0] ?? "") as { path: string; host: string };
+    expect(rec.path).toHaveLength(259);
+    expect(rec.host.endsWith("...")).toBe(true);
+  });
+
   it("samples allowed and denied decisions separately and says so on the line", () => {
     const lines: string[] = [];
     let r = 0;

@@ -14,6 +14,11 @@ export interface DecisionLogOptions {
   random?: () => number;
 }
 
+/** Request fields are the caller's to choose: written at most 256 characters long. */
+function clip(v: string | undefined): string | undefined {
+  return v !== undefined && v.length > 256 ? `${v.slice(0, 256)}...` : v;
+}
+
 /** The fields of one decision line, in a fixed order. */
 export function decisionRecord(e: CheckEvent): Record<string, unknown> {
   return {
@@ -25,9 +30,9 @@ export function decisionRecord(e: CheckEvent): Record<string, unknown> {
     policy: e.policy,
     rule: e.rule,
     route: e.route,
-    method: e.method,
-    host: e.host,
-    path: e.path,
+    method: clip(e.method),
+    host: clip(e.host),
+    path: clip(e.path),
     decision: e.outcome,
     reason: e.reason,
     status: e.status,
