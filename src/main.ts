@@ -53,7 +53,26 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
   if (command === "run" || command === "authz") {
     const { startAuthz } = await import("./authz/service.ts");
     const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
-    const authz = await startAuthz({ config, kc, rest, log: log.child({ component: "authz" }), registry });
+    const { startUsage } = await import("./usage/service.ts");
+    // Usage has its own client, so its status writes never delay the data plane's watches.
+    const usageRest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
+    const usage = await startUsage({ config, kc, rest: usageRest, log: log.child({ component: "usage" }), registry });
+    stops.push(() => {
+      usageRest.close();
+      return Promise.resolve();
+    });
+    stops.push(() => usage.stop());
+    readiness.push(() => usage.ready());
+    const authz = await startAuthz({
+      config,
+      kc,
+      rest,
+      log: log.child({ component: "authz" }),
+      registry,
+      onDecision: (front, d, seconds, input, cancelled) => {
+        usage.onDecision(front, d, seconds, input, cancelled);
+      },
+    });
     log.info("ext_authz serving", { grpcPort: authz.grpcPort, httpPort: authz.httpPort });
     stops.push(() => authz.stop());
     stops.push(() => {

@@ -7,6 +7,7 @@ import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
 import { Informer, collectionPaths, kubeListWatch, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
+import { onlyUsageChanged } from "../usage/changes.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
 import { toSecretView, type SecretView } from "./secrets.ts";
 import { createQueue, queueMetrics } from "./queue.ts";
@@ -100,9 +101,10 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
         staleAfterMs: config.watchStaleAfter,
         resyncMs: config.watchResync,
         onLifecycle: lifecycle("apikeys"),
-        onChange: (type, ak) => {
+        onChange: (type, ak, old) => {
           track(ak, type === "delete");
-          if (type !== "delete") enqueue(keyOf(ak.metadata.namespace, ak.metadata.name));
+          // The data plane's usage writes change nothing the operator acts on.
+          if (type !== "delete" && !onlyUsageChanged(old, ak)) enqueue(keyOf(ak.metadata.namespace, ak.metadata.name));
         },
       }),
   );

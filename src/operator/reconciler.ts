@@ -277,7 +277,9 @@ export class ApiKeyReconciler {
   private async writeStatus(apiKey: ApiKey, status: ApiKeyStatus): Promise<void> {
     // Merge patch with the resourceVersion we read: a stale copy gets 409 and is retried.
     // Fields that are now undefined are sent as null so they are removed.
-    const body = { metadata: { resourceVersion: apiKey.metadata.resourceVersion }, status: withNulls(status, apiKey.status ?? {}) };
+    // status.usage belongs to the data plane's usage flusher: never sent from here.
+    const { usage: _usage, ...owned } = status;
+    const body = { metadata: { resourceVersion: apiKey.metadata.resourceVersion }, status: withNulls(owned, apiKey.status ?? {}) };
     await this.d.rest.request("PATCH", `${apiKeyPath(apiKey.metadata.namespace, apiKey.metadata.name)}/status`, {
       body,
       contentType: "application/merge-patch+json",
@@ -338,6 +340,6 @@ function clean(s: ApiKeyStatus): ApiKeyStatus {
 /** For a JSON merge patch: fields present before and absent now become null. */
 function withNulls(next: ApiKeyStatus, prev: ApiKeyStatus): Record<string, unknown> {
   const out: Record<string, unknown> = JSON.parse(JSON.stringify(next)) as Record<string, unknown>;
-  for (const k of Object.keys(prev)) if (!(k in out) && k !== "usage") out[k] = null;
+  for (const k of Object.keys(prev)) if (!(k in out) && k !== "usage") out[k] = null; // usage is not ours to remove
   return out;
 }

@@ -44,6 +44,9 @@ async function secretKey(name: string): Promise<string | undefined> {
   return key;
 }
 
+/** The key in a Secret, waiting for it: the Secret is written just after the status. */
+const deliveredKey = (name: string): Promise<string> => eventually(() => secretKey(name), 10_000, `the key in Secret ${name}`);
+
 const activeHash = (ak: ApiKey | undefined): string | undefined => ak?.status?.keys?.find((k) => k.state === "active")?.hash;
 
 async function readyKey(name: string, timeoutMs = 20_000): Promise<ApiKey> {
@@ -77,12 +80,12 @@ describe("operator on a real control plane", () => {
   it("issues a key into an owned, labelled Secret and keeps only its hash in status", async () => {
     await createApiKey(rest, ns, "orders", { owner: "acme", scopes: ["orders:read"], prefix: "shop" });
     const ak = await readyKey("orders");
-    const key = await secretKey("orders-apikey");
-    expect(key).toBeDefined();
-    expect(verifyKey(key!)).toBe(true);
-    expect(key!.startsWith("shop_")).toBe(true);
+    // Status (with the hash) is written before the Secret: the key follows a moment later.
+    const key = await deliveredKey("orders-apikey");
+    expect(verifyKey(key)).toBe(true);
+    expect(key.startsWith("shop_")).toBe(true);
     expect(ak.status?.keys).toHaveLength(1);
-    expect(activeHash(ak)).toBe(sha(key!));
+    expect(activeHash(ak)).toBe(sha(key));
     expect(ak.status?.currentKeyId).toMatch(/^shop_[0-9A-Za-z]{8}$/);
     expect(ak.status?.state).toBe("Active");
     expect(ak.status?.secretName).toBe("orders-apikey");
@@ -105,7 +108,7 @@ describe("operator on a real control plane", () => {
 
   it("re-issues nothing when the operator restarts", async () => {
     const before = await readyKey("orders");
-    const keyBefore = await secretKey("orders-apikey");
+    const keyBefore = await deliveredKey("orders-apikey");
     await op.stop();
     allLogs.push(...op.logs);
     op = await startTestOperator(kc, { namespaces: [ns] }, now);
@@ -248,7 +251,7 @@ describe("operator on a real control plane", () => {
   it("rotates when spec.rotation.trigger changes, keeping the old key in grace until the grace period ends", async () => {
     await createApiKey(rest, ns, "rot", { owner: "acme", rotation: { gracePeriod: "4s", trigger: "1" } });
     const first = await readyKey("rot");
-    const oldKey = await secretKey("rot-apikey");
+    const oldKey = await deliveredKey("rot-apikey");
     await patchApiKey(rest, ns, "rot", { spec: { rotation: { trigger: "2" } } });
     const rotated = await eventually(
       async () => {
@@ -291,7 +294,7 @@ describe("operator on a real control plane", () => {
       "annotation rotation",
     );
     expect(after.status?.observedRotateAnnotation).toBe("now-1");
-    await secretKey("rot-apikey");
+    await deliveredKey("rot-apikey");
   });
 
   it("rotates on schedule and publishes nextRotationAt", async () => {
@@ -313,7 +316,7 @@ describe("operator on a real control plane", () => {
     );
     expect(after.status?.keys).toHaveLength(1); // gracePeriod 0s: the old key is gone at once
     expect(Date.parse(after.status?.nextRotationAt ?? "")).toBeGreaterThan(next);
-    await secretKey("sched-apikey");
+    await deliveredKey("sched-apikey");
   });
 
   it("reports Expired once expiresAt passes", async () => {
@@ -325,7 +328,7 @@ describe("operator on a real control plane", () => {
     }, 20_000, "Expired");
     expect(ready(ak)).toBe("False");
     expect(ak.status?.state).toBe("Expired");
-    await secretKey("exp-apikey");
+    await deliveredKey("exp-apikey");
   });
 
   it("disables and re-enables a key", async () => {
