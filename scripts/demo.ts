@@ -10,7 +10,7 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import type { ApiKey } from "../src/api/types.ts";
 import { FIELD_MANAGER, applyManifestFiles, installCrds } from "../src/k8s/apply.ts";
 import { loadKubeConfig } from "../src/k8s/client.ts";
-import { KubeRest, isConflict } from "../src/k8s/rest.ts";
+import { KubeRest, isConflict, isNotFound } from "../src/k8s/rest.ts";
 import { formatTable } from "../src/cli/table.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 
@@ -40,6 +40,12 @@ const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
 
 step("installing the CRDs ApiKey and ApiKeyPolicy (keyward.dev/v1alpha1)");
 await installCrds(rest);
+// Every demo starts from a fresh namespace (kube-controller-manager finalizes the old one).
+const nsPath = `/api/v1/namespaces/${namespace}`;
+if (await rest.request("DELETE", nsPath).then(() => true, () => false)) {
+  console.log(`  removing the namespace ${namespace} left by an earlier demo`);
+  await until(async () => rest.request("GET", nsPath).then(() => undefined, (err: unknown) => (isNotFound(err) ? true : undefined)), 120_000, `namespace ${namespace} to go`);
+}
 await rest.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } }, FIELD_MANAGER);
 // The bring-your-own-key sample reads its key from a Secret another tool would manage.
 await rest
@@ -115,8 +121,9 @@ async function keyFromSecret(name: string): Promise<string> {
   const s = await rest.request<{ data: Record<string, string> }>("GET", `/api/v1/namespaces/${namespace}/secrets/${name}`);
   return Buffer.from(s.data["api-key"] ?? "", "base64").toString("utf8");
 }
-const globex = await keyFromSecret("globex-reports-apikey");
-const acme = await keyFromSecret("acme-orders-apikey");
+// The Secret is written just after the status that made the key Ready.
+const globex = await until(() => keyFromSecret("globex-reports-apikey"), 10_000, "Secret globex-reports-apikey");
+const acme = await until(() => keyFromSecret("acme-orders-apikey"), 10_000, "Secret acme-orders-apikey");
 interface Probe {
   what: string;
   method: string;
@@ -160,6 +167,8 @@ for (let i = 0; i < 15 && !throttled; i++) {
 }
 if (throttled) results.push(throttled);
 console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], results, "  "));
+console.log(`  the caller sees only the status; the reason of each denial (scope_missing, missing_key,
+  unknown_key, source_not_allowed, rate_limited, ...) is in keyward's log: grep '"reason"' ${logFile}`);
 
 step("revoking: kubectl patch apikey globex-reports --type merge -p '{\"spec\":{\"disabled\":true}}'");
 await rest.request("PATCH", `/apis/keyward.dev/v1alpha1/namespaces/${namespace}/apikeys/globex-reports`, {
@@ -177,12 +186,6 @@ const after = await until(
 );
 console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], [after], "  "));
 console.log(`  denied ${Date.now() - revokedAt} ms after the change reached the apiserver`);
-// Leave the sample as it was, so the next demo starts from the same place.
-await rest.request("PATCH", `/apis/keyward.dev/v1alpha1/namespaces/${namespace}/apikeys/globex-reports`, {
-  body: { spec: { disabled: false } },
-  contentType: "application/merge-patch+json",
-});
-
 stopKeyward();
 rest.close();
 console.log(`
