@@ -10,6 +10,7 @@
 import type { ApiKey, ApiKeyStatus, KeyVersion } from "../api/types.ts";
 import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
 import { parseDuration } from "../config/config.ts";
+import { jsonEqual } from "../json.ts";
 import type { EventRecorder, EventType } from "../k8s/events.ts";
 import { KubeApiError, isNotFound, type KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
@@ -18,7 +19,6 @@ import { buildKeySecret, hashSecretField, isOwnedBy, secretNameOf, type SecretVi
 import {
   activeKey,
   iso,
-  jsonEqual,
   promoteKey,
   pruneGrace,
   rotationDue,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKey, KeyVersion } from "../api/types.ts";
-import { iso, jsonEqual, promoteKey, pruneGrace, rotationDue, setCondition, summarizeState } from "./status.ts";
+import { iso, promoteKey, pruneGrace, rotationDue, setCondition, summarizeState } from "./status.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const H = 3_600_000;
@@ -87,12 +87,5 @@ describe("summarizeState", () => {
     expect(summarizeState({ disabled: false, expired: false, failed: false, keys: [] })).toBe("Pending");
     expect(summarizeState({ disabled: false, expired: false, failed: false, keys: [...keys, k("b", "grace")] })).toBe("Rotating");
     expect(summarizeState({ disabled: false, expired: false, failed: false, keys })).toBe("Active");
-  });
-});
-
-describe("jsonEqual", () => {
-  it("ignores key order and undefined fields", () => {
-    expect(jsonEqual({ a: 1, b: [1, { c: 2 }] }, { b: [1, { c: 2 }], a: 1, d: undefined })).toBe(true);
-    expect(jsonEqual({ a: [1, 2] }, { a: [2, 1] })).toBe(false);
   });
 });

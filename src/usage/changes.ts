@@ -1,7 +1,7 @@
 // For watchers of ApiKeys that do not care about usage (the operator): tells
 // whether an update changed nothing but status.usage, so it can be skipped.
 import type { ApiKey } from "../api/types.ts";
-import { sameJson } from "./flusher.ts";
+import { jsonEqual } from "../json.ts";
 
 const relevant = (ak: ApiKey): unknown => {
   const { usage: _usage, ...status } = ak.status ?? {};
@@ -12,5 +12,5 @@ const relevant = (ak: ApiKey): unknown => {
 /** True when `next` differs from `prev` only in status.usage (and resourceVersion / managedFields). */
 export function onlyUsageChanged(prev: ApiKey | undefined, next: ApiKey): boolean {
   if (!prev) return false;
-  return !sameJson(prev.status?.usage, next.status?.usage) && sameJson(relevant(prev), relevant(next));
+  return !jsonEqual(prev.status?.usage, next.status?.usage) && jsonEqual(relevant(prev), relevant(next));
 }

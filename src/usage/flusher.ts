@@ -11,6 +11,7 @@
 // usage but no traffic are rewritten only when a window rolls over (an hour
 // or day drops out of requests24h / daily), so idle keys decay to zero.
 import type { ApiKey, UsageStatus } from "../api/types.ts";
+import { jsonEqual } from "../json.ts";
 import { API_VERSION, APIKEY_PLURAL } from "../api/types.ts";
 import type { Clock } from "../k8s/clock.ts";
 import { isConflict, isNotFound, type KubeRest } from "../k8s/rest.ts";
@@ -47,18 +48,6 @@ const refOf = (ns: string, name: string): string => `${ns}/${name}`;
 const pathOf = (ns: string, name: string): string =>
   `/apis/${API_VERSION}/namespaces/${encodeURIComponent(ns)}/${APIKEY_PLURAL}/${encodeURIComponent(name)}`;
 
-/** Structural equality of JSON values, ignoring key order. */
-export function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  const ka = Object.keys(ra).filter((k) => ra[k] !== undefined);
-  const kb = Object.keys(rb).filter((k) => rb[k] !== undefined);
-  return ka.length === kb.length && ka.every((k) => sameJson(ra[k], rb[k]));
-}
 
 /** Adds `from` into `into` (a delta that could not be written goes back). */
 export function combineDeltas(into: KeyDelta, from: KeyDelta): void {
@@ -183,7 +172,7 @@ export class UsageFlusher {
           quotaPer: ak.spec.limits?.quota?.per,
           topRoutes: this.o.topRoutes,
         });
-        if (next === undefined || sameJson(next, current)) return "unchanged";
+        if (next === undefined || jsonEqual(next, current)) return "unchanged";
         await this.o.rest.request("PATCH", `${pathOf(ns, name)}/status`, {
           body: { metadata: { resourceVersion: ak.metadata.resourceVersion }, status: { usage: withNulls(next, current) } },
           contentType: "application/merge-patch+json",
