@@ -2,10 +2,13 @@
 // after full GCs), build time (watch "add" events applied one by one), and the
 // cost of a lookup (Map.get of a hex hash, and sha256 + Map.get as the check does).
 //
-//   node --expose-gc --max-old-space-size=8192 bench/index-scale.ts [--sizes 1000,10000,100000,1000000]
+//   node --expose-gc --max-old-space-size=8192 bench/index-scale.ts [--sizes 1000,10000,100000,1000000] [--variant compact]
+//
+// --variant compact measures the prototype in bench/prototypes/keys-compact.ts instead.
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import { KeyIndex } from "../src/index/keys.ts";
+import { KeyIndex as CompactKeyIndex } from "./prototypes/keys-compact.ts";
 import { apiKeyObject, fillIndex, hashHex, keyFor, rng } from "./lib/fixture.ts";
 
 export interface IndexPoint {
@@ -39,10 +42,15 @@ function timeLoop(iters: number, fn: (i: number) => unknown): number {
   return ns / iters;
 }
 
-export function measureIndex(n: number): IndexPoint {
+export type Variant = "current" | "compact";
+
+export function measureIndex(n: number, variant: Variant = "current"): IndexPoint {
+  // The compact prototype keys its map by the raw digest (latin1), the current index by hex.
+  const enc = variant === "compact" ? "binary" : "hex";
+  const probe = (hex: string): string => (variant === "compact" ? Buffer.from(hex, "hex").toString("latin1") : hex);
   fullGc();
   const before = process.memoryUsage().heapUsed;
-  const index = new KeyIndex();
+  const index = variant === "compact" ? new CompactKeyIndex() : new KeyIndex();
   const t0 = performance.now();
   fillIndex(index, n);
   const buildMs = performance.now() - t0;
@@ -58,15 +66,15 @@ export function measureIndex(n: number): IndexPoint {
   for (let i = 0; i < 4096; i++) {
     const k = keyFor(Math.floor(r() * n));
     presentKeys.push(k);
-    present.push(hashHex(k));
-    absent.push(hashHex(keyFor(-1 - i)));
+    present.push(probe(hashHex(k)));
+    absent.push(probe(hashHex(keyFor(-1 - i))));
   }
   const iters = 2_000_000;
   timeLoop(iters, (i) => index.lookup(present[i & 4095]!)); // warm up
   const lookupNs = Math.min(...[0, 1, 2].map(() => timeLoop(iters, (i) => index.lookup(present[i & 4095]!))));
   const missNs = Math.min(...[0, 1, 2].map(() => timeLoop(iters, (i) => index.lookup(absent[i & 4095]!))));
   const hashAndLookupNs = Math.min(
-    ...[0, 1, 2].map(() => timeLoop(400_000, (i) => index.lookup(createHash("sha256").update(presentKeys[i & 4095]!).digest("hex")))),
+    ...[0, 1, 2].map(() => timeLoop(400_000, (i) => index.lookup(createHash("sha256").update(presentKeys[i & 4095]!).digest(enc)))),
   );
   const objectJsonBytes = JSON.stringify(apiKeyObject(n - 1)).length;
   const point: IndexPoint = {
@@ -84,10 +92,10 @@ export function measureIndex(n: number): IndexPoint {
   return point;
 }
 
-export function runIndexBench(sizes: number[], log: (s: string) => void): IndexPoint[] {
+export function runIndexBench(sizes: number[], log: (s: string) => void, variant: Variant = "current"): IndexPoint[] {
   const out: IndexPoint[] = [];
   for (const n of sizes) {
-    const p = measureIndex(n);
+    const p = measureIndex(n, variant);
     log(`${n} keys: build ${p.buildMs} ms, ${p.bytesPerKey} B/key, lookup ${p.lookupNs} ns, sha256+lookup ${p.hashAndLookupNs} ns, miss ${p.missNs} ns`);
     out.push(p);
   }
@@ -95,9 +103,14 @@ export function runIndexBench(sizes: number[], log: (s: string) => void): IndexP
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { sizes: { type: "string", default: "1000,10000,100000,1000000" } } });
-  const res = runIndexBench(values.sizes.split(",").map(Number), (s) => {
-    console.error(`[index] ${s}`);
-  });
+  const { values } = parseArgs({ options: { sizes: { type: "string", default: "1000,10000,100000,1000000" }, variant: { type: "string", default: "current" } } });
+  const variant = values.variant === "compact" ? "compact" : "current";
+  const res = runIndexBench(
+    values.sizes.split(",").map(Number),
+    (s) => {
+      console.error(`[index ${variant}] ${s}`);
+    },
+    variant,
+  );
   console.log(JSON.stringify(res, null, 2));
 }

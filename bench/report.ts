@@ -17,7 +17,7 @@ export interface Results {
   ghzCommand?: string;
   load?: Record<string, number>;
   sections: {
-    index?: Stamp & { command: string; points: IndexPoint[] };
+    index?: Stamp & { command: string; points: IndexPoint[]; compact?: IndexPoint[] };
     check?: Stamp & { finishedLoadAverage: string; command: string; results: CheckResult[] };
     watchCheck?: Stamp & { seedSeconds: number; totalSeconds: number; result: CheckResult };
     revocation?: Stamp & { result: RevocationResult };
@@ -62,7 +62,10 @@ export function renderMarkdown(r: Results): string {
     out.push(`Run at ${s.check.at}; load average before ${s.check.loadAverage}, after ${s.check.finishedLoadAverage}.`, "");
     out.push(...checkTable(s.check.results), "");
     out.push("Decisions the servers counted (the request mix as it arrived):", "");
-    for (const x of s.check.results) out.push(`- ${x.name}: ${JSON.stringify(x.decisions)}, server RSS ${x.serverRssMiB} MiB`);
+    for (const x of s.check.results) {
+      const w = x.perWorker && x.perWorker.length > 1 ? `, per worker ${x.perWorker.join(" / ")}` : "";
+      out.push(`- ${x.name}: ${JSON.stringify(x.decisions)}${w}, server RSS ${x.serverRssMiB} MiB`);
+    }
     out.push("");
   }
   if (s.watchCheck) {
@@ -73,9 +76,10 @@ export function renderMarkdown(r: Results): string {
   }
   if (s.index) {
     out.push(`## Key index (\`${s.index.command}\`)`, "");
-    out.push("| keys | build (ms) | heap (MiB) | bytes per key | lookup (ns) | miss (ns) | sha256 + lookup (ns) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (const p of s.index.points) {
-      out.push(`| ${keysLabel(p.keys)} | ${int(p.buildMs)} | ${f1(p.heapBytes / 2 ** 20)} | ${int(p.bytesPerKey)} | ${f1(p.lookupNs)} | ${f1(p.missNs)} | ${int(p.hashAndLookupNs)} |`);
+    const rows = [...s.index.points.map((p) => ["src/index/keys.ts", p] as const), ...(s.index.compact ?? []).map((p) => ["prototype: bench/prototypes/keys-compact.ts", p] as const)];
+    out.push("| index | keys | build (ms) | heap (MiB) | bytes per key | lookup (ns) | miss (ns) | sha256 + lookup (ns) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (const [which, p] of rows) {
+      out.push(`| ${which} | ${keysLabel(p.keys)} | ${int(p.buildMs)} | ${f1(p.heapBytes / 2 ** 20)} | ${int(p.bytesPerKey)} | ${f1(p.lookupNs)} | ${f1(p.missNs)} | ${int(p.hashAndLookupNs)} |`);
     }
     out.push("");
   }

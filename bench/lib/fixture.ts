@@ -38,7 +38,7 @@ export function apiKeyObject(i: number, namespace = BENCH_NAMESPACE): ApiKey {
 }
 
 /** Feeds keys 0..n-1 into an index, as n watch "add" events. */
-export function fillIndex(index: KeyIndex, n: number, namespace = BENCH_NAMESPACE): void {
+export function fillIndex(index: Pick<KeyIndex, "apply">, n: number, namespace = BENCH_NAMESPACE): void {
   for (let i = 0; i < n; i++) index.apply("add", apiKeyObject(i, namespace));
 }
 

@@ -6,6 +6,7 @@
 //                                fed N ApiKeys in process, without an apiserver
 //   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
 //   --front lazy                 with --keys: the prototype decoder (bench/servers/lazy-front.ts)
+//   --front lazy-cache           ... and the encoded-response cache
 //   --workers W                  W processes sharing the port (node:cluster), a prototype
 //                                of an all-cores data plane; 1 is a plain single process
 //
@@ -17,6 +18,7 @@ import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { Checker, type CheckInput, type Decision } from "../../src/authz/check.ts";
+import type { FrontOptions } from "../../src/authz/front.ts";
 import { startGrpcFront } from "../../src/authz/grpc.ts";
 import { createAuthzMetrics } from "../../src/authz/metrics.ts";
 import { PolicyIndex } from "../../src/authz/policy.ts";
@@ -48,6 +50,8 @@ const { values: args } = parseArgs({
 
 interface Stats {
   decisions: Record<string, number>;
+  /** With --workers: checks answered by each worker. */
+  perWorker?: number[];
   rssBytes: number;
   heapUsedBytes: number;
   indexKeys: number;
@@ -107,12 +111,21 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
   const config = defaultConfig();
   const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
-  // The same per-decision work as startAuthz's onDecision (src/authz/service.ts): metrics, then the log line.
+  // The same per-decision work as startAuthz's onDecision (src/authz/service.ts): the decision
+  // counter and duration histogram (label children resolved once per reason), then a JSON log
+  // line for every denial at the default info level.
+  const counters = new Map<string, { inc(): void }>();
+  const timer = metrics.checkSeconds.labels({ front: "grpc" });
+  const clip = (v: string | undefined): string | undefined => (v !== undefined && v.length > 256 ? `${v.slice(0, 256)}...` : v);
   const onDecision = (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean): void => {
     const reason = cancelled ? "cancelled" : d.reason;
-    const outcome = cancelled ? "error" : REASONS[d.reason].outcome;
-    metrics.decisions.inc({ outcome, reason, front: "grpc" });
-    metrics.checkSeconds.observe({ front: "grpc" }, seconds);
+    let c = counters.get(reason);
+    if (!c) {
+      c = metrics.decisions.labels({ outcome: cancelled ? "error" : REASONS[d.reason].outcome, reason, front: "grpc" });
+      counters.set(reason, c);
+    }
+    c.inc();
+    timer.observe(seconds);
     const level = d.status === 200 && !cancelled ? "debug" : "info";
     if (!log.enabled(level)) return;
     const path = input?.path;
@@ -122,13 +135,12 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
       status: d.status,
       ...decisionMetadata(d),
       ...(cancelled ? { reason: "cancelled" } : {}),
-      method: input?.method,
-      host: input?.host,
-      path: q === -1 ? path : path?.slice(0, q),
+      method: clip(input?.method),
+      host: clip(input?.host),
+      path: clip(q === -1 ? path : path?.slice(0, q)),
     });
   };
-  const start = args.front === "lazy" ? startLazyFront : startGrpcFront;
-  const front = await start({
+  const front = await (args.front === "keyward" ? startGrpcFront : (f: FrontOptions) => startLazyFront(f, { cache: args.front === "lazy-cache" }))({
     address,
     checker,
     response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
@@ -171,8 +183,9 @@ async function serveOne(address: string): Promise<{ port: number; stats: () => P
 }
 
 function mergeStats(all: Stats[]): Stats {
-  const out: Stats = { decisions: {}, rssBytes: 0, heapUsedBytes: 0, indexKeys: 0 };
+  const out: Stats = { decisions: {}, rssBytes: 0, heapUsedBytes: 0, indexKeys: 0, perWorker: [] };
   for (const s of all) {
+    out.perWorker?.push(Object.values(s.decisions).reduce((a, b) => a + b, 0));
     for (const [k, v] of Object.entries(s.decisions)) out.decisions[k] = (out.decisions[k] ?? 0) + v;
     out.rssBytes += s.rssBytes;
     out.heapUsedBytes += s.heapUsedBytes;
