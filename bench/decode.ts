@@ -10,9 +10,19 @@ import { toCheckInput } from "../src/authz/grpc.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage } from "../src/authz/proto.ts";
 import { requestMix, keyFor } from "./lib/fixture.ts";
 import { decodeCheckRequest } from "./servers/lazy-decode.ts";
+import { ResponseCache } from "./servers/lazy-front.ts";
+import { Checker } from "../src/authz/check.ts";
+import { toCheckResponse } from "../src/authz/grpc.ts";
+import { PolicyIndex } from "../src/authz/policy.ts";
+import { KeyIndex } from "../src/index/keys.ts";
+import { Limiter } from "../src/limits/limiter.ts";
+import { defaultConfig } from "../src/config/config.ts";
+import { benchPolicy, fillIndex } from "./lib/fixture.ts";
 
 export interface DecodeResult {
   requests: number;
+  /** Decisions whose cached answer (bench/servers/lazy-front.ts) was compared byte for byte with a fresh one. */
+  cacheCompared: number;
   protoLoaderNs: number;
   lazyNs: number;
   createHashNs: number;
@@ -55,11 +65,32 @@ export function runDecodeBench(): DecodeResult {
   for (const b of bufs) {
     if (!same(m.requestDeserialize(b), decodeCheckRequest(b))) throw new Error("the lazy decoder disagrees with proto-loader");
   }
+  // The encoded-response cache: every decision of the mix (through the lazy decoder and
+  // keyward's Checker), answered from the cache and afresh, must be the same bytes.
+  const index = new KeyIndex();
+  fillIndex(index, 100_000);
+  const policies = new PolicyIndex();
+  policies.apply("add", benchPolicy());
+  const checker = new Checker({ keys: index, policies, limiter: new Limiter(), now: Date.now, xffTrustedHops: 0 });
+  const cfg = defaultConfig();
+  const ro = { keyIdHeader: cfg.keyIdHeader.toLowerCase(), ownerHeader: cfg.ownerHeader.toLowerCase(), realm: cfg.authRealm };
+  const encode = (d: Parameters<typeof toCheckResponse>[0]): Buffer => m.responseSerialize(toCheckResponse(d, ro));
+  const cache = new ResponseCache(encode);
+  let cacheCompared = 0;
+  for (let round = 0; round < 2; round++) {
+    for (const b of bufs) {
+      const d = checker.check(toCheckInput(decodeCheckRequest(b)));
+      const cached = cache.get(d);
+      if (cached && !cached.equals(encode(d))) throw new Error(`a cached answer differs (${d.reason})`);
+      if (cached) cacheCompared++;
+    }
+  }
   const keys = Array.from({ length: 1000 }, (_, i) => keyFor(i));
   const n = 200_000;
   const best = (fn: (i: number) => unknown): number => Math.min(bench(n, fn), bench(n, fn), bench(n, fn));
   return {
     requests: bufs.length,
+    cacheCompared,
     protoLoaderNs: best((i) => m.requestDeserialize(bufs[i % 1000]!)),
     lazyNs: best((i) => decodeCheckRequest(bufs[i % 1000]!)),
     createHashNs: best((i) => createHash("sha256").update(keys[i % 1000]!).digest("hex")),

@@ -5,6 +5,8 @@ import type { CheckResult } from "./check.ts";
 import type { IndexPoint } from "./index-scale.ts";
 import type { Machine } from "./lib/machine.ts";
 import type { ProfileSummary } from "./profile.ts";
+import type { GcRun } from "./gc-pauses.ts";
+import type { DecodeResult } from "./decode.ts";
 
 interface Stamp {
   at: string;
@@ -23,6 +25,8 @@ export interface Results {
     revocation?: Stamp & { result: RevocationResult };
     operator?: { results: (Stamp & OperatorResult)[] };
     profile?: Stamp & { command: string; summary: ProfileSummary };
+    gc?: Stamp & { command: string; runs: GcRun[] };
+    micro?: Stamp & { command: string; result: DecodeResult };
   };
 }
 
@@ -73,6 +77,28 @@ export function renderMarkdown(r: Results): string {
     out.push(`Seeding took ${s.watchCheck.seedSeconds} s; run at ${s.watchCheck.at} (load average ${s.watchCheck.loadAverage}).`, "");
     out.push(...checkTable([s.watchCheck.result], s.check?.results.find((x) => x.feed === "none")), "");
     out.push(`- decisions: ${JSON.stringify(s.watchCheck.result.decisions)}, server RSS ${s.watchCheck.result.serverRssMiB} MiB`, "");
+  }
+  if (s.micro) {
+    const x = s.micro.result;
+    out.push(`## One request, in a loop (\`${s.micro.command}\`)`, "");
+    out.push("| step | ns per request |", "| --- | ---: |");
+    out.push(`| decode CheckRequest, proto-loader (keyward today) | ${int(x.protoLoaderNs)} |`);
+    out.push(`| decode CheckRequest, prototype lazy decoder | ${int(x.lazyNs)} |`);
+    out.push(`| sha256 hex, createHash().update().digest() (keyward today) | ${int(x.createHashNs)} |`);
+    out.push(`| sha256 hex, crypto.hash() one-shot | ${int(x.oneShotHashNs)} |`, "");
+    out.push(`The lazy decoder gave the same CheckInput as proto-loader for all ${x.requests} bench requests, and ${x.cacheCompared} cached answers were byte-identical to fresh ones.`, "");
+  }
+  if (s.gc) {
+    out.push(`## GC pauses under a fixed load (\`${s.gc.command}\`)`, "");
+    out.push("| node flags | RPS | p50 / p99 / p99.9 (ms) | scavenges: count, median / max pause (ms), total (ms) | mark-compacts |", "| --- | ---: | --- | --- | --- |");
+    for (const g of s.gc.runs) {
+      const sc = g.pauses.Scavenge;
+      const mc = g.pauses["Mark-Compact"];
+      out.push(
+        `| ${g.nodeFlags.join(" ") || "(as shipped)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} |`,
+      );
+    }
+    out.push("");
   }
   if (s.index) {
     out.push(`## Key index (\`${s.index.command}\`)`, "");

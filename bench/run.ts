@@ -15,10 +15,12 @@ import { ghzPath, repoRoot, toolsBin } from "./lib/proc.ts";
 import type { IndexPoint } from "./index-scale.ts";
 import { renderMarkdown, type Results } from "./report.ts";
 import { runProfile } from "./profile.ts";
+import { gcRun } from "./gc-pauses.ts";
+import { runDecodeBench } from "./decode.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,check,apiserver,profile" },
+    only: { type: "string", default: "index,micro,check,gc,apiserver,profile" },
     targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -79,11 +81,28 @@ if (only.has("index")) {
   save();
 }
 
+if (only.has("micro")) {
+  log("decoding and hashing one request (bench/decode.ts)");
+  results.sections.micro = { ...stamp(), command: "node bench/decode.ts", result: runDecodeBench() };
+  save();
+}
+
 if (only.has("check")) {
   log(`check path: ${values.targets}`);
   const start = stamp();
   const res = await runCheckBench(values.targets.split(","), log);
   results.sections.check = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/check.ts --targets ${values.targets}`, results: res };
+  save();
+}
+
+if (only.has("gc")) {
+  // At about half of what keyward sustains per core here, as shipped and with smaller young-generation semi-spaces.
+  const runs = [];
+  for (const flags of [[], ["--max-semi-space-size=2"], ["--max-semi-space-size=4"]]) {
+    log(`GC pauses at 3500 RPS, node flags: ${flags.join(" ") || "(none)"}`);
+    runs.push(await gcRun(flags, 100_000, 3500, 10));
+  }
+  results.sections.gc = { ...stamp(), command: 'node bench/gc-pauses.ts --rps 3500 --seconds 10 [--flags "--max-semi-space-size=2"]', runs };
   save();
 }
 

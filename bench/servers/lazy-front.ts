@@ -20,7 +20,7 @@ import { decodeCheckRequest } from "./lazy-decode.ts";
 type Encoded = Buffer;
 
 /** Encoded CheckResponses by entry (or reason, for decisions without a key), then rule and stripped headers. */
-class ResponseCache {
+export class ResponseCache {
   private readonly byEntry = new WeakMap<KeyEntry, Map<string, Encoded>>();
   private readonly byReason = new Map<string, Encoded>();
   private readonly encode: (d: Decision) => Encoded;
