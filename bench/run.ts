@@ -21,7 +21,7 @@ import { runDecodeBench } from "./decode.ts";
 const { values } = parseArgs({
   options: {
     only: { type: "string", default: "index,micro,check,gc,apiserver,profile" },
-    targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2" },
+    targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-lazy,authz-100k-lazy-cache,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
     "operator-keys": { type: "string", default: "1000,10000" },
@@ -91,7 +91,7 @@ if (only.has("check")) {
   log(`check path: ${values.targets}`);
   const start = stamp();
   const res = await runCheckBench(values.targets.split(","), log);
-  results.sections.check = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/check.ts --targets ${values.targets}`, results: res };
+  results.sections.check = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/run.ts --only check --targets ${values.targets}`, results: res };
   save();
 }
 
