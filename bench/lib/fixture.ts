@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import type { ApiKey, ApiKeyPolicy } from "../../src/api/types.ts";
 import type { CheckRequestMessage } from "../../src/authz/proto.ts";
+import { seededRandom } from "../../test/support/random.ts";
 import type { KeyIndex } from "../../src/index/keys.ts";
 
 export const BENCH_NAMESPACE = "bench";
@@ -66,17 +67,8 @@ export function benchPolicy(namespace = BENCH_NAMESPACE): ApiKeyPolicy {
 
 export type Kind = "valid" | "unknown" | "scope_missing";
 
-/** Deterministic PRNG (mulberry32), so every run sends the same requests. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG, so every run sends the same requests. */
+export const rng = seededRandom;
 
 /** Headers shaped like those Envoy forwards for a typical API call. */
 function envoyHeaders(key: string, r: () => number, path: string, method: string): Record<string, string> {

@@ -14,23 +14,13 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
 import { authzClient, checkRequest, createKey, createPolicy, startAuthzEnv, summarize, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { seededRandom } from "../support/random.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 
 const HOST = "fuzz.example.com";
 const SEED = Number(process.env.KEYWARD_FUZZ_SEED ?? 20261123);
 const DENY_CODES = new Set([3, 7, 8, 16]);
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with KEYWARD_FUZZ_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("authz under bad input", () => {
   let env: AuthzEnv;
@@ -142,7 +132,7 @@ describe("authz under bad input", () => {
   });
 
   it("answers garbage frames with a gRPC error and survives garbage on the socket", async () => {
-    const r = prng(SEED);
+    const r = seededRandom(SEED);
     for (let i = 0; i < 50; i++) {
       const junk = Buffer.from(Array.from({ length: 1 + Math.floor(r() * 300) }, () => Math.floor(r() * 256)));
       // A frame protobuf can decode (by luck) is answered with a denial; anything else with a gRPC error.
@@ -248,7 +238,7 @@ describe("authz under bad input", () => {
   });
 
   it(`allows only requests that carry the valid key, over thousands of generated requests (seed ${SEED})`, async () => {
-    const r = prng(SEED);
+    const r = seededRandom(SEED);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
     const str = (n: number, alphabet: string): string => {
       const chars = [...alphabet];
