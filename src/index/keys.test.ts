@@ -43,4 +43,127 @@ describe("KeyIndex", () => {
     expect(rec?.expiresAtMs).toBe(-Infinity);
     expect(problems).toHaveLength(3);
   });
+
+  it("refuses a hash two ApiKeys claim, and gives it back to the one left when the other lets go", () => {
+    const idx = new KeyIndex();
+    const shared = newKey("p_shared");
+    const own = newKey("p_own");
+    const x = apiKey("ns", "x", { scopes: ["s"] }, [shared.version]);
+    const y = apiKey("other", "y", { scopes: ["t"] }, [{ ...shared.version, id: "p_y" }, own.version]);
+    idx.apply("add", x);
+    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(false);
+    idx.apply("add", y);
+    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(true);
+    expect(idx.lookup(hex(own.key))?.ambiguous).toBe(false);
+    expect(idx.size).toBe(2);
+    // Still refused after either claimant is updated without letting go.
+    idx.apply("update", { ...x, spec: { ...x.spec, scopes: ["s2"] } });
+    idx.apply("update", { ...y, spec: { ...y.spec, disabled: true } });
+    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(true);
+    // y lets go of the shared hash: x's own entry again.
+    idx.apply("update", apiKey("other", "y", { scopes: ["t"] }, [own.version]));
+    const back = idx.lookup(hex(shared.key));
+    expect(back).toMatchObject({ id: "p_shared", ambiguous: false });
+    expect(back?.record.ref).toBe("ns/x");
+    expect(back?.record.scopeList).toEqual(["s2"]);
+    // y claims it again, then x is deleted: y's entry, not ambiguous.
+    idx.apply("update", y);
+    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(true);
+    idx.apply("delete", x);
+    expect(idx.lookup(hex(shared.key))).toMatchObject({ id: "p_y", ambiguous: false, record: { ref: "other/y" } });
+    idx.apply("delete", y);
+    expect(idx.lookup(hex(shared.key))).toBeUndefined();
+    expect(idx.size).toBe(0);
+    expect(idx.apiKeyCount).toBe(0);
+  });
+
+  it("refuses a hash three ApiKeys claim until only one is left", () => {
+    const idx = new KeyIndex();
+    const k = newKey("p_k");
+    const objs = ["a", "b", "c"].map((n) => apiKey("ns", n, {}, [{ ...k.version, id: `p_${n}` }]));
+    for (const o of objs) idx.apply("add", o);
+    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: true, id: "p_a" });
+    idx.apply("delete", objs[0]!);
+    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: true, id: "p_b" });
+    idx.apply("update", apiKey("ns", "b", {}, []));
+    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: false, id: "p_c" });
+    expect(idx.apiKeyCount).toBe(2);
+    idx.apply("add", objs[0]!);
+    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: true, id: "p_c" });
+  });
+
+  it("counts an ApiKey once whatever number of hashes it has", () => {
+    const idx = new KeyIndex();
+    const a = newKey("p_a");
+    const b = newKey("p_b", "grace", "2030-01-01T00:00:00Z");
+    idx.apply("add", apiKey("ns", "none", {}, []));
+    idx.apply("add", apiKey("ns", "one", {}, [a.version]));
+    idx.apply("add", apiKey("ns", "two", {}, [{ ...a.version, hash: newKey("x").version.hash }, b.version]));
+    expect(idx.apiKeyCount).toBe(3);
+    expect(idx.size).toBe(3);
+    idx.apply("update", apiKey("ns", "one", {}, [a.version, newKey("p_c").version]));
+    idx.apply("update", apiKey("ns", "two", {}, [b.version]));
+    expect(idx.size).toBe(3);
+    expect(idx.lookup(hex(a.key))?.record.ref).toBe("ns/one");
+    for (const n of ["none", "one", "two"]) idx.apply("delete", apiKey("ns", n, {}, []));
+    expect(idx.size).toBe(0);
+    expect(idx.apiKeyCount).toBe(0);
+  });
+
+  it("shares scopes, labels and empty limits between keys without one key's change reaching another", () => {
+    const idx = new KeyIndex();
+    const [a, b, c] = [newKey("p_a"), newKey("p_b"), newKey("p_c")];
+    idx.apply("add", apiKey("ns", "a", { scopes: ["r", "w"] }, [a.version], { tier: "pro" }));
+    idx.apply("add", apiKey("ns", "b", { scopes: ["r", "w"] }, [b.version], { tier: "pro" }));
+    idx.apply("add", apiKey("ns", "c", { scopes: ["w", "r"], limits: { rate: { requests: 10, per: "1m" } } }, [c.version], { tier: "free" }));
+    const ra = idx.lookup(hex(a.key))!.record;
+    const rb = idx.lookup(hex(b.key))!.record;
+    const rc = idx.lookup(hex(c.key))!.record;
+    expect(rb.scopes).toBe(ra.scopes);
+    expect(rb.scopeList).toBe(ra.scopeList);
+    expect(rb.labels).toBe(ra.labels);
+    expect(rb.limits).toBe(ra.limits);
+    expect(ra.limits).toEqual({ rate: undefined, quota: undefined });
+    expect(Object.isFrozen(ra.scopeList) && Object.isFrozen(ra.labels) && Object.isFrozen(ra.limits)).toBe(true);
+    // Same scopes in another order: the order is kept.
+    expect(rc.scopeList).toEqual(["w", "r"]);
+    expect(rc.labels).toEqual({ tier: "free" });
+    expect(rc.limits.rate?.requests).toBe(10);
+
+    idx.apply("update", apiKey("ns", "a", { scopes: ["r"] }, [a.version], { tier: "free", team: "x" }));
+    const ra2 = idx.lookup(hex(a.key))!.record;
+    expect([...ra2.scopes]).toEqual(["r"]);
+    expect(ra2.labels).toEqual({ tier: "free", team: "x" });
+    const rb2 = idx.lookup(hex(b.key))!.record;
+    expect(rb2).toBe(rb);
+    expect([...rb2.scopes]).toEqual(["r", "w"]);
+    expect(rb2.scopes.has("w")).toBe(true);
+    expect(rb2.scopeList).toEqual(["r", "w"]);
+    expect(rb2.labels).toEqual({ tier: "pro" });
+    expect(rc.labels).toEqual({ tier: "free" });
+  });
+
+  it("keeps shared values only while a key holds them", () => {
+    const idx = new KeyIndex();
+    const [a, b] = [newKey("p_a"), newKey("p_b")];
+    const objA = apiKey("ns", "a", { scopes: ["r"] }, [a.version], { tier: "pro" });
+    const objB = apiKey("ns", "b", { scopes: ["r"] }, [b.version], { tier: "pro" });
+    idx.apply("add", objA);
+    const first = idx.lookup(hex(a.key))!.record;
+    // An update with the same content keeps the shared values.
+    idx.apply("update", objA);
+    expect(idx.lookup(hex(a.key))!.record.scopes).toBe(first.scopes);
+    idx.apply("add", objB);
+    idx.apply("delete", objA);
+    idx.apply("add", objA);
+    expect(idx.lookup(hex(a.key))!.record.scopes).toBe(first.scopes); // b held them meanwhile
+    idx.apply("delete", objA);
+    idx.apply("delete", objB);
+    idx.apply("add", objA);
+    const again = idx.lookup(hex(a.key))!.record;
+    expect(again.scopes).not.toBe(first.scopes); // forgotten once no key held them
+    expect(again.labels).not.toBe(first.labels);
+    expect([...again.scopes]).toEqual(["r"]);
+    expect(again.labels).toEqual({ tier: "pro" });
+  });
 });
