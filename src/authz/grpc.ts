@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { CheckInput, Decision } from "./check.ts";
 import { deny } from "./check.ts";
+import { decodeCheckRequest } from "./decode.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage, type HeaderValueOption, type StructValue } from "./proto.ts";
 import { grpcCodeFor } from "./reasons.ts";
@@ -88,7 +89,13 @@ export function toCheckResponse(d: Decision, o: ResponseOptions): CheckResponseM
 export async function startGrpcFront(o: FrontOptions): Promise<GrpcFront> {
   const pkg = grpc.loadPackageDefinition(loadProtos());
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
-  const authz = lookupService(pkg, AUTHZ_SERVICE);
+  const loaded = lookupService(pkg, AUTHZ_SERVICE);
+  // Check requests are decoded by decode.ts, which keeps only what toCheckInput
+  // reads; responses are still encoded by proto-loader.
+  const authz: grpc.ServiceDefinition = {
+    ...loaded,
+    Check: { ...(loaded.Check as grpc.MethodDefinition<CheckRequestMessage, CheckResponseMessage>), requestDeserialize: decodeCheckRequest },
+  };
   const health = lookupService(pkg, "grpc.health.v1.Health");
 
   server.addService(authz, {
