@@ -3,7 +3,7 @@
 // `keyward authz` and `keyward run`.
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { KeyIndex } from "../index/keys.ts";
-import { Informer, collectionPaths, kubeListWatch, type ChangeType } from "../k8s/informer.ts";
+import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { Checker, type CheckInput, type Decision } from "./check.ts";
@@ -63,11 +63,12 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const notify = (): void => {
     grpcFront?.notifyHealth();
   };
-  /** One informer per watched collection; each event goes to `apply` at once. */
-  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, path: string, apply: (type: ChangeType, obj: T) => void): Informer<T> =>
-    new Informer<T>({
-      name: plural,
-      ...kubeListWatch<T>(kc, rest, path),
+  /** A watched collection whose every event goes to `apply` at once. */
+  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, apply: (type: ChangeType, obj: T) => void): CollectionWatch<T> =>
+    new CollectionWatch<T>(kc, rest, {
+      apiPrefix: `/apis/${API_VERSION}`,
+      plural,
+      namespaces: config.namespaces,
       staleAfterMs: config.watchStaleAfter,
       resyncMs: config.watchResync,
       onLifecycle: (event, err) => {
@@ -79,22 +80,15 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       // The cache keeps what the index reads: no managed fields or annotations.
       transform: slim,
     });
-  const informers: { start(): Promise<void>; stop(): Promise<void>; readonly synced: boolean }[] = [];
-  for (const path of collectionPaths(`/apis/${API_VERSION}`, APIKEY_PLURAL, config.namespaces)) {
-    informers.push(
-      watch<ApiKey>(APIKEY_PLURAL, path, (type, obj) => {
-        keys.apply(type, obj);
-        if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
-      }),
-    );
-  }
-  for (const path of collectionPaths(`/apis/${API_VERSION}`, APIKEYPOLICY_PLURAL, config.namespaces)) {
-    informers.push(
-      watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, path, (type, obj) => {
-        policies.apply(type, obj);
-      }),
-    );
-  }
+  const informers = [
+    watch<ApiKey>(APIKEY_PLURAL, (type, obj) => {
+      keys.apply(type, obj);
+      if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+    }),
+    watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, (type, obj) => {
+      policies.apply(type, obj);
+    }),
+  ];
   const ready = (): boolean => informers.every((i) => i.synced);
 
   const listener = deps.onDecision;

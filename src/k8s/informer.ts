@@ -415,3 +415,53 @@ export function collectionPaths(apiPrefix: string, plural: string, namespaces: r
   if (namespaces.length === 0) return [`${apiPrefix}/${plural}`];
   return namespaces.map((ns) => `${apiPrefix}/namespaces/${encodeURIComponent(ns)}/${plural}`);
 }
+
+export interface CollectionWatchOptions<T extends KubernetesObject>
+  extends Omit<InformerOptions<T>, "name" | "list" | "watch" | "staleAfterMs" | "resyncMs"> {
+  /** "/api/v1" for core resources or "/apis/<group>/<version>". */
+  apiPrefix: string;
+  plural: string;
+  /** Namespaces to watch; empty means the whole cluster. */
+  namespaces: readonly string[];
+  staleAfterMs: number;
+  resyncMs: number;
+}
+
+/**
+ * One resource watched cluster-wide or in a set of namespaces: one informer per
+ * collection path, read as a single cache.
+ */
+export class CollectionWatch<T extends KubernetesObject> {
+  readonly informers: Informer<T>[];
+
+  constructor(kc: KubeConfig, rest: KubeRest, opts: CollectionWatchOptions<T>) {
+    const { apiPrefix, plural, namespaces, ...informerOpts } = opts;
+    this.informers = collectionPaths(apiPrefix, plural, namespaces).map(
+      (path) => new Informer<T>({ name: plural, ...kubeListWatch<T>(kc, rest, path), ...informerOpts }),
+    );
+  }
+
+  get synced(): boolean {
+    return this.informers.every((i) => i.synced);
+  }
+
+  get(namespace: string, name: string): T | undefined {
+    for (const inf of this.informers) {
+      const obj = inf.get(namespace, name);
+      if (obj) return obj;
+    }
+    return undefined;
+  }
+
+  list(): T[] {
+    return this.informers.flatMap((i) => i.list());
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.start()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.stop()));
+  }
+}

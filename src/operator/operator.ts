@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import { Counter, Gauge, Histogram } from "prom-client";
 import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { Informer, collectionPaths, kubeListWatch, type LifecycleEvent } from "../k8s/informer.ts";
+import { CollectionWatch, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { onlyUsageChanged } from "../usage/changes.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
@@ -93,54 +93,31 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   let queue: WorkQueue | undefined;
   const enqueue = (k: string): void => queue?.add(k);
 
-  const apiKeyInformers = collectionPaths(`/apis/${API_VERSION}`, APIKEY_PLURAL, config.namespaces).map(
-    (path) =>
-      new Informer<ApiKey>({
-        name: "apikeys",
-        ...kubeListWatch<ApiKey>(kc, rest, path),
-        staleAfterMs: config.watchStaleAfter,
-        resyncMs: config.watchResync,
-        onLifecycle: lifecycle("apikeys"),
-        onChange: (type, ak, old) => {
-          track(ak, type === "delete");
-          // The data plane's usage writes change nothing the operator acts on.
-          if (type !== "delete" && !onlyUsageChanged(old, ak)) enqueue(keyOf(ak.metadata.namespace, ak.metadata.name));
-        },
-      }),
-  );
-  const secretInformers = collectionPaths("/api/v1", "secrets", config.namespaces).map(
-    (path) =>
-      new Informer<SecretView>({
-        name: "secrets",
-        ...kubeListWatch<SecretView>(kc, rest, path),
-        transform: toSecretView,
-        staleAfterMs: config.watchStaleAfter,
-        resyncMs: config.watchResync,
-        onLifecycle: lifecycle("secrets"),
-        onChange: (_type, s) => {
-          const sk = keyOf(s.metadata.namespace, s.metadata.name);
-          for (const k of referencedBy.get(sk) ?? []) enqueue(k);
-          const owner = s.metadata.ownerReferences?.find((o) => o.controller === true && o.kind === "ApiKey");
-          if (owner) enqueue(keyOf(s.metadata.namespace, owner.name));
-        },
-      }),
-  );
-  const getApiKey = (ns: string, name: string): ApiKey | undefined => {
-    for (const inf of apiKeyInformers) {
-      const ak = inf.get(ns, name);
-      if (ak) return ak;
-    }
-    return undefined;
-  };
-  const secrets = {
-    get: (ns: string, name: string): SecretView | undefined => {
-      for (const inf of secretInformers) {
-        const s = inf.get(ns, name);
-        if (s) return s;
-      }
-      return undefined;
+  const watched = { namespaces: config.namespaces, staleAfterMs: config.watchStaleAfter, resyncMs: config.watchResync };
+  const apiKeys = new CollectionWatch<ApiKey>(kc, rest, {
+    ...watched,
+    apiPrefix: `/apis/${API_VERSION}`,
+    plural: APIKEY_PLURAL,
+    onLifecycle: lifecycle("apikeys"),
+    onChange: (type, ak, old) => {
+      track(ak, type === "delete");
+      // The data plane's usage writes change nothing the operator acts on.
+      if (type !== "delete" && !onlyUsageChanged(old, ak)) enqueue(keyOf(ak.metadata.namespace, ak.metadata.name));
     },
-  };
+  });
+  const secrets = new CollectionWatch<SecretView>(kc, rest, {
+    ...watched,
+    apiPrefix: "/api/v1",
+    plural: "secrets",
+    transform: toSecretView,
+    onLifecycle: lifecycle("secrets"),
+    onChange: (_type, s) => {
+      const sk = keyOf(s.metadata.namespace, s.metadata.name);
+      for (const k of referencedBy.get(sk) ?? []) enqueue(k);
+      const owner = s.metadata.ownerReferences?.find((o) => o.controller === true && o.kind === "ApiKey");
+      if (owner) enqueue(keyOf(s.metadata.namespace, owner.name));
+    },
+  });
 
   const reconciler = new ApiKeyReconciler({
     rest,
@@ -157,7 +134,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     const { namespace: ns, name } = splitKey(k);
     const end = duration.startTimer();
     try {
-      const result = await reconciler.reconcile(getApiKey(ns, name));
+      const result = await reconciler.reconcile(apiKeys.get(ns, name));
       if (result.requeueAfter !== undefined) reconciles.inc({ result: "requeued" });
       return result;
     } catch (err) {
@@ -169,12 +146,12 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     }
   };
 
-  await Promise.all([...apiKeyInformers, ...secretInformers].map((i) => i.start()));
-  log.info("operator caches synced", { apikeys: apiKeyInformers.reduce((n, i) => n + i.list().length, 0) });
+  await Promise.all([apiKeys.start(), secrets.start()]);
+  log.info("operator caches synced", { apikeys: apiKeys.list().length });
 
   const startWork = (): void => {
     queue = createQueue(config, handle, log, qm);
-    for (const inf of apiKeyInformers) for (const ak of inf.list()) queue.add(keyOf(ak.metadata.namespace, ak.metadata.name));
+    for (const ak of apiKeys.list()) queue.add(keyOf(ak.metadata.namespace, ak.metadata.name));
   };
   const stopWork = async (): Promise<void> => {
     const q = queue;
@@ -206,12 +183,12 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   }
 
   return {
-    ready: () => [...apiKeyInformers, ...secretInformers].every((i) => i.synced),
+    ready: () => apiKeys.synced && secrets.synced,
     isLeader: () => (leadership ? leadership.isLeader() : true),
     stop: async (stopOpts = {}) => {
       await leadership?.stop({ release: stopOpts.releaseLease ?? true });
       await stopWork();
-      await Promise.all([...apiKeyInformers, ...secretInformers].map((i) => i.stop()));
+      await Promise.all([apiKeys.stop(), secrets.stop()]);
       await events.flush();
     },
   };

@@ -114,7 +114,7 @@ export class ApiKeyReconciler {
     const prevReady = apiKey.status?.conditions?.find((c) => c.type === "Ready");
     if (failure && prevReady?.reason !== failure.reason) pending.events.push({ type: "Warning", reason: failure.reason, message: failure.message });
 
-    const changed = !jsonEqual(clean(status), clean(apiKey.status ?? {}));
+    const changed = !jsonEqual(status, apiKey.status ?? {}); // undefined fields count as absent
     if (changed) await this.writeStatus(apiKey, status);
     if (pending.secret) await this.writeSecret(apiKey, pending.secret);
     for (const e of pending.events) this.d.events.record(apiKey, e.type, e.reason, e.message);
@@ -330,11 +330,6 @@ function readyCondition(
   const prev = status.conditions?.find((c) => c.type === "Ready");
   const reason = last?.reason ?? (prev?.status === "True" ? prev.reason : "Issued");
   return { type: "Ready", status: "True", reason, message: `key ${active.id} is active` };
-}
-
-/** Status without volatile bits, for change detection. */
-function clean(s: ApiKeyStatus): ApiKeyStatus {
-  return JSON.parse(JSON.stringify(s)) as ApiKeyStatus;
 }
 
 /** For a JSON merge patch: fields present before and absent now become null. */

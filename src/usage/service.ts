@@ -9,12 +9,12 @@ import type { CheckInput, Decision } from "../authz/check.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { collectionPaths, Informer, kubeListWatch } from "../k8s/informer.ts";
+import { CollectionWatch } from "../k8s/informer.ts";
 import { startAccessLogServer } from "../accesslog/server.ts";
 import { AlertEngine, type Alert } from "./alerts.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type KeyRef, type UpstreamEvent } from "./event.ts";
-import { UsageFlusher, type ApiKeyStore, type FlushReport } from "./flusher.ts";
+import { UsageFlusher, type FlushReport } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
 import { periodRequests } from "./model.ts";
 import { revocationLagSeconds } from "./revocation.ts";
@@ -60,32 +60,20 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   let flusher: UsageFlusher | undefined;
   const metrics = createUsageMetrics(registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
 
-  const informers = collectionPaths(`/apis/${API_VERSION}`, APIKEY_PLURAL, config.namespaces).map(
-    (path) =>
-      new Informer<ApiKey>({
-        name: "apikeys",
-        ...kubeListWatch<ApiKey>(kc, rest, path),
-        staleAfterMs: config.watchStaleAfter,
-        resyncMs: config.watchResync,
-        onLifecycle: (event, err) => {
-          if (event === "error" || event === "handler_error") log.warn("usage watch problem", { event, err });
-        },
-        onChange: (type, obj, old) => {
-          const lag = revocationLagSeconds(type, obj, old, clock.now());
-          if (lag !== undefined) metrics.revocationLag(lag);
-        },
-      }),
-  );
-  const store: ApiKeyStore = {
-    get: (ns, name) => {
-      for (const i of informers) {
-        const ak = i.get(ns, name);
-        if (ak) return ak;
-      }
-      return undefined;
+  const store = new CollectionWatch<ApiKey>(kc, rest, {
+    apiPrefix: `/apis/${API_VERSION}`,
+    plural: APIKEY_PLURAL,
+    namespaces: config.namespaces,
+    staleAfterMs: config.watchStaleAfter,
+    resyncMs: config.watchResync,
+    onLifecycle: (event, err) => {
+      if (event === "error" || event === "handler_error") log.warn("usage watch problem", { event, err });
     },
-    list: () => informers.flatMap((i) => i.list()),
-  };
+    onChange: (type, obj, old) => {
+      const lag = revocationLagSeconds(type, obj, old, clock.now());
+      if (lag !== undefined) metrics.revocationLag(lag);
+    },
+  });
 
   if (config.usageStatus) {
     flusher = new UsageFlusher({
@@ -146,7 +134,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     alerts?.observeUpstream(e);
   };
 
-  await Promise.all(informers.map((i) => i.start()));
+  await store.start();
 
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
   if (config.accessLogAddress) {
@@ -160,7 +148,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
         },
       });
     } catch (err) {
-      await Promise.all(informers.map((i) => i.stop()));
+      await store.stop();
       throw err;
     }
   }
@@ -189,13 +177,13 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     accessLogPort: accessLog?.port,
     flush: () => flusher?.flush() ?? Promise.resolve({ written: 0, failed: 0 }),
     tickAlerts: () => alerts?.tick(),
-    ready: () => informers.every((i) => i.synced),
+    ready: () => store.synced,
     stop: async () => {
       stopped = true;
       cancelTick?.();
       await accessLog?.stop();
       await flusher?.stop();
-      await Promise.all(informers.map((i) => i.stop()));
+      await store.stop();
       await events.flush();
     },
   };
