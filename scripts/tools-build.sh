@@ -2,6 +2,7 @@
 # Builds the test-only tools the conformance suite drives, into the cache:
 #   grpcurl                      (a gRPC client keyward did not write)
 #   keyward-conformance-go       (test/conformance/go: go-control-plane's generated Envoy types)
+#   keyward-bench-go-null        (bench/servers/go-null: the Go floor of `make bench`'s check path)
 # Idempotent: a tool already built for the same recipe is kept.
 set -euo pipefail
 
@@ -21,17 +22,21 @@ else
   echo "$GRPCURL_VERSION" >"$bin/.grpcurl-version"
 fi
 
-# The Go client is rebuilt when its sources change (hash of go.mod, go.sum, *.go).
-src="$root/test/conformance/go"
+# keyward's own Go programs are rebuilt when their sources change (hash of go.mod, go.sum, *.go).
 if command -v sha256sum >/dev/null 2>&1; then sum=(sha256sum); else sum=(shasum -a 256); fi
-hash="$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | "${sum[@]}" | cut -c1-16)"
-if [[ -x "$bin/keyward-conformance-go" ]] && [[ "$(cat "$bin/.conformance-go-hash" 2>/dev/null)" == "$hash" ]]; then
-  echo "keyward-conformance-go: cached in $bin"
-else
-  echo "keyward-conformance-go: building into $bin"
-  (cd "$src" && go build -buildvcs=false -o "$bin/keyward-conformance-go" .)
-  echo "$hash" >"$bin/.conformance-go-hash"
-fi
+build_go_dir() {
+  local name="$1" src="$2" hash
+  hash="$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | "${sum[@]}" | cut -c1-16)"
+  if [[ -x "$bin/$name" ]] && [[ "$(cat "$bin/.$name-hash" 2>/dev/null)" == "$hash" ]]; then
+    echo "$name: cached in $bin"
+  else
+    echo "$name: building into $bin"
+    (cd "$src" && go build -buildvcs=false -o "$bin/$name" .)
+    echo "$hash" >"$bin/.$name-hash"
+  fi
+}
+build_go_dir keyward-conformance-go "$root/test/conformance/go"
+build_go_dir keyward-bench-go-null "$root/bench/servers/go-null"
 
 # ghz, the gRPC load generator `make bench` drives (github.com/bojand/ghz).
 GHZ_VERSION="${GHZ_VERSION:-v0.121.0}"
