@@ -78,7 +78,7 @@ export function standardTargets(): Record<string, CheckTarget> {
   };
   for (const w of [1, 2]) {
     t[`workers-${w}`] = {
-      name: `keyward, 100k keys, ${w} worker${w > 1 ? "s" : ""} (node:cluster prototype)`,
+      name: `keyward, 100k keys, ${w} worker${w > 1 ? "s" : ""} (--authz-workers)`,
       keys: 100_000,
       serverArgs: ["--mode", "authz", "--keys", "100000", "--workers", String(w)],
       serverCpus: "0,1",

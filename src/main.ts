@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 // keyward's command line. This file only wires: parse config, build clients,
 // start the roles, stop them on SIGTERM/SIGINT.
+import cluster from "node:cluster";
 import { readFileSync } from "node:fs";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { scanPaths } from "./cli/scan.ts";
 import { configMarkdown, loadConfig, SETTINGS, type Config } from "./config/config.ts";
-import { isKeywardError } from "./errors.ts";
+import { isKeywardError, KeywardError } from "./errors.ts";
 import { installCrds } from "./k8s/apply.ts";
 import { loadKubeConfig } from "./k8s/client.ts";
 import { KubeRest } from "./k8s/rest.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
-import { startMetricsServer } from "./metrics/server.ts";
+import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
 import { startOperator } from "./operator/operator.ts";
 
 const USAGE = `keyward: API keys as Kubernetes resources
@@ -34,11 +35,37 @@ function version(): string {
 }
 
 async function serve(command: "run" | "operator" | "authz", config: Config, log: Logger): Promise<void> {
+  if (command === "run" && config.authzWorkers > 1) {
+    throw new KeywardError("ConfigInvalid", `--authz-workers=${config.authzWorkers}: keyward run serves checks in one process; run the data plane as keyward authz to use several`);
+  }
+  const workers = command === "authz" ? config.authzWorkers : 1;
   const kc = loadKubeConfig(config.kubeconfig || undefined);
+  if (workers > 1 && cluster.isWorker) {
+    // A worker process forked by the `keyward authz` primary below (src/authz/workers.ts).
+    const { runAuthzWorker } = await import("./authz/workers.ts");
+    await runAuthzWorker(config, kc, log);
+    return;
+  }
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  let metricsSource: MetricsSource = registry;
   const stops: (() => Promise<void>)[] = [];
   const readiness: (() => boolean)[] = [];
+
+  let stopping = false;
+  const shutdown = (signal: string, code = 0): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    void (async () => {
+      for (const stop of stops.reverse()) {
+        await stop().catch((err: unknown) => {
+          log.warn("error while stopping", { err });
+        });
+      }
+      process.exit(code);
+    })();
+  };
 
   if (command === "run" || command === "operator") {
     const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
@@ -51,8 +78,6 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
     readiness.push(() => op.ready());
   }
   if (command === "run" || command === "authz") {
-    const { startAuthz } = await import("./authz/service.ts");
-    const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
     const { startUsage } = await import("./usage/service.ts");
     // Usage has its own client, so its status writes never delay the data plane's watches.
     const usageRest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
@@ -63,26 +88,57 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
     });
     stops.push(() => usage.stop());
     readiness.push(() => usage.ready());
-    const authz = await startAuthz({
-      config,
-      kc,
-      rest,
-      log: log.child({ component: "authz" }),
-      registry,
-      onDecision: (front, d, seconds, input, cancelled) => {
-        usage.onDecision(front, d, seconds, input, cancelled);
-      },
-    });
-    log.info("ext_authz serving", { grpcPort: authz.grpcPort, httpPort: authz.httpPort });
-    stops.push(() => authz.stop());
-    stops.push(() => {
-      rest.close();
-      return Promise.resolve();
-    });
-    readiness.push(() => authz.ready());
+    if (workers > 1) {
+      // The primary: usage, /metrics and the workers; each worker runs startAuthz (ADR 22).
+      const { startAuthzWorkers } = await import("./authz/workers.ts");
+      const pool = startAuthzWorkers({
+        config,
+        log: log.child({ component: "authz" }),
+        registry,
+        usage,
+        onFatal: (err) => {
+          log.error("ext_authz workers failed", { err });
+          shutdown("workers failed", 1);
+        },
+      });
+      pool.started.then(
+        () => {
+          const info = pool.workers()[0]?.info as { grpcPort?: number; httpPort?: number } | undefined;
+          log.info("ext_authz serving", { grpcPort: info?.grpcPort, httpPort: info?.httpPort, workers });
+        },
+        (err: unknown) => {
+          if (stopping) return;
+          log.error("ext_authz workers did not start", { err });
+          shutdown("workers did not start", 1);
+        },
+      );
+      stops.push(() => pool.stop());
+      readiness.push(() => pool.ready());
+      metricsSource = pool;
+    } else {
+      const { startAuthz } = await import("./authz/service.ts");
+      const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
+      const authz = await startAuthz({
+        config,
+        kc,
+        rest,
+        log: log.child({ component: "authz" }),
+        registry,
+        onDecision: (front, d, seconds, input, cancelled) => {
+          usage.onDecision(front, d, seconds, input, cancelled);
+        },
+      });
+      log.info("ext_authz serving", { grpcPort: authz.grpcPort, httpPort: authz.httpPort });
+      stops.push(() => authz.stop());
+      stops.push(() => {
+        rest.close();
+        return Promise.resolve();
+      });
+      readiness.push(() => authz.ready());
+    }
   }
   if (config.metricsAddress) {
-    const server = await startMetricsServer(config.metricsAddress, registry, { ready: () => readiness.every((r) => r()) });
+    const server = await startMetricsServer(config.metricsAddress, metricsSource, { ready: () => readiness.every((r) => r()) });
     stops.push(
       () =>
         new Promise<void>((r) => {
@@ -94,20 +150,6 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
     log.info("metrics serving", { address: config.metricsAddress });
   }
 
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info("shutting down", { signal });
-    void (async () => {
-      for (const stop of stops.reverse()) {
-        await stop().catch((err: unknown) => {
-          log.warn("error while stopping", { err });
-        });
-      }
-      process.exit(0);
-    })();
-  };
   process.on("SIGTERM", () => {
     shutdown("SIGTERM");
   });

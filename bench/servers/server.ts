@@ -7,8 +7,9 @@
 //   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
 //   --front lazy                 with --keys: the prototype decoder (bench/servers/lazy-front.ts)
 //   --front lazy-cache           ... and the encoded-response cache
-//   --workers W                  W processes sharing the port (node:cluster), a prototype
-//                                of an all-cores data plane; 1 is a plain single process
+//   --workers W                  W processes sharing the port: keyward's worker pool
+//                                (src/cluster/workers.ts, as `keyward authz --authz-workers`
+//                                runs it); 1 is a plain single process
 //
 // Prints `READY <port>` on stdout when it serves; each `stats` line on stdin is
 // answered with one JSON line (decisions by reason, memory). Listens on 127.0.0.1 only.
@@ -16,7 +17,7 @@ import cluster from "node:cluster";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import { Registry } from "prom-client";
+import { Gauge, Registry } from "prom-client";
 import { Checker, type CheckInput, type Decision } from "../../src/authz/check.ts";
 import type { FrontOptions } from "../../src/authz/front.ts";
 import { startGrpcFront } from "../../src/authz/grpc.ts";
@@ -31,6 +32,7 @@ import { KeyIndex } from "../../src/index/keys.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { Limiter } from "../../src/limits/limiter.ts";
+import { runWorker, startWorkerPool } from "../../src/cluster/workers.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { benchPolicy, fillIndex } from "../lib/fixture.ts";
 import { startLazyFront } from "./lazy-front.ts";
@@ -194,6 +196,35 @@ function mergeStats(all: Stats[]): Stats {
   return out;
 }
 
+/** A worker's Stats as one gauge (`stat` label), collected by the pool with its metrics. */
+function statsRegistry(stats: () => Promise<Stats>): Registry {
+  const registry = new Registry();
+  new Gauge({
+    name: "bench_stats",
+    help: "this worker's Stats",
+    labelNames: ["stat"] as const,
+    registers: [registry],
+    async collect() {
+      const s = await stats();
+      for (const [k, v] of Object.entries(s.decisions)) this.set({ stat: `decisions.${k}` }, v);
+      this.set({ stat: "rssBytes" }, s.rssBytes);
+      this.set({ stat: "heapUsedBytes" }, s.heapUsedBytes);
+      this.set({ stat: "indexKeys" }, s.indexKeys);
+    },
+  });
+  return registry;
+}
+
+function statsFromMetrics(metrics: { name: string; values: { labels: Record<string, string | number>; value: number }[] }[]): Stats {
+  const out: Stats = { decisions: {}, rssBytes: 0, heapUsedBytes: 0, indexKeys: 0 };
+  for (const { labels, value } of metrics.find((m) => m.name === "bench_stats")?.values ?? []) {
+    const stat = String(labels.stat);
+    if (stat.startsWith("decisions.")) out.decisions[stat.slice("decisions.".length)] = value;
+    else if (stat === "rssBytes" || stat === "heapUsedBytes" || stat === "indexKeys") out[stat] = value;
+  }
+  return out;
+}
+
 function onStdinLines(fn: (line: string) => void): void {
   createInterface({ input: process.stdin }).on("line", fn);
 }
@@ -210,44 +241,30 @@ if (workers <= 1) {
   process.on("SIGTERM", () => process.exit(0));
   process.stdout.write(`READY ${s.port}\n`);
 } else if (cluster.isPrimary) {
-  // Prototype of an all-cores data plane: node:cluster workers share one listening
-  // socket (the primary accepts and hands connections out round-robin).
-  const port = Number(args.port);
-  if (!port) throw new Error("--workers > 1 needs a fixed --port");
-  const pending = new Map<number, (s: Stats) => void>();
-  let seq = 0;
-  let ready = 0;
-  const list: ReturnType<typeof cluster.fork>[] = [];
-  for (let i = 0; i < workers; i++) {
-    const w = cluster.fork();
-    list.push(w);
-    w.on("message", (m: { type: string; id?: number; stats?: Stats }) => {
-      if (m.type === "ready" && ++ready === workers) process.stdout.write(`READY ${port}\n`);
-      if (m.type === "stats" && m.id !== undefined && m.stats) pending.get(m.id)?.(m.stats);
-    });
-  }
+  // keyward's worker pool: W forked processes serve on one shared listening socket (the
+  // primary accepts and hands connections out round-robin).
+  const log = createLogger({ level: "info" });
+  const pool = startWorkerPool({
+    count: workers,
+    log,
+    onFatal: (err) => {
+      log.error("workers failed", { err });
+      process.exit(1);
+    },
+  });
+  await pool.started;
+  const port = (pool.workers()[0]?.info as { port: number }).port;
   onStdinLines((line) => {
     if (line.trim() !== "stats") return;
-    void Promise.all(
-      list.map(
-        (w) =>
-          new Promise<Stats>((res) => {
-            const id = ++seq;
-            pending.set(id, res);
-            w.send({ type: "stats", id });
-          }),
-      ),
-    ).then((all) => process.stdout.write(`STATS ${JSON.stringify(mergeStats(all))}\n`));
+    void pool.collect().then((all) => process.stdout.write(`STATS ${JSON.stringify(mergeStats(all.map((w) => statsFromMetrics(w.metrics))))}\n`));
   });
   process.on("SIGTERM", () => {
-    for (const w of list) w.kill("SIGTERM");
-    process.exit(0);
+    void pool.stop().then(() => process.exit(0));
   });
+  process.stdout.write(`READY ${port}\n`);
 } else {
-  const s = await serveOne(`127.0.0.1:${args.port}`);
-  process.on("message", (m: { type: string; id: number }) => {
-    if (m.type === "stats") void s.stats().then((st) => process.send?.({ type: "stats", id: m.id, stats: st }));
-  });
-  process.on("SIGTERM", () => process.exit(0));
-  process.send?.({ type: "ready" });
+  await runWorker(async () => {
+    const s = await serveOne(`127.0.0.1:${args.port}`);
+    return { registry: statsRegistry(s.stats), ready: () => true, info: { port: s.port }, stop: () => Promise.resolve() };
+  }, createLogger({ level: "info" }));
 }

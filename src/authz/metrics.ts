@@ -29,6 +29,8 @@ export function createAuthzMetrics(registry: Registry, sizes: { keys: () => numb
   });
   new Gauge({
     name: "keyward_authz_index_keys",
+    // Each worker (--authz-workers) holds the whole index: the aggregate is one worker's size, not the sum.
+    aggregator: "max",
     help: "Key hashes in the index (an ApiKey in rotation contributes two).",
     registers: [registry],
     collect() {
@@ -37,6 +39,7 @@ export function createAuthzMetrics(registry: Registry, sizes: { keys: () => numb
   });
   new Gauge({
     name: "keyward_authz_index_apikeys",
+    aggregator: "max",
     help: "ApiKeys that contribute at least one hash to the index.",
     registers: [registry],
     collect() {
@@ -45,6 +48,7 @@ export function createAuthzMetrics(registry: Registry, sizes: { keys: () => numb
   });
   new Gauge({
     name: "keyward_authz_index_policies",
+    aggregator: "max",
     help: "ApiKeyPolicies in the route table.",
     registers: [registry],
     collect() {

@@ -20,6 +20,12 @@ export interface AuthzDeps extends RoleDeps {
    * It runs off the answer's path; what it throws is logged, never turned into a decision.
    */
   onDecision?: (front: "grpc" | "http", d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
+  /**
+   * Bind the ports only once both watches have listed (startAuthz resolves then). For a
+   * cluster worker (src/authz/workers.ts): the shared socket hands connections only to
+   * workers that listen, so a replacement worker gets none before it can decide.
+   */
+  listenWhenSynced?: boolean;
 }
 
 export interface AuthzHandle {
@@ -138,6 +144,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     log.error("check failed; denied", { err });
   };
 
+  if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
     grpcFront = await startGrpcFront({ address: config.grpcAddress, checker, response, ready, onDecision: onDecision("grpc"), onError });
@@ -145,7 +152,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError });
     }
   } catch (err) {
-    await grpcFront?.stop();
+    await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
     throw err;
   }
   for (const inf of informers) {

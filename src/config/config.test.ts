@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { configMarkdown, formatDuration, loadConfig, parseDuration, SETTINGS } from "./config.ts";
@@ -28,6 +29,18 @@ describe("config", () => {
     expect(() => loadConfig(["--no-such-flag"], {})).toThrow(/unknown flag --no-such-flag/);
     expect(() => loadConfig(["--log-level=loud"], {})).toThrow(/not one of debug, info, warn, error/);
     expect(() => loadConfig(["--lease-renew-deadline=20s"], {})).toThrow(/shorter than --lease-duration/);
+  });
+
+  it("takes a process count or auto for --authz-workers, apart from the operator's --workers", () => {
+    expect(loadConfig([], {}).config.authzWorkers).toBe(1);
+    expect(loadConfig([], { KEYWARD_AUTHZ_WORKERS: "3" }).config.authzWorkers).toBe(3);
+    expect(loadConfig(["--authz-workers=2"], { KEYWARD_AUTHZ_WORKERS: "3" }).config).toMatchObject({ authzWorkers: 2, workers: 4 });
+    expect(loadConfig(["--authz-workers", "auto"], {}).config.authzWorkers).toBe(availableParallelism());
+    expect(loadConfig([], { KEYWARD_AUTHZ_WORKERS: "AUTO" }).config.authzWorkers).toBe(availableParallelism());
+    for (const bad of ["0", "-1", "1.5", "two", "2x", " ", "0x2", "1e1"]) {
+      expect(() => loadConfig([`--authz-workers=${bad}`], {}), bad).toThrow(/--authz-workers \(authzWorkers\): ".*" is not a whole number of processes from 1, or auto/);
+    }
+    expect(() => loadConfig([], { KEYWARD_AUTHZ_WORKERS: "none" })).toThrow(/\$KEYWARD_AUTHZ_WORKERS/);
   });
 
   it("documents every setting in docs/configuration.md", () => {

@@ -3,9 +3,10 @@
 // process.env at import time: loadConfig(argv, env) is called by main.ts.
 // docs/configuration.md is generated from this table (`keyward config --markdown`)
 // and a unit test keeps the two equal.
+import { availableParallelism } from "node:os";
 import { KeywardError } from "../errors.ts";
 
-type Kind = "string" | "int" | "number" | "bool" | "duration" | "list";
+type Kind = "string" | "int" | "number" | "bool" | "duration" | "list" | "processes";
 
 interface Setting<K extends Kind> {
   kind: K;
@@ -13,7 +14,7 @@ interface Setting<K extends Kind> {
   env: string;
   default: ValueOf<K>;
   doc: string;
-  /** Smallest accepted value, for int, number and duration (ms). */
+  /** Smallest accepted value, for int, number, duration (ms) and processes. */
   min?: number;
   /** Allowed values, for string settings. */
   oneOf?: readonly string[];
@@ -21,7 +22,7 @@ interface Setting<K extends Kind> {
 
 type ValueOf<K extends Kind> = K extends "string"
   ? string
-  : K extends "int" | "number" | "duration"
+  : K extends "int" | "number" | "duration" | "processes"
     ? number
     : K extends "bool"
       ? boolean
@@ -61,6 +62,8 @@ const dur = (flag: string, env: string, def: number, doc: string, min = 0): Sett
   doc,
   min,
 });
+/** A process count: a whole number from 1, or `auto` for the cores this process may use (os.availableParallelism()). */
+const procs = (flag: string, env: string, def: number, doc: string): Setting<"processes"> => ({ kind: "processes", flag, env, default: def, doc, min: 1 });
 const list = (flag: string, env: string, def: string[], doc: string): Setting<"list"> => ({ kind: "list", flag, env, default: def, doc });
 
 /** The table of every setting. Add new knobs here, then run `keyward config --markdown > docs/configuration.md`. */
@@ -93,6 +96,7 @@ export const SETTINGS = {
   ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),
   xffTrustedHops: int("xff-trusted-hops", "KEYWARD_XFF_TRUSTED_HOPS", 0, "proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted when checking allowedSources; 0 uses the calling proxy's peer address"),
   authRealm: s("auth-realm", "KEYWARD_AUTH_REALM", "keyward", "realm named in the WWW-Authenticate header of a 401"),
+  authzWorkers: procs("authz-workers", "KEYWARD_AUTHZ_WORKERS", 1, "keyward authz: processes serving checks on the shared ports, each with its own watches, index and limit counters (node:cluster); a number, or auto for one per available core; keyward run takes only 1"),
   // --- usage --------------------------------------------------------------
   usageStatus: bool("usage-status", "KEYWARD_USAGE_STATUS", true, "write per-key usage (last used, requests, daily counts, top routes) to ApiKey status.usage; needs RBAC patch on apikeys/status"),
   usageFlushInterval: dur("usage-flush-interval", "KEYWARD_USAGE_FLUSH_INTERVAL", 30_000, "how often usage is written to ApiKey status: at most one write per key per interval, and only when it changed", 1000),
@@ -170,6 +174,14 @@ function parseValue(name: string, setting: Setting<Kind>, raw: string, source: s
         throw new KeywardError("ConfigInvalid", `${where}: ${raw} is below the minimum ${formatDuration(setting.min)}`);
       }
       return ms;
+    }
+    case "processes": {
+      const t = raw.trim().toLowerCase();
+      if (t === "auto") return availableParallelism();
+      if (!/^\d+$/.test(t) || Number(t) < (setting.min ?? 1)) {
+        throw new KeywardError("ConfigInvalid", `${where}: "${raw}" is not a whole number of processes from ${setting.min ?? 1}, or auto`);
+      }
+      return Number(t);
     }
     case "int":
     case "number": {

@@ -1,13 +1,18 @@
 // The /metrics, /healthz and /readyz endpoint every keyward process serves.
 import { createServer, type Server } from "node:http";
-import type { Registry } from "prom-client";
 
 export interface HealthSource {
   /** Live: the process works. Ready: it can serve (caches synced). */
   ready(): boolean;
 }
 
-export async function startMetricsServer(address: string, registry: Registry, health: HealthSource): Promise<Server> {
+/** What /metrics serves: a prom-client Registry, or the metrics of a worker pool (src/cluster/workers.ts). */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
+export async function startMetricsServer(address: string, registry: MetricsSource, health: HealthSource): Promise<Server> {
   const [host, portText] = splitHostPort(address);
   const server = createServer((req, res) => {
     const url = req.url ?? "/";
