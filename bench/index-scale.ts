@@ -1,26 +1,22 @@
 // The key index from 1k to 1M keys: memory per key (heap delta around the build,
 // after full GCs), build time (watch "add" events applied one by one), and the
-// cost of a lookup (Map.get of a hex hash, and sha256 + Map.get as the check does).
+// cost of a lookup (Map.get of a key's digest, and sha256 + Map.get as the check does).
 //
-//   node --expose-gc --max-old-space-size=8192 bench/index-scale.ts [--sizes 1000,10000,100000,1000000] [--variant compact]
-//
-// --variant compact measures the prototype in bench/prototypes/keys-compact.ts instead.
-import { createHash } from "node:crypto";
+//   node --expose-gc --max-old-space-size=8192 bench/index-scale.ts [--sizes 1000,10000,100000,1000000]
 import { parseArgs } from "node:util";
-import { KeyIndex } from "../src/index/keys.ts";
-import { KeyIndex as CompactKeyIndex } from "./prototypes/keys-compact.ts";
-import { apiKeyObject, fillIndex, hashHex, keyFor, rng } from "./lib/fixture.ts";
+import { KeyIndex, keyDigest } from "../src/index/keys.ts";
+import { apiKeyObject, fillIndex, keyFor, rng } from "./lib/fixture.ts";
 
 export interface IndexPoint {
   keys: number;
   buildMs: number;
   heapBytes: number;
   bytesPerKey: number;
-  /** ns per Map.get of a present hash (random over the whole index). */
+  /** ns per Map.get of a present digest (random over the whole index). */
   lookupNs: number;
-  /** ns per sha256(key) + hex + Map.get, as Checker.check does. */
+  /** ns per sha256(key) + Map.get, as Checker.check does. */
   hashAndLookupNs: number;
-  /** ns per lookup of an absent hash. */
+  /** ns per lookup of an absent digest. */
   missNs: number;
   /** Object bytes the watch would hand over per key (JSON size of the ApiKey), for scale. */
   objectJsonBytes: number;
@@ -42,15 +38,10 @@ function timeLoop(iters: number, fn: (i: number) => unknown): number {
   return ns / iters;
 }
 
-export type Variant = "current" | "compact";
-
-export function measureIndex(n: number, variant: Variant = "current"): IndexPoint {
-  // The compact prototype keys its map by the raw digest (latin1), the current index by hex.
-  const enc = variant === "compact" ? "binary" : "hex";
-  const probe = (hex: string): string => (variant === "compact" ? Buffer.from(hex, "hex").toString("latin1") : hex);
+export function measureIndex(n: number): IndexPoint {
   fullGc();
   const before = process.memoryUsage().heapUsed;
-  const index = variant === "compact" ? new CompactKeyIndex() : new KeyIndex();
+  const index = new KeyIndex();
   const t0 = performance.now();
   fillIndex(index, n);
   const buildMs = performance.now() - t0;
@@ -58,7 +49,7 @@ export function measureIndex(n: number, variant: Variant = "current"): IndexPoin
   const heapBytes = process.memoryUsage().heapUsed - before;
   if (index.size !== n) throw new Error(`index has ${index.size} keys, expected ${n}`);
 
-  // Probes: 4096 present hashes spread over the index, and 4096 absent ones.
+  // Probes: 4096 present digests spread over the index, and 4096 absent ones.
   const r = rng(7);
   const present: string[] = [];
   const presentKeys: string[] = [];
@@ -66,15 +57,15 @@ export function measureIndex(n: number, variant: Variant = "current"): IndexPoin
   for (let i = 0; i < 4096; i++) {
     const k = keyFor(Math.floor(r() * n));
     presentKeys.push(k);
-    present.push(probe(hashHex(k)));
-    absent.push(probe(hashHex(keyFor(-1 - i))));
+    present.push(keyDigest(k));
+    absent.push(keyDigest(keyFor(-1 - i)));
   }
   const iters = 2_000_000;
   timeLoop(iters, (i) => index.lookup(present[i & 4095]!)); // warm up
   const lookupNs = Math.min(...[0, 1, 2].map(() => timeLoop(iters, (i) => index.lookup(present[i & 4095]!))));
   const missNs = Math.min(...[0, 1, 2].map(() => timeLoop(iters, (i) => index.lookup(absent[i & 4095]!))));
   const hashAndLookupNs = Math.min(
-    ...[0, 1, 2].map(() => timeLoop(400_000, (i) => index.lookup(createHash("sha256").update(presentKeys[i & 4095]!).digest(enc)))),
+    ...[0, 1, 2].map(() => timeLoop(400_000, (i) => index.lookup(keyDigest(presentKeys[i & 4095]!)))),
   );
   const objectJsonBytes = JSON.stringify(apiKeyObject(n - 1)).length;
   const point: IndexPoint = {
@@ -92,10 +83,10 @@ export function measureIndex(n: number, variant: Variant = "current"): IndexPoin
   return point;
 }
 
-export function runIndexBench(sizes: number[], log: (s: string) => void, variant: Variant = "current"): IndexPoint[] {
+export function runIndexBench(sizes: number[], log: (s: string) => void): IndexPoint[] {
   const out: IndexPoint[] = [];
   for (const n of sizes) {
-    const p = measureIndex(n, variant);
+    const p = measureIndex(n);
     log(`${n} keys: build ${p.buildMs} ms, ${p.bytesPerKey} B/key, lookup ${p.lookupNs} ns, sha256+lookup ${p.hashAndLookupNs} ns, miss ${p.missNs} ns`);
     out.push(p);
   }
@@ -103,14 +94,9 @@ export function runIndexBench(sizes: number[], log: (s: string) => void, variant
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { sizes: { type: "string", default: "1000,10000,100000,1000000" }, variant: { type: "string", default: "current" } } });
-  const variant = values.variant === "compact" ? "compact" : "current";
-  const res = runIndexBench(
-    values.sizes.split(",").map(Number),
-    (s) => {
-      console.error(`[index ${variant}] ${s}`);
-    },
-    variant,
-  );
+  const { values } = parseArgs({ options: { sizes: { type: "string", default: "1000,10000,100000,1000000" } } });
+  const res = runIndexBench(values.sizes.split(",").map(Number), (s) => {
+    console.error(`[index] ${s}`);
+  });
   console.log(JSON.stringify(res, null, 2));
 }

@@ -19,7 +19,7 @@ export interface Results {
   ghzCommand?: string;
   load?: Record<string, number>;
   sections: {
-    index?: Stamp & { command: string; points: IndexPoint[]; compact?: IndexPoint[] };
+    index?: Stamp & { command: string; points: IndexPoint[] };
     check?: Stamp & { finishedLoadAverage: string; command: string; results: CheckResult[] };
     watchCheck?: Stamp & { seedSeconds: number; totalSeconds: number; result: CheckResult };
     revocation?: Stamp & { result: RevocationResult };
@@ -102,10 +102,9 @@ export function renderMarkdown(r: Results): string {
   }
   if (s.index) {
     out.push(`## Key index (\`${s.index.command}\`)`, "");
-    const rows = [...s.index.points.map((p) => ["src/index/keys.ts", p] as const), ...(s.index.compact ?? []).map((p) => ["prototype: bench/prototypes/keys-compact.ts", p] as const)];
-    out.push("| index | keys | build (ms) | heap (MiB) | bytes per key | lookup (ns) | miss (ns) | sha256 + lookup (ns) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (const [which, p] of rows) {
-      out.push(`| ${which} | ${keysLabel(p.keys)} | ${int(p.buildMs)} | ${f1(p.heapBytes / 2 ** 20)} | ${int(p.bytesPerKey)} | ${f1(p.lookupNs)} | ${f1(p.missNs)} | ${int(p.hashAndLookupNs)} |`);
+    out.push("| keys | build (ms) | heap (MiB) | bytes per key | lookup (ns) | miss (ns) | sha256 + lookup (ns) |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (const p of s.index.points) {
+      out.push(`| ${keysLabel(p.keys)} | ${int(p.buildMs)} | ${f1(p.heapBytes / 2 ** 20)} | ${int(p.bytesPerKey)} | ${f1(p.lookupNs)} | ${f1(p.missNs)} | ${int(p.hashAndLookupNs)} |`);
     }
     out.push("");
   }

@@ -68,16 +68,11 @@ const stamp = (): { at: string; loadAverage: string } => ({ at: new Date().toISO
 
 if (only.has("index")) {
   log("index scale: 1k to 1M keys");
-  const scale = (variant: string): IndexPoint[] => {
-    const cmd = [process.execPath, "--expose-gc", "--max-old-space-size=8192", join(repoRoot, "bench/index-scale.ts"), "--variant", variant];
-    const r = spawnSync(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 * 2 ** 20 });
-    if (r.status !== 0) throw new Error(`index-scale exited with ${String(r.status)}`);
-    return JSON.parse(r.stdout.toString()) as IndexPoint[];
-  };
   const at = stamp();
-  const points = scale("current");
-  log("index scale: the compact prototype (bench/prototypes/keys-compact.ts)");
-  results.sections.index = { ...at, command: "node --expose-gc --max-old-space-size=8192 bench/index-scale.ts", points, compact: scale("compact") };
+  const r = spawnSync(process.execPath, ["--expose-gc", "--max-old-space-size=8192", join(repoRoot, "bench/index-scale.ts")], { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 * 2 ** 20 });
+  if (r.status !== 0) throw new Error(`index-scale exited with ${String(r.status)}`);
+  const points = JSON.parse(r.stdout.toString()) as IndexPoint[];
+  results.sections.index = { ...at, command: "node --expose-gc --max-old-space-size=8192 bench/index-scale.ts", points };
   save();
 }
 

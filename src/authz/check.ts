@@ -2,8 +2,7 @@
 // index and the policy table and spends limits; it never writes the index.
 // Order: request shape -> policy rule -> credentials -> key -> validity ->
 // tenant -> source -> scopes -> limits.
-import { hash as cryptoHash } from "node:crypto";
-import type { KeyEntry, KeyIndex } from "../index/keys.ts";
+import { keyDigest, type KeyEntry, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
 import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
 import type { LimitSpec } from "../limits/spec.ts";
@@ -109,7 +108,7 @@ export class Checker {
     if (found.kind === "conflict") return deny("conflicting_keys", undefined, rule);
     if (found.key.length > this.o.maxKeyLength) return deny("unknown_key", undefined, rule);
 
-    const entry = this.o.keys.lookup(cryptoHash("sha256", found.key, "hex"));
+    const entry = this.o.keys.lookup(keyDigest(found.key));
     if (!entry) return deny("unknown_key", undefined, rule);
     if (entry.ambiguous) return deny("key_ambiguous", entry, rule);
     const rec = entry.record;

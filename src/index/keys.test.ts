@@ -1,24 +1,102 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { apiKey, newKey } from "../authz/fixtures.test-support.ts";
-import { KeyIndex } from "./keys.ts";
-
-const hex = (key: string): string => createHash("sha256").update(key).digest("hex");
+import { KeyIndex, keyDigest } from "./keys.ts";
 
 describe("KeyIndex", () => {
+  it("is keyed by the raw sha256 digest of the key, not its hex form", () => {
+    const idx = new KeyIndex();
+    const a = newKey("p_aaaaaaaa");
+    idx.apply("add", apiKey("ns", "k", {}, [a.version]));
+    const raw = createHash("sha256").update(a.key).digest();
+    expect(keyDigest(a.key)).toHaveLength(32);
+    expect(Buffer.from(keyDigest(a.key), "latin1").equals(raw)).toBe(true);
+    expect(idx.lookup(keyDigest(a.key))?.id).toBe("p_aaaaaaaa");
+    expect(idx.lookup(raw.toString("hex"))).toBeUndefined();
+    expect(idx.lookup(keyDigest(`${a.key}x`))).toBeUndefined();
+  });
+
+  it("derives name and namespace from the ref, and falls back to the ref without a uid", () => {
+    const idx = new KeyIndex();
+    const [a, b] = [newKey("p_a"), newKey("p_b")];
+    idx.apply("add", apiKey("team-a", "orders/client", {}, [a.version])); // a name the apiserver refuses, still split at the first slash
+    const noUid = apiKey("team-b", "k", { owner: "bob" }, [b.version]);
+    delete noUid.metadata.uid;
+    idx.apply("add", noUid);
+    const ra = idx.lookup(keyDigest(a.key))!.record;
+    expect([ra.ref, ra.namespace, ra.name, ra.uid, ra.owner]).toEqual(["team-a/orders/client", "team-a", "orders/client", "team-a-orders/client-uid", "acme"]);
+    const rb = idx.lookup(keyDigest(b.key))!.record;
+    expect([rb.ref, rb.namespace, rb.name, rb.uid, rb.owner]).toEqual(["team-b/k", "team-b", "k", "team-b/k", "bob"]);
+  });
+
+  it("replaces an ApiKey's entries on each event and leaves the entries it replaced as they were", () => {
+    const idx = new KeyIndex();
+    const a = newKey("p_a");
+    const b = newKey("p_b", "grace", "2030-01-01T00:00:00Z");
+    const obj = apiKey("ns", "k", { scopes: ["r"] }, [a.version, b.version]);
+    idx.apply("add", obj);
+    const before = idx.lookup(keyDigest(a.key))!;
+    const graceBefore = idx.lookup(keyDigest(b.key))!;
+    expect(before.record).toBe(before); // the record's fields do not depend on the hash
+    expect(graceBefore.record.ref).toBe("ns/k");
+    idx.apply("update", { ...obj, spec: { ...obj.spec, disabled: true, expiresAt: "2031-01-01T00:00:00Z", limits: { rate: { requests: 5, per: "1s" } } } });
+    const after = idx.lookup(keyDigest(a.key))!;
+    expect(after).not.toBe(before);
+    expect(idx.lookup(keyDigest(b.key))).not.toBe(graceBefore);
+    expect([after.record.disabled, after.record.expiresAtMs, after.record.limits.rate?.requests, after.validUntilMs]).toEqual([true, Date.parse("2031-01-01T00:00:00Z"), 5, Infinity]);
+    expect(idx.lookup(keyDigest(b.key))!.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
+    expect([before.record.disabled, before.record.expiresAtMs, before.record.limits.rate, before.validUntilMs, before.ambiguous]).toEqual([false, Infinity, undefined, Infinity, false]);
+    expect(graceBefore.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
+    // The same content again is still a new entry: a watch event always replaces.
+    idx.apply("update", obj);
+    const again = idx.lookup(keyDigest(a.key))!;
+    expect(again).not.toBe(after);
+    expect(again.record.disabled).toBe(false);
+    expect(idx.size).toBe(2);
+    expect(idx.apiKeyCount).toBe(1);
+  });
+
+  it("publishes a separate entry for a hash two ApiKeys claim, leaving each claimant's entry as it was", () => {
+    const idx = new KeyIndex();
+    const k = newKey("p_k");
+    idx.apply("add", apiKey("ns", "x", { scopes: ["s"] }, [k.version]));
+    const own = idx.lookup(keyDigest(k.key))!;
+    idx.apply("add", apiKey("other", "y", { scopes: ["t"] }, [{ ...k.version, id: "p_y" }]));
+    const shared = idx.lookup(keyDigest(k.key))!;
+    expect(shared).not.toBe(own);
+    expect(shared).toMatchObject({ id: "p_k", ambiguous: true, record: { ref: "ns/x", namespace: "ns", name: "x" } });
+    expect(own.ambiguous).toBe(false);
+    idx.apply("delete", apiKey("other", "y", {}, []));
+    expect(idx.lookup(keyDigest(k.key))).toBe(own); // x's own entry again, unchanged
+  });
+
+  it("keeps an ApiKey without hashes counted, and indexes it once it gets one", () => {
+    const idx = new KeyIndex();
+    const a = newKey("p_a");
+    idx.apply("add", apiKey("ns", "k", {}, []));
+    expect([idx.size, idx.apiKeyCount]).toEqual([0, 1]);
+    idx.apply("update", apiKey("ns", "k", {}, [a.version]));
+    expect([idx.size, idx.apiKeyCount]).toEqual([1, 1]);
+    expect(idx.lookup(keyDigest(a.key))?.record.ref).toBe("ns/k");
+    idx.apply("update", apiKey("ns", "k", {}, []));
+    expect([idx.size, idx.apiKeyCount]).toEqual([0, 1]);
+    idx.apply("delete", apiKey("ns", "k", {}, []));
+    expect([idx.size, idx.apiKeyCount]).toEqual([0, 0]);
+  });
+
   it("indexes the active key and keys in grace, and drops a rotated-out hash on update", () => {
     const idx = new KeyIndex();
     const a = newKey("p_aaaaaaaa");
     const b = newKey("p_bbbbbbbb", "grace", "2030-01-01T00:00:00Z");
     const obj = apiKey("ns", "k", { scopes: ["s"] }, [a.version, b.version]);
     idx.apply("add", obj);
-    expect(idx.lookup(hex(a.key))?.id).toBe("p_aaaaaaaa");
-    expect(idx.lookup(hex(b.key))?.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
+    expect(idx.lookup(keyDigest(a.key))?.id).toBe("p_aaaaaaaa");
+    expect(idx.lookup(keyDigest(b.key))?.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
     idx.apply("update", { ...obj, status: { keys: [a.version] } });
-    expect(idx.lookup(hex(b.key))).toBeUndefined();
+    expect(idx.lookup(keyDigest(b.key))).toBeUndefined();
     expect(idx.size).toBe(1);
     idx.apply("delete", obj);
-    expect(idx.lookup(hex(a.key))).toBeUndefined();
+    expect(idx.lookup(keyDigest(a.key))).toBeUndefined();
     expect(idx.apiKeyCount).toBe(0);
   });
 
@@ -27,9 +105,9 @@ describe("KeyIndex", () => {
     const a = newKey("p_a");
     const upper = { ...a.version, hash: a.version.hash.replace(/[0-9a-f]{64}$/, (h) => h.toUpperCase()) };
     idx.apply("add", { ...apiKey("ns", "k", {}, [upper]), status: { state: "Expired", keys: [upper] } });
-    expect(idx.lookup(hex(a.key))?.record.expiresAtMs).toBe(-Infinity);
+    expect(idx.lookup(keyDigest(a.key))?.record.expiresAtMs).toBe(-Infinity);
     idx.apply("update", { ...apiKey("ns", "k", { disabled: true }, [a.version]) });
-    expect(idx.lookup(hex(a.key))?.record.disabled).toBe(true);
+    expect(idx.lookup(keyDigest(a.key))?.record.disabled).toBe(true);
   });
 
   it("skips malformed hashes and unparseable sources, failing closed", () => {
@@ -38,7 +116,7 @@ describe("KeyIndex", () => {
     const a = newKey("p_a");
     idx.apply("add", apiKey("ns", "k", { allowedSources: ["not-a-cidr"], expiresAt: "soon" }, [a.version, { id: "bad", hash: "md5:xyz", state: "active" }]));
     expect(idx.size).toBe(1);
-    const rec = idx.lookup(hex(a.key))?.record;
+    const rec = idx.lookup(keyDigest(a.key))?.record;
     expect(rec?.sources?.ranges).toEqual([]);
     expect(rec?.expiresAtMs).toBe(-Infinity);
     expect(problems).toHaveLength(3);
@@ -51,28 +129,28 @@ describe("KeyIndex", () => {
     const x = apiKey("ns", "x", { scopes: ["s"] }, [shared.version]);
     const y = apiKey("other", "y", { scopes: ["t"] }, [{ ...shared.version, id: "p_y" }, own.version]);
     idx.apply("add", x);
-    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(false);
+    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(false);
     idx.apply("add", y);
-    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(true);
-    expect(idx.lookup(hex(own.key))?.ambiguous).toBe(false);
+    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(true);
+    expect(idx.lookup(keyDigest(own.key))?.ambiguous).toBe(false);
     expect(idx.size).toBe(2);
     // Still refused after either claimant is updated without letting go.
     idx.apply("update", { ...x, spec: { ...x.spec, scopes: ["s2"] } });
     idx.apply("update", { ...y, spec: { ...y.spec, disabled: true } });
-    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(true);
+    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(true);
     // y lets go of the shared hash: x's own entry again.
     idx.apply("update", apiKey("other", "y", { scopes: ["t"] }, [own.version]));
-    const back = idx.lookup(hex(shared.key));
+    const back = idx.lookup(keyDigest(shared.key));
     expect(back).toMatchObject({ id: "p_shared", ambiguous: false });
     expect(back?.record.ref).toBe("ns/x");
     expect(back?.record.scopeList).toEqual(["s2"]);
     // y claims it again, then x is deleted: y's entry, not ambiguous.
     idx.apply("update", y);
-    expect(idx.lookup(hex(shared.key))?.ambiguous).toBe(true);
+    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(true);
     idx.apply("delete", x);
-    expect(idx.lookup(hex(shared.key))).toMatchObject({ id: "p_y", ambiguous: false, record: { ref: "other/y" } });
+    expect(idx.lookup(keyDigest(shared.key))).toMatchObject({ id: "p_y", ambiguous: false, record: { ref: "other/y" } });
     idx.apply("delete", y);
-    expect(idx.lookup(hex(shared.key))).toBeUndefined();
+    expect(idx.lookup(keyDigest(shared.key))).toBeUndefined();
     expect(idx.size).toBe(0);
     expect(idx.apiKeyCount).toBe(0);
   });
@@ -82,14 +160,14 @@ describe("KeyIndex", () => {
     const k = newKey("p_k");
     const objs = ["a", "b", "c"].map((n) => apiKey("ns", n, {}, [{ ...k.version, id: `p_${n}` }]));
     for (const o of objs) idx.apply("add", o);
-    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: true, id: "p_a" });
+    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: true, id: "p_a" });
     idx.apply("delete", objs[0]!);
-    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: true, id: "p_b" });
+    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: true, id: "p_b" });
     idx.apply("update", apiKey("ns", "b", {}, []));
-    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: false, id: "p_c" });
+    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: false, id: "p_c" });
     expect(idx.apiKeyCount).toBe(2);
     idx.apply("add", objs[0]!);
-    expect(idx.lookup(hex(k.key))).toMatchObject({ ambiguous: true, id: "p_c" });
+    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: true, id: "p_c" });
   });
 
   it("counts an ApiKey once whatever number of hashes it has", () => {
@@ -104,7 +182,7 @@ describe("KeyIndex", () => {
     idx.apply("update", apiKey("ns", "one", {}, [a.version, newKey("p_c").version]));
     idx.apply("update", apiKey("ns", "two", {}, [b.version]));
     expect(idx.size).toBe(3);
-    expect(idx.lookup(hex(a.key))?.record.ref).toBe("ns/one");
+    expect(idx.lookup(keyDigest(a.key))?.record.ref).toBe("ns/one");
     for (const n of ["none", "one", "two"]) idx.apply("delete", apiKey("ns", n, {}, []));
     expect(idx.size).toBe(0);
     expect(idx.apiKeyCount).toBe(0);
@@ -116,9 +194,9 @@ describe("KeyIndex", () => {
     idx.apply("add", apiKey("ns", "a", { scopes: ["r", "w"] }, [a.version], { tier: "pro" }));
     idx.apply("add", apiKey("ns", "b", { scopes: ["r", "w"] }, [b.version], { tier: "pro" }));
     idx.apply("add", apiKey("ns", "c", { scopes: ["w", "r"], limits: { rate: { requests: 10, per: "1m" } } }, [c.version], { tier: "free" }));
-    const ra = idx.lookup(hex(a.key))!.record;
-    const rb = idx.lookup(hex(b.key))!.record;
-    const rc = idx.lookup(hex(c.key))!.record;
+    const ra = idx.lookup(keyDigest(a.key))!.record;
+    const rb = idx.lookup(keyDigest(b.key))!.record;
+    const rc = idx.lookup(keyDigest(c.key))!.record;
     expect(rb.scopes).toBe(ra.scopes);
     expect(rb.scopeList).toBe(ra.scopeList);
     expect(rb.labels).toBe(ra.labels);
@@ -131,10 +209,10 @@ describe("KeyIndex", () => {
     expect(rc.limits.rate?.requests).toBe(10);
 
     idx.apply("update", apiKey("ns", "a", { scopes: ["r"] }, [a.version], { tier: "free", team: "x" }));
-    const ra2 = idx.lookup(hex(a.key))!.record;
+    const ra2 = idx.lookup(keyDigest(a.key))!.record;
     expect([...ra2.scopes]).toEqual(["r"]);
     expect(ra2.labels).toEqual({ tier: "free", team: "x" });
-    const rb2 = idx.lookup(hex(b.key))!.record;
+    const rb2 = idx.lookup(keyDigest(b.key))!.record;
     expect(rb2).toBe(rb);
     expect([...rb2.scopes]).toEqual(["r", "w"]);
     expect(rb2.scopes.has("w")).toBe(true);
@@ -149,18 +227,18 @@ describe("KeyIndex", () => {
     const objA = apiKey("ns", "a", { scopes: ["r"] }, [a.version], { tier: "pro" });
     const objB = apiKey("ns", "b", { scopes: ["r"] }, [b.version], { tier: "pro" });
     idx.apply("add", objA);
-    const first = idx.lookup(hex(a.key))!.record;
+    const first = idx.lookup(keyDigest(a.key))!.record;
     // An update with the same content keeps the shared values.
     idx.apply("update", objA);
-    expect(idx.lookup(hex(a.key))!.record.scopes).toBe(first.scopes);
+    expect(idx.lookup(keyDigest(a.key))!.record.scopes).toBe(first.scopes);
     idx.apply("add", objB);
     idx.apply("delete", objA);
     idx.apply("add", objA);
-    expect(idx.lookup(hex(a.key))!.record.scopes).toBe(first.scopes); // b held them meanwhile
+    expect(idx.lookup(keyDigest(a.key))!.record.scopes).toBe(first.scopes); // b held them meanwhile
     idx.apply("delete", objA);
     idx.apply("delete", objB);
     idx.apply("add", objA);
-    const again = idx.lookup(hex(a.key))!.record;
+    const again = idx.lookup(keyDigest(a.key))!.record;
     expect(again.scopes).not.toBe(first.scopes); // forgotten once no key held them
     expect(again.labels).not.toBe(first.labels);
     expect([...again.scopes]).toEqual(["r"]);

@@ -4,11 +4,18 @@
 // An ApiKey contributes one entry per hash in status.keys (the active key and
 // keys in grace). Validity is not decided here: the entry carries what the check
 // needs to decide at request time with its own clock (disabled, expiry, grace end).
+//
+// Memory is what this module is shaped by (a million keys fit in a few hundred MB):
+// the map is keyed by the raw 32-byte digest, not 64 hex characters; one object per
+// hash holds what its ApiKey contributes, with what most keys share (namespace,
+// scopes, labels; no limits, no sources, no expiry) pooled or held by one shared
+// object; name is derived from `ref` when asked for.
+import { hash as cryptoHash } from "node:crypto";
 import type { ApiKey } from "../api/types.ts";
 import { compileLimits, type LimitSpec } from "../limits/spec.ts";
 import { parseCidrs, type CidrSet } from "./cidr.ts";
 
-/** What every hash of one ApiKey shares. Replaced (never mutated) on each event. */
+/** What every hash of one ApiKey shares. */
 export interface KeyRecord {
   /** `namespace/name`. */
   readonly ref: string;
@@ -29,6 +36,10 @@ export interface KeyRecord {
   readonly sources: CidrSet | undefined;
 }
 
+/**
+ * What lookup() returns. Replaced, never mutated, on each watch event for its ApiKey, so
+ * its identity can key a cache of what is derived from it.
+ */
 export interface KeyEntry {
   /** Public key id (`<prefix>_<8 chars>`), safe to log. */
   readonly id: string;
@@ -37,6 +48,11 @@ export interface KeyEntry {
   readonly validUntilMs: number;
   /** Two ApiKeys claim the same hash: never accepted. */
   readonly ambiguous: boolean;
+}
+
+/** The form lookup() takes: the raw sha256 digest of the key, as a 32-character latin1 string. */
+export function keyDigest(key: string): string {
+  return cryptoHash("sha256", key, "binary");
 }
 
 const HASH_RE = /^sha256:([0-9a-fA-F]{64})$/;
@@ -51,11 +67,109 @@ interface Scopes {
   readonly list: readonly string[];
 }
 
+/** Namespace, scopes and labels: most keys share them with many others. Pooled by content. */
+interface Profile {
+  /** Its content, the key of its pool slot. */
+  readonly content: string;
+  readonly namespace: string;
+  readonly scopes: Scopes;
+  readonly scopesContent: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly labelsContent: string;
+}
+
+/** The rarely set fields; every entry without any of them shares DEFAULTS. */
+class Rare {
+  readonly disabled: boolean;
+  readonly expiresAtMs: number;
+  readonly limits: LimitSpec;
+  readonly sources: CidrSet | undefined;
+  readonly validUntilMs: number;
+  readonly ambiguous: boolean;
+
+  constructor(disabled: boolean, expiresAtMs: number, limits: LimitSpec, sources: CidrSet | undefined, validUntilMs: number, ambiguous: boolean) {
+    this.disabled = disabled;
+    this.expiresAtMs = expiresAtMs;
+    this.limits = limits;
+    this.sources = sources;
+    this.validUntilMs = validUntilMs;
+    this.ambiguous = ambiguous;
+  }
+
+  static of(disabled: boolean, expiresAtMs: number, limits: LimitSpec, sources: CidrSet | undefined, validUntilMs: number, ambiguous: boolean): Rare {
+    if (!disabled && expiresAtMs === Infinity && limits === NO_OWN_LIMITS && !sources && validUntilMs === Infinity && !ambiguous) return DEFAULTS;
+    return new Rare(disabled, expiresAtMs, limits, sources, validUntilMs, ambiguous);
+  }
+}
+
+const DEFAULTS = new Rare(false, Infinity, NO_OWN_LIMITS, undefined, Infinity, false);
+
+/** One hash's entry; it is its own record (the record's fields do not depend on the hash). */
+class Entry implements KeyEntry, KeyRecord {
+  readonly id: string;
+  readonly ref: string;
+  readonly uid: string;
+  readonly owner: string;
+  readonly profile: Profile;
+  private readonly rare: Rare;
+
+  constructor(id: string, ref: string, uid: string, owner: string, profile: Profile, rare: Rare) {
+    this.id = id;
+    this.ref = ref;
+    this.uid = uid;
+    this.owner = owner;
+    this.profile = profile;
+    this.rare = rare;
+  }
+
+  get record(): KeyRecord {
+    return this;
+  }
+  get namespace(): string {
+    return this.profile.namespace;
+  }
+  get name(): string {
+    return this.ref.slice(this.profile.namespace.length + 1);
+  }
+  get scopes(): ReadonlySet<string> {
+    return this.profile.scopes.set;
+  }
+  get scopeList(): readonly string[] {
+    return this.profile.scopes.list;
+  }
+  get labels(): Readonly<Record<string, string>> {
+    return this.profile.labels;
+  }
+  get disabled(): boolean {
+    return this.rare.disabled;
+  }
+  get expiresAtMs(): number {
+    return this.rare.expiresAtMs;
+  }
+  get limits(): LimitSpec {
+    return this.rare.limits;
+  }
+  get sources(): CidrSet | undefined {
+    return this.rare.sources;
+  }
+  get validUntilMs(): number {
+    return this.rare.validUntilMs;
+  }
+  get ambiguous(): boolean {
+    return this.rare.ambiguous;
+  }
+
+  /** A copy published for a hash two or more ApiKeys claim. */
+  asAmbiguous(): Entry {
+    const r = this.rare;
+    return new Entry(this.id, this.ref, this.uid, this.owner, this.profile, Rare.of(r.disabled, r.expiresAtMs, r.limits, r.sources, r.validUntilMs, true));
+  }
+}
+
 /**
- * Values many records share, by content: most keys have one of a few scope lists and
- * label maps. Each value is counted once per record holding it and forgotten when the
- * last such record goes, so ApiKeys coming and going do not leave values behind.
- * Shared values are frozen (a Set cannot be, but is only ever typed ReadonlySet).
+ * Values many entries share, by content. Each value is counted once per ApiKey holding
+ * it and forgotten when the last one lets go, so ApiKeys coming and going do not leave
+ * values behind. Shared values are frozen (a Set cannot be, but is only ever typed ReadonlySet).
  */
 class Pool<T> {
   private readonly slots = new Map<string, { readonly value: T; refs: number }>();
@@ -70,9 +184,12 @@ class Pool<T> {
     return slot.value;
   }
 
-  drop(content: string): void {
+  /** Lets go of one share; returns the value when that was the last. */
+  drop(content: string): T | undefined {
     const slot = this.slots.get(content);
-    if (slot && --slot.refs === 0) this.slots.delete(content);
+    if (!slot || --slot.refs !== 0) return undefined;
+    this.slots.delete(content);
+    return slot.value;
   }
 }
 
@@ -81,15 +198,18 @@ export interface KeyIndexOptions {
 }
 
 export class KeyIndex {
-  private readonly byHash = new Map<string, KeyEntry>();
+  /** By keyDigest(). */
+  private readonly byHash = new Map<string, Entry>();
   /**
    * Which ApiKeys (refs) claim a hash, in the order they claimed it, for ambiguity and
    * clean removal: only for hashes two or more ApiKeys claim. A hash with one claimant
    * has no entry here; its entry in byHash is that claimant's.
    */
-  private readonly claims = new Map<string, Map<string, KeyEntry>>();
+  private readonly claims = new Map<string, Map<string, Entry>>();
   /** Hashes each ApiKey contributed last time: a string when it is one (no rotation in progress). */
   private readonly hashesByRef = new Map<string, string | readonly string[]>();
+  /** Profiles, and under them the scopes and labels they hold (shared by profiles that differ in the rest). */
+  private readonly profiles = new Pool<Profile>();
   private readonly scopePool = new Pool<Scopes>();
   private readonly labelPool = new Pool<Readonly<Record<string, string>>>();
   private readonly onInvalid: ((ref: string, what: string) => void) | undefined;
@@ -98,9 +218,9 @@ export class KeyIndex {
     this.onInvalid = opts.onInvalid;
   }
 
-  /** The entry for a lowercase hex sha256, or undefined. */
-  lookup(hashHex: string): KeyEntry | undefined {
-    return this.byHash.get(hashHex);
+  /** The entry for a key's digest (keyDigest(key)), or undefined. */
+  lookup(digest: string): KeyEntry | undefined {
+    return this.byHash.get(digest);
   }
 
   get size(): number {
@@ -113,36 +233,61 @@ export class KeyIndex {
 
   /** Applies one watch event. */
   apply(type: "add" | "update" | "delete", key: ApiKey): void {
-    const ref = `${key.metadata.namespace}/${key.metadata.name}`;
-    const prev = this.hashesByRef.get(ref) ?? NO_HASHES;
-    const held = this.recordOf(ref, prev);
-    const next = type === "delete" ? new Map<string, KeyEntry>() : this.entriesOf(ref, key);
-    for (const hash of typeof prev === "string" ? [prev] : prev) {
-      if (!next.has(hash)) this.unclaim(hash, ref);
+    // join() makes a flat string; a template literal would make a cons string holding both parts.
+    const fresh = [key.metadata.namespace, key.metadata.name].join("/");
+    const prev = this.hashesByRef.get(fresh);
+    const held = prev === undefined ? undefined : this.heldBy(fresh, prev);
+    // The string the map already holds, so one ApiKey keeps one copy of its ref.
+    const ref = held?.ref ?? fresh;
+    const next = type === "delete" ? new Map<string, Entry>() : this.entriesOf(ref, key);
+    if (prev !== undefined) {
+      for (const hash of typeof prev === "string" ? [prev] : prev) {
+        if (!next.has(hash)) this.unclaim(hash, ref);
+      }
     }
     for (const [hash, entry] of next) this.claim(hash, ref, entry);
     if (next.size === 0 && type === "delete") this.hashesByRef.delete(ref);
-    else this.hashesByRef.set(ref, next.size === 0 ? NO_HASHES : next.size === 1 ? (next.keys().next().value as string) : [...next.keys()]);
-    // After the new record took its shares, so values both hold are kept, not rebuilt.
-    if (held) this.release(held);
+    else {
+      // A ref held by no entry (the ApiKey had no hash) is replaced by the entries' string.
+      if (prev !== undefined && !held) this.hashesByRef.delete(ref);
+      this.hashesByRef.set(ref, next.size === 0 ? NO_HASHES : next.size === 1 ? (next.keys().next().value as string) : [...next.keys()]);
+    }
+    // After the new entries took their shares, so values both hold are kept, not rebuilt.
+    if (held) this.release(held.profile);
   }
 
-  /** The record an ApiKey's entries hold now (the one whose pooled values it holds), if it has entries. */
-  private recordOf(ref: string, hashes: string | readonly string[]): KeyRecord | undefined {
+  /** One entry an ApiKey holds now (they all hold the same pooled profile), if it has entries. */
+  private heldBy(ref: string, hashes: string | readonly string[]): Entry | undefined {
     const hash = typeof hashes === "string" ? hashes : hashes[0];
     if (hash === undefined) return undefined;
     const c = this.claims.get(hash);
     const entry = c ? c.get(ref) : this.byHash.get(hash);
-    return entry?.record.ref === ref ? entry.record : undefined;
+    return entry?.ref === ref ? entry : undefined;
   }
 
-  private release(record: KeyRecord): void {
-    this.scopePool.drop(JSON.stringify(record.scopeList));
-    this.labelPool.drop(JSON.stringify(record.labels));
+  private takeProfile(namespace: string, scopeList: string[], labels: Record<string, string>): Profile {
+    const scopesContent = JSON.stringify(scopeList);
+    const labelsContent = JSON.stringify(labels);
+    const content = `${namespace}\n${scopesContent}\n${labelsContent}`;
+    return this.profiles.take(content, () => ({
+      content,
+      namespace,
+      scopes: this.scopePool.take(scopesContent, () => ({ set: new Set(scopeList), list: Object.freeze(scopeList) })),
+      scopesContent,
+      labels: this.labelPool.take(labelsContent, () => Object.freeze(labels)),
+      labelsContent,
+    }));
   }
 
-  private entriesOf(ref: string, key: ApiKey): Map<string, KeyEntry> {
-    const out = new Map<string, KeyEntry>();
+  private release(profile: Profile): void {
+    if (this.profiles.drop(profile.content)) {
+      this.scopePool.drop(profile.scopesContent);
+      this.labelPool.drop(profile.labelsContent);
+    }
+  }
+
+  private entriesOf(ref: string, key: ApiKey): Map<string, Entry> {
+    const out = new Map<string, Entry>();
     const versions = key.status?.keys ?? [];
     if (versions.length === 0) return out;
     const spec = key.spec;
@@ -164,28 +309,11 @@ export class KeyIndex {
     }
     const compiled = compileLimits(spec.limits, (what) => this.onInvalid?.(ref, `limits: ${what}`));
     const limits = compiled.rate || compiled.quota ? compiled : NO_OWN_LIMITS;
-    // Built with the first entry: a record takes shares of pooled values only when
-    // entries (which release it on the next event) hold it.
-    let record: KeyRecord | undefined;
-    const makeRecord = (): KeyRecord => {
-      const scopeList = [...(spec.scopes ?? [])];
-      const scopes = this.scopePool.take(JSON.stringify(scopeList), () => ({ set: new Set(scopeList), list: Object.freeze(scopeList) }));
-      const labelsCopy = { ...(key.metadata.labels ?? {}) };
-      return {
-        ref,
-        namespace: key.metadata.namespace,
-        name: key.metadata.name,
-        uid: key.metadata.uid ?? ref,
-        owner: spec.owner,
-        scopes: scopes.set,
-        scopeList: scopes.list,
-        labels: this.labelPool.take(JSON.stringify(labelsCopy), () => Object.freeze(labelsCopy)),
-        disabled: spec.disabled === true || state === "Disabled",
-        expiresAtMs,
-        limits,
-        sources,
-      };
-    };
+    const disabled = spec.disabled === true || state === "Disabled";
+    const uid = key.metadata.uid ?? ref;
+    // Taken with the first entry: an ApiKey takes a share of a profile only when entries
+    // (which release it on the next event) hold it.
+    let profile: Profile | undefined;
     for (const v of versions) {
       const m = HASH_RE.exec(v.hash);
       if (!m?.[1]) {
@@ -199,21 +327,22 @@ export class KeyIndex {
           if (Number.isNaN(validUntilMs)) validUntilMs = -Infinity;
         }
       } else if ((v.state as string) !== "active") continue; // a state this version does not know: not accepted
-      record ??= makeRecord();
-      out.set(m[1].toLowerCase(), { id: v.id, record, validUntilMs, ambiguous: false });
+      profile ??= this.takeProfile(key.metadata.namespace, [...(spec.scopes ?? [])], { ...(key.metadata.labels ?? {}) });
+      const rare = Rare.of(disabled, expiresAtMs, limits, sources, validUntilMs, false);
+      out.set(Buffer.from(m[1], "hex").toString("latin1"), new Entry(v.id, ref, uid, spec.owner, profile, rare));
     }
     return out;
   }
 
-  private claim(hash: string, ref: string, entry: KeyEntry): void {
+  private claim(hash: string, ref: string, entry: Entry): void {
     let c = this.claims.get(hash);
     if (!c) {
       const sole = this.byHash.get(hash);
-      if (!sole || sole.record.ref === ref) {
+      if (!sole || sole.ref === ref) {
         this.byHash.set(hash, entry);
         return;
       }
-      c = new Map([[sole.record.ref, sole]]);
+      c = new Map([[sole.ref, sole]]);
       this.claims.set(hash, c);
     }
     c.set(ref, entry);
@@ -223,7 +352,7 @@ export class KeyIndex {
   private unclaim(hash: string, ref: string): void {
     const c = this.claims.get(hash);
     if (!c) {
-      if (this.byHash.get(hash)?.record.ref === ref) this.byHash.delete(hash);
+      if (this.byHash.get(hash)?.ref === ref) this.byHash.delete(hash);
       return;
     }
     c.delete(ref);
@@ -236,9 +365,9 @@ export class KeyIndex {
     }
   }
 
-  private publish(hash: string, c: Map<string, KeyEntry>): void {
+  private publish(hash: string, c: Map<string, Entry>): void {
     const first = c.values().next().value;
     if (!first) return;
-    this.byHash.set(hash, c.size === 1 ? first : { ...first, ambiguous: true });
+    this.byHash.set(hash, c.size === 1 ? first : first.asAmbiguous());
   }
 }
