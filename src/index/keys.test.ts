@@ -221,6 +221,29 @@ describe("KeyIndex", () => {
     expect(rc.labels).toEqual({ tier: "free" });
   });
 
+  it("shares scopes and labels between keys in different namespaces, until the last of them goes", () => {
+    const idx = new KeyIndex();
+    const [a, b] = [newKey("p_a"), newKey("p_b")];
+    const objA = apiKey("one", "a", { scopes: ["r"] }, [a.version], { tier: "pro" });
+    const objB = apiKey("two", "b", { scopes: ["r"] }, [b.version], { tier: "pro" });
+    idx.apply("add", objA);
+    idx.apply("add", objB);
+    const first = idx.lookup(keyDigest(a.key))!.record;
+    const rb = idx.lookup(keyDigest(b.key))!.record;
+    expect([first.namespace, rb.namespace]).toEqual(["one", "two"]);
+    expect(rb.scopes).toBe(first.scopes);
+    expect(rb.labels).toBe(first.labels);
+    idx.apply("delete", objA);
+    idx.apply("add", objA);
+    expect(idx.lookup(keyDigest(a.key))!.record.scopes).toBe(first.scopes); // b held them meanwhile
+    idx.apply("delete", objA);
+    idx.apply("delete", objB);
+    idx.apply("add", objA);
+    const again = idx.lookup(keyDigest(a.key))!.record;
+    expect(again.scopes).not.toBe(first.scopes);
+    expect(again.labels).not.toBe(first.labels);
+  });
+
   it("keeps shared values only while a key holds them", () => {
     const idx = new KeyIndex();
     const [a, b] = [newKey("p_a"), newKey("p_b")];
