@@ -60,22 +60,6 @@ export function standardTargets(): Record<string, CheckTarget> {
   for (const n of [10, 10_000, 100_000, 1_000_000]) {
     t[`authz-${K(n)}`] = { name: `keyward, ${K(n)} keys`, keys: n, serverArgs: ["--mode", "authz", "--keys", String(n)], serverCpus: "1", ghzCpus: "0", feed: "in-process" };
   }
-  t["authz-100k-lazy"] = {
-    name: "keyward, 100k keys, prototype lazy decoder",
-    keys: 100_000,
-    serverArgs: ["--mode", "authz", "--keys", "100000", "--front", "lazy"],
-    serverCpus: "1",
-    ghzCpus: "0",
-    feed: "in-process",
-  };
-  t["authz-100k-lazy-cache"] = {
-    name: "keyward, 100k keys, prototype lazy decoder + encoded-response cache",
-    keys: 100_000,
-    serverArgs: ["--mode", "authz", "--keys", "100000", "--front", "lazy-cache"],
-    serverCpus: "1",
-    ghzCpus: "0",
-    feed: "in-process",
-  };
   for (const w of [1, 2]) {
     t[`workers-${w}`] = {
       name: `keyward, 100k keys, ${w} worker${w > 1 ? "s" : ""} (--authz-workers)`,

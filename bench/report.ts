@@ -82,11 +82,15 @@ export function renderMarkdown(r: Results): string {
     const x = s.micro.result;
     out.push(`## One request, in a loop (\`${s.micro.command}\`)`, "");
     out.push("| step | ns per request |", "| --- | ---: |");
-    out.push(`| decode CheckRequest, proto-loader (keyward today) | ${int(x.protoLoaderNs)} |`);
-    out.push(`| decode CheckRequest, prototype lazy decoder | ${int(x.lazyNs)} |`);
-    out.push(`| sha256 hex, createHash().update().digest() (keyward today) | ${int(x.createHashNs)} |`);
-    out.push(`| sha256 hex, crypto.hash() one-shot | ${int(x.oneShotHashNs)} |`, "");
-    out.push(`The lazy decoder gave the same CheckInput as proto-loader for all ${x.requests} bench requests, and ${x.cacheCompared} cached answers were byte-identical to fresh ones.`, "");
+    out.push(`| decode CheckRequest, proto-loader | ${int(x.protoLoaderNs)} |`);
+    out.push(`| decode CheckRequest, keyward (src/authz/decode.ts) | ${int(x.decoderNs)} |`);
+    out.push(`| sha256 hex, createHash().update().digest() | ${int(x.createHashNs)} |`);
+    out.push(`| sha256 hex, crypto.hash() one-shot (keyward) | ${int(x.oneShotHashNs)} |`);
+    out.push(`| CheckResponse of a decision, rendered and encoded | ${int(x.encodeNs)} |`);
+    out.push(`| CheckResponse of a decision, from keyward's encoded-response cache | ${int(x.cachedAnswerNs)} |`);
+    out.push(`| a denial's log line, rendered whole (Logger.info) | ${int(x.logLineNs)} |`);
+    out.push(`| a denial's log line, from its prepared fixed part (keyward) | ${int(x.preparedLogLineNs)} |`, "");
+    out.push(`keyward's decoder gave the same CheckInput as proto-loader for all ${x.requests} bench requests, and ${x.cacheCompared} answers from keyward's encoded-response cache were byte-identical to fresh ones.`, "");
   }
   if (s.gc) {
     out.push(`## GC pauses under a fixed load (\`${s.gc.command}\`)`, "");

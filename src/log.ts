@@ -6,6 +6,9 @@ const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 
 
 export type Fields = Record<string, unknown>;
 
+/** A line whose message and first fields were rendered once; each call writes it with the fields given. */
+export type PreparedLine = (more?: Fields) => void;
+
 export interface Logger {
   debug(msg: string, fields?: Fields): void;
   info(msg: string, fields?: Fields): void;
@@ -13,6 +16,11 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
   child(fields: Fields): Logger;
   enabled(level: Level): boolean;
+  /**
+   * For a line written often with the same leading fields: `line(more)` writes exactly what
+   * `log[level](msg, { ...fields, ...more })` would, rendering `fields` only once.
+   */
+  prepare(level: Level, msg: string, fields: Fields): PreparedLine;
 }
 
 export interface LoggerOptions {
@@ -37,6 +45,14 @@ export function errorFields(err: unknown): Fields {
   return out;
 }
 
+/** Adds a line's fields to its record, an error as its flattened fields. */
+function put(record: Fields, fields: Fields | undefined): void {
+  for (const [k, v] of Object.entries(fields ?? {})) {
+    if (k === "err") Object.assign(record, errorFields(v));
+    else record[k] = v;
+  }
+}
+
 export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logger {
   const min = ORDER[opts.level ?? "info"];
   const sink = opts.sink ?? ((line: string) => process.stderr.write(line + "\n"));
@@ -44,11 +60,38 @@ export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logge
   const write = (level: Level, msg: string, fields?: Fields): void => {
     if (ORDER[level] < min) return;
     const record: Fields = { ts: now().toISOString(), level, msg, ...base };
-    for (const [k, v] of Object.entries(fields ?? {})) {
-      if (k === "err") Object.assign(record, errorFields(v));
-      else record[k] = v;
-    }
+    put(record, fields);
     sink(JSON.stringify(record));
+  };
+  const prepare = (level: Level, msg: string, fields: Fields): PreparedLine => {
+    if (ORDER[level] < min) return () => undefined;
+    const slow: PreparedLine = (more) => {
+      write(level, msg, more ? { ...fields, ...more } : fields);
+    };
+    // The record write() builds, less its timestamp: `{"ts":…` is put in front per line.
+    const record: Fields = { level, msg, ...base };
+    put(record, fields);
+    const taken = new Set(Object.keys(record));
+    // write() would put these first or elsewhere: rendered the slow way.
+    if (taken.has("ts") || [...taken].some(isIndex)) return slow;
+    taken.add("ts");
+    taken.add("err");
+    const fixed = JSON.stringify(record).slice(1, -1);
+    return (more) => {
+      let rest = "";
+      if (more) {
+        for (const k of Object.keys(more)) {
+          if (taken.has(k) || isIndex(k)) {
+            slow(more);
+            return;
+          }
+          // undefined for what an object leaves out (undefined, functions).
+          const v = JSON.stringify(more[k]) as string | undefined;
+          if (v !== undefined) rest += `,${JSON.stringify(k)}:${v}`;
+        }
+      }
+      sink(`{"ts":"${now().toISOString()}",${fixed}${rest}}`);
+    };
   };
   return {
     debug: (m, f) => { write("debug", m, f); },
@@ -57,7 +100,14 @@ export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logge
     error: (m, f) => { write("error", m, f); },
     child: (fields) => createLogger(opts, { ...base, ...fields }),
     enabled: (level) => ORDER[level] >= min,
+    prepare,
   };
+}
+
+/** Keys that objects order before all others (array indices). */
+function isIndex(k: string): boolean {
+  const c = k.charCodeAt(0);
+  return c >= 48 && c <= 57 && /^(?:0|[1-9]\d*)$/.test(k) && Number(k) < 2 ** 32 - 1;
 }
 
 /** A logger that writes nothing, for tests and embedders. */

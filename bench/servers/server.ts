@@ -5,8 +5,6 @@
 //   --mode authz --keys N        keyward's check path (Checker + gRPC front) over an index
 //                                fed N ApiKeys in process, without an apiserver
 //   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
-//   --front lazy                 with --keys: the prototype decoder (bench/servers/lazy-front.ts)
-//   --front lazy-cache           ... and the encoded-response cache
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/workers.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -18,14 +16,12 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { Gauge, Registry } from "prom-client";
-import { Checker, type CheckInput, type Decision } from "../../src/authz/check.ts";
-import type { FrontOptions } from "../../src/authz/front.ts";
+import { Checker } from "../../src/authz/check.ts";
+import { decisionRecorder } from "../../src/authz/decisions.ts";
 import { startGrpcFront } from "../../src/authz/grpc.ts";
 import { createAuthzMetrics } from "../../src/authz/metrics.ts";
 import { PolicyIndex } from "../../src/authz/policy.ts";
 import { loadProtos, AUTHZ_SERVICE, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
-import { REASONS } from "../../src/authz/reasons.ts";
-import { decisionMetadata } from "../../src/authz/response.ts";
 import { startAuthz } from "../../src/authz/service.ts";
 import { defaultConfig } from "../../src/config/config.ts";
 import { KeyIndex } from "../../src/index/keys.ts";
@@ -35,7 +31,6 @@ import { Limiter } from "../../src/limits/limiter.ts";
 import { runWorker, startWorkerPool } from "../../src/cluster/workers.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { benchPolicy, fillIndex } from "../lib/fixture.ts";
-import { startLazyFront } from "./lazy-front.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -46,7 +41,6 @@ const { values: args } = parseArgs({
     "expect-keys": { type: "string", default: "0" },
     port: { type: "string", default: "0" },
     workers: { type: "string", default: "1" },
-    front: { type: "string", default: "keyward" },
   },
 });
 
@@ -113,41 +107,14 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
   const config = defaultConfig();
   const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
-  // The same per-decision work as startAuthz's onDecision (src/authz/service.ts): the decision
-  // counter and duration histogram (label children resolved once per reason), then a JSON log
-  // line for every denial at the default info level.
-  const counters = new Map<string, { inc(): void }>();
-  const timer = metrics.checkSeconds.labels({ front: "grpc" });
-  const clip = (v: string | undefined): string | undefined => (v !== undefined && v.length > 256 ? `${v.slice(0, 256)}...` : v);
-  const onDecision = (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean): void => {
-    const reason = cancelled ? "cancelled" : d.reason;
-    let c = counters.get(reason);
-    if (!c) {
-      c = metrics.decisions.labels({ outcome: cancelled ? "error" : REASONS[d.reason].outcome, reason, front: "grpc" });
-      counters.set(reason, c);
-    }
-    c.inc();
-    timer.observe(seconds);
-    const level = d.status === 200 && !cancelled ? "debug" : "info";
-    if (!log.enabled(level)) return;
-    const path = input?.path;
-    const q = path?.indexOf("?") ?? -1;
-    log[level]("check", {
-      front: "grpc",
-      status: d.status,
-      ...decisionMetadata(d),
-      ...(cancelled ? { reason: "cancelled" } : {}),
-      method: clip(input?.method),
-      host: clip(input?.host),
-      path: clip(q === -1 ? path : path?.slice(0, q)),
-    });
-  };
-  const front = await (args.front === "keyward" ? startGrpcFront : (f: FrontOptions) => startLazyFront(f, { cache: args.front === "lazy-cache" }))({
+  // The same per-decision work as startAuthz (src/authz/decisions.ts): the decision counter and
+  // duration histogram, then a JSON log line for every denial at the default info level.
+  const front = await startGrpcFront({
     address,
     checker,
     response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
     ready: () => true,
-    onDecision,
+    onDecision: decisionRecorder({ front: "grpc", metrics, log }),
     onError: (err) => {
       log.error("check failed; denied", { err });
     },

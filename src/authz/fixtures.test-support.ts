@@ -1,6 +1,7 @@
 // Builders shared by the authz unit tests.
 import { createHash, randomBytes } from "node:crypto";
 import type { ApiKey, ApiKeyPolicy, ApiKeyPolicySpec, ApiKeySpec, KeyVersion } from "../api/types.ts";
+import type { CheckInput } from "./check.ts";
 
 /** A random key and its status entry; the plaintext never leaves the test. */
 export function newKey(id: string, state: KeyVersion["state"] = "active", expiresAt?: string): { key: string; version: KeyVersion } {
@@ -25,5 +26,18 @@ export function policy(ns: string, name: string, spec: Partial<ApiKeyPolicySpec>
     kind: "ApiKeyPolicy",
     metadata: { namespace: ns, name },
     spec: { hosts: ["*"], rules: [{ paths: ["/**"] }], ...spec },
+  };
+}
+
+/** A GET of orders.example.com/v1/orders/1 with these headers, as the fronts hand it to the Checker. */
+export function checkInput(headers: Record<string, string>, over: Partial<CheckInput> = {}): CheckInput {
+  return {
+    method: "GET",
+    host: "orders.example.com",
+    path: "/v1/orders/1",
+    header: (n) => headers[n],
+    peerAddress: undefined,
+    forwardedFor: undefined,
+    ...over,
   };
 }

@@ -8,7 +8,8 @@ import { decodeCheckRequest } from "./decode.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage, type HeaderValueOption, type StructValue } from "./proto.ts";
 import { grpcCodeFor } from "./reasons.ts";
-import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, type HeaderList, type ResponseOptions } from "./response.ts";
+import { DecisionCache, responseVariant, type DecisionCacheLimits } from "./response-cache.ts";
+import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, responseVaries, type HeaderList, type ResponseOptions } from "./response.ts";
 
 /** Envoy's HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD. */
 const OVERWRITE = 2;
@@ -86,28 +87,50 @@ export function toCheckResponse(d: Decision, o: ResponseOptions): CheckResponseM
   };
 }
 
+/** A CheckResponse, or one already encoded. */
+export type CheckAnswer = CheckResponseMessage | Buffer;
+
+/**
+ * Renders decisions as CheckResponses, encoded once and then answered from a
+ * DecisionCache whenever the response is a pure function of the decision (see
+ * responseVaries); the others (keys with limits) as messages to encode afresh.
+ */
+export function checkResponder(o: ResponseOptions, serialize: (m: CheckResponseMessage) => Buffer, limits?: DecisionCacheLimits): (d: Decision) => CheckAnswer {
+  const cache = new DecisionCache<Buffer>((d) => serialize(toCheckResponse(d, o)), limits);
+  return (d) => (responseVaries(d) ? toCheckResponse(d, o) : cache.get(d, responseVariant(d)));
+}
+
+/** The Check method as loaded, decoding requests with decode.ts and passing encoded answers through. */
+export function checkMethod(loaded: grpc.ServiceDefinition): grpc.MethodDefinition<CheckRequestMessage, CheckAnswer> {
+  const m = loaded.Check as grpc.MethodDefinition<CheckRequestMessage, CheckResponseMessage>;
+  const serialize = m.responseSerialize;
+  return {
+    ...m,
+    // decode.ts keeps only what toCheckInput reads.
+    requestDeserialize: decodeCheckRequest,
+    responseSerialize: (v: CheckAnswer) => (Buffer.isBuffer(v) ? v : serialize(v)),
+  };
+}
+
 export async function startGrpcFront(o: FrontOptions): Promise<GrpcFront> {
   const pkg = grpc.loadPackageDefinition(loadProtos());
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
   const loaded = lookupService(pkg, AUTHZ_SERVICE);
-  // Check requests are decoded by decode.ts, which keeps only what toCheckInput
-  // reads; responses are still encoded by proto-loader.
-  const authz: grpc.ServiceDefinition = {
-    ...loaded,
-    Check: { ...(loaded.Check as grpc.MethodDefinition<CheckRequestMessage, CheckResponseMessage>), requestDeserialize: decodeCheckRequest },
-  };
+  const check = checkMethod(loaded);
+  const authz: grpc.ServiceDefinition = { ...loaded, Check: check };
   const health = lookupService(pkg, "grpc.health.v1.Health");
+  const respond = checkResponder(o.response, (m) => check.responseSerialize(m));
 
   server.addService(authz, {
-    Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>, cb: grpc.sendUnaryData<CheckResponseMessage>) => {
+    Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckAnswer>, cb: grpc.sendUnaryData<CheckAnswer>) => {
       const t0 = performance.now();
       const done = decide(o, call.request, toCheckInput);
       const input = done.input;
       let d = done.decision;
       const cancelled = call.cancelled;
-      let res: CheckResponseMessage;
+      let res: CheckAnswer;
       try {
-        res = toCheckResponse(d, o.response);
+        res = respond(d);
       } catch (err) {
         o.onError(err);
         d = deny("internal_error");

@@ -65,6 +65,17 @@ export function okResponseHeaders(d: Decision): HeaderList {
   ];
 }
 
+/**
+ * True when the answer to `d` depends on more than its reason, key entry, rule and the
+ * credentials to strip (and the front's ResponseOptions): the RateLimit-* and Retry-After
+ * headers of a key with limits change with every call. Everything above reads only those,
+ * so any other decision may be answered from a cache (response-cache.ts).
+ */
+export function responseVaries(d: Decision): boolean {
+  const l = d.limit;
+  return l !== undefined && (l.limit !== undefined || d.status === 429);
+}
+
 export type MetadataValue = string | readonly string[];
 
 /** Flat metadata for access logs (Envoy dynamic_metadata) and decision logs. Never contains the key. */

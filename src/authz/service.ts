@@ -6,20 +6,20 @@ import { KeyIndex } from "../index/keys.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { Limiter } from "../limits/limiter.ts";
-import { Checker, type CheckInput, type Decision } from "./check.ts";
+import { Checker } from "./check.ts";
+import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
 import { startGrpcFront, type GrpcFront } from "./grpc.ts";
 import { startHttpFront, type HttpFront } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { PolicyIndex } from "./policy.ts";
-import { REASONS } from "./reasons.ts";
-import { decisionMetadata, type ResponseOptions } from "./response.ts";
+import type { ResponseOptions } from "./response.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
    * Called after each check is answered (or found cancelled), for usage accounting.
    * It runs off the answer's path; what it throws is logged, never turned into a decision.
    */
-  onDecision?: (front: "grpc" | "http", d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
+  onDecision?: DecisionListener;
   /**
    * Bind the ports only once both watches have listed (startAuthz resolves then). For a
    * cluster worker (src/authz/workers.ts): the shared socket hands connections only to
@@ -33,11 +33,6 @@ export interface AuthzHandle {
   httpPort: number | undefined;
   ready(): boolean;
   stop(): Promise<void>;
-}
-
-/** Request fields are the caller's to choose: logged at most 256 characters long. */
-function clip(v: string | undefined): string | undefined {
-  return v !== undefined && v.length > 256 ? `${v.slice(0, 256)}...` : v;
 }
 
 function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
@@ -97,49 +92,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   ];
   const ready = (): boolean => informers.every((i) => i.synced);
 
-  const listener = deps.onDecision;
-  const onDecision = (front: "grpc" | "http") => {
-    // Label children resolved once per reason, not per request.
-    const counters = new Map<string, { inc(): void }>();
-    const timer = metrics.checkSeconds.labels({ front });
-    const counter = (reason: string, outcome: string): { inc(): void } => {
-      let c = counters.get(reason);
-      if (!c) {
-        c = metrics.decisions.labels({ outcome, reason, front });
-        counters.set(reason, c);
-      }
-      return c;
-    };
-    return (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean): void => {
-      const reason = cancelled ? "cancelled" : d.reason;
-      counter(reason, cancelled ? "error" : REASONS[d.reason].outcome).inc();
-      timer.observe(seconds);
-      logDecision(front, d, input, cancelled);
-      if (listener) {
-        try {
-          listener(front, d, seconds, input, cancelled);
-        } catch (err) {
-          log.warn("decision listener failed", { err });
-        }
-      }
-    };
-  };
-  const logDecision = (front: string, d: Decision, input: CheckInput | undefined, cancelled: boolean): void => {
-    const level = d.status === 200 && !cancelled ? "debug" : "info";
-    if (!log.enabled(level)) return;
-    const path = input?.path;
-    const q = path?.indexOf("?") ?? -1;
-    log[level]("check", {
-      front,
-      status: d.status,
-      ...decisionMetadata(d),
-      ...(cancelled ? { reason: "cancelled" } : {}),
-      method: clip(input?.method),
-      host: clip(input?.host),
-      // The query string can carry the key: never logged.
-      path: clip(q === -1 ? path : path?.slice(0, q)),
-    });
-  };
+  const onDecision = (front: Front) => decisionRecorder({ front, metrics, log, listener: deps.onDecision });
   const onError = (err: unknown): void => {
     log.error("check failed; denied", { err });
   };
