@@ -3,14 +3,16 @@
 // ghz to the other. For each target: the highest sustained rate (closed loop,
 // best of two runs), then fixed-rate runs at 50% and 90% of it.
 //
-//   node bench/check.ts [--targets null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2]
-import { mkdtempSync, rmSync } from "node:fs";
+//   node bench/check.ts [--targets null,go-null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2]
+//                       [--node-options="--max-semi-space-size=1"]   (keyward targets; default: the chart's)
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, ghzArgs, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { startServer, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
+import { parse } from "yaml";
+import { repoRoot, startServer, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 
 export interface CheckTarget {
@@ -23,10 +25,16 @@ export interface CheckTarget {
   workers?: number;
   /** Where the index comes from. */
   feed: "none" | "in-process" | "apiserver watch";
+  /** V8/Node flags for the server process (keyward targets: the chart's authz.nodeOptions). */
+  nodeFlags?: string[];
+  /** A server other than bench/servers/server.ts: a program in the tools cache (same stdin/stdout protocol). */
+  program?: string;
 }
 
 export interface CheckResult {
   name: string;
+  /** Node.js/V8 flags the server ran with, besides --max-old-space-size. */
+  nodeFlags?: string[];
   keys: number;
   feed: string;
   serverCpus: string;
@@ -53,12 +61,30 @@ export const LOAD = { concurrency: 64, rateConcurrency: 16, connections: 4, warm
 
 const K = (n: number): string => (n >= 1e6 ? `${n / 1e6}m` : n >= 1000 ? `${n / 1000}k` : String(n));
 
-export function standardTargets(): Record<string, CheckTarget> {
+const NULL_NAME = "null grpc-js server";
+
+/** The reference the ratios are taken against: the null grpc-js server's result. */
+export function nullReference(results: readonly CheckResult[]): CheckResult | undefined {
+  return results.find((r) => r.name === NULL_NAME);
+}
+
+/** The Node.js options the Helm chart starts the data plane with (authz.nodeOptions in values.yaml). */
+export function chartNodeOptions(): string[] {
+  const values = parse(readFileSync(join(repoRoot, "charts/keyward/values.yaml"), "utf8")) as { authz?: { nodeOptions?: string } };
+  return (values.authz?.nodeOptions ?? "").split(/\s+/).filter(Boolean);
+}
+
+/**
+ * keyward's targets and the null grpc-js server run with `keywardFlags` (default: as the chart
+ * ships the data plane), so the ceiling is the same stack with the same runtime settings.
+ */
+export function standardTargets(keywardFlags: string[] = chartNodeOptions()): Record<string, CheckTarget> {
   const t: Record<string, CheckTarget> = {
-    null: { name: "null grpc-js server", keys: 100_000, serverArgs: ["--mode", "null"], serverCpus: "1", ghzCpus: "0", feed: "none" },
+    null: { name: NULL_NAME, keys: 100_000, serverArgs: ["--mode", "null"], serverCpus: "1", ghzCpus: "0", feed: "none", nodeFlags: keywardFlags },
+    "go-null": { name: "null grpc-go server", keys: 100_000, serverArgs: [], serverCpus: "1", ghzCpus: "0", feed: "none", program: "keyward-bench-go-null" },
   };
   for (const n of [10, 10_000, 100_000, 1_000_000]) {
-    t[`authz-${K(n)}`] = { name: `keyward, ${K(n)} keys`, keys: n, serverArgs: ["--mode", "authz", "--keys", String(n)], serverCpus: "1", ghzCpus: "0", feed: "in-process" };
+    t[`authz-${K(n)}`] = { name: `keyward, ${K(n)} keys`, keys: n, serverArgs: ["--mode", "authz", "--keys", String(n)], serverCpus: "1", ghzCpus: "0", feed: "in-process", nodeFlags: keywardFlags };
   }
   for (const w of [1, 2]) {
     t[`workers-${w}`] = {
@@ -69,6 +95,7 @@ export function standardTargets(): Record<string, CheckTarget> {
       ghzCpus: undefined,
       workers: w,
       feed: "in-process",
+      nodeFlags: keywardFlags,
     };
   }
   return t;
@@ -91,7 +118,7 @@ export async function runTarget(t: CheckTarget, log: (s: string) => void): Promi
     const port = t.workers && t.workers > 1 ? await freePort() : 0;
     const args = [...t.serverArgs, ...(port ? ["--port", String(port)] : [])];
     log(`${t.name}: starting server (cpus ${t.serverCpus})`);
-    const srv = await startServer(args, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192"] });
+    const srv = await startServer(args, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192", ...(t.nodeFlags ?? [])], ...(t.program ? { program: t.program } : {}) });
     try {
       const base = { port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: t.ghzCpus };
       const out = join(dir, "ghz.json");
@@ -114,6 +141,7 @@ export async function runTarget(t: CheckTarget, log: (s: string) => void): Promi
       const st = await srv.stats();
       return {
         name: t.name,
+        ...(t.nodeFlags?.length ? { nodeFlags: t.nodeFlags } : {}),
         keys: t.keys,
         feed: t.feed,
         serverCpus: t.serverCpus,
@@ -142,8 +170,8 @@ export function exampleGhzCommand(): string {
     .join(" ");
 }
 
-export async function runCheckBench(names: string[], log: (s: string) => void, extra: CheckTarget[] = []): Promise<CheckResult[]> {
-  const all = standardTargets();
+export async function runCheckBench(names: string[], log: (s: string) => void, extra: CheckTarget[] = [], keywardFlags?: string[]): Promise<CheckResult[]> {
+  const all = standardTargets(keywardFlags);
   const out: CheckResult[] = [];
   for (const n of names) {
     const t = all[n];
@@ -151,15 +179,27 @@ export async function runCheckBench(names: string[], log: (s: string) => void, e
     out.push(await runTarget(t, log));
   }
   for (const t of extra) out.push(await runTarget(t, log));
-  const nullMax = out.find((r) => r.feed === "none")?.maxRps;
+  const nullMax = nullReference(out)?.maxRps;
   if (nullMax) for (const r of out) r.ratioToNull = Math.round((r.maxRps / nullMax) * 1000) / 1000;
   return out;
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m" } } });
-  const res = await runCheckBench(values.targets.split(","), (s) => {
-    console.error(`[check] ${s}`);
+  const { values } = parseArgs({
+    options: {
+      targets: { type: "string", default: "null,go-null,authz-10,authz-10k,authz-100k,authz-1m" },
+      // e.g. --node-options="--max-semi-space-size=1"; default: the chart's authz.nodeOptions
+      "node-options": { type: "string" },
+    },
   });
+  const flags = values["node-options"]?.split(/\s+/).filter(Boolean);
+  const res = await runCheckBench(
+    values.targets.split(","),
+    (s) => {
+      console.error(`[check] ${s}`);
+    },
+    [],
+    flags,
+  );
   console.log(JSON.stringify(res, null, 2));
 }

@@ -1,7 +1,7 @@
 // The shape of bench/results/latest.json and its markdown rendering (latest.md,
 // copied into docs/benchmarks.md).
 import type { OperatorResult, RevocationResult } from "./apiserver.ts";
-import type { CheckResult } from "./check.ts";
+import { nullReference, type CheckResult } from "./check.ts";
 import type { IndexPoint } from "./index-scale.ts";
 import type { Machine } from "./lib/machine.ts";
 import type { ProfileSummary } from "./profile.ts";
@@ -44,7 +44,7 @@ function checkTable(rows: CheckResult[], nullRef?: CheckResult): string[] {
     const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
     return best.serverCpu ? best.rps / best.serverCpu : NaN;
   };
-  const nullRow = rows.find((r) => r.feed === "none") ?? nullRef;
+  const nullRow = nullReference(rows) ?? nullRef;
   for (const r of rows) {
     const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
     const perCore = best.serverCpu ? best.rps / best.serverCpu : NaN;
@@ -75,7 +75,7 @@ export function renderMarkdown(r: Results): string {
   if (s.watchCheck) {
     out.push("## Check path, index fed by the real apiserver watch", "");
     out.push(`Seeding took ${s.watchCheck.seedSeconds} s; run at ${s.watchCheck.at} (load average ${s.watchCheck.loadAverage}).`, "");
-    out.push(...checkTable([s.watchCheck.result], s.check?.results.find((x) => x.feed === "none")), "");
+    out.push(...checkTable([s.watchCheck.result], nullReference(s.check?.results ?? [])), "");
     out.push(`- decisions: ${JSON.stringify(s.watchCheck.result.decisions)}, server RSS ${s.watchCheck.result.serverRssMiB} MiB`, "");
   }
   if (s.micro) {

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { operatorThroughput, revocationLag, seedBenchKeys, startControlPlane } from "./apiserver.ts";
-import { exampleGhzCommand, LOAD, runCheckBench, runTarget, type CheckResult } from "./check.ts";
+import { exampleGhzCommand, LOAD, nullReference, runCheckBench, runTarget, type CheckResult } from "./check.ts";
 import { machine } from "./lib/machine.ts";
 import { ghzPath, repoRoot, toolsBin } from "./lib/proc.ts";
 import type { IndexPoint } from "./index-scale.ts";
@@ -21,7 +21,7 @@ import { runDecodeBench } from "./decode.ts";
 const { values } = parseArgs({
   options: {
     only: { type: "string", default: "index,micro,check,gc,apiserver,profile" },
-    targets: { type: "string", default: "null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2" },
+    targets: { type: "string", default: "null,go-null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
     "operator-keys": { type: "string", default: "1000,10000" },
@@ -121,7 +121,7 @@ if (only.has("apiserver")) {
       },
       log,
     );
-    const nullMax = (results.sections.check?.results ?? []).find((r) => r.feed === "none")?.maxRps;
+    const nullMax = nullReference(results.sections.check?.results ?? [])?.maxRps;
     if (nullMax) watch.ratioToNull = Math.round((watch.maxRps / nullMax) * 1000) / 1000;
     results.sections.watchCheck = { ...start, seedSeconds: seeded.seconds, totalSeconds: Math.round((performance.now() - t0) / 1000), result: watch };
     save();

@@ -12,10 +12,15 @@ export function toolsBin(): string {
   return join(cache, "tools", "bin");
 }
 
-export function ghzPath(): string {
-  const p = join(toolsBin(), "ghz");
-  if (!existsSync(p)) throw new Error(`ghz is not built: run scripts/tools-build.sh (expected ${p})`);
+/** A program scripts/tools-build.sh builds into the tools cache. */
+export function toolPath(name: string): string {
+  const p = join(toolsBin(), name);
+  if (!existsSync(p)) throw new Error(`${name} is not built: run scripts/tools-build.sh (expected ${p})`);
   return p;
+}
+
+export function ghzPath(): string {
+  return toolPath("ghz");
 }
 
 /** Wraps a command in `taskset -c <cpus>` when cpus is given. */
@@ -66,9 +71,10 @@ export interface ServerProc {
 }
 
 /** Starts bench/servers/server.ts (optionally pinned) and waits for `READY <port>`. */
-export async function startServer(args: string[], opts: { cpus?: string; nodeFlags?: string[]; timeoutMs?: number } = {}): Promise<ServerProc> {
-  const nodeArgs = [...(opts.nodeFlags ?? []), join(repoRoot, "bench/servers/server.ts"), ...args];
-  const [cmd, argv] = pinned(opts.cpus, process.execPath, nodeArgs);
+export async function startServer(args: string[], opts: { cpus?: string; nodeFlags?: string[]; timeoutMs?: number; program?: string } = {}): Promise<ServerProc> {
+  const [cmd, argv] = opts.program
+    ? pinned(opts.cpus, toolPath(opts.program), args)
+    : pinned(opts.cpus, process.execPath, [...(opts.nodeFlags ?? []), join(repoRoot, "bench/servers/server.ts"), ...args]);
   // stderr carries the server's JSON log lines (one per denial, as in production): discarded.
   const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "ignore"], cwd: repoRoot });
   const lines = createInterface({ input: child.stdout });
@@ -130,9 +136,9 @@ export async function startServer(args: string[], opts: { cpus?: string; nodeFla
 }
 
 /** Runs a command to completion; resolves with stdout (stderr is passed through on failure). */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<string> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
