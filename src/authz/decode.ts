@@ -204,6 +204,16 @@ function peer(r: Reader, end: number): Source {
   return out;
 }
 
+/**
+ * The object the headers map is decoded into: one without a prototype, which V8 keeps as a
+ * hash table from the start. A plain `{}` gets a hidden class per order of insertion, and
+ * protobuf map entries come in no fixed order (Go's encoder, for one, randomizes it): a
+ * server would build one hidden-class chain per order it sees, and pay in lookups and garbage.
+ */
+function headersObject(): Record<string, string> {
+  return Object.create(null) as Record<string, string>;
+}
+
 /** A map<string, string> entry: key = 1, value = 2. */
 function mapEntry(r: Reader, end: number, into: Record<string, string>): void {
   let k = "";
@@ -216,9 +226,8 @@ function mapEntry(r: Reader, end: number, into: Record<string, string>): void {
       else v = r.str(end);
     } else r.skip(t, end);
   }
-  // A plain object like proto-loader's; "__proto__" becomes an own property there too.
-  if (k === "__proto__") Object.defineProperty(into, k, { value: v, enumerable: true, configurable: true, writable: true });
-  else into[k] = v;
+  // `into` has no prototype, so "__proto__" is an own property, as proto-loader makes it.
+  into[k] = v;
 }
 
 /** HeaderValue: key = 1, value = 2, raw_value = 3. */
@@ -259,7 +268,7 @@ function httpRequest(r: Reader, end: number): Http {
         out.method = r.str(end);
         break;
       case 3:
-        mapEntry(r, r.end(end), (headers ??= {}));
+        mapEntry(r, r.end(end), (headers ??= headersObject()));
         break;
       case 4:
         out.path = r.str(end);
