@@ -1,6 +1,6 @@
 // GC pauses under a fixed load: keyward's server (100k keys) with `--trace-gc`,
 // pinned to core 1, ghz at a fixed rate on core 0; pauses are read from V8's
-// trace lines and set beside the latencies ghz saw. Run once as shipped and once
+// trace lines and set beside the latencies ghz saw. Run once with V8's defaults and once
 // per V8 flag set under test (the young generation's semi-space size).
 //
 //   node bench/gc-pauses.ts [--rps 3500] [--seconds 10] [--flags "--max-semi-space-size=2"]

@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { startServer } from "./lib/proc.ts";
-import { LOAD } from "./check.ts";
+import { chartNodeOptions, LOAD } from "./check.ts";
 
 interface CallFrame {
   functionName: string;
@@ -104,12 +104,12 @@ export function summarizeProfile(p: CpuProfile, from = -Infinity, to = Infinity)
     ["toCheckInput (request to CheckInput)", (f) => f.functionName === "toCheckInput"],
     ["toCheckResponse (Decision to message)", (f) => f.functionName === "toCheckResponse"],
     ["onDecision (metrics + log line)", (f) => f.functionName === "onDecision" || (f.functionName === "" && /decisions\.ts$/.test(f.url))],
-    ["sha256 hex digest", (f) => f.functionName === "createHash" || (f.functionName === "digest" && f.url.includes("crypto"))],
+    ["sha256 digest (keyDigest)", (f) => f.functionName === "keyDigest"],
     ["KeyIndex.lookup", (f) => f.functionName === "lookup" && f.url.endsWith("src/index/keys.ts")],
     ["PolicyTable.match", (f) => f.functionName === "match" && f.url.endsWith("src/authz/policy.ts")],
     ["findKey", (f) => f.functionName === "findKey"],
-    ["protobuf deserialize (proto-loader)", (f) => f.functionName === "deserialize" && f.url.includes("proto-loader")],
-    ["protobuf serialize (proto-loader)", (f) => f.functionName === "serialize" && f.url.includes("proto-loader")],
+    ["decode CheckRequest (decodeCheckRequest)", (f) => f.functionName === "decodeCheckRequest"],
+    ["encode CheckResponse (protobufjs, answers not cached)", (f) => f.functionName === "serialize" && f.url.includes("proto-loader")],
   ];
   const inclusive = steps.map(([what, test]) => {
     let t = 0;
@@ -144,7 +144,7 @@ export async function runProfile(keys: number, seconds: number, log: (s: string)
     const dataFile = writeDataFile(dir, "requests", requestMix(keys, 1000).requests);
     const srv = await startServer(["--mode", "authz", "--keys", String(keys)], {
       cpus: "1",
-      nodeFlags: ["--max-old-space-size=8192", "--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-interval", "250"],
+      nodeFlags: ["--max-old-space-size=8192", ...chartNodeOptions(), "--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-interval", "250"],
     });
     let load: LoadResult;
     let from = 0;

@@ -99,7 +99,7 @@ export function renderMarkdown(r: Results): string {
       const sc = g.pauses.Scavenge;
       const mc = g.pauses["Mark-Compact"];
       out.push(
-        `| ${g.nodeFlags.join(" ") || "(as shipped)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} |`,
+        `| ${g.nodeFlags.join(" ") || "(V8 defaults)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} |`,
       );
     }
     out.push("");

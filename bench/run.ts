@@ -91,7 +91,7 @@ if (only.has("check")) {
 }
 
 if (only.has("gc")) {
-  // At about half of what keyward sustains per core here, as shipped and with smaller young-generation semi-spaces.
+  // At about half of what keyward sustains per core here, with V8's defaults and with smaller young-generation semi-spaces.
   const runs = [];
   for (const flags of [[], ["--max-semi-space-size=2"], ["--max-semi-space-size=4"]]) {
     log(`GC pauses at 3500 RPS, node flags: ${flags.join(" ") || "(none)"}`);
