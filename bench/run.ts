@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { operatorThroughput, revocationLag, seedBenchKeys, startControlPlane } from "./apiserver.ts";
-import { exampleGhzCommand, LOAD, nullReference, runCheckBench, runTarget, type CheckResult } from "./check.ts";
+import { chartNodeOptions, exampleGhzCommand, LOAD, nullReference, runCheckBench, runTarget, type CheckResult } from "./check.ts";
 import { machine } from "./lib/machine.ts";
 import { ghzPath, repoRoot, toolsBin } from "./lib/proc.ts";
 import type { IndexPoint } from "./index-scale.ts";
@@ -118,6 +118,7 @@ if (only.has("apiserver")) {
         serverCpus: "1",
         ghzCpus: "0",
         feed: "apiserver watch",
+        nodeFlags: chartNodeOptions(),
       },
       log,
     );
