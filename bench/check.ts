@@ -3,7 +3,7 @@
 // ghz to the other. For each target: the highest sustained rate (closed loop,
 // best of two runs), then fixed-rate runs at 50% and 90% of it.
 //
-//   node bench/check.ts [--targets null,go-null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2]
+//   node bench/check.ts [--targets null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2]
 //                       [--node-options="--max-semi-space-size=1"]   (keyward targets; default: the chart's)
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -82,6 +82,24 @@ export function standardTargets(keywardFlags: string[] = chartNodeOptions()): Re
   const t: Record<string, CheckTarget> = {
     null: { name: NULL_NAME, keys: 100_000, serverArgs: ["--mode", "null"], serverCpus: "1", ghzCpus: "0", feed: "none", nodeFlags: keywardFlags },
     "go-null": { name: "null grpc-go server", keys: 100_000, serverArgs: [], serverCpus: "1", ghzCpus: "0", feed: "none", program: "keyward-bench-go-null" },
+    "null-keyward": {
+      name: "null server on keyward's HTTP/2",
+      keys: 100_000,
+      serverArgs: ["--mode", "null", "--transport", "keyward"],
+      serverCpus: "1",
+      ghzCpus: "0",
+      feed: "none",
+      nodeFlags: keywardFlags,
+    },
+    "authz-100k-grpc-js": {
+      name: "keyward, 100k keys, on grpc-js (--grpc-transport grpc-js)",
+      keys: 100_000,
+      serverArgs: ["--mode", "authz", "--keys", "100000", "--transport", "grpc-js"],
+      serverCpus: "1",
+      ghzCpus: "0",
+      feed: "in-process",
+      nodeFlags: keywardFlags,
+    },
   };
   for (const n of [10, 10_000, 100_000, 1_000_000]) {
     t[`authz-${K(n)}`] = { name: `keyward, ${K(n)} keys`, keys: n, serverArgs: ["--mode", "authz", "--keys", String(n)], serverCpus: "1", ghzCpus: "0", feed: "in-process", nodeFlags: keywardFlags };

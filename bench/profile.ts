@@ -1,5 +1,5 @@
 // A CPU profile of the check path: keyward's server (100k keys) under ghz load,
-// run with `node --cpu-prof`, reduced to where the time goes — gRPC transport,
+// run with `node --cpu-prof`, reduced to where the time goes — gRPC transport (HTTP/2, HPACK),
 // protobuf decode and encode, hashing, lookup, policy match, the check itself,
 // the response, metrics, logging, GC.
 //
@@ -56,6 +56,9 @@ const CATEGORIES: [string, (f: CallFrame) => boolean][] = [
   ["metrics (prom-client)", (f) => f.url.includes("prom-client")],
   ["logging (log.ts, JSON.stringify, stderr)", (f) => f.url.endsWith("src/log.ts") || f.functionName === "stringify" || /internal\/(streams|fs)/.test(f.url)],
   ["gRPC server (grpc-js)", (f) => f.url.includes("@grpc/grpc-js")],
+  ["HPACK (src/h2/hpack.ts)", (f) => f.url.endsWith("src/h2/hpack.ts")],
+  ["keyward's HTTP/2 and gRPC server (src/h2, src/grpc, grpc-front.ts)", (f) => /src\/(h2|grpc)\/|src\/authz\/grpc-front\.ts$/.test(f.url)],
+  ["decode CheckRequest (decode.ts)", (f) => f.url.endsWith("src/authz/decode.ts")],
   ["HTTP/2 and sockets (node internals)", (f) => /internal\/(http2|stream_base_commons|net|timers|async_hooks|process\/task_queues)|^node:(http2|net)/.test(f.url) || (f.url === "" && /^(writev|writeBuffer|writeUtf8String|onStreamRead|emit|nextTick|respond|utf8Slice)$/.test(f.functionName))],
   ["other node internals", (f) => f.url.startsWith("node:")],
   ["(program) — native, not attributed", (f) => f.functionName === "(program)"],

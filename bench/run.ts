@@ -21,7 +21,7 @@ import { runDecodeBench } from "./decode.ts";
 const { values } = parseArgs({
   options: {
     only: { type: "string", default: "index,micro,check,gc,apiserver,profile" },
-    targets: { type: "string", default: "null,go-null,authz-10,authz-10k,authz-100k,authz-1m,workers-1,workers-2" },
+    targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
     "operator-keys": { type: "string", default: "1000,10000" },

@@ -4,6 +4,7 @@
 #   keyward-conformance-go       (test/conformance/go: go-control-plane's generated Envoy types)
 #   ghz                          (the gRPC load generator `make bench` drives)
 #   keyward-bench-go-null        (bench/servers/go-null: the Go floor of `make bench`'s check path)
+#   keyward-h2spec               (test/conformance/h2spec: h2spec's HTTP/2 conformance cases)
 # Idempotent: a tool already built for the same recipe is kept.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,3 +14,4 @@ install_go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "${GRPCURL_V
 build_go_dir keyward-conformance-go "$root/test/conformance/go"
 install_go_tool ghz github.com/bojand/ghz/cmd/ghz "${GHZ_VERSION:-v0.121.0}"
 build_go_dir keyward-bench-go-null "$root/bench/servers/go-null"
+build_go_dir keyward-h2spec "$root/test/conformance/h2spec"

@@ -9,7 +9,9 @@ export type ErrorCode =
   /** A reconcile failed in a way retrying cannot fix (src/k8s/workqueue.ts TerminalError). */
   | "ReconcileTerminal"
   /** This replica stopped being the leader (the reason of the leader's AbortSignal). */
-  | "LeadershipLost";
+  | "LeadershipLost"
+  /** A server could not bind its listen address. */
+  | "ListenFailed";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;

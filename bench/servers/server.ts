@@ -1,10 +1,14 @@
 // The servers the check-path bench drives, one process each so that it can be
 // pinned to a core (taskset) apart from the load generator.
 //
-//   --mode null                  grpc-js, the same protos and decoder as keyward; answers OK
+//   --mode null                  answers OK to every Check after decoding it: on grpc-js with
+//                                proto-loader's decoder (--transport grpc-js, the default for null),
+//                                or on keyward's HTTP/2 server with keyward's decoder (--transport keyward)
 //   --mode authz --keys N        keyward's check path (Checker + gRPC front) over an index
 //                                fed N ApiKeys in process, without an apiserver
 //   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
+//   --transport T                keyward or grpc-js: the gRPC server under keyward's check path
+//                                (--grpc-transport); default keyward
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/workers.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -18,7 +22,10 @@ import * as grpc from "@grpc/grpc-js";
 import { Gauge, Registry } from "prom-client";
 import { Checker } from "../../src/authz/check.ts";
 import { decisionRecorder } from "../../src/authz/decisions.ts";
-import { startGrpcFront } from "../../src/authz/grpc.ts";
+import { GRPC_TRANSPORTS, startGrpcFront, type GrpcTransport } from "../../src/authz/grpc-front.ts";
+import { decodeCheckRequest } from "../../src/authz/decode.ts";
+import { GrpcServer } from "../../src/grpc/server.ts";
+import { startH2Server } from "../../src/h2/server.ts";
 import { createAuthzMetrics } from "../../src/authz/metrics.ts";
 import { PolicyIndex } from "../../src/authz/policy.ts";
 import { loadProtos, AUTHZ_SERVICE, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
@@ -41,8 +48,11 @@ const { values: args } = parseArgs({
     "expect-keys": { type: "string", default: "0" },
     port: { type: "string", default: "0" },
     workers: { type: "string", default: "1" },
+    transport: { type: "string" },
   },
 });
+const transport = (args.transport ?? (args.mode === "null" ? "grpc-js" : "keyward")) as GrpcTransport;
+if (!(GRPC_TRANSPORTS as readonly string[]).includes(transport)) throw new Error(`--transport must be one of ${GRPC_TRANSPORTS.join(", ")}`);
 
 interface Stats {
   decisions: Record<string, number>;
@@ -72,8 +82,32 @@ async function collectStats(registry: Registry | undefined, nullCount: number): 
   return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys };
 }
 
+/** The null server on keyward's HTTP/2 server: decodes CheckRequest with keyward's decoder and answers OK. */
+async function startNullKeyward(address: string): Promise<{ port: number; count: () => number }> {
+  let n = 0;
+  const ok = Buffer.from([0x12, 0x00]); // CheckResponse{status: {}}: code 0
+  const grpcServer = new GrpcServer({
+    methods: new Map([
+      [
+        `/${AUTHZ_SERVICE}/Check`,
+        {
+          kind: "unary",
+          handle: (body: Buffer) => {
+            decodeCheckRequest(body);
+            n++;
+            return ok;
+          },
+        },
+      ],
+    ]),
+  });
+  const server = await startH2Server({ address, handler: grpcServer, limits: { maxBody: grpcServer.maxBody } });
+  return { port: server.port, count: () => n };
+}
+
 /** The null server: decodes CheckRequest with the same loader and answers OK. */
 async function startNull(address: string): Promise<{ port: number; count: () => number }> {
+  if (transport === "keyward") return startNullKeyward(address);
   const pkg = grpc.loadPackageDefinition(loadProtos());
   let node: unknown = pkg;
   for (const part of AUTHZ_SERVICE.split(".")) node = (node as Record<string, unknown>)[part];
@@ -111,6 +145,7 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   // duration histogram, then a JSON log line for every denial at the default info level.
   const front = await startGrpcFront({
     address,
+    transport,
     checker,
     response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
     ready: () => true,
@@ -126,7 +161,7 @@ async function startViaApiserver(address: string, kubeconfig: string, namespace:
   const kc = loadKubeConfig(kubeconfig);
   const rest = new KubeRest(kc);
   const registry = new Registry();
-  const config = defaultConfig({ grpcAddress: address, httpAuthAddress: "", metricsAddress: "", namespaces: [namespace] });
+  const config = defaultConfig({ grpcAddress: address, grpcTransport: transport, httpAuthAddress: "", metricsAddress: "", namespaces: [namespace] });
   const h = await startAuthz({ config, kc, rest, log, registry });
   const deadline = Date.now() + 600_000;
   for (;;) {

@@ -1,25 +1,16 @@
-// The gRPC front end: envoy.service.auth.v3.Authorization/Check and
-// grpc.health.v1.Health. Every Check is answered with a CheckResponse, never a
-// gRPC error; anything that throws on the way becomes a 500 denial.
-import * as grpc from "@grpc/grpc-js";
+// Check over gRPC, whatever the transport: a CheckRequest becomes a CheckInput,
+// a Decision becomes Envoy's CheckResponse (encoded once per decision where the
+// answer is a pure function of it). The servers are in grpc-front.ts.
+import type * as grpc from "@grpc/grpc-js";
 import type { CheckInput, Decision } from "./check.ts";
-import { deny } from "./check.ts";
 import { decodeCheckRequest } from "./decode.ts";
-import { decide, type FrontOptions } from "./front.ts";
-import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage, type HeaderValueOption, type StructValue } from "./proto.ts";
+import type { CheckRequestMessage, CheckResponseMessage, HeaderValueOption, StructValue } from "./proto.ts";
 import { grpcCodeFor } from "./reasons.ts";
 import { DecisionCache, responseVariant, type DecisionCacheLimits } from "./response-cache.ts";
 import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, responseVaries, type HeaderList, type ResponseOptions } from "./response.ts";
 
 /** Envoy's HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD. */
 const OVERWRITE = 2;
-
-export interface GrpcFront {
-  port: number;
-  /** Tells health watchers that readiness may have changed. */
-  notifyHealth(): void;
-  stop(): Promise<void>;
-}
 
 function headerLookup(http: NonNullable<NonNullable<CheckRequestMessage["attributes"]>["request"]>["http"]): (n: string) => string | undefined {
   const h = http?.headers;
@@ -110,95 +101,4 @@ export function checkMethod(loaded: grpc.ServiceDefinition): grpc.MethodDefiniti
     requestDeserialize: decodeCheckRequest,
     responseSerialize: (v: CheckAnswer) => (Buffer.isBuffer(v) ? v : serialize(v)),
   };
-}
-
-export async function startGrpcFront(o: FrontOptions): Promise<GrpcFront> {
-  const pkg = grpc.loadPackageDefinition(loadProtos());
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
-  const loaded = lookupService(pkg, AUTHZ_SERVICE);
-  const check = checkMethod(loaded);
-  const authz: grpc.ServiceDefinition = { ...loaded, Check: check };
-  const health = lookupService(pkg, "grpc.health.v1.Health");
-  const respond = checkResponder(o.response, (m) => check.responseSerialize(m));
-
-  server.addService(authz, {
-    Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckAnswer>, cb: grpc.sendUnaryData<CheckAnswer>) => {
-      const t0 = performance.now();
-      const done = decide(o, call.request, toCheckInput);
-      const input = done.input;
-      let d = done.decision;
-      const cancelled = call.cancelled;
-      let res: CheckAnswer;
-      try {
-        res = respond(d);
-      } catch (err) {
-        o.onError(err);
-        d = deny("internal_error");
-        res = { status: { code: 13, message: "internal_error" } };
-      }
-      if (!cancelled) cb(null, res);
-      o.onDecision(d, (performance.now() - t0) / 1000, input, cancelled);
-    },
-  });
-
-  const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
-  const status = (): number => (o.ready() ? 1 : 2);
-  const known = (svc: string | undefined): boolean => !svc || svc === AUTHZ_SERVICE;
-  server.addService(health, {
-    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: number }>, cb: grpc.sendUnaryData<{ status: number }>) => {
-      if (!known(call.request.service)) {
-        cb({ code: grpc.status.NOT_FOUND, details: "unknown service" });
-        return;
-      }
-      cb(null, { status: status() });
-    },
-    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: number }>) => {
-      if (!known(call.request.service)) {
-        call.write({ status: 3 });
-        return;
-      }
-      call.write({ status: status() });
-      watchers.add(call);
-      call.on("cancelled", () => watchers.delete(call));
-      call.on("close", () => watchers.delete(call));
-    },
-  });
-
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(o.address, grpc.ServerCredentials.createInsecure(), (err, p) => {
-      if (err) reject(err);
-      else resolve(p);
-    });
-  });
-  let last = status();
-  return {
-    port,
-    notifyHealth: () => {
-      const now = status();
-      if (now === last) return;
-      last = now;
-      for (const w of watchers) w.write({ status: now });
-    },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        for (const w of watchers) w.end();
-        watchers.clear();
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 5000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
-  };
-}
-
-function lookupService(pkg: grpc.GrpcObject, name: string): grpc.ServiceDefinition {
-  let node: unknown = pkg;
-  for (const part of name.split(".")) node = (node as Record<string, unknown>)[part];
-  const svc = (node as { service?: grpc.ServiceDefinition } | undefined)?.service;
-  if (!svc) throw new Error(`service ${name} is not in the loaded protos`);
-  return svc;
 }

@@ -8,7 +8,7 @@ import type { RoleDeps } from "../deps.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
-import { startGrpcFront, type GrpcFront } from "./grpc.ts";
+import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
 import { startHttpFront, type HttpFront } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { PolicyIndex } from "./policy.ts";
@@ -100,7 +100,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
-    grpcFront = await startGrpcFront({ address: config.grpcAddress, checker, response, ready, onDecision: onDecision("grpc"), onError });
+    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, onDecision: onDecision("grpc"), onError });
     if (config.httpAuthAddress) {
       httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError });
     }

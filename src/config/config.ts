@@ -91,6 +91,7 @@ export const SETTINGS = {
   defaultGracePeriod: dur("default-grace-period", "KEYWARD_DEFAULT_GRACE_PERIOD", 86_400_000, "grace period of a rotated key when rotation.gracePeriod is unset", 0),
   // --- authz --------------------------------------------------------------
   grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),
+  grpcTransport: s("grpc-transport", "KEYWARD_GRPC_TRANSPORT", "keyward", "the gRPC server under Check: keyward's own HTTP/2 server (cleartext, prior knowledge), or grpc-js on node:http2 (ADR 0023)", ["keyward", "grpc-js"]),
   httpAuthAddress: s("http-auth-address", "KEYWARD_HTTP_AUTH_ADDRESS", "0.0.0.0:9002", "host:port of the HTTP auth endpoint (nginx auth_request, Traefik forwardAuth); empty disables it"),
   keyIdHeader: s("key-id-header", "KEYWARD_KEY_ID_HEADER", "x-keyward-key-id", "request header that carries the key id upstream on an allowed request (replaces any sent by the client)"),
   ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),

@@ -1,8 +1,10 @@
 // Clients keyward did not write get the right answers: grpcurl with keyward's
 // protos, and a Go client on go-control-plane's generated Envoy types (the
-// types Envoy's own Go tooling uses).
+// types Envoy's own Go tooling uses). On both gRPC transports: keyward's own
+// HTTP/2 server (the default) and grpc-js.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { GRPC_TRANSPORTS } from "../../src/authz/grpc-front.ts";
 import { AUTHZ_PROTO, HEALTH_PROTO } from "../../src/authz/proto.ts";
 import { authzClient, checkRequest, createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { buildTools, grpcurlProtoArgs, run } from "../conformance/tools.ts";
@@ -10,7 +12,7 @@ import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s
 
 const HOST = "conformance.example.com";
 
-describe("ext_authz conformance with independent clients", () => {
+describe.each(GRPC_TRANSPORTS)("ext_authz conformance with independent clients, %s transport", (transport) => {
   let env: AuthzEnv;
   let ns: string;
   let bin: string;
@@ -20,7 +22,7 @@ describe("ext_authz conformance with independent clients", () => {
 
   beforeAll(async () => {
     bin = await buildTools();
-    env = await startAuthzEnv(inject("kubeconfig"));
+    env = await startAuthzEnv(inject("kubeconfig"), { grpcTransport: transport });
     target = `127.0.0.1:${env.authz.grpcPort}`;
     ns = await createTestNamespace(env.adminKc, "conformance");
     await createPolicy(env.admin, ns, "api", {

@@ -66,10 +66,15 @@ describe("Helm chart", () => {
       const { config } = loadConfig(args, {});
       expect(config.namespaces).toEqual(["a", "b"]);
       if (command === "operator") expect(config.leaderElect).toBe(true);
-      if (command === "authz") expect(config.authzWorkers).toBe(1);
+      if (command === "authz") {
+        expect(config.authzWorkers).toBe(1);
+        expect(config.grpcTransport).toBe("keyward");
+      }
     }
-    const authz = (render("authz.workers=3").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
-    expect(loadConfig(authz?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config.authzWorkers).toBe(3);
+    const authz = (render("authz.workers=3,authz.grpcTransport=grpc-js").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
+    const set = loadConfig(authz?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+    expect(set.authzWorkers).toBe(3);
+    expect(set.grpcTransport).toBe("grpc-js");
   });
 
   it("ships the CRDs of crds/", () => {

@@ -1,0 +1,237 @@
+// The gRPC front end: envoy.service.auth.v3.Authorization/Check and
+// grpc.health.v1.Health (Check and Watch), on one of two transports:
+//   keyward  keyward's own HTTP/2 server (src/h2, src/grpc), the default
+//   grpc-js  @grpc/grpc-js on node:http2
+// Both answer every decodable Check with a CheckResponse, never a gRPC error;
+// anything that throws on the way becomes a 500 denial. ADR 0023 says why the
+// default is keyward's own.
+import * as grpc from "@grpc/grpc-js";
+import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
+import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
+import { startH2Server } from "../h2/server.ts";
+import { deny } from "./check.ts";
+import { decodeCheckRequest } from "./decode.ts";
+import { decide, type FrontOptions } from "./front.ts";
+import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";
+import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";
+
+export const GRPC_TRANSPORTS = ["keyward", "grpc-js"] as const;
+export type GrpcTransport = (typeof GRPC_TRANSPORTS)[number];
+
+export interface GrpcFrontOptions extends FrontOptions {
+  /** Default keyward. */
+  transport?: GrpcTransport;
+}
+
+export interface GrpcFront {
+  port: number;
+  /** Tells health watchers that readiness may have changed. */
+  notifyHealth(): void;
+  stop(): Promise<void>;
+}
+
+const HEALTH_SERVICE = "grpc.health.v1.Health";
+/** grpc.health.v1.HealthCheckResponse.ServingStatus */
+const SERVING = 1;
+const NOT_SERVING = 2;
+const SERVICE_UNKNOWN = 3;
+/** How long stop() lets open calls finish before closing their connections. */
+const STOP_GRACE_MS = 5000;
+const MAX_MESSAGE = 4 * 1024 * 1024;
+
+const INTERNAL_ANSWER: CheckResponseMessage = { status: { code: 13, message: "internal_error" } };
+
+/** Decides one Check, reports it, and returns the answer to send (never throws). */
+function answerCheck(o: FrontOptions, respond: (d: ReturnType<typeof deny>) => CheckAnswer, request: CheckRequestMessage, cancelled: boolean): CheckAnswer {
+  const t0 = performance.now();
+  const done = decide(o, request, toCheckInput);
+  let d = done.decision;
+  let res: CheckAnswer;
+  try {
+    res = respond(d);
+  } catch (err) {
+    o.onError(err);
+    d = deny("internal_error");
+    res = INTERNAL_ANSWER;
+  }
+  o.onDecision(d, (performance.now() - t0) / 1000, done.input, cancelled);
+  return res;
+}
+
+/** Readiness as the health service reports it, and the services it knows. */
+function healthOf(o: FrontOptions): { status: () => number; known: (service: string | undefined) => boolean } {
+  return {
+    status: () => (o.ready() ? SERVING : NOT_SERVING),
+    known: (svc) => !svc || svc === AUTHZ_SERVICE,
+  };
+}
+
+export function startGrpcFront(o: GrpcFrontOptions): Promise<GrpcFront> {
+  return (o.transport ?? "keyward") === "grpc-js" ? startGrpcJsFront(o) : startKeywardFront(o);
+}
+
+function method(pkg: PackageDefinition, service: string, name: string): MethodDefinition<object, object> {
+  const svc = pkg[service] as ServiceDefinition | undefined;
+  const m = svc?.[name];
+  if (!m) throw new Error(`${service}/${name} is not in the loaded protos`);
+  return m;
+}
+
+async function startKeywardFront(o: FrontOptions): Promise<GrpcFront> {
+  const pkg = loadProtos();
+  const check = method(pkg, AUTHZ_SERVICE, "Check");
+  const serialize = check.responseSerialize as (m: CheckResponseMessage) => Buffer;
+  const respond = checkResponder(o.response, serialize);
+  // Watch takes and sends the same messages as Check.
+  const hc = method(pkg, HEALTH_SERVICE, "Check");
+  const healthRequest = (b: Buffer): { service?: string } => {
+    try {
+      const request: { service?: string } = hc.requestDeserialize(b);
+      return request;
+    } catch (err) {
+      throw new GrpcError(GrpcStatus.INTERNAL, "request message could not be decoded", { cause: err });
+    }
+  };
+  const healthAnswer = (status: number): Buffer => hc.responseSerialize({ status });
+  const health = healthOf(o);
+  const watchers = new Set<StreamCall>();
+
+  const methods = new Map<string, GrpcMethod>([
+    [
+      `/${AUTHZ_SERVICE}/Check`,
+      {
+        kind: "unary",
+        handle: (body) => {
+          let request: CheckRequestMessage;
+          try {
+            request = decodeCheckRequest(body);
+          } catch (err) {
+            throw new GrpcError(GrpcStatus.INTERNAL, "request message could not be decoded", { cause: err });
+          }
+          const res = answerCheck(o, respond, request, false);
+          return Buffer.isBuffer(res) ? res : serialize(res);
+        },
+      },
+    ],
+    [
+      `/${HEALTH_SERVICE}/Check`,
+      {
+        kind: "unary",
+        handle: (body) => {
+          if (!health.known(healthRequest(body).service)) throw new GrpcError(GrpcStatus.NOT_FOUND, "unknown service");
+          return healthAnswer(health.status());
+        },
+      },
+    ],
+    [
+      `/${HEALTH_SERVICE}/Watch`,
+      {
+        kind: "server-stream",
+        open: (body, call) => {
+          const known = health.known(healthRequest(body).service);
+          if (!known) {
+            call.write(healthAnswer(SERVICE_UNKNOWN));
+            return;
+          }
+          call.write(healthAnswer(health.status()));
+          watchers.add(call);
+          call.onCancel = () => watchers.delete(call);
+        },
+      },
+    ],
+  ]);
+  const grpcServer = new GrpcServer({ methods, maxMessage: MAX_MESSAGE, onError: o.onError });
+  const server = await startH2Server({ address: o.address, handler: grpcServer, limits: { maxBody: grpcServer.maxBody }, onInternalError: o.onError });
+  let last = health.status();
+  return {
+    port: server.port,
+    notifyHealth: () => {
+      const now = health.status();
+      if (now === last) return;
+      last = now;
+      for (const w of watchers) w.write(healthAnswer(now));
+    },
+    stop: async () => {
+      for (const w of watchers) w.end();
+      watchers.clear();
+      await server.close(STOP_GRACE_MS);
+    },
+  };
+}
+
+function lookupService(pkg: grpc.GrpcObject, name: string): grpc.ServiceDefinition {
+  let node: unknown = pkg;
+  for (const part of name.split(".")) node = (node as Record<string, unknown>)[part];
+  const svc = (node as { service?: grpc.ServiceDefinition } | undefined)?.service;
+  if (!svc) throw new Error(`service ${name} is not in the loaded protos`);
+  return svc;
+}
+
+async function startGrpcJsFront(o: FrontOptions): Promise<GrpcFront> {
+  const pkg = grpc.loadPackageDefinition(loadProtos());
+  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE });
+  const loaded = lookupService(pkg, AUTHZ_SERVICE);
+  const check = checkMethod(loaded);
+  const authz: grpc.ServiceDefinition = { ...loaded, Check: check };
+  const respond = checkResponder(o.response, (m) => check.responseSerialize(m));
+  const health = healthOf(o);
+
+  server.addService(authz, {
+    Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckAnswer>, cb: grpc.sendUnaryData<CheckAnswer>) => {
+      const cancelled = call.cancelled;
+      const res = answerCheck(o, respond, call.request, cancelled);
+      if (!cancelled) cb(null, res);
+    },
+  });
+
+  const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
+  server.addService(lookupService(pkg, HEALTH_SERVICE), {
+    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: number }>, cb: grpc.sendUnaryData<{ status: number }>) => {
+      if (!health.known(call.request.service)) {
+        cb({ code: grpc.status.NOT_FOUND, details: "unknown service" });
+        return;
+      }
+      cb(null, { status: health.status() });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: number }>) => {
+      if (!health.known(call.request.service)) {
+        call.write({ status: SERVICE_UNKNOWN });
+        return;
+      }
+      call.write({ status: health.status() });
+      watchers.add(call);
+      call.on("cancelled", () => watchers.delete(call));
+      call.on("close", () => watchers.delete(call));
+    },
+  });
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(o.address, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (err) reject(err);
+      else resolve(p);
+    });
+  });
+  let last = health.status();
+  return {
+    port,
+    notifyHealth: () => {
+      const now = health.status();
+      if (now === last) return;
+      last = now;
+      for (const w of watchers) w.write({ status: now });
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const w of watchers) w.end();
+        watchers.clear();
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, STOP_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

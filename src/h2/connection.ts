@@ -1,0 +1,920 @@
+// One HTTP/2 server connection (RFC 9113, cleartext with prior knowledge): frame
+// parsing, HPACK, stream states, flow control in both directions, and the
+// errors the RFC asks for. Requests are handed to an H2Handler whole: headers
+// first, then the body once END_STREAM arrives (or once it passes the size
+// limit). Everything a request allocates is plain JavaScript that dies young;
+// see docs/adr/0023-own-http2-transport.md for why keyward does not use node:http2.
+import type { Socket } from "node:net";
+import { HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import {
+  DEFAULT_MAX_FRAME,
+  DEFAULT_WINDOW,
+  ErrorCode,
+  Flag,
+  FRAME_HEADER,
+  FrameType,
+  MAX_MAX_FRAME,
+  MAX_WINDOW,
+  PREFACE,
+  SETTINGS_ACK,
+  Setting,
+  frame,
+  goawayFrame,
+  headerFrames,
+  putFrameHeader,
+  rstStreamFrame,
+  settingsFrame,
+  windowUpdateFrame,
+} from "./frames.ts";
+
+export interface H2Limits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: open streams per connection; more are refused (REFUSED_STREAM). */
+  maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 §6.5.2 octets); larger requests are answered 431. */
+  maxHeaderListSize: number;
+  /** Octets of request body kept per stream; past it the handler's onEnd sees bodyTooLarge. */
+  maxBody: number;
+  /** The connection's receive window: at most this many body octets are buffered per connection. */
+  connectionWindow: number;
+}
+
+export const DEFAULT_LIMITS: H2Limits = {
+  maxConcurrentStreams: 1024,
+  maxHeaderListSize: 16 * 1024,
+  maxBody: 4 * 1024 * 1024 + 5,
+  connectionWindow: 8 * 1024 * 1024,
+};
+
+/** What serves the requests of a connection. Called synchronously from the frame loop. */
+export interface H2Handler {
+  /** A request's headers arrived (stream.remoteEnded tells whether a body follows). */
+  onRequest(stream: H2Stream): void;
+  /** The request body is complete, or stream.bodyTooLarge is set. Not called once the response ended. */
+  onEnd(stream: H2Stream): void;
+  /** The stream closed before its response ended: reset by the peer, a stream error, or the connection went away. */
+  onAbort(stream: H2Stream): void;
+}
+
+const CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
+const BAD_VALUE = /[\0\r\n]/;
+
+/** A field name RFC 9113 §8.2.1 allows: no uppercase, no controls, no space, no non-ASCII. */
+function validName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c <= 0x20 || (c >= 0x41 && c <= 0x5a) || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+export class H2Stream {
+  readonly id: number;
+  readonly connection: H2Connection;
+  method = "";
+  scheme = "";
+  path = "";
+  authority = "";
+  /** Regular header fields in arrival order, flat: name, value, name, value, … */
+  readonly fields: string[] = [];
+  /** Set by the application: whatever it keeps per stream. */
+  context: unknown = undefined;
+  remoteEnded = false;
+  localEnded = false;
+  closed = false;
+  /** The body passed H2Limits.maxBody; what arrived of it was dropped. */
+  bodyTooLarge = false;
+  /** The response headers went out. */
+  headersSent = false;
+  /** @internal */ malformed: string | undefined = undefined;
+  /** @internal */ sawRegular = false;
+  /** @internal */ listSize = 0;
+  /** @internal */ contentLength = -1;
+  /** @internal */ bodyLength = 0;
+  /** @internal */ body: Buffer | undefined = undefined;
+  /** @internal */ parts: Buffer[] | undefined = undefined;
+  /** @internal */ sendWindow: number;
+  /** @internal */ recvWindow: number;
+  /** @internal Flow-controlled octets received, given back to the connection window on close. */
+  recvBytes = 0;
+  /** @internal DATA waiting for window. */
+  queue: Buffer[] | undefined = undefined;
+  /** @internal Trailers (a header block) to send once the queue drained. */
+  pendingTrailers: Buffer | undefined = undefined;
+  /** @internal End the stream (an empty DATA with END_STREAM) once the queue drained. */
+  pendingEnd = false;
+
+  constructor(id: number, connection: H2Connection, sendWindow: number, recvWindow: number) {
+    this.id = id;
+    this.connection = connection;
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** The first value of a regular header field (lowercase name). */
+  header(name: string): string | undefined {
+    const f = this.fields;
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+    return undefined;
+  }
+
+  /** The request body received (empty when there was none). */
+  bodyBuffer(): Buffer {
+    if (this.parts) {
+      this.body = Buffer.concat(this.parts, this.bodyLength);
+      this.parts = undefined;
+    }
+    return this.body ?? EMPTY;
+  }
+
+  /** Sends a response header block (HPACK-encoded); with endStream, the response ends with it. */
+  respond(block: Buffer, endStream = false): void {
+    this.connection.sendHeaders(this, block, endStream);
+  }
+
+  /** Sends body octets: a then b (either may be empty), as DATA within the flow-control windows; with end, the response ends with them. */
+  data(a: Uint8Array, b?: Uint8Array, end = false): void {
+    this.connection.sendData(this, a, b, end);
+  }
+
+  /** Ends the response with trailers (a header block), after any DATA still waiting for window. */
+  trailers(block: Buffer): void {
+    this.connection.sendTrailers(this, block);
+  }
+
+  /** A whole response: headers, one body of a then b, trailers; one socket write when the windows allow. */
+  respondWhole(head: Buffer, a: Uint8Array, b: Uint8Array, trailers: Buffer): void {
+    this.connection.sendWhole(this, head, a, b, trailers);
+  }
+
+  /** Resets the stream (RST_STREAM). */
+  reset(code: number = ErrorCode.CANCEL): void {
+    this.connection.resetStream(this, code);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+/** How many streams keyward reset it remembers per connection, to ignore their late frames. */
+const RESET_MEMORY = 256;
+
+/** A connection error: GOAWAY with this code, then close. */
+class ConnectionError extends Error {
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+interface Continuation {
+  streamId: number;
+  flags: number;
+  parts: Buffer[];
+  size: number;
+  selfDependent: boolean;
+}
+
+export class H2Connection {
+  private readonly socket: Socket;
+  private readonly handler: H2Handler;
+  private readonly limits: H2Limits;
+  private readonly decoder = new HpackDecoder();
+  private readonly streams = new Map<number, H2Stream>();
+  private pending: Buffer | undefined = undefined;
+  private prefaceSeen = false;
+  private settingsSeen = false;
+  private lastPeerStream = 0;
+  private cont: Continuation | undefined = undefined;
+  /** Connection-level windows. */
+  private sendWindow = DEFAULT_WINDOW;
+  private recvWindow: number;
+  private unacked = 0;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  /** The SETTINGS_INITIAL_WINDOW_SIZE keyward advertises: each stream's receive window. */
+  private readonly streamWindow: number;
+  /**
+   * Whether the peer acknowledged keyward's SETTINGS. Until it has, it may still use the default
+   * 65,535-octet stream window (RFC 9113 §6.5.3, §6.9.2), so streams opened before then get at
+   * least that much and are adjusted to streamWindow when the ACK arrives.
+   */
+  private settingsAcked = false;
+  private peerMaxFrame = DEFAULT_MAX_FRAME;
+  private readonly blocked: H2Stream[] = [];
+  /** The stream the HPACK emitter is filling, and whether the block is a trailer block. */
+  private target: H2Stream | undefined = undefined;
+  private trailerBlock = false;
+  private readonly onField: (name: string, value: string) => void;
+  private draining = false;
+  private dead = false;
+  private paused = false;
+  private readonly closedWaiters: (() => void)[] = [];
+  private readonly onInternalError: (err: unknown) => void;
+  /**
+   * Streams keyward reset (or answered and then reset) while the client was still sending,
+   * newest last: the client's frames already in flight for them are ignored (RFC 9113 §5.1),
+   * not answered with one RST_STREAM each or, for trailers, a connection error.
+   */
+  private readonly resetByUs = new Set<number>();
+
+  /** onInternalError: something other than a protocol error was thrown (a bug); the connection was closed. */
+  constructor(socket: Socket, handler: H2Handler, limits: H2Limits = DEFAULT_LIMITS, onInternalError: (err: unknown) => void = () => undefined) {
+    this.socket = socket;
+    this.handler = handler;
+    this.limits = limits;
+    this.onInternalError = onInternalError;
+    this.recvWindow = limits.connectionWindow;
+    this.streamWindow = Math.min(MAX_WINDOW, limits.maxBody + 5);
+    this.onField = (name, value) => {
+      this.field(name, value);
+    };
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => {
+      this.onData(chunk);
+    });
+    socket.on("drain", () => {
+      if (this.paused) {
+        this.paused = false;
+        socket.resume();
+      }
+    });
+    socket.on("error", () => {
+      // Reset by the peer, mostly; close follows.
+    });
+    socket.on("close", () => {
+      this.onClose();
+    });
+    this.write(
+      settingsFrame([
+        [Setting.ENABLE_PUSH, 0],
+        [Setting.MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],
+        [Setting.INITIAL_WINDOW_SIZE, this.streamWindow],
+        [Setting.MAX_HEADER_LIST_SIZE, limits.maxHeaderListSize],
+      ]),
+    );
+    if (limits.connectionWindow > DEFAULT_WINDOW) this.write(windowUpdateFrame(0, limits.connectionWindow - DEFAULT_WINDOW));
+    else this.recvWindow = DEFAULT_WINDOW;
+  }
+
+  private isOpen(): boolean {
+    return !this.dead;
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Stops taking new streams (GOAWAY NO_ERROR); the socket closes once the open ones ended. */
+  drain(): void {
+    if (this.dead || this.draining) return;
+    this.draining = true;
+    this.write(goawayFrame(this.lastPeerStream, ErrorCode.NO_ERROR));
+    if (this.streams.size === 0) this.socket.end();
+  }
+
+  /** Closes the socket now; open streams are aborted. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Resolves once the socket closed. */
+  closed(): Promise<void> {
+    if (this.dead) return Promise.resolve();
+    return new Promise((resolve) => this.closedWaiters.push(resolve));
+  }
+
+  // ---- reading -------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.dead) return;
+    let buf = chunk;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = undefined;
+    }
+    this.socket.cork();
+    try {
+      const used = this.frames(buf);
+      // Keep the unread tail as a copy: a view would pin the whole read chunk.
+      if (used < buf.length && this.isOpen()) this.pending = Buffer.from(buf.subarray(used));
+    } catch (err) {
+      if (err instanceof ConnectionError) this.fail(err.code, err.message);
+      else {
+        // A bug in this file or the handler: this connection goes, the process stays.
+        this.fail(ErrorCode.INTERNAL_ERROR, "internal error");
+        this.onInternalError(err);
+      }
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  /** Handles the whole frames in buf; returns how many octets it used. */
+  private frames(buf: Buffer): number {
+    let off = 0;
+    if (!this.prefaceSeen) {
+      const n = Math.min(buf.length, PREFACE.length);
+      if (buf.compare(PREFACE, 0, n, 0, n) !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface");
+      if (buf.length < PREFACE.length) return 0;
+      this.prefaceSeen = true;
+      off = PREFACE.length;
+    }
+    while (buf.length - off >= FRAME_HEADER && !this.dead) {
+      // The client preface ends with a SETTINGS frame (RFC 9113 §3.4); anything else there is an
+      // invalid preface, a PROTOCOL_ERROR, even when its length field reads as too large a frame.
+      if (!this.settingsSeen && (buf.readUInt8(off + 3) !== FrameType.SETTINGS || (buf.readUInt8(off + 4) & Flag.ACK) !== 0)) {
+        throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "the first frame must be SETTINGS");
+      }
+      const length = buf.readUIntBE(off, 3);
+      if (length > DEFAULT_MAX_FRAME) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE");
+      if (buf.length - off - FRAME_HEADER < length) break;
+      const type = buf.readUInt8(off + 3);
+      const flags = buf.readUInt8(off + 4);
+      const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
+      const start = off + FRAME_HEADER;
+      off = start + length;
+      this.frame(type, flags, streamId, buf, start, off);
+    }
+    return off;
+  }
+
+  private frame(type: number, flags: number, sid: number, buf: Buffer, start: number, end: number): void {
+    // frames() checked that the first frame is a SETTINGS frame.
+    this.settingsSeen = true;
+    if (this.cont && (type !== FrameType.CONTINUATION || sid !== this.cont.streamId)) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "a header block was interrupted");
+    }
+    switch (type) {
+      case FrameType.DATA:
+        this.onDataFrame(flags, sid, buf, start, end);
+        return;
+      case FrameType.HEADERS:
+        this.onHeadersFrame(flags, sid, buf, start, end);
+        return;
+      case FrameType.CONTINUATION:
+        this.onContinuation(flags, sid, buf, start, end);
+        return;
+      case FrameType.PRIORITY:
+        this.onPriority(sid, buf, start, end);
+        return;
+      case FrameType.RST_STREAM:
+        this.onRstStream(sid, start, end);
+        return;
+      case FrameType.SETTINGS:
+        this.onSettings(flags, sid, buf, start, end);
+        return;
+      case FrameType.PUSH_PROMISE:
+        throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE from a client");
+      case FrameType.PING:
+        if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
+        if (end - start !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING payload is not 8 octets");
+        if ((flags & Flag.ACK) === 0) this.write(frame(FrameType.PING, Flag.ACK, 0, buf.subarray(start, end)));
+        return;
+      case FrameType.GOAWAY:
+        if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
+        if (end - start < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY shorter than 8 octets");
+        this.draining = true;
+        if (this.streams.size === 0) this.socket.end();
+        return;
+      case FrameType.WINDOW_UPDATE:
+        this.onWindowUpdate(sid, buf, start, end);
+        return;
+      default:
+        // Unknown frame types are ignored (RFC 9113 §5.5).
+        return;
+    }
+  }
+
+  private idle(sid: number): boolean {
+    return sid > this.lastPeerStream;
+  }
+
+  private onDataFrame(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
+    if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
+    const length = end - start;
+    this.recvWindow -= length;
+    if (this.recvWindow < 0) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
+    if ((flags & Flag.PADDED) !== 0) {
+      if (length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "padded DATA without a pad length");
+      const pad = buf.readUInt8(start);
+      start++;
+      if (pad > end - start) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "padding longer than the DATA payload");
+      end -= pad;
+    }
+    const s = this.streams.get(sid);
+    if (!s) {
+      this.release(length);
+      if (this.idle(sid)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
+      if (!this.resetByUs.has(sid)) this.write(rstStreamFrame(sid, ErrorCode.STREAM_CLOSED));
+      return;
+    }
+    if (s.remoteEnded) {
+      this.release(length);
+      this.streamError(s, ErrorCode.STREAM_CLOSED);
+      return;
+    }
+    s.recvWindow -= length;
+    s.recvBytes += length;
+    if (s.recvWindow < 0) {
+      this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (end > start && !s.bodyTooLarge) {
+      const n = end - start;
+      if (s.bodyLength + n > this.limits.maxBody) {
+        s.bodyTooLarge = true;
+        s.body = undefined;
+        s.parts = undefined;
+        if (!s.localEnded) this.handler.onEnd(s);
+        return;
+      }
+      const chunk = buf.subarray(start, end);
+      const first = s.body;
+      if (s.parts) s.parts.push(chunk);
+      else if (first === undefined) s.body = chunk;
+      else {
+        s.parts = [first, chunk];
+        s.body = undefined;
+      }
+      s.bodyLength += n;
+    }
+    if ((flags & Flag.END_STREAM) !== 0) this.remoteEnd(s);
+  }
+
+  private onHeadersFrame(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
+    if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
+    if ((flags & Flag.PADDED) !== 0) {
+      if (end - start < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "padded HEADERS without a pad length");
+      const pad = buf.readUInt8(start);
+      start++;
+      if (pad > end - start) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "padding longer than the HEADERS payload");
+      end -= pad;
+    }
+    let selfDependent = false;
+    if ((flags & Flag.PRIORITY) !== 0) {
+      if (end - start < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS too short for its priority");
+      selfDependent = (buf.readUInt32BE(start) & 0x7fffffff) === sid;
+      start += 5;
+    }
+    if ((flags & Flag.END_HEADERS) === 0) {
+      const part = Buffer.from(buf.subarray(start, end));
+      this.cont = { streamId: sid, flags, parts: [part], size: part.length, selfDependent };
+      this.checkBlockSize(part.length);
+      return;
+    }
+    this.headerBlock(sid, flags, buf, start, end, selfDependent);
+  }
+
+  private checkBlockSize(size: number): void {
+    // A header block decodes to at least as many octets as it has, less the 32 per field HPACK
+    // adds; twice the list limit bounds what is buffered while CONTINUATIONs keep coming.
+    if (size > 2 * this.limits.maxHeaderListSize + 1024) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
+  }
+
+  private onContinuation(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
+    const c = this.cont;
+    if (!c || c.streamId !== sid) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without HEADERS");
+    c.parts.push(Buffer.from(buf.subarray(start, end)));
+    c.size += end - start;
+    this.checkBlockSize(c.size);
+    if ((flags & Flag.END_HEADERS) === 0) return;
+    this.cont = undefined;
+    const block = Buffer.concat(c.parts, c.size);
+    this.headerBlock(sid, c.flags, block, 0, block.length, c.selfDependent);
+  }
+
+  private decodeInto(s: H2Stream, trailers: boolean, buf: Buffer, start: number, end: number): void {
+    this.target = s;
+    this.trailerBlock = trailers;
+    try {
+      this.decoder.decode(buf, start, end, this.onField);
+    } catch (err) {
+      if (err instanceof HpackError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, err.message);
+      throw err;
+    } finally {
+      this.target = undefined;
+    }
+  }
+
+  private field(name: string, value: string): void {
+    const s = this.target;
+    if (s === undefined) return;
+    s.listSize += name.length + value.length + 32;
+    if (s.malformed !== undefined) return;
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (this.trailerBlock || s.sawRegular) {
+        s.malformed = "pseudo-header field out of place";
+        return;
+      }
+      switch (name) {
+        case ":method":
+          if (s.method !== "") s.malformed = "duplicate :method";
+          s.method = value;
+          return;
+        case ":scheme":
+          if (s.scheme !== "") s.malformed = "duplicate :scheme";
+          s.scheme = value;
+          return;
+        case ":path":
+          if (s.path !== "") s.malformed = "duplicate :path";
+          s.path = value;
+          if (value === "") s.malformed = "empty :path";
+          return;
+        case ":authority":
+          if (s.authority !== "") s.malformed = "duplicate :authority";
+          s.authority = value;
+          return;
+        default:
+          s.malformed = `pseudo-header field ${name} in a request`;
+          return;
+      }
+    }
+    s.sawRegular = true;
+    if (!validName(name) || (value.length > 0 && BAD_VALUE.test(value))) {
+      s.malformed = "invalid header field";
+      return;
+    }
+    if (CONNECTION_HEADERS.has(name) || (name === "te" && value !== "trailers")) {
+      s.malformed = `connection-specific header field ${name}`;
+      return;
+    }
+    if (name === "content-length") {
+      if (!/^[0-9]{1,15}$/.test(value) || (s.contentLength >= 0 && Number(value) !== s.contentLength)) {
+        s.malformed = "invalid content-length";
+        return;
+      }
+      s.contentLength = Number(value);
+    }
+    if (!this.trailerBlock && s.listSize <= this.limits.maxHeaderListSize) s.fields.push(name, value);
+  }
+
+  private headerBlock(sid: number, flags: number, buf: Buffer, start: number, end: number, selfDependent: boolean): void {
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    const existing = this.streams.get(sid);
+    if (existing) {
+      // Trailers: decode them (the HPACK state must follow) and end the request.
+      const probe = new H2Stream(sid, this, 0, 0);
+      this.decodeInto(probe, true, buf, start, end);
+      if (existing.remoteEnded) {
+        this.streamError(existing, ErrorCode.STREAM_CLOSED);
+        return;
+      }
+      if (!endStream || probe.malformed !== undefined || selfDependent) {
+        this.streamError(existing, ErrorCode.PROTOCOL_ERROR);
+        return;
+      }
+      this.remoteEnd(existing);
+      return;
+    }
+    if (!this.idle(sid)) {
+      if (!this.resetByUs.has(sid)) throw new ConnectionError(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
+      // Trailers already in flight when keyward reset the stream: decoded for HPACK's sake, ignored.
+      this.decodeInto(new H2Stream(sid, this, 0, 0), true, buf, start, end);
+      return;
+    }
+    if (sid % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "a client stream with an even id");
+    this.lastPeerStream = sid;
+    const s = new H2Stream(sid, this, this.peerInitialWindow, this.settingsAcked ? this.streamWindow : Math.max(this.streamWindow, DEFAULT_WINDOW));
+    this.decodeInto(s, false, buf, start, end);
+    if (selfDependent) {
+      this.rst(sid, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    if (this.draining || this.streams.size >= this.limits.maxConcurrentStreams) {
+      this.rst(sid, ErrorCode.REFUSED_STREAM);
+      return;
+    }
+    if (s.malformed === undefined && s.method !== "CONNECT" && (s.method === "" || s.scheme === "" || s.path === "")) s.malformed = "missing pseudo-header field";
+    if (s.malformed !== undefined) {
+      this.rst(sid, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    this.streams.set(sid, s);
+    if (endStream) s.remoteEnded = true;
+    if (s.listSize > this.limits.maxHeaderListSize) {
+      this.sendHeaders(s, HEADER_LIST_TOO_LARGE, true);
+      return;
+    }
+    this.handler.onRequest(s);
+    if (endStream && !s.closed) this.remoteEnd(s, true);
+  }
+
+  private remoteEnd(s: H2Stream, already = false): void {
+    if (!already) s.remoteEnded = true;
+    if (s.contentLength >= 0 && !s.bodyTooLarge && s.contentLength !== s.bodyLength) {
+      this.streamError(s, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    if (!s.localEnded && !s.bodyTooLarge) this.handler.onEnd(s);
+    if (s.localEnded) this.closeStream(s);
+  }
+
+  private onPriority(sid: number, buf: Buffer, start: number, end: number): void {
+    if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+    if (end - start !== 5) {
+      // A stream error (RFC 9113 §6.3).
+      const s = this.streams.get(sid);
+      if (s) this.streamError(s, ErrorCode.FRAME_SIZE_ERROR);
+      else this.rst(sid, ErrorCode.FRAME_SIZE_ERROR);
+      return;
+    }
+    if ((buf.readUInt32BE(start) & 0x7fffffff) === sid) {
+      const s = this.streams.get(sid);
+      if (s) this.streamError(s, ErrorCode.PROTOCOL_ERROR);
+      else this.rst(sid, ErrorCode.PROTOCOL_ERROR);
+    }
+    // Otherwise ignored: keyward answers in arrival order.
+  }
+
+  private onRstStream(sid: number, start: number, end: number): void {
+    if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
+    if (end - start !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM payload is not 4 octets");
+    if (this.idle(sid)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream");
+    const s = this.streams.get(sid);
+    if (s) this.closeStream(s);
+  }
+
+  private onSettings(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
+    if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if ((flags & Flag.ACK) !== 0) {
+      if (end !== start) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
+      if (!this.settingsAcked) {
+        // The peer now uses streamWindow; streams it opened before may have had the default.
+        this.settingsAcked = true;
+        const delta = this.streamWindow - Math.max(this.streamWindow, DEFAULT_WINDOW);
+        if (delta !== 0) for (const s of this.streams.values()) s.recvWindow += delta;
+      }
+      return;
+    }
+    if ((end - start) % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS payload is not a multiple of 6 octets");
+    for (let at = start; at < end; at += 6) {
+      const id = buf.readUInt16BE(at);
+      const value = buf.readUInt32BE(at + 2);
+      switch (id) {
+        case Setting.ENABLE_PUSH:
+          if (value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH is not 0 or 1");
+          break;
+        case Setting.INITIAL_WINDOW_SIZE: {
+          if (value > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1");
+          const delta = value - this.peerInitialWindow;
+          this.peerInitialWindow = value;
+          for (const s of this.streams.values()) {
+            s.sendWindow += delta;
+            if (s.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "a stream window above 2^31-1");
+          }
+          break;
+        }
+        case Setting.MAX_FRAME_SIZE:
+          if (value < DEFAULT_MAX_FRAME || value > MAX_MAX_FRAME) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range");
+          this.peerMaxFrame = value;
+          break;
+        default:
+          // HEADER_TABLE_SIZE: keyward's encoder never uses the dynamic table. The rest are advisory or unknown.
+          break;
+      }
+    }
+    this.write(SETTINGS_ACK);
+    this.flush();
+  }
+
+  private onWindowUpdate(sid: number, buf: Buffer, start: number, end: number): void {
+    if (end - start !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE payload is not 4 octets");
+    const inc = buf.readUInt32BE(start) & 0x7fffffff;
+    if (sid === 0) {
+      if (inc === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+      this.sendWindow += inc;
+      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "connection window above 2^31-1");
+      this.flush();
+      return;
+    }
+    const s = this.streams.get(sid);
+    if (!s) {
+      if (this.idle(sid)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
+      return;
+    }
+    if (inc === 0) {
+      this.streamError(s, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    s.sendWindow += inc;
+    if (s.sendWindow > MAX_WINDOW) {
+      this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    this.flush();
+  }
+
+  // ---- writing -------------------------------------------------------------
+
+  private write(buf: Buffer): void {
+    // Nothing can be sent after end() (drain with no streams left, or the peer's FIN). A write
+    // would fail with ERR_STREAM_WRITE_AFTER_END, and that error destroys the socket, dropping
+    // what it had not flushed yet (the last answers, the GOAWAY): a PING or a stream to refuse
+    // arriving then must not cost the peer those.
+    if (this.dead || this.socket.writableEnded) return;
+    if (!this.socket.write(buf) && !this.paused) {
+      // The peer reads slower than it asks: stop reading until the socket drained.
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** @internal */
+  sendHeaders(s: H2Stream, block: Buffer, endStream: boolean): void {
+    if (s.closed || s.localEnded) return;
+    s.headersSent = true;
+    this.write(headerFrames(s.id, block, endStream ? Flag.END_STREAM : 0, this.peerMaxFrame));
+    if (endStream) this.localEnd(s);
+  }
+
+  /** @internal */
+  sendData(s: H2Stream, a: Uint8Array, b: Uint8Array | undefined, end: boolean): void {
+    if (s.closed || s.localEnded || s.pendingEnd || s.pendingTrailers) return;
+    const n = a.length + (b?.length ?? 0);
+    if (s.queue === undefined && n <= this.sendWindow && n <= s.sendWindow && n <= this.peerMaxFrame) {
+      if (n === 0 && !end) return;
+      const out = Buffer.allocUnsafe(FRAME_HEADER + n);
+      putFrameHeader(out, 0, n, FrameType.DATA, end ? Flag.END_STREAM : 0, s.id);
+      out.set(a, FRAME_HEADER);
+      if (b) out.set(b, FRAME_HEADER + a.length);
+      this.sendWindow -= n;
+      s.sendWindow -= n;
+      this.write(out);
+      if (end) this.localEnd(s);
+      return;
+    }
+    if (end) s.pendingEnd = true;
+    this.enqueue(s, b ? Buffer.concat([a, b]) : Buffer.from(a));
+  }
+
+  /** @internal */
+  sendTrailers(s: H2Stream, block: Buffer): void {
+    if (s.closed || s.localEnded || s.pendingEnd) return;
+    if (s.queue !== undefined) {
+      s.pendingTrailers = block;
+      return;
+    }
+    this.write(headerFrames(s.id, block, Flag.END_STREAM, this.peerMaxFrame));
+    this.localEnd(s);
+  }
+
+  /** @internal */
+  sendWhole(s: H2Stream, head: Buffer, a: Uint8Array, b: Uint8Array, trailers: Buffer): void {
+    if (s.closed || s.localEnded) return;
+    const n = a.length + b.length;
+    const max = this.peerMaxFrame;
+    if (s.queue !== undefined || n > this.sendWindow || n > s.sendWindow || n > max || head.length > max || trailers.length > max) {
+      this.sendHeaders(s, head, false);
+      this.sendData(s, a, b, false);
+      this.sendTrailers(s, trailers);
+      return;
+    }
+    const out = Buffer.allocUnsafe(3 * FRAME_HEADER + head.length + n + trailers.length);
+    putFrameHeader(out, 0, head.length, FrameType.HEADERS, Flag.END_HEADERS, s.id);
+    out.set(head, FRAME_HEADER);
+    let at = FRAME_HEADER + head.length;
+    putFrameHeader(out, at, n, FrameType.DATA, 0, s.id);
+    out.set(a, at + FRAME_HEADER);
+    out.set(b, at + FRAME_HEADER + a.length);
+    at += FRAME_HEADER + n;
+    putFrameHeader(out, at, trailers.length, FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, s.id);
+    out.set(trailers, at + FRAME_HEADER);
+    this.sendWindow -= n;
+    s.sendWindow -= n;
+    s.headersSent = true;
+    this.write(out);
+    this.localEnd(s);
+  }
+
+  private enqueue(s: H2Stream, data: Buffer): void {
+    if (s.queue === undefined) {
+      s.queue = [data];
+      this.blocked.push(s);
+    } else s.queue.push(data);
+    this.flush();
+  }
+
+  /** Sends queued DATA (then trailers) in the order the streams blocked, as far as the windows allow. */
+  private flush(): void {
+    for (;;) {
+      const s = this.blocked[0];
+      if (s === undefined || this.sendWindow <= 0 || this.dead) return;
+      if (s.closed || s.queue === undefined) {
+        this.blocked.shift();
+        continue;
+      }
+      for (let head = s.queue[0]; head !== undefined && this.sendWindow > 0 && s.sendWindow > 0; head = s.queue[0]) {
+        const n = Math.min(head.length, this.sendWindow, s.sendWindow, this.peerMaxFrame);
+        const out = Buffer.allocUnsafe(FRAME_HEADER + n);
+        putFrameHeader(out, 0, n, FrameType.DATA, 0, s.id);
+        out.set(head.subarray(0, n), FRAME_HEADER);
+        this.sendWindow -= n;
+        s.sendWindow -= n;
+        this.write(out);
+        if (n === head.length) s.queue.shift();
+        else s.queue[0] = head.subarray(n);
+      }
+      if (s.queue.length > 0) {
+        if (s.sendWindow <= 0) {
+          // This stream waits for its own window; others may go on.
+          this.blocked.shift();
+          this.blocked.push(s);
+          if (this.blocked.every((b) => b.sendWindow <= 0)) return;
+          continue;
+        }
+        return;
+      }
+      this.blocked.shift();
+      s.queue = undefined;
+      const trailers = s.pendingTrailers;
+      if (trailers) {
+        s.pendingTrailers = undefined;
+        this.write(headerFrames(s.id, trailers, Flag.END_STREAM, this.peerMaxFrame));
+        this.localEnd(s);
+      } else if (s.pendingEnd) {
+        s.pendingEnd = false;
+        this.write(frame(FrameType.DATA, Flag.END_STREAM, s.id));
+        this.localEnd(s);
+      }
+    }
+  }
+
+  /** @internal */
+  resetStream(s: H2Stream, code: number): void {
+    if (s.closed) return;
+    this.streamError(s, code);
+  }
+
+  // ---- stream and connection ends -----------------------------------------
+
+  private localEnd(s: H2Stream): void {
+    s.localEnded = true;
+    if (!s.remoteEnded) {
+      // Answered before the request ended: tell the client to stop sending (RFC 9113 §8.1).
+      this.rst(s.id, ErrorCode.NO_ERROR);
+    }
+    this.closeStream(s);
+  }
+
+  private streamError(s: H2Stream, code: number): void {
+    this.rst(s.id, code);
+    this.closeStream(s);
+  }
+
+  /** RST_STREAM from keyward; the stream's frames still on their way are then ignored. */
+  private rst(sid: number, code: number): void {
+    this.write(rstStreamFrame(sid, code));
+    this.resetByUs.add(sid);
+    if (this.resetByUs.size > RESET_MEMORY) {
+      for (const oldest of this.resetByUs) {
+        this.resetByUs.delete(oldest);
+        break;
+      }
+    }
+  }
+
+  private closeStream(s: H2Stream): void {
+    if (s.closed) return;
+    s.closed = true;
+    this.streams.delete(s.id);
+    s.queue = undefined;
+    s.pendingTrailers = undefined;
+    s.body = undefined;
+    s.parts = undefined;
+    this.release(s.recvBytes);
+    if (!s.localEnded) this.handler.onAbort(s);
+    if (this.draining && this.streams.size === 0) this.socket.end();
+  }
+
+  /** Gives consumed octets back to the connection window, in updates of at least half of it. */
+  private release(n: number): void {
+    this.unacked += n;
+    if (this.unacked >= this.limits.connectionWindow / 2) {
+      this.write(windowUpdateFrame(0, this.unacked));
+      this.recvWindow += this.unacked;
+      this.unacked = 0;
+    }
+  }
+
+  private fail(code: number, message: string): void {
+    if (this.dead) return;
+    this.write(goawayFrame(this.lastPeerStream, code, message));
+    this.socket.end();
+    this.socket.destroySoon();
+    this.onClose();
+  }
+
+  private onClose(): void {
+    if (this.dead) return;
+    this.dead = true;
+    const open = [...this.streams.values()];
+    this.streams.clear();
+    for (const s of open) {
+      s.closed = true;
+      if (!s.localEnded) this.handler.onAbort(s);
+    }
+    for (const w of this.closedWaiters.splice(0)) w();
+  }
+}
+
+/** `:status 431`, for requests whose header list is over SETTINGS_MAX_HEADER_LIST_SIZE. */
+const HEADER_LIST_TOO_LARGE = new HpackEncoder().encode([[":status", "431"]]);

@@ -1,0 +1,80 @@
+// A cleartext HTTP/2 listener (prior knowledge, as Envoy's and Istio's gRPC
+// clients speak to an ext_authz cluster): accepts TCP connections and runs an
+// H2Connection on each. Works in node:cluster workers like any net.Server.
+import { createServer, type Server, type Socket } from "node:net";
+import { KeywardError } from "../errors.ts";
+import { DEFAULT_LIMITS, H2Connection, type H2Handler, type H2Limits } from "./connection.ts";
+
+export interface H2ServerOptions {
+  /** host:port; an IPv6 host in brackets ([::]:9001). Port 0 picks a free one. */
+  address: string;
+  handler: H2Handler;
+  limits?: Partial<H2Limits>;
+  /** A connection failed on something other than a protocol error (a bug); it was closed. */
+  onInternalError?: (err: unknown) => void;
+}
+
+export interface H2Server {
+  port: number;
+  /** Open connections. */
+  connections(): number;
+  /**
+   * Stops listening, sends GOAWAY on every connection and waits for their open streams to end;
+   * after graceMs what is left is closed.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Splits "host:port" (or "[v6]:port"). */
+export function parseHostPort(address: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new KeywardError("ConfigInvalid", `listen address ${JSON.stringify(address)} is not host:port`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+export async function startH2Server(o: H2ServerOptions): Promise<H2Server> {
+  const { host, port } = parseHostPort(o.address);
+  const limits: H2Limits = { ...DEFAULT_LIMITS, ...o.limits };
+  const open = new Set<H2Connection>();
+  const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
+    const c = new H2Connection(socket, o.handler, limits, o.onInternalError);
+    open.add(c);
+    void c.closed().then(() => open.delete(c));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) => {
+      reject(new KeywardError("ListenFailed", `cannot listen on ${o.address}`, { cause: err }));
+    });
+    server.listen(port, host, () => {
+      resolve();
+    });
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : port,
+    connections: () => open.size,
+    close: async (graceMs) => {
+      const stopped = new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
+      for (const c of open) c.drain();
+      const all = Promise.all([...open].map((c) => c.closed()));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          for (const c of open) c.destroy();
+          resolve();
+        }, graceMs);
+      });
+      await Promise.race([all, late]);
+      clearTimeout(timer);
+      // destroy() closes a socket asynchronously: wait for it, so that the handlers have seen
+      // every onAbort by the time close() resolves.
+      await all;
+      await stopped;
+    },
+  };
+}
