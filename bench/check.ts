@@ -54,10 +54,15 @@ export interface CheckResult {
 }
 
 /**
- * Closed-loop runs keep 64 calls in flight; fixed-rate runs use 16 workers (ghz's pacer with
- * many workers adds queueing of its own to the tail).
+ * Closed-loop runs keep 64 calls in flight. Fixed-rate runs last 20 s, so that a percentile is
+ * not one noisy stretch of this shared VM (about 100,000 calls behind each p99 at 50% load), with
+ * as many ghz workers as the rate needs and no more: ghz paces its calls over its workers on one
+ * core, and every worker adds scheduling of its own to the tail (bench/latency-floor.ts: at
+ * 4,700 calls/s, 16 workers could not hold the rate against the grpc-go null server, p99 5.6 ms;
+ * 8 workers held it, p99 1.7 ms). 8 workers at 50% load cover a stall of 8 / rate (1.7 ms at
+ * 4,700 calls/s) before ghz would send late; 16 at 90%.
  */
-export const LOAD = { concurrency: 64, rateConcurrency: 16, connections: 4, warmupSeconds: 5, maxSeconds: 8, rateSeconds: 10 };
+export const LOAD = { concurrency: 64, halfLoadConcurrency: 8, rateConcurrency: 16, connections: 4, warmupSeconds: 5, maxSeconds: 8, rateSeconds: 20 };
 
 const K = (n: number): string => (n >= 1e6 ? `${n / 1e6}m` : n >= 1000 ? `${n / 1000}k` : String(n));
 
@@ -151,7 +156,7 @@ export async function runTarget(t: CheckTarget, log: (s: string) => void): Promi
       }
       const maxRps = Math.max(...maxRuns.map((r) => r.rps));
       busyBefore.push(await waitQuiet(log));
-      const at50 = await load(srv.pid, { ...base, concurrency: LOAD.rateConcurrency, seconds: LOAD.rateSeconds, rps: maxRps * 0.5 }, out);
+      const at50 = await load(srv.pid, { ...base, concurrency: LOAD.halfLoadConcurrency, seconds: LOAD.rateSeconds, rps: maxRps * 0.5 }, out);
       log(`${t.name}: at 50% (${Math.round(maxRps * 0.5)} rps): ${at50.rps} rps, p50 ${at50.p50Ms} p99 ${at50.p99Ms} p99.9 ${at50.p999Ms} ms`);
       busyBefore.push(await waitQuiet(log));
       const at90 = await load(srv.pid, { ...base, concurrency: LOAD.rateConcurrency, seconds: LOAD.rateSeconds, rps: maxRps * 0.9 }, out);

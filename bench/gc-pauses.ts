@@ -3,7 +3,7 @@
 // trace lines and set beside the latencies ghz saw. Run once with V8's defaults and once
 // per V8 flag set under test (the young generation's semi-space size).
 //
-//   node bench/gc-pauses.ts [--rps 3500] [--seconds 10] [--flags "--max-semi-space-size=2"]
+//   node bench/gc-pauses.ts [--rps 4500] [--seconds 10] [--flags="--max-semi-space-size=2"] [--transport grpc-js]
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,17 +14,20 @@ import { LOAD } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { repoRoot } from "./lib/proc.ts";
+import type { GrpcTransport } from "../src/authz/grpc-front.ts";
 
 export interface GcRun {
   nodeFlags: string[];
+  /** The gRPC server under the check path (--grpc-transport). */
+  transport: GrpcTransport;
   keys: number;
   load: LoadResult;
   pauses: Record<string, { count: number; medianMs: number; maxMs: number; totalMs: number }>;
 }
 
-export async function gcRun(nodeFlags: string[], keys: number, rps: number, seconds: number): Promise<GcRun> {
+export async function gcRun(nodeFlags: string[], keys: number, rps: number, seconds: number, transport: GrpcTransport = "keyward"): Promise<GcRun> {
   const dir = mkdtempSync(join(tmpdir(), "keyward-gc-"));
-  const args = ["-c", "1", process.execPath, "--trace-gc", ...nodeFlags, join(repoRoot, "bench/servers/server.ts"), "--mode", "authz", "--keys", String(keys)];
+  const args = ["-c", "1", process.execPath, "--trace-gc", ...nodeFlags, join(repoRoot, "bench/servers/server.ts"), "--mode", "authz", "--keys", String(keys), "--transport", transport];
   const child = spawn("taskset", args, { stdio: ["pipe", "pipe", "ignore"] });
   const pauses: { kind: string; ms: number }[] = [];
   let measuring = false;
@@ -44,7 +47,7 @@ export async function gcRun(nodeFlags: string[], keys: number, rps: number, seco
     const base = { port, dataFile, connections: LOAD.connections, cpus: "0" };
     await ghz({ ...base, concurrency: LOAD.concurrency, seconds: LOAD.warmupSeconds, rps: 0 }, join(dir, "ghz.json"));
     measuring = true;
-    const load = await ghz({ ...base, concurrency: LOAD.rateConcurrency, seconds, rps }, join(dir, "ghz.json"));
+    const load = await ghz({ ...base, concurrency: LOAD.halfLoadConcurrency, seconds, rps }, join(dir, "ghz.json"));
     measuring = false;
     const by: GcRun["pauses"] = {};
     const groups: Record<string, number[]> = {};
@@ -53,7 +56,7 @@ export async function gcRun(nodeFlags: string[], keys: number, rps: number, seco
       v.sort((a, b) => a - b);
       by[k] = { count: v.length, medianMs: v[Math.floor(v.length / 2)]!, maxMs: v[v.length - 1]!, totalMs: Math.round(v.reduce((a, b) => a + b, 0)) };
     }
-    return { nodeFlags, keys, load, pauses: by };
+    return { nodeFlags, transport, keys, load, pauses: by };
   } finally {
     child.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
@@ -61,7 +64,15 @@ export async function gcRun(nodeFlags: string[], keys: number, rps: number, seco
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { rps: { type: "string", default: "3500" }, seconds: { type: "string", default: "10" }, keys: { type: "string", default: "100000" }, flags: { type: "string", default: "" } } });
+  const { values } = parseArgs({
+    options: {
+      rps: { type: "string", default: "4500" },
+      seconds: { type: "string", default: "10" },
+      keys: { type: "string", default: "100000" },
+      flags: { type: "string", default: "" },
+      transport: { type: "string", default: "keyward" },
+    },
+  });
   const flags = values.flags.split(" ").filter(Boolean);
-  console.log(JSON.stringify(await gcRun(flags, Number(values.keys), Number(values.rps), Number(values.seconds)), null, 2));
+  console.log(JSON.stringify(await gcRun(flags, Number(values.keys), Number(values.rps), Number(values.seconds), values.transport as GrpcTransport), null, 2));
 }

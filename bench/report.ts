@@ -6,6 +6,7 @@ import type { IndexPoint } from "./index-scale.ts";
 import type { Machine } from "./lib/machine.ts";
 import type { ProfileSummary } from "./profile.ts";
 import type { GcRun } from "./gc-pauses.ts";
+import type { FloorRun } from "./latency-floor.ts";
 import type { DecodeResult } from "./decode.ts";
 
 interface Stamp {
@@ -26,6 +27,7 @@ export interface Results {
     operator?: { results: (Stamp & OperatorResult)[] };
     profile?: Stamp & { command: string; summary: ProfileSummary };
     gc?: Stamp & { command: string; runs: GcRun[] };
+    floor?: Stamp & { command: string; runs: FloorRun[] };
     micro?: Stamp & { command: string; result: DecodeResult };
   };
 }
@@ -92,14 +94,21 @@ export function renderMarkdown(r: Results): string {
     out.push(`| a denial's log line, from its prepared fixed part (keyward) | ${int(x.preparedLogLineNs)} |`, "");
     out.push(`keyward's decoder gave the same CheckInput as proto-loader for all ${x.requests} bench requests, and ${x.cacheCompared} answers from keyward's encoded-response cache were byte-identical to fresh ones.`, "");
   }
+  if (s.floor) {
+    out.push(`## Latency against ghz's worker count, one fixed rate (\`${s.floor.command}\`)`, "");
+    out.push(`Run at ${s.floor.at} (load average ${s.floor.loadAverage}).`, "");
+    out.push("| server | ghz workers | RPS | p50 / p99 / p99.9 (ms) | max (ms) |", "| --- | ---: | ---: | --- | ---: |");
+    for (const f of s.floor.runs) out.push(`| ${f.server} | ${f.workers} | ${int(f.load.rps)} | ${f2(f.load.p50Ms)} / ${f2(f.load.p99Ms)} / ${f2(f.load.p999Ms)} | ${f1(f.load.maxMs)} |`);
+    out.push("");
+  }
   if (s.gc) {
     out.push(`## GC pauses under a fixed load (\`${s.gc.command}\`)`, "");
-    out.push("| node flags | RPS | p50 / p99 / p99.9 (ms) | scavenges: count, median / max pause (ms), total (ms) | mark-compacts |", "| --- | ---: | --- | --- | --- |");
+    out.push("| gRPC transport | node flags | RPS | p50 / p99 / p99.9 (ms) | scavenges: count, median / max pause (ms), total (ms) | mark-compacts |", "| --- | --- | ---: | --- | --- | --- |");
     for (const g of s.gc.runs) {
       const sc = g.pauses.Scavenge;
       const mc = g.pauses["Mark-Compact"];
       out.push(
-        `| ${g.nodeFlags.join(" ") || "(V8 defaults)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} |`,
+        `| ${g.transport} | ${g.nodeFlags.join(" ") || "(V8 defaults)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} |`,
       );
     }
     out.push("");

@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,check,apiserver,profile]
+//   node bench/run.ts [--only index,micro,check,floor,gc,apiserver,profile]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -14,13 +14,15 @@ import { machine } from "./lib/machine.ts";
 import { ghzPath, repoRoot, toolsBin } from "./lib/proc.ts";
 import type { IndexPoint } from "./index-scale.ts";
 import { renderMarkdown, type Results } from "./report.ts";
+import type { GrpcTransport } from "../src/authz/grpc-front.ts";
 import { runProfile } from "./profile.ts";
 import { gcRun } from "./gc-pauses.ts";
+import { latencyFloor } from "./latency-floor.ts";
 import { runDecodeBench } from "./decode.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,gc,apiserver,profile" },
+    only: { type: "string", default: "index,micro,check,floor,gc,apiserver,profile" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -90,14 +92,31 @@ if (only.has("check")) {
   save();
 }
 
+if (only.has("floor")) {
+  // The generator's share of the tail, at about half of keyward's max RPS here.
+  log("latency floor: ghz workers 16, 8, 4 at 4700 RPS");
+  const start = stamp();
+  const runs = await latencyFloor(4700, [16, 8, 4], LOAD.rateSeconds, log);
+  results.sections.floor = { ...start, command: "node bench/latency-floor.ts --rps 4700 --seconds 20 --workers 16,8,4", runs };
+  save();
+}
+
 if (only.has("gc")) {
-  // At about half of what keyward sustains per core here, with V8's defaults and with smaller young-generation semi-spaces.
+  // At about half of what keyward sustains per core here: keyward's HTTP/2 server with V8's
+  // defaults and with young-generation semi-spaces of 4 MB (the chart's) and 16 MB, then the
+  // grpc-js transport with the chart's setting.
   const runs = [];
-  for (const flags of [[], ["--max-semi-space-size=2"], ["--max-semi-space-size=4"]]) {
-    log(`GC pauses at 3500 RPS, node flags: ${flags.join(" ") || "(none)"}`);
-    runs.push(await gcRun(flags, 100_000, 3500, 10));
+  const variants: [string[], GrpcTransport][] = [
+    [[], "keyward"],
+    [["--max-semi-space-size=4"], "keyward"],
+    [["--max-semi-space-size=16"], "keyward"],
+    [["--max-semi-space-size=4"], "grpc-js"],
+  ];
+  for (const [flags, transport] of variants) {
+    log(`GC pauses at 4500 RPS, ${transport} transport, node flags: ${flags.join(" ") || "(none)"}`);
+    runs.push(await gcRun(flags, 100_000, 4500, 10, transport));
   }
-  results.sections.gc = { ...stamp(), command: 'node bench/gc-pauses.ts --rps 3500 --seconds 10 [--flags "--max-semi-space-size=2"]', runs };
+  results.sections.gc = { ...stamp(), command: "node bench/gc-pauses.ts --rps 4500 --seconds 10 [--flags=--max-semi-space-size=4] [--transport grpc-js]", runs };
   save();
 }
 

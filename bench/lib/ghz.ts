@@ -39,6 +39,8 @@ export interface LoadOptions {
   connections: number;
   /** CPUs for ghz itself (taskset). */
   cpus?: string;
+  /** ghz --async: send at the rate without waiting for answers (an open loop). */
+  async?: boolean;
 }
 
 export function writeDataFile(dir: string, name: string, requests: CheckRequestMessage[]): string {
@@ -83,6 +85,7 @@ export function ghzArgs(o: LoadOptions, outFile: string): string[] {
     String(o.connections),
     "--rps",
     String(Math.round(o.rps)),
+    ...(o.async ? ["--async"] : []),
     "--timeout",
     "5s",
     "--format",

@@ -10,9 +10,11 @@ import { authzClient, checkRequest, createKey, createPolicy, startAuthzEnv, type
 import { buildTools, grpcurlProtoArgs, run } from "../conformance/tools.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 
-const HOST = "conformance.example.com";
 
 describe.each(GRPC_TRANSPORTS)("ext_authz conformance with independent clients, %s transport", (transport) => {
+  // A host per transport: the other run's namespace, and its ApiKeyPolicy for the host, may
+  // still be terminating when this one starts, and the data plane watches every namespace.
+  const HOST = `conformance-${transport}.example.com`;
   let env: AuthzEnv;
   let ns: string;
   let bin: string;
