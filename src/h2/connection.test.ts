@@ -942,3 +942,25 @@ describe("an exception from a handler", () => {
     expect((await send(session, "/echo", { body: Buffer.from("x") })).status).toBe(200);
   });
 });
+
+describe("a connection that does not speak", () => {
+  it("is closed when the preface and SETTINGS do not arrive within prefaceTimeoutMs", async () => {
+    const { port, server } = await serve({ prefaceTimeoutMs: 50 });
+    const silent = await RawClient.connect(port);
+    expect((await silent.goaway()).code).toBe(ErrorCode.PROTOCOL_ERROR);
+    await silent.closed();
+    // Half a preface is no better.
+    const slow = await RawClient.connect(port);
+    slow.write(PREFACE.subarray(0, 10));
+    await slow.closed();
+    // One that sent its SETTINGS in time stays open past the timeout.
+    const c = await RawClient.connect(port);
+    c.handshake();
+    await c.ping();
+    // Asserting that nothing happens needs a window: three times the timeout.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(c.isClosed).toBe(false);
+    await c.ping();
+    expect(server.connections()).toBe(1);
+  });
+});

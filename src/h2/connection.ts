@@ -36,6 +36,11 @@ export interface H2Limits {
   maxBody: number;
   /** The connection's receive window: at most this many body octets are buffered per connection. */
   connectionWindow: number;
+  /**
+   * Milliseconds a new connection has to send the client preface and its first SETTINGS;
+   * a connection that does not is closed, so idle sockets cannot pile up before speaking.
+   */
+  prefaceTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: H2Limits = {
@@ -43,6 +48,7 @@ export const DEFAULT_LIMITS: H2Limits = {
   maxHeaderListSize: 16 * 1024,
   maxBody: 4 * 1024 * 1024 + 5,
   connectionWindow: 8 * 1024 * 1024,
+  prefaceTimeoutMs: 10_000,
 };
 
 /** What serves the requests of a connection. Called synchronously from the frame loop. */
@@ -209,6 +215,7 @@ export class H2Connection {
   private paused = false;
   private readonly closedWaiters: (() => void)[] = [];
   private readonly onInternalError: (err: unknown) => void;
+  private prefaceTimer: NodeJS.Timeout | undefined;
   /**
    * Streams keyward reset (or answered and then reset) while the client was still sending,
    * newest last: the client's frames already in flight for them are ignored (RFC 9113 §5.1),
@@ -228,6 +235,11 @@ export class H2Connection {
       this.field(name, value);
     };
     socket.setNoDelay(true);
+    this.prefaceTimer = setTimeout(() => {
+      this.prefaceTimer = undefined;
+      this.fail(ErrorCode.PROTOCOL_ERROR, "no connection preface in time");
+    }, limits.prefaceTimeoutMs);
+    this.prefaceTimer.unref();
     socket.on("data", (chunk: Buffer) => {
       this.onData(chunk);
     });
@@ -339,7 +351,11 @@ export class H2Connection {
 
   private frame(type: number, flags: number, sid: number, buf: Buffer, start: number, end: number): void {
     // frames() checked that the first frame is a SETTINGS frame.
-    this.settingsSeen = true;
+    if (!this.settingsSeen) {
+      this.settingsSeen = true;
+      clearTimeout(this.prefaceTimer);
+      this.prefaceTimer = undefined;
+    }
     if (this.cont && (type !== FrameType.CONTINUATION || sid !== this.cont.streamId)) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "a header block was interrupted");
     }
@@ -906,6 +922,7 @@ export class H2Connection {
   private onClose(): void {
     if (this.dead) return;
     this.dead = true;
+    clearTimeout(this.prefaceTimer);
     const open = [...this.streams.values()];
     this.streams.clear();
     for (const s of open) {
