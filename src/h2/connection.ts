@@ -152,11 +152,6 @@ export class H2Stream {
   respondWhole(head: Buffer, a: Uint8Array, b: Uint8Array, trailers: Buffer): void {
     this.connection.sendWhole(this, head, a, b, trailers);
   }
-
-  /** Resets the stream (RST_STREAM). */
-  reset(code: number = ErrorCode.CANCEL): void {
-    this.connection.resetStream(this, code);
-  }
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -269,10 +264,6 @@ export class H2Connection {
 
   private isOpen(): boolean {
     return !this.dead;
-  }
-
-  get activeStreams(): number {
-    return this.streams.size;
   }
 
   /** Stops taking new streams (GOAWAY NO_ERROR); the socket closes once the open ones ended. */
@@ -852,12 +843,6 @@ export class H2Connection {
         this.localEnd(s);
       }
     }
-  }
-
-  /** @internal */
-  resetStream(s: H2Stream, code: number): void {
-    if (s.closed) return;
-    this.streamError(s, code);
   }
 
   // ---- stream and connection ends -----------------------------------------
