@@ -86,6 +86,7 @@ export function renderMarkdown(r: Results): string {
     out.push("| step | ns per request |", "| --- | ---: |");
     out.push(`| decode CheckRequest, proto-loader | ${int(x.protoLoaderNs)} |`);
     out.push(`| decode CheckRequest, keyward (src/authz/decode.ts) | ${int(x.decoderNs)} |`);
+    if (x.lazyDecoderNs !== undefined) out.push(`| decode CheckRequest, keyward, headers left as byte ranges, then the key and X-Forwarded-For looked up | ${int(x.lazyDecoderNs)} |`);
     out.push(`| sha256 hex, createHash().update().digest() | ${int(x.createHashNs)} |`);
     out.push(`| sha256 hex, crypto.hash() one-shot (keyward) | ${int(x.oneShotHashNs)} |`);
     out.push(`| CheckResponse of a decision, rendered and encoded | ${int(x.encodeNs)} |`);

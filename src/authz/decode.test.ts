@@ -393,3 +393,58 @@ describe("decodeCheckRequest", () => {
     expect(both).toBeGreaterThan(100);
   });
 });
+
+describe("decodeCheckRequest with lazy headers (keyward's HTTP/2 front)", () => {
+  const PROBES = ["x-api-key", "authorization", "x-forwarded-for", "__proto__", "constructor", "toString", "", "X-Api-Key", "ü", "\uFFFD", "x-h-1"];
+
+  /** Both decodings of b accept or refuse it alike, and give the same CheckInput for every header asked. */
+  function agree(b: Buffer): boolean {
+    let eager: CheckRequestMessage;
+    try {
+      eager = decodeCheckRequest(b);
+    } catch {
+      expect(() => decodeCheckRequest(b, true), b.toString("hex")).toThrow();
+      return false;
+    }
+    const lazy = decodeCheckRequest(b, true);
+    expect(lazy.attributes?.request?.http?.headers).toBeUndefined();
+    const a = toCheckInput(eager);
+    const z = toCheckInput(lazy);
+    const { header: _ha, ...restA } = a;
+    const { header: _hz, ...restZ } = z;
+    expect(restZ, b.toString("hex")).toStrictEqual(restA);
+    for (const n of [...PROBES, ...Object.keys(eager.attributes?.request?.http?.headers ?? {})]) expect(z.header(n), `${b.toString("hex")} ${n}`).toBe(a.header(n));
+    return true;
+  }
+
+  it("gives the headers the decoded map gives, for generated and mutated requests", () => {
+    const r = seededRandom(SEED + 3);
+    let accepted = 0;
+    for (let i = 0; i < 3000; i++) {
+      let b = encode(randomRequest(r));
+      if (i % 2 === 1 && b.length > 0) {
+        b = Buffer.from(b);
+        for (let k = 0; k < 1 + Math.floor(r() * 3); k++) b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
+      }
+      if (agree(b)) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(1500);
+  });
+
+  it("lets the last entry of a key win, matches keys byte for byte, and decodes non-UTF-8 values as the map does", () => {
+    const entry = (k: Buffer | string, v: Buffer | string): Buffer => len(3, Buffer.concat([len(1, Buffer.from(k)), len(2, Buffer.from(v))]));
+    const http = (...entries: Buffer[]): Buffer => len(1, len(4, len(2, Buffer.concat([len(2, Buffer.from("GET")), ...entries]))));
+    const bad = Buffer.from([0xff, 0xfe, 0xc3, 0x28]);
+    const cases = [
+      http(entry("x-api-key", "first"), entry("x-api-key", "second")),
+      http(entry("x-api-key", bad), entry(bad, "v"), entry("ü", "umlaut")),
+      http(entry("", "empty name"), entry("x-api-keyx", "longer"), entry("x-api-ke", "shorter")),
+      // An entry without a value, one without a key, and a key sent twice inside one entry.
+      http(len(3, len(1, Buffer.from("x-api-key"))), len(3, len(2, Buffer.from("no key"))), len(3, Buffer.concat([len(1, Buffer.from("a")), len(1, Buffer.from("authorization")), len(2, Buffer.from("Bearer x"))]))),
+    ];
+    for (const b of cases) expect(agree(b)).toBe(true);
+    const z = toCheckInput(decodeCheckRequest(cases[0]!, true));
+    expect(z.header("x-api-key")).toBe("second");
+    expect(toCheckInput(decodeCheckRequest(cases[1]!, true)).header("ü")).toBe("umlaut");
+  });
+});

@@ -214,6 +214,77 @@ function headersObject(): Record<string, string> {
   return Object.create(null) as Record<string, string>;
 }
 
+/**
+ * The headers map left in the request's bytes: each entry's key and value as byte ranges, a
+ * value decoded only when asked for. Decoding a dozen header names and values into strings per
+ * request was most of what the decoder allocated, and the check reads two or three of them.
+ * Lookups give what the decoded map would: the last entry of a key wins, as in protobuf map
+ * decoding, and bytes that are not UTF-8 decode to U+FFFD as they would there.
+ */
+export class LazyHeaders {
+  private readonly buf: Buffer;
+  /** keyStart, keyEnd, valueStart, valueEnd per entry, in arrival order. */
+  private readonly ranges: number[] = [];
+
+  constructor(buf: Buffer) {
+    this.buf = buf;
+  }
+
+  /** @internal */
+  add(keyStart: number, keyEnd: number, valueStart: number, valueEnd: number): void {
+    this.ranges.push(keyStart, keyEnd, valueStart, valueEnd);
+  }
+
+  get(name: string): string | undefined {
+    const rs = this.ranges;
+    const ascii = isAscii(name);
+    for (let i = rs.length - 4; i >= 0; i -= 4) {
+      const ks = rs[i] ?? 0;
+      const ke = rs[i + 1] ?? 0;
+      // An ASCII name matches exactly the key whose bytes are its characters; any other name is
+      // compared with the key decoded as the decoded map would have it.
+      if (ascii ? ke - ks === name.length && sameAscii(this.buf, ks, name) : this.buf.toString("utf8", ks, ke) === name) {
+        return this.buf.toString("utf8", rs[i + 2] ?? 0, rs[i + 3] ?? 0);
+      }
+    }
+    return undefined;
+  }
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function sameAscii(buf: Buffer, at: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) if (buf[at + i] !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/** A map<string, string> entry as byte ranges: key = 1, value = 2, checked as mapEntry checks it. */
+function mapEntryRanges(r: Reader, end: number, into: LazyHeaders): void {
+  let ks = 0;
+  let ke = 0;
+  let vs = 0;
+  let ve = 0;
+  while (r.pos < end) {
+    const t = r.field(end, MAP_ENTRY);
+    const f = t >>> 3;
+    if (f === 1 || f === 2) {
+      const e = r.end(end);
+      if (f === 1) {
+        ks = r.pos;
+        ke = e;
+      } else {
+        vs = r.pos;
+        ve = e;
+      }
+      r.pos = e;
+    } else r.skip(t, end);
+  }
+  into.add(ks, ke, vs, ve);
+}
+
 /** A map<string, string> entry: key = 1, value = 2. */
 function mapEntry(r: Reader, end: number, into: Record<string, string>): void {
   let k = "";
@@ -258,9 +329,10 @@ function headerMap(r: Reader, end: number): NonNullable<Http["header_map"]> {
 }
 
 /** HttpRequest: method = 2, headers = 3, path = 4, host = 5, header_map = 13. */
-function httpRequest(r: Reader, end: number): Http {
+function httpRequest(r: Reader, end: number, lazy: boolean): Http {
   const out: Http = {};
   let headers: Record<string, string> | undefined;
+  let lazyHeaders: LazyHeaders | undefined;
   while (r.pos < end) {
     const t = r.field(end, HTTP_REQUEST);
     switch (t >>> 3) {
@@ -268,7 +340,8 @@ function httpRequest(r: Reader, end: number): Http {
         out.method = r.str(end);
         break;
       case 3:
-        mapEntry(r, r.end(end), (headers ??= headersObject()));
+        if (lazy) mapEntryRanges(r, r.end(end), (lazyHeaders ??= new LazyHeaders(r.buf)));
+        else mapEntry(r, r.end(end), (headers ??= headersObject()));
         break;
       case 4:
         out.path = r.str(end);
@@ -284,44 +357,50 @@ function httpRequest(r: Reader, end: number): Http {
     }
   }
   if (headers) out.headers = headers;
+  if (lazyHeaders) out.lazy_headers = lazyHeaders;
   return out;
 }
 
 /** Request: http = 2. */
-function request(r: Reader, end: number): NonNullable<Attributes["request"]> {
+function request(r: Reader, end: number, lazy: boolean): NonNullable<Attributes["request"]> {
   const out: NonNullable<Attributes["request"]> = {};
   while (r.pos < end) {
     const t = r.field(end, REQUEST);
     if (t >>> 3 === 2) {
-      out.http = httpRequest(r, r.end(end));
+      out.http = httpRequest(r, r.end(end), lazy);
     } else r.skip(t, end);
   }
   return out;
 }
 
 /** AttributeContext: source = 1, request = 4. */
-function attributes(r: Reader, end: number): Attributes {
+function attributes(r: Reader, end: number, lazy: boolean): Attributes {
   const out: Attributes = {};
   while (r.pos < end) {
     const t = r.field(end, ATTRIBUTE_CONTEXT);
     const f = t >>> 3;
     if (f === 1 || f === 4) {
       if (f === 1) out.source = peer(r, r.end(end));
-      else out.request = request(r, r.end(end));
+      else out.request = request(r, r.end(end), lazy);
     } else r.skip(t, end);
   }
   return out;
 }
 
-/** Decodes the parts of an envoy.service.auth.v3.CheckRequest that keyward reads; throws on malformed input. */
-export function decodeCheckRequest(buf: Buffer): CheckRequestMessage {
+/**
+ * Decodes the parts of an envoy.service.auth.v3.CheckRequest that keyward reads; throws on
+ * malformed input. With lazyHeaders, the headers map comes as `lazy_headers` (LazyHeaders, over
+ * `buf`, which must then stay unchanged) instead of `headers`; the same input is accepted and
+ * refused either way.
+ */
+export function decodeCheckRequest(buf: Buffer, lazyHeaders = false): CheckRequestMessage {
   const r = new Reader(buf);
   const end = buf.length;
   const out: CheckRequestMessage = {};
   while (r.pos < end) {
     const t = r.field(end, CHECK_REQUEST);
     if (t >>> 3 === 1) {
-      out.attributes = attributes(r, r.end(end));
+      out.attributes = attributes(r, r.end(end), lazyHeaders);
     } else r.skip(t, end);
   }
   return out;

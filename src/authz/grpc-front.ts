@@ -104,7 +104,9 @@ async function startKeywardFront(o: FrontOptions): Promise<GrpcFront> {
         handle: (body) => {
           let request: CheckRequestMessage;
           try {
-            request = decodeCheckRequest(body);
+            // The headers map stays in `body` (LazyHeaders) until the check asks for a header; `body`
+            // is this request's own bytes, unchanged until the answer is sent.
+            request = decodeCheckRequest(body, true);
           } catch (err) {
             throw new GrpcError(GrpcStatus.INTERNAL, "request message could not be decoded", { cause: err });
           }

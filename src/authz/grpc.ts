@@ -27,6 +27,8 @@ function headerLookup(http: NonNullable<NonNullable<CheckRequestMessage["attribu
     }
     return (n) => m.get(n);
   }
+  const lazy = http?.lazy_headers;
+  if (lazy) return (n) => lazy.get(n);
   if (!h) return () => undefined;
   return (n) => (Object.hasOwn(h, n) ? h[n] : undefined);
 }

@@ -47,6 +47,8 @@ export interface CheckRequestMessage {
         host?: string;
         path?: string;
         headers?: Record<string, string>;
+        /** Not a proto field: the headers map as keyward's decoder leaves it when asked (LazyHeaders in decode.ts). */
+        lazy_headers?: { get(name: string): string | undefined };
         header_map?: { headers?: { key?: string; value?: string; raw_value?: Uint8Array }[] };
       };
     };
