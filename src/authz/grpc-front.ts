@@ -9,7 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
 import { startH2Server } from "../h2/server.ts";
-import { deny } from "./check.ts";
+import { deny, type Decision } from "./check.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";
@@ -42,7 +42,7 @@ const MAX_MESSAGE = 4 * 1024 * 1024;
 const INTERNAL_ANSWER: CheckResponseMessage = { status: { code: 13, message: "internal_error" } };
 
 /** Decides one Check, reports it, and returns the answer to send (never throws). */
-function answerCheck(o: FrontOptions, respond: (d: ReturnType<typeof deny>) => CheckAnswer, request: CheckRequestMessage, cancelled: boolean): CheckAnswer {
+function answerCheck(o: FrontOptions, respond: (d: Decision) => CheckAnswer, request: CheckRequestMessage, cancelled: boolean): CheckAnswer {
   const t0 = performance.now();
   const done = decide(o, request, toCheckInput);
   let d = done.decision;

@@ -617,19 +617,13 @@ export class H2Connection {
 
   private onPriority(sid: number, buf: Buffer, start: number, end: number): void {
     if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
-    if (end - start !== 5) {
-      // A stream error (RFC 9113 §6.3).
-      const s = this.streams.get(sid);
-      if (s) this.streamError(s, ErrorCode.FRAME_SIZE_ERROR);
-      else this.rst(sid, ErrorCode.FRAME_SIZE_ERROR);
-      return;
-    }
-    if ((buf.readUInt32BE(start) & 0x7fffffff) === sid) {
-      const s = this.streams.get(sid);
-      if (s) this.streamError(s, ErrorCode.PROTOCOL_ERROR);
-      else this.rst(sid, ErrorCode.PROTOCOL_ERROR);
-    }
-    // Otherwise ignored: keyward answers in arrival order.
+    // A wrong length or a dependency on itself is a stream error (RFC 9113 §6.3, §5.3.1); any
+    // other priority is ignored: keyward answers in arrival order.
+    const code = end - start !== 5 ? ErrorCode.FRAME_SIZE_ERROR : (buf.readUInt32BE(start) & 0x7fffffff) === sid ? ErrorCode.PROTOCOL_ERROR : undefined;
+    if (code === undefined) return;
+    const s = this.streams.get(sid);
+    if (s) this.streamError(s, code);
+    else this.rst(sid, code);
   }
 
   private onRstStream(sid: number, start: number, end: number): void {
