@@ -166,8 +166,12 @@ describe("operator on a real control plane", () => {
       "a new key after tampering",
     );
     expect(after.status?.keys?.some((k) => k.hash === sha(tampered))).toBe(false);
-    const events = await eventsFor(rest, ns, "orders");
-    expect(events.some((e) => e.reason === "SecretTampered" && e.type === "Warning")).toBe(true);
+    // The Event is posted after the status write that `eventually` saw, so it is polled for too.
+    const events = await eventually(async () => {
+      const e = await eventsFor(rest, ns, "orders");
+      return e.some((x) => x.reason === "SecretTampered") ? e : undefined;
+    }, 10_000, "SecretTampered event");
+    expect(events.find((e) => e.reason === "SecretTampered")?.type).toBe("Warning");
   });
 
   it("never overwrites a Secret it does not own", async () => {
@@ -188,9 +192,16 @@ describe("operator on a real control plane", () => {
     expect(ak.status?.keys ?? []).toEqual([]);
     const s = await getSecret(rest, ns, "taken-apikey");
     expect(Buffer.from(s?.data?.["api-key"] ?? "", "base64").toString()).toBe("someone else's value");
-    expect((await eventsFor(rest, ns, "taken")).some((e) => e.reason === "SecretConflict" && e.type === "Warning")).toBe(true);
-    const failures = await op.registry.getSingleMetricAsString("keyward_operator_failures_total");
-    expect(failures).toMatch(/reason="SecretConflict"\} [1-9]/);
+    const events = await eventually(async () => {
+      const e = await eventsFor(rest, ns, "taken");
+      return e.some((x) => x.reason === "SecretConflict") ? e : undefined;
+    }, 10_000, "SecretConflict event");
+    expect(events.find((e) => e.reason === "SecretConflict")?.type).toBe("Warning");
+    // The counter moves after the status write too.
+    await eventually(async () => {
+      const m = await op.registry.getSingleMetricAsString("keyward_operator_failures_total");
+      return /reason="SecretConflict"\} [1-9]/.test(m) ? m : undefined;
+    }, 10_000, "the SecretConflict failure counted");
   });
 
   it("hashes a key brought in an existing Secret, and re-hashes when it changes", async () => {
