@@ -2,6 +2,7 @@
 // it, log it (denials at info, allowed requests at debug) and hand it to the
 // decision listener (usage accounting).
 import type { Logger, PreparedLine } from "../log.ts";
+import type { CounterSeries } from "../metrics/tally.ts";
 import type { CheckInput, Decision } from "./check.ts";
 import type { AuthzMetrics } from "./metrics.ts";
 import { REASONS } from "./reasons.ts";
@@ -33,13 +34,13 @@ function fixedFields(front: Front, d: Decision, cancelled: boolean): Record<stri
 /** The onDecision of a front (FrontOptions). */
 export function decisionRecorder(o: DecisionRecorderOptions): (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void {
   const { front, metrics, log, listener } = o;
-  // Label children resolved once per reason, not per request.
-  const counters = new Map<string, { inc(): void }>();
-  const timer = metrics.checkSeconds.labels({ front });
-  const counter = (reason: string, outcome: string): { inc(): void } => {
+  // Series resolved once per reason, not per request.
+  const counters = new Map<string, CounterSeries>();
+  const timer = metrics.checkSeconds.series({ front });
+  const counter = (reason: string, outcome: string): CounterSeries => {
     let c = counters.get(reason);
     if (!c) {
-      c = metrics.decisions.labels({ outcome, reason, front });
+      c = metrics.decisions.series({ outcome, reason, front });
       counters.set(reason, c);
     }
     return c;

@@ -1,25 +1,27 @@
 // The data plane's Prometheus metrics, registered on the registry it is given.
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { TallyCounter, TallyHistogram } from "../metrics/tally.ts";
 
 export interface AuthzMetrics {
-  decisions: Counter<"outcome" | "reason" | "front">;
-  checkSeconds: Histogram<"front">;
+  /** Per check: resolve a series once per label set, then bump it (src/metrics/tally.ts). */
+  decisions: TallyCounter<"outcome" | "reason" | "front">;
+  checkSeconds: TallyHistogram<"front">;
   watchEvents: Counter<"resource" | "event">;
 }
 
 export function createAuthzMetrics(registry: Registry, sizes: { keys: () => number; apiKeys: () => number; policies: () => number }): AuthzMetrics {
-  const decisions = new Counter({
+  const decisions = new TallyCounter({
     name: "keyward_authz_decisions_total",
     help: "Check decisions by outcome (allowed, unauthenticated, forbidden, invalid, limited, error), reason code and front end (grpc, http).",
     labelNames: ["outcome", "reason", "front"] as const,
-    registers: [registry],
+    registry,
   });
-  const checkSeconds = new Histogram({
+  const checkSeconds = new TallyHistogram({
     name: "keyward_authz_check_duration_seconds",
     help: "Time from receiving a check to having its answer, in seconds.",
     labelNames: ["front"] as const,
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
-    registers: [registry],
+    registry,
   });
   const watchEvents = new Counter({
     name: "keyward_authz_watch_events_total",
