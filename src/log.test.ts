@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createLogger, type Fields, type Level } from "./log.ts";
+import { spawnSync } from "node:child_process";
+import { batchedSink, createLogger, type Fields, type Level } from "./log.ts";
 
 function pair(level: Level = "debug", base: Fields = {}) {
   const lines: string[] = [];
@@ -40,5 +41,56 @@ describe("prepared log lines", () => {
     const { log, lines } = pair("info");
     log.prepare("debug", "check", { a: 1 })({ b: 2 });
     expect(lines).toEqual([]);
+  });
+});
+
+describe("the batched stderr sink", () => {
+  function harness(maxBytes = 64) {
+    const writes: string[] = [];
+    const turns: (() => void)[] = [];
+    const b = batchedSink((c) => writes.push(c), (f) => turns.push(f), maxBytes);
+    const endTurn = (): void => {
+      for (const f of turns.splice(0)) f();
+    };
+    return { ...b, writes, endTurn };
+  }
+
+  it("writes the lines of one turn together, in order, at the end of the turn", () => {
+    const h = harness(1000);
+    h.sink("one");
+    h.sink("two");
+    expect(h.writes).toEqual([]);
+    h.endTurn();
+    h.sink("three");
+    h.endTurn();
+    expect(h.writes).toEqual(["one\ntwo\n", "three\n"]);
+  });
+
+  it("keeps every write within maxBytes, whole lines only; a longer line goes alone", () => {
+    const h = harness(64);
+    const lines = Array.from({ length: 40 }, (_, i) => `line ${i} ${"é".repeat(i % 9)}`);
+    const long = "x".repeat(100);
+    for (const l of [...lines.slice(0, 20), long, ...lines.slice(20)]) h.sink(l);
+    h.endTurn();
+    expect(h.writes.join("")).toBe([...lines.slice(0, 20), long, ...lines.slice(20)].map((l) => `${l}\n`).join(""));
+    for (const w of h.writes) {
+      expect(w.endsWith("\n")).toBe(true);
+      if (w !== `${long}\n`) expect(Buffer.byteLength(w)).toBeLessThanOrEqual(64);
+    }
+    expect(h.writes).toContain(`${long}\n`);
+    expect(h.writes.length).toBeLessThan(lines.length);
+  });
+
+  it("writes what is pending when the process exits", () => {
+    const script = `
+      import { createLogger } from ${JSON.stringify(new URL("./log.ts", import.meta.url).href)};
+      const log = createLogger();
+      for (let i = 0; i < 300; i++) log.info("line", { i });
+      process.exit(3);
+    `;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    expect(r.status).toBe(3);
+    const got = r.stderr.trim().split("\n").map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(got).toEqual(Array.from({ length: 300 }, (_, i) => i));
   });
 });

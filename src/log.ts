@@ -25,7 +25,7 @@ export interface Logger {
 
 export interface LoggerOptions {
   level?: Level;
-  /** Where lines go; default process.stderr. */
+  /** Where lines go; default stderrSink(). */
   sink?: (line: string) => void;
   now?: () => Date;
 }
@@ -55,7 +55,7 @@ function put(record: Fields, fields: Fields | undefined): void {
 
 export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logger {
   const min = ORDER[opts.level ?? "info"];
-  const sink = opts.sink ?? ((line: string) => process.stderr.write(line + "\n"));
+  const sink = opts.sink ?? stderrSink();
   const now = opts.now ?? (() => new Date());
   const write = (level: Level, msg: string, fields?: Fields): void => {
     if (ORDER[level] < min) return;
@@ -108,6 +108,62 @@ export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logge
 function isIndex(k: string): boolean {
   const c = k.charCodeAt(0);
   return c >= 48 && c <= 57 && /^(?:0|[1-9]\d*)$/.test(k) && Number(k) < 2 ** 32 - 1;
+}
+
+/**
+ * Writes the lines given to it in one event-loop turn with as few writes as it can: each
+ * write is whole lines of at most `maxBytes` (a line longer than that goes alone), in the
+ * order given. `flush()` writes what is pending at once.
+ */
+export function batchedSink(
+  write: (chunk: string) => void,
+  schedule: (flush: () => void) => void,
+  maxBytes: number,
+): { sink: (line: string) => void; flush: () => void } {
+  let pending = "";
+  let bytes = 0;
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending === "") return;
+    const out = pending;
+    pending = "";
+    bytes = 0;
+    write(out);
+  };
+  const sink = (line: string): void => {
+    const text = line + "\n";
+    const n = Buffer.byteLength(text);
+    if (bytes > 0 && bytes + n > maxBytes) flush();
+    pending += text;
+    bytes += n;
+    if (!scheduled) {
+      scheduled = true;
+      schedule(flush);
+    }
+  };
+  return { sink, flush };
+}
+
+/**
+ * All loggers of a process share one stderr sink, so lines keep their order. At thousands of
+ * denial lines a second, one write per line was a system call each; lines are now written
+ * together at the end of the event-loop turn that logged them. A write stays within the
+ * 4,096 bytes that a pipe takes atomically (PIPE_BUF), so lines of several processes on one
+ * pipe (--authz-workers) never interleave. stderr writes are synchronous on Linux for files,
+ * pipes and terminals: what is pending when the process exits is written on 'exit'.
+ */
+let shared: ((line: string) => void) | undefined;
+export function stderrSink(): (line: string) => void {
+  if (shared) return shared;
+  const b = batchedSink(
+    (chunk) => process.stderr.write(chunk),
+    (flush) => setImmediate(flush),
+    4096,
+  );
+  process.on("exit", b.flush);
+  shared = b.sink;
+  return shared;
 }
 
 /** A logger that writes nothing, for tests and embedders. */
