@@ -13,20 +13,23 @@ export type Found =
 const NONE: Found = { kind: "none" };
 const CONFLICT: Found = { kind: "conflict" };
 
+/** The key held so far and one more place's value: the key, or null for two different keys. */
+function offer(held: string | undefined, value: string): string | null {
+  return held === undefined || held === value ? value : null;
+}
+
 export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: string | undefined): Found {
-  const st: { key: string | undefined; conflict: boolean } = { key: undefined, conflict: false };
+  let key: string | undefined;
   let headers: string[] | undefined;
   let params: string[] | undefined;
-  const offer = (value: string): void => {
-    if (st.key === undefined) st.key = value;
-    else if (st.key !== value) st.conflict = true;
-  };
   for (const name of cred.headers) {
     const v = header(name);
     if (v === undefined) continue;
     const t = v.trim();
     if (t === "") continue;
-    offer(t);
+    const k = offer(key, t);
+    if (k === null) return CONFLICT;
+    key = k;
     (headers ??= []).push(name);
   }
   if (cred.bearer) {
@@ -34,7 +37,9 @@ export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: 
     if (v !== undefined) {
       const t = v.trim();
       if (t.length > 7 && t.slice(0, 7).toLowerCase() === "bearer ") {
-        offer(t.slice(7).trim());
+        const k = offer(key, t.slice(7).trim());
+        if (k === null) return CONFLICT;
+        key = k;
         (headers ??= []).push("authorization");
       }
     }
@@ -49,13 +54,14 @@ export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: 
       // A key that cannot be decoded is still a key: it will not be found.
       const v = (value ?? part).trim();
       if (v === "") continue;
-      offer(v);
+      const k = offer(key, v);
+      if (k === null) return CONFLICT;
+      key = k;
       (params ??= []).push(name);
     }
   }
-  if (st.conflict) return CONFLICT;
-  if (st.key === undefined) return NONE;
-  return { kind: "key", key: st.key, headers: headers ?? [], queryParams: params ? [...new Set(params)] : [] };
+  if (key === undefined) return NONE;
+  return { kind: "key", key, headers: headers ?? [], queryParams: params ? [...new Set(params)] : [] };
 }
 
 function safeDecode(s: string): string | undefined {
