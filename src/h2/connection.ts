@@ -208,6 +208,8 @@ export class H2Connection {
   private draining = false;
   private dead = false;
   private paused = false;
+  /** Frames written while a read is handled, sent together when it is done (flushOut). */
+  private out: Buffer[] | undefined = undefined;
   private readonly closedWaiters: (() => void)[] = [];
   private readonly onInternalError: (err: unknown) => void;
   private prefaceTimer: NodeJS.Timeout | undefined;
@@ -271,7 +273,7 @@ export class H2Connection {
     if (this.dead || this.draining) return;
     this.draining = true;
     this.write(goawayFrame(this.lastPeerStream, ErrorCode.NO_ERROR));
-    if (this.streams.size === 0) this.socket.end();
+    if (this.streams.size === 0) this.end();
   }
 
   /** Closes the socket now; open streams are aborted. */
@@ -294,7 +296,7 @@ export class H2Connection {
       buf = Buffer.concat([this.pending, chunk]);
       this.pending = undefined;
     }
-    this.socket.cork();
+    this.out = [];
     try {
       const used = this.frames(buf);
       // Keep the unread tail as a copy: a view would pin the whole read chunk.
@@ -307,7 +309,7 @@ export class H2Connection {
         this.onInternalError(err);
       }
     } finally {
-      this.socket.uncork();
+      this.flushOut();
     }
   }
 
@@ -380,7 +382,7 @@ export class H2Connection {
         if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
         if (end - start < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY shorter than 8 octets");
         this.draining = true;
-        if (this.streams.size === 0) this.socket.end();
+        if (this.streams.size === 0) this.end();
         return;
       case FrameType.WINDOW_UPDATE:
         this.onWindowUpdate(sid, buf, start, end);
@@ -712,6 +714,28 @@ export class H2Connection {
     // what it had not flushed yet (the last answers, the GOAWAY): a PING or a stream to refuse
     // arriving then must not cost the peer those.
     if (this.dead || this.socket.writableEnded) return;
+    if (this.out) this.out.push(buf);
+    else this.send(buf);
+  }
+
+  /**
+   * Sends what the frames of one read produced as one socket write. Node's cork() would give
+   * one writev, but allocates a record per buffered write and a list per flush, per request.
+   */
+  private flushOut(): void {
+    const out = this.out;
+    this.out = undefined;
+    if (out === undefined || out.length === 0 || this.socket.writableEnded) return;
+    this.send(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+  }
+
+  /** Ends the socket after what is gathered for it. */
+  private end(): void {
+    this.flushOut();
+    this.socket.end();
+  }
+
+  private send(buf: Buffer): void {
     if (!this.socket.write(buf) && !this.paused) {
       // The peer reads slower than it asks: stop reading until the socket drained.
       this.paused = true;
@@ -877,7 +901,7 @@ export class H2Connection {
     s.parts = undefined;
     this.release(s.recvBytes);
     if (!s.localEnded) this.handler.onAbort(s);
-    if (this.draining && this.streams.size === 0) this.socket.end();
+    if (this.draining && this.streams.size === 0) this.end();
   }
 
   /** Gives consumed octets back to the connection window, in updates of at least half of it. */
@@ -893,7 +917,7 @@ export class H2Connection {
   private fail(code: number, message: string): void {
     if (this.dead) return;
     this.write(goawayFrame(this.lastPeerStream, code, message));
-    this.socket.end();
+    this.end();
     this.socket.destroySoon();
     this.onClose();
   }
