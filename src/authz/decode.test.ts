@@ -283,6 +283,22 @@ describe("decodeCheckRequest", () => {
     expectSame(encode({ attributes: { request: { http: { header_map: { headers: list } } } } }));
   });
 
+  it("keeps each request's headers while later requests are decoded, refused ones included", () => {
+    const r = seededRandom(SEED + 7);
+    const held: { bytes: Buffer; lazy: CheckRequestMessage }[] = [];
+    for (let i = 0; i < 300; i++) {
+      const bytes = encode(randomRequest(r));
+      held.push({ bytes, lazy: decodeCheckRequest(bytes, true) });
+      // A request cut short fails part-way through its headers.
+      if (bytes.length > 4) expect(() => decodeCheckRequest(bytes.subarray(0, bytes.length - 2), true)).toThrow();
+    }
+    for (const { bytes, lazy } of held) {
+      const eager = decodeCheckRequest(bytes);
+      const names = headerNames(eager);
+      expect(inputOf(lazy, names)).toEqual(inputOf(eager, names));
+    }
+  });
+
   it("skips unknown fields of every wire type at every level", () => {
     const r = seededRandom(SEED + 1);
     for (let i = 0; i < 500; i++) {

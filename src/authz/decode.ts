@@ -224,15 +224,12 @@ function headersObject(): Record<string, string> {
 export class LazyHeaders {
   private readonly buf: Buffer;
   /** keyStart, keyEnd, valueStart, valueEnd per entry, in arrival order. */
-  private readonly ranges: number[] = [];
+  private readonly ranges: readonly number[];
 
-  constructor(buf: Buffer) {
+  /** @internal ranges: as the decoder found them (see RangeScratch). */
+  constructor(buf: Buffer, ranges: readonly number[]) {
     this.buf = buf;
-  }
-
-  /** @internal */
-  add(keyStart: number, keyEnd: number, valueStart: number, valueEnd: number): void {
-    this.ranges.push(keyStart, keyEnd, valueStart, valueEnd);
+    this.ranges = ranges;
   }
 
   get(name: string): string | undefined {
@@ -261,8 +258,40 @@ function sameAscii(buf: Buffer, at: number, name: string): boolean {
   return true;
 }
 
+/**
+ * Where the decoder gathers a request's header ranges before LazyHeaders gets them in an array
+ * of their exact length: growing a fresh array entry by entry allocated about twice that.
+ * Decoding is synchronous, so one per process serves every request; after an unusually long
+ * header list it is let go rather than kept at that size.
+ */
+class RangeScratch {
+  ranges: number[] = [];
+  n = 0;
+
+  add(keyStart: number, keyEnd: number, valueStart: number, valueEnd: number): void {
+    const rs = this.ranges;
+    const n = this.n;
+    rs[n] = keyStart;
+    rs[n + 1] = keyEnd;
+    rs[n + 2] = valueStart;
+    rs[n + 3] = valueEnd;
+    this.n = n + 4;
+  }
+
+  /** The ranges gathered since the last take, as LazyHeaders over buf; undefined if none. */
+  take(buf: Buffer): LazyHeaders | undefined {
+    if (this.n === 0) return undefined;
+    const h = new LazyHeaders(buf, this.ranges.slice(0, this.n));
+    this.n = 0;
+    if (this.ranges.length > 4 * 256) this.ranges = [];
+    return h;
+  }
+}
+
+const scratch = new RangeScratch();
+
 /** A map<string, string> entry as byte ranges: key = 1, value = 2, checked as mapEntry checks it. */
-function mapEntryRanges(r: Reader, end: number, into: LazyHeaders): void {
+function mapEntryRanges(r: Reader, end: number, into: RangeScratch): void {
   let ks = 0;
   let ke = 0;
   let vs = 0;
@@ -332,7 +361,8 @@ function headerMap(r: Reader, end: number): NonNullable<Http["header_map"]> {
 function httpRequest(r: Reader, end: number, lazy: boolean): Http {
   const out: Http = {};
   let headers: Record<string, string> | undefined;
-  let lazyHeaders: LazyHeaders | undefined;
+  // A throw below leaves ranges in the scratch: start from none.
+  if (lazy) scratch.n = 0;
   while (r.pos < end) {
     const t = r.field(end, HTTP_REQUEST);
     switch (t >>> 3) {
@@ -340,7 +370,7 @@ function httpRequest(r: Reader, end: number, lazy: boolean): Http {
         out.method = r.str(end);
         break;
       case 3:
-        if (lazy) mapEntryRanges(r, r.end(end), (lazyHeaders ??= new LazyHeaders(r.buf)));
+        if (lazy) mapEntryRanges(r, r.end(end), scratch);
         else mapEntry(r, r.end(end), (headers ??= headersObject()));
         break;
       case 4:
@@ -357,6 +387,7 @@ function httpRequest(r: Reader, end: number, lazy: boolean): Http {
     }
   }
   if (headers) out.headers = headers;
+  const lazyHeaders = lazy ? scratch.take(r.buf) : undefined;
   if (lazyHeaders) out.lazy_headers = lazyHeaders;
   return out;
 }
