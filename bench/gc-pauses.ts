@@ -23,6 +23,11 @@ export interface GcRun {
   keys: number;
   load: LoadResult;
   pauses: Record<string, { count: number; medianMs: number; maxMs: number; totalMs: number }>;
+  /**
+   * Bytes allocated in the young generation per call while measuring: what each scavenge
+   * found in use before it, less what the one before left, summed, over the calls made.
+   */
+  youngBytesPerCall?: number;
 }
 
 export async function gcRun(nodeFlags: string[], keys: number, rps: number, seconds: number, transport: GrpcTransport = "keyward"): Promise<GcRun> {
@@ -31,6 +36,8 @@ export async function gcRun(nodeFlags: string[], keys: number, rps: number, seco
   const child = spawn("taskset", args, { stdio: ["pipe", "pipe", "ignore"] });
   const pauses: { kind: string; ms: number }[] = [];
   let measuring = false;
+  let lastAfterMb: number | undefined;
+  let allocatedMb = 0;
   try {
     const port = await new Promise<number>((resolve, reject) => {
       child.once("exit", (code) => {
@@ -41,6 +48,11 @@ export async function gcRun(nodeFlags: string[], keys: number, rps: number, seco
         // e.g. "[123:0x...]  4512 ms: Scavenge 180.3 (200.1) -> 175.2 (201.1) MB, pooled: 0 MB, 23.61 / 0.00 ms  (average mu = ...)"
         const m = /: (Scavenge|Mark-Compact|Minor Mark-Sweep|Mark-Sweep)\b.*?([\d.]+) \/ [\d.]+ ms/.exec(l);
         if (m && measuring) pauses.push({ kind: m[1]!, ms: Number(m[2]) });
+        const heap = /: (?:Scavenge|Mark-Compact|Minor Mark-Sweep|Mark-Sweep)\b\S* ([\d.]+) \([\d.]+\) -> ([\d.]+) \(/.exec(l);
+        if (heap) {
+          if (measuring && lastAfterMb !== undefined) allocatedMb += Number(heap[1]) - lastAfterMb;
+          lastAfterMb = Number(heap[2]);
+        }
       });
     });
     const dataFile = writeDataFile(dir, "requests", requestMix(keys, 1000).requests);
@@ -56,7 +68,8 @@ export async function gcRun(nodeFlags: string[], keys: number, rps: number, seco
       v.sort((a, b) => a - b);
       by[k] = { count: v.length, medianMs: v[Math.floor(v.length / 2)]!, maxMs: v[v.length - 1]!, totalMs: Math.round(v.reduce((a, b) => a + b, 0)) };
     }
-    return { nodeFlags, transport, keys, load, pauses: by };
+    const calls = load.rps * seconds;
+    return { nodeFlags, transport, keys, load, pauses: by, youngBytesPerCall: Math.round((allocatedMb * 2 ** 20) / calls) };
   } finally {
     child.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });

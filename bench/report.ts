@@ -39,8 +39,8 @@ const keysLabel = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : n >= 1000 ?
 
 function checkTable(rows: CheckResult[], nullRef?: CheckResult): string[] {
   const out = [
-    "| server | keys | feed | server cpus | max RPS | server CPU at max | RPS per server core | ratio to null (RPS / per core) | p50 / p99 / p99.9 at 50% (ms) | p50 / p99 / p99.9 at 90% (ms) | errors | other load before runs |",
-    "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |",
+    "| server | keys | feed | server cpus | max RPS | server CPU at max | RPS per server core | ratio to null (RPS / per core) | p50 / p99 / p99.9 at 50% (ms) | p99 of each 50% run (ms) | p50 / p99 / p99.9 at 90% (ms) | errors | other load before runs |",
+    "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |",
   ];
   const perCoreOf = (r: CheckResult): number => {
     const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
@@ -50,9 +50,10 @@ function checkTable(rows: CheckResult[], nullRef?: CheckResult): string[] {
   for (const r of rows) {
     const best = r.maxRuns.reduce((a, b) => (b.rps > a.rps ? b : a));
     const perCore = best.serverCpu ? best.rps / best.serverCpu : NaN;
-    const errs = r.maxRuns.reduce((n, x) => n + x.errors, 0) + r.at50.errors + r.at90.errors;
+    const at50Runs = r.at50Runs ?? [r.at50];
+    const errs = r.maxRuns.reduce((n, x) => n + x.errors, 0) + at50Runs.reduce((n, x) => n + x.errors, 0) + r.at90.errors;
     out.push(
-      `| ${r.name} | ${r.feed === "none" ? "–" : keysLabel(r.keys)} | ${r.feed} | ${r.serverCpus} | ${int(r.maxRps)} | ${f2(best.serverCpu)} | ${int(perCore)} | ${r.ratioToNull === undefined ? "–" : f2(r.ratioToNull)} / ${nullRow ? f2(perCore / perCoreOf(nullRow)) : "–"} | ${f2(r.at50.p50Ms)} / ${f2(r.at50.p99Ms)} / ${f2(r.at50.p999Ms)} | ${f2(r.at90.p50Ms)} / ${f2(r.at90.p99Ms)} / ${f2(r.at90.p999Ms)} | ${errs} | ${(r.busyBefore ?? []).map((b) => `${Math.round(b * 100)}%`).join(" ")} |`,
+      `| ${r.name} | ${r.feed === "none" ? "–" : keysLabel(r.keys)} | ${r.feed} | ${r.serverCpus} | ${int(r.maxRps)} | ${f2(best.serverCpu)} | ${int(perCore)} | ${r.ratioToNull === undefined ? "–" : f2(r.ratioToNull)} / ${nullRow ? f2(perCore / perCoreOf(nullRow)) : "–"} | ${f2(r.at50.p50Ms)} / ${f2(r.at50.p99Ms)} / ${f2(r.at50.p999Ms)} | ${at50Runs.map((x) => f2(x.p99Ms)).join(", ")} | ${f2(r.at90.p50Ms)} / ${f2(r.at90.p99Ms)} / ${f2(r.at90.p999Ms)} | ${errs} | ${(r.busyBefore ?? []).map((b) => `${Math.round(b * 100)}%`).join(" ")} |`,
     );
   }
   return out;
@@ -104,12 +105,12 @@ export function renderMarkdown(r: Results): string {
   }
   if (s.gc) {
     out.push(`## GC pauses under a fixed load (\`${s.gc.command}\`)`, "");
-    out.push("| gRPC transport | node flags | RPS | p50 / p99 / p99.9 (ms) | scavenges: count, median / max pause (ms), total (ms) | mark-compacts |", "| --- | --- | ---: | --- | --- | --- |");
+    out.push("| gRPC transport | node flags | RPS | p50 / p99 / p99.9 (ms) | scavenges: count, median / max pause (ms), total (ms) | mark-compacts | allocated per call (B) |", "| --- | --- | ---: | --- | --- | --- | ---: |");
     for (const g of s.gc.runs) {
       const sc = g.pauses.Scavenge;
       const mc = g.pauses["Mark-Compact"];
       out.push(
-        `| ${g.transport} | ${g.nodeFlags.join(" ") || "(V8 defaults)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} |`,
+        `| ${g.transport} | ${g.nodeFlags.join(" ") || "(V8 defaults)"} | ${int(g.load.rps)} | ${f2(g.load.p50Ms)} / ${f2(g.load.p99Ms)} / ${f2(g.load.p999Ms)} | ${sc ? `${sc.count}, ${f2(sc.medianMs)} / ${f2(sc.maxMs)}, ${int(sc.totalMs)}` : "–"} | ${mc ? `${mc.count}, max ${f1(mc.maxMs)} ms` : "–"} | ${g.youngBytesPerCall !== undefined ? int(g.youngBytesPerCall) : "–"} |`,
       );
     }
     out.push("");
