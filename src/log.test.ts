@@ -81,6 +81,30 @@ describe("the batched stderr sink", () => {
     expect(h.writes.length).toBeLessThan(lines.length);
   });
 
+  it("shares one sink per stream, so the decision log and keyward's log keep their order on stderr", () => {
+    const script = `
+      import { createLogger, streamSink } from ${JSON.stringify(new URL("./log.ts", import.meta.url).href)};
+      import { decisionLogSink } from ${JSON.stringify(new URL("./usage/decisionlog.ts", import.meta.url).href)};
+      const log = createLogger();
+      const decisions = decisionLogSink("stderr");
+      const out = decisionLogSink("stdout");
+      for (let i = 0; i < 200; i++) {
+        log.info("line", { i });
+        decisions(JSON.stringify({ decision: i }));
+        out(JSON.stringify({ decision: i }));
+      }
+      process.exitCode = streamSink("stderr") === decisions && streamSink("stdout") === out ? 0 : 9;
+    `;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    const err = r.stderr.trim().split("\n").map((l) => JSON.parse(l) as { i?: number; decision?: number });
+    const expected: unknown[] = [];
+    for (let i = 0; i < 200; i++) expected.push(expect.objectContaining({ i }), { decision: i });
+    expect(err).toEqual(expected);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual(Array.from({ length: 200 }, (_, i) => ({ decision: i })));
+  });
+
   it("writes what is pending when the process exits", () => {
     const script = `
       import { createLogger } from ${JSON.stringify(new URL("./log.ts", import.meta.url).href)};

@@ -146,24 +146,32 @@ export function batchedSink(
 }
 
 /**
- * All loggers of a process share one stderr sink, so lines keep their order. At thousands of
- * denial lines a second, one write per line was a system call each; lines are now written
- * together at the end of the event-loop turn that logged them. A write stays within the
- * 4,096 bytes that a pipe takes atomically (PIPE_BUF), so lines of several processes on one
- * pipe (--authz-workers) never interleave. stderr writes are synchronous on Linux for files,
- * pipes and terminals: what is pending when the process exits is written on 'exit'.
+ * All writers of a process to stderr (or stdout) share one sink, so lines keep their order. At
+ * thousands of lines a second (denials; the decision log), one write per line was a system call
+ * each; lines are now written together at the end of the event-loop turn that produced them. A
+ * write stays within the 4,096 bytes that a pipe takes atomically (PIPE_BUF), so lines of
+ * several processes on one pipe (--authz-workers) never interleave. stdout and stderr writes are
+ * synchronous on Linux for files, pipes and terminals: what is pending when the process exits is
+ * written on 'exit'.
  */
-let shared: ((line: string) => void) | undefined;
-export function stderrSink(): (line: string) => void {
-  if (shared) return shared;
+const shared = new Map<"stdout" | "stderr", (line: string) => void>();
+export function streamSink(which: "stdout" | "stderr"): (line: string) => void {
+  const known = shared.get(which);
+  if (known) return known;
+  const stream = which === "stdout" ? process.stdout : process.stderr;
   const b = batchedSink(
-    (chunk) => process.stderr.write(chunk),
+    (chunk) => stream.write(chunk),
     (flush) => setImmediate(flush),
     4096,
   );
   process.on("exit", b.flush);
-  shared = b.sink;
-  return shared;
+  shared.set(which, b.sink);
+  return b.sink;
+}
+
+/** The sink of keyward's own log: streamSink("stderr"). */
+export function stderrSink(): (line: string) => void {
+  return streamSink("stderr");
 }
 
 /** A logger that writes nothing, for tests and embedders. */

@@ -3,6 +3,7 @@
 // logged without its query string (a key may travel there). Allowed and denied
 // decisions are sampled separately (deny lines are the interesting ones).
 import type { CheckEvent } from "./event.ts";
+import { streamSink } from "../log.ts";
 
 export interface DecisionLogOptions {
   /** Where each line goes (without a newline). */
@@ -63,7 +64,7 @@ export class DecisionLog {
 
 /** The sink for a `--decision-log` destination; undefined for off. */
 export function decisionLogSink(dest: string): ((line: string) => void) | undefined {
-  if (dest === "stdout") return (line) => process.stdout.write(line + "\n");
-  if (dest === "stderr") return (line) => process.stderr.write(line + "\n");
+  // Shared with keyward's own log on stderr, so the two keep their lines whole and in order.
+  if (dest === "stdout" || dest === "stderr") return streamSink(dest);
   return undefined;
 }
