@@ -80,6 +80,6 @@ docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table
 	node src/main.ts config --markdown > docs/configuration.md
 
 .PHONY: bench
-bench: deps controlplane ## Benchmarks (~20 min, not part of make test): results in bench/results/, see docs/benchmarks.md
+bench: deps controlplane ## Benchmarks (~25 min, not part of make test): results in bench/results/, see docs/benchmarks.md
 	@scripts/tools-build.sh
 	node bench/run.ts $(ARGS)

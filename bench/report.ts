@@ -8,6 +8,7 @@ import type { ProfileSummary } from "./profile.ts";
 import type { GcRun } from "./gc-pauses.ts";
 import type { FloorRun } from "./latency-floor.ts";
 import type { DecodeResult } from "./decode.ts";
+import type { InterleavedResult } from "./interleaved.ts";
 
 interface Stamp {
   at: string;
@@ -28,6 +29,7 @@ export interface Results {
     profile?: Stamp & { command: string; summary: ProfileSummary };
     gc?: Stamp & { command: string; runs: GcRun[] };
     floor?: Stamp & { command: string; runs: FloorRun[] };
+    interleaved?: Stamp & { command: string; rps: number; results: InterleavedResult[] };
     micro?: Stamp & { command: string; result: DecodeResult };
   };
 }
@@ -101,6 +103,18 @@ export function renderMarkdown(r: Results): string {
     out.push(`Run at ${s.floor.at} (load average ${s.floor.loadAverage}).`, "");
     out.push("| server | ghz workers | RPS | p50 / p99 / p99.9 (ms) | max (ms) |", "| --- | ---: | ---: | --- | ---: |");
     for (const f of s.floor.runs) out.push(`| ${f.server} | ${f.workers} | ${int(f.load.rps)} | ${f2(f.load.p50Ms)} / ${f2(f.load.p99Ms)} / ${f2(f.load.p999Ms)} | ${f1(f.load.maxMs)} |`);
+    out.push("");
+  }
+  if (s.interleaved) {
+    const x = s.interleaved;
+    out.push(`## Servers taking turns at one fixed rate (\`${x.command}\`)`, "");
+    out.push(`Run at ${x.at} (load average ${x.loadAverage}); each round runs every server once, for the same drift of the machine.`, "");
+    out.push("| server | RPS held | p99 of each round (ms) | median p99 (ms) | median p50 (ms) |", "| --- | ---: | --- | ---: | ---: |");
+    for (const r of x.results) {
+      const p50s = r.runs.map((l) => l.p50Ms).sort((a, b) => a - b);
+      const held = Math.min(...r.runs.map((l) => l.rps));
+      out.push(`| ${r.server} | ${int(held)} of ${int(x.rps)} | ${r.runs.map((l) => f2(l.p99Ms)).join(", ")} | ${f2(r.medianP99Ms)} | ${f2(p50s[Math.floor(p50s.length / 2)])} |`);
+    }
     out.push("");
   }
   if (s.gc) {

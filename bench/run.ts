@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,gc,apiserver,profile]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -18,11 +18,12 @@ import type { GrpcTransport } from "../src/authz/grpc-front.ts";
 import { runProfile } from "./profile.ts";
 import { gcRun } from "./gc-pauses.ts";
 import { latencyFloor } from "./latency-floor.ts";
+import { interleaved } from "./interleaved.ts";
 import { runDecodeBench } from "./decode.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,gc,apiserver,profile" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -98,6 +99,18 @@ if (only.has("floor")) {
   const start = stamp();
   const runs = await latencyFloor(4700, [16, 8, 4], LOAD.rateSeconds, log);
   results.sections.floor = { ...start, command: "node bench/latency-floor.ts --rps 4700 --seconds 20 --workers 16,8,4", runs };
+  save();
+}
+
+if (only.has("interleaved")) {
+  // The check path's p99 beside the two null servers', runs taking turns so the VM's drift
+  // falls on all three alike: the figure to read when the machine is noisy.
+  const rps = 4000;
+  const targets = ["go-null", "null-keyward", "authz-100k"];
+  log(`interleaved: ${targets.join(", ")} at ${rps} RPS, 5 rounds`);
+  const start = stamp();
+  const res = await interleaved({ targets, rps, rounds: 5, seconds: LOAD.rateSeconds, workers: LOAD.halfLoadConcurrency, keywardFlags: chartNodeOptions() }, log);
+  results.sections.interleaved = { ...start, command: `node bench/interleaved.ts --targets ${targets.join(",")} --rps ${rps} --rounds 5`, rps, results: res };
   save();
 }
 
