@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LOAD, chartNodeOptions, standardTargets } from "./check.ts";
+import { LOAD, chartNodeOptions, medianByP99, standardTargets } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { startServer, type ServerProc } from "./lib/proc.ts";
@@ -22,8 +22,8 @@ import { startServer, type ServerProc } from "./lib/proc.ts";
 export interface InterleavedResult {
   server: string;
   runs: LoadResult[];
-  /** The median of the runs' p99s. */
-  medianP99Ms: number;
+  /** The run with the median p99 (medianByP99). */
+  median: LoadResult;
 }
 
 export interface InterleavedOptions {
@@ -33,11 +33,6 @@ export interface InterleavedOptions {
   seconds: number;
   workers: number;
   keywardFlags: string[];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? Number.NaN;
 }
 
 export async function interleaved(o: InterleavedOptions, log: (s: string) => void): Promise<InterleavedResult[]> {
@@ -69,7 +64,7 @@ export async function interleaved(o: InterleavedOptions, log: (s: string) => voi
         log(`round ${r + 1}, ${t.name}: ${load.rps} rps, p50 ${load.p50Ms} p99 ${load.p99Ms} p99.9 ${load.p999Ms} ms`);
       }
     }
-    return targets.map((t, i) => ({ server: t.name, runs: runs[i]!, medianP99Ms: median(runs[i]!.map((l) => l.p99Ms)) }));
+    return targets.map((t, i) => ({ server: t.name, runs: runs[i]!, median: medianByP99(runs[i]!) }));
   } finally {
     for (const s of servers) await s.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -103,6 +98,6 @@ if (import.meta.main) {
     },
     (s) => { console.error(`[interleaved] ${s}`); },
   );
-  for (const r of results) console.error(`[interleaved] ${r.server}: median p99 ${r.medianP99Ms} ms (${r.runs.map((l) => l.p99Ms).join(", ")})`);
+  for (const r of results) console.error(`[interleaved] ${r.server}: median p99 ${r.median.p99Ms} ms (${r.runs.map((l) => l.p99Ms).join(", ")})`);
   console.log(JSON.stringify(results, null, 2));
 }
