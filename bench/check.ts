@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, ghzArgs, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { parse } from "yaml";
-import { repoRoot, startServer, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
+import { repoRoot, startServer, treeCpuSeconds, waitQuiet, type ServerProc } from "./lib/proc.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 
 export interface CheckTarget {
@@ -146,6 +146,11 @@ async function load(pid: number, o: Parameters<typeof ghz>[0], out: string): Pro
   return { ...r, serverCpu: Math.round(((treeCpuSeconds(pid) - c0) / secs) * 100) / 100 };
 }
 
+/** Starts a target's server as the check runs do: pinned, with its Node.js flags or its own program. */
+export function startTarget(t: CheckTarget, args: string[] = t.serverArgs): Promise<ServerProc> {
+  return startServer(args, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192", ...(t.nodeFlags ?? [])], ...(t.program ? { program: t.program } : {}) });
+}
+
 export async function runTarget(t: CheckTarget, log: (s: string) => void): Promise<CheckResult> {
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-"));
   try {
@@ -154,7 +159,7 @@ export async function runTarget(t: CheckTarget, log: (s: string) => void): Promi
     const port = t.workers && t.workers > 1 ? await freePort() : 0;
     const args = [...t.serverArgs, ...(port ? ["--port", String(port)] : [])];
     log(`${t.name}: starting server (cpus ${t.serverCpus})`);
-    const srv = await startServer(args, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192", ...(t.nodeFlags ?? [])], ...(t.program ? { program: t.program } : {}) });
+    const srv = await startTarget(t, args);
     try {
       const base = { port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: t.ghzCpus };
       const out = join(dir, "ghz.json");

@@ -14,10 +14,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LOAD, chartNodeOptions, medianByP99, standardTargets } from "./check.ts";
+import { LOAD, chartNodeOptions, medianByP99, standardTargets, startTarget } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { startServer, type ServerProc } from "./lib/proc.ts";
+import type { ServerProc } from "./lib/proc.ts";
 
 export interface InterleavedResult {
   server: string;
@@ -52,7 +52,7 @@ export async function interleaved(o: InterleavedOptions, log: (s: string) => voi
   try {
     const dataFile = writeDataFile(dir, "requests", requestMix(100_000, 1000).requests);
     for (const t of targets) {
-      const srv = await startServer(t.serverArgs, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192", ...(t.nodeFlags ?? [])], ...(t.program ? { program: t.program } : {}) });
+      const srv = await startTarget(t);
       servers.push(srv);
       await ghz({ port: srv.port, dataFile, connections: LOAD.connections, cpus: t.ghzCpus, concurrency: LOAD.concurrency, seconds: LOAD.warmupSeconds, rps: 0 }, join(dir, "ghz.json"));
     }

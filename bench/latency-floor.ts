@@ -13,10 +13,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LOAD, standardTargets } from "./check.ts";
+import { LOAD, standardTargets, startTarget } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { startServer, waitQuiet } from "./lib/proc.ts";
+import { waitQuiet } from "./lib/proc.ts";
 
 export interface FloorRun {
   server: string;
@@ -35,7 +35,7 @@ export async function latencyFloor(rps: number, workers: number[], seconds: numb
     for (const name of FLOOR_TARGETS) {
       const t = targets[name];
       if (!t) throw new Error(`unknown target ${name}`);
-      const srv = await startServer(t.serverArgs, { cpus: t.serverCpus, nodeFlags: ["--max-old-space-size=8192", ...(t.nodeFlags ?? [])], ...(t.program ? { program: t.program } : {}) });
+      const srv = await startTarget(t);
       try {
         const base = { port: srv.port, dataFile, connections: LOAD.connections, cpus: t.ghzCpus };
         await ghz({ ...base, concurrency: LOAD.concurrency, seconds: LOAD.warmupSeconds, rps: 0 }, join(dir, "ghz.json"));
