@@ -165,7 +165,6 @@ export class PolicyTable {
   private readonly wildcardHosts = new Map<string, readonly RouteTable[]>();
   private readonly anyHost: readonly RouteTable[];
   readonly policyCount: number;
-  readonly ownership: HostOwnership;
 
   constructor(compiled: readonly CompiledPolicyRules[], assigned: HostAssignments = new Map()) {
     this.policyCount = compiled.length;
@@ -173,7 +172,6 @@ export class PolicyTable {
       compiled.map((c) => c.claim),
       assigned,
     );
-    this.ownership = own;
     const byPattern = new Map<string, CompiledPolicyRules[]>();
     for (const c of compiled) for (const h of c.claim.hosts) getOrAddList(byPattern, h).push(c);
     const tiers = new Map<string, RouteTable | undefined>();
