@@ -90,11 +90,6 @@ export class HostOwnership {
     }
   }
 
-  /** True when some policy names `pattern` or an administrator assigned it. */
-  known(pattern: string): boolean {
-    return this.oldest.has(pattern) || this.assigned.has(pattern);
-  }
-
   /** Patterns some policy names or an administrator assigned. */
   patterns(): string[] {
     return [...new Set([...this.oldest.keys(), ...this.assigned.keys()])];
@@ -108,13 +103,6 @@ export class HostOwnership {
       this.memo.set(pattern, o);
     }
     return o;
-  }
-
-  /** The pattern whose owners decide a request for `host` (lowercase, no port). */
-  governing(host: string): string {
-    if (this.known(host)) return host;
-    const w = parentWildcard(host);
-    return w !== undefined && this.known(w) ? w : "*";
   }
 
   /** The hosts of `claim` that its namespace does not own. */
