@@ -47,6 +47,11 @@ describe("host ownership", () => {
     expect(o.conflicts(claim("early", "p", 0, ["shop.test", "x.corp.test"])).map((c) => c.host)).toEqual(["shop.test", "x.corp.test"]);
   });
 
+  it("never lets a claim without a creation time be the oldest", () => {
+    const unknown: HostClaim = { namespace: "aaa", name: "p", hosts: ["shop.test"], createdMs: Infinity };
+    expect([...new HostOwnership([unknown, claim("zzz", "p", 9_999, ["shop.test"])]).owners("shop.test")]).toEqual(["zzz"]);
+  });
+
   it("refuses malformed host-owners entries", () => {
     for (const bad of ["shop.test", "shop.test=", "=ns", "Shop_.test=ns", "a.*.test=ns", "shop.test=NS"]) {
       expect(() => parseHostAssignments([bad]), bad).toThrow(/host-owners/);
@@ -89,6 +94,10 @@ describe("route takeover across namespaces", () => {
     w.policies.apply("add", claimed("aaa-attacker", "open", 5, attackerSpec));
     expect(w.decide(w.attacker)).toEqual({ reason: "wrong_tenant", policy: "shop/orders" });
     expect(w.decide(w.shop)).toEqual({ reason: "ok", policy: "shop/orders" });
+    // Spellings of the same host are the same host.
+    for (const host of ["SHOP.test", "shop.test.", "shop.test:8443", "Shop.Test.:443"]) {
+      expect(w.decide(w.attacker, { host }), host).toEqual({ reason: "wrong_tenant", policy: "shop/orders" });
+    }
   });
 
   it("refuses it through a more specific rule, a wildcard and `*`", () => {
