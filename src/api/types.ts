@@ -149,7 +149,23 @@ export interface ApiKeyPolicySpec {
   credentials?: { headers?: string[]; bearer?: boolean; queryParams?: string[] };
   keys?: { namespaces?: string[]; selector?: LabelSelector };
   defaults?: Limits;
+  /** Ceilings on the rate and quota of every key this policy admits (its own limits or the defaults). */
+  maximums?: Limits;
   rules: PolicyRule[];
+}
+
+/** A host of the policy that another namespace owns; `owners` is empty when nobody may claim it. */
+export interface HostConflictStatus {
+  host: string;
+  owners: string[];
+}
+
+export interface ApiKeyPolicyStatus {
+  observedGeneration?: number;
+  ruleCount?: number;
+  /** Hosts of this policy that other namespaces own: not enforced by this policy. */
+  conflicts?: HostConflictStatus[];
+  conditions?: Condition[];
 }
 
 export interface ApiKeyPolicy extends KubernetesObject {
@@ -157,5 +173,5 @@ export interface ApiKeyPolicy extends KubernetesObject {
   kind: "ApiKeyPolicy";
   metadata: NonNullable<KubernetesObject["metadata"]> & { name: string; namespace: string };
   spec: ApiKeyPolicySpec;
-  status?: { observedGeneration?: number; ruleCount?: number; conditions?: Condition[] };
+  status?: ApiKeyPolicyStatus;
 }

@@ -5,8 +5,8 @@
 import { keyDigest, type KeyEntry, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
 import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
-import type { LimitSpec } from "../limits/spec.ts";
 import { findKey, type HeaderLookup } from "./credentials.ts";
+import { effectiveLimits } from "./maximums.ts";
 import type { CompiledRule, PolicyIndex } from "./policy.ts";
 import { REASONS, type Reason } from "./reasons.ts";
 
@@ -128,8 +128,8 @@ export class Checker {
     }
     for (const s of rule.scopes) if (!rec.scopes.has(s)) return deny("scope_missing", entry, rule);
 
-    const { limits, subject } = effectiveLimits(entry, rule);
-    const verdict = this.o.limiter.take(subject, limits, now);
+    const { limits, subject, ceiling } = effectiveLimits(entry, policy);
+    const verdict = this.o.limiter.take(subject, limits, now, ceiling);
     if (!verdict.ok) return deny(verdict.reason ?? "rate_limited", entry, rule, verdict);
     return {
       reason: "ok",
@@ -141,15 +141,4 @@ export class Checker {
       removeQueryParams: found.queryParams,
     };
   }
-}
-
-/** The key's own limits, each kind falling back to the policy's defaults; the subject names the bucket. */
-function effectiveLimits(entry: KeyEntry, rule: CompiledRule): { limits: LimitSpec; subject: string } {
-  const own = entry.record.limits;
-  const def = rule.policy.defaults;
-  if ((own.rate || !def.rate) && (own.quota || !def.quota)) return { limits: own, subject: `${entry.record.uid}|` };
-  return {
-    limits: { rate: own.rate ?? def.rate, quota: own.quota ?? def.quota },
-    subject: `${entry.record.uid}|${rule.policy.ref}`,
-  };
 }

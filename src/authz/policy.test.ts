@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { parseHostAssignments } from "./hosts.ts";
 import { PolicyIndex } from "./policy.ts";
 import { policy } from "./fixtures.test-support.ts";
 
 describe("policy route table", () => {
-  const idx = new PolicyIndex();
+  // An administrator let namespace `other` claim `*` (host-owners: *=other).
+  const idx = new PolicyIndex(parseHostAssignments(["*=other"]));
   idx.apply(
     "add",
     policy("shop", "orders", {

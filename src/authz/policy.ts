@@ -2,6 +2,8 @@
 // so that matching a request is map lookups plus a walk over pre-sorted rules.
 //
 // Which rule applies to a request (the most specific wins):
+//  0. owner: only rules of the namespaces that own the request's host count
+//     (hosts.ts); a policy whose host another namespace owns decides nothing there;
 //  1. host: an exact host beats `*.domain` (one label in place of `*`), which beats `*`;
 //     the first tier with a matching rule decides;
 //  2. path: an exact path beats a pattern with `*` segments (fewer `*` first, then
@@ -12,6 +14,7 @@
 import type { ApiKeyPolicy, PolicyRule } from "../api/types.ts";
 import { compileLimits, type LimitSpec } from "../limits/spec.ts";
 import { compileSelector, type LabelMatcher } from "./selector.ts";
+import { HostOwnership, parentWildcard, type HostAssignments, type HostClaim } from "./hosts.ts";
 
 export interface CompiledCredentials {
   /** Lowercase header names. */
@@ -29,6 +32,8 @@ export interface CompiledPolicy {
   readonly namespaces: ReadonlySet<string> | undefined;
   readonly selector: LabelMatcher;
   readonly defaults: LimitSpec;
+  /** Ceilings on the limits of the keys this policy admits (spec.maximums). */
+  readonly maximums: LimitSpec;
 }
 
 export interface CompiledRule {
@@ -58,7 +63,13 @@ interface RouteTable {
 
 export const DEFAULT_CREDENTIALS: CompiledCredentials = { headers: ["x-api-key"], bearer: true, queryParams: [] };
 
-export function compilePolicy(p: ApiKeyPolicy): { policy: CompiledPolicy; rules: CompiledRule[]; hosts: string[] } {
+export interface CompiledPolicyRules {
+  readonly policy: CompiledPolicy;
+  readonly rules: CompiledRule[];
+  readonly claim: HostClaim;
+}
+
+export function compilePolicy(p: ApiKeyPolicy): CompiledPolicyRules {
   const ns = p.metadata.namespace;
   const cred = p.spec.credentials;
   const credentials: CompiledCredentials = cred
@@ -74,12 +85,20 @@ export function compilePolicy(p: ApiKeyPolicy): { policy: CompiledPolicy; rules:
     namespaces,
     selector: compileSelector(p.spec.keys?.selector),
     defaults: compileLimits(p.spec.defaults),
+    maximums: compileLimits(p.spec.maximums),
   };
   const rules: CompiledRule[] = [];
   p.spec.rules.forEach((r, i) => {
     for (const path of r.paths) rules.push(compileRule(policy, r, i, path));
   });
-  return { policy, rules, hosts: [...p.spec.hosts].map((h) => h.toLowerCase()) };
+  const hosts = [...new Set(p.spec.hosts.map((h) => h.toLowerCase()))];
+  return { policy, rules, claim: policyClaim(p, hosts) };
+}
+
+/** The policy's claim on its hosts, for ownership (hosts.ts). */
+export function policyClaim(p: ApiKeyPolicy, hosts = [...new Set(p.spec.hosts.map((h) => h.toLowerCase()))]): HostClaim {
+  const created = p.metadata.creationTimestamp === undefined ? NaN : new Date(p.metadata.creationTimestamp).getTime();
+  return { namespace: p.metadata.namespace, name: p.metadata.name, hosts, createdMs: Number.isFinite(created) ? created : Infinity };
 }
 
 function compileRule(policy: CompiledPolicy, r: PolicyRule, index: number, path: string): CompiledRule {
@@ -135,55 +154,81 @@ function newTable(): RouteTable {
   return { exact: new Map(), patterns: [] };
 }
 
-/** The compiled set of all policies, replaced as a whole on every policy event. */
+/**
+ * The compiled set of all policies, replaced as a whole on every policy event.
+ * Each host pattern maps to its chain of tiers (exact, `*.domain`, `*`), each tier
+ * holding only the rules of policies whose namespace owns both that tier's pattern
+ * and the request's host: another namespace's rule can never decide the request.
+ */
 export class PolicyTable {
-  private readonly exactHosts = new Map<string, RouteTable>();
-  private readonly wildcardHosts = new Map<string, RouteTable>();
-  private readonly anyHost: RouteTable = newTable();
+  private readonly exactHosts = new Map<string, readonly RouteTable[]>();
+  private readonly wildcardHosts = new Map<string, readonly RouteTable[]>();
+  private readonly anyHost: readonly RouteTable[];
   readonly policyCount: number;
 
-  constructor(compiled: readonly ReturnType<typeof compilePolicy>[]) {
+  constructor(compiled: readonly CompiledPolicyRules[], assigned: HostAssignments = new Map()) {
     this.policyCount = compiled.length;
-    for (const { rules, hosts } of compiled) {
-      for (const host of hosts) {
-        let table: RouteTable;
-        if (host === "*") table = this.anyHost;
-        else if (host.startsWith("*.")) table = getOrAdd(this.wildcardHosts, host.slice(2));
-        else table = getOrAdd(this.exactHosts, host);
-        for (const rule of rules) {
-          if (rule.exactPath !== undefined) getOrAddList(table.exact, rule.exactPath).push(rule);
-          else table.patterns.push(rule);
+    const own = new HostOwnership(
+      compiled.map((c) => c.claim),
+      assigned,
+    );
+    const byPattern = new Map<string, CompiledPolicyRules[]>();
+    for (const c of compiled) for (const h of c.claim.hosts) getOrAddList(byPattern, h).push(c);
+    const tiers = new Map<string, RouteTable | undefined>();
+    /** The rules for `pattern` of policies that own it and belong to `allowed`; undefined when none. */
+    const tier = (pattern: string, allowed: ReadonlySet<string>): RouteTable | undefined => {
+      const key = `${pattern}\u0000${[...allowed].sort().join(",")}`;
+      if (tiers.has(key)) return tiers.get(key);
+      const owners = own.owners(pattern);
+      let t: RouteTable | undefined;
+      for (const c of byPattern.get(pattern) ?? []) {
+        const ns = c.claim.namespace;
+        if (!allowed.has(ns) || !owners.has(ns)) continue;
+        t ??= newTable();
+        for (const rule of c.rules) {
+          if (rule.exactPath !== undefined) getOrAddList(t.exact, rule.exactPath).push(rule);
+          else t.patterns.push(rule);
         }
       }
+      if (t) {
+        t.patterns.sort(compareRules);
+        for (const list of t.exact.values()) list.sort(compareRules);
+      }
+      tiers.set(key, t);
+      return t;
+    };
+    const chain = (patterns: readonly (string | undefined)[], allowed: ReadonlySet<string>): RouteTable[] =>
+      patterns.flatMap((p) => {
+        const t = p === undefined ? undefined : tier(p, allowed);
+        return t ? [t] : [];
+      });
+    for (const p of own.patterns()) {
+      if (p === "*") continue;
+      const allowed = own.owners(p);
+      if (p.startsWith("*.")) this.wildcardHosts.set(p.slice(2), chain([p, "*"], allowed));
+      else this.exactHosts.set(p, chain([p, parentWildcard(p), "*"], allowed));
     }
-    for (const t of [...this.exactHosts.values(), ...this.wildcardHosts.values(), this.anyHost]) {
-      t.patterns.sort(compareRules);
-      for (const list of t.exact.values()) list.sort(compareRules);
-    }
+    this.anyHost = chain(["*"], own.owners("*"));
   }
 
   /** The most specific rule for a request, or undefined. `host` is lowercase without port; `path` without query. */
   match(host: string, path: string, method: string): CompiledRule | undefined {
+    let tiers = this.exactHosts.get(host);
+    if (tiers === undefined) {
+      const dot = host.indexOf(".");
+      if (dot > 0 && this.wildcardHosts.size > 0) tiers = this.wildcardHosts.get(host.slice(dot + 1));
+    }
+    tiers ??= this.anyHost;
     const segs: { v: string[] | undefined } = { v: undefined };
-    const exact = this.exactHosts.get(host);
-    const hit = exact && matchTable(exact, path, method, segs);
-    if (hit) return hit;
-    const dot = host.indexOf(".");
-    const wild = dot > 0 && this.wildcardHosts.size > 0 ? this.wildcardHosts.get(host.slice(dot + 1)) : undefined;
-    return (wild && matchTable(wild, path, method, segs)) || matchTable(this.anyHost, path, method, segs);
+    for (const t of tiers) {
+      const hit = matchTable(t, path, method, segs);
+      if (hit) return hit;
+    }
+    return undefined;
   }
 }
 
-function getOrAdd(m: Map<string, RouteTable>, k: string): RouteTable {
-  let t = m.get(k);
-  if (!t) {
-    t = newTable();
-    m.set(k, t);
-  }
-  return t;
-}
-
-function getOrAddList(m: Map<string, CompiledRule[]>, k: string): CompiledRule[] {
+function getOrAddList<T>(m: Map<string, T[]>, k: string): T[] {
   let l = m.get(k);
   if (!l) {
     l = [];
@@ -194,8 +239,15 @@ function getOrAddList(m: Map<string, CompiledRule[]>, k: string): CompiledRule[]
 
 /** Policies by ref, recompiled into a PolicyTable on each change. */
 export class PolicyIndex {
-  private readonly compiled = new Map<string, ReturnType<typeof compilePolicy>>();
-  private current = new PolicyTable([]);
+  private readonly compiled = new Map<string, CompiledPolicyRules>();
+  private readonly assigned: HostAssignments;
+  private current: PolicyTable;
+
+  /** `assigned`: host patterns an administrator gave to namespaces (the host-owners setting). */
+  constructor(assigned: HostAssignments = new Map()) {
+    this.assigned = assigned;
+    this.current = new PolicyTable([], assigned);
+  }
 
   get table(): PolicyTable {
     return this.current;
@@ -205,6 +257,6 @@ export class PolicyIndex {
     const ref = `${p.metadata.namespace}/${p.metadata.name}`;
     if (type === "delete") this.compiled.delete(ref);
     else this.compiled.set(ref, compilePolicy(p));
-    this.current = new PolicyTable([...this.compiled.values()]);
+    this.current = new PolicyTable([...this.compiled.values()], this.assigned);
   }
 }

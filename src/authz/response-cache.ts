@@ -16,6 +16,7 @@
 // at most `variants` values per entry and `keyless` values without an entry.
 import type { KeyEntry } from "../index/keys.ts";
 import type { Decision } from "./check.ts";
+import { cappedKinds } from "./response.ts";
 
 export interface DecisionCacheLimits {
   /** Entries per generation (two generations are kept). */
@@ -87,13 +88,17 @@ export class DecisionCache<T> {
 }
 
 /**
- * What a decision's metadata reads besides its entry: reason and rule. The parts
- * cannot contain NUL (reasons are fixed; policy refs and rule names are Kubernetes
- * names and DNS labels).
+ * What a decision's metadata reads besides its entry: reason, rule and the limit
+ * kinds the policy's maximums capped (they change with the policy's spec, which the
+ * policy ref does not). The parts cannot contain NUL (reasons are fixed; policy refs
+ * and rule names are Kubernetes names and DNS labels).
  */
 export function decisionVariant(d: Decision): string {
   const r = d.rule;
-  return r === undefined ? d.reason : `${d.reason}\u0000${r.policy.ref}\u0000${r.name}`;
+  if (r === undefined) return d.reason;
+  const capped = cappedKinds(d);
+  const base = `${d.reason}\u0000${r.policy.ref}\u0000${r.name}`;
+  return capped.length === 0 ? base : `${base}\u0000capped:${capped.join(",")}`;
 }
 
 /**

@@ -2,6 +2,7 @@
 // of a denial, the headers added on OK, and the metadata for access logs. The
 // gRPC and HTTP front ends both render from here, so they answer alike.
 import type { Decision } from "./check.ts";
+import { effectiveLimits, type CappedKind } from "./maximums.ts";
 import { REASONS } from "./reasons.ts";
 
 export interface ResponseOptions {
@@ -91,5 +92,14 @@ export function decisionMetadata(d: Decision): Record<string, MetadataValue> {
     m.policy = d.rule.policy.ref;
     m.rule = d.rule.name;
   }
+  const capped = cappedKinds(d);
+  if (capped.length > 0) m.limits_capped = capped;
   return m;
+}
+
+const NONE: readonly CappedKind[] = [];
+
+/** The limit kinds the policy's maximums held this key to, when its limits were spent or refused. */
+export function cappedKinds(d: Decision): readonly CappedKind[] {
+  return d.limit !== undefined && d.entry && d.rule ? effectiveLimits(d.entry, d.rule.policy).capped : NONE;
 }

@@ -11,6 +11,7 @@ import { decisionRecorder, type DecisionListener, type Front } from "./decisions
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
 import { startHttpFront, type HttpFront } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
+import { parseHostAssignments } from "./hosts.ts";
 import { PolicyIndex } from "./policy.ts";
 import type { ResponseOptions } from "./response.ts";
 
@@ -36,8 +37,9 @@ export interface AuthzHandle {
 }
 
 function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
-  const { name, namespace, uid, resourceVersion, generation, labels } = obj.metadata;
-  return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels } };
+  // creationTimestamp decides which policy owns a host (hosts.ts).
+  const { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } = obj.metadata;
+  return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } };
 }
 
 
@@ -50,7 +52,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       log.warn("ApiKey partly ignored", { apikey: ref, problem: what });
     },
   });
-  const policies = new PolicyIndex();
+  const policies = new PolicyIndex(parseHostAssignments(config.hostOwners));
   const limiter = new Limiter();
   const metrics = createAuthzMetrics(registry, {
     keys: () => keys.size,

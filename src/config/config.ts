@@ -76,6 +76,7 @@ export const SETTINGS = {
   kubeQps: num("kube-qps", "KEYWARD_KUBE_QPS", 50, "sustained requests per second keyward sends to the kube-apiserver (0 = unlimited)"),
   kubeBurst: int("kube-burst", "KEYWARD_KUBE_BURST", 100, "requests keyward may send at once above kube-qps", 1),
   watchStaleAfter: dur("watch-stale-after", "KEYWARD_WATCH_STALE_AFTER", 180_000, "restart a watch that delivered nothing, not even a bookmark, for this long", 1000),
+  hostOwners: list("host-owners", "KEYWARD_HOST_OWNERS", [], "hosts an administrator assigns, comma-separated <host>=<namespace> entries (a host listed several times is shared; * names who may claim any host); unlisted hosts belong to their oldest ApiKeyPolicy claim. Give the operator and the data plane the same value"),
   watchResync: dur("watch-resync", "KEYWARD_WATCH_RESYNC", 600_000, "relist every watched resource about this often (jittered +-10%); 0 disables", 0),
   // --- operator -----------------------------------------------------------
   workers: int("workers", "KEYWARD_WORKERS", 4, "ApiKeys reconciled at once (each key is always handled by one worker at a time)", 1),

@@ -7,6 +7,9 @@
 // admits it: a request refused by its quota does not spend a rate token, and
 // one refused by its rate does not count against the quota.
 //
+// A ceiling (an ApiKeyPolicy's maximums) is a second set of limits with its own
+// counters: a request is admitted only when both admit it, and both are spent.
+//
 // A restart forgets every bucket and counter: buckets start full and quotas
 // start from zero. Shared, durable counters across replicas come with Redis.
 import type { LimitSpec, QuotaSpec, RateSpec } from "./spec.ts";
@@ -54,8 +57,12 @@ export class Limiter {
     return Math.max(this.buckets.size, this.counters.size);
   }
 
-  /** Checks and, when admitted, spends one request of `subject`'s limits. */
-  take(subject: string, limits: LimitSpec, nowMs: number): LimitVerdict {
+  /**
+   * Checks and, when admitted, spends one request of `subject`'s limits, and of the
+   * ceiling's when there is one.
+   */
+  take(subject: string, limits: LimitSpec, nowMs: number, ceiling?: { readonly subject: string; readonly limits: LimitSpec }): LimitVerdict {
+    if (ceiling) return this.takeBoth(subject, limits, ceiling.subject, ceiling.limits, nowMs);
     const { rate, quota } = limits;
     if (!rate && !quota) return UNLIMITED;
     let bucket: Bucket | undefined;
@@ -85,6 +92,58 @@ export class Limiter {
       return { ok: true, reason: undefined, limit: quota.requests, remaining: quotaLeft, resetSeconds: secs, retryAfterSeconds: 0 };
     }
     return UNLIMITED;
+  }
+
+  /** take() with a ceiling: rates are checked before quotas, the key's own before the ceiling's. */
+  private takeBoth(subject: string, limits: LimitSpec, capSubject: string, cap: LimitSpec, nowMs: number): LimitVerdict {
+    const rates: [Bucket, RateSpec][] = [];
+    const quotas: [Counter, QuotaSpec][] = [];
+    for (const [s, l] of [
+      [subject, limits],
+      [capSubject, cap],
+    ] as const) {
+      if (l.rate) rates.push([this.refill(s, l.rate, nowMs), l.rate]);
+    }
+    for (const [s, l] of [
+      [subject, limits],
+      [capSubject, cap],
+    ] as const) {
+      if (l.quota) quotas.push([this.counter(s, l.quota, nowMs), l.quota]);
+    }
+    for (const [b, r] of rates) {
+      if (b.tokens < 1) {
+        const secs = Math.max(1, Math.ceil((1 - b.tokens) / r.perMs / 1000));
+        return { ok: false, reason: "rate_limited", limit: r.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
+      }
+    }
+    for (const [c, q] of quotas) {
+      if (c.count >= q.requests) {
+        const secs = Math.max(1, Math.ceil((c.periodEndMs - nowMs) / 1000));
+        return { ok: false, reason: "quota_exceeded", limit: q.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
+      }
+    }
+    // Spend everything; report the limit with the fewest requests left.
+    let best: LimitVerdict = UNLIMITED;
+    let left = Infinity;
+    for (const [b, r] of rates) {
+      b.tokens -= 1;
+      const n = Math.floor(b.tokens);
+      if (n < left) {
+        left = n;
+        const secs = Math.max(0, Math.ceil((r.burst - b.tokens) / r.perMs / 1000));
+        best = { ok: true, reason: undefined, limit: r.requests, remaining: n, resetSeconds: secs, retryAfterSeconds: 0 };
+      }
+    }
+    for (const [c, q] of quotas) {
+      c.count += 1;
+      const n = q.requests - c.count;
+      if (n < left) {
+        left = n;
+        const secs = Math.max(0, Math.ceil((c.periodEndMs - nowMs) / 1000));
+        best = { ok: true, reason: undefined, limit: q.requests, remaining: n, resetSeconds: secs, retryAfterSeconds: 0 };
+      }
+    }
+    return best;
   }
 
   /** Drops the state of a subject (its ApiKey was deleted). */

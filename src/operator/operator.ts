@@ -1,9 +1,12 @@
 // The keyward operator: watches ApiKeys and Secrets, feeds a work queue keyed
 // namespace/name, and reconciles each ApiKey serially. With leader election on,
 // every replica keeps its caches warm but only the leader works the queue.
+// It also watches ApiKeyPolicies and writes their status (policies.ts): which
+// hosts each one owns, through a second queue worked by the leader as well.
 import { hostname } from "node:os";
 import { Counter, Gauge, Histogram } from "prom-client";
-import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
+import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
+import { parseHostAssignments } from "../authz/hosts.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
 import { CollectionWatch, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
@@ -11,7 +14,8 @@ import { onlyUsageChanged } from "../usage/changes.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
 import { toSecretView, type SecretView } from "./secrets.ts";
 import { createQueue, queueMetrics } from "./queue.ts";
-import { objectKey, splitKey, type WorkQueue } from "../k8s/workqueue.ts";
+import { objectKey, splitKey, WorkQueue } from "../k8s/workqueue.ts";
+import { PolicyStatusReconciler } from "./policies.ts";
 import { startLeadership, type Leadership } from "./leadership.ts";
 
 export type OperatorDeps = RoleDeps;
@@ -30,6 +34,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   const { config, kc, rest, log, registry } = deps;
   const now = deps.now ?? Date.now;
   const identity = config.identity || `${hostname()}_${process.pid}`;
+  const assigned = parseHostAssignments(config.hostOwners);
 
   const watchEvents = new Counter({
     name: "keyward_watch_events_total",
@@ -119,6 +124,36 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     },
   });
 
+  // ApiKeyPolicy status: any policy change can move a host's owner, so every policy is looked at again.
+  let policyQueue: WorkQueue | undefined;
+  const enqueueAllPolicies = (): void => {
+    if (!policyQueue) return;
+    for (const p of policies.list()) policyQueue.add(keyOf(p.metadata.namespace, p.metadata.name));
+  };
+  const policies: CollectionWatch<ApiKeyPolicy> = new CollectionWatch<ApiKeyPolicy>(kc, rest, {
+    ...watched,
+    apiPrefix: `/apis/${API_VERSION}`,
+    plural: APIKEYPOLICY_PLURAL,
+    onLifecycle: lifecycle("apikeypolicies"),
+    onChange: (type, p, old) => {
+      // Our own status writes change neither hosts nor rules: nothing to redo.
+      if (old && old.metadata.generation === p.metadata.generation && type === "update") {
+        policyQueue?.add(keyOf(p.metadata.namespace, p.metadata.name));
+        return;
+      }
+      policyStatus.invalidate();
+      enqueueAllPolicies();
+    },
+  });
+  const policyStatus = new PolicyStatusReconciler({
+    rest,
+    events,
+    now,
+    assigned,
+    list: () => policies.list(),
+    get: (ns, name) => policies.get(ns, name),
+  });
+
   const reconciler = new ApiKeyReconciler({
     rest,
     secrets,
@@ -146,17 +181,38 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     }
   };
 
-  await Promise.all([apiKeys.start(), secrets.start()]);
-  log.info("operator caches synced", { apikeys: apiKeys.list().length });
+  await Promise.all([apiKeys.start(), secrets.start(), policies.start()]);
+  log.info("operator caches synced", { apikeys: apiKeys.list().length, apikeypolicies: policies.list().length });
 
   const startWork = (): void => {
     queue = createQueue(config, handle, log, qm);
     for (const ak of apiKeys.list()) queue.add(keyOf(ak.metadata.namespace, ak.metadata.name));
+    policyQueue = new WorkQueue({
+      name: "apikeypolicies",
+      workers: 1,
+      retryBaseMs: config.retryBase,
+      retryMaxMs: config.retryMax,
+      log,
+      handler: async (k) => {
+        const { namespace: ns, name } = splitKey(k);
+        try {
+          await policyStatus.reconcile(ns, name);
+        } catch (err) {
+          log.warn("ApiKeyPolicy status not written; retrying with backoff", { apikeypolicy: k, err });
+          throw err;
+        }
+      },
+    });
+    policyQueue.start();
+    policyStatus.invalidate();
+    enqueueAllPolicies();
   };
   const stopWork = async (): Promise<void> => {
     const q = queue;
+    const pq = policyQueue;
     queue = undefined;
-    await q?.shutdown();
+    policyQueue = undefined;
+    await Promise.all([q?.shutdown(), pq?.shutdown()]);
   };
 
   let leadership: Leadership | undefined;
@@ -183,12 +239,12 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   }
 
   return {
-    ready: () => apiKeys.synced && secrets.synced,
+    ready: () => apiKeys.synced && secrets.synced && policies.synced,
     isLeader: () => (leadership ? leadership.isLeader() : true),
     stop: async (stopOpts = {}) => {
       await leadership?.stop({ release: stopOpts.releaseLease ?? true });
       await stopWork();
-      await Promise.all([apiKeys.stop(), secrets.stop()]);
+      await Promise.all([apiKeys.stop(), secrets.stop(), policies.stop()]);
       await events.flush();
     },
   };

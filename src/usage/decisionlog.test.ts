@@ -79,7 +79,7 @@ describe("decision log", () => {
     const policies = new PolicyIndex();
     const k = newKey("kw_AbCdEfGh");
     keys.apply("add", apiKey("shop", "acme", { scopes: ["orders:read"] }, [k.version]));
-    policies.apply("add", policy("shop", "orders", { credentials: { headers: ["x-api-key"], queryParams: ["api_key"] }, rules: [{ name: "read", paths: ["/v1/orders/*"], scopes: ["orders:read"] }] }));
+    policies.apply("add", policy("shop", "orders", { hosts: ["orders.example.com"], credentials: { headers: ["x-api-key"], queryParams: ["api_key"] }, rules: [{ name: "read", paths: ["/v1/orders/*"], scopes: ["orders:read"] }] }));
     const checker = new Checker({ keys, policies, limiter: new Limiter(), now: () => Date.UTC(2026, 10, 23), xffTrustedHops: 1 });
     const lines: string[] = [];
     const log = new DecisionLog({ sink: (l) => lines.push(l), sampleAllowed: 1, sampleDenied: 1 });

@@ -201,7 +201,9 @@ export function summarize(res: CheckResponseMessage): {
   for (const h of res.ok_response?.headers ?? res.denied_response?.headers ?? []) headers[h.header.key] = h.header.value;
   const metadata: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(res.dynamic_metadata?.fields ?? {})) {
-    metadata[k] = v.listValue ? v.listValue.values.map((x) => x.stringValue ?? "") : (v.stringValue ?? "");
+    // An empty list (a key without scopes) arrives as a listValue without values.
+    const list = v.listValue ? ((v.listValue as { values?: { stringValue?: string }[] }).values ?? []) : undefined;
+    metadata[k] = list ? list.map((x) => x.stringValue ?? "") : (v.stringValue ?? "");
   }
   return {
     code: (res.status as { code?: number } | undefined)?.code ?? 0,

@@ -71,6 +71,11 @@ describe("Helm chart", () => {
         expect(config.grpcTransport).toBe("keyward");
       }
     }
+    // Both roles get the same host owners, so they agree on who owns a host.
+    for (const d of render('--set-json=hostOwners={"api.example.com":["a","b"],"*":["platform"]}').filter((o) => o.kind === "Deployment") as Deployment[]) {
+      const { config } = loadConfig(d.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {});
+      expect(config.hostOwners.sort()).toEqual(["*=platform", "api.example.com=a", "api.example.com=b"]);
+    }
     const authz = (render("authz.workers=3,authz.grpcTransport=grpc-js").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
     const set = loadConfig(authz?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
     expect(set.authzWorkers).toBe(3);

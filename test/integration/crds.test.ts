@@ -177,6 +177,16 @@ const invalid: Case[] = [
     object: policy({ hosts: ["*"], rules, defaults: { rate: { requests: 10, per: "1s", burst: 1 } } }),
     message: "rate.burst must be at least rate.requests",
   },
+  {
+    name: "policy maximum rate period over 24h",
+    object: policy({ hosts: ["*"], rules, maximums: { rate: { requests: 10, per: "48h" } } }),
+    message: "rate.per must be between 1s and 24h",
+  },
+  {
+    name: "policy maximum quota per week",
+    object: policy({ hosts: ["*"], rules, maximums: { quota: { requests: 10, per: "week" } } }),
+    message: 'spec.maximums.quota.per: Unsupported value: "week"',
+  },
 ];
 
 describe("CRDs on a real kube-apiserver", () => {

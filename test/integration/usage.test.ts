@@ -21,7 +21,7 @@ import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { eventsFor, getApiKey, patchApiKey, startTestOperator, type TestOperator } from "../support/operator.ts";
 
-const HOST = "orders.example.com";
+const HOST = "usage.example.com";
 
 /** The server-side table `kubectl get apikeys` prints. */
 function getTable(kc: KubeConfig, path: string): Promise<{ columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] }> {

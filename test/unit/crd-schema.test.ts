@@ -20,7 +20,7 @@ interface Crd {
     versions: {
       name: string;
       subresources?: { status?: object };
-      additionalPrinterColumns?: { name: string }[];
+      additionalPrinterColumns?: { name: string; jsonPath: string }[];
       schema: { openAPIV3Schema: Schema };
     }[];
   };
@@ -63,9 +63,22 @@ describe("CRD manifests", () => {
     expect(cols).toEqual(expect.arrayContaining(["Owner", "Scopes", "State", "Expires", "Last Used", "Age"]));
   });
 
-  it("uses one schema for key limits and policy defaults", () => {
+  it("uses one schema for key limits, policy defaults and policy maximums", () => {
     const keyLimits = schemaOf("ApiKey").properties!.spec!.properties!.limits!.properties;
-    const policyDefaults = schemaOf("ApiKeyPolicy").properties!.spec!.properties!.defaults!.properties;
-    expect(policyDefaults).toEqual(keyLimits);
+    const policy = schemaOf("ApiKeyPolicy").properties!.spec!.properties!;
+    expect(policy.defaults!.properties).toEqual(keyLimits);
+    expect(policy.maximums!.properties).toEqual(keyLimits);
+  });
+
+  it("shows hosts, rules, whether the policy is accepted, and age for ApiKeyPolicies", () => {
+    const cols = crds.get("ApiKeyPolicy")!.spec.versions[0]!.additionalPrinterColumns!;
+    expect(cols.map((c) => c.name)).toEqual(expect.arrayContaining(["Hosts", "Rules", "Accepted", "Age"]));
+    // Every column reads a field the status schema has (a column on a field nobody writes stays empty).
+    const status = schemaOf("ApiKeyPolicy").properties!.status!.properties!;
+    for (const c of cols) {
+      const field = /^\.status\.([a-zA-Z]+)/.exec(c.jsonPath)?.[1];
+      if (field) expect(Object.keys(status), c.name).toContain(field);
+    }
+    expect(cols.find((c) => c.jsonPath.includes("Accepted"))).toBeDefined();
   });
 });

@@ -22,4 +22,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- with .Values.watchNamespaces }}
 - --namespaces={{ join "," . }}
 {{- end }}
+{{- if .Values.hostOwners }}
+{{- $entries := list }}
+{{- range $host, $namespaces := .Values.hostOwners }}
+{{- range $namespaces }}
+{{- $entries = append $entries (printf "%s=%s" $host .) }}
+{{- end }}
+{{- end }}
+- {{ printf "--host-owners=%s" (join "," $entries) | quote }}
+{{- end }}
 {{- end -}}
