@@ -179,17 +179,18 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   };
 
   await Promise.all([apiKeys.start(), secrets.start()]);
-  referenced.start();
   log.info("operator caches synced", { apikeys: apiKeys.list().length, secrets: secrets.list().length });
 
   const startWork = (): void => {
     queue = createQueue(config, handle, log, qm);
+    // Only the leader re-reads existingSecret references; a standby has no queue to feed.
+    referenced.start();
     for (const ak of apiKeys.list()) queue.add(keyOf(ak.metadata.namespace, ak.metadata.name));
   };
   const stopWork = async (): Promise<void> => {
     const q = queue;
     queue = undefined;
-    await q?.shutdown();
+    await Promise.all([q?.shutdown(), referenced.stop()]);
   };
 
   let leadership: Leadership | undefined;
@@ -221,7 +222,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     stop: async (stopOpts = {}) => {
       await leadership?.stop({ release: stopOpts.releaseLease ?? true });
       await stopWork();
-      await Promise.all([apiKeys.stop(), secrets.stop(), referenced.stop()]);
+      await Promise.all([apiKeys.stop(), secrets.stop()]);
       await events.flush();
     },
   };

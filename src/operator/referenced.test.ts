@@ -135,4 +135,18 @@ describe("ReferencedSecrets", () => {
     await refs.refresh();
     expect(api.calls.every((c) => c.path.endsWith("/other"))).toBe(true);
   });
+
+  it("re-reads on its interval while started, and drops the hashes when stopped", async () => {
+    const api = new FakeApi();
+    const refs = new ReferencedSecrets({ rest: api, log: createLogger({ level: "error", sink: () => undefined }), intervalMs: 5, onChange: () => undefined });
+    api.put("vault", { token: b64("first-key-value") });
+    refs.track("ns/a", "ns/vault");
+    refs.start();
+    const deadline = Date.now() + 5000;
+    while (api.calls.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await refs.stop();
+    expect(api.calls.length).toBeGreaterThanOrEqual(4);
+    expect(api.fullReads).toBe(1);
+    expect(refs.get("ns", "vault")).toBeUndefined();
+  });
 });

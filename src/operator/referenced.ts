@@ -133,11 +133,13 @@ export class ReferencedSecrets {
     }, this.o.intervalMs);
   }
 
+  /** Stops the re-reads and drops the hashes: nothing stale is left to short-cut a later reconcile. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.running;
+    this.views.clear();
   }
 }
 

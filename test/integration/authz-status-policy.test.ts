@@ -70,10 +70,12 @@ beforeAll(async () => {
   });
   dataPlane = new KubeRest(dataPlaneKc, { qps: 0 });
   await applyManifestFiles(admin, [join(root, "config", "admission", "authz-status-policy.yaml")]);
-  // The apiserver loads a new policy asynchronously: wait until a canary is refused.
+  // The apiserver loads a new policy asynchronously: wait until a canary's change is refused
+  // (each probe writes a new value, so a probe that got through before does not hide it).
+  let probes = 0;
   await keyWithStatus("canary");
   await eventually(
-    async () => ((await refusal(patchAsDataPlane("canary", { state: "Disabled" })))?.status === 403 ? true : undefined),
+    async () => ((await refusal(patchAsDataPlane("canary", { currentKeyId: `probe_${String(++probes)}` })))?.status === 403 ? true : undefined),
     30_000,
     "the admission policy in force",
   );
