@@ -1,7 +1,8 @@
 // The operator's Secret access against a real apiserver: it watches only the
 // Secrets keyward labels, so other Secrets (many, or large) never enter its cache;
 // it re-reads existingSecret references by name with metadata-only GETs; it puts
-// back labels someone strips from its Secret; and it runs on namespaced Roles alone.
+// back labels someone strips from its Secret; and it (and the data plane) run on
+// namespaced Roles alone.
 import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -10,6 +11,9 @@ import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeApiError, KubeRest } from "../../src/k8s/rest.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { createApiKey, eventsFor, getApiKey, getSecret, ready, startTestOperator, type TestOperator } from "../support/operator.ts";
+import { Registry } from "prom-client";
+import { startAuthz } from "../../src/authz/service.ts";
+import { defaultConfig } from "../../src/config/config.ts";
 import { ReferencedSecrets } from "../../src/operator/referenced.ts";
 import { createLogger } from "../../src/log.ts";
 import { namespacedKubeConfig } from "../support/rbac.ts";
@@ -150,6 +154,23 @@ describe("the operator's Secret access", () => {
       }
     } finally {
       opRest.close();
+    }
+  });
+
+  it("the data plane also works with namespaced Roles alone, and reaches no other namespace", async () => {
+    const authzKc = await namespacedKubeConfig(kc, "authz", [ns], `kw-authz-${ns}`);
+    const authzRest = new KubeRest(authzKc, { qps: 0 });
+    const config = defaultConfig({ namespaces: [ns], grpcAddress: "127.0.0.1:0", httpAuthAddress: "", metricsAddress: "", usageStatus: false, usageAlerts: false });
+    const authz = await startAuthz({ config, kc: authzKc, rest: authzRest, log: createLogger({ level: "error", sink: () => undefined }), registry: new Registry() });
+    try {
+      await eventually(() => (authz.ready() ? true : undefined), 20_000, "the data plane's watches in the namespace");
+      for (const path of [`/apis/keyward.dev/v1alpha1/namespaces/${other}/apikeys`, "/apis/keyward.dev/v1alpha1/apikeys", secretsPath(ns)]) {
+        const err = await authzRest.request("GET", path).catch((e: unknown) => e);
+        expect(err instanceof KubeApiError ? err.status : err, path).toBe(403);
+      }
+    } finally {
+      await authz.stop();
+      authzRest.close();
     }
   });
 
