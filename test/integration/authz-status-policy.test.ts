@@ -139,6 +139,24 @@ describe("the data plane may change only status.usage", () => {
     expect(again.status?.usage?.daily).toBeUndefined();
   });
 
+  it("changes no spec, label or annotation through /status (the apiserver keeps only status)", async () => {
+    const before = await keyWithStatus("meta");
+    const ak = await getApiKey(admin, ns, "meta");
+    const written = await dataPlane.request<ApiKey>("PATCH", `${apiKeyPath(ns, "meta")}/status`, {
+      body: {
+        metadata: { resourceVersion: ak?.metadata.resourceVersion, labels: { forged: "1" }, annotations: { forged: "1" } },
+        spec: { disabled: true, scopes: ["admin:all"] },
+        status: { usage: { requests24h: 7 } },
+      },
+      contentType: "application/merge-patch+json",
+    });
+    expect(written.status?.usage?.requests24h).toBe(7);
+    const after = await getApiKey(admin, ns, "meta");
+    expect(after?.spec).toEqual(before.spec);
+    expect(after?.metadata.labels).toEqual(before.metadata.labels);
+    expect(after?.metadata.annotations).toEqual(before.metadata.annotations);
+  });
+
   it("leaves the operator's writes alone: the policy matches only the data plane's identity", async () => {
     await keyWithStatus("operator-writes");
     const ak = await admin.request<ApiKey>("PATCH", `${apiKeyPath(ns, "operator-writes")}/status`, {
