@@ -70,8 +70,8 @@ describe("the data plane's status admission policy", () => {
     expect(policy?.spec.matchConstraints?.resourceRules).toEqual([
       { apiGroups: ["keyward.dev"], apiVersions: ["*"], operations: ["UPDATE"], resources: ["apikeys/status"] },
     ]);
-    // The ServiceAccount named in the shipped RBAC binding of the data plane.
-    const rbac = parseManifests(readFileSync(join(root, "config", "rbac", "authz-binding.yaml"), "utf8")) as unknown as {
+    // The data plane's ServiceAccount in the shipped RBAC.
+    const rbac = parseManifests(readFileSync(join(root, "config", "rbac", "authz-account.yaml"), "utf8")) as unknown as {
       kind: string;
       metadata: { name: string; namespace?: string };
     }[];
