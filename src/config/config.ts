@@ -89,6 +89,7 @@ export const SETTINGS = {
   leaseRenewDeadline: dur("lease-renew-deadline", "KEYWARD_LEASE_RENEW_DEADLINE", 10_000, "a leader that cannot renew for this long steps down", 500),
   leaseRetryPeriod: dur("lease-retry-period", "KEYWARD_LEASE_RETRY_PERIOD", 2_000, "how often candidates try to acquire or renew the Lease", 100),
   identity: s("identity", "KEYWARD_IDENTITY", "", "this process's leader-election identity; empty means hostname_pid"),
+  existingSecretResync: dur("existing-secret-resync", "KEYWARD_EXISTING_SECRET_RESYNC", 60_000, "re-read each Secret named by spec.existingSecret this often (a metadata-only GET; the data only when it changed) to notice a changed key; 0 disables", 0),
   defaultGracePeriod: dur("default-grace-period", "KEYWARD_DEFAULT_GRACE_PERIOD", 86_400_000, "grace period of a rotated key when rotation.gracePeriod is unset", 0),
   // --- authz --------------------------------------------------------------
   grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),

@@ -423,6 +423,8 @@ export interface CollectionWatchOptions<T extends KubernetesObject>
   plural: string;
   /** Namespaces to watch; empty means the whole cluster. */
   namespaces: readonly string[];
+  /** Lists and watches only the objects with these labels (a label selector, `a=b,c`). */
+  labelSelector?: string;
   staleAfterMs: number;
   resyncMs: number;
 }
@@ -435,9 +437,10 @@ export class CollectionWatch<T extends KubernetesObject> {
   readonly informers: Informer<T>[];
 
   constructor(kc: KubeConfig, rest: KubeRest, opts: CollectionWatchOptions<T>) {
-    const { apiPrefix, plural, namespaces, ...informerOpts } = opts;
+    const { apiPrefix, plural, namespaces, labelSelector, ...informerOpts } = opts;
+    const selectors = labelSelector ? { labelSelector } : {};
     this.informers = collectionPaths(apiPrefix, plural, namespaces).map(
-      (path) => new Informer<T>({ name: plural, ...kubeListWatch<T>(kc, rest, path), ...informerOpts }),
+      (path) => new Informer<T>({ name: plural, ...kubeListWatch<T>(kc, rest, path, selectors), ...informerOpts }),
     );
   }
 

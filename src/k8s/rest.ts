@@ -94,7 +94,7 @@ export class KubeRest {
   async request<T>(
     method: string,
     path: string,
-    opts: { body?: unknown; contentType?: string; query?: Record<string, string | undefined> } = {},
+    opts: { body?: unknown; contentType?: string; query?: Record<string, string | undefined>; accept?: string } = {},
   ): Promise<T> {
     await this.pacer.take();
     this.onRequest?.(method);
@@ -108,7 +108,7 @@ export class KubeRest {
       port: url.port,
       path: url.pathname + url.search,
       headers: {
-        accept: "application/json",
+        accept: opts.accept ?? "application/json",
         ...(body ? { "content-type": opts.contentType ?? "application/json", "content-length": String(body.length) } : {}),
       },
       timeout: this.timeoutMs,

@@ -1,4 +1,6 @@
-// The keyward operator: watches ApiKeys and Secrets, feeds a work queue keyed
+// The keyward operator: watches ApiKeys and the Secrets it manages (label-selected;
+// Secrets brought through spec.existingSecret are re-read by name, see
+// referenced.ts), feeds a work queue keyed
 // namespace/name, and reconciles each ApiKey serially. With leader election on,
 // every replica keeps its caches warm but only the leader works the queue.
 // It also watches ApiKeyPolicies and writes their status (policies.ts): which
@@ -12,7 +14,8 @@ import { CollectionWatch, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { onlyUsageChanged } from "../usage/changes.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
-import { toSecretView, type SecretView } from "./secrets.ts";
+import { MANAGED_SECRETS_SELECTOR, toSecretView, type SecretView } from "./secrets.ts";
+import { ReferencedSecrets } from "./referenced.ts";
 import { createQueue, queueMetrics } from "./queue.ts";
 import { objectKey, splitKey, WorkQueue } from "../k8s/workqueue.ts";
 import { PolicyStatusReconciler } from "./policies.ts";
@@ -76,7 +79,27 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     else log.debug("watch", { resource, event });
   };
 
-  // Secrets referenced by ApiKeys: secret ns/name -> ApiKey keys, so a Secret change requeues its ApiKeys.
+  const qm = queueMetrics(registry);
+  let queue: WorkQueue | undefined;
+  const enqueue = (k: string): void => queue?.add(k);
+
+  const secretReads = new Counter({
+    name: "keyward_operator_secret_reads_total",
+    help: "Re-reads of Secrets named by spec.existingSecret (metadata: metadata-only GET; full: the Secret changed and was read; error)",
+    labelNames: ["read"],
+    registers: [registry],
+  });
+  // Secrets named by spec.existingSecret: read by name on an interval, never watched.
+  const referenced = new ReferencedSecrets({
+    rest,
+    log,
+    intervalMs: config.existingSecretResync,
+    onChange: (keys) => {
+      for (const k of keys) enqueue(k);
+    },
+    onRead: (read) => { secretReads.inc({ read }); },
+  });
+  // Secrets keyward issues into: secret ns/name -> ApiKey keys, so a Secret change requeues its ApiKeys.
   const referencedBy = new Map<string, Set<string>>();
   const refsOf = new Map<string, string>();
   const track = (ak: ApiKey, remove: boolean): void => {
@@ -84,19 +107,15 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     const prev = refsOf.get(k);
     if (prev) referencedBy.get(prev)?.delete(k);
     refsOf.delete(k);
-    if (remove) return;
-    const secretName = ak.spec.existingSecret?.name ?? (ak.spec.keyHash ? undefined : (ak.spec.secretName ?? `${ak.metadata.name}-apikey`));
-    if (!secretName) return;
-    const sk = keyOf(ak.metadata.namespace, secretName);
+    const existing = ak.spec.existingSecret?.name;
+    referenced.track(k, remove || !existing ? undefined : keyOf(ak.metadata.namespace, existing));
+    if (remove || existing || ak.spec.keyHash) return;
+    const sk = keyOf(ak.metadata.namespace, ak.spec.secretName ?? `${ak.metadata.name}-apikey`);
     refsOf.set(k, sk);
     let set = referencedBy.get(sk);
     if (!set) referencedBy.set(sk, (set = new Set()));
     set.add(k);
   };
-
-  const qm = queueMetrics(registry);
-  let queue: WorkQueue | undefined;
-  const enqueue = (k: string): void => queue?.add(k);
 
   const watched = { namespaces: config.namespaces, staleAfterMs: config.watchStaleAfter, resyncMs: config.watchResync };
   const apiKeys = new CollectionWatch<ApiKey>(kc, rest, {
@@ -110,10 +129,12 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
       if (type !== "delete" && !onlyUsageChanged(old, ak)) enqueue(keyOf(ak.metadata.namespace, ak.metadata.name));
     },
   });
+  // Only the Secrets keyward created (labelled): memory does not grow with the cluster's Secrets.
   const secrets = new CollectionWatch<SecretView>(kc, rest, {
     ...watched,
     apiPrefix: "/api/v1",
     plural: "secrets",
+    labelSelector: MANAGED_SECRETS_SELECTOR,
     transform: toSecretView,
     onLifecycle: lifecycle("secrets"),
     onChange: (_type, s) => {
@@ -154,9 +175,20 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     get: (ns, name) => policies.get(ns, name),
   });
 
+  new Gauge({
+    name: "keyward_operator_cached_secrets",
+    help: "Secrets whose field hashes the operator holds (managed: keyward's labelled Secrets, watched; referenced: spec.existingSecret, re-read by name)",
+    labelNames: ["source"],
+    registers: [registry],
+    collect() {
+      this.set({ source: "managed" }, secrets.list().length);
+      this.set({ source: "referenced" }, referenced.size);
+    },
+  });
+
   const reconciler = new ApiKeyReconciler({
     rest,
-    secrets,
+    secrets: { get: (ns, name) => secrets.get(ns, name) ?? referenced.get(ns, name) },
     events,
     log,
     now,
@@ -182,10 +214,12 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
   };
 
   await Promise.all([apiKeys.start(), secrets.start(), policies.start()]);
-  log.info("operator caches synced", { apikeys: apiKeys.list().length, apikeypolicies: policies.list().length });
+  log.info("operator caches synced", { apikeys: apiKeys.list().length, apikeypolicies: policies.list().length, secrets: secrets.list().length });
 
   const startWork = (): void => {
     queue = createQueue(config, handle, log, qm);
+    // Only the leader re-reads existingSecret references; a standby has no queue to feed.
+    referenced.start();
     for (const ak of apiKeys.list()) queue.add(keyOf(ak.metadata.namespace, ak.metadata.name));
     policyQueue = new WorkQueue({
       name: "apikeypolicies",
@@ -212,7 +246,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     const pq = policyQueue;
     queue = undefined;
     policyQueue = undefined;
-    await Promise.all([q?.shutdown(), pq?.shutdown()]);
+    await Promise.all([q?.shutdown(), pq?.shutdown(), referenced.stop()]);
   };
 
   let leadership: Leadership | undefined;

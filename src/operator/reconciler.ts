@@ -15,7 +15,16 @@ import type { EventRecorder, EventType } from "../k8s/events.ts";
 import { KubeApiError, isNotFound, type KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULT_PREFIX, checkKeyStrength, generateKey, hashKey, keyIdFromHash } from "./keymaterial.ts";
-import { buildKeySecret, hashSecretField, isOwnedBy, secretNameOf, type SecretView } from "./secrets.ts";
+import {
+  buildKeySecret,
+  hasManagedLabels,
+  hashSecretField,
+  isOwnedBy,
+  managedLabels,
+  secretNameOf,
+  secretPath,
+  type SecretView,
+} from "./secrets.ts";
 import {
   activeKey,
   iso,
@@ -190,18 +199,18 @@ export class ApiKeyReconciler {
     }
     if (!active) {
       // First issuance. A Secret of ours that already holds a key (status lost, say) is adopted.
-      if (cached) {
-        const live = await this.readSecret(ns, secretName);
-        if (live && !isOwnedBy(live.view, apiKey)) {
-          throw new UserActionNeeded("SecretConflict", `Secret ${secretName} exists and is not owned by this ApiKey; keyward never overwrites it`);
-        }
-        const b64 = live?.data[SECRET_DATA_KEY];
-        if (b64 !== undefined) {
-          const hash = hashSecretField(b64);
-          status.keys = promoteKey(status.keys, { id: keyIdFromHash(hash, prefix), hash, state: "active", createdAt: iso(now) }, now, 0);
-          this.recordObserved(apiKey, status);
-          return;
-        }
+      // The cache holds only keyward's labelled Secrets, so the name is read live: a Secret
+      // someone else created under it is found before any key is made for it.
+      const live = await this.readSecret(ns, secretName);
+      if (live && !isOwnedBy(live.view, apiKey)) {
+        throw new UserActionNeeded("SecretConflict", `Secret ${secretName} exists and is not owned by this ApiKey; keyward never overwrites it`);
+      }
+      const b64 = live?.data[SECRET_DATA_KEY];
+      if (b64 !== undefined) {
+        const hash = hashSecretField(b64);
+        status.keys = promoteKey(status.keys, { id: keyIdFromHash(hash, prefix), hash, state: "active", createdAt: iso(now) }, now, 0);
+        this.recordObserved(apiKey, status);
+        return;
       }
       // Otherwise the Secret is created (never applied over): if one appeared that the
       // cache has not seen, the create fails with 409 and the retry sees it.
@@ -223,6 +232,13 @@ export class ApiKeyReconciler {
         detail = inGrace
           ? `Secret ${secretName} still held the previous key after an interrupted rotation; a new key was issued`
           : `Secret ${secretName} was changed outside keyward; its content is not accepted and a new key was issued`;
+      } else if (!hasManagedLabels(live.view, apiKey)) {
+        // Intact but unlabelled: out of the label-selected watch, so put the labels back.
+        await this.d.rest.request("PATCH", secretPath(ns, secretName), {
+          body: { metadata: { labels: managedLabels(apiKey) } },
+          contentType: "application/merge-patch+json",
+          query: { fieldManager: FIELD_MANAGER },
+        });
       }
     }
     if (!reason && !paused) {
@@ -263,10 +279,7 @@ export class ApiKeyReconciler {
 
   private async readSecret(ns: string, name: string): Promise<{ view: SecretView; data: Record<string, string> } | undefined> {
     try {
-      const s = await this.d.rest.request<SecretView & { data?: Record<string, string> }>(
-        "GET",
-        `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets/${encodeURIComponent(name)}`,
-      );
+      const s = await this.d.rest.request<SecretView & { data?: Record<string, string> }>("GET", secretPath(ns, name));
       return { view: s, data: s.data ?? {} };
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -5,6 +5,12 @@ import { createHash } from "node:crypto";
 import type { KubernetesObject, V1OwnerReference } from "@kubernetes/client-node";
 import { API_VERSION, LABEL_APIKEY, LABEL_MANAGED_BY, SECRET_DATA_KEY, type ApiKey } from "../api/types.ts";
 
+/**
+ * The label selector of the operator's Secret watch: only Secrets keyward created
+ * (buildKeySecret puts both labels on them).
+ */
+export const MANAGED_SECRETS_SELECTOR = `${LABEL_MANAGED_BY}=keyward,${LABEL_APIKEY}`;
+
 export interface SecretView extends KubernetesObject {
   metadata: NonNullable<KubernetesObject["metadata"]>;
   /** sha256:<hex> of each data field's decoded bytes. */
@@ -51,6 +57,20 @@ export function isOwnedBy(secret: KubernetesObject, apiKey: ApiKey): boolean {
   return owner?.kind === "ApiKey" && owner.uid === apiKey.metadata.uid;
 }
 
+export const secretPath = (namespace: string, name: string): string =>
+  `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`;
+
+/** The labels of a Secret keyward issues into; the operator's watch selects on them. */
+export const managedLabels = (apiKey: ApiKey): Record<string, string> => ({
+  [LABEL_MANAGED_BY]: "keyward",
+  [LABEL_APIKEY]: apiKey.metadata.name,
+});
+
+export function hasManagedLabels(secret: KubernetesObject, apiKey: ApiKey): boolean {
+  const labels = secret.metadata?.labels ?? {};
+  return Object.entries(managedLabels(apiKey)).every(([k, v]) => labels[k] === v);
+}
+
 export const secretNameOf = (apiKey: ApiKey): string => apiKey.spec.secretName ?? `${apiKey.metadata.name}-apikey`;
 
 /** The Secret that delivers an issued key: owned by the ApiKey, labelled, the key under `api-key`. */
@@ -62,7 +82,7 @@ export function buildKeySecret(apiKey: ApiKey, key: string, keyId: string): Kube
     metadata: {
       name: secretNameOf(apiKey),
       namespace: apiKey.metadata.namespace,
-      labels: { [LABEL_MANAGED_BY]: "keyward", [LABEL_APIKEY]: apiKey.metadata.name },
+      labels: managedLabels(apiKey),
       annotations: { "keyward.dev/key-id": keyId },
       ownerReferences: [
         {

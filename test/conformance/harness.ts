@@ -40,7 +40,14 @@ export async function authzKubeConfig(adminKc: KubeConfig, admin: KubeRest): Pro
   await admin.request("POST", "/api/v1/namespaces", { body: { apiVersion: "v1", kind: "Namespace", metadata: { name: "keyward-system" } } }).catch((err: unknown) => {
     if (!(err instanceof KubeApiError && err.status === 409)) throw err;
   });
-  await applyManifestFiles(admin, [join(repoRoot, "config/rbac/authz-role.yaml"), join(repoRoot, "config/rbac/authz-binding.yaml")]);
+  await applyManifestFiles(
+    admin,
+    [
+      ...["authz-account.yaml", "authz-role.yaml", "authz-binding.yaml"].map((f) => join(repoRoot, "config/rbac", f)),
+      // The data plane's status writes are narrowed to status.usage, as in a real install.
+      join(repoRoot, "config/admission/authz-status-policy.yaml"),
+    ],
+  );
   const tr = await admin.request<{ status: { token: string } }>("POST", "/api/v1/namespaces/keyward-system/serviceaccounts/keyward-authz/token", {
     body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
   });

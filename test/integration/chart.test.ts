@@ -1,5 +1,6 @@
 // The Helm chart: rendered by helm, every object accepted by the real apiserver
-// (server-side dry run), CRDs identical to crds/, RBAC identical to config/rbac/.
+// (server-side dry run), CRDs identical to crds/, RBAC identical to config/rbac/
+// (cluster-wide, or namespaced Roles with watchNamespaces), the admission policy of config/admission/.
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { homedir } from "node:os";
@@ -26,6 +27,12 @@ const render = (...args: string[]): KubernetesObject[] =>
     }),
     "helm template",
   );
+
+/** The manifests in a directory of the repository (files only, not subdirectories). */
+const manifestsIn = (...path: string[]): KubernetesObject[] =>
+  readdirSync(join(root, ...path))
+    .filter((f) => f.endsWith(".yaml"))
+    .flatMap((f) => parseManifests(readFileSync(join(root, ...path, f), "utf8")));
 
 interface Deployment extends KubernetesObject {
   spec: { template: { spec: { containers: { args?: string[] }[] } } };
@@ -92,11 +99,51 @@ describe("Helm chart", () => {
 
   it("grants the same RBAC as config/rbac/", () => {
     const rendered = render();
-    const shipped = readdirSync(join(root, "config", "rbac")).flatMap((f) => parseManifests(readFileSync(join(root, "config", "rbac", f), "utf8")));
+    const shipped = manifestsIn("config", "rbac");
     for (const kind of ["ClusterRole", "Role"]) {
       const a = rendered.filter((o) => o.kind === kind).map((o) => JSON.stringify((o as Role).rules)).sort();
       const b = shipped.filter((o) => o.kind === kind).map((o) => JSON.stringify((o as Role).rules)).sort();
       expect(a, kind).toEqual(b);
     }
+  });
+
+  it("grants only namespaced Roles, one per watched namespace, when watchNamespaces is set", async () => {
+    const rendered = render("watchNamespaces={team-a,team-b}");
+    expect(rendered.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toEqual([]);
+    const shipped = manifestsIn("config", "rbac", "namespaced");
+    for (const component of ["operator", "authz"]) {
+      const rules = (shipped.find((o) => o.kind === "Role" && o.metadata?.name === `keyward-${component}`) as Role).rules;
+      for (const ns of ["team-a", "team-b"]) {
+        const role = rendered.find((o) => o.kind === "Role" && o.metadata?.name === `kw-${component}` && o.metadata.namespace === ns) as Role;
+        expect(role.rules, `${component} in ${ns}`).toEqual(rules);
+        const binding = rendered.find((o) => o.kind === "RoleBinding" && o.metadata?.name === `kw-${component}` && o.metadata.namespace === ns);
+        expect(binding).toMatchObject({
+          roleRef: { kind: "Role", name: `kw-${component}` },
+          subjects: [{ kind: "ServiceAccount", name: `kw-${component}`, namespace: NS }],
+        });
+      }
+    }
+    // The Lease stays in the release namespace.
+    expect(rendered.filter((o) => o.kind === "Role" && o.metadata?.namespace === NS).map((o) => o.metadata?.name)).toEqual(["kw-operator-leader-election"]);
+    for (const ns of ["team-a", "team-b"]) {
+      await rest.request("POST", "/api/v1/namespaces", { body: { metadata: { name: ns } } }).catch((err: unknown) => {
+        if (!isConflict(err)) throw err;
+      });
+    }
+    for (const obj of rendered.filter((o) => o.kind === "Role" || o.kind === "RoleBinding")) {
+      await expect(rest.create(obj, { dryRun: true }), `${obj.kind ?? ""}/${obj.metadata?.name ?? ""}`).resolves.toBeDefined();
+    }
+  });
+
+  it("ships the data plane's status admission policy for its own ServiceAccount", () => {
+    const rendered = render();
+    const policy = rendered.find((o) => o.kind === "ValidatingAdmissionPolicy") as KubernetesObject & {
+      spec: { matchConditions: { expression: string }[]; validations: unknown[] };
+    };
+    const shipped = manifestsIn("config", "admission").find((o) => o.kind === "ValidatingAdmissionPolicy") as typeof policy;
+    expect(policy.spec.matchConditions[0]?.expression).toBe(`request.userInfo.username == 'system:serviceaccount:${NS}:kw-authz'`);
+    expect(policy.spec.validations).toEqual(shipped.spec.validations);
+    expect(rendered.find((o) => o.kind === "ValidatingAdmissionPolicyBinding")).toMatchObject({ spec: { policyName: policy.metadata?.name, validationActions: ["Deny"] } });
+    expect(render("authz.statusPolicy.enabled=false").filter((o) => o.kind?.startsWith("ValidatingAdmissionPolicy"))).toEqual([]);
   });
 });

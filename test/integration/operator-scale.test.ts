@@ -64,7 +64,9 @@ describe(`operator at scale`, () => {
       requestsPerKey: Math.round((requests / COUNT) * 100) / 100,
     };
     console.log(`[scale] ${JSON.stringify(figures)}`);
-    // Status, Secret and one Event per key; watch echoes of our own writes cost nothing.
-    expect(figures.requestsPerKey).toBeLessThanOrEqual(3.1);
+    // A read of the Secret's name (the watch sees only keyward's Secrets, so a Secret someone
+    // else made under it is found this way), status, Secret and one Event per key; watch
+    // echoes of our own writes cost nothing.
+    expect(figures.requestsPerKey).toBeLessThanOrEqual(4.1);
   });
 });

@@ -66,7 +66,7 @@ beforeAll(async () => {
   ns = await createTestNamespace(kc, "operator");
   // The operator runs with exactly the RBAC it ships.
   opKc = await operatorKubeConfig(kc);
-  op = await startTestOperator(opKc, { namespaces: [ns] }, now);
+  op = await startTestOperator(opKc, { namespaces: [ns], existingSecretResync: 500 }, now);
 });
 
 afterAll(async () => {
@@ -111,7 +111,7 @@ describe("operator on a real control plane", () => {
     const keyBefore = await deliveredKey("orders-apikey");
     await op.stop();
     allLogs.push(...op.logs);
-    op = await startTestOperator(kc, { namespaces: [ns] }, now);
+    op = await startTestOperator(kc, { namespaces: [ns], existingSecretResync: 500 }, now);
     // Wait for the new operator to reconcile this key (it requeues every cached key at start).
     expect(op.logs.some((l) => l.includes("operator caches synced"))).toBe(true);
     // A change that forces a reconcile of this object, without asking for a new key.

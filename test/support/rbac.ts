@@ -2,7 +2,8 @@
 // returns a kubeconfig holding a fresh TokenRequest token of its ServiceAccount.
 import { join, resolve } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
-import { applyManifestFiles } from "../../src/k8s/apply.ts";
+import { readFileSync } from "node:fs";
+import { applyManifestFiles, applyObjects, parseManifests } from "../../src/k8s/apply.ts";
 import { KubeRest, isConflict } from "../../src/k8s/rest.ts";
 
 const repoRoot = resolve(import.meta.dirname, "..", "..");
@@ -14,27 +15,56 @@ export async function serviceAccountKubeConfig(
 ): Promise<KubeConfig> {
   const admin = new KubeRest(adminKc, { qps: 0 });
   try {
-    await admin
-      .request("POST", "/api/v1/namespaces", { body: { apiVersion: "v1", kind: "Namespace", metadata: { name: serviceAccount.namespace } } })
-      .catch((err: unknown) => {
-        if (!isConflict(err)) throw err;
-      });
+    await ensureNamespace(admin, serviceAccount.namespace);
     await applyManifestFiles(admin, rbacFiles.map((f) => join(repoRoot, f)));
-    const tr = await admin.request<{ status: { token: string } }>(
-      "POST",
-      `/api/v1/namespaces/${serviceAccount.namespace}/serviceaccounts/${serviceAccount.name}/token`,
-      { body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } } },
+    return await tokenKubeConfig(adminKc, admin, serviceAccount);
+  } finally {
+    admin.close();
+  }
+}
+
+async function ensureNamespace(admin: KubeRest, name: string): Promise<void> {
+  await admin.request("POST", "/api/v1/namespaces", { body: { apiVersion: "v1", kind: "Namespace", metadata: { name } } }).catch((err: unknown) => {
+    if (!isConflict(err)) throw err;
+  });
+}
+
+/** A kubeconfig holding a fresh TokenRequest token of a ServiceAccount. */
+async function tokenKubeConfig(adminKc: KubeConfig, admin: KubeRest, serviceAccount: { namespace: string; name: string }): Promise<KubeConfig> {
+  const tr = await admin.request<{ status: { token: string } }>(
+    "POST",
+    `/api/v1/namespaces/${serviceAccount.namespace}/serviceaccounts/${serviceAccount.name}/token`,
+    { body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } } },
+  );
+  const cluster = adminKc.getCurrentCluster();
+  if (!cluster) throw new Error("the admin kubeconfig has no cluster");
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "c", server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: cluster.skipTLSVerify }],
+    users: [{ name: serviceAccount.name, token: tr.status.token }],
+    contexts: [{ name: serviceAccount.name, cluster: "c", user: serviceAccount.name }],
+    currentContext: serviceAccount.name,
+  });
+  return kc;
+}
+
+/**
+ * A role's namespaced install (config/rbac/namespaced/<component>-*.yaml applied in each of
+ * `namespaces`), bound to a ServiceAccount of its own name, so that no ClusterRoleBinding
+ * another suite made for keyward-<component> can lend it permissions.
+ */
+export async function namespacedKubeConfig(adminKc: KubeConfig, component: "operator" | "authz", namespaces: string[], name: string): Promise<KubeConfig> {
+  const admin = new KubeRest(adminKc, { qps: 0 });
+  const rename = <T,>(objects: T[]): T[] => JSON.parse(JSON.stringify(objects).replaceAll(`"keyward-${component}"`, JSON.stringify(name))) as T[];
+  try {
+    await ensureNamespace(admin, "keyward-system");
+    const account = parseManifests(readFileSync(join(repoRoot, "config/rbac", `${component}-account.yaml`), "utf8")).filter((o) => o.kind === "ServiceAccount");
+    await applyObjects(admin, rename(account));
+    const namespaced = ["role", "binding"].flatMap((f) =>
+      parseManifests(readFileSync(join(repoRoot, "config/rbac/namespaced", `${component}-${f}.yaml`), "utf8")),
     );
-    const cluster = adminKc.getCurrentCluster();
-    if (!cluster) throw new Error("the admin kubeconfig has no cluster");
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "c", server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: cluster.skipTLSVerify }],
-      users: [{ name: serviceAccount.name, token: tr.status.token }],
-      contexts: [{ name: serviceAccount.name, cluster: "c", user: serviceAccount.name }],
-      currentContext: serviceAccount.name,
-    });
-    return kc;
+    for (const ns of namespaces) await applyObjects(admin, rename(namespaced), { namespace: ns });
+    return await tokenKubeConfig(adminKc, admin, { namespace: "keyward-system", name });
   } finally {
     admin.close();
   }
@@ -42,7 +72,7 @@ export async function serviceAccountKubeConfig(
 
 /** The operator's shipped RBAC (config/rbac/operator-*.yaml). */
 export const operatorKubeConfig = (adminKc: KubeConfig): Promise<KubeConfig> =>
-  serviceAccountKubeConfig(adminKc, ["config/rbac/operator-role.yaml", "config/rbac/operator-binding.yaml"], {
+  serviceAccountKubeConfig(adminKc, ["config/rbac/operator-account.yaml", "config/rbac/operator-role.yaml", "config/rbac/operator-binding.yaml"], {
     namespace: "keyward-system",
     name: "keyward-operator",
   });

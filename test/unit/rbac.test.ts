@@ -1,0 +1,47 @@
+// The shipped RBAC manifests: the namespaced install (config/rbac/namespaced/,
+// applied in each watched namespace) grants exactly the rules of the cluster-wide
+// ClusterRoles, binds the same ServiceAccounts, and names no namespace of its own.
+// test/integration/chart.test.ts checks the chart against these files.
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseManifests } from "../../src/k8s/apply.ts";
+
+const dir = join(resolve(import.meta.dirname, "..", ".."), "config", "rbac");
+
+interface RbacObject {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: unknown[];
+  roleRef?: { kind: string; name: string };
+  subjects?: { kind: string; name: string; namespace?: string }[];
+}
+
+const load = (file: string): RbacObject[] => parseManifests(readFileSync(join(dir, file), "utf8"), file) as unknown as RbacObject[];
+const only = (objects: RbacObject[], kind: string): RbacObject => {
+  const found = objects.filter((o) => o.kind === kind);
+  expect(found, kind).toHaveLength(1);
+  return found[0] as RbacObject;
+};
+
+describe.each(["operator", "authz"])("RBAC of keyward-%s", (component) => {
+  it("grants the same rules in a namespace as cluster-wide", () => {
+    const clusterRole = only(load(`${component}-role.yaml`), "ClusterRole");
+    const role = only(load(`namespaced/${component}-role.yaml`), "Role");
+    expect(role.metadata.name).toBe(clusterRole.metadata.name);
+    expect(role.rules).toEqual(clusterRole.rules);
+    expect(role.metadata.namespace).toBeUndefined();
+  });
+
+  it("binds the same ServiceAccount in both installs", () => {
+    const sa = only(load(`${component}-account.yaml`), "ServiceAccount");
+    const subject = [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: sa.metadata.namespace }];
+    const cluster = only(load(`${component}-binding.yaml`), "ClusterRoleBinding");
+    const namespaced = only(load(`namespaced/${component}-binding.yaml`), "RoleBinding");
+    expect(cluster.subjects).toEqual(subject);
+    expect(namespaced.subjects).toEqual(subject);
+    expect(cluster.roleRef).toMatchObject({ kind: "ClusterRole", name: `keyward-${component}` });
+    expect(namespaced.roleRef).toMatchObject({ kind: "Role", name: `keyward-${component}` });
+    expect(namespaced.metadata.namespace).toBeUndefined();
+  });
+});
