@@ -87,12 +87,13 @@ export class DecisionCache<T> {
 }
 
 /**
- * What a decision's metadata reads besides its entry: reason and rule. The parts
- * cannot contain NUL (reasons are fixed; policy refs and rule names are Kubernetes
- * names and DNS labels).
+ * What a decision's metadata reads besides its entry: reason, rule and the path
+ * problem. The parts cannot contain NUL (reasons and path problems are fixed;
+ * policy refs and rule names are Kubernetes names and DNS labels).
  */
 export function decisionVariant(d: Decision): string {
   const r = d.rule;
+  if (d.pathProblem !== undefined) return `${d.reason}\u0000${d.pathProblem}`;
   return r === undefined ? d.reason : `${d.reason}\u0000${r.policy.ref}\u0000${r.name}`;
 }
 

@@ -91,5 +91,6 @@ export function decisionMetadata(d: Decision): Record<string, MetadataValue> {
     m.policy = d.rule.policy.ref;
     m.rule = d.rule.name;
   }
+  if (d.pathProblem !== undefined) m.path_problem = d.pathProblem;
   return m;
 }
