@@ -1,5 +1,6 @@
 // Paths are judged as the upstream will read them: a table of tricky paths, and
 // random paths checked against independent models of how upstreams read a path.
+import type { IncomingMessage } from "node:http";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../test/support/random.ts";
@@ -10,6 +11,7 @@ import { Checker } from "./check.ts";
 import { decisionRecorder } from "./decisions.ts";
 import { policy } from "./fixtures.test-support.ts";
 import { checkResponder, toCheckInput } from "./grpc.ts";
+import { httpCheckInput } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { pathProblem, type PathProblem } from "./paths.ts";
 import { PolicyIndex } from "./policy.ts";
@@ -320,6 +322,8 @@ describe("refused paths through the Checker, on both fronts", () => {
       const answer = JSON.parse(Buffer.isBuffer(raw) ? raw.toString() : JSON.stringify(raw)) as { status: { code: number }; dynamic_metadata: { fields: Record<string, { stringValue: string }> } };
       expect(answer.status.code).toBe(7);
       expect(answer.dynamic_metadata.fields.path_problem).toEqual({ stringValue: problem });
+      const http = c.check(httpCheckInput("envoy")({ headers: { host: "a.example" }, rawHeaders: ["Host", "a.example"], method: "GET", url: path } as unknown as IncomingMessage));
+      expect(http).toEqual(grpc);
       record(grpc, 0, undefined, false);
     }
     expect(lines.map((l) => (JSON.parse(l) as { path_problem?: string }).path_problem)).toEqual(problems.map(([, p]) => p));
