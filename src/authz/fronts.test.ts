@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { deny, type Decision } from "./check.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { toCheckInput, toCheckResponse } from "./grpc.ts";
-import { httpCheckInput } from "./http.ts";
+import { httpCheckInput, withoutQueryParams } from "./http.ts";
 
 const OPTS = { keyIdHeader: "x-keyward-key-id", ownerHeader: "x-keyward-owner", realm: "keyward" };
 
@@ -122,6 +122,19 @@ describe("HTTP request reading", () => {
     expect(read(req([["X-Forwarded-For", "1.1.1.1, 2.2.2.2, 3.3.3.3"]]))).toMatchObject({ peerAddress: "3.3.3.3", forwardedFor: "1.1.1.1, 2.2.2.2" });
     expect(read(req([["X-Forwarded-For", "3.3.3.3"]]))).toMatchObject({ peerAddress: "3.3.3.3", forwardedFor: undefined });
     expect(read(req([]))).toMatchObject({ peerAddress: undefined });
+  });
+});
+
+describe("the upstream URI of an allowed HTTP check", () => {
+  it("drops every query parameter the key was found in, as findKey names them, and nothing else", () => {
+    expect(withoutQueryParams("/a/b?x=1&api_key=K&y=2", ["api_key"])).toBe("/a/b?x=1&y=2");
+    expect(withoutQueryParams("/a?api_key=K", ["api_key"])).toBe("/a");
+    expect(withoutQueryParams("/a?api%5Fkey=K&api_key=K&key=1", ["api_key"])).toBe("/a?key=1");
+    expect(withoutQueryParams("/a?api_key=K&token=K", ["api_key", "token"])).toBe("/a");
+    expect(withoutQueryParams("/a?x=%zz&api_key", ["api_key"])).toBe("/a?x=%zz");
+    expect(withoutQueryParams("/a?%zz=1&api_key=K#f", ["api_key"])).toBe("/a?%zz=1#f");
+    expect(withoutQueryParams("/a?api_key=K", [])).toBe("/a?api_key=K");
+    expect(withoutQueryParams("/a/api_key=K", ["api_key"])).toBe("/a/api_key=K");
   });
 });
 

@@ -10,11 +10,13 @@
 // Each must be there exactly once; a missing or repeated one is a bad request.
 // The proxy appends the address of its own peer to X-Forwarded-For; that last
 // entry is the peer, and trusted hops count from there.
-// 2xx allows (with key id and owner headers), anything else denies.
+// 2xx allows (with key id and owner headers, and the URI to send upstream without
+// the query parameters the key was in), anything else denies.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { splitHostPort } from "../metrics/server.ts";
 import type { CheckInput, Decision } from "./check.ts";
+import { queryParamName } from "./credentials.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { denialBody, denialHeaders, okHeaders, okResponseHeaders, type ResponseOptions } from "./response.ts";
 
@@ -87,10 +89,33 @@ export function httpCheckInput(proxy: HttpProxy, pathPrefix = ""): (req: Incomin
   };
 }
 
-export function writeDecision(res: ServerResponse, d: Decision, o: ResponseOptions): void {
+/** Response header of an allowed check: the URI to send upstream, without the query parameters the key was in. */
+export const UPSTREAM_URI_HEADER = "x-keyward-upstream-uri";
+
+/**
+ * `uri` without the query parameters named in `names` (as findKey reads names: decoded);
+ * everything else, the path and the order of the other parameters, unchanged.
+ */
+export function withoutQueryParams(uri: string, names: readonly string[]): string {
+  const q = uri.indexOf("?");
+  if (names.length === 0 || q === -1) return uri;
+  const hash = uri.indexOf("#", q);
+  const end = hash === -1 ? uri.length : hash;
+  const kept = uri
+    .slice(q + 1, end)
+    .split("&")
+    .filter((part) => {
+      const name = queryParamName(part);
+      return name === undefined || !names.includes(name);
+    });
+  return `${uri.slice(0, q)}${kept.length > 0 ? `?${kept.join("&")}` : ""}${uri.slice(end)}`;
+}
+
+export function writeDecision(res: ServerResponse, d: Decision, o: ResponseOptions, input?: CheckInput): void {
   if (d.status === 200) {
     for (const [k, v] of okHeaders(d, o)) res.setHeader(k, v);
     for (const [k, v] of okResponseHeaders(d)) res.setHeader(k, v);
+    if (input?.path !== undefined) res.setHeader(UPSTREAM_URI_HEADER, withoutQueryParams(input.path, d.removeQueryParams));
     res.writeHead(200, { "content-length": "0" });
     res.end();
     return;
@@ -110,7 +135,7 @@ export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
     req.resume();
     const cancelled = res.destroyed;
     try {
-      if (!cancelled) writeDecision(res, d, o.response);
+      if (!cancelled) writeDecision(res, d, o.response, input);
     } catch (err) {
       o.onError(err);
       res.destroy();

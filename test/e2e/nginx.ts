@@ -42,7 +42,7 @@ function replaceOnce(text: string, from: string, to: string): string {
 export async function nginxServerConfig(listenPort: number, authPort: number, upstreamPort: number): Promise<string> {
   let recipe = await readFile(NGINX_RECIPE, "utf8");
   recipe = replaceOnce(recipe, "http://keyward-authz.keyward-system.svc:9002/auth", `http://127.0.0.1:${authPort}/auth`);
-  recipe = replaceOnce(recipe, "proxy_pass http://app;", `proxy_pass http://127.0.0.1:${upstreamPort};`);
+  recipe = replaceOnce(recipe, "proxy_pass http://app$kw_upstream_uri;", `proxy_pass http://127.0.0.1:${upstreamPort}$kw_upstream_uri;`);
   return `
   server {
     listen 127.0.0.1:${listenPort};

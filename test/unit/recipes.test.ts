@@ -51,11 +51,13 @@ describe("the nginx recipe (deploy/nginx/keyward.conf)", () => {
     }
   });
 
-  it("strips every header the default credentials read before the upstream, and forwards the URI as sent", () => {
+  it("strips every header the default credentials read, and sends upstream the URI keyward judged", () => {
     const app = block(conf, "location / {");
     const names = [...DEFAULT_CREDENTIALS.headers, ...(DEFAULT_CREDENTIALS.bearer ? ["authorization"] : [])];
     for (const n of names) expect(app.map((d) => d.toLowerCase())).toContain(`proxy_set_header ${n} "";`);
-    expect(app).toContain("proxy_pass http://app;");
+    // The URI keyward judged, without the query parameters the key was in.
+    expect(app).toContain("auth_request_set $kw_upstream_uri $upstream_http_x_keyward_upstream_uri;");
+    expect(app).toContain("proxy_pass http://app$kw_upstream_uri;");
   });
 });
 
