@@ -72,6 +72,8 @@ const keyward = spawn(
     "--no-leader-elect",
     `--grpc-address=127.0.0.1:${grpcPort}`,
     `--http-auth-address=127.0.0.1:${httpPort}`,
+    // The probes below send what Traefik's forwardAuth sends.
+    "--http-auth-proxy=traefik",
     `--metrics-address=127.0.0.1:${metricsPort}`,
   ],
   { stdio: ["ignore", openSync(logFile, "w"), openSync(logFile, "a")] },

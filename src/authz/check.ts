@@ -7,6 +7,7 @@ import { cidrContains, parseIp } from "../index/cidr.ts";
 import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
 import { findKey, type HeaderLookup } from "./credentials.ts";
 import { effectiveLimits } from "./maximums.ts";
+import { pathProblem, type PathProblem } from "./paths.ts";
 import type { CompiledRule, PolicyIndex } from "./policy.ts";
 import { REASONS, type Reason } from "./reasons.ts";
 
@@ -31,6 +32,8 @@ export interface Decision {
   readonly limit: LimitVerdict | undefined;
   readonly removeHeaders: readonly string[];
   readonly removeQueryParams: readonly string[];
+  /** Why the path was refused (reason path_not_normalized). */
+  readonly pathProblem?: PathProblem;
 }
 
 export interface CheckerOptions {
@@ -45,7 +48,6 @@ export interface CheckerOptions {
 }
 
 const EMPTY: readonly string[] = [];
-const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|\\/i;
 
 export function deny(reason: Reason, entry?: KeyEntry, rule?: CompiledRule, limit?: LimitVerdict): Decision {
   return { reason, status: REASONS[reason].status, entry, rule, limit, removeHeaders: EMPTY, removeQueryParams: EMPTY };
@@ -97,7 +99,8 @@ export class Checker {
     if (hash !== -1 && hash < end) end = hash;
     const pathOnly = end === path.length ? path : path.slice(0, end);
     const query = q === -1 ? undefined : path.slice(q + 1, hash > q ? hash : undefined);
-    if (DOT_SEGMENT.test(pathOnly)) return deny("path_not_normalized");
+    const problem = pathProblem(path);
+    if (problem !== undefined) return { ...deny("path_not_normalized"), pathProblem: problem };
 
     const rule = this.o.policies.table.match(normalizeHost(host), pathOnly, method.toUpperCase());
     if (!rule) return deny("no_policy");

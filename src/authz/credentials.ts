@@ -47,8 +47,7 @@ export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: 
   if (cred.queryParams.length > 0 && query) {
     for (const part of query.split("&")) {
       const eq = part.indexOf("=");
-      const rawName = eq === -1 ? part : part.slice(0, eq);
-      const name = safeDecode(rawName);
+      const name = queryParamName(part);
       if (name === undefined || !cred.queryParams.includes(name)) continue;
       const value = safeDecode(eq === -1 ? "" : part.slice(eq + 1));
       // A key that cannot be decoded is still a key: it will not be found.
@@ -62,6 +61,12 @@ export function findKey(cred: CompiledCredentials, header: HeaderLookup, query: 
   }
   if (key === undefined) return NONE;
   return { kind: "key", key, headers: headers ?? [], queryParams: params ? [...new Set(params)] : [] };
+}
+
+/** The decoded name of one `name=value` part of a query string; undefined if it cannot be decoded. */
+export function queryParamName(part: string): string | undefined {
+  const eq = part.indexOf("=");
+  return safeDecode(eq === -1 ? part : part.slice(0, eq));
 }
 
 function safeDecode(s: string): string | undefined {

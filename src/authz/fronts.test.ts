@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { deny, type Decision } from "./check.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { toCheckInput, toCheckResponse } from "./grpc.ts";
-import { httpCheckInput } from "./http.ts";
+import { httpCheckInput, withoutQueryParams } from "./http.ts";
 
 const OPTS = { keyIdHeader: "x-keyward-key-id", ownerHeader: "x-keyward-owner", realm: "keyward" };
 
@@ -60,21 +60,81 @@ describe("gRPC request reading", () => {
 });
 
 describe("HTTP request reading", () => {
-  const req = (headers: Record<string, string | string[]>, method = "GET", url = "/auth"): IncomingMessage => ({ headers, method, url }) as unknown as IncomingMessage;
+  /** A request as node:http parses it, from raw [name, value] pairs in the order sent. */
+  const req = (raw: [string, string][], method = "GET", url = "/auth"): IncomingMessage => {
+    const headers: Record<string, string> = {};
+    for (const [n, v] of raw) {
+      const k = n.toLowerCase();
+      headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+    }
+    return { headers, rawHeaders: raw.flat(), method, url } as unknown as IncomingMessage;
+  };
+  // Every forwarding header a client could send through a proxy that passes its headers on.
+  const spoofed: [string, string][] = [
+    ["X-Forwarded-Method", "GET"],
+    ["X-Forwarded-Uri", "/public"],
+    ["X-Forwarded-Host", "public.example"],
+    ["X-Original-Method", "GET"],
+    ["X-Original-URI", "/public"],
+    ["X-Original-Host", "public.example"],
+    ["X-Rewrite-URL", "/public"],
+  ];
 
-  it("takes the original request from nginx's and Traefik's headers", () => {
-    const nginx = httpCheckInput(req({ host: "auth:9002", "x-forwarded-host": "a.example", "x-original-uri": "/v1?x=1", "x-original-method": "POST" }));
-    expect(nginx).toMatchObject({ method: "POST", host: "a.example", path: "/v1?x=1" });
-    const traefik = httpCheckInput(req({ host: "a.example", "x-forwarded-uri": "/t", "x-forwarded-method": "PUT" }));
-    expect(traefik).toMatchObject({ method: "PUT", host: "a.example", path: "/t" });
-    const envoy = httpCheckInput(req({ host: "a.example" }, "DELETE", "/v1/x"));
-    expect(envoy).toMatchObject({ method: "DELETE", host: "a.example", path: "/v1/x" });
+  it("nginx: X-Original-Method, X-Original-URI and Host, nothing else", () => {
+    const read = httpCheckInput("nginx");
+    expect(read(req([["Host", "a.example"], ["X-Original-URI", "/v1?x=1"], ["X-Original-Method", "POST"]]))).toMatchObject({ method: "POST", host: "a.example", path: "/v1?x=1" });
+    // The client's own X-Forwarded-* reach keyward through nginx; they are ignored.
+    const spoof = read(req([["Host", "a.example"], ["X-Original-URI", "/v1/orders"], ["X-Original-Method", "POST"], ...spoofed.filter(([n]) => !n.startsWith("X-Original-M") && n !== "X-Original-URI")]));
+    expect(spoof).toMatchObject({ method: "POST", host: "a.example", path: "/v1/orders" });
+    // Without the recipe's headers there is no original request: never the check request's own line.
+    expect(read(req([["Host", "a.example"], ["X-Forwarded-Method", "GET"], ["X-Forwarded-Uri", "/public"]], "GET", "/public"))).toMatchObject({ method: undefined, path: undefined });
+  });
+
+  it("traefik: X-Forwarded-Method, -Host and -Uri, nothing else", () => {
+    const read = httpCheckInput("traefik");
+    const input = read(req([["Host", "keyward:9002"], ["X-Forwarded-Host", "a.example"], ["X-Forwarded-Uri", "/t"], ["X-Forwarded-Method", "PUT"], ...spoofed.filter(([n]) => n.startsWith("X-Original") || n === "X-Rewrite-URL")], "GET", "/public"));
+    expect(input).toMatchObject({ method: "PUT", host: "a.example", path: "/t" });
+    expect(read(req([["Host", "a.example"], ["X-Original-Method", "GET"], ["X-Original-URI", "/public"]], "GET", "/public"))).toMatchObject({ method: undefined, host: undefined, path: undefined });
+  });
+
+  it("envoy: the check request's own method, path and Host, with path_prefix removed", () => {
+    expect(httpCheckInput("envoy")(req([["Host", "a.example"], ...spoofed], "DELETE", "/v1/x?y=1"))).toMatchObject({ method: "DELETE", host: "a.example", path: "/v1/x?y=1" });
+    const prefixed = httpCheckInput("envoy", "/ext-authz");
+    expect(prefixed(req([["Host", "a.example"]], "POST", "/ext-authz/v1/x"))).toMatchObject({ method: "POST", path: "/v1/x" });
+    // A check request without the prefix is not one Envoy sent: no path, so 400.
+    expect(prefixed(req([["Host", "a.example"]], "POST", "/v1/x")).path).toBeUndefined();
+  });
+
+  it("refuses a request-line header sent twice rather than picking one", () => {
+    const twice = (name: string): [string, string][] => [
+      [name, "/a"],
+      [name.toUpperCase(), "/b"],
+    ];
+    const nginx = httpCheckInput("nginx");
+    expect(nginx(req([["Host", "a.example"], ["X-Original-Method", "GET"], ...twice("X-Original-URI")])).path).toBeUndefined();
+    expect(nginx(req([["Host", "a.example"], ["X-Original-URI", "/"], ["X-Original-Method", "GET"], ["X-Original-Method", "POST"]])).method).toBeUndefined();
+    expect(nginx(req([["Host", "a.example"], ["Host", "b.example"], ["X-Original-URI", "/"], ["X-Original-Method", "GET"]])).host).toBeUndefined();
+    expect(httpCheckInput("traefik")(req([["X-Forwarded-Host", "a.example"], ["X-Forwarded-Method", "GET"], ...twice("X-Forwarded-Uri")])).path).toBeUndefined();
   });
 
   it("treats the last X-Forwarded-For entry as the calling proxy's peer", () => {
-    expect(httpCheckInput(req({ "x-forwarded-for": "1.1.1.1, 2.2.2.2, 3.3.3.3" }))).toMatchObject({ peerAddress: "3.3.3.3", forwardedFor: "1.1.1.1, 2.2.2.2" });
-    expect(httpCheckInput(req({ "x-forwarded-for": "3.3.3.3" }))).toMatchObject({ peerAddress: "3.3.3.3", forwardedFor: undefined });
-    expect(httpCheckInput(req({}))).toMatchObject({ peerAddress: undefined });
+    const read = httpCheckInput("nginx");
+    expect(read(req([["X-Forwarded-For", "1.1.1.1, 2.2.2.2, 3.3.3.3"]]))).toMatchObject({ peerAddress: "3.3.3.3", forwardedFor: "1.1.1.1, 2.2.2.2" });
+    expect(read(req([["X-Forwarded-For", "3.3.3.3"]]))).toMatchObject({ peerAddress: "3.3.3.3", forwardedFor: undefined });
+    expect(read(req([]))).toMatchObject({ peerAddress: undefined });
+  });
+});
+
+describe("the upstream URI of an allowed HTTP check", () => {
+  it("drops every query parameter the key was found in, as findKey names them, and nothing else", () => {
+    expect(withoutQueryParams("/a/b?x=1&api_key=K&y=2", ["api_key"])).toBe("/a/b?x=1&y=2");
+    expect(withoutQueryParams("/a?api_key=K", ["api_key"])).toBe("/a");
+    expect(withoutQueryParams("/a?api%5Fkey=K&api_key=K&key=1", ["api_key"])).toBe("/a?key=1");
+    expect(withoutQueryParams("/a?api_key=K&token=K", ["api_key", "token"])).toBe("/a");
+    expect(withoutQueryParams("/a?x=%zz&api_key", ["api_key"])).toBe("/a?x=%zz");
+    expect(withoutQueryParams("/a?%zz=1&api_key=K#f", ["api_key"])).toBe("/a?%zz=1#f");
+    expect(withoutQueryParams("/a?api_key=K", [])).toBe("/a?api_key=K");
+    expect(withoutQueryParams("/a/api_key=K", ["api_key"])).toBe("/a/api_key=K");
   });
 });
 

@@ -88,12 +88,13 @@ export class DecisionCache<T> {
 }
 
 /**
- * What a decision's metadata reads besides its entry: reason, rule and the limit
- * kinds the policy's maximums capped (they change with the policy's spec, which the
- * policy ref does not). The parts cannot contain NUL (reasons are fixed; policy refs
- * and rule names are Kubernetes names and DNS labels).
+ * What a decision's metadata reads besides its entry: reason, rule, the path problem
+ * and the limit kinds the policy's maximums capped (they change with the policy's
+ * spec, which the policy ref does not). The parts cannot contain NUL (reasons and
+ * path problems are fixed; policy refs and rule names are Kubernetes names and DNS labels).
  */
 export function decisionVariant(d: Decision): string {
+  if (d.pathProblem !== undefined) return `${d.reason}\u0000${d.pathProblem}`;
   const r = d.rule;
   if (r === undefined) return d.reason;
   const capped = cappedKinds(d);

@@ -94,6 +94,7 @@ export function decisionMetadata(d: Decision): Record<string, MetadataValue> {
   }
   const capped = cappedKinds(d);
   if (capped.length > 0) m.limits_capped = capped;
+  if (d.pathProblem !== undefined) m.path_problem = d.pathProblem;
   return m;
 }
 

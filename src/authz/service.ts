@@ -9,7 +9,7 @@ import { Limiter } from "../limits/limiter.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
-import { startHttpFront, type HttpFront } from "./http.ts";
+import { HTTP_PROXIES, startHttpFront, type HttpFront, type HttpProxy } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { parseHostAssignments } from "./hosts.ts";
 import { PolicyIndex } from "./policy.ts";
@@ -42,6 +42,10 @@ function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
   return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } };
 }
 
+/** The configured proxy of the HTTP front, or undefined when none is named. */
+function httpProxy(name: string): HttpProxy | undefined {
+  return HTTP_PROXIES.find((p) => p === name);
+}
 
 export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const { config, kc, rest, registry } = deps;
@@ -103,8 +107,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   let httpFront: HttpFront | undefined;
   try {
     grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, onDecision: onDecision("grpc"), onError });
-    if (config.httpAuthAddress) {
-      httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError });
+    const proxy = httpProxy(config.httpAuthProxy);
+    if (config.httpAuthAddress && proxy) {
+      httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, onDecision: onDecision("http"), onError });
+    } else if (config.httpAuthAddress) {
+      log.error("HTTP auth endpoint not started: name the proxy that calls it with --http-auth-proxy (nginx, traefik or envoy)", { address: config.httpAuthAddress });
     }
   } catch (err) {
     await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);

@@ -43,6 +43,15 @@ describe("config", () => {
     expect(() => loadConfig([], { KEYWARD_AUTHZ_WORKERS: "none" })).toThrow(/\$KEYWARD_AUTHZ_WORKERS/);
   });
 
+  it("names the HTTP front's proxy, with no default, and takes a path prefix only for Envoy", () => {
+    expect(loadConfig([], {}).config.httpAuthProxy).toBe("");
+    expect(loadConfig(["--http-auth-proxy=traefik"], {}).config.httpAuthProxy).toBe("traefik");
+    expect(() => loadConfig(["--http-auth-proxy=apache"], {})).toThrow(/not one of nginx, traefik, envoy/);
+    expect(loadConfig(["--http-auth-proxy=envoy", "--http-auth-path-prefix=/authz"], {}).config.httpAuthPathPrefix).toBe("/authz");
+    expect(() => loadConfig(["--http-auth-proxy=nginx", "--http-auth-path-prefix=/authz"], {})).toThrow(/needs --http-auth-proxy=envoy/);
+    expect(() => loadConfig(["--http-auth-proxy=envoy", "--http-auth-path-prefix=authz"], {})).toThrow(/starts with \//);
+  });
+
   it("documents every setting in docs/configuration.md", () => {
     const doc = readFileSync(join(import.meta.dirname, "..", "..", "docs", "configuration.md"), "utf8");
     expect(doc, "run `make docs` to regenerate docs/configuration.md").toBe(configMarkdown());

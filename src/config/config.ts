@@ -95,6 +95,8 @@ export const SETTINGS = {
   grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),
   grpcTransport: s("grpc-transport", "KEYWARD_GRPC_TRANSPORT", "keyward", "the gRPC server under Check: keyward's own HTTP/2 server (cleartext, prior knowledge), or grpc-js on node:http2 (ADR 0023)", ["keyward", "grpc-js"]),
   httpAuthAddress: s("http-auth-address", "KEYWARD_HTTP_AUTH_ADDRESS", "0.0.0.0:9002", "host:port of the HTTP auth endpoint (nginx auth_request, Traefik forwardAuth); empty disables it"),
+  httpAuthProxy: s("http-auth-proxy", "KEYWARD_HTTP_AUTH_PROXY", "", "the proxy that calls the HTTP auth endpoint; only its own headers say the original method, host and URI: nginx (X-Original-Method, X-Original-URI, Host), traefik (X-Forwarded-Method, -Host, -Uri) or envoy (the check request's own method, path and Host); while unset, the HTTP endpoint is not started; one of", ["nginx", "traefik", "envoy"]),
+  httpAuthPathPrefix: s("http-auth-path-prefix", "KEYWARD_HTTP_AUTH_PATH_PREFIX", "", "with --http-auth-proxy=envoy: Envoy's http_service.path_prefix, removed from the check request's path before it is judged; a check request whose path does not start with it is refused (400)"),
   keyIdHeader: s("key-id-header", "KEYWARD_KEY_ID_HEADER", "x-keyward-key-id", "request header that carries the key id upstream on an allowed request (replaces any sent by the client)"),
   ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),
   xffTrustedHops: int("xff-trusted-hops", "KEYWARD_XFF_TRUSTED_HOPS", 0, "proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted when checking allowedSources; 0 uses the calling proxy's peer address"),
@@ -249,6 +251,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     throw new KeywardError("ConfigInvalid", "--lease-retry-period must be shorter than --lease-renew-deadline");
   }
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
+  if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {
+    throw new KeywardError("ConfigInvalid", "--http-auth-path-prefix is Envoy's path_prefix: it starts with / and needs --http-auth-proxy=envoy");
+  }
   return { config, args };
 }
 

@@ -5,6 +5,7 @@
 //
 // Plaintext keys exist only in the test's memory: never printed, never logged.
 import { createHash, randomBytes } from "node:crypto";
+import { request, type IncomingHttpHeaders } from "node:http";
 import { join, resolve } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -70,7 +71,7 @@ export async function startAuthzEnv(kubeconfigPath: string, overrides: Partial<C
   const authzRest = new KubeRest(authzKc);
   const registry = new Registry();
   const clock = { offsetMs: 0 };
-  const config = defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", metricsAddress: "", ...overrides });
+  const config = defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", httpAuthProxy: "nginx", metricsAddress: "", ...overrides });
   const authz = await startAuthz({ config, kc: authzKc, rest: authzRest, log, registry, now: () => Date.now() + clock.offsetMs });
   await eventually(() => Promise.resolve(authz.ready() ? true : undefined), 20_000, "the authz watches to sync");
   return {
@@ -142,6 +143,36 @@ export async function deleteKey(rest: KubeRest, namespace: string, name: string)
 export async function createPolicy(rest: KubeRest, namespace: string, name: string, spec: ApiKeyPolicySpec): Promise<void> {
   const obj: ApiKeyPolicy = { apiVersion: "keyward.dev/v1alpha1", kind: "ApiKeyPolicy", metadata: { name, namespace }, spec };
   await rest.request("POST", `${BASE}/namespaces/${namespace}/apikeypolicies`, { body: obj });
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** One HTTP/1.1 request to 127.0.0.1:`port` with exactly these headers (fetch() would replace Host). */
+export function httpRequest(port: number, method: string, path: string, headers: Record<string, string>): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, method, headers }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/**
+ * Asks keyward's HTTP endpoint (--http-auth-proxy=nginx) the way the nginx recipe does:
+ * X-Original-Method, X-Original-URI and Host name the original request, and nginx appends
+ * the client's address to X-Forwarded-For. `headers` are the client's own.
+ */
+export function nginxStyleCheck(port: number, original: { method: string; host: string; uri: string }, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  return httpRequest(port, "GET", "/auth", { "x-forwarded-for": "127.0.0.1", ...headers, host: original.host, "x-original-method": original.method, "x-original-uri": original.uri });
 }
 
 export interface HttpReq {

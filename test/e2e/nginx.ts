@@ -1,6 +1,7 @@
 // Runs a real nginx (Debian package, installed by scripts/install-system-deps.sh)
 // in front of an upstream, asking keyward's HTTP auth endpoint with auth_request.
-// The configuration is docs/authz.md's nginx recipe with ports filled in.
+// The configuration is the shipped recipe (deploy/nginx/keyward.conf, also shown in
+// docs/authz.md) with addresses filled in.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from "node:fs/promises";
@@ -27,54 +28,25 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** The nginx server block of the recipe: keyward at `authPort`, the application at `upstreamPort`. */
-export function nginxServerConfig(listenPort: number, authPort: number, upstreamPort: number): string {
+/** The shipped recipe, deploy/nginx/keyward.conf, as users copy it. */
+export const NGINX_RECIPE = join(import.meta.dirname, "..", "..", "deploy", "nginx", "keyward.conf");
+
+/** Replaces the one occurrence of `from` in `text`; throws if it is not there exactly once. */
+function replaceOnce(text: string, from: string, to: string): string {
+  const at = text.indexOf(from);
+  if (at === -1 || text.indexOf(from, at + 1) !== -1) throw new Error(`${NGINX_RECIPE}: expected "${from}" exactly once`);
+  return text.slice(0, at) + to + text.slice(at + from.length);
+}
+
+/** The nginx server block: the recipe with keyward at `authPort` and the application at `upstreamPort`. */
+export async function nginxServerConfig(listenPort: number, authPort: number, upstreamPort: number): Promise<string> {
+  let recipe = await readFile(NGINX_RECIPE, "utf8");
+  recipe = replaceOnce(recipe, "http://keyward-authz.keyward-system.svc:9002/auth", `http://127.0.0.1:${authPort}/auth`);
+  recipe = replaceOnce(recipe, "proxy_pass http://app$kw_upstream_uri;", `proxy_pass http://127.0.0.1:${upstreamPort}$kw_upstream_uri;`);
   return `
   server {
     listen 127.0.0.1:${listenPort};
-
-    location / {
-      auth_request /_keyward;
-      # What keyward answered, for the upstream and for the 429 page.
-      auth_request_set $kw_key_id $upstream_http_x_keyward_key_id;
-      auth_request_set $kw_owner $upstream_http_x_keyward_owner;
-      auth_request_set $kw_status $upstream_status;
-      auth_request_set $kw_retry_after $upstream_http_retry_after;
-      auth_request_set $kw_rl_limit $upstream_http_ratelimit_limit;
-      auth_request_set $kw_rl_remaining $upstream_http_ratelimit_remaining;
-      auth_request_set $kw_rl_reset $upstream_http_ratelimit_reset;
-      # auth_request turns any status but 2xx, 401 and 403 into 500; give 429 back its meaning.
-      error_page 500 = @keyward_500;
-
-      # The key never goes upstream; the key id and owner do (replacing anything the client sent).
-      proxy_set_header X-Api-Key "";
-      proxy_set_header Authorization "";
-      proxy_set_header X-Keyward-Key-Id $kw_key_id;
-      proxy_set_header X-Keyward-Owner $kw_owner;
-      proxy_pass http://127.0.0.1:${upstreamPort};
-    }
-
-    location = /_keyward {
-      internal;
-      proxy_pass http://127.0.0.1:${authPort}/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-
-    location @keyward_500 {
-      if ($kw_status = 429) {
-        add_header Retry-After $kw_retry_after always;
-        add_header RateLimit-Limit $kw_rl_limit always;
-        add_header RateLimit-Remaining $kw_rl_remaining always;
-        add_header RateLimit-Reset $kw_rl_reset always;
-        return 429 '{"error":"too_many_requests"}\\n';
-      }
-      return 500;
-    }
+${recipe}
   }`;
 }
 
@@ -104,7 +76,7 @@ http {
   fastcgi_temp_path ${dir}/tmp/fastcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi;
   scgi_temp_path ${dir}/tmp/scgi;
-${nginxServerConfig(port, authPort, upstreamPort)}
+${await nginxServerConfig(port, authPort, upstreamPort)}
 }
 `;
   await writeFile(join(dir, "nginx.conf"), conf);

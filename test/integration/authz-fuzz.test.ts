@@ -13,7 +13,7 @@ import { silentLogger } from "../../src/log.ts";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
-import { authzClient, checkRequest, createKey, createPolicy, startAuthzEnv, summarize, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, nginxStyleCheck, startAuthzEnv, summarize, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { seededRandom } from "../support/random.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 
@@ -162,7 +162,7 @@ describe("authz under bad input", () => {
       }
     }
     await stillServing();
-    const http = await fetch(`http://127.0.0.1:${env.authz.httpPort!}/`, { headers: { "x-forwarded-host": HOST, "x-original-uri": "/", "x-forwarded-for": "127.0.0.1", "x-api-key": key.key } });
+    const http = await nginxStyleCheck(env.authz.httpPort!, { method: "GET", host: HOST, uri: "/" }, { "x-api-key": key.key });
     expect(http.status).toBe(200);
   });
 
@@ -183,7 +183,7 @@ describe("authz under bad input", () => {
         });
       });
     const head = (extra: Buffer): Buffer =>
-      Buffer.concat([Buffer.from(`GET /auth HTTP/1.1\r\nhost: ${HOST}\r\nx-original-uri: /\r\nx-forwarded-for: 127.0.0.1\r\nconnection: close\r\n`), extra, Buffer.from("\r\n")]);
+      Buffer.concat([Buffer.from(`GET /auth HTTP/1.1\r\nhost: ${HOST}\r\nx-original-method: GET\r\nx-original-uri: /\r\nx-forwarded-for: 127.0.0.1\r\nconnection: close\r\n`), extra, Buffer.from("\r\n")]);
     const latin = await rawHttp(head(Buffer.concat([Buffer.from("x-api-key: "), Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0x80]), Buffer.from("\r\n")])));
     expect(latin).toMatch(/^HTTP\/1\.1 401 /);
     const manyHeaders = Buffer.from(Array.from({ length: 3000 }, (_, i) => `x-h-${i}: v\r\n`).join(""));
@@ -210,7 +210,7 @@ describe("authz under bad input", () => {
     const rest = new KubeRest(kc);
     const heard: string[] = [];
     const cut = await startAuthz({
-      config: defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", metricsAddress: "" }),
+      config: defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", httpAuthProxy: "nginx", metricsAddress: "" }),
       kc,
       rest,
       log: silentLogger,

@@ -1,14 +1,22 @@
-// End to end through a real nginx: auth_request asks keyward's HTTP endpoint,
-// and a small upstream records what it receives. Allowed, 401, 403 and 429 are
-// seen by the client through nginx, and the key never reaches the upstream.
-import { createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+// End to end through a real nginx running the shipped recipe (deploy/nginx/keyward.conf):
+// auth_request asks keyward's HTTP endpoint, and a small upstream records what it
+// receives. Allowed, 401, 403 and 429 are seen by the client through nginx, the key
+// never reaches the upstream, forwarding headers a client makes up are not believed,
+// and paths the upstream could read differently are refused.
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { connect, type AddressInfo } from "node:net";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { startAuthz } from "../../src/authz/service.ts";
+import { defaultConfig } from "../../src/config/config.ts";
+import { createLogger } from "../../src/log.ts";
+import { createKey, createPolicy, httpRequest, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { startNginx, type Nginx } from "../e2e/nginx.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 
 const HOST = "shop.example.com";
+/** A policy that also reads the key from the api_key query parameter. */
+const QUERY_HOST = "query.example.com";
 
 interface Seen {
   url: string;
@@ -24,18 +32,26 @@ describe("nginx auth_request in front of an upstream", () => {
   let reader: TestKey;
   let limited: TestKey;
 
-  const get = (path: string, headers: Record<string, string> = {}, method = "GET") =>
-    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port: nginx.port, path, method, headers: { host: HOST, ...headers } }, (res) => {
-        let body = "";
-        res.on("data", (d: Buffer) => (body += d.toString()));
-        res.on("end", () => {
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-        });
+  // keyward's log lines (denials are logged at info), to read the reasons of decisions.
+  const logLines: string[] = [];
+  const get = (path: string, headers: Record<string, string> = {}, method = "GET") => httpRequest(nginx.port, method, path, { host: HOST, ...headers });
+  /** One request written as is (node:http would refuse some of these targets), answered with its status. */
+  const rawGet = (target: string, headers: Record<string, string>): Promise<number> =>
+    new Promise((resolve, reject) => {
+      let out = "";
+      const head = Object.entries({ host: HOST, ...headers, connection: "close" })
+        .map(([n, v]) => `${n}: ${v}\r\n`)
+        .join("");
+      const s = connect(nginx.port, "127.0.0.1", () => s.write(`GET ${target} HTTP/1.1\r\n${head}\r\n`));
+      s.on("data", (d: Buffer) => (out += d.toString("latin1")));
+      s.on("close", () => {
+        resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0));
       });
-      req.on("error", reject);
-      req.end();
+      s.on("error", reject);
     });
+  /** The fields of keyward's "check" lines for `path` (as nginx passed it on). */
+  const checksOf = (path: string): Record<string, unknown>[] =>
+    logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "check" && l.path === path);
 
   beforeAll(async () => {
     upstream = createServer((req, res) => {
@@ -44,7 +60,7 @@ describe("nginx auth_request in front of an upstream", () => {
       res.end(JSON.stringify({ hello: "from upstream" }));
     });
     await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", () => { r(); }));
-    env = await startAuthzEnv(inject("kubeconfig"));
+    env = await startAuthzEnv(inject("kubeconfig"), {}, createLogger({ level: "info", sink: (l) => logLines.push(l) }));
     nginx = await startNginx(env.authz.httpPort!, (upstream.address() as AddressInfo).port);
     ns = await createTestNamespace(env.adminKc, "nginx");
     await createPolicy(env.admin, ns, "shop", {
@@ -52,7 +68,13 @@ describe("nginx auth_request in front of an upstream", () => {
       rules: [
         { name: "read", paths: ["/products/**"], methods: ["GET"], scopes: ["products:read"] },
         { name: "write", paths: ["/products/**"], methods: ["POST"], scopes: ["products:write"] },
+        { name: "public", paths: ["/public/**"] },
       ],
+    });
+    await createPolicy(env.admin, ns, "query", {
+      hosts: [QUERY_HOST],
+      credentials: { headers: ["x-api-key"], queryParams: ["api_key"] },
+      rules: [{ name: "any", paths: ["/q/**"] }],
     });
     reader = await createKey(env.admin, ns, "reader", { owner: "web-shop", scopes: ["products:read"] });
     limited = await createKey(env.admin, ns, "limited", { owner: "web-shop", scopes: ["products:read"], limits: { rate: { requests: 2, per: "24h" } } });
@@ -83,7 +105,7 @@ describe("nginx auth_request in front of an upstream", () => {
     for (const s of seen) {
       expect(s.headers["x-api-key"]).toBeUndefined();
       expect(s.headers.authorization).toBeUndefined();
-      expect(JSON.stringify(s)).not.toContain(reader.key);
+      expect(JSON.stringify(s).includes(reader.key)).toBe(false);
     }
   });
 
@@ -115,6 +137,104 @@ describe("nginx auth_request in front of an upstream", () => {
     expect(over.headers["ratelimit-remaining"]).toBe("0");
     expect(Number(over.headers["ratelimit-reset"])).toBeGreaterThan(0);
     expect(seen).toHaveLength(2);
-    expect(await nginx.errorLog()).not.toContain(limited.key);
+    expect((await nginx.errorLog()).includes(limited.key)).toBe(false);
+  });
+
+  it("judges the request nginx forwards, whatever forwarding headers the client sends", async () => {
+    seen.length = 0;
+    // Every header a client could hope keyward reads instead of the request itself.
+    const spoof = (method: string, uri: string, host: string): Record<string, string> => ({
+      "x-forwarded-method": method,
+      "x-forwarded-uri": uri,
+      "x-forwarded-host": host,
+      "x-original-method": method,
+      "x-original-uri": uri,
+      "x-original-host": host,
+    });
+    // The reader may GET /products and anything under /public, not POST.
+    expect((await get("/public/x", { "x-api-key": reader.key })).status).toBe(200);
+    seen.length = 0;
+    const post = await get("/products/1", { "x-api-key": reader.key, ...spoof("GET", "/products/1", HOST) }, "POST");
+    expect(post.status).toBe(403);
+    const path = await get("/admin/users", { "x-api-key": reader.key, ...spoof("GET", "/public/x", HOST) });
+    expect(path.status).toBe(403);
+    const host = await get("/products/1", { "x-api-key": reader.key, ...spoof("GET", "/products/1", HOST), host: "admin.example.com" });
+    expect(host.status).toBe(403);
+    expect(seen).toEqual([]);
+    expect(checksOf("/products/1").at(-2)).toMatchObject({ reason: "scope_missing", method: "POST", host: HOST });
+    expect(checksOf("/admin/users").at(-1)).toMatchObject({ reason: "no_policy", method: "GET", host: HOST });
+    expect(checksOf("/products/1").at(-1)).toMatchObject({ reason: "no_policy", host: "admin.example.com" });
+  });
+
+  it("refuses paths the upstream could read differently, and passes none of them on", async () => {
+    seen.length = 0;
+    const attacks: [string, string][] = [
+      ["/public/../products/1", "dot_segment"],
+      ["/public/./x", "dot_segment"],
+      ["/public/%2e%2e/products/1", "encoded_dot"],
+      ["/public/..;/products/1", "semicolon"],
+      ["/public/x;jsessionid=1", "semicolon"],
+      ["/public/x%2F..%2F..%2Fadmin", "encoded_slash"],
+      ["/public/x%5C..%5Cadmin", "encoded_backslash"],
+      ["/public\\..\\admin", "backslash"],
+      ["/public//x", "empty_segment"],
+      ["/public/%252e%252e/admin", "encoded_percent"],
+      ["/public/%61dmin", "encoded_unreserved"],
+      ["/public/%C0%AF", "invalid_utf8"],
+      ["/public/x#/../../admin", "fragment"],
+    ];
+    for (const [target, problem] of attacks) {
+      expect(await rawGet(target, { "x-api-key": reader.key }), target).toBe(403);
+      expect(checksOf(target).at(-1), target).toMatchObject({ reason: "path_not_normalized", path_problem: problem });
+    }
+    expect(seen).toEqual([]);
+    // The same key on a plain path goes through, as the upstream reads it.
+    expect(await rawGet("/public/x%20y", { "x-api-key": reader.key })).toBe(200);
+    expect(seen.map((s) => s.url)).toEqual(["/public/x%20y"]);
+  });
+
+  it("never passes the key upstream, in any header the defaults read, however often it is sent", async () => {
+    seen.length = 0;
+    // The same key in two places is one key: allowed, and stripped from both.
+    expect(await rawGet("/public/k", { "X-API-KEY": reader.key, Authorization: `Bearer ${reader.key}` })).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.headers["x-keyward-key-id"]).toBe(reader.id);
+    // A repeated header (keyward reads the values joined, not as the key) never reaches the upstream
+    // either. (nginx itself answers 400 to a repeated Authorization, and logs its value at info level.)
+    await rawGet("/public/k", { "x-api-key": reader.key, "X-Api-Key": reader.key, authorization: `Bearer ${reader.key}` });
+    // Booleans, so that a failure does not print the key.
+    expect(JSON.stringify(seen).includes(reader.key)).toBe(false);
+    expect((await nginx.errorLog()).includes(reader.key)).toBe(false);
+    expect(logLines.join("\n").includes(reader.key)).toBe(false);
+  });
+
+  it("strips the key from the query string before the upstream, in any spelling of the parameter", async () => {
+    seen.length = 0;
+    const k = encodeURIComponent(reader.key);
+    const q = (target: string) => rawGet(target, { host: QUERY_HOST });
+    expect(await q(`/q/1?a=1&api_key=${k}&b=2`)).toBe(200);
+    expect(await q(`/q/2?api%5Fkey=${k}&api_key=${k}`)).toBe(200);
+    expect(await q(`/q/3?api_key=${k}`)).toBe(200);
+    // The key is masked, so that a failure does not print it.
+    expect(seen.map((s) => s.url.replaceAll(k, "<key>"))).toEqual(["/q/1?a=1&b=2", "/q/2", "/q/3"]);
+    expect(JSON.stringify(seen).includes(reader.key)).toBe(false);
+    expect(JSON.stringify(seen).includes(k)).toBe(false);
+  });
+
+  it("does not open the HTTP endpoint until the proxy in front of it is named", async () => {
+    const lines: string[] = [];
+    const cut = await startAuthz({
+      config: defaultConfig({ grpcAddress: "127.0.0.1:0", httpAuthAddress: "127.0.0.1:0", metricsAddress: "" }),
+      kc: env.authzKc,
+      rest: env.authzRest,
+      log: createLogger({ level: "info", sink: (l) => lines.push(l) }),
+      registry: new Registry(),
+    });
+    try {
+      expect(cut.httpPort).toBeUndefined();
+      expect(lines.join("\n")).toContain("--http-auth-proxy");
+    } finally {
+      await cut.stop();
+    }
   });
 });

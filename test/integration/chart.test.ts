@@ -87,6 +87,9 @@ describe("Helm chart", () => {
     const set = loadConfig(authz?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
     expect(set.authzWorkers).toBe(3);
     expect(set.grpcTransport).toBe("grpc-js");
+    expect(set.httpAuthProxy).toBe("");
+    const envoy = (render("authz.httpAuthProxy=envoy,authz.httpAuthPathPrefix=/ext-authz").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
+    expect(loadConfig(envoy?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config).toMatchObject({ httpAuthProxy: "envoy", httpAuthPathPrefix: "/ext-authz" });
   });
 
   it("ships the CRDs of crds/", () => {
