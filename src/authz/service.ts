@@ -35,9 +35,10 @@ export interface AuthzHandle {
   stop(): Promise<void>;
 }
 
+/** creationTimestamp stays: it dates a claim on a hash whose status version has no createdAt. */
 function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
-  const { name, namespace, uid, resourceVersion, generation, labels } = obj.metadata;
-  return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels } };
+  const { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } = obj.metadata;
+  return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } };
 }
 
 
