@@ -170,6 +170,14 @@ describe("Checker decisions", () => {
     expect(keys.size).toBe(0);
   });
 
+  it("denies a key in grace whose status version has no end", () => {
+    const { keys, checker, req } = setup();
+    const [active, open] = [newKey("shop_act00000"), newKey("shop_opn00000", "grace")];
+    keys.apply("add", apiKey("shop", "rot", { scopes: ["orders:read"] }, [active.version, open.version], { tier: "pro" }));
+    expect(checker.check(req({ "x-api-key": active.key })).reason).toBe("ok");
+    expect(checker.check(req({ "x-api-key": open.key })).reason).toBe("key_grace_ended");
+  });
+
   it("counts keys from every namespace with keys.namespaces [\"*\"], and only the policy's own by default", () => {
     const keys = new KeyIndex();
     const policies = new PolicyIndex();

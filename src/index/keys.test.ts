@@ -98,6 +98,15 @@ describe("KeyIndex", () => {
     expect(idx.apiKeyCount).toBe(0);
   });
 
+  it("treats a key in grace without an end, or with an unreadable one, as ended", () => {
+    const idx = new KeyIndex();
+    const [open, bad, dated] = [newKey("p_open", "grace"), newKey("p_bad", "grace", "soon"), newKey("p_dated", "grace", "2030-01-01T00:00:00Z")];
+    idx.apply("add", apiKey("ns", "k", {}, [newKey("p_active").version, open.version, bad.version, dated.version]));
+    expect(idx.lookup(keyDigest(open.key))?.validUntilMs).toBe(-Infinity);
+    expect(idx.lookup(keyDigest(bad.key))?.validUntilMs).toBe(-Infinity);
+    expect(idx.lookup(keyDigest(dated.key))?.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
+  });
+
   it("reads disabled and expired from spec and status, and accepts upper-case hex", () => {
     const idx = new KeyIndex();
     const a = newKey("p_a");

@@ -47,7 +47,10 @@ export interface KeyEntry {
   /** Public key id (`<prefix>_<8 chars>`), safe to log. */
   readonly id: string;
   readonly record: KeyRecord;
-  /** A key in grace stops at this time (ms); Infinity for the active key. */
+  /**
+   * A key in grace stops at this time (ms); Infinity for the active key, -Infinity for a
+   * key in grace without an end (the operator treats it as ended too).
+   */
   readonly validUntilMs: number;
 }
 
@@ -315,10 +318,9 @@ export class KeyIndex {
       }
       let validUntilMs = Infinity;
       if (v.state === "grace") {
-        if (v.expiresAt) {
-          validUntilMs = Date.parse(v.expiresAt);
-          if (Number.isNaN(validUntilMs)) validUntilMs = -Infinity;
-        }
+        // A grace without an end (or with an unreadable one) has ended.
+        validUntilMs = v.expiresAt ? Date.parse(v.expiresAt) : -Infinity;
+        if (Number.isNaN(validUntilMs)) validUntilMs = -Infinity;
       } else if ((v.state as string) !== "active") continue; // a state this version does not know: not accepted
       profile ??= this.takeProfile(key.metadata.namespace, [...(spec.scopes ?? [])], { ...(key.metadata.labels ?? {}) });
       const rare = Rare.of(disabled, expiresAtMs, limits, sources, validUntilMs);
