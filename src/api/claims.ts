@@ -6,8 +6,9 @@
 // createdAt, written by the operator), not when the ApiKey was created: keyHash can
 // be edited, so an old ApiKey edited to declare someone else's hash makes a new claim.
 // Without createdAt, metadata.creationTimestamp stands in; without both, the claim is
-// the newest. Equal ages are ordered by namespace/name, so one claim always wins.
-import type { KeyVersion } from "./types.ts";
+// the newest. Equal ages (the same second) are ordered by the ApiKeys' uids, which the
+// apiserver picks at random, rather than by names a tenant chooses; one claim always wins.
+import type { ApiKey, KeyVersion } from "./types.ts";
 
 /** Claim ages are whole seconds from this instant (so they stay small integers). */
 const EPOCH_MS = Date.UTC(2020, 0, 1);
@@ -35,11 +36,20 @@ export function claimAge(version: Pick<KeyVersion, "createdAt">, creationTimesta
 export interface Claim {
   /** `namespace/name` of the ApiKey. */
   readonly ref: string;
+  /** metadata.uid of the ApiKey (its ref when it has none). */
+  readonly uid: string;
   /** claimAge() of its claim. */
   readonly age: number;
 }
 
+/** One ApiKey's claim on the hash of one of its status versions. */
+export function claimOf(apiKey: ApiKey, version: Pick<KeyVersion, "createdAt">): Claim {
+  const ref = `${apiKey.metadata.namespace}/${apiKey.metadata.name}`;
+  return { ref, uid: apiKey.metadata.uid ?? ref, age: claimAge(version, apiKey.metadata.creationTimestamp) };
+}
+
 /** True when claim `a` is older than claim `b` (and so owns the hash over it). */
 export function olderClaim(a: Claim, b: Claim): boolean {
-  return a.age !== b.age ? a.age < b.age : a.ref < b.ref;
+  if (a.age !== b.age) return a.age < b.age;
+  return a.uid !== b.uid ? a.uid < b.uid : a.ref < b.ref;
 }

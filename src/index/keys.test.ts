@@ -293,18 +293,20 @@ describe("KeyIndex: a hash more than one ApiKey claims", () => {
     expect(owner(idx)).toBe("mallory/old");
   });
 
-  it("falls back to creationTimestamp without createdAt, ranks an undated claim newest, and orders equal ages by namespace/name", () => {
+  it("falls back to creationTimestamp without createdAt, ranks an undated claim newest, and orders equal ages by uid, not by name", () => {
     const undated = claimant("aaa", "undated", [{ ...shared.version, id: "p_u" }], undefined);
     const created = claimant("zzz", "created", [{ ...shared.version, id: "p_c" }], undefined);
     created.metadata.creationTimestamp = new Date("2026-05-01T00:00:00Z");
-    const same = claimant("bbb", "same", [{ ...shared.version, id: "p_s" }], "2026-05-01T00:00:00Z");
+    created.metadata.uid = "0e1d";
+    const same = claimant("bbb", "same", [{ ...shared.version, id: "p_s" }], "2026-05-01T00:00:00.900Z");
+    same.metadata.uid = "9a3c";
     for (const order of permutations([undated, created, same])) {
       const idx = new KeyIndex();
       for (const k of order) idx.apply("add", k);
-      expect(owner(idx)).toBe("bbb/same"); // same age as zzz/created, earlier name
-      idx.apply("delete", same);
-      expect(owner(idx)).toBe("zzz/created");
+      expect(owner(idx)).toBe("zzz/created"); // the same second as bbb/same, the lower uid
       idx.apply("delete", created);
+      expect(owner(idx)).toBe("bbb/same");
+      idx.apply("delete", same);
       expect(owner(idx)).toBe("aaa/undated");
     }
   });

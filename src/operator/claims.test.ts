@@ -19,15 +19,15 @@ describe("HashClaims", () => {
   it("answers the other ApiKey whose published claim is older, never the asker itself", () => {
     const c = new HashClaims();
     c.update("shop/victim", ak("shop", "victim", [{ hash: H1, createdAt: "2026-01-01T00:00:00Z" }]));
-    expect(c.olderThan(H1, { ref: "shop/victim", age: Infinity })).toBeUndefined();
-    expect(c.olderThan(H1, { ref: "evil/copy", age: Infinity })?.ref).toBe("shop/victim");
-    expect(c.olderThan(H1.toUpperCase().replace("SHA256", "sha256"), { ref: "evil/copy", age: Infinity })?.ref).toBe("shop/victim");
-    expect(c.olderThan(H2, { ref: "evil/copy", age: Infinity })).toBeUndefined();
+    expect(c.olderThan(H1, { ref: "shop/victim", uid: "shop/victim", age: Infinity })).toBeUndefined();
+    expect(c.olderThan(H1, { ref: "evil/copy", uid: "evil/copy", age: Infinity })?.ref).toBe("shop/victim");
+    expect(c.olderThan(H1.toUpperCase().replace("SHA256", "sha256"), { ref: "evil/copy", uid: "evil/copy", age: Infinity })?.ref).toBe("shop/victim");
+    expect(c.olderThan(H2, { ref: "evil/copy", uid: "evil/copy", age: Infinity })).toBeUndefined();
     // Both published it: only the newer claim is told of an older one.
     c.update("evil/copy", ak("evil", "copy", [{ hash: H1, createdAt: "2026-02-01T00:00:00Z" }]));
     const age = (t: string): number => (Date.parse(t) - Date.UTC(2020, 0, 1)) / 1000;
-    expect(c.olderThan(H1, { ref: "evil/copy", age: age("2026-02-01T00:00:00Z") })?.ref).toBe("shop/victim");
-    expect(c.olderThan(H1, { ref: "shop/victim", age: age("2026-01-01T00:00:00Z") })).toBeUndefined();
+    expect(c.olderThan(H1, { ref: "evil/copy", uid: "evil/copy", age: age("2026-02-01T00:00:00Z") })?.ref).toBe("shop/victim");
+    expect(c.olderThan(H1, { ref: "shop/victim", uid: "shop/victim", age: age("2026-01-01T00:00:00Z") })).toBeUndefined();
   });
 
   it("wakes the ApiKeys refused a hash once its holder lets go of it or is deleted", () => {
@@ -43,7 +43,7 @@ describe("HashClaims", () => {
     // An update that keeps the hash wakes nobody.
     expect(c.update("shop/victim", ak("shop", "victim", [{ hash: H1, createdAt: "2026-01-01T00:00:00Z" }]))).toEqual([]);
     expect(c.update("shop/victim", undefined).sort()).toEqual(["evil/a", "evil/b"]);
-    expect(c.olderThan(H1, { ref: "evil/a", age: Infinity })).toBeUndefined();
+    expect(c.olderThan(H1, { ref: "evil/a", uid: "evil/a", age: Infinity })).toBeUndefined();
     c.update("evil/a", undefined);
     c.update("evil/b", undefined);
     expect(c.waiting).toBe(0);
@@ -56,6 +56,6 @@ describe("HashClaims", () => {
     // The same claim again (a relist, a status write) is not news.
     expect(c.update("evil/copy", ak("evil", "copy", [{ hash: H1 }]))).toEqual([]);
     expect(c.update("evil/copy", ak("evil", "copy", []))).toEqual([]);
-    expect(c.olderThan(H1, { ref: "other/x", age: Infinity })?.ref).toBe("shop/victim");
+    expect(c.olderThan(H1, { ref: "other/x", uid: "other/x", age: Infinity })?.ref).toBe("shop/victim");
   });
 });

@@ -3,7 +3,7 @@
 // (src/api/claims.ts, the rule the data plane's index follows too). The reconciler
 // asks it before publishing a hash, and an ApiKey refused a hash waits here to be
 // reconciled again when the hash is let go.
-import { claimAge, olderClaim, type Claim } from "../api/claims.ts";
+import { claimOf, olderClaim, type Claim } from "../api/claims.ts";
 import type { ApiKey } from "../api/types.ts";
 
 /** What the reconciler needs: the claim older than its own, and where to wait. */
@@ -32,12 +32,14 @@ export class HashClaims implements ClaimView {
    */
   update(ref: string, apiKey: ApiKey | undefined): string[] {
     const next = new Map<string, Claim>();
-    for (const v of apiKey?.status?.keys ?? []) {
-      if (typeof v.hash !== "string") continue;
-      const claim: Claim = { ref, age: claimAge(v, apiKey?.metadata.creationTimestamp) };
-      const h = normal(v.hash);
-      const had = next.get(h);
-      if (!had || olderClaim(claim, had)) next.set(h, claim);
+    if (apiKey) {
+      for (const v of apiKey.status?.keys ?? []) {
+        if (typeof v.hash !== "string") continue;
+        const claim = { ...claimOf(apiKey, v), ref };
+        const h = normal(v.hash);
+        const had = next.get(h);
+        if (!had || olderClaim(claim, had)) next.set(h, claim);
+      }
     }
     const wake: string[] = [];
     const prev = this.byRef.get(ref) ?? [];

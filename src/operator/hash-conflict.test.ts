@@ -108,6 +108,6 @@ describe("reconciler: one owner per key hash", () => {
     const dropped = await reconcile(newer);
     expect(dropped.ak.status).toMatchObject({ state: "Failed", keys: [] });
     expect(dropped.ak.status?.conditions?.find((c) => c.type === "Ready")?.reason).toBe("HashConflict");
-    expect(claims.olderThan(H, { ref: "other/x", age: Infinity })?.ref).toBe("zzz/older");
+    expect(claims.olderThan(H, { ref: "other/x", uid: "x", age: Infinity })?.ref).toBe("zzz/older");
   });
 });

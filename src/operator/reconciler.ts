@@ -7,7 +7,7 @@
 // a reconcile that worked from a stale copy fails with 409 and retries before
 // any Secret is touched; the Secret is written second. Decisions that replace a
 // key (Secret missing or changed) are confirmed with a live read first.
-import { claimAge } from "../api/claims.ts";
+import { claimOf } from "../api/claims.ts";
 import type { ApiKey, ApiKeyStatus, KeyVersion } from "../api/types.ts";
 import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
 import { parseDuration } from "../config/config.ts";
@@ -273,7 +273,7 @@ export class ApiKeyReconciler {
    * already: a claim not yet made is newer than every claim made.
    */
   private refuseTaken(apiKey: ApiKey, hash: string, pending: Pending): void {
-    const holder = this.d.claims?.olderThan(hash, { ref: refOf(apiKey), age: Infinity });
+    const holder = this.d.claims?.olderThan(hash, { ...claimOf(apiKey, {}), age: Infinity });
     if (!holder) return;
     pending.refused.push({ hash, holder: holder.ref });
     throw hashConflict();
@@ -286,10 +286,8 @@ export class ApiKeyReconciler {
   private dropTaken(apiKey: ApiKey, status: ApiKeyStatus, pending: Pending): UserActionNeeded | undefined {
     const claims = this.d.claims;
     if (!claims || !status.keys?.length) return undefined;
-    const ref = refOf(apiKey);
-    const created = apiKey.metadata.creationTimestamp;
     const split = withoutTaken(status.keys, (v) => {
-      const holder = claims.olderThan(v.hash, { ref, age: claimAge(v, created) });
+      const holder = claims.olderThan(v.hash, claimOf(apiKey, v));
       if (holder) pending.refused.push({ hash: v.hash, holder: holder.ref });
       return holder !== undefined;
     });
