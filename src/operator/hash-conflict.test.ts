@@ -110,4 +110,27 @@ describe("reconciler: one owner per key hash", () => {
     expect(dropped.ak.status?.conditions?.find((c) => c.type === "Ready")?.reason).toBe("HashConflict");
     expect(claims.olderThan(H, { ref: "other/x", uid: "x", age: Infinity })?.ref).toBe("zzz/older");
   });
+
+  it("drops a key in grace whose hash an older claim holds, without failing the ApiKey for it", async () => {
+    const { claims, events, logs, reconcile } = setup();
+    const own = `sha256:${"cd".repeat(32)}`;
+    const older = keyHashApiKey("zzz", "older", { state: "Active", keys: [{ id: "key_a", hash: H, state: "active", createdAt: "2026-03-01T00:00:00Z" }] });
+    claims.update("zzz/older", older);
+    const rotating = {
+      ...keyHashApiKey("aaa", "rotating", {
+        state: "Rotating",
+        keys: [
+          { id: "key_b", hash: own, state: "active" as const, createdAt: "2026-05-01T00:00:00Z" },
+          { id: "key_c", hash: H, state: "grace" as const, createdAt: "2026-04-01T00:00:00Z", expiresAt: "2026-07-01T00:00:00Z" },
+        ],
+      }),
+      spec: { owner: "o", keyHash: own },
+    };
+    claims.update("aaa/rotating", rotating);
+    const { ak } = await reconcile(rotating);
+    expect(ak.status?.keys?.map((k) => k.hash)).toEqual([own]);
+    expect(ak.status?.state).toBe("Active");
+    expect(events.filter((e) => e.reason === "HashConflict")).toEqual([]);
+    expect(logs.join("\n")).toMatch(/"heldBy":"zzz\/older"/);
+  });
 });

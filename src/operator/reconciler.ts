@@ -123,9 +123,11 @@ export class ApiKeyReconciler {
     status.nextRotationAt = rotation?.nextRotationAt !== undefined ? iso(rotation.nextRotationAt) : undefined;
     // Warn once per failure reason, not on every re-check while waiting for the user.
     const prevReady = apiKey.status?.conditions?.find((c) => c.type === "Ready");
-    if (failure && prevReady?.reason !== failure.reason) {
-      pending.events.push({ type: "Warning", reason: failure.reason, message: failure.message });
-      // Who holds a refused hash goes to keyward's own log only: the Event and status name no other ApiKey.
+    const newFailure = failure !== undefined && prevReady?.reason !== failure.reason;
+    if (failure && newFailure) pending.events.push({ type: "Warning", reason: failure.reason, message: failure.message });
+    // Who holds a refused hash goes to keyward's own log only: the Event and status name no other
+    // ApiKey. Once per conflict, like the Event (a key in grace dropped for one fails nothing).
+    if (newFailure || !failure) {
       for (const r of pending.refused) this.d.log.warn("key hash held by another ApiKey; refused", { apikey: refOf(apiKey), keyId: keyIdFromHash(r.hash, "key"), heldBy: r.holder });
     }
 
