@@ -32,6 +32,24 @@ describe("access log join", () => {
     expect(joinEntry({ ...entry({ key_id: "kw_AbCdEfGh", apikey: "shop/acme" }), response: {} }).kind).toBe("invalid");
   });
 
+  it("never counts a request the ext_authz server denied as an upstream answer", () => {
+    const limited = { key_id: "kw_AbCdEfGh", apikey: "shop/acme", owner: "acme", decision: "limited", reason: "rate_limited" };
+    // Envoy's local 429, flagged UAEX, with the metadata keyward returned on the denial.
+    const uaex = (e: HttpLogEntry, reason?: number): HttpLogEntry => ({
+      ...e,
+      common_properties: { ...e.common_properties, response_flags: { unauthorized_details: reason === undefined ? {} : { reason } } },
+    });
+    expect(joinEntry(uaex(entry(limited, 429), 1))).toEqual({ kind: "denied" });
+    expect(joinEntry(uaex(entry(limited, 429)))).toEqual({ kind: "denied" });
+    // Either signal is enough: the flag without keyward's decision, or the decision without the flag.
+    expect(joinEntry(uaex(entry({ key_id: "kw_AbCdEfGh", apikey: "shop/acme" }, 403), 1))).toEqual({ kind: "denied" });
+    expect(joinEntry(entry(limited, 429))).toEqual({ kind: "denied" });
+    // An allowed request the upstream answered with 429 is an upstream answer.
+    expect(joinEntry(entry({ ...limited, decision: "allowed", reason: "ok" }, 429))).toMatchObject({ kind: "joined", entry: { responseCode: 429 } });
+    const plain = entry({ key_id: "kw_AbCdEfGh", apikey: "shop/acme" }, 429);
+    expect(joinEntry({ ...plain, common_properties: { ...plain.common_properties, response_flags: { unauthorized_details: null } } }).kind).toBe("joined");
+  });
+
   it("never reads the request path, where a key may be", () => {
     const j = joinEntry(entry({ key_id: "kw_AbCdEfGh", apikey: "shop/acme" }));
     expect(JSON.stringify(j)).not.toContain("SECRET");

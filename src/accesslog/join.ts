@@ -3,6 +3,11 @@
 // (Envoy files it under the ext_authz filter's name). Only the public key id,
 // the ApiKey's namespace/name and the upstream answer are read: the entry's
 // path and headers (which may carry the key) are never looked at.
+//
+// A request the external authorizer denied never reached the upstream: Envoy answered
+// it (401, 403, 429, ...) and flags the entry UAEX (response_flags.unauthorized_details).
+// Such an entry, or one whose keyward metadata says the decision was not "allowed", is
+// never counted as an upstream answer.
 import type { Duration, HttpLogEntry, StructValue } from "./proto.ts";
 
 /** Filter metadata namespaces searched for keyward's metadata, in order. */
@@ -18,7 +23,10 @@ export interface JoinedEntry {
   upstreamSeconds: number | undefined;
 }
 
-export type JoinResult = { kind: "joined"; entry: JoinedEntry } | { kind: "unattributed" } | { kind: "invalid"; why: string };
+export type JoinResult = { kind: "joined"; entry: JoinedEntry } | { kind: "denied" } | { kind: "unattributed" } | { kind: "invalid"; why: string };
+
+/** What one entry counted as: an upstream answer of a key, an authorizer's denial, no key, or unreadable. */
+export type JoinKind = JoinResult["kind"];
 
 const KEY_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const APIKEY_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -41,6 +49,7 @@ export function joinEntry(e: HttpLogEntry, namespaces: readonly string[] = DEFAU
     }
   }
   if (!fields) return { kind: "unattributed" };
+  if (deniedByAuthorizer(e, fields)) return { kind: "denied" };
   const keyId = str(fields.key_id) ?? "";
   const apikey = str(fields.apikey) ?? "";
   if (!KEY_ID_RE.test(keyId)) return { kind: "invalid", why: "key_id is not a key id" };
@@ -53,4 +62,11 @@ export function joinEntry(e: HttpLogEntry, namespaces: readonly string[] = DEFAU
     kind: "joined",
     entry: { apikey, keyId, responseCode: code, at: at !== undefined && Number.isFinite(at) ? at : undefined, upstreamSeconds: seconds(e.common_properties?.time_to_last_upstream_rx_byte) },
   };
+}
+
+/** Envoy answered the request itself because an authorizer (keyward) denied it. */
+function deniedByAuthorizer(e: HttpLogEntry, fields: Record<string, StructValue>): boolean {
+  if (e.common_properties?.response_flags?.unauthorized_details != null) return true;
+  const decision = str(fields.decision);
+  return decision !== undefined && decision !== "allowed";
 }

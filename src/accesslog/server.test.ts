@@ -46,6 +46,10 @@ describe("access log service", () => {
           log_entry: [
             { common_properties: { metadata: authzMeta("kw_A") }, response: { response_code: { value: 502 } } },
             { common_properties: {}, response: { response_code: { value: 401 } } },
+            // Envoy's own 429 for a request keyward denied (UAEX): not an upstream answer.
+            { common_properties: { metadata: authzMeta("kw_A"), response_flags: { unauthorized_details: { reason: 1 } } }, response: { response_code: { value: 429 } } },
+            // Other flags set, the request went upstream.
+            { common_properties: { metadata: authzMeta("kw_A"), response_flags: { upstream_request_timeout: true } }, response: { response_code: { value: 504 } } },
           ],
         },
       });
@@ -55,7 +59,8 @@ describe("access log service", () => {
     expect(got).toEqual([
       { apikey: "shop/acme", keyId: "kw_A", code: 200 },
       { apikey: "shop/acme", keyId: "kw_A", code: 502 },
+      { apikey: "shop/acme", keyId: "kw_A", code: 504 },
     ]);
-    expect(results).toEqual(["joined", "joined", "unattributed"]);
+    expect(results).toEqual(["joined", "joined", "unattributed", "denied", "joined"]);
   });
 });

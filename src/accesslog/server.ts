@@ -5,14 +5,14 @@
 import { Server, ServerCredentials, loadPackageDefinition, type GrpcObject, type ServerReadableStream, type ServiceClientConstructor, type sendUnaryData } from "@grpc/grpc-js";
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { DEFAULT_METADATA_NAMESPACES, joinEntry, type JoinedEntry } from "./join.ts";
+import { DEFAULT_METADATA_NAMESPACES, joinEntry, type JoinKind, type JoinedEntry } from "./join.ts";
 import { loadAccessLogProtos, type StreamAccessLogsMessage } from "./proto.ts";
 
 export interface AccessLogServerOptions {
   address: string;
-  /** One upstream answer joined to a key. */
+  /** One upstream answer joined to a key (never a request an authorizer denied). */
   onUpstream: (apikey: string, keyId: string, e: { at: number; responseCode: number; upstreamSeconds?: number }) => void;
-  onEntry?: (result: "joined" | "unattributed" | "invalid") => void;
+  onEntry?: (result: JoinKind) => void;
   log: Logger;
   now?: () => number;
   namespaces?: readonly string[];
@@ -41,7 +41,7 @@ export async function startAccessLogServer(o: AccessLogServerOptions): Promise<A
       let invalid = 0;
       call.on("data", (msg: StreamAccessLogsMessage) => {
         for (const entry of msg.http_logs?.log_entry ?? []) {
-          let result: "joined" | "unattributed" | "invalid";
+          let result: JoinKind;
           try {
             const j = joinEntry(entry, namespaces);
             result = j.kind;

@@ -143,19 +143,39 @@ describe("Checker decisions", () => {
     expect(h).toMatchObject({ "retry-after": "30", "ratelimit-limit": "2", "ratelimit-remaining": "0", "ratelimit-reset": "30" });
   });
 
-  it("never accepts a hash two ApiKeys claim, and recovers when one lets go", () => {
+  it("does not let a newer ApiKey that claims a victim's hash switch the victim's key off or take it over", () => {
     const { keys, checker, req } = setup();
-    const k = newKey("shop_dup00000");
-    const a = apiKey("shop", "a", { scopes: ["orders:read"] }, [k.version], { tier: "pro" });
-    const b = apiKey("shop", "b", { scopes: ["orders:read"] }, [k.version], { tier: "pro" });
-    keys.apply("add", a);
-    keys.apply("add", b);
-    expect(checker.check(req({ "x-api-key": k.key })).reason).toBe("key_ambiguous");
-    keys.apply("delete", b);
+    const k = newKey("shop_vic00000");
+    const victim = apiKey("shop", "victim", { scopes: ["orders:read"], limits: { rate: { requests: 100, per: "1m" } } }, [{ ...k.version, createdAt: "2026-01-01T00:00:00Z" }], { tier: "pro" });
+    // The attacker copies the hash from the victim's status into its own ApiKey, disabled, with no
+    // scopes, a rate of 1 per day and from a namespace that sorts first.
+    const attack = (createdAt: string) =>
+      apiKey("aaa", "copy", { keyHash: k.version.hash, disabled: true, limits: { rate: { requests: 1, per: "24h" } } }, [{ ...k.version, id: "key_copy0000", createdAt }], { tier: "pro" });
+    for (const order of [[victim, attack("2026-03-01T00:00:00Z")], [attack("2026-03-01T00:00:00Z"), victim]]) {
+      for (const o of order) keys.apply("add", o);
+      const d = checker.check(req({ "x-api-key": k.key }));
+      expect([d.reason, d.entry?.record.ref, d.entry?.id]).toEqual(["ok", "shop/victim", "shop_vic00000"]);
+      keys.apply("delete", attack(""));
+      keys.apply("delete", victim);
+    }
+    // The attacker's claim stays refused while the victim's holds, and is the next owner only once the victim is deleted.
+    keys.apply("add", attack("2026-03-01T00:00:00Z"));
+    keys.apply("add", victim);
     expect(checker.check(req({ "x-api-key": k.key })).reason).toBe("ok");
-    keys.apply("update", { ...a, status: { keys: [] } });
+    keys.apply("delete", victim);
+    expect(checker.check(req({ "x-api-key": k.key }))).toMatchObject({ reason: "key_disabled", entry: { record: { ref: "aaa/copy" } } });
+    keys.apply("update", { ...victim, status: { keys: [] } });
+    keys.apply("delete", attack(""));
     expect(checker.check(req({ "x-api-key": k.key })).reason).toBe("unknown_key");
     expect(keys.size).toBe(0);
+  });
+
+  it("denies a key in grace whose status version has no end", () => {
+    const { keys, checker, req } = setup();
+    const [active, open] = [newKey("shop_act00000"), newKey("shop_opn00000", "grace")];
+    keys.apply("add", apiKey("shop", "rot", { scopes: ["orders:read"] }, [active.version, open.version], { tier: "pro" }));
+    expect(checker.check(req({ "x-api-key": active.key })).reason).toBe("ok");
+    expect(checker.check(req({ "x-api-key": open.key })).reason).toBe("key_grace_ended");
   });
 
   it("counts keys from every namespace with keys.namespaces [\"*\"], and only the policy's own by default", () => {

@@ -113,7 +113,6 @@ export class Checker {
 
     const entry = this.o.keys.lookup(keyDigest(found.key));
     if (!entry) return deny("unknown_key", undefined, rule);
-    if (entry.ambiguous) return deny("key_ambiguous", entry, rule);
     const rec = entry.record;
     const now = this.o.now();
     if (rec.disabled) return deny("key_disabled", entry, rule);

@@ -9,7 +9,6 @@ export const REASONS = {
   key_disabled: { status: 401, outcome: "unauthenticated" },
   key_expired: { status: 401, outcome: "unauthenticated" },
   key_grace_ended: { status: 401, outcome: "unauthenticated" },
-  key_ambiguous: { status: 401, outcome: "unauthenticated" },
   no_policy: { status: 403, outcome: "forbidden" },
   wrong_tenant: { status: 403, outcome: "forbidden" },
   scope_missing: { status: 403, outcome: "forbidden" },

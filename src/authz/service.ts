@@ -36,8 +36,11 @@ export interface AuthzHandle {
   stop(): Promise<void>;
 }
 
+/**
+ * creationTimestamp stays: it decides which policy owns a host (hosts.ts), and dates a
+ * claim on a hash whose status version has no createdAt.
+ */
 function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
-  // creationTimestamp decides which policy owns a host (hosts.ts).
   const { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } = obj.metadata;
   return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } };
 }

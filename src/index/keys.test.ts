@@ -1,7 +1,19 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import type { ApiKey, KeyVersion } from "../api/types.ts";
 import { apiKey, newKey } from "../authz/fixtures.test-support.ts";
 import { KeyIndex, keyDigest } from "./keys.ts";
+
+/** An ApiKey whose claim on each version's hash dates from `createdAt` (status.keys[].createdAt). */
+function claimant(ns: string, name: string, versions: KeyVersion[], createdAt: string | undefined, spec: Partial<ApiKey["spec"]> = {}): ApiKey {
+  return apiKey(ns, name, spec, versions.map((v) => (createdAt ? { ...v, createdAt } : v)));
+}
+
+/** Every order of `items`. */
+function permutations<T>(items: readonly T[]): T[][] {
+  if (items.length <= 1) return [[...items]];
+  return items.flatMap((x, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [x, ...rest]));
+}
 
 describe("KeyIndex", () => {
   it("is keyed by the raw sha256 digest of the key, not its hex form", () => {
@@ -45,7 +57,7 @@ describe("KeyIndex", () => {
     expect(idx.lookup(keyDigest(b.key))).not.toBe(graceBefore);
     expect([after.record.disabled, after.record.expiresAtMs, after.record.limits.rate?.requests, after.validUntilMs]).toEqual([true, Date.parse("2031-01-01T00:00:00Z"), 5, Infinity]);
     expect(idx.lookup(keyDigest(b.key))!.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
-    expect([before.record.disabled, before.record.expiresAtMs, before.record.limits.rate, before.validUntilMs, before.ambiguous]).toEqual([false, Infinity, undefined, Infinity, false]);
+    expect([before.record.disabled, before.record.expiresAtMs, before.record.limits.rate, before.validUntilMs]).toEqual([false, Infinity, undefined, Infinity]);
     expect(graceBefore.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
     // The same content again is still a new entry: a watch event always replaces.
     idx.apply("update", obj);
@@ -54,20 +66,6 @@ describe("KeyIndex", () => {
     expect(again.record.disabled).toBe(false);
     expect(idx.size).toBe(2);
     expect(idx.apiKeyCount).toBe(1);
-  });
-
-  it("publishes a separate entry for a hash two ApiKeys claim, leaving each claimant's entry as it was", () => {
-    const idx = new KeyIndex();
-    const k = newKey("p_k");
-    idx.apply("add", apiKey("ns", "x", { scopes: ["s"] }, [k.version]));
-    const own = idx.lookup(keyDigest(k.key))!;
-    idx.apply("add", apiKey("other", "y", { scopes: ["t"] }, [{ ...k.version, id: "p_y" }]));
-    const shared = idx.lookup(keyDigest(k.key))!;
-    expect(shared).not.toBe(own);
-    expect(shared).toMatchObject({ id: "p_k", ambiguous: true, record: { ref: "ns/x", namespace: "ns", name: "x" } });
-    expect(own.ambiguous).toBe(false);
-    idx.apply("delete", apiKey("other", "y", {}, []));
-    expect(idx.lookup(keyDigest(k.key))).toBe(own); // x's own entry again, unchanged
   });
 
   it("keeps an ApiKey without hashes counted, and indexes it once it gets one", () => {
@@ -100,6 +98,15 @@ describe("KeyIndex", () => {
     expect(idx.apiKeyCount).toBe(0);
   });
 
+  it("treats a key in grace without an end, or with an unreadable one, as ended", () => {
+    const idx = new KeyIndex();
+    const [open, bad, dated] = [newKey("p_open", "grace"), newKey("p_bad", "grace", "soon"), newKey("p_dated", "grace", "2030-01-01T00:00:00Z")];
+    idx.apply("add", apiKey("ns", "k", {}, [newKey("p_active").version, open.version, bad.version, dated.version]));
+    expect(idx.lookup(keyDigest(open.key))?.validUntilMs).toBe(-Infinity);
+    expect(idx.lookup(keyDigest(bad.key))?.validUntilMs).toBe(-Infinity);
+    expect(idx.lookup(keyDigest(dated.key))?.validUntilMs).toBe(Date.parse("2030-01-01T00:00:00Z"));
+  });
+
   it("reads disabled and expired from spec and status, and accepts upper-case hex", () => {
     const idx = new KeyIndex();
     const a = newKey("p_a");
@@ -120,54 +127,6 @@ describe("KeyIndex", () => {
     expect(rec?.sources?.ranges).toEqual([]);
     expect(rec?.expiresAtMs).toBe(-Infinity);
     expect(problems).toHaveLength(3);
-  });
-
-  it("refuses a hash two ApiKeys claim, and gives it back to the one left when the other lets go", () => {
-    const idx = new KeyIndex();
-    const shared = newKey("p_shared");
-    const own = newKey("p_own");
-    const x = apiKey("ns", "x", { scopes: ["s"] }, [shared.version]);
-    const y = apiKey("other", "y", { scopes: ["t"] }, [{ ...shared.version, id: "p_y" }, own.version]);
-    idx.apply("add", x);
-    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(false);
-    idx.apply("add", y);
-    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(true);
-    expect(idx.lookup(keyDigest(own.key))?.ambiguous).toBe(false);
-    expect(idx.size).toBe(2);
-    // Still refused after either claimant is updated without letting go.
-    idx.apply("update", { ...x, spec: { ...x.spec, scopes: ["s2"] } });
-    idx.apply("update", { ...y, spec: { ...y.spec, disabled: true } });
-    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(true);
-    // y lets go of the shared hash: x's own entry again.
-    idx.apply("update", apiKey("other", "y", { scopes: ["t"] }, [own.version]));
-    const back = idx.lookup(keyDigest(shared.key));
-    expect(back).toMatchObject({ id: "p_shared", ambiguous: false });
-    expect(back?.record.ref).toBe("ns/x");
-    expect(back?.record.scopeList).toEqual(["s2"]);
-    // y claims it again, then x is deleted: y's entry, not ambiguous.
-    idx.apply("update", y);
-    expect(idx.lookup(keyDigest(shared.key))?.ambiguous).toBe(true);
-    idx.apply("delete", x);
-    expect(idx.lookup(keyDigest(shared.key))).toMatchObject({ id: "p_y", ambiguous: false, record: { ref: "other/y" } });
-    idx.apply("delete", y);
-    expect(idx.lookup(keyDigest(shared.key))).toBeUndefined();
-    expect(idx.size).toBe(0);
-    expect(idx.apiKeyCount).toBe(0);
-  });
-
-  it("refuses a hash three ApiKeys claim until only one is left", () => {
-    const idx = new KeyIndex();
-    const k = newKey("p_k");
-    const objs = ["a", "b", "c"].map((n) => apiKey("ns", n, {}, [{ ...k.version, id: `p_${n}` }]));
-    for (const o of objs) idx.apply("add", o);
-    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: true, id: "p_a" });
-    idx.apply("delete", objs[0]!);
-    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: true, id: "p_b" });
-    idx.apply("update", apiKey("ns", "b", {}, []));
-    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: false, id: "p_c" });
-    expect(idx.apiKeyCount).toBe(2);
-    idx.apply("add", objs[0]!);
-    expect(idx.lookup(keyDigest(k.key))).toMatchObject({ ambiguous: true, id: "p_c" });
   });
 
   it("counts an ApiKey once whatever number of hashes it has", () => {
@@ -266,5 +225,103 @@ describe("KeyIndex", () => {
     expect(again.labels).not.toBe(first.labels);
     expect([...again.scopes]).toEqual(["r"]);
     expect(again.labels).toEqual({ tier: "pro" });
+  });
+});
+
+describe("KeyIndex: a hash more than one ApiKey claims", () => {
+  const shared = newKey("p_shared");
+  const victim = claimant("shop", "victim", [shared.version], "2026-01-01T00:00:00Z", { scopes: ["orders:read"] });
+  const second = claimant("mallory", "copy", [{ ...shared.version, id: "p_copy" }], "2026-02-01T00:00:00Z", { disabled: true });
+  const third = claimant("aaa", "late", [{ ...shared.version, id: "p_late" }], "2026-03-01T00:00:00Z", { scopes: [] });
+  const owner = (idx: KeyIndex): string | undefined => idx.lookup(keyDigest(shared.key))?.record.ref;
+
+  it("belongs to the oldest claim whatever order the claims arrive in", () => {
+    for (const order of permutations([victim, second, third])) {
+      const idx = new KeyIndex();
+      for (const k of order) idx.apply("add", k);
+      const entry = idx.lookup(keyDigest(shared.key));
+      expect(entry?.record.ref, order.map((k) => k.metadata.name).join(",")).toBe("shop/victim");
+      // The owner's own entry, none of the others' fields.
+      expect([entry?.id, entry?.record.disabled, [...(entry?.record.scopes ?? [])]]).toEqual(["p_shared", false, ["orders:read"]]);
+      expect([idx.size, idx.apiKeyCount]).toEqual([1, 3]);
+    }
+  });
+
+  it("passes to the next oldest claim when the owner is deleted or lets go, and back when an older claim returns", () => {
+    for (const order of permutations([victim, second, third])) {
+      const idx = new KeyIndex();
+      for (const k of order) idx.apply("add", k);
+      idx.apply("delete", victim);
+      expect(owner(idx)).toBe("mallory/copy");
+      expect(idx.lookup(keyDigest(shared.key))?.record.disabled).toBe(true);
+      idx.apply("update", claimant("mallory", "copy", [], undefined)); // lets go of the hash
+      expect(owner(idx)).toBe("aaa/late");
+      idx.apply("add", victim);
+      expect(owner(idx)).toBe("shop/victim");
+      for (const k of [victim, third]) idx.apply("delete", k);
+      expect(idx.lookup(keyDigest(shared.key))).toBeUndefined();
+      expect([idx.size, idx.apiKeyCount]).toEqual([0, 1]);
+    }
+  });
+
+  it("keeps its owner through updates and relists of every claimant in any order", () => {
+    const idx = new KeyIndex();
+    for (const k of [third, second, victim]) idx.apply("add", k);
+    for (const order of permutations([victim, second, third])) {
+      for (const k of order) idx.apply("update", { ...k, metadata: { ...k.metadata, resourceVersion: "2" } });
+      expect(owner(idx)).toBe("shop/victim");
+    }
+    // The owner's own changes reach the published entry.
+    idx.apply("update", { ...victim, spec: { ...victim.spec, scopes: ["orders:write"] } });
+    expect([...(idx.lookup(keyDigest(shared.key))?.record.scopes ?? [])]).toEqual(["orders:write"]);
+    idx.apply("update", second);
+    expect([...(idx.lookup(keyDigest(shared.key))?.record.scopes ?? [])]).toEqual(["orders:write"]);
+  });
+
+  it("dates a claim by when the hash entered the status, not by when the ApiKey was created", () => {
+    const idx = new KeyIndex();
+    // An ApiKey created long ago that declares the hash today is the newer claim.
+    const sleeper = claimant("mallory", "old", [{ ...shared.version, id: "p_old" }], "2026-06-01T00:00:00Z");
+    sleeper.metadata.creationTimestamp = new Date("2021-01-01T00:00:00Z");
+    const young = { ...victim, metadata: { ...victim.metadata, creationTimestamp: new Date("2025-12-31T00:00:00Z") } };
+    idx.apply("add", sleeper);
+    idx.apply("add", young);
+    expect(owner(idx)).toBe("shop/victim");
+    // The owner that drops the hash and claims it again makes a new, newer claim.
+    idx.apply("update", claimant("shop", "victim", [], undefined));
+    idx.apply("update", claimant("shop", "victim", [shared.version], "2026-07-01T00:00:00Z"));
+    expect(owner(idx)).toBe("mallory/old");
+  });
+
+  it("falls back to creationTimestamp without createdAt, ranks an undated claim newest, and orders equal ages by uid, not by name", () => {
+    const undated = claimant("aaa", "undated", [{ ...shared.version, id: "p_u" }], undefined);
+    const created = claimant("zzz", "created", [{ ...shared.version, id: "p_c" }], undefined);
+    created.metadata.creationTimestamp = new Date("2026-05-01T00:00:00Z");
+    created.metadata.uid = "0e1d";
+    const same = claimant("bbb", "same", [{ ...shared.version, id: "p_s" }], "2026-05-01T00:00:00.900Z");
+    same.metadata.uid = "9a3c";
+    for (const order of permutations([undated, created, same])) {
+      const idx = new KeyIndex();
+      for (const k of order) idx.apply("add", k);
+      expect(owner(idx)).toBe("zzz/created"); // the same second as bbb/same, the lower uid
+      idx.apply("delete", created);
+      expect(owner(idx)).toBe("bbb/same");
+      idx.apply("delete", same);
+      expect(owner(idx)).toBe("aaa/undated");
+    }
+  });
+
+  it("keeps a separate claim per hash: one ApiKey can own one hash and lose another", () => {
+    const own = newKey("p_own");
+    const idx = new KeyIndex();
+    const both = claimant("other", "both", [{ ...shared.version, id: "p_b" }, own.version], "2026-04-01T00:00:00Z");
+    idx.apply("add", both);
+    idx.apply("add", victim);
+    expect(owner(idx)).toBe("shop/victim");
+    expect(idx.lookup(keyDigest(own.key))?.record.ref).toBe("other/both");
+    expect(idx.size).toBe(2);
+    idx.apply("delete", both);
+    expect(owner(idx)).toBe("shop/victim");
+    expect(idx.lookup(keyDigest(own.key))).toBeUndefined();
   });
 });

@@ -4,6 +4,8 @@
 // An ApiKey contributes one entry per hash in status.keys (the active key and
 // keys in grace). Validity is not decided here: the entry carries what the check
 // needs to decide at request time with its own clock (disabled, expiry, grace end).
+// A hash more than one ApiKey claims belongs to the oldest claim (src/api/claims.ts),
+// whatever order the events come in; when it lets go, the next oldest has it.
 //
 // Memory is what this module is shaped by (a million keys fit in a few hundred MB):
 // the map is keyed by the raw 32-byte digest, not 64 hex characters; one object per
@@ -11,6 +13,7 @@
 // scopes, labels; no limits, no sources, no expiry) pooled or held by one shared
 // object; name is derived from `ref` when asked for.
 import { hash as cryptoHash } from "node:crypto";
+import { claimAge, olderClaim, type Claim } from "../api/claims.ts";
 import type { ApiKey } from "../api/types.ts";
 import { compileLimits, type LimitSpec } from "../limits/spec.ts";
 import { parseCidrs, type CidrSet } from "./cidr.ts";
@@ -44,10 +47,11 @@ export interface KeyEntry {
   /** Public key id (`<prefix>_<8 chars>`), safe to log. */
   readonly id: string;
   readonly record: KeyRecord;
-  /** A key in grace stops at this time (ms); Infinity for the active key. */
+  /**
+   * A key in grace stops at this time (ms); Infinity for the active key, -Infinity for a
+   * key in grace without an end (the operator treats it as ended too).
+   */
   readonly validUntilMs: number;
-  /** Two ApiKeys claim the same hash: never accepted. */
-  readonly ambiguous: boolean;
 }
 
 /** The form lookup() takes: the raw sha256 digest of the key, as a 32-character latin1 string. */
@@ -85,41 +89,42 @@ class Rare {
   readonly limits: LimitSpec;
   readonly sources: CidrSet | undefined;
   readonly validUntilMs: number;
-  readonly ambiguous: boolean;
 
-  constructor(disabled: boolean, expiresAtMs: number, limits: LimitSpec, sources: CidrSet | undefined, validUntilMs: number, ambiguous: boolean) {
+  constructor(disabled: boolean, expiresAtMs: number, limits: LimitSpec, sources: CidrSet | undefined, validUntilMs: number) {
     this.disabled = disabled;
     this.expiresAtMs = expiresAtMs;
     this.limits = limits;
     this.sources = sources;
     this.validUntilMs = validUntilMs;
-    this.ambiguous = ambiguous;
   }
 
-  static of(disabled: boolean, expiresAtMs: number, limits: LimitSpec, sources: CidrSet | undefined, validUntilMs: number, ambiguous: boolean): Rare {
-    if (!disabled && expiresAtMs === Infinity && limits === NO_OWN_LIMITS && !sources && validUntilMs === Infinity && !ambiguous) return DEFAULTS;
-    return new Rare(disabled, expiresAtMs, limits, sources, validUntilMs, ambiguous);
+  static of(disabled: boolean, expiresAtMs: number, limits: LimitSpec, sources: CidrSet | undefined, validUntilMs: number): Rare {
+    if (!disabled && expiresAtMs === Infinity && limits === NO_OWN_LIMITS && !sources && validUntilMs === Infinity) return DEFAULTS;
+    return new Rare(disabled, expiresAtMs, limits, sources, validUntilMs);
   }
 }
 
-const DEFAULTS = new Rare(false, Infinity, NO_OWN_LIMITS, undefined, Infinity, false);
+const DEFAULTS = new Rare(false, Infinity, NO_OWN_LIMITS, undefined, Infinity);
 
 /** One hash's entry; it is its own record (the record's fields do not depend on the hash). */
-class Entry implements KeyEntry, KeyRecord {
+class Entry implements KeyEntry, KeyRecord, Claim {
   readonly id: string;
   readonly ref: string;
   readonly uid: string;
   readonly owner: string;
   readonly profile: Profile;
   private readonly rare: Rare;
+  /** claimAge() of this ApiKey's claim on the hash: a small integer, so no boxed number per entry. */
+  readonly age: number;
 
-  constructor(id: string, ref: string, uid: string, owner: string, profile: Profile, rare: Rare) {
+  constructor(id: string, ref: string, uid: string, owner: string, profile: Profile, rare: Rare, age: number) {
     this.id = id;
     this.ref = ref;
     this.uid = uid;
     this.owner = owner;
     this.profile = profile;
     this.rare = rare;
+    this.age = age;
   }
 
   get record(): KeyRecord {
@@ -154,15 +159,6 @@ class Entry implements KeyEntry, KeyRecord {
   }
   get validUntilMs(): number {
     return this.rare.validUntilMs;
-  }
-  get ambiguous(): boolean {
-    return this.rare.ambiguous;
-  }
-
-  /** A copy published for a hash two or more ApiKeys claim. */
-  asAmbiguous(): Entry {
-    const r = this.rare;
-    return new Entry(this.id, this.ref, this.uid, this.owner, this.profile, Rare.of(r.disabled, r.expiresAtMs, r.limits, r.sources, r.validUntilMs, true));
   }
 }
 
@@ -201,9 +197,9 @@ export class KeyIndex {
   /** By keyDigest(). */
   private readonly byHash = new Map<string, Entry>();
   /**
-   * Which ApiKeys (refs) claim a hash, in the order they claimed it, for ambiguity and
-   * clean removal: only for hashes two or more ApiKeys claim. A hash with one claimant
-   * has no entry here; its entry in byHash is that claimant's.
+   * Which ApiKeys (refs) claim a hash, with their entries, so the next oldest takes over
+   * when the owner lets go: only for hashes two or more ApiKeys claim. A hash with one
+   * claimant has no entry here; its entry in byHash is that claimant's.
    */
   private readonly claims = new Map<string, Map<string, Entry>>();
   /** Hashes each ApiKey contributed last time: a string when it is one (no rotation in progress). */
@@ -322,14 +318,14 @@ export class KeyIndex {
       }
       let validUntilMs = Infinity;
       if (v.state === "grace") {
-        if (v.expiresAt) {
-          validUntilMs = Date.parse(v.expiresAt);
-          if (Number.isNaN(validUntilMs)) validUntilMs = -Infinity;
-        }
+        // A grace without an end (or with an unreadable one) has ended.
+        validUntilMs = v.expiresAt ? Date.parse(v.expiresAt) : -Infinity;
+        if (Number.isNaN(validUntilMs)) validUntilMs = -Infinity;
       } else if ((v.state as string) !== "active") continue; // a state this version does not know: not accepted
       profile ??= this.takeProfile(key.metadata.namespace, [...(spec.scopes ?? [])], { ...(key.metadata.labels ?? {}) });
-      const rare = Rare.of(disabled, expiresAtMs, limits, sources, validUntilMs, false);
-      out.set(Buffer.from(m[1], "hex").toString("latin1"), new Entry(v.id, ref, uid, spec.owner, profile, rare));
+      const rare = Rare.of(disabled, expiresAtMs, limits, sources, validUntilMs);
+      const age = claimAge(v, key.metadata.creationTimestamp);
+      out.set(Buffer.from(m[1], "hex").toString("latin1"), new Entry(v.id, ref, uid, spec.owner, profile, rare, age));
     }
     return out;
   }
@@ -342,6 +338,7 @@ export class KeyIndex {
         this.byHash.set(hash, entry);
         return;
       }
+      // Contested: from now on every claimant's entry is kept, and the oldest is published.
       c = new Map([[sole.ref, sole]]);
       this.claims.set(hash, c);
     }
@@ -365,9 +362,10 @@ export class KeyIndex {
     }
   }
 
+  /** Publishes the oldest claim's own entry. */
   private publish(hash: string, c: Map<string, Entry>): void {
-    const first = c.values().next().value;
-    if (!first) return;
-    this.byHash.set(hash, c.size === 1 ? first : first.asAmbiguous());
+    let owner: Entry | undefined;
+    for (const e of c.values()) if (!owner || olderClaim(e, owner)) owner = e;
+    if (owner) this.byHash.set(hash, owner);
   }
 }

@@ -13,6 +13,7 @@ import { KubeEventRecorder } from "../k8s/events.ts";
 import { CollectionWatch, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { onlyUsageChanged } from "../usage/changes.ts";
+import { HashClaims } from "./claims.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
 import { MANAGED_SECRETS_SELECTOR, toSecretView, type SecretView } from "./secrets.ts";
 import { ReferencedSecrets } from "./referenced.ts";
@@ -117,6 +118,9 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     set.add(k);
   };
 
+  // Which ApiKey holds each key hash: one owner per hash.
+  const claims = new HashClaims();
+
   const watched = { namespaces: config.namespaces, staleAfterMs: config.watchStaleAfter, resyncMs: config.watchResync };
   const apiKeys = new CollectionWatch<ApiKey>(kc, rest, {
     ...watched,
@@ -125,6 +129,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     onLifecycle: lifecycle("apikeys"),
     onChange: (type, ak, old) => {
       track(ak, type === "delete");
+      for (const k of claims.update(keyOf(ak.metadata.namespace, ak.metadata.name), type === "delete" ? undefined : ak)) enqueue(k);
       // The data plane's usage writes change nothing the operator acts on.
       if (type !== "delete" && !onlyUsageChanged(old, ak)) enqueue(keyOf(ak.metadata.namespace, ak.metadata.name));
     },
@@ -193,6 +198,7 @@ export async function startOperator(deps: OperatorDeps): Promise<OperatorHandle>
     log,
     now,
     defaultGraceMs: config.defaultGracePeriod,
+    claims,
     onOutcome: (o) => { reconciles.inc({ result: o }); },
     onFailure: (reason) => { failures.inc({ reason }); },
   });

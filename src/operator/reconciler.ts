@@ -7,6 +7,7 @@
 // a reconcile that worked from a stale copy fails with 409 and retries before
 // any Secret is touched; the Secret is written second. Decisions that replace a
 // key (Secret missing or changed) are confirmed with a live read first.
+import { claimOf } from "../api/claims.ts";
 import type { ApiKey, ApiKeyStatus, KeyVersion } from "../api/types.ts";
 import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
 import { parseDuration } from "../config/config.ts";
@@ -15,6 +16,7 @@ import type { EventRecorder, EventType } from "../k8s/events.ts";
 import { KubeApiError, isNotFound, type KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULT_PREFIX, checkKeyStrength, generateKey, hashKey, keyIdFromHash } from "./keymaterial.ts";
+import type { ClaimView } from "./claims.ts";
 import {
   buildKeySecret,
   hasManagedLabels,
@@ -33,6 +35,7 @@ import {
   rotationDue,
   setCondition,
   summarizeState,
+  withoutTaken,
 } from "./status.ts";
 
 export const FIELD_MANAGER = "keyward-operator";
@@ -61,6 +64,8 @@ export interface ReconcilerDeps {
   /** Re-check interval while waiting for the user (conflicting or missing Secret). */
   userWaitMs?: number;
   generateKey?: (prefix: string) => string;
+  /** Which ApiKey holds each hash; without it, every hash is taken to be free. */
+  claims?: ClaimView;
   onOutcome?: (outcome: string) => void;
   onFailure?: (reason: string) => void;
 }
@@ -69,6 +74,8 @@ interface Pending {
   events: { type: EventType; reason: string; message: string }[];
   /** Secret to write after the status: the plaintext goes nowhere else. */
   secret?: { key: string; keyId: string; create: boolean };
+  /** Hashes refused because another ApiKey (holder, for keyward's log only) holds them. */
+  refused: { hash: string; holder: string }[];
 }
 
 const apiKeyPath = (ns: string, name: string): string =>
@@ -89,7 +96,7 @@ export class ApiKeyReconciler {
     if (!apiKey || apiKey.metadata.deletionTimestamp) return {}; // the Secret goes with its owner (garbage collection)
     const now = this.d.now();
     const status: ApiKeyStatus = structuredClone(apiKey.status ?? {});
-    const pending: Pending = { events: [] };
+    const pending: Pending = { events: [], refused: [] };
     const spec = apiKey.spec;
     const disabled = spec.disabled === true;
     const expiresAt = spec.expiresAt ? Date.parse(spec.expiresAt) : undefined;
@@ -108,6 +115,10 @@ export class ApiKeyReconciler {
       failure = err;
     }
 
+    const owned = this.dropTaken(apiKey, status, pending);
+    if (owned && !failure) failure = owned;
+    this.d.claims?.refused(refOf(apiKey), pending.refused.map((r) => r.hash));
+
     const { keys, nextEnd } = pruneGrace(status.keys, now);
     status.keys = keys;
     status.state = summarizeState({ disabled, expired, failed: failure !== undefined, keys });
@@ -121,7 +132,13 @@ export class ApiKeyReconciler {
     status.nextRotationAt = rotation?.nextRotationAt !== undefined ? iso(rotation.nextRotationAt) : undefined;
     // Warn once per failure reason, not on every re-check while waiting for the user.
     const prevReady = apiKey.status?.conditions?.find((c) => c.type === "Ready");
-    if (failure && prevReady?.reason !== failure.reason) pending.events.push({ type: "Warning", reason: failure.reason, message: failure.message });
+    const newFailure = failure !== undefined && prevReady?.reason !== failure.reason;
+    if (failure && newFailure) pending.events.push({ type: "Warning", reason: failure.reason, message: failure.message });
+    // Who holds a refused hash goes to keyward's own log only: the Event and status name no other
+    // ApiKey. Once per conflict, like the Event (a key in grace dropped for one fails nothing).
+    if (newFailure || !failure) {
+      for (const r of pending.refused) this.d.log.warn("key hash held by another ApiKey; refused", { apikey: refOf(apiKey), keyId: keyIdFromHash(r.hash, "key"), heldBy: r.holder });
+    }
 
     const changed = !jsonEqual(status, apiKey.status ?? {}); // undefined fields count as absent
     if (changed) await this.writeStatus(apiKey, status);
@@ -144,6 +161,7 @@ export class ApiKeyReconciler {
   private fromDeclaredHash(apiKey: ApiKey, status: ApiKeyStatus, now: number, pending: Pending): void {
     const hash = apiKey.spec.keyHash ?? "";
     if (activeKey(status)?.hash === hash) return;
+    this.refuseTaken(apiKey, hash, pending);
     const first = !activeKey(status);
     const next: KeyVersion = { id: keyIdFromHash(hash, "key"), hash, state: "active", createdAt: iso(now) };
     status.keys = promoteKey(status.keys, next, now, this.graceMs(apiKey));
@@ -169,6 +187,7 @@ export class ApiKeyReconciler {
     if (hash === activeKey(status)?.hash) return;
     const strength = checkKeyStrength(Buffer.from(b64, "base64").toString("utf8"));
     if (strength.weak) throw new UserActionNeeded("WeakKey", `the key in Secret ${ref.name} is too weak: ${strength.reason}`);
+    this.refuseTaken(apiKey, hash, pending);
     const first = !activeKey(status);
     const next: KeyVersion = { id: keyIdFromHash(hash, "ext"), hash, state: "active", createdAt: iso(now) };
     status.keys = promoteKey(status.keys, next, now, this.graceMs(apiKey));
@@ -265,6 +284,36 @@ export class ApiKeyReconciler {
     });
   }
 
+  // --- one owner per hash ---------------------------------------------------
+
+  /**
+   * Refuses a hash this ApiKey is about to publish when any other ApiKey publishes it
+   * already: a claim not yet made is newer than every claim made.
+   */
+  private refuseTaken(apiKey: ApiKey, hash: string, pending: Pending): void {
+    const holder = this.d.claims?.olderThan(hash, { ...claimOf(apiKey, {}), age: Infinity });
+    if (!holder) return;
+    pending.refused.push({ hash, holder: holder.ref });
+    throw hashConflict();
+  }
+
+  /**
+   * Drops the versions whose hash another ApiKey holds by an older claim (both published
+   * it before either saw the other's). Returns the failure when the active key was one.
+   */
+  private dropTaken(apiKey: ApiKey, status: ApiKeyStatus, pending: Pending): UserActionNeeded | undefined {
+    const claims = this.d.claims;
+    if (!claims || !status.keys?.length) return undefined;
+    const split = withoutTaken(status.keys, (v) => {
+      const holder = claims.olderThan(v.hash, claimOf(apiKey, v));
+      if (holder) pending.refused.push({ hash: v.hash, holder: holder.ref });
+      return holder !== undefined;
+    });
+    if (split.taken.length === 0) return undefined;
+    status.keys = split.keys;
+    return split.activeTaken ? hashConflict() : undefined;
+  }
+
   // --- helpers -------------------------------------------------------------
 
   private recordObserved(apiKey: ApiKey, status: ApiKeyStatus): void {
@@ -321,6 +370,16 @@ export class ApiKeyReconciler {
       this.d.log.debug("could not record the failure in status", { err: err instanceof KubeApiError ? err.message : err });
     });
   }
+}
+
+const refOf = (apiKey: ApiKey): string => `${apiKey.metadata.namespace}/${apiKey.metadata.name}`;
+
+/** The Event and condition say what happened without naming the ApiKey that holds the hash. */
+function hashConflict(): UserActionNeeded {
+  return new UserActionNeeded(
+    "HashConflict",
+    "another ApiKey already registered this key's hash; a key is accepted for one ApiKey only, so this one is not. Use a key of your own",
+  );
 }
 
 function annotationOf(apiKey: ApiKey): string | undefined {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKey, KeyVersion } from "../api/types.ts";
-import { iso, promoteKey, pruneGrace, rotationDue, setCondition, summarizeState } from "./status.ts";
+import { iso, promoteKey, pruneGrace, rotationDue, setCondition, summarizeState, withoutTaken } from "./status.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const H = 3_600_000;
@@ -87,5 +87,15 @@ describe("summarizeState", () => {
     expect(summarizeState({ disabled: false, expired: false, failed: false, keys: [] })).toBe("Pending");
     expect(summarizeState({ disabled: false, expired: false, failed: false, keys: [...keys, k("b", "grace")] })).toBe("Rotating");
     expect(summarizeState({ disabled: false, expired: false, failed: false, keys })).toBe("Active");
+  });
+});
+
+describe("withoutTaken", () => {
+  it("keeps the versions no other ApiKey holds and says whether the active one was taken", () => {
+    const keys = [k("a", "active"), k("g", "grace", { expiresAt: iso(T0 + H) })];
+    expect(withoutTaken(keys, () => false)).toEqual({ keys, taken: [], activeTaken: false });
+    expect(withoutTaken(keys, (v) => v.id === "g")).toEqual({ keys: [keys[0]], taken: [keys[1]], activeTaken: false });
+    expect(withoutTaken(keys, (v) => v.id === "a")).toEqual({ keys: [keys[1]], taken: [keys[0]], activeTaken: true });
+    expect(withoutTaken(undefined, () => true)).toEqual({ keys: [], taken: [], activeTaken: false });
   });
 });

@@ -89,3 +89,17 @@ export function summarizeState(opts: { disabled: boolean; expired: boolean; fail
   if (!opts.keys.some((k) => k.state === "active")) return "Pending";
   return opts.keys.some((k) => k.state === "grace") ? "Rotating" : "Active";
 }
+
+/**
+ * Splits the key versions into those this ApiKey may publish and those whose hash another
+ * ApiKey holds by an older claim (`takenElsewhere`). activeTaken: the active key was one.
+ */
+export function withoutTaken(
+  keys: KeyVersion[] | undefined,
+  takenElsewhere: (v: KeyVersion) => boolean,
+): { keys: KeyVersion[]; taken: KeyVersion[]; activeTaken: boolean } {
+  const kept: KeyVersion[] = [];
+  const taken: KeyVersion[] = [];
+  for (const k of keys ?? []) (takenElsewhere(k) ? taken : kept).push(k);
+  return { keys: kept, taken, activeTaken: taken.some((k) => k.state === "active") };
+}

@@ -8,6 +8,7 @@
 // owner or the ApiKey name) and capped: after `perKeyMax` distinct ids, further
 // keys are counted under key_id="_other", so cardinality stays bounded.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { JoinKind } from "../accesslog/join.ts";
 import type { AlertKind } from "./alerts.ts";
 import type { CheckEvent } from "./event.ts";
 import type { FlushResult } from "./flusher.ts";
@@ -26,7 +27,7 @@ export interface UsageMetrics {
   flush(result: FlushResult): void;
   alert(kind: AlertKind, keyId: string | undefined): void;
   revocationLag(seconds: number): void;
-  accessLogEntry(result: "joined" | "unattributed" | "invalid"): void;
+  accessLogEntry(result: JoinKind): void;
   /** Distinct key ids with their own series (for tests). */
   readonly perKeyIds: number;
 }
@@ -50,7 +51,7 @@ export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): 
   });
   const accessLogEntries = new Counter({
     name: "keyward_access_log_entries_total",
-    help: "Envoy access log entries received: joined to a key through ext_authz metadata, unattributed (no key), or invalid.",
+    help: "Envoy access log entries received: joined to a key through ext_authz metadata, denied (by the ext_authz server; no upstream answer), unattributed (no key), or invalid.",
     labelNames: ["result"] as const,
     registers: [registry],
   });

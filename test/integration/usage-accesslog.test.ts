@@ -82,4 +82,53 @@ describe("Envoy access logs joined to keys", () => {
     const everything = [JSON.stringify(ak), metrics, ...usage.logs, JSON.stringify(events)].join("\n");
     expect(everything).not.toContain(key.key);
   });
+
+  it("never counts a request the ext_authz server denied (Envoy's own 429, flagged UAEX) as an upstream answer", async () => {
+    const limited = await createKey(env.admin, ns, "limited", { owner: "logistics", scopes: ["items:read"], limits: { rate: { requests: 1, per: "1h" } } });
+    const check = async (): Promise<{ code: number; dynamicMetadata?: Record<string, unknown> }> => {
+      const out = await run(checkBin, ["-addr", `127.0.0.1:${env.authz.grpcPort}`], JSON.stringify({ name: "l", method: "GET", host: HOST, path: "/items/1", headers: { "x-api-key": limited.key }, source: "192.0.2.10" }) + "\n");
+      return JSON.parse(out.trim()) as { code: number; dynamicMetadata?: Record<string, unknown> };
+    };
+    const allowed = await eventually(async () => {
+      const o = await check();
+      return o.code === 0 ? o : undefined;
+    }, 10_000, "the limited key to be accepted once");
+    const denied = await check();
+    expect(denied.code).toBe(8); // RESOURCE_EXHAUSTED: Envoy answers 429 itself
+    expect(denied.dynamicMetadata).toMatchObject({ key_id: limited.id, apikey: `${ns}/limited`, decision: "limited", reason: "rate_limited" });
+
+    const before = counters(await usage.registry.metrics());
+    const lines = [JSON.stringify({ metadata: allowed.dynamicMetadata, status: 200, upstreamMs: 9, method: "GET", authority: HOST, path: "/items/1" })];
+    for (let i = 0; i < 5; i++) lines.push(JSON.stringify({ metadata: denied.dynamicMetadata, status: 429, unauthorized: true, method: "GET", authority: HOST, path: "/items/1" }));
+    // The UAEX flag alone (metadata without keyward's decision) is enough.
+    const { decision: _d, reason: _r, ...keyOnly } = denied.dynamicMetadata ?? {};
+    lines.push(JSON.stringify({ metadata: keyOnly, status: 429, unauthorized: true, method: "GET", authority: HOST, path: "/items/1" }));
+    expect(JSON.parse(await run(alsBin, ["-addr", `127.0.0.1:${String(usage.handle.accessLogPort)}`, "-batch", "3"], lines.join("\n") + "\n"))).toEqual({ sent: 7, messages: 3 });
+
+    await usage.handle.flush();
+    const ak = await eventually(async () => {
+      const got = await getApiKey(env.admin, ns, "limited");
+      return got?.status?.usage?.daily?.[0]?.upstream2xx === 1 ? got : undefined;
+    }, 10_000, "the allowed request's upstream answer in status");
+    expect(ak.status?.usage?.daily?.[0]?.upstream4xx).toBeUndefined();
+    const after = counters(await usage.registry.metrics());
+    expect(delta(before, after, 'keyward_access_log_entries_total{result="denied"}')).toBe(6);
+    expect(delta(before, after, 'keyward_access_log_entries_total{result="joined"}')).toBe(1);
+    expect(delta(before, after, 'keyward_upstream_responses_total{class="4xx"}')).toBe(0);
+    expect(delta(before, after, 'keyward_upstream_responses_total{class="2xx"}')).toBe(1);
+  });
 });
+
+/** Counter values by series, from the Prometheus text format. */
+function counters(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^(\w+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m?.[1] && m[2]) out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
+
+function delta(before: Map<string, number>, after: Map<string, number>, series: string): number {
+  return (after.get(series) ?? 0) - (before.get(series) ?? 0);
+}

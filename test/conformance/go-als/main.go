@@ -10,6 +10,9 @@
 //
 //	{"metadata":{"key_id":"kw_..","apikey":"shop/acme"},"status":200,"upstreamMs":12,"method":"GET","authority":"a.example","path":"/v1/x"}
 //
+// "unauthorized":true marks the entry as Envoy does when the external authorizer
+// denied the request and Envoy answered it itself (response flag UAEX).
+//
 // Output on stdout: {"sent":N,"messages":M} once the server closed the stream.
 package main
 
@@ -42,6 +45,8 @@ type input struct {
 	Method     string          `json:"method"`
 	Authority  string          `json:"authority"`
 	Path       string          `json:"path"`
+	// Unauthorized: denied by the external authorizer (UAEX).
+	Unauthorized bool `json:"unauthorized"`
 }
 
 func entry(in input) (*datav3.HTTPAccessLogEntry, error) {
@@ -52,6 +57,10 @@ func entry(in input) (*datav3.HTTPAccessLogEntry, error) {
 		DownstreamRemoteAddress: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address: "203.0.113.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000},
 		}}},
+	}
+	if in.Unauthorized {
+		common.ResponseFlags = &datav3.ResponseFlags{UnauthorizedDetails: &datav3.ResponseFlags_Unauthorized{Reason: datav3.ResponseFlags_Unauthorized_EXTERNAL_SERVICE}}
+		common.TimeToLastUpstreamRxByte = nil
 	}
 	if len(in.Metadata) > 0 {
 		s := &structpb.Struct{}
