@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../test/support/random.ts";
 import { silentLogger } from "../log.ts";
 import { ManualClock, type Clock } from "./clock.ts";
 import { LeaderElector, microTime, type Lease, type LeaderElectorOptions } from "./leader.ts";
@@ -398,14 +399,7 @@ describe("leader election", () => {
     const api = new FakeApiserver(clock);
     const replicas = ["a", "b", "c"].map((id) => replica(clock, api, id));
     for (const r of replicas) void r.elector.run();
-    // A small deterministic PRNG (mulberry32), so a failure reproduces.
-    let seed = 20261123;
-    const random = (): number => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const random = seededRandom(20261123); // so a failure reproduces
     const modes: Mode[] = ["ok", "ok", "ok", "fail", "hang", "slow"];
     let leaderships = 0;
     for (let round = 0; round < 200; round++) {
