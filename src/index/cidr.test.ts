@@ -1,7 +1,9 @@
 import { BlockList, isIP } from "node:net";
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../test/support/random.ts";
+import { apiKey, newKey } from "../authz/fixtures.test-support.ts";
 import { cidrContains, parseCidrs, parseIp } from "./cidr.ts";
+import { KeyIndex, keyDigest } from "./keys.ts";
 
 describe("CIDR sets", () => {
   const set = parseCidrs(["203.0.113.0/24", "2001:db8::/32", "10.1.2.3", "::1/128"]);
@@ -103,6 +105,17 @@ describe("CIDR sets", () => {
     ];
     for (const c of bad) expect(() => parseCidrs([c]), JSON.stringify(c)).toThrow(expect.objectContaining({ code: "ManifestInvalid" }) as Error);
     expect(() => parseCidrs(["10.0.0.0/8", "10.0.0.0/"])).toThrow(/invalid prefix length/);
+  });
+
+  it("leaves a key with a loosely written entry (10.0.0.0/, read as /0 by Number) open to no source rather than every one", () => {
+    const problems: string[] = [];
+    const idx = new KeyIndex({ onInvalid: (_ref, what) => problems.push(what) });
+    const k = newKey("p_loose");
+    idx.apply("add", apiKey("ns", "k", { allowedSources: ["198.51.100.0/24", "10.0.0.0/"] }, [k.version]));
+    const sources = idx.lookup(keyDigest(k.key))?.record.sources;
+    expect(sources?.ranges).toEqual([]);
+    for (const ip of ["10.0.0.1", "8.8.8.8", "198.51.100.7"]) expect(cidrContains(sources!, parseIp(ip)!), ip).toBe(false);
+    expect(problems).toEqual(['allowedSources: "10.0.0.0/" has an invalid prefix length']);
   });
 
   it("takes a bare address as one host", () => {
