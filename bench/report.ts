@@ -7,6 +7,7 @@ import type { Machine } from "./lib/machine.ts";
 import type { ProfileSummary } from "./profile.ts";
 import type { GcRun } from "./gc-pauses.ts";
 import type { FloorRun } from "./latency-floor.ts";
+import type { CidrBenchResult } from "./cidr.ts";
 import type { DecodeResult } from "./decode.ts";
 import type { InterleavedResult } from "./interleaved.ts";
 
@@ -31,6 +32,7 @@ export interface Results {
     floor?: Stamp & { command: string; runs: FloorRun[] };
     interleaved?: Stamp & { command: string; rps: number; results: InterleavedResult[] };
     micro?: Stamp & { command: string; result: DecodeResult };
+    cidr?: Stamp & { command: string; result: CidrBenchResult };
   };
 }
 
@@ -97,6 +99,13 @@ export function renderMarkdown(r: Results): string {
     out.push(`| a denial's log line, rendered whole (Logger.info) | ${int(x.logLineNs)} |`);
     out.push(`| a denial's log line, from its prepared fixed part (keyward) | ${int(x.preparedLogLineNs)} |`, "");
     out.push(`keyward's decoder gave the same CheckInput as proto-loader for all ${x.requests} bench requests, and ${x.cacheCompared} answers from keyward's encoded-response cache were byte-identical to fresh ones.`, "");
+  }
+  if (s.cidr) {
+    out.push(`## Source-address matching, one address in a loop (\`${s.cidr.command}\`)`, "");
+    out.push(`Run at ${s.cidr.at} (load average ${s.cidr.loadAverage}), over ${s.cidr.result.addresses} addresses.`, "");
+    out.push("| allowedSources entries | keyward (src/index/cidr.ts), ns | net.BlockList, ns |", "| ---: | ---: | ---: |");
+    for (const r of s.cidr.result.rows) out.push(`| ${r.entries} | ${f1(r.keywardNs)} | ${f1(r.blockListNs)} |`);
+    out.push("");
   }
   if (s.floor) {
     out.push(`## Latency against ghz's worker count, one fixed rate (\`${s.floor.command}\`)`, "");

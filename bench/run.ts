@@ -19,6 +19,7 @@ import { runProfile } from "./profile.ts";
 import { gcRun } from "./gc-pauses.ts";
 import { latencyFloor } from "./latency-floor.ts";
 import { interleaved } from "./interleaved.ts";
+import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
 
 const { values } = parseArgs({
@@ -82,6 +83,8 @@ if (only.has("index")) {
 if (only.has("micro")) {
   log("decoding and hashing one request (bench/decode.ts)");
   results.sections.micro = { ...stamp(), command: "node bench/decode.ts", result: runDecodeBench() };
+  log("matching a source address against allowedSources (bench/cidr.ts)");
+  results.sections.cidr = { ...stamp(), command: "node bench/cidr.ts", result: runCidrBench() };
   save();
 }
 

@@ -1,7 +1,15 @@
 // CIDR sets for ApiKey.spec.allowedSources: IPv4 and IPv6, parsed once when the
 // key is indexed; a request's source address is parsed once and tested against
-// each range with byte comparisons. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d)
-// count as IPv4.
+// each range with byte comparisons.
+//
+// Only one spelling of an address is accepted, with no room for two parsers to
+// read it differently: IPv4 as four decimal fields without leading zeros
+// ("010.0.0.1" is octal to some parsers and decimal to others, so it is refused),
+// IPv6 as RFC 4291 text, no zone ("%eth0": the same address on different links),
+// no surrounding whitespace. An IPv4-mapped IPv6 source address (::ffff:a.b.c.d,
+// what a dual-stack listener reports for an IPv4 client) is the IPv4 address; as
+// an allowedSources entry it is refused, as the CRD refuses it.
+import { KeywardError } from "../errors.ts";
 
 interface Range {
   bytes: Uint8Array; // 4 or 16
@@ -12,73 +20,110 @@ export interface CidrSet {
   readonly ranges: readonly Range[];
 }
 
-/** Parses an IP address into 4 (IPv4, including IPv4-mapped IPv6) or 16 bytes; undefined if it is not one. */
+const DOT = 0x2e;
+const COLON = 0x3a;
+const ZERO = 0x30;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/**
+ * Parses an IP address into 4 (IPv4, including IPv4-mapped IPv6) or 16 bytes;
+ * undefined if it is not one in the one accepted spelling (see above). An IPv6
+ * address may stand in brackets ([2001:db8::1]).
+ */
 export function parseIp(text: string): Uint8Array | undefined {
-  let s = text;
-  // Drop a zone (fe80::1%eth0) and surrounding brackets.
-  if (s.startsWith("[") && s.endsWith("]")) s = s.slice(1, -1);
-  const zone = s.indexOf("%");
-  if (zone !== -1) s = s.slice(0, zone);
-  if (s.includes(":")) {
-    const v6 = parseIpv6(s);
-    if (!v6) return undefined;
-    if (isV4Mapped(v6)) return v6.subarray(12);
-    return v6;
+  let start = 0;
+  let end = text.length;
+  const bracketed = end > 2 && text.charCodeAt(0) === OPEN_BRACKET && text.charCodeAt(end - 1) === CLOSE_BRACKET;
+  if (bracketed) {
+    start = 1;
+    end--;
   }
-  return parseIpv4(s);
+  const colon = text.indexOf(":", start);
+  if (colon === -1 || colon >= end) {
+    if (bracketed) return undefined;
+    const v4 = new Uint8Array(4);
+    return readIpv4(text, start, end, v4, 0) ? v4 : undefined;
+  }
+  const v6 = readIpv6(text, start, end);
+  return v6 && isV4Mapped(v6) ? v6.subarray(12) : v6;
 }
 
-function parseIpv4(s: string): Uint8Array | undefined {
-  const parts = s.split(".");
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i] ?? "";
-    if (!/^\d{1,3}$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
-  }
-  return out;
-}
-
-function parseIpv6(s: string): Uint8Array | undefined {
-  let head = s;
-  let tail = "";
-  const dbl = s.indexOf("::");
-  if (dbl !== -1) {
-    if (s.indexOf("::", dbl + 1) !== -1) return undefined;
-    head = s.slice(0, dbl);
-    tail = s.slice(dbl + 2);
-  }
-  const groups = (part: string): number[] | undefined => {
-    if (part === "") return [];
-    const out: number[] = [];
-    const pieces = part.split(":");
-    for (let i = 0; i < pieces.length; i++) {
-      const p = pieces[i] ?? "";
-      if (i === pieces.length - 1 && p.includes(".")) {
-        const v4 = parseIpv4(p);
-        if (!v4) return undefined;
-        out.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
-        continue;
-      }
-      if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return undefined;
-      out.push(parseInt(p, 16));
+/** Reads text[start, end) as a dotted quad into out[at, at + 4); false unless it is exactly one. */
+function readIpv4(text: string, start: number, end: number, out: Uint8Array, at: number): boolean {
+  let i = start;
+  for (let field = 0; field < 4; field++) {
+    if (field > 0) {
+      if (i >= end || text.charCodeAt(i) !== DOT) return false;
+      i++;
     }
-    return out;
-  };
-  const h = groups(head);
-  const t = groups(tail);
-  if (!h || !t) return undefined;
-  const missing = 8 - h.length - t.length;
-  if (dbl === -1 ? missing !== 0 : missing < 1) return undefined;
-  const all = [...h, ...new Array<number>(dbl === -1 ? 0 : missing).fill(0), ...t];
+    const first = i;
+    let n = 0;
+    while (i < end && i - first < 4) {
+      const d = text.charCodeAt(i) - ZERO;
+      if (d < 0 || d > 9) break;
+      n = n * 10 + d;
+      i++;
+    }
+    const digits = i - first;
+    if (digits === 0 || digits > 3 || n > 255 || (digits > 1 && text.charCodeAt(first) === ZERO)) return false;
+    out[at + field] = n;
+  }
+  return i === end;
+}
+
+function hexDigit(c: number): number {
+  if (c >= ZERO && c <= ZERO + 9) return c - ZERO;
+  const lower = c | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -1;
+}
+
+/** Reads text[start, end) as an IPv6 address (groups of 1-4 hex digits, at most one "::", a dotted quad last). */
+function readIpv6(text: string, start: number, end: number): Uint8Array | undefined {
   const out = new Uint8Array(16);
-  all.forEach((g, i) => {
-    out[2 * i] = g >> 8;
-    out[2 * i + 1] = g & 0xff;
-  });
+  let at = 0; // bytes written
+  let gap = -1; // where "::" stands, in bytes
+  let i = start;
+  if (text.charCodeAt(i) === COLON) {
+    if (text.charCodeAt(i + 1) !== COLON || i + 1 >= end) return undefined;
+    gap = 0;
+    i += 2;
+  }
+  while (i < end) {
+    if (at === 16) return undefined;
+    const first = i;
+    let group = 0;
+    while (i < end && i - first < 5) {
+      const h = hexDigit(text.charCodeAt(i));
+      if (h < 0) break;
+      group = (group << 4) | h;
+      i++;
+    }
+    const digits = i - first;
+    if (digits === 0 || digits > 4) return undefined;
+    if (i < end && text.charCodeAt(i) === DOT) {
+      if (at > 12 || !readIpv4(text, first, end, out, at)) return undefined;
+      at += 4;
+      break;
+    }
+    out[at++] = group >> 8;
+    out[at++] = group & 0xff;
+    if (i === end) break;
+    if (text.charCodeAt(i) !== COLON) return undefined;
+    i++;
+    if (i < end && text.charCodeAt(i) === COLON) {
+      if (gap !== -1) return undefined;
+      gap = at;
+      i++;
+    } else if (i === end) {
+      return undefined; // a single trailing colon
+    }
+  }
+  if (gap === -1) return at === 16 ? out : undefined;
+  if (at === 16) return undefined; // "::" stands for at least one group
+  const tail = at - gap;
+  out.copyWithin(16 - tail, gap, at);
+  out.fill(0, gap, 16 - tail);
   return out;
 }
 
@@ -87,22 +132,36 @@ function isV4Mapped(b: Uint8Array): boolean {
   return b[10] === 0xff && b[11] === 0xff;
 }
 
-/** Parses CIDRs (a bare address means a single host); throws on an invalid entry. */
-export function parseCidrs(cidrs: readonly string[]): CidrSet {
-  const ranges: Range[] = [];
-  for (const c of cidrs) {
-    const slash = c.indexOf("/");
-    const addr = slash === -1 ? c : c.slice(0, slash);
-    const bytes = parseIp(addr.trim());
-    if (!bytes) throw new Error(`"${c}" is not an IP address or CIDR`);
-    const max = bytes.length * 8;
-    // An IPv4-mapped IPv6 CIDR (::ffff:10.0.0.0/104) is an IPv4 range.
-    let prefix = slash === -1 ? max : Number(c.slice(slash + 1));
-    if (slash !== -1 && bytes.length === 4 && addr.includes(":")) prefix -= 96;
-    if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new Error(`"${c}" has an invalid prefix length`);
-    ranges.push({ bytes, prefix });
+/** A prefix length: decimal digits, no leading zero, at most `max`; undefined otherwise. */
+function readPrefix(text: string, start: number, max: number): number | undefined {
+  const digits = text.length - start;
+  if (digits < 1 || digits > 3 || (digits > 1 && text.charCodeAt(start) === ZERO)) return undefined;
+  let n = 0;
+  for (let i = start; i < text.length; i++) {
+    const d = text.charCodeAt(i) - ZERO;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
   }
-  return { ranges };
+  return n <= max ? n : undefined;
+}
+
+function parseCidr(entry: string): Range {
+  const slash = entry.indexOf("/");
+  const addr = slash === -1 ? entry : entry.slice(0, slash);
+  const bytes = addr.charCodeAt(0) === OPEN_BRACKET ? undefined : parseIp(addr);
+  if (!bytes) throw new KeywardError("ManifestInvalid", `"${entry}" is not an IP address or CIDR`);
+  if (bytes.length === 4 && addr.includes(":")) {
+    throw new KeywardError("ManifestInvalid", `"${entry}" is an IPv4-mapped IPv6 network; write it as IPv4`);
+  }
+  const max = bytes.length * 8;
+  const prefix = slash === -1 ? max : readPrefix(entry, slash + 1, max);
+  if (prefix === undefined) throw new KeywardError("ManifestInvalid", `"${entry}" has an invalid prefix length`);
+  return { bytes, prefix };
+}
+
+/** Parses allowedSources entries (a bare address means a single host); throws on an invalid entry. */
+export function parseCidrs(cidrs: readonly string[]): CidrSet {
+  return { ranges: cidrs.map(parseCidr) };
 }
 
 /** True when `ip` (from parseIp) lies in one of the set's ranges. */

@@ -18,6 +18,15 @@ describe("clocks", () => {
     expect(fn).toHaveBeenCalledOnce();
   });
 
+  it("measures intervals on the system's monotonic clock, which setting the wall clock does not move", () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const before = systemClock.monotonic!();
+    vi.setSystemTime(Date.now() - DAY);
+    const elapsed = systemClock.monotonic!() - before;
+    expect(elapsed).toBeGreaterThanOrEqual(0);
+    expect(elapsed).toBeLessThan(1000);
+  });
+
   it("cancels a long system timer in its second leg", () => {
     vi.useFakeTimers();
     const fn = vi.fn();

@@ -4,8 +4,13 @@
 
 /** The time source and timer facility of a component. */
 export interface Clock {
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch: wall time, which may jump when the system clock is set. */
   now(): number;
+  /**
+   * Milliseconds from an arbitrary origin on a clock that never jumps, for measuring
+   * intervals. Absent, now() serves (as in tests, where time only moves by hand).
+   */
+  monotonic?(): number;
   /** Calls `fn` once after `ms` milliseconds; the returned function cancels the call. */
   setTimer(fn: () => void, ms: number): () => void;
 }
@@ -19,6 +24,7 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
  */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimer(fn, ms) {
     let handle: ReturnType<typeof setTimeout>;
     const arm = (remaining: number): void => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../test/support/random.ts";
 import { silentLogger } from "../log.ts";
-import { ManualClock } from "./clock.ts";
+import { ManualClock, type Clock } from "./clock.ts";
 import { LeaderElector, microTime, type Lease, type LeaderElectorOptions } from "./leader.ts";
 import { KubeApiError, type KubeRest } from "./rest.ts";
 
@@ -60,6 +61,12 @@ class FakeApiserver {
 
   deleteLease(): void {
     this.lease = undefined;
+  }
+
+  /** Changes the stored Lease as another client would (a new resourceVersion). */
+  editLease(spec: Partial<NonNullable<Lease["spec"]>>): void {
+    if (!this.lease) throw new Error("no Lease to edit");
+    this.lease = { ...this.lease, spec: { ...this.lease.spec, ...spec }, metadata: { ...this.lease.metadata, resourceVersion: String(++this.rv) } };
   }
 
   private handle(method: string, path: string, body: Lease | undefined): Lease {
@@ -149,6 +156,21 @@ async function advanceWatching(clock: ManualClock, replicas: Replica[], ms: numb
     if (until?.()) return;
   }
 }
+
+/**
+ * The test's time as seen by a replica whose wall clock is `skewMs` off and whose
+ * monotonic clock counts from an origin of its own; timers run on the shared clock.
+ */
+function skewed(clock: ManualClock, skewMs: number): Clock {
+  const origin = clock.now() - 123_456;
+  return {
+    now: () => clock.now() + skewMs,
+    monotonic: () => clock.now() - origin,
+    setTimer: (fn, ms) => clock.setTimer(fn, ms),
+  };
+}
+
+const startedAt = (r: Replica): number | undefined => r.events.find((e) => e.what === "started")?.at;
 
 const renewTimeOf = (api: FakeApiserver): number => Date.parse(api.lease?.spec?.renewTime ?? "");
 
@@ -377,14 +399,7 @@ describe("leader election", () => {
     const api = new FakeApiserver(clock);
     const replicas = ["a", "b", "c"].map((id) => replica(clock, api, id));
     for (const r of replicas) void r.elector.run();
-    // A small deterministic PRNG (mulberry32), so a failure reproduces.
-    let seed = 20261123;
-    const random = (): number => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const random = seededRandom(20261123); // so a failure reproduces
     const modes: Mode[] = ["ok", "ok", "ok", "fail", "hang", "slow"];
     let leaderships = 0;
     for (let round = 0; round < 200; round++) {
@@ -400,6 +415,68 @@ describe("leader election", () => {
     expect(leaderships).toBeGreaterThan(3);
     for (const r of replicas) r.state.mode = "ok";
     await Promise.all(replicas.map((r) => r.elector.stop({ release: false })));
+  });
+
+  it.each([
+    ["ahead of", 2 * LEASE_MS],
+    ["behind", -2 * LEASE_MS],
+  ])("judges a lapse on its own clock: a candidate whose wall clock is twice the lease duration %s the leader's", async (_, skewMs) => {
+    const clock = new ManualClock();
+    const api = new FakeApiserver(clock);
+    const a = replica(clock, api, "a");
+    const b = replica(clock, api, "b", { clock: skewed(clock, skewMs) });
+    void a.elector.run();
+    await ManualClock.settle();
+    void b.elector.run();
+    // While a renews, b never takes over (advanceWatching fails on two leaders).
+    await advanceWatching(clock, [a, b], 5 * LEASE_MS);
+    expect(a.elector.isLeader()).toBe(true);
+    expect(startedAt(b)).toBeUndefined();
+    await a.elector.stop({ release: false }); // a dies
+    const lastRenew = renewTimeOf(api); // a's wall clock is the test's
+    await advanceWatching(clock, [a, b], 5 * LEASE_MS, () => b.elector.isLeader());
+    const tookOver = startedAt(b)! - lastRenew;
+    expect(tookOver).toBeGreaterThan(LEASE_MS);
+    expect(tookOver).toBeLessThanOrEqual(LEASE_MS + RETRY_MS + 1);
+    // b stamps the Lease with its own wall clock.
+    expect(api.lease?.spec).toMatchObject({ holderIdentity: "b", acquireTime: microTime(startedAt(b)! + skewMs), leaseTransitions: 1 });
+    await b.elector.stop();
+  });
+
+  it("waits a full lease duration from its first read before taking over a Lease that looks long expired", async () => {
+    const { clock, api, a, b } = await scenario({}, false);
+    await a.elector.stop({ release: false });
+    await clock.advance(10 * LEASE_MS); // renewTime is now far in the past
+    const startB = clock.now();
+    void b.elector.run();
+    await advanceWatching(clock, [b], 3 * LEASE_MS, () => b.elector.isLeader());
+    expect(startedAt(b)! - startB).toBeGreaterThan(LEASE_MS);
+    expect(startedAt(b)! - startB).toBeLessThanOrEqual(LEASE_MS + 1);
+    expect(api.lease?.spec?.holderIdentity).toBe("b");
+    await b.elector.stop();
+  });
+
+  it("starts its wait again when the Lease changes, honouring a longer leaseDurationSeconds", async () => {
+    const { clock, api, a, b } = await scenario();
+    await clock.advance(RETRY_MS);
+    await a.elector.stop({ release: false });
+    await clock.advance(LEASE_MS / 2);
+    api.editLease({ leaseDurationSeconds: 60 }); // still held by a, nobody renews it
+    const editedAt = clock.now();
+    await advanceWatching(clock, [a, b], 90_000, () => b.elector.isLeader());
+    expect(startedAt(b)! - editedAt).toBeGreaterThan(60_000);
+    expect(startedAt(b)! - editedAt).toBeLessThanOrEqual(60_000 + RETRY_MS + 1);
+    await b.elector.stop();
+  });
+
+  it("takes over a Lease nobody holds at once", async () => {
+    const { clock, api, a, b } = await scenario({}, false);
+    await a.elector.stop({ release: false });
+    api.editLease({ holderIdentity: "" });
+    void b.elector.run();
+    await clock.advance(0);
+    expect(b.elector.isLeader()).toBe(true);
+    await b.elector.stop();
   });
 
   it("rejects timings where the leader could outlive its Lease", () => {

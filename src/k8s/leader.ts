@@ -4,17 +4,24 @@
 //
 //  - Every retryPeriod a replica tries to acquire or renew: it creates the Lease
 //    if it is missing, renews it when it holds it, and takes it over (counting a
-//    leaseTransition) when nobody holds it or `renewTime + leaseDurationSeconds`
-//    has passed. Writes carry the Lease's resourceVersion, so of two replicas
-//    racing for the same Lease the apiserver lets one win and answers the other
-//    409 Conflict.
+//    leaseTransition) when nobody holds it or the holder has let it lapse. Writes
+//    carry the Lease's resourceVersion, so of two replicas racing for the same
+//    Lease the apiserver lets one win and answers the other 409 Conflict.
+//  - Lapsed is judged on the candidate's own monotonic clock, never by comparing
+//    the holder's renewTime with the local wall clock: a candidate notes when it
+//    first saw the Lease as it now is (its resourceVersion and spec), and the
+//    Lease has lapsed once the lease duration has passed since then with no
+//    change. Every renewal changes the Lease, so a holder that keeps renewing
+//    never lapses, however far apart the replicas' wall clocks are; a candidate
+//    that has just started waits a full lease duration from its first read.
+//    renewTime and acquireTime are written for people and other tools only.
 //  - Safety: the leader stops leading (aborts the signal it gave onStartedLeading)
 //    as soon as renewDeadline has passed since the start of its last successful
-//    write, by a timer of its own, not when a hung request finally fails. That
-//    write set renewTime no earlier than that start, so nobody can take the Lease
-//    before `start + leaseDuration`, later than the step-down because
-//    renewDeadline < leaseDuration. This holds while the replicas' clocks differ
-//    by less than leaseDuration - renewDeadline (5 s with the defaults).
+//    write, by a timer of its own, not when a hung request finally fails. Any
+//    other replica saw that write no earlier than its start, so it cannot take
+//    the Lease before `start + leaseDuration`, later than the step-down because
+//    renewDeadline < leaseDuration. Only the rates of the clocks matter here, not
+//    their settings.
 //  - stop() releases the Lease (empty holderIdentity), so a successor takes over
 //    at its next retry instead of waiting for the Lease to expire.
 //  - A replica that lost the lead stays a candidate and may lead again later.
@@ -53,6 +60,10 @@ export interface LeaderElectorOptions {
   /** How often to try to acquire or renew; must be below renewDeadlineMs. */
   retryPeriodMs: number;
   log: Logger;
+  /**
+   * Timers, intervals (its monotonic time) and the wall time written into the Lease.
+   * Default: the system clock.
+   */
   clock?: Clock;
   /**
    * Called when this replica starts leading. `signal` aborts when it stops
@@ -89,6 +100,15 @@ export function microTime(ms: number): string {
 
 type Attempt = "leading" | "held" | "lost" | "failed";
 
+/** A Lease as this replica last saw it change, and when (on its monotonic clock). */
+interface Observation {
+  /** resourceVersion and spec: any write changes it. */
+  version: string;
+  at: number;
+}
+
+const versionOf = (lease: Lease): string => `${lease.metadata.resourceVersion ?? ""} ${JSON.stringify(lease.spec ?? {})}`;
+
 export class LeaderElector {
   private readonly opts: LeaderElectorOptions;
   private readonly clock: Clock;
@@ -96,6 +116,9 @@ export class LeaderElector {
   private readonly path: string;
   /** The Lease as last read or written by this replica. */
   private lease: Lease | undefined;
+  private observed: Observation | undefined;
+  /** When the Lease as last observed lapses, on the monotonic clock (undefined: not held by another). */
+  private lapsesAt: number | undefined;
   private lastHolder = "";
   private leading = false;
   private leadingSince = 0;
@@ -161,12 +184,15 @@ export class LeaderElector {
         if (this.isStopping()) break;
         this.windingDown = undefined;
       }
-      const at = this.clock.now();
-      const result = await this.interruptible(this.tryAcquireOrRenew(at), this.opts.renewDeadlineMs);
+      const at = this.monotonic();
+      const result = await this.interruptible(this.tryAcquireOrRenew(), this.opts.renewDeadlineMs);
       if (this.isStopping()) break;
       if (result === "leading") this.renewed(at);
       else if (result === "lost") this.stepDown("another replica holds the lease");
-      await this.interruptible(Promise.resolve(), Math.max(0, at + this.opts.retryPeriodMs - this.clock.now()), true);
+      // Try again after retryPeriod, or just after a held Lease lapses if that comes sooner.
+      let next = at + this.opts.retryPeriodMs;
+      if (result !== "leading" && this.lapsesAt !== undefined && this.lapsesAt >= at) next = Math.min(next, this.lapsesAt + 1);
+      await this.interruptible(Promise.resolve(), Math.max(0, next - this.monotonic()), true);
     }
     this.stepDown("stopping");
     if (this.release) {
@@ -207,13 +233,18 @@ export class LeaderElector {
     });
   }
 
+  private monotonic(): number {
+    return this.clock.monotonic?.() ?? this.clock.now();
+  }
+
   /** One round: read the Lease, then create, renew or take it over if allowed. */
-  private async tryAcquireOrRenew(at: number): Promise<Attempt> {
+  private async tryAcquireOrRenew(): Promise<Attempt> {
+    this.lapsesAt = undefined;
     try {
       // The leader renews from the Lease it wrote last, saving a GET per round.
       if (this.leading && this.lease?.spec?.holderIdentity === this.opts.identity) {
         try {
-          await this.write(this.renewal(this.lease, at));
+          await this.write(this.renewal(this.lease));
           return "leading";
         } catch (err) {
           if (!isConflict(err) && !isNotFound(err)) throw err;
@@ -225,19 +256,17 @@ export class LeaderElector {
         current = await this.opts.rest.request<Lease>("GET", `${this.path}/${encodeURIComponent(this.opts.name)}`);
       } catch (err) {
         if (!isNotFound(err)) throw err;
-        await this.create(at);
+        await this.create();
         return "leading";
       }
       this.observe(current);
       const holder = current.spec?.holderIdentity ?? "";
       if (holder === this.opts.identity) {
-        await this.write(this.renewal(current, at));
+        await this.write(this.renewal(current));
         return "leading";
       }
-      if (holder !== "" && !this.expired(current)) return this.leading ? "lost" : "held";
-      // Stamped with the time the expiry was judged (after the read), not the round's start:
-      // the new acquireTime is never earlier than the old renewTime plus the lease duration.
-      await this.write(this.takeover(current, Math.max(at, this.clock.now())));
+      if (holder !== "" && !this.lapsed(current)) return this.leading ? "lost" : "held";
+      await this.write(this.takeover(current));
       this.log.info("took over the lease", { previous: holder || undefined, transitions: current.spec?.leaseTransitions ?? 0 });
       return "leading";
     } catch (err) {
@@ -250,37 +279,44 @@ export class LeaderElector {
     }
   }
 
-  private expired(lease: Lease): boolean {
-    const spec = lease.spec ?? {};
-    const renewed = Date.parse(spec.renewTime ?? spec.acquireTime ?? "");
-    if (Number.isNaN(renewed)) return true;
-    const durationMs = Math.max((spec.leaseDurationSeconds ?? 0) * 1000, this.opts.leaseDurationMs);
-    return this.clock.now() > renewed + durationMs;
+  /**
+   * Whether the holder of `lease` (just observed) has let it lapse: it has not changed
+   * for the longer of its leaseDurationSeconds and this replica's lease duration,
+   * counted on this replica's monotonic clock from when it first saw it so.
+   */
+  private lapsed(lease: Lease): boolean {
+    const observedAt = this.observed?.at ?? this.monotonic();
+    const durationMs = Math.max((lease.spec?.leaseDurationSeconds ?? 0) * 1000, this.opts.leaseDurationMs);
+    this.lapsesAt = observedAt + durationMs;
+    return this.monotonic() > this.lapsesAt;
   }
 
-  private spec(at: number): NonNullable<Lease["spec"]> {
+  /** This replica as the holder, renewed now by its wall clock. */
+  private spec(): NonNullable<Lease["spec"]> {
     return {
       holderIdentity: this.opts.identity,
       leaseDurationSeconds: Math.ceil(this.opts.leaseDurationMs / 1000),
-      renewTime: microTime(at),
+      renewTime: microTime(this.clock.now()),
     };
   }
 
-  private renewal(lease: Lease, at: number): Lease {
-    return { ...lease, spec: { ...lease.spec, ...this.spec(at) } };
+  private renewal(lease: Lease): Lease {
+    return { ...lease, spec: { ...lease.spec, ...this.spec() } };
   }
 
-  private takeover(lease: Lease, at: number): Lease {
+  private takeover(lease: Lease): Lease {
     const transitions = (lease.spec?.leaseTransitions ?? 0) + 1;
-    return { ...lease, spec: { ...lease.spec, ...this.spec(at), acquireTime: microTime(at), leaseTransitions: transitions } };
+    const spec = this.spec();
+    return { ...lease, spec: { ...lease.spec, ...spec, acquireTime: spec.renewTime, leaseTransitions: transitions } };
   }
 
-  private async create(at: number): Promise<void> {
+  private async create(): Promise<void> {
+    const spec = this.spec();
     const lease: Lease = {
       apiVersion: "coordination.k8s.io/v1",
       kind: "Lease",
       metadata: { name: this.opts.name, namespace: this.opts.namespace },
-      spec: { ...this.spec(at), acquireTime: microTime(at), leaseTransitions: 0 },
+      spec: { ...spec, acquireTime: spec.renewTime, leaseTransitions: 0 },
     };
     this.observe(await this.opts.rest.request<Lease>("POST", this.path, { body: lease }));
     this.log.info("created the lease");
@@ -292,8 +328,11 @@ export class LeaderElector {
     this.observe(await this.opts.rest.request<Lease>("PUT", url, { body: lease }));
   }
 
+  /** Remembers the Lease as read or written, and when it was first seen as it is now. */
   private observe(lease: Lease): void {
     this.lease = lease;
+    const version = versionOf(lease);
+    if (this.observed?.version !== version) this.observed = { version, at: this.monotonic() };
     const holder = lease.spec?.holderIdentity ?? "";
     if (holder !== this.lastHolder) {
       this.lastHolder = holder;
@@ -309,7 +348,7 @@ export class LeaderElector {
 
   /** A write that started at `at` succeeded: lead (again) until at + renewDeadline. */
   private renewed(at: number): void {
-    const left = at + this.opts.renewDeadlineMs - this.clock.now();
+    const left = at + this.opts.renewDeadlineMs - this.monotonic();
     if (left <= 0) return; // Too late to count on it; the next round will tell.
     if (!this.leading && this.windingDown) return; // The campaign loop waits for the old work first.
     this.cancelDeadline?.();
@@ -337,7 +376,7 @@ export class LeaderElector {
     if (!this.leading) return;
     this.leading = false;
     const level = reason === "stopping" ? "info" : "warn";
-    this.log[level]("stopped leading", { reason, ledForMs: this.clock.now() - this.leadingSince });
+    this.log[level]("stopped leading", { reason, ledForMs: this.monotonic() - this.leadingSince });
     this.leadAbort?.abort(new KeywardError("LeadershipLost", `stopped leading: ${reason}`));
     const onStopped = this.opts.onStoppedLeading;
     const logged = (async () => {

@@ -121,6 +121,11 @@ describe("authz data plane", () => {
     expect(await check("/v1/orders", { "x-api-key": sourced.key })).toMatchObject({ httpStatus: 403, metadata: { reason: "source_not_allowed" } });
     expect(await check("/v1/orders", { "x-api-key": sourced.key }, { source: "198.51.100.20" })).toMatchObject({ httpStatus: 200 });
     expect(await check("/v1/orders", { "x-api-key": sourced.key }, { source: "2001:db8:5::1" })).toMatchObject({ httpStatus: 200 });
+    expect(await check("/v1/orders", { "x-api-key": sourced.key }, { source: "::ffff:198.51.100.20" })).toMatchObject({ httpStatus: 200 });
+    // Spellings that parsers read differently are refused, not guessed at.
+    for (const source of ["198.051.100.20", "2001:db8:5::1%eth0", " 198.51.100.20"]) {
+      expect(await check("/v1/orders", { "x-api-key": sourced.key }, { source })).toMatchObject({ httpStatus: 403, metadata: { reason: "source_unknown" } });
+    }
     expect(await check("/v1/orders", { "x-api-key": reader.key }, { host: "unknown.example.com" })).toMatchObject({ code: 7, httpStatus: 403, metadata: { reason: "no_policy" } });
   });
 

@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse } from "yaml";
+import { parseCidrs } from "../../src/index/cidr.ts";
 import { applyManifestFiles, crdFiles } from "../../src/k8s/apply.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeApiError, KubeRest } from "../../src/k8s/rest.ts";
@@ -100,6 +101,11 @@ const invalid: Case[] = [
     name: "allowedSources entry that is not a CIDR",
     object: apiKey({ owner: "a", allowedSources: ["10.0.0.300/8"] }),
     message: "allowedSources entries must be CIDRs",
+  },
+  {
+    name: "allowedSources entry with a leading zero",
+    object: apiKey({ owner: "a", allowedSources: ["010.0.0.1"] }),
+    message: "allowedSources entries must be CIDRs such as 203.0.113.0/24 or 2001:db8::/32, or single addresses",
   },
   {
     name: "keyHash that is not sha256",
@@ -206,6 +212,35 @@ describe("CRDs on a real kube-apiserver", () => {
     const apiErr = rejected as KubeApiError;
     expect(apiErr.status).toBe(422);
     expect(apiErr.message).toContain(c.message);
+  });
+
+  it("accepts exactly the allowedSources entries the data plane parses", async () => {
+    const entries = [
+      ...["10.0.0.0/8", "10.1.2.3", "10.1.2.3/32", "0.0.0.0/0", "10.0.0.1/8", "2001:db8::/32", "2001:db8::7", "2001:0db8::/32", "::/0", "::1", "64:ff9b::192.0.2.0/120"],
+      ...["010.0.0.0/8", "10.0.0.01", "10.0.0.0/", "10.0.0.0/08", "10.0.0.0/33", " 10.0.0.0/8", "10.0.0.0/8 ", "fe80::1%eth0", "fe80::%eth0/64"],
+      ...["::ffff:10.0.0.0/104", "::ffff:10.0.0.1", "[2001:db8::]/32", "2001:db8::/129", "10.1", "0x0a.0.0.0/8", "not-a-cidr"],
+    ];
+    const verdicts = await Promise.all(
+      entries.map(async (entry) => {
+        const obj = { ...apiKey({ owner: "a", keyHash: hash, allowedSources: [entry] }), metadata: { name: "sources", namespace: ns } };
+        const apiserver = await rest.create(obj, { dryRun: true }).then(
+          () => true,
+          (err: unknown) => {
+            if (err instanceof KubeApiError && err.status === 422) return false;
+            throw err;
+          },
+        );
+        let keyward = true;
+        try {
+          parseCidrs([entry]);
+        } catch {
+          keyward = false;
+        }
+        return { entry, apiserver, keyward };
+      }),
+    );
+    expect(verdicts.filter((v) => v.apiserver !== v.keyward)).toEqual([]);
+    expect(verdicts.filter((v) => v.keyward).length).toBe(11);
   });
 
   it("has a rejected case for every CEL rule in the CRDs", () => {

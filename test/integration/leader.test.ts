@@ -1,9 +1,11 @@
 // Leader election against a real kube-apiserver: two electors on one Lease with
 // short timings. A sampler checks, every few milliseconds through every test,
-// that the two never both believe they lead.
+// that the two never both believe they lead. Some candidates have their wall
+// clock set seconds off, as on a node whose clock is wrong.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
+import { systemClock } from "../../src/k8s/clock.ts";
 import { LeaderElector, type Lease } from "../../src/k8s/leader.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { silentLogger } from "../../src/log.ts";
@@ -42,7 +44,8 @@ let running: Candidate[] = [];
 let overlaps = 0;
 let sampler: ReturnType<typeof setInterval> | undefined;
 
-function candidate(id: string, lease: string): Candidate {
+/** `skewMs`: how far this candidate's wall clock is off; its monotonic clock and timers are the system's. */
+function candidate(id: string, lease: string, skewMs = 0): Candidate {
   const c: Candidate = { id, elector: undefined as unknown as LeaderElector, startedAt: [], stoppedAt: [], cut: false };
   const link: Pick<KubeRest, "request"> = {
     request: <T>(method: string, path: string, opts?: Parameters<KubeRest["request"]>[2]): Promise<T> =>
@@ -57,6 +60,7 @@ function candidate(id: string, lease: string): Candidate {
     renewDeadlineMs: RENEW_MS,
     retryPeriodMs: RETRY_MS,
     log: silentLogger,
+    clock: { ...systemClock, now: () => Date.now() + skewMs },
     onStartedLeading: () => {
       c.startedAt.push(Date.now());
     },
@@ -68,13 +72,17 @@ function candidate(id: string, lease: string): Candidate {
   return c;
 }
 
+function watch(a: Candidate, b: Candidate): void {
+  sampler = setInterval(() => {
+    if (a.elector.isLeader() && b.elector.isLeader()) overlaps++;
+  }, 2);
+}
+
 /** Starts two candidates on a fresh Lease and the sampler that watches them. */
 async function pair(lease: string): Promise<{ leader: Candidate; follower: Candidate }> {
   const a = candidate("replica-a", lease);
   const b = candidate("replica-b", lease);
-  sampler = setInterval(() => {
-    if (a.elector.isLeader() && b.elector.isLeader()) overlaps++;
-  }, 2);
+  watch(a, b);
   void a.elector.run();
   void b.elector.run();
   const leader = await eventually(async () => Promise.resolve([a, b].find((c) => c.elector.isLeader())), 10_000, "a leader");
@@ -89,8 +97,9 @@ afterEach(async () => {
   await Promise.all(running.map((c) => c.elector.stop({ release: false })));
   running = [];
   clearInterval(sampler);
-  expect(overlaps, "samples in which both candidates led").toBe(0);
+  const seen = overlaps;
   overlaps = 0;
+  expect(seen, "samples in which both candidates led").toBe(0);
 });
 
 describe("leader election on a real Lease", () => {
@@ -156,5 +165,37 @@ describe("leader election on a real Lease", () => {
     process.stderr.write(
       `[leader] partition: old leader stepped down after ${steppedDown - cutAt} ms, new leader after ${follower.startedAt[0]! - cutAt} ms\n`,
     );
+  });
+
+  it.each([
+    ["ahead of", 2 * LEASE_MS],
+    ["behind", -2 * LEASE_MS],
+  ])("a candidate whose wall clock is twice the lease duration %s the leader's waits while it renews, then takes over", async (_, skewMs) => {
+    const name = `skew-${skewMs > 0 ? "ahead" : "behind"}`;
+    const leader = candidate("replica-a", name);
+    const follower = candidate("replica-b", name, skewMs);
+    watch(leader, follower);
+    void leader.elector.run();
+    await eventually(async () => Promise.resolve(leader.elector.isLeader() || undefined), 10_000, "the first candidate to lead");
+    void follower.elector.run();
+    // Three lease durations of renewals, in which the follower must not take over.
+    const renewed = Date.parse((await getLease(name)).spec?.renewTime ?? "");
+    await eventually(
+      async () => {
+        const l = await getLease(name);
+        return Date.parse(l.spec?.renewTime ?? "") >= renewed + 3 * LEASE_MS ? l : undefined;
+      },
+      6 * LEASE_MS,
+      "three lease durations of renewals",
+    );
+    expect(follower.startedAt).toEqual([]);
+    expect(leader.elector.isLeader()).toBe(true);
+    const killedAt = Date.now();
+    await leader.elector.stop({ release: false });
+    await eventually(async () => Promise.resolve(follower.elector.isLeader() || undefined), LEASE_MS + RETRY_MS + 2 * SLACK_MS, "the follower to lead");
+    const takeoverMs = follower.startedAt[0]! - killedAt;
+    process.stderr.write(`[leader] takeover with a wall clock ${skewMs} ms off: ${takeoverMs} ms\n`);
+    expect(takeoverMs).toBeLessThanOrEqual(LEASE_MS + RETRY_MS + SLACK_MS);
+    expect((await getLease(name)).spec?.holderIdentity).toBe(follower.id);
   });
 });
