@@ -85,7 +85,7 @@ export const SETTINGS = {
   leaderElect: bool("leader-elect", "KEYWARD_LEADER_ELECT", true, "elect one active operator through a coordination.k8s.io Lease"),
   leaseName: s("lease-name", "KEYWARD_LEASE_NAME", "keyward-operator", "name of the leader-election Lease"),
   leaseNamespace: s("lease-namespace", "KEYWARD_LEASE_NAMESPACE", "keyward-system", "namespace of the leader-election Lease"),
-  leaseDuration: dur("lease-duration", "KEYWARD_LEASE_DURATION", 15_000, "how long a leader's Lease is valid without renewal", 1000),
+  leaseDuration: dur("lease-duration", "KEYWARD_LEASE_DURATION", 15_000, "how long a candidate waits, on its own clock, after it last saw the Lease change before it may take it over", 1000),
   leaseRenewDeadline: dur("lease-renew-deadline", "KEYWARD_LEASE_RENEW_DEADLINE", 10_000, "a leader that cannot renew for this long steps down", 500),
   leaseRetryPeriod: dur("lease-retry-period", "KEYWARD_LEASE_RETRY_PERIOD", 2_000, "how often candidates try to acquire or renew the Lease", 100),
   identity: s("identity", "KEYWARD_IDENTITY", "", "this process's leader-election identity; empty means hostname_pid"),
