@@ -6,6 +6,7 @@ import { keyDigest, type KeyEntry, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
 import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
 import type { LimitSpec } from "../limits/spec.ts";
+import type { UnknownKeyGuard } from "./bruteforce.ts";
 import { findKey, type HeaderLookup } from "./credentials.ts";
 import type { CompiledRule, PolicyIndex } from "./policy.ts";
 import { REASONS, type Reason } from "./reasons.ts";
@@ -42,6 +43,8 @@ export interface CheckerOptions {
   xffTrustedHops: number;
   /** Longer credentials are not hashed; they are unknown keys. */
   maxKeyLength?: number;
+  /** Counts unknown keys per source network and throttles the networks that present too many. */
+  unknownKeys?: UnknownKeyGuard;
 }
 
 const EMPTY: readonly string[] = [];
@@ -81,10 +84,12 @@ export function clientAddress(peer: string | undefined, xff: string | undefined,
 }
 
 export class Checker {
-  private readonly o: Required<CheckerOptions>;
+  private readonly o: Required<Omit<CheckerOptions, "unknownKeys">>;
+  private readonly unknownKeys: UnknownKeyGuard | undefined;
 
   constructor(opts: CheckerOptions) {
     this.o = { maxKeyLength: 1024, ...opts };
+    this.unknownKeys = opts.unknownKeys;
   }
 
   check(req: CheckInput): Decision {
@@ -106,10 +111,12 @@ export class Checker {
     const found = findKey(policy.credentials, req.header, query);
     if (found.kind === "none") return deny("missing_key", undefined, rule);
     if (found.kind === "conflict") return deny("conflicting_keys", undefined, rule);
-    if (found.key.length > this.o.maxKeyLength) return deny("unknown_key", undefined, rule);
+    if (found.key.length > this.o.maxKeyLength) return this.unknownKey(req, rule);
+    const blocked = this.unknownKeys?.refuseBlocked(req, rule);
+    if (blocked) return blocked;
 
     const entry = this.o.keys.lookup(keyDigest(found.key));
-    if (!entry) return deny("unknown_key", undefined, rule);
+    if (!entry) return this.unknownKey(req, rule);
     if (entry.ambiguous) return deny("key_ambiguous", entry, rule);
     const rec = entry.record;
     const now = this.o.now();
@@ -140,6 +147,11 @@ export class Checker {
       removeHeaders: found.headers,
       removeQueryParams: found.queryParams,
     };
+  }
+
+  /** 401, or 429 once the source network presented too many unknown keys (bruteforce.ts). */
+  private unknownKey(req: CheckInput, rule: CompiledRule): Decision {
+    return this.unknownKeys ? this.unknownKeys.unknownKey(req, rule) : deny("unknown_key", undefined, rule);
   }
 }
 

@@ -6,6 +6,7 @@ import { KeyIndex } from "../index/keys.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { Limiter } from "../limits/limiter.ts";
+import { registerUnknownKeyMetrics, UnknownKeyGuard } from "./bruteforce.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
@@ -57,7 +58,19 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     apiKeys: () => keys.apiKeyCount,
     policies: () => policies.table.policyCount,
   });
-  const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops });
+  const unknownKeys = new UnknownKeyGuard({
+    threshold: config.unknownKeyThreshold,
+    windowMs: config.unknownKeyWindow,
+    cooldownMs: config.unknownKeyCooldown,
+    ipv4Prefix: config.unknownKeyIpv4Prefix,
+    ipv6Prefix: config.unknownKeyIpv6Prefix,
+    maxNetworks: config.unknownKeyMaxNetworks,
+    blockAll: config.unknownKeyBlockAll,
+    xffTrustedHops: config.xffTrustedHops,
+    now,
+  });
+  registerUnknownKeyMetrics(registry, unknownKeys);
+  const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops, unknownKeys });
   const response: ResponseOptions = { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm };
 
   let grpcFront: GrpcFront | undefined;

@@ -1,0 +1,198 @@
+// Brute-force defence: unknown keys are counted per source network (the client
+// address as allowedSources reads it, masked to --unknown-key-ipv4-prefix or
+// --unknown-key-ipv6-prefix). A network that presents more than `threshold`
+// unknown keys within `window` is blocked for `cooldown`: its unknown keys get
+// 429 `unknown_key_throttled` with Retry-After. Valid keys are looked up first
+// and are not affected, unless `blockAll` refuses every key from a blocked
+// network before the lookup.
+//
+// Only the unknown-key path does any work here (and, with blockAll, keyed checks
+// while some network is blocked). Memory is bounded: at most `maxNetworks`
+// networks are counted and at most `maxNetworks` are blocked; when either table
+// is full its oldest entry goes. Blocks all last `cooldown`, so the oldest block
+// is also the one closest to its end.
+import type { Registry } from "prom-client";
+import { Counter, Gauge } from "prom-client";
+import { parseIp } from "../index/cidr.ts";
+import type { LimitVerdict } from "../limits/limiter.ts";
+import { clientAddress, deny, type CheckInput, type Decision } from "./check.ts";
+import type { CompiledRule } from "./policy.ts";
+
+export interface UnknownKeyGuardOptions {
+  /** Unknown keys a network may present per window before it is blocked; 0 turns the defence off. */
+  threshold: number;
+  windowMs: number;
+  cooldownMs: number;
+  /** Prefix lengths that make a network of an IPv4 and of an IPv6 client address. */
+  ipv4Prefix: number;
+  ipv6Prefix: number;
+  /** Networks counted, and networks blocked, at most (each). */
+  maxNetworks: number;
+  /** While a network is blocked, refuse every key it presents before looking it up. */
+  blockAll: boolean;
+  /** As for allowedSources (check.ts clientAddress). */
+  xffTrustedHops: number;
+  now: () => number;
+}
+
+/** A network's key: a number for IPv4, a string for IPv6 and for a missing or unparsable address. */
+type Network = number | string;
+
+/** Where every client whose address is missing or does not parse is counted: one network. */
+const NO_ADDRESS = "?";
+
+interface Window {
+  startMs: number;
+  count: number;
+}
+
+export class UnknownKeyGuard {
+  private readonly o: UnknownKeyGuardOptions;
+  private readonly mask4: number;
+  /** Networks below the threshold, oldest first. */
+  private readonly counting = new Map<Network, Window>();
+  /** Blocked networks and when their block ends, oldest (soonest to end) first. */
+  private readonly blocked = new Map<Network, number>();
+  /** Networks blocked so far. */
+  blocks = 0;
+  /** Entries dropped because a table was full. */
+  evictions = 0;
+
+  constructor(o: UnknownKeyGuardOptions) {
+    this.o = o;
+    this.mask4 = o.ipv4Prefix === 0 ? 0 : (0xffffffff << (32 - o.ipv4Prefix)) >>> 0;
+  }
+
+  get enabled(): boolean {
+    return this.o.threshold > 0;
+  }
+
+  /** Networks being counted, and networks blocked (some of whose blocks may have ended). */
+  get sizes(): { counting: number; blocked: number } {
+    return { counting: this.counting.size, blocked: this.blocked.size };
+  }
+
+  /** The network a client address belongs to. */
+  network(address: string | undefined): Network {
+    const ip = address === undefined ? undefined : parseIp(address);
+    if (!ip) return NO_ADDRESS;
+    if (ip.length === 4) {
+      const v = (((ip[0] as number) << 24) | ((ip[1] as number) << 16) | ((ip[2] as number) << 8) | (ip[3] as number)) >>> 0;
+      return (v & this.mask4) >>> 0;
+    }
+    let bits = this.o.ipv6Prefix;
+    let s = "6";
+    for (let i = 0; bits > 0; i++, bits -= 8) {
+      const b = ip[i] as number;
+      s += String.fromCharCode(bits >= 8 ? b : b & (0xff << (8 - bits)) & 0xff);
+    }
+    return s;
+  }
+
+  /** The decision for an unknown key in `req`: 401, or 429 while (or once) its network is blocked. */
+  unknownKey(req: CheckInput, rule: CompiledRule): Decision {
+    if (!this.enabled) return deny("unknown_key", undefined, rule);
+    const now = this.o.now();
+    const net = this.network(clientAddress(req.peerAddress, req.forwardedFor, this.o.xffTrustedHops));
+    const until = this.blockedUntil(net, now);
+    if (until !== 0) return throttled(rule, until, now);
+    let w = this.counting.get(net);
+    if (w === undefined) {
+      if (this.counting.size >= this.o.maxNetworks) this.evictOldest(this.counting);
+      w = { startMs: now, count: 0 };
+      this.counting.set(net, w);
+    } else if (now - w.startMs >= this.o.windowMs) {
+      w.startMs = now;
+      w.count = 0;
+    }
+    if (++w.count <= this.o.threshold) return deny("unknown_key", undefined, rule);
+    this.counting.delete(net);
+    return throttled(rule, this.block(net, now), now);
+  }
+
+  /**
+   * With blockAll: the 429 for any key from a blocked network, before the key is looked
+   * up; undefined otherwise. Reads the client address only while some network is blocked.
+   */
+  refuseBlocked(req: CheckInput, rule: CompiledRule): Decision | undefined {
+    if (!this.o.blockAll || this.blocked.size === 0) return undefined;
+    const now = this.o.now();
+    this.pruneEnded(now);
+    if (this.blocked.size === 0) return undefined;
+    const until = this.blockedUntil(this.network(clientAddress(req.peerAddress, req.forwardedFor, this.o.xffTrustedHops)), now);
+    return until === 0 ? undefined : throttled(rule, until, now);
+  }
+
+  /** When `net`'s block ends, or 0 when it is not blocked. */
+  private blockedUntil(net: Network, now: number): number {
+    const until = this.blocked.get(net);
+    if (until === undefined) return 0;
+    if (until > now) return until;
+    this.blocked.delete(net);
+    return 0;
+  }
+
+  private block(net: Network, now: number): number {
+    this.pruneEnded(now);
+    if (this.blocked.size >= this.o.maxNetworks) this.evictOldest(this.blocked);
+    const until = now + this.o.cooldownMs;
+    this.blocked.set(net, until);
+    this.blocks++;
+    return until;
+  }
+
+  /** Drops ended blocks from the front (blocks end in the order they began). */
+  private pruneEnded(now: number): void {
+    for (const [net, until] of this.blocked) {
+      if (until > now) return;
+      this.blocked.delete(net);
+    }
+  }
+
+  private evictOldest(table: Map<Network, unknown>): void {
+    const first = table.keys().next();
+    if (!first.done) {
+      table.delete(first.value);
+      this.evictions++;
+    }
+  }
+}
+
+function throttled(rule: CompiledRule, until: number, now: number): Decision {
+  const seconds = Math.max(1, Math.ceil((until - now) / 1000));
+  const verdict: LimitVerdict = { ok: false, reason: undefined, limit: undefined, remaining: 0, resetSeconds: seconds, retryAfterSeconds: seconds };
+  return deny("unknown_key_throttled", undefined, rule, verdict);
+}
+
+/** The guard's counters and table sizes; per process, summed across --authz-workers. */
+export function registerUnknownKeyMetrics(registry: Registry, guard: UnknownKeyGuard): void {
+  new Counter({
+    name: "keyward_authz_unknown_key_blocks_total",
+    help: "Source networks blocked for presenting more unknown keys than --unknown-key-threshold within --unknown-key-window.",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(guard.blocks);
+    },
+  });
+  new Counter({
+    name: "keyward_authz_unknown_key_evictions_total",
+    help: "Source networks dropped from the unknown-key tables because they were full (--unknown-key-max-networks): many networks are presenting unknown keys.",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(guard.evictions);
+    },
+  });
+  new Gauge({
+    name: "keyward_authz_unknown_key_networks",
+    help: "Source networks in the unknown-key tables, by state (counting: below the threshold; blocked).",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    collect() {
+      const { counting, blocked } = guard.sizes;
+      this.set({ state: "counting" }, counting);
+      this.set({ state: "blocked" }, blocked);
+    },
+  });
+}
