@@ -21,6 +21,7 @@ export const REASONS = {
   quota_exceeded: { status: 429, outcome: "limited" },
   unknown_key_throttled: { status: 429, outcome: "limited" },
   not_ready: { status: 503, outcome: "error" },
+  index_stale: { status: 503, outcome: "error" },
   internal_error: { status: 500, outcome: "error" },
 } as const satisfies Record<string, { status: number; outcome: Outcome }>;
 

@@ -14,6 +14,7 @@ import { startHttpFront, type HttpFront } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { PolicyIndex } from "./policy.ts";
 import type { ResponseOptions } from "./response.ts";
+import { IndexStaleness } from "./staleness.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
@@ -102,8 +103,17 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, (type, obj) => {
       policies.apply(type, obj);
     }),
-  ];
+  ] as const;
   const ready = (): boolean => informers.every((i) => i.synced);
+  const staleness = new IndexStaleness({
+    resources: [
+      { resource: APIKEY_PLURAL, sources: informers[0].informers },
+      { resource: APIKEYPOLICY_PLURAL, sources: informers[1].informers },
+    ],
+    maxMs: config.maxIndexStaleness,
+  });
+  staleness.register(registry);
+  const indexStale = config.maxIndexStaleness > 0 ? (): boolean => staleness.stale : undefined;
 
   const onDecision = (front: Front) => decisionRecorder({ front, metrics, log, listener: deps.onDecision });
   const onError = (err: unknown): void => {
@@ -113,14 +123,15 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
-    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, onDecision: onDecision("grpc"), onError });
+    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, indexStale, onDecision: onDecision("grpc"), onError });
     if (config.httpAuthAddress) {
-      httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError });
+      httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, indexStale, onDecision: onDecision("http"), onError });
     }
   } catch (err) {
     await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
     throw err;
   }
+  staleness.start();
   for (const inf of informers) {
     inf.start().then(notify, (err: unknown) => {
       log.error("watch did not start", { err });
@@ -132,6 +143,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     httpPort: httpFront?.port,
     ready,
     stop: async () => {
+      staleness.stop();
       await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
     },
   };
