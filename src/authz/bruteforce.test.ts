@@ -102,6 +102,32 @@ describe("unknown keys per source network", () => {
     expect(all.network("::1")).toBe(all.network("2001:db8::1"));
   });
 
+  it("reads every way of writing an IPv6 address as the same network, at any prefix length", () => {
+    let seed = 7;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (const prefix of [0, 1, 17, 48, 56, 64, 100, 127, 128]) {
+      const { guard } = setup({ ipv6Prefix: prefix });
+      for (let n = 0; n < 200; n++) {
+        const groups = Array.from({ length: 8 }, () => (rand() < 0.4 ? 0 : Math.floor(rand() * 0x10000)));
+        const hex = groups.map((g) => g.toString(16));
+        const full = groups.map((g) => g.toString(16).padStart(4, "0")).join(":");
+        // Brackets take parseIp's path (src/index/cidr.ts): the reference.
+        const expected = guard.network(`[${full}]`);
+        const forms = [full, full.toUpperCase(), hex.join(":")];
+        for (let a = 0; a < 8; a++) {
+          for (let b = a + 1; b <= 8; b++) if (groups.slice(a, b).every((g) => g === 0)) forms.push(`${hex.slice(0, a).join(":")}::${hex.slice(b).join(":")}`);
+        }
+        const isMapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
+        for (const f of forms) expect(guard.network(f), `${f} /${prefix}`).toBe(isMapped ? guard.network(`${groups[6]! >> 8}.${groups[6]! & 255}.${groups[7]! >> 8}.${groups[7]! & 255}`) : expected);
+      }
+      expect(guard.network("::ffff:c000:0201")).toBe(guard.network("192.0.2.1"));
+      expect(guard.network("::")).toBe(guard.network("[0:0:0:0:0:0:0:0]"));
+      for (const bad of ["1::2::3", "1:2:3:4:5:6:7:8:9", "12345::", ":1::", "1:", "g::1", ":::", "1:2:3:4:5:6:7::8", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", ""]) {
+        expect(guard.network(bad), bad).toBe(guard.network(undefined));
+      }
+    }
+  });
+
   it("counts by the client address X-Forwarded-For names: spoofed entries to its left change nothing", () => {
     const { from } = setup({ xffTrustedHops: 1 });
     const got = Array.from({ length: 4 }, (_, i) => from("10.0.0.1", undefined, { forwardedFor: `192.0.2.${i}, 203.0.113.9` }).reason);
@@ -133,6 +159,17 @@ describe("unknown keys per source network", () => {
     for (let i = 0; i < 500; i++) reasons(`100.${64 + (i >> 8)}.${i & 0xff}.1`, 4);
     expect(guard.sizes.blocked).toBeLessThanOrEqual(100);
     expect(guard.blocks).toBe(501);
+  });
+
+  it("spends little per attempt on an attacker that fills its tables with new networks", () => {
+    const { guard } = setup({ maxNetworks: 65_536 });
+    const inputs = Array.from({ length: 200_000 }, (_, i) => checkInput({}, { peerAddress: `2001:db${8 + (i >> 16)}:${((i >> 8) & 0xff).toString(16)}:${(i & 0xff).toString(16)}::1` }));
+    const rule = undefined as unknown as Parameters<UnknownKeyGuard["unknownKey"]>[1];
+    const started = performance.now();
+    for (const input of inputs) guard.unknownKey(input, rule);
+    // Well under a second; evicting by scanning a Map from its oldest entry took over 10 s.
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(guard.sizes.counting).toBeLessThanOrEqual(65_536);
   });
 
   it("does nothing when turned off", () => {
