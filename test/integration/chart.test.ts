@@ -69,12 +69,16 @@ describe("Helm chart", () => {
       if (command === "authz") {
         expect(config.authzWorkers).toBe(1);
         expect(config.grpcTransport).toBe("keyward");
+        expect(config).toMatchObject({ unknownKeyThreshold: 100, unknownKeyWindow: 60_000, unknownKeyCooldown: 300_000, unknownKeyMaxNetworks: 65_536, unknownKeyBlockAll: false, maxIndexStaleness: 0 });
       }
     }
     const authz = (render("authz.workers=3,authz.grpcTransport=grpc-js").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
     const set = loadConfig(authz?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
     expect(set.authzWorkers).toBe(3);
     expect(set.grpcTransport).toBe("grpc-js");
+    const guarded = (render("authz.unknownKeys.threshold=0,authz.unknownKeys.blockAll=true,authz.maxIndexStaleness=10m").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
+    const g = loadConfig(guarded?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+    expect(g).toMatchObject({ unknownKeyThreshold: 0, unknownKeyBlockAll: true, maxIndexStaleness: 600_000 });
   });
 
   it("ships the CRDs of crds/", () => {
