@@ -5,6 +5,7 @@
 import { keyDigest, type KeyEntry, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
 import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
+import type { UnknownKeyGuard } from "./bruteforce.ts";
 import { findKey, type HeaderLookup } from "./credentials.ts";
 import { effectiveLimits } from "./maximums.ts";
 import { pathProblem, type PathProblem } from "./paths.ts";
@@ -45,6 +46,8 @@ export interface CheckerOptions {
   xffTrustedHops: number;
   /** Longer credentials are not hashed; they are unknown keys. */
   maxKeyLength?: number;
+  /** Counts unknown keys per source network and throttles the networks that present too many. */
+  unknownKeys?: UnknownKeyGuard;
 }
 
 const EMPTY: readonly string[] = [];
@@ -83,10 +86,12 @@ export function clientAddress(peer: string | undefined, xff: string | undefined,
 }
 
 export class Checker {
-  private readonly o: Required<CheckerOptions>;
+  private readonly o: Required<Omit<CheckerOptions, "unknownKeys">>;
+  private readonly unknownKeys: UnknownKeyGuard | undefined;
 
   constructor(opts: CheckerOptions) {
     this.o = { maxKeyLength: 1024, ...opts };
+    this.unknownKeys = opts.unknownKeys;
   }
 
   check(req: CheckInput): Decision {
@@ -109,10 +114,12 @@ export class Checker {
     const found = findKey(policy.credentials, req.header, query);
     if (found.kind === "none") return deny("missing_key", undefined, rule);
     if (found.kind === "conflict") return deny("conflicting_keys", undefined, rule);
-    if (found.key.length > this.o.maxKeyLength) return deny("unknown_key", undefined, rule);
+    if (found.key.length > this.o.maxKeyLength) return this.unknownKey(req, rule);
+    const blocked = this.unknownKeys?.refuseBlocked(req, rule);
+    if (blocked) return blocked;
 
     const entry = this.o.keys.lookup(keyDigest(found.key));
-    if (!entry) return deny("unknown_key", undefined, rule);
+    if (!entry) return this.unknownKey(req, rule);
     const rec = entry.record;
     const now = this.o.now();
     if (rec.disabled) return deny("key_disabled", entry, rule);
@@ -142,5 +149,10 @@ export class Checker {
       removeHeaders: found.headers,
       removeQueryParams: found.queryParams,
     };
+  }
+
+  /** 401, or 429 once the source network presented too many unknown keys (bruteforce.ts). */
+  private unknownKey(req: CheckInput, rule: CompiledRule): Decision {
+    return this.unknownKeys ? this.unknownKeys.unknownKey(req, rule) : deny("unknown_key", undefined, rule);
   }
 }

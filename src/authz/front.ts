@@ -9,6 +9,8 @@ export interface FrontOptions {
   checker: Checker;
   response: ResponseOptions;
   ready: () => boolean;
+  /** True while the index is older than --max-index-staleness (staleness.ts): checks fail closed. */
+  indexStale?: () => boolean;
   /** Called once per answered (or cancelled) check. */
   onDecision: (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
   onError: (err: unknown) => void;
@@ -19,6 +21,7 @@ export function decide<R>(o: FrontOptions, request: R, toInput: (r: R) => CheckI
   let input: CheckInput | undefined;
   try {
     if (!o.ready()) return { decision: deny("not_ready"), input };
+    if (o.indexStale?.()) return { decision: deny("index_stale"), input };
     input = toInput(request);
     return { decision: o.checker.check(input), input };
   } catch (err) {

@@ -18,7 +18,9 @@ export const REASONS = {
   bad_request: { status: 400, outcome: "invalid" },
   rate_limited: { status: 429, outcome: "limited" },
   quota_exceeded: { status: 429, outcome: "limited" },
+  unknown_key_throttled: { status: 429, outcome: "limited" },
   not_ready: { status: 503, outcome: "error" },
+  index_stale: { status: 503, outcome: "error" },
   internal_error: { status: 500, outcome: "error" },
 } as const satisfies Record<string, { status: number; outcome: Outcome }>;
 

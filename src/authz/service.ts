@@ -6,6 +6,7 @@ import { KeyIndex } from "../index/keys.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { Limiter } from "../limits/limiter.ts";
+import { registerUnknownKeyMetrics, UnknownKeyGuard } from "./bruteforce.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
@@ -14,6 +15,7 @@ import { createAuthzMetrics } from "./metrics.ts";
 import { parseHostAssignments } from "./hosts.ts";
 import { PolicyIndex } from "./policy.ts";
 import type { ResponseOptions } from "./response.ts";
+import { IndexStaleness } from "./staleness.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
@@ -66,7 +68,19 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     apiKeys: () => keys.apiKeyCount,
     policies: () => policies.table.policyCount,
   });
-  const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops });
+  const unknownKeys = new UnknownKeyGuard({
+    threshold: config.unknownKeyThreshold,
+    windowMs: config.unknownKeyWindow,
+    cooldownMs: config.unknownKeyCooldown,
+    ipv4Prefix: config.unknownKeyIpv4Prefix,
+    ipv6Prefix: config.unknownKeyIpv6Prefix,
+    maxNetworks: config.unknownKeyMaxNetworks,
+    blockAll: config.unknownKeyBlockAll,
+    xffTrustedHops: config.xffTrustedHops,
+    now,
+  });
+  registerUnknownKeyMetrics(registry, unknownKeys);
+  const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops, unknownKeys });
   const response: ResponseOptions = { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm };
 
   let grpcFront: GrpcFront | undefined;
@@ -98,8 +112,17 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, (type, obj) => {
       policies.apply(type, obj);
     }),
-  ];
+  ] as const;
   const ready = (): boolean => informers.every((i) => i.synced);
+  const staleness = new IndexStaleness({
+    resources: [
+      { resource: APIKEY_PLURAL, sources: informers[0].informers },
+      { resource: APIKEYPOLICY_PLURAL, sources: informers[1].informers },
+    ],
+    maxMs: config.maxIndexStaleness,
+  });
+  staleness.register(registry);
+  const indexStale = config.maxIndexStaleness > 0 ? (): boolean => staleness.stale : undefined;
 
   const onDecision = (front: Front) => decisionRecorder({ front, metrics, log, listener: deps.onDecision });
   const onError = (err: unknown): void => {
@@ -109,10 +132,10 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
-    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, onDecision: onDecision("grpc"), onError });
+    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, indexStale, onDecision: onDecision("grpc"), onError });
     const proxy = httpProxy(config.httpAuthProxy);
     if (config.httpAuthAddress && proxy) {
-      httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, onDecision: onDecision("http"), onError });
+      httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, indexStale, onDecision: onDecision("http"), onError });
     } else if (config.httpAuthAddress) {
       log.error("HTTP auth endpoint not started: name the proxy that calls it with --http-auth-proxy (nginx, traefik or envoy)", { address: config.httpAuthAddress });
     }
@@ -120,6 +143,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
     throw err;
   }
+  staleness.start();
   for (const inf of informers) {
     inf.start().then(notify, (err: unknown) => {
       log.error("watch did not start", { err });
@@ -131,6 +155,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     httpPort: httpFront?.port,
     ready,
     stop: async () => {
+      staleness.stop();
       await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
     },
   };

@@ -101,6 +101,14 @@ export const SETTINGS = {
   ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),
   xffTrustedHops: int("xff-trusted-hops", "KEYWARD_XFF_TRUSTED_HOPS", 0, "proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted when checking allowedSources; 0 uses the calling proxy's peer address"),
   authRealm: s("auth-realm", "KEYWARD_AUTH_REALM", "keyward", "realm named in the WWW-Authenticate header of a 401"),
+  unknownKeyThreshold: int("unknown-key-threshold", "KEYWARD_UNKNOWN_KEY_THRESHOLD", 100, "unknown keys a source network may present within --unknown-key-window; the next ones get 429 unknown_key_throttled for --unknown-key-cooldown; 0 turns the brute-force defence off"),
+  unknownKeyWindow: dur("unknown-key-window", "KEYWARD_UNKNOWN_KEY_WINDOW", 60_000, "the window in which --unknown-key-threshold unknown keys are counted, from a network's first one", 1000),
+  unknownKeyCooldown: dur("unknown-key-cooldown", "KEYWARD_UNKNOWN_KEY_COOLDOWN", 300_000, "how long a network that presented too many unknown keys gets 429 for them (Retry-After)", 1000),
+  unknownKeyIpv4Prefix: int("unknown-key-ipv4-prefix", "KEYWARD_UNKNOWN_KEY_IPV4_PREFIX", 24, "prefix length of the IPv4 networks unknown keys are counted per, 0 to 32"),
+  unknownKeyIpv6Prefix: int("unknown-key-ipv6-prefix", "KEYWARD_UNKNOWN_KEY_IPV6_PREFIX", 64, "prefix length of the IPv6 networks unknown keys are counted per, 0 to 128"),
+  unknownKeyMaxNetworks: int("unknown-key-max-networks", "KEYWARD_UNKNOWN_KEY_MAX_NETWORKS", 65_536, "source networks counted, and networks blocked, at most per process (each table drops its older half when full)", 1),
+  unknownKeyBlockAll: bool("unknown-key-block-all", "KEYWARD_UNKNOWN_KEY_BLOCK_ALL", false, "while a network is blocked for unknown keys, refuse every key it presents (valid ones too) with 429 before looking it up: hides which guessed keys are valid, at the cost of valid clients in that network"),
+  maxIndexStaleness: dur("max-index-staleness", "KEYWARD_MAX_INDEX_STALENESS", 0, "answer checks 503 index_stale while the ApiKey or ApiKeyPolicy watch has heard nothing from the apiserver (event, bookmark or list) for this long; must exceed --watch-stale-after; 0 disables (docs/authz.md, Index staleness)", 0),
   authzWorkers: procs("authz-workers", "KEYWARD_AUTHZ_WORKERS", 1, "keyward authz: processes serving checks on the shared ports, each with its own watches, index and limit counters (node:cluster); a number, or auto for one per available core; keyward run takes only 1"),
   // --- usage --------------------------------------------------------------
   usageStatus: bool("usage-status", "KEYWARD_USAGE_STATUS", true, "write per-key usage (last used, requests, daily counts, top routes) to ApiKey status.usage; needs RBAC patch on apikeys/status"),
@@ -249,6 +257,12 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   }
   if (config.leaseRetryPeriod >= config.leaseRenewDeadline) {
     throw new KeywardError("ConfigInvalid", "--lease-retry-period must be shorter than --lease-renew-deadline");
+  }
+  if (config.unknownKeyIpv4Prefix > 32) throw new KeywardError("ConfigInvalid", "--unknown-key-ipv4-prefix must be 32 or less");
+  if (config.unknownKeyIpv6Prefix > 128) throw new KeywardError("ConfigInvalid", "--unknown-key-ipv6-prefix must be 128 or less");
+  if (config.maxIndexStaleness > 0 && config.maxIndexStaleness <= config.watchStaleAfter) {
+    // A healthy but quiet watch may hear nothing until the watchdog relists after --watch-stale-after.
+    throw new KeywardError("ConfigInvalid", "--max-index-staleness must be longer than --watch-stale-after (or 0)");
   }
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {

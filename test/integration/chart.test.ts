@@ -76,6 +76,7 @@ describe("Helm chart", () => {
       if (command === "authz") {
         expect(config.authzWorkers).toBe(1);
         expect(config.grpcTransport).toBe("keyward");
+        expect(config).toMatchObject({ unknownKeyThreshold: 100, unknownKeyWindow: 60_000, unknownKeyCooldown: 300_000, unknownKeyMaxNetworks: 65_536, unknownKeyBlockAll: false, maxIndexStaleness: 0 });
       }
     }
     // Both roles get the same host owners, so they agree on who owns a host.
@@ -90,6 +91,9 @@ describe("Helm chart", () => {
     expect(set.httpAuthProxy).toBe("");
     const envoy = (render("authz.httpAuthProxy=envoy,authz.httpAuthPathPrefix=/ext-authz").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
     expect(loadConfig(envoy?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config).toMatchObject({ httpAuthProxy: "envoy", httpAuthPathPrefix: "/ext-authz" });
+    const guarded = (render("authz.unknownKeys.threshold=0,authz.unknownKeys.blockAll=true,authz.maxIndexStaleness=10m").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
+    const g = loadConfig(guarded?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+    expect(g).toMatchObject({ unknownKeyThreshold: 0, unknownKeyBlockAll: true, maxIndexStaleness: 600_000 });
   });
 
   it("ships the CRDs of crds/", () => {
