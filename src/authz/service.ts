@@ -5,6 +5,9 @@ import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiK
 import { KeyIndex } from "../index/keys.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
+import type { Config } from "../config/config.ts";
+import type { Logger } from "../log.ts";
+import { TlsSource } from "../tls/source.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
@@ -40,6 +43,29 @@ function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
   return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels } };
 }
 
+/** The TLS of both check ports, when --tls-cert-file is set; reload outcomes are logged. */
+async function openTls(config: Config, log: Logger): Promise<TlsSource | undefined> {
+  if (!config.tlsCertFile) return undefined;
+  const tls = await TlsSource.open(
+    {
+      certFile: config.tlsCertFile,
+      keyFile: config.tlsKeyFile,
+      clientCaFile: config.tlsClientCaFile,
+      requireClientCert: config.tlsRequireClientCert,
+      reloadIntervalMs: config.tlsReloadInterval,
+    },
+    {
+      onReload: (cert) => {
+        log.info("TLS certificate reloaded", { cert });
+      },
+      onReloadFailed: (err) => {
+        log.warn("TLS files changed but do not load; serving the previous certificate", { err });
+      },
+    },
+  );
+  log.info("TLS on the check ports", { cert: tls.current().info, clientCerts: tls.requestCert ? (config.tlsRequireClientCert ? "required" : "optional") : "not requested" });
+  return tls;
+}
 
 export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const { config, kc, rest, registry } = deps;
@@ -97,14 +123,16 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     log.error("check failed; denied", { err });
   };
 
+  const tls = await openTls(config, log);
   if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
-    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, onDecision: onDecision("grpc"), onError });
+    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, onDecision: onDecision("grpc"), onError, tls });
     if (config.httpAuthAddress) {
-      httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError });
+      httpFront = await startHttpFront({ address: config.httpAuthAddress, checker, response, ready, onDecision: onDecision("http"), onError, tls });
     }
   } catch (err) {
+    tls?.close();
     await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
     throw err;
   }
@@ -119,6 +147,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     httpPort: httpFront?.port,
     ready,
     stop: async () => {
+      tls?.close();
       await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
     },
   };

@@ -91,12 +91,17 @@ export const SETTINGS = {
   defaultGracePeriod: dur("default-grace-period", "KEYWARD_DEFAULT_GRACE_PERIOD", 86_400_000, "grace period of a rotated key when rotation.gracePeriod is unset", 0),
   // --- authz --------------------------------------------------------------
   grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),
-  grpcTransport: s("grpc-transport", "KEYWARD_GRPC_TRANSPORT", "keyward", "the gRPC server under Check: keyward's own HTTP/2 server (cleartext, prior knowledge), or grpc-js on node:http2 (ADR 0023)", ["keyward", "grpc-js"]),
+  grpcTransport: s("grpc-transport", "KEYWARD_GRPC_TRANSPORT", "keyward", "the gRPC server under Check: keyward's own HTTP/2 server (prior knowledge; TLS with --tls-cert-file), or grpc-js on node:http2 (ADR 0023)", ["keyward", "grpc-js"]),
   httpAuthAddress: s("http-auth-address", "KEYWARD_HTTP_AUTH_ADDRESS", "0.0.0.0:9002", "host:port of the HTTP auth endpoint (nginx auth_request, Traefik forwardAuth); empty disables it"),
   keyIdHeader: s("key-id-header", "KEYWARD_KEY_ID_HEADER", "x-keyward-key-id", "request header that carries the key id upstream on an allowed request (replaces any sent by the client)"),
   ownerHeader: s("owner-header", "KEYWARD_OWNER_HEADER", "x-keyward-owner", "request header that carries the key's owner upstream on an allowed request (replaces any sent by the client)"),
   xffTrustedHops: int("xff-trusted-hops", "KEYWARD_XFF_TRUSTED_HOPS", 0, "proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted when checking allowedSources; 0 uses the calling proxy's peer address"),
   authRealm: s("auth-realm", "KEYWARD_AUTH_REALM", "keyward", "realm named in the WWW-Authenticate header of a 401"),
+  tlsCertFile: s("tls-cert-file", "KEYWARD_TLS_CERT_FILE", "", "PEM certificate (with its chain) that the gRPC and HTTP auth ports serve over TLS; empty serves both in cleartext; needs --tls-key-file"),
+  tlsKeyFile: s("tls-key-file", "KEYWARD_TLS_KEY_FILE", "", "PEM private key of --tls-cert-file"),
+  tlsClientCaFile: s("tls-client-ca-file", "KEYWARD_TLS_CLIENT_CA_FILE", "", "PEM bundle of the CAs that sign client certificates (mTLS); empty: clients are not asked for a certificate"),
+  tlsRequireClientCert: bool("tls-require-client-cert", "KEYWARD_TLS_REQUIRE_CLIENT_CERT", true, "with --tls-client-ca-file: refuse clients that present no certificate (false: serve them; a certificate the CA does not verify is refused either way)"),
+  tlsReloadInterval: dur("tls-reload-interval", "KEYWARD_TLS_RELOAD_INTERVAL", 10_000, "how often the TLS files are read again; a changed certificate is served to new connections, one that does not load is logged and the previous kept", 100),
   authzWorkers: procs("authz-workers", "KEYWARD_AUTHZ_WORKERS", 1, "keyward authz: processes serving checks on the shared ports, each with its own watches, index and limit counters (node:cluster); a number, or auto for one per available core; keyward run takes only 1"),
   // --- usage --------------------------------------------------------------
   usageStatus: bool("usage-status", "KEYWARD_USAGE_STATUS", true, "write per-key usage (last used, requests, daily counts, top routes) to ApiKey status.usage; needs RBAC patch on apikeys/status"),
@@ -246,6 +251,8 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (config.leaseRetryPeriod >= config.leaseRenewDeadline) {
     throw new KeywardError("ConfigInvalid", "--lease-retry-period must be shorter than --lease-renew-deadline");
   }
+  if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) throw new KeywardError("ConfigInvalid", "--tls-cert-file and --tls-key-file go together");
+  if (config.tlsClientCaFile && !config.tlsCertFile) throw new KeywardError("ConfigInvalid", "--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   return { config, args };
 }
