@@ -3,14 +3,15 @@
 // certificates required (both gRPC transports) and optional; certificates
 // rotated the way kubelet updates a mounted Secret (a `..data` symlink swap),
 // served to new connections while open ones carry on; a bad new pair logged
-// and the previous one kept. Certificates come from a throwaway CA made with
-// the openssl CLI.
+// and the previous one kept; every --authz-workers process reloads it.
+// Certificates come from a throwaway CA made with the openssl CLI.
+import { spawn, type ChildProcess } from "node:child_process";
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
 import { request as httpsRequest } from "node:https";
 import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import type { Checker } from "../../src/authz/check.ts";
@@ -19,13 +20,17 @@ import { AUTHZ_PROTO, HEALTH_PROTO } from "../../src/authz/proto.ts";
 import { isKeywardError } from "../../src/errors.ts";
 import { GrpcServer } from "../../src/grpc/server.ts";
 import { startH2Server } from "../../src/h2/server.ts";
+import { loadKubeConfig } from "../../src/k8s/client.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
 import { TlsSource } from "../../src/tls/source.ts";
-import { authzClient, createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { authzClient, authzKubeConfig, createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { buildTools, grpcurlProtoArgs, run } from "../conformance/tools.ts";
+import { freePort } from "../e2e/nginx.ts";
 import { certDir, type CertDir, type Pair, type TestCa } from "../support/certs.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 
+const repoRoot = resolve(import.meta.dirname, "..", "..");
 let certs: CertDir;
 let ca: TestCa;
 let server: Pair & { serial: string };
@@ -399,5 +404,87 @@ describe("certificate rotation through a Secret volume", () => {
     } finally {
       c.close();
     }
+  });
+});
+
+describe("keyward authz --authz-workers 2 with TLS", () => {
+  let child: ChildProcess;
+  let output = "";
+  let exited: Promise<unknown>;
+  let volume: Awaited<ReturnType<typeof secretVolume>>;
+  let caPem: Buffer;
+  let grpcPort: number;
+  let httpPort: number;
+  let admin: KubeRest;
+
+  beforeAll(async () => {
+    const adminKc = loadKubeConfig(inject("kubeconfig"));
+    admin = new KubeRest(adminKc, { qps: 0 });
+    const kubeconfig = join(certs.dir, "workers-kubeconfig");
+    await writeFile(kubeconfig, (await authzKubeConfig(adminKc, admin)).exportConfig(), { mode: 0o600 });
+    volume = await secretVolume(join(certs.dir, "secret-workers"));
+    await volume.update(server);
+    await symlink("..data/tls.crt", volume.certFile);
+    await symlink("..data/tls.key", volume.keyFile);
+    caPem = await readFile(ca.cert);
+    const metricsPort = await freePort();
+    [grpcPort, httpPort] = [await freePort(), await freePort()];
+    child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, "src", "main.ts"),
+        "authz",
+        "--authz-workers=2",
+        `--kubeconfig=${kubeconfig}`,
+        `--grpc-address=127.0.0.1:${grpcPort}`,
+        `--http-auth-address=127.0.0.1:${httpPort}`,
+        `--metrics-address=127.0.0.1:${metricsPort}`,
+        "--no-usage-status",
+        "--no-usage-alerts",
+        `--tls-cert-file=${volume.certFile}`,
+        `--tls-key-file=${volume.keyFile}`,
+        "--tls-reload-interval=100ms",
+      ],
+      { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
+    exited = new Promise((r) => child.once("exit", r));
+    await eventually(async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000, "/readyz");
+  });
+  afterAll(async () => {
+    child.kill("SIGTERM");
+    await exited;
+    admin.close();
+  });
+
+  /** The serials that `n` new connections get: the primary hands connections to the workers in turn. */
+  const servedBy = async (port: number, n: number): Promise<Set<string>> => {
+    const serials = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      const r = await handshake(port, { ca: caPem, ...(port === grpcPort ? { ALPNProtocols: ["h2"] } : {}) });
+      serials.add("error" in r ? r.error : r.serial);
+    }
+    return serials;
+  };
+
+  it("every worker serves the certificate, and each reloads a rotated one", async () => {
+    expect(await healthOver(grpcPort, { ca: caPem })).toBe("0");
+    expect(await servedBy(grpcPort, 6)).toEqual(new Set([server.serial]));
+    const next = await ca.server("keyward-authz-workers-next");
+    await volume.update(next);
+    for (const port of [grpcPort, httpPort]) {
+      await eventually(
+        async () => {
+          const serials = await servedBy(port, 6);
+          return serials.size === 1 && serials.has(next.serial) ? true : undefined;
+        },
+        10_000,
+        `port ${port} to serve the rotated certificate on every worker`,
+      );
+    }
+    // Each worker logged its own reload.
+    expect(output.split("\n").filter((l) => l.includes("TLS certificate reloaded") && l.includes(next.serial))).toHaveLength(2);
+    expect(output).not.toContain("PRIVATE KEY");
   });
 });
