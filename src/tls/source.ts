@@ -20,7 +20,7 @@ export interface TlsSettings {
    * served; a client that presents a certificate the CA does not verify is refused either way.
    */
   requireClientCert: boolean;
-  /** How often the files are read again, in ms. */
+  /** How often the files are read again, in ms; 0 never reads them again. */
   reloadIntervalMs: number;
 }
 
