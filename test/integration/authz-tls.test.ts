@@ -326,21 +326,21 @@ async function secretVolume(dir: string): Promise<{ certFile: string; keyFile: s
   return { certFile: join(dir, "tls.crt"), keyFile: join(dir, "tls.key"), update };
 }
 
-describe("certificate rotation through a Secret volume", () => {
+describe.each(GRPC_TRANSPORTS)("certificate rotation through a Secret volume, %s transport", (transport) => {
   let env: AuthzEnv;
   const logs: string[] = [];
   let volume: Awaited<ReturnType<typeof secretVolume>>;
   let caPem: Buffer;
 
   beforeAll(async () => {
-    volume = await secretVolume(join(certs.dir, "secret"));
+    volume = await secretVolume(join(certs.dir, `secret-${transport}`));
     await volume.update(server);
     await symlink("..data/tls.crt", volume.certFile);
     await symlink("..data/tls.key", volume.keyFile);
     caPem = await readFile(ca.cert);
     env = await startAuthzEnv(
       inject("kubeconfig"),
-      { tlsCertFile: volume.certFile, tlsKeyFile: volume.keyFile, tlsReloadInterval: 100 },
+      { grpcTransport: transport, tlsCertFile: volume.certFile, tlsKeyFile: volume.keyFile, tlsReloadInterval: 100 },
       createLogger({ level: "info", sink: (l) => logs.push(l) }),
     );
   });
@@ -363,7 +363,7 @@ describe("certificate rotation through a Secret volume", () => {
     try {
       expect(await healthOn(session)).toBe("0");
 
-      const next = await ca.server("keyward-authz-next");
+      const next = await ca.server(`keyward-authz-next-${transport}`);
       await volume.update(next);
       await eventually(async () => ((await served(grpcPort)) === next.serial ? true : undefined), 10_000, "the gRPC port to serve the rotated certificate");
       await eventually(async () => ((await served(httpPort, [])) === next.serial ? true : undefined), 10_000, "the HTTP port to serve the rotated certificate");
@@ -374,7 +374,7 @@ describe("certificate rotation through a Secret volume", () => {
       expect((session.socket as unknown as { getPeerX509Certificate(): { serialNumber: string } }).getPeerX509Certificate().serialNumber).toBe(server.serial);
 
       // A certificate with another certificate's key: reported once, the previous pair kept.
-      const third = await ca.server("keyward-authz-third");
+      const third = await ca.server(`keyward-authz-third-${transport}`);
       await volume.update({ cert: await readFile(third.cert), key: await readFile(next.key) });
       await eventually(() => (logs.some((l) => l.includes("do not load")) ? true : undefined), 10_000, "the bad pair to be reported");
       expect(await served(grpcPort)).toBe(next.serial);
