@@ -2,6 +2,7 @@
 // so that a replica that is not ready answers 503 and anything that throws 500.
 import type { Checker, CheckInput, Decision } from "./check.ts";
 import { deny } from "./check.ts";
+import type { TlsSource } from "../tls/source.ts";
 import type { ResponseOptions } from "./response.ts";
 
 export interface FrontOptions {
@@ -14,6 +15,8 @@ export interface FrontOptions {
   /** Called once per answered (or cancelled) check. */
   onDecision: (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void;
   onError: (err: unknown) => void;
+  /** Serve TLS with this certificate (reloaded as it changes); cleartext without it. */
+  tls?: TlsSource;
 }
 
 /** Runs one check, failing closed. */

@@ -7,8 +7,10 @@
 // default is keyward's own.
 import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
+import { KeywardError } from "../errors.ts";
 import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
 import { startH2Server } from "../h2/server.ts";
+import type { TlsMaterial, TlsSource } from "../tls/source.ts";
 import { deny, type Decision } from "./check.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type FrontOptions } from "./front.ts";
@@ -143,7 +145,7 @@ async function startKeywardFront(o: FrontOptions): Promise<GrpcFront> {
     ],
   ]);
   const grpcServer = new GrpcServer({ methods, maxMessage: MAX_MESSAGE, onError: o.onError });
-  const server = await startH2Server({ address: o.address, handler: grpcServer, limits: { maxBody: grpcServer.maxBody }, onInternalError: o.onError });
+  const server = await startH2Server({ address: o.address, handler: grpcServer, limits: { maxBody: grpcServer.maxBody }, onInternalError: o.onError, tls: o.tls });
   let last = health.status();
   return {
     port: server.port,
@@ -167,6 +169,48 @@ function lookupService(pkg: grpc.GrpcObject, name: string): grpc.ServiceDefiniti
   const svc = (node as { service?: grpc.ServiceDefinition } | undefined)?.service;
   if (!svc) throw new Error(`service ${name} is not in the loaded protos`);
   return svc;
+}
+
+/**
+ * grpc-js credentials that follow a TlsSource: grpc-js sets each set the source loads as its
+ * server's secure context. grpc-js accepts any certificate a client presents when client
+ * certificates are optional, so that combination is refused (the keyward transport supports it).
+ */
+export function grpcJsCredentials(src: TlsSource | undefined): grpc.ServerCredentials {
+  if (!src) return grpc.ServerCredentials.createInsecure();
+  if (src.requestCert && !src.settings.requireClientCert) {
+    throw new KeywardError("ConfigInvalid", "--grpc-transport grpc-js cannot make client certificates optional: set --tls-require-client-cert or use the keyward transport");
+  }
+  // Each grpc-js listener, and how to stop feeding it.
+  const stops = new Map<unknown, () => void>();
+  const follow = (fn: unknown, send: (m: TlsMaterial) => void): void => {
+    stops.set(fn, src.subscribe(send));
+    // grpc-js adds its server's watcher only after it has added these listeners: the current set is
+    // delivered after that, or the server would never see it and would drop every connection.
+    queueMicrotask(() => {
+      send(src.current());
+    });
+  };
+  const unfollow = (fn: unknown): void => {
+    stops.get(fn)?.();
+    stops.delete(fn);
+  };
+  const identity: grpc.experimental.CertificateProvider = {
+    addIdentityCertificateListener: (fn) => {
+      follow(fn, (m) => {
+        fn({ certificate: m.cert, privateKey: m.key });
+      });
+    },
+    removeIdentityCertificateListener: unfollow,
+    addCaCertificateListener: (fn) => {
+      follow(fn, (m) => {
+        if (m.ca) fn({ caCertificate: m.ca });
+      });
+    },
+    removeCaCertificateListener: unfollow,
+  };
+  // grpc-js's constructor takes the identity provider first, then the CA provider (or null).
+  return grpc.experimental.createCertificateProviderServerCredentials(identity, src.requestCert ? identity : null, src.settings.requireClientCert);
 }
 
 async function startGrpcJsFront(o: FrontOptions): Promise<GrpcFront> {
@@ -208,7 +252,7 @@ async function startGrpcJsFront(o: FrontOptions): Promise<GrpcFront> {
   });
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(o.address, grpc.ServerCredentials.createInsecure(), (err, p) => {
+    server.bindAsync(o.address, grpcJsCredentials(o.tls), (err, p) => {
       if (err) reject(err);
       else resolve(p);
     });

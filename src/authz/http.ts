@@ -12,9 +12,11 @@
 // entry is the peer, and trusted hops count from there.
 // 2xx allows (with key id and owner headers, and the URI to send upstream without
 // the query parameters the key was in), anything else denies.
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { splitHostPort } from "../metrics/server.ts";
+import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
 import type { CheckInput, Decision } from "./check.ts";
 import { queryParamName } from "./credentials.ts";
 import { decide, type FrontOptions } from "./front.ts";
@@ -126,9 +128,20 @@ export function writeDecision(res: ServerResponse, d: Decision, o: ResponseOptio
   res.end(body);
 }
 
+/** How long a client has to complete the TLS handshake on the HTTP port. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** An HTTP/1.1 server, over TLS when given a TlsSource (reloaded as its files change). */
+function listenerServer(tls: TlsSource | undefined, listener: RequestListener): Server {
+  if (!tls) return createServer(listener);
+  const server = createHttpsServer(tlsServerOptions(tls, HANDSHAKE_TIMEOUT_MS), listener);
+  followTls(server, tls);
+  return server;
+}
+
 export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
   const toInput = httpCheckInput(o.proxy, o.pathPrefix);
-  const server = createServer((req, res) => {
+  const server = listenerServer(o.tls, (req, res) => {
     const t0 = performance.now();
     const { decision: d, input } = decide(o, req, toInput);
     // The body of an auth request is never read; drain it so the socket can be reused.

@@ -5,6 +5,9 @@ import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiK
 import { KeyIndex } from "../index/keys.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
+import type { Config } from "../config/config.ts";
+import type { Logger } from "../log.ts";
+import { TlsSource } from "../tls/source.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { registerUnknownKeyMetrics, UnknownKeyGuard } from "./bruteforce.ts";
 import { Checker } from "./check.ts";
@@ -50,6 +53,30 @@ function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
 /** The configured proxy of the HTTP front, or undefined when none is named. */
 function httpProxy(name: string): HttpProxy | undefined {
   return HTTP_PROXIES.find((p) => p === name);
+}
+
+/** The TLS of both check ports, when --tls-cert-file is set; reload outcomes are logged. */
+async function openTls(config: Config, log: Logger): Promise<TlsSource | undefined> {
+  if (!config.tlsCertFile) return undefined;
+  const tls = await TlsSource.open(
+    {
+      certFile: config.tlsCertFile,
+      keyFile: config.tlsKeyFile,
+      clientCaFile: config.tlsClientCaFile,
+      requireClientCert: config.tlsRequireClientCert,
+      reloadIntervalMs: config.tlsReloadInterval,
+    },
+    {
+      onReload: (cert) => {
+        log.info("TLS certificate reloaded", { cert });
+      },
+      onReloadFailed: (err) => {
+        log.warn("TLS files changed but do not load; serving the previous certificate", { err });
+      },
+    },
+  );
+  log.info("TLS on the check ports", { cert: tls.current().info, clientCerts: tls.requestCert ? (config.tlsRequireClientCert ? "required" : "optional") : "not requested" });
+  return tls;
 }
 
 export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
@@ -129,17 +156,19 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     log.error("check failed; denied", { err });
   };
 
+  const tls = await openTls(config, log);
   if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
-    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, indexStale, onDecision: onDecision("grpc"), onError });
+    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, indexStale, onDecision: onDecision("grpc"), onError, tls });
     const proxy = httpProxy(config.httpAuthProxy);
     if (config.httpAuthAddress && proxy) {
-      httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, indexStale, onDecision: onDecision("http"), onError });
+      httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, indexStale, onDecision: onDecision("http"), onError, tls });
     } else if (config.httpAuthAddress) {
       log.error("HTTP auth endpoint not started: name the proxy that calls it with --http-auth-proxy (nginx, traefik or envoy)", { address: config.httpAuthAddress });
     }
   } catch (err) {
+    tls?.close();
     await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
     throw err;
   }
@@ -156,6 +185,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     ready,
     stop: async () => {
       staleness.stop();
+      tls?.close();
       await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
     },
   };

@@ -52,6 +52,16 @@ describe("config", () => {
     expect(() => loadConfig(["--http-auth-proxy=envoy", "--http-auth-path-prefix=authz"], {})).toThrow(/starts with \//);
   });
 
+  it("takes TLS files as a set: certificate and key together, a client CA only with them", () => {
+    const tls = loadConfig(["--tls-cert-file=/t/tls.crt", "--tls-key-file=/t/tls.key", "--tls-client-ca-file=/t/ca.crt", "--tls-reload-interval=30s"], {}).config;
+    expect(tls).toMatchObject({ tlsCertFile: "/t/tls.crt", tlsKeyFile: "/t/tls.key", tlsClientCaFile: "/t/ca.crt", tlsRequireClientCert: true, tlsReloadInterval: 30_000 });
+    expect(loadConfig([], {}).config).toMatchObject({ tlsCertFile: "", tlsKeyFile: "", tlsClientCaFile: "", tlsReloadInterval: 10_000 });
+    expect(() => loadConfig(["--tls-cert-file=/t/tls.crt"], {})).toThrow(/--tls-cert-file and --tls-key-file go together/);
+    expect(() => loadConfig([], { KEYWARD_TLS_KEY_FILE: "/t/tls.key" })).toThrow(/--tls-cert-file and --tls-key-file go together/);
+    expect(() => loadConfig(["--tls-client-ca-file=/t/ca.crt"], {})).toThrow(/--tls-client-ca-file needs --tls-cert-file/);
+    expect(() => loadConfig(["--tls-cert-file=/a", "--tls-key-file=/b", "--tls-reload-interval=10ms"], {})).toThrow(/below the minimum/);
+  });
+
   it("documents every setting in docs/configuration.md", () => {
     const doc = readFileSync(join(import.meta.dirname, "..", "..", "docs", "configuration.md"), "utf8");
     expect(doc, "run `make docs` to regenerate docs/configuration.md").toBe(configMarkdown());

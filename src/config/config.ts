@@ -93,7 +93,7 @@ export const SETTINGS = {
   defaultGracePeriod: dur("default-grace-period", "KEYWARD_DEFAULT_GRACE_PERIOD", 86_400_000, "grace period of a rotated key when rotation.gracePeriod is unset", 0),
   // --- authz --------------------------------------------------------------
   grpcAddress: s("grpc-address", "KEYWARD_GRPC_ADDRESS", "0.0.0.0:9001", "host:port of the Envoy ext_authz gRPC server"),
-  grpcTransport: s("grpc-transport", "KEYWARD_GRPC_TRANSPORT", "keyward", "the gRPC server under Check: keyward's own HTTP/2 server (cleartext, prior knowledge), or grpc-js on node:http2 (ADR 0023)", ["keyward", "grpc-js"]),
+  grpcTransport: s("grpc-transport", "KEYWARD_GRPC_TRANSPORT", "keyward", "the gRPC server under Check: keyward's own HTTP/2 server (prior knowledge; TLS with --tls-cert-file), or grpc-js on node:http2 (ADR 0023)", ["keyward", "grpc-js"]),
   httpAuthAddress: s("http-auth-address", "KEYWARD_HTTP_AUTH_ADDRESS", "0.0.0.0:9002", "host:port of the HTTP auth endpoint (nginx auth_request, Traefik forwardAuth); empty disables it"),
   httpAuthProxy: s("http-auth-proxy", "KEYWARD_HTTP_AUTH_PROXY", "", "the proxy that calls the HTTP auth endpoint; only its own headers say the original method, host and URI: nginx (X-Original-Method, X-Original-URI, Host), traefik (X-Forwarded-Method, -Host, -Uri) or envoy (the check request's own method, path and Host); while unset, the HTTP endpoint is not started; one of", ["nginx", "traefik", "envoy"]),
   httpAuthPathPrefix: s("http-auth-path-prefix", "KEYWARD_HTTP_AUTH_PATH_PREFIX", "", "with --http-auth-proxy=envoy: Envoy's http_service.path_prefix, removed from the check request's path before it is judged; a check request whose path does not start with it is refused (400)"),
@@ -109,6 +109,11 @@ export const SETTINGS = {
   unknownKeyMaxNetworks: int("unknown-key-max-networks", "KEYWARD_UNKNOWN_KEY_MAX_NETWORKS", 65_536, "source networks counted, and networks blocked, at most per process (each table drops its older half when full)", 1),
   unknownKeyBlockAll: bool("unknown-key-block-all", "KEYWARD_UNKNOWN_KEY_BLOCK_ALL", false, "while a network is blocked for unknown keys, refuse every key it presents (valid ones too) with 429 before looking it up: hides which guessed keys are valid, at the cost of valid clients in that network"),
   maxIndexStaleness: dur("max-index-staleness", "KEYWARD_MAX_INDEX_STALENESS", 0, "answer checks 503 index_stale while the ApiKey or ApiKeyPolicy watch has heard nothing from the apiserver (event, bookmark or list) for this long; must exceed --watch-stale-after; 0 disables (docs/authz.md, Index staleness)", 0),
+  tlsCertFile: s("tls-cert-file", "KEYWARD_TLS_CERT_FILE", "", "PEM certificate (with its chain) that the gRPC and HTTP auth ports serve over TLS; empty serves both in cleartext; needs --tls-key-file"),
+  tlsKeyFile: s("tls-key-file", "KEYWARD_TLS_KEY_FILE", "", "PEM private key of --tls-cert-file"),
+  tlsClientCaFile: s("tls-client-ca-file", "KEYWARD_TLS_CLIENT_CA_FILE", "", "PEM bundle of the CAs that sign client certificates (mTLS); empty: clients are not asked for a certificate"),
+  tlsRequireClientCert: bool("tls-require-client-cert", "KEYWARD_TLS_REQUIRE_CLIENT_CERT", true, "with --tls-client-ca-file: refuse clients that present no certificate (false: serve them; a certificate the CA does not verify is refused either way)"),
+  tlsReloadInterval: dur("tls-reload-interval", "KEYWARD_TLS_RELOAD_INTERVAL", 10_000, "how often the TLS files are read again; a changed certificate is served to new connections, one that does not load is logged and the previous kept", 100),
   authzWorkers: procs("authz-workers", "KEYWARD_AUTHZ_WORKERS", 1, "keyward authz: processes serving checks on the shared ports, each with its own watches, index and limit counters (node:cluster); a number, or auto for one per available core; keyward run takes only 1"),
   // --- usage --------------------------------------------------------------
   usageStatus: bool("usage-status", "KEYWARD_USAGE_STATUS", true, "write per-key usage (last used, requests, daily counts, top routes) to ApiKey status.usage; needs RBAC patch on apikeys/status"),
@@ -264,6 +269,8 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     // A healthy but quiet watch may hear nothing until the watchdog relists after --watch-stale-after.
     throw new KeywardError("ConfigInvalid", "--max-index-staleness must be longer than --watch-stale-after (or 0)");
   }
+  if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) throw new KeywardError("ConfigInvalid", "--tls-cert-file and --tls-key-file go together");
+  if (config.tlsClientCaFile && !config.tlsCertFile) throw new KeywardError("ConfigInvalid", "--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {
     throw new KeywardError("ConfigInvalid", "--http-auth-path-prefix is Envoy's path_prefix: it starts with / and needs --http-auth-proxy=envoy");

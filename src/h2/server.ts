@@ -1,8 +1,11 @@
-// A cleartext HTTP/2 listener (prior knowledge, as Envoy's and Istio's gRPC
-// clients speak to an ext_authz cluster): accepts TCP connections and runs an
-// H2Connection on each. Works in node:cluster workers like any net.Server.
+// An HTTP/2 listener: cleartext with prior knowledge (as Envoy's and Istio's gRPC
+// clients speak to an ext_authz cluster), or TLS with ALPN h2 when given a
+// TlsSource. Accepts connections and runs an H2Connection on each. Works in
+// node:cluster workers like any net.Server.
 import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { KeywardError } from "../errors.ts";
+import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
 import { DEFAULT_LIMITS, H2Connection, type H2Handler, type H2Limits } from "./connection.ts";
 
 export interface H2ServerOptions {
@@ -12,6 +15,8 @@ export interface H2ServerOptions {
   limits?: Partial<H2Limits>;
   /** A connection failed on something other than a protocol error (a bug); it was closed. */
   onInternalError?: (err: unknown) => void;
+  /** Serve TLS (ALPN h2) with this certificate, reloaded as it changes; cleartext without it. */
+  tls?: TlsSource;
 }
 
 export interface H2Server {
@@ -37,11 +42,23 @@ export async function startH2Server(o: H2ServerOptions): Promise<H2Server> {
   const { host, port } = parseHostPort(o.address);
   const limits: H2Limits = { ...DEFAULT_LIMITS, ...o.limits };
   const open = new Set<H2Connection>();
-  const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
+  const serve = (socket: Socket): void => {
+    // A TLS client refused before this listener ran (followTls) is already gone.
+    if (socket.destroyed) return;
     const c = new H2Connection(socket, o.handler, limits, o.onInternalError);
     open.add(c);
     void c.closed().then(() => open.delete(c));
-  });
+  };
+  let server: Server;
+  if (o.tls) {
+    // The handshake gets the same time as the client preface that follows it. A client that offers
+    // ALPN without h2 is refused in the handshake; one that offers none speaks prior knowledge.
+    const tlsServer = createTlsServer({ ...tlsServerOptions(o.tls, limits.prefaceTimeoutMs), ALPNProtocols: ["h2"], noDelay: true }, serve);
+    followTls(tlsServer, o.tls);
+    server = tlsServer;
+  } else {
+    server = createServer({ noDelay: true }, serve);
+  }
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => {
       reject(new KeywardError("ListenFailed", `cannot listen on ${o.address}`, { cause: err }));

@@ -198,14 +198,18 @@ type CheckFn = (req: CheckRequestMessage, opts?: { deadlineMs?: number }) => Pro
  * A grpc-js client for Authorization/Check and Health/Check on the loaded project protos.
  * Clients share one connection per address unless `ownConnection` (grpc-js's global subchannel pool).
  */
-export function authzClient(port: number, o: { ownConnection?: boolean } = {}): { check: CheckFn; health: () => Promise<number>; close(): void } {
+export function authzClient(
+  port: number,
+  o: { ownConnection?: boolean; credentials?: grpc.ChannelCredentials } = {},
+): { check: CheckFn; health: () => Promise<number>; close(): void } {
   const pkg = grpc.loadPackageDefinition(loadProtos()) as unknown as {
     envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
     grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
   };
   const options: grpc.ChannelOptions = o.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {};
-  const client = new pkg.envoy.service.auth.v3.Authorization(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options);
-  const health = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options);
+  const creds = o.credentials ?? grpc.credentials.createInsecure();
+  const client = new pkg.envoy.service.auth.v3.Authorization(`127.0.0.1:${port}`, creds, options);
+  const health = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, creds, options);
   type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
   const call = <T>(c: grpc.Client, method: string, req: unknown, deadlineMs = 5000): Promise<T> =>
     new Promise((res, rej) => {

@@ -36,7 +36,10 @@ export function run(cmd: string, args: string[], input: string): Promise<string>
   });
 }
 
-/** grpcurl arguments that load keyward's own protos (and Envoy's imports) instead of reflection. */
-export function grpcurlProtoArgs(proto: string): string[] {
-  return ["-plaintext", "-import-path", PROTO_ROOT, ...envoyIncludeDirs().flatMap((d) => ["-import-path", d]), "-proto", proto];
+/**
+ * grpcurl arguments that load keyward's own protos (and Envoy's imports) instead of reflection;
+ * `transport` replaces -plaintext with TLS flags (-cacert, -cert, -key).
+ */
+export function grpcurlProtoArgs(proto: string, transport: string[] = ["-plaintext"]): string[] {
+  return [...transport, "-import-path", PROTO_ROOT, ...envoyIncludeDirs().flatMap((d) => ["-import-path", d]), "-proto", proto];
 }

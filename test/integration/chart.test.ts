@@ -24,6 +24,8 @@ const render = (...args: string[]): KubernetesObject[] =>
   parseManifests(
     execFileSync(helm, ["template", "kw", join(root, "charts", "keyward"), "--namespace", NS, ...args.flatMap((a) => (a.startsWith("--") ? [a] : ["--set", a]))], {
       encoding: "utf8",
+      // helm's error is in the thrown error's message; nothing on the test's stderr.
+      stdio: ["ignore", "pipe", "pipe"],
     }),
     "helm template",
   );
@@ -35,7 +37,18 @@ const manifestsIn = (...path: string[]): KubernetesObject[] =>
     .flatMap((f) => parseManifests(readFileSync(join(root, ...path, f), "utf8")));
 
 interface Deployment extends KubernetesObject {
-  spec: { template: { spec: { containers: { args?: string[] }[] } } };
+  spec: {
+    template: {
+      spec: {
+        containers: {
+          args?: string[];
+          volumeMounts?: { name: string; mountPath: string; subPath?: string }[];
+          readinessProbe?: { grpc?: unknown; httpGet?: { path: string; port: string } };
+        }[];
+        volumes?: { name: string; secret?: { secretName: string } }[];
+      };
+    };
+  };
 }
 
 interface Role extends KubernetesObject {
@@ -94,6 +107,67 @@ describe("Helm chart", () => {
     const guarded = (render("authz.unknownKeys.threshold=0,authz.unknownKeys.blockAll=true,authz.maxIndexStaleness=10m").filter((o) => o.kind === "Deployment") as Deployment[]).find((d) => d.metadata?.name === "kw-authz");
     const g = loadConfig(guarded?.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
     expect(g).toMatchObject({ unknownKeyThreshold: 0, unknownKeyBlockAll: true, maxIndexStaleness: 600_000 });
+  });
+
+  describe("TLS on the check ports", () => {
+    const authzOf = (...values: string[]): Deployment => {
+      const d = (render(...values).filter((o) => o.kind === "Deployment") as Deployment[]).find((o) => o.metadata?.name === "kw-authz");
+      if (!d) throw new Error("no authz Deployment rendered");
+      return d;
+    };
+    /** The Secret and key a file path of the container reads, through its volume mounts. */
+    const secretFileOf = (d: Deployment, path: string): string | undefined => {
+      const pod = d.spec.template.spec;
+      const mount = pod.containers[0]?.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
+      if (!mount || mount.subPath) return undefined;
+      const secret = pod.volumes?.find((v) => v.name === mount.name)?.secret?.secretName;
+      return secret && `${secret}:${path.slice(mount.mountPath.length + 1)}`;
+    };
+    const configOf = (d: Deployment) => loadConfig(d.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+
+    it("is off by default: cleartext ports, no volumes, the gRPC readiness probe", () => {
+      const d = authzOf();
+      const c = configOf(d);
+      expect([c.tlsCertFile, c.tlsKeyFile, c.tlsClientCaFile]).toEqual(["", "", ""]);
+      expect(d.spec.template.spec.volumes).toBeUndefined();
+      expect(d.spec.template.spec.containers[0]?.readinessProbe?.grpc).toBeDefined();
+    });
+
+    it("mounts the certificate Secret, passes its files, reloads them, and probes readiness over /readyz", async () => {
+      const values = ["authz.tls.enabled=true", "authz.tls.secretName=kw-authz-tls", "authz.tls.reloadInterval=30s"];
+      const d = authzOf(...values);
+      const c = configOf(d);
+      expect(secretFileOf(d, c.tlsCertFile)).toBe("kw-authz-tls:tls.crt");
+      expect(secretFileOf(d, c.tlsKeyFile)).toBe("kw-authz-tls:tls.key");
+      expect(c.tlsClientCaFile).toBe("");
+      expect(c.tlsReloadInterval).toBe(30_000);
+      expect(d.spec.template.spec.containers[0]?.readinessProbe).toEqual({ httpGet: { path: "/readyz", port: "metrics" } });
+      await expect(rest.create(d, { dryRun: true })).resolves.toBeDefined();
+    });
+
+    it("mTLS: the client CA from the TLS Secret's ca.crt or its own Secret, required or optional", async () => {
+      const same = authzOf("authz.tls.enabled=true", "authz.tls.secretName=kw-authz-tls", "authz.tls.clientCA.enabled=true");
+      const s = configOf(same);
+      expect(secretFileOf(same, s.tlsClientCaFile)).toBe("kw-authz-tls:ca.crt");
+      expect(s.tlsRequireClientCert).toBe(true);
+      const own = authzOf(
+        "authz.tls.enabled=true",
+        "authz.tls.secretName=kw-authz-tls",
+        "authz.tls.clientCA.enabled=true",
+        "authz.tls.clientCA.secretName=envoy-ca",
+        "authz.tls.clientCA.key=bundle.pem",
+        "authz.tls.clientCA.required=false",
+      );
+      const o = configOf(own);
+      expect(secretFileOf(own, o.tlsClientCaFile)).toBe("envoy-ca:bundle.pem");
+      expect(secretFileOf(own, o.tlsCertFile)).toBe("kw-authz-tls:tls.crt");
+      expect(o.tlsRequireClientCert).toBe(false);
+      for (const d of [same, own]) await expect(rest.create(d, { dryRun: true })).resolves.toBeDefined();
+    });
+
+    it("refuses tls.enabled without a secretName", () => {
+      expect(() => render("authz.tls.enabled=true")).toThrow(/authz.tls.secretName is required/);
+    });
   });
 
   it("ships the CRDs of crds/", () => {

@@ -7,11 +7,16 @@
 //	{"name":"ok","method":"GET","host":"a.example","path":"/v1/x?api_key=..","headers":{"x-api-key":".."},"source":"10.0.0.1"}
 //
 // Output on stdout, one JSON object per line, in the same order.
+//
+// Flags: -addr host:port; -cacert FILE connects over TLS and verifies keyward's
+// certificate against FILE; -cert and -key add a client certificate (mTLS).
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -21,6 +26,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -48,8 +54,16 @@ type output struct {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "keyward authz gRPC address")
+	cacert := flag.String("cacert", "", "PEM CA bundle: connect over TLS and verify keyward's certificate against it")
+	cert := flag.String("cert", "", "with -cacert: PEM client certificate to present (mTLS)")
+	key := flag.String("key", "", "PEM private key of -cert")
 	flag.Parse()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transportCredentials(*cacert, *cert, *key)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -69,6 +83,31 @@ func main() {
 			os.Exit(2)
 		}
 	}
+}
+
+// transportCredentials is cleartext without a CA, TLS 1.2+ verifying the server against the CA
+// otherwise, presenting a client certificate when one is given.
+func transportCredentials(cacert, cert, key string) (credentials.TransportCredentials, error) {
+	if cacert == "" {
+		return insecure.NewCredentials(), nil
+	}
+	pemData, err := os.ReadFile(cacert)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("%s: no PEM certificate", cacert)
+	}
+	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 func check(client authv3.AuthorizationClient, c input) output {
