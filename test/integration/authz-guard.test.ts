@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installCrds } from "../../src/k8s/apply.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { authzClient, checkRequest, createKey, createPolicy, startAuthzEnv, summarize, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, nginxStyleCheck, startAuthzEnv, summarize, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { ControlPlane } from "../controlplane/controlplane.ts";
 import { eventually } from "../support/k8s.ts";
 
@@ -55,9 +55,9 @@ describe("unknown keys from one network", () => {
     expect(sixth).toMatchObject({ code: 8, httpStatus: 429, metadata: { reason: "unknown_key_throttled" } });
     expect(sixth.headers["retry-after"]).toBe("300");
     // The whole /24 is throttled for unknown keys, over HTTP too (the proxy appends the peer to X-Forwarded-For).
-    const http = await fetch(`http://127.0.0.1:${env.authz.httpPort!}/`, { headers: { "x-forwarded-host": HOST, "x-api-key": unknown, "x-forwarded-for": "203.0.113.200" } });
+    const http = await nginxStyleCheck(env.authz.httpPort!, { method: "GET", host: HOST, uri: "/" }, { "x-api-key": unknown, "x-forwarded-for": "203.0.113.200" });
     expect(http.status).toBe(429);
-    expect(http.headers.get("retry-after")).toBe("300");
+    expect(http.headers["retry-after"]).toBe("300");
     // A valid key from the throttled network, and an unknown key from another one, get their usual answers.
     expect((await check({ "x-api-key": key.key }, "203.0.113.9")).code).toBe(0);
     expect((await check({ "x-api-key": unknown }, "198.51.100.1")).metadata.reason).toBe("unknown_key");
@@ -100,7 +100,7 @@ describe("--max-index-staleness", () => {
       expect(stale).toMatchObject({ code: 14, httpStatus: 503, metadata: { reason: "index_stale" } });
       expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(1000);
       expect(await staleness()).toBeGreaterThan(4);
-      const http = await fetch(`http://127.0.0.1:${env.authz.httpPort!}/`, { headers: { "x-forwarded-host": HOST, "x-api-key": key.key, "x-forwarded-for": "192.0.2.1" } });
+      const http = await nginxStyleCheck(env.authz.httpPort!, { method: "GET", host: HOST, uri: "/" }, { "x-api-key": key.key, "x-forwarded-for": "192.0.2.1" });
       expect(http.status).toBe(503);
     } finally {
       await cp.startApiserver();

@@ -73,7 +73,9 @@ function handshake(port: number, o: ConnectionOptions): Promise<{ serial: string
 /** One request to the HTTPS auth port; rejects when the connection is refused. */
 function httpsCheck(port: number, headers: Record<string, string>, tls: { ca: Buffer; cert?: Buffer; key?: Buffer }): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: "127.0.0.1", port, path: "/items/1", servername: "localhost", agent: false, headers, ...tls }, (res) => {
+    // The harness names nginx as the HTTP port's proxy: the original request comes in its headers.
+    const asNginx = { "x-original-method": "GET", "x-original-uri": "/items/1", ...headers };
+    const req = httpsRequest({ host: "127.0.0.1", port, path: "/auth", servername: "localhost", agent: false, headers: asNginx, ...tls }, (res) => {
       res.resume();
       res.on("end", () => {
         resolve(res.statusCode ?? 0);
@@ -438,6 +440,7 @@ describe("keyward authz --authz-workers 2 with TLS", () => {
         `--kubeconfig=${kubeconfig}`,
         `--grpc-address=127.0.0.1:${grpcPort}`,
         `--http-auth-address=127.0.0.1:${httpPort}`,
+        "--http-auth-proxy=nginx",
         `--metrics-address=127.0.0.1:${metricsPort}`,
         "--no-usage-status",
         "--no-usage-alerts",
