@@ -89,6 +89,8 @@ export class H2Stream {
   recvBytes = 0;
   /** @internal DATA waiting for window. */
   queue: Buffer[] | undefined = undefined;
+  /** @internal The queue waits for this stream's own window; the stream is not in the blocked list until it grows. */
+  parked = false;
   /** @internal Trailers (a header block) to send once the queue drained. */
   pendingTrailers: Buffer | undefined = undefined;
   /** @internal End the stream (an empty DATA with END_STREAM) once the queue drained. */
@@ -786,6 +788,7 @@ export class H2Connection {
           for (const s of this.streams.values()) {
             s.sendWindow += delta;
             if (s.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "a stream window above 2^31-1");
+            this.unpark(s);
           }
           break;
         }
@@ -830,6 +833,7 @@ export class H2Connection {
       this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR);
       return;
     }
+    this.unpark(s);
     this.flush();
   }
 
@@ -958,6 +962,14 @@ export class H2Connection {
     this.localEnd(s);
   }
 
+  /** A parked stream that has window again rejoins the blocked list. */
+  private unpark(s: H2Stream): void {
+    if (s.parked && s.sendWindow > 0) {
+      s.parked = false;
+      this.blocked.push(s);
+    }
+  }
+
   private enqueue(s: H2Stream, data: Buffer): void {
     if (s.queue === undefined) {
       s.queue = [data];
@@ -968,8 +980,8 @@ export class H2Connection {
 
   /**
    * Sends queued DATA (then trailers) in the order the streams blocked, as far as the windows
-   * allow. One pass over the blocked streams: a stream still waiting for its own window keeps its
-   * place, and the pass stops when the connection window is spent, so a flush costs O(streams).
+   * allow. The list holds only streams that have window of their own (the others are parked), and
+   * the pass stops when the connection window is spent: a flush costs the streams it serves.
    */
   private flush(): void {
     const list = this.blocked;
@@ -993,7 +1005,9 @@ export class H2Connection {
         else queue[0] = head.subarray(n);
       }
       if (queue.length > 0) {
-        list[keep++] = s;
+        // Out of its own window: parked until a WINDOW_UPDATE or SETTINGS gives it more.
+        if (s.sendWindow <= 0) s.parked = true;
+        else list[keep++] = s;
         continue;
       }
       s.queue = undefined;

@@ -56,7 +56,8 @@ export async function startH2Server(o: H2ServerOptions): Promise<H2Server> {
     }
     const c = new H2Connection(socket, o.handler, limits, o.onInternalError, onViolation);
     open.add(c);
-    void c.closed().then(() => open.delete(c));
+    // Counted until the socket itself closed: a connection that failed may still hold it for a while.
+    socket.once("close", () => open.delete(c));
   };
   let server: Server;
   if (o.tls) {
