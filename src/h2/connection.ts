@@ -1108,11 +1108,23 @@ export class H2Connection {
     clearInterval(this.idleTimer);
     const open = [...this.streams.values()];
     this.streams.clear();
+    // Nothing of a closed connection outlives it, whoever still holds it.
+    this.blocked.length = 0;
+    this.resetByUs.clear();
+    this.cont = undefined;
+    this.pending = undefined;
     for (const s of open) {
       s.closed = true;
+      s.queue = undefined;
+      s.body = undefined;
       if (!s.localEnded) this.handler.onAbort(s);
     }
     for (const w of this.closedWaiters.splice(0)) w();
+  }
+
+  /** @internal For tests: what the connection still holds (all zero once it closed). */
+  held(): { streams: number; blocked: number; resetByUs: number; pending: number; headerBlock: number } {
+    return { streams: this.streams.size, blocked: this.blocked.length, resetByUs: this.resetByUs.size, pending: this.pending?.length ?? 0, headerBlock: this.cont?.size ?? 0 };
   }
 }
 
