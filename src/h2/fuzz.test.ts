@@ -13,22 +13,11 @@ import { H2Connection, type H2Handler, type H2Stream } from "./connection.ts";
 import { ErrorCode, Flag, FrameType, PREFACE, Setting, frame, goawayFrame, rstStreamFrame, settingsFrame, windowUpdateFrame } from "./frames.ts";
 import { HpackEncoder } from "./hpack.ts";
 import { DEFAULT_LIMITS, type H2Limits } from "./limits.ts";
+import { seededRandom } from "../../test/support/random.ts";
 
 const SEQUENCES = 100_000;
 /** Milliseconds one sequence may take, frames and close included. */
 const DEADLINE_MS = 1000;
-
-/** mulberry32: small, fast, and the same on every platform. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What H2Connection uses of a net.Socket. Writes are counted, not kept; some report a full buffer. */
 class FakeSocket extends EventEmitter {
@@ -219,7 +208,7 @@ describe("H2Connection under random frames", () => {
   it(`survives ${SEQUENCES.toLocaleString("en")} random sequences: no internal error, no hang, nothing left, heap bounded`, () => {
     const seed = Number(process.env["KEYWARD_FUZZ_SEED"] ?? Math.floor(Math.random() * 2 ** 32));
     console.log(`h2 fuzz seed ${seed} (replay: KEYWARD_FUZZ_SEED=${seed})`);
-    const r = prng(seed);
+    const r = seededRandom(seed);
     const internal: unknown[] = [];
     const before = heapUsed();
     for (let i = 0; i < SEQUENCES; i++) {
