@@ -110,6 +110,8 @@ export const H2_VIOLATIONS: readonly H2Violation[] = [
   "connections",
 ];
 
+const monotonicMs = (): number => performance.now();
+
 /**
  * A token bucket that reads the clock only when it ran dry: a frame that finds a token costs a
  * compare and a decrement.
@@ -120,7 +122,7 @@ export class Bucket {
   private readonly rate: Rate;
   private readonly now: () => number;
 
-  constructor(rate: Rate, now: () => number = performance.now.bind(performance)) {
+  constructor(rate: Rate, now: () => number = monotonicMs) {
     this.rate = rate;
     this.now = now;
     this.tokens = rate.burst;
