@@ -179,7 +179,13 @@ export class H2Connection {
   private readonly limits: H2Limits;
   private readonly decoder = new HpackDecoder();
   private readonly streams = new Map<number, H2Stream>();
+  /**
+   * The unread tail of earlier reads: its first pendingFill octets. Once the tail holds a frame
+   * header, `pending` has room for that whole frame, so reads that do not complete it are copied
+   * in and not parsed again: a peer sending an octet at a time costs an octet's copy each.
+   */
   private pending: Buffer | undefined = undefined;
+  private pendingFill = 0;
   private prefaceSeen = false;
   private settingsSeen = false;
   private lastPeerStream = 0;
@@ -352,15 +358,21 @@ export class H2Connection {
   private onData(chunk: Buffer): void {
     if (this.dead) return;
     let buf = chunk;
-    if (this.pending) {
-      buf = Buffer.concat([this.pending, chunk]);
+    const p = this.pending;
+    if (p !== undefined) {
+      const fill = this.pendingFill + chunk.length;
+      if (fill < p.length) {
+        chunk.copy(p, this.pendingFill);
+        this.pendingFill = fill;
+        return;
+      }
+      buf = Buffer.concat([p.subarray(0, this.pendingFill), chunk], fill);
       this.pending = undefined;
     }
     this.out = [];
     try {
       const used = this.frames(buf);
-      // Keep the unread tail as a copy: a view would pin the whole read chunk.
-      if (used < buf.length && this.isOpen()) this.pending = Buffer.from(buf.subarray(used));
+      if (used < buf.length && this.isOpen()) this.keepTail(buf, used);
     } catch (err) {
       if (err instanceof ConnectionError) {
         if (err.violation !== undefined) this.onViolation(err.violation);
@@ -373,6 +385,19 @@ export class H2Connection {
     } finally {
       this.flushOut();
     }
+  }
+
+  /**
+   * Keeps what frames() left of buf as a copy (a view would pin the whole read), in a buffer with
+   * room for the frame it starts when its header is there (frames() checked its length).
+   */
+  private keepTail(buf: Buffer, used: number): void {
+    const tail = buf.length - used;
+    const need = this.prefaceSeen && tail >= FRAME_HEADER ? FRAME_HEADER + buf.readUIntBE(used, 3) : tail;
+    const p = Buffer.allocUnsafe(Math.max(need, tail));
+    buf.copy(p, 0, used);
+    this.pending = p;
+    this.pendingFill = tail;
   }
 
   /** Handles the whole frames in buf; returns how many octets it used. */

@@ -1,11 +1,13 @@
 // The flood limits of limits.ts, one attack each: every test sends what a hostile peer
 // would, sees GOAWAY ENHANCE_YOUR_CALM, sees the connection close, and sees the
 // violation reported by kind. Well-behaved uses close to each limit stay open.
-import { afterEach, describe, expect, it } from "vitest";
-import { ErrorCode, Flag, FrameType, Setting, frame, rstStreamFrame, settingsFrame, windowUpdateFrame } from "./frames.ts";
+import type { Socket } from "node:net";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { H2Connection } from "./connection.ts";
+import { ErrorCode, Flag, FrameType, PREFACE, Setting, frame, rstStreamFrame, settingsFrame, windowUpdateFrame } from "./frames.ts";
 import type { H2Limits, H2Violation } from "./limits.ts";
 import { startH2Server, type H2Server } from "./server.ts";
-import { RawClient, TestHandler, dataFrame, enc, field, headersFrame, pingFrame, raws, requestBlock, until } from "./raw-client.test-support.ts";
+import { FakeSocket, RawClient, TestHandler, dataFrame, enc, field, headersFrame, pingFrame, raws, requestBlock, until } from "./raw-client.test-support.ts";
 
 const servers: H2Server[] = [];
 
@@ -328,5 +330,26 @@ describe("the send path with 1,024 blocked streams", () => {
     expect(violations).toEqual([]);
     // Quadratic, it took seconds: each update walked the waiting streams once per waiting stream.
     expect(ms).toBeLessThan(1000);
+  });
+});
+
+describe("a peer that sends an octet at a time", () => {
+  it("costs a copy per read, not a copy of everything kept so far: a 16 KiB frame in 16,393 reads joins buffers a handful of times", () => {
+    const socket = new FakeSocket();
+    const handler = new TestHandler();
+    const conn = new H2Connection(socket as unknown as Socket, handler);
+    socket.emit("data", Buffer.concat([PREFACE, settingsFrame([]), headersFrame(1, requestBlock("/echo"), false)]));
+    const concat = vi.spyOn(Buffer, "concat");
+    try {
+      const wire = dataFrame(1, Buffer.alloc(16_384, 0x61), true);
+      for (let i = 0; i < wire.length; i++) socket.emit("data", wire.subarray(i, i + 1));
+      // Before, every read joined the kept tail and the new octet: 16,393 joins of up to 16 KiB.
+      expect(concat.mock.calls.length).toBeLessThan(20);
+    } finally {
+      concat.mockRestore();
+    }
+    expect(handler.ends.map((s) => s.bodyLength)).toEqual([16_384]);
+    socket.emit("close");
+    expect(conn.held().pending).toBe(0);
   });
 });

@@ -4,7 +4,6 @@
 // a deadline, and with nothing left in the connection once it closed; the heap must
 // stay bounded over the whole run. The PRNG is seeded: a failure names its seed and
 // sequence, and KEYWARD_FUZZ_SEED=<seed> replays the run.
-import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -14,46 +13,11 @@ import { ErrorCode, Flag, FrameType, PREFACE, Setting, frame, goawayFrame, rstSt
 import { HpackEncoder } from "./hpack.ts";
 import { DEFAULT_LIMITS, type H2Limits } from "./limits.ts";
 import { seededRandom } from "../../test/support/random.ts";
+import { FakeSocket } from "./raw-client.test-support.ts";
 
 const SEQUENCES = 100_000;
 /** Milliseconds one sequence may take, frames and close included. */
 const DEADLINE_MS = 1000;
-
-/** What H2Connection uses of a net.Socket. Writes are counted, not kept; some report a full buffer. */
-class FakeSocket extends EventEmitter {
-  writableEnded = false;
-  destroyed = false;
-  written = 0;
-  full = false;
-  paused = false;
-  setNoDelay(): this {
-    return this;
-  }
-  write(buf: Buffer): boolean {
-    this.written += buf.length;
-    return !this.full;
-  }
-  pause(): this {
-    this.paused = true;
-    return this;
-  }
-  resume(): this {
-    this.paused = false;
-    return this;
-  }
-  end(): this {
-    this.writableEnded = true;
-    return this;
-  }
-  destroySoon(): void {
-    this.writableEnded = true;
-    this.destroyed = true;
-  }
-  destroy(): this {
-    this.destroyed = true;
-    return this;
-  }
-}
 
 const enc = new HpackEncoder();
 const BLOCKS = [

@@ -1,6 +1,7 @@
 // Test support for src/h2: a handler that answers by path, and RawClient, a client that
 // writes hand-built frames on a plain socket and parses what the server sends back (for
 // what a well-behaved client never does, and to see the frames themselves).
+import { EventEmitter } from "node:events";
 import { connect as netConnect, type Socket } from "node:net";
 import type { H2Handler, H2Stream } from "./connection.ts";
 import { DEFAULT_MAX_FRAME, Flag, FRAME_HEADER, FrameType, PREFACE, frame, headerFrames, settingsFrame } from "./frames.ts";
@@ -250,3 +251,40 @@ export const requestBlock = (path: string, method = "POST", extra: [string, stri
 export const headersFrame = (sid: number, block: Buffer, endStream: boolean): Buffer => headerFrames(sid, block, endStream ? Flag.END_STREAM : 0, DEFAULT_MAX_FRAME);
 export const dataFrame = (sid: number, payload: Buffer, endStream = false): Buffer => frame(FrameType.DATA, endStream ? Flag.END_STREAM : 0, sid, payload);
 export const pingFrame = frame(FrameType.PING, 0, 0, Buffer.alloc(8));
+
+/** What H2Connection uses of a net.Socket. Writes are counted, not kept; some report a full buffer. */
+export class FakeSocket extends EventEmitter {
+  writableEnded = false;
+  destroyed = false;
+  written = 0;
+  full = false;
+  paused = false;
+  setNoDelay(): this {
+    return this;
+  }
+  write(buf: Buffer): boolean {
+    this.written += buf.length;
+    return !this.full;
+  }
+  pause(): this {
+    this.paused = true;
+    return this;
+  }
+  resume(): this {
+    this.paused = false;
+    return this;
+  }
+  end(): this {
+    this.writableEnded = true;
+    return this;
+  }
+  destroySoon(): void {
+    this.writableEnded = true;
+    this.destroyed = true;
+  }
+  destroy(): this {
+    this.destroyed = true;
+    return this;
+  }
+}
+
