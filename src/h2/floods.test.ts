@@ -1,6 +1,7 @@
 // The flood limits of limits.ts, one attack each: every test sends what a hostile peer
 // would, sees GOAWAY ENHANCE_YOUR_CALM, sees the connection close, and sees the
 // violation reported by kind. Well-behaved uses close to each limit stay open.
+import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { H2Connection } from "./connection.ts";
@@ -352,4 +353,34 @@ describe("a peer that sends an octet at a time", () => {
     socket.emit("close");
     expect(conn.held().pending).toBe(0);
   });
+});
+
+describe("a heavy well-behaved client", () => {
+  it("runs 3,000 requests, 1,000 at a time, with bodies up to 1 MiB, pings and settings, without a violation", async () => {
+    const { port, violations } = await serve();
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on("error", () => undefined);
+    try {
+      const one = (i: number): Promise<number> =>
+        new Promise((resolve, reject) => {
+          const req = session.request({ ":method": "POST", ":path": "/echo" });
+          let n = 0;
+          req.on("data", (c: Buffer) => (n += c.length));
+          req.on("error", reject);
+          req.on("close", () => {
+            resolve(n);
+          });
+          req.end(Buffer.alloc(i % 100 === 0 ? 1024 * 1024 : 200 + (i % 700), 0x78));
+        });
+      for (let round = 0; round < 3; round++) {
+        session.ping(() => undefined);
+        session.settings({ initialWindowSize: 1024 * 1024 + round });
+        const sizes = await Promise.all(Array.from({ length: 1000 }, (_, i) => one(i)));
+        expect(sizes.filter((n, i) => n !== (i % 100 === 0 ? 1024 * 1024 : 200 + (i % 700)))).toEqual([]);
+      }
+      expect(violations).toEqual([]);
+    } finally {
+      session.destroy();
+    }
+  }, 30_000);
 });
