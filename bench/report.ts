@@ -10,6 +10,7 @@ import type { FloorRun } from "./latency-floor.ts";
 import type { CidrBenchResult } from "./cidr.ts";
 import type { DecodeResult } from "./decode.ts";
 import type { InterleavedResult } from "./interleaved.ts";
+import { floodTable, type FloodRow } from "./floods.ts";
 
 interface Stamp {
   at: string;
@@ -33,6 +34,7 @@ export interface Results {
     interleaved?: Stamp & { command: string; rps: number; results: InterleavedResult[] };
     micro?: Stamp & { command: string; result: DecodeResult };
     cidr?: Stamp & { command: string; result: CidrBenchResult };
+    floods?: Stamp & { command: string; rows: FloodRow[] };
   };
 }
 
@@ -172,6 +174,11 @@ export function renderMarkdown(r: Results): string {
     out.push("", "| top functions (self) | where | % |", "| --- | --- | ---: |");
     for (const c of p.top.slice(0, 15)) out.push(`| \`${c.fn}\` | ${c.where} | ${f1(c.percent)} |`);
     out.push("");
+  }
+  if (s.floods) {
+    out.push(`## HTTP/2 floods (\`${s.floods.command}\`)`, "");
+    out.push(`Run at ${s.floods.at}; load average before ${s.floods.loadAverage}. One attacking connection each (the last row: many), beside a well-behaved client.`, "");
+    out.push(...floodTable(s.floods.rows), "");
   }
   return out.join("\n") + "\n";
 }

@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -21,10 +21,11 @@ import { latencyFloor } from "./latency-floor.ts";
 import { interleaved } from "./interleaved.ts";
 import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
+import { runFloods } from "./floods.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -186,6 +187,14 @@ if (only.has("profile")) {
   const start = stamp();
   const p = await runProfile(100_000, 15, log);
   results.sections.profile = { ...start, command: "node bench/profile.ts --keys 100000 --seconds 15", summary: p };
+  save();
+}
+
+if (only.has("floods")) {
+  log("HTTP/2 floods against the gRPC port, one attack at a time");
+  const start = stamp();
+  const rows = await runFloods({ log });
+  results.sections.floods = { ...start, command: "node bench/floods.ts", rows };
   save();
 }
 

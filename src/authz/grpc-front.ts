@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import { KeywardError } from "../errors.ts";
 import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
+import type { H2Limits, H2Violation } from "../h2/limits.ts";
 import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
 import { deny, type Decision } from "./check.ts";
@@ -23,6 +24,10 @@ export type GrpcTransport = (typeof GRPC_TRANSPORTS)[number];
 export interface GrpcFrontOptions extends FrontOptions {
   /** Default keyward. */
   transport?: GrpcTransport;
+  /** keyward transport: HTTP/2 limits other than the defaults (src/h2/limits.ts). */
+  h2Limits?: Partial<H2Limits>;
+  /** keyward transport: a connection was closed for a flood (or refused past maxConnections). */
+  onViolation?: (kind: H2Violation) => void;
 }
 
 export interface GrpcFront {
@@ -79,7 +84,7 @@ function method(pkg: PackageDefinition, service: string, name: string): MethodDe
   return m;
 }
 
-async function startKeywardFront(o: FrontOptions): Promise<GrpcFront> {
+async function startKeywardFront(o: GrpcFrontOptions): Promise<GrpcFront> {
   const pkg = loadProtos();
   const check = method(pkg, AUTHZ_SERVICE, "Check");
   const serialize = check.responseSerialize as (m: CheckResponseMessage) => Buffer;
@@ -145,7 +150,14 @@ async function startKeywardFront(o: FrontOptions): Promise<GrpcFront> {
     ],
   ]);
   const grpcServer = new GrpcServer({ methods, maxMessage: MAX_MESSAGE, onError: o.onError });
-  const server = await startH2Server({ address: o.address, handler: grpcServer, limits: { maxBody: grpcServer.maxBody }, onInternalError: o.onError, tls: o.tls });
+  const server = await startH2Server({
+    address: o.address,
+    handler: grpcServer,
+    limits: { ...o.h2Limits, maxBody: grpcServer.maxBody },
+    onInternalError: o.onError,
+    tls: o.tls,
+    ...(o.onViolation ? { onViolation: o.onViolation } : {}),
+  });
   let last = health.status();
   return {
     port: server.port,

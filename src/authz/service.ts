@@ -12,6 +12,8 @@ import { Limiter } from "../limits/limiter.ts";
 import { registerUnknownKeyMetrics, UnknownKeyGuard } from "./bruteforce.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
+import { h2ViolationCounter } from "../grpc/metrics.ts";
+import type { H2Limits } from "../h2/limits.ts";
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
 import { HTTP_PROXIES, startHttpFront, type HttpFront, type HttpProxy } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
@@ -77,6 +79,16 @@ async function openTls(config: Config, log: Logger): Promise<TlsSource | undefin
   );
   log.info("TLS on the check ports", { cert: tls.current().info, clientCerts: tls.requestCert ? (config.tlsRequireClientCert ? "required" : "optional") : "not requested" });
   return tls;
+}
+
+/** The HTTP/2 limits of the gRPC port that configuration sets (ADR 0028). */
+function h2LimitsOf(config: AuthzDeps["config"]): Partial<H2Limits> {
+  return {
+    maxConnections: config.grpcMaxConnections,
+    idleTimeoutMs: config.grpcIdleTimeout,
+    maxConcurrentStreams: config.grpcMaxConcurrentStreams,
+    resetRate: { burst: config.grpcStreamResetBurst, perSecond: config.grpcStreamResetRate },
+  };
 }
 
 export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
@@ -160,7 +172,19 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
   let httpFront: HttpFront | undefined;
   try {
-    grpcFront = await startGrpcFront({ address: config.grpcAddress, transport: config.grpcTransport as GrpcTransport, checker, response, ready, indexStale, onDecision: onDecision("grpc"), onError, tls });
+    grpcFront = await startGrpcFront({
+      address: config.grpcAddress,
+      transport: config.grpcTransport as GrpcTransport,
+      h2Limits: h2LimitsOf(config),
+      onViolation: h2ViolationCounter(registry),
+      checker,
+      response,
+      ready,
+      indexStale,
+      onDecision: onDecision("grpc"),
+      onError,
+      tls,
+    });
     const proxy = httpProxy(config.httpAuthProxy);
     if (config.httpAuthAddress && proxy) {
       httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, indexStale, onDecision: onDecision("http"), onError, tls });

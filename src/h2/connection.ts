@@ -6,6 +6,7 @@
 // see docs/adr/0023-own-http2-transport.md for why keyward does not use node:http2.
 import type { Socket } from "node:net";
 import { HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { Bucket, DEFAULT_LIMITS, SMALL_DATA, type H2Limits, type H2Violation } from "./limits.ts";
 import {
   DEFAULT_MAX_FRAME,
   DEFAULT_WINDOW,
@@ -27,29 +28,7 @@ import {
   windowUpdateFrame,
 } from "./frames.ts";
 
-export interface H2Limits {
-  /** SETTINGS_MAX_CONCURRENT_STREAMS: open streams per connection; more are refused (REFUSED_STREAM). */
-  maxConcurrentStreams: number;
-  /** SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 §6.5.2 octets); larger requests are answered 431. */
-  maxHeaderListSize: number;
-  /** Octets of request body kept per stream; past it the handler's onEnd sees bodyTooLarge. */
-  maxBody: number;
-  /** The connection's receive window: at most this many body octets are buffered per connection. */
-  connectionWindow: number;
-  /**
-   * Milliseconds a new connection has to send the client preface and its first SETTINGS;
-   * a connection that does not is closed, so idle sockets cannot pile up before speaking.
-   */
-  prefaceTimeoutMs: number;
-}
-
-export const DEFAULT_LIMITS: H2Limits = {
-  maxConcurrentStreams: 1024,
-  maxHeaderListSize: 16 * 1024,
-  maxBody: 4 * 1024 * 1024 + 5,
-  connectionWindow: 8 * 1024 * 1024,
-  prefaceTimeoutMs: 10_000,
-};
+export { DEFAULT_LIMITS, type H2Limits, type H2Violation } from "./limits.ts";
 
 /** What serves the requests of a connection. Called synchronously from the frame loop. */
 export interface H2Handler {
@@ -97,14 +76,21 @@ export class H2Stream {
   /** @internal */ listSize = 0;
   /** @internal */ contentLength = -1;
   /** @internal */ bodyLength = 0;
-  /** @internal */ body: Buffer | undefined = undefined;
-  /** @internal */ parts: Buffer[] | undefined = undefined;
+  /**
+   * @internal The body: a view of the read when it came whole in one DATA frame that ended the
+   * stream, otherwise a copy grown as frames arrive (its first bodyLength octets).
+   */
+  body: Buffer | undefined = undefined;
+  /** @internal DATA frames under SMALL_DATA octets that did not end the stream. */
+  smallFrames = 0;
   /** @internal */ sendWindow: number;
   /** @internal */ recvWindow: number;
   /** @internal Flow-controlled octets received, given back to the connection window on close. */
   recvBytes = 0;
   /** @internal DATA waiting for window. */
   queue: Buffer[] | undefined = undefined;
+  /** @internal The queue waits for this stream's own window; the stream is not in the blocked list until it grows. */
+  parked = false;
   /** @internal Trailers (a header block) to send once the queue drained. */
   pendingTrailers: Buffer | undefined = undefined;
   /** @internal End the stream (an empty DATA with END_STREAM) once the queue drained. */
@@ -126,11 +112,9 @@ export class H2Stream {
 
   /** The request body received (empty when there was none). */
   bodyBuffer(): Buffer {
-    if (this.parts) {
-      this.body = Buffer.concat(this.parts, this.bodyLength);
-      this.parts = undefined;
-    }
-    return this.body ?? EMPTY;
+    const b = this.body;
+    if (b === undefined) return EMPTY;
+    return b.length === this.bodyLength ? b : b.subarray(0, this.bodyLength);
   }
 
   /** Sends a response header block (HPACK-encoded); with endStream, the response ends with it. */
@@ -158,20 +142,34 @@ const EMPTY = Buffer.alloc(0);
 /** How many streams keyward reset it remembers per connection, to ignore their late frames. */
 const RESET_MEMORY = 256;
 
-/** A connection error: GOAWAY with this code, then close. */
+/** Entries one SETTINGS frame may carry. */
+const MAX_SETTINGS_ENTRIES = 32;
+/** WINDOW_UPDATE frames any connection may send besides those its streams and keyward's DATA earn. */
+const WINDOW_UPDATE_BASE = 100;
+/** How long a connection closed for a protocol error may take to flush its GOAWAY before it is destroyed. */
+const FAIL_CLOSE_MS = 2000;
+
+/** A connection error: GOAWAY with this code, then close; `violation` when a limit was overstepped. */
 class ConnectionError extends Error {
   readonly code: number;
-  constructor(code: number, message: string) {
+  readonly violation: H2Violation | undefined;
+  constructor(code: number, message: string, violation?: H2Violation) {
     super(message);
     this.code = code;
+    this.violation = violation;
   }
 }
+
+/** A flood: GOAWAY ENHANCE_YOUR_CALM. */
+const calm = (violation: H2Violation, message: string): ConnectionError => new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, message, violation);
 
 interface Continuation {
   streamId: number;
   flags: number;
   parts: Buffer[];
   size: number;
+  /** CONTINUATION frames so far. */
+  frames: number;
   selfDependent: boolean;
 }
 
@@ -181,7 +179,13 @@ export class H2Connection {
   private readonly limits: H2Limits;
   private readonly decoder = new HpackDecoder();
   private readonly streams = new Map<number, H2Stream>();
+  /**
+   * The unread tail of earlier reads: its first pendingFill octets. Once the tail holds a frame
+   * header, `pending` has room for that whole frame, so reads that do not complete it are copied
+   * in and not parsed again: a peer sending an octet at a time costs an octet's copy each.
+   */
   private pending: Buffer | undefined = undefined;
+  private pendingFill = 0;
   private prefaceSeen = false;
   private settingsSeen = false;
   private lastPeerStream = 0;
@@ -219,13 +223,47 @@ export class H2Connection {
    * not answered with one RST_STREAM each or, for trailers, a connection error.
    */
   private readonly resetByUs = new Set<number>();
+  // ---- flood accounting (limits.ts); each frame costs a few integer operations ----
+  private readonly onViolation: (kind: H2Violation) => void;
+  /** Empty DATA, HEADERS and CONTINUATION frames in a row. */
+  private emptyFrames = 0;
+  private readonly settingsBudget: Bucket;
+  private readonly pingBudget: Bucket;
+  private readonly resetBudget: Bucket;
+  private readonly strayBudget: Bucket;
+  private streamsOpened = 0;
+  private priorityFrames = 0;
+  private windowUpdates = 0;
+  private dataFramesSent = 0;
+  /** Frames, and control frames among them, gathered for one read or written while the peer does not read. */
+  private queuedFrames = 0;
+  private queuedControl = 0;
+  /** For the idle timeout: a stream opened, or the socket drained, since the timer last fired. */
+  private streamSinceTick = false;
+  private drainedSinceTick = true;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private failTimer: NodeJS.Timeout | undefined;
 
-  /** onInternalError: something other than a protocol error was thrown (a bug); the connection was closed. */
-  constructor(socket: Socket, handler: H2Handler, limits: H2Limits = DEFAULT_LIMITS, onInternalError: (err: unknown) => void = () => undefined) {
+  /**
+   * onInternalError: something other than a protocol error was thrown (a bug); the connection was closed.
+   * onViolation: the peer overstepped a limit; the connection is being closed with ENHANCE_YOUR_CALM.
+   */
+  constructor(
+    socket: Socket,
+    handler: H2Handler,
+    limits: H2Limits = DEFAULT_LIMITS,
+    onInternalError: (err: unknown) => void = () => undefined,
+    onViolation: (kind: H2Violation) => void = () => undefined,
+  ) {
     this.socket = socket;
     this.handler = handler;
     this.limits = limits;
     this.onInternalError = onInternalError;
+    this.onViolation = onViolation;
+    this.settingsBudget = new Bucket(limits.settingsRate);
+    this.pingBudget = new Bucket(limits.pingRate);
+    this.resetBudget = new Bucket(limits.resetRate);
+    this.strayBudget = new Bucket(limits.strayFrameRate);
     this.recvWindow = limits.connectionWindow;
     this.streamWindow = Math.min(MAX_WINDOW, limits.maxBody + 5);
     this.onField = (name, value) => {
@@ -237,10 +275,19 @@ export class H2Connection {
       this.fail(ErrorCode.PROTOCOL_ERROR, "no connection preface in time");
     }, limits.prefaceTimeoutMs);
     this.prefaceTimer.unref();
+    if (limits.idleTimeoutMs > 0) {
+      this.idleTimer = setInterval(() => {
+        this.idleTick();
+      }, limits.idleTimeoutMs);
+      this.idleTimer.unref();
+    }
     socket.on("data", (chunk: Buffer) => {
       this.onData(chunk);
     });
     socket.on("drain", () => {
+      this.drainedSinceTick = true;
+      this.queuedFrames = 0;
+      this.queuedControl = 0;
       if (this.paused) {
         this.paused = false;
         socket.resume();
@@ -250,6 +297,7 @@ export class H2Connection {
       // Reset by the peer, mostly; close follows.
     });
     socket.on("close", () => {
+      clearTimeout(this.failTimer);
       this.onClose();
     });
     this.write(
@@ -266,6 +314,24 @@ export class H2Connection {
 
   private isOpen(): boolean {
     return !this.dead;
+  }
+
+  /**
+   * Every idleTimeoutMs: a connection that had no open stream and opened none since the last
+   * tick is drained; one whose peer has not read anything keyward wrote since then is closed.
+   */
+  private idleTick(): void {
+    if (this.dead) return;
+    if (this.paused && !this.drainedSinceTick) {
+      this.destroy();
+      return;
+    }
+    if (this.settingsSeen && this.streams.size === 0 && !this.streamSinceTick) {
+      this.drain();
+      return;
+    }
+    this.streamSinceTick = false;
+    this.drainedSinceTick = !this.paused;
   }
 
   /** Stops taking new streams (GOAWAY NO_ERROR); the socket closes once the open ones ended. */
@@ -292,18 +358,26 @@ export class H2Connection {
   private onData(chunk: Buffer): void {
     if (this.dead) return;
     let buf = chunk;
-    if (this.pending) {
-      buf = Buffer.concat([this.pending, chunk]);
+    const p = this.pending;
+    if (p !== undefined) {
+      const fill = this.pendingFill + chunk.length;
+      if (fill < p.length) {
+        chunk.copy(p, this.pendingFill);
+        this.pendingFill = fill;
+        return;
+      }
+      buf = Buffer.concat([p.subarray(0, this.pendingFill), chunk], fill);
       this.pending = undefined;
     }
     this.out = [];
     try {
       const used = this.frames(buf);
-      // Keep the unread tail as a copy: a view would pin the whole read chunk.
-      if (used < buf.length && this.isOpen()) this.pending = Buffer.from(buf.subarray(used));
+      if (used < buf.length && this.isOpen()) this.keepTail(buf, used);
     } catch (err) {
-      if (err instanceof ConnectionError) this.fail(err.code, err.message);
-      else {
+      if (err instanceof ConnectionError) {
+        if (err.violation !== undefined) this.onViolation(err.violation);
+        this.fail(err.code, err.message);
+      } else {
         // A bug in this file or the handler: this connection goes, the process stays.
         this.fail(ErrorCode.INTERNAL_ERROR, "internal error");
         this.onInternalError(err);
@@ -311,6 +385,19 @@ export class H2Connection {
     } finally {
       this.flushOut();
     }
+  }
+
+  /**
+   * Keeps what frames() left of buf as a copy (a view would pin the whole read), in a buffer with
+   * room for the frame it starts when its header is there (frames() checked its length).
+   */
+  private keepTail(buf: Buffer, used: number): void {
+    const tail = buf.length - used;
+    const need = this.prefaceSeen && tail >= FRAME_HEADER ? FRAME_HEADER + buf.readUIntBE(used, 3) : tail;
+    const p = Buffer.allocUnsafe(Math.max(need, tail));
+    buf.copy(p, 0, used);
+    this.pending = p;
+    this.pendingFill = tail;
   }
 
   /** Handles the whole frames in buf; returns how many octets it used. */
@@ -376,11 +463,14 @@ export class H2Connection {
       case FrameType.PING:
         if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
         if (end - start !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING payload is not 8 octets");
-        if ((flags & Flag.ACK) === 0) this.write(frame(FrameType.PING, Flag.ACK, 0, buf.subarray(start, end)));
+        // keyward sends no PING of its own: an acknowledgement counts like a PING.
+        if (!this.pingBudget.take()) throw calm("ping", "too many PING frames");
+        if ((flags & Flag.ACK) === 0) this.write(frame(FrameType.PING, Flag.ACK, 0, buf.subarray(start, end)), true);
         return;
       case FrameType.GOAWAY:
         if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
         if (end - start < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY shorter than 8 octets");
+        if (this.draining) this.stray("GOAWAY");
         this.draining = true;
         if (this.streams.size === 0) this.end();
         return;
@@ -397,9 +487,20 @@ export class H2Connection {
     return sid > this.lastPeerStream;
   }
 
+  /** A frame for a stream that is gone; they may come only so fast. */
+  private stray(what: string): void {
+    if (!this.strayBudget.take()) throw calm("stray_frames", `too many frames for closed streams (${what})`);
+  }
+
+  /** An empty DATA, HEADERS or CONTINUATION frame (payload, not padding) that did not end the stream. */
+  private empty(): void {
+    if (++this.emptyFrames > this.limits.maxConsecutiveEmptyFrames) throw calm("empty_frames", "too many empty frames in a row");
+  }
+
   private onDataFrame(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
     if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
     const length = end - start;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
     this.recvWindow -= length;
     if (this.recvWindow < 0) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
     if ((flags & Flag.PADDED) !== 0) {
@@ -409,12 +510,19 @@ export class H2Connection {
       if (pad > end - start) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "padding longer than the DATA payload");
       end -= pad;
     }
+    if (end > start) this.emptyFrames = 0;
+    else if (!endStream) this.empty();
     const s = this.streams.get(sid);
     if (!s) {
       this.release(length);
       if (this.idle(sid)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
-      if (!this.resetByUs.has(sid)) this.write(rstStreamFrame(sid, ErrorCode.STREAM_CLOSED));
+      if (length < SMALL_DATA) this.stray("DATA");
+      if (!this.resetByUs.has(sid)) this.write(rstStreamFrame(sid, ErrorCode.STREAM_CLOSED), true);
       return;
+    }
+    // A DATA frame costs like a frame, whatever it carries: small ones may come only so often.
+    if (length < SMALL_DATA && !endStream && ++s.smallFrames > this.limits.maxSmallDataFramesPerStream) {
+      throw calm("small_data", "too many small DATA frames on a stream");
     }
     if (s.remoteEnded) {
       this.release(length);
@@ -432,21 +540,29 @@ export class H2Connection {
       if (s.bodyLength + n > this.limits.maxBody) {
         s.bodyTooLarge = true;
         s.body = undefined;
-        s.parts = undefined;
         if (!s.localEnded) this.handler.onEnd(s);
         return;
       }
-      const chunk = buf.subarray(start, end);
-      const first = s.body;
-      if (s.parts) s.parts.push(chunk);
-      else if (first === undefined) s.body = chunk;
-      else {
-        s.parts = [first, chunk];
-        s.body = undefined;
-      }
+      if (s.bodyLength === 0 && endStream) s.body = buf.subarray(start, end);
+      else this.appendBody(s, buf, start, end);
       s.bodyLength += n;
     }
-    if ((flags & Flag.END_STREAM) !== 0) this.remoteEnd(s);
+    if (endStream) this.remoteEnd(s);
+  }
+
+  /**
+   * Copies body octets into the stream's own buffer, doubling it as needed: memory follows the
+   * octets received, not the frames, and no view pins the read they came in.
+   */
+  private appendBody(s: H2Stream, buf: Buffer, start: number, end: number): void {
+    const need = s.bodyLength + end - start;
+    let body = s.body;
+    if (body === undefined || body.length < need) {
+      const grown = Buffer.allocUnsafe(Math.min(this.limits.maxBody, Math.max(need, 2 * s.bodyLength, 1024)));
+      if (body !== undefined) body.copy(grown, 0, 0, s.bodyLength);
+      s.body = body = grown;
+    }
+    buf.copy(body, s.bodyLength, start, end);
   }
 
   private onHeadersFrame(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
@@ -464,9 +580,11 @@ export class H2Connection {
       selfDependent = (buf.readUInt32BE(start) & 0x7fffffff) === sid;
       start += 5;
     }
+    if (end > start) this.emptyFrames = 0;
+    else if ((flags & Flag.END_STREAM) === 0) this.empty();
     if ((flags & Flag.END_HEADERS) === 0) {
       const part = Buffer.from(buf.subarray(start, end));
-      this.cont = { streamId: sid, flags, parts: [part], size: part.length, selfDependent };
+      this.cont = { streamId: sid, flags, parts: [part], size: part.length, frames: 0, selfDependent };
       this.checkBlockSize(part.length);
       return;
     }
@@ -476,12 +594,15 @@ export class H2Connection {
   private checkBlockSize(size: number): void {
     // A header block decodes to at least as many octets as it has, less the 32 per field HPACK
     // adds; twice the list limit bounds what is buffered while CONTINUATIONs keep coming.
-    if (size > 2 * this.limits.maxHeaderListSize + 1024) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
+    if (size > 2 * this.limits.maxHeaderListSize + 1024) throw calm("header_block", "header block too large");
   }
 
   private onContinuation(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
     const c = this.cont;
     if (!c || c.streamId !== sid) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without HEADERS");
+    if (++c.frames > this.limits.maxContinuationFrames) throw calm("continuation", "too many CONTINUATION frames");
+    if (end > start) this.emptyFrames = 0;
+    else this.empty();
     c.parts.push(Buffer.from(buf.subarray(start, end)));
     c.size += end - start;
     this.checkBlockSize(c.size);
@@ -508,6 +629,8 @@ export class H2Connection {
     const s = this.target;
     if (s === undefined) return;
     s.listSize += name.length + value.length + 32;
+    // A small block that decodes to far more than the limit references big table entries over and over.
+    if (s.listSize > 4 * this.limits.maxHeaderListSize) throw calm("header_list", "header list far over SETTINGS_MAX_HEADER_LIST_SIZE");
     if (s.malformed !== undefined) return;
     if (name.charCodeAt(0) === 58 /* : */) {
       if (this.trailerBlock || s.sawRegular) {
@@ -538,6 +661,8 @@ export class H2Connection {
       }
     }
     s.sawRegular = true;
+    // Past the limit the request is answered 431 (trailers ignored): no field is looked at again.
+    if (s.listSize > this.limits.maxHeaderListSize) return;
     if (!validName(name) || (value.length > 0 && BAD_VALUE.test(value))) {
       s.malformed = "invalid header field";
       return;
@@ -553,7 +678,7 @@ export class H2Connection {
       }
       s.contentLength = Number(value);
     }
-    if (!this.trailerBlock && s.listSize <= this.limits.maxHeaderListSize) s.fields.push(name, value);
+    if (!this.trailerBlock) s.fields.push(name, value);
   }
 
   private headerBlock(sid: number, flags: number, buf: Buffer, start: number, end: number, selfDependent: boolean): void {
@@ -577,24 +702,27 @@ export class H2Connection {
     if (!this.idle(sid)) {
       if (!this.resetByUs.has(sid)) throw new ConnectionError(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
       // Trailers already in flight when keyward reset the stream: decoded for HPACK's sake, ignored.
+      this.stray("HEADERS");
       this.decodeInto(new H2Stream(sid, this, 0, 0), true, buf, start, end);
       return;
     }
     if (sid % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "a client stream with an even id");
     this.lastPeerStream = sid;
+    this.streamsOpened++;
+    this.streamSinceTick = true;
     const s = new H2Stream(sid, this, this.peerInitialWindow, this.settingsAcked ? this.streamWindow : Math.max(this.streamWindow, DEFAULT_WINDOW));
     this.decodeInto(s, false, buf, start, end);
     if (selfDependent) {
-      this.rst(sid, ErrorCode.PROTOCOL_ERROR);
+      this.refuse(sid, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     if (this.draining || this.streams.size >= this.limits.maxConcurrentStreams) {
-      this.rst(sid, ErrorCode.REFUSED_STREAM);
+      this.refuse(sid, ErrorCode.REFUSED_STREAM);
       return;
     }
     if (s.malformed === undefined && s.method !== "CONNECT" && (s.method === "" || s.scheme === "" || s.path === "")) s.malformed = "missing pseudo-header field";
     if (s.malformed !== undefined) {
-      this.rst(sid, ErrorCode.PROTOCOL_ERROR);
+      this.refuse(sid, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     this.streams.set(sid, s);
@@ -605,6 +733,19 @@ export class H2Connection {
     }
     this.handler.onRequest(s);
     if (endStream && !s.closed) this.remoteEnd(s, true);
+  }
+
+  /**
+   * A stream keyward resets without serving it. Like a stream the peer resets before its
+   * answer, it costs keyward work and the peer nothing, so it counts against resetRate.
+   */
+  private refuse(sid: number, code: number): void {
+    this.resetBudgetTake();
+    this.rst(sid, code);
+  }
+
+  private resetBudgetTake(): void {
+    if (!this.resetBudget.take()) throw calm("rst_stream", "too many streams reset before their answer");
   }
 
   private remoteEnd(s: H2Stream, already = false): void {
@@ -619,6 +760,7 @@ export class H2Connection {
 
   private onPriority(sid: number, buf: Buffer, start: number, end: number): void {
     if (sid === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+    if (++this.priorityFrames > this.limits.maxPriorityPerStream * (1 + this.streamsOpened)) throw calm("priority", "too many PRIORITY frames");
     // A wrong length or a dependency on itself is a stream error (RFC 9113 §6.3, §5.3.1); any
     // other priority is ignored: keyward answers in arrival order.
     const code = end - start !== 5 ? ErrorCode.FRAME_SIZE_ERROR : (buf.readUInt32BE(start) & 0x7fffffff) === sid ? ErrorCode.PROTOCOL_ERROR : undefined;
@@ -633,11 +775,18 @@ export class H2Connection {
     if (end - start !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM payload is not 4 octets");
     if (this.idle(sid)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream");
     const s = this.streams.get(sid);
-    if (s) this.closeStream(s);
+    if (s === undefined) {
+      this.stray("RST_STREAM");
+      return;
+    }
+    // An open stream is one keyward has not answered in full: the Rapid Reset pattern.
+    this.resetBudgetTake();
+    this.closeStream(s);
   }
 
   private onSettings(flags: number, sid: number, buf: Buffer, start: number, end: number): void {
     if (sid !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (!this.settingsBudget.take()) throw calm("settings", "too many SETTINGS frames");
     if ((flags & Flag.ACK) !== 0) {
       if (end !== start) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
       if (!this.settingsAcked) {
@@ -649,6 +798,7 @@ export class H2Connection {
       return;
     }
     if ((end - start) % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS payload is not a multiple of 6 octets");
+    if (end - start > 6 * MAX_SETTINGS_ENTRIES) throw calm("settings", "too many entries in a SETTINGS frame");
     for (let at = start; at < end; at += 6) {
       const id = buf.readUInt16BE(at);
       const value = buf.readUInt32BE(at + 2);
@@ -663,6 +813,7 @@ export class H2Connection {
           for (const s of this.streams.values()) {
             s.sendWindow += delta;
             if (s.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "a stream window above 2^31-1");
+            this.unpark(s);
           }
           break;
         }
@@ -675,12 +826,16 @@ export class H2Connection {
           break;
       }
     }
-    this.write(SETTINGS_ACK);
+    this.write(SETTINGS_ACK, true);
     this.flush();
   }
 
   private onWindowUpdate(sid: number, buf: Buffer, start: number, end: number): void {
     if (end - start !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE payload is not 4 octets");
+    const l = this.limits;
+    if (++this.windowUpdates > WINDOW_UPDATE_BASE + 2 * this.streamsOpened + l.maxWindowUpdatesPerDataFrame * this.dataFramesSent) {
+      throw calm("window_update", "too many WINDOW_UPDATE frames");
+    }
     const inc = buf.readUInt32BE(start) & 0x7fffffff;
     if (sid === 0) {
       if (inc === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
@@ -703,17 +858,30 @@ export class H2Connection {
       this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR);
       return;
     }
+    this.unpark(s);
     this.flush();
   }
 
   // ---- writing -------------------------------------------------------------
 
-  private write(buf: Buffer): void {
+  /** control: an acknowledgement or RST_STREAM, frames the peer makes keyward write at no cost to itself. */
+  private write(buf: Buffer, control = false): void {
     // Nothing can be sent after end() (drain with no streams left, or the peer's FIN). A write
     // would fail with ERR_STREAM_WRITE_AFTER_END, and that error destroys the socket, dropping
     // what it had not flushed yet (the last answers, the GOAWAY): a PING or a stream to refuse
     // arriving then must not cost the peer those.
     if (this.dead || this.socket.writableEnded) return;
+    if (this.out !== undefined || this.paused) {
+      // Gathered for one read, or waiting on a peer that does not read: bounded in frames.
+      if (control && ++this.queuedControl > this.limits.maxOutboundControlFrames) {
+        this.violate("outbound_control", "too many control frames waiting for the peer to read");
+        return;
+      }
+      if (++this.queuedFrames > this.limits.maxOutboundFrames) {
+        this.violate("outbound_frames", "too many frames waiting for the peer to read");
+        return;
+      }
+    }
     if (this.out) this.out.push(buf);
     else this.send(buf);
   }
@@ -727,6 +895,10 @@ export class H2Connection {
     this.out = undefined;
     if (out === undefined || out.length === 0 || this.socket.writableEnded) return;
     this.send(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+    if (!this.paused) {
+      this.queuedFrames = 0;
+      this.queuedControl = 0;
+    }
   }
 
   /** Ends the socket after what is gathered for it. */
@@ -747,6 +919,8 @@ export class H2Connection {
   sendHeaders(s: H2Stream, block: Buffer, endStream: boolean): void {
     if (s.closed || s.localEnded) return;
     s.headersSent = true;
+    // A peer that gets answers may ping as it likes (gRPC clients ping to size their windows).
+    this.pingBudget.refill();
     this.write(headerFrames(s.id, block, endStream ? Flag.END_STREAM : 0, this.peerMaxFrame));
     if (endStream) this.localEnd(s);
   }
@@ -763,6 +937,7 @@ export class H2Connection {
       if (b) out.set(b, FRAME_HEADER + a.length);
       this.sendWindow -= n;
       s.sendWindow -= n;
+      this.dataFramesSent++;
       this.write(out);
       if (end) this.localEnd(s);
       return;
@@ -806,8 +981,18 @@ export class H2Connection {
     this.sendWindow -= n;
     s.sendWindow -= n;
     s.headersSent = true;
+    this.dataFramesSent++;
+    this.pingBudget.refill();
     this.write(out);
     this.localEnd(s);
+  }
+
+  /** A parked stream that has window again rejoins the blocked list. */
+  private unpark(s: H2Stream): void {
+    if (s.parked && s.sendWindow > 0) {
+      s.parked = false;
+      this.blocked.push(s);
+    }
   }
 
   private enqueue(s: H2Stream, data: Buffer): void {
@@ -818,37 +1003,38 @@ export class H2Connection {
     this.flush();
   }
 
-  /** Sends queued DATA (then trailers) in the order the streams blocked, as far as the windows allow. */
+  /**
+   * Sends queued DATA (then trailers) in the order the streams blocked, as far as the windows
+   * allow. The list holds only streams that have window of their own (the others are parked), and
+   * the pass stops when the connection window is spent: a flush costs the streams it serves.
+   */
   private flush(): void {
-    for (;;) {
-      const s = this.blocked[0];
-      if (s === undefined || this.sendWindow <= 0 || this.dead) return;
-      if (s.closed || s.queue === undefined) {
-        this.blocked.shift();
-        continue;
-      }
-      for (let head = s.queue[0]; head !== undefined && this.sendWindow > 0 && s.sendWindow > 0; head = s.queue[0]) {
+    const list = this.blocked;
+    if (list.length === 0) return;
+    let keep = 0;
+    let i = 0;
+    for (; i < list.length && this.sendWindow > 0 && !this.dead; i++) {
+      const s = list[i] as H2Stream;
+      const queue = s.queue;
+      if (s.closed || queue === undefined) continue;
+      for (let head = queue[0]; head !== undefined && this.sendWindow > 0 && s.sendWindow > 0; head = queue[0]) {
         const n = Math.min(head.length, this.sendWindow, s.sendWindow, this.peerMaxFrame);
         const out = Buffer.allocUnsafe(FRAME_HEADER + n);
         putFrameHeader(out, 0, n, FrameType.DATA, 0, s.id);
         out.set(head.subarray(0, n), FRAME_HEADER);
         this.sendWindow -= n;
         s.sendWindow -= n;
+        this.dataFramesSent++;
         this.write(out);
-        if (n === head.length) s.queue.shift();
-        else s.queue[0] = head.subarray(n);
+        if (n === head.length) queue.shift();
+        else queue[0] = head.subarray(n);
       }
-      if (s.queue.length > 0) {
-        if (s.sendWindow <= 0) {
-          // This stream waits for its own window; others may go on.
-          this.blocked.shift();
-          this.blocked.push(s);
-          if (this.blocked.every((b) => b.sendWindow <= 0)) return;
-          continue;
-        }
-        return;
+      if (queue.length > 0) {
+        // Out of its own window: parked until a WINDOW_UPDATE or SETTINGS gives it more.
+        if (s.sendWindow <= 0) s.parked = true;
+        else list[keep++] = s;
+        continue;
       }
-      this.blocked.shift();
       s.queue = undefined;
       const trailers = s.pendingTrailers;
       if (trailers) {
@@ -857,10 +1043,14 @@ export class H2Connection {
         this.localEnd(s);
       } else if (s.pendingEnd) {
         s.pendingEnd = false;
+        this.dataFramesSent++;
         this.write(frame(FrameType.DATA, Flag.END_STREAM, s.id));
         this.localEnd(s);
       }
     }
+    // The rest (the connection window ran out) keep their order; streams that blocked during the pass are among them.
+    for (; i < list.length; i++) list[keep++] = list[i] as H2Stream;
+    list.length = keep;
   }
 
   // ---- stream and connection ends -----------------------------------------
@@ -881,7 +1071,7 @@ export class H2Connection {
 
   /** RST_STREAM from keyward; the stream's frames still on their way are then ignored. */
   private rst(sid: number, code: number): void {
-    this.write(rstStreamFrame(sid, code));
+    this.write(rstStreamFrame(sid, code), true);
     this.resetByUs.add(sid);
     if (this.resetByUs.size > RESET_MEMORY) {
       for (const oldest of this.resetByUs) {
@@ -898,7 +1088,6 @@ export class H2Connection {
     s.queue = undefined;
     s.pendingTrailers = undefined;
     s.body = undefined;
-    s.parts = undefined;
     this.release(s.recvBytes);
     if (!s.localEnded) this.handler.onAbort(s);
     if (this.draining && this.streams.size === 0) this.end();
@@ -908,17 +1097,32 @@ export class H2Connection {
   private release(n: number): void {
     this.unacked += n;
     if (this.unacked >= this.limits.connectionWindow / 2) {
-      this.write(windowUpdateFrame(0, this.unacked));
+      this.write(windowUpdateFrame(0, this.unacked), true);
       this.recvWindow += this.unacked;
       this.unacked = 0;
     }
   }
 
+  /** The peer overstepped a limit: GOAWAY ENHANCE_YOUR_CALM, and the connection closes. */
+  private violate(kind: H2Violation, message: string): void {
+    if (this.dead) return;
+    this.onViolation(kind);
+    this.fail(ErrorCode.ENHANCE_YOUR_CALM, message);
+  }
+
   private fail(code: number, message: string): void {
     if (this.dead) return;
-    this.write(goawayFrame(this.lastPeerStream, code, message));
+    // The GOAWAY goes out past the outbound limits: they may be what failed.
+    const goaway = goawayFrame(this.lastPeerStream, code, message);
+    if (this.out) this.out.push(goaway);
+    else if (!this.socket.writableEnded) this.send(goaway);
     this.end();
     this.socket.destroySoon();
+    // A peer that does not read would keep the socket, and what is buffered for it, open.
+    this.failTimer = setTimeout(() => {
+      this.socket.destroy();
+    }, FAIL_CLOSE_MS);
+    this.failTimer.unref();
     this.onClose();
   }
 
@@ -926,13 +1130,26 @@ export class H2Connection {
     if (this.dead) return;
     this.dead = true;
     clearTimeout(this.prefaceTimer);
+    clearInterval(this.idleTimer);
     const open = [...this.streams.values()];
     this.streams.clear();
+    // Nothing of a closed connection outlives it, whoever still holds it.
+    this.blocked.length = 0;
+    this.resetByUs.clear();
+    this.cont = undefined;
+    this.pending = undefined;
     for (const s of open) {
       s.closed = true;
+      s.queue = undefined;
+      s.body = undefined;
       if (!s.localEnded) this.handler.onAbort(s);
     }
     for (const w of this.closedWaiters.splice(0)) w();
+  }
+
+  /** @internal For tests: what the connection still holds (all zero once it closed). */
+  held(): { streams: number; blocked: number; resetByUs: number; pending: number; headerBlock: number } {
+    return { streams: this.streams.size, blocked: this.blocked.length, resetByUs: this.resetByUs.size, pending: this.pending?.length ?? 0, headerBlock: this.cont?.size ?? 0 };
   }
 }
 

@@ -6,7 +6,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { KeywardError } from "../errors.ts";
 import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
-import { DEFAULT_LIMITS, H2Connection, type H2Handler, type H2Limits } from "./connection.ts";
+import { H2Connection, type H2Handler } from "./connection.ts";
+import { DEFAULT_LIMITS, type H2Limits, type H2Violation } from "./limits.ts";
 
 export interface H2ServerOptions {
   /** host:port; an IPv6 host in brackets ([::]:9001). Port 0 picks a free one. */
@@ -17,6 +18,8 @@ export interface H2ServerOptions {
   onInternalError?: (err: unknown) => void;
   /** Serve TLS (ALPN h2) with this certificate, reloaded as it changes; cleartext without it. */
   tls?: TlsSource;
+  /** A peer overstepped a limit (limits.ts); its connection was closed (or, for "connections", refused). */
+  onViolation?: (kind: H2Violation) => void;
 }
 
 export interface H2Server {
@@ -42,12 +45,19 @@ export async function startH2Server(o: H2ServerOptions): Promise<H2Server> {
   const { host, port } = parseHostPort(o.address);
   const limits: H2Limits = { ...DEFAULT_LIMITS, ...o.limits };
   const open = new Set<H2Connection>();
+  const onViolation = o.onViolation ?? (() => undefined);
   const serve = (socket: Socket): void => {
     // A TLS client refused before this listener ran (followTls) is already gone.
     if (socket.destroyed) return;
-    const c = new H2Connection(socket, o.handler, limits, o.onInternalError);
+    if (open.size >= limits.maxConnections) {
+      onViolation("connections");
+      socket.destroy();
+      return;
+    }
+    const c = new H2Connection(socket, o.handler, limits, o.onInternalError, onViolation);
     open.add(c);
-    void c.closed().then(() => open.delete(c));
+    // Counted until the socket itself closed: a connection that failed may still hold it for a while.
+    socket.once("close", () => open.delete(c));
   };
   let server: Server;
   if (o.tls) {
