@@ -87,7 +87,6 @@ describe("--max-index-staleness", () => {
     }
 
     await cp.stopApiserver();
-    const stoppedAt = Date.now();
     try {
       const stale = await eventually(
         async () => {
@@ -98,7 +97,8 @@ describe("--max-index-staleness", () => {
         "checks to fail closed",
       );
       expect(stale).toMatchObject({ code: 14, httpStatus: 503, metadata: { reason: "index_stale" } });
-      expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(1000);
+      // Not a fixed time after the stop: the last contact may have come up to a watch restart
+      // (2 s) before it. What holds is that the index was older than the limit when it failed.
       expect(await staleness()).toBeGreaterThan(4);
       const http = await nginxStyleCheck(env.authz.httpPort!, { method: "GET", host: HOST, uri: "/" }, { "x-api-key": key.key, "x-forwarded-for": "192.0.2.1" });
       expect(http.status).toBe(503);
