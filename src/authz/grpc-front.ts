@@ -11,7 +11,7 @@ import { KeywardError } from "../errors.ts";
 import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
 import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
-import { deny, type Decision } from "./check.ts";
+import { deny, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";
