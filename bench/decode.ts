@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Checker } from "../src/authz/check.ts";
 import { decodeCheckRequest } from "../src/authz/decode.ts";
 import { checkResponder, toCheckInput, toCheckResponse } from "../src/authz/grpc.ts";
-import { PolicyIndex } from "../src/authz/policy.ts";
+import { PolicyIndex } from "../src/policy/policy.ts";
 import { decisionMetadata } from "../src/authz/response.ts";
 import { createLogger } from "../src/log.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "../src/authz/proto.ts";

@@ -1,8 +1,8 @@
-// The path check of the check path (src/authz/paths.ts) against the one regular
+// The path check of the check path (src/check/paths.ts) against the one regular
 // expression it replaced, on paths of the bench mix's shape: ns per path.
 //
 //   node bench/paths.ts
-import { pathProblem } from "../src/authz/paths.ts";
+import { pathProblem } from "../src/check/paths.ts";
 
 const PREVIOUS = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|\\/i;
 const PATHS = [

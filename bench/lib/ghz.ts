@@ -2,7 +2,8 @@
 // server on 127.0.0.1 and reduces its per-request details to percentiles.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { envoyIncludeDirs, PROTO_ROOT, AUTHZ_PROTO } from "../../src/authz/proto.ts";
+import { PROTO_ROOT, AUTHZ_PROTO } from "../../src/authz/proto.ts";
+import { envoyIncludeDirs } from "../../src/util/envoy-protos.ts";
 import type { CheckRequestMessage } from "../../src/authz/proto.ts";
 import { ghzPath, pinned, run } from "./proc.ts";
 

@@ -27,7 +27,7 @@ import { decodeCheckRequest } from "../../src/authz/decode.ts";
 import { GrpcServer } from "../../src/grpc/server.ts";
 import { startH2Server } from "../../src/h2/server.ts";
 import { createAuthzMetrics } from "../../src/authz/metrics.ts";
-import { PolicyIndex } from "../../src/authz/policy.ts";
+import { PolicyIndex } from "../../src/policy/policy.ts";
 import { loadProtos, AUTHZ_SERVICE, type CheckRequestMessage, type CheckResponseMessage } from "../../src/authz/proto.ts";
 import { startAuthz } from "../../src/authz/service.ts";
 import { defaultConfig } from "../../src/config/config.ts";

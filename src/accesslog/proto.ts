@@ -2,7 +2,7 @@
 // @grpc/proto-loader from the Envoy API tree shipped in @grpc/grpc-js-xds, and
 // the parts of its messages keyward reads.
 import { loadSync, type PackageDefinition } from "@grpc/proto-loader";
-import { envoyIncludeDirs } from "../authz/proto.ts";
+import { envoyIncludeDirs } from "../util/envoy-protos.ts";
 
 export const ALS_PROTO = "envoy/service/accesslog/v3/als.proto";
 export const ALS_SERVICE = "envoy.service.accesslog.v3.AccessLogService";

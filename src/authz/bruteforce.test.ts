@@ -4,10 +4,12 @@ import { loadConfig } from "../config/config.ts";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { registerUnknownKeyMetrics, UnknownKeyGuard, type UnknownKeyGuardOptions } from "./bruteforce.ts";
-import { Checker, type CheckInput } from "./check.ts";
-import { apiKey, checkInput, newKey, policy } from "./fixtures.test-support.ts";
-import { parseHostAssignments } from "./hosts.ts";
-import { PolicyIndex } from "./policy.ts";
+import type { CheckInput } from "../check/decision.ts";
+import { Checker } from "./check.ts";
+import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
+import { checkInput } from "./fixtures.test-support.ts";
+import { parseHostAssignments } from "../policy/hosts.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 import { denialBody, denialHeaders } from "./response.ts";
 
 const T0 = Date.UTC(2026, 5, 1, 12);

@@ -16,8 +16,8 @@ import type { Registry } from "prom-client";
 import { Counter, Gauge } from "prom-client";
 import { parseIp } from "../index/cidr.ts";
 import type { LimitVerdict } from "../limits/limiter.ts";
-import { clientAddress, deny, type CheckInput, type Decision } from "./check.ts";
-import type { CompiledRule } from "./policy.ts";
+import { clientAddress, deny, type CheckInput, type Decision } from "../check/decision.ts";
+import type { CompiledRule } from "../policy/policy.ts";
 
 export interface UnknownKeyGuardOptions {
   /** Unknown keys a network may present per window before it is blocked; 0 turns the defence off. */

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
-import { Checker, clientAddress, normalizeHost, type CheckInput } from "./check.ts";
-import { PolicyIndex } from "./policy.ts";
+import { clientAddress, type CheckInput } from "../check/decision.ts";
+import { Checker, normalizeHost } from "./check.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 import { denialBody, denialHeaders, okHeaders, type ResponseOptions } from "./response.ts";
-import { apiKey, newKey, policy } from "./fixtures.test-support.ts";
+import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
 
 const NOW = Date.UTC(2026, 5, 1, 12);
 const OPTS: ResponseOptions = { keyIdHeader: "x-keyward-key-id", ownerHeader: "x-keyward-owner", realm: "keyward" };

@@ -2,40 +2,15 @@
 // index and the policy table and spends limits; it never writes the index.
 // Order: request shape -> policy rule -> credentials -> key -> validity ->
 // tenant -> source -> scopes -> limits.
-import { keyDigest, type KeyEntry, type KeyIndex } from "../index/keys.ts";
+import { clientAddress, deny, type CheckInput, type Decision } from "../check/decision.ts";
+import { keyDigest, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
-import type { Limiter, LimitVerdict } from "../limits/limiter.ts";
+import type { Limiter } from "../limits/limiter.ts";
 import type { UnknownKeyGuard } from "./bruteforce.ts";
-import { findKey, type HeaderLookup } from "./credentials.ts";
+import { findKey } from "./credentials.ts";
 import { effectiveLimits } from "./maximums.ts";
-import { pathProblem, type PathProblem } from "./paths.ts";
-import type { CompiledRule, PolicyIndex } from "./policy.ts";
-import { REASONS, type Reason } from "./reasons.ts";
-
-export interface CheckInput {
-  readonly method: string | undefined;
-  /** :authority / Host, possibly with a port. */
-  readonly host: string | undefined;
-  /** Path with query string, as sent. */
-  readonly path: string | undefined;
-  readonly header: HeaderLookup;
-  /** The address of the peer of the proxy that calls keyward. */
-  readonly peerAddress: string | undefined;
-  /** X-Forwarded-For as the proxy that calls keyward received it (without the peer it saw). */
-  readonly forwardedFor: string | undefined;
-}
-
-export interface Decision {
-  readonly reason: Reason;
-  readonly status: number;
-  readonly entry: KeyEntry | undefined;
-  readonly rule: CompiledRule | undefined;
-  readonly limit: LimitVerdict | undefined;
-  readonly removeHeaders: readonly string[];
-  readonly removeQueryParams: readonly string[];
-  /** Why the path was refused (reason path_not_normalized). */
-  readonly pathProblem?: PathProblem;
-}
+import { pathProblem } from "../check/paths.ts";
+import type { CompiledRule, PolicyIndex } from "../policy/policy.ts";
 
 export interface CheckerOptions {
   keys: KeyIndex;
@@ -50,12 +25,6 @@ export interface CheckerOptions {
   unknownKeys?: UnknownKeyGuard;
 }
 
-const EMPTY: readonly string[] = [];
-
-export function deny(reason: Reason, entry?: KeyEntry, rule?: CompiledRule, limit?: LimitVerdict): Decision {
-  return { reason, status: REASONS[reason].status, entry, rule, limit, removeHeaders: EMPTY, removeQueryParams: EMPTY };
-}
-
 /** Lowercase host without port or trailing dot. */
 export function normalizeHost(authority: string): string {
   let h = authority;
@@ -68,21 +37,6 @@ export function normalizeHost(authority: string): string {
   }
   if (h.endsWith(".")) h = h.slice(0, -1);
   return h.toLowerCase();
-}
-
-/**
- * The client address: with 0 trusted hops the peer itself, else the entry that
- * many places from the right of X-Forwarded-For (the peer is the hop before
- * the trusted proxies). undefined when the header is too short.
- */
-export function clientAddress(peer: string | undefined, xff: string | undefined, trustedHops: number): string | undefined {
-  if (trustedHops <= 0) return peer;
-  if (!xff) return undefined;
-  const parts = xff.split(",");
-  const idx = parts.length - trustedHops;
-  if (idx < 0) return undefined;
-  const v = parts[idx]?.trim();
-  return v === "" ? undefined : v;
 }
 
 export class Checker {

@@ -1,9 +1,8 @@
 // Finds the API key in a request, in the places a policy names: headers,
 // `Authorization: Bearer`, query parameters. Two different keys in one request
 // are refused; the same key in two places is one key.
-import type { CompiledCredentials } from "./policy.ts";
-
-export type HeaderLookup = (lowercaseName: string) => string | undefined;
+import type { HeaderLookup } from "../check/decision.ts";
+import type { CompiledCredentials } from "../policy/policy.ts";
 
 export type Found =
   | { kind: "none" }

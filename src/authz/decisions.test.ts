@@ -3,12 +3,14 @@ import { describe, expect, it } from "vitest";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { createLogger, type Level } from "../log.ts";
-import { Checker, deny, type CheckInput, type Decision } from "./check.ts";
+import { deny, type CheckInput, type Decision } from "../check/decision.ts";
+import { Checker } from "./check.ts";
 import { decisionRecorder } from "./decisions.ts";
 import { createAuthzMetrics } from "./metrics.ts";
-import { PolicyIndex } from "./policy.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 import { decisionMetadata } from "./response.ts";
-import { apiKey, checkInput, newKey, policy } from "./fixtures.test-support.ts";
+import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
+import { checkInput } from "./fixtures.test-support.ts";
 
 const NOW = Date.UTC(2026, 5, 1, 12);
 

@@ -3,9 +3,9 @@
 // decision listener (usage accounting).
 import type { Logger, PreparedLine } from "../log.ts";
 import type { CounterSeries } from "../metrics/tally.ts";
-import type { CheckInput, Decision } from "./check.ts";
+import type { CheckInput, Decision } from "../check/decision.ts";
 import type { AuthzMetrics } from "./metrics.ts";
-import { REASONS } from "./reasons.ts";
+import { REASONS } from "../check/reasons.ts";
 import { DecisionCache, decisionVariant } from "./response-cache.ts";
 import { decisionMetadata } from "./response.ts";
 

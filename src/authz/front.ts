@@ -1,7 +1,8 @@
 // What the gRPC and HTTP front ends share: their options, and running one check
 // so that a replica that is not ready answers 503 and anything that throws 500.
-import type { Checker, CheckInput, Decision } from "./check.ts";
-import { deny } from "./check.ts";
+import type { CheckInput, Decision } from "../check/decision.ts";
+import type { Checker } from "./check.ts";
+import { deny } from "../check/decision.ts";
 import type { TlsSource } from "../tls/source.ts";
 import type { ResponseOptions } from "./response.ts";
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
-import { deny, type Decision } from "./check.ts";
+import { deny, type Decision } from "../check/decision.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { toCheckInput, toCheckResponse } from "./grpc.ts";
 import { httpCheckInput, withoutQueryParams } from "./http.ts";

@@ -12,7 +12,7 @@ import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } f
 import type { H2Limits, H2Violation } from "../h2/limits.ts";
 import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
-import { deny, type Decision } from "./check.ts";
+import { deny, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";

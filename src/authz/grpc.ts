@@ -2,10 +2,10 @@
 // a Decision becomes Envoy's CheckResponse (encoded once per decision where the
 // answer is a pure function of it). The servers are in grpc-front.ts.
 import type * as grpc from "@grpc/grpc-js";
-import type { CheckInput, Decision } from "./check.ts";
+import type { CheckInput, Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import type { CheckRequestMessage, CheckResponseMessage, HeaderValueOption, StructValue } from "./proto.ts";
-import { grpcCodeFor } from "./reasons.ts";
+import { grpcCodeFor } from "../check/reasons.ts";
 import { DecisionCache, responseVariant, type DecisionCacheLimits } from "./response-cache.ts";
 import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, responseVaries, type HeaderList, type ResponseOptions } from "./response.ts";
 

@@ -2,10 +2,11 @@ import { describe, expect, it } from "vitest";
 import type { ApiKeyPolicy, ApiKeyPolicySpec } from "../api/types.ts";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
-import { Checker, type CheckInput } from "./check.ts";
-import { HostOwnership, parseHostAssignments, type HostClaim } from "./hosts.ts";
-import { PolicyIndex } from "./policy.ts";
-import { apiKey, newKey, policy } from "./fixtures.test-support.ts";
+import type { CheckInput } from "../check/decision.ts";
+import { Checker } from "./check.ts";
+import { HostOwnership, parseHostAssignments, type HostClaim } from "../policy/hosts.ts";
+import { PolicyIndex } from "../policy/policy.ts";
+import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const at = (minutes: number): string => new Date(T0 + minutes * 60_000).toISOString();

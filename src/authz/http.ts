@@ -15,9 +15,9 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { splitHostPort } from "../metrics/server.ts";
+import { splitHostPort } from "../util/hostport.ts";
 import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
-import type { CheckInput, Decision } from "./check.ts";
+import type { CheckInput, Decision } from "../check/decision.ts";
 import { queryParamName } from "./credentials.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { denialBody, denialHeaders, okHeaders, okResponseHeaders, type ResponseOptions } from "./response.ts";

@@ -3,12 +3,13 @@ import type { Limits } from "../api/types.ts";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { compileLimits } from "../limits/spec.ts";
-import { Checker, type CheckInput } from "./check.ts";
+import type { CheckInput } from "../check/decision.ts";
+import { Checker } from "./check.ts";
 import { quotaLarger, rateLarger } from "./maximums.ts";
-import { PolicyIndex } from "./policy.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 import { decisionVariant } from "./response-cache.ts";
 import { decisionMetadata, okResponseHeaders } from "./response.ts";
-import { apiKey, newKey, policy } from "./fixtures.test-support.ts";
+import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
 
 const NOW = Date.UTC(2026, 5, 10, 12);
 const rate = (l: NonNullable<Limits["rate"]>) => compileLimits({ rate: l }).rate!;

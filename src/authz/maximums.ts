@@ -14,7 +14,7 @@
 // maximum through this policy. The decision metadata names the capped kinds.
 import type { KeyEntry } from "../index/keys.ts";
 import type { LimitSpec, QuotaSpec, RateSpec } from "../limits/spec.ts";
-import type { CompiledPolicy } from "./policy.ts";
+import type { CompiledPolicy } from "../policy/policy.ts";
 
 export type CappedKind = "rate" | "quota";
 

@@ -9,12 +9,12 @@ import { Limiter } from "../limits/limiter.ts";
 import { createLogger } from "../log.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder } from "./decisions.ts";
-import { policy } from "./fixtures.test-support.ts";
+import { policy } from "../api/fixtures.test-support.ts";
 import { checkResponder, toCheckInput } from "./grpc.ts";
 import { httpCheckInput } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
-import { pathProblem, type PathProblem } from "./paths.ts";
-import { PolicyIndex } from "./policy.ts";
+import { pathProblem, type PathProblem } from "../check/paths.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 
 describe("pathProblem: tricky paths", () => {
   const cases: [string, PathProblem | undefined][] = [

@@ -3,7 +3,8 @@
 // compared with the definition that ships with @grpc/grpc-js-xds.
 import { loadSync, type PackageDefinition } from "@grpc/proto-loader";
 import { describe, expect, it } from "vitest";
-import { AUTHZ_PROTO, envoyIncludeDirs, loadProtos, PROTO_ROOT } from "./proto.ts";
+import { AUTHZ_PROTO, loadProtos, PROTO_ROOT } from "./proto.ts";
+import { envoyIncludeDirs } from "../util/envoy-protos.ts";
 
 const MESSAGES = ["CheckRequest", "DeniedHttpResponse", "OkHttpResponse", "CheckResponse"];
 

@@ -1,30 +1,16 @@
 // Loads keyward's gRPC services from protos/ with @grpc/proto-loader. Envoy's
 // own imports (core types, attribute_context, http_status, google.rpc.status,
 // validate and udpa annotations) come from the Envoy API trees that ship in the
-// npm package @grpc/grpc-js-xds, under deps/.
-import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+// npm package @grpc/grpc-js-xds, under deps/ (src/util/envoy-protos.ts).
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSync, type PackageDefinition } from "@grpc/proto-loader";
-import { KeywardError } from "../errors.ts";
+import { envoyIncludeDirs } from "../util/envoy-protos.ts";
 
 export const PROTO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../protos");
 export const AUTHZ_PROTO = "envoy/service/auth/v3/external_auth.proto";
 export const HEALTH_PROTO = "grpc/health/v1/health.proto";
 export const AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization";
-
-/** The directories that resolve Envoy's imports. */
-export function envoyIncludeDirs(): string[] {
-  let dir: string;
-  try {
-    dir = dirname(createRequire(import.meta.url).resolve("@grpc/grpc-js-xds"));
-  } catch (err) {
-    throw new KeywardError("ConfigInvalid", "the npm package @grpc/grpc-js-xds (Envoy's API protos) is not installed", { cause: err });
-  }
-  while (!dir.endsWith("grpc-js-xds") && dirname(dir) !== dir) dir = dirname(dir);
-  const deps = join(dir, "deps");
-  return ["envoy-api", "googleapis", "xds", "protoc-gen-validate"].map((d) => join(deps, d));
-}
 
 export function loadProtos(): PackageDefinition {
   return loadSync([AUTHZ_PROTO, HEALTH_PROTO], {

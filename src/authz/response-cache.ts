@@ -15,7 +15,7 @@
 // one before is dropped; a hit in the previous generation moves the entry back),
 // at most `variants` values per entry and `keyless` values without an entry.
 import type { KeyEntry } from "../index/keys.ts";
-import type { Decision } from "./check.ts";
+import type { Decision } from "../check/decision.ts";
 import { cappedKinds } from "./response.ts";
 
 export interface DecisionCacheLimits {

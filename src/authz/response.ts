@@ -1,9 +1,9 @@
 // Pure functions from a Decision to what the caller sees: the headers and body
 // of a denial, the headers added on OK, and the metadata for access logs. The
 // gRPC and HTTP front ends both render from here, so they answer alike.
-import type { Decision } from "./check.ts";
+import type { Decision } from "../check/decision.ts";
 import { effectiveLimits, type CappedKind } from "./maximums.ts";
-import { REASONS } from "./reasons.ts";
+import { REASONS } from "../check/reasons.ts";
 
 export interface ResponseOptions {
   keyIdHeader: string;

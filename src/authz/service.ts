@@ -17,8 +17,8 @@ import type { H2Limits } from "../h2/limits.ts";
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
 import { HTTP_PROXIES, startHttpFront, type HttpFront, type HttpProxy } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
-import { parseHostAssignments } from "./hosts.ts";
-import { PolicyIndex } from "./policy.ts";
+import { parseHostAssignments } from "../policy/hosts.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 import type { ResponseOptions } from "./response.ts";
 import { IndexStaleness } from "./staleness.ts";
 
@@ -44,7 +44,7 @@ export interface AuthzHandle {
 }
 
 /**
- * creationTimestamp stays: it decides which policy owns a host (hosts.ts), and dates a
+ * creationTimestamp stays: it decides which policy owns a host (src/policy/hosts.ts), and dates a
  * claim on a hash whose status version has no createdAt.
  */
 function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {

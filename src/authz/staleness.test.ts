@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { loadConfig } from "../config/config.ts";
 import { Informer, type WatchFn } from "../k8s/informer.ts";
-import { deny, type Decision } from "./check.ts";
+import { deny, type Decision } from "../check/decision.ts";
 import { decide, type FrontOptions } from "./front.ts";
 import { checkInput } from "./fixtures.test-support.ts";
 import { IndexStaleness, type StalenessSource } from "./staleness.ts";

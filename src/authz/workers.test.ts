@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { deny } from "./check.ts";
+import { deny } from "../check/decision.ts";
 import { UsageBatcher } from "./workers.ts";
 
 describe("a worker's usage batches", () => {

@@ -11,8 +11,8 @@ import { runWorker, startWorkerPool, type WorkerPool } from "../cluster/workers.
 import type { Config } from "../config/config.ts";
 import { KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
-import { fromDecision, type CheckEvent } from "../usage/event.ts";
-import type { CheckInput, Decision } from "./check.ts";
+import { fromDecision, type CheckEvent } from "../check/event.ts";
+import type { CheckInput, Decision } from "../check/decision.ts";
 import { startAuthz } from "./service.ts";
 
 /** A worker sends its checks at least this often, and sooner when this many are waiting. */

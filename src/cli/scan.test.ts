@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { generateKey, hashKey, keyIdFromHash } from "../operator/keymaterial.ts";
+import { generateKey, hashKey, keyIdFromHash } from "../keys/keymaterial.ts";
 import { scanText } from "./scan.ts";
 
 describe("keyward scan", () => {

@@ -3,7 +3,7 @@
 // Reports the key id (derived from the hash), never the key.
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { KEY_PATTERN, hashKey, keyIdFromHash, verifyKey } from "../operator/keymaterial.ts";
+import { KEY_PATTERN, hashKey, keyIdFromHash, verifyKey } from "../keys/keymaterial.ts";
 
 export interface Finding {
   file: string;

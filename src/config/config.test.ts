@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { configMarkdown, formatDuration, loadConfig, parseDuration, SETTINGS } from "./config.ts";
+import { configMarkdown, loadConfig, SETTINGS } from "./config.ts";
+import { formatDuration, parseDuration } from "../util/duration.ts";
 
 describe("config", () => {
   it("uses defaults, then environment variables, then flags", () => {

@@ -1,7 +1,7 @@
 import { BlockList, isIP } from "node:net";
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../test/support/random.ts";
-import { apiKey, newKey } from "../authz/fixtures.test-support.ts";
+import { apiKey, newKey } from "../api/fixtures.test-support.ts";
 import { cidrContains, parseCidrs, parseIp } from "./cidr.ts";
 import { KeyIndex, keyDigest } from "./keys.ts";
 

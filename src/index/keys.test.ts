@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { ApiKey, KeyVersion } from "../api/types.ts";
-import { apiKey, newKey } from "../authz/fixtures.test-support.ts";
+import { apiKey, newKey } from "../api/fixtures.test-support.ts";
 import { KeyIndex, keyDigest } from "./keys.ts";
 
 /** An ApiKey whose claim on each version's hash dates from `createdAt` (status.keys[].createdAt). */

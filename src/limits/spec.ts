@@ -1,7 +1,7 @@
 // Limits as the check path uses them: parsed once from an ApiKey or a policy's
 // defaults, with a stable id so a change of limits starts fresh counters.
 import type { Limits } from "../api/types.ts";
-import { parseDuration } from "../config/config.ts";
+import { parseDuration } from "../util/duration.ts";
 
 export interface RateSpec {
   /** Tokens added per millisecond. */

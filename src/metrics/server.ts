@@ -1,5 +1,6 @@
 // The /metrics, /healthz and /readyz endpoint every keyward process serves.
 import { createServer, type Server } from "node:http";
+import { splitHostPort } from "../util/hostport.ts";
 
 export interface HealthSource {
   /** Live: the process works. Ready: it can serve (caches synced). */
@@ -50,11 +51,4 @@ export async function startMetricsServer(address: string, registry: MetricsSourc
     });
   });
   return server;
-}
-
-/** Splits "host:port" or "[v6]:port". */
-export function splitHostPort(address: string): [string, string] {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(address);
-  if (!m) throw new Error(`"${address}" is not host:port`);
-  return [m[1] ?? "", m[2] ?? "0"];
 }

@@ -8,11 +8,11 @@
 import { hostname } from "node:os";
 import { Counter, Gauge, Histogram } from "prom-client";
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
-import { parseHostAssignments } from "../authz/hosts.ts";
+import { parseHostAssignments } from "../policy/hosts.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
 import { CollectionWatch, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
-import { onlyUsageChanged } from "../usage/changes.ts";
+import { onlyUsageChanged } from "../api/changes.ts";
 import { HashClaims } from "./claims.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
 import { MANAGED_SECRETS_SELECTOR, toSecretView, type SecretView } from "./secrets.ts";

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKeyPolicy } from "../api/types.ts";
-import { HostOwnership } from "../authz/hosts.ts";
-import { policyClaim } from "../authz/policy.ts";
-import { policy } from "../authz/fixtures.test-support.ts";
+import { HostOwnership } from "../policy/hosts.ts";
+import { policyClaim } from "../policy/policy.ts";
+import { policy } from "../api/fixtures.test-support.ts";
 import { policyStatus } from "./policies.ts";
 
 const NOW = Date.UTC(2026, 5, 1);

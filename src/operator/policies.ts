@@ -1,11 +1,11 @@
 // ApiKeyPolicy status, written by the leading operator: which hosts the policy
-// owns (the same ownership the data plane routes by, src/authz/hosts.ts), its
+// owns (the same ownership the data plane routes by, src/policy/hosts.ts), its
 // rule count, and an Accepted condition. A policy that loses a host to another
 // namespace gets Accepted=False (HostConflict) and a Warning Event.
 import { API_VERSION, type ApiKeyPolicy, type ApiKeyPolicyStatus } from "../api/types.ts";
-import { describeConflicts, HostOwnership, type HostAssignments } from "../authz/hosts.ts";
-import { policyClaim } from "../authz/policy.ts";
-import { jsonEqual } from "../json.ts";
+import { describeConflicts, HostOwnership, type HostAssignments } from "../policy/hosts.ts";
+import { policyClaim } from "../policy/policy.ts";
+import { jsonEqual } from "../util/json.ts";
 import type { EventRecorder } from "../k8s/events.ts";
 import type { KubeRest } from "../k8s/rest.ts";
 import { FIELD_MANAGER } from "./reconciler.ts";

@@ -10,12 +10,12 @@
 import { claimOf } from "../api/claims.ts";
 import type { ApiKey, ApiKeyStatus, KeyVersion } from "../api/types.ts";
 import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
-import { parseDuration } from "../config/config.ts";
-import { jsonEqual } from "../json.ts";
+import { parseDuration } from "../util/duration.ts";
+import { jsonEqual } from "../util/json.ts";
 import type { EventRecorder, EventType } from "../k8s/events.ts";
 import { KubeApiError, isNotFound, type KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
-import { DEFAULT_PREFIX, checkKeyStrength, generateKey, hashKey, keyIdFromHash } from "./keymaterial.ts";
+import { DEFAULT_PREFIX, checkKeyStrength, generateKey, hashKey, keyIdFromHash } from "../keys/keymaterial.ts";
 import type { ClaimView } from "./claims.ts";
 import {
   buildKeySecret,

@@ -1,6 +1,6 @@
 // Pure helpers for ApiKey status: conditions, key versions, rotation schedule.
 // Nothing here talks to the apiserver; times are passed in (milliseconds).
-import { parseDuration } from "../config/config.ts";
+import { parseDuration } from "../util/duration.ts";
 import type { ApiKey, ApiKeyState, ApiKeyStatus, Condition, KeyVersion } from "../api/types.ts";
 
 /** Most key versions kept in status (the CRD allows 8). */

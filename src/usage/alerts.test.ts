@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKey } from "../api/types.ts";
 import { AlertEngine, BUCKET_MS, sourceNetwork, type Alert, type AlertOptions } from "./alerts.ts";
-import type { CheckEvent, KeyRef } from "./event.ts";
+import type { CheckEvent, KeyRef } from "../check/event.ts";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;

@@ -10,7 +10,7 @@
 // restart does not page anyone.
 import type { ApiKey } from "../api/types.ts";
 import { parseIp } from "../index/cidr.ts";
-import type { CheckEvent, KeyRef, UpstreamEvent } from "./event.ts";
+import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
 import { periodStart } from "./model.ts";
 
 export const ALERT_KINDS = [

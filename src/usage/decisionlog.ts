@@ -2,7 +2,7 @@
 // It names the key by its public id and owner, never the key; the path is
 // logged without its query string (a key may travel there). Allowed and denied
 // decisions are sampled separately (deny lines are the interesting ones).
-import type { CheckEvent } from "./event.ts";
+import type { CheckEvent } from "../check/event.ts";
 import { streamSink } from "../log.ts";
 
 export interface DecisionLogOptions {

@@ -1,5 +1,5 @@
 // Builders shared by the usage unit tests.
-import type { CheckEvent, KeyRef } from "./event.ts";
+import type { CheckEvent, KeyRef } from "../check/event.ts";
 
 export const KEY: KeyRef = { namespace: "shop", name: "acme", uid: "u1", keyId: "kw_AAAAAAAA", owner: "acme" };
 

@@ -11,12 +11,12 @@
 // usage but no traffic are rewritten only when a window rolls over (an hour
 // or day drops out of requests24h / daily), so idle keys decay to zero.
 import type { ApiKey, UsageStatus } from "../api/types.ts";
-import { jsonEqual } from "../json.ts";
+import { jsonEqual } from "../util/json.ts";
 import { API_VERSION, APIKEY_PLURAL } from "../api/types.ts";
 import type { Clock } from "../k8s/clock.ts";
 import { isConflict, isNotFound, type KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
-import type { CheckEvent, UpstreamEvent } from "./event.ts";
+import type { CheckEvent, UpstreamEvent } from "../check/event.ts";
 import { addCheck, addUpstream, mergeUsage, newDelta, type KeyDelta } from "./model.ts";
 
 /** Read access to the ApiKeys the flusher writes to (a watch cache). */

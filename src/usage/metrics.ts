@@ -10,7 +10,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { JoinKind } from "../accesslog/join.ts";
 import type { AlertKind } from "./alerts.ts";
-import type { CheckEvent } from "./event.ts";
+import type { CheckEvent } from "../check/event.ts";
 import type { FlushResult } from "./flusher.ts";
 
 export const OTHER_KEY = "_other";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { CheckEvent, KeyRef } from "./event.ts";
+import type { CheckEvent, KeyRef } from "../check/event.ts";
 import { checkEvent, KEY as BASE } from "./fixtures.test-support.ts";
 import { addCheck, addUpstream, mergeUsage, newDelta, periodRequests } from "./model.ts";
 

@@ -4,7 +4,7 @@
 // Adding is commutative, so several ext_authz replicas each add their own
 // deltas and the totals come out right.
 import type { DailyUsage, UsageStatus } from "../api/types.ts";
-import type { CheckEvent, KeyRef, UpstreamEvent } from "./event.ts";
+import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
 
 export const DAILY_DAYS = 30;
 export const HOURLY_HOURS = 24;

@@ -5,7 +5,7 @@
 // the flush and alert timers, and the optional access log server.
 import { hostname } from "node:os";
 import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
-import type { CheckInput, Decision } from "../authz/check.ts";
+import type { CheckInput, Decision } from "../check/decision.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
@@ -13,7 +13,7 @@ import { CollectionWatch } from "../k8s/informer.ts";
 import { startAccessLogServer } from "../accesslog/server.ts";
 import { AlertEngine, type Alert } from "./alerts.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
-import { fromDecision, type CheckEvent, type KeyRef, type UpstreamEvent } from "./event.ts";
+import { fromDecision, type CheckEvent, type KeyRef, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
 import { periodRequests } from "./model.ts";

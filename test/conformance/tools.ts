@@ -4,7 +4,8 @@ import { execFile, spawn } from "node:child_process";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { envoyIncludeDirs, PROTO_ROOT } from "../../src/authz/proto.ts";
+import { PROTO_ROOT } from "../../src/authz/proto.ts";
+import { envoyIncludeDirs } from "../../src/util/envoy-protos.ts";
 
 const repoRoot = resolve(import.meta.dirname, "..", "..");
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { ApiKey } from "../../src/api/types.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { verifyKey } from "../../src/operator/keymaterial.ts";
+import { verifyKey } from "../../src/keys/keymaterial.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { operatorKubeConfig } from "../support/rbac.ts";
 import {

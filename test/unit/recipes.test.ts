@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { DEFAULT_CREDENTIALS } from "../../src/authz/policy.ts";
+import { DEFAULT_CREDENTIALS } from "../../src/policy/policy.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const read = (p: string): string => readFileSync(join(root, p), "utf8");

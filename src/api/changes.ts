@@ -1,7 +1,7 @@
 // For watchers of ApiKeys that do not care about usage (the operator): tells
 // whether an update changed nothing but status.usage, so it can be skipped.
-import type { ApiKey } from "../api/types.ts";
-import { jsonEqual } from "../json.ts";
+import type { ApiKey } from "./types.ts";
+import { jsonEqual } from "../util/json.ts";
 
 const relevant = (ak: ApiKey): unknown => {
   const { usage: _usage, ...status } = ak.status ?? {};

@@ -5,9 +5,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { MANAGED_SECRETS_SELECTOR } from "../operator/secrets.ts";
-import { CollectionWatch } from "./informer.ts";
-import { KubeRest } from "./rest.ts";
+import { MANAGED_SECRETS_SELECTOR } from "./secrets.ts";
+import { CollectionWatch } from "../k8s/informer.ts";
+import { KubeRest } from "../k8s/rest.ts";
 
 let server: Server | undefined;
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseHostAssignments } from "./hosts.ts";
 import { PolicyIndex } from "./policy.ts";
-import { policy } from "./fixtures.test-support.ts";
+import { policy } from "../api/fixtures.test-support.ts";
 
 describe("policy route table", () => {
   // An administrator let namespace `other` claim `*` (host-owners: *=other).

@@ -1,10 +1,11 @@
 // What the usage module learns about one request: a check decision from the
-// ext_authz fronts, or an upstream answer from Envoy's access log. Built from
-// the check path's types here, so the check path only hands over what it has.
-import type { CheckInput, Decision } from "../authz/check.ts";
-import { clientAddress } from "../authz/check.ts";
-import type { CompiledRule } from "../authz/policy.ts";
-import { REASONS, type Outcome } from "../authz/reasons.ts";
+// ext_authz fronts, or an upstream answer from Envoy's access log. It sits
+// beside the check vocabulary, so the data plane (which batches these events in
+// its worker processes) and usage share it without importing each other.
+import type { CheckInput, Decision } from "./decision.ts";
+import { clientAddress } from "./decision.ts";
+import type { CompiledRule } from "../policy/policy.ts";
+import { REASONS, type Outcome } from "./reasons.ts";
 
 /** The ApiKey a request was attributed to. Never carries the key, only its public id. */
 export interface KeyRef {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ApiKey } from "../api/types.ts";
+import type { ApiKey } from "./types.ts";
 import { onlyUsageChanged } from "./changes.ts";
 
 const ak = (): ApiKey => ({
