@@ -3,12 +3,12 @@
 import { connect } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { Checker } from "../authz/check.ts";
-import { startGrpcFront, type GrpcFront } from "../authz/grpc-front.ts";
-import { PolicyIndex } from "../authz/policy.ts";
+import { Checker } from "./check.ts";
+import { startGrpcFront, type GrpcFront } from "./grpc-front.ts";
+import { PolicyIndex } from "../policy/policy.ts";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
-import { h2ViolationCounter } from "./metrics.ts";
+import { h2ViolationCounter } from "../grpc/metrics.ts";
 
 const fronts: GrpcFront[] = [];
 afterEach(async () => {
