@@ -179,7 +179,7 @@ describe("operator under a burst of creates", () => {
     }
   });
 
-  it(`issues ${COUNT} ApiKeys created at once exactly one key each, with --kube-qps 0`, { timeout: 420_000 }, async () => {
+  it(`issues ${COUNT} ApiKeys created at once exactly one key each, with --kube-qps 0`, { timeout: 540_000 }, async () => {
     const baseline = await metricSum("keyward_operator_kube_requests_total");
     const started = Date.now();
     await createBurst(ns, "b", COUNT);
