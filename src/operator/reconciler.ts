@@ -6,17 +6,20 @@
 // hash) is written first, with the object's resourceVersion as a precondition, so
 // a reconcile that worked from a stale copy fails with 409 and retries before
 // any Secret is touched; the Secret is written second. Decisions that replace a
-// key (Secret missing or changed) are confirmed with a live read first.
+// key (Secret missing or changed) are confirmed with a live read first, and never
+// taken while the operator's own write of that key may still be in flight
+// (deliveries.ts): the same key is written again instead.
 import { claimOf } from "../api/claims.ts";
 import type { ApiKey, ApiKeyStatus, KeyVersion } from "../api/types.ts";
 import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
 import { parseDuration } from "../util/duration.ts";
 import { jsonEqual } from "../util/json.ts";
 import type { EventRecorder, EventType } from "../k8s/events.ts";
-import { KubeApiError, isNotFound, type KubeRest } from "../k8s/rest.ts";
+import { KubeApiError, isConflict, isNotFound, type KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULT_PREFIX, checkKeyStrength, generateKey, hashKey, keyIdFromHash } from "../keys/keymaterial.ts";
 import type { ClaimView } from "./claims.ts";
+import { InFlightDeliveries, outcomeUnknown, type Delivery } from "./deliveries.ts";
 import {
   buildKeySecret,
   hasManagedLabels,
@@ -73,9 +76,18 @@ export interface ReconcilerDeps {
 interface Pending {
   events: { type: EventType; reason: string; message: string }[];
   /** Secret to write after the status: the plaintext goes nowhere else. */
-  secret?: { key: string; keyId: string; create: boolean };
+  secret?: SecretWrite;
   /** Hashes refused because another ApiKey (holder, for keyward's log only) holds them. */
   refused: { hash: string; holder: string }[];
+}
+
+interface SecretWrite {
+  key: string;
+  keyId: string;
+  /** The key's hash, as status.keys holds it. */
+  hash: string;
+  /** Create (the Secret is not there) rather than apply over it. */
+  create: boolean;
 }
 
 const apiKeyPath = (ns: string, name: string): string =>
@@ -85,11 +97,14 @@ export class ApiKeyReconciler {
   private readonly d: ReconcilerDeps;
   private readonly userWaitMs: number;
   private readonly gen: (prefix: string) => string;
+  /** Keys whose Secret write has not been seen to land (in memory only, never logged). */
+  private readonly deliveries: InFlightDeliveries;
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
     this.userWaitMs = deps.userWaitMs ?? 60_000;
     this.gen = deps.generateKey ?? generateKey;
+    this.deliveries = new InFlightDeliveries({ now: deps.now });
   }
 
   async reconcile(apiKey: ApiKey | undefined): Promise<ReconcileResult> {
@@ -141,8 +156,17 @@ export class ApiKeyReconciler {
     }
 
     const changed = !jsonEqual(status, apiKey.status ?? {}); // undefined fields count as absent
-    if (changed) await this.writeStatus(apiKey, status);
-    if (pending.secret) await this.writeSecret(apiKey, pending.secret);
+    const uid = apiKey.metadata.uid ?? "";
+    const secret = pending.secret;
+    // Held from before the status write: once the hash may be in status, the key is owed to its Secret.
+    if (secret) this.deliveries.hold(uid, secret.hash, { key: secret.key, keyId: secret.keyId, events: [...pending.events] });
+    if (changed) {
+      await this.writeStatus(apiKey, status).catch((err: unknown) => {
+        if (secret && !outcomeUnknown(err)) this.deliveries.settle(uid, secret.hash);
+        throw err;
+      });
+    }
+    if (secret) await this.writeSecret(apiKey, status, secret);
     for (const e of pending.events) this.d.events.record(apiKey, e.type, e.reason, e.message);
     if (failure) this.d.onFailure?.(failure.reason);
     this.d.onOutcome?.(changed ? "updated" : "unchanged");
@@ -242,6 +266,17 @@ export class ApiKeyReconciler {
       if (live && !isOwnedBy(live.view, apiKey)) {
         throw new UserActionNeeded("SecretConflict", `Secret ${secretName} was replaced by one this ApiKey does not own; keyward never overwrites it`);
       }
+      let owed: Delivery | undefined;
+      if (liveHash === active.hash) this.landed(apiKey, active.hash, pending);
+      else owed = this.deliveries.pending(apiKey.metadata.uid ?? "", active.hash);
+      if (owed) {
+        // keyward's own write of the active key has not landed yet (or landed unseen): write the
+        // same key again rather than take its absence for a loss. Nothing is rotated.
+        this.d.log.debug("Secret write of the active key unresolved; writing it again", { apikey: refOf(apiKey), keyId: owed.keyId });
+        pending.secret = { key: owed.key, keyId: owed.keyId, hash: active.hash, create: !live };
+        pending.events.push(...owed.events);
+        return;
+      }
       if (!live || liveHash === undefined) {
         reason = "SecretMissing";
         detail = `Secret ${secretName} was deleted or lost its key; a new key was issued`;
@@ -259,6 +294,8 @@ export class ApiKeyReconciler {
           query: { fieldManager: FIELD_MANAGER },
         });
       }
+    } else {
+      this.landed(apiKey, active.hash, pending);
     }
     if (!reason && !paused) {
       const due = rotationDue(apiKey, status, annotationOf(apiKey), now).due;
@@ -275,7 +312,7 @@ export class ApiKeyReconciler {
     status.keys = promoteKey(status.keys, { id: keyId, hash, state: "active", createdAt: iso(now) }, now, this.graceMs(apiKey));
     if (reason !== "Issued") status.lastRotationAt = iso(now);
     this.recordObserved(apiKey, status);
-    pending.secret = { key, keyId, create: createSecret };
+    pending.secret = { key, keyId, hash, create: createSecret };
     const warning = reason === "SecretMissing" || reason === "SecretTampered";
     pending.events.push({
       type: warning ? "Warning" : "Normal",
@@ -316,6 +353,15 @@ export class ApiKeyReconciler {
 
   // --- helpers -------------------------------------------------------------
 
+  /** The Secret holds the active key: a write of it that timed out landed after all, and its Events are due. */
+  private landed(apiKey: ApiKey, hash: string, pending: Pending): void {
+    const uid = apiKey.metadata.uid ?? "";
+    const owed = this.deliveries.pending(uid, hash);
+    if (!owed) return;
+    pending.events.push(...owed.events);
+    this.deliveries.settle(uid, hash);
+  }
+
   private recordObserved(apiKey: ApiKey, status: ApiKeyStatus): void {
     status.observedTrigger = apiKey.spec.rotation?.trigger;
     status.observedRotateAnnotation = annotationOf(apiKey);
@@ -349,10 +395,38 @@ export class ApiKeyReconciler {
     });
   }
 
-  private async writeSecret(apiKey: ApiKey, s: { key: string; keyId: string; create: boolean }): Promise<void> {
+  private async writeSecret(apiKey: ApiKey, status: ApiKeyStatus, s: SecretWrite): Promise<void> {
+    const uid = apiKey.metadata.uid ?? "";
     const secret = buildKeySecret(apiKey, s.key, s.keyId);
-    if (s.create) await this.d.rest.create(secret, { fieldManager: FIELD_MANAGER });
-    else await this.d.rest.apply(secret, FIELD_MANAGER, { force: true });
+    try {
+      if (s.create) await this.d.rest.create(secret, { fieldManager: FIELD_MANAGER });
+      else await this.d.rest.apply(secret, FIELD_MANAGER, { force: true });
+    } catch (err) {
+      if (s.create && isConflict(err) && (await this.adoptOnCreateConflict(apiKey, status, s))) return;
+      if (!outcomeUnknown(err)) this.deliveries.settle(uid, s.hash);
+      throw err;
+    }
+    this.deliveries.settle(uid, s.hash);
+  }
+
+  /**
+   * The create found the Secret there already: most often keyward's own earlier write of
+   * this key, which landed after its request timed out. Read it: a Secret this ApiKey owns,
+   * labelled as keyward labels it, holding a key of status.keys is adopted. Anything else is
+   * left untouched; the reconcile fails and the next one treats it as any Secret that
+   * differs (SecretConflict when it is not this ApiKey's).
+   */
+  private async adoptOnCreateConflict(apiKey: ApiKey, status: ApiKeyStatus, s: SecretWrite): Promise<boolean> {
+    const name = secretNameOf(apiKey);
+    const live = await this.readSecret(apiKey.metadata.namespace, name);
+    if (!live) return false; // gone again: the retry reads it afresh
+    const b64 = live.data[SECRET_DATA_KEY];
+    const hash = b64 === undefined ? undefined : hashSecretField(b64);
+    const ours = isOwnedBy(live.view, apiKey) && hasManagedLabels(live.view, apiKey);
+    if (!ours || hash === undefined || !status.keys?.some((k) => k.hash === hash)) return false;
+    this.deliveries.settle(apiKey.metadata.uid ?? "", s.hash);
+    this.d.log.debug("Secret already created by keyward's earlier write; adopted", { apikey: refOf(apiKey), keyId: keyIdFromHash(hash, apiKey.spec.prefix ?? DEFAULT_PREFIX) });
+    return true;
   }
 
   /** The one failure path for unexpected errors: Ready=False, a Warning Event, a counter. */
