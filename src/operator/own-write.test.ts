@@ -8,7 +8,7 @@ import type { ApiKey, ApiKeyStatus } from "../api/types.ts";
 import { ROTATE_ANNOTATION, SECRET_DATA_KEY } from "../api/types.ts";
 import { KubeApiError, type KubeRest } from "../k8s/rest.ts";
 import { createLogger } from "../log.ts";
-import { generateKey } from "./keymaterial.ts";
+import { generateKey } from "../keys/keymaterial.ts";
 import { ApiKeyReconciler } from "./reconciler.ts";
 import { managedLabels, toSecretView, type SecretView } from "./secrets.ts";
 
