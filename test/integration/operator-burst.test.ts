@@ -12,7 +12,7 @@ import type { ApiKey } from "../../src/api/types.ts";
 import { SECRET_DATA_KEY } from "../../src/api/types.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeApiError, KubeRest } from "../../src/k8s/rest.ts";
-import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { createTestNamespace, deleteNamespaceAndWait, eventually } from "../support/k8s.ts";
 import { apiKeyPath, createApiKey, startTestOperator, type EventBody, type SecretBody, type TestOperator } from "../support/operator.ts";
 
 const COUNT = Number(process.env.KEYWARD_BURST_KEYS ?? 10_000);
@@ -32,7 +32,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await op.stop();
-  await deleteNamespace(kc, ns);
+  await deleteNamespaceAndWait(kc, ns, 240_000);
   rest.close();
 });
 
@@ -175,7 +175,7 @@ describe("operator under a burst of creates", () => {
       expect(events.Issued).toBe(FAULTED);
     } finally {
       await faulty.stop();
-      await deleteNamespace(kc, faultNs);
+      await deleteNamespaceAndWait(kc, faultNs, 120_000);
     }
   });
 

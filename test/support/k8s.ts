@@ -13,6 +13,28 @@ export async function deleteNamespace(kc: KubeConfig, name: string): Promise<voi
   await kc.makeApiClient(CoreV1Api).deleteNamespace({ name }).catch(() => undefined);
 }
 
+/**
+ * Deletes a namespace and waits until it is gone, so that the controller-manager has
+ * emptied it before the next suite starts (a suite that left thousands of objects behind
+ * would otherwise keep the garbage collector busy under the next one's feet).
+ */
+export async function deleteNamespaceAndWait(kc: KubeConfig, name: string, timeoutMs: number): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  await deleteNamespace(kc, name);
+  await eventually(
+    () =>
+      core.readNamespace({ name }).then(
+        () => undefined,
+        (err: unknown) => {
+          if ((err as { code?: number }).code === 404) return true;
+          throw err;
+        },
+      ),
+    timeoutMs,
+    `namespace ${name} to be gone`,
+  );
+}
+
 /** Polls `fn` until it returns a value other than undefined, or throws after `timeoutMs`. */
 export async function eventually<T>(fn: () => T | undefined | Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
