@@ -18,10 +18,10 @@ import { freePort } from "../controlplane/controlplane.ts";
 import { startKeyward, logRecords, type Keyward } from "../support/keyward.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 
-/** Waits for a log record matching `match`, then sends SIGTERM and returns the exit code and the records. */
-async function termDuringStart(kw: Keyward, match: (r: Record<string, unknown>) => boolean, what: string) {
+/** Waits until `started` holds, then sends SIGTERM and returns the exit code and the log records. */
+async function termDuringStart(kw: Keyward, started: () => boolean, what: string) {
   try {
-    await eventually(() => (logRecords(kw.output()).some(match) ? true : undefined), 30_000, what);
+    await eventually(() => (started() ? true : undefined), 30_000, what);
     kw.child.kill("SIGTERM");
     const code = await Promise.race([kw.exited, new Promise<"hung">((r) => setTimeout(() => { r("hung"); }, 20_000).unref())]);
     return { code, records: logRecords(kw.output()) };
@@ -82,7 +82,7 @@ describe("SIGTERM during start-up", () => {
     // The operator has begun its sync and the apiserver has refused a list.
     const { code, records } = await termDuringStart(
       kw,
-      (r) => r.msg === "watch problem" && r.component === "operator",
+      () => logRecords(kw.output()).some((r) => r.msg === "watch problem" && r.component === "operator"),
       "a refused list during the operator's sync",
     );
     expect(code).toBe(0);
@@ -102,8 +102,7 @@ describe("SIGTERM during start-up", () => {
       currentContext: "stalled",
     });
     const kw = startKeyward(["authz", "--authz-workers=2", `--kubeconfig=${writeKubeconfig("stalled", kc)}`, `--metrics-address=127.0.0.1:${await freePort()}`, `--grpc-address=127.0.0.1:${await freePort()}`, "--http-auth-address="]);
-    await eventually(() => (sockets.size > 0 ? true : undefined), 30_000, "keyward's first request to the stalled apiserver");
-    const { code, records } = await termDuringStart(kw, (r) => r.msg === "starting" && r.part === "usage", "the start of usage");
+    const { code, records } = await termDuringStart(kw, () => sockets.size > 0, "keyward's first request to the stalled apiserver");
     expect(code).toBe(0);
     expect(records.find((r) => r.msg === "shutting down")).toMatchObject({ signal: "SIGTERM", starting: ["usage"] });
     expect(stopSequence(records)).toEqual(["shutting down", "stopping usage client", "stopped"]);
