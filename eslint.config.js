@@ -51,6 +51,7 @@ export const LAYERS = [
     layer: "base",
     units: {
       api: "TypeScript shapes of the resources and pure rules on them (claims, usage-only changes)",
+      lifecycle: "one process's life: parts started in order, readiness, ordered stop on SIGTERM/SIGINT",
       util: "small helpers: durations, host:port, JSON equality, the Envoy proto directories",
       log: "JSON logs",
       errors: "typed errors with codes and causes",
@@ -66,6 +67,7 @@ export const SIDEWAYS = {
   h2: ["tls"],
   api: ["util"],
   util: ["errors"],
+  lifecycle: ["log", "errors"],
 };
 
 const SRC = resolve(import.meta.dirname, "src");

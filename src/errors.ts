@@ -11,7 +11,9 @@ export type ErrorCode =
   /** This replica stopped being the leader (the reason of the leader's AbortSignal). */
   | "LeadershipLost"
   /** A server could not bind its listen address. */
-  | "ListenFailed";
+  | "ListenFailed"
+  /** The process is stopping: a part was not started or registered (src/lifecycle). */
+  | "Stopping";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // keyward's command line. This file only wires: parse config, build clients,
-// start the roles, stop them on SIGTERM/SIGINT.
+// start the roles as parts of one lifecycle (src/lifecycle), which stops them
+// on SIGTERM/SIGINT.
 import cluster from "node:cluster";
 import { readFileSync } from "node:fs";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { scanPaths } from "./cli/scan.ts";
 import { configMarkdown, loadConfig, SETTINGS, type Config } from "./config/config.ts";
@@ -10,9 +12,11 @@ import { isKeywardError, KeywardError } from "./errors.ts";
 import { installCrds } from "./k8s/apply.ts";
 import { loadKubeConfig } from "./k8s/client.ts";
 import { KubeRest } from "./k8s/rest.ts";
+import { Lifecycle } from "./lifecycle/lifecycle.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
 import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
 import { startOperator } from "./operator/operator.ts";
+import type { UsageHandle } from "./usage/service.ts";
 
 const USAGE = `keyward: API keys as Kubernetes resources
 
@@ -34,6 +38,97 @@ function version(): string {
   return pkg.version;
 }
 
+/** What serve hands the wiring of each role. */
+interface Serving {
+  config: Config;
+  kc: KubeConfig;
+  log: Logger;
+  registry: Registry;
+  lc: Lifecycle;
+}
+
+/** A role's own client (its own request pacing and counters), closed once the role has stopped. */
+function roleClient(s: Serving, role: string): KubeRest {
+  const rest = new KubeRest(s.kc, { qps: s.config.kubeQps, burst: s.config.kubeBurst });
+  s.lc.add(`${role} client`, {
+    stop: () => {
+      rest.close();
+      return Promise.resolve();
+    },
+  });
+  return rest;
+}
+
+async function serveOperator(s: Serving): Promise<void> {
+  const rest = roleClient(s, "operator");
+  await s.lc.start("operator", () => startOperator({ config: s.config, kc: s.kc, rest, log: s.log.child({ component: "operator" }), registry: s.registry }));
+}
+
+/** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
+async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
+  const { startUsage } = await import("./usage/service.ts");
+  // Usage has its own client, so its status writes never delay the data plane's watches.
+  const usageRest = roleClient(s, "usage");
+  const usage = await s.lc.start("usage", () => startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry }));
+  if (workers > 1) return serveAuthzWorkers(s, usage);
+  const { startAuthz } = await import("./authz/service.ts");
+  const rest = roleClient(s, "authz");
+  const authz = await s.lc.start("authz", () =>
+    startAuthz({
+      config: s.config,
+      kc: s.kc,
+      rest,
+      log: s.log.child({ component: "authz" }),
+      registry: s.registry,
+      onDecision: (front, d, seconds, input, cancelled) => {
+        usage.onDecision(front, d, seconds, input, cancelled);
+      },
+    }),
+  );
+  s.log.info("ext_authz serving", { grpcPort: authz.grpcPort, httpPort: authz.httpPort });
+  return s.registry;
+}
+
+/** The primary of `keyward authz --authz-workers`: usage, /metrics and the workers; each worker runs startAuthz (ADR 22). */
+async function serveAuthzWorkers(s: Serving, usage: UsageHandle): Promise<MetricsSource> {
+  const { startAuthzWorkers } = await import("./authz/workers.ts");
+  const log = s.log.child({ component: "authz" });
+  const onFatal = (err: Error): void => {
+    s.log.error("ext_authz workers failed", { err });
+    void s.lc.shutdown("workers failed", 1);
+  };
+  const pool = await s.lc.start("authz workers", () => Promise.resolve(startAuthzWorkers({ config: s.config, log, registry: s.registry, usage, onFatal })));
+  pool.started.then(
+    () => {
+      const info = pool.workers()[0]?.info as { grpcPort?: number; httpPort?: number } | undefined;
+      s.log.info("ext_authz serving", { grpcPort: info?.grpcPort, httpPort: info?.httpPort, workers: s.config.authzWorkers });
+    },
+    (err: unknown) => {
+      if (s.lc.isStopping) return;
+      s.log.error("ext_authz workers did not start", { err });
+      void s.lc.shutdown("workers did not start", 1);
+    },
+  );
+  return pool;
+}
+
+async function serveMetrics(s: Serving, source: MetricsSource): Promise<void> {
+  const address = s.config.metricsAddress;
+  if (!address) return;
+  await s.lc.start("metrics server", async () => {
+    const server = await startMetricsServer(address, source, { ready: () => s.lc.ready() });
+    return {
+      stop: () =>
+        new Promise<void>((r) => {
+          server.close(() => {
+            r();
+          });
+        }),
+    };
+  });
+  s.log.info("metrics serving", { address });
+}
+
 async function serve(command: "run" | "operator" | "authz", config: Config, log: Logger): Promise<void> {
   if (command === "run" && config.authzWorkers > 1) {
     throw new KeywardError("ConfigInvalid", `--authz-workers=${config.authzWorkers}: keyward run serves checks in one process; run the data plane as keyward authz to use several`);
@@ -41,121 +136,19 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
   const workers = command === "authz" ? config.authzWorkers : 1;
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   if (workers > 1 && cluster.isWorker) {
-    // A worker process forked by the `keyward authz` primary below (src/authz/workers.ts).
+    // A worker process forked by the `keyward authz` primary (src/authz/workers.ts).
     const { runAuthzWorker } = await import("./authz/workers.ts");
     await runAuthzWorker(config, kc, log);
     return;
   }
+  // SIGTERM/SIGINT handlers first: a signal during a cache sync stops what has started.
+  const lc = new Lifecycle({ log });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  let metricsSource: MetricsSource = registry;
-  const stops: (() => Promise<void>)[] = [];
-  const readiness: (() => boolean)[] = [];
-
-  let stopping = false;
-  const shutdown = (signal: string, code = 0): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info("shutting down", { signal });
-    void (async () => {
-      for (const stop of stops.reverse()) {
-        await stop().catch((err: unknown) => {
-          log.warn("error while stopping", { err });
-        });
-      }
-      process.exit(code);
-    })();
-  };
-
-  if (command === "run" || command === "operator") {
-    const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
-    const op = await startOperator({ config, kc, rest, log: log.child({ component: "operator" }), registry });
-    stops.push(() => op.stop());
-    stops.push(() => {
-      rest.close();
-      return Promise.resolve();
-    });
-    readiness.push(() => op.ready());
-  }
-  if (command === "run" || command === "authz") {
-    const { startUsage } = await import("./usage/service.ts");
-    // Usage has its own client, so its status writes never delay the data plane's watches.
-    const usageRest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
-    const usage = await startUsage({ config, kc, rest: usageRest, log: log.child({ component: "usage" }), registry });
-    stops.push(() => {
-      usageRest.close();
-      return Promise.resolve();
-    });
-    stops.push(() => usage.stop());
-    readiness.push(() => usage.ready());
-    if (workers > 1) {
-      // The primary: usage, /metrics and the workers; each worker runs startAuthz (ADR 22).
-      const { startAuthzWorkers } = await import("./authz/workers.ts");
-      const pool = startAuthzWorkers({
-        config,
-        log: log.child({ component: "authz" }),
-        registry,
-        usage,
-        onFatal: (err) => {
-          log.error("ext_authz workers failed", { err });
-          shutdown("workers failed", 1);
-        },
-      });
-      pool.started.then(
-        () => {
-          const info = pool.workers()[0]?.info as { grpcPort?: number; httpPort?: number } | undefined;
-          log.info("ext_authz serving", { grpcPort: info?.grpcPort, httpPort: info?.httpPort, workers });
-        },
-        (err: unknown) => {
-          if (stopping) return;
-          log.error("ext_authz workers did not start", { err });
-          shutdown("workers did not start", 1);
-        },
-      );
-      stops.push(() => pool.stop());
-      readiness.push(() => pool.ready());
-      metricsSource = pool;
-    } else {
-      const { startAuthz } = await import("./authz/service.ts");
-      const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
-      const authz = await startAuthz({
-        config,
-        kc,
-        rest,
-        log: log.child({ component: "authz" }),
-        registry,
-        onDecision: (front, d, seconds, input, cancelled) => {
-          usage.onDecision(front, d, seconds, input, cancelled);
-        },
-      });
-      log.info("ext_authz serving", { grpcPort: authz.grpcPort, httpPort: authz.httpPort });
-      stops.push(() => authz.stop());
-      stops.push(() => {
-        rest.close();
-        return Promise.resolve();
-      });
-      readiness.push(() => authz.ready());
-    }
-  }
-  if (config.metricsAddress) {
-    const server = await startMetricsServer(config.metricsAddress, metricsSource, { ready: () => readiness.every((r) => r()) });
-    stops.push(
-      () =>
-        new Promise<void>((r) => {
-          server.close(() => {
-            r();
-          });
-        }),
-    );
-    log.info("metrics serving", { address: config.metricsAddress });
-  }
-
-  process.on("SIGTERM", () => {
-    shutdown("SIGTERM");
-  });
-  process.on("SIGINT", () => {
-    shutdown("SIGINT");
-  });
+  const s: Serving = { config, kc, log, registry, lc };
+  if (command !== "authz") await serveOperator(s);
+  const source = command === "operator" ? registry : await serveDataPlane(s, workers);
+  await serveMetrics(s, source);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -212,6 +205,8 @@ main(process.argv.slice(2))
     if (code >= 0) process.exitCode = code;
   })
   .catch((err: unknown) => {
+    // The stop sequence began during start-up: the lifecycle ends the process.
+    if (isKeywardError(err, "Stopping")) return;
     const msg = isKeywardError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`keyward: ${msg}\n`);
     process.exit(1);

@@ -1,39 +1,24 @@
 // A pool of worker processes sharing listening sockets (node:cluster): the
-// primary forks them, replaces one that exits (with backoff), stops them on
-// shutdown, knows when every one serves and is ready, and serves their metrics
-// aggregated with its own. What a worker runs is the caller's: `runWorker` in
-// the worker process wraps it. `keyward authz --authz-workers` and the check
-// bench's `--workers` are built on it.
+// primary forks them, replaces one that exits (restart.ts), stops them on
+// shutdown (stop.ts), knows when every one serves and is ready, and serves
+// their metrics aggregated with its own (pool-metrics.ts). What a worker runs
+// is the caller's: `runWorker` (worker.ts) wraps it in the worker process.
+// `keyward authz --authz-workers` and the check bench's `--workers` are built on it.
 //
-// Messages between primary and workers are objects whose `kind` starts with
-// "keyward:"; other messages (prom-client's own) are ignored. The caller's
+// Messages between primary and workers are in protocol.ts. The caller's
 // messages go through `send` / `onMessage` as `keyward:app`.
 import cluster, { type Worker } from "node:cluster";
 import { AggregatorRegistry, Counter, type Registry } from "prom-client";
 import type { Logger } from "../log.ts";
+import { PoolMetrics } from "./pool-metrics.ts";
+import { emptySlot, SLOT_ENV, type Metrics, type Slot, type ToPrimary } from "./protocol.ts";
+import { afterExit, DEFAULT_RESTART_POLICY, type RestartPolicy } from "./restart.ts";
+import { stopWorkers } from "./stop.ts";
 
-/** The environment variable that tells a forked worker its slot (0 … count-1). */
-export const SLOT_ENV = "KEYWARD_WORKER_SLOT";
+export { SLOT_ENV } from "./protocol.ts";
+export { runWorker, type WorkerBody, type WorkerContext } from "./worker.ts";
 
-/** A registry's metrics as getMetricsAsJSON returns them (prom-client's typings say `type` is an enum; it is a string). */
-interface MetricJson {
-  name: string;
-  help: string;
-  type: string;
-  aggregator: string;
-  values: { labels: Record<string, string | number>; value: number; metricName?: string }[];
-}
-type Metrics = MetricJson[];
-const asJson = async (r: Registry): Promise<Metrics> => (await r.getMetricsAsJSON()) as unknown as Metrics;
-
-type ToWorker = { kind: "keyward:metrics"; id: number } | { kind: "keyward:stop" };
-type ToPrimary =
-  | { kind: "keyward:serving"; info: unknown }
-  | { kind: "keyward:ready"; ready: boolean }
-  | { kind: "keyward:metrics"; id: number; metrics?: Metrics; error?: string }
-  | { kind: "keyward:app"; data: unknown };
-
-export interface PoolOptions {
+export interface PoolOptions extends Partial<RestartPolicy> {
   count: number;
   log: Logger;
   /** The primary's own metrics, served together with the workers'. */
@@ -45,12 +30,6 @@ export interface PoolOptions {
    * summed), labelled `worker` (the slot): shows how checks spread over the workers.
    */
   perWorker?: { source: string; name: string; help: string };
-  /** Restart delay after an exit: baseMs, doubled per exit in a row, at most maxMs. */
-  backoff?: { baseMs: number; maxMs: number };
-  /** A worker that served this long before it exited resets its slot's backoff. */
-  stableMs?: number;
-  /** Exits in a row of one slot before serving again, after which the pool gives up (onFatal). */
-  maxFailures?: number;
   /** How long stop() waits for workers to finish before killing them. */
   stopTimeoutMs?: number;
   /** How long a metrics request waits for each worker. */
@@ -84,347 +63,143 @@ export interface WorkerPool {
   stop(): Promise<void>;
 }
 
-interface Slot {
-  slot: number;
-  worker: Worker | undefined;
-  info: unknown;
-  serving: boolean;
-  ready: boolean;
-  servingSince: number;
-  /** Exits in a row without a stable run. */
-  failures: number;
-  restarts: number;
-  timer: NodeJS.Timeout | undefined;
-  /** This worker's metrics as last served: what its counters add once it is gone. */
-  lastMetrics: Metrics | undefined;
-}
+class PrimaryPool implements WorkerPool {
+  readonly contentType = AggregatorRegistry.PROMETHEUS_CONTENT_TYPE;
+  private readonly opts: PoolOptions;
+  private readonly log: Logger;
+  private readonly policy: RestartPolicy;
+  private readonly slots: Slot<Worker>[];
+  private readonly pool: PoolMetrics;
+  private readonly restartsTotal: Counter | undefined;
+  readonly started: Promise<void>;
+  private resolveStarted!: () => void;
+  private rejectStarted!: (err: Error) => void;
+  private isStarted = false;
+  private readonly exitWatchers = new Set<() => void>();
+  private stopping = false;
 
-/** Counters and histograms only: what keeps counting after the worker that counted it is gone. */
-const cumulative = (ms: Metrics): Metrics => ms.filter((m) => m.type === "counter" || m.type === "histogram");
+  constructor(opts: PoolOptions) {
+    this.opts = opts;
+    this.log = opts.log;
+    const d = DEFAULT_RESTART_POLICY;
+    this.policy = { backoff: opts.backoff ?? d.backoff, stableMs: opts.stableMs ?? d.stableMs, maxFailures: opts.maxFailures ?? d.maxFailures };
+    this.slots = Array.from({ length: opts.count }, (_, slot) => emptySlot<Worker>(slot));
+    this.pool = new PoolMetrics({ registry: opts.registry, perWorker: opts.perWorker, timeoutMs: opts.metricsTimeoutMs ?? 5000 });
+    this.restartsTotal = opts.registry
+      ? new Counter({ name: "keyward_authz_worker_restarts_total", help: "Worker processes started in place of one that exited (--authz-workers).", registers: [opts.registry] })
+      : undefined;
+    this.started = new Promise<void>((res, rej) => {
+      this.resolveStarted = res;
+      this.rejectStarted = rej;
+    });
+    // The caller may only look at ready(); an early exit must not become an unhandled rejection.
+    this.started.catch(() => undefined);
+  }
 
-export function startWorkerPool(o: PoolOptions): WorkerPool {
-  if (!cluster.isPrimary) throw new Error("startWorkerPool runs in the primary process");
-  const log = o.log;
-  const backoff = o.backoff ?? { baseMs: 500, maxMs: 30_000 };
-  const stableMs = o.stableMs ?? 60_000;
-  const maxFailures = o.maxFailures ?? 5;
-  // Structured clone instead of JSON for the messages (usage batches, metrics).
-  cluster.setupPrimary({ serialization: "advanced" });
+  forkAll(): void {
+    for (const s of this.slots) this.fork(s);
+  }
 
-  const restartsTotal = o.registry
-    ? new Counter({ name: "keyward_authz_worker_restarts_total", help: "Worker processes started in place of one that exited (--authz-workers).", registers: [o.registry] })
-    : undefined;
-  const slots: Slot[] = Array.from({ length: o.count }, (_, slot) => ({
-    slot,
-    worker: undefined,
-    info: undefined,
-    serving: false,
-    ready: false,
-    servingSince: 0,
-    failures: 0,
-    restarts: 0,
-    timer: undefined,
-    lastMetrics: undefined,
-  }));
-  let stopping = false;
-  let isStarted = false;
-  /** Counters and histograms of workers that are gone, summed (so the pool's counters never go down). */
-  let retired: Promise<Metrics> = Promise.resolve([]);
-  let requestSeq = 0;
-  const pending = new Map<number, (m: Metrics | undefined) => void>();
-  const exited = new Set<() => void>();
+  ready(): boolean {
+    return this.isStarted && this.slots.every((s) => s.serving && s.ready);
+  }
 
-  let resolveStarted!: () => void;
-  let rejectStarted!: (err: Error) => void;
-  const started = new Promise<void>((res, rej) => {
-    resolveStarted = res;
-    rejectStarted = rej;
-  });
-  // The caller may only look at ready(); an early exit must not become an unhandled rejection.
-  started.catch(() => undefined);
+  workers(): WorkerState[] {
+    return this.slots.map((s) => ({ slot: s.slot, pid: s.worker?.process.pid, info: s.info, serving: s.serving, ready: s.ready, restarts: s.restarts }));
+  }
 
-  const fork = (s: Slot): void => {
+  collect(): Promise<{ slot: number; pid: number; metrics: Metrics }[]> {
+    return this.pool.collect(this.slots);
+  }
+
+  metrics(): Promise<string> {
+    return this.pool.text(this.slots);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (!this.isStarted) this.rejectStarted(new Error("stopped before every authz worker served"));
+    await stopWorkers(this.slots, {
+      log: this.log,
+      timeoutMs: this.opts.stopTimeoutMs ?? 20_000,
+      onExit: (f) => {
+        this.exitWatchers.add(f);
+        return () => this.exitWatchers.delete(f);
+      },
+    });
+  }
+
+  private fork(s: Slot<Worker>): void {
     s.timer = undefined;
     const w = cluster.fork({ [SLOT_ENV]: String(s.slot) });
-    s.worker = w;
-    s.serving = false;
-    s.ready = false;
+    Object.assign(s, { worker: w, serving: false, ready: false });
     w.on("message", (m: ToPrimary) => {
-      switch (m.kind) {
-        case "keyward:serving":
-          s.serving = true;
-          s.ready = true;
-          s.info = m.info;
-          s.servingSince = Date.now();
-          log.info("authz worker serving", { worker: s.slot, pid: w.process.pid });
-          if (!isStarted && slots.every((x) => x.serving)) {
-            isStarted = true;
-            resolveStarted();
-          }
-          break;
-        case "keyward:ready":
-          s.ready = m.ready;
-          break;
-        case "keyward:metrics":
-          pending.get(m.id)?.(m.metrics);
-          break;
-        case "keyward:app":
-          o.onMessage?.(s.slot, m.data);
-          break;
-      }
+      this.onMessage(s, w, m);
     });
     // Handled once the channel is closed too, so every message the worker sent has been read.
     w.on("exit", (code: number | null, signal: string | null) => {
-      if (w.isConnected()) {
-        w.once("disconnect", () => {
-          onExit(s, w, code, signal);
-        });
-      } else onExit(s, w, code, signal);
+      if (w.isConnected()) w.once("disconnect", () => { this.onExit(s, w, code, signal); });
+      else this.onExit(s, w, code, signal);
     });
-  };
-
-  const onExit = (s: Slot, w: Worker, code: number | null, signal: string | null): void => {
-    if (s.worker !== w) return;
-    const wasServing = s.serving;
-    const pid = w.process.pid;
-    if (s.lastMetrics) {
-      const gone = cumulative(s.lastMetrics);
-      retired = retired.then(async (r) => (r.length ? await asJson(AggregatorRegistry.aggregate([r, gone])) : gone));
-    }
-    s.worker = undefined;
-    s.serving = false;
-    s.ready = false;
-    s.lastMetrics = undefined;
-    if (stopping) {
-      for (const f of exited) f();
-      return;
-    }
-    if (!isStarted) {
-      rejectStarted(new Error(`authz worker ${s.slot} (pid ${pid ?? "?"}) exited before it served (code ${code ?? "none"}, signal ${signal ?? "none"})`));
-      return;
-    }
-    s.failures = wasServing && Date.now() - s.servingSince >= stableMs ? 0 : s.failures + 1;
-    if (!wasServing && s.failures >= maxFailures) {
-      const err = new Error(`authz worker ${s.slot} exited ${s.failures} times in a row before it served (last: code ${code ?? "none"}, signal ${signal ?? "none"})`);
-      log.error("authz worker keeps failing; giving up", { worker: s.slot, pid, code, signal, failures: s.failures });
-      o.onFatal(err);
-      return;
-    }
-    const delayMs = s.failures === 0 ? 0 : Math.min(backoff.maxMs, backoff.baseMs * 2 ** (s.failures - 1));
-    s.restarts++;
-    restartsTotal?.inc();
-    log.warn("authz worker exited; starting a new one", { worker: s.slot, pid, code, signal, restartInMs: delayMs, restarts: s.restarts });
-    s.timer = setTimeout(() => {
-      if (!stopping) fork(s);
-    }, delayMs);
-  };
-
-  const ask = (s: Slot): Promise<Metrics | undefined> => {
-    const w = s.worker;
-    if (!w || !s.serving || !w.isConnected()) return Promise.resolve(undefined);
-    const id = ++requestSeq;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        resolve(undefined);
-      }, o.metricsTimeoutMs ?? 5000);
-      pending.set(id, (m) => {
-        clearTimeout(timer);
-        pending.delete(id);
-        resolve(m);
-      });
-      const msg: ToWorker = { kind: "keyward:metrics", id };
-      try {
-        w.send(msg);
-      } catch {
-        clearTimeout(timer);
-        pending.delete(id);
-        resolve(undefined);
-      }
-    });
-  };
-
-  const collect = async (): Promise<{ slot: number; pid: number; metrics: Metrics }[]> => {
-    const got = await Promise.all(slots.map(async (s) => ({ s, pid: s.worker?.process.pid ?? 0, metrics: await ask(s) })));
-    return got.flatMap(({ s, pid, metrics }) => {
-      if (!metrics) return [];
-      s.lastMetrics = metrics;
-      return [{ slot: s.slot, pid, metrics }];
-    });
-  };
-
-  const perWorkerMetric = (all: { slot: number; metrics: Metrics }[]): Metrics => {
-    const p = o.perWorker;
-    if (!p) return [];
-    const values = all.map(({ slot, metrics }) => ({
-      labels: { worker: String(slot) },
-      value: (metrics.find((m) => m.name === p.source)?.values ?? []).reduce((sum, v) => sum + v.value, 0),
-    }));
-    return [{ name: p.name, help: p.help, type: "counter", aggregator: "sum", values }];
-  };
-
-  for (const s of slots) fork(s);
-
-  return {
-    started,
-    ready: () => isStarted && slots.every((s) => s.serving && s.ready),
-    workers: () =>
-      slots.map((s) => ({
-        slot: s.slot,
-        pid: s.worker?.process.pid,
-        info: s.info,
-        serving: s.serving,
-        ready: s.ready,
-        restarts: s.restarts,
-      })),
-    collect,
-    metrics: async () => {
-      const workers = await collect();
-      // The primary's first: a metric each process has but that is not summed (start time) is the primary's.
-      const own = o.registry ? (await asJson(o.registry)).map((m) => (m.aggregator === "omit" ? { ...m, aggregator: "first" } : m)) : [];
-      const all = [own, ...workers.map((w) => w.metrics), await retired, perWorkerMetric(workers)].filter((m) => m.length > 0);
-      return AggregatorRegistry.aggregate(all).metrics();
-    },
-    contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
-    stop: async () => {
-      stopping = true;
-      if (!isStarted) rejectStarted(new Error("stopped before every authz worker served"));
-      const live = slots.filter((s) => {
-        clearTimeout(s.timer);
-        return s.worker !== undefined;
-      });
-      if (live.length === 0) return;
-      await new Promise<void>((resolve) => {
-        const check = (): void => {
-          if (slots.every((s) => s.worker === undefined)) {
-            clearTimeout(kill);
-            exited.delete(check);
-            resolve();
-          }
-        };
-        exited.add(check);
-        const kill = setTimeout(() => {
-          for (const s of slots) {
-            if (s.worker) {
-              log.warn("authz worker did not stop in time; killing it", { worker: s.slot, pid: s.worker.process.pid });
-              s.worker.process.kill("SIGKILL");
-            }
-          }
-        }, o.stopTimeoutMs ?? 20_000);
-        for (const s of live) {
-          const msg: ToWorker = { kind: "keyward:stop" };
-          try {
-            s.worker?.send(msg);
-          } catch {
-            s.worker?.process.kill("SIGTERM");
-          }
-        }
-      });
-    },
-  };
-}
-
-export interface WorkerBody {
-  /** This worker's metrics, collected by the primary. */
-  registry?: Registry;
-  /** Can the worker decide (its caches are synced)? Reported to the primary when it changes. */
-  ready(): boolean;
-  /** Sent to the primary with the first report (its ports). */
-  info?: unknown;
-  /** Stops serving, finishing what is in flight. Messages sent until it resolves are delivered. */
-  stop(): Promise<void>;
-}
-
-export interface WorkerContext {
-  /** This worker's slot, 0 … count-1 (a replacement takes the slot of the worker it replaces). */
-  slot: number;
-  /** A message for the primary's onMessage. */
-  send: (data: unknown) => void;
-}
-
-/**
- * Runs in a forked worker: starts `body`, tells the primary once it serves, answers metrics
- * requests, and stops on the primary's word (or SIGTERM sent to the worker itself). A worker
- * whose start throws exits 1. SIGINT is the primary's to handle (a terminal sends it to the
- * whole process group).
- */
-export async function runWorker(start: (ctx: WorkerContext) => Promise<WorkerBody>, log: Logger): Promise<void> {
-  if (!cluster.isWorker || !process.send) throw new Error("runWorker runs in a cluster worker");
-  const slot = Number(process.env[SLOT_ENV] ?? "0");
-  const inFlight = new Set<Promise<void>>();
-  const send = (m: ToPrimary): void => {
-    if (!process.connected) return;
-    const p = new Promise<void>((resolve) => {
-      process.send?.(m, undefined, {}, () => {
-        resolve();
-      });
-    });
-    inFlight.add(p);
-    void p.then(() => inFlight.delete(p));
-  };
-  process.on("SIGINT", () => undefined);
-
-  // Asked to stop before it serves, the worker exits at once.
-  let body: WorkerBody | undefined;
-  let stopping = false;
-  // Readiness, reported to the primary when it changes.
-  let ready = true;
-  const poll = setInterval(() => {
-    const now = body?.ready() ?? false;
-    if (body && now !== ready) {
-      ready = now;
-      send({ kind: "keyward:ready", ready });
-    }
-  }, 200);
-  poll.unref();
-  const stop = (why: string): void => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(poll);
-    log.info("authz worker stopping", { worker: slot, why });
-    void (async () => {
-      await body?.stop().catch((err: unknown) => {
-        log.warn("error while stopping", { worker: slot, err });
-      });
-      await Promise.all(inFlight);
-      process.exit(0);
-    })();
-  };
-  process.on("SIGTERM", () => {
-    stop("SIGTERM");
-  });
-  process.on("message", (m: ToWorker) => {
-    if (m.kind === "keyward:stop") stop("primary");
-    if (m.kind === "keyward:metrics") {
-      const reply = (r: Omit<Extract<ToPrimary, { kind: "keyward:metrics" }>, "kind" | "id">): void => {
-        send({ kind: "keyward:metrics", id: m.id, ...r });
-      };
-      if (!body?.registry) reply({ metrics: [] });
-      else {
-        asJson(body.registry).then(
-          (metrics) => {
-            reply({ metrics });
-          },
-          (err: unknown) => {
-            reply({ error: String(err) });
-          },
-        );
-      }
-    }
-  });
-
-  try {
-    body = await start({
-      slot,
-      send: (data) => {
-        send({ kind: "keyward:app", data });
-      },
-    });
-  } catch (err) {
-    log.error("authz worker could not start", { worker: slot, err });
-    process.exit(1);
   }
-  ready = body.ready();
-  send({ kind: "keyward:serving", info: body.info });
-  if (!ready) send({ kind: "keyward:ready", ready });
+
+  private onMessage(s: Slot<Worker>, w: Worker, m: ToPrimary): void {
+    switch (m.kind) {
+      case "keyward:serving":
+        Object.assign(s, { serving: true, ready: true, info: m.info, servingSince: Date.now() });
+        this.log.info("authz worker serving", { worker: s.slot, pid: w.process.pid });
+        if (!this.isStarted && this.slots.every((x) => x.serving)) {
+          this.isStarted = true;
+          this.resolveStarted();
+        }
+        break;
+      case "keyward:ready":
+        s.ready = m.ready;
+        break;
+      case "keyward:metrics":
+        this.pool.answer(m.id, m.metrics);
+        break;
+      case "keyward:app":
+        this.opts.onMessage?.(s.slot, m.data);
+        break;
+    }
+  }
+
+  private onExit(s: Slot<Worker>, w: Worker, code: number | null, signal: string | null): void {
+    if (s.worker !== w) return;
+    const pid = w.process.pid;
+    const how = `code ${code ?? "none"}, signal ${signal ?? "none"}`;
+    const verdict = afterExit(this.policy, s, Date.now());
+    this.pool.retire(s);
+    Object.assign(s, { worker: undefined, serving: false, ready: false });
+    if (this.stopping) {
+      for (const f of [...this.exitWatchers]) f();
+      return;
+    }
+    if (!this.isStarted) {
+      this.rejectStarted(new Error(`authz worker ${s.slot} (pid ${pid ?? "?"}) exited before it served (${how})`));
+      return;
+    }
+    s.failures = verdict.failures;
+    if (verdict.giveUp) {
+      this.log.error("authz worker keeps failing; giving up", { worker: s.slot, pid, code, signal, failures: s.failures });
+      this.opts.onFatal(new Error(`authz worker ${s.slot} exited ${s.failures} times in a row before it served (last: ${how})`));
+      return;
+    }
+    s.restarts++;
+    this.restartsTotal?.inc();
+    this.log.warn("authz worker exited; starting a new one", { worker: s.slot, pid, code, signal, restartInMs: verdict.delayMs, restarts: s.restarts });
+    s.timer = setTimeout(() => {
+      if (!this.stopping) this.fork(s);
+    }, verdict.delayMs);
+  }
+}
+
+export function startWorkerPool(opts: PoolOptions): WorkerPool {
+  if (!cluster.isPrimary) throw new Error("startWorkerPool runs in the primary process");
+  // Structured clone instead of JSON for the messages (usage batches, metrics).
+  cluster.setupPrimary({ serialization: "advanced" });
+  const pool = new PrimaryPool(opts);
+  pool.forkAll();
+  return pool;
 }

@@ -4,20 +4,17 @@
 // owns a watch of ApiKeys (the flusher's base and the alerts' expiry list),
 // the flush and alert timers, and the optional access log server.
 import { hostname } from "node:os";
-import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { CollectionWatch } from "../k8s/informer.ts";
 import { startAccessLogServer } from "../accesslog/server.ts";
-import { AlertEngine, type Alert } from "./alerts.ts";
+import type { JoinKind } from "../accesslog/join.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
-import { fromDecision, type CheckEvent, type KeyRef, type UpstreamEvent } from "../check/event.ts";
-import { UsageFlusher, type FlushReport } from "./flusher.ts";
+import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
+import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
-import { periodRequests } from "./model.ts";
-import { revocationLagSeconds } from "./revocation.ts";
+import { alertTicks, usageAlerts, usageRecorder, usageStore } from "./wiring.ts";
 
 /** What the check path calls: once per answered (or cancelled) check. */
 export interface UsageSink {
@@ -51,122 +48,36 @@ export interface UsageHandle extends UsageSink {
 const ALERT_TICK_MS = 60_000;
 
 export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
-  const { config, kc, rest, registry } = deps;
+  const { config } = deps;
   const log = deps.log.child({ component: "usage" });
   const now = deps.now;
   const clock: Clock = deps.clock ?? (now ? { now, setTimer: (fn, ms) => systemClock.setTimer(fn, ms) } : systemClock);
   const identity = deps.identity ?? (config.identity || `${hostname()}_${process.pid}`);
 
   let flusher: UsageFlusher | undefined;
-  const metrics = createUsageMetrics(registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
-
-  const store = new CollectionWatch<ApiKey>(kc, rest, {
-    apiPrefix: `/apis/${API_VERSION}`,
-    plural: APIKEY_PLURAL,
-    namespaces: config.namespaces,
-    staleAfterMs: config.watchStaleAfter,
-    resyncMs: config.watchResync,
-    onLifecycle: (event, err) => {
-      if (event === "error" || event === "handler_error") log.warn("usage watch problem", { event, err });
-    },
-    onChange: (type, obj, old) => {
-      const lag = revocationLagSeconds(type, obj, old, clock.now());
-      if (lag !== undefined) metrics.revocationLag(lag);
-    },
-  });
-
+  const metrics = createUsageMetrics(deps.registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
+  const store = usageStore(deps, clock, metrics, log);
   if (config.usageStatus) {
-    flusher = new UsageFlusher({
-      rest,
-      store,
-      clock,
-      intervalMs: config.usageFlushInterval,
-      topRoutes: config.usageTopRoutes,
-      log,
-      onResult: (r) => {
-        metrics.flush(r);
-      },
-    });
+    const onResult = (r: FlushResult): void => { metrics.flush(r); };
+    flusher = new UsageFlusher({ rest: deps.rest, store, clock, intervalMs: config.usageFlushInterval, topRoutes: config.usageTopRoutes, log, onResult });
   }
-
-  const events = new KubeEventRecorder({ rest, component: "keyward-authz", instance: identity, log, now: () => clock.now() });
-  const raise = (a: Alert): void => {
-    metrics.alert(a.kind, a.keyId);
-    const ak = store.get(a.namespace, a.name);
-    const obj = { apiVersion: API_VERSION, kind: "ApiKey", metadata: { namespace: a.namespace, name: a.name, uid: a.uid, resourceVersion: ak?.metadata.resourceVersion } };
-    events.record(obj, "Warning", a.kind, a.message);
-    log.warn("usage alert", { alert: a.kind, apikey: `${a.namespace}/${a.name}`, key_id: a.keyId, message: a.message });
-  };
-  const alerts = config.usageAlerts
-    ? new AlertEngine({
-        now: () => clock.now(),
-        emit: raise,
-        learningMs: config.usageAlertLearning,
-        cooldownMs: config.usageAlertCooldown,
-        silenceMs: config.usageAlertSilence,
-        expiryWindowMs: config.usageAlertExpiryWindow,
-        spikeFactor: config.usageAlertSpikeFactor,
-        minRequests: config.usageAlertMinRequests,
-        quotaUsed: (key: KeyRef, per) => periodRequests(store.get(key.namespace, key.name)?.status?.usage, flusher?.pending(key.namespace, key.name), clock.now(), per),
-        apiKeys: () => store.list(),
-      })
-    : undefined;
-
+  const events = new KubeEventRecorder({ rest: deps.rest, component: "keyward-authz", instance: identity, log, now: () => clock.now() });
+  const alerts = usageAlerts({ config, clock, store, events, metrics, log, flusher: () => flusher });
   const sink = deps.decisionLogSink ?? decisionLogSink(config.decisionLog);
-  const decisionLog = sink
-    ? new DecisionLog({ sink, sampleAllowed: config.decisionLogSampleAllowed, sampleDenied: config.decisionLogSampleDenied })
-    : undefined;
-
-  const record = (e: CheckEvent): void => {
-    decisionLog?.write(e);
-    metrics.check(e);
-    flusher?.recordCheck(e);
-    alerts?.observeCheck(e);
-  };
-
-  const recordUpstream = (apikey: string, keyId: string, u: Omit<UpstreamEvent, "key">): void => {
-    const [ns = "", name = ""] = apikey.split("/");
-    const ak = store.get(ns, name);
-    const key: KeyRef = { namespace: ns, name, uid: ak?.metadata.uid ?? apikey, keyId, owner: ak?.spec.owner ?? "" };
-    const e: UpstreamEvent = { ...u, key };
-    metrics.upstream(keyId, e.responseCode, e.upstreamSeconds);
-    flusher?.recordUpstream(e);
-    alerts?.observeUpstream(e);
-  };
+  const decisionLog = sink ? new DecisionLog({ sink, sampleAllowed: config.decisionLogSampleAllowed, sampleDenied: config.decisionLogSampleDenied }) : undefined;
+  const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, alerts });
 
   await store.start();
-
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
   if (config.accessLogAddress) {
-    try {
-      accessLog = await (deps.startAccessLog ?? startAccessLogServer)({
-        address: config.accessLogAddress,
-        onUpstream: recordUpstream,
-        log,
-        onEntry: (r) => {
-          metrics.accessLogEntry(r);
-        },
-      });
-    } catch (err) {
+    const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
+    accessLog = await (deps.startAccessLog ?? startAccessLogServer)({ address: config.accessLogAddress, onUpstream: recordUpstream, log, onEntry }).catch(async (err: unknown) => {
       await store.stop();
       throw err;
-    }
+    });
   }
-
   flusher?.start();
-  let stopped = false;
-  let cancelTick: (() => void) | undefined;
-  const armTick = (): void => {
-    cancelTick = clock.setTimer(() => {
-      try {
-        alerts?.tick();
-      } catch (err) {
-        log.error("usage alert check failed", { err });
-      }
-      if (!stopped) armTick();
-    }, ALERT_TICK_MS);
-  };
-  if (alerts) armTick();
+  const stopTicks = alerts ? alertTicks(clock, alerts, ALERT_TICK_MS, log) : undefined;
 
   return {
     onDecision(front, d, seconds, input, cancelled) {
@@ -179,8 +90,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     tickAlerts: () => alerts?.tick(),
     ready: () => store.synced,
     stop: async () => {
-      stopped = true;
-      cancelTick?.();
+      stopTicks?.();
       await accessLog?.stop();
       await flusher?.stop();
       await store.stop();

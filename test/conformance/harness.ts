@@ -52,14 +52,19 @@ export async function authzKubeConfig(adminKc: KubeConfig, admin: KubeRest): Pro
   const tr = await admin.request<{ status: { token: string } }>("POST", "/api/v1/namespaces/keyward-system/serviceaccounts/keyward-authz/token", {
     body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
   });
+  return tokenKubeConfig(adminKc, "keyward-authz", tr.status.token);
+}
+
+/** A kubeconfig for the admin's cluster that authenticates as `user` with a bearer token. */
+export function tokenKubeConfig(adminKc: KubeConfig, user: string, token: string): KubeConfig {
   const cluster = adminKc.getCurrentCluster();
   if (!cluster) throw new Error("admin kubeconfig has no cluster");
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: "c", server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: cluster.skipTLSVerify }],
-    users: [{ name: "keyward-authz", token: tr.status.token }],
-    contexts: [{ name: "authz", cluster: "c", user: "keyward-authz" }],
-    currentContext: "authz",
+    users: [{ name: user, token }],
+    contexts: [{ name: user, cluster: "c", user }],
+    currentContext: user,
   });
   return kc;
 }
