@@ -11,7 +11,9 @@ export type ErrorCode =
   /** This replica stopped being the leader (the reason of the leader's AbortSignal). */
   | "LeadershipLost"
   /** A server could not bind its listen address. */
-  | "ListenFailed";
+  | "ListenFailed"
+  /** The limits store (Redis) could not be reached or refused keyward at start-up. */
+  | "LimitsStoreFailed";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;
