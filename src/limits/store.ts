@@ -61,7 +61,8 @@ export async function openLimitStore(config: Config, log: Logger, registry: Regi
     now,
     onTransition: (to, from) => {
       transitions.inc({ to });
-      if (to === "open") log.warn("limits store unavailable; checks are limited by the failure setting until it answers again", { store: redis.where, failure: failureMode, from });
+      // One line per outage: a failed probe (half_open -> open) is counted, not logged again.
+      if (to === "open" && from === "closed") log.warn("limits store unavailable; checks are limited by the failure setting until it answers again", { store: redis.where, failure: failureMode });
       else if (to === "closed") log.info("limits store answers again; limits are shared", { store: redis.where });
     },
     onFallback: (cause, mode) => {

@@ -3,11 +3,10 @@
 // a revocation reaches each, a killed worker is replaced while the other keeps
 // answering, usage is written once with the exact totals, SIGTERM stops
 // everything with exit 0, and workers that cannot start stop the primary with 1.
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
@@ -17,31 +16,9 @@ import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, pa
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { getApiKey } from "../support/operator.ts";
+import { startKeyward, type KeywardProcess } from "../support/keyward.ts";
 
-const root = resolve(import.meta.dirname, "..", "..");
 const HOST = "workers.example.com";
-
-interface Keyward {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startKeyward(args: string[]): Keyward {
-  const child = spawn(process.execPath, [join(root, "src", "main.ts"), ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  const collect = (b: Buffer): void => {
-    out += b.toString();
-  };
-  child.stdout.on("data", collect);
-  child.stderr.on("data", collect);
-  const exited = new Promise<number | null>((res) => {
-    child.on("exit", (code) => {
-      res(code);
-    });
-  });
-  return { child, output: () => out, exited };
-}
 
 /** The primary's children: its workers. */
 function workerPids(pid: number): number[] {
@@ -67,7 +44,7 @@ describe("keyward authz --authz-workers 2", () => {
   let ns: string;
   let dir: string;
   let kubeconfig: string;
-  let kw: Keyward;
+  let kw: KeywardProcess;
   let grpcPort: number;
   let metricsPort: number;
   let counted: TestKey;

@@ -1,0 +1,60 @@
+// keyward as a real process (node src/main.ts) for suites that run several:
+// its output, its exit, its /metrics.
+import { spawn, type ChildProcess } from "node:child_process";
+import { join, resolve } from "node:path";
+import { eventually } from "./k8s.ts";
+
+const root = resolve(import.meta.dirname, "..", "..");
+
+export interface KeywardProcess {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+  /** Resolves once /readyz answers 200 on `metricsPort`. */
+  ready(metricsPort: number, timeoutMs?: number): Promise<void>;
+  /** SIGKILL unless exited. */
+  kill(): Promise<void>;
+}
+
+export function startKeyward(args: readonly string[]): KeywardProcess {
+  const child = spawn(process.execPath, [join(root, "src", "main.ts"), ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const collect = (b: Buffer): void => {
+    out += b.toString();
+  };
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  const exited = new Promise<number | null>((res) => {
+    child.on("exit", (code) => {
+      res(code);
+    });
+  });
+  return {
+    child,
+    output: () => out,
+    exited,
+    ready: async (metricsPort, timeoutMs = 30_000) => {
+      await eventually(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`keyward exited ${child.exitCode}: ${out}`);
+          return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined;
+        },
+        timeoutMs,
+        "/readyz",
+      );
+    },
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+    },
+  };
+}
+
+/** The value of one series in a /metrics page (NaN when absent). */
+export async function metricValue(metricsPort: number, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? NaN : Number(line.slice(series.length + 1));
+}
