@@ -15,7 +15,7 @@ import { applyUsageRbac } from "../conformance/go-als/env.ts";
 import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { metricValue, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { decisionLatencies, metricValue, percentileOf, startKeyward, type KeywardProcess } from "../support/keyward.ts";
 import { haveRedis, startRedis, type RedisServer } from "../support/redis.ts";
 
 const HOST = "limits.example.com";
@@ -125,7 +125,7 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
     expect(refused.httpStatus).toBe(429);
     expect(Number(refused.headers["retry-after"])).toBeGreaterThan(3000);
     // Redis keys are digests of fixed length with one hash tag per ApiKey; the key never appears.
-    const keys = redis.cli("--scan").trim().split("\n");
+    const keys = (await redis.cli("--scan")).trim().split("\n");
     expect(keys.length).toBeGreaterThan(0);
     for (const k of keys) expect(k).toMatch(/^keyward:\{[A-Za-z0-9_-]{22}\}:[A-Za-z0-9_-]{22}:[rq][0-9./a-z:]+$/);
   });
@@ -173,11 +173,19 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
 
   describe("faults", () => {
     const DEADLINE_MS = 50;
-    const MARGIN_MS = 250;
+    /** Inside keyward: 99% of checks wait at most the deadline and this. */
+    const MARGIN_MS = 100;
+    /**
+     * Inside keyward, every check: the deadline's timer answers each one, but on a shared two-core
+     * machine a process can wait this long for the CPU.
+     */
+    const SCHEDULING_MS = 500;
+    /** Seen by the client, on a shared machine: nothing hangs. */
+    const CLIENT_MAX_MS = 2000;
     let r: Replica;
 
     beforeAll(async () => {
-      r = await startReplica([`--limits-redis-timeout=${DEADLINE_MS}ms`, "--limits-redis-breaker-failures=3", "--limits-redis-breaker-cooldown=200ms"]);
+      r = await startReplica([`--limits-redis-timeout=${DEADLINE_MS}ms`, "--limits-redis-breaker-failures=3", "--limits-redis-breaker-cooldown=200ms", "--decision-log=stdout"]);
       replicas.push(r);
     });
 
@@ -240,6 +248,7 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
       const DOWN = "limits store unavailable; checks are limited by the failure setting until it answers again";
       const UP = "limits store answers again; limits are shared";
       const [downBefore, upBefore] = [lines(DOWN), lines(UP)];
+      const logged = decisionLatencies(r.kw.output()).length;
       const result = await underLoad(async () => {
         if (signal === "SIGKILL") await redis.kill("SIGKILL");
         else redis.child.kill("SIGSTOP");
@@ -253,13 +262,21 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
       });
       const sorted = [...result.ms].sort((x, y) => x - y);
       const max = sorted[sorted.length - 1] ?? 0;
+      // The decision log is written off the check path: wait for every line.
+      const inside = await eventually(() => {
+        const lines = decisionLatencies(r.kw.output()).slice(logged);
+        return lines.length >= result.statuses.length ? lines : undefined;
+      }, 10_000, "the decision log of every check");
+      const insideMax = Math.max(...inside);
       console.log(
         `Redis ${what}: ${result.statuses.length} checks, ${result.during} during the outage of which ${result.admittedDuring} admitted (local fallback); ` +
-          `max ${max.toFixed(1)} ms, p99 ${(sorted[Math.floor(sorted.length * 0.99)] ?? 0).toFixed(1)} ms; client errors ${result.errors}`,
+          `inside keyward p99 ${percentileOf(inside, 99)} ms, max ${insideMax} ms; at the client max ${max.toFixed(1)} ms, p99 ${(sorted[Math.floor(sorted.length * 0.99)] ?? 0).toFixed(1)} ms; client errors ${result.errors}`,
       );
+      expect(percentileOf(inside, 99)).toBeLessThan(DEADLINE_MS + MARGIN_MS);
+      expect(insideMax).toBeLessThan(DEADLINE_MS + SCHEDULING_MS);
       expect(result.errors).toBe(0);
       expect(result.statuses.every((s) => s === 200)).toBe(true);
-      expect(max).toBeLessThan(DEADLINE_MS + MARGIN_MS);
+      expect(max).toBeLessThan(CLIENT_MAX_MS);
       expect(result.during).toBeGreaterThan(0);
       expect(r.kw.child.exitCode).toBeNull();
       // One outage, one recovery: each logged once, however many probes failed between.

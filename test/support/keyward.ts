@@ -2,6 +2,7 @@
 // its output, its exit, its /metrics.
 import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
+import { percentile } from "../conformance/harness.ts";
 import { eventually } from "./k8s.ts";
 
 const root = resolve(import.meta.dirname, "..", "..");
@@ -57,4 +58,20 @@ export async function metricValue(metricsPort: number, series: string): Promise<
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? NaN : Number(line.slice(series.length + 1));
+}
+
+/** The latency_ms of every decision in a keyward's output (--decision-log=stdout): time spent inside keyward per check. */
+export function decisionLatencies(output: string): number[] {
+  const out: number[] = [];
+  for (const line of output.split("\n")) {
+    if (!line.includes('"msg":"decision"')) continue;
+    const m = /"latency_ms":([0-9.]+)/.exec(line);
+    if (m) out.push(Number(m[1]));
+  }
+  return out;
+}
+
+/** The p-th percentile (nearest rank) of unsorted values. */
+export function percentileOf(values: readonly number[], p: number): number {
+  return percentile([...values].sort((a, b) => a - b), p);
 }

@@ -1,11 +1,14 @@
 // Real redis-server processes for the limits suites: each on free ports, in a
 // temporary directory, stopped by the suite. Never a system service.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually } from "./k8s.ts";
+
+const run = promisify(execFile);
 
 /** True when redis-server and redis-cli are installed (scripts/install-system-deps.sh). */
 export function haveRedis(): boolean {
@@ -45,8 +48,8 @@ export interface RedisServer {
   readonly dir: string;
   readonly password: string | undefined;
   child: ChildProcess;
-  /** redis-cli against this server; returns its output. */
-  cli(...args: string[]): string;
+  /** redis-cli against this server; resolves to its output (never blocks the event loop, so load measured beside it stays true). */
+  cli(...args: string[]): Promise<string>;
   start(): Promise<void>;
   kill(signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
@@ -67,7 +70,7 @@ export async function startRedis(o: { password?: string; cluster?: boolean; port
   ];
   writeFileSync(join(dir, "redis.conf"), `${conf.join("\n")}\n`);
   const auth = o.password ? ["--no-auth-warning", "-a", o.password] : [];
-  const cli = (...args: string[]): string => execFileSync("redis-cli", ["-p", String(port), ...auth, ...args], { encoding: "utf8", timeout: 10_000 });
+  const cli = async (...args: string[]): Promise<string> => (await run("redis-cli", ["-p", String(port), ...auth, ...args], { encoding: "utf8", timeout: 10_000 })).stdout;
   const server: RedisServer = {
     port,
     dir,
@@ -76,13 +79,7 @@ export async function startRedis(o: { password?: string; cluster?: boolean; port
     cli,
     start: async () => {
       server.child = spawn("redis-server", [join(dir, "redis.conf")], { stdio: "ignore" });
-      await eventually(() => {
-        try {
-          return cli("ping").trim() === "PONG" ? true : undefined;
-        } catch {
-          return undefined;
-        }
-      }, 10_000, `redis-server on ${port}`);
+      await eventually(async () => ((await cli("ping").catch(() => "")).trim() === "PONG" ? true : undefined), 10_000, `redis-server on ${port}`);
     },
     kill: async (signal = "SIGKILL") => {
       const c = server.child;
@@ -107,7 +104,7 @@ export async function startRedis(o: { password?: string; cluster?: boolean; port
 export async function startRedisCluster(masters = 3): Promise<RedisServer[]> {
   const nodes: RedisServer[] = [];
   for (let i = 0; i < masters; i++) nodes.push(await startRedis({ cluster: true }));
-  execFileSync("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { encoding: "utf8", timeout: 30_000 });
-  await eventually(() => (nodes.every((n) => n.cli("cluster", "info").includes("cluster_state:ok")) ? true : undefined), 20_000, "cluster_state:ok on every node");
+  await run("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { encoding: "utf8", timeout: 30_000 });
+  await eventually(async () => ((await Promise.all(nodes.map((n) => n.cli("cluster", "info")))).every((i) => i.includes("cluster_state:ok")) ? true : undefined), 20_000, "cluster_state:ok on every node");
   return nodes;
 }
