@@ -111,7 +111,8 @@ export async function connectLimitsRedis(o: RedisConnectOptions): Promise<Limits
       enableAutoPipelining: true,
       slotsRefreshTimeout: Math.max(1000, o.connectTimeoutMs),
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
-      redisOptions: { ...common, ...(tls ? { tls: clusterTls } : {}) },
+      // Each node's own connection queues while it connects (ioredis's default): the deadline bounds the wait.
+      redisOptions: { username: common.username, password, connectTimeout: o.connectTimeoutMs, keepAlive: 10_000, ...(tls ? { tls: clusterTls } : {}) },
     });
   } else if (o.mode === "sentinel") {
     client = new Redis({
