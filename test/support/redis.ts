@@ -55,7 +55,7 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-export async function startRedis(o: { password?: string; cluster?: boolean; port?: number } = {}): Promise<RedisServer> {
+export async function startRedis(o: { password?: string; cluster?: boolean; port?: number; sentinel?: boolean; extra?: readonly string[] } = {}): Promise<RedisServer> {
   const port = o.port ?? (await redisPort());
   const dir = mkdtempSync(join(tmpdir(), "keyward-redis-"));
   const conf = [
@@ -67,6 +67,7 @@ export async function startRedis(o: { password?: string; cluster?: boolean; port
     "daemonize no",
     ...(o.password ? [`requirepass ${o.password}`, `masterauth ${o.password}`] : []),
     ...(o.cluster ? ["cluster-enabled yes", `cluster-config-file ${join(dir, "nodes.conf")}`, "cluster-node-timeout 2000", "cluster-require-full-coverage no"] : []),
+    ...(o.extra ?? []),
   ];
   writeFileSync(join(dir, "redis.conf"), `${conf.join("\n")}\n`);
   const auth = o.password ? ["--no-auth-warning", "-a", o.password] : [];
@@ -78,7 +79,7 @@ export async function startRedis(o: { password?: string; cluster?: boolean; port
     child: undefined as unknown as ChildProcess,
     cli,
     start: async () => {
-      server.child = spawn("redis-server", [join(dir, "redis.conf")], { stdio: "ignore" });
+      server.child = spawn("redis-server", [join(dir, "redis.conf"), ...(o.sentinel ? ["--sentinel"] : [])], { stdio: "ignore" });
       await eventually(async () => ((await cli("ping").catch(() => "")).trim() === "PONG" ? true : undefined), 10_000, `redis-server on ${port}`);
     },
     kill: async (signal = "SIGKILL") => {
