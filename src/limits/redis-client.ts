@@ -108,7 +108,8 @@ export async function connectLimitsRedis(o: RedisConnectOptions): Promise<Limits
     client = new Cluster(nodes, {
       enableOfflineQueue: false,
       lazyConnect: true,
-      enableAutoPipelining: true,
+      // ioredis's Cluster auto-pipelining fails a batch whose keys span several slots of one node.
+      enableAutoPipelining: false,
       slotsRefreshTimeout: Math.max(1000, o.connectTimeoutMs),
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
       // Each node's own connection queues while it connects (ioredis's default): the deadline bounds the wait.

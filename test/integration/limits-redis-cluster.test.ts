@@ -10,7 +10,9 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { digest } from "../../src/limits/redis-script.ts";
+import { connectLimitsRedis } from "../../src/limits/redis-client.ts";
+import { digest, KeyNamer, scriptArgs } from "../../src/limits/redis-script.ts";
+import { compileLimits } from "../../src/limits/spec.ts";
 import { applyUsageRbac } from "../conformance/go-als/env.ts";
 import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
@@ -118,6 +120,21 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
     // The rate's bucket and the quota's counter, side by side on one master.
     expect(own.map((k) => k.replace(/^.*:([rq])[^:]*.*$/, "$1")).sort()).toEqual(["q", "r"]);
     expect((await node.cli("get", own.find((k) => k.includes(":q")) ?? "")).trim()).toBe("100");
+  });
+
+  it("runs the script for many keys at once, on every master and slot", async () => {
+    const redis = await connectLimitsRedis({ mode: "cluster", urls: nodes.map((n) => `redis://127.0.0.1:${n.port}`), sentinelMaster: "", passwordFile: "", caFile: "", connectTimeoutMs: 5000 });
+    const names = new KeyNamer("keyward-many:");
+    const limits = compileLimits({ rate: { requests: 10, per: "1s" }, quota: { requests: 100, per: "day" } });
+    try {
+      const now = Date.now();
+      const replies = await Promise.allSettled(Array.from({ length: 300 }, (_, i) => redis.run(scriptArgs(names.limits(`uid-${i}|`, limits, now, undefined), now))));
+      expect(replies.filter((r) => r.status === "rejected").map((r) => String(r.reason))).toEqual([]);
+      const perNode = await Promise.all(nodes.map(async (n) => (await n.cli("--scan", "--pattern", "keyward-many:*")).trim().split("\n").filter(Boolean).length));
+      expect(perNode.every((c) => c > 0), `keys per master: ${perNode.join(", ")}`).toBe(true);
+    } finally {
+      await redis.close();
+    }
   });
 
   it("a killed master: that key's checks fall back within the deadline, nothing crashes, and sharing resumes", async () => {
