@@ -219,6 +219,26 @@ export async function runLimitsBench(o: { keys: number; seconds: number; log: (s
   return { rows, denyCache: denyRows };
 }
 
+const n0 = (v: number | undefined): string => (v === undefined ? "–" : v.toLocaleString("en-US"));
+
+/** The markdown tables of a run. */
+export function limitsTables(rows: readonly LimitsRow[], deny: readonly DenyCacheRow[]): string[] {
+  const memory = rows.find((r) => r.store === "memory");
+  const out = [
+    "| store | checks per keyward CPU-second | share of memory's | closed-loop checks/s | p50 / p99 at 50% (ms) | Redis round trips / commands per check | Redis CPU (% of a core / µs per check) | fallbacks |",
+    "| --- | ---: | ---: | ---: | --- | --- | --- | --- |",
+  ];
+  for (const r of rows) {
+    const share = memory ? `${Math.round((r.checksPerCpuSecond / memory.checksPerCpuSecond) * 100)}%` : "–";
+    const redis = r.redisRoundTripsPerCheck === undefined ? "–" : `${r.redisRoundTripsPerCheck} / ${r.redisCommandsPerCheck ?? "–"}`;
+    const cpu = r.redisCpuPercent === undefined ? "–" : `${r.redisCpuPercent}% / ${r.redisCpuUsPerCheck ?? "–"}`;
+    out.push(`| ${r.store} | ${n0(r.checksPerCpuSecond)} | ${share} | ${n0(r.closedLoopRps)} | ${r.p50Ms} / ${r.p99Ms} | ${redis} | ${cpu} | ${JSON.stringify(r.fallbacks)} |`);
+  }
+  out.push("", "Every key's quota spent (each check a refusal), the refusal memory off and on:", "", "| store | refusal memory | checks per keyward CPU-second | Redis round trips per check |", "| --- | --- | ---: | ---: |");
+  for (const d of deny) out.push(`| ${d.store} | ${d.denyCache ? "on" : "off"} | ${n0(d.checksPerCpuSecond)} | ${d.redisRoundTripsPerCheck} |`);
+  return out;
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({ options: { keys: { type: "string", default: "100000" }, seconds: { type: "string", default: "5" } } });
   const r = await runLimitsBench({ keys: Number(values.keys), seconds: Number(values.seconds), log: (s) => process.stderr.write(`${s}\n`) });
