@@ -19,6 +19,7 @@ import type { LimitSpec, QuotaSpec, RateSpec } from "./spec.ts";
 export const LIMITS_SCRIPT = `
 local now = tonumber(ARGV[1])
 local n = #KEYS
+local function num(x) return string.format('%.17g', x) end
 local state = {}
 for i = 1, n do
   local kind = ARGV[i * 3 - 1]
@@ -35,11 +36,11 @@ for i = 1, n do
       t = math.min(b, t + (now - ts) * a)
       ts = now
     end
-    if t < 1 then return {0, i, tostring(t)} end
+    if t < 1 then return {0, i, num(t)} end
     state[i] = {t, ts}
   else
     local c = tonumber(redis.call('GET', KEYS[i])) or 0
-    if c >= a then return {0, i, tostring(c)} end
+    if c >= a then return {0, i, num(c)} end
   end
 end
 local out = {1, 0}
@@ -49,13 +50,13 @@ for i = 1, n do
   local b = tonumber(ARGV[i * 3 + 1])
   if kind == 'r' then
     local t = state[i][1] - 1
-    redis.call('HSET', KEYS[i], 't', tostring(t), 'ts', tostring(state[i][2]))
+    redis.call('HSET', KEYS[i], 't', num(t), 'ts', num(state[i][2]))
     redis.call('PEXPIRE', KEYS[i], math.ceil((b - t) / a) + 1000)
-    out[#out + 1] = tostring(t)
+    out[#out + 1] = num(t)
   else
     local c = redis.call('INCR', KEYS[i])
     if c == 1 then redis.call('PEXPIREAT', KEYS[i], b) end
-    out[#out + 1] = tostring(c)
+    out[#out + 1] = num(c)
   end
 end
 return out

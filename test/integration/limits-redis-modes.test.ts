@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isKeywardError } from "../../src/errors.ts";
 import { connectLimitsRedis, type LimitsRedis, type RedisConnectOptions } from "../../src/limits/redis-client.ts";
+import { Limiter, type LimitVerdict } from "../../src/limits/limiter.ts";
 import { RedisLimiter } from "../../src/limits/redis-store.ts";
 import { compileLimits } from "../../src/limits/spec.ts";
 import { certDir, type CertDir, type TestCa } from "../support/certs.ts";
@@ -24,6 +25,36 @@ async function threeTakes(redis: LimitsRedis): Promise<boolean[]> {
   for (let i = 0; i < 3; i++) out.push((await limiter.take(subject, LIMITS, Date.now())).ok);
   return out;
 }
+
+describe.skipIf(!haveRedis())("the redis limits store against the memory store", () => {
+  it("gives the same verdicts, Retry-After and RateLimit figures, a policy's maximums included", async () => {
+    const server = await startRedis();
+    const redis = await connectLimitsRedis(options({ urls: [`redis://127.0.0.1:${server.port}`] }));
+    try {
+      const shared = new RedisLimiter({ run: redis.run, keyPrefix: "keyward:", timeoutMs: 2000, failureMode: "deny", breakerFailures: 5, breakerCooldownMs: 1000, maxInFlight: 10, denyCache: false, now: Date.now });
+      const memory = new Limiter();
+      // Refill rates that are binary fractions per millisecond (1/128, 1/256): both stores add
+      // tokens at different moments, and only exact arithmetic makes them agree to the last bit.
+      const own = compileLimits({ rate: { requests: 8, per: "1024ms", burst: 4 }, quota: { requests: 7, per: "day" } });
+      const ceiling = { subject: "uid-eq|ns/p|max", limits: compileLimits({ rate: { requests: 4, per: "1024ms", burst: 3 }, quota: { requests: 5, per: "day" } }) };
+      // Near the end of a UTC day, so the quota period turns over during the sequence.
+      const t0 = Date.UTC(2026, 11, 1, 23, 59, 58, 500);
+      const got: [LimitVerdict, LimitVerdict][] = [];
+      for (let k = 0; k < 60; k++) {
+        const now = t0 + k * 40;
+        const c = k % 3 === 0 ? undefined : ceiling;
+        got.push([memory.take("uid-eq|ns/p", own, now, c), await shared.take("uid-eq|ns/p", own, now, c)]);
+      }
+      for (const [i, [m, r]] of got.entries()) expect(r, `take ${i}`).toEqual(m);
+      // The sequence went through refusals by both rates and the quota, and admissions after the day turned.
+      const reasons = new Set(got.map(([m]) => m.reason));
+      expect(reasons).toEqual(new Set([undefined, "rate_limited", "quota_exceeded"]));
+    } finally {
+      await redis.close();
+      await server.stop();
+    }
+  });
+});
 
 describe.skipIf(!haveRedis())("the redis limits store over TLS and Sentinel", () => {
   let certs: CertDir;
