@@ -11,6 +11,7 @@ import type { CidrBenchResult } from "./cidr.ts";
 import type { DecodeResult } from "./decode.ts";
 import type { InterleavedResult } from "./interleaved.ts";
 import { floodTable, type FloodRow } from "./floods.ts";
+import { limitsTables, type DenyCacheRow, type LimitsRow } from "./limits.ts";
 
 interface Stamp {
   at: string;
@@ -35,6 +36,7 @@ export interface Results {
     micro?: Stamp & { command: string; result: DecodeResult };
     cidr?: Stamp & { command: string; result: CidrBenchResult };
     floods?: Stamp & { command: string; rows: FloodRow[] };
+    limits?: Stamp & { command: string; rows: LimitsRow[]; denyCache: DenyCacheRow[] };
   };
 }
 
@@ -179,6 +181,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## HTTP/2 floods (\`${s.floods.command}\`)`, "");
     out.push(`Run at ${s.floods.at}; load average before ${s.floods.loadAverage}. One attacking connection each (the last row: many), beside a well-behaved client.`, "");
     out.push(...floodTable(s.floods.rows), "");
+  }
+  if (s.limits) {
+    out.push(`## Limits store (\`${s.limits.command}\`)`, "");
+    out.push(`Run at ${s.limits.at}; load average before ${s.limits.loadAverage}.`, "");
+    out.push(...limitsTables(s.limits.rows, s.limits.denyCache), "");
   }
   return out.join("\n") + "\n";
 }

@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -22,10 +22,11 @@ import { interleaved } from "./interleaved.ts";
 import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
+import { runLimitsBench } from "./limits.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -195,6 +196,14 @@ if (only.has("floods")) {
   const start = stamp();
   const rows = await runFloods({ log });
   results.sections.floods = { ...start, command: "node bench/floods.ts", rows };
+  save();
+}
+
+if (only.has("limits")) {
+  log("the limits store: memory, one redis-server, a 3-master Redis Cluster (100k keys with limits)");
+  const start = stamp();
+  const r = await runLimitsBench({ keys: 100_000, seconds: 5, log });
+  results.sections.limits = { ...start, command: "node bench/limits.ts --keys 100000 --seconds 5", ...r };
   save();
 }
 

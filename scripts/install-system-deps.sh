@@ -2,13 +2,14 @@
 # Installs the Debian packages keyward's end-to-end tests need, when missing:
 #   nginx (the auth_request e2e suite, test/integration/authz-nginx.test.ts).
 #   prometheus (for promtool: `make rules` checks and tests deploy/prometheus).
+#   redis-server (redis-server and redis-cli: the shared-limits suites, test/integration/limits-*.test.ts).
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(nginx prometheus)
+packages=(nginx prometheus redis-server)
 missing=()
 for p in "${packages[@]}"; do
-  command -v "$p" >/dev/null 2>&1 || [[ -x "/usr/sbin/$p" ]] || missing+=("$p")
+  command -v "$p" >/dev/null 2>&1 || [[ -x "/usr/sbin/$p" ]] || [[ -x "/usr/bin/$p" ]] || missing+=("$p")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "system packages present: ${packages[*]}"
@@ -32,3 +33,6 @@ $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then $sudo systemctl stop nginx || true; fi
 # Nor is the packaged Prometheus server: only promtool is used.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then $sudo systemctl stop prometheus || true; fi
+# Nor is the packaged Redis: the limits suites start their own redis-server on free ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then $sudo systemctl disable --now redis-server || true; fi
+if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/redis-server ]]; then $sudo service redis-server stop >/dev/null 2>&1 || true; fi

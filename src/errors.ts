@@ -13,7 +13,9 @@ export type ErrorCode =
   /** A server could not bind its listen address. */
   | "ListenFailed"
   /** The process is stopping: a part was not started or registered (src/lifecycle). */
-  | "Stopping";
+  | "Stopping"
+  /** The limits store (Redis) could not be reached or refused keyward at start-up. */
+  | "LimitsStoreFailed";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;

@@ -5,17 +5,18 @@
 import { clientAddress, deny, type CheckInput, type Decision } from "../check/decision.ts";
 import { keyDigest, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
-import type { Limiter } from "../limits/limiter.ts";
+import type { LimitTaker, LimitVerdict } from "../limits/limiter.ts";
 import type { UnknownKeyGuard } from "./bruteforce.ts";
 import { findKey } from "./credentials.ts";
 import { effectiveLimits } from "./maximums.ts";
 import { pathProblem } from "../check/paths.ts";
 import type { CompiledRule, PolicyIndex } from "../policy/policy.ts";
 
-export interface CheckerOptions {
+export interface CheckerOptions<L extends LimitTaker = LimitTaker> {
   keys: KeyIndex;
   policies: PolicyIndex;
-  limiter: Limiter;
+  /** The limits store: answers at once (memory, or a key without limits) or with a Promise (redis). */
+  limiter: L;
   now: () => number;
   /** Proxies in front of the one that calls keyward whose X-Forwarded-For entries are trusted. */
   xffTrustedHops: number;
@@ -39,16 +40,24 @@ export function normalizeHost(authority: string): string {
   return h.toLowerCase();
 }
 
-export class Checker {
-  private readonly o: Required<Omit<CheckerOptions, "unknownKeys">>;
+/** What check() returns: a Decision at once with a synchronous limits store (memory), else possibly a Promise. */
+export type CheckResult<L extends LimitTaker> = ReturnType<L["take"]> extends LimitVerdict ? Decision : Decision | Promise<Decision>;
+
+export class Checker<L extends LimitTaker = LimitTaker> {
+  private readonly o: Required<Omit<CheckerOptions<L>, "unknownKeys">>;
   private readonly unknownKeys: UnknownKeyGuard | undefined;
 
-  constructor(opts: CheckerOptions) {
+  constructor(opts: CheckerOptions<L>) {
     this.o = { maxKeyLength: 1024, ...opts };
     this.unknownKeys = opts.unknownKeys;
   }
 
-  check(req: CheckInput): Decision {
+  /** A Decision, or a Promise of one when the limits store is asked over the network (redis). */
+  check(req: CheckInput): CheckResult<L> {
+    return this.decide(req) as CheckResult<L>;
+  }
+
+  private decide(req: CheckInput): Decision | Promise<Decision> {
     const { method, host, path } = req;
     if (!method || !host || !path || path.charCodeAt(0) !== 47 /* / */) return deny("bad_request");
     let end = path.length;
@@ -93,16 +102,19 @@ export class Checker {
 
     const { limits, subject, ceiling } = effectiveLimits(entry, policy);
     const verdict = this.o.limiter.take(subject, limits, now, ceiling);
-    if (!verdict.ok) return deny(verdict.reason ?? "rate_limited", entry, rule, verdict);
-    return {
-      reason: "ok",
-      status: 200,
-      entry,
-      rule,
-      limit: verdict,
-      removeHeaders: found.headers,
-      removeQueryParams: found.queryParams,
+    const decide = (v: LimitVerdict): Decision => {
+      if (!v.ok) return deny(v.reason ?? "rate_limited", entry, rule, v);
+      return {
+        reason: "ok",
+        status: 200,
+        entry,
+        rule,
+        limit: v,
+        removeHeaders: found.headers,
+        removeQueryParams: found.queryParams,
+      };
     };
+    return verdict instanceof Promise ? verdict.then(decide) : decide(verdict);
   }
 
   /** 401, or 429 once the source network presented too many unknown keys (bruteforce.ts). */

@@ -20,16 +20,29 @@ export interface FrontOptions {
   tls?: TlsSource;
 }
 
-/** Runs one check, failing closed. */
-export function decide<R>(o: FrontOptions, request: R, toInput: (r: R) => CheckInput): { decision: Decision; input: CheckInput | undefined } {
+export interface Decided {
+  decision: Decision;
+  input: CheckInput | undefined;
+}
+
+/**
+ * Runs one check, failing closed. The answer is at once, or a Promise when the check
+ * waits for the limits store (redis); the Promise never rejects.
+ */
+export function decide<R>(o: FrontOptions, request: R, toInput: (r: R) => CheckInput): Decided | Promise<Decided> {
   let input: CheckInput | undefined;
+  const failed = (err: unknown): Decided => {
+    o.onError(err);
+    return { decision: deny("internal_error"), input };
+  };
   try {
     if (!o.ready()) return { decision: deny("not_ready"), input };
     if (o.indexStale?.()) return { decision: deny("index_stale"), input };
     input = toInput(request);
-    return { decision: o.checker.check(input), input };
+    const d = o.checker.check(input);
+    if (d instanceof Promise) return d.then((decision) => ({ decision, input }), failed);
+    return { decision: d, input };
   } catch (err) {
-    o.onError(err);
-    return { decision: deny("internal_error"), input };
+    return failed(err);
   }
 }

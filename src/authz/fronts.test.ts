@@ -1,9 +1,12 @@
 import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
 import { deny, type Decision } from "../check/decision.ts";
-import { decide, type FrontOptions } from "./front.ts";
+import { decide, type Decided, type FrontOptions } from "./front.ts";
 import { toCheckInput, toCheckResponse } from "./grpc.ts";
 import { httpCheckInput, withoutQueryParams } from "./http.ts";
+
+/** decide() with a memory limits store: answered at once. */
+const decideNow = (...args: Parameters<typeof decide<unknown>>): Decided => decide(...args) as Decided;
 
 const OPTS = { keyIdHeader: "x-keyward-key-id", ownerHeader: "x-keyward-owner", realm: "keyward" };
 
@@ -150,9 +153,9 @@ describe("decide", () => {
   });
 
   it("denies with 503 before the watches synced and 500 when anything throws", () => {
-    expect(decide(base({ ready: () => false }), {}, () => toCheckInput({})).decision.reason).toBe("not_ready");
+    expect(decideNow(base({ ready: () => false }), {}, () => toCheckInput({})).decision.reason).toBe("not_ready");
     const errors: unknown[] = [];
-    const thrown = decide(
+    const thrown = decideNow(
       base({ onError: (e) => errors.push(e) }),
       {},
       () => {

@@ -14,7 +14,7 @@ import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
 import { deny, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
-import { decide, type FrontOptions } from "./front.ts";
+import { decide, type Decided, type FrontOptions } from "./front.ts";
 import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";
 
@@ -48,21 +48,24 @@ const MAX_MESSAGE = 4 * 1024 * 1024;
 
 const INTERNAL_ANSWER: CheckResponseMessage = { status: { code: 13, message: "internal_error" } };
 
-/** Decides one Check, reports it, and returns the answer to send (never throws). */
-function answerCheck(o: FrontOptions, respond: (d: Decision) => CheckAnswer, request: CheckRequestMessage, cancelled: boolean): CheckAnswer {
+/** Decides one Check, reports it, and returns the answer to send (never throws; a Promise never rejects). */
+function answerCheck(o: FrontOptions, respond: (d: Decision) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
   const t0 = performance.now();
+  const answer = (done: Decided): CheckAnswer => {
+    let d = done.decision;
+    let res: CheckAnswer;
+    try {
+      res = respond(d);
+    } catch (err) {
+      o.onError(err);
+      d = deny("internal_error");
+      res = INTERNAL_ANSWER;
+    }
+    o.onDecision(d, (performance.now() - t0) / 1000, done.input, cancelled());
+    return res;
+  };
   const done = decide(o, request, toCheckInput);
-  let d = done.decision;
-  let res: CheckAnswer;
-  try {
-    res = respond(d);
-  } catch (err) {
-    o.onError(err);
-    d = deny("internal_error");
-    res = INTERNAL_ANSWER;
-  }
-  o.onDecision(d, (performance.now() - t0) / 1000, done.input, cancelled);
-  return res;
+  return done instanceof Promise ? done.then(answer) : answer(done);
 }
 
 /** Readiness as the health service reports it, and the services it knows. */
@@ -117,8 +120,9 @@ async function startKeywardFront(o: GrpcFrontOptions): Promise<GrpcFront> {
           } catch (err) {
             throw new GrpcError(GrpcStatus.INTERNAL, "request message could not be decoded", { cause: err });
           }
-          const res = answerCheck(o, respond, request, false);
-          return Buffer.isBuffer(res) ? res : serialize(res);
+          const toBuffer = (res: CheckAnswer): Buffer => (Buffer.isBuffer(res) ? res : serialize(res));
+          const res = answerCheck(o, respond, request, () => false);
+          return res instanceof Promise ? res.then(toBuffer) : toBuffer(res);
         },
       },
     ],
@@ -236,9 +240,12 @@ async function startGrpcJsFront(o: FrontOptions): Promise<GrpcFront> {
 
   server.addService(authz, {
     Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckAnswer>, cb: grpc.sendUnaryData<CheckAnswer>) => {
-      const cancelled = call.cancelled;
-      const res = answerCheck(o, respond, call.request, cancelled);
-      if (!cancelled) cb(null, res);
+      const res = answerCheck(o, respond, call.request, () => call.cancelled);
+      if (res instanceof Promise) {
+        void res.then((r) => {
+          if (!call.cancelled) cb(null, r);
+        });
+      } else if (!call.cancelled) cb(null, res);
     },
   });
 

@@ -19,7 +19,7 @@ import { splitHostPort } from "../util/hostport.ts";
 import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { queryParamName } from "./credentials.ts";
-import { decide, type FrontOptions } from "./front.ts";
+import { decide, type Decided, type FrontOptions } from "./front.ts";
 import { denialBody, denialHeaders, okHeaders, okResponseHeaders, type ResponseOptions } from "./response.ts";
 
 export interface HttpFront {
@@ -143,17 +143,21 @@ export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
   const toInput = httpCheckInput(o.proxy, o.pathPrefix);
   const server = listenerServer(o.tls, (req, res) => {
     const t0 = performance.now();
-    const { decision: d, input } = decide(o, req, toInput);
+    const answer = ({ decision: d, input }: Decided): void => {
+      const cancelled = res.destroyed;
+      try {
+        if (!cancelled) writeDecision(res, d, o.response, input);
+      } catch (err) {
+        o.onError(err);
+        res.destroy();
+      }
+      o.onDecision(d, (performance.now() - t0) / 1000, input, cancelled);
+    };
+    const done = decide(o, req, toInput);
     // The body of an auth request is never read; drain it so the socket can be reused.
     req.resume();
-    const cancelled = res.destroyed;
-    try {
-      if (!cancelled) writeDecision(res, d, o.response, input);
-    } catch (err) {
-      o.onError(err);
-      res.destroy();
-    }
-    o.onDecision(d, (performance.now() - t0) / 1000, input, cancelled);
+    if (done instanceof Promise) void done.then(answer);
+    else answer(done);
   });
   server.on("clientError", (_err, socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");

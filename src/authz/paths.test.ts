@@ -292,7 +292,7 @@ describe("pathProblem: random paths", () => {
 });
 
 describe("refused paths through the Checker, on both fronts", () => {
-  const checker = (): Checker => {
+  const checker = (): Checker<Limiter> => {
     const policies = new PolicyIndex();
     policies.apply("add", policy("shop", "all", {}));
     return new Checker({ keys: new KeyIndex(), policies, limiter: new Limiter(), now: () => 0, xffTrustedHops: 0 });

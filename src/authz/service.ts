@@ -8,7 +8,7 @@ import type { RoleDeps } from "../deps.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import { TlsSource } from "../tls/source.ts";
-import { Limiter } from "../limits/limiter.ts";
+import { openLimitStore } from "../limits/store.ts";
 import { registerUnknownKeyMetrics, UnknownKeyGuard } from "./bruteforce.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
@@ -101,7 +101,8 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     },
   });
   const policies = new PolicyIndex(parseHostAssignments(config.hostOwners));
-  const limiter = new Limiter();
+  const limits = await openLimitStore(config, log, registry, now);
+  const { limiter } = limits;
   const metrics = createAuthzMetrics(registry, {
     keys: () => keys.size,
     apiKeys: () => keys.apiKeyCount,
@@ -193,7 +194,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     }
   } catch (err) {
     tls?.close();
-    await Promise.all([grpcFront?.stop(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
+    await Promise.all([grpcFront?.stop(), limits.close(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
     throw err;
   }
   staleness.start();
@@ -211,6 +212,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       staleness.stop();
       tls?.close();
       await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
+      await limits.close();
     },
   };
 }

@@ -4,9 +4,12 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { loadConfig } from "../config/config.ts";
 import { Informer, type WatchFn } from "../k8s/informer.ts";
 import { deny, type Decision } from "../check/decision.ts";
-import { decide, type FrontOptions } from "./front.ts";
+import { decide, type Decided, type FrontOptions } from "./front.ts";
 import { checkInput } from "./fixtures.test-support.ts";
 import { IndexStaleness, type StalenessSource } from "./staleness.ts";
+
+/** decide() with a memory limits store: answered at once. */
+const decideNow = (...args: Parameters<typeof decide<unknown>>): Decided => decide(...args) as Decided;
 
 class FakeSource implements StalenessSource {
   synced = true;
@@ -144,10 +147,10 @@ describe("checks on a stale index", () => {
   it("fail closed with 503 index_stale, after not_ready", () => {
     let stale = true;
     const o = front({ indexStale: () => stale });
-    expect(decide(o, {}, () => checkInput({})).decision).toMatchObject({ reason: "index_stale", status: 503 });
-    expect(decide({ ...o, ready: () => false }, {}, () => checkInput({})).decision.reason).toBe("not_ready");
+    expect(decideNow(o, {}, () => checkInput({})).decision).toMatchObject({ reason: "index_stale", status: 503 });
+    expect(decideNow({ ...o, ready: () => false }, {}, () => checkInput({})).decision.reason).toBe("not_ready");
     stale = false;
-    expect(decide(o, {}, () => checkInput({})).decision.reason).toBe("no_policy");
+    expect(decideNow(o, {}, () => checkInput({})).decision.reason).toBe("no_policy");
   });
 });
 

@@ -31,8 +31,11 @@ export class GrpcError extends Error {
 
 export interface UnaryMethod {
   readonly kind: "unary";
-  /** Answers one request message with one response message (both encoded). Throw GrpcError for a status. */
-  handle(request: Buffer): Buffer;
+  /**
+   * Answers one request message with one response message (both encoded), at once or
+   * through a Promise. Throw (or reject with) GrpcError for a status.
+   */
+  handle(request: Buffer): Buffer | Promise<Buffer>;
 }
 
 export interface StreamCall {
@@ -217,11 +220,23 @@ export class GrpcServer implements H2Handler {
       }
       return;
     }
-    let response: Buffer;
+    let response: Buffer | Promise<Buffer>;
     try {
       response = m.handle(request);
     } catch (err) {
       this.failed(s, err);
+      return;
+    }
+    if (response instanceof Promise) {
+      // The stream may close while the answer is computed; respondWhole then sends nothing.
+      response.then(
+        (r) => {
+          s.respondWhole(HEAD, messagePrefix(this.prefix, r.length), r, TRAILERS_OK);
+        },
+        (err: unknown) => {
+          if (!s.closed) this.failed(s, err);
+        },
+      );
       return;
     }
     s.respondWhole(HEAD, messagePrefix(this.prefix, response.length), response, TRAILERS_OK);

@@ -11,7 +11,8 @@
 // counters: a request is admitted only when both admit it, and both are spent.
 //
 // A restart forgets every bucket and counter: buckets start full and quotas
-// start from zero. Shared, durable counters across replicas come with Redis.
+// start from zero. This is the `memory` limits store, and the local fallback of
+// the `redis` store (redis-store.ts), which shares counters across processes.
 import type { LimitSpec, QuotaSpec, RateSpec } from "./spec.ts";
 
 export interface LimitVerdict {
@@ -26,7 +27,47 @@ export interface LimitVerdict {
   readonly retryAfterSeconds: number;
 }
 
-const UNLIMITED: LimitVerdict = { ok: true, reason: undefined, limit: undefined, remaining: 0, resetSeconds: 0, retryAfterSeconds: 0 };
+export const UNLIMITED: LimitVerdict = { ok: true, reason: undefined, limit: undefined, remaining: 0, resetSeconds: 0, retryAfterSeconds: 0 };
+
+/** The limits a check spends beyond a key's own: a policy's binding maximums (maximums.ts). */
+export interface Ceiling {
+  readonly subject: string;
+  readonly limits: LimitSpec;
+}
+
+/**
+ * What the check path spends limits through. The memory store answers at once; the
+ * redis store answers a Promise for a key with limits, and at once for a key without.
+ */
+export interface LimitTaker {
+  take(subject: string, limits: LimitSpec, nowMs: number, ceiling?: Ceiling): LimitVerdict | Promise<LimitVerdict>;
+  /** Drops the local state of a subject (its ApiKey was deleted). */
+  forget(subjectPrefix: string): void;
+}
+
+/** A refusal by a rate whose bucket holds `tokens` (< 1). */
+export function rateRefused(rate: RateSpec, tokens: number): LimitVerdict {
+  const secs = Math.max(1, Math.ceil((1 - tokens) / rate.perMs / 1000));
+  return { ok: false, reason: "rate_limited", limit: rate.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
+}
+
+/** A refusal by a quota that is spent until `periodEndMs`. */
+export function quotaRefused(quota: QuotaSpec, periodEndMs: number, nowMs: number): LimitVerdict {
+  const secs = Math.max(1, Math.ceil((periodEndMs - nowMs) / 1000));
+  return { ok: false, reason: "quota_exceeded", limit: quota.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
+}
+
+/** An admission shown by a rate whose bucket holds `tokens` after the request was spent. */
+export function rateAdmitted(rate: RateSpec, tokens: number): LimitVerdict {
+  const secs = Math.max(0, Math.ceil((rate.burst - tokens) / rate.perMs / 1000));
+  return { ok: true, reason: undefined, limit: rate.requests, remaining: Math.floor(tokens), resetSeconds: secs, retryAfterSeconds: 0 };
+}
+
+/** An admission shown by a quota that counted `count` requests this period. */
+export function quotaAdmitted(quota: QuotaSpec, count: number, periodEndMs: number, nowMs: number): LimitVerdict {
+  const secs = Math.max(0, Math.ceil((periodEndMs - nowMs) / 1000));
+  return { ok: true, reason: undefined, limit: quota.requests, remaining: quota.requests - count, resetSeconds: secs, retryAfterSeconds: 0 };
+}
 
 interface Bucket {
   tokens: number;
@@ -40,6 +81,11 @@ interface Counter {
   spec: string;
 }
 
+/** Of two admissions, the one with fewer requests left (the first on a tie). */
+export function fewestLeft(a: LimitVerdict, b: LimitVerdict): LimitVerdict {
+  return a.limit === undefined || b.remaining < a.remaining ? b : a;
+}
+
 /** End of the UTC calendar day or month that contains `nowMs`. */
 export function periodEnd(nowMs: number, per: "day" | "month"): number {
   const d = new Date(nowMs);
@@ -48,7 +94,7 @@ export function periodEnd(nowMs: number, per: "day" | "month"): number {
     : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
 }
 
-export class Limiter {
+export class Limiter implements LimitTaker {
   private readonly buckets = new Map<string, Bucket>();
   private readonly counters = new Map<string, Counter>();
 
@@ -61,7 +107,7 @@ export class Limiter {
    * Checks and, when admitted, spends one request of `subject`'s limits, and of the
    * ceiling's when there is one.
    */
-  take(subject: string, limits: LimitSpec, nowMs: number, ceiling?: { readonly subject: string; readonly limits: LimitSpec }): LimitVerdict {
+  take(subject: string, limits: LimitSpec, nowMs: number, ceiling?: Ceiling): LimitVerdict {
     if (ceiling) return this.takeBoth(subject, limits, ceiling.subject, ceiling.limits, nowMs);
     const { rate, quota } = limits;
     if (!rate && !quota) return UNLIMITED;
@@ -69,28 +115,15 @@ export class Limiter {
     let counter: Counter | undefined;
     if (rate) bucket = this.refill(subject, rate, nowMs);
     if (quota) counter = this.counter(subject, quota, nowMs);
-    if (bucket && rate && bucket.tokens < 1) {
-      const wait = (1 - bucket.tokens) / rate.perMs;
-      const secs = Math.max(1, Math.ceil(wait / 1000));
-      return { ok: false, reason: "rate_limited", limit: rate.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
-    }
-    if (counter && quota && counter.count >= quota.requests) {
-      const secs = Math.max(1, Math.ceil((counter.periodEndMs - nowMs) / 1000));
-      return { ok: false, reason: "quota_exceeded", limit: quota.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
-    }
+    if (bucket && rate && bucket.tokens < 1) return rateRefused(rate, bucket.tokens);
+    if (counter && quota && counter.count >= quota.requests) return quotaRefused(quota, counter.periodEndMs, nowMs);
     if (bucket) bucket.tokens -= 1;
     if (counter) counter.count += 1;
     // Report the limit with the fewest requests left.
     const rateLeft = bucket && rate ? Math.floor(bucket.tokens) : Infinity;
     const quotaLeft = counter && quota ? quota.requests - counter.count : Infinity;
-    if (rate && bucket && rateLeft <= quotaLeft) {
-      const secs = Math.max(0, Math.ceil((rate.burst - bucket.tokens) / rate.perMs / 1000));
-      return { ok: true, reason: undefined, limit: rate.requests, remaining: rateLeft, resetSeconds: secs, retryAfterSeconds: 0 };
-    }
-    if (quota && counter) {
-      const secs = Math.max(0, Math.ceil((counter.periodEndMs - nowMs) / 1000));
-      return { ok: true, reason: undefined, limit: quota.requests, remaining: quotaLeft, resetSeconds: secs, retryAfterSeconds: 0 };
-    }
+    if (rate && bucket && rateLeft <= quotaLeft) return rateAdmitted(rate, bucket.tokens);
+    if (quota && counter) return quotaAdmitted(quota, counter.count, counter.periodEndMs, nowMs);
     return UNLIMITED;
   }
 
@@ -110,38 +143,17 @@ export class Limiter {
     ] as const) {
       if (l.quota) quotas.push([this.counter(s, l.quota, nowMs), l.quota]);
     }
-    for (const [b, r] of rates) {
-      if (b.tokens < 1) {
-        const secs = Math.max(1, Math.ceil((1 - b.tokens) / r.perMs / 1000));
-        return { ok: false, reason: "rate_limited", limit: r.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
-      }
-    }
-    for (const [c, q] of quotas) {
-      if (c.count >= q.requests) {
-        const secs = Math.max(1, Math.ceil((c.periodEndMs - nowMs) / 1000));
-        return { ok: false, reason: "quota_exceeded", limit: q.requests, remaining: 0, resetSeconds: secs, retryAfterSeconds: secs };
-      }
-    }
+    for (const [b, r] of rates) if (b.tokens < 1) return rateRefused(r, b.tokens);
+    for (const [c, q] of quotas) if (c.count >= q.requests) return quotaRefused(q, c.periodEndMs, nowMs);
     // Spend everything; report the limit with the fewest requests left.
     let best: LimitVerdict = UNLIMITED;
-    let left = Infinity;
     for (const [b, r] of rates) {
       b.tokens -= 1;
-      const n = Math.floor(b.tokens);
-      if (n < left) {
-        left = n;
-        const secs = Math.max(0, Math.ceil((r.burst - b.tokens) / r.perMs / 1000));
-        best = { ok: true, reason: undefined, limit: r.requests, remaining: n, resetSeconds: secs, retryAfterSeconds: 0 };
-      }
+      best = fewestLeft(best, rateAdmitted(r, b.tokens));
     }
     for (const [c, q] of quotas) {
       c.count += 1;
-      const n = q.requests - c.count;
-      if (n < left) {
-        left = n;
-        const secs = Math.max(0, Math.ceil((c.periodEndMs - nowMs) / 1000));
-        best = { ok: true, reason: undefined, limit: q.requests, remaining: n, resetSeconds: secs, retryAfterSeconds: 0 };
-      }
+      best = fewestLeft(best, quotaAdmitted(q, c.count, c.periodEndMs, nowMs));
     }
     return best;
   }

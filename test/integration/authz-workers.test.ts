@@ -15,8 +15,8 @@ import { applyUsageRbac } from "../conformance/go-als/env.ts";
 import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, patchKeySpec, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { startKeyward, type Keyward } from "../support/keyward.ts";
 import { getApiKey } from "../support/operator.ts";
+import { startKeyward, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "workers.example.com";
 
@@ -44,7 +44,7 @@ describe("keyward authz --authz-workers 2", () => {
   let ns: string;
   let dir: string;
   let kubeconfig: string;
-  let kw: Keyward;
+  let kw: KeywardProcess;
   let grpcPort: number;
   let metricsPort: number;
   let counted: TestKey;

@@ -168,6 +168,28 @@ describe("Helm chart", () => {
     it("refuses tls.enabled without a secretName", () => {
       expect(() => render("authz.tls.enabled=true")).toThrow(/authz.tls.secretName is required/);
     });
+
+    it("limits on Redis: the store, its URLs, the password and CA from Secrets, beside TLS", async () => {
+      expect(configOf(authzOf()).limitsStore).toBe("memory");
+      const d = authzOf(
+        "authz.limits.store=redis",
+        "authz.limits.redis.mode=cluster",
+        "authz.limits.redis.urls={rediss://redis-0.redis:6379,rediss://redis-1.redis:6379}",
+        "authz.limits.redis.passwordSecret.name=redis-auth",
+        "authz.limits.redis.tls.caSecret.name=redis-ca",
+        "authz.limits.redis.failure=deny",
+        "authz.tls.enabled=true",
+        "authz.tls.secretName=kw-authz-tls",
+      );
+      const c = configOf(d);
+      expect(c).toMatchObject({ limitsStore: "redis", limitsRedisMode: "cluster", limitsRedisUrl: ["rediss://redis-0.redis:6379", "rediss://redis-1.redis:6379"], limitsRedisFailure: "deny", limitsRedisTimeout: 10 });
+      expect(secretFileOf(d, c.limitsRedisPasswordFile)).toBe("redis-auth:password");
+      expect(secretFileOf(d, c.limitsRedisCaFile)).toBe("redis-ca:ca.crt");
+      expect(secretFileOf(d, c.tlsCertFile)).toBe("kw-authz-tls:tls.crt");
+      expect(c.limitsRedisKeyPrefix).toBe("keyward:");
+      await expect(rest.create(d, { dryRun: true })).resolves.toBeDefined();
+      expect(() => render("authz.limits.store=redis")).toThrow(/authz.limits.redis.urls is required/);
+    });
   });
 
   it("ships the CRDs of crds/", () => {

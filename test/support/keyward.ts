@@ -1,18 +1,26 @@
-// keyward as a real process (node src/main.ts), its output collected.
+// keyward as a real process (node src/main.ts) for suites that run several:
+// its output, its exit, its /metrics.
 import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
+import { percentile } from "../conformance/harness.ts";
+import { eventually } from "./k8s.ts";
 
 const root = resolve(import.meta.dirname, "..", "..");
 
-export interface Keyward {
+export interface KeywardProcess {
   child: ChildProcess;
-  /** stdout and stderr so far. */
   output: () => string;
-  /** The exit code (null when a signal ended it). */
   exited: Promise<number | null>;
+  /** Resolves once /readyz answers 200 on `metricsPort`. */
+  ready(metricsPort: number, timeoutMs?: number): Promise<void>;
+  /** SIGKILL unless exited. */
+  kill(): Promise<void>;
 }
 
-export function startKeyward(args: string[]): Keyward {
+/** A keyward process (the name the lifecycle suites use). */
+export type Keyward = KeywardProcess;
+
+export function startKeyward(args: readonly string[]): KeywardProcess {
   const child = spawn(process.execPath, [join(root, "src", "main.ts"), ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const collect = (b: Buffer): void => {
@@ -25,7 +33,50 @@ export function startKeyward(args: string[]): Keyward {
       res(code);
     });
   });
-  return { child, output: () => out, exited };
+  return {
+    child,
+    output: () => out,
+    exited,
+    ready: async (metricsPort, timeoutMs = 30_000) => {
+      await eventually(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`keyward exited ${child.exitCode}: ${out}`);
+          return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined;
+        },
+        timeoutMs,
+        "/readyz",
+      );
+    },
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+    },
+  };
+}
+
+/** The value of one series in a /metrics page (NaN when absent). */
+export async function metricValue(metricsPort: number, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? NaN : Number(line.slice(series.length + 1));
+}
+
+/** The latency_ms of every decision in a keyward's output (--decision-log=stdout): time spent inside keyward per check. */
+export function decisionLatencies(output: string): number[] {
+  const out: number[] = [];
+  for (const line of output.split("\n")) {
+    if (!line.includes('"msg":"decision"')) continue;
+    const m = /"latency_ms":([0-9.]+)/.exec(line);
+    if (m) out.push(Number(m[1]));
+  }
+  return out;
+}
+
+/** The p-th percentile (nearest rank) of unsorted values. */
+export function percentileOf(values: readonly number[], p: number): number {
+  return percentile([...values].sort((a, b) => a - b), p);
 }
 
 /** keyward's JSON log records in its output (other lines left out). */

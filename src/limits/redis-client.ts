@@ -1,0 +1,182 @@
+// Connects to the Redis that holds shared limits: one server (optionally behind
+// Sentinel) or a Redis Cluster, over TLS for rediss:// addresses. Start-up waits
+// until Redis answers and has the limits script, and fails with a clear error
+// otherwise (a wrong address, password or TLS setting). Errors name host:port,
+// never a password.
+import { readFileSync } from "node:fs";
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from "ioredis";
+import { KeywardError } from "../errors.ts";
+import { LIMITS_SCRIPT } from "./redis-script.ts";
+import type { RunScript } from "./redis-store.ts";
+
+export type RedisMode = "standalone" | "sentinel" | "cluster";
+
+export interface RedisConnectOptions {
+  mode: RedisMode;
+  /** redis:// or rediss:// URLs: the server, the Sentinels, or some Cluster nodes. */
+  urls: readonly string[];
+  /** The Sentinel master's name (mode sentinel). */
+  sentinelMaster: string;
+  /** A file holding the password (a mounted Secret); empty: the URL's password, if any. */
+  passwordFile: string;
+  /** PEM CAs that verify Redis's TLS certificate; empty: the system's. */
+  caFile: string;
+  /** How long start-up waits for Redis. */
+  connectTimeoutMs: number;
+  /** Called when an established connection reports a problem (the breaker decides what it means for checks). */
+  onError?: (err: Error) => void;
+}
+
+export interface LimitsRedis {
+  run: RunScript;
+  /** Where it connected, without credentials. */
+  readonly where: string;
+  close(): Promise<void>;
+}
+
+interface Address {
+  host: string;
+  port: number;
+  tls: boolean;
+  username: string | undefined;
+  password: string | undefined;
+  db: number;
+}
+
+function parseAddress(raw: string): Address {
+  let u: URL;
+  try {
+    u = new URL(raw.includes("://") ? raw : `redis://${raw}`);
+  } catch (err) {
+    throw new KeywardError("ConfigInvalid", `--limits-redis-url: "${redact(raw)}" is not a redis:// or rediss:// URL`, { cause: err });
+  }
+  if (u.protocol !== "redis:" && u.protocol !== "rediss:") throw new KeywardError("ConfigInvalid", `--limits-redis-url: ${u.protocol}// is not redis:// or rediss://`);
+  const db = u.pathname && u.pathname !== "/" ? Number(u.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0) throw new KeywardError("ConfigInvalid", `--limits-redis-url: database "${u.pathname.slice(1)}" is not a number`);
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ""),
+    port: u.port ? Number(u.port) : 6379,
+    tls: u.protocol === "rediss:",
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db,
+  };
+}
+
+/** A URL without its user info, for messages. */
+export function redact(raw: string): string {
+  return raw.replace(/\/\/[^@/]*@/, "//");
+}
+
+function readPassword(file: string): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, "utf8").replace(/\r?\n$/, "");
+  } catch (err) {
+    throw new KeywardError("ConfigInvalid", `--limits-redis-password-file: cannot read ${file}`, { cause: err });
+  }
+}
+
+interface Scripted {
+  keywardLimits(...args: (string | number)[]): Promise<unknown>;
+}
+
+export async function connectLimitsRedis(o: RedisConnectOptions): Promise<LimitsRedis> {
+  if (o.urls.length === 0) throw new KeywardError("ConfigInvalid", "--limits-store=redis needs --limits-redis-url");
+  const addrs = o.urls.map(parseAddress);
+  const first = addrs[0] as Address;
+  if (o.mode === "standalone" && addrs.length > 1) throw new KeywardError("ConfigInvalid", "--limits-redis-url: standalone mode takes one URL (name Sentinels with --limits-redis-mode=sentinel, Cluster nodes with cluster)");
+  if (o.mode === "sentinel" && !o.sentinelMaster) throw new KeywardError("ConfigInvalid", "--limits-redis-mode=sentinel needs --limits-redis-sentinel-master");
+  const password = readPassword(o.passwordFile) ?? first.password;
+  const tls = first.tls ? { ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}), servername: first.host } : undefined;
+  const common: RedisOptions = {
+    username: first.username,
+    password,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: o.connectTimeoutMs,
+    enableAutoPipelining: true,
+    lazyConnect: true,
+    keepAlive: 10_000,
+    retryStrategy: (times: number) => Math.min(50 * times, 1000),
+  };
+  const where = `${o.mode} ${addrs.map((a) => `${a.tls ? "rediss" : "redis"}://${a.host}:${a.port}`).join(",")}`;
+  let client: Redis | Cluster;
+  if (o.mode === "cluster") {
+    const nodes: ClusterNode[] = addrs.map((a) => ({ host: a.host, port: a.port }));
+    const { servername: _s, ...clusterTls } = tls ?? {};
+    client = new Cluster(nodes, {
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      // ioredis's Cluster auto-pipelining fails a batch whose keys span several slots of one node.
+      enableAutoPipelining: false,
+      slotsRefreshTimeout: Math.max(1000, o.connectTimeoutMs),
+      clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
+      // Each node's own connection queues while it connects (ioredis's default): the deadline bounds the wait.
+      redisOptions: { username: common.username, password, connectTimeout: o.connectTimeoutMs, keepAlive: 10_000, ...(tls ? { tls: clusterTls } : {}) },
+    });
+  } else if (o.mode === "sentinel") {
+    client = new Redis({
+      ...common,
+      sentinels: addrs.map((a) => ({ host: a.host, port: a.port })),
+      name: o.sentinelMaster,
+      sentinelPassword: password,
+      db: first.db,
+      ...(tls ? { tls, enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
+    });
+  } else {
+    client = new Redis({ ...common, host: first.host, port: first.port, db: first.db, ...(tls ? { tls } : {}) });
+  }
+  client.defineCommand("keywardLimits", { lua: LIMITS_SCRIPT });
+  try {
+    await ready(client, o.connectTimeoutMs, where);
+    // The first call loads the script (EVALSHA, then EVAL on NOSCRIPT): a Redis that cannot run it fails here.
+    await (client as unknown as Scripted).keywardLimits(0, 0);
+  } catch (err) {
+    client.disconnect();
+    if (err instanceof KeywardError) throw err;
+    throw new KeywardError("LimitsStoreFailed", `limits store ${where}: ${message(err)}`, { cause: err });
+  }
+  client.on("error", (err: Error) => o.onError?.(err));
+  const scripted = client as unknown as Scripted;
+  return {
+    run: (args) => scripted.keywardLimits(...args),
+    where,
+    close: async () => {
+      await client.quit().catch(() => {
+        client.disconnect();
+      });
+    },
+  };
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Resolves when the client is ready; rejects on its first error, or after timeoutMs. */
+function ready(client: Redis | Cluster, timeoutMs: number, where: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      client.off("ready", onReady);
+      client.off("error", onError);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = (): void => {
+      done();
+    };
+    const onError = (err: Error): void => {
+      done(new KeywardError("LimitsStoreFailed", `limits store ${where}: ${err.message}`, { cause: err }));
+    };
+    const timer = setTimeout(() => {
+      done(new KeywardError("LimitsStoreFailed", `limits store ${where}: not ready within ${timeoutMs}ms`));
+    }, timeoutMs);
+    client.once("ready", onReady);
+    client.on("error", onError);
+    client.connect().catch((err: unknown) => {
+      onError(err instanceof Error ? err : new Error(String(err)));
+    });
+  });
+}

@@ -1,0 +1,200 @@
+// The `redis` limits store: a key's rate and quota counted once for every
+// keyward process that shares one Redis (ADR 0012). A check with limits makes
+// one call, the script of redis-script.ts; a check without limits makes none
+// and is answered at once.
+//
+// The check path never waits long: each call has a deadline, calls in flight
+// are bounded, and a circuit breaker stops calling a Redis that keeps failing.
+// A check whose call fails, times out, finds too many in flight or the breaker
+// open is answered by the failure setting: `local` counts it on this process's
+// own counters (the memory store), `allow` admits it, `deny` refuses it (429,
+// Retry-After: 1). The breaker probes again after its cooldown and closes on the
+// first success: shared counting resumes by itself.
+//
+// A refusal is remembered until the refusing limit could next admit (the next
+// token, or the period's end): later checks of the same limits are refused here
+// without a call. The memory is exact: a bucket only fills and a quota only
+// resets with time, and changed limits use other counters.
+import type { LimitVerdict } from "./limiter.ts";
+import { fewestLeft, Limiter, quotaAdmitted, quotaRefused, rateAdmitted, rateRefused, UNLIMITED, type Ceiling, type LimitTaker } from "./limiter.ts";
+import { KeyNamer, scriptArgs, type ScriptLimit } from "./redis-script.ts";
+import { Breaker, type BreakerState } from "./breaker.ts";
+import type { LimitSpec } from "./spec.ts";
+
+export type FailureMode = "local" | "allow" | "deny";
+/** Why a check was not counted on Redis. */
+export type FallbackCause = "error" | "timeout" | "open" | "busy";
+
+/** Runs the limits script: KEYS count, KEYS, then ARGV (scriptArgs). */
+export type RunScript = (args: (string | number)[]) => Promise<unknown>;
+
+export interface RedisLimiterOptions {
+  run: RunScript;
+  keyPrefix: string;
+  /** Deadline of one call, in ms. */
+  timeoutMs: number;
+  failureMode: FailureMode;
+  breakerFailures: number;
+  breakerCooldownMs: number;
+  maxInFlight: number;
+  /** Remember refusals until the limit's reset (see above). */
+  denyCache: boolean;
+  /** Entries the refusal memory holds at most; it is emptied when full. */
+  denyCacheMax?: number;
+  now: () => number;
+  onTransition?: (to: BreakerState, from: BreakerState) => void;
+  onFallback?: (cause: FallbackCause, mode: FailureMode) => void;
+  /** Called for each call's outcome: ok, error or timeout. */
+  onCall?: (result: "ok" | "error" | "timeout") => void;
+  /** A check refused from the refusal memory, without a call. */
+  onCachedDenial?: () => void;
+}
+
+const DENIED: LimitVerdict = { ok: false, reason: "rate_limited", limit: undefined, remaining: 0, resetSeconds: 1, retryAfterSeconds: 1 };
+
+class CallTimeout extends Error {
+  constructor() {
+    super("limits store call timed out");
+    this.name = "CallTimeout";
+  }
+}
+
+export class RedisLimiter implements LimitTaker {
+  private readonly o: RedisLimiterOptions;
+  private readonly names: KeyNamer;
+  private readonly local = new Limiter();
+  private readonly breaker: Breaker;
+  private readonly refused = new Map<string, { untilMs: number; verdict: LimitVerdict }>();
+  private inFlight = 0;
+
+  constructor(o: RedisLimiterOptions) {
+    this.o = o;
+    this.names = new KeyNamer(o.keyPrefix);
+    this.breaker = new Breaker({ failures: o.breakerFailures, cooldownMs: o.breakerCooldownMs, now: o.now, onTransition: (to, from) => o.onTransition?.(to, from) });
+  }
+
+  get state(): BreakerState {
+    return this.breaker.state;
+  }
+
+  /** Calls to Redis not yet answered. */
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  take(subject: string, limits: LimitSpec, nowMs: number, ceiling?: Ceiling): LimitVerdict | Promise<LimitVerdict> {
+    if (!limits.rate && !limits.quota && !ceiling) return UNLIMITED;
+    const list = this.names.limits(subject, limits, nowMs, ceiling);
+    if (list.length === 0) return UNLIMITED;
+    const memoKey = this.o.denyCache ? list.map((l) => l.key).join(" ") : "";
+    if (this.o.denyCache) {
+      const hit = this.refused.get(memoKey);
+      if (hit && nowMs < hit.untilMs) {
+        this.o.onCachedDenial?.();
+        return { ...hit.verdict, ...this.retryFrom(hit.untilMs, nowMs) };
+      }
+      if (hit) this.refused.delete(memoKey);
+    }
+    if (this.inFlight >= this.o.maxInFlight) return this.fallback("busy", subject, limits, nowMs, ceiling);
+    if (!this.breaker.allow()) return this.fallback("open", subject, limits, nowMs, ceiling);
+    return this.call(list, nowMs)
+      .then((reply) => verdictOf(reply, list, nowMs))
+      .then(
+        (v) => {
+          this.breaker.success();
+          this.o.onCall?.("ok");
+          if (!v.verdict.ok && this.o.denyCache) this.remember(memoKey, v.verdict, v.untilMs);
+          return v.verdict;
+        },
+        (err: unknown) => {
+          const timeout = err instanceof CallTimeout;
+          this.breaker.failure();
+          this.o.onCall?.(timeout ? "timeout" : "error");
+          return this.fallback(timeout ? "timeout" : "error", subject, limits, nowMs, ceiling);
+        },
+      );
+  }
+
+  forget(subjectPrefix: string): void {
+    this.local.forget(subjectPrefix);
+  }
+
+  private retryFrom(untilMs: number, nowMs: number): { resetSeconds: number; retryAfterSeconds: number } {
+    const secs = Math.max(1, Math.ceil((untilMs - nowMs) / 1000));
+    return { resetSeconds: secs, retryAfterSeconds: secs };
+  }
+
+  private remember(key: string, verdict: LimitVerdict, untilMs: number): void {
+    if (this.refused.size >= (this.o.denyCacheMax ?? 100_000)) this.refused.clear();
+    this.refused.set(key, { untilMs, verdict });
+  }
+
+  private fallback(cause: FallbackCause, subject: string, limits: LimitSpec, nowMs: number, ceiling: Ceiling | undefined): LimitVerdict {
+    this.o.onFallback?.(cause, this.o.failureMode);
+    if (this.o.failureMode === "allow") return UNLIMITED;
+    if (this.o.failureMode === "deny") return DENIED;
+    return this.local.take(subject, limits, nowMs, ceiling);
+  }
+
+  /** One script call with a deadline; the in-flight count follows the call itself, not the deadline. */
+  private call(list: readonly ScriptLimit[], nowMs: number): Promise<unknown> {
+    this.inFlight += 1;
+    const settled = (): void => {
+      this.inFlight -= 1;
+    };
+    let p: Promise<unknown>;
+    try {
+      p = this.o.run(scriptArgs(list, nowMs));
+    } catch (err) {
+      settled();
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    p.then(settled, settled);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new CallTimeout());
+      }, this.o.timeoutMs);
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  }
+}
+
+/** A malformed reply from the script: counted as a failed call. */
+export class ScriptReplyError extends Error {
+  constructor(what: string) {
+    super(`limits script replied ${what}`);
+    this.name = "ScriptReplyError";
+  }
+}
+
+/**
+ * The verdict the script's reply means, as the memory store would have given it, and for
+ * a refusal the time until which the same limits keep refusing.
+ */
+export function verdictOf(reply: unknown, list: readonly ScriptLimit[], nowMs: number): { verdict: LimitVerdict; untilMs: number } {
+  if (!Array.isArray(reply) || reply.length < 2) throw new ScriptReplyError("no array");
+  const [ok, index] = reply as unknown[];
+  if (ok === 0) {
+    const l = list[Number(index) - 1];
+    const state = Number(reply[2]);
+    if (!l || !Number.isFinite(state)) throw new ScriptReplyError("an unknown refusal");
+    if (l.kind === "r") return { verdict: rateRefused(l.rate, state), untilMs: nowMs + Math.ceil((1 - state) / l.rate.perMs) };
+    return { verdict: quotaRefused(l.quota, l.periodEndMs, nowMs), untilMs: l.periodEndMs };
+  }
+  if (reply.length !== 2 + list.length) throw new ScriptReplyError(`${reply.length - 2} states for ${list.length} limits`);
+  let best = UNLIMITED;
+  list.forEach((l, i) => {
+    const state = Number(reply[i + 2]);
+    best = fewestLeft(best, l.kind === "r" ? rateAdmitted(l.rate, state) : quotaAdmitted(l.quota, state, l.periodEndMs, nowMs));
+  });
+  return { verdict: best, untilMs: 0 };
+}
