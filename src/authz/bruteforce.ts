@@ -14,7 +14,7 @@
 // `cooldown`, so the older generation of blocks holds the ones closest to their end.
 import type { Registry } from "prom-client";
 import { Counter, Gauge } from "prom-client";
-import { parseIp } from "../index/cidr.ts";
+import { readIp } from "../index/cidr.ts";
 import type { LimitVerdict } from "../limits/limiter.ts";
 import { clientAddress, deny, type CheckInput, type Decision } from "../check/decision.ts";
 import type { CompiledRule } from "../policy/policy.ts";
@@ -131,23 +131,14 @@ export class UnknownKeyGuard {
   /** The network a client address belongs to. */
   network(address: string | undefined): Network {
     if (address === undefined) return NO_ADDRESS;
-    const v4 = ipv4Number(address);
-    if (v4 !== -1) return (v4 & this.mask4) >>> 0;
-    const g = GROUPS;
-    if (!ipv6Groups(address, g)) {
-      // Brackets, zones, embedded IPv4 and anything invalid.
-      const ip = parseIp(address);
-      if (!ip) return NO_ADDRESS;
-      if (ip.length === 4) return ((((ip[0] as number) << 24) | ((ip[1] as number) << 16) | ((ip[2] as number) << 8) | (ip[3] as number)) & this.mask4) >>> 0;
-      for (let i = 0; i < 8; i++) g[i] = ((ip[2 * i] as number) << 8) | (ip[2 * i + 1] as number);
-    } else if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-      // IPv4-mapped, written in hex.
-      return ((((g[6] as number) << 16) | (g[7] as number)) & this.mask4) >>> 0;
-    }
+    const b = IP;
+    const n = readIp(address, b);
+    if (n === 0) return NO_ADDRESS;
+    if (n === 4) return ((((b[0] as number) << 24) | ((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number)) & this.mask4) >>> 0;
     let bits = this.o.ipv6Prefix;
     let s = "6";
     for (let i = 0; bits > 0; i++, bits -= 16) {
-      const v = g[i] as number;
+      const v = ((b[2 * i] as number) << 8) | (b[2 * i + 1] as number);
       s += String.fromCharCode(bits >= 16 ? v : v & (0xffff << (16 - bits)) & 0xffff);
     }
     return s;
@@ -207,75 +198,8 @@ export class UnknownKeyGuard {
   }
 }
 
-/** Scratch space for the groups of one IPv6 address (the check path is synchronous). */
-const GROUPS = new Uint16Array(8);
-
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  const l = c | 0x20;
-  return l >= 97 && l <= 102 ? l - 87 : -1;
-}
-
-/**
- * Reads an IPv6 address written in hex groups (with at most one `::`) into `out`;
- * false for any other form, left to parseIp.
- */
-function ipv6Groups(s: string, out: Uint16Array): boolean {
-  const len = s.length;
-  let i = 0;
-  let count = 0;
-  let gap = -1;
-  if (len >= 2 && s.charCodeAt(0) === 58 && s.charCodeAt(1) === 58) {
-    gap = 0;
-    i = 2;
-  }
-  while (i < len) {
-    let v = 0;
-    let digits = 0;
-    for (let h = i < len ? hexValue(s.charCodeAt(i)) : -1; h !== -1 && digits <= 4; h = i < len ? hexValue(s.charCodeAt(i)) : -1) {
-      v = v * 16 + h;
-      digits++;
-      i++;
-    }
-    if (digits === 0 || digits > 4 || count === 8) return false;
-    out[count++] = v;
-    if (i === len) break;
-    if (s.charCodeAt(i) !== 58 /* : */) return false;
-    i++;
-    if (i < len && s.charCodeAt(i) === 58) {
-      if (gap !== -1) return false;
-      gap = count;
-      i++;
-    } else if (i === len) return false;
-  }
-  if (gap === -1) return count === 8;
-  if (count === 8) return false;
-  // Move the groups after `::` to the end and zero the ones it stands for.
-  const after = count - gap;
-  for (let k = 1; k <= after; k++) out[8 - k] = out[count - k] as number;
-  out.fill(0, gap, 8 - after);
-  return true;
-}
-
-/** A dotted-quad IPv4 address as a number, or -1 for anything else (parseIp reads those). */
-function ipv4Number(s: string): number {
-  let v = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      part = part * 10 + (c - 48);
-      if (++digits > 3 || part > 255) return -1;
-    } else if (c === 46 /* . */ && digits > 0 && ++dots <= 3) {
-      v = v * 256 + part;
-      part = 0;
-      digits = 0;
-    } else return -1;
-  }
-  return dots === 3 && digits > 0 ? v * 256 + part : -1;
-}
+/** Scratch space for one client address (the check path is synchronous). */
+const IP = new Uint8Array(16);
 
 function throttled(rule: CompiledRule, until: number, now: number): Decision {
   const seconds = Math.max(1, Math.ceil((until - now) / 1000));
