@@ -21,6 +21,7 @@ export const LAYERS = [
   {
     layer: "shared by the roles",
     units: {
+      analytics: "the analytics store: per-request rows and daily rollups on SQLite or PostgreSQL, the batched writer, the queries",
       check: "the check vocabulary: CheckInput, Decision, reasons, the client address, path rules, and the usage event of a check",
       accesslog: "the Envoy Access Log Service receiver that usage starts",
       deps: "what main.ts hands every role (RoleDeps)",
@@ -61,6 +62,7 @@ export const LAYERS = [
 
 /** Imports allowed within one layer (each must point down this list's own order: no cycles). */
 export const SIDEWAYS = {
+  analytics: ["check"],
   policy: ["limits"],
   index: ["limits"],
   grpc: ["h2"],
