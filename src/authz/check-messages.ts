@@ -1,6 +1,6 @@
 // Check over gRPC, whatever the transport: a CheckRequest becomes a CheckInput,
 // a Decision becomes Envoy's CheckResponse (encoded once per decision where the
-// answer is a pure function of it). The servers are in grpc-front.ts.
+// answer is a pure function of it). The servers are in ext-authz-grpc.ts.
 import type * as grpc from "@grpc/grpc-js";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";

@@ -8,14 +8,14 @@
 import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import { KeywardError } from "../errors.ts";
-import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
+import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/over-h2.ts";
 import type { H2Limits, H2Violation } from "../h2/limits.ts";
 import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
 import { deny, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type Decided, type FrontOptions } from "./front.ts";
-import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";
+import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./check-messages.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";
 
 export const GRPC_TRANSPORTS = ["keyward", "grpc-js"] as const;

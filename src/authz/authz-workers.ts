@@ -1,5 +1,5 @@
 // `keyward authz --authz-workers W` (W > 1): the data plane on several cores
-// (ADR 22). The primary forks W workers (src/cluster/workers.ts); each runs
+// (ADR 22). The primary forks W workers (src/cluster/pool.ts); each runs
 // startAuthz with its own watches, index and limit counters and serves Check
 // on the shared gRPC and HTTP ports. Usage is the primary's: workers send their
 // answered checks to it in batches, and its one usage service (decision log,
@@ -7,7 +7,7 @@
 // them as it would from an in-process data plane.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
-import { runWorker, startWorkerPool, type WorkerPool } from "../cluster/workers.ts";
+import { runWorker, startWorkerPool, type WorkerPool } from "../cluster/pool.ts";
 import type { Config } from "../config/config.ts";
 import { KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
