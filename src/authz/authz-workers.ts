@@ -91,19 +91,19 @@ export interface AuthzWorkersOptions {
 }
 
 /** In the primary: fork the workers and feed their checks to the usage service. */
-export function startAuthzWorkers(o: AuthzWorkersOptions): WorkerPool {
+export function startAuthzWorkers(options: AuthzWorkersOptions): WorkerPool {
   return startWorkerPool({
-    count: o.config.authzWorkers,
-    log: o.log,
-    registry: o.registry,
+    count: options.config.authzWorkers,
+    log: options.log,
+    registry: options.registry,
     onMessage: (slot, data) => {
       const events = (data as Partial<UsageBatch> | undefined)?.usage;
       if (!Array.isArray(events)) return;
       for (const e of events) {
         try {
-          o.usage.record(e);
+          options.usage.record(e);
         } catch (err) {
-          o.log.warn("usage from a worker not recorded", { worker: slot, err });
+          options.log.warn("usage from a worker not recorded", { worker: slot, err });
         }
       }
     },
@@ -112,6 +112,6 @@ export function startAuthzWorkers(o: AuthzWorkersOptions): WorkerPool {
       name: "keyward_authz_worker_checks_total",
       help: "Checks answered by each worker process (--authz-workers), by worker slot; starts again from 0 when a worker is replaced.",
     },
-    onFatal: o.onFatal,
+    onFatal: options.onFatal,
   });
 }
