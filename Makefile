@@ -77,8 +77,9 @@ run: $(NODE_DEPS) ## Run keyward (operator + ext_authz) against the current kube
 	node src/main.ts run --no-leader-elect $(ARGS)
 
 .PHONY: docs
-docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table
+docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table, and the layer table and diagram of docs/architecture.md
 	node src/main.ts config --markdown > docs/configuration.md
+	node scripts/layers-doc.ts --write
 
 .PHONY: bench
 bench: deps controlplane ## Benchmarks (~25 min, not part of make test): results in bench/results/, see docs/benchmarks.md

@@ -1,5 +1,5 @@
-// The types of eslint.config.js's exports, for the unit test that reads the layer map
-// (test/unit/layers.test.ts).
+// The types of eslint.config.js's exports, for the code that reads the layer map
+// (test/unit/layers.test.ts, scripts/layers.ts).
 import type { ESLint, Linter } from "eslint";
 
 export interface Layer {
@@ -9,7 +9,7 @@ export interface Layer {
 }
 export declare const LAYERS: readonly Layer[];
 export declare const SIDEWAYS: Readonly<Record<string, readonly string[]>>;
-export declare function unitOf(file: string): string | undefined;
+export declare function unitOf(file: string, src?: string): string | undefined;
 export declare function allowedImports(unit: string): Set<string> | undefined;
 export declare const keywardPlugin: ESLint.Plugin;
 declare const config: Linter.Config[];

@@ -74,9 +74,9 @@ export const SIDEWAYS = {
 
 const SRC = resolve(import.meta.dirname, "src");
 
-/** The unit of a file under src/ (`authz` for src/authz/x.ts, `log` for src/log.test.ts); undefined outside src/. */
-export function unitOf(file) {
-  const rel = relative(SRC, file);
+/** The unit of a file under src/ (`authz` for src/authz/x.ts, `log` for src/log.test.ts); undefined outside src/ (or `src`). */
+export function unitOf(file, src = SRC) {
+  const rel = relative(src, file);
   if (rel.startsWith("..") || rel === "") return undefined;
   const parts = rel.split(sep);
   return parts.length === 1 ? parts[0].replace(/(\.test)?\.ts$/, "") : parts[0];

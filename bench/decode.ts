@@ -9,7 +9,7 @@ import { createHash, hash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { Checker } from "../src/authz/check.ts";
 import { decodeCheckRequest } from "../src/authz/decode.ts";
-import { checkResponder, toCheckInput, toCheckResponse } from "../src/authz/grpc.ts";
+import { checkResponder, toCheckInput, toCheckResponse } from "../src/authz/check-messages.ts";
 import { PolicyIndex } from "../src/policy/policy.ts";
 import { decisionMetadata } from "../src/authz/response.ts";
 import { createLogger } from "../src/log.ts";

@@ -14,7 +14,7 @@ import { LOAD } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { repoRoot } from "./lib/proc.ts";
-import type { GrpcTransport } from "../src/authz/grpc-front.ts";
+import type { GrpcTransport } from "../src/authz/ext-authz-grpc.ts";
 
 export interface GcRun {
   nodeFlags: string[];

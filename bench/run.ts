@@ -14,7 +14,7 @@ import { machine } from "./lib/machine.ts";
 import { ghzPath, repoRoot, toolsBin } from "./lib/proc.ts";
 import type { IndexPoint } from "./index-scale.ts";
 import { renderMarkdown, type Results } from "./report.ts";
-import type { GrpcTransport } from "../src/authz/grpc-front.ts";
+import type { GrpcTransport } from "../src/authz/ext-authz-grpc.ts";
 import { runProfile } from "./profile.ts";
 import { gcRun } from "./gc-pauses.ts";
 import { latencyFloor } from "./latency-floor.ts";

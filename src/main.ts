@@ -91,7 +91,7 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
 
 /** The primary of `keyward authz --authz-workers`: usage, /metrics and the workers; each worker runs startAuthz (ADR 22). */
 async function serveAuthzWorkers(s: Serving, usage: UsageHandle): Promise<MetricsSource> {
-  const { startAuthzWorkers } = await import("./authz/workers.ts");
+  const { startAuthzWorkers } = await import("./authz/authz-workers.ts");
   const log = s.log.child({ component: "authz" });
   const onFatal = (err: Error): void => {
     s.log.error("ext_authz workers failed", { err });
@@ -136,8 +136,8 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
   const workers = command === "authz" ? config.authzWorkers : 1;
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   if (workers > 1 && cluster.isWorker) {
-    // A worker process forked by the `keyward authz` primary (src/authz/workers.ts).
-    const { runAuthzWorker } = await import("./authz/workers.ts");
+    // A worker process forked by the `keyward authz` primary (src/authz/authz-workers.ts).
+    const { runAuthzWorker } = await import("./authz/authz-workers.ts");
     await runAuthzWorker(config, kc, log);
     return;
   }

@@ -10,7 +10,7 @@
 //   --transport T                keyward or grpc-js: the gRPC server under keyward's check path
 //                                (--grpc-transport); default keyward
 //   --workers W                  W processes sharing the port: keyward's worker pool
-//                                (src/cluster/workers.ts, as `keyward authz --authz-workers`
+//                                (src/cluster/pool.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
 //
 // Prints `READY <port>` on stdout when it serves; each `stats` line on stdin is
@@ -22,9 +22,9 @@ import * as grpc from "@grpc/grpc-js";
 import { Gauge, Registry } from "prom-client";
 import { Checker } from "../../src/authz/check.ts";
 import { decisionRecorder } from "../../src/authz/decisions.ts";
-import { GRPC_TRANSPORTS, startGrpcFront, type GrpcTransport } from "../../src/authz/grpc-front.ts";
+import { GRPC_TRANSPORTS, startGrpcFront, type GrpcTransport } from "../../src/authz/ext-authz-grpc.ts";
 import { decodeCheckRequest } from "../../src/authz/decode.ts";
-import { GrpcServer } from "../../src/grpc/server.ts";
+import { GrpcServer } from "../../src/grpc/over-h2.ts";
 import { startH2Server } from "../../src/h2/server.ts";
 import { createAuthzMetrics } from "../../src/authz/metrics.ts";
 import { PolicyIndex } from "../../src/policy/policy.ts";
@@ -35,7 +35,7 @@ import { KeyIndex } from "../../src/index/keys.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { Limiter } from "../../src/limits/limiter.ts";
-import { runWorker, startWorkerPool } from "../../src/cluster/workers.ts";
+import { runWorker, startWorkerPool } from "../../src/cluster/pool.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { benchPolicy, fillIndex } from "../lib/fixture.ts";
 

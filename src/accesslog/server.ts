@@ -29,12 +29,12 @@ function serviceOf(pkg: GrpcObject): ServiceClientConstructor {
   return service.AccessLogService as ServiceClientConstructor;
 }
 
-export async function startAccessLogServer(o: AccessLogServerOptions): Promise<AccessLogServer> {
-  const now = o.now ?? Date.now;
-  const namespaces = o.namespaces ?? DEFAULT_METADATA_NAMESPACES;
+export async function startAccessLogServer(options: AccessLogServerOptions): Promise<AccessLogServer> {
+  const now = options.now ?? Date.now;
+  const namespaces = options.namespaces ?? DEFAULT_METADATA_NAMESPACES;
   const server = new Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
   const deliver = (j: JoinedEntry): void => {
-    o.onUpstream(j.apikey, j.keyId, { at: j.at ?? now(), responseCode: j.responseCode, ...(j.upstreamSeconds !== undefined ? { upstreamSeconds: j.upstreamSeconds } : {}) });
+    options.onUpstream(j.apikey, j.keyId, { at: j.at ?? now(), responseCode: j.responseCode, ...(j.upstreamSeconds !== undefined ? { upstreamSeconds: j.upstreamSeconds } : {}) });
   };
   server.addService(serviceOf(loadPackageDefinition(loadAccessLogProtos())).service, {
     StreamAccessLogs: (call: ServerReadableStream<StreamAccessLogsMessage, object>, callback: sendUnaryData<object>) => {
@@ -48,24 +48,24 @@ export async function startAccessLogServer(o: AccessLogServerOptions): Promise<A
             if (j.kind === "joined") deliver(j.entry);
           } catch (err) {
             result = "invalid";
-            o.log.debug("access log entry could not be read", { err });
+            options.log.debug("access log entry could not be read", { err });
           }
           if (result === "invalid") invalid++;
-          o.onEntry?.(result);
+          options.onEntry?.(result);
         }
       });
       call.on("end", () => {
-        if (invalid > 0) o.log.debug("access log stream had entries keyward could not join", { invalid });
+        if (invalid > 0) options.log.debug("access log stream had entries keyward could not join", { invalid });
         callback(null, {});
       });
       call.on("error", (err) => {
-        o.log.debug("access log stream ended with an error", { err });
+        options.log.debug("access log stream ended with an error", { err });
       });
     },
   });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(o.address, ServerCredentials.createInsecure(), (err, p) => {
-      if (err) reject(new KeywardError("ConfigInvalid", `access log service could not listen on ${o.address}: ${err.message}`, { cause: err }));
+    server.bindAsync(options.address, ServerCredentials.createInsecure(), (err, p) => {
+      if (err) reject(new KeywardError("ConfigInvalid", `access log service could not listen on ${options.address}: ${err.message}`, { cause: err }));
       else resolve(p);
     });
   });

@@ -7,7 +7,7 @@ import { KeyIndex } from "../index/keys.ts";
 import { RedisLimiter, type RunScript } from "../limits/redis-store.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { Checker } from "./check.ts";
-import { startGrpcFront, type GrpcFront } from "./grpc-front.ts";
+import { startGrpcFront, type GrpcFront } from "./ext-authz-grpc.ts";
 import { startHttpFront, type HttpFront } from "./http.ts";
 import { PolicyIndex } from "../policy/policy.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";

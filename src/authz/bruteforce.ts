@@ -96,7 +96,7 @@ class Table<V> {
 }
 
 export class UnknownKeyGuard {
-  private readonly o: UnknownKeyGuardOptions;
+  private readonly options: UnknownKeyGuardOptions;
   private readonly mask4: number;
   /** Networks below the threshold. */
   private readonly counting: Table<Window>;
@@ -107,11 +107,11 @@ export class UnknownKeyGuard {
   /** Networks blocked so far. */
   blocks = 0;
 
-  constructor(o: UnknownKeyGuardOptions) {
-    this.o = o;
-    this.mask4 = o.ipv4Prefix === 0 ? 0 : (0xffffffff << (32 - o.ipv4Prefix)) >>> 0;
-    this.counting = new Table(o.maxNetworks);
-    this.blocked = new Table(o.maxNetworks);
+  constructor(options: UnknownKeyGuardOptions) {
+    this.options = options;
+    this.mask4 = options.ipv4Prefix === 0 ? 0 : (0xffffffff << (32 - options.ipv4Prefix)) >>> 0;
+    this.counting = new Table(options.maxNetworks);
+    this.blocked = new Table(options.maxNetworks);
   }
 
   /** Entries dropped because a table was full. */
@@ -120,7 +120,7 @@ export class UnknownKeyGuard {
   }
 
   get enabled(): boolean {
-    return this.o.threshold > 0;
+    return this.options.threshold > 0;
   }
 
   /** Networks being counted, and networks blocked (some of whose blocks may have ended). */
@@ -135,7 +135,7 @@ export class UnknownKeyGuard {
     const n = readIp(address, b);
     if (n === 0) return NO_ADDRESS;
     if (n === 4) return ((((b[0] as number) << 24) | ((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number)) & this.mask4) >>> 0;
-    let bits = this.o.ipv6Prefix;
+    let bits = this.options.ipv6Prefix;
     let s = "6";
     for (let i = 0; bits > 0; i++, bits -= 16) {
       const v = ((b[2 * i] as number) << 8) | (b[2 * i + 1] as number);
@@ -147,19 +147,19 @@ export class UnknownKeyGuard {
   /** The decision for an unknown key in `req`: 401, or 429 while (or once) its network is blocked. */
   unknownKey(req: CheckInput, rule: CompiledRule): Decision {
     if (!this.enabled) return deny("unknown_key", undefined, rule);
-    const now = this.o.now();
-    const net = this.network(clientAddress(req.peerAddress, req.forwardedFor, this.o.xffTrustedHops));
+    const now = this.options.now();
+    const net = this.network(clientAddress(req.peerAddress, req.forwardedFor, this.options.xffTrustedHops));
     const until = this.blockedUntil(net, now);
     if (until !== 0) return throttled(rule, until, now);
     let w = this.counting.get(net);
     if (w === undefined) {
       w = { startMs: now, count: 0 };
       this.counting.set(net, w);
-    } else if (now - w.startMs >= this.o.windowMs) {
+    } else if (now - w.startMs >= this.options.windowMs) {
       w.startMs = now;
       w.count = 0;
     }
-    if (++w.count <= this.o.threshold) return deny("unknown_key", undefined, rule);
+    if (++w.count <= this.options.threshold) return deny("unknown_key", undefined, rule);
     this.counting.delete(net);
     return throttled(rule, this.block(net, now), now);
   }
@@ -169,13 +169,13 @@ export class UnknownKeyGuard {
    * up; undefined otherwise. Reads the client address only while some network is blocked.
    */
   refuseBlocked(req: CheckInput, rule: CompiledRule): Decision | undefined {
-    if (!this.o.blockAll || this.blocked.size === 0) return undefined;
-    const now = this.o.now();
+    if (!this.options.blockAll || this.blocked.size === 0) return undefined;
+    const now = this.options.now();
     if (now >= this.lastBlockEndsMs) {
       this.blocked.clear();
       return undefined;
     }
-    const until = this.blockedUntil(this.network(clientAddress(req.peerAddress, req.forwardedFor, this.o.xffTrustedHops)), now);
+    const until = this.blockedUntil(this.network(clientAddress(req.peerAddress, req.forwardedFor, this.options.xffTrustedHops)), now);
     return until === 0 ? undefined : throttled(rule, until, now);
   }
 
@@ -190,7 +190,7 @@ export class UnknownKeyGuard {
 
   private block(net: Network, now: number): number {
     if (now >= this.lastBlockEndsMs) this.blocked.clear();
-    const until = now + this.o.cooldownMs;
+    const until = now + this.options.cooldownMs;
     this.blocked.set(net, until);
     if (until > this.lastBlockEndsMs) this.lastBlockEndsMs = until;
     this.blocks++;

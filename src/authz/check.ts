@@ -44,11 +44,11 @@ export function normalizeHost(authority: string): string {
 export type CheckResult<L extends LimitTaker> = ReturnType<L["take"]> extends LimitVerdict ? Decision : Decision | Promise<Decision>;
 
 export class Checker<L extends LimitTaker = LimitTaker> {
-  private readonly o: Required<Omit<CheckerOptions<L>, "unknownKeys">>;
+  private readonly options: Required<Omit<CheckerOptions<L>, "unknownKeys">>;
   private readonly unknownKeys: UnknownKeyGuard | undefined;
 
   constructor(opts: CheckerOptions<L>) {
-    this.o = { maxKeyLength: 1024, ...opts };
+    this.options = { maxKeyLength: 1024, ...opts };
     this.unknownKeys = opts.unknownKeys;
   }
 
@@ -70,21 +70,21 @@ export class Checker<L extends LimitTaker = LimitTaker> {
     const problem = pathProblem(path);
     if (problem !== undefined) return { ...deny("path_not_normalized"), pathProblem: problem };
 
-    const rule = this.o.policies.table.match(normalizeHost(host), pathOnly, method.toUpperCase());
+    const rule = this.options.policies.table.match(normalizeHost(host), pathOnly, method.toUpperCase());
     if (!rule) return deny("no_policy");
     const policy = rule.policy;
 
     const found = findKey(policy.credentials, req.header, query);
     if (found.kind === "none") return deny("missing_key", undefined, rule);
     if (found.kind === "conflict") return deny("conflicting_keys", undefined, rule);
-    if (found.key.length > this.o.maxKeyLength) return this.unknownKey(req, rule);
+    if (found.key.length > this.options.maxKeyLength) return this.unknownKey(req, rule);
     const blocked = this.unknownKeys?.refuseBlocked(req, rule);
     if (blocked) return blocked;
 
-    const entry = this.o.keys.lookup(keyDigest(found.key));
+    const entry = this.options.keys.lookup(keyDigest(found.key));
     if (!entry) return this.unknownKey(req, rule);
     const rec = entry.record;
-    const now = this.o.now();
+    const now = this.options.now();
     if (rec.disabled) return deny("key_disabled", entry, rule);
     if (now >= rec.expiresAtMs) return deny("key_expired", entry, rule);
     if (now >= entry.validUntilMs) return deny("key_grace_ended", entry, rule);
@@ -93,7 +93,7 @@ export class Checker<L extends LimitTaker = LimitTaker> {
       return deny("wrong_tenant", entry, rule);
     }
     if (rec.sources) {
-      const addr = clientAddress(req.peerAddress, req.forwardedFor, this.o.xffTrustedHops);
+      const addr = clientAddress(req.peerAddress, req.forwardedFor, this.options.xffTrustedHops);
       const ip = addr === undefined ? undefined : parseIp(addr);
       if (!ip) return deny("source_unknown", entry, rule);
       if (!cidrContains(rec.sources, ip)) return deny("source_not_allowed", entry, rule);
@@ -101,7 +101,7 @@ export class Checker<L extends LimitTaker = LimitTaker> {
     for (const s of rule.scopes) if (!rec.scopes.has(s)) return deny("scope_missing", entry, rule);
 
     const { limits, subject, ceiling } = effectiveLimits(entry, policy);
-    const verdict = this.o.limiter.take(subject, limits, now, ceiling);
+    const verdict = this.options.limiter.take(subject, limits, now, ceiling);
     const decide = (v: LimitVerdict): Decision => {
       if (!v.ok) return deny(v.reason ?? "rate_limited", entry, rule, v);
       return {

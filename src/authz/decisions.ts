@@ -32,8 +32,8 @@ function fixedFields(front: Front, d: Decision, cancelled: boolean): Record<stri
 }
 
 /** The onDecision of a front (FrontOptions). */
-export function decisionRecorder(o: DecisionRecorderOptions): (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void {
-  const { front, metrics, log, listener } = o;
+export function decisionRecorder(options: DecisionRecorderOptions): (d: Decision, seconds: number, input: CheckInput | undefined, cancelled: boolean) => void {
+  const { front, metrics, log, listener } = options;
   // Series resolved once per reason, not per request.
   const counters = new Map<string, CounterSeries>();
   const timer = metrics.checkSeconds.series({ front });

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../test/support/random.ts";
 import { decodeCheckRequest } from "./decode.ts";
-import { toCheckInput } from "./grpc.ts";
+import { toCheckInput } from "./check-messages.ts";
 import { loadProtos, type CheckRequestMessage } from "./proto.ts";
 
 const SEED = Number(process.env.KEYWARD_DECODE_SEED ?? 20261123);

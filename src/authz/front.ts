@@ -29,17 +29,17 @@ export interface Decided {
  * Runs one check, failing closed. The answer is at once, or a Promise when the check
  * waits for the limits store (redis); the Promise never rejects.
  */
-export function decide<R>(o: FrontOptions, request: R, toInput: (r: R) => CheckInput): Decided | Promise<Decided> {
+export function decide<R>(front: FrontOptions, request: R, toInput: (r: R) => CheckInput): Decided | Promise<Decided> {
   let input: CheckInput | undefined;
   const failed = (err: unknown): Decided => {
-    o.onError(err);
+    front.onError(err);
     return { decision: deny("internal_error"), input };
   };
   try {
-    if (!o.ready()) return { decision: deny("not_ready"), input };
-    if (o.indexStale?.()) return { decision: deny("index_stale"), input };
+    if (!front.ready()) return { decision: deny("not_ready"), input };
+    if (front.indexStale?.()) return { decision: deny("index_stale"), input };
     input = toInput(request);
-    const d = o.checker.check(input);
+    const d = front.checker.check(input);
     if (d instanceof Promise) return d.then((decision) => ({ decision, input }), failed);
     return { decision: d, input };
   } catch (err) {

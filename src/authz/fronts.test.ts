@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
 import { deny, type Decision } from "../check/decision.ts";
 import { decide, type Decided, type FrontOptions } from "./front.ts";
-import { toCheckInput, toCheckResponse } from "./grpc.ts";
+import { toCheckInput, toCheckResponse } from "./check-messages.ts";
 import { httpCheckInput, withoutQueryParams } from "./http.ts";
 
 /** decide() with a memory limits store: answered at once. */

@@ -4,7 +4,7 @@ import { connect } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { Checker } from "./check.ts";
-import { startGrpcFront, type GrpcFront } from "./grpc-front.ts";
+import { startGrpcFront, type GrpcFront } from "./ext-authz-grpc.ts";
 import { PolicyIndex } from "../policy/policy.ts";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";

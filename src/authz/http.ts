@@ -113,9 +113,9 @@ export function withoutQueryParams(uri: string, names: readonly string[]): strin
   return `${uri.slice(0, q)}${kept.length > 0 ? `?${kept.join("&")}` : ""}${uri.slice(end)}`;
 }
 
-export function writeDecision(res: ServerResponse, d: Decision, o: ResponseOptions, input?: CheckInput): void {
+export function writeDecision(res: ServerResponse, d: Decision, responseOptions: ResponseOptions, input?: CheckInput): void {
   if (d.status === 200) {
-    for (const [k, v] of okHeaders(d, o)) res.setHeader(k, v);
+    for (const [k, v] of okHeaders(d, responseOptions)) res.setHeader(k, v);
     for (const [k, v] of okResponseHeaders(d)) res.setHeader(k, v);
     if (input?.path !== undefined) res.setHeader(UPSTREAM_URI_HEADER, withoutQueryParams(input.path, d.removeQueryParams));
     res.writeHead(200, { "content-length": "0" });
@@ -123,7 +123,7 @@ export function writeDecision(res: ServerResponse, d: Decision, o: ResponseOptio
     return;
   }
   const body = denialBody(d.status);
-  for (const [k, v] of denialHeaders(d, o)) res.setHeader(k, v);
+  for (const [k, v] of denialHeaders(d, responseOptions)) res.setHeader(k, v);
   res.writeHead(d.status, { "content-length": String(Buffer.byteLength(body)) });
   res.end(body);
 }
@@ -139,21 +139,21 @@ function listenerServer(tls: TlsSource | undefined, listener: RequestListener): 
   return server;
 }
 
-export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
-  const toInput = httpCheckInput(o.proxy, o.pathPrefix);
-  const server = listenerServer(o.tls, (req, res) => {
+export async function startHttpFront(front: HttpFrontOptions): Promise<HttpFront> {
+  const toInput = httpCheckInput(front.proxy, front.pathPrefix);
+  const server = listenerServer(front.tls, (req, res) => {
     const t0 = performance.now();
     const answer = ({ decision: d, input }: Decided): void => {
       const cancelled = res.destroyed;
       try {
-        if (!cancelled) writeDecision(res, d, o.response, input);
+        if (!cancelled) writeDecision(res, d, front.response, input);
       } catch (err) {
-        o.onError(err);
+        front.onError(err);
         res.destroy();
       }
-      o.onDecision(d, (performance.now() - t0) / 1000, input, cancelled);
+      front.onDecision(d, (performance.now() - t0) / 1000, input, cancelled);
     };
-    const done = decide(o, req, toInput);
+    const done = decide(front, req, toInput);
     // The body of an auth request is never read; drain it so the socket can be reused.
     req.resume();
     if (done instanceof Promise) void done.then(answer);
@@ -163,7 +163,7 @@ export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
     else socket.destroy();
   });
-  const [host, port] = splitHostPort(o.address);
+  const [host, port] = splitHostPort(front.address);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(Number(port), host, () => {

@@ -10,7 +10,7 @@ import { createLogger } from "../log.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder } from "./decisions.ts";
 import { policy } from "../api/fixtures.test-support.ts";
-import { checkResponder, toCheckInput } from "./grpc.ts";
+import { checkResponder, toCheckInput } from "./check-messages.ts";
 import { httpCheckInput } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { pathProblem, type PathProblem } from "../check/paths.ts";

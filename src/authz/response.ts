@@ -29,11 +29,11 @@ export function denialBody(status: number): string {
 }
 
 /** Headers of a denial, as sent to the downstream client. */
-export function denialHeaders(d: Decision, o: ResponseOptions): HeaderList {
+export function denialHeaders(d: Decision, responseOptions: ResponseOptions): HeaderList {
   const out: [string, string][] = [["content-type", "application/json"]];
   if (d.status === 401) {
     const presented = d.reason !== "missing_key";
-    out.push(["www-authenticate", presented ? `Bearer realm="${o.realm}", error="invalid_token"` : `Bearer realm="${o.realm}"`]);
+    out.push(["www-authenticate", presented ? `Bearer realm="${responseOptions.realm}", error="invalid_token"` : `Bearer realm="${responseOptions.realm}"`]);
   }
   const l = d.limit;
   if (d.status === 429 && l) {
@@ -46,12 +46,12 @@ export function denialHeaders(d: Decision, o: ResponseOptions): HeaderList {
 }
 
 /** Headers added to an allowed request before it goes upstream (they replace any the client sent). */
-export function okHeaders(d: Decision, o: ResponseOptions): HeaderList {
+export function okHeaders(d: Decision, responseOptions: ResponseOptions): HeaderList {
   const e = d.entry;
   if (!e) return [];
   return [
-    [o.keyIdHeader, e.id],
-    [o.ownerHeader, e.record.owner],
+    [responseOptions.keyIdHeader, e.id],
+    [responseOptions.ownerHeader, e.record.owner],
   ];
 }
 

@@ -14,7 +14,7 @@ import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
 import { h2ViolationCounter } from "../grpc/metrics.ts";
 import type { H2Limits } from "../h2/limits.ts";
-import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./grpc-front.ts";
+import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./ext-authz-grpc.ts";
 import { HTTP_PROXIES, startHttpFront, type HttpFront, type HttpProxy } from "./http.ts";
 import { createAuthzMetrics } from "./metrics.ts";
 import { parseHostAssignments } from "../policy/hosts.ts";
@@ -30,7 +30,7 @@ export interface AuthzDeps extends RoleDeps {
   onDecision?: DecisionListener;
   /**
    * Bind the ports only once both watches have listed (startAuthz resolves then). For a
-   * cluster worker (src/authz/workers.ts): the shared socket hands connections only to
+   * cluster worker (src/authz/authz-workers.ts): the shared socket hands connections only to
    * workers that listen, so a replacement worker gets none before it can decide.
    */
   listenWhenSynced?: boolean;

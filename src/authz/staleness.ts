@@ -31,16 +31,16 @@ export interface IndexStalenessOptions {
 }
 
 export class IndexStaleness {
-  private readonly o: IndexStalenessOptions;
+  private readonly options: IndexStalenessOptions;
   private readonly now: () => number;
   private readonly startedMs: number;
   private timer: ReturnType<typeof setInterval> | undefined;
   /** True while some resource's index is older than maxMs; updated by update(). */
   stale = false;
 
-  constructor(o: IndexStalenessOptions) {
-    this.o = o;
-    this.now = o.now ?? Date.now;
+  constructor(options: IndexStalenessOptions) {
+    this.options = options;
+    this.now = options.now ?? Date.now;
     this.startedMs = this.now();
   }
 
@@ -57,20 +57,20 @@ export class IndexStaleness {
 
   /** Re-evaluates `stale`. */
   update(): void {
-    if (this.o.maxMs <= 0) return;
+    if (this.options.maxMs <= 0) return;
     let stale = false;
-    for (const r of this.o.resources) if (this.ageMs(r) > this.o.maxMs) stale = true;
+    for (const r of this.options.resources) if (this.ageMs(r) > this.options.maxMs) stale = true;
     this.stale = stale;
   }
 
   /** Starts re-evaluating `stale` on a timer (nothing to do without maxMs). */
   start(): void {
-    if (this.o.maxMs <= 0 || this.timer) return;
+    if (this.options.maxMs <= 0 || this.timer) return;
     this.timer = setInterval(
       () => {
         this.update();
       },
-      Math.max(10, Math.min(1000, this.o.maxMs / 10)),
+      Math.max(10, Math.min(1000, this.options.maxMs / 10)),
     );
     this.timer.unref();
   }
@@ -82,7 +82,7 @@ export class IndexStaleness {
 
   /** keyward_authz_index_staleness_seconds{resource}, the largest across --authz-workers. */
   register(registry: Registry): void {
-    const resources = this.o.resources;
+    const resources = this.options.resources;
     const ageMs = (r: WatchedResource): number => this.ageMs(r);
     new Gauge({
       name: "keyward_authz_index_staleness_seconds",

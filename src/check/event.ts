@@ -72,25 +72,25 @@ export interface FromDecisionOptions {
 }
 
 /** The usage view of one answered (or cancelled) check. */
-export function fromDecision(d: Decision, input: CheckInput | undefined, seconds: number, cancelled: boolean, o: FromDecisionOptions): CheckEvent {
+export function fromDecision(d: Decision, input: CheckInput | undefined, seconds: number, cancelled: boolean, options: FromDecisionOptions): CheckEvent {
   const e = d.entry;
   const rec = e?.record;
   const quota = rec?.limits.quota;
   const method = input?.method?.toUpperCase();
   return {
-    at: o.at,
+    at: options.at,
     key: e && rec ? { namespace: rec.namespace, name: rec.name, uid: rec.uid, keyId: e.id, owner: rec.owner, ...(quota ? { quota: { requests: quota.requests, per: quota.per } } : {}) } : undefined,
     outcome: cancelled ? "cancelled" : REASONS[d.reason].outcome,
     reason: cancelled ? "cancelled" : d.reason,
     status: d.status,
-    front: o.front,
+    front: options.front,
     policy: d.rule?.policy.ref,
     rule: d.rule?.name,
     route: d.rule ? `${method ?? "*"} ${rulePattern(d.rule)}` : undefined,
     method,
     host: input?.host,
     path: stripQuery(input?.path),
-    source: input ? clientAddress(input.peerAddress, input.forwardedFor, o.xffTrustedHops) : undefined,
+    source: input ? clientAddress(input.peerAddress, input.forwardedFor, options.xffTrustedHops) : undefined,
     latencySeconds: seconds,
   };
 }

@@ -41,11 +41,11 @@ export function parseHostPort(address: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
-export async function startH2Server(o: H2ServerOptions): Promise<H2Server> {
-  const { host, port } = parseHostPort(o.address);
-  const limits: H2Limits = { ...DEFAULT_LIMITS, ...o.limits };
+export async function startH2Server(options: H2ServerOptions): Promise<H2Server> {
+  const { host, port } = parseHostPort(options.address);
+  const limits: H2Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const open = new Set<H2Connection>();
-  const onViolation = o.onViolation ?? (() => undefined);
+  const onViolation = options.onViolation ?? (() => undefined);
   const serve = (socket: Socket): void => {
     // A TLS client refused before this listener ran (followTls) is already gone.
     if (socket.destroyed) return;
@@ -54,24 +54,24 @@ export async function startH2Server(o: H2ServerOptions): Promise<H2Server> {
       socket.destroy();
       return;
     }
-    const c = new H2Connection(socket, o.handler, limits, o.onInternalError, onViolation);
+    const c = new H2Connection(socket, options.handler, limits, options.onInternalError, onViolation);
     open.add(c);
     // Counted until the socket itself closed: a connection that failed may still hold it for a while.
     socket.once("close", () => open.delete(c));
   };
   let server: Server;
-  if (o.tls) {
+  if (options.tls) {
     // The handshake gets the same time as the client preface that follows it. A client that offers
     // ALPN without h2 is refused in the handshake; one that offers none speaks prior knowledge.
-    const tlsServer = createTlsServer({ ...tlsServerOptions(o.tls, limits.prefaceTimeoutMs), ALPNProtocols: ["h2"], noDelay: true }, serve);
-    followTls(tlsServer, o.tls);
+    const tlsServer = createTlsServer({ ...tlsServerOptions(options.tls, limits.prefaceTimeoutMs), ALPNProtocols: ["h2"], noDelay: true }, serve);
+    followTls(tlsServer, options.tls);
     server = tlsServer;
   } else {
     server = createServer({ noDelay: true }, serve);
   }
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => {
-      reject(new KeywardError("ListenFailed", `cannot listen on ${o.address}`, { cause: err }));
+      reject(new KeywardError("ListenFailed", `cannot listen on ${options.address}`, { cause: err }));
     });
     server.listen(port, host, () => {
       resolve();

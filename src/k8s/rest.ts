@@ -223,7 +223,7 @@ export class KubeRest {
   }
 }
 
-function agentTls(o: RequestOptions): Record<string, unknown> {
-  const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername } = o as Record<string, unknown>;
+function agentTls(request: RequestOptions): Record<string, unknown> {
+  const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername } = request as Record<string, unknown>;
   return { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername };
 }

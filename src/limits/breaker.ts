@@ -17,10 +17,10 @@ export class Breaker {
   private failed = 0;
   private openedAt = 0;
   private probing = false;
-  private readonly o: BreakerOptions;
+  private readonly options: BreakerOptions;
 
-  constructor(o: BreakerOptions) {
-    this.o = o;
+  constructor(options: BreakerOptions) {
+    this.options = options;
   }
 
   get state(): BreakerState {
@@ -31,7 +31,7 @@ export class Breaker {
   allow(): boolean {
     if (this.st === "closed") return true;
     if (this.st === "open") {
-      if (this.o.now() - this.openedAt < this.o.cooldownMs) return false;
+      if (this.options.now() - this.openedAt < this.options.cooldownMs) return false;
       this.move("half_open");
     }
     if (this.probing) return false;
@@ -48,8 +48,8 @@ export class Breaker {
   failure(): void {
     this.probing = false;
     this.failed += 1;
-    if (this.st === "half_open" || (this.st === "closed" && this.failed >= this.o.failures)) {
-      this.openedAt = this.o.now();
+    if (this.st === "half_open" || (this.st === "closed" && this.failed >= this.options.failures)) {
+      this.openedAt = this.options.now();
       this.move("open");
     }
   }
@@ -57,6 +57,6 @@ export class Breaker {
   private move(to: BreakerState): void {
     const from = this.st;
     this.st = to;
-    this.o.onTransition(to, from);
+    this.options.onTransition(to, from);
   }
 }

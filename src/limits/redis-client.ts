@@ -81,28 +81,28 @@ interface Scripted {
   keywardLimits(...args: (string | number)[]): Promise<unknown>;
 }
 
-export async function connectLimitsRedis(o: RedisConnectOptions): Promise<LimitsRedis> {
-  if (o.urls.length === 0) throw new KeywardError("ConfigInvalid", "--limits-store=redis needs --limits-redis-url");
-  const addrs = o.urls.map(parseAddress);
+export async function connectLimitsRedis(connection: RedisConnectOptions): Promise<LimitsRedis> {
+  if (connection.urls.length === 0) throw new KeywardError("ConfigInvalid", "--limits-store=redis needs --limits-redis-url");
+  const addrs = connection.urls.map(parseAddress);
   const first = addrs[0] as Address;
-  if (o.mode === "standalone" && addrs.length > 1) throw new KeywardError("ConfigInvalid", "--limits-redis-url: standalone mode takes one URL (name Sentinels with --limits-redis-mode=sentinel, Cluster nodes with cluster)");
-  if (o.mode === "sentinel" && !o.sentinelMaster) throw new KeywardError("ConfigInvalid", "--limits-redis-mode=sentinel needs --limits-redis-sentinel-master");
-  const password = readPassword(o.passwordFile) ?? first.password;
-  const tls = first.tls ? { ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}), servername: first.host } : undefined;
+  if (connection.mode === "standalone" && addrs.length > 1) throw new KeywardError("ConfigInvalid", "--limits-redis-url: standalone mode takes one URL (name Sentinels with --limits-redis-mode=sentinel, Cluster nodes with cluster)");
+  if (connection.mode === "sentinel" && !connection.sentinelMaster) throw new KeywardError("ConfigInvalid", "--limits-redis-mode=sentinel needs --limits-redis-sentinel-master");
+  const password = readPassword(connection.passwordFile) ?? first.password;
+  const tls = first.tls ? { ...(connection.caFile ? { ca: readFileSync(connection.caFile) } : {}), servername: first.host } : undefined;
   const common: RedisOptions = {
     username: first.username,
     password,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    connectTimeout: o.connectTimeoutMs,
+    connectTimeout: connection.connectTimeoutMs,
     enableAutoPipelining: true,
     lazyConnect: true,
     keepAlive: 10_000,
     retryStrategy: (times: number) => Math.min(50 * times, 1000),
   };
-  const where = `${o.mode} ${addrs.map((a) => `${a.tls ? "rediss" : "redis"}://${a.host}:${a.port}`).join(",")}`;
+  const where = `${connection.mode} ${addrs.map((a) => `${a.tls ? "rediss" : "redis"}://${a.host}:${a.port}`).join(",")}`;
   let client: Redis | Cluster;
-  if (o.mode === "cluster") {
+  if (connection.mode === "cluster") {
     const nodes: ClusterNode[] = addrs.map((a) => ({ host: a.host, port: a.port }));
     const { servername: _s, ...clusterTls } = tls ?? {};
     client = new Cluster(nodes, {
@@ -110,16 +110,16 @@ export async function connectLimitsRedis(o: RedisConnectOptions): Promise<Limits
       lazyConnect: true,
       // ioredis's Cluster auto-pipelining fails a batch whose keys span several slots of one node.
       enableAutoPipelining: false,
-      slotsRefreshTimeout: Math.max(1000, o.connectTimeoutMs),
+      slotsRefreshTimeout: Math.max(1000, connection.connectTimeoutMs),
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
       // Each node's own connection queues while it connects (ioredis's default): the deadline bounds the wait.
-      redisOptions: { username: common.username, password, connectTimeout: o.connectTimeoutMs, keepAlive: 10_000, ...(tls ? { tls: clusterTls } : {}) },
+      redisOptions: { username: common.username, password, connectTimeout: connection.connectTimeoutMs, keepAlive: 10_000, ...(tls ? { tls: clusterTls } : {}) },
     });
-  } else if (o.mode === "sentinel") {
+  } else if (connection.mode === "sentinel") {
     client = new Redis({
       ...common,
       sentinels: addrs.map((a) => ({ host: a.host, port: a.port })),
-      name: o.sentinelMaster,
+      name: connection.sentinelMaster,
       sentinelPassword: password,
       db: first.db,
       ...(tls ? { tls, enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
@@ -129,7 +129,7 @@ export async function connectLimitsRedis(o: RedisConnectOptions): Promise<Limits
   }
   client.defineCommand("keywardLimits", { lua: LIMITS_SCRIPT });
   try {
-    await ready(client, o.connectTimeoutMs, where);
+    await ready(client, connection.connectTimeoutMs, where);
     // The first call loads the script (EVALSHA, then EVAL on NOSCRIPT): a Redis that cannot run it fails here.
     await (client as unknown as Scripted).keywardLimits(0, 0);
   } catch (err) {
@@ -137,7 +137,7 @@ export async function connectLimitsRedis(o: RedisConnectOptions): Promise<Limits
     if (err instanceof KeywardError) throw err;
     throw new KeywardError("LimitsStoreFailed", `limits store ${where}: ${message(err)}`, { cause: err });
   }
-  client.on("error", (err: Error) => o.onError?.(err));
+  client.on("error", (err: Error) => connection.onError?.(err));
   const scripted = client as unknown as Scripted;
   return {
     run: (args) => scripted.keywardLimits(...args),

@@ -60,17 +60,17 @@ class CallTimeout extends Error {
 }
 
 export class RedisLimiter implements LimitTaker {
-  private readonly o: RedisLimiterOptions;
+  private readonly options: RedisLimiterOptions;
   private readonly names: KeyNamer;
   private readonly local = new Limiter();
   private readonly breaker: Breaker;
   private readonly refused = new Map<string, { untilMs: number; verdict: LimitVerdict }>();
   private inFlight = 0;
 
-  constructor(o: RedisLimiterOptions) {
-    this.o = o;
-    this.names = new KeyNamer(o.keyPrefix);
-    this.breaker = new Breaker({ failures: o.breakerFailures, cooldownMs: o.breakerCooldownMs, now: o.now, onTransition: (to, from) => o.onTransition?.(to, from) });
+  constructor(options: RedisLimiterOptions) {
+    this.options = options;
+    this.names = new KeyNamer(options.keyPrefix);
+    this.breaker = new Breaker({ failures: options.breakerFailures, cooldownMs: options.breakerCooldownMs, now: options.now, onTransition: (to, from) => options.onTransition?.(to, from) });
   }
 
   get state(): BreakerState {
@@ -86,30 +86,30 @@ export class RedisLimiter implements LimitTaker {
     if (!limits.rate && !limits.quota && !ceiling) return UNLIMITED;
     const list = this.names.limits(subject, limits, nowMs, ceiling);
     if (list.length === 0) return UNLIMITED;
-    const memoKey = this.o.denyCache ? list.map((l) => l.key).join(" ") : "";
-    if (this.o.denyCache) {
+    const memoKey = this.options.denyCache ? list.map((l) => l.key).join(" ") : "";
+    if (this.options.denyCache) {
       const hit = this.refused.get(memoKey);
       if (hit && nowMs < hit.untilMs) {
-        this.o.onCachedDenial?.();
+        this.options.onCachedDenial?.();
         return { ...hit.verdict, ...this.retryFrom(hit.untilMs, nowMs) };
       }
       if (hit) this.refused.delete(memoKey);
     }
-    if (this.inFlight >= this.o.maxInFlight) return this.fallback("busy", subject, limits, nowMs, ceiling);
+    if (this.inFlight >= this.options.maxInFlight) return this.fallback("busy", subject, limits, nowMs, ceiling);
     if (!this.breaker.allow()) return this.fallback("open", subject, limits, nowMs, ceiling);
     return this.call(list, nowMs)
       .then((reply) => verdictOf(reply, list, nowMs))
       .then(
         (v) => {
           this.breaker.success();
-          this.o.onCall?.("ok");
-          if (!v.verdict.ok && this.o.denyCache) this.remember(memoKey, v.verdict, v.untilMs);
+          this.options.onCall?.("ok");
+          if (!v.verdict.ok && this.options.denyCache) this.remember(memoKey, v.verdict, v.untilMs);
           return v.verdict;
         },
         (err: unknown) => {
           const timeout = err instanceof CallTimeout;
           this.breaker.failure();
-          this.o.onCall?.(timeout ? "timeout" : "error");
+          this.options.onCall?.(timeout ? "timeout" : "error");
           return this.fallback(timeout ? "timeout" : "error", subject, limits, nowMs, ceiling);
         },
       );
@@ -125,14 +125,14 @@ export class RedisLimiter implements LimitTaker {
   }
 
   private remember(key: string, verdict: LimitVerdict, untilMs: number): void {
-    if (this.refused.size >= (this.o.denyCacheMax ?? 100_000)) this.refused.clear();
+    if (this.refused.size >= (this.options.denyCacheMax ?? 100_000)) this.refused.clear();
     this.refused.set(key, { untilMs, verdict });
   }
 
   private fallback(cause: FallbackCause, subject: string, limits: LimitSpec, nowMs: number, ceiling: Ceiling | undefined): LimitVerdict {
-    this.o.onFallback?.(cause, this.o.failureMode);
-    if (this.o.failureMode === "allow") return UNLIMITED;
-    if (this.o.failureMode === "deny") return DENIED;
+    this.options.onFallback?.(cause, this.options.failureMode);
+    if (this.options.failureMode === "allow") return UNLIMITED;
+    if (this.options.failureMode === "deny") return DENIED;
     return this.local.take(subject, limits, nowMs, ceiling);
   }
 
@@ -144,7 +144,7 @@ export class RedisLimiter implements LimitTaker {
     };
     let p: Promise<unknown>;
     try {
-      p = this.o.run(scriptArgs(list, nowMs));
+      p = this.options.run(scriptArgs(list, nowMs));
     } catch (err) {
       settled();
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
@@ -153,7 +153,7 @@ export class RedisLimiter implements LimitTaker {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new CallTimeout());
-      }, this.o.timeoutMs);
+      }, this.options.timeoutMs);
       p.then(
         (v) => {
           clearTimeout(timer);

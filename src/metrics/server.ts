@@ -7,7 +7,7 @@ export interface HealthSource {
   ready(): boolean;
 }
 
-/** What /metrics serves: a prom-client Registry, or the metrics of a worker pool (src/cluster/workers.ts). */
+/** What /metrics serves: a prom-client Registry, or the metrics of a worker pool (src/cluster/pool.ts). */
 export interface MetricsSource {
   metrics(): Promise<string>;
   readonly contentType: string;

@@ -58,7 +58,7 @@ describe("tallied metrics", () => {
     const text = await p.tallied.metrics();
     expect(text).toBe(await p.own.metrics());
     expect(text).toMatch(/^t_seconds_bucket\{le="\+Inf",front="grpc"\} \d+$/m);
-    // As workers send it to the primary (src/cluster/workers.ts): structured clone.
+    // As workers send it to the primary (src/cluster/pool.ts): structured clone.
     const sent = async (r: Registry): Promise<unknown> => structuredClone(await r.getMetricsAsJSON());
     expect(await sent(p.tallied)).toEqual(await sent(p.own));
   });

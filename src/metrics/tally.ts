@@ -42,13 +42,13 @@ class CountedSeries<L extends string> implements CounterSeries {
 export class TallyCounter<L extends string> extends Counter<L> {
   private readonly all: CountedSeries<L>[];
 
-  constructor(o: TallyOptions<L>) {
+  constructor(options: TallyOptions<L>) {
     const all: CountedSeries<L>[] = [];
     super({
-      name: o.name,
-      help: o.help,
-      labelNames: o.labelNames,
-      registers: [o.registry],
+      name: options.name,
+      help: options.help,
+      labelNames: options.labelNames,
+      registers: [options.registry],
       collect() {
         // prom-client's own reset: the series' counts stay.
         Counter.prototype.reset.call(this);
@@ -105,11 +105,11 @@ export class TallyHistogram<L extends string> extends Histogram<L | "le"> {
   private readonly bounds: readonly number[];
   private readonly metric: { name: string; help: string };
 
-  constructor(o: TallyOptions<L> & { buckets: readonly number[] }) {
-    const bounds = [...o.buckets].sort((a, b) => a - b);
-    super({ name: o.name, help: o.help, labelNames: o.labelNames, buckets: bounds, registers: [o.registry] });
+  constructor(options: TallyOptions<L> & { buckets: readonly number[] }) {
+    const bounds = [...options.buckets].sort((a, b) => a - b);
+    super({ name: options.name, help: options.help, labelNames: options.labelNames, buckets: bounds, registers: [options.registry] });
     this.bounds = bounds;
-    this.metric = { name: o.name, help: o.help };
+    this.metric = { name: options.name, help: options.help };
   }
 
   series(labels: Labels<L>): HistogramSeries {

@@ -35,7 +35,7 @@ const pathOf = (key: string): string => {
 };
 
 export class ReferencedSecrets {
-  private readonly o: ReferencedSecretsOptions;
+  private readonly options: ReferencedSecretsOptions;
   /** secret namespace/name -> ApiKeys (namespace/name) that reference it. */
   private readonly referencedBy = new Map<string, Set<string>>();
   private readonly refOf = new Map<string, string>();
@@ -45,7 +45,7 @@ export class ReferencedSecrets {
   private stopped = true;
 
   constructor(opts: ReferencedSecretsOptions) {
-    this.o = opts;
+    this.options = opts;
   }
 
   /** Records which Secret an ApiKey references (undefined: none, or the ApiKey is gone). */
@@ -94,11 +94,11 @@ export class ReferencedSecrets {
     const cached = this.views.get(key);
     let changed = false;
     try {
-      const meta = await this.o.rest.request<{ metadata?: { resourceVersion?: string } }>("GET", pathOf(key), { accept: METADATA_ONLY });
-      this.o.onRead?.("metadata");
+      const meta = await this.options.rest.request<{ metadata?: { resourceVersion?: string } }>("GET", pathOf(key), { accept: METADATA_ONLY });
+      this.options.onRead?.("metadata");
       if (!cached || cached.metadata.resourceVersion !== meta.metadata?.resourceVersion) {
-        const full = await this.o.rest.request<SecretView>("GET", pathOf(key));
-        this.o.onRead?.("full");
+        const full = await this.options.rest.request<SecretView>("GET", pathOf(key));
+        this.options.onRead?.("full");
         // Reduced to hashes before anything else sees it; the data is dropped with `full`.
         const view = toSecretView(full);
         changed = !cached || !sameHashes(cached, view);
@@ -108,17 +108,17 @@ export class ReferencedSecrets {
       if (isNotFound(err)) {
         changed = this.views.delete(key);
       } else {
-        this.o.onRead?.("error");
-        this.o.log.warn("reading a referenced Secret failed; keeping its last hashes", { secret: key, err });
+        this.options.onRead?.("error");
+        this.options.log.warn("reading a referenced Secret failed; keeping its last hashes", { secret: key, err });
         return;
       }
     }
-    if (changed) this.o.onChange([...(this.referencedBy.get(key) ?? [])]);
+    if (changed) this.options.onChange([...(this.referencedBy.get(key) ?? [])]);
   }
 
   /** Re-reads on the interval until stopped. */
   start(): void {
-    if (!this.stopped || this.o.intervalMs <= 0) return;
+    if (!this.stopped || this.options.intervalMs <= 0) return;
     this.stopped = false;
     this.schedule();
   }
@@ -130,7 +130,7 @@ export class ReferencedSecrets {
         this.running = undefined;
         this.schedule();
       });
-    }, this.o.intervalMs);
+    }, this.options.intervalMs);
   }
 
   /** Stops the re-reads and drops the hashes: nothing stale is left to short-cut a later reconcile. */

@@ -23,11 +23,11 @@ export interface ApiKeyWorkOptions {
 }
 
 export class ApiKeyWork {
-  private readonly o: ApiKeyWorkOptions;
+  private readonly options: ApiKeyWorkOptions;
   private queue: WorkQueue | undefined;
 
-  constructor(o: ApiKeyWorkOptions) {
-    this.o = o;
+  constructor(options: ApiKeyWorkOptions) {
+    this.options = options;
   }
 
   /** Queues namespace/name; a no-op while the work is stopped (a standby). */
@@ -36,8 +36,8 @@ export class ApiKeyWork {
   };
 
   start(): void {
-    this.queue = createQueue(this.o.config, this.handle, this.o.log, this.o.queueMetrics);
-    for (const k of this.o.keys()) this.queue.add(k);
+    this.queue = createQueue(this.options.config, this.handle, this.options.log, this.options.queueMetrics);
+    for (const k of this.options.keys()) this.queue.add(k);
   }
 
   async stop(): Promise<void> {
@@ -48,15 +48,15 @@ export class ApiKeyWork {
 
   private readonly handle = async (k: string): Promise<{ requeueAfter?: number }> => {
     const { namespace: ns, name } = splitKey(k);
-    const { reconciles, duration } = this.o.metrics;
+    const { reconciles, duration } = this.options.metrics;
     const end = duration.startTimer();
     try {
-      const result = await this.o.reconcile(ns, name);
+      const result = await this.options.reconcile(ns, name);
       if (result.requeueAfter !== undefined) reconciles.inc({ result: "requeued" });
       return result;
     } catch (err) {
       reconciles.inc({ result: "error" });
-      this.o.log.warn("reconcile failed; retrying with backoff", { apikey: k, err });
+      this.options.log.warn("reconcile failed; retrying with backoff", { apikey: k, err });
       throw err;
     } finally {
       end();
@@ -73,11 +73,11 @@ export interface PolicyWorkOptions {
 
 /** ApiKeyPolicy status: any policy change can move a host's owner, so every policy is looked at again. */
 export class PolicyWork {
-  private readonly o: PolicyWorkOptions;
+  private readonly options: PolicyWorkOptions;
   private queue: WorkQueue | undefined;
 
-  constructor(o: PolicyWorkOptions) {
-    this.o = o;
+  constructor(options: PolicyWorkOptions) {
+    this.options = options;
   }
 
   readonly onChange = (type: ChangeType, p: ApiKeyPolicy, old?: ApiKeyPolicy): void => {
@@ -86,12 +86,12 @@ export class PolicyWork {
       this.queue?.add(keyOf(p.metadata.namespace, p.metadata.name));
       return;
     }
-    this.o.status.invalidate();
+    this.options.status.invalidate();
     this.enqueueAll();
   };
 
   start(): void {
-    const { config, log, status } = this.o;
+    const { config, log, status } = this.options;
     this.queue = new WorkQueue({
       name: "apikeypolicies",
       workers: 1,
@@ -122,6 +122,6 @@ export class PolicyWork {
   private enqueueAll(): void {
     const q = this.queue;
     if (!q) return;
-    for (const p of this.o.list()) q.add(keyOf(p.metadata.namespace, p.metadata.name));
+    for (const p of this.options.list()) q.add(keyOf(p.metadata.namespace, p.metadata.name));
   }
 }

@@ -108,14 +108,14 @@ const emptyBucket = (): Bucket => ({ total: 0, forbidden: 0, limited: 0, upstrea
 const pct = (x: number): string => `${(Math.round(x * 1000) / 10).toString()}%`;
 
 export class AlertEngine {
-  private readonly o: AlertOptions;
+  private readonly options: AlertOptions;
   private readonly keys = new Map<string, KeyState>();
   /** Per ApiKey uid: the expiresAt and the quota period start already reported (one entry per key, not per period). */
   private readonly expiryReported = new Map<string, number>();
   private readonly quotaReported = new Map<string, number>();
 
   constructor(opts: AlertOptions) {
-    this.o = opts;
+    this.options = opts;
   }
 
   observeCheck(e: CheckEvent): void {
@@ -126,7 +126,7 @@ export class AlertEngine {
     st.lastSeen = Math.max(st.lastSeen, e.at);
     if (st.baselineBuckets >= CLEAN_BUCKETS) st.activeBaseline = st.baseline;
     st.silentReported = false;
-    const learned = e.at - st.firstSeen >= this.o.learningMs;
+    const learned = e.at - st.firstSeen >= this.options.learningMs;
 
     if (e.source && e.source !== st.lastSource) {
       st.lastSource = e.source;
@@ -154,15 +154,15 @@ export class AlertEngine {
     if (e.outcome === "limited") {
       b.limited++;
       const w = this.window(st);
-      if (w.total >= this.o.minRequests && w.limited / w.total > LIMITED_RATIO) {
+      if (w.total >= this.options.minRequests && w.limited / w.total > LIMITED_RATIO) {
         this.fire(st, "RateLimitedHigh", `${pct(w.limited / w.total)} of ${w.total} requests with key ${e.key.keyId} in the last 30 minutes were refused with 429 (rate limit or quota); the client needs a higher limit or to slow down.`, e.key.keyId);
       }
     }
 
-    if (e.outcome === "allowed" && e.key.quota && this.o.quotaUsed) {
+    if (e.outcome === "allowed" && e.key.quota && this.options.quotaUsed) {
       const q = e.key.quota;
       const period = periodStart(e.at, q.per);
-      const used = this.quotaReported.get(e.key.uid) === period ? 0 : this.o.quotaUsed(e.key, q.per);
+      const used = this.quotaReported.get(e.key.uid) === period ? 0 : this.options.quotaUsed(e.key, q.per);
       if (used >= QUOTA_RATIO * q.requests) {
         this.quotaReported.set(e.key.uid, period);
         this.emit(st.key, "QuotaNearlyUsed", `${used} of ${q.requests} requests of this ${q.per}'s quota are used (${pct(used / q.requests)}).`);
@@ -177,7 +177,7 @@ export class AlertEngine {
     if (e.responseCode >= 500 && e.responseCode < 600) {
       b.upstream5xx++;
       const w = this.window(st);
-      if (w.upstream >= this.o.minRequests && w.upstream5xx / w.upstream > UPSTREAM_5XX_RATIO) {
+      if (w.upstream >= this.options.minRequests && w.upstream5xx / w.upstream > UPSTREAM_5XX_RATIO) {
         this.fire(st, "UpstreamErrorsHigh", `${pct(w.upstream5xx / w.upstream)} of ${w.upstream} upstream responses to key ${e.key.keyId} in the last 30 minutes were 5xx.`, e.key.keyId);
       }
     }
@@ -185,28 +185,28 @@ export class AlertEngine {
 
   /** Periodic work: closes buckets (spikes), silence, expiry, forgetting idle keys. Call about once a minute. */
   tick(): void {
-    const now = this.o.now();
+    const now = this.options.now();
     for (const [ref, st] of this.keys) {
       this.roll(st, Math.floor(now / BUCKET_MS));
-      const learned = now - st.firstSeen >= this.o.learningMs;
-      if (learned && !st.silentReported && st.activeBaseline >= 1 && now - st.lastSeen >= this.o.silenceMs) {
+      const learned = now - st.firstSeen >= this.options.learningMs;
+      if (learned && !st.silentReported && st.activeBaseline >= 1 && now - st.lastSeen >= this.options.silenceMs) {
         st.silentReported = true;
         this.fire(st, "KeySilent", `no requests with this key for ${Math.round((now - st.lastSeen) / 60_000)} minutes, after about ${Math.round(st.activeBaseline)} every 5 minutes; an integration may be broken.`);
       }
       if (now - st.lastSeen > FORGET_AFTER_MS) this.keys.delete(ref);
     }
     const seen = new Set<string>();
-    for (const ak of this.o.apiKeys?.() ?? []) {
+    for (const ak of this.options.apiKeys?.() ?? []) {
       const uid = ak.metadata.uid ?? `${ak.metadata.namespace}/${ak.metadata.name}`;
       seen.add(uid);
       const at = ak.spec.expiresAt ? Date.parse(ak.spec.expiresAt) : NaN;
-      if (!(at > now && at - now <= this.o.expiryWindowMs)) continue;
+      if (!(at > now && at - now <= this.options.expiryWindowMs)) continue;
       if (this.expiryReported.get(uid) === at) continue;
       this.expiryReported.set(uid, at);
       const days = Math.round(((at - now) / 86_400_000) * 10) / 10;
       this.emit({ namespace: ak.metadata.namespace, name: ak.metadata.name, uid, keyId: ak.status?.currentKeyId ?? "", owner: ak.spec.owner }, "KeyExpiringSoon", `the key expires at ${ak.spec.expiresAt ?? ""} (in ${days} days); extend spec.expiresAt or give the client a new key.`);
     }
-    if (this.o.apiKeys) for (const uid of this.expiryReported.keys()) if (!seen.has(uid)) this.expiryReported.delete(uid);
+    if (this.options.apiKeys) for (const uid of this.expiryReported.keys()) if (!seen.has(uid)) this.expiryReported.delete(uid);
     const tracked = new Set([...this.keys.values()].map((st) => st.key.uid));
     for (const uid of this.quotaReported.keys()) if (!tracked.has(uid)) this.quotaReported.delete(uid);
   }
@@ -257,8 +257,8 @@ export class AlertEngine {
       const closedBucket = st.buckets.get(i);
       const closed = closedBucket?.total ?? 0;
       if (closedBucket && closedBucket.forbidden > 0) st.lastForbiddenBucket = i;
-      const learned = (i + 1) * BUCKET_MS - st.firstSeen >= this.o.learningMs;
-      if (learned && st.baselineBuckets >= CLEAN_BUCKETS && closed >= this.o.minRequests && closed > this.o.spikeFactor * Math.max(st.baseline, 1)) {
+      const learned = (i + 1) * BUCKET_MS - st.firstSeen >= this.options.learningMs;
+      if (learned && st.baselineBuckets >= CLEAN_BUCKETS && closed >= this.options.minRequests && closed > this.options.spikeFactor * Math.max(st.baseline, 1)) {
         this.fire(st, "UsageSpike", `${closed} requests with key ${st.key.keyId} in 5 minutes, ${Math.round(closed / Math.max(st.baseline, 1))} times its usual ${Math.round(st.baseline * 10) / 10}.`, st.key.keyId);
       }
       st.baseline = st.baselineBuckets === 0 ? closed : st.baseline + BASELINE_ALPHA * (closed - st.baseline);
@@ -281,14 +281,14 @@ export class AlertEngine {
   }
 
   private fire(st: KeyState, kind: AlertKind, message: string, keyId?: string): void {
-    const now = this.o.now();
+    const now = this.options.now();
     const last = st.lastAlert.get(kind);
-    if (last !== undefined && now - last < this.o.cooldownMs) return;
+    if (last !== undefined && now - last < this.options.cooldownMs) return;
     st.lastAlert.set(kind, now);
     this.emit(st.key, kind, message, keyId);
   }
 
   private emit(key: KeyRef, kind: AlertKind, message: string, keyId?: string): void {
-    this.o.emit({ kind, namespace: key.namespace, name: key.name, uid: key.uid, ...(keyId ? { keyId } : {}), message });
+    this.options.emit({ kind, namespace: key.namespace, name: key.name, uid: key.uid, ...(keyId ? { keyId } : {}), message });
   }
 }

@@ -44,20 +44,20 @@ export function decisionRecord(e: CheckEvent): Record<string, unknown> {
 }
 
 export class DecisionLog {
-  private readonly o: Required<DecisionLogOptions>;
+  private readonly options: Required<DecisionLogOptions>;
 
   constructor(opts: DecisionLogOptions) {
     const clamp = (x: number): number => (Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 1);
-    this.o = { random: Math.random, ...opts, sampleAllowed: clamp(opts.sampleAllowed), sampleDenied: clamp(opts.sampleDenied) };
+    this.options = { random: Math.random, ...opts, sampleAllowed: clamp(opts.sampleAllowed), sampleDenied: clamp(opts.sampleDenied) };
   }
 
   /** Writes the decision's line if the sample says so; returns whether it did. */
   write(e: CheckEvent): boolean {
-    const rate = e.outcome === "allowed" ? this.o.sampleAllowed : this.o.sampleDenied;
-    if (rate <= 0 || (rate < 1 && this.o.random() >= rate)) return false;
+    const rate = e.outcome === "allowed" ? this.options.sampleAllowed : this.options.sampleDenied;
+    if (rate <= 0 || (rate < 1 && this.options.random() >= rate)) return false;
     const rec = decisionRecord(e);
     if (rate < 1) rec.sample_rate = rate;
-    this.o.sink(JSON.stringify(rec));
+    this.options.sink(JSON.stringify(rec));
     return true;
   }
 }

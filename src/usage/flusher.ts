@@ -68,14 +68,14 @@ export function combineDeltas(into: KeyDelta, from: KeyDelta): void {
 }
 
 export class UsageFlusher {
-  private readonly o: FlusherOptions;
+  private readonly options: FlusherOptions;
   private deltas = new Map<string, KeyDelta>();
   private cancelTimer: (() => void) | undefined;
   private running: Promise<FlushReport> | undefined;
   private stopped = false;
 
   constructor(opts: FlusherOptions) {
-    this.o = opts;
+    this.options = opts;
   }
 
   recordCheck(e: CheckEvent): void {
@@ -98,11 +98,11 @@ export class UsageFlusher {
 
   start(): void {
     const arm = (): void => {
-      this.cancelTimer = this.o.clock.setTimer(() => {
+      this.cancelTimer = this.options.clock.setTimer(() => {
         void this.flush().finally(() => {
           if (!this.stopped) arm();
         });
-      }, this.o.intervalMs);
+      }, this.options.intervalMs);
     };
     arm();
   }
@@ -137,13 +137,13 @@ export class UsageFlusher {
     const taken = this.deltas;
     this.deltas = new Map();
     const refs = new Set(taken.keys());
-    for (const ak of this.o.store.list()) if (ak.status?.usage) refs.add(refOf(ak.metadata.namespace, ak.metadata.name));
+    for (const ak of this.options.store.list()) if (ak.status?.usage) refs.add(refOf(ak.metadata.namespace, ak.metadata.name));
     const report: FlushReport = { written: 0, failed: 0 };
     for (const ref of refs) {
       const delta = taken.get(ref);
       const [ns = "", name = ""] = ref.split("/");
       const result = await this.writeOne(ns, name, delta);
-      this.o.onResult?.(result);
+      this.options.onResult?.(result);
       if (result === "written") report.written++;
       if (result === "conflict" || result === "error") {
         report.failed++;
@@ -160,29 +160,29 @@ export class UsageFlusher {
   }
 
   private async writeOne(ns: string, name: string, delta: KeyDelta | undefined): Promise<FlushResult> {
-    let ak = this.o.store.get(ns, name);
+    let ak = this.options.store.get(ns, name);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        if (!ak || attempt > 0) ak = await this.o.rest.request<ApiKey>("GET", pathOf(ns, name));
+        if (!ak || attempt > 0) ak = await this.options.rest.request<ApiKey>("GET", pathOf(ns, name));
         if (delta && ak.metadata.uid && delta.key.uid !== ak.metadata.uid) return "gone";
         const current = ak.status?.usage;
         const next = mergeUsage(current, delta, {
-          now: this.o.clock.now(),
+          now: this.options.clock.now(),
           versionIds: ak.status?.keys?.map((k) => k.id),
           quotaPer: ak.spec.limits?.quota?.per,
-          topRoutes: this.o.topRoutes,
+          topRoutes: this.options.topRoutes,
         });
         if (next === undefined || jsonEqual(next, current)) return "unchanged";
-        await this.o.rest.request("PATCH", `${pathOf(ns, name)}/status`, {
+        await this.options.rest.request("PATCH", `${pathOf(ns, name)}/status`, {
           body: { metadata: { resourceVersion: ak.metadata.resourceVersion }, status: { usage: withNulls(next, current) } },
           contentType: "application/merge-patch+json",
-          query: { fieldManager: this.o.fieldManager ?? "keyward-usage" },
+          query: { fieldManager: this.options.fieldManager ?? "keyward-usage" },
         });
         return "written";
       } catch (err) {
         if (isNotFound(err)) return "gone";
         if (isConflict(err) && attempt === 0) continue;
-        this.o.log.warn("could not write usage to ApiKey status; keeping it for the next flush", { apikey: `${ns}/${name}`, err });
+        this.options.log.warn("could not write usage to ApiKey status; keeping it for the next flush", { apikey: `${ns}/${name}`, err });
         return isConflict(err) ? "conflict" : "error";
       }
     }

@@ -36,7 +36,7 @@ export function statusClass(code: number): string {
   return code >= 100 && code < 600 ? `${Math.floor(code / 100)}xx` : "other";
 }
 
-export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): UsageMetrics {
+export function createUsageMetrics(registry: Registry, options: UsageMetricsOptions): UsageMetrics {
   const upstreamResponses = new Counter({
     name: "keyward_upstream_responses_total",
     help: "Upstream responses to requests with a key, by status class (2xx..5xx), from Envoy access logs.",
@@ -66,7 +66,7 @@ export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): 
     help: "ApiKeys with usage seen by this process and not yet written to status.",
     registers: [registry],
     collect() {
-      this.set(o.pendingKeys());
+      this.set(options.pendingKeys());
     },
   });
   const alerts = new Counter({
@@ -85,12 +85,12 @@ export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): 
   const ids = new Set<string>();
   const idFor = (keyId: string): string => {
     if (ids.has(keyId)) return keyId;
-    if (ids.size >= o.perKeyMax) return OTHER_KEY;
+    if (ids.size >= options.perKeyMax) return OTHER_KEY;
     ids.add(keyId);
     return keyId;
   };
   const perKey = <L extends string>(name: string, help: string, label: L): Counter<"key_id" | L> | undefined =>
-    o.perKey ? new Counter({ name, help, labelNames: ["key_id", label] as const, registers: [registry] }) : undefined;
+    options.perKey ? new Counter({ name, help, labelNames: ["key_id", label] as const, registers: [registry] }) : undefined;
   const keyRequests = perKey(
     "keyward_key_requests_total",
     "Checks per key id and outcome (opt-in, --usage-per-key-metrics; capped by --usage-per-key-metrics-max, the rest under key_id=\"_other\").",
@@ -98,7 +98,7 @@ export function createUsageMetrics(registry: Registry, o: UsageMetricsOptions): 
   );
   const keyUpstream = perKey("keyward_key_upstream_responses_total", "Upstream responses per key id and status class, from Envoy access logs (opt-in, capped like keyward_key_requests_total).", "class");
   const keyRoutes = perKey("keyward_key_route_requests_total", "Checks per key id and route (method and policy path pattern; opt-in, capped like keyward_key_requests_total).", "route");
-  const keyLastUsed = o.perKey
+  const keyLastUsed = options.perKey
     ? new Gauge({
         name: "keyward_key_last_used_timestamp_seconds",
         help: "When a request with this key id was last checked, as a Unix time (opt-in, capped like keyward_key_requests_total).",

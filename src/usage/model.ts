@@ -123,7 +123,7 @@ export interface MergeOptions {
  * The stored usage plus a delta, with old hours, days, periods and route months
  * dropped. undefined when there is no usage at all.
  */
-export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | undefined, o: MergeOptions): UsageStatus | undefined {
+export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | undefined, options: MergeOptions): UsageStatus | undefined {
   const cur = current ?? {};
   const lastMs = Math.max(cur.lastUsedAt ? Date.parse(cur.lastUsedAt) || 0 : 0, delta?.lastUsedAt ?? 0);
   const hasDaily = (cur.daily?.length ?? 0) > 0 || (delta?.daily.size ?? 0) > 0;
@@ -135,7 +135,7 @@ export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | u
   const versions = new Map<string, number>();
   for (const v of cur.keys ?? []) versions.set(v.id, Date.parse(v.lastUsedAt) || 0);
   for (const [id, t] of delta?.versions ?? []) versions.set(id, Math.max(versions.get(id) ?? 0, t));
-  const keep = o.versionIds ? new Set(o.versionIds) : undefined;
+  const keep = options.versionIds ? new Set(options.versionIds) : undefined;
   const keys = [...versions]
     .filter(([id, t]) => t > 0 && (!keep || keep.has(id)))
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
@@ -144,7 +144,7 @@ export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | u
   if (keys.length) out.keys = keys;
 
   // The last 24 hours.
-  const firstHour = hourStart(o.now) - (HOURLY_HOURS - 1) * HOUR;
+  const firstHour = hourStart(options.now) - (HOURLY_HOURS - 1) * HOUR;
   const hourly = new Map<number, number>();
   for (const h of cur.hourly ?? []) {
     const t = Date.parse(h.hour);
@@ -156,13 +156,13 @@ export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | u
   if (hours.length) out.hourly = hours.map(([t, n]) => ({ hour: iso(t), requests: n }));
 
   // Allowed requests in the current quota period.
-  const per = o.quotaPer ?? cur.currentPeriod?.per ?? "month";
-  const start = iso(periodStart(o.now, per));
+  const per = options.quotaPer ?? cur.currentPeriod?.per ?? "month";
+  const start = iso(periodStart(options.now, per));
   const stored = cur.currentPeriod && cur.currentPeriod.per === per && cur.currentPeriod.start === start ? cur.currentPeriod.requests : 0;
   out.currentPeriod = { per, start, requests: stored + (delta?.periodAllowed.get(`${per}|${start}`) ?? 0) };
 
   // The last 30 days.
-  const firstDay = isoDate(Date.parse(isoDate(o.now)) - (DAILY_DAYS - 1) * DAY);
+  const firstDay = isoDate(Date.parse(isoDate(options.now)) - (DAILY_DAYS - 1) * DAY);
   const days = new Map<string, DailyUsage>();
   const addDay = (date: string, counts: Partial<Record<DailyCounter, number>>): void => {
     if (date < firstDay) return;
@@ -179,13 +179,13 @@ export function mergeUsage(current: UsageStatus | undefined, delta: KeyDelta | u
   if (daily.length) out.daily = daily;
 
   // Top routes this calendar month.
-  const month = iso(periodStart(o.now, "month"));
+  const month = iso(periodStart(options.now, "month"));
   const routes = new Map<string, number>();
   if (cur.topRoutesSince === month) for (const r of cur.topRoutes ?? []) routes.set(r.route, r.requests);
   for (const [r, n] of delta?.routes.get(month) ?? []) routes.set(r, (routes.get(r) ?? 0) + n);
   const top = [...routes]
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
-    .slice(0, o.topRoutes)
+    .slice(0, options.topRoutes)
     .map(([route, requests]) => ({ route, requests }));
   if (top.length) {
     out.topRoutes = top;

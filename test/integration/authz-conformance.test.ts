@@ -4,7 +4,7 @@
 // HTTP/2 server (the default) and grpc-js.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { GRPC_TRANSPORTS } from "../../src/authz/grpc-front.ts";
+import { GRPC_TRANSPORTS } from "../../src/authz/ext-authz-grpc.ts";
 import { AUTHZ_PROTO, HEALTH_PROTO } from "../../src/authz/proto.ts";
 import { authzClient, checkRequest, createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { buildTools, grpcurlProtoArgs, run } from "../conformance/tools.ts";

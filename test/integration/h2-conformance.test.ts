@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Checker } from "../../src/authz/check.ts";
-import { startGrpcFront, type GrpcFront } from "../../src/authz/grpc-front.ts";
+import { startGrpcFront, type GrpcFront } from "../../src/authz/ext-authz-grpc.ts";
 import { PolicyIndex } from "../../src/policy/policy.ts";
 import { AUTHZ_SERVICE } from "../../src/authz/proto.ts";
 import { KeyIndex } from "../../src/index/keys.ts";

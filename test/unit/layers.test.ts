@@ -1,44 +1,17 @@
 // The layer map of src/ (LAYERS and SIDEWAYS in eslint.config.js) is a rule:
 // eslint refuses an import against it, the folders' import graph has no cycle,
-// and docs/architecture.md shows the same map.
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+// and docs/architecture.md shows the same map, as a table and as a diagram of the
+// real import graph (both rendered by scripts/layers.ts).
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ESLint } from "eslint";
 import tseslint from "typescript-eslint";
 import { describe, expect, it } from "vitest";
 import { allowedImports, LAYERS, SIDEWAYS, unitOf } from "../../eslint.config.js";
+import { ARCHITECTURE_DOC, docLayerDiagram, docLayerTable, folderGraph, renderLayerDiagram, renderLayerTable, ROOT, SRC, withRenderedLayers } from "../../scripts/layers.ts";
 
-const ROOT = resolve(import.meta.dirname, "../..");
-const SRC = join(ROOT, "src");
 const UNITS = LAYERS.flatMap((l) => Object.keys(l.units));
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) return sourceFiles(p);
-    return name.endsWith(".ts") ? [p] : [];
-  });
-}
-
-const IMPORT = /(?:^|[\s;])(?:import|export)\s[^;]*?\sfrom\s*["'](\.[^"']+)["']|import\(\s*["'](\.[^"']+)["']\s*\)/g;
-
-/** unit -> the units it imports (relative imports of every .ts file under src/, tests included). */
-function folderGraph(): Map<string, Map<string, string[]>> {
-  const graph = new Map<string, Map<string, string[]>>();
-  for (const file of sourceFiles(SRC)) {
-    const from = unitOf(file);
-    if (from === undefined) continue;
-    for (const m of readFileSync(file, "utf8").matchAll(IMPORT)) {
-      const spec = m[1] ?? m[2] ?? "";
-      const to = unitOf(resolve(dirname(file), spec));
-      if (to === undefined || to === from) continue;
-      const edges = graph.get(from) ?? new Map<string, string[]>();
-      graph.set(from, edges);
-      edges.set(to, [...(edges.get(to) ?? []), relative(ROOT, file)]);
-    }
-  }
-  return graph;
-}
 
 /** One cycle of the graph as a path a -> ... -> a, or undefined. */
 function findCycle(graph: ReadonlyMap<string, Iterable<string>>): string[] | undefined {
@@ -62,21 +35,6 @@ function findCycle(graph: ReadonlyMap<string, Iterable<string>>): string[] | und
     if (c) return c;
   }
   return undefined;
-}
-
-/** The layer table of docs/architecture.md, as rendered from LAYERS and SIDEWAYS. */
-function renderLayerTable(): string {
-  const rows = ["| layer | unit | what it is | may import |", "| --- | --- | --- | --- |"];
-  LAYERS.forEach((l, i) => {
-    for (const [unit, what] of Object.entries(l.units)) {
-      const path = existsSync(join(SRC, unit)) ? `src/${unit}/` : `src/${unit}.ts`;
-      const below = i === LAYERS.length - 1 ? "nothing else in src/" : i === LAYERS.length - 2 ? `layer ${i + 2}` : `layers ${i + 2}–${LAYERS.length}`;
-      const side = SIDEWAYS[unit] ?? [];
-      const may = side.length ? `${i === LAYERS.length - 1 ? "" : `${below}, and `}${side.map((s) => `\`${s}\``).join(", ")} of its own layer` : below;
-      rows.push(`| ${i + 1} ${l.layer} | \`${path}\` | ${what} | ${may} |`);
-    }
-  });
-  return rows.join("\n");
 }
 
 describe("layer map", () => {
@@ -115,7 +73,7 @@ describe("layer map", () => {
   });
 
   it("the folders of src/ import each other along the map only, with no cycle", () => {
-    const graph = folderGraph();
+    const graph = folderGraph({ tests: true });
     const wrong: string[] = [];
     for (const [from, edges] of graph) {
       const allowed = allowedImports(from);
@@ -130,10 +88,44 @@ describe("layer map", () => {
   });
 
   it("docs/architecture.md shows the same map", () => {
-    const doc = readFileSync(join(ROOT, "docs/architecture.md"), "utf8");
-    const start = doc.indexOf("| layer | unit |");
-    const end = doc.indexOf("\n\n", start);
-    const table = start === -1 ? "" : doc.slice(start, end === -1 ? undefined : end).trimEnd();
-    expect(table, `docs/architecture.md#layers should hold:\n${renderLayerTable()}`).toBe(renderLayerTable());
+    const doc = readFileSync(ARCHITECTURE_DOC, "utf8");
+    expect(docLayerTable(doc), `docs/architecture.md#layers should hold (node scripts/layers-doc.ts --write):\n${renderLayerTable()}`).toBe(renderLayerTable());
+  });
+
+  it("docs/architecture.md's diagram is the folders' import graph", () => {
+    const doc = readFileSync(ARCHITECTURE_DOC, "utf8");
+    const diagram = renderLayerDiagram(folderGraph({ tests: false }));
+    expect(docLayerDiagram(doc), "docs/architecture.md#layers: run node scripts/layers-doc.ts --write").toBe(diagram);
+    // rewriting the doc changes nothing in it
+    expect(withRenderedLayers(doc, renderLayerTable(), diagram)).toBe(doc);
+  });
+
+  it("the diagram follows the imports: one more import is one more arrow, tests left out", () => {
+    const src = mkdtempSync(join(tmpdir(), "keyward-layers-"));
+    try {
+      mkdirSync(join(src, "cli"));
+      mkdirSync(join(src, "keys"));
+      writeFileSync(join(src, "cli/scan.ts"), 'import { generateKey } from "../keys/keymaterial.ts";\nimport type { Logger } from "../log.ts";\n');
+      writeFileSync(join(src, "cli/scan.test.ts"), 'import { KeywardError } from "../errors.ts";\n');
+      writeFileSync(join(src, "keys/keymaterial.ts"), 'export const later = () => import("../errors.ts");\n');
+      const graph = (tests: boolean): string[] => [...folderGraph({ tests }, src)].flatMap(([from, to]) => [...to.keys()].map((t) => `${from} -> ${t}`)).sort();
+      expect(graph(false)).toEqual(["cli -> keys", "cli -> log", "keys -> errors"]);
+      expect(graph(true)).toEqual(["cli -> errors", "cli -> keys", "cli -> log", "keys -> errors"]);
+      const arrows = renderLayerDiagram(folderGraph({ tests: false }, src))
+        .split("\n")
+        .filter((l) => l.includes("->"));
+      expect(arrows).toEqual(["  cli --> keys", "  cli -.-> log", "  keys -.-> errors"]);
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
+  });
+
+  it("the diagram shows every unit of the map once, in its layer's box", () => {
+    const diagram = renderLayerDiagram(new Map());
+    for (const [i, l] of LAYERS.entries()) {
+      const box = diagram.slice(diagram.indexOf(`subgraph layer${i + 1}[`), diagram.indexOf("  end", diagram.indexOf(`subgraph layer${i + 1}[`)));
+      for (const unit of Object.keys(l.units)) expect(box, unit).toMatch(new RegExp(`\\n    ${unit}\\["src/${unit}(/|\\.ts)"\\]`));
+    }
+    expect(diagram).toContain('analytics["src/analytics/"]');
   });
 });

@@ -1,6 +1,6 @@
 // Check over gRPC, whatever the transport: a CheckRequest becomes a CheckInput,
 // a Decision becomes Envoy's CheckResponse (encoded once per decision where the
-// answer is a pure function of it). The servers are in grpc-front.ts.
+// answer is a pure function of it). The servers are in ext-authz-grpc.ts.
 import type * as grpc from "@grpc/grpc-js";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
@@ -59,13 +59,13 @@ export function toStruct(m: Record<string, string | readonly string[]>): { field
 }
 
 /** Renders a Decision as Envoy's CheckResponse. */
-export function toCheckResponse(d: Decision, o: ResponseOptions): CheckResponseMessage {
+export function toCheckResponse(d: Decision, responseOptions: ResponseOptions): CheckResponseMessage {
   const metadata = toStruct(decisionMetadata(d));
   if (d.status === 200) {
     return {
       status: { code: 0 },
       ok_response: {
-        headers: hv(okHeaders(d, o), OVERWRITE),
+        headers: hv(okHeaders(d, responseOptions), OVERWRITE),
         headers_to_remove: [...d.removeHeaders],
         response_headers_to_add: hv(okResponseHeaders(d), OVERWRITE),
         query_parameters_to_remove: [...d.removeQueryParams],
@@ -75,7 +75,7 @@ export function toCheckResponse(d: Decision, o: ResponseOptions): CheckResponseM
   }
   return {
     status: { code: grpcCodeFor(d.status), message: d.reason },
-    denied_response: { status: { code: d.status }, headers: hv(denialHeaders(d, o)), body: denialBody(d.status) },
+    denied_response: { status: { code: d.status }, headers: hv(denialHeaders(d, responseOptions)), body: denialBody(d.status) },
     dynamic_metadata: metadata,
   };
 }
@@ -88,9 +88,9 @@ export type CheckAnswer = CheckResponseMessage | Buffer;
  * DecisionCache whenever the response is a pure function of the decision (see
  * responseVaries); the others (keys with limits) as messages to encode afresh.
  */
-export function checkResponder(o: ResponseOptions, serialize: (m: CheckResponseMessage) => Buffer, limits?: DecisionCacheLimits): (d: Decision) => CheckAnswer {
-  const cache = new DecisionCache<Buffer>((d) => serialize(toCheckResponse(d, o)), limits);
-  return (d) => (responseVaries(d) ? toCheckResponse(d, o) : cache.get(d, responseVariant(d)));
+export function checkResponder(responseOptions: ResponseOptions, serialize: (m: CheckResponseMessage) => Buffer, limits?: DecisionCacheLimits): (d: Decision) => CheckAnswer {
+  const cache = new DecisionCache<Buffer>((d) => serialize(toCheckResponse(d, responseOptions)), limits);
+  return (d) => (responseVaries(d) ? toCheckResponse(d, responseOptions) : cache.get(d, responseVariant(d)));
 }
 
 /** The Check method as loaded, decoding requests with decode.ts and passing encoded answers through. */

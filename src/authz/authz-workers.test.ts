@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { deny } from "../check/decision.ts";
-import { UsageBatcher } from "./workers.ts";
+import { UsageBatcher } from "./authz-workers.ts";
 
 describe("a worker's usage batches", () => {
   afterEach(() => {

@@ -1,5 +1,5 @@
 // `keyward authz --authz-workers W` (W > 1): the data plane on several cores
-// (ADR 22). The primary forks W workers (src/cluster/workers.ts); each runs
+// (ADR 22). The primary forks W workers (src/cluster/pool.ts); each runs
 // startAuthz with its own watches, index and limit counters and serves Check
 // on the shared gRPC and HTTP ports. Usage is the primary's: workers send their
 // answered checks to it in batches, and its one usage service (decision log,
@@ -7,7 +7,7 @@
 // them as it would from an in-process data plane.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
-import { runWorker, startWorkerPool, type WorkerPool } from "../cluster/workers.ts";
+import { runWorker, startWorkerPool, type WorkerPool } from "../cluster/pool.ts";
 import type { Config } from "../config/config.ts";
 import { KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
@@ -91,19 +91,19 @@ export interface AuthzWorkersOptions {
 }
 
 /** In the primary: fork the workers and feed their checks to the usage service. */
-export function startAuthzWorkers(o: AuthzWorkersOptions): WorkerPool {
+export function startAuthzWorkers(options: AuthzWorkersOptions): WorkerPool {
   return startWorkerPool({
-    count: o.config.authzWorkers,
-    log: o.log,
-    registry: o.registry,
+    count: options.config.authzWorkers,
+    log: options.log,
+    registry: options.registry,
     onMessage: (slot, data) => {
       const events = (data as Partial<UsageBatch> | undefined)?.usage;
       if (!Array.isArray(events)) return;
       for (const e of events) {
         try {
-          o.usage.record(e);
+          options.usage.record(e);
         } catch (err) {
-          o.log.warn("usage from a worker not recorded", { worker: slot, err });
+          options.log.warn("usage from a worker not recorded", { worker: slot, err });
         }
       }
     },
@@ -112,6 +112,6 @@ export function startAuthzWorkers(o: AuthzWorkersOptions): WorkerPool {
       name: "keyward_authz_worker_checks_total",
       help: "Checks answered by each worker process (--authz-workers), by worker slot; starts again from 0 when a worker is replaced.",
     },
-    onFatal: o.onFatal,
+    onFatal: options.onFatal,
   });
 }

@@ -8,14 +8,14 @@
 import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import { KeywardError } from "../errors.ts";
-import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/server.ts";
+import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/over-h2.ts";
 import type { H2Limits, H2Violation } from "../h2/limits.ts";
 import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
 import { deny, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type Decided, type FrontOptions } from "./front.ts";
-import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./grpc.ts";
+import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./check-messages.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";
 
 export const GRPC_TRANSPORTS = ["keyward", "grpc-js"] as const;
@@ -49,7 +49,7 @@ const MAX_MESSAGE = 4 * 1024 * 1024;
 const INTERNAL_ANSWER: CheckResponseMessage = { status: { code: 13, message: "internal_error" } };
 
 /** Decides one Check, reports it, and returns the answer to send (never throws; a Promise never rejects). */
-function answerCheck(o: FrontOptions, respond: (d: Decision) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
+function answerCheck(front: FrontOptions, respond: (d: Decision) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
   const t0 = performance.now();
   const answer = (done: Decided): CheckAnswer => {
     let d = done.decision;
@@ -57,27 +57,27 @@ function answerCheck(o: FrontOptions, respond: (d: Decision) => CheckAnswer, req
     try {
       res = respond(d);
     } catch (err) {
-      o.onError(err);
+      front.onError(err);
       d = deny("internal_error");
       res = INTERNAL_ANSWER;
     }
-    o.onDecision(d, (performance.now() - t0) / 1000, done.input, cancelled());
+    front.onDecision(d, (performance.now() - t0) / 1000, done.input, cancelled());
     return res;
   };
-  const done = decide(o, request, toCheckInput);
+  const done = decide(front, request, toCheckInput);
   return done instanceof Promise ? done.then(answer) : answer(done);
 }
 
 /** Readiness as the health service reports it, and the services it knows. */
-function healthOf(o: FrontOptions): { status: () => number; known: (service: string | undefined) => boolean } {
+function healthOf(front: FrontOptions): { status: () => number; known: (service: string | undefined) => boolean } {
   return {
-    status: () => (o.ready() ? SERVING : NOT_SERVING),
+    status: () => (front.ready() ? SERVING : NOT_SERVING),
     known: (svc) => !svc || svc === AUTHZ_SERVICE,
   };
 }
 
-export function startGrpcFront(o: GrpcFrontOptions): Promise<GrpcFront> {
-  return (o.transport ?? "keyward") === "grpc-js" ? startGrpcJsFront(o) : startKeywardFront(o);
+export function startGrpcFront(front: GrpcFrontOptions): Promise<GrpcFront> {
+  return (front.transport ?? "keyward") === "grpc-js" ? startGrpcJsFront(front) : startKeywardFront(front);
 }
 
 function method(pkg: PackageDefinition, service: string, name: string): MethodDefinition<object, object> {
@@ -87,11 +87,11 @@ function method(pkg: PackageDefinition, service: string, name: string): MethodDe
   return m;
 }
 
-async function startKeywardFront(o: GrpcFrontOptions): Promise<GrpcFront> {
+async function startKeywardFront(front: GrpcFrontOptions): Promise<GrpcFront> {
   const pkg = loadProtos();
   const check = method(pkg, AUTHZ_SERVICE, "Check");
   const serialize = check.responseSerialize as (m: CheckResponseMessage) => Buffer;
-  const respond = checkResponder(o.response, serialize);
+  const respond = checkResponder(front.response, serialize);
   // Watch takes and sends the same messages as Check.
   const hc = method(pkg, HEALTH_SERVICE, "Check");
   const healthRequest = (b: Buffer): { service?: string } => {
@@ -103,7 +103,7 @@ async function startKeywardFront(o: GrpcFrontOptions): Promise<GrpcFront> {
     }
   };
   const healthAnswer = (status: number): Buffer => hc.responseSerialize({ status });
-  const health = healthOf(o);
+  const health = healthOf(front);
   const watchers = new Set<StreamCall>();
 
   const methods = new Map<string, GrpcMethod>([
@@ -121,7 +121,7 @@ async function startKeywardFront(o: GrpcFrontOptions): Promise<GrpcFront> {
             throw new GrpcError(GrpcStatus.INTERNAL, "request message could not be decoded", { cause: err });
           }
           const toBuffer = (res: CheckAnswer): Buffer => (Buffer.isBuffer(res) ? res : serialize(res));
-          const res = answerCheck(o, respond, request, () => false);
+          const res = answerCheck(front, respond, request, () => false);
           return res instanceof Promise ? res.then(toBuffer) : toBuffer(res);
         },
       },
@@ -153,14 +153,14 @@ async function startKeywardFront(o: GrpcFrontOptions): Promise<GrpcFront> {
       },
     ],
   ]);
-  const grpcServer = new GrpcServer({ methods, maxMessage: MAX_MESSAGE, onError: o.onError });
+  const grpcServer = new GrpcServer({ methods, maxMessage: MAX_MESSAGE, onError: front.onError });
   const server = await startH2Server({
-    address: o.address,
+    address: front.address,
     handler: grpcServer,
-    limits: { ...o.h2Limits, maxBody: grpcServer.maxBody },
-    onInternalError: o.onError,
-    tls: o.tls,
-    ...(o.onViolation ? { onViolation: o.onViolation } : {}),
+    limits: { ...front.h2Limits, maxBody: grpcServer.maxBody },
+    onInternalError: front.onError,
+    tls: front.tls,
+    ...(front.onViolation ? { onViolation: front.onViolation } : {}),
   });
   let last = health.status();
   return {
@@ -229,18 +229,18 @@ export function grpcJsCredentials(src: TlsSource | undefined): grpc.ServerCreden
   return grpc.experimental.createCertificateProviderServerCredentials(identity, src.requestCert ? identity : null, src.settings.requireClientCert);
 }
 
-async function startGrpcJsFront(o: FrontOptions): Promise<GrpcFront> {
+async function startGrpcJsFront(front: FrontOptions): Promise<GrpcFront> {
   const pkg = grpc.loadPackageDefinition(loadProtos());
   const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE });
   const loaded = lookupService(pkg, AUTHZ_SERVICE);
   const check = checkMethod(loaded);
   const authz: grpc.ServiceDefinition = { ...loaded, Check: check };
-  const respond = checkResponder(o.response, (m) => check.responseSerialize(m));
-  const health = healthOf(o);
+  const respond = checkResponder(front.response, (m) => check.responseSerialize(m));
+  const health = healthOf(front);
 
   server.addService(authz, {
     Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckAnswer>, cb: grpc.sendUnaryData<CheckAnswer>) => {
-      const res = answerCheck(o, respond, call.request, () => call.cancelled);
+      const res = answerCheck(front, respond, call.request, () => call.cancelled);
       if (res instanceof Promise) {
         void res.then((r) => {
           if (!call.cancelled) cb(null, r);
@@ -271,7 +271,7 @@ async function startGrpcJsFront(o: FrontOptions): Promise<GrpcFront> {
   });
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(o.address, grpcJsCredentials(o.tls), (err, p) => {
+    server.bindAsync(front.address, grpcJsCredentials(front.tls), (err, p) => {
       if (err) reject(err);
       else resolve(p);
     });

@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import http2 from "node:http2";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startH2Server, type H2Server } from "../h2/server.ts";
-import { GrpcError, GrpcServer, GrpcStatus, encodeGrpcMessage, type GrpcMethod, type StreamCall } from "./server.ts";
+import { GrpcError, GrpcServer, GrpcStatus, encodeGrpcMessage, type GrpcMethod, type StreamCall } from "./over-h2.ts";
 
 /** Polls cond until it holds; fails after timeoutMs. */
 async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {

@@ -170,11 +170,11 @@ export class GrpcServer implements H2Handler {
   /** The 5-octet message prefix of unary answers; respondWhole copies it before returning. */
   private readonly prefix = Buffer.alloc(5);
 
-  constructor(o: GrpcServerOptions) {
-    this.methods = o.methods;
-    this.maxMessage = o.maxMessage ?? 4 * 1024 * 1024;
+  constructor(options: GrpcServerOptions) {
+    this.methods = options.methods;
+    this.maxMessage = options.maxMessage ?? 4 * 1024 * 1024;
     this.onError =
-      o.onError ??
+      options.onError ??
       (() => {
         // Answered INTERNAL; nothing else to do without a listener.
       });
