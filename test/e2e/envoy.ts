@@ -59,9 +59,9 @@ export async function startEnvoy(file: string, vars: Readonly<Record<string, str
   const adminPort = await freePort();
   const config = fillTemplate(await readFile(join(repoRoot, "deploy", "envoy", file), "utf8"), { ...vars, LISTEN_PORT: port, ADMIN_PORT: adminPort });
   await writeFile(join(dir, "envoy.yaml"), config);
-  const child: ChildProcess = spawn(await installEnvoy(), ["-c", join(dir, "envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  // Access log files are written out every 50 ms (Envoy's default is 10 s), so a test reads them at once.
+  const args = ["-c", join(dir, "envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn", "--file-flush-interval-msec", "50"];
+  const child: ChildProcess = spawn(await installEnvoy(), args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((r) => child.once("exit", () => { r(); }));
