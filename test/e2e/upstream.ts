@@ -1,8 +1,12 @@
 // The small servers the proxy suites put behind (and beside) a real proxy: an
-// application that echoes what reached it, and an ext_authz server that never answers.
+// application that echoes what reached it, and an ext_authz server that never answers;
+// and the assertions those suites share on what the client and the application see.
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { createServer as createH2Server, type Http2Server, type Http2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { expect } from "vitest";
+import { denialBody } from "../../src/authz/response.ts";
+import type { HttpAnswer } from "../conformance/harness.ts";
 
 /** One request as the application received it. */
 export interface Received {
@@ -73,4 +77,51 @@ export async function startSilentGrpcServer(): Promise<SilentServer> {
       server.close(() => { r(); });
     }),
   };
+}
+
+/** What reached `app` while `fn` ran. */
+export async function reaching(app: EchoUpstream, fn: () => Promise<unknown>): Promise<Received[]> {
+  const before = app.seen.length;
+  await fn();
+  return app.seen.slice(before);
+}
+
+/** Asserts that no request carried `key` or a credential header, without printing a value (a failure must not show the key). */
+export function expectNoKey(seen: readonly Received[], key: string): void {
+  for (const s of seen) {
+    expect(Object.keys(s.headers).filter((h) => h === "x-api-key" || h === "authorization")).toEqual([]);
+    expect(JSON.stringify(s).includes(key)).toBe(false);
+  }
+}
+
+/** One request through the proxy, with the client's headers. */
+export type ProxyGet = (path: string, headers?: Record<string, string>) => Promise<HttpAnswer>;
+
+/**
+ * Spends a key whose rate is `limit` requests per hour: each allowed answer carries RateLimit-*,
+ * the next one is keyward's 429 with Retry-After and RateLimit-*. Returns what reached `app`.
+ */
+export async function expectRateLimited(app: EchoUpstream, get: ProxyGet, key: string, limit: number): Promise<Received[]> {
+  return reaching(app, async () => {
+    for (let i = 1; i <= limit; i++) {
+      const ok = await get(`/orders/${String(i)}`, { "x-api-key": key });
+      expect(ok.status).toBe(200);
+      expect([ok.headers["ratelimit-limit"], ok.headers["ratelimit-remaining"]]).toEqual([String(limit), String(limit - i)]);
+      expect(Number(ok.headers["ratelimit-reset"])).toBeGreaterThan(0);
+    }
+    const refused = await get("/orders/refused", { "x-api-key": key });
+    expect(refused.status).toBe(429);
+    expect(refused.body).toBe(denialBody(429));
+    expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+    expect([refused.headers["ratelimit-limit"], refused.headers["ratelimit-remaining"]]).toEqual([String(limit), "0"]);
+    expect(Number(refused.headers["ratelimit-reset"])).toBeGreaterThan(0);
+  });
+}
+
+/** No key, then an unknown one: keyward's 401 with its challenge and body, as the client sees it. */
+export async function expectUnauthenticated(get: ProxyGet, unknownKeyHeaders: Record<string, string>): Promise<void> {
+  const none = await get("/orders/1");
+  expect([none.status, none.headers["www-authenticate"], none.headers["content-type"], none.body]).toEqual([401, 'Bearer realm="keyward"', "application/json", denialBody(401)]);
+  const unknown = await get("/orders/1", unknownKeyHeaders);
+  expect([unknown.status, unknown.headers["www-authenticate"], unknown.body]).toEqual([401, 'Bearer realm="keyward", error="invalid_token"', denialBody(401)]);
 }
