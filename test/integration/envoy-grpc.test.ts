@@ -119,11 +119,16 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
 
   it("the key and forged x-keyward-* identity headers never reach the application", async () => {
     const seen = await reaching(async () => {
-      expect((await get("/orders/1", { "x-api-key": reader.key, "x-keyward-key-id": "kwt_forged", "x-keyward-owner": "someone-else" })).status).toBe(200);
+      expect((await get("/orders/1", { "x-api-key": reader.key, "x-keyward-key-id": "kwt_forged", "x-keyward-owner": "someone-else", "x-keyward-scopes": "admin" })).status).toBe(200);
       expect((await get("/orders/2", { authorization: `Bearer ${reader.key}`, "x-keyward-key-id": "kwt_forged" })).status).toBe(200);
     });
     expect(seen).toHaveLength(2);
     expectNoKey(seen, reader.key);
+    // Only keyward's own x-keyward-* headers: the client's are dropped before keyward and the application.
+    expect(seen.map((s) => Object.keys(s.headers).filter((h) => h.startsWith("x-keyward-")).sort())).toEqual([
+      ["x-keyward-key-id", "x-keyward-owner"],
+      ["x-keyward-key-id", "x-keyward-owner"],
+    ]);
     expect(seen.map((s) => [s.headers["x-keyward-key-id"], s.headers["x-keyward-owner"]])).toEqual([
       [reader.id, "shop-team"],
       [reader.id, "shop-team"],

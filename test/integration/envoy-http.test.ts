@@ -48,13 +48,15 @@ describe("Envoy's HTTP ext_authz calling keyward's HTTP port (deploy/envoy/ext-a
 
   it("allowed: the application gets the request with keyward's x-keyward-* headers, never the client's own", async () => {
     const seen = await reaching(async () => {
-      const r = await get("/orders/7?page=2", { "x-api-key": reader.key, "x-keyward-key-id": "kwt_forged", "x-keyward-owner": "someone-else" });
+      const r = await get("/orders/7?page=2", { "x-api-key": reader.key, "x-keyward-key-id": "kwt_forged", "x-keyward-owner": "someone-else", "x-keyward-scopes": "admin" });
       expect(r.status).toBe(200);
     });
     expect(seen).toHaveLength(1);
     expect(seen[0]?.url).toBe("/orders/7?page=2");
     expect(seen[0]?.headers["x-keyward-key-id"]).toBe(reader.id);
     expect(seen[0]?.headers["x-keyward-owner"]).toBe("shop-team");
+    // Only keyward's own x-keyward-* headers: the client's are dropped before keyward and the application.
+    expect(Object.keys(seen[0]?.headers ?? {}).filter((h) => h.startsWith("x-keyward-")).sort()).toEqual(["x-keyward-key-id", "x-keyward-owner"]);
   });
 
   it("the key never reaches the application, in X-Api-Key or Authorization", async () => {
