@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { toolsBinDir } from "../conformance/tools.ts";
@@ -35,6 +35,16 @@ export interface Envoy {
   /** One of Envoy's counters or gauges from its admin /stats, or undefined. */
   stat(name: string): Promise<number | undefined>;
   stop(): Promise<void>;
+}
+
+/**
+ * The CIDRs a client on this machine can appear as behind Envoy: loopback, and this host's own
+ * IPv4 addresses, which Envoy with use_remote_address appends to X-Forwarded-For in place of a
+ * loopback peer.
+ */
+export function localClientSources(): string[] {
+  const own = Object.values(networkInterfaces()).flatMap((list) => list ?? []).filter((a) => a.family === "IPv4" && !a.internal);
+  return ["127.0.0.0/8", ...own.map((a) => `${a.address}/32`)];
 }
 
 /** A GET to 127.0.0.1:port on its own connection: the status and the body. */

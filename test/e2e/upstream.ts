@@ -125,3 +125,13 @@ export async function expectUnauthenticated(get: ProxyGet, unknownKeyHeaders: Re
   const unknown = await get("/orders/1", unknownKeyHeaders);
   expect([unknown.status, unknown.headers["www-authenticate"], unknown.body]).toEqual([401, 'Bearer realm="keyward", error="invalid_token"', denialBody(401)]);
 }
+
+/** The status of GET /orders/1 with these headers once keyward knows the key (until then it is 401). */
+export async function statusOnceIndexed(get: ProxyGet, headers: Record<string, string>): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = await get("/orders/1", headers);
+    if (r.status !== 401 || Date.now() > deadline) return r.status;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}

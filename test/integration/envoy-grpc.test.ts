@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createKey, createPolicy, httpRequest, startAuthzEnv, type AuthzEnv, type HttpAnswer, type TestKey } from "../conformance/harness.ts";
 import { applyUsageRbac, startTestUsage, type TestUsage } from "../conformance/go-als/env.ts";
-import { startEnvoy, type Envoy } from "../e2e/envoy.ts";
-import { expectNoKey, expectRateLimited, expectUnauthenticated, reaching as reachingApp, startEchoUpstream, startSilentGrpcServer, type EchoUpstream, type Received } from "../e2e/upstream.ts";
+import { localClientSources, startEnvoy, type Envoy } from "../e2e/envoy.ts";
+import { expectNoKey, expectRateLimited, expectUnauthenticated, reaching as reachingApp, statusOnceIndexed, startEchoUpstream, startSilentGrpcServer, type EchoUpstream, type Received } from "../e2e/upstream.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { getApiKey } from "../support/operator.ts";
 import { denialBody } from "../../src/authz/response.ts";
@@ -29,6 +29,8 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
   let reader: TestKey;
   let noScope: TestKey;
   let limited: TestKey;
+  let fromHere: TestKey;
+  let fromElsewhere: TestKey;
   let keywardStopped = false;
   const cleanups: (() => Promise<unknown>)[] = [];
 
@@ -66,6 +68,8 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
     reader = await createKey(env.admin, ns, "reader", { owner: "shop-team", scopes: ["orders:read"] });
     noScope = await createKey(env.admin, ns, "no-scope", { owner: "shop-team", scopes: [] });
     limited = await createKey(env.admin, ns, "limited", { owner: "batch-team", scopes: ["orders:read"], limits: { rate: { requests: 2, per: "1h" } } });
+    fromHere = await createKey(env.admin, ns, "from-here", { owner: "shop-team", scopes: ["orders:read"], allowedSources: localClientSources() });
+    fromElsewhere = await createKey(env.admin, ns, "from-elsewhere", { owner: "shop-team", scopes: ["orders:read"], allowedSources: ["198.51.100.0/24"] });
     envoy = await startEnvoy("ext-authz.yaml", vars(env.authz.grpcPort, usage.handle.accessLogPort ?? 0, accessLog));
     cleanups.push(() => envoy.stop());
     await eventually(async () => ((await get("/orders/1", { "x-api-key": reader.key })).status === 200 ? true : undefined), 20_000, "the reader key allowed through Envoy");
@@ -198,6 +202,13 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
       await hung.stop();
       await silent.close();
     }
+  });
+
+  it("allowedSources is checked against the client's own address; an X-Forwarded-For the client made up changes nothing", async () => {
+    // The client claims an address inside the other key's allowedSources.
+    const spoofed = { "x-forwarded-for": "198.51.100.7" };
+    expect(await statusOnceIndexed(get, { "x-api-key": fromHere.key, ...spoofed })).toBe(200);
+    expect(await statusOnceIndexed(get, { "x-api-key": fromElsewhere.key, ...spoofed })).toBe(403);
   });
 
   it("keyward stopped: Envoy denies with 403 and nothing reaches the application", async () => {

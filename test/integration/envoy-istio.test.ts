@@ -5,8 +5,8 @@
 // that echoes what it received. One keyward serves both providers.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createKey, createPolicy, httpRequest, startAuthzEnv, type AuthzEnv, type HttpAnswer, type TestKey } from "../conformance/harness.ts";
-import { startEnvoy, type Envoy } from "../e2e/envoy.ts";
-import { expectNoKey, expectRateLimited, expectUnauthenticated, reaching as reachingApp, startEchoUpstream, type EchoUpstream, type Received } from "../e2e/upstream.ts";
+import { localClientSources, startEnvoy, type Envoy } from "../e2e/envoy.ts";
+import { expectNoKey, expectRateLimited, expectUnauthenticated, reaching as reachingApp, statusOnceIndexed, startEchoUpstream, type EchoUpstream, type Received } from "../e2e/upstream.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { denialBody } from "../../src/authz/response.ts";
 
@@ -21,6 +21,7 @@ describe("the Istio recipe: what CUSTOM authorization with keyward's extension p
   let grpcEnvoy: Envoy;
   let httpEnvoy: Envoy;
   let reader: TestKey;
+  let fromHere: TestKey;
   const limited: Partial<Record<"grpc" | "http", TestKey>> = {};
   const cleanups: (() => Promise<unknown>)[] = [];
 
@@ -40,6 +41,7 @@ describe("the Istio recipe: what CUSTOM authorization with keyward's extension p
     });
     await createPolicy(env.admin, ns, "other", { hosts: [OTHER_HOST], credentials: { headers: ["x-other-key"] }, rules: [{ name: "all", paths: ["/**"] }] });
     reader = await createKey(env.admin, ns, "reader", { owner: "shop-team", scopes: ["orders:read"] });
+    fromHere = await createKey(env.admin, ns, "from-here", { owner: "shop-team", scopes: ["orders:read"], allowedSources: localClientSources() });
     for (const p of ["grpc", "http"] as const) limited[p] = await createKey(env.admin, ns, `limited-${p}`, { owner: "batch-team", scopes: ["orders:read"], limits: { rate: { requests: 4, per: "1h" } } });
     const common = { APP_ADDRESS: "127.0.0.1", APP_PORT: app.port, KEYWARD_ADDRESS: "127.0.0.1" };
     grpcEnvoy = await startEnvoy("istio-grpc.yaml", { ...common, KEYWARD_PORT: env.authz.grpcPort });
@@ -115,5 +117,12 @@ describe("the Istio recipe: what CUSTOM authorization with keyward's extension p
     expect(seen).toHaveLength(1);
     // The same request through the gRPC provider, which sends every header: keyward sees the key.
     expect((await httpRequest(grpcEnvoy.port, "GET", "/x", { host: OTHER_HOST, "x-other-key": reader.key })).status).toBe(200);
+  });
+
+  it("allowedSources: the gRPC provider tells keyward the sidecar's peer; the HTTP provider does not, and such keys are denied whatever X-Forwarded-For says", async () => {
+    const headers = { "x-api-key": fromHere.key, "x-forwarded-for": "127.0.0.1" };
+    const via = (e: Envoy) => (path: string, h: Record<string, string> = {}): Promise<HttpAnswer> => httpRequest(e.port, "GET", path, { host: HOST, ...h });
+    expect(await statusOnceIndexed(via(grpcEnvoy), headers)).toBe(200);
+    expect(await statusOnceIndexed(via(httpEnvoy), headers)).toBe(403);
   });
 });
