@@ -59,7 +59,7 @@ describe("the Istio recipe: what CUSTOM authorization with keyward's extension p
 
   for (const provider of ["grpc", "http"] as const) {
     const envoy = (): Envoy => (provider === "grpc" ? grpcEnvoy : httpEnvoy);
-    const get = (path: string, headers: Record<string, string> = {}, host = HOST): Promise<HttpAnswer> => httpRequest(envoy().port, "GET", path, { host, ...headers });
+    const get = (path: string, headers: Record<string, string | string[]> = {}, host = HOST): Promise<HttpAnswer> => httpRequest(envoy().port, "GET", path, { host, ...headers });
 
     describe(`provider keyward-${provider} (deploy/envoy/istio-${provider}.yaml)`, () => {
       it("the CUSTOM action's shadow RBAC rule enables the ext_authz filter, and keyward decides", async () => {
@@ -75,7 +75,8 @@ describe("the Istio recipe: what CUSTOM authorization with keyward's extension p
 
       it("allowed: keyward's x-keyward-* headers reach the application, the client's own and the key do not", async () => {
         const seen = await reaching(async () => {
-          expect((await get("/orders/7", { "x-api-key": reader.key, "x-keyward-key-id": "kwt_forged", "x-keyward-owner": "someone-else" })).status).toBe(200);
+          // Sent twice: keyward's value replaces every one of them.
+          expect((await get("/orders/7", { "x-api-key": reader.key, "x-keyward-key-id": ["kwt_forged", "kwt_forged2"], "x-keyward-owner": "someone-else" })).status).toBe(200);
           expect((await get("/orders/8", { authorization: `Bearer ${reader.key}` })).status).toBe(200);
         });
         expect(seen.map((s) => [s.url, s.headers["x-keyward-key-id"], s.headers["x-keyward-owner"]])).toEqual([
