@@ -62,12 +62,12 @@ export function httpGet(port: number, path: string, headers: Record<string, stri
   });
 }
 
-/** Starts Envoy on deploy/envoy/<file> with `vars` (LISTEN_PORT and ADMIN_PORT are picked here). */
+/** Starts Envoy on deploy/envoy/<file> with `vars` (LISTEN_PORT and ADMIN_PORT are picked here, LISTEN_ADDRESS is loopback unless given). */
 export async function startEnvoy(file: string, vars: Readonly<Record<string, string | number>>): Promise<Envoy> {
   const dir = await mkdtemp(join(tmpdir(), "keyward-envoy-"));
   const port = await freePort();
   const adminPort = await freePort();
-  const config = fillTemplate(await readFile(join(repoRoot, "deploy", "envoy", file), "utf8"), { ...vars, LISTEN_PORT: port, ADMIN_PORT: adminPort });
+  const config = fillTemplate(await readFile(join(repoRoot, "deploy", "envoy", file), "utf8"), { LISTEN_ADDRESS: "127.0.0.1", ...vars, LISTEN_PORT: port, ADMIN_PORT: adminPort });
   await writeFile(join(dir, "envoy.yaml"), config);
   // Access log files are written out every 50 ms (Envoy's default is 10 s), so a test reads them at once.
   const args = ["-c", join(dir, "envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn", "--file-flush-interval-msec", "50"];
