@@ -1,9 +1,9 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { describe, expect, it } from "vitest";
 import { deny, type Decision } from "../check/decision.ts";
 import { decide, type Decided, type FrontOptions } from "./front.ts";
 import { toCheckInput, toCheckResponse } from "./check-messages.ts";
-import { httpCheckInput, withoutQueryParams } from "./http.ts";
+import { ENVOY_HEADERS_TO_REMOVE, httpCheckInput, withoutQueryParams, writeDecision, type HttpProxy } from "./http.ts";
 
 /** decide() with a memory limits store: answered at once. */
 const decideNow = (...args: Parameters<typeof decide<unknown>>): Decided => decide(...args) as Decided;
@@ -138,6 +138,34 @@ describe("the upstream URI of an allowed HTTP check", () => {
     expect(withoutQueryParams("/a?%zz=1&api_key=K#f", ["api_key"])).toBe("/a?%zz=1#f");
     expect(withoutQueryParams("/a?api_key=K", [])).toBe("/a?api_key=K");
     expect(withoutQueryParams("/a/api_key=K", ["api_key"])).toBe("/a/api_key=K");
+  });
+});
+
+describe("the answer to an allowed HTTP check", () => {
+  /** The headers writeDecision sets for `proxy`. */
+  const written = (d: Decision, proxy: HttpProxy): Record<string, string> => {
+    const headers: Record<string, string> = {};
+    const res = {
+      setHeader: (k: string, v: string) => (headers[k] = v),
+      writeHead: (_s: number, h: Record<string, string>) => Object.assign(headers, h),
+      end: () => undefined,
+    } as unknown as ServerResponse;
+    writeDecision(res, d, OPTS, { ...toCheckInput({}), path: "/a?api_key=K" }, proxy);
+    return headers;
+  };
+  const ok: Decision = { ...deny("ok"), removeHeaders: ["x-api-key", "authorization"], removeQueryParams: ["api_key"] };
+
+  it("tells Envoy which request headers to remove: the ones the key was in", () => {
+    expect(written(ok, "envoy")[ENVOY_HEADERS_TO_REMOVE]).toBe("x-api-key,authorization");
+    expect(written({ ...ok, removeHeaders: [] }, "envoy")[ENVOY_HEADERS_TO_REMOVE]).toBeUndefined();
+  });
+
+  it("does not for nginx and Traefik, which strip through their own configuration", () => {
+    for (const proxy of ["nginx", "traefik"] as const) expect(written(ok, proxy)[ENVOY_HEADERS_TO_REMOVE]).toBeUndefined();
+  });
+
+  it("never on a denial", () => {
+    expect(written({ ...deny("scope_missing"), removeHeaders: ["x-api-key"] }, "envoy")[ENVOY_HEADERS_TO_REMOVE]).toBeUndefined();
   });
 });
 

@@ -11,7 +11,8 @@
 // The proxy appends the address of its own peer to X-Forwarded-For; that last
 // entry is the peer, and trusted hops count from there.
 // 2xx allows (with key id and owner headers, and the URI to send upstream without
-// the query parameters the key was in), anything else denies.
+// the query parameters the key was in; for Envoy, the headers the key was in, which
+// Envoy removes), anything else denies.
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -113,11 +114,18 @@ export function withoutQueryParams(uri: string, names: readonly string[]): strin
   return `${uri.slice(0, q)}${kept.length > 0 ? `?${kept.join("&")}` : ""}${uri.slice(end)}`;
 }
 
-export function writeDecision(res: ServerResponse, d: Decision, responseOptions: ResponseOptions, input?: CheckInput): void {
+/**
+ * Response header of an allowed check that Envoy's HTTP ext_authz reads: the request headers it
+ * removes before the request goes upstream. keyward names the headers the key was found in.
+ */
+export const ENVOY_HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove";
+
+export function writeDecision(res: ServerResponse, d: Decision, responseOptions: ResponseOptions, input?: CheckInput, proxy?: HttpProxy): void {
   if (d.status === 200) {
     for (const [k, v] of okHeaders(d, responseOptions)) res.setHeader(k, v);
     for (const [k, v] of okResponseHeaders(d)) res.setHeader(k, v);
     if (input?.path !== undefined) res.setHeader(UPSTREAM_URI_HEADER, withoutQueryParams(input.path, d.removeQueryParams));
+    if (proxy === "envoy" && d.removeHeaders.length > 0) res.setHeader(ENVOY_HEADERS_TO_REMOVE, d.removeHeaders.join(","));
     res.writeHead(200, { "content-length": "0" });
     res.end();
     return;
@@ -146,7 +154,7 @@ export async function startHttpFront(front: HttpFrontOptions): Promise<HttpFront
     const answer = ({ decision: d, input }: Decided): void => {
       const cancelled = res.destroyed;
       try {
-        if (!cancelled) writeDecision(res, d, front.response, input);
+        if (!cancelled) writeDecision(res, d, front.response, input, front.proxy);
       } catch (err) {
         front.onError(err);
         res.destroy();

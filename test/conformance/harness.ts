@@ -157,7 +157,7 @@ export interface HttpAnswer {
 }
 
 /** One HTTP/1.1 request to 127.0.0.1:`port` with exactly these headers (fetch() would replace Host). */
-export function httpRequest(port: number, method: string, path: string, headers: Record<string, string>): Promise<HttpAnswer> {
+export function httpRequest(port: number, method: string, path: string, headers: Record<string, string | string[]>): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", port, path, method, headers }, (res) => {
       let body = "";

@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { toolsBinDir } from "../conformance/tools.ts";
@@ -37,6 +37,16 @@ export interface Envoy {
   stop(): Promise<void>;
 }
 
+/**
+ * The CIDRs a client on this machine can appear as behind Envoy: loopback, and this host's own
+ * IPv4 addresses, which Envoy with use_remote_address appends to X-Forwarded-For in place of a
+ * loopback peer.
+ */
+export function localClientSources(): string[] {
+  const own = Object.values(networkInterfaces()).flatMap((list) => list ?? []).filter((a) => a.family === "IPv4" && !a.internal);
+  return ["127.0.0.0/8", ...own.map((a) => `${a.address}/32`)];
+}
+
 /** A GET to 127.0.0.1:port on its own connection: the status and the body. */
 export function httpGet(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((res, rej) => {
@@ -52,16 +62,16 @@ export function httpGet(port: number, path: string, headers: Record<string, stri
   });
 }
 
-/** Starts Envoy on deploy/envoy/<file> with `vars` (LISTEN_PORT and ADMIN_PORT are picked here). */
+/** Starts Envoy on deploy/envoy/<file> with `vars` (LISTEN_PORT and ADMIN_PORT are picked here, LISTEN_ADDRESS is loopback unless given). */
 export async function startEnvoy(file: string, vars: Readonly<Record<string, string | number>>): Promise<Envoy> {
   const dir = await mkdtemp(join(tmpdir(), "keyward-envoy-"));
   const port = await freePort();
   const adminPort = await freePort();
-  const config = fillTemplate(await readFile(join(repoRoot, "deploy", "envoy", file), "utf8"), { ...vars, LISTEN_PORT: port, ADMIN_PORT: adminPort });
+  const config = fillTemplate(await readFile(join(repoRoot, "deploy", "envoy", file), "utf8"), { LISTEN_ADDRESS: "127.0.0.1", ...vars, LISTEN_PORT: port, ADMIN_PORT: adminPort });
   await writeFile(join(dir, "envoy.yaml"), config);
-  const child: ChildProcess = spawn(await installEnvoy(), ["-c", join(dir, "envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  // Access log files are written out every 50 ms (Envoy's default is 10 s), so a test reads them at once.
+  const args = ["-c", join(dir, "envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn", "--file-flush-interval-msec", "50"];
+  const child: ChildProcess = spawn(await installEnvoy(), args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((r) => child.once("exit", () => { r(); }));

@@ -72,11 +72,12 @@ describe("Envoy ext_authz to keyward over mTLS", () => {
 
   it("a valid key reaches the upstream (200) with its key id; no key or an unknown one is 401", async () => {
     seen.length = 0;
-    const ok = await get(envoy.port, { "x-api-key": key.key });
+    const ok = await get(envoy.port, { "x-api-key": key.key, "x-keyward-owner": "forged", "x-keyward-scopes": "forged" });
     expect(ok).toEqual({ status: 200, body: "from upstream" });
     expect(seen).toHaveLength(1);
     expect(seen[0]?.["x-keyward-key-id"]).toBe(key.id);
     expect(seen[0]?.["x-keyward-owner"]).toBe("envoy-team");
+    expect(seen[0]?.["x-keyward-scopes"]).toBeUndefined();
     expect((await get(envoy.port)).status).toBe(401);
     expect((await get(envoy.port, { "x-api-key": "kwt_unknown" })).status).toBe(401);
     expect(seen).toHaveLength(1);
