@@ -2,7 +2,7 @@ import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
 import type { CountryLookup } from "../analytics/geo.ts";
-import type { AnalyticsWriter, KeyRecord, RequestRow } from "../analytics/row.ts";
+import { RecordingWriter } from "../analytics/fixtures.test-support.ts";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent } from "../check/event.ts";
 import { defaultConfig } from "../config/config.ts";
@@ -109,19 +109,6 @@ describe("rows from the access log", () => {
     expect(JSON.stringify(rowFromAccessLog(allowed(), opts))).not.toContain("SECRET");
   });
 });
-
-class RecordingWriter implements AnalyticsWriter {
-  rows: RequestRow[] = [];
-  keys: KeyRecord[] = [];
-  writeRequests(rows: readonly RequestRow[]): Promise<void> {
-    this.rows.push(...rows);
-    return Promise.resolve();
-  }
-  upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
-    this.keys.push(...keys);
-    return Promise.resolve();
-  }
-}
 
 async function ingestWith(accessLog: boolean) {
   const writer = new RecordingWriter();
