@@ -112,17 +112,27 @@ describe("analytics queue", () => {
     expect(counts.dropped).toBe(16);
     expect(q.queued).toBe(10);
     expect(episodes()).toEqual([{ msg: "analytics rows dropped: the store is behind; the oldest rows give way", dropped: undefined }]);
+    // A write goes through, but the queue stays full and rows keep coming: still the same episode.
+    writer.settle(true);
+    await clock.advance(0);
+    expect(writer.rows).toEqual([1, 2, 3, 4]);
+    expect(writer.inFlight).toBe(1); // 21..24
+    for (let i = 31; i <= 38; i++) q.push(row(i)); // 8 rows for 4 places: 25..28 give way
+    expect(q.dropped).toBe(20);
+    writer.settle(true);
+    await clock.advance(0);
+    expect(episodes()).toHaveLength(1);
     writer.mode = "ok";
     writer.settle(true);
     await clock.advance(0);
-    // 21..24 and 25..28 as full batches; the episode ends once less than a batch waits.
-    expect(writer.rows).toEqual([1, 2, 3, 4, 21, 22, 23, 24, 25, 26, 27, 28]);
+    // Full batches go at once; the episode ends once less than a batch waits.
+    expect(writer.rows).toEqual([1, 2, 3, 4, 21, 22, 23, 24, 29, 30, 31, 32, 33, 34, 35, 36]);
     expect(episodes()).toHaveLength(2);
-    expect(episodes()[1]).toEqual({ msg: "analytics rows no longer dropped", dropped: 16 });
+    expect(episodes()[1]).toEqual({ msg: "analytics rows no longer dropped", dropped: 20 });
     await clock.advance(1000);
-    expect(writer.rows.slice(-2)).toEqual([29, 30]);
-    expect(counts).toEqual({ written: 14, dropped: 16, failed: 0 });
-    expect(q.written + q.dropped).toBe(30);
+    expect(writer.rows.slice(-2)).toEqual([37, 38]);
+    expect(counts).toEqual({ written: 18, dropped: 20, failed: 0 });
+    expect(q.written + q.dropped).toBe(38);
   });
 
   it("with the store down retries the refused batch first, drops the oldest when full, and recovers in order", async () => {

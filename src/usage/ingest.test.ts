@@ -189,13 +189,18 @@ describe("ingest", () => {
     const { writer, ingest } = await ingestWith(false);
     const ak: ApiKey = { apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { namespace: "shop", name: "acme", uid: "uid-1", labels: { team: "a" } }, spec: { owner: "acme-team" } };
     ingest.keyChange("add", ak);
+    await ingest.flush();
+    // A status write (every usage flush) changes nothing the store keeps.
     ingest.keyChange("update", { ...ak, status: { usage: { requests24h: 5 } } });
+    await ingest.flush();
     ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "b" } } });
+    ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "c" } } });
     await ingest.flush();
     ingest.keyChange("delete", ak);
     await ingest.flush();
     expect(writer.keys.map((k) => [k.labels.team, k.deletedAt])).toEqual([
-      ["b", undefined],
+      ["a", undefined],
+      ["c", undefined],
       ["a", Date.UTC(2026, 0, 1)],
     ]);
   });
