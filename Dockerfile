@@ -10,7 +10,7 @@ FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json ./
+COPY package.json NOTICE ./
 COPY src ./src
 COPY crds ./crds
 COPY protos ./protos

@@ -28,14 +28,18 @@ export interface Duration {
 export interface HttpLogEntry {
   common_properties?: {
     start_time?: { seconds?: string; nanos?: number };
+    /** The client as Envoy saw it (after its own X-Forwarded-For handling). */
+    downstream_remote_address?: { socket_address?: { address?: string } };
+    time_to_first_upstream_tx_byte?: Duration;
     time_to_last_upstream_rx_byte?: Duration;
     time_to_last_downstream_tx_byte?: Duration;
     metadata?: { filter_metadata?: Record<string, { fields?: Record<string, StructValue> }> };
     /** Set (with any reason) when an authorizer denied the request: Envoy answered it itself (flag UAEX). */
     response_flags?: { unauthorized_details?: { reason?: number } | null; [flag: string]: unknown } | null;
   };
-  request?: { request_method?: number; authority?: string; path?: string };
-  response?: { response_code?: { value?: number } };
+  /** uint64 fields arrive as decimal strings. */
+  request?: { request_method?: number; authority?: string; path?: string; request_id?: string; request_body_bytes?: string };
+  response?: { response_code?: { value?: number }; response_body_bytes?: string };
 }
 
 export interface StreamAccessLogsMessage {

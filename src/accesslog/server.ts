@@ -6,13 +6,15 @@ import { Server, ServerCredentials, loadPackageDefinition, type GrpcObject, type
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULT_METADATA_NAMESPACES, joinEntry, type JoinKind, type JoinedEntry } from "./join.ts";
-import { loadAccessLogProtos, type StreamAccessLogsMessage } from "./proto.ts";
+import { loadAccessLogProtos, type HttpLogEntry, type StreamAccessLogsMessage } from "./proto.ts";
 
 export interface AccessLogServerOptions {
   address: string;
   /** One upstream answer joined to a key (never a request an authorizer denied). */
   onUpstream: (apikey: string, keyId: string, e: { at: number; responseCode: number; upstreamSeconds?: number }) => void;
   onEntry?: (result: JoinKind) => void;
+  /** Every HTTP entry as received (the analytics rows, src/usage/access-rows.ts). */
+  onHttpEntry?: (entry: HttpLogEntry) => void;
   log: Logger;
   now?: () => number;
   namespaces?: readonly string[];
@@ -52,6 +54,11 @@ export async function startAccessLogServer(options: AccessLogServerOptions): Pro
           }
           if (result === "invalid") invalid++;
           options.onEntry?.(result);
+          try {
+            options.onHttpEntry?.(entry);
+          } catch (err) {
+            options.log.debug("access log entry not recorded", { err });
+          }
         }
       });
       call.on("end", () => {

@@ -2,6 +2,7 @@
 // of a denial, the headers added on OK, and the metadata for access logs. The
 // gRPC and HTTP front ends both render from here, so they answer alike.
 import type { Decision } from "../check/decision.ts";
+import { REQUEST_ID_HEADER, REQUEST_ID_UNUSABLE, rulePattern } from "../check/event.ts";
 import { effectiveLimits, type CappedKind } from "./maximums.ts";
 import { REASONS } from "../check/reasons.ts";
 
@@ -84,6 +85,7 @@ export function decisionMetadata(d: Decision): Record<string, MetadataValue> {
   const m: Record<string, MetadataValue> = { decision: REASONS[d.reason].outcome, reason: d.reason };
   if (d.entry) {
     m.key_id = d.entry.id;
+    m.uid = d.entry.record.uid;
     m.owner = d.entry.record.owner;
     m.apikey = d.entry.record.ref;
     m.scopes = d.entry.record.scopeList;
@@ -91,6 +93,11 @@ export function decisionMetadata(d: Decision): Record<string, MetadataValue> {
   if (d.rule) {
     m.policy = d.rule.policy.ref;
     m.rule = d.rule.name;
+    // The route without the method (the access log has it): a pure function of the rule, so
+    // responses stay cacheable.
+    m.route_pattern = rulePattern(d.rule);
+    // A request id the key may be in is never recorded (src/analytics/rows.ts).
+    if (d.rule.policy.credentials.headers.includes(REQUEST_ID_HEADER)) m[REQUEST_ID_UNUSABLE] = "true";
   }
   const capped = cappedKinds(d);
   if (capped.length > 0) m.limits_capped = capped;

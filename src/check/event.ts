@@ -39,6 +39,8 @@ export interface CheckEvent {
   /** The client address as the check saw it (after trusted X-Forwarded-For hops). */
   source?: string;
   latencySeconds: number;
+  /** Envoy's x-request-id, when it passed requestIdOf's checks. */
+  requestId?: string;
 }
 
 /** One upstream answer, from an Envoy access log entry joined to a key through ext_authz metadata. */
@@ -63,6 +65,36 @@ export function stripQuery(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
   const q = path.search(/[?#]/);
   return q === -1 ? path : path.slice(0, q);
+}
+
+/** The header Envoy puts its request id in (and logs as request_id). */
+export const REQUEST_ID_HEADER = "x-request-id";
+/** Check metadata set when the matched policy reads keys from x-request-id: that request's id may be its key. */
+export const REQUEST_ID_UNUSABLE = "request_id_unusable";
+/** Longest request id kept: a UUID is 36 characters; tracers' ids are shorter than 64. */
+export const MAX_REQUEST_ID = 64;
+// Letters, digits, '-', '.', ':'. No '_': every key in keyward's format has one, so a key sent as
+// a request id is never recorded as one.
+const REQUEST_ID_RE = /^[A-Za-z0-9][A-Za-z0-9.:-]*$/;
+
+/**
+ * A request id fit to be stored: at most MAX_REQUEST_ID characters of REQUEST_ID_RE, else
+ * undefined. Any value that cannot be an id is dropped rather than cut, so nothing but an id is kept.
+ */
+export function checkRequestId(v: string | undefined): string | undefined {
+  if (v === undefined || v.length === 0 || v.length > MAX_REQUEST_ID) return undefined;
+  return REQUEST_ID_RE.test(v) ? v : undefined;
+}
+
+/**
+ * The request id of a check: Envoy's x-request-id, read only when the matched policy does not
+ * take keys from that header (then it could be a key), and only when it passes checkRequestId.
+ */
+export function requestIdOf(input: CheckInput | undefined, d: Pick<Decision, "rule">): string | undefined {
+  if (!input) return undefined;
+  const cred = d.rule?.policy.credentials;
+  if (cred?.headers.includes(REQUEST_ID_HEADER)) return undefined;
+  return checkRequestId(input.header(REQUEST_ID_HEADER));
 }
 
 export interface FromDecisionOptions {
@@ -92,5 +124,6 @@ export function fromDecision(d: Decision, input: CheckInput | undefined, seconds
     path: stripQuery(input?.path),
     source: input ? clientAddress(input.peerAddress, input.forwardedFor, options.xffTrustedHops) : undefined,
     latencySeconds: seconds,
+    requestId: requestIdOf(input, d),
   };
 }

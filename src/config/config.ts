@@ -152,6 +152,11 @@ export const SETTINGS = {
   usageAlertSpikeFactor: num("usage-alert-spike-factor", "KEYWARD_USAGE_ALERT_SPIKE_FACTOR", 10, "5 minutes of traffic this many times the key's own baseline is a spike", 1),
   usageAlertMinRequests: int("usage-alert-min-requests", "KEYWARD_USAGE_ALERT_MIN_REQUESTS", 100, "spike, 429 and 5xx alerts need at least this many requests in their window", 1),
   accessLogAddress: s("access-log-address", "KEYWARD_ACCESS_LOG_ADDRESS", "", "host:port of the Envoy gRPC access log service (envoy.service.accesslog.v3) receiver that joins upstream answers to keys; empty disables it"),
+  // --- analytics ingest (rows to the analytics store) ---------------------
+  analyticsQueueSize: int("analytics-queue-size", "KEYWARD_ANALYTICS_QUEUE_SIZE", 100_000, "request rows waiting for the analytics store at most; when full, each new row drops the oldest (keyward_analytics_rows_dropped_total)", 1),
+  analyticsBatchSize: int("analytics-batch-size", "KEYWARD_ANALYTICS_BATCH_SIZE", 1000, "request rows per write to the analytics store; a full batch is written at once", 1),
+  analyticsFlushInterval: dur("analytics-flush-interval", "KEYWARD_ANALYTICS_FLUSH_INTERVAL", 1000, "longest a request row waits before a write to the analytics store starts; also the wait after a refused write", 10),
+  analyticsCountryDatabase: s("analytics-country-database", "KEYWARD_ANALYTICS_COUNTRY_DATABASE", "", "MaxMind-format (.mmdb) country database for the rows' country; empty: the GeoLite2 database shipped in @ip-location-db/geolite2-country-mmdb"),
 } as const;
 
 type Settings = typeof SETTINGS;

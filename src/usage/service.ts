@@ -10,11 +10,14 @@ import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
 import { startAccessLogServer } from "../accesslog/server.ts";
 import type { JoinKind } from "../accesslog/join.ts";
+import type { HttpLogEntry } from "../accesslog/proto.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
 import { alertTicks, usageAlerts, usageRecorder, usageStore } from "./wiring.ts";
+import type { AnalyticsWriter } from "../analytics/row.ts";
+import { startIngest, type Ingest } from "./ingest.ts";
 
 /** What the check path calls: once per answered (or cancelled) check. */
 export interface UsageSink {
@@ -30,6 +33,8 @@ export interface UsageDeps extends RoleDeps {
   decisionLogSink?: (line: string) => void;
   /** Starts the access log receiver when config.accessLogAddress is set; default src/accesslog. */
   startAccessLog?: typeof startAccessLogServer;
+  /** The analytics store: given, every attributed request becomes a row (src/usage/ingest.ts, ADR 37). */
+  analyticsWriter?: AnalyticsWriter;
 }
 
 export interface UsageHandle extends UsageSink {
@@ -37,7 +42,7 @@ export interface UsageHandle extends UsageSink {
   /** An upstream answer for the key version `keyId` of ApiKey `apikey` (namespace/name). */
   recordUpstream(apikey: string, keyId: string, e: Omit<UpstreamEvent, "key">): void;
   accessLogPort: number | undefined;
-  /** Writes pending usage now (tests, shutdown). */
+  /** Writes pending usage now (tests, shutdown), and the analytics rows waiting. */
   flush(): Promise<FlushReport>;
   /** Runs the periodic alert checks now (tests). */
   tickAlerts(): void;
@@ -56,7 +61,11 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
 
   let flusher: UsageFlusher | undefined;
   const metrics = createUsageMetrics(deps.registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
-  const store = usageStore(deps, clock, metrics, log);
+  let ingest: Ingest | undefined;
+  const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); });
+  if (deps.analyticsWriter) {
+    ingest = await startIngest({ writer: deps.analyticsWriter, config, clock, log, registry: deps.registry, uidOf: (ns, name) => store.get(ns, name)?.metadata.uid });
+  }
   if (config.usageStatus) {
     const onResult = (r: FlushResult): void => { metrics.flush(r); };
     flusher = new UsageFlusher({ rest: deps.rest, store, clock, intervalMs: config.usageFlushInterval, topRoutes: config.usageTopRoutes, log, onResult });
@@ -65,14 +74,17 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const alerts = usageAlerts({ config, clock, store, events, metrics, log, flusher: () => flusher });
   const sink = deps.decisionLogSink ?? decisionLogSink(config.decisionLog);
   const decisionLog = sink ? new DecisionLog({ sink, sampleAllowed: config.decisionLogSampleAllowed, sampleDenied: config.decisionLogSampleDenied }) : undefined;
-  const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, alerts });
+  const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, alerts, ingest });
 
   await store.start();
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
   if (config.accessLogAddress) {
     const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
-    accessLog = await (deps.startAccessLog ?? startAccessLogServer)({ address: config.accessLogAddress, onUpstream: recordUpstream, log, onEntry }).catch(async (err: unknown) => {
+    const rows = ingest;
+    const onHttpEntry = rows ? (e: HttpLogEntry): void => { rows.accessLogEntry(e); } : undefined;
+    accessLog = await (deps.startAccessLog ?? startAccessLogServer)({ address: config.accessLogAddress, onUpstream: recordUpstream, log, onEntry, onHttpEntry }).catch(async (err: unknown) => {
       await store.stop();
+      await ingest?.stop();
       throw err;
     });
   }
@@ -86,12 +98,16 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     record,
     recordUpstream,
     accessLogPort: accessLog?.port,
-    flush: () => flusher?.flush() ?? Promise.resolve({ written: 0, failed: 0 }),
+    flush: async () => {
+      await ingest?.flush();
+      return (await flusher?.flush()) ?? { written: 0, failed: 0 };
+    },
     tickAlerts: () => alerts?.tick(),
     ready: () => store.synced,
     stop: async () => {
       stopTicks?.();
       await accessLog?.stop();
+      await ingest?.stop();
       await flusher?.stop();
       await store.stop();
       await events.flush();

@@ -28,7 +28,7 @@ describe("alertTicks", () => {
 describe("usageRecorder", () => {
   const store = { get: (ns: string, name: string) => (ns === KEY.namespace && name === KEY.name ? ({ metadata: { uid: KEY.uid }, spec: { owner: KEY.owner } } as ApiKey) : undefined) };
 
-  it("hands a check to the decision log, the metrics, the flusher and the alerts", () => {
+  it("hands a check to the analytics rows, the decision log, the metrics, the flusher and the alerts", () => {
     const seen: string[] = [];
     const r = usageRecorder({
       store,
@@ -41,9 +41,10 @@ describe("usageRecorder", () => {
       },
       flusher: { recordCheck: () => seen.push("flusher"), recordUpstream: () => undefined },
       alerts: { observeCheck: () => seen.push("alerts"), observeUpstream: () => undefined },
+      ingest: { check: () => seen.push("ingest") },
     });
     r.record(checkEvent(0));
-    expect(seen).toEqual(["decisionLog", "metrics", "flusher", "alerts"]);
+    expect(seen).toEqual(["ingest", "decisionLog", "metrics", "flusher", "alerts"]);
     // Without the optional consumers, only the metrics.
     const bare: CheckEvent[] = [];
     usageRecorder({ store, metrics: { check: (e) => bare.push(e), upstream: () => undefined } }).record(checkEvent(1));

@@ -7,18 +7,19 @@ import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
 import type { Config } from "../config/config.ts";
 import type { Clock } from "../k8s/clock.ts";
 import type { KubeEventRecorder } from "../k8s/events.ts";
-import { CollectionWatch } from "../k8s/informer.ts";
+import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Logger } from "../log.ts";
 import { AlertEngine, type Alert } from "./alerts.ts";
 import type { DecisionLog } from "./decisionlog.ts";
+import type { Ingest } from "./ingest.ts";
 import type { UsageFlusher } from "./flusher.ts";
 import type { UsageMetrics } from "./metrics.ts";
 import { periodRequests } from "./model.ts";
 import { revocationLagSeconds } from "./revocation.ts";
 
 /** The ApiKeys usage reads (the flusher's base, the alerts' expiry list); each change may show a revocation's lag. */
-export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger): CollectionWatch<ApiKey> {
+export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void): CollectionWatch<ApiKey> {
   const { config } = deps;
   return new CollectionWatch<ApiKey>(deps.kc, deps.rest, {
     apiPrefix: `/apis/${API_VERSION}`,
@@ -32,6 +33,7 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
     onChange: (type, obj, old) => {
       const lag = revocationLagSeconds(type, obj, old, clock.now());
       if (lag !== undefined) metrics.revocationLag(lag);
+      onKey?.(type, obj);
     },
   });
 }
@@ -105,9 +107,11 @@ export function usageRecorder(d: {
   decisionLog?: Pick<DecisionLog, "write">;
   flusher?: Pick<UsageFlusher, "recordCheck" | "recordUpstream">;
   alerts?: Pick<AlertEngine, "observeCheck" | "observeUpstream">;
+  ingest?: Pick<Ingest, "check">;
 }): Recorder {
   return {
     record: (e) => {
+      d.ingest?.check(e);
       d.decisionLog?.write(e);
       d.metrics.check(e);
       d.flusher?.recordCheck(e);

@@ -1,0 +1,208 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../k8s/clock.ts";
+import { createLogger } from "../log.ts";
+import { AnalyticsQueue, type AnalyticsQueueOptions } from "./queue.ts";
+import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
+
+const row = (n: number): RequestRow => ({ at: n, uid: "u1", keyId: "kw_AbCdEfGh", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 10, requestId: `r${n}` });
+const key = (uid: string, owner = "acme"): KeyRecord => ({ uid, namespace: "shop", name: uid, owner, labels: {}, scopes: [], createdAt: 0 });
+
+/** A store the test answers by hand: each write waits until the test resolves or rejects it. */
+class FakeWriter implements AnalyticsWriter {
+  readonly rows: number[] = [];
+  readonly keys: KeyRecord[][] = [];
+  readonly calls: ("rows" | "keys")[] = [];
+  private pending: { ok: () => void; fail: (e: Error) => void }[] = [];
+  /** Answer every write at once instead of holding it. */
+  mode: "hold" | "ok" | "fail" = "ok";
+
+  writeRequests(rows: readonly RequestRow[]): Promise<void> {
+    this.calls.push("rows");
+    return this.answer(() => this.rows.push(...rows.map((r) => r.at)));
+  }
+
+  upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
+    this.calls.push("keys");
+    return this.answer(() => this.keys.push([...keys]));
+  }
+
+  get inFlight(): number {
+    return this.pending.length;
+  }
+
+  /** Ends the oldest held write. */
+  settle(ok: boolean): void {
+    const p = this.pending.shift();
+    if (!p) throw new Error("no write in flight");
+    if (ok) p.ok();
+    else p.fail(new Error("store down"));
+  }
+
+  private answer(onOk: () => void): Promise<void> {
+    if (this.mode === "ok") {
+      onOk();
+      return Promise.resolve();
+    }
+    if (this.mode === "fail") return Promise.reject(new Error("store down"));
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ ok: () => { onOk(); resolve(); }, fail: reject });
+    });
+  }
+}
+
+function setup(o: Partial<AnalyticsQueueOptions> = {}) {
+  const clock = new ManualClock(1_000_000);
+  const writer = new FakeWriter();
+  const logs: Record<string, unknown>[] = [];
+  const counts = { written: 0, dropped: 0, failed: 0 };
+  const q = new AnalyticsQueue({
+    writer,
+    clock,
+    capacity: 10,
+    batchSize: 4,
+    flushIntervalMs: 1000,
+    log: createLogger({ level: "debug", sink: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }),
+    counters: { written: (n) => (counts.written += n), dropped: (n) => (counts.dropped += n), failed: () => counts.failed++ },
+    ...o,
+  });
+  const episodes = () => logs.filter((l) => /^analytics rows (dropped|no longer)/.test(String(l.msg))).map((l) => ({ msg: l.msg, dropped: l.dropped }));
+  return { clock, writer, q, counts, episodes };
+}
+
+describe("analytics queue", () => {
+  it("writes a full batch at once and a partial one after the flush interval, in order", async () => {
+    const { clock, writer, q } = setup();
+    for (let i = 1; i <= 6; i++) q.push(row(i));
+    await clock.advance(0);
+    expect(writer.rows).toEqual([1, 2, 3, 4]);
+    await clock.advance(999);
+    expect(writer.rows).toEqual([1, 2, 3, 4]);
+    await clock.advance(1);
+    expect(writer.rows).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(q.queued).toBe(0);
+    expect(q.written).toBe(6);
+  });
+
+  it("keeps one write in flight; rows pushed meanwhile wait their turn", async () => {
+    const { clock, writer, q } = setup();
+    writer.mode = "hold";
+    for (let i = 1; i <= 9; i++) q.push(row(i));
+    await clock.advance(5000);
+    expect(writer.inFlight).toBe(1);
+    expect(q.queued).toBe(5);
+    writer.settle(true);
+    await clock.advance(0);
+    expect(writer.inFlight).toBe(1);
+    writer.settle(true);
+    await clock.advance(1000);
+    writer.settle(true);
+    await clock.advance(0);
+    expect(writer.rows).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(writer.inFlight).toBe(0);
+  });
+
+  it("with a slow store drops exactly the oldest rows and logs the episode once at its start and once at its end", async () => {
+    const { clock, writer, q, counts, episodes } = setup();
+    writer.mode = "hold";
+    for (let i = 1; i <= 4; i++) q.push(row(i));
+    await clock.advance(0);
+    expect(writer.inFlight).toBe(1); // rows 1-4 in flight
+    for (let i = 5; i <= 30; i++) q.push(row(i)); // 26 rows for 10 places: 5..20 give way
+    expect(q.dropped).toBe(16);
+    expect(counts.dropped).toBe(16);
+    expect(q.queued).toBe(10);
+    expect(episodes()).toEqual([{ msg: "analytics rows dropped: the store is behind; the oldest rows give way", dropped: undefined }]);
+    // A write goes through, but the queue stays full and rows keep coming: still the same episode.
+    writer.settle(true);
+    await clock.advance(0);
+    expect(writer.rows).toEqual([1, 2, 3, 4]);
+    expect(writer.inFlight).toBe(1); // 21..24
+    for (let i = 31; i <= 38; i++) q.push(row(i)); // 8 rows for 4 places: 25..28 give way
+    expect(q.dropped).toBe(20);
+    writer.settle(true);
+    await clock.advance(0);
+    expect(episodes()).toHaveLength(1);
+    writer.mode = "ok";
+    writer.settle(true);
+    await clock.advance(0);
+    // Full batches go at once; the episode ends once less than a batch waits.
+    expect(writer.rows).toEqual([1, 2, 3, 4, 21, 22, 23, 24, 29, 30, 31, 32, 33, 34, 35, 36]);
+    expect(episodes()).toHaveLength(2);
+    expect(episodes()[1]).toEqual({ msg: "analytics rows no longer dropped", dropped: 20 });
+    await clock.advance(1000);
+    expect(writer.rows.slice(-2)).toEqual([37, 38]);
+    expect(counts).toEqual({ written: 18, dropped: 20, failed: 0 });
+    expect(q.written + q.dropped).toBe(38);
+  });
+
+  it("with the store down retries the refused batch first, drops the oldest when full, and recovers in order", async () => {
+    const { clock, writer, q, counts, episodes } = setup({ retryMs: 5000 });
+    writer.mode = "fail";
+    for (let i = 1; i <= 4; i++) q.push(row(i));
+    await clock.advance(0);
+    expect(counts.failed).toBe(1);
+    expect(q.queued).toBe(4); // back at the front
+    for (let i = 5; i <= 12; i++) q.push(row(i)); // 12 rows for 10 places: 1 and 2 give way
+    expect(q.dropped).toBe(2);
+    await clock.advance(4999);
+    expect(counts.failed).toBe(1);
+    await clock.advance(1);
+    expect(counts.failed).toBe(2);
+    // A refused batch that no longer fits: newer rows came while it was in flight.
+    writer.mode = "hold";
+    await clock.advance(5000);
+    expect(writer.inFlight).toBe(1); // 3..6
+    for (let i = 13; i <= 16; i++) q.push(row(i)); // 10 waiting again: 7..16
+    writer.settle(false);
+    await clock.advance(0);
+    expect(q.dropped).toBe(6); // 3..6 did not fit back
+    writer.mode = "ok";
+    await clock.advance(4999);
+    expect(writer.rows).toEqual([]);
+    await clock.advance(1);
+    expect(writer.rows).toEqual([7, 8, 9, 10, 11, 12, 13, 14]);
+    await clock.advance(1000);
+    expect(writer.rows).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    expect(counts).toEqual({ written: 10, dropped: 6, failed: 3 });
+    expect(episodes().map((e) => e.dropped)).toEqual([undefined, 6]);
+  });
+
+  it("writes key records before rows, the latest record of a key winning, and retries them when refused", async () => {
+    const { clock, writer, q } = setup();
+    q.upsertKey(key("a", "old"));
+    q.upsertKey(key("b"));
+    q.upsertKey(key("a", "new"));
+    q.push(row(1));
+    writer.mode = "fail";
+    await clock.advance(1000);
+    writer.mode = "ok";
+    // After a refused key write the rows go first, then the keys again.
+    await clock.advance(1000);
+    expect(writer.calls).toEqual(["keys", "rows", "keys"]);
+    expect(writer.keys).toEqual([[key("a", "new"), key("b")]]);
+    expect(writer.rows).toEqual([1]);
+  });
+
+  it("stop writes what waits and counts what the store would not take as dropped", async () => {
+    const { clock, writer, q, counts } = setup();
+    for (let i = 1; i <= 6; i++) q.push(row(i));
+    await q.stop();
+    expect(writer.rows).toEqual([1, 2, 3, 4, 5, 6]);
+    q.push(row(7));
+    expect(counts.dropped).toBe(1);
+    expect(clock.pendingTimers).toBe(0);
+
+    const down = setup();
+    down.writer.mode = "fail";
+    for (let i = 1; i <= 6; i++) down.q.push(row(i));
+    await down.q.stop();
+    expect(down.counts).toEqual({ written: 0, dropped: 6, failed: 1 });
+    expect(down.episodes().map((e) => e.dropped)).toEqual([undefined, 6]);
+  });
+
+  it("never calls the store from push", () => {
+    const { writer, q } = setup({ batchSize: 1 });
+    q.push(row(1));
+    expect(writer.calls).toEqual([]);
+  });
+});

@@ -1,0 +1,90 @@
+// What becomes a row, and from which half of a request (ADR 37).
+//
+// Every attributed request is one row, built in one place:
+//  - from Envoy's access log entry, when the access log is on and the request
+//    was allowed by keyward's gRPC front with a request id: the entry carries
+//    the upstream's answer and, in the dynamic metadata keyward's check
+//    returned, the key, policy, rule and route;
+//  - from the check otherwise: every denial (Envoy's UAEX entry is never a
+//    row), a cancelled check, a check without a request id, the HTTP front, or
+//    any check when the access log is off.
+// (The access log's rows are built by src/usage/access-rows.ts.) So no join is needed, whichever replica got the check and whichever got the
+// access log stream, and nothing is counted twice. Requests without a known key
+// are never rows.
+//
+// A row never holds the key, a header, or the query string: the path is cut
+// at `?` or `#` and at MAX_ROW_PATH, the request id passes checkRequestId.
+import type { ApiKey } from "../api/types.ts";
+import { stripQuery, type CheckEvent } from "../check/event.ts";
+import type { CountryLookup } from "./geo.ts";
+import { networkOf } from "./network.ts";
+import { MAX_ROW_PATH, type KeyRecord, type RequestRow } from "./row.ts";
+
+/** The front Envoy's ext_authz filter calls: its allowed checks are in Envoy's access log. */
+export const ENVOY_FRONT = "grpc";
+
+/** Path without query string or fragment, cut at MAX_ROW_PATH. */
+export function rowPath(path: string | undefined): string | undefined {
+  const p = stripQuery(path);
+  return p !== undefined && p.length > MAX_ROW_PATH ? p.slice(0, MAX_ROW_PATH) : p;
+}
+
+/** Source, its network and its country. */
+export function geography(source: string | undefined, geo: CountryLookup | undefined): Pick<RequestRow, "source" | "network" | "country"> {
+  if (source === undefined) return {};
+  const network = networkOf(source);
+  // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
+  if (network === undefined) return {};
+  const country = geo?.country(source);
+  return { source, network, ...(country !== undefined ? { country } : {}) };
+}
+
+/** The access log, when on, makes this check's row (see the top of this file). */
+export function leftToAccessLog(e: CheckEvent, accessLogOn: boolean): boolean {
+  return accessLogOn && e.front === ENVOY_FRONT && e.outcome === "allowed" && e.requestId !== undefined;
+}
+
+/** The row of an answered check; undefined without a key. */
+export function rowFromCheck(e: CheckEvent, geo: CountryLookup | undefined): RequestRow | undefined {
+  const k = e.key;
+  if (!k) return undefined;
+  return {
+    at: e.at,
+    ...(e.requestId !== undefined ? { requestId: e.requestId } : {}),
+    uid: k.uid,
+    keyId: k.keyId,
+    front: e.front,
+    ...defined({ policy: e.policy, rule: e.rule, route: e.route, method: e.method, host: e.host, path: rowPath(e.path) }),
+    outcome: e.outcome,
+    reason: e.reason,
+    status: e.status,
+    ...geography(e.source, geo),
+    checkMicros: Math.round(e.latencySeconds * 1e6),
+  };
+}
+
+/** The store's record of an ApiKey; `deletedAt` once it is gone. */
+export function keyRecordOf(ak: ApiKey, deletedAt?: number): KeyRecord | undefined {
+  const uid = ak.metadata.uid;
+  if (!uid) return undefined;
+  const created = Date.parse(ak.metadata.creationTimestamp ? String(ak.metadata.creationTimestamp) : "");
+  const expires = ak.spec.expiresAt ? Date.parse(ak.spec.expiresAt) : NaN;
+  return {
+    uid,
+    namespace: ak.metadata.namespace,
+    name: ak.metadata.name,
+    owner: ak.spec.owner,
+    labels: { ...(ak.metadata.labels ?? {}) },
+    scopes: [...(ak.spec.scopes ?? [])],
+    createdAt: Number.isFinite(created) ? created : 0,
+    ...(Number.isFinite(expires) ? { expiresAt: expires } : {}),
+    ...(deletedAt !== undefined ? { deletedAt } : {}),
+  };
+}
+
+/** `o` without its undefined fields (rows stay small and compare cleanly). */
+export function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}

@@ -1,0 +1,207 @@
+import { Registry } from "prom-client";
+import { describe, expect, it } from "vitest";
+import type { HttpLogEntry } from "../accesslog/proto.ts";
+import type { CountryLookup } from "../analytics/geo.ts";
+import { RecordingWriter } from "../analytics/fixtures.test-support.ts";
+import type { ApiKey } from "../api/types.ts";
+import type { CheckEvent } from "../check/event.ts";
+import { defaultConfig } from "../config/config.ts";
+import { ManualClock } from "../k8s/clock.ts";
+import { silentLogger } from "../log.ts";
+import { rowFromAccessLog } from "./access-rows.ts";
+import { startIngest } from "./ingest.ts";
+
+const geo: CountryLookup = { country: (a) => (a === "81.2.69.160" ? "GB" : a === "127.0.0.1" ? "private" : undefined) };
+const RID = "6fc2013f-9593-411a-a900-34f5641d0a61";
+const KEY = { namespace: "shop", name: "acme", uid: "uid-1", keyId: "kw_AbCdEfGh", owner: "acme-team" };
+const meta = (more: Record<string, string> = {}) => ({
+  filter_metadata: {
+    "envoy.filters.http.ext_authz": {
+      fields: {
+        ...Object.fromEntries(Object.entries({ decision: "allowed", reason: "ok", key_id: "kw_AbCdEfGh", apikey: "shop/acme", uid: "uid-1", policy: "shop/api", rule: "write", route_pattern: "/v1/orders/*", ...more }).map(([k, v]) => [k, { stringValue: v }])),
+        ext_authz_duration: { numberValue: 2 },
+      },
+    },
+  },
+});
+
+/** An allowed request's entry as Envoy 1.40 sends it (fields as seen from a real Envoy, ADR 37). */
+const allowed = (more: Partial<HttpLogEntry> = {}): HttpLogEntry => ({
+  common_properties: {
+    downstream_remote_address: { socket_address: { address: "81.2.69.160" } },
+    start_time: { seconds: "1796126896", nanos: 908087000 },
+    time_to_first_upstream_tx_byte: { nanos: 2559839 },
+    time_to_last_upstream_rx_byte: { nanos: 3277665 },
+    metadata: meta(),
+  },
+  request: { request_method: 3, authority: "api.example.com", path: "/v1/orders/7?api_key=kw_SECRETSECRETSECRET", request_id: RID, request_body_bytes: "10" },
+  response: { response_code: { value: 201 }, response_body_bytes: "14" },
+  ...more,
+});
+
+/** A request keyward denied: Envoy's own 429, flagged UAEX, with keyward's metadata. */
+const uaex = (): HttpLogEntry => ({
+  common_properties: {
+    downstream_remote_address: { socket_address: { address: "127.0.0.1" } },
+    start_time: { seconds: "1796126896", nanos: 912741000 },
+    response_flags: { unauthorized_details: { reason: 1 } },
+    metadata: meta({ decision: "limited", reason: "rate_limited" }),
+  },
+  request: { request_method: 3, authority: "api.example.com", path: "/v1/orders/7", request_id: "ab663977-0ca7-4e13-aeff-4029355607e1", request_body_bytes: "3" },
+  response: { response_code: { value: 429 } },
+});
+
+const opts = { geo, uidOf: () => "uid-from-watch", now: () => 7 };
+
+describe("rows from the access log", () => {
+  it("makes an allowed request's row from its entry: the check's metadata and the upstream's answer", () => {
+    expect(rowFromAccessLog(allowed(), opts)).toEqual({
+      at: 1796126896908,
+      requestId: RID,
+      uid: "uid-1",
+      keyId: "kw_AbCdEfGh",
+      front: "grpc",
+      policy: "shop/api",
+      rule: "write",
+      route: "POST /v1/orders/*",
+      method: "POST",
+      host: "api.example.com",
+      path: "/v1/orders/7",
+      outcome: "allowed",
+      reason: "ok",
+      status: 200,
+      source: "81.2.69.160",
+      network: "81.2.69.0/24",
+      country: "GB",
+      checkMicros: 2000,
+      upstreamStatus: 201,
+      upstreamMicros: 718,
+      requestBytes: 10,
+      responseBytes: 14,
+    });
+  });
+
+  it("never makes a row of a request keyward denied (UAEX), or of one its decision says was not allowed", () => {
+    expect(rowFromAccessLog(uaex(), opts)).toBeUndefined();
+    const { response_flags: _f, ...noFlag } = uaex().common_properties ?? {};
+    expect(rowFromAccessLog({ ...uaex(), common_properties: noFlag }, opts)).toBeUndefined();
+  });
+
+  it("makes no row without a key, without a usable request id, or when the request id may be the key", () => {
+    expect(rowFromAccessLog({ ...allowed(), common_properties: { metadata: {} } }, opts)).toBeUndefined();
+    expect(rowFromAccessLog(allowed({ request: { request_id: undefined } }), opts)).toBeUndefined();
+    expect(rowFromAccessLog(allowed({ request: { request_id: "kw_SECRETSECRETSECRET" } }), opts)).toBeUndefined();
+    const unusable = allowed();
+    unusable.common_properties = { ...unusable.common_properties, metadata: meta({ request_id_unusable: "true" }) };
+    expect(rowFromAccessLog(unusable, opts)).toBeUndefined();
+  });
+
+  it("finds the uid through the ApiKey watch when the metadata has none, and skips a key it does not know", () => {
+    const old = allowed();
+    const fields = { ...old.common_properties?.metadata?.filter_metadata?.["envoy.filters.http.ext_authz"]?.fields };
+    delete fields.uid;
+    old.common_properties = { ...old.common_properties, metadata: { filter_metadata: { "envoy.filters.http.ext_authz": { fields } } } };
+    expect(rowFromAccessLog(old, opts)?.uid).toBe("uid-from-watch");
+    expect(rowFromAccessLog(old, { ...opts, uidOf: () => undefined })).toBeUndefined();
+  });
+
+  it("never reads the key from the path's query string or a header", () => {
+    expect(JSON.stringify(rowFromAccessLog(allowed(), opts))).not.toContain("SECRET");
+  });
+});
+
+async function ingestWith(accessLog: boolean) {
+  const writer = new RecordingWriter();
+  const registry = new Registry();
+  const deferred: (() => void)[] = [];
+  const ingest = await startIngest({
+    writer,
+    config: defaultConfig({ accessLogAddress: accessLog ? "127.0.0.1:0" : "" }),
+    clock: new ManualClock(),
+    log: silentLogger,
+    registry,
+    uidOf: () => undefined,
+    openGeo: () => Promise.resolve(geo),
+    defer: (fn) => deferred.push(fn),
+  });
+  return { writer, registry, ingest, deferred };
+}
+
+const check = (more: Partial<CheckEvent> = {}): CheckEvent => ({
+  at: 1,
+  key: KEY,
+  outcome: "allowed",
+  reason: "ok",
+  status: 200,
+  front: "grpc",
+  source: "81.2.69.160",
+  latencySeconds: 0.0001,
+  requestId: RID,
+  ...more,
+});
+const denied = check({ outcome: "limited", reason: "rate_limited", status: 429, requestId: "ab663977-0ca7-4e13-aeff-4029355607e1" });
+
+describe("ingest", () => {
+  it("with the access log on, each request is one row: allowed from its entry, denied from its check", async () => {
+    const { writer, ingest, registry } = await ingestWith(true);
+    // Both halves of both requests, in either order, as if spread over replicas.
+    ingest.accessLogEntry(uaex());
+    ingest.check(check());
+    ingest.check(denied);
+    ingest.accessLogEntry(allowed());
+    ingest.check(check({ key: undefined, outcome: "unauthenticated", reason: "unknown_key", status: 401 }));
+    await ingest.flush();
+    expect(writer.rows.map((r) => [r.requestId, r.status, r.upstreamStatus])).toEqual([
+      [RID, 200, 201],
+      ["ab663977-0ca7-4e13-aeff-4029355607e1", 429, undefined],
+    ]);
+    const text = await registry.metrics();
+    expect(text).toContain('keyward_analytics_rows_total{from="check"} 1');
+    expect(text).toContain('keyward_analytics_rows_total{from="access_log"} 1');
+    expect(text).toContain("keyward_analytics_rows_written_total 2");
+    expect(text).toContain("keyward_analytics_rows_dropped_total 0");
+  });
+
+  it("with the access log off, the decision alone is the row", async () => {
+    const { writer, ingest } = await ingestWith(false);
+    ingest.check(check());
+    ingest.check(denied);
+    await ingest.flush();
+    expect(writer.rows.map((r) => [r.status, r.upstreamStatus])).toEqual([
+      [200, undefined],
+      [429, undefined],
+    ]);
+  });
+
+  it("makes rows after the turn that answered the check", async () => {
+    const { writer, ingest, deferred, registry } = await ingestWith(false);
+    ingest.check(check());
+    ingest.check(check());
+    expect(deferred).toHaveLength(1);
+    expect(await registry.metrics()).not.toContain('keyward_analytics_rows_total{from="check"}');
+    deferred[0]?.();
+    expect(await registry.metrics()).toContain('keyward_analytics_rows_total{from="check"} 2');
+    await ingest.flush();
+    expect(writer.rows).toHaveLength(2);
+  });
+
+  it("writes a key record when the ApiKey changes what the store keeps, and once more when it is deleted", async () => {
+    const { writer, ingest } = await ingestWith(false);
+    const ak: ApiKey = { apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { namespace: "shop", name: "acme", uid: "uid-1", labels: { team: "a" } }, spec: { owner: "acme-team" } };
+    ingest.keyChange("add", ak);
+    await ingest.flush();
+    // A status write (every usage flush) changes nothing the store keeps.
+    ingest.keyChange("update", { ...ak, status: { usage: { requests24h: 5 } } });
+    await ingest.flush();
+    ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "b" } } });
+    ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "c" } } });
+    await ingest.flush();
+    ingest.keyChange("delete", ak);
+    await ingest.flush();
+    expect(writer.keys.map((k) => [k.labels.team, k.deletedAt])).toEqual([
+      ["a", undefined],
+      ["c", undefined],
+      ["a", Date.UTC(2026, 0, 1)],
+    ]);
+  });
+});

@@ -1,0 +1,111 @@
+// Rows for the analytics store (ADR 37): each answered check and each Envoy
+// access log entry becomes at most one row (src/analytics/rows.ts decides which
+// half makes it), with the source's network and country; ApiKey changes become
+// key records. Both wait in the one bounded queue of this process
+// (src/analytics/queue.ts). With worker processes this is the primary: workers
+// send it their checks (ADR 22), so one queue per pod writes to the store.
+import type { Registry } from "prom-client";
+import type { HttpLogEntry } from "../accesslog/proto.ts";
+import { openCountryDatabase, type CountryLookup } from "../analytics/geo.ts";
+import { createAnalyticsMetrics } from "../analytics/metrics.ts";
+import { AnalyticsQueue } from "../analytics/queue.ts";
+import type { AnalyticsWriter, KeyRecord } from "../analytics/row.ts";
+import { keyRecordOf, leftToAccessLog, rowFromCheck } from "../analytics/rows.ts";
+import type { ApiKey } from "../api/types.ts";
+import type { CheckEvent } from "../check/event.ts";
+import type { Config } from "../config/config.ts";
+import type { Clock } from "../k8s/clock.ts";
+import type { ChangeType } from "../k8s/informer.ts";
+import type { Logger } from "../log.ts";
+import { rowFromAccessLog } from "./access-rows.ts";
+
+export interface IngestDeps {
+  writer: AnalyticsWriter;
+  config: Pick<Config, "accessLogAddress" | "analyticsQueueSize" | "analyticsBatchSize" | "analyticsFlushInterval" | "analyticsCountryDatabase">;
+  clock: Clock;
+  log: Logger;
+  registry: Registry;
+  /** The uid of an ApiKey, for access log entries whose metadata has none. */
+  uidOf: (namespace: string, name: string) => string | undefined;
+  /** Opens the country database; default src/analytics/geo.ts. */
+  openGeo?: (file: string | undefined) => Promise<CountryLookup>;
+  /** Runs `fn` after the current event-loop turn; default setImmediate. */
+  defer?: (fn: () => void) => void;
+}
+
+export interface Ingest {
+  check(e: CheckEvent): void;
+  accessLogEntry(entry: HttpLogEntry): void;
+  /** An ApiKey the usage watch saw change. */
+  keyChange(type: ChangeType, ak: ApiKey): void;
+  /** Writes what waits now (tests). */
+  flush(): Promise<void>;
+  /** Writes what waits; what the store will not take is counted as dropped. */
+  stop(): Promise<void>;
+}
+
+/** Opens the country database and starts the queue. */
+export async function startIngest(d: IngestDeps): Promise<Ingest> {
+  const { config, clock } = d;
+  const open = d.openGeo ?? ((file) => openCountryDatabase(file));
+  const geo = await open(config.analyticsCountryDatabase || undefined);
+  const metrics = createAnalyticsMetrics(d.registry, () => q.queued);
+  const q: AnalyticsQueue = new AnalyticsQueue({
+    writer: d.writer,
+    clock,
+    capacity: config.analyticsQueueSize,
+    batchSize: Math.min(config.analyticsBatchSize, config.analyticsQueueSize),
+    flushIntervalMs: config.analyticsFlushInterval,
+    log: d.log.child({ component: "analytics" }),
+    counters: metrics.counters,
+  });
+  const accessLogOn = config.accessLogAddress !== "";
+  /** The last record queued per uid: a status write (every flush) changes nothing the store keeps. */
+  const sent = new Map<string, string>();
+  const upsert = (k: KeyRecord): void => {
+    const sig = JSON.stringify(k);
+    if (sent.get(k.uid) === sig) return;
+    sent.set(k.uid, sig);
+    q.upsertKey(k);
+  };
+  // A check only leaves its event; rows (with their country lookups) are made after the turn
+  // that answered it, so the check path does no more than before.
+  const defer = d.defer ?? ((fn: () => void) => { setImmediate(fn); });
+  let checks: CheckEvent[] = [];
+  const drain = (): void => {
+    const batch = checks;
+    checks = [];
+    for (const e of batch) {
+      const row = rowFromCheck(e, geo);
+      if (!row) continue;
+      metrics.row("check");
+      q.push(row);
+    }
+  };
+  return {
+    check(e) {
+      if (!e.key || leftToAccessLog(e, accessLogOn)) return;
+      if (checks.push(e) === 1) defer(drain);
+    },
+    accessLogEntry(entry) {
+      const row = rowFromAccessLog(entry, { geo, uidOf: d.uidOf, now: () => clock.now() });
+      if (!row) return;
+      metrics.row("access_log");
+      q.push(row);
+    },
+    keyChange(type, ak) {
+      const k = keyRecordOf(ak, type === "delete" ? clock.now() : undefined);
+      if (!k) return;
+      upsert(k);
+      if (type === "delete") sent.delete(k.uid);
+    },
+    flush: () => {
+      drain();
+      return q.flush();
+    },
+    stop: () => {
+      drain();
+      return q.stop();
+    },
+  };
+}
