@@ -56,6 +56,11 @@ test-integration: setup ## Integration tests against a real control plane
 rules: ## Check and unit-test the Prometheus rules in deploy/prometheus with promtool
 	cd deploy/prometheus && promtool check rules keyward.rules.yaml && promtool test rules keyward.rules.test.yaml
 
+.PHONY: prometheusrule
+prometheusrule: ## Regenerate deploy/prometheus/prometheusrule.yaml from keyward.rules.yaml (a unit test compares them)
+	@{ sed -n '1,/^spec:$$/p' deploy/prometheus/prometheusrule.yaml; sed -n '/^groups:/,$$p' deploy/prometheus/keyward.rules.yaml | sed -e 's/^/  /' -e 's/^ *$$//'; } > deploy/prometheus/prometheusrule.yaml.new
+	@mv deploy/prometheus/prometheusrule.yaml.new deploy/prometheus/prometheusrule.yaml
+
 .PHONY: test
 test: setup typecheck lint rules ## Everything: typecheck, lint, promtool rule tests, unit and integration tests
 	vitest run
