@@ -141,7 +141,10 @@ describe("keyward's rules in a real Prometheus", () => {
     });
     expect(new Set(statuses)).toEqual(new Set([200]));
     expect((await prom.query('up{job="keyward-authz"}')).map(([, v]) => v)).toEqual([1, 1]);
-    expect((await prom.alerts()).filter((a) => a.state === "firing").map((a) => a.labels.alertname)).toEqual([]);
+    // None of the alerts this suite forces fires yet. (KeywardWatchErrors may: the 2 s watch
+    // restarts count as "stale" events, more than 3 in its scaled 10 s window.)
+    const forced = ["KeywardAuthzIndexStale", "KeywardCheckErrors", "KeywardCheckAvailabilityBudgetBurnFast", "KeywardRevocationLagHigh", "KeywardAuthzAbsent"];
+    expect((await prom.alerts()).filter((a) => forced.includes(a.labels.alertname ?? "")).map((a) => `${a.labels.alertname ?? ""} ${a.state}`)).toEqual([]);
   }, 30_000);
 
   it("cut off from the apiserver: a stale index, checks failing closed, the availability budget burning, then a revocation learnt late", async () => {
