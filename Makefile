@@ -27,7 +27,7 @@ controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the
 	@scripts/controlplane-build.sh >/dev/null
 
 .PHONY: tools
-tools: ## Install nginx for the e2e suite and promtool for the rule tests, build grpcurl, h2spec, ghz and the Go ext_authz client, install Envoy into the cache (once)
+tools: ## Install nginx, Prometheus and promtool, Redis; build grpcurl, h2spec, ghz, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
 	@scripts/chart-tools.sh
@@ -55,6 +55,11 @@ test-integration: setup ## Integration tests against a real control plane
 .PHONY: rules
 rules: ## Check and unit-test the Prometheus rules in deploy/prometheus with promtool
 	cd deploy/prometheus && promtool check rules keyward.rules.yaml && promtool test rules keyward.rules.test.yaml
+
+.PHONY: prometheusrule
+prometheusrule: ## Regenerate deploy/prometheus/prometheusrule.yaml from keyward.rules.yaml (a unit test compares them)
+	@{ sed -n '1,/^spec:$$/p' deploy/prometheus/prometheusrule.yaml; sed -n '/^groups:/,$$p' deploy/prometheus/keyward.rules.yaml | sed -e 's/^/  /' -e 's/^ *$$//'; } > deploy/prometheus/prometheusrule.yaml.new
+	@mv deploy/prometheus/prometheusrule.yaml.new deploy/prometheus/prometheusrule.yaml
 
 .PHONY: test
 test: setup typecheck lint rules ## Everything: typecheck, lint, promtool rule tests, unit and integration tests

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages keyward's end-to-end tests need, when missing:
 #   nginx (the auth_request e2e suite, test/integration/authz-nginx.test.ts).
-#   prometheus (for promtool: `make rules` checks and tests deploy/prometheus).
+#   prometheus (promtool: `make rules` checks and tests deploy/prometheus; the server:
+#     test/integration/prometheus.test.ts runs the shipped rules against real keyward processes).
 #   redis-server (redis-server and redis-cli: the shared-limits suites, test/integration/limits-*.test.ts).
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
@@ -31,7 +32,7 @@ $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The e2e suite runs its own nginx on free ports; the packaged service is not needed.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then $sudo systemctl stop nginx || true; fi
-# Nor is the packaged Prometheus server: only promtool is used.
+# Nor is the packaged Prometheus service: the Prometheus suite starts its own server on a free port.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then $sudo systemctl stop prometheus || true; fi
 # Nor is the packaged Redis: the limits suites start their own redis-server on free ports.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then $sudo systemctl disable --now redis-server || true; fi

@@ -30,7 +30,24 @@ function queried(expr: string): string[] {
 }
 
 interface RuleFile {
-  groups: { name: string; rules: { alert?: string; record?: string; expr: string }[] }[];
+  groups: { name: string; rules: { alert?: string; record?: string; expr: string; annotations?: Record<string, string> }[] }[];
+}
+
+const RUNBOOKS = "https://github.com/keyward/keyward/blob/main/docs/runbooks.md";
+
+/** The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens. */
+function headingAnchors(markdown: string): Set<string> {
+  const out = new Set<string>();
+  for (const m of markdown.matchAll(/^#{1,6} +(.+)$/gm)) {
+    out.add(
+      (m[1] ?? "")
+        .trim()
+        .toLowerCase()
+        .replace(/[^a-z0-9 _-]/g, "")
+        .replace(/ /g, "-"),
+    );
+  }
+  return out;
 }
 
 describe("shipped monitoring", () => {
@@ -41,6 +58,18 @@ describe("shipped monitoring", () => {
     const cr = parse(read("deploy/prometheus/prometheusrule.yaml")) as { kind: string; spec: RuleFile };
     expect(cr.kind).toBe("PrometheusRule");
     expect(cr.spec.groups).toEqual(plain.groups);
+  });
+
+  it("links every alert to its section of docs/runbooks.md", () => {
+    const anchors = headingAnchors(read("docs/runbooks.md"));
+    const alerts = plain.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
+    expect(alerts.length).toBeGreaterThan(20);
+    const broken = alerts.filter((r) => {
+      const url = r.annotations?.runbook_url ?? "";
+      const anchor = url.startsWith(`${RUNBOOKS}#`) ? url.slice(RUNBOOKS.length + 1) : "";
+      return !anchors.has(anchor);
+    });
+    expect(broken.map((r) => `${r.alert ?? ""}: ${r.annotations?.runbook_url ?? "no runbook_url"}`)).toEqual([]);
   });
 
   it("queries only metrics keyward exports", () => {
