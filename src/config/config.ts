@@ -151,6 +151,14 @@ export const SETTINGS = {
   usageAlertExpiryWindow: dur("usage-alert-expiry-window", "KEYWARD_USAGE_ALERT_EXPIRY_WINDOW", 604_800_000, "keys whose spec.expiresAt is this close are reported (default 7 days)", 0),
   usageAlertSpikeFactor: num("usage-alert-spike-factor", "KEYWARD_USAGE_ALERT_SPIKE_FACTOR", 10, "5 minutes of traffic this many times the key's own baseline is a spike", 1),
   usageAlertMinRequests: int("usage-alert-min-requests", "KEYWARD_USAGE_ALERT_MIN_REQUESTS", 100, "spike, 429 and 5xx alerts need at least this many requests in their window", 1),
+  // --- analytics store ------------------------------------------------------
+  analyticsStore: s("analytics-store", "KEYWARD_ANALYTICS_STORE", "sqlite", "where per-request usage rows and daily rollups are kept (docs/usage.md, Store): off, sqlite (one file, --analytics-sqlite-path; one replica) or postgres (shared by every replica, --analytics-postgres-url); one of", ["off", "sqlite", "postgres"]),
+  analyticsSqlitePath: s("analytics-sqlite-path", "KEYWARD_ANALYTICS_SQLITE_PATH", "keyward-analytics.sqlite", "with --analytics-store=sqlite: the database file, created with its directory when missing; relative to the working directory (the chart sets one on its volume); start-up fails when it cannot be written"),
+  analyticsPostgresUrl: s("analytics-postgres-url", "KEYWARD_ANALYTICS_POSTGRES_URL", "", "with --analytics-store=postgres: postgres://user:password@host:5432/database (sslmode and other libpq parameters allowed); give it through the environment from a Secret: the password is never logged"),
+  analyticsPostgresPoolSize: int("analytics-postgres-pool-size", "KEYWARD_ANALYTICS_POSTGRES_POOL_SIZE", 4, "with --analytics-store=postgres: connections each process opens at most", 1),
+  analyticsConnectTimeout: dur("analytics-connect-timeout", "KEYWARD_ANALYTICS_CONNECT_TIMEOUT", 10_000, "with --analytics-store=postgres: how long opening a connection may take; at start-up, a store not reached by then stops keyward", 100),
+  analyticsRetention: dur("analytics-retention", "KEYWARD_ANALYTICS_RETENTION", 30 * 86_400_000, "how long per-request rows are kept, in whole UTC days (the day the window starts in is kept whole); 90 days (2160h) or more is fine", 86_400_000),
+  analyticsRollupRetention: dur("analytics-rollup-retention", "KEYWARD_ANALYTICS_ROLLUP_RETENTION", 0, "how long daily rollups (requests per day, key, route, status, country and outcome) are kept; 0 keeps them for good", 0),
   accessLogAddress: s("access-log-address", "KEYWARD_ACCESS_LOG_ADDRESS", "", "host:port of the Envoy gRPC access log service (envoy.service.accesslog.v3) receiver that joins upstream answers to keys; empty disables it"),
 } as const;
 
