@@ -79,8 +79,14 @@ export async function openPostgres(o: PostgresOptions, log: Logger): Promise<Bac
     types,
   });
   // An idle connection the server dropped (a restart): the pool discards it and opens another when next needed.
-  pool.on("error", (err) => {
+  const lost = (err: Error): void => {
     log.warn("analytics store connection lost", { store: where, err: storeFailed(where, err, password) });
+  };
+  pool.on("error", lost);
+  // A connection lost while checked out (between two statements of a batch) reports on the client itself:
+  // unheard, that error would end the process. The statement in progress fails, and the batch with it.
+  pool.on("connect", (client) => {
+    client.on("error", lost);
   });
   try {
     await pool.query("select 1");

@@ -62,7 +62,7 @@ export async function startPostgres(): Promise<PostgresCluster> {
   const pgRun = (cmd: string, args: string[]) => (asRoot ? run("runuser", ["-u", "postgres", "--", join(bin, cmd), ...args], { cwd: dir }) : run(join(bin, cmd), args, { cwd: dir }));
   await pgRun("initdb", ["-D", data, "-U", "postgres", "--pwfile", pwfile, "--auth-local=trust", "--auth-host=scram-sha-256", "--no-locale", "-E", "UTF8", "--no-sync"]);
   const port = await freePort();
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`;
+  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=100`;
   const url = (o: { user?: string; password?: string; database?: string; host?: string; port?: number } = {}): string =>
     `postgres://${encodeURIComponent(o.user ?? "keyward")}:${encodeURIComponent(o.password ?? KEYWARD_PASSWORD)}@${o.host ?? "127.0.0.1"}:${o.port ?? port}/${o.database ?? "keyward"}`;
   const query = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
