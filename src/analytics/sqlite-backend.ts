@@ -35,7 +35,7 @@ const PRAGMAS = [
 
 export function openSqlite(o: SqliteOptions): Backend {
   const where = `sqlite ${o.path}`;
-  let raw: DatabaseSync;
+  let raw: DatabaseSync | undefined;
   try {
     if (o.path !== ":memory:") mkdirSync(dirname(o.path), { recursive: true });
     raw = new DatabaseSync(o.path, { timeout: o.busyTimeoutMs ?? 5000 });
@@ -43,6 +43,7 @@ export function openSqlite(o: SqliteOptions): Backend {
     // Fails now, not at the first batch, when the file or its directory cannot be written.
     raw.exec("begin immediate; create table if not exists keyward_probe (x integer); drop table keyward_probe; commit");
   } catch (err) {
+    if (raw?.isOpen) raw.close();
     throw storeFailed(where, err);
   }
   const db = new Kysely<AnalyticsDB>({ dialect: new NodeSqliteDialect(raw) });

@@ -1,8 +1,9 @@
 // A Kysely dialect over Node's built-in SQLite (node:sqlite's DatabaseSync).
 // Kysely's own SQLite dialect expects better-sqlite3; this one is the same SQL
 // compiler and adapter with a driver over DatabaseSync. The one connection is
-// handed out to one query or transaction at a time (a promise chain), so two
-// batches written at once never interleave inside a transaction.
+// handed to one query or transaction at a time by Kysely itself (the SQLite
+// adapter says it has a single connection), so two batches written at once
+// never interleave inside a transaction.
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import {
   CompiledQuery,
@@ -70,8 +71,6 @@ class NodeSqliteConnection implements DatabaseConnection {
 class NodeSqliteDriver implements Driver {
   readonly #db: DatabaseSync;
   readonly #connection: NodeSqliteConnection;
-  #tail: Promise<void> = Promise.resolve();
-  #release: (() => void) | undefined;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -80,23 +79,11 @@ class NodeSqliteDriver implements Driver {
 
   async init(): Promise<void> {}
 
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const previous = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((r) => {
-      release = r;
-    });
-    await previous;
-    this.#release = release;
-    return this.#connection;
+  acquireConnection(): Promise<DatabaseConnection> {
+    return Promise.resolve(this.#connection);
   }
 
-  releaseConnection(): Promise<void> {
-    const release = this.#release;
-    this.#release = undefined;
-    release?.();
-    return Promise.resolve();
-  }
+  async releaseConnection(): Promise<void> {}
 
   async beginTransaction(connection: DatabaseConnection): Promise<void> {
     // IMMEDIATE takes the write lock at once: another process on the same file waits (busy_timeout) instead of failing at commit.
@@ -111,9 +98,9 @@ class NodeSqliteDriver implements Driver {
     await connection.executeQuery(CompiledQuery.raw("rollback"));
   }
 
-  async destroy(): Promise<void> {
-    await this.#tail;
+  destroy(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
+    return Promise.resolve();
   }
 }
 
