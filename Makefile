@@ -27,7 +27,7 @@ controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the
 	@scripts/controlplane-build.sh >/dev/null
 
 .PHONY: tools
-tools: ## Install nginx for the e2e suite and promtool for the rule tests, build grpcurl, h2spec, ghz and the Go ext_authz client, install Envoy into the cache (once)
+tools: ## Install nginx for the e2e suite, promtool for the rule tests, redis-server and PostgreSQL for the store suites, build grpcurl, h2spec, ghz and the Go ext_authz client, install Envoy into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
 	@scripts/chart-tools.sh
