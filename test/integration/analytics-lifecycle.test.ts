@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStoreOptions } from "../../src/analytics/store.ts";
 import type { RequestRow } from "../../src/analytics/row.ts";
@@ -186,7 +187,8 @@ describe.skipIf(!havePostgres())("analytics store lifecycle", () => {
     expect(err.code).toBe("AnalyticsStoreFailed");
     expect(err.message).toContain(`postgres://keyward@127.0.0.1:${pgc.port}/keyward`);
     expect(err.message).toMatch(/password authentication failed/);
-    const shown = JSON.stringify(errorFields(err)) + lines.join("\n") + String(err.stack);
+    // Everything an error carries, down its cause chain, as a log or a crash report would show it.
+    const shown = inspect(err, { depth: 10 }) + JSON.stringify(errorFields(err)) + lines.join("\n");
     expect(shown).not.toContain(wrong);
     expect(shown).not.toContain(KEYWARD_PASSWORD);
   });
@@ -196,7 +198,7 @@ describe.skipIf(!havePostgres())("analytics store lifecycle", () => {
     const refused = await startError(options({ store: "postgres", postgresUrl: pgc.url({ port }), connectTimeoutMs: 2000 }));
     expect(refused.code).toBe("AnalyticsStoreFailed");
     expect(refused.message).toContain(`127.0.0.1:${port}`);
-    expect(refused.message).not.toContain(KEYWARD_PASSWORD);
+    expect(inspect(refused, { depth: 10 })).not.toContain(KEYWARD_PASSWORD);
     const started = Date.now();
     // TEST-NET-1: routed nowhere, so only the connect timeout ends the attempt.
     const unreachable = await startError(options({ store: "postgres", postgresUrl: pgc.url({ host: "192.0.2.1", port: 5432 }), connectTimeoutMs: 1000 }));
@@ -205,7 +207,7 @@ describe.skipIf(!havePostgres())("analytics store lifecycle", () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     const notUrl = await startError(options({ store: "postgres", postgresUrl: `postgres//keyward:${KEYWARD_PASSWORD}@host` }));
     expect(notUrl.code).toBe("ConfigInvalid");
-    expect(JSON.stringify(errorFields(notUrl))).not.toContain(KEYWARD_PASSWORD);
+    expect(inspect(notUrl, { depth: 10 })).not.toContain(KEYWARD_PASSWORD);
   });
 
   it("an unwritable SQLite path stops start-up", async () => {

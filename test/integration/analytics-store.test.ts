@@ -7,6 +7,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "../../src/analytics/store.ts";
 import type { UsageFilter } from "../../src/analytics/queries.ts";
@@ -96,6 +98,14 @@ describe.skipIf(!havePostgres())("analytics store on SQLite and PostgreSQL", () 
     const hourly = await both((s) => s.queries.timeline({ since: NOW - 60 * DAY, until: NOW + DAY }, "hour"));
     expect(hourly.reduce((n, p) => n + p.requests, 0)).toBe(kept.length);
     expect(kept.length).toBeLessThan(rows.length);
+    // Rows already past retention when written only add to the rollups.
+    const file = new DatabaseSync(join(dir, "a.sqlite"), { readOnly: true });
+    expect(file.prepare("select count(*) as n from requests").get()).toEqual({ n: kept.length });
+    file.close();
+    const c = new pg.Client({ connectionString: pgc.url() });
+    await c.connect();
+    expect((await c.query<{ n: number }>("select count(*)::int as n from requests")).rows[0]).toEqual({ n: kept.length });
+    await c.end();
   });
 
   for (const [name, f] of Object.entries(FILTERS)) {
