@@ -4,9 +4,10 @@
 // an allow-list of namespaces (the caller's RBAC scope), an owner, a label
 // selector and a key (namespace/name or key id).
 //
-// Where the answer comes from: a range that starts within the per-request
-// retention is counted from per-request rows, to the millisecond; an older one
-// from the daily rollups, by whole UTC days (the days the range touches). Raw
+// Where the answer comes from: a range of whole UTC days is counted from the
+// daily rollups; another range that starts within the per-request retention
+// from per-request rows, to the millisecond; an older one from the rollups, by
+// whole UTC days (the days the range touches). Raw
 // paths, source networks and the hourly timeline exist only as per-request
 // rows: their ranges are clipped to the retention window.
 import { sql, type ExpressionBuilder, type Kysely, type RawBuilder, type SelectQueryBuilder } from "kysely";
@@ -129,8 +130,12 @@ export class AnalyticsQueries {
     this.#o = o;
   }
 
-  /** Per-request rows when the range starts within their retention, the daily rollups otherwise. */
+  /**
+   * The daily rollups when the range is whole UTC days (the same answer, from far fewer rows) or
+   * starts before the per-request retention; per-request rows otherwise.
+   */
   #source(f: UsageFilter): Source {
+    if (f.since % DAY_MS === 0 && f.until % DAY_MS === 0) return "rollups";
     return f.since >= this.#o.requestsFrom() ? "requests" : "rollups";
   }
 

@@ -159,6 +159,15 @@ describe.skipIf(!havePostgres())("analytics store on SQLite and PostgreSQL", () 
     expect(routes.reduce((n, r) => n + r.requests, 0)).toBe(rows.filter((r) => r.at >= fromDay).length);
   });
 
+  it("answers a range of whole UTC days from the rollups, exactly as from the rows", async () => {
+    const today = Math.floor(NOW / DAY) * DAY;
+    const whole = { since: today - 5 * DAY, until: today };
+    const top = await both((s) => s.queries.topKeys(whole));
+    expect(new Map(top.map((k) => [k.uid, k.requests]))).toEqual(tally(selected(rows, whole), (r) => r.uid));
+    // One ms less at the end is not whole days: the same figures, from the per-request rows.
+    expect(await both((s) => s.queries.statusCodes({ ...whole, until: whole.until - 1 }))).toEqual(await both((s) => s.queries.statusCodes(whole)));
+  });
+
   it("filters to nothing for an empty namespace allow-list or an unmatched selector", async () => {
     expect(await both((s) => s.queries.topKeys({ since: NOW - DAY, until: NOW, namespaces: [] }))).toEqual([]);
     expect(await both((s) => s.queries.topKeys({ since: NOW - DAY, until: NOW, selector: "tier=platinum" }))).toEqual([]);
