@@ -27,7 +27,7 @@ controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the
 	@scripts/controlplane-build.sh >/dev/null
 
 .PHONY: tools
-tools: ## Install nginx, Prometheus and promtool, Redis; build grpcurl, h2spec, ghz, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
+tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build grpcurl, h2spec, ghz, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
 	@scripts/chart-tools.sh

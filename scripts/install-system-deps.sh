@@ -4,13 +4,22 @@
 #   prometheus (promtool: `make rules` checks and tests deploy/prometheus; the server:
 #     test/integration/prometheus.test.ts runs the shipped rules against real keyward processes).
 #   redis-server (redis-server and redis-cli: the shared-limits suites, test/integration/limits-*.test.ts).
+#   postgresql (initdb, pg_ctl and the server: the analytics store suites, test/integration/analytics-*.test.ts,
+#     start throwaway clusters as the `postgres` user the package creates).
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(nginx prometheus redis-server)
+packages=(nginx prometheus redis-server postgresql)
+present() {
+  case "$1" in
+    # The server lives in /usr/lib/postgresql/<major>/bin, off the PATH.
+    postgresql) compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null ;;
+    *) command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]] || [[ -x "/usr/bin/$1" ]] ;;
+  esac
+}
 missing=()
 for p in "${packages[@]}"; do
-  command -v "$p" >/dev/null 2>&1 || [[ -x "/usr/sbin/$p" ]] || [[ -x "/usr/bin/$p" ]] || missing+=("$p")
+  present "$p" || missing+=("$p")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "system packages present: ${packages[*]}"
@@ -37,3 +46,6 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheu
 # Nor is the packaged Redis: the limits suites start their own redis-server on free ports.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then $sudo systemctl disable --now redis-server || true; fi
 if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/redis-server ]]; then $sudo service redis-server stop >/dev/null 2>&1 || true; fi
+# Nor is the packaged PostgreSQL cluster: the analytics suites start their own clusters on free ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postgresql 2>/dev/null; then $sudo systemctl disable --now postgresql || true; fi
+if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/postgresql ]]; then $sudo service postgresql stop >/dev/null 2>&1 || true; fi

@@ -15,7 +15,9 @@ export type ErrorCode =
   /** The process is stopping: a part was not started or registered (src/lifecycle). */
   | "Stopping"
   /** The limits store (Redis) could not be reached or refused keyward at start-up. */
-  | "LimitsStoreFailed";
+  | "LimitsStoreFailed"
+  /** The analytics store (SQLite file or PostgreSQL) could not be opened, reached or migrated at start-up. */
+  | "AnalyticsStoreFailed";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;

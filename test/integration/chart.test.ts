@@ -42,10 +42,11 @@ interface Deployment extends KubernetesObject {
       spec: {
         containers: {
           args?: string[];
+          env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
           volumeMounts?: { name: string; mountPath: string; subPath?: string }[];
           readinessProbe?: { grpc?: unknown; httpGet?: { path: string; port: string } };
         }[];
-        volumes?: { name: string; secret?: { secretName: string } }[];
+        volumes?: { name: string; secret?: { secretName: string }; emptyDir?: object; persistentVolumeClaim?: { claimName: string } }[];
       };
     };
   };
@@ -129,7 +130,7 @@ describe("Helm chart", () => {
       const d = authzOf();
       const c = configOf(d);
       expect([c.tlsCertFile, c.tlsKeyFile, c.tlsClientCaFile]).toEqual(["", "", ""]);
-      expect(d.spec.template.spec.volumes).toBeUndefined();
+      expect(d.spec.template.spec.volumes?.filter((v) => v.secret)).toEqual([]);
       expect(d.spec.template.spec.containers[0]?.readinessProbe?.grpc).toBeDefined();
     });
 
@@ -189,6 +190,41 @@ describe("Helm chart", () => {
       expect(c.limitsRedisKeyPrefix).toBe("keyward:");
       await expect(rest.create(d, { dryRun: true })).resolves.toBeDefined();
       expect(() => render("authz.limits.store=redis")).toThrow(/authz.limits.redis.urls is required/);
+    });
+  });
+
+  describe("analytics store", () => {
+    const authzOf = (...values: string[]): Deployment => {
+      const d = (render(...values).filter((o) => o.kind === "Deployment") as Deployment[]).find((o) => o.metadata?.name === "kw-authz");
+      if (!d) throw new Error("no authz Deployment rendered");
+      return d;
+    };
+    const configOf = (d: Deployment) => loadConfig(d.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+
+    it("is SQLite by default, on an emptyDir mounted where the file is", async () => {
+      const d = authzOf();
+      const c = configOf(d);
+      expect(c).toMatchObject({ analyticsStore: "sqlite", analyticsSqlitePath: "/var/lib/keyward/analytics.sqlite", analyticsRetention: 30 * 86_400_000, analyticsRollupRetention: 0 });
+      const pod = d.spec.template.spec;
+      const mount = pod.containers[0]?.volumeMounts?.find((m) => m.mountPath === "/var/lib/keyward");
+      expect(pod.volumes?.find((v) => v.name === mount?.name)?.emptyDir).toBeDefined();
+      await expect(rest.create(d, { dryRun: true })).resolves.toBeDefined();
+      const claimed = authzOf("authz.replicas=1", "authz.analytics.sqlite.existingClaim=kw-analytics", "authz.analytics.retention=2160h");
+      expect(configOf(claimed).analyticsRetention).toBe(90 * 86_400_000);
+      expect(claimed.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.persistentVolumeClaim).toEqual({ claimName: "kw-analytics" });
+      expect(() => render("authz.analytics.sqlite.existingClaim=kw-analytics")).toThrow(/needs authz.replicas: 1/);
+    });
+
+    it("PostgreSQL: the URL from an existing Secret, in the environment only", async () => {
+      const d = authzOf("authz.analytics.store=postgres", "authz.analytics.postgres.urlSecret.name=kw-pg", "authz.analytics.postgres.poolSize=8");
+      const c = configOf(d);
+      expect(c).toMatchObject({ analyticsStore: "postgres", analyticsPostgresUrl: "", analyticsPostgresPoolSize: 8 });
+      const env = d.spec.template.spec.containers[0]?.env?.find((e) => e.name === "KEYWARD_ANALYTICS_POSTGRES_URL");
+      expect(env?.valueFrom?.secretKeyRef).toEqual({ name: "kw-pg", key: "url" });
+      expect(d.spec.template.spec.volumes ?? []).toEqual([]);
+      await expect(rest.create(d, { dryRun: true })).resolves.toBeDefined();
+      expect(() => render("authz.analytics.store=postgres")).toThrow(/urlSecret.name is required/);
+      expect(configOf(authzOf("authz.analytics.store=off")).analyticsStore).toBe("off");
     });
   });
 

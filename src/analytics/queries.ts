@@ -1,0 +1,314 @@
+// The views over the store, written once for every backend: top keys, one
+// key's timeline, status codes, top endpoints (routes and raw paths),
+// countries and source networks. Each takes the same filter: a time range,
+// an allow-list of namespaces (the caller's RBAC scope), an owner, a label
+// selector and a key (namespace/name or key id).
+//
+// Where the answer comes from: a range of whole UTC days is counted from the
+// daily rollups; another range that starts within the per-request retention
+// from per-request rows, to the millisecond; an older one from the rollups, by
+// whole UTC days (the days the range touches). Raw
+// paths, source networks and the hourly timeline exist only as per-request
+// rows: their ranges are clipped to the retention window.
+import { sql, type ExpressionBuilder, type Kysely, type RawBuilder, type SelectQueryBuilder } from "kysely";
+import { DAY_MS, HOUR_MS, type AnalyticsDB } from "./schema.ts";
+import { parseSelector } from "./selector.ts";
+
+export interface UsageFilter {
+  /** ms since the epoch, inclusive. */
+  since: number;
+  /** ms since the epoch, exclusive. */
+  until: number;
+  /** Only keys in these namespaces (an allow-list: empty matches nothing); undefined: every namespace. */
+  namespaces?: readonly string[];
+  /** Only keys with this spec.owner. */
+  owner?: string;
+  /** Only keys whose labels match (k=v, k!=v, k, !k; comma-separated, all must hold). */
+  selector?: string;
+  /** One key: `namespace/name` (every ApiKey of that name, deleted ones too) or a key id. */
+  key?: string;
+}
+
+export interface Counts {
+  requests: number;
+  allowed: number;
+  /** Refused by keyward (any outcome but allowed). */
+  denied: number;
+  /** Requests whose client got a 4xx (keyward's or the upstream's). */
+  status4xx: number;
+  status5xx: number;
+}
+
+export interface KeyUsage extends Counts {
+  uid: string;
+  namespace: string;
+  name: string;
+  owner: string;
+  /** When the ApiKey was deleted (ms), if it was. */
+  deletedAt?: number;
+}
+
+export interface TimelinePoint extends Counts {
+  /** Start of the hour or UTC day (ms). */
+  at: number;
+  /** Mean upstream latency (µs) of the requests the upstream answered, when any did. */
+  upstreamMicrosAvg?: number;
+  requestBytes: number;
+  responseBytes: number;
+}
+
+export interface StatusCount {
+  status: number;
+  requests: number;
+}
+
+export interface EndpointUsage extends Counts {
+  /** `METHOD /pattern` (routes) or the raw path (paths); "" when no route matched. */
+  endpoint: string;
+  /** Mean check latency (µs). */
+  checkMicrosAvg: number;
+}
+
+export interface CountryUsage {
+  /** ISO 3166 alpha-2, `private`, or "" when unknown. */
+  country: string;
+  requests: number;
+}
+
+export interface NetworkUsage {
+  network: string;
+  requests: number;
+  firstAt: number;
+  lastAt: number;
+}
+
+type Source = "requests" | "rollups";
+// The columns both tables share, under the alias t, with the key under k.
+type Scope = AnalyticsDB & { t: AnalyticsDB["requests"] | AnalyticsDB["rollups"]; k: AnalyticsDB["keys"] };
+type Q<O> = SelectQueryBuilder<Scope, "t" | "k", O>;
+
+interface Measures {
+  /** Each row's weight: 1 per request row, n per rollup row. */
+  weight: RawBuilder<number>;
+  /** The status the client got. */
+  status: RawBuilder<number>;
+  country: RawBuilder<string>;
+  route: RawBuilder<string>;
+}
+
+const MEASURES: Record<Source, Measures> = {
+  requests: {
+    weight: sql<number>`1`,
+    status: sql<number>`coalesce(t.upstream_status, t.status)`,
+    country: sql<string>`coalesce(t.country, '')`,
+    route: sql<string>`coalesce(t.route, '')`,
+  },
+  rollups: { weight: sql<number>`t.n`, status: sql<number>`t.status`, country: sql<string>`t.country`, route: sql<string>`t.route` },
+};
+
+function num(v: unknown): number {
+  return v === null || v === undefined ? 0 : Number(v);
+}
+
+function counts(r: Record<string, unknown>): Counts {
+  return { requests: num(r.requests), allowed: num(r.allowed), denied: num(r.requests) - num(r.allowed), status4xx: num(r.status4xx), status5xx: num(r.status5xx) };
+}
+
+export interface QueryOptions {
+  /** The first ms per-request rows are kept for (now minus the retention, at a UTC day start). */
+  requestsFrom: () => number;
+  /** Rows a list returns at most, unless a query is given its own limit. */
+  defaultLimit?: number;
+}
+
+export class AnalyticsQueries {
+  readonly #db: Kysely<AnalyticsDB>;
+  readonly #o: QueryOptions;
+
+  constructor(db: Kysely<AnalyticsDB>, o: QueryOptions) {
+    this.#db = db;
+    this.#o = o;
+  }
+
+  /**
+   * The daily rollups when the range is whole UTC days (the same answer, from far fewer rows) or
+   * starts before the per-request retention; per-request rows otherwise.
+   */
+  #source(f: UsageFilter): Source {
+    if (f.since % DAY_MS === 0 && f.until % DAY_MS === 0) return "rollups";
+    return f.since >= this.#o.requestsFrom() ? "requests" : "rollups";
+  }
+
+  /** The filter's range, clipped to the per-request retention. */
+  #recent(f: UsageFilter): UsageFilter {
+    return { ...f, since: Math.max(f.since, this.#o.requestsFrom()) };
+  }
+
+  #from(src: Source, f: UsageFilter): Q<object> | undefined {
+    if (f.namespaces?.length === 0 || f.until <= f.since) return undefined;
+    const db = this.#db as unknown as Kysely<Scope>;
+    let q = db.selectFrom(`${src} as t` as "t").innerJoin("keys as k", "k.uid", "t.uid") as Q<object>;
+    if (src === "requests") q = q.where(sql<boolean>`t.at >= ${f.since} and t.at < ${f.until}`);
+    else q = q.where(sql<boolean>`t.day >= ${Math.floor(f.since / DAY_MS)} and t.day <= ${Math.floor((f.until - 1) / DAY_MS)}`);
+    if (f.namespaces) q = q.where("k.namespace", "in", [...f.namespaces]);
+    if (f.owner !== undefined) q = q.where("k.owner", "=", f.owner);
+    if (f.key !== undefined) {
+      const slash = f.key.indexOf("/");
+      q = slash === -1 ? q.where("t.key_id", "=", f.key) : q.where("k.namespace", "=", f.key.slice(0, slash)).where("k.name", "=", f.key.slice(slash + 1));
+    }
+    for (const term of parseSelector(f.selector ?? "")) {
+      q = q.where((eb) => {
+        const label = eb.selectFrom("key_labels as l").select(sql`1`.as("one")).whereRef("l.uid", "=", "k.uid").where("l.name", "=", term.key);
+        switch (term.op) {
+          case "exists":
+            return eb.exists(label);
+          case "!exists":
+            return eb.not(eb.exists(label));
+          case "=":
+            return eb.exists(label.where("l.value", "=", term.value));
+          case "!=":
+            // As Kubernetes: a key without the label matches k!=v.
+            return eb.not(eb.exists(label.where("l.value", "=", term.value)));
+        }
+      });
+    }
+    return q;
+  }
+
+  #counts(src: Source) {
+    const m = MEASURES[src];
+    return (eb: ExpressionBuilder<Scope, "t" | "k">) => [
+      eb.fn.sum<number>(m.weight).as("requests"),
+      eb.fn.sum<number>(sql`case when t.outcome = 'allowed' then ${m.weight} else 0 end`).as("allowed"),
+      eb.fn.sum<number>(sql`case when ${m.status} >= 400 and ${m.status} < 500 then ${m.weight} else 0 end`).as("status4xx"),
+      eb.fn.sum<number>(sql`case when ${m.status} >= 500 then ${m.weight} else 0 end`).as("status5xx"),
+    ];
+  }
+
+  /** Keys by requests, most first. */
+  async topKeys(f: UsageFilter, limit = this.#o.defaultLimit ?? 20): Promise<KeyUsage[]> {
+    const src = this.#source(f);
+    const q = this.#from(src, f);
+    if (!q) return [];
+    const rows = await q
+      .select(["k.uid", "k.namespace", "k.name", "k.owner", "k.deleted_at"])
+      .select(this.#counts(src))
+      .groupBy(["k.uid", "k.namespace", "k.name", "k.owner", "k.deleted_at"])
+      .orderBy("requests", "desc")
+      .orderBy("k.namespace")
+      .orderBy("k.name")
+      .orderBy("k.uid")
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      uid: r.uid,
+      namespace: r.namespace,
+      name: r.name,
+      owner: r.owner,
+      ...(r.deleted_at !== null ? { deletedAt: num(r.deleted_at) } : {}),
+      ...counts(r),
+    }));
+  }
+
+  /** Requests per hour (per-request rows, within retention) or per UTC day (rollups), oldest first; empty buckets are left out. */
+  async timeline(f: UsageFilter, step: "hour" | "day"): Promise<TimelinePoint[]> {
+    const src: Source = step === "hour" ? "requests" : "rollups";
+    const q = this.#from(src, step === "hour" ? this.#recent(f) : f);
+    if (!q) return [];
+    const bucket = step === "hour" ? sql<number>`(t.at / ${sql.lit(HOUR_MS)}) * ${sql.lit(HOUR_MS)}` : sql<number>`cast(t.day as bigint) * ${sql.lit(DAY_MS)}`;
+    const upstream =
+      src === "requests"
+        ? { n: sql<number>`case when t.upstream_micros is null then 0 else 1 end`, micros: sql<number>`coalesce(t.upstream_micros, 0)`, req: sql<number>`coalesce(t.request_bytes, 0)`, resp: sql<number>`coalesce(t.response_bytes, 0)` }
+        : { n: sql<number>`t.upstream_n`, micros: sql<number>`t.upstream_micros_sum`, req: sql<number>`t.request_bytes`, resp: sql<number>`t.response_bytes` };
+    const rows = await q
+      .select(bucket.as("bucket"))
+      .select(this.#counts(src))
+      .select((eb) => [
+        eb.fn.sum<number>(upstream.n).as("upstream_n"),
+        eb.fn.sum<number>(upstream.micros).as("upstream_micros"),
+        eb.fn.sum<number>(upstream.req).as("request_bytes"),
+        eb.fn.sum<number>(upstream.resp).as("response_bytes"),
+      ])
+      .groupBy(bucket)
+      .orderBy(bucket)
+      .execute();
+    return rows.map((r) => {
+      const n = num(r.upstream_n);
+      return {
+        at: num(r.bucket),
+        ...counts(r),
+        ...(n > 0 ? { upstreamMicrosAvg: Math.round(num(r.upstream_micros) / n) } : {}),
+        requestBytes: num(r.request_bytes),
+        responseBytes: num(r.response_bytes),
+      };
+    });
+  }
+
+  /** Requests per status the client got, by status. */
+  async statusCodes(f: UsageFilter): Promise<StatusCount[]> {
+    const src = this.#source(f);
+    const q = this.#from(src, f);
+    if (!q) return [];
+    const m = MEASURES[src];
+    const rows = await q
+      .select(m.status.as("status"))
+      .select((eb) => eb.fn.sum<number>(m.weight).as("requests"))
+      .groupBy(m.status)
+      .orderBy(m.status)
+      .execute();
+    return rows.map((r) => ({ status: num(r.status), requests: num(r.requests) }));
+  }
+
+  /** Top routes (rollups beyond retention) or raw paths (per-request rows only, within retention), most requested first. */
+  async endpoints(f: UsageFilter, by: "route" | "path", limit = this.#o.defaultLimit ?? 20): Promise<EndpointUsage[]> {
+    const src = by === "path" ? "requests" : this.#source(f);
+    const q = this.#from(src, by === "path" ? this.#recent(f) : f);
+    if (!q) return [];
+    const m = MEASURES[src];
+    const endpoint = by === "path" ? sql<string>`coalesce(t.path, '')` : m.route;
+    const micros = src === "requests" ? sql<number>`t.check_micros` : sql<number>`t.check_micros_sum`;
+    const rows = await q
+      .select(endpoint.as("endpoint"))
+      .select(this.#counts(src))
+      .select((eb) => eb.fn.sum<number>(micros).as("micros"))
+      .groupBy(endpoint)
+      .orderBy("requests", "desc")
+      .orderBy(endpoint)
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ endpoint: r.endpoint, ...counts(r), checkMicrosAvg: num(r.requests) > 0 ? Math.round(num(r.micros) / num(r.requests)) : 0 }));
+  }
+
+  /** Requests per source country, most first. */
+  async countries(f: UsageFilter, limit = this.#o.defaultLimit ?? 20): Promise<CountryUsage[]> {
+    const src = this.#source(f);
+    const q = this.#from(src, f);
+    if (!q) return [];
+    const m = MEASURES[src];
+    const rows = await q
+      .select(m.country.as("country"))
+      .select((eb) => eb.fn.sum<number>(m.weight).as("requests"))
+      .groupBy(m.country)
+      .orderBy("requests", "desc")
+      .orderBy(m.country)
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ country: r.country, requests: num(r.requests) }));
+  }
+
+  /** Source networks (per-request rows, within retention), most requests first, with when each was first and last seen. */
+  async networks(f: UsageFilter, limit = this.#o.defaultLimit ?? 20): Promise<NetworkUsage[]> {
+    const q = this.#from("requests", this.#recent(f));
+    if (!q) return [];
+    const rows = await q
+      .where(sql<boolean>`t.network is not null`)
+      .select(sql<string>`t.network`.as("network"))
+      .select((eb) => [eb.fn.countAll<number>().as("requests"), eb.fn.min<number>(sql`t.at`).as("first_at"), eb.fn.max<number>(sql`t.at`).as("last_at")])
+      .groupBy(sql`t.network`)
+      .orderBy("requests", "desc")
+      .orderBy(sql`t.network`)
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ network: r.network, requests: num(r.requests), firstAt: num(r.first_at), lastAt: num(r.last_at) }));
+  }
+}

@@ -1,0 +1,207 @@
+// The analytics store's tables, as Kysely types and as versioned migrations.
+//
+// keys        one row per ApiKey ever seen (by uid), kept after deletion (deleted_at).
+// key_labels  the ApiKey's labels, one row per label: views filter by selector with EXISTS.
+// requests    one row per RequestRow; on PostgreSQL range-partitioned by day on `at`.
+// rollups     one row per day × key × route × status × country × outcome, added to at write time.
+//
+// Migrations are applied at start, in order, each in its own transaction, under a
+// lock every replica takes first (see Backend.withSchemaLock), and recorded in
+// keyward_schema: a replica that finds them applied does nothing.
+import { sql, type ColumnType, type Kysely } from "kysely";
+import type { RequestRow } from "./row.ts";
+
+export const DAY_MS = 86_400_000;
+export const HOUR_MS = 3_600_000;
+
+export interface KeysTable {
+  uid: string;
+  namespace: string;
+  name: string;
+  owner: string;
+  /** JSON array of the scopes granted. */
+  scopes: string;
+  created_at: number;
+  expires_at: number | null;
+  deleted_at: number | null;
+  /** When this record was last written (ms). */
+  updated_at: number;
+}
+
+export interface KeyLabelsTable {
+  uid: string;
+  name: string;
+  value: string;
+}
+
+type Nullable<T> = { [K in keyof T]-?: undefined extends T[K] ? Exclude<T[K], undefined> | null : T[K] };
+
+/** Snake-case column names of RequestRow's fields. */
+type Snake<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${Snake<T>}` : S;
+
+export type RequestsTable = { [K in keyof RequestRow as Snake<K & string>]: Nullable<RequestRow>[K] };
+
+export interface RollupsTable {
+  /** Days since the epoch (UTC). */
+  day: number;
+  uid: string;
+  key_id: string;
+  /** The matched route, or "" when none matched. */
+  route: string;
+  /** The status the client got: the upstream's when it answered, keyward's otherwise. */
+  status: number;
+  /** ISO country, `private`, or "" when unknown. */
+  country: string;
+  outcome: string;
+  n: number;
+  check_micros_sum: number;
+  check_micros_max: number;
+  /** Requests the upstream answered (those with upstream latency and bytes). */
+  upstream_n: number;
+  upstream_micros_sum: number;
+  upstream_micros_max: number;
+  request_bytes: number;
+  response_bytes: number;
+}
+
+export interface SchemaTable {
+  version: number;
+  applied_at: ColumnType<number, number, never>;
+}
+
+export interface AnalyticsDB {
+  keys: KeysTable;
+  key_labels: KeyLabelsTable;
+  requests: RequestsTable;
+  rollups: RollupsTable;
+  keyward_schema: SchemaTable;
+}
+
+type ColumnKind = "bigint" | "integer" | "text";
+
+/**
+ * Every RequestRow field and its column, in one table: the DDL and the writer both read it, so a
+ * field added to RequestRow is one line here (the type check fails until it is added).
+ */
+export const REQUEST_COLUMNS: { readonly [K in keyof RequestRow]-?: { column: Snake<K>; kind: ColumnKind; required: boolean } } = {
+  at: { column: "at", kind: "bigint", required: true },
+  requestId: { column: "request_id", kind: "text", required: false },
+  uid: { column: "uid", kind: "text", required: true },
+  keyId: { column: "key_id", kind: "text", required: true },
+  front: { column: "front", kind: "text", required: true },
+  policy: { column: "policy", kind: "text", required: false },
+  rule: { column: "rule", kind: "text", required: false },
+  route: { column: "route", kind: "text", required: false },
+  method: { column: "method", kind: "text", required: false },
+  host: { column: "host", kind: "text", required: false },
+  path: { column: "path", kind: "text", required: false },
+  outcome: { column: "outcome", kind: "text", required: true },
+  reason: { column: "reason", kind: "text", required: true },
+  status: { column: "status", kind: "integer", required: true },
+  source: { column: "source", kind: "text", required: false },
+  network: { column: "network", kind: "text", required: false },
+  country: { column: "country", kind: "text", required: false },
+  checkMicros: { column: "check_micros", kind: "integer", required: true },
+  upstreamStatus: { column: "upstream_status", kind: "integer", required: false },
+  upstreamMicros: { column: "upstream_micros", kind: "integer", required: false },
+  requestBytes: { column: "request_bytes", kind: "bigint", required: false },
+  responseBytes: { column: "response_bytes", kind: "bigint", required: false },
+};
+
+export type BackendKind = "sqlite" | "postgres";
+
+export interface Migration {
+  version: number;
+  what: string;
+  up(db: Kysely<AnalyticsDB>, kind: BackendKind): Promise<void>;
+}
+
+// Migrations build tables whose types they do not know yet.
+type AnyDB = Kysely<Record<string, Record<string, unknown>>>;
+
+async function createTables(kdb: Kysely<AnalyticsDB>, kind: BackendKind): Promise<void> {
+  const db = kdb as unknown as AnyDB;
+  await db.schema
+    .createTable("keys")
+    .addColumn("uid", "text", (c) => c.primaryKey())
+    .addColumn("namespace", "text", (c) => c.notNull())
+    .addColumn("name", "text", (c) => c.notNull())
+    .addColumn("owner", "text", (c) => c.notNull())
+    .addColumn("scopes", "text", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("expires_at", "bigint")
+    .addColumn("deleted_at", "bigint")
+    .addColumn("updated_at", "bigint", (c) => c.notNull())
+    .execute();
+  // Filters by namespace/name and owner.
+  await db.schema.createIndex("keys_namespace_name").on("keys").columns(["namespace", "name"]).execute();
+  await db.schema
+    .createTable("key_labels")
+    .addColumn("uid", "text", (c) => c.notNull())
+    .addColumn("name", "text", (c) => c.notNull())
+    .addColumn("value", "text", (c) => c.notNull())
+    .addPrimaryKeyConstraint("key_labels_pk", ["uid", "name"])
+    .execute();
+
+  let requests = db.schema.createTable("requests");
+  for (const { column, kind: k, required } of Object.values(REQUEST_COLUMNS)) {
+    requests = requests.addColumn(column, k, (c) => (required ? c.notNull() : c));
+  }
+  // PostgreSQL: one partition per UTC day, created ahead and dropped whole by retention.
+  if (kind === "postgres") requests = requests.modifyEnd(sql`partition by range (at)`);
+  await requests.execute();
+  // One key's rows by time: the timeline, the key filter, new-network checks.
+  await db.schema.createIndex("requests_uid_at").on("requests").columns(["uid", "at"]).execute();
+  // SQLite: time ranges and retention's range deletes (PostgreSQL prunes partitions instead).
+  if (kind === "sqlite") await db.schema.createIndex("requests_at").on("requests").column("at").execute();
+
+  await db.schema
+    .createTable("rollups")
+    .addColumn("day", "integer", (c) => c.notNull())
+    .addColumn("uid", "text", (c) => c.notNull())
+    .addColumn("key_id", "text", (c) => c.notNull())
+    .addColumn("route", "text", (c) => c.notNull())
+    .addColumn("status", "integer", (c) => c.notNull())
+    .addColumn("country", "text", (c) => c.notNull())
+    .addColumn("outcome", "text", (c) => c.notNull())
+    .addColumn("n", "bigint", (c) => c.notNull())
+    .addColumn("check_micros_sum", "bigint", (c) => c.notNull())
+    .addColumn("check_micros_max", "bigint", (c) => c.notNull())
+    .addColumn("upstream_n", "bigint", (c) => c.notNull())
+    .addColumn("upstream_micros_sum", "bigint", (c) => c.notNull())
+    .addColumn("upstream_micros_max", "bigint", (c) => c.notNull())
+    .addColumn("request_bytes", "bigint", (c) => c.notNull())
+    .addColumn("response_bytes", "bigint", (c) => c.notNull())
+    // The conflict target of the additive upsert; day first also serves time ranges and retention.
+    .addPrimaryKeyConstraint("rollups_pk", ["day", "uid", "key_id", "route", "status", "country", "outcome"])
+    .execute();
+}
+
+/** The schema's history. Append; never edit an applied migration. */
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, what: "keys, key_labels, requests, rollups", up: createTables }];
+
+/** The schema version table, created when missing (every replica may try at once: callers hold the schema lock). */
+export async function ensureSchemaTable(db: Kysely<AnalyticsDB>): Promise<void> {
+  await (db as unknown as AnyDB).schema
+    .createTable("keyward_schema")
+    .ifNotExists()
+    .addColumn("version", "integer", (c) => c.primaryKey())
+    .addColumn("applied_at", "bigint", (c) => c.notNull())
+    .execute();
+}
+
+/** Applies the migrations not yet recorded, each in a transaction; returns the versions applied. Call with the schema lock held. */
+export async function applyMigrations(db: Kysely<AnalyticsDB>, kind: BackendKind, now: () => number, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  await ensureSchemaTable(db);
+  const done = new Set((await db.selectFrom("keyward_schema").select("version").execute()).map((r) => r.version));
+  const applied: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (done.has(m.version)) continue;
+    await db.transaction().execute(async (trx) => {
+      await m.up(trx, kind);
+      await trx.insertInto("keyward_schema").values({ version: m.version, applied_at: now() }).execute();
+    });
+    applied.push(m.version);
+  }
+  return applied;
+}

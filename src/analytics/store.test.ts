@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { defaultConfig, loadConfig } from "../config/config.ts";
+import { createLogger } from "../log.ts";
+import { analyticsStoreOptions, openAnalyticsStore } from "./store.ts";
+
+const DAY = 86_400_000;
+
+describe("analyticsStoreOptions", () => {
+  it("is SQLite in the working directory by default, 30 days of rows, rollups for good", () => {
+    expect(analyticsStoreOptions(defaultConfig())).toMatchObject({ store: "sqlite", sqlitePath: "keyward-analytics.sqlite", retentionMs: 30 * DAY, rollupRetentionMs: 0 });
+  });
+
+  it("takes PostgreSQL's URL from the environment, 90 days of retention, and off", () => {
+    const { config } = loadConfig(["--analytics-store=postgres", "--analytics-retention=2160h"], { KEYWARD_ANALYTICS_POSTGRES_URL: "postgres://kw:pw@db:5432/kw" });
+    expect(analyticsStoreOptions(config)).toMatchObject({ store: "postgres", postgresUrl: "postgres://kw:pw@db:5432/kw", retentionMs: 90 * DAY });
+    expect(analyticsStoreOptions(defaultConfig({ analyticsStore: "off" }))).toBeUndefined();
+    expect(() => loadConfig(["--analytics-retention=1h"], {})).toThrow(/minimum/);
+  });
+});
+
+describe("openAnalyticsStore", () => {
+  it("refuses PostgreSQL without a URL, before connecting to anything", async () => {
+    const o = analyticsStoreOptions(defaultConfig({ analyticsStore: "postgres" }));
+    await expect(openAnalyticsStore(o!, createLogger({ sink: () => {} }))).rejects.toMatchObject({ code: "ConfigInvalid" });
+  });
+
+  it("opens an in-memory SQLite store, writes and reads it back", async () => {
+    const now = Date.UTC(2026, 0, 10, 12);
+    const store = await openAnalyticsStore({ store: "sqlite", sqlitePath: ":memory:", postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => now }, createLogger({ sink: () => {} }));
+    await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now }]);
+    await store.writeRequests([{ at: now - 1000, uid: "u", keyId: "kw_1", front: "http", outcome: "allowed", reason: "allowed", status: 200, checkMicros: 5 }]);
+    expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ namespace: "ns", name: "k", requests: 1 }]);
+    await store.close();
+  });
+});

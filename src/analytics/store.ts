@@ -1,0 +1,118 @@
+// The analytics store: opens the configured backend, brings its schema up to
+// date, and offers the writer the ingest queue calls, the queries views read,
+// and retention (run at start and then periodically on every replica: each
+// step is idempotent and serialised where it must be).
+import type { Config } from "../config/config.ts";
+import { KeywardError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Backend } from "./backend.ts";
+import { storeFailed } from "./backend.ts";
+import { openPostgres, postgresPassword } from "./postgres-backend.ts";
+import { AnalyticsQueries } from "./queries.ts";
+import { applyRetention, requestsFrom, type RetentionResult } from "./retention.ts";
+import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
+import { applyMigrations, DAY_MS } from "./schema.ts";
+import { openSqlite } from "./sqlite-backend.ts";
+import { upsertKeys, writeRequests } from "./writer.ts";
+
+export interface AnalyticsStoreOptions {
+  store: "sqlite" | "postgres";
+  /** The SQLite file (store sqlite). */
+  sqlitePath: string;
+  /** postgres:// URL (store postgres); its password is never logged or put in an error. */
+  postgresUrl: string;
+  /** How long per-request rows are kept (ms). */
+  retentionMs: number;
+  /** How long daily rollups are kept (ms); 0 keeps them for good. */
+  rollupRetentionMs: number;
+  /** How often retention runs; 0: only when runRetention() is called. */
+  retentionIntervalMs?: number;
+  /** PostgreSQL connections per process. */
+  poolSize?: number;
+  /** How long connecting to PostgreSQL may take. */
+  connectTimeoutMs?: number;
+  /** Rows one SQLite retention delete removes at most. */
+  sqliteDeleteBatch?: number;
+  /** Day partitions created ahead of today (PostgreSQL). */
+  partitionsAhead?: number;
+  now?: () => number;
+}
+
+export interface AnalyticsStore extends AnalyticsWriter {
+  readonly kind: "sqlite" | "postgres";
+  /** Where the store is, without credentials. */
+  readonly where: string;
+  readonly queries: AnalyticsQueries;
+  runRetention(): Promise<RetentionResult>;
+  close(): Promise<void>;
+}
+
+/** The store's options from keyward's configuration; undefined when --analytics-store=off. */
+export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefined {
+  if (c.analyticsStore === "off") return undefined;
+  return {
+    store: c.analyticsStore === "postgres" ? "postgres" : "sqlite",
+    sqlitePath: c.analyticsSqlitePath,
+    postgresUrl: c.analyticsPostgresUrl,
+    retentionMs: c.analyticsRetention,
+    rollupRetentionMs: c.analyticsRollupRetention,
+    poolSize: c.analyticsPostgresPoolSize,
+    connectTimeoutMs: c.analyticsConnectTimeout,
+  };
+}
+
+export async function openAnalyticsStore(o: AnalyticsStoreOptions, log: Logger): Promise<AnalyticsStore> {
+  const now = o.now ?? Date.now;
+  if (o.store === "postgres" && !o.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
+  const backend: Backend =
+    o.store === "postgres"
+      ? await openPostgres({ url: o.postgresUrl, ...(o.poolSize ? { poolSize: o.poolSize } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) }, log)
+      : openSqlite({ path: o.sqlitePath, ...(o.sqliteDeleteBatch ? { deleteBatch: o.sqliteDeleteBatch } : {}) });
+  const slog = log.child({ store: backend.where });
+  const ahead = o.partitionsAhead ?? 2;
+  const prepareAhead = async (): Promise<void> => {
+    const today = Math.floor(now() / DAY_MS);
+    await backend.prepareDays(Array.from({ length: ahead + 1 }, (_, i) => today + i));
+  };
+  try {
+    const applied = await backend.withSchemaLock(() => applyMigrations(backend.db, backend.kind, now));
+    if (applied.length) slog.info("analytics store schema migrated", { versions: applied });
+    await prepareAhead();
+  } catch (err) {
+    await backend.close().catch(() => {});
+    throw err instanceof KeywardError ? err : storeFailed(backend.where, err, o.store === "postgres" ? postgresPassword(o.postgresUrl) : undefined);
+  }
+  const keepFrom = (): number => requestsFrom(now(), o.retentionMs);
+  const runRetention = async (): Promise<RetentionResult> => {
+    await prepareAhead();
+    const r = await applyRetention(backend, now(), { requestsMs: o.retentionMs, rollupsMs: o.rollupRetentionMs });
+    if (r.requests || r.rollups) slog.info("analytics retention removed old records", { requests: r.requests, rollups: r.rollups, backend: backend.kind });
+    return r;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  const interval = o.retentionIntervalMs ?? 3_600_000;
+  if (interval > 0) {
+    const tick = (): void => {
+      running = runRetention().catch((err: unknown) => {
+        slog.warn("analytics retention failed; retried at the next run", { err: storeFailed(backend.where, err, postgresPassword(o.postgresUrl)) });
+      });
+    };
+    tick();
+    timer = setInterval(tick, interval);
+    timer.unref();
+  }
+  return {
+    kind: backend.kind,
+    where: backend.where,
+    queries: new AnalyticsQueries(backend.db, { requestsFrom: keepFrom }),
+    writeRequests: (rows: readonly RequestRow[]) => writeRequests(backend, rows, { keepRequestsFrom: keepFrom }),
+    upsertKeys: (keys: readonly KeyRecord[]) => upsertKeys(backend, keys, now()),
+    runRetention,
+    close: async () => {
+      if (timer) clearInterval(timer);
+      await running;
+      await backend.close();
+    },
+  };
+}

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import type { RequestRow } from "./row.ts";
+import { REQUEST_COLUMNS } from "./schema.ts";
+import { rollupIncrements, toRequestRecord } from "./writer.ts";
+
+const base: RequestRow = { at: Date.UTC(2026, 0, 2, 3), uid: "u1", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "allowed", status: 200, checkMicros: 10 };
+
+describe("rollupIncrements", () => {
+  it("adds a batch up per day, key, route, client status, country and outcome", () => {
+    const inc = rollupIncrements([
+      base,
+      { ...base, checkMicros: 30, upstreamStatus: 200, upstreamMicros: 500, requestBytes: 10, responseBytes: 99 },
+      { ...base, upstreamStatus: 503, upstreamMicros: 7 },
+      { ...base, at: base.at + 86_400_000 },
+      { ...base, route: "GET /x", country: "DE" },
+    ]);
+    expect(inc).toHaveLength(4);
+    const first = inc.find((r) => r.status === 200 && r.route === "" && r.day === 20455);
+    expect(first).toMatchObject({ n: 2, check_micros_sum: 40, check_micros_max: 30, upstream_n: 1, upstream_micros_sum: 500, request_bytes: 10, response_bytes: 99, country: "" });
+    expect(inc.find((r) => r.status === 503)).toMatchObject({ n: 1, upstream_micros_max: 7 });
+  });
+
+  it("orders increments by their conflict key, so concurrent writers lock rollups in one order", () => {
+    const rows = ["c", "a", "b"].map((uid) => ({ ...base, uid }));
+    expect(rollupIncrements(rows).map((r) => r.uid)).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("toRequestRecord", () => {
+  it("stores every field of a row in its column, and absent fields as null", () => {
+    const rec = toRequestRecord({ ...base, path: "/a" }) as Record<string, unknown>;
+    expect(Object.keys(rec).sort()).toEqual(Object.values(REQUEST_COLUMNS).map((c) => c.column).sort());
+    expect(rec).toMatchObject({ at: base.at, key_id: "kw_1", check_micros: 10, path: "/a", upstream_status: null });
+  });
+});

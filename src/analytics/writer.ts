@@ -1,0 +1,142 @@
+// Writes batches into the store: per-request rows, the daily rollups they add
+// to, and the ApiKeys they belong to. A batch is one transaction: its rows and
+// its rollup increments are written together or not at all, so a batch retried
+// after a failure is never counted twice. Rollups are added to with
+// INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, so replicas writing
+// the same day, key and route at once all count; rows are sorted by the
+// conflict key first, so two replicas' batches lock rollups in the same order
+// and cannot deadlock.
+import type { Insertable } from "kysely";
+import type { Backend } from "./backend.ts";
+import type { KeyRecord, RequestRow } from "./row.ts";
+import { DAY_MS, REQUEST_COLUMNS, type KeyLabelsTable, type KeysTable, type RequestsTable, type RollupsTable } from "./schema.ts";
+
+/** Rows per INSERT: 22 columns × 1000 stays under both engines' bound-parameter limits. */
+const CHUNK = 1000;
+
+const ROLLUP_KEY = ["day", "uid", "key_id", "route", "status", "country", "outcome"] as const;
+
+function chunks<T>(xs: readonly T[], n = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
+export function toRequestRecord(r: RequestRow): Insertable<RequestsTable> {
+  const out: Record<string, unknown> = {};
+  for (const [field, { column }] of Object.entries(REQUEST_COLUMNS)) out[column] = (r as unknown as Record<string, unknown>)[field] ?? null;
+  return out as Insertable<RequestsTable>;
+}
+
+/** The status the client got: the upstream's when it answered, keyward's otherwise. */
+export function clientStatus(r: Pick<RequestRow, "status" | "upstreamStatus">): number {
+  return r.upstreamStatus ?? r.status;
+}
+
+/** The batch's rollup increments, one per day × key × route × status × country × outcome, in conflict-key order. */
+export function rollupIncrements(rows: readonly RequestRow[]): RollupsTable[] {
+  const acc = new Map<string, RollupsTable>();
+  for (const r of rows) {
+    const day = Math.floor(r.at / DAY_MS);
+    const route = r.route ?? "";
+    const status = clientStatus(r);
+    const country = r.country ?? "";
+    const k = JSON.stringify([day, r.uid, r.keyId, route, status, country, r.outcome]);
+    let x = acc.get(k);
+    if (!x) {
+      x = { day, uid: r.uid, key_id: r.keyId, route, status, country, outcome: r.outcome, n: 0, check_micros_sum: 0, check_micros_max: 0, upstream_n: 0, upstream_micros_sum: 0, upstream_micros_max: 0, request_bytes: 0, response_bytes: 0 };
+      acc.set(k, x);
+    }
+    x.n++;
+    x.check_micros_sum += r.checkMicros;
+    x.check_micros_max = Math.max(x.check_micros_max, r.checkMicros);
+    if (r.upstreamMicros !== undefined) {
+      x.upstream_n++;
+      x.upstream_micros_sum += r.upstreamMicros;
+      x.upstream_micros_max = Math.max(x.upstream_micros_max, r.upstreamMicros);
+    }
+    x.request_bytes += r.requestBytes ?? 0;
+    x.response_bytes += r.responseBytes ?? 0;
+  }
+  return [...acc.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+}
+
+export interface WriterOptions {
+  /** Per-request rows older than this (ms) are not kept (they only add to the rollups): retention would drop them. */
+  keepRequestsFrom: () => number;
+}
+
+export async function writeRequests(backend: Backend, rows: readonly RequestRow[], o: WriterOptions): Promise<void> {
+  if (rows.length === 0) return;
+  const from = o.keepRequestsFrom();
+  const kept = rows.filter((r) => r.at >= from);
+  await backend.prepareDays(kept.map((r) => Math.floor(r.at / DAY_MS)));
+  const increments = rollupIncrements(rows);
+  await backend.db.transaction().execute(async (trx) => {
+    for (const c of chunks(kept)) await trx.insertInto("requests").values(c.map(toRequestRecord)).execute();
+    for (const c of chunks(increments)) {
+      await trx
+        .insertInto("rollups")
+        .values(c)
+        .onConflict((oc) =>
+          oc.columns(ROLLUP_KEY).doUpdateSet((eb) => {
+            const add = (col: "n" | "check_micros_sum" | "upstream_n" | "upstream_micros_sum" | "request_bytes" | "response_bytes") => eb(`rollups.${col}`, "+", eb.ref(`excluded.${col}`));
+            const max = (col: "check_micros_max" | "upstream_micros_max") =>
+              eb.case().when(eb.ref(`excluded.${col}`), ">", eb.ref(`rollups.${col}`)).then(eb.ref(`excluded.${col}`)).else(eb.ref(`rollups.${col}`)).end();
+            return {
+              n: add("n"),
+              check_micros_sum: add("check_micros_sum"),
+              check_micros_max: max("check_micros_max"),
+              upstream_n: add("upstream_n"),
+              upstream_micros_sum: add("upstream_micros_sum"),
+              upstream_micros_max: max("upstream_micros_max"),
+              request_bytes: add("request_bytes"),
+              response_bytes: add("response_bytes"),
+            };
+          }),
+        )
+        .execute();
+    }
+  });
+}
+
+export async function upsertKeys(backend: Backend, keys: readonly KeyRecord[], now: number): Promise<void> {
+  if (keys.length === 0) return;
+  const byUid = new Map(keys.map((k) => [k.uid, k]));
+  const sorted = [...byUid.values()].sort((a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
+  const records: KeysTable[] = sorted.map((k) => ({
+    uid: k.uid,
+    namespace: k.namespace,
+    name: k.name,
+    owner: k.owner,
+    scopes: JSON.stringify([...k.scopes]),
+    created_at: k.createdAt,
+    expires_at: k.expiresAt ?? null,
+    deleted_at: k.deletedAt ?? null,
+    updated_at: now,
+  }));
+  const labels: KeyLabelsTable[] = sorted.flatMap((k) => Object.entries(k.labels).map(([name, value]) => ({ uid: k.uid, name, value })));
+  await backend.db.transaction().execute(async (trx) => {
+    for (const c of chunks(records, 500)) {
+      await trx
+        .insertInto("keys")
+        .values(c)
+        .onConflict((oc) =>
+          oc.column("uid").doUpdateSet((eb) => ({
+            namespace: eb.ref("excluded.namespace"),
+            name: eb.ref("excluded.name"),
+            owner: eb.ref("excluded.owner"),
+            scopes: eb.ref("excluded.scopes"),
+            created_at: eb.ref("excluded.created_at"),
+            expires_at: eb.ref("excluded.expires_at"),
+            // A uid is never reused: once deleted, it stays deleted whatever a late update says.
+            deleted_at: eb.fn.coalesce("excluded.deleted_at", "keys.deleted_at"),
+            updated_at: eb.ref("excluded.updated_at"),
+          })),
+        )
+        .execute();
+    }
+    for (const c of chunks(sorted.map((k) => k.uid), 500)) await trx.deleteFrom("key_labels").where("uid", "in", c).execute();
+    for (const c of chunks(labels, 1000)) await trx.insertInto("key_labels").values(c).execute();
+  });
+}
