@@ -19,6 +19,10 @@ export default defineConfig({
           include: ["test/integration/**/*.test.ts"],
           environment: "node",
           globalSetup: ["test/integration/global-setup.ts"],
+          // keyward processes the suites start keep no analytics store unless a suite asks for
+          // one (--analytics-store beats the environment): the default SQLite file would land in
+          // the working directory, shared by every suite.
+          env: { KEYWARD_ANALYTICS_STORE: "off" },
           testTimeout: 120_000,
           hookTimeout: 300_000,
           // One control plane is shared; files run one at a time so timing-sensitive

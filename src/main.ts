@@ -17,6 +17,7 @@ import { createLogger, type Level, type Logger } from "./log.ts";
 import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
 import { startOperator } from "./operator/operator.ts";
 import type { UsageHandle } from "./usage/service.ts";
+import type { AnalyticsStore } from "./analytics/store.ts";
 
 const USAGE = `keyward: API keys as Kubernetes resources
 
@@ -64,12 +65,30 @@ async function serveOperator(s: Serving): Promise<void> {
   await s.lc.start("operator", () => startOperator({ config: s.config, kc: s.kc, rest, log: s.log.child({ component: "operator" }), registry: s.registry }));
 }
 
+/** The analytics store usage writes its rows into (docs/usage.md, Store); none with --analytics-store=off. It stops after usage has written what it holds. */
+async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefined> {
+  if (s.config.analyticsStore === "off") return undefined;
+  const { analyticsStoreOptions, openAnalyticsStore } = await import("./analytics/store.ts");
+  const options = analyticsStoreOptions(s.config);
+  if (!options) return undefined;
+  const log = s.log.child({ component: "analytics" });
+  const { store } = await s.lc.start("analytics store", async () => {
+    const opened = await openAnalyticsStore(options, log);
+    return { store: opened, stop: () => opened.close() };
+  });
+  log.info("analytics store open", { store: store.kind, where: store.where });
+  return store;
+}
+
 /** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
 async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
   const { startUsage } = await import("./usage/service.ts");
   // Usage has its own client, so its status writes never delay the data plane's watches.
   const usageRest = roleClient(s, "usage");
-  const usage = await s.lc.start("usage", () => startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry }));
+  const analytics = await startAnalyticsStore(s);
+  const usage = await s.lc.start("usage", () =>
+    startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, ...(analytics ? { analyticsWriter: analytics } : {}) }),
+  );
   if (workers > 1) return serveAuthzWorkers(s, usage);
   const { startAuthz } = await import("./authz/service.ts");
   const rest = roleClient(s, "authz");
