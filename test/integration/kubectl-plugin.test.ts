@@ -210,6 +210,8 @@ describe("kubectl keyward, found by kubectl's plugin discovery", () => {
     expect(ak?.status?.state).toBe("Disabled");
     expect(ak?.status?.observedGeneration).toBe(ak?.metadata.generation);
     expect((await ok("keyward", "revoke", "web")).stdout).toBe("apikey.keyward.dev/web already revoked\n");
+    // A revoked key can still be read from its Secret, with a warning that it is not accepted.
+    expect((await ok("keyward", "reveal", "web")).stderr).toContain("the ApiKey is disabled, so the key is not accepted");
     expect((await fails(1, "keyward", "rotate", "web")).stderr).toContain("it is disabled");
   });
 

@@ -294,7 +294,13 @@ class Commands {
         `the key in ${secretRef} is not one keyward accepts for ${this.ref} (a rotation being delivered, or the Secret was changed); it is not printed. Try again, or see kubectl keyward status ${this.name}`,
       );
     }
-    const grace = version.state === "grace" ? `; it is in grace and stops being accepted at ${version.expiresAt ?? "the end of its grace"}` : "";
+    const state = ak.status?.state;
+    const grace =
+      ak.spec.disabled || state === "Disabled" || state === "Expired"
+        ? `; the ApiKey is ${state === "Expired" ? "expired" : "disabled"}, so the key is not accepted`
+        : version.state === "grace"
+          ? `; it is in grace and stops being accepted at ${version.expiresAt ?? "the end of its grace"}`
+          : "";
     this.io.err(`warning: printing the API key ${version.id} of ${this.ref} to stdout${grace}. Treat it as a password: keep it out of shell history, tickets and chats.\n`);
     this.io.out(this.io.stdoutIsTTY ? `${key}\n` : key);
   }
