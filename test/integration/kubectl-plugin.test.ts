@@ -251,6 +251,35 @@ describe("kubectl keyward, found by kubectl's plugin discovery", () => {
     expect((await fails(1, "keyward", "rotate", "byok")).stderr).toContain("spec.existingSecret");
   });
 
+  it("runs the opening example of docs/kubectl-plugin.md as written", async () => {
+    const doc = readFileSync(join(root, "docs", "kubectl-plugin.md"), "utf8");
+    const example = /```sh\n([\s\S]*?)```/.exec(doc)?.[1] ?? "";
+    const lines = example.split("\n").filter((l) => l.trim() !== "");
+    expect(lines.map((l) => l.split(" ").slice(0, 3).join(" "))).toEqual([
+      "kubectl keyward create",
+      "kubectl wait --for=condition=Ready",
+      "kubectl keyward reveal",
+      "kubectl keyward rotate",
+      "kubectl keyward status",
+      "kubectl keyward revoke",
+    ]);
+    for (const line of lines) {
+      // The tenant's namespace stands in for the example's; the shell runs the line as a user types it.
+      const r = await run("/bin/sh", ["-c", line.replaceAll("-n shop", `-n ${tenantNs}`)], {
+        cwd: scratch,
+        env: { PATH: [linkDir, kubectlDir, "/usr/bin", "/bin"].join(delimiter), HOME: scratch, KUBECONFIG: tenantKubeconfig },
+      });
+      stderrs.push(r.stderr);
+      expect(r.code, `${line}\n${r.stderr}`).toBe(0);
+    }
+    const revealed = readFileSync(join(scratch, "acme-orders.key"), "utf8");
+    keys.add(revealed);
+    const ak = await getApiKey(admin, tenantNs, "acme-orders");
+    expect(ak?.status?.state).toBe("Disabled");
+    // The key revealed before the rotation is the one now in its 48h grace.
+    expect(ak?.status?.keys?.find((k) => k.hash === sha(revealed))?.state).toBe("grace");
+  });
+
   it("fails a wait it cannot finish within --timeout, saying what it saw", async () => {
     // An ApiKey the operator does not watch: the tenant's Role, in a namespace no operator covers.
     const unwatched = await createTestNamespace(adminKc, "unwatched");
