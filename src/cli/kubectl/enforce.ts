@@ -2,6 +2,7 @@
 // reports in the ApiKey's status, and the poll that waits for it.
 import type { ApiKey, Condition } from "../../api/types.ts";
 import { KeywardError } from "../../errors.ts";
+import { formatDuration } from "../../util/duration.ts";
 
 export const readyOf = (ak: ApiKey): Condition | undefined => ak.status?.conditions?.find((c) => c.type === "Ready");
 
@@ -56,7 +57,7 @@ export async function waitUntil<T>(
     if (now() >= deadline) {
       throw new KeywardError(
         "Timeout",
-        `${opts.what}: not done within ${Math.round(opts.timeoutMs / 1000)}s (${p.showing}); is the keyward operator running and watching this namespace?`,
+        `${opts.what}: not done within ${formatDuration(opts.timeoutMs)} (${p.showing}); is the keyward operator running and watching this namespace?`,
       );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
