@@ -26,6 +26,10 @@ deps: $(NODE_DEPS) ## Install npm dependencies, Node 24 included (idempotent)
 controlplane: ## Build etcd, kube-apiserver and kube-controller-manager into the cache (once)
 	@scripts/controlplane-build.sh >/dev/null
 
+.PHONY: kubectl
+kubectl: ## Build kubectl (the control plane's Kubernetes version) into the tools cache (once); prints its path
+	@scripts/kubectl-build.sh
+
 .PHONY: tools
 tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build grpcurl, h2spec, ghz, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
 	@scripts/install-system-deps.sh
@@ -34,7 +38,7 @@ tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build gr
 	@scripts/envoy-install.sh
 
 .PHONY: setup
-setup: deps controlplane tools ## Everything the tests need (idempotent); the demo needs only deps and controlplane
+setup: deps controlplane kubectl tools ## Everything the tests need (idempotent); the demo needs only deps, controlplane and kubectl
 
 .PHONY: typecheck
 typecheck: $(NODE_DEPS) ## TypeScript, strict
@@ -74,7 +78,7 @@ cluster-down: $(NODE_DEPS) ## Stop the local control plane
 	@node test/controlplane/cli.ts down
 
 .PHONY: demo
-demo: deps controlplane ## Local control plane + keyward run: keys issued, requests checked, a revocation
+demo: deps controlplane kubectl ## Local control plane + keyward run: keys issued, requests checked, a revocation
 	@node scripts/demo.ts
 
 .PHONY: run

@@ -15,7 +15,7 @@ export const LAYERS = [
       operator: "the control plane: issues, rotates, expires and disables keys, writes ApiKey and ApiKeyPolicy status",
       authz: "the data plane: the Checker, credentials, limits per key, the gRPC and HTTP fronts, worker processes",
       usage: "usage aggregation, the `status.usage` flusher, the decision log, usage alerts",
-      cli: "`keyward scan` and output tables",
+      cli: "`keyward scan`, the `kubectl keyward` plugin and output tables",
     },
   },
   {

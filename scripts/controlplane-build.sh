@@ -52,13 +52,9 @@ build() {
   say "$label: done in $((SECONDS - start))s"
 }
 
-major="${KUBERNETES_VERSION#v}"; minor="${major#*.}"; major="${major%%.*}"; minor="${minor%%.*}"
-build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-kube_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $pkg.gitVersion=${KUBERNETES_VERSION} -X $pkg.gitMajor=${major} -X $pkg.gitMinor=${minor}"
-  kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${build_date}"
-done
+# shellcheck source=kube-ldflags.sh
+. "$repo/scripts/kube-ldflags.sh"
+kube_ldflags="$(kube_ldflags "$KUBERNETES_VERSION")"
 
 say "building the test control plane into $bin"
 build "$cp_dir/etcd" "etcd ${ETCD_VERSION}" "-s -w" go.etcd.io/etcd/server/v3

@@ -1,11 +1,14 @@
 // `make demo`: a local control plane, keyward's CRDs and samples, `keyward run`
 // (operator + ext_authz) issuing the keys, then allowed and denied requests with
 // each decision printed. The control plane keeps running afterwards
-// (`make cluster-down` stops it); keyward itself stops when the demo ends.
+// (`make cluster-down` stops it); keyward itself stops when the demo ends. It closes
+// with kubectl commands (the kubectl `make kubectl` builds, the kubectl keyward
+// plugin) that it has just run, with a kubeconfig it writes for them.
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { openSync, readdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { openSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { delimiter, dirname, join, resolve } from "node:path";
+import { parse, stringify } from "yaml";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { ApiKey } from "../src/api/types.ts";
 import { FIELD_MANAGER, applyManifestFiles, installCrds } from "../src/k8s/apply.ts";
@@ -190,9 +193,39 @@ console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], [after], "  "));
 console.log(`  denied ${Date.now() - revokedAt} ms after the change reached the apiserver`);
 stopKeyward();
 rest.close();
+
+// The closing hints run here first, with the kubectl `make kubectl` built, so each one is known to work.
+const kubectl = execFileSync(join(root, "scripts", "kubectl-build.sh"), { stdio: ["ignore", "pipe", "inherit"] })
+  .toString()
+  .trim();
+const demoKubeconfig = writeDemoKubeconfig(kubeconfig, namespace);
+const hintPath = [dirname(kubectl), join(root, "bin")].join(delimiter);
+const hints: { command: string; args: string[] }[] = [
+  { command: `${kubectl} get apikeys,apikeypolicies -o wide`, args: [kubectl, "get", "apikeys,apikeypolicies", "-o", "wide"] },
+  { command: "kubectl keyward status acme-orders", args: ["kubectl", "keyward", "status", "acme-orders"] },
+  { command: "kubectl keyward reveal acme-orders", args: ["kubectl", "keyward", "reveal", "acme-orders"] },
+];
+for (const h of hints) {
+  const [file = "", ...args] = h.args;
+  execFileSync(file, args, {
+    env: { ...process.env, KUBECONFIG: demoKubeconfig, PATH: `${hintPath}${delimiter}${process.env.PATH ?? ""}` },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+}
 console.log(`
-The control plane keeps running. Try:
-  export KUBECONFIG=${kubeconfig}
-  kubectl get apikeys,apikeypolicies -n ${namespace}     (any kubectl)
-  make run                                              (keyward against this cluster)
+The control plane keeps running. On this machine, try:
+  export KUBECONFIG=${demoKubeconfig}     (namespace ${namespace})
+  ${hints[0]?.command ?? ""}
+  export PATH=${hintPath}:$PATH     (that kubectl, and the kubectl keyward plugin)
+${hints.slice(1).map((h) => `  ${h.command}`).join("\n")}
+  make run     (keyward against this cluster again; then: kubectl keyward rotate acme-orders --grace 1h)
 Stop it with: make cluster-down`);
+
+/** A copy of the control plane's kubeconfig whose context defaults to the demo's namespace. */
+function writeDemoKubeconfig(source: string, ns: string): string {
+  const config = parse(readFileSync(source, "utf8")) as { "current-context"?: string; contexts?: { name: string; context: { namespace?: string } }[] };
+  for (const c of config.contexts ?? []) if (c.name === config["current-context"]) c.context.namespace = ns;
+  const path = join(dirname(source), "demo.kubeconfig");
+  writeFileSync(path, stringify(config), { mode: 0o600 });
+  return path;
+}

@@ -1,11 +1,12 @@
 // Locates (building once, through scripts/tools-build.sh) the conformance tools:
 // grpcurl and the Go client built on go-control-plane's Envoy types.
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { PROTO_ROOT } from "../../src/authz/proto.ts";
 import { envoyIncludeDirs } from "../../src/util/envoy-protos.ts";
+import { run as runProgram } from "../support/run.ts";
 
 const repoRoot = resolve(import.meta.dirname, "..", "..");
 
@@ -21,20 +22,10 @@ export async function buildTools(): Promise<string> {
 }
 
 /** Runs a program with `input` on stdin; resolves with stdout, rejects with stderr on a non-zero exit. */
-export function run(cmd: string, args: string[], input: string): Promise<string> {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", rej);
-    child.on("close", (code) => {
-      if (code === 0) res(out);
-      else rej(new Error(`${cmd} exited ${String(code)}: ${err}`));
-    });
-    child.stdin.end(input);
-  });
+export async function run(cmd: string, args: string[], input: string): Promise<string> {
+  const r = await runProgram(cmd, args, { input });
+  if (r.code !== 0) throw new Error(`${cmd} exited ${String(r.code)}: ${r.stderr}`);
+  return r.stdout;
 }
 
 /**

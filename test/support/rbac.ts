@@ -30,7 +30,7 @@ async function ensureNamespace(admin: KubeRest, name: string): Promise<void> {
 }
 
 /** A kubeconfig holding a fresh TokenRequest token of a ServiceAccount. */
-async function tokenKubeConfig(adminKc: KubeConfig, admin: KubeRest, serviceAccount: { namespace: string; name: string }): Promise<KubeConfig> {
+export async function tokenKubeConfig(adminKc: KubeConfig, admin: KubeRest, serviceAccount: { namespace: string; name: string }): Promise<KubeConfig> {
   const tr = await admin.request<{ status: { token: string } }>(
     "POST",
     `/api/v1/namespaces/${serviceAccount.namespace}/serviceaccounts/${serviceAccount.name}/token`,
