@@ -1,11 +1,16 @@
 import { request } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore } from "../analytics/store.ts";
+import { defaultConfig, loadConfig } from "../config/config.ts";
+import type { KubeRest } from "../k8s/rest.ts";
 import { createLogger } from "../log.ts";
+import { certDir } from "../../test/support/certs.ts";
 import { DAY, KEYS, NOW, seedRows } from "../../test/support/analytics-seed.ts";
 import { ApiAuth } from "./api-auth.ts";
 import { FakeReviewer } from "./api-fixtures.test-support.ts";
-import { listenUsageApi, MAX_TOKEN_BYTES, MAX_URL_BYTES, type UsageApi } from "./api.ts";
+import { listenUsageApi, MAX_TOKEN_BYTES, MAX_URL_BYTES, startUsageApi, type UsageApi } from "./api.ts";
 
 interface Reply {
   status: number;
@@ -217,5 +222,38 @@ describe("usage API validation", () => {
     expect(d.body).toMatchObject({ since: "2026-06-01T00:00:00.000Z", until: new Date(NOW - 90 * 60_000).toISOString() });
     const z = await get("/api/v1/keys?since=2026-06-01T02:00:00%2B02:00", as("tok-a"));
     expect(z.body.since).toBe("2026-06-01T00:00:00.000Z");
+  });
+});
+
+describe("startUsageApi", () => {
+  it("needs an analytics store", () => {
+    expect(() => loadConfig(["--usage-api-address=:9004", "--analytics-store=off"], {})).toThrow(/needs --analytics-store sqlite or postgres/);
+    expect(loadConfig(["--usage-api-address=:9004"], {}).config.usageApiAddress).toBe(":9004");
+  });
+
+  it("serves HTTPS with --tls-cert-file, asking no client certificate even where the check ports require one", async () => {
+    const certs = await certDir();
+    try {
+      const ca = await certs.ca("ca");
+      const server = await ca.server("usage-api");
+      const config = defaultConfig({ usageApiAddress: "127.0.0.1:0", tlsCertFile: server.cert, tlsKeyFile: server.key, tlsClientCaFile: ca.cert, tlsRequireClientCert: true });
+      const tlsApi = await startUsageApi({ config, rest: {} as KubeRest, queries: store.queries, log: createLogger({ sink: () => {} }), reviewer });
+      try {
+        const caPem = await readFile(ca.cert);
+        const status = await new Promise<number>((resolve, reject) => {
+          const req = httpsRequest({ host: "127.0.0.1", port: tlsApi.port, path: "/api/v1/keys", ca: caPem, headers: as("tok-a") }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.on("error", reject);
+          req.end();
+        });
+        expect(status).toBe(200);
+      } finally {
+        await tlsApi.stop();
+      }
+    } finally {
+      await certs.remove();
+    }
   });
 });
