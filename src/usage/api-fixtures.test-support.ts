@@ -27,3 +27,20 @@ export class FakeReviewer implements Reviewer {
     return Promise.resolve(may.includes("") || (namespace !== "" && may.includes(namespace)));
   }
 }
+
+/** A reviewer whose token reviews wait until released: requests pile up in flight. */
+export class HeldReviewer extends FakeReviewer {
+  #release: (() => void)[] = [];
+
+  override reviewToken(token: string): Promise<ReviewedUser | undefined> {
+    return new Promise<void>((resolve) => this.#release.push(resolve)).then(() => super.reviewToken(token));
+  }
+
+  get waiting(): number {
+    return this.#release.length;
+  }
+
+  releaseAll(): void {
+    for (const r of this.#release.splice(0)) r();
+  }
+}

@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { readFile } from "node:fs/promises";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore } from "../analytics/store.ts";
 import { defaultConfig, loadConfig } from "../config/config.ts";
 import type { KubeRest } from "../k8s/rest.ts";
@@ -9,7 +9,7 @@ import { createLogger } from "../log.ts";
 import { certDir } from "../../test/support/certs.ts";
 import { DAY, KEYS, NOW, seedRows } from "../../test/support/analytics-seed.ts";
 import { ApiAuth } from "./api-auth.ts";
-import { FakeReviewer } from "./api-fixtures.test-support.ts";
+import { FakeReviewer, HeldReviewer } from "./api-fixtures.test-support.ts";
 import { listenUsageApi, MAX_TOKEN_BYTES, MAX_URL_BYTES, startUsageApi, type UsageApi } from "./api.ts";
 
 interface Reply {
@@ -23,9 +23,9 @@ let store: AnalyticsStore;
 let api: UsageApi;
 let reviewer: FakeReviewer;
 
-function get(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
+function get(path: string, headers: Record<string, string> = {}, method = "GET", port = api.port): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port: api.port, path, method, headers }, (res) => {
+    const req = request({ host: "127.0.0.1", port, path, method, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -97,6 +97,31 @@ describe("usage API authentication", () => {
     const r = await get(`/api/v1/keys?owner=${"x".repeat(MAX_URL_BYTES)}`, as("tok-a"));
     expect(r.status).toBe(414);
     expect(reviewer.tokenReviews).toBe(0);
+  });
+
+  it("refuses requests beyond its in-flight bound at once (503), instead of queueing reviews", async () => {
+    const held = new HeldReviewer({ "tok-a": { username: "tenant-a" } }, { "tenant-a": ["team-a"] });
+    const small = await listenUsageApi({ address: "127.0.0.1:0", queries: store.queries, auth: new ApiAuth(held, { audiences: [], cacheTtlMs: 0 }), log: createLogger({ sink: () => {} }), maxInFlight: 2, now: () => NOW });
+    try {
+      const ask = (token: string): Promise<Reply> => get(VIEWS[0]!, as(token), "GET", small.port);
+      const first = [ask("flood-1"), ask("flood-2")];
+      await vi.waitFor(() => {
+        expect(held.waiting).toBe(2);
+      });
+      const third = await ask("flood-3");
+      expect(third.status).toBe(503);
+      expect(third.headers["retry-after"]).toBe("1");
+      held.releaseAll();
+      expect((await Promise.all(first)).map((r) => r.status)).toEqual([401, 401]);
+      const after = ask("tok-a");
+      await vi.waitFor(() => {
+        expect(held.waiting).toBe(1);
+      });
+      held.releaseAll();
+      expect((await after).status).toBe(200);
+    } finally {
+      await small.stop();
+    }
   });
 
   it("fails closed with 503 when the apiserver cannot review the caller", async () => {

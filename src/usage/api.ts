@@ -18,6 +18,8 @@ import { BadRequest, parseApiRequest, type ApiRequest } from "./api-request.ts";
 
 /** Longest bearer token reviewed; a longer one is refused without asking the apiserver. */
 export const MAX_TOKEN_BYTES = 8192;
+/** Requests served at once, by default. */
+export const MAX_IN_FLIGHT = 64;
 /** Longest request target (path and query). */
 export const MAX_URL_BYTES = 4096;
 /** Largest request head; a larger one is refused by the HTTP parser (431). */
@@ -33,6 +35,8 @@ export interface UsageApiHandlerOptions {
   auth: ApiAuth;
   log: Logger;
   now?: () => number;
+  /** Requests served at once at most; more are refused with 503 at once (default 64). */
+  maxInFlight?: number;
 }
 
 class HttpError extends Error {
@@ -146,23 +150,40 @@ async function serve(o: UsageApiHandlerOptions, req: IncomingMessage, res: Serve
   });
 }
 
+/** The answer to a request that failed: its HttpError, 503 when a review failed, 500 otherwise. */
+function refuse(o: UsageApiHandlerOptions, res: ServerResponse, err: unknown): void {
+  if (err instanceof HttpError) {
+    send(res, err.status, { error: err.message }, err.status === 401 ? { "www-authenticate": 'Bearer realm="keyward usage"' } : err.status === 405 ? { allow: "GET" } : {});
+    return;
+  }
+  if (err instanceof KeywardError && err.code === "KubernetesRequestFailed") {
+    // Fail closed: without an answer from the apiserver nobody is served.
+    o.log.warn("usage API could not review a caller; refused", { err });
+    send(res, 503, { error: "the caller could not be reviewed with the apiserver; try again" });
+    return;
+  }
+  o.log.error("usage API query failed", { err });
+  send(res, 500, { error: "the analytics store did not answer" });
+}
+
 /** The request listener of the usage API. */
 export function usageApiHandler(o: UsageApiHandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const max = o.maxInFlight ?? MAX_IN_FLIGHT;
+  let inFlight = 0;
   return (req, res) => {
-    serve(o, req, res).catch((err: unknown) => {
-      if (err instanceof HttpError) {
-        send(res, err.status, { error: err.message }, err.status === 401 ? { "www-authenticate": 'Bearer realm="keyward usage"' } : err.status === 405 ? { allow: "GET" } : {});
-        return;
-      }
-      if (err instanceof KeywardError && err.code === "KubernetesRequestFailed") {
-        // Fail closed: without an answer from the apiserver nobody is served.
-        o.log.warn("usage API could not review a caller; refused", { err });
-        send(res, 503, { error: "the caller could not be reviewed with the apiserver; try again" });
-        return;
-      }
-      o.log.error("usage API query failed", { err });
-      send(res, 500, { error: "the analytics store did not answer" });
-    });
+    // Each unknown token costs a TokenReview: a flood of them is refused, not queued.
+    if (inFlight >= max) {
+      send(res, 503, { error: "the usage API is busy; try again" }, { "retry-after": "1" });
+      return;
+    }
+    inFlight++;
+    serve(o, req, res)
+      .catch((err: unknown) => {
+        refuse(o, res, err);
+      })
+      .finally(() => {
+        inFlight--;
+      });
   };
 }
 
