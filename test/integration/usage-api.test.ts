@@ -6,7 +6,10 @@
 // no token or a bad one is 401; forged identity headers change nothing; a token
 // for another audience is refused when the API asks for its own; a revoked
 // RoleBinding is honoured at the next request (cache TTL 0).
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
@@ -18,6 +21,8 @@ import { createLogger } from "../../src/log.ts";
 import { startUsageApi, type UsageApi } from "../../src/usage/api.ts";
 import { DAY, KEYS, NOW, seedRows } from "../support/analytics-seed.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { freePort } from "../controlplane/controlplane.ts";
+import { startKeyward } from "../support/keyward.ts";
 import { serviceAccountKubeConfig } from "../support/rbac.ts";
 
 interface Reply {
@@ -31,6 +36,7 @@ const log = createLogger({ level: "debug", sink: (l) => logLines.push(l) });
 let adminKc: KubeConfig;
 let admin: KubeRest;
 let dataPlane: KubeRest;
+let dataPlaneKc: KubeConfig;
 let store: AnalyticsStore;
 let api: UsageApi;
 let audienceApi: UsageApi;
@@ -101,7 +107,7 @@ beforeAll(async () => {
   tokens.admin = await reader(nsA, "platform");
   tokens.aAudience = await reader(nsA, "reader", [AUDIENCE]);
 
-  const dataPlaneKc = await serviceAccountKubeConfig(
+  dataPlaneKc = await serviceAccountKubeConfig(
     adminKc,
     ["config/rbac/authz-account.yaml", "config/rbac/authz-role.yaml", "config/rbac/authz-binding.yaml", "config/rbac/usage-api/authz-usage-api.yaml"],
     { namespace: "keyward-system", name: "keyward-authz" },
@@ -192,4 +198,39 @@ describe("usage API on the apiserver", () => {
     const logged = logLines.join("\n");
     for (const t of Object.values(tokens)) expect(logged).not.toContain(t);
   });
+});
+
+describe("keyward authz --usage-api-address", () => {
+  it("serves the usage API from the data-plane process, next to its store, and stops with it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "keyward-usage-api-"));
+    const kubeconfig = join(dir, "kubeconfig");
+    writeFileSync(kubeconfig, dataPlaneKc.exportConfig(), { mode: 0o600 });
+    const [apiPort, metricsPort] = [await freePort(), await freePort()];
+    const kw = startKeyward([
+      "authz",
+      `--kubeconfig=${kubeconfig}`,
+      `--namespaces=${nsA}`,
+      "--grpc-address=127.0.0.1:0",
+      "--http-auth-address=",
+      `--metrics-address=127.0.0.1:${String(metricsPort)}`,
+      "--analytics-store=sqlite",
+      `--analytics-sqlite-path=${join(dir, "analytics.sqlite")}`,
+      `--usage-api-address=127.0.0.1:${String(apiPort)}`,
+    ]);
+    try {
+      await kw.ready(metricsPort);
+      expect((await get(apiPort, "/api/v1/keys")).status).toBe(401);
+      const r = await get(apiPort, `/api/v1/keys?namespace=${nsA}`, bearer(tokens.a));
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ namespaces: [nsA], items: [] });
+      expect((await get(apiPort, `/api/v1/keys?namespace=${nsB}`, bearer(tokens.a))).status).toBe(403);
+      kw.child.kill("SIGTERM");
+      expect(await kw.exited).toBe(0);
+      expect(kw.output()).toContain("usage API serving");
+      for (const t of Object.values(tokens)) expect(kw.output()).not.toContain(t);
+    } finally {
+      await kw.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
