@@ -311,4 +311,10 @@ export class AnalyticsQueries {
       .execute();
     return rows.map((r) => ({ network: r.network, requests: num(r.requests), firstAt: num(r.first_at), lastAt: num(r.last_at) }));
   }
+
+  /** Every namespace the store holds an ApiKey of (deleted ones too), sorted. */
+  async keyNamespaces(): Promise<string[]> {
+    const rows = await this.#db.selectFrom("keys").select("namespace").distinct().orderBy("namespace").execute();
+    return rows.map((r) => r.namespace);
+  }
 }

@@ -15,8 +15,7 @@
 // Envoy removes), anything else denies.
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
-import { splitHostPort } from "../util/hostport.ts";
+import { listen } from "../util/listen.ts";
 import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { queryParamName } from "./credentials.ts";
@@ -171,22 +170,5 @@ export async function startHttpFront(front: HttpFrontOptions): Promise<HttpFront
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
     else socket.destroy();
   });
-  const [host, port] = splitHostPort(front.address);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(Number(port), host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-        server.closeAllConnections();
-      }),
-  };
+  return listen(server, front.address);
 }

@@ -160,6 +160,10 @@ export const SETTINGS = {
   analyticsRetention: dur("analytics-retention", "KEYWARD_ANALYTICS_RETENTION", 30 * 86_400_000, "how long per-request rows are kept, in whole UTC days (the day the window starts in is kept whole); 90 days (2160h) or more is fine", 86_400_000),
   analyticsRollupRetention: dur("analytics-rollup-retention", "KEYWARD_ANALYTICS_ROLLUP_RETENTION", 0, "how long daily rollups (requests per day, key, route, status, country and outcome) are kept; 0 keeps them for good", 0),
   accessLogAddress: s("access-log-address", "KEYWARD_ACCESS_LOG_ADDRESS", "", "host:port of the Envoy gRPC access log service (envoy.service.accesslog.v3) receiver that joins upstream answers to keys; empty disables it"),
+  // --- usage API (the analytics store's views over HTTP) -------------------
+  usageApiAddress: s("usage-api-address", "KEYWARD_USAGE_API_ADDRESS", "", "host:port of the usage API (docs/usage.md, Usage API): the analytics store's views for callers with a Kubernetes bearer token, limited to the namespaces where they may get apikeys; TLS with --tls-cert-file; needs an analytics store; empty disables it"),
+  usageApiAudiences: list("usage-api-audiences", "KEYWARD_USAGE_API_AUDIENCES", [], "audiences the usage API's callers' tokens must be valid for (TokenReview spec.audiences), comma-separated; empty: the apiserver's own"),
+  usageApiCacheTtl: dur("usage-api-cache-ttl", "KEYWARD_USAGE_API_CACHE_TTL", 10_000, "how long the usage API reuses a TokenReview or SubjectAccessReview answer (kept by the token's SHA-256, never the token); a revoked token or RoleBinding is honoured after at most this long; 0 asks the apiserver every request", 0),
   // --- analytics ingest (rows to the analytics store) ---------------------
   analyticsQueueSize: int("analytics-queue-size", "KEYWARD_ANALYTICS_QUEUE_SIZE", 100_000, "request rows waiting for the analytics store at most; when full, each new row drops the oldest (keyward_analytics_rows_dropped_total)", 1),
   analyticsBatchSize: int("analytics-batch-size", "KEYWARD_ANALYTICS_BATCH_SIZE", 1000, "request rows per write to the analytics store; a full batch is written at once", 1),
@@ -277,6 +281,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   }
   if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) throw new KeywardError("ConfigInvalid", "--tls-cert-file and --tls-key-file go together");
   if (config.tlsClientCaFile && !config.tlsCertFile) throw new KeywardError("ConfigInvalid", "--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
+  if (config.usageApiAddress && config.analyticsStore === "off") throw new KeywardError("ConfigInvalid", "--usage-api-address serves the analytics store: it needs --analytics-store sqlite or postgres");
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {
     throw new KeywardError("ConfigInvalid", "--http-auth-path-prefix is Envoy's path_prefix: it starts with / and needs --http-auth-proxy=envoy");

@@ -246,6 +246,29 @@ describe("Helm chart", () => {
     }
   });
 
+  it("with authz.usageApi.port: serves the usage API on the Service and grants config/rbac/usage-api/'s ClusterRole, with or without watchNamespaces", async () => {
+    const shipped = manifestsIn("config", "rbac", "usage-api");
+    const rules = (shipped.find((o) => o.kind === "ClusterRole") as Role).rules;
+    for (const extra of [[], ["watchNamespaces={team-a}"]]) {
+      const rendered = render("authz.usageApi.port=9004", "networkPolicy.enabled=true", "networkPolicy.checkClientNamespaces={istio-system}", ...extra);
+      expect((rendered.find((o) => o.kind === "ClusterRole" && o.metadata?.name === "kw-authz-usage-api") as Role).rules).toEqual(rules);
+      expect(rendered.find((o) => o.kind === "ClusterRoleBinding" && o.metadata?.name === "kw-authz-usage-api")).toMatchObject({
+        roleRef: { kind: "ClusterRole", name: "kw-authz-usage-api" },
+        subjects: [{ kind: "ServiceAccount", name: "kw-authz", namespace: NS }],
+      });
+      const d = rendered.find((o) => o.kind === "Deployment" && o.metadata?.name === "kw-authz") as Deployment;
+      const c = loadConfig(d.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+      expect(c).toMatchObject({ usageApiAddress: "0.0.0.0:9004", usageApiCacheTtl: 10_000, usageApiAudiences: [] });
+      const svc = rendered.find((o) => o.kind === "Service" && o.metadata?.name === "kw-authz") as KubernetesObject & { spec: { ports: { name: string; port: number }[] } };
+      expect(svc.spec.ports).toContainEqual(expect.objectContaining({ name: "usage-api", port: 9004 }));
+      const policy = rendered.find((o) => o.kind === "NetworkPolicy" && o.metadata?.name === "kw-authz") as KubernetesObject & { spec: { ingress: { ports: { port: string }[]; from?: unknown }[] } };
+      expect(policy.spec.ingress.find((i) => i.ports.some((p) => p.port === "usage-api"))).toEqual({ ports: [{ port: "usage-api", protocol: "TCP" }] });
+      for (const o of rendered.filter((x) => x.metadata?.name === "kw-authz-usage-api")) await expect(rest.create(o, { dryRun: true })).resolves.toBeDefined();
+    }
+    expect(render().filter((o) => o.metadata?.name === "kw-authz-usage-api")).toEqual([]);
+    expect(() => render("authz.usageApi.port=9004", "authz.analytics.store=off")).toThrow(/needs authz.analytics.store sqlite or postgres/);
+  });
+
   it("grants only namespaced Roles, one per watched namespace, when watchNamespaces is set", async () => {
     const rendered = render("watchNamespaces={team-a,team-b}");
     expect(rendered.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toEqual([]);
