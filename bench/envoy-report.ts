@@ -5,6 +5,8 @@ import { median } from "./envoy.ts";
 
 export interface EnvoyPoint {
   rate: number;
+  /** Requests per second completed (below `rate` when vegeta's workers could not keep up). */
+  rps: number;
   p50Ms: number;
   p99Ms: number;
   cpuUsPerRequest: number;
@@ -18,6 +20,7 @@ export function pointOf(runs: readonly VegetaRun[]): EnvoyPoint {
   const m = (f: (r: VegetaRun) => number): number => median(runs.map(f));
   return {
     rate: m((r) => r.rate),
+    rps: m((r) => r.rps),
     p50Ms: m((r) => r.p50Ms),
     p99Ms: m((r) => r.p99Ms),
     cpuUsPerRequest: m((r) => r.cpuUsPerRequest),
@@ -33,7 +36,7 @@ const int = (x: number): string => Math.round(x).toLocaleString("en-US");
 
 function table(rows: readonly EnvoyScenarioResult[], pick: (s: EnvoyScenarioResult) => VegetaRun[], reference: (s: EnvoyScenarioResult) => EnvoyScenarioResult | undefined, referenceLabel: string): string[] {
   const out = [
-    `| guard | rate (rps) | p50 / p99 (ms) | ${referenceLabel} p50 / p99 (ms) | CPU per request, Envoy + authorizer (Envoy alone) µs | 2xx | p99 of each round (ms) |`,
+    `| guard | rate asked / done (rps) | p50 / p99 (ms) | ${referenceLabel} p50 / p99 (ms) | CPU per request, Envoy + authorizer (Envoy alone) µs | 2xx | p99 of each round (ms) |`,
     "| --- | ---: | --- | --- | --- | ---: | --- |",
   ];
   for (const s of rows) {
@@ -43,7 +46,7 @@ function table(rows: readonly EnvoyScenarioResult[], pick: (s: EnvoyScenarioResu
     const refScenario = reference(s);
     const ref = refScenario && refScenario !== s ? pointOf(pick(refScenario)) : undefined;
     out.push(
-      `| ${s.name} | ${int(p.rate)} | ${f2(p.p50Ms)} / ${f2(p.p99Ms)} | ${ref ? `${signed(p.p50Ms - ref.p50Ms)} / ${signed(p.p99Ms - ref.p99Ms)}` : "–"} | ${int(p.cpuUsPerRequest)} (${int(p.envoyCpuUsPerRequest)}) | ${(p.success * 100).toFixed(1)}% | ${p.p99s.map(f2).join(", ")} |`,
+      `| ${s.name} | ${int(p.rate)} / ${int(p.rps)} | ${f2(p.p50Ms)} / ${f2(p.p99Ms)} | ${ref ? `${signed(p.p50Ms - ref.p50Ms)} / ${signed(p.p99Ms - ref.p99Ms)}` : "–"} | ${int(p.cpuUsPerRequest)} (${int(p.envoyCpuUsPerRequest)}) | ${(p.success * 100).toFixed(1)}% | ${p.p99s.map(f2).join(", ")} |`,
     );
   }
   return out;

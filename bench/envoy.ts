@@ -242,7 +242,11 @@ async function attack(o: { dir: string; targets: string; rate: number; seconds: 
     const e = treeCpuSeconds(o.envoyPid);
     return [e, e + (o.authzPid ? treeCpuSeconds(o.authzPid) : 0)];
   };
-  const rateArgs = o.rate > 0 ? [`-rate=${Math.round(o.rate)}/1s`, "-workers=16"] : ["-rate=0", `-workers=${o.maxWorkers ?? 32}`, `-max-workers=${o.maxWorkers ?? 32}`];
+  // At a fixed rate vegeta adds a worker (and a connection) whenever all are waiting; unbounded,
+  // one stall of a busy machine snowballs into thousands of connections that Envoy then has to
+  // serve, and the run never recovers. 64 workers cover a stall of 64 / rate before vegeta sends
+  // late (and the run's rps falls short of the rate asked for, which the results record).
+  const rateArgs = o.rate > 0 ? [`-rate=${Math.round(o.rate)}/1s`, "-workers=16", "-max-workers=64"] : ["-rate=0", `-workers=${o.maxWorkers ?? 32}`, `-max-workers=${o.maxWorkers ?? 32}`];
   const [cmd, argv] = pinned(o.cpus, vegeta, ["attack", `-targets=${o.targets}`, `-duration=${o.seconds}s`, "-keepalive=true", "-timeout=5s", `-output=${bin}`, ...rateArgs]);
   const [e0, c0] = cpu();
   await run(cmd, argv, { env: { GOGC: "off" }, timeoutMs: (o.seconds + 30) * 1000 });

@@ -109,8 +109,8 @@ describe("bench/envoy.ts figures", () => {
       vegeta: "vegeta v12.13.0",
       scenarios: [sc("none", [run(0.5, 1.5)], [run(0.5, 1)]), sc("go-null", [run(1, 2)], [run(1, 2)]), sc("keyward-10", [run(1.25, 3)], [run(1.5, 2.25)])],
     }).join("\n");
-    expect(md).toContain("| keyward-10 | 300 | 1.25 / 3.00 | +0.75 / +1.50 |");
-    expect(md).toContain("| keyward-10 | 300 | 1.50 / 2.25 | +0.50 / +0.25 |");
-    expect(md).toContain("| go-null | 300 | 1.00 / 2.00 | +0.50 / +0.50 |");
+    expect(md).toContain("| keyward-10 | 300 / 300 | 1.25 / 3.00 | +0.75 / +1.50 |");
+    expect(md).toContain("| keyward-10 | 300 / 300 | 1.50 / 2.25 | +0.50 / +0.25 |");
+    expect(md).toContain("| go-null | 300 / 300 | 1.00 / 2.00 | +0.50 / +0.50 |");
   });
 });
