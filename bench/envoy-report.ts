@@ -57,7 +57,7 @@ export function envoyTables(r: EnvoyBenchResult): string[] {
   const floor = r.scenarios.find((s) => s.guard === "go-null");
   const out: string[] = [];
   out.push("| guard | keys | closed-loop RPS, median (each round) |", "| --- | ---: | --- |");
-  for (const s of r.scenarios) out.push(`| ${s.name} | ${s.guard === "none" || s.guard === "go-null" ? "–" : int(s.keys)} | ${int(s.maxRps)} (${s.maxRuns.map((x) => int(x.rps)).join(", ")}) |`);
+  for (const s of r.scenarios) out.push(`| ${s.name} | ${s.guard === "keyward" || s.guard === "native" ? int(s.keys) : "–"} | ${int(s.maxRps)} (${s.maxRuns.map((x) => int(x.rps)).join(", ")}) |`);
   out.push("", `At a fixed ${int(r.fixedRate)} requests/s (${r.seconds} s a run, medians over ${r.runsPerPoint} rounds), latency added over Envoy alone at the same rate:`, "");
   out.push(...table(r.scenarios, (s) => s.fixedRuns, () => none, "added over Envoy alone"));
   out.push("", "At 50% of each guard's own closed-loop throughput, the p99 beside the null ext_authz server's (the target: keyward within 0.5 ms of it):", "");

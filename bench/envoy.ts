@@ -4,6 +4,9 @@
 //   none      Envoy alone: the baseline every added latency is taken over
 //   go-null   the shipped gRPC ext_authz filter asking the grpc-go null server (the floor any
 //             ext_authz server can reach)
+//   null-keyward  the same, asking a null server on keyward's HTTP/2 server and decoder (answers OK)
+//   null-answer   the same null server answering with the bytes keyward answers an allowed request
+//             with (headers to set and remove, dynamic metadata): what Envoy does with them
 //   keyward   the shipped gRPC ext_authz filter asking keyward's check path (10 or 10k keys)
 //   native    Envoy's in-process envoy.filters.http.api_key_auth filter, the same keys in its config
 //
@@ -13,7 +16,7 @@
 // may use, so every request reaches the upstream whichever guard runs. Envoy (--concurrency 1) and
 // the authorizer share core 1; vegeta and nginx run on core 0.
 //
-//   node bench/envoy.ts [--scenarios none,go-null,keyward-10,keyward-10k,native-10,native-10k]
+//   node bench/envoy.ts [--scenarios none,go-null,null-keyward,null-answer,keyward-10,keyward-10k,native-10,native-10k]
 //                       [--rate 1000] [--seconds 10] [--runs 3] [--cpu-prof DIR]
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -28,7 +31,7 @@ import { summarizeProfile } from "./profile.ts";
 import { fillTemplate, httpGet } from "../test/e2e/envoy.ts";
 import { freePort, nginxBinary } from "../test/e2e/nginx.ts";
 
-export type Guard = "none" | "go-null" | "keyward" | "native";
+export type Guard = "none" | "go-null" | "null-keyward" | "null-answer" | "keyward" | "native";
 
 export interface EnvoyScenario {
   id: string;
@@ -86,7 +89,7 @@ export interface EnvoyBenchResult {
 const K = (n: number): string => (n >= 1000 ? `${n / 1000}k` : String(n));
 
 export function scenarioFor(id: string): EnvoyScenario {
-  if (id === "none" || id === "go-null") return { id, guard: id, keys: 10 };
+  if (id === "none" || id === "go-null" || id === "null-keyward" || id === "null-answer") return { id, guard: id, keys: 10 };
   const m = /^(keyward|native)-(\d+)(k?)$/.exec(id);
   if (!m) throw new Error(`unknown scenario ${id}: none, go-null, keyward-N, native-N (N like 10 or 10k)`);
   return { id, guard: m[1] as Guard, keys: Number(m[2]) * (m[3] ? 1000 : 1) };
@@ -98,6 +101,10 @@ export function scenarioName(s: EnvoyScenario): string {
       return "Envoy, no authorization";
     case "go-null":
       return "Envoy + gRPC ext_authz, grpc-go null server";
+    case "null-keyward":
+      return "Envoy + gRPC ext_authz, null server on keyward's HTTP/2";
+    case "null-answer":
+      return "Envoy + gRPC ext_authz, null server on keyward's HTTP/2 giving keyward's answer";
     case "keyward":
       return `Envoy + gRPC ext_authz, keyward, ${K(s.keys)} keys`;
     case "native":
@@ -215,6 +222,10 @@ async function startEnvoyFor(dir: string, s: EnvoyScenario, appPort: number, aut
 
 async function startAuthorizer(s: EnvoyScenario, cpus: string, cpuProfDir: string | undefined): Promise<ServerProc | undefined> {
   if (s.guard === "go-null") return startServer([], { cpus, program: "keyward-bench-go-null" });
+  if (s.guard === "null-keyward" || s.guard === "null-answer") {
+    const t = standardTargets(chartNodeOptions())["null-keyward"]!;
+    return startTarget({ ...t, serverCpus: cpus }, [...t.serverArgs, ...(s.guard === "null-answer" ? ["--answer", "keyward"] : [])]);
+  }
   if (s.guard !== "keyward") return undefined;
   const t = standardTargets(chartNodeOptions())["authz-10"]!;
   const flags = cpuProfDir ? [...(t.nodeFlags ?? []), "--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : t.nodeFlags;
@@ -345,7 +356,7 @@ async function runRound(s: EnvoyScenario, o: { fixedRate: number; seconds: numbe
   }
 }
 
-export const ENVOY_SCENARIOS = "none,go-null,keyward-10,keyward-10k,native-10,native-10k";
+export const ENVOY_SCENARIOS = "none,go-null,null-keyward,null-answer,keyward-10,keyward-10k,native-10,native-10k";
 
 /**
  * `runs` rounds; each round runs every scenario once, in turn, so that the drift of a shared

@@ -5,6 +5,9 @@ import { parse } from "yaml";
 import { envoyConfig, intervalQuantiles, scenarioFor, vegetaTargets, type EnvoyScenarioResult, type VegetaRun } from "../../bench/envoy.ts";
 import { envoyTables, pointOf } from "../../bench/envoy-report.ts";
 import { keyFor } from "../../bench/lib/fixture.ts";
+import { keywardAnswer } from "../../bench/lib/answer.ts";
+import type * as grpc from "@grpc/grpc-js";
+import { AUTHZ_SERVICE, loadProtos, type CheckResponseMessage } from "../../src/authz/proto.ts";
 
 interface Filter {
   name: string;
@@ -46,6 +49,19 @@ describe("bench/envoy.ts configurations", () => {
     expect(cfg.credentials).toHaveLength(10_000);
     expect(cfg.credentials[9_999]).toEqual({ key: keyFor(9_999), client: "k-9999" });
     expect(cfg.key_sources).toEqual([{ header: "x-api-key" }]);
+  });
+
+  it("gives the null servers on keyward's HTTP/2 the shipped ext_authz filter too", () => {
+    for (const id of ["null-keyward", "null-answer"]) expect(filterNames(render(id))).toContain("envoy.filters.http.ext_authz");
+  });
+
+  it("has the null server answer with keyward's own answer to an allowed request (--answer keyward)", () => {
+    const svc = loadProtos()[AUTHZ_SERVICE] as grpc.ServiceDefinition;
+    const m = (svc.Check!.responseDeserialize as (b: Buffer) => CheckResponseMessage)(keywardAnswer());
+    expect(m.status.code).toBe(0);
+    expect(m.ok_response?.headers.map((h) => h.header.key)).toEqual(["x-keyward-key-id", "x-keyward-owner"]);
+    expect(m.ok_response?.headers_to_remove).toContain("x-api-key");
+    expect(Object.keys(m.dynamic_metadata?.fields ?? {})).toEqual(expect.arrayContaining(["key_id", "owner", "decision", "reason", "scopes"]));
   });
 
   it("rejects an unknown scenario", () => {
