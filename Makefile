@@ -31,7 +31,7 @@ kubectl: ## Build kubectl (the control plane's Kubernetes version) into the tool
 	@scripts/kubectl-build.sh
 
 .PHONY: tools
-tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build grpcurl, h2spec, ghz, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
+tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build grpcurl, h2spec, ghz, vegeta, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
 	@scripts/chart-tools.sh
@@ -91,6 +91,7 @@ docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table, 
 	node scripts/layers-doc.ts --write
 
 .PHONY: bench
-bench: deps controlplane ## Benchmarks (~25 min, not part of make test): results in bench/results/, see docs/benchmarks.md
+bench: deps controlplane ## Benchmarks (~40 min, not part of make test): results in bench/results/, see docs/benchmarks.md
 	@scripts/tools-build.sh
+	@scripts/envoy-install.sh
 	node bench/run.ts $(ARGS)

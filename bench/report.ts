@@ -12,6 +12,8 @@ import type { DecodeResult } from "./decode.ts";
 import type { InterleavedResult } from "./interleaved.ts";
 import { floodTable, type FloodRow } from "./floods.ts";
 import { limitsTables, type DenyCacheRow, type LimitsRow } from "./limits.ts";
+import { envoyTables } from "./envoy-report.ts";
+import type { EnvoyBenchResult } from "./envoy.ts";
 
 interface Stamp {
   at: string;
@@ -37,6 +39,7 @@ export interface Results {
     cidr?: Stamp & { command: string; result: CidrBenchResult };
     floods?: Stamp & { command: string; rows: FloodRow[] };
     limits?: Stamp & { command: string; rows: LimitsRow[]; denyCache: DenyCacheRow[] };
+    envoy?: Stamp & EnvoyBenchResult & { finishedLoadAverage: string; command: string };
   };
 }
 
@@ -186,6 +189,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## Limits store (\`${s.limits.command}\`)`, "");
     out.push(`Run at ${s.limits.at}; load average before ${s.limits.loadAverage}.`, "");
     out.push(...limitsTables(s.limits.rows, s.limits.denyCache), "");
+  }
+  if (s.envoy) {
+    out.push(`## Through Envoy (vegeta, \`${s.envoy.command}\`)`, "");
+    out.push(`Run at ${s.envoy.at}; load average before ${s.envoy.loadAverage}, after ${s.envoy.finishedLoadAverage}.`, "");
+    out.push(...envoyTables(s.envoy), "");
   }
   return out.join("\n") + "\n";
 }

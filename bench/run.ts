@@ -1,6 +1,7 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy]
+//                     [--envoy-rate 1000] [--envoy-scenarios none,go-null,keyward-10,...]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -23,14 +24,17 @@ import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
+import { ENVOY_SCENARIOS, runEnvoyBench } from "./envoy.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
     "operator-keys": { type: "string", default: "1000,10000" },
+    "envoy-rate": { type: "string", default: "1000" },
+    "envoy-scenarios": { type: "string", default: ENVOY_SCENARIOS },
   },
 });
 const only = new Set(values.only.split(","));
@@ -204,6 +208,17 @@ if (only.has("limits")) {
   const start = stamp();
   const r = await runLimitsBench({ keys: 100_000, seconds: 5, log });
   results.sections.limits = { ...start, command: "node bench/limits.ts --keys 100000 --seconds 5", ...r };
+  save();
+}
+
+if (only.has("envoy")) {
+  // HTTP through a real Envoy: no authorization, ext_authz to the grpc-go null server, to keyward,
+  // and Envoy's own api_key_auth filter; rounds taking turns, medians over 3 rounds.
+  const rate = Number(values["envoy-rate"]);
+  log(`through Envoy (vegeta): ${values["envoy-scenarios"]}, fixed rate ${rate} rps, 3 rounds`);
+  const start = stamp();
+  const r = await runEnvoyBench({ scenarios: values["envoy-scenarios"].split(","), fixedRate: rate, seconds: 10, runs: 3 }, log);
+  results.sections.envoy = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/envoy.ts --rate ${rate} --seconds 10 --runs 3`, ...r };
   save();
 }
 

@@ -9,6 +9,9 @@
 //   --mode authz --kubeconfig F  keyward's startAuthz, fed by the real list+watch
 //   --transport T                keyward or grpc-js: the gRPC server under keyward's check path
 //                                (--grpc-transport); default keyward
+//   --answer keyward             (--mode null --transport keyward) answer every Check with the bytes
+//                                keyward's check path answers an allowed bench request with (its
+//                                headers to set and remove, its dynamic metadata), without deciding
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/pool.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -38,6 +41,7 @@ import { Limiter } from "../../src/limits/limiter.ts";
 import { runWorker, startWorkerPool } from "../../src/cluster/pool.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { benchPolicy, fillIndex } from "../lib/fixture.ts";
+import { keywardAnswer } from "../lib/answer.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -49,6 +53,7 @@ const { values: args } = parseArgs({
     port: { type: "string", default: "0" },
     workers: { type: "string", default: "1" },
     transport: { type: "string" },
+    answer: { type: "string", default: "empty" },
   },
 });
 const transport = (args.transport ?? (args.mode === "null" ? "grpc-js" : "keyward")) as GrpcTransport;
@@ -85,7 +90,8 @@ async function collectStats(registry: Registry | undefined, nullCount: number): 
 /** The null server on keyward's HTTP/2 server: decodes CheckRequest with keyward's decoder and answers OK. */
 async function startNullKeyward(address: string): Promise<{ port: number; count: () => number }> {
   let n = 0;
-  const ok = Buffer.from([0x12, 0x00]); // CheckResponse{status: {}}: code 0
+  // CheckResponse{status: {}}: code 0, or keyward's own answer (--answer keyward).
+  const ok = args.answer === "keyward" ? keywardAnswer() : Buffer.from([0x12, 0x00]);
   const grpcServer = new GrpcServer({
     methods: new Map([
       [
