@@ -12,6 +12,7 @@ import type { DecodeResult } from "./decode.ts";
 import type { InterleavedResult } from "./interleaved.ts";
 import { floodTable, type FloodRow } from "./floods.ts";
 import { limitsTables, type DenyCacheRow, type LimitsRow } from "./limits.ts";
+import { limitsGrpcTable, type GrpcLimitsRow } from "./limits-grpc.ts";
 
 interface Stamp {
   at: string;
@@ -37,6 +38,7 @@ export interface Results {
     cidr?: Stamp & { command: string; result: CidrBenchResult };
     floods?: Stamp & { command: string; rows: FloodRow[] };
     limits?: Stamp & { command: string; rows: LimitsRow[]; denyCache: DenyCacheRow[] };
+    limitsGrpc?: Stamp & { command: string; keys: number; rows: GrpcLimitsRow[] };
   };
 }
 
@@ -181,6 +183,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## HTTP/2 floods (\`${s.floods.command}\`)`, "");
     out.push(`Run at ${s.floods.at}; load average before ${s.floods.loadAverage}. One attacking connection each (the last row: many), beside a well-behaved client.`, "");
     out.push(...floodTable(s.floods.rows), "");
+  }
+  if (s.limitsGrpc) {
+    out.push(`## Limits store through gRPC (\`${s.limitsGrpc.command}\`)`, "");
+    out.push(`Run at ${s.limitsGrpc.at}; load average before ${s.limitsGrpc.loadAverage}. ghz against \`keyward authz\` over ${int(s.limitsGrpc.keys)} keys with limits; medians of 3 runs.`, "");
+    out.push(...limitsGrpcTable(s.limitsGrpc.rows), "");
   }
   if (s.limits) {
     out.push(`## Limits store (\`${s.limits.command}\`)`, "");

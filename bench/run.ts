@@ -23,6 +23,7 @@ import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
+import { runLimitsGrpcBench } from "./limits-grpc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -200,7 +201,12 @@ if (only.has("floods")) {
 }
 
 if (only.has("limits")) {
-  log("the limits store: memory, one redis-server, a 3-master Redis Cluster (100k keys with limits)");
+  log("the limits store through gRPC: keyward authz over 100k keys with limits, memory, one redis-server, a 3-master Redis Cluster");
+  const gstart = stamp();
+  const rows = await runLimitsGrpcBench({ keys: 100_000, log });
+  results.sections.limitsGrpc = { ...gstart, command: "node bench/limits-grpc.ts --keys 100000", keys: 100_000, rows };
+  save();
+  log("the limits store in process: memory, one redis-server, a 3-master Redis Cluster (100k keys with limits)");
   const start = stamp();
   const r = await runLimitsBench({ keys: 100_000, seconds: 5, log });
   results.sections.limits = { ...start, command: "node bench/limits.ts --keys 100000 --seconds 5", ...r };
