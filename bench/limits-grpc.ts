@@ -32,6 +32,8 @@ const NAMESPACE = "bench-limits";
 const REPEATS = 3;
 const CLOSED_SECONDS = 8;
 const HALF_SECONDS = 10;
+/** How long a run waits for other work on the machine to calm down (the busy share is recorded either way). */
+const QUIET_WAIT_MS = 10_000;
 /** Distinct requests in ghz's data file, each a different key drawn from the whole index. */
 const REQUESTS = 20_000;
 
@@ -171,7 +173,7 @@ async function measureStore(s: StoreUnderTest, kubeconfig: string, keys: number,
     const busyBefore: number[] = [];
     const closed: GrpcLimitsRun[] = [];
     for (let i = 0; i < REPEATS; i++) {
-      busyBefore.push(await waitQuiet(log));
+      busyBefore.push(await waitQuiet(log, 0.15, QUIET_WAIT_MS));
       const r0 = await redisStats(s.nodes);
       const c0 = treeCpuSeconds(kw.child.pid as number);
       const t0 = performance.now();
@@ -188,7 +190,7 @@ async function measureStore(s: StoreUnderTest, kubeconfig: string, keys: number,
     const rate = Math.round(maxRps / 2);
     const at50: LoadResult[] = [];
     for (let i = 0; i < REPEATS; i++) {
-      busyBefore.push(await waitQuiet(log));
+      busyBefore.push(await waitQuiet(log, 0.15, QUIET_WAIT_MS));
       const r = await ghz({ ...base, concurrency: LOAD.halfLoadConcurrency, seconds: HALF_SECONDS, rps: rate }, out);
       log(`  at 50% (${rate}/s): ${r.rps}/s, p50 ${r.p50Ms} p99 ${r.p99Ms} ms`);
       at50.push(r);

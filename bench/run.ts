@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits] [--limits-kubeconfig F]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -32,6 +32,9 @@ const { values } = parseArgs({
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
     "operator-keys": { type: "string", default: "1000,10000" },
+    // A running control plane whose namespace bench-limits already holds the limits bench's keys
+    // (node bench/limits-grpc.ts --kubeconfig F seeds it): the limits section skips starting and seeding one.
+    "limits-kubeconfig": { type: "string" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -203,7 +206,8 @@ if (only.has("floods")) {
 if (only.has("limits")) {
   log("the limits store through gRPC: keyward authz over 100k keys with limits, memory, one redis-server, a 3-master Redis Cluster");
   const gstart = stamp();
-  const rows = await runLimitsGrpcBench({ keys: 100_000, log });
+  const kc = values["limits-kubeconfig"];
+  const rows = await runLimitsGrpcBench({ keys: 100_000, log, ...(kc ? { kubeconfig: kc, seeded: true } : {}) });
   results.sections.limitsGrpc = { ...gstart, command: "node bench/limits-grpc.ts --keys 100000", keys: 100_000, rows };
   save();
   log("the limits store in process: memory, one redis-server, a 3-master Redis Cluster (100k keys with limits)");
