@@ -96,8 +96,22 @@ interface Keyward {
   stop(): Promise<void>;
 }
 
-/** `keyward authz` pinned to core 1, ready once its index holds `keys` keys. */
+/**
+ * `keyward authz` pinned to core 1, ready once its index holds `keys` keys. Listing 100k keys takes
+ * minutes on a busy machine, long enough for another program to take a free port picked before: a
+ * start that fails on a taken port is tried again on others.
+ */
 async function startKeywardAuthz(kubeconfig: string, keys: number, extra: readonly string[]): Promise<Keyward> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startKeywardOnce(kubeconfig, keys, extra);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error && err.message.includes("EADDRINUSE"))) throw err;
+    }
+  }
+}
+
+async function startKeywardOnce(kubeconfig: string, keys: number, extra: readonly string[]): Promise<Keyward> {
   const [grpc, metrics] = [await freePort(), await freePort()];
   const args = [
     join(repoRoot, "src", "main.ts"),
