@@ -25,6 +25,7 @@ import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { pinned, repoRoot, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
 import { policyWithLimits, redisStats, type RedisStats } from "./limits.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
+import { dataPlaneArgs } from "../test/support/keyward.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
 
 const NAMESPACE = "bench-limits";
@@ -113,18 +114,7 @@ async function startKeywardAuthz(kubeconfig: string, keys: number, extra: readon
 
 async function startKeywardOnce(kubeconfig: string, keys: number, extra: readonly string[]): Promise<Keyward> {
   const [grpc, metrics] = [await freePort(), await freePort()];
-  const args = [
-    join(repoRoot, "src", "main.ts"),
-    "authz",
-    `--kubeconfig=${kubeconfig}`,
-    `--namespaces=${NAMESPACE}`,
-    `--grpc-address=127.0.0.1:${grpc}`,
-    "--http-auth-address=",
-    `--metrics-address=127.0.0.1:${metrics}`,
-    "--usage-status=false",
-    "--usage-alerts=false",
-    ...extra,
-  ];
+  const args = [join(repoRoot, "src", "main.ts"), ...dataPlaneArgs({ kubeconfig, namespace: NAMESPACE, grpcPort: grpc, metricsPort: metrics }), ...extra];
   const [cmd, argv] = pinned("1", process.execPath, ["--max-old-space-size=8192", ...chartNodeOptions(), ...args]);
   const child = spawn(cmd, argv, { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] });
   let tail = "";

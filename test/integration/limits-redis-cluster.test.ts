@@ -17,7 +17,7 @@ import { applyUsageRbac } from "../conformance/go-als/env.ts";
 import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { decisionLatencies, metricValue, percentileOf, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneArgs, decisionLatencies, metricValue, percentileOf, startKeyward, type KeywardProcess } from "../support/keyward.ts";
 import { getApiKey } from "../support/operator.ts";
 import { haveRedis, startRedisCluster, type RedisServer } from "../support/redis.ts";
 
@@ -74,14 +74,7 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
     load = await createKey(admin, ns, "load", { limits: { quota: { requests: 10_000_000, per: "day" } } });
     [grpc, metrics] = [await freePort(), await freePort()];
     args = (g, m, extra) => [
-      "authz",
-      `--kubeconfig=${kubeconfig}`,
-      `--namespaces=${ns}`,
-      `--grpc-address=127.0.0.1:${g}`,
-      "--http-auth-address=",
-      `--metrics-address=127.0.0.1:${m}`,
-      "--usage-status=false",
-      "--usage-alerts=false",
+      ...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort: g, metricsPort: m }),
       "--limits-store=redis",
       "--limits-redis-mode=cluster",
       `--limits-redis-url=${nodes.map((n) => `redis://127.0.0.1:${n.port}`).join(",")}`,

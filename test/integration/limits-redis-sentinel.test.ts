@@ -15,20 +15,13 @@ import { applyUsageRbac } from "../conformance/go-als/env.ts";
 import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { decisionLatencies, metricValue, startKeyward, type KeywardProcess } from "../support/keyward.ts";
-import { underLoad, waitsOf, type AuthzClient } from "../support/limits-load.ts";
+import { dataPlaneArgs, decisionLatencies, metricValue, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { expectOutageBounded, OUTAGE_BOUNDS, underLoad, waitsOf, type AuthzClient } from "../support/limits-load.ts";
 import { haveRedis, startRedis, type RedisServer } from "../support/redis.ts";
 
 const HOST = "sentinel.example.com";
 const PASSWORD = "sentinel-suite-pw";
 const MASTER = "keyward-limits";
-const DEADLINE_MS = 50;
-/** Inside keyward: 99% of checks wait at most the deadline and this. */
-const MARGIN_MS = 100;
-/** Inside keyward, every check: on a shared two-core machine a process can wait this long for the CPU. */
-const SCHEDULING_MS = 500;
-/** Seen by the client, on a shared machine: nothing hangs. */
-const CLIENT_MAX_MS = 2000;
 
 describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a failover", () => {
   let adminKc: KubeConfig;
@@ -97,20 +90,13 @@ describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a fa
     load = await createKey(admin, ns, "load", { limits: { quota: { requests: 10_000_000, per: "day" } } });
     [grpc, metrics] = [await freePort(), await freePort()];
     kw = startKeyward([
-      "authz",
-      `--kubeconfig=${kubeconfig}`,
-      `--namespaces=${ns}`,
-      `--grpc-address=127.0.0.1:${grpc}`,
-      "--http-auth-address=",
-      `--metrics-address=127.0.0.1:${metrics}`,
-      "--usage-status=false",
-      "--usage-alerts=false",
+      ...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort: grpc, metricsPort: metrics }),
       "--limits-store=redis",
       "--limits-redis-mode=sentinel",
       `--limits-redis-url=${sentinels.map((s) => `redis://127.0.0.1:${s.port}`).join(",")}`,
       `--limits-redis-sentinel-master=${MASTER}`,
       `--limits-redis-password-file=${passwordFile}`,
-      `--limits-redis-timeout=${DEADLINE_MS}ms`,
+      `--limits-redis-timeout=${OUTAGE_BOUNDS.deadlineMs}ms`,
       "--limits-redis-breaker-failures=3",
       "--limits-redis-breaker-cooldown=200ms",
       "--decision-log=stdout",
@@ -148,17 +134,7 @@ describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a fa
       await eventually(async () => ((await breaker()) === 0 ? true : undefined), 30_000, "the breaker closed on the promoted master");
       outageMs = performance.now() - t0;
     });
-    const w = await waitsOf(kw, logged, result);
-    console.log(
-      `Sentinel failover: ${result.statuses.length} checks, ${result.during} during the ${(outageMs / 1000).toFixed(1)} s outage of which ${result.admittedDuring} admitted (local fallback); ` +
-        `inside keyward p99 ${w.insideP99} ms, max ${w.insideMax} ms; at the client max ${w.clientMax.toFixed(1)} ms, p99 ${w.clientP99.toFixed(1)} ms; client errors ${result.errors}`,
-    );
-    expect(w.insideP99).toBeLessThan(DEADLINE_MS + MARGIN_MS);
-    expect(w.insideMax).toBeLessThan(DEADLINE_MS + SCHEDULING_MS);
-    expect(result.errors).toBe(0);
-    expect(result.statuses.every((s) => s === 200)).toBe(true);
-    expect(w.clientMax).toBeLessThan(CLIENT_MAX_MS);
-    expect(result.during).toBeGreaterThan(0);
+    expectOutageBounded(`Sentinel failover (${(outageMs / 1000).toFixed(1)} s from the kill to the breaker closed)`, result, await waitsOf(kw, logged, result));
     expect(kw.child.exitCode).toBeNull();
 
     // Shared counting resumed on the promoted master: its counter moves with every check counted on Redis.

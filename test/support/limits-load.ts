@@ -1,6 +1,7 @@
 // Checks under load while a fault runs, for the limits store's fault suites:
 // 8 concurrent loops of checks over 4 connections to one keyward, and what each
 // answered, and when, relative to the fault's start and end.
+import { expect } from "vitest";
 import { authzClient } from "../conformance/harness.ts";
 import { decisionLatencies, percentileOf, type KeywardProcess } from "./keyward.ts";
 import { eventually } from "./k8s.ts";
@@ -89,4 +90,32 @@ export async function waitsOf(kw: KeywardProcess, logged: number, result: UnderL
     clientP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0,
     clientMax: sorted[sorted.length - 1] ?? 0,
   };
+}
+
+/** What a check may wait during an outage, with a 50 ms deadline on a shared two-core machine. */
+export const OUTAGE_BOUNDS = {
+  deadlineMs: 50,
+  /** Inside keyward: 99% of checks wait at most the deadline and this. */
+  marginMs: 100,
+  /** Inside keyward, every check: the deadline's timer answers each one, but a process can wait this long for the CPU. */
+  schedulingMs: 500,
+  /** Seen by the client: nothing hangs. */
+  clientMaxMs: 2000,
+};
+
+/**
+ * Prints an outage's figures (`what`, e.g. "Redis killed") and holds them to OUTAGE_BOUNDS: every
+ * check answered and admitted (the local fallback), none waiting much past the deadline.
+ */
+export function expectOutageBounded(what: string, result: UnderLoad, w: Waits): void {
+  console.log(
+    `${what}: ${result.statuses.length} checks, ${result.during} during the outage of which ${result.admittedDuring} admitted (local fallback); ` +
+      `inside keyward p99 ${w.insideP99} ms, max ${w.insideMax} ms; at the client max ${w.clientMax.toFixed(1)} ms, p99 ${w.clientP99.toFixed(1)} ms; client errors ${result.errors}`,
+  );
+  expect(w.insideP99).toBeLessThan(OUTAGE_BOUNDS.deadlineMs + OUTAGE_BOUNDS.marginMs);
+  expect(w.insideMax).toBeLessThan(OUTAGE_BOUNDS.deadlineMs + OUTAGE_BOUNDS.schedulingMs);
+  expect(result.errors).toBe(0);
+  expect(result.statuses.every((s) => s === 200)).toBe(true);
+  expect(w.clientMax).toBeLessThan(OUTAGE_BOUNDS.clientMaxMs);
+  expect(result.during).toBeGreaterThan(0);
 }
