@@ -11,7 +11,7 @@
 //   - Redis commands and round trips per check (INFO commandstats) and Redis's
 //     CPU (INFO cpu), over the closed-loop runs.
 //
-//   node bench/limits-grpc.ts [--keys 100000] [--stores memory,redis,cluster]
+//   node bench/limits-grpc.ts [--keys 100000] [--namespace bench-limits] [--stores memory,redis,cluster]
 //                             [--kubeconfig F [--seeded]]   (F: a running control plane, e.g. make cluster)
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -28,7 +28,8 @@ import { freePort } from "../test/controlplane/controlplane.ts";
 import { dataPlaneArgs } from "../test/support/keyward.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
 
-const NAMESPACE = "bench-limits";
+/** Where the bench's ApiKeys live (--namespace: another, to keep sets of different sizes side by side). */
+export const LIMITS_NAMESPACE = "bench-limits";
 /** Each point is measured this many times; the median is reported. */
 const REPEATS = 3;
 const CLOSED_SECONDS = 8;
@@ -102,19 +103,19 @@ interface Keyward {
  * minutes on a busy machine, long enough for another program to take a free port picked before: a
  * start that fails on a taken port is tried again on others.
  */
-async function startKeywardAuthz(kubeconfig: string, keys: number, extra: readonly string[]): Promise<Keyward> {
+async function startKeywardAuthz(kubeconfig: string, namespace: string, keys: number, extra: readonly string[]): Promise<Keyward> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startKeywardOnce(kubeconfig, keys, extra);
+      return await startKeywardOnce(kubeconfig, namespace, keys, extra);
     } catch (err) {
       if (attempt >= 3 || !(err instanceof Error && err.message.includes("EADDRINUSE"))) throw err;
     }
   }
 }
 
-async function startKeywardOnce(kubeconfig: string, keys: number, extra: readonly string[]): Promise<Keyward> {
+async function startKeywardOnce(kubeconfig: string, namespace: string, keys: number, extra: readonly string[]): Promise<Keyward> {
   const [grpc, metrics] = [await freePort(), await freePort()];
-  const args = [join(repoRoot, "src", "main.ts"), ...dataPlaneArgs({ kubeconfig, namespace: NAMESPACE, grpcPort: grpc, metricsPort: metrics }), ...extra];
+  const args = [join(repoRoot, "src", "main.ts"), ...dataPlaneArgs({ kubeconfig, namespace, grpcPort: grpc, metricsPort: metrics }), ...extra];
   const [cmd, argv] = pinned("1", process.execPath, ["--max-old-space-size=8192", ...chartNodeOptions(), ...args]);
   const child = spawn(cmd, argv, { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] });
   let tail = "";
@@ -164,9 +165,9 @@ export interface StoreUnderTest {
   args: readonly string[];
 }
 
-async function measureStore(s: StoreUnderTest, kubeconfig: string, keys: number, dataFile: string, dir: string, log: (s: string) => void): Promise<GrpcLimitsRow> {
+async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: string, keys: number, dataFile: string, dir: string, log: (s: string) => void): Promise<GrpcLimitsRow> {
   log(`limits through gRPC: ${s.name}: starting keyward authz (${keys} keys)`);
-  const kw = await startKeywardAuthz(kubeconfig, keys, s.args);
+  const kw = await startKeywardAuthz(kubeconfig, namespace, keys, s.args);
   try {
     const out = join(dir, "ghz.json");
     const base = { port: kw.grpc, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: "0" };
@@ -232,7 +233,8 @@ function limitedRequests(keys: number): ReturnType<typeof checkRequestFor>[] {
   return Array.from({ length: REQUESTS }, () => checkRequestFor("valid", keyFor(Math.floor(r() * keys)), r));
 }
 
-export async function runLimitsGrpcBench(o: { keys: number; kubeconfig?: string; seeded?: boolean; stores?: readonly string[]; log: (s: string) => void }): Promise<GrpcLimitsRow[]> {
+export async function runLimitsGrpcBench(o: { keys: number; namespace?: string; kubeconfig?: string; seeded?: boolean; stores?: readonly string[]; log: (s: string) => void }): Promise<GrpcLimitsRow[]> {
+  const namespace = o.namespace ?? LIMITS_NAMESPACE;
   const cp = o.kubeconfig ? undefined : await startControlPlane(o.log);
   const kubeconfig = o.kubeconfig ?? cp?.kubeconfig;
   if (!kubeconfig) throw new Error("no control plane");
@@ -242,7 +244,7 @@ export async function runLimitsGrpcBench(o: { keys: number; kubeconfig?: string;
   try {
     if (!o.seeded) {
       o.log(`seeding ${o.keys} ApiKeys and a policy that gives each a rate and a quota`);
-      const s = await seedBenchKeys(kubeconfig, NAMESPACE, o.keys, o.log, policyWithLimits(undefined, NAMESPACE));
+      const s = await seedBenchKeys(kubeconfig, namespace, o.keys, o.log, policyWithLimits(undefined, namespace));
       o.log(`seeded in ${s.seconds} s`);
     }
     const dataFile = writeDataFile(dir, "requests", limitedRequests(o.keys));
@@ -259,7 +261,7 @@ export async function runLimitsGrpcBench(o: { keys: number; kubeconfig?: string;
     ];
     for (const s of stores) {
       if (o.stores && !o.stores.includes(s.id)) continue;
-      rows.push(await measureStore(s, kubeconfig, o.keys, dataFile, dir, o.log));
+      rows.push(await measureStore(s, kubeconfig, namespace, o.keys, dataFile, dir, o.log));
     }
   } finally {
     for (const n of servers) await n.stop();
@@ -290,9 +292,10 @@ export function limitsGrpcTable(rows: readonly GrpcLimitsRow[]): string[] {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { keys: { type: "string", default: "100000" }, kubeconfig: { type: "string" }, seeded: { type: "boolean", default: false }, stores: { type: "string" } } });
+  const { values } = parseArgs({ options: { keys: { type: "string", default: "100000" }, namespace: { type: "string", default: LIMITS_NAMESPACE }, kubeconfig: { type: "string" }, seeded: { type: "boolean", default: false }, stores: { type: "string" } } });
   const rows = await runLimitsGrpcBench({
     keys: Number(values.keys),
+    namespace: values.namespace,
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     seeded: values.seeded,
     ...(values.stores ? { stores: values.stores.split(",") } : {}),
