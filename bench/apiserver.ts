@@ -10,6 +10,7 @@ import { KubeApiError, KubeRest } from "../src/k8s/rest.ts";
 import { ControlPlane } from "../test/controlplane/controlplane.ts";
 import { authzClient, checkRequest, createKey, createPolicy, deleteKey, patchKeySpec, startAuthzEnv } from "../test/conformance/harness.ts";
 import { createApiKey, startTestOperator } from "../test/support/operator.ts";
+import type { ApiKeyPolicy } from "../src/api/types.ts";
 import { apiKeyObject, benchPolicy, BENCH_HOST } from "./lib/fixture.ts";
 
 const BASE = "/apis/keyward.dev/v1alpha1";
@@ -43,12 +44,12 @@ async function pool<T>(items: T[], concurrency: number, fn: (x: T) => Promise<vo
   );
 }
 
-/** Writes bench keys 0..n-1 and the bench policy into `namespace`, status included (as the operator would). */
-export async function seedBenchKeys(kubeconfig: string, namespace: string, n: number, log: (s: string) => void): Promise<{ seconds: number }> {
+/** Writes bench keys 0..n-1 and the bench policy (or `policy`) into `namespace`, status included (as the operator would). */
+export async function seedBenchKeys(kubeconfig: string, namespace: string, n: number, log: (s: string) => void, policy: ApiKeyPolicy = benchPolicy(namespace)): Promise<{ seconds: number }> {
   const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
   try {
     await createNamespace(rest, namespace);
-    const p = benchPolicy(namespace);
+    const p = policy;
     await rest.request("POST", `${BASE}/namespaces/${namespace}/apikeypolicies`, { body: p });
     const t0 = performance.now();
     let done = 0;

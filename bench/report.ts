@@ -14,6 +14,7 @@ import { floodTable, type FloodRow } from "./floods.ts";
 import { limitsTables, type DenyCacheRow, type LimitsRow } from "./limits.ts";
 import { envoyTables } from "./envoy-report.ts";
 import type { EnvoyBenchResult } from "./envoy.ts";
+import { limitsGrpcTable, type GrpcLimitsRow } from "./limits-grpc.ts";
 
 interface Stamp {
   at: string;
@@ -40,6 +41,7 @@ export interface Results {
     floods?: Stamp & { command: string; rows: FloodRow[] };
     limits?: Stamp & { command: string; rows: LimitsRow[]; denyCache: DenyCacheRow[] };
     envoy?: Stamp & EnvoyBenchResult & { finishedLoadAverage: string; command: string };
+    limitsGrpc?: Stamp & { command: string; keys: number; rows: GrpcLimitsRow[] };
   };
 }
 
@@ -184,6 +186,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## HTTP/2 floods (\`${s.floods.command}\`)`, "");
     out.push(`Run at ${s.floods.at}; load average before ${s.floods.loadAverage}. One attacking connection each (the last row: many), beside a well-behaved client.`, "");
     out.push(...floodTable(s.floods.rows), "");
+  }
+  if (s.limitsGrpc) {
+    out.push(`## Limits store through gRPC (\`${s.limitsGrpc.command}\`)`, "");
+    out.push(`Run at ${s.limitsGrpc.at}; load average before ${s.limitsGrpc.loadAverage}. ghz against \`keyward authz\` over ${int(s.limitsGrpc.keys)} keys with limits; medians of 3 runs.`, "");
+    out.push(...limitsGrpcTable(s.limitsGrpc.rows), "");
   }
   if (s.limits) {
     out.push(`## Limits store (\`${s.limits.command}\`)`, "");

@@ -1,7 +1,7 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
 //   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy]
-//                     [--envoy-rate 1000] [--envoy-scenarios none,go-null,keyward-10,...]
+//                     [--envoy-rate 1000] [--envoy-scenarios none,go-null,keyward-10,...] [--limits-kubeconfig F]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -25,6 +25,7 @@ import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
 import { ENVOY_SCENARIOS, runEnvoyBench } from "./envoy.ts";
+import { runLimitsGrpcBench } from "./limits-grpc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -35,6 +36,9 @@ const { values } = parseArgs({
     "operator-keys": { type: "string", default: "1000,10000" },
     "envoy-rate": { type: "string", default: "1000" },
     "envoy-scenarios": { type: "string", default: ENVOY_SCENARIOS },
+    // A running control plane whose namespace bench-limits already holds the limits bench's keys
+    // (node bench/limits-grpc.ts --kubeconfig F seeds it): the limits section skips starting and seeding one.
+    "limits-kubeconfig": { type: "string" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -204,7 +208,13 @@ if (only.has("floods")) {
 }
 
 if (only.has("limits")) {
-  log("the limits store: memory, one redis-server, a 3-master Redis Cluster (100k keys with limits)");
+  log("the limits store through gRPC: keyward authz over 100k keys with limits, memory, one redis-server, a 3-master Redis Cluster");
+  const gstart = stamp();
+  const kc = values["limits-kubeconfig"];
+  const rows = await runLimitsGrpcBench({ keys: 100_000, log, ...(kc ? { kubeconfig: kc, seeded: true } : {}) });
+  results.sections.limitsGrpc = { ...gstart, command: "node bench/limits-grpc.ts --keys 100000", keys: 100_000, rows };
+  save();
+  log("the limits store in process: memory, one redis-server, a 3-master Redis Cluster (100k keys with limits)");
   const start = stamp();
   const r = await runLimitsBench({ keys: 100_000, seconds: 5, log });
   results.sections.limits = { ...start, command: "node bench/limits.ts --keys 100000 --seconds 5", ...r };

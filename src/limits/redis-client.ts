@@ -3,6 +3,7 @@
 // until Redis answers and has the limits script, and fails with a clear error
 // otherwise (a wrong address, password or TLS setting). Errors name host:port,
 // never a password.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from "ioredis";
 import { KeywardError } from "../errors.ts";
@@ -77,8 +78,23 @@ function readPassword(file: string): string | undefined {
   }
 }
 
-interface Scripted {
-  keywardLimits(...args: (string | number)[]): Promise<unknown>;
+/** SHA-1 of the limits script: the name EVALSHA runs it by. */
+export const LIMITS_SCRIPT_SHA = createHash("sha1").update(LIMITS_SCRIPT).digest("hex");
+
+/**
+ * Runs the limits script by EVALSHA, and by EVAL once when a server does not have it yet (a
+ * restarted server, a promoted replica, a new Cluster master). EVALSHA is a command ioredis knows
+ * the keys of, so on a Cluster its auto-pipelining groups calls by the node that serves their
+ * slot; a custom command would be grouped by its first argument (the key count).
+ */
+export function scriptRunner(client: Pick<Redis, "evalsha" | "eval">): RunScript {
+  return (args) => {
+    const [numKeys = 0, ...rest] = args;
+    return client.evalsha(LIMITS_SCRIPT_SHA, numKeys, ...rest).catch((err: unknown) => {
+      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return client.eval(LIMITS_SCRIPT, numKeys, ...rest);
+      throw err;
+    });
+  };
 }
 
 export async function connectLimitsRedis(connection: RedisConnectOptions): Promise<LimitsRedis> {
@@ -108,8 +124,8 @@ export async function connectLimitsRedis(connection: RedisConnectOptions): Promi
     client = new Cluster(nodes, {
       enableOfflineQueue: false,
       lazyConnect: true,
-      // ioredis's Cluster auto-pipelining fails a batch whose keys span several slots of one node.
-      enableAutoPipelining: false,
+      // One write per node per event-loop turn; a batch holds calls to several slots of one node.
+      enableAutoPipelining: true,
       slotsRefreshTimeout: Math.max(1000, connection.connectTimeoutMs),
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
       // Each node's own connection queues while it connects (ioredis's default): the deadline bounds the wait.
@@ -127,20 +143,19 @@ export async function connectLimitsRedis(connection: RedisConnectOptions): Promi
   } else {
     client = new Redis({ ...common, host: first.host, port: first.port, db: first.db, ...(tls ? { tls } : {}) });
   }
-  client.defineCommand("keywardLimits", { lua: LIMITS_SCRIPT });
+  const run = scriptRunner(client);
   try {
     await ready(client, connection.connectTimeoutMs, where);
     // The first call loads the script (EVALSHA, then EVAL on NOSCRIPT): a Redis that cannot run it fails here.
-    await (client as unknown as Scripted).keywardLimits(0, 0);
+    await run([0, 0]);
   } catch (err) {
     client.disconnect();
     if (err instanceof KeywardError) throw err;
     throw new KeywardError("LimitsStoreFailed", `limits store ${where}: ${message(err)}`, { cause: err });
   }
   client.on("error", (err: Error) => connection.onError?.(err));
-  const scripted = client as unknown as Scripted;
   return {
-    run: (args) => scripted.keywardLimits(...args),
+    run,
     where,
     close: async () => {
       await client.quit().catch(() => {

@@ -56,6 +56,23 @@ export function startKeyward(args: readonly string[]): KeywardProcess {
   };
 }
 
+/**
+ * The arguments of a `keyward authz` data plane on 127.0.0.1 that watches one namespace, with
+ * no HTTP auth port and no usage writes: the start of every limits suite's command line.
+ */
+export function dataPlaneArgs(o: { kubeconfig: string; namespace: string; grpcPort: number; metricsPort: number }): string[] {
+  return [
+    "authz",
+    `--kubeconfig=${o.kubeconfig}`,
+    `--namespaces=${o.namespace}`,
+    `--grpc-address=127.0.0.1:${o.grpcPort}`,
+    "--http-auth-address=",
+    `--metrics-address=127.0.0.1:${o.metricsPort}`,
+    "--usage-status=false",
+    "--usage-alerts=false",
+  ];
+}
+
 /** The value of one series in a /metrics page (NaN when absent). */
 export async function metricValue(metricsPort: number, series: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();

@@ -1,0 +1,306 @@
+// The limits store through gRPC: ghz against a real `keyward authz` process
+// (node src/main.ts authz, the chart's Node.js options) whose index holds 100k
+// ApiKeys from the local control plane's watch, every key with a rate and a
+// quota (the bench policy's defaults), with --limits-store=memory, redis on one
+// redis-server and redis on a 3-master Redis Cluster (started here on free
+// ports). keyward is pinned to core 1 and ghz to core 0; Redis is not pinned.
+// Per store, each point three times (medians reported):
+//   - closed loop (64 calls in flight): checks per keyward CPU-second, from
+//     /proc/<pid>/stat of the keyward process; its rate is the max sustainable rate;
+//   - fixed rate at 50% of the median max rate (ghz --rps): p50/p99;
+//   - Redis commands and round trips per check (INFO commandstats) and Redis's
+//     CPU (INFO cpu), over the closed-loop runs.
+//
+//   node bench/limits-grpc.ts [--keys 100000] [--namespace bench-limits] [--stores memory,redis,cluster]
+//                             [--kubeconfig F [--seeded]]   (F: a running control plane, e.g. make cluster)
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { seedBenchKeys, startControlPlane } from "./apiserver.ts";
+import { chartNodeOptions, LOAD } from "./check.ts";
+import { checkRequestFor, keyFor, rng } from "./lib/fixture.ts";
+import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
+import { pinned, repoRoot, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
+import { policyWithLimits, redisStats, type RedisStats } from "./limits.ts";
+import { freePort } from "../test/controlplane/controlplane.ts";
+import { dataPlaneArgs } from "../test/support/keyward.ts";
+import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
+
+/** Where the bench's ApiKeys live (--namespace: another, to keep sets of different sizes side by side). */
+export const LIMITS_NAMESPACE = "bench-limits";
+/** Each point is measured this many times; the median is reported. */
+const REPEATS = 3;
+const CLOSED_SECONDS = 8;
+const HALF_SECONDS = 10;
+/** How long a run waits for other work on the machine to calm down (the busy share is recorded either way). */
+const QUIET_WAIT_MS = 10_000;
+/** Distinct requests in ghz's data file, each a different key drawn from the whole index. */
+const REQUESTS = 20_000;
+
+export interface GrpcLimitsRun {
+  rps: number;
+  checks: number;
+  keywardCpuSeconds: number;
+  checksPerCpuSecond: number;
+  redisCommandsPerCheck?: number;
+  redisRoundTripsPerCheck?: number;
+  redisCpuPercent?: number;
+  redisCpuUsPerCheck?: number;
+}
+
+export interface GrpcLimitsRow {
+  store: string;
+  /** Medians of `closed`. */
+  checksPerCpuSecond: number;
+  maxRps: number;
+  redisCommandsPerCheck?: number;
+  redisRoundTripsPerCheck?: number;
+  redisCpuPercent?: number;
+  redisCpuUsPerCheck?: number;
+  /** Medians of `at50`. */
+  rateAt50: number;
+  p50Ms: number;
+  p99Ms: number;
+  closed: GrpcLimitsRun[];
+  at50: LoadResult[];
+  /** keyward_limits_store_fallbacks_total and the decisions counted, over all runs. */
+  fallbacks: number;
+  decisions: Record<string, number>;
+  busyBefore: number[];
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)] ?? NaN;
+};
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+async function metricSum(port: number, name: string, filter = ""): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) if (line.startsWith(name) && line.includes(filter) && !line.startsWith("#")) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return sum;
+}
+
+async function decisionsOf(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^keyward_authz_decisions_total\{[^}]*reason="([^"]+)"[^}]*\} ([0-9.e+]+)$/gm)) out[m[1] as string] = (out[m[1] as string] ?? 0) + Number(m[2]);
+  return out;
+}
+
+interface Keyward {
+  child: ChildProcess;
+  grpc: number;
+  metrics: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * `keyward authz` pinned to core 1, ready once its index holds `keys` keys. Listing 100k keys takes
+ * minutes on a busy machine, long enough for another program to take a free port picked before: a
+ * start that fails on a taken port is tried again on others.
+ */
+async function startKeywardAuthz(kubeconfig: string, namespace: string, keys: number, extra: readonly string[]): Promise<Keyward> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startKeywardOnce(kubeconfig, namespace, keys, extra);
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error && err.message.includes("EADDRINUSE"))) throw err;
+    }
+  }
+}
+
+async function startKeywardOnce(kubeconfig: string, namespace: string, keys: number, extra: readonly string[]): Promise<Keyward> {
+  const [grpc, metrics] = [await freePort(), await freePort()];
+  const args = [join(repoRoot, "src", "main.ts"), ...dataPlaneArgs({ kubeconfig, namespace, grpcPort: grpc, metricsPort: metrics }), ...extra];
+  const [cmd, argv] = pinned("1", process.execPath, ["--max-old-space-size=8192", ...chartNodeOptions(), ...args]);
+  const child = spawn(cmd, argv, { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] });
+  let tail = "";
+  child.stderr.on("data", (b: Buffer) => {
+    tail = (tail + b.toString()).slice(-4000);
+  });
+  const stop = (): Promise<void> =>
+    new Promise((res) => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        res();
+        return;
+      }
+      child.once("exit", () => {
+        res();
+      });
+      child.kill("SIGTERM");
+    });
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`keyward authz exited with ${child.exitCode}: ${tail}`);
+    const n = await metricSum(metrics, "keyward_authz_index_keys").catch(() => 0);
+    const ready = n >= keys && (await fetch(`http://127.0.0.1:${metrics}/readyz`).catch(() => undefined))?.status === 200;
+    if (ready) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`keyward authz: ${n} of ${keys} keys after 600 s`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { child, grpc, metrics, stop };
+}
+
+function perCheck(r0: RedisStats, r1: RedisStats, checks: number, wall: number): Pick<GrpcLimitsRun, "redisCommandsPerCheck" | "redisRoundTripsPerCheck" | "redisCpuPercent" | "redisCpuUsPerCheck"> {
+  return {
+    redisCommandsPerCheck: r3((r1.calls - r0.calls) / checks),
+    redisRoundTripsPerCheck: r3((r1.scripts - r0.scripts) / checks),
+    redisCpuPercent: Math.round(((r1.cpu - r0.cpu) / wall) * 1000) / 10,
+    redisCpuUsPerCheck: Math.round(((r1.cpu - r0.cpu) / checks) * 1e8) / 100,
+  };
+}
+
+export interface StoreUnderTest {
+  /** memory, redis or cluster (--stores). */
+  id: string;
+  name: string;
+  nodes: readonly RedisServer[];
+  args: readonly string[];
+}
+
+async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: string, keys: number, dataFile: string, dir: string, log: (s: string) => void): Promise<GrpcLimitsRow> {
+  log(`limits through gRPC: ${s.name}: starting keyward authz (${keys} keys)`);
+  const kw = await startKeywardAuthz(kubeconfig, namespace, keys, s.args);
+  try {
+    const out = join(dir, "ghz.json");
+    const base = { port: kw.grpc, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: "0" };
+    // Warm-up: the JIT, and every key's counters exist afterwards.
+    await ghz({ ...base, seconds: LOAD.warmupSeconds, rps: 0 }, out);
+    const f0 = await metricSum(kw.metrics, "keyward_limits_store_fallbacks_total");
+    const d0 = await decisionsOf(kw.metrics);
+    const busyBefore: number[] = [];
+    const closed: GrpcLimitsRun[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      busyBefore.push(await waitQuiet(log, 0.15, QUIET_WAIT_MS));
+      const r0 = await redisStats(s.nodes);
+      const c0 = treeCpuSeconds(kw.child.pid as number);
+      const t0 = performance.now();
+      const r = await ghz({ ...base, seconds: CLOSED_SECONDS, rps: 0 }, out);
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = treeCpuSeconds(kw.child.pid as number) - c0;
+      const r1 = await redisStats(s.nodes);
+      const checks = r.count - r.errors;
+      const run: GrpcLimitsRun = { rps: r.rps, checks, keywardCpuSeconds: Math.round(cpu * 100) / 100, checksPerCpuSecond: Math.round(checks / cpu), ...(s.nodes.length ? perCheck(r0, r1, checks, wall) : {}) };
+      log(`  closed loop: ${JSON.stringify(run)}`);
+      closed.push(run);
+    }
+    const maxRps = median(closed.map((r) => r.rps));
+    const rate = Math.round(maxRps / 2);
+    const at50: LoadResult[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      busyBefore.push(await waitQuiet(log, 0.15, QUIET_WAIT_MS));
+      const r = await ghz({ ...base, concurrency: LOAD.halfLoadConcurrency, seconds: HALF_SECONDS, rps: rate }, out);
+      log(`  at 50% (${rate}/s): ${r.rps}/s, p50 ${r.p50Ms} p99 ${r.p99Ms} ms`);
+      at50.push(r);
+    }
+    const f1 = await metricSum(kw.metrics, "keyward_limits_store_fallbacks_total");
+    const d1 = await decisionsOf(kw.metrics);
+    const decisions: Record<string, number> = {};
+    for (const [k, v] of Object.entries(d1)) decisions[k] = v - (d0[k] ?? 0);
+    const pick = (k: keyof GrpcLimitsRun): number | undefined => (s.nodes.length ? median(closed.map((r) => r[k] ?? NaN)) : undefined);
+    const redis = s.nodes.length
+      ? { redisCommandsPerCheck: pick("redisCommandsPerCheck"), redisRoundTripsPerCheck: pick("redisRoundTripsPerCheck"), redisCpuPercent: pick("redisCpuPercent"), redisCpuUsPerCheck: pick("redisCpuUsPerCheck") }
+      : {};
+    return {
+      store: s.name,
+      checksPerCpuSecond: median(closed.map((r) => r.checksPerCpuSecond)),
+      maxRps,
+      ...redis,
+      rateAt50: rate,
+      p50Ms: median(at50.map((r) => r.p50Ms)),
+      p99Ms: median(at50.map((r) => r.p99Ms)),
+      closed,
+      at50,
+      fallbacks: f1 - f0,
+      decisions,
+      busyBefore,
+    };
+  } finally {
+    await kw.stop();
+  }
+}
+
+/** Every request a valid key on a route it may use: each check spends the key's rate and quota. */
+function limitedRequests(keys: number): ReturnType<typeof checkRequestFor>[] {
+  const r = rng(7);
+  return Array.from({ length: REQUESTS }, () => checkRequestFor("valid", keyFor(Math.floor(r() * keys)), r));
+}
+
+export async function runLimitsGrpcBench(o: { keys: number; namespace?: string; kubeconfig?: string; seeded?: boolean; stores?: readonly string[]; log: (s: string) => void }): Promise<GrpcLimitsRow[]> {
+  const namespace = o.namespace ?? LIMITS_NAMESPACE;
+  const cp = o.kubeconfig ? undefined : await startControlPlane(o.log);
+  const kubeconfig = o.kubeconfig ?? cp?.kubeconfig;
+  if (!kubeconfig) throw new Error("no control plane");
+  const dir = mkdtempSync(join(tmpdir(), "keyward-bench-limits-"));
+  const rows: GrpcLimitsRow[] = [];
+  const servers: RedisServer[] = [];
+  try {
+    if (!o.seeded) {
+      o.log(`seeding ${o.keys} ApiKeys and a policy that gives each a rate and a quota`);
+      const s = await seedBenchKeys(kubeconfig, namespace, o.keys, o.log, policyWithLimits(undefined, namespace));
+      o.log(`seeded in ${s.seconds} s`);
+    }
+    const dataFile = writeDataFile(dir, "requests", limitedRequests(o.keys));
+    const standalone = await startRedis();
+    servers.push(standalone);
+    const cluster = await startRedisCluster(3);
+    servers.push(...cluster);
+    // A deadline far above Redis's latency: the figures are counts on Redis, not fallbacks (their count is reported).
+    const redisArgs = ["--limits-store=redis", "--limits-redis-timeout=1s", "--limits-redis-breaker-failures=1000"];
+    const stores: StoreUnderTest[] = [
+      { id: "memory", name: "memory", nodes: [], args: ["--limits-store=memory"] },
+      { id: "redis", name: "redis (one server)", nodes: [standalone], args: [...redisArgs, `--limits-redis-url=redis://127.0.0.1:${standalone.port}`] },
+      { id: "cluster", name: "redis (3-master Cluster)", nodes: cluster, args: [...redisArgs, "--limits-redis-mode=cluster", `--limits-redis-url=${cluster.map((n) => `redis://127.0.0.1:${n.port}`).join(",")}`] },
+    ];
+    for (const s of stores) {
+      if (o.stores && !o.stores.includes(s.id)) continue;
+      rows.push(await measureStore(s, kubeconfig, namespace, o.keys, dataFile, dir, o.log));
+    }
+  } finally {
+    for (const n of servers) await n.stop();
+    rmSync(dir, { recursive: true, force: true });
+    await cp?.stop({ removeDir: true });
+  }
+  return rows;
+}
+
+const n0 = (v: number | undefined): string => (v === undefined ? "–" : v.toLocaleString("en-US"));
+
+/** The markdown table of a run. */
+export function limitsGrpcTable(rows: readonly GrpcLimitsRow[]): string[] {
+  const memory = rows.find((r) => r.store === "memory");
+  const out = [
+    "| store | checks per keyward CPU-second (3 runs) | share of memory's | max checks/s | p50 / p99 at 50% (ms; 3 runs' p99) | p99 vs. memory's | Redis round trips / commands per check | Redis CPU (% of a core / µs per check) | fallbacks |",
+    "| --- | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |",
+  ];
+  for (const r of rows) {
+    const share = memory ? `${Math.round((r.checksPerCpuSecond / memory.checksPerCpuSecond) * 100)}%` : "–";
+    const p99x = memory ? `${(r.p99Ms / memory.p99Ms).toFixed(2)}×` : "–";
+    const runs = r.closed.map((c) => n0(c.checksPerCpuSecond)).join(", ");
+    const redis = r.redisRoundTripsPerCheck === undefined ? "–" : `${r.redisRoundTripsPerCheck} / ${r.redisCommandsPerCheck ?? "–"}`;
+    const cpu = r.redisCpuPercent === undefined ? "–" : `${r.redisCpuPercent}% / ${r.redisCpuUsPerCheck ?? "–"}`;
+    out.push(`| ${r.store} | ${n0(r.checksPerCpuSecond)} (${runs}) | ${share} | ${n0(r.maxRps)} | ${r.p50Ms} / ${r.p99Ms} (${r.at50.map((a) => a.p99Ms).join(", ")}) | ${p99x} | ${redis} | ${cpu} | ${r.fallbacks} |`);
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { keys: { type: "string", default: "100000" }, namespace: { type: "string", default: LIMITS_NAMESPACE }, kubeconfig: { type: "string" }, seeded: { type: "boolean", default: false }, stores: { type: "string" } } });
+  const rows = await runLimitsGrpcBench({
+    keys: Number(values.keys),
+    namespace: values.namespace,
+    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
+    seeded: values.seeded,
+    ...(values.stores ? { stores: values.stores.split(",") } : {}),
+    log: (s) => process.stderr.write(`[limits-grpc ${new Date().toISOString().slice(11, 19)}] ${s}\n`),
+  });
+  console.log(JSON.stringify(rows, null, 2));
+  process.stderr.write(`${limitsGrpcTable(rows).join("\n")}\n`);
+}
