@@ -200,9 +200,14 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
       });
       expectOutageBounded(`Redis ${what}`, result, await waitsOf(r.kw, logged, result));
       expect(r.kw.child.exitCode).toBeNull();
-      // One outage, one recovery: each logged once, however many probes failed between.
-      expect(await metricValue(r.metrics, 'keyward_limits_store_transitions_total{to="closed"}')).toBe(closedBefore + 1);
-      expect([lines(DOWN), lines(UP)]).toEqual([downBefore + 1, upBefore + 1]);
+      // Each outage is logged once when it begins and once when it ends, however many probes
+      // failed between. A busy machine can push calls past the deadline right after the
+      // recovery and open the breaker again (a second, real outage), so the outages are
+      // counted, not assumed to be one.
+      const recoveries = (await metricValue(r.metrics, 'keyward_limits_store_transitions_total{to="closed"}')) - closedBefore;
+      expect(recoveries).toBeGreaterThanOrEqual(1);
+      expect(recoveries).toBeLessThanOrEqual(3);
+      expect([lines(DOWN), lines(UP)]).toEqual([downBefore + recoveries, upBefore + recoveries]);
       // Shared counting resumed: checks are counted on Redis again.
       const ok = await callsOk();
       const c = authzClient(r.grpc, { ownConnection: true });
