@@ -9,10 +9,12 @@ export const HOUR = 3_600_000;
 const MIN = 60_000;
 /** The seed's "now": noon UTC. */
 export const NOW = Date.UTC(2026, 5, 15, 12, 0, 0);
+const SEED_NOW = NOW;
 
-const key = (name: string, o: Partial<KeyRecord> = {}): KeyRecord => ({ uid: `u-${name}`, namespace: "team", name, owner: "alice", labels: {}, scopes: [], createdAt: NOW - DAY, ...o });
-
-export const ALERT_KEYS: KeyRecord[] = [
+/** The seeded ApiKeys, as of `now`, in `namespace`. */
+export function alertKeys(NOW: number, namespace = "team"): KeyRecord[] {
+  const key = (name: string, o: Partial<KeyRecord> = {}): KeyRecord => ({ uid: `u-${name}`, namespace, name, owner: "alice", labels: {}, scopes: [], createdAt: NOW - DAY, ...o });
+  return [
   key("limited"),
   key("limited-low"),
   key("errors"),
@@ -30,12 +32,19 @@ export const ALERT_KEYS: KeyRecord[] = [
   key("quota"),
   key("quota-low"),
   key("deleted", { createdAt: NOW - 100 * DAY, deletedAt: NOW - DAY }),
-];
+  ];
+}
 
-export const QUOTAS: QuotaKey[] = [
-  { uid: "u-quota", namespace: "team", name: "quota", owner: "alice", requests: 100, per: "day" },
-  { uid: "u-quota-low", namespace: "team", name: "quota-low", owner: "alice", requests: 100, per: "day" },
-];
+export const ALERT_KEYS = alertKeys(NOW);
+
+export function quotas(namespace = "team"): QuotaKey[] {
+  return [
+    { uid: "u-quota", namespace, name: "quota", owner: "alice", requests: 100, per: "day" },
+    { uid: "u-quota-low", namespace, name: "quota-low", owner: "alice", requests: 100, per: "day" },
+  ];
+}
+
+export const QUOTAS = quotas();
 
 /** Which ApiKeys (by name) each alert fires on at NOW with the default thresholds. */
 export const EXPECTED: Record<AlertName, string[]> = {
@@ -53,7 +62,7 @@ export const EXPECTED: Record<AlertName, string[]> = {
 
 type Extra = Partial<RequestRow>;
 
-function rows(name: string, n: number, at: (i: number) => number, extra: (i: number) => Extra = () => ({})): RequestRow[] {
+function rowsOf(name: string, n: number, at: (i: number) => number, extra: (i: number) => Extra = () => ({})): RequestRow[] {
   return Array.from({ length: n }, (_, i) => ({ at: at(i), uid: `u-${name}`, keyId: `kw_${name}`, front: "http", outcome: "allowed", reason: "allowed", status: 200, checkMicros: 50, ...extra(i) }));
 }
 
@@ -61,7 +70,9 @@ const limited = (every: number) => (i: number): Extra => (i % every === 0 ? { ou
 const upstream = (bad: number) => (i: number): Extra => ({ upstreamStatus: i < bad ? 503 : 200, upstreamMicros: 900 });
 const forbidden: Extra = { outcome: "forbidden", reason: "scope_missing", status: 403 };
 
-export function alertRows(): RequestRow[] {
+/** The seeded requests, as of `NOW` (the quota's fall in the last 85 seconds: the same UTC day at any hour but the first seconds). */
+export function alertRows(NOW = SEED_NOW): RequestRow[] {
+  const rows = rowsOf;
   return [
     // 10 of 100 in the last 20 minutes were 429s; 3 of 100 are under 5%.
     ...rows("limited", 100, (i) => NOW - 20 * MIN + i * 10_000, limited(10)),
@@ -83,7 +94,7 @@ export function alertRows(): RequestRow[] {
     // Last used 40 days ago.
     ...rows("dormant", 5, (i) => NOW - 40 * DAY + i * MIN),
     // 85 and 50 of a 100-a-day quota used today.
-    ...rows("quota", 85, (i) => NOW - 2 * HOUR + i * MIN),
-    ...rows("quota-low", 50, (i) => NOW - 2 * HOUR + i * MIN),
+    ...rows("quota", 85, (i) => NOW - 85_000 + i * 1000),
+    ...rows("quota-low", 50, (i) => NOW - 85_000 + i * 1000),
   ];
 }
