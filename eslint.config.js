@@ -14,13 +14,14 @@ export const LAYERS = [
     units: {
       operator: "the control plane: issues, rotates, expires and disables keys, writes ApiKey and ApiKeyPolicy status",
       authz: "the data plane: the Checker, credentials, limits per key, the gRPC and HTTP fronts, worker processes",
-      usage: "usage aggregation, the `status.usage` flusher, the decision log, usage alerts",
+      usage: "usage aggregation, the `status.usage` flusher, the decision log, the alert evaluator's campaign",
       cli: "`keyward scan`, the `kubectl keyward` plugin and output tables",
     },
   },
   {
     layer: "shared by the roles",
     units: {
+      alerts: "usage alerts from the analytics store: the rules, the one elected evaluator, Events, Alertmanager",
       analytics: "the analytics store: per-request rows and daily rollups on SQLite or PostgreSQL, the batched writer, the queries",
       check: "the check vocabulary: CheckInput, Decision, reasons, the client address, path rules, and the usage event of a check",
       accesslog: "the Envoy Access Log Service receiver that usage starts",
@@ -62,6 +63,7 @@ export const LAYERS = [
 
 /** Imports allowed within one layer (each must point down this list's own order: no cycles). */
 export const SIDEWAYS = {
+  alerts: ["analytics"],
   analytics: ["check"],
   policy: ["limits"],
   index: ["limits"],

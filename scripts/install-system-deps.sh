@@ -6,10 +6,12 @@
 #   redis-server (redis-server and redis-cli: the shared-limits suites, test/integration/limits-*.test.ts).
 #   postgresql (initdb, pg_ctl and the server: the analytics store suites, test/integration/analytics-*.test.ts,
 #     start throwaway clusters as the `postgres` user the package creates).
+#   prometheus-alertmanager (/usr/bin/prometheus-alertmanager: the alert evaluator's suite,
+#     test/integration/analytics-alerts.test.ts, pushes to a real Alertmanager on a free port).
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(nginx prometheus redis-server postgresql)
+packages=(nginx prometheus redis-server postgresql prometheus-alertmanager)
 present() {
   case "$1" in
     # The server lives in /usr/lib/postgresql/<major>/bin, off the PATH.
@@ -49,3 +51,6 @@ if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/redis-server ]]; then
 # Nor is the packaged PostgreSQL cluster: the analytics suites start their own clusters on free ports.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postgresql 2>/dev/null; then $sudo systemctl disable --now postgresql || true; fi
 if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/postgresql ]]; then $sudo service postgresql stop >/dev/null 2>&1 || true; fi
+# Nor is the packaged Alertmanager: the alerts suite starts its own on a free port.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus-alertmanager 2>/dev/null; then $sudo systemctl disable --now prometheus-alertmanager || true; fi
+if command -v service >/dev/null 2>&1 && [[ -x /etc/init.d/prometheus-alertmanager ]]; then $sudo service prometheus-alertmanager stop >/dev/null 2>&1 || true; fi

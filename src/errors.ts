@@ -17,7 +17,9 @@ export type ErrorCode =
   /** The limits store (Redis) could not be reached or refused keyward at start-up. */
   | "LimitsStoreFailed"
   /** The analytics store (SQLite file or PostgreSQL) could not be opened, reached or migrated at start-up. */
-  | "AnalyticsStoreFailed";
+  | "AnalyticsStoreFailed"
+  /** A push to Alertmanager failed (src/alerts/alertmanager.ts); retried at the next evaluation. */
+  | "AlertmanagerFailed";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;

@@ -96,7 +96,7 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
   const analytics = await startAnalyticsStore(s);
   await serveUsageApi(s, analytics);
   const usage = await s.lc.start("usage", () =>
-    startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, ...(analytics ? { analyticsWriter: analytics } : {}) }),
+    startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
   );
   if (workers > 1) return serveAuthzWorkers(s, usage);
   const { startAuthz } = await import("./authz/service.ts");

@@ -106,7 +106,7 @@ const MEASURES: Record<Source, Measures> = {
   rollups: { weight: sql<number>`t.n`, status: sql<number>`t.status`, country: sql<string>`t.country`, route: sql<string>`t.route` },
 };
 
-function num(v: unknown): number {
+export function num(v: unknown): number {
   return v === null || v === undefined ? 0 : Number(v);
 }
 

@@ -4,6 +4,8 @@
 // key_labels  the ApiKey's labels, one row per label: views filter by selector with EXISTS.
 // requests    one row per RequestRow; on PostgreSQL range-partitioned by day on `at`.
 // rollups     one row per day × key × route × status × country × outcome, added to at write time.
+// alert_state one row per key × alert the evaluator has ever fired (src/alerts, ADR 45): whether it
+//             fires now and when it last started, so the cooldown outlives restarts and leaders.
 //
 // Migrations are applied at start, in order, each in its own transaction, under a
 // lock every replica takes first (see Backend.withSchemaLock), and recorded in
@@ -64,6 +66,21 @@ export interface RollupsTable {
   response_bytes: number;
 }
 
+export interface AlertStateTable {
+  uid: string;
+  alert: string;
+  /** 1 while the alert fires, 0 once resolved. */
+  firing: number;
+  /** When it last started firing (ms): the cooldown counts from here. */
+  fired_at: number;
+  /** When it last resolved (ms), if it has. */
+  resolved_at: number | null;
+  namespace: string;
+  name: string;
+  owner: string;
+  message: string;
+}
+
 export interface SchemaTable {
   version: number;
   applied_at: ColumnType<number, number, never>;
@@ -74,6 +91,7 @@ export interface AnalyticsDB {
   key_labels: KeyLabelsTable;
   requests: RequestsTable;
   rollups: RollupsTable;
+  alert_state: AlertStateTable;
   keyward_schema: SchemaTable;
 }
 
@@ -177,8 +195,27 @@ async function createTables(kdb: Kysely<AnalyticsDB>, kind: BackendKind): Promis
     .execute();
 }
 
+async function createAlertState(kdb: Kysely<AnalyticsDB>): Promise<void> {
+  await (kdb as unknown as AnyDB).schema
+    .createTable("alert_state")
+    .addColumn("uid", "text", (c) => c.notNull())
+    .addColumn("alert", "text", (c) => c.notNull())
+    .addColumn("firing", "integer", (c) => c.notNull())
+    .addColumn("fired_at", "bigint", (c) => c.notNull())
+    .addColumn("resolved_at", "bigint")
+    .addColumn("namespace", "text", (c) => c.notNull())
+    .addColumn("name", "text", (c) => c.notNull())
+    .addColumn("owner", "text", (c) => c.notNull())
+    .addColumn("message", "text", (c) => c.notNull())
+    .addPrimaryKeyConstraint("alert_state_pk", ["uid", "alert"])
+    .execute();
+}
+
 /** The schema's history. Append; never edit an applied migration. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, what: "keys, key_labels, requests, rollups", up: createTables }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, what: "keys, key_labels, requests, rollups", up: createTables },
+  { version: 2, what: "alert_state", up: createAlertState },
+];
 
 /** The schema version table, created when missing (every replica may try at once: callers hold the schema lock). */
 export async function ensureSchemaTable(db: Kysely<AnalyticsDB>): Promise<void> {

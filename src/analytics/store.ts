@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import type { Backend } from "./backend.ts";
 import { storeFailed } from "./backend.ts";
 import { openPostgres, postgresPassword } from "./postgres-backend.ts";
+import { AlertQueries } from "./alert-queries.ts";
 import { AnalyticsQueries } from "./queries.ts";
 import { applyRetention, requestsFrom, type RetentionResult } from "./retention.ts";
 import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
@@ -43,6 +44,8 @@ export interface AnalyticsStore extends AnalyticsWriter {
   /** Where the store is, without credentials. */
   readonly where: string;
   readonly queries: AnalyticsQueries;
+  /** What the alert evaluator reads and the alert state it keeps (src/alerts). */
+  readonly alerts: AlertQueries;
   runRetention(): Promise<RetentionResult>;
   close(): Promise<void>;
 }
@@ -106,6 +109,7 @@ export async function openAnalyticsStore(o: AnalyticsStoreOptions, log: Logger):
     kind: backend.kind,
     where: backend.where,
     queries: new AnalyticsQueries(backend.db, { requestsFrom: keepFrom }),
+    alerts: new AlertQueries(backend.db),
     writeRequests: (rows: readonly RequestRow[]) => writeRequests(backend, rows, { keepRequestsFrom: keepFrom }),
     upsertKeys: (keys: readonly KeyRecord[]) => upsertKeys(backend, keys, now()),
     runRetention,

@@ -9,7 +9,7 @@
 // keys are counted under key_id="_other", so cardinality stays bounded.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { JoinKind } from "../accesslog/join.ts";
-import type { AlertKind } from "./alerts.ts";
+import type { AlertName } from "../alerts/rules.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { FlushResult } from "./flusher.ts";
 
@@ -25,7 +25,7 @@ export interface UsageMetrics {
   check(e: CheckEvent): void;
   upstream(keyId: string, responseCode: number, seconds: number | undefined): void;
   flush(result: FlushResult): void;
-  alert(kind: AlertKind, keyId: string | undefined): void;
+  alert(kind: AlertName, keyId: string | undefined): void;
   revocationLag(seconds: number): void;
   accessLogEntry(result: JoinKind): void;
   /** Distinct key ids with their own series (for tests). */
@@ -71,7 +71,7 @@ export function createUsageMetrics(registry: Registry, options: UsageMetricsOpti
   });
   const alerts = new Counter({
     name: "keyward_usage_alerts_total",
-    help: "Usage alerts raised as Events on ApiKeys, by alert (NewSourceAddress, UsageSpike, ForbiddenSpike, RateLimitedHigh, UpstreamErrorsHigh, KeySilent, KeyExpiringSoon, QuotaNearlyUsed).",
+    help: "Usage alerts that started firing (an Event on the ApiKey), by alert; counted by the elected alert evaluator (docs/usage.md, Alerts).",
     labelNames: ["alert"] as const,
     registers: [registry],
   });

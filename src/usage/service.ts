@@ -1,8 +1,9 @@
 // Usage analytics in the ext_authz process: every answered check (and, with
-// the access log receiver, every upstream answer) goes to the decision log,
-// the per-key metrics, the status flusher and the alert engine. startUsage
-// owns a watch of ApiKeys (the flusher's base and the alerts' expiry list),
-// the flush and alert timers, and the optional access log server.
+// the access log receiver, every upstream answer) goes to the analytics rows,
+// the decision log, the per-key metrics and the status flusher. startUsage
+// owns a watch of ApiKeys (the flusher's base and the alerts' quotas), the
+// flush timer, the optional access log server, and the alert evaluator's
+// campaign for its Lease (src/alerts, ADR 45).
 import { hostname } from "node:os";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import type { RoleDeps } from "../deps.ts";
@@ -15,8 +16,10 @@ import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
-import { alertTicks, usageAlerts, usageRecorder, usageStore } from "./wiring.ts";
+import { quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
 import type { AnalyticsWriter } from "../analytics/row.ts";
+import type { AlertQueries } from "../analytics/alert-queries.ts";
+import { startAlertService, type AlertService } from "../alerts/service.ts";
 import { startIngest, type Ingest } from "./ingest.ts";
 
 /** What the check path calls: once per answered (or cancelled) check. */
@@ -35,6 +38,8 @@ export interface UsageDeps extends RoleDeps {
   startAccessLog?: typeof startAccessLogServer;
   /** The analytics store: given, every attributed request becomes a row (src/usage/ingest.ts, ADR 37). */
   analyticsWriter?: AnalyticsWriter;
+  /** The analytics store's alert queries: given and config.usageAlerts, this replica campaigns to evaluate alerts (ADR 45). */
+  alertQueries?: AlertQueries;
 }
 
 export interface UsageHandle extends UsageSink {
@@ -44,13 +49,11 @@ export interface UsageHandle extends UsageSink {
   accessLogPort: number | undefined;
   /** Writes pending usage now (tests, shutdown), and the analytics rows waiting. */
   flush(): Promise<FlushReport>;
-  /** Runs the periodic alert checks now (tests). */
-  tickAlerts(): void;
+  /** The alert evaluator's campaign, when alerts are on (tests). */
+  alerts: AlertService | undefined;
   ready(): boolean;
   stop(): Promise<void>;
 }
-
-const ALERT_TICK_MS = 60_000;
 
 export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { config } = deps;
@@ -71,10 +74,9 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     flusher = new UsageFlusher({ rest: deps.rest, store, clock, intervalMs: config.usageFlushInterval, topRoutes: config.usageTopRoutes, log, onResult });
   }
   const events = new KubeEventRecorder({ rest: deps.rest, component: "keyward-authz", instance: identity, log, now: () => clock.now() });
-  const alerts = usageAlerts({ config, clock, store, events, metrics, log, flusher: () => flusher });
   const sink = deps.decisionLogSink ?? decisionLogSink(config.decisionLog);
   const decisionLog = sink ? new DecisionLog({ sink, sampleAllowed: config.decisionLogSampleAllowed, sampleDenied: config.decisionLogSampleDenied }) : undefined;
-  const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, alerts, ingest });
+  const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, ingest });
 
   await store.start();
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
@@ -89,7 +91,11 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     });
   }
   flusher?.start();
-  const stopTicks = alerts ? alertTicks(clock, alerts, ALERT_TICK_MS, log) : undefined;
+  const alertQueries = deps.alertQueries;
+  const alerts =
+    config.usageAlerts && alertQueries
+      ? startAlertService({ config, rest: deps.rest, log, registry: deps.registry, queries: alertQueries, events, quotas: () => quotaKeys(store), identity, clock, onFired: (a) => { metrics.alert(a, undefined); } })
+      : undefined;
 
   return {
     onDecision(front, d, seconds, input, cancelled) {
@@ -102,10 +108,10 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
       await ingest?.flush();
       return (await flusher?.flush()) ?? { written: 0, failed: 0 };
     },
-    tickAlerts: () => alerts?.tick(),
+    alerts,
     ready: () => store.synced,
     stop: async () => {
-      stopTicks?.();
+      await alerts?.stop();
       await accessLog?.stop();
       await ingest?.stop();
       await flusher?.stop();

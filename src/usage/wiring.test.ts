@@ -1,34 +1,22 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent, UpstreamEvent } from "../check/event.ts";
-import { ManualClock } from "../k8s/clock.ts";
 import { checkEvent, KEY } from "./fixtures.test-support.ts";
-import { alertTicks, usageRecorder } from "./wiring.ts";
+import { quotaKeys, usageRecorder } from "./wiring.ts";
 
-describe("alertTicks", () => {
-  it("runs the alert checks every interval, goes on after a check that throws, and stops when told", async () => {
-    const clock = new ManualClock();
-    const errors: unknown[] = [];
-    let ticks = 0;
-    const stop = alertTicks(clock, { tick: () => { ticks++; if (ticks === 2) throw new Error("bad"); } }, 1000, { error: (_m: string, f?: unknown) => errors.push(f) });
-    await clock.advance(999);
-    expect(ticks).toBe(0);
-    await clock.advance(1);
-    await clock.advance(1000);
-    await clock.advance(1000);
-    expect(ticks).toBe(3);
-    expect(errors).toHaveLength(1);
-    stop();
-    expect(clock.pendingTimers).toBe(0);
-    await clock.advance(5000);
-    expect(ticks).toBe(3);
+describe("quotaKeys", () => {
+  it("lists the live ApiKeys with a quota, with their uid and owner, for the alert evaluator", () => {
+    const ak = (name: string, quota?: { requests: number; per: "day" | "month" }, uid = `u-${name}`): ApiKey =>
+      ({ metadata: { namespace: "ns", name, uid }, spec: { owner: "alice", ...(quota ? { limits: { quota } } : {}) } }) as ApiKey;
+    const keys = quotaKeys({ list: () => [ak("a", { requests: 100, per: "day" }), ak("b"), ak("c", { requests: 5, per: "month" }, "")] });
+    expect(keys).toEqual([{ uid: "u-a", namespace: "ns", name: "a", owner: "alice", requests: 100, per: "day" }]);
   });
 });
 
 describe("usageRecorder", () => {
   const store = { get: (ns: string, name: string) => (ns === KEY.namespace && name === KEY.name ? ({ metadata: { uid: KEY.uid }, spec: { owner: KEY.owner } } as ApiKey) : undefined) };
 
-  it("hands a check to the analytics rows, the decision log, the metrics, the flusher and the alerts", () => {
+  it("hands a check to the analytics rows, the decision log, the metrics, and the flusher", () => {
     const seen: string[] = [];
     const r = usageRecorder({
       store,
@@ -40,11 +28,10 @@ describe("usageRecorder", () => {
         },
       },
       flusher: { recordCheck: () => seen.push("flusher"), recordUpstream: () => undefined },
-      alerts: { observeCheck: () => seen.push("alerts"), observeUpstream: () => undefined },
       ingest: { check: () => seen.push("ingest") },
     });
     r.record(checkEvent(0));
-    expect(seen).toEqual(["ingest", "decisionLog", "metrics", "flusher", "alerts"]);
+    expect(seen).toEqual(["ingest", "decisionLog", "metrics", "flusher"]);
     // Without the optional consumers, only the metrics.
     const bare: CheckEvent[] = [];
     usageRecorder({ store, metrics: { check: (e) => bare.push(e), upstream: () => undefined } }).record(checkEvent(1));

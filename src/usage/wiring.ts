@@ -1,24 +1,21 @@
 // The parts startUsage (service.ts) wires: the ApiKey watch usage reads, the
-// alert engine and its periodic checks, and the recorder that hands each
-// check and upstream answer to the decision log, the per-key metrics, the
-// status flusher and the alerts.
+// live keys with a quota the alert evaluator reads, and the recorder that
+// hands each check and upstream answer to the analytics rows, the decision
+// log, the per-key metrics and the status flusher.
 import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
+import type { QuotaKey } from "../alerts/rules.ts";
 import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
-import type { Config } from "../config/config.ts";
 import type { Clock } from "../k8s/clock.ts";
-import type { KubeEventRecorder } from "../k8s/events.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Logger } from "../log.ts";
-import { AlertEngine, type Alert } from "./alerts.ts";
 import type { DecisionLog } from "./decisionlog.ts";
 import type { Ingest } from "./ingest.ts";
 import type { UsageFlusher } from "./flusher.ts";
 import type { UsageMetrics } from "./metrics.ts";
-import { periodRequests } from "./model.ts";
 import { revocationLagSeconds } from "./revocation.ts";
 
-/** The ApiKeys usage reads (the flusher's base, the alerts' expiry list); each change may show a revocation's lag. */
+/** The ApiKeys usage reads (the flusher's base, the alert evaluator's quotas); each change may show a revocation's lag. */
 export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void): CollectionWatch<ApiKey> {
   const { config } = deps;
   return new CollectionWatch<ApiKey>(deps.kc, deps.rest, {
@@ -38,60 +35,15 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
   });
 }
 
-export interface AlertDeps {
-  config: Config;
-  clock: Clock;
-  store: Pick<CollectionWatch<ApiKey>, "get" | "list">;
-  events: Pick<KubeEventRecorder, "record">;
-  metrics: Pick<UsageMetrics, "alert">;
-  log: Logger;
-  flusher: () => UsageFlusher | undefined;
-}
-
-/** The alert engine (config.usageAlerts): each alert is a metric, a Warning Event on its ApiKey and a log line. */
-export function usageAlerts(d: AlertDeps): AlertEngine | undefined {
-  const { config, clock, store } = d;
-  if (!config.usageAlerts) return undefined;
-  const raise = (a: Alert): void => {
-    d.metrics.alert(a.kind, a.keyId);
-    const ak = store.get(a.namespace, a.name);
-    const obj = { apiVersion: API_VERSION, kind: "ApiKey", metadata: { namespace: a.namespace, name: a.name, uid: a.uid, resourceVersion: ak?.metadata.resourceVersion } };
-    d.events.record(obj, "Warning", a.kind, a.message);
-    d.log.warn("usage alert", { alert: a.kind, apikey: `${a.namespace}/${a.name}`, key_id: a.keyId, message: a.message });
-  };
-  return new AlertEngine({
-    now: () => clock.now(),
-    emit: raise,
-    learningMs: config.usageAlertLearning,
-    cooldownMs: config.usageAlertCooldown,
-    silenceMs: config.usageAlertSilence,
-    expiryWindowMs: config.usageAlertExpiryWindow,
-    spikeFactor: config.usageAlertSpikeFactor,
-    minRequests: config.usageAlertMinRequests,
-    quotaUsed: (key: KeyRef, per) => periodRequests(store.get(key.namespace, key.name)?.status?.usage, d.flusher()?.pending(key.namespace, key.name), clock.now(), per),
-    apiKeys: () => store.list(),
-  });
-}
-
-/** Runs the alert checks every `everyMs` until the returned function is called; a check that throws is logged. */
-export function alertTicks(clock: Clock, alerts: Pick<AlertEngine, "tick">, everyMs: number, log: Pick<Logger, "error">): () => void {
-  let stopped = false;
-  let cancel: (() => void) | undefined;
-  const arm = (): void => {
-    cancel = clock.setTimer(() => {
-      try {
-        alerts.tick();
-      } catch (err) {
-        log.error("usage alert check failed", { err });
-      }
-      if (!stopped) arm();
-    }, everyMs);
-  };
-  arm();
-  return () => {
-    stopped = true;
-    cancel?.();
-  };
+/** The live ApiKeys with a quota, as the alert evaluator names them (quotas are not in the analytics store). */
+export function quotaKeys(store: Pick<CollectionWatch<ApiKey>, "list">): QuotaKey[] {
+  const out: QuotaKey[] = [];
+  for (const ak of store.list()) {
+    const q = ak.spec.limits?.quota;
+    if (!q || !ak.metadata.uid) continue;
+    out.push({ uid: ak.metadata.uid, namespace: ak.metadata.namespace, name: ak.metadata.name, owner: ak.spec.owner, requests: q.requests, per: q.per });
+  }
+  return out;
 }
 
 export interface Recorder {
@@ -106,7 +58,6 @@ export function usageRecorder(d: {
   metrics: Pick<UsageMetrics, "check" | "upstream">;
   decisionLog?: Pick<DecisionLog, "write">;
   flusher?: Pick<UsageFlusher, "recordCheck" | "recordUpstream">;
-  alerts?: Pick<AlertEngine, "observeCheck" | "observeUpstream">;
   ingest?: Pick<Ingest, "check">;
 }): Recorder {
   return {
@@ -115,7 +66,6 @@ export function usageRecorder(d: {
       d.decisionLog?.write(e);
       d.metrics.check(e);
       d.flusher?.recordCheck(e);
-      d.alerts?.observeCheck(e);
     },
     recordUpstream: (apikey, keyId, u) => {
       const [ns = "", name = ""] = apikey.split("/");
@@ -124,7 +74,6 @@ export function usageRecorder(d: {
       const e: UpstreamEvent = { ...u, key };
       d.metrics.upstream(keyId, e.responseCode, e.upstreamSeconds);
       d.flusher?.recordUpstream(e);
-      d.alerts?.observeUpstream(e);
     },
   };
 }

@@ -285,8 +285,8 @@ describe("Helm chart", () => {
         });
       }
     }
-    // The Lease stays in the release namespace.
-    expect(rendered.filter((o) => o.kind === "Role" && o.metadata?.namespace === NS).map((o) => o.metadata?.name)).toEqual(["kw-operator-leader-election"]);
+    // The Leases (the operator's, the alert evaluator's) stay in the release namespace.
+    expect(rendered.filter((o) => o.kind === "Role" && o.metadata?.namespace === NS).map((o) => o.metadata?.name).sort()).toEqual(["kw-authz-alerts-election", "kw-operator-leader-election"]);
     for (const ns of ["team-a", "team-b"]) {
       await rest.request("POST", "/api/v1/namespaces", { body: { metadata: { name: ns } } }).catch((err: unknown) => {
         if (!isConflict(err)) throw err;

@@ -58,7 +58,7 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
     await applyUsageRbac(env.admin);
     ns = await createTestNamespace(env.adminKc, "envoy-grpc");
     cleanups.push(() => deleteNamespace(env.adminKc, ns));
-    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0", usageAlertLearning: 0 });
+    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0" });
     cleanups.push(() => usage.stop());
     await createPolicy(env.admin, ns, "orders", {
       hosts: [HOST],

@@ -29,7 +29,7 @@ describe("Envoy access logs joined to keys", () => {
     ns = await createTestNamespace(env.adminKc, "usage-als");
     await createPolicy(env.admin, ns, "api", { hosts: [HOST], credentials: { headers: ["x-api-key"] }, rules: [{ name: "read", paths: ["/items/**"], methods: ["GET"], scopes: ["items:read"] }] });
     key = await createKey(env.admin, ns, "shipper", { owner: "logistics", scopes: ["items:read"] });
-    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0", usageAlertLearning: 0 });
+    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0" });
     await eventually(() => (usage.handle.ready() ? true : undefined), 10_000, "the usage watch");
   });
 
