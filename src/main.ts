@@ -30,6 +30,7 @@ commands:
   install-crds   apply keyward's CRDs to the cluster and wait until they are served
   scan PATH...   find keyward API keys (valid checksum) in files; exit 1 if any
   usage [VIEW]   the analytics store's views: keys, timeline, status, endpoints, countries, networks (docs/usage.md)
+  review         the access review: unused keys and scopes, stale, expiring and ownerless keys (docs/usage.md)
   config         list every setting (--markdown for the documentation table)
   version        print the version
 
@@ -185,6 +186,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === "usage") {
     const { usageCommand } = await import("./cli/usage.ts");
     return usageCommand(rest, process.env, (s) => process.stdout.write(s));
+  }
+  if (command === "review") {
+    const { reviewCommand } = await import("./cli/review-command.ts");
+    return reviewCommand(rest, process.env, (s) => process.stdout.write(s));
   }
   const markdown = command === "config" && rest.includes("--markdown");
   const { config, args } = loadConfig(
