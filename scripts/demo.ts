@@ -4,7 +4,8 @@
 // (`make cluster-down` stops it); keyward itself stops when the demo ends.
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { openSync, readdirSync } from "node:fs";
+import { mkdtempSync, openSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { ApiKey } from "../src/api/types.ts";
@@ -62,6 +63,8 @@ await rest
 step("starting keyward run (operator + ext_authz) against it");
 const [grpcPort, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
 const logFile = join(dirname(kubeconfig), "keyward-demo.log");
+// Every request on record, in the embedded default store: one SQLite file.
+const analyticsFile = join(mkdtempSync(join(tmpdir(), "keyward-demo-")), "analytics.sqlite");
 const keyward = spawn(
   process.execPath,
   [
@@ -75,6 +78,8 @@ const keyward = spawn(
     // The probes below send what Traefik's forwardAuth sends.
     "--http-auth-proxy=traefik",
     `--metrics-address=127.0.0.1:${metricsPort}`,
+    "--analytics-store=sqlite",
+    `--analytics-sqlite-path=${analyticsFile}`,
   ],
   { stdio: ["ignore", openSync(logFile, "w"), openSync(logFile, "a")] },
 );
@@ -188,11 +193,26 @@ const after = await until(
 );
 console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], [after], "  "));
 console.log(`  denied ${Date.now() - revokedAt} ms after the change reached the apiserver`);
+
+step("stopping keyward: SIGTERM writes the usage rows it still holds to the analytics store");
+const exited = new Promise((r) => keyward.once("exit", r));
 stopKeyward();
+await exited;
 rest.close();
+const usage = (...args: string[]): void => {
+  const cmd = ["usage", ...args, `--namespace=${namespace}`, "--since=1h", `--analytics-sqlite-path=${analyticsFile}`];
+  console.log(`\n  $ keyward ${cmd.join(" ")}`);
+  const out = execFileSync(process.execPath, [join(root, "src", "main.ts"), ...cmd], { env: { ...process.env, KEYWARD_ANALYTICS_STORE: "sqlite" } }).toString();
+  console.log(out.trimEnd().replace(/^/gm, "  "));
+};
+step("keyward usage: the demo's keys, from the embedded SQLite store");
+usage();
+usage("endpoints", "--by=path");
+usage("status");
 console.log(`
 The control plane keeps running. Try:
   export KUBECONFIG=${kubeconfig}
   kubectl get apikeys,apikeypolicies -n ${namespace}     (any kubectl)
   make run                                              (keyward against this cluster)
+  node src/main.ts usage --analytics-sqlite-path=${analyticsFile}   (the demo's requests)
 Stop it with: make cluster-down`);
