@@ -6,7 +6,8 @@
 // plugin) that it has just run, with a kubeconfig it writes for them.
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { openSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
 import type { KubernetesObject } from "@kubernetes/client-node";
@@ -65,6 +66,8 @@ await rest
 step("starting keyward run (operator + ext_authz) against it");
 const [grpcPort, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
 const logFile = join(dirname(kubeconfig), "keyward-demo.log");
+// Every request on record, in the embedded default store: one SQLite file.
+const analyticsFile = join(mkdtempSync(join(tmpdir(), "keyward-demo-")), "analytics.sqlite");
 const keyward = spawn(
   process.execPath,
   [
@@ -78,6 +81,8 @@ const keyward = spawn(
     // The probes below send what Traefik's forwardAuth sends.
     "--http-auth-proxy=traefik",
     `--metrics-address=127.0.0.1:${metricsPort}`,
+    "--analytics-store=sqlite",
+    `--analytics-sqlite-path=${analyticsFile}`,
   ],
   { stdio: ["ignore", openSync(logFile, "w"), openSync(logFile, "a")] },
 );
@@ -191,8 +196,22 @@ const after = await until(
 );
 console.log(formatTable(["REQUEST", "STATUS", "DETAIL"], [after], "  "));
 console.log(`  denied ${Date.now() - revokedAt} ms after the change reached the apiserver`);
+
+step("stopping keyward: SIGTERM writes the usage rows it still holds to the analytics store");
+const exited = new Promise((r) => keyward.once("exit", r));
 stopKeyward();
+await exited;
 rest.close();
+const usage = (...args: string[]): void => {
+  const cmd = ["usage", ...args, `--namespace=${namespace}`, "--since=1h", `--analytics-sqlite-path=${analyticsFile}`];
+  console.log(`\n  $ keyward ${cmd.join(" ")}`);
+  const out = execFileSync(process.execPath, [join(root, "src", "main.ts"), ...cmd], { env: { ...process.env, KEYWARD_ANALYTICS_STORE: "sqlite" } }).toString();
+  console.log(out.trimEnd().replace(/^/gm, "  "));
+};
+step("keyward usage: the demo's keys, from the embedded SQLite store");
+usage();
+usage("endpoints", "--by=path");
+usage("status");
 
 // The closing hints run here first, with the kubectl `make kubectl` built, so each one is known to work.
 const kubectl = execFileSync(join(root, "scripts", "kubectl-build.sh"), { stdio: ["ignore", "pipe", "inherit"] })
@@ -219,6 +238,7 @@ The control plane keeps running. On this machine, try:
   export PATH=${hintPath}:$PATH     (that kubectl, and the kubectl keyward plugin)
 ${hints.slice(1).map((h) => `  ${h.command}`).join("\n")}
   make run     (keyward against this cluster again; then: kubectl keyward rotate acme-orders --grace 1h)
+  node src/main.ts usage --analytics-sqlite-path=${analyticsFile}     (the demo's requests, from its analytics store)
 Stop it with: make cluster-down`);
 
 /** A copy of the control plane's kubeconfig whose context defaults to the demo's namespace. */

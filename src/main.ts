@@ -29,6 +29,8 @@ commands:
   authz          the ext_authz server only (needs no access to Secrets)
   install-crds   apply keyward's CRDs to the cluster and wait until they are served
   scan PATH...   find keyward API keys (valid checksum) in files; exit 1 if any
+  usage [VIEW]   the analytics store's views: keys, timeline, status, endpoints, countries, networks (docs/usage.md)
+  review         the access review: unused keys and scopes, stale, expiring and ownerless keys (docs/usage.md)
   config         list every setting (--markdown for the documentation table)
   version        print the version
 
@@ -189,6 +191,14 @@ async function main(argv: string[]): Promise<number> {
   if (!command || command === "help" || command === "--help" || command === "-h") {
     console.log(USAGE);
     return command ? 0 : 2;
+  }
+  if (command === "usage") {
+    const { usageCommand } = await import("./cli/usage.ts");
+    return usageCommand(rest, process.env, (s) => process.stdout.write(s));
+  }
+  if (command === "review") {
+    const { reviewCommand } = await import("./cli/review-command.ts");
+    return reviewCommand(rest, process.env, (s) => process.stdout.write(s));
   }
   const markdown = command === "config" && rest.includes("--markdown");
   const { config, args } = loadConfig(

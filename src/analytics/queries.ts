@@ -75,6 +75,30 @@ export interface CountryUsage {
   requests: number;
 }
 
+/** An ApiKey as the store knows it, with when it was last allowed a request. */
+export interface KeyActivity {
+  uid: string;
+  namespace: string;
+  name: string;
+  owner: string;
+  labels: Record<string, string>;
+  scopes: string[];
+  createdAt: number;
+  expiresAt?: number;
+  deletedAt?: number;
+  /** Last allowed request (ms): to the millisecond within the per-request retention, the start of its UTC day before; undefined when none is on record. */
+  lastUsedAt?: number;
+}
+
+/** Allowed requests of one key through one policy rule. */
+export interface RuleUse {
+  uid: string;
+  /** `namespace/name` of the ApiKeyPolicy. */
+  policy: string;
+  rule: string;
+  requests: number;
+}
+
 export interface NetworkUsage {
   network: string;
   requests: number;
@@ -108,6 +132,15 @@ const MEASURES: Record<Source, Measures> = {
 
 export function num(v: unknown): number {
   return v === null || v === undefined ? 0 : Number(v);
+}
+
+function parseScopes(json: string): string[] {
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  } catch {
+    return [];
+  }
 }
 
 function counts(r: Record<string, unknown>): Counts {
@@ -150,11 +183,17 @@ export class AnalyticsQueries {
     let q = db.selectFrom(`${src} as t` as "t").innerJoin("keys as k", "k.uid", "t.uid") as Q<object>;
     if (src === "requests") q = q.where(sql<boolean>`t.at >= ${f.since} and t.at < ${f.until}`);
     else q = q.where(sql<boolean>`t.day >= ${Math.floor(f.since / DAY_MS)} and t.day <= ${Math.floor((f.until - 1) / DAY_MS)}`);
+    return this.#whereKey(q, f, (q2, id) => q2.where("t.key_id", "=", id));
+  }
+
+  /** The filter's terms on the key (k): namespaces, owner, key and selector; `byKeyId` narrows to a key id. */
+  #whereKey<O>(query: Q<O>, f: UsageFilter, byKeyId: (q: Q<O>, id: string) => Q<O>): Q<O> {
+    let q = query;
     if (f.namespaces) q = q.where("k.namespace", "in", [...f.namespaces]);
     if (f.owner !== undefined) q = q.where("k.owner", "=", f.owner);
     if (f.key !== undefined) {
       const slash = f.key.indexOf("/");
-      q = slash === -1 ? q.where("t.key_id", "=", f.key) : q.where("k.namespace", "=", f.key.slice(0, slash)).where("k.name", "=", f.key.slice(slash + 1));
+      q = slash === -1 ? byKeyId(q, f.key) : q.where("k.namespace", "=", f.key.slice(0, slash)).where("k.name", "=", f.key.slice(slash + 1));
     }
     for (const term of parseSelector(f.selector ?? "")) {
       q = q.where((eb) => {
@@ -316,5 +355,65 @@ export class AnalyticsQueries {
   async keyNamespaces(): Promise<string[]> {
     const rows = await this.#db.selectFrom("keys").select("namespace").distinct().orderBy("namespace").execute();
     return rows.map((r) => r.namespace);
+  }
+
+  /** Every key the filter's key terms select (its time range is not used), deleted ones too, with its last allowed request. */
+  async keyActivity(f: Omit<UsageFilter, "since" | "until">): Promise<KeyActivity[]> {
+    if (f.namespaces?.length === 0) return [];
+    const db = this.#db as unknown as Kysely<Scope>;
+    const keys = this.#whereKey(db.selectFrom("keys as k"), { since: 0, until: 0, ...f }, (q, id) =>
+      q.where((eb) => eb.exists(eb.selectFrom("rollups as r").select(sql`1`.as("one")).whereRef("r.uid", "=", "k.uid").where("r.key_id", "=", id))),
+    );
+    const rows = await keys.select(["k.uid", "k.namespace", "k.name", "k.owner", "k.scopes", "k.created_at", "k.expires_at", "k.deleted_at"]).orderBy("k.namespace").orderBy("k.name").orderBy("k.uid").execute();
+    const labels = await keys.innerJoin("key_labels as l", "l.uid", "k.uid").select(["l.uid", "l.name", "l.value"]).execute();
+    const lastDay = await keys
+      .innerJoin("rollups as r", "r.uid", "k.uid")
+      .where("r.outcome", "=", "allowed")
+      .select((eb) => ["k.uid", eb.fn.max<number>("r.day").as("last")])
+      .groupBy("k.uid")
+      .execute();
+    const lastAt = await keys
+      .innerJoin("requests as q", "q.uid", "k.uid")
+      .where("q.outcome", "=", "allowed")
+      .where(sql<boolean>`q.at >= ${this.#o.requestsFrom()}`)
+      .select((eb) => ["k.uid", eb.fn.max<number>("q.at").as("last")])
+      .groupBy("k.uid")
+      .execute();
+    const last = new Map<string, number>();
+    for (const r of lastDay) last.set(r.uid, num(r.last) * DAY_MS);
+    for (const r of lastAt) last.set(r.uid, Math.max(last.get(r.uid) ?? 0, num(r.last)));
+    const byUid = new Map<string, Record<string, string>>();
+    for (const l of labels) byUid.set(l.uid, { ...byUid.get(l.uid), [l.name]: l.value });
+    return rows.map((r) => {
+      const used = last.get(r.uid);
+      return {
+        uid: r.uid,
+        namespace: r.namespace,
+        name: r.name,
+        owner: r.owner,
+        labels: byUid.get(r.uid) ?? {},
+        scopes: parseScopes(r.scopes),
+        createdAt: num(r.created_at),
+        ...(r.expires_at !== null ? { expiresAt: num(r.expires_at) } : {}),
+        ...(r.deleted_at !== null ? { deletedAt: num(r.deleted_at) } : {}),
+        ...(used !== undefined ? { lastUsedAt: used } : {}),
+      };
+    });
+  }
+
+  /** Allowed requests per key, policy and rule (per-request rows, within retention): which rules each key was let through. */
+  async rulesUsed(f: UsageFilter): Promise<RuleUse[]> {
+    const q = this.#from("requests", this.#recent(f));
+    if (!q) return [];
+    const rows = await q
+      .where(sql<boolean>`t.outcome = 'allowed' and t.policy is not null and t.rule is not null`)
+      .select(["k.uid", sql<string>`t.policy`.as("policy"), sql<string>`t.rule`.as("rule")])
+      .select((eb) => eb.fn.countAll<number>().as("requests"))
+      .groupBy(["k.uid", sql`t.policy`, sql`t.rule`])
+      .orderBy("k.uid")
+      .orderBy(sql`t.policy`)
+      .orderBy(sql`t.rule`)
+      .execute();
+    return rows.map((r) => ({ uid: r.uid, policy: r.policy, rule: r.rule, requests: num(r.requests) }));
   }
 }

@@ -1,0 +1,116 @@
+// main's wiring of the analytics store, in a real `keyward authz` process: it
+// opens the SQLite store named by --analytics-store/--analytics-sqlite-path
+// (beating the suites' KEYWARD_ANALYTICS_STORE=off), hands usage its writer,
+// and on SIGTERM stops usage before the store, so rows still queued at the
+// signal are in the file when the process has exited. The flush interval is
+// an hour: nothing reaches the file before the signal.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { DatabaseSync } from "node:sqlite";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { openAnalyticsStore } from "../../src/analytics/store.ts";
+import { loadKubeConfig } from "../../src/k8s/client.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { createLogger } from "../../src/log.ts";
+import { applyUsageRbac } from "../conformance/go-als/env.ts";
+import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { freePort } from "../controlplane/controlplane.ts";
+import { createTestNamespace, deleteNamespace } from "../support/k8s.ts";
+import { logRecords, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+
+const HOST = "wiring.example.com";
+const DAY = 86_400_000;
+
+describe("keyward authz --analytics-store=sqlite", () => {
+  let adminKc: KubeConfig;
+  let admin: KubeRest;
+  let ns: string;
+  let dir: string;
+  let file: string;
+  let kw: KeywardProcess;
+  let grpcPort: number;
+  let metricsPort: number;
+  let reader: TestKey;
+  let noScope: TestKey;
+  const started = Date.now();
+
+  beforeAll(async () => {
+    adminKc = loadKubeConfig(inject("kubeconfig"));
+    admin = new KubeRest(adminKc, { qps: 0 });
+    await applyUsageRbac(admin);
+    const kc = await authzKubeConfig(adminKc, admin);
+    dir = mkdtempSync(join(tmpdir(), "keyward-analytics-wiring-"));
+    const kubeconfig = join(dir, "kubeconfig");
+    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
+    file = join(dir, "store", "analytics.sqlite");
+    ns = await createTestNamespace(adminKc, "wiring");
+    await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] });
+    reader = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] }, { tier: "gold" });
+    noScope = await createKey(admin, ns, "no-scope", { owner: "initech", scopes: [] });
+    [grpcPort, metricsPort] = [await freePort(), await freePort()];
+    kw = startKeyward([
+      "authz",
+      `--kubeconfig=${kubeconfig}`,
+      `--namespaces=${ns}`,
+      `--grpc-address=127.0.0.1:${grpcPort}`,
+      "--http-auth-address=",
+      `--metrics-address=127.0.0.1:${metricsPort}`,
+      "--usage-alerts=false",
+      "--analytics-store=sqlite",
+      `--analytics-sqlite-path=${file}`,
+      // Rows wait in the queue until the stop sequence writes them.
+      "--analytics-flush-interval=1h",
+      "--analytics-batch-size=100000",
+    ]);
+    await kw.ready(metricsPort);
+  });
+
+  afterAll(async () => {
+    await kw.kill();
+    await deleteNamespace(adminKc, ns);
+    admin.close();
+    rmSync(dir, { recursive: true, force: true });
+    expect(kw.output()).not.toContain(reader.key);
+    expect(kw.output()).not.toContain(noScope.key);
+  });
+
+  it("writes the rows queued at SIGTERM before it exits, usage stopped before the store", async () => {
+    const c = authzClient(grpcPort);
+    try {
+      for (let i = 0; i < 5; i++) expect(summarize(await c.check(checkRequest({ host: HOST, path: `/items/${i}`, headers: { "x-api-key": reader.key } }))).httpStatus).toBe(200);
+      for (let i = 0; i < 3; i++) expect(summarize(await c.check(checkRequest({ host: HOST, path: "/items/9", headers: { "x-api-key": noScope.key } }))).httpStatus).toBe(403);
+    } finally {
+      c.close();
+    }
+    // The store is open (its schema is there) and holds no request yet: they are queued.
+    const peek = new DatabaseSync(file, { readOnly: true });
+    const stored = (): number => (peek.prepare("select count(*) as n from requests").get() as { n: number }).n;
+    expect(stored()).toBe(0);
+    peek.close();
+
+    kw.child.kill("SIGTERM");
+    expect(await kw.exited).toBe(0);
+    const records = logRecords(kw.output());
+    const stopping = records.filter((r) => r.msg === "stopping").map((r) => String(r.part));
+    expect(stopping.indexOf("usage")).toBeGreaterThanOrEqual(0);
+    expect(stopping.indexOf("usage")).toBeLessThan(stopping.indexOf("analytics store"));
+    expect(records.some((r) => r.msg === "analytics store open" && r.store === "sqlite")).toBe(true);
+
+    const store = await openAnalyticsStore({ store: "sqlite", sqlitePath: file, postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0 }, createLogger({ sink: () => {} }));
+    try {
+      const range = { since: started - 60_000, until: Date.now() + 60_000 };
+      const top = await store.queries.topKeys(range);
+      expect(top.map(({ namespace, name, owner, requests, allowed, status4xx }) => ({ namespace, name, owner, requests, allowed, status4xx }))).toEqual([
+        { namespace: ns, name: "reader", owner: "acme", requests: 5, allowed: 5, status4xx: 0 },
+        { namespace: ns, name: "no-scope", owner: "initech", requests: 3, allowed: 0, status4xx: 3 },
+      ]);
+      expect(await store.queries.topKeys({ ...range, selector: "tier=gold" })).toMatchObject([{ name: "reader", requests: 5 }]);
+      expect(await store.queries.endpoints(range, "route")).toMatchObject([{ endpoint: "GET /items/*", requests: 8 }]);
+      expect(await store.queries.rulesUsed(range)).toMatchObject([{ policy: `${ns}/api`, rule: "read", requests: 5 }]);
+    } finally {
+      await store.close();
+    }
+  });
+});
