@@ -16,6 +16,7 @@ import type { UsageFlusher } from "./flusher.ts";
 import type { UsageMetrics } from "./metrics.ts";
 import { periodRequests } from "./model.ts";
 import { revocationLagSeconds } from "./revocation.ts";
+import { usageView } from "./view.ts";
 
 /** The ApiKeys usage reads (the flusher's base, the alerts' expiry list); each change may show a revocation's lag. */
 export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger): CollectionWatch<ApiKey> {
@@ -33,6 +34,7 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
       const lag = revocationLagSeconds(type, obj, old, clock.now());
       if (lag !== undefined) metrics.revocationLag(lag);
     },
+    transform: usageView,
   });
 }
 
