@@ -192,8 +192,10 @@ describe("Informer", () => {
     expect(inf.list().every((o) => !("data" in o))).toBe(true);
     server.current.send("MODIFIED", Object.assign(obj("a", 2), { data: "bigger" }));
     expect(seen.at(-1)).toEqual(["update", "a", "viewed", "kept"]);
+    server.current.send("ADDED", Object.assign(obj("c", 3), { data: "big" }));
+    expect(inf.list().every((o) => !("data" in o))).toBe(true);
     // A delete found by a relist delivers the kept object.
-    server.items = [Object.assign(obj("a", 2), { data: "bigger" })];
+    server.items = [Object.assign(obj("a", 2), { data: "bigger" }), Object.assign(obj("c", 3), { data: "big" })];
     server.rv = 5;
     server.current.send("ERROR", { kind: "Status", code: 410 });
     await until(() => seen.some(([t]) => t === "delete"), "the delete of b");
