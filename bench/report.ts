@@ -12,6 +12,7 @@ import type { DecodeResult } from "./decode.ts";
 import type { InterleavedResult } from "./interleaved.ts";
 import { floodTable, type FloodRow } from "./floods.ts";
 import { limitsTables, type DenyCacheRow, type LimitsRow } from "./limits.ts";
+import { startupTables, type StartupSection } from "./startup.ts";
 
 interface Stamp {
   at: string;
@@ -37,6 +38,7 @@ export interface Results {
     cidr?: Stamp & { command: string; result: CidrBenchResult };
     floods?: Stamp & { command: string; rows: FloodRow[] };
     limits?: Stamp & { command: string; rows: LimitsRow[]; denyCache: DenyCacheRow[] };
+    startup?: Stamp & StartupSection;
   };
 }
 
@@ -186,6 +188,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## Limits store (\`${s.limits.command}\`)`, "");
     out.push(`Run at ${s.limits.at}; load average before ${s.limits.loadAverage}.`, "");
     out.push(...limitsTables(s.limits.rows, s.limits.denyCache), "");
+  }
+  if (s.startup) {
+    out.push(`## Start-up and idle memory per role (\`${s.startup.command}\`)`, "");
+    out.push(`Run at ${s.startup.at}; load average before ${s.startup.loadAverage}.`, "");
+    out.push(...startupTables(s.startup), "");
   }
   return out.join("\n") + "\n";
 }

@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,startup]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -23,14 +23,18 @@ import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
+import { startupRows } from "./startup.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,startup" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
     "operator-keys": { type: "string", default: "1000,10000" },
+    "startup-keys": { type: "string", default: "10,10000,100000" },
+    "startup-runs": { type: "string", default: "3" },
+    "startup-authz-only-above": { type: "string", default: "Infinity" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -205,6 +209,22 @@ if (only.has("limits")) {
   const r = await runLimitsBench({ keys: 100_000, seconds: 5, log });
   results.sections.limits = { ...start, command: "node bench/limits.ts --keys 100000 --seconds 5", ...r };
   save();
+}
+
+if (only.has("startup")) {
+  const keys = values["startup-keys"];
+  log(`start-up and idle memory: authz, operator, run at ${keys} keys`);
+  const cp = await startControlPlane(log);
+  try {
+    const start = stamp();
+    const authzOnlyAbove = Number(values["startup-authz-only-above"]);
+    const r = await startupRows({ kubeconfig: cp.kubeconfig, keys: keys.split(",").map(Number), roles: ["authz", "operator", "run"], runs: Number(values["startup-runs"]), authzOnlyAbove, log });
+    const command = `node bench/startup.ts --keys ${keys} --runs ${values["startup-runs"]}${Number.isFinite(authzOnlyAbove) ? ` --authz-only-above ${authzOnlyAbove}` : ""}`;
+    results.sections.startup = { ...start, command, ...r };
+    save();
+  } finally {
+    await cp.stop({ removeDir: true });
+  }
 }
 
 log(`wrote ${jsonPath} and latest.md`);
