@@ -24,6 +24,7 @@ import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
 import { startupRows } from "./startup.ts";
+import type { ViewCost } from "./views.ts";
 
 const { values } = parseArgs({
   options: {
@@ -213,6 +214,10 @@ if (only.has("limits")) {
 
 if (only.has("startup")) {
   const keys = values["startup-keys"];
+  log("what each watch's view of an ApiKey costs per key (bench/views.ts)");
+  const v = spawnSync(process.execPath, ["--expose-gc", join(repoRoot, "bench/views.ts")], { stdio: ["ignore", "pipe", "inherit"] });
+  if (v.status !== 0) throw new Error(`views exited with ${String(v.status)}`);
+  const views = JSON.parse(v.stdout.toString()) as ViewCost[];
   log(`start-up and idle memory: authz, operator, run at ${keys} keys`);
   const cp = await startControlPlane(log);
   try {
@@ -220,7 +225,7 @@ if (only.has("startup")) {
     const authzOnlyAbove = Number(values["startup-authz-only-above"]);
     const r = await startupRows({ kubeconfig: cp.kubeconfig, keys: keys.split(",").map(Number), roles: ["authz", "operator", "run"], runs: Number(values["startup-runs"]), authzOnlyAbove, log });
     const command = `node bench/startup.ts --keys ${keys} --runs ${values["startup-runs"]}${Number.isFinite(authzOnlyAbove) ? ` --authz-only-above ${authzOnlyAbove}` : ""}`;
-    results.sections.startup = { ...start, command, ...r };
+    results.sections.startup = { ...start, command, ...r, views };
     save();
   } finally {
     await cp.stop({ removeDir: true });

@@ -25,6 +25,7 @@ import { authzClient, checkRequest } from "../test/conformance/harness.ts";
 import { createNamespace, pool, startControlPlane } from "./apiserver.ts";
 import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts";
 import { cpuSeconds, repoRoot } from "./lib/proc.ts";
+import type { ViewCost } from "./views.ts";
 
 export type Role = "authz" | "operator" | "run";
 
@@ -53,6 +54,8 @@ export interface StartupSection {
   command: string;
   seeds: SeedResult[];
   rows: StartupRow[];
+  /** bench/views.ts: heap bytes per key of each watch's view. */
+  views?: ViewCost[];
 }
 
 export interface SeedResult {
@@ -348,6 +351,10 @@ export function startupTables(r: StartupSection): string[] {
   );
   for (const w of r.rows) {
     out.push(`| ${w.role} | ${cell(w.keys)} | ${w.runs.length} | ${cell(w.readyMs)} | ${cell(w.cpuToReadyS, 2)} | ${cell(w.firstAllowedMs)} | ${cell(w.rssMiB, 1)} | ${cell(w.heapUsedMiB, 1)} | ${w.runs.map((x) => cell(x.readyMs)).join(", ")} |`);
+  }
+  if (r.views) {
+    out.push("", "| what a watch keeps of an issued ApiKey (`node --expose-gc bench/views.ts`) | heap bytes per key |", "| --- | ---: |");
+    for (const v of r.views) out.push(`| ${v.view} | ${cell(v.bytesPerKey)} |`);
   }
   return out;
 }
