@@ -203,7 +203,7 @@ describe("Informer", () => {
     await inf.stop();
   });
 
-  it("transforms a list as it arrives: the list function gets the transform", async () => {
+  it("transforms a list as it arrives: the list function applies the transform", async () => {
     const got: ((o: Obj) => Obj)[] = [];
     const transform = (o: Obj): Obj => ({ metadata: { ...o.metadata, name: `${o.metadata.name}!` } });
     const inf = new Informer<Obj>({
@@ -217,9 +217,42 @@ describe("Informer", () => {
       onChange: () => undefined,
     });
     await inf.start();
-    expect(got).toEqual([transform]);
+    expect(got).toHaveLength(1);
     expect(inf.get("ns", "a!")).toBeDefined();
     await inf.stop();
+  });
+
+  it("stops during a paged list after the page in flight, not after the whole list", async () => {
+    let pagesServed = 0;
+    let releasePage: (() => void) | undefined;
+    const lifecycle: LifecycleEvent[] = [];
+    const inf = new Informer<Obj>({
+      name: "t",
+      // 100 pages of one object each; every page waits until the test lets it arrive.
+      list: async (transform) => {
+        const items: Obj[] = [];
+        for (let p = 0; p < 100; p++) {
+          await new Promise<void>((r) => (releasePage = r));
+          pagesServed++;
+          items.push(transform(obj(`o${p}`, 1)));
+        }
+        return { items, resourceVersion: "1" };
+      },
+      watch: () => Promise.resolve(() => undefined),
+      onChange: () => undefined,
+      onLifecycle: (e) => lifecycle.push(e),
+    });
+    void inf.start();
+    await until(() => releasePage !== undefined, "the first page requested");
+    releasePage?.();
+    await until(() => pagesServed === 1, "the first page");
+    const stopped = inf.stop();
+    await until(() => releasePage !== undefined, "the second page requested");
+    releasePage?.();
+    await stopped;
+    expect(pagesServed).toBe(2);
+    expect(inf.synced).toBe(false);
+    expect(lifecycle).not.toContain("error");
   });
 
   it("counts a throwing handler and goes on", async () => {

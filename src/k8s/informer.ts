@@ -204,7 +204,11 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private async relist(first: boolean): Promise<void> {
-    const result = await this.opts.list(this.transform);
+    // Stopped meanwhile: the next page ends the list, so stop() waits for one page, not all.
+    const result = await this.opts.list((obj) => {
+      if (this.isStopped()) throw new ListStopped();
+      return this.transform(obj);
+    });
     this.lastActivity = this.opts.now();
     const seen = new Set<string>();
     for (const item of result.items) {
@@ -341,6 +345,7 @@ export class Informer<T extends KubernetesObject> {
           needList = false;
           this.failures = 0;
         } catch (err) {
+          if (this.isStopped()) break;
           this.failures++;
           this.emit("error", err);
           await this.sleep(this.backoffMs());
@@ -378,6 +383,14 @@ export class Informer<T extends KubernetesObject> {
           break;
       }
     }
+  }
+}
+
+/** Ends a list that is still paging when its informer stops. */
+class ListStopped extends Error {
+  constructor() {
+    super("informer stopped during a list");
+    this.name = "ListStopped";
   }
 }
 
