@@ -37,15 +37,18 @@ function loadInChild(withHook: boolean): { installed: boolean; server: string; a
   return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" })) as ReturnType<typeof loadInChild>;
 }
 
+// Each test starts a Node process that loads client-node: seconds on a busy machine.
+const CHILD_MS = 60_000;
+
 describe("KubeConfig without the generated API client", () => {
   it("loads and applies a kubeconfig with none of the generated modules", () => {
     const r = loadInChild(true);
     expect(r).toEqual({ installed: true, server: "https://127.0.0.1:6443", auth: "Bearer t0ken", generatedModules: 0 });
-  });
+  }, CHILD_MS);
 
   it("without the hook, the same load pulls in the generated client", () => {
     expect(loadInChild(false).generatedModules).toBeGreaterThan(100);
-  });
+  }, CHILD_MS);
 
   it("the stand-in module exports the two names config.js imports, from their own files", () => {
     const src = slimGenModule("file:///x/dist/config.js");
