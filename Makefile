@@ -81,6 +81,6 @@ docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table
 	node src/main.ts config --markdown > docs/configuration.md
 
 .PHONY: bench
-bench: deps controlplane ## Benchmarks (~25 min, not part of make test): results in bench/results/, see docs/benchmarks.md
+bench: deps controlplane ## Benchmarks (~25 min, plus the start-up section's seeding of 110k ApiKeys; not part of make test): results in bench/results/, see docs/benchmarks.md
 	@scripts/tools-build.sh
 	node bench/run.ts $(ARGS)
