@@ -147,8 +147,8 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const s: Serving = { config, kc, log, registry, lc };
-  // The roles start side by side, each listing its resources while the others do.
-  const [, source] = await Promise.all([command !== "authz" ? serveOperator(s) : undefined, command === "operator" ? registry : serveDataPlane(s, workers)]);
+  if (command !== "authz") await serveOperator(s);
+  const source = command === "operator" ? registry : await serveDataPlane(s, workers);
   await serveMetrics(s, source);
 }
 

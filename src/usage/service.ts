@@ -67,8 +67,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const decisionLog = sink ? new DecisionLog({ sink, sampleAllowed: config.decisionLogSampleAllowed, sampleDenied: config.decisionLogSampleDenied }) : undefined;
   const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, alerts });
 
-  // Not awaited: usage is ready (and flushes) once the list is in, while the data plane lists alongside.
-  void store.start();
+  await store.start();
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
   if (config.accessLogAddress) {
     const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
