@@ -91,7 +91,7 @@ docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table, 
 	node scripts/layers-doc.ts --write
 
 .PHONY: bench
-bench: deps controlplane ## Benchmarks (~40 min, not part of make test): results in bench/results/, see docs/benchmarks.md
+bench: deps controlplane ## Benchmarks (~40 min, plus the start-up section's seeding of 110k ApiKeys; not part of make test): results in bench/results/, see docs/benchmarks.md
 	@scripts/tools-build.sh
 	@scripts/envoy-install.sh
 	node bench/run.ts $(ARGS)

@@ -35,7 +35,8 @@ export async function createNamespace(rest: KubeRest, name: string): Promise<voi
   });
 }
 
-async function pool<T>(items: T[], concurrency: number, fn: (x: T) => Promise<void>): Promise<void> {
+/** Runs `fn` over `items`, `concurrency` at a time. */
+export async function pool<T>(items: T[], concurrency: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {

@@ -13,17 +13,17 @@ import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
 import { startServer } from "./lib/proc.ts";
 import { chartNodeOptions, LOAD } from "./check.ts";
 
-interface CallFrame {
+export interface CallFrame {
   functionName: string;
   url: string;
   lineNumber: number;
 }
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: CallFrame;
   children?: number[];
 }
-interface CpuProfile {
+export interface CpuProfile {
   startTime: number;
   nodes: ProfileNode[];
   samples: number[];

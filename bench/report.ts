@@ -15,6 +15,7 @@ import { limitsTables, type DenyCacheRow, type LimitsRow } from "./limits.ts";
 import { envoyTables } from "./envoy-report.ts";
 import type { EnvoyBenchResult } from "./envoy.ts";
 import { limitsGrpcTable, type GrpcLimitsRow } from "./limits-grpc.ts";
+import { startupTables, type StartupSection } from "./startup.ts";
 
 interface Stamp {
   at: string;
@@ -42,6 +43,7 @@ export interface Results {
     limits?: Stamp & { command: string; rows: LimitsRow[]; denyCache: DenyCacheRow[] };
     envoy?: Stamp & EnvoyBenchResult & { finishedLoadAverage: string; command: string };
     limitsGrpc?: Stamp & { command: string; keys: number; rows: GrpcLimitsRow[] };
+    startup?: Stamp & StartupSection;
   };
 }
 
@@ -201,6 +203,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## Through Envoy (vegeta, \`${s.envoy.command}\`)`, "");
     out.push(`Run at ${s.envoy.at}; load average before ${s.envoy.loadAverage}, after ${s.envoy.finishedLoadAverage}.`, "");
     out.push(...envoyTables(s.envoy), "");
+  }
+  if (s.startup) {
+    out.push(`## Start-up and idle memory per role (\`${s.startup.command}\`)`, "");
+    out.push(`Run at ${s.startup.at}; load average before ${s.startup.loadAverage}.`, "");
+    out.push(...startupTables(s.startup), "");
   }
   return out.join("\n") + "\n";
 }

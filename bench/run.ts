@@ -1,7 +1,8 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup]
 //                     [--envoy-rate 1000] [--envoy-scenarios none,go-null,keyward-10,...] [--limits-kubeconfig F]
+//                     [--startup-keys 10,10000,100000] [--startup-runs 3]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -26,10 +27,12 @@ import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
 import { ENVOY_SCENARIOS, runEnvoyBench } from "./envoy.ts";
 import { runLimitsGrpcBench } from "./limits-grpc.ts";
+import { startupRows } from "./startup.ts";
+import type { ViewCost } from "./views.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -39,6 +42,9 @@ const { values } = parseArgs({
     // A running control plane whose namespace bench-limits already holds the limits bench's keys
     // (node bench/limits-grpc.ts --kubeconfig F seeds it): the limits section skips starting and seeding one.
     "limits-kubeconfig": { type: "string" },
+    "startup-keys": { type: "string", default: "10,10000,100000" },
+    "startup-runs": { type: "string", default: "3" },
+    "startup-authz-only-above": { type: "string", default: "Infinity" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -230,6 +236,26 @@ if (only.has("envoy")) {
   const r = await runEnvoyBench({ scenarios: values["envoy-scenarios"].split(","), fixedRate: rate, seconds: 10, runs: 3 }, log);
   results.sections.envoy = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/envoy.ts --rate ${rate} --seconds 10 --runs 3`, ...r };
   save();
+}
+
+if (only.has("startup")) {
+  const keys = values["startup-keys"];
+  log("what each watch's view of an ApiKey costs per key (bench/views.ts)");
+  const v = spawnSync(process.execPath, ["--expose-gc", join(repoRoot, "bench/views.ts")], { stdio: ["ignore", "pipe", "inherit"] });
+  if (v.status !== 0) throw new Error(`views exited with ${String(v.status)}`);
+  const views = JSON.parse(v.stdout.toString()) as ViewCost[];
+  log(`start-up and idle memory: authz, operator, run at ${keys} keys`);
+  const cp = await startControlPlane(log);
+  try {
+    const start = stamp();
+    const authzOnlyAbove = Number(values["startup-authz-only-above"]);
+    const r = await startupRows({ kubeconfig: cp.kubeconfig, keys: keys.split(",").map(Number), roles: ["authz", "operator", "run"], runs: Number(values["startup-runs"]), authzOnlyAbove, log });
+    const command = `node bench/startup.ts --keys ${keys} --runs ${values["startup-runs"]}${Number.isFinite(authzOnlyAbove) ? ` --authz-only-above ${authzOnlyAbove}` : ""}`;
+    results.sections.startup = { ...start, command, ...r, views };
+    save();
+  } finally {
+    await cp.stop({ removeDir: true });
+  }
 }
 
 log(`wrote ${jsonPath} and latest.md`);

@@ -4,18 +4,17 @@
 // on SIGTERM/SIGINT.
 import cluster from "node:cluster";
 import { readFileSync } from "node:fs";
+import { enableCompileCache } from "node:module";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { scanPaths } from "./cli/scan.ts";
 import { configMarkdown, loadConfig, SETTINGS, type Config } from "./config/config.ts";
 import { isKeywardError, KeywardError } from "./errors.ts";
-import { installCrds } from "./k8s/apply.ts";
-import { loadKubeConfig } from "./k8s/client.ts";
 import { KubeRest } from "./k8s/rest.ts";
+import { loadKubeConfigWithoutGeneratedClient } from "./k8s/slim-load.ts";
 import { Lifecycle } from "./lifecycle/lifecycle.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
 import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
-import { startOperator } from "./operator/operator.ts";
 import type { UsageHandle } from "./usage/service.ts";
 import type { AnalyticsStore } from "./analytics/store.ts";
 
@@ -63,6 +62,7 @@ function roleClient(s: Serving, role: string): KubeRest {
 }
 
 async function serveOperator(s: Serving): Promise<void> {
+  const { startOperator } = await import("./operator/operator.ts");
   const rest = roleClient(s, "operator");
   await s.lc.start("operator", () => startOperator({ config: s.config, kc: s.kc, rest, log: s.log.child({ component: "operator" }), registry: s.registry }));
 }
@@ -164,6 +164,7 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
     throw new KeywardError("ConfigInvalid", `--authz-workers=${config.authzWorkers}: keyward run serves checks in one process; run the data plane as keyward authz to use several`);
   }
   const workers = command === "authz" ? config.authzWorkers : 1;
+  const { loadKubeConfig } = await import("./k8s/client.ts");
   const kc = loadKubeConfig(config.kubeconfig || undefined);
   if (workers > 1 && cluster.isWorker) {
     // A worker process forked by the `keyward authz` primary (src/authz/authz-workers.ts).
@@ -187,6 +188,12 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`keyward needs Node.js 24 or newer (this is ${process.version}); run it through npm or node_modules/.bin/node\n`);
     return 2;
   }
+  // Start-up (ADR 0034): what Node compiles, TypeScript stripped, is cached on disk for
+  // the next start (NODE_COMPILE_CACHE names the directory; NODE_DISABLE_COMPILE_CACHE=1
+  // turns it off), and KubeConfig loads without the generated API client. Both before
+  // the roles' modules load, on demand, below.
+  enableCompileCache();
+  loadKubeConfigWithoutGeneratedClient();
   const [command, ...rest] = argv;
   if (!command || command === "help" || command === "--help" || command === "-h") {
     console.log(USAGE);
@@ -221,6 +228,7 @@ async function main(argv: string[]): Promise<number> {
       return found.length ? 1 : 0;
     }
     case "install-crds": {
+      const [{ loadKubeConfig }, { installCrds }] = await Promise.all([import("./k8s/client.ts"), import("./k8s/apply.ts")]);
       const r = new KubeRest(loadKubeConfig(config.kubeconfig || undefined));
       await installCrds(r);
       r.close();

@@ -49,10 +49,10 @@ function pushed(a: Pick<AlertState, "alert" | "namespace" | "name" | "owner" | "
   };
 }
 
-export async function evaluate(o: EvaluatorOptions): Promise<Evaluation> {
-  const now = o.now();
-  const holding = await conditions(o.queries, o.thresholds, now, o.quotas());
-  const states = new Map((await o.queries.states()).map((s) => [ref(s), s]));
+export async function evaluate(options: EvaluatorOptions): Promise<Evaluation> {
+  const now = options.now();
+  const holding = await conditions(options.queries, options.thresholds, now, options.quotas());
+  const states = new Map((await options.queries.states()).map((s) => [ref(s), s]));
   const result: Evaluation = { fired: [], resolved: [], cooling: [], firing: 0 };
   const out: PushedAlert[] = [];
   const firing = new Map<AlertName, number>();
@@ -61,13 +61,13 @@ export async function evaluate(o: EvaluatorOptions): Promise<Evaluation> {
     held.add(ref(c));
     const s = states.get(ref(c));
     if (s?.firing === 1) {
-      if (s.message !== c.message) await o.queries.touch(c.uid, c.alert, c.message);
-      out.push(pushed(c, s.fired_at, now + o.resendValidMs));
-    } else if (await o.queries.fire({ uid: c.uid, alert: c.alert, namespace: c.namespace, name: c.name, owner: c.owner, message: c.message }, now, o.cooldownMs)) {
+      if (s.message !== c.message) await options.queries.touch(c.uid, c.alert, c.message);
+      out.push(pushed(c, s.fired_at, now + options.resendValidMs));
+    } else if (await options.queries.fire({ uid: c.uid, alert: c.alert, namespace: c.namespace, name: c.name, owner: c.owner, message: c.message }, now, options.cooldownMs)) {
       result.fired.push(c);
-      o.events.record({ apiVersion: API_VERSION, kind: "ApiKey", metadata: { namespace: c.namespace, name: c.name, uid: c.uid } }, "Warning", c.alert, c.message);
-      o.log.warn("usage alert", { alert: c.alert, apikey: `${c.namespace}/${c.name}`, owner: c.owner, message: c.message });
-      out.push(pushed(c, now, now + o.resendValidMs));
+      options.events.record({ apiVersion: API_VERSION, kind: "ApiKey", metadata: { namespace: c.namespace, name: c.name, uid: c.uid } }, "Warning", c.alert, c.message);
+      options.log.warn("usage alert", { alert: c.alert, apikey: `${c.namespace}/${c.name}`, owner: c.owner, message: c.message });
+      out.push(pushed(c, now, now + options.resendValidMs));
     } else {
       result.cooling.push(c);
       continue;
@@ -76,21 +76,21 @@ export async function evaluate(o: EvaluatorOptions): Promise<Evaluation> {
   }
   for (const s of states.values()) {
     if (s.firing !== 1 || held.has(ref(s))) continue;
-    if (await o.queries.resolve(s.uid, s.alert, now)) {
+    if (await options.queries.resolve(s.uid, s.alert, now)) {
       result.resolved.push(s);
-      o.log.info("usage alert resolved", { alert: s.alert, apikey: `${s.namespace}/${s.name}` });
+      options.log.info("usage alert resolved", { alert: s.alert, apikey: `${s.namespace}/${s.name}` });
       out.push(pushed(s, s.fired_at, now));
     }
   }
-  o.metrics.firing(firing);
+  options.metrics.firing(firing);
   result.firing = [...firing.values()].reduce((a, b) => a + b, 0);
-  if (o.alertmanager && out.length) {
+  if (options.alertmanager && out.length) {
     try {
-      await o.alertmanager.push(out);
-      o.metrics.pushed(true);
+      await options.alertmanager.push(out);
+      options.metrics.pushed(true);
     } catch (err) {
-      o.metrics.pushed(false);
-      o.log.warn("alertmanager push failed; re-sent at the next evaluation", { err, alerts: out.length });
+      options.metrics.pushed(false);
+      options.log.warn("alertmanager push failed; re-sent at the next evaluation", { err, alerts: out.length });
     }
   }
   return result;

@@ -66,14 +66,14 @@ function partitionDay(name: string): number | undefined {
   return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY_MS : undefined;
 }
 
-export async function openPostgres(o: PostgresOptions, log: Logger): Promise<Backend> {
-  const { where, password } = postgresWhere(o.url);
+export async function openPostgres(options: PostgresOptions, log: Logger): Promise<Backend> {
+  const { where, password } = postgresWhere(options.url);
   const pool = new pg.Pool({
-    connectionString: o.url,
-    max: o.poolSize ?? 4,
-    connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
+    connectionString: options.url,
+    max: options.poolSize ?? 4,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     idleTimeoutMillis: 30_000,
-    statement_timeout: o.statementTimeoutMs ?? 30_000,
+    statement_timeout: options.statementTimeoutMs ?? 30_000,
     keepAlive: true,
     application_name: "keyward",
     types,

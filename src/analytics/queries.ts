@@ -156,11 +156,11 @@ export interface QueryOptions {
 
 export class AnalyticsQueries {
   readonly #db: Kysely<AnalyticsDB>;
-  readonly #o: QueryOptions;
+  readonly #options: QueryOptions;
 
-  constructor(db: Kysely<AnalyticsDB>, o: QueryOptions) {
+  constructor(db: Kysely<AnalyticsDB>, options: QueryOptions) {
     this.#db = db;
-    this.#o = o;
+    this.#options = options;
   }
 
   /**
@@ -169,12 +169,12 @@ export class AnalyticsQueries {
    */
   #source(f: UsageFilter): Source {
     if (f.since % DAY_MS === 0 && f.until % DAY_MS === 0) return "rollups";
-    return f.since >= this.#o.requestsFrom() ? "requests" : "rollups";
+    return f.since >= this.#options.requestsFrom() ? "requests" : "rollups";
   }
 
   /** The filter's range, clipped to the per-request retention. */
   #recent(f: UsageFilter): UsageFilter {
-    return { ...f, since: Math.max(f.since, this.#o.requestsFrom()) };
+    return { ...f, since: Math.max(f.since, this.#options.requestsFrom()) };
   }
 
   #from(src: Source, f: UsageFilter): Q<object> | undefined {
@@ -225,7 +225,7 @@ export class AnalyticsQueries {
   }
 
   /** Keys by requests, most first. */
-  async topKeys(f: UsageFilter, limit = this.#o.defaultLimit ?? 20): Promise<KeyUsage[]> {
+  async topKeys(f: UsageFilter, limit = this.#options.defaultLimit ?? 20): Promise<KeyUsage[]> {
     const src = this.#source(f);
     const q = this.#from(src, f);
     if (!q) return [];
@@ -299,7 +299,7 @@ export class AnalyticsQueries {
   }
 
   /** Top routes (rollups beyond retention) or raw paths (per-request rows only, within retention), most requested first. */
-  async endpoints(f: UsageFilter, by: "route" | "path", limit = this.#o.defaultLimit ?? 20): Promise<EndpointUsage[]> {
+  async endpoints(f: UsageFilter, by: "route" | "path", limit = this.#options.defaultLimit ?? 20): Promise<EndpointUsage[]> {
     const src = by === "path" ? "requests" : this.#source(f);
     const q = this.#from(src, by === "path" ? this.#recent(f) : f);
     if (!q) return [];
@@ -319,7 +319,7 @@ export class AnalyticsQueries {
   }
 
   /** Requests per source country, most first. */
-  async countries(f: UsageFilter, limit = this.#o.defaultLimit ?? 20): Promise<CountryUsage[]> {
+  async countries(f: UsageFilter, limit = this.#options.defaultLimit ?? 20): Promise<CountryUsage[]> {
     const src = this.#source(f);
     const q = this.#from(src, f);
     if (!q) return [];
@@ -336,7 +336,7 @@ export class AnalyticsQueries {
   }
 
   /** Source networks (per-request rows, within retention), most requests first, with when each was first and last seen. */
-  async networks(f: UsageFilter, limit = this.#o.defaultLimit ?? 20): Promise<NetworkUsage[]> {
+  async networks(f: UsageFilter, limit = this.#options.defaultLimit ?? 20): Promise<NetworkUsage[]> {
     const q = this.#from("requests", this.#recent(f));
     if (!q) return [];
     const rows = await q
@@ -375,7 +375,7 @@ export class AnalyticsQueries {
     const lastAt = await keys
       .innerJoin("requests as q", "q.uid", "k.uid")
       .where("q.outcome", "=", "allowed")
-      .where(sql<boolean>`q.at >= ${this.#o.requestsFrom()}`)
+      .where(sql<boolean>`q.at >= ${this.#options.requestsFrom()}`)
       .select((eb) => ["k.uid", eb.fn.max<number>("q.at").as("last")])
       .groupBy("k.uid")
       .execute();

@@ -24,11 +24,11 @@ export function requestsFrom(now: number, requestsMs: number): number {
   return Math.floor((now - requestsMs) / DAY_MS) * DAY_MS;
 }
 
-export async function applyRetention(backend: Backend, now: number, o: RetentionOptions): Promise<RetentionResult> {
-  const requests = await backend.dropRequestsBefore(requestsFrom(now, o.requestsMs));
+export async function applyRetention(backend: Backend, now: number, options: RetentionOptions): Promise<RetentionResult> {
+  const requests = await backend.dropRequestsBefore(requestsFrom(now, options.requestsMs));
   let rollups = 0;
-  if (o.rollupsMs > 0) {
-    const firstDay = Math.floor((now - o.rollupsMs) / DAY_MS);
+  if (options.rollupsMs > 0) {
+    const firstDay = Math.floor((now - options.rollupsMs) / DAY_MS);
     const res = await backend.db.deleteFrom("rollups").where("day", "<", firstDay).executeTakeFirst();
     rollups = Number(res.numDeletedRows);
   }

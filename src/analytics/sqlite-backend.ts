@@ -33,12 +33,12 @@ const PRAGMAS = [
   "foreign_keys = OFF",
 ];
 
-export function openSqlite(o: SqliteOptions): Backend {
-  const where = `sqlite ${o.path}`;
+export function openSqlite(options: SqliteOptions): Backend {
+  const where = `sqlite ${options.path}`;
   let raw: DatabaseSync | undefined;
   try {
-    if (o.path !== ":memory:") mkdirSync(dirname(o.path), { recursive: true });
-    raw = new DatabaseSync(o.path, { timeout: o.busyTimeoutMs ?? 5000 });
+    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+    raw = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
     for (const p of PRAGMAS) raw.exec(`pragma ${p}`);
     // Fails now, not at the first batch, when the file or its directory cannot be written.
     raw.exec("begin immediate; create table if not exists keyward_probe (x integer); drop table keyward_probe; commit");
@@ -47,7 +47,7 @@ export function openSqlite(o: SqliteOptions): Backend {
     throw storeFailed(where, err);
   }
   const db = new Kysely<AnalyticsDB>({ dialect: new NodeSqliteDialect(raw) });
-  const batch = o.deleteBatch ?? 5000;
+  const batch = options.deleteBatch ?? 5000;
   return {
     kind: "sqlite",
     db,

@@ -64,15 +64,15 @@ export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefi
   };
 }
 
-export async function openAnalyticsStore(o: AnalyticsStoreOptions, log: Logger): Promise<AnalyticsStore> {
-  const now = o.now ?? Date.now;
-  if (o.store === "postgres" && !o.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
+export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Logger): Promise<AnalyticsStore> {
+  const now = options.now ?? Date.now;
+  if (options.store === "postgres" && !options.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
   const backend: Backend =
-    o.store === "postgres"
-      ? await openPostgres({ url: o.postgresUrl, ...(o.poolSize ? { poolSize: o.poolSize } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) }, log)
-      : openSqlite({ path: o.sqlitePath, ...(o.sqliteDeleteBatch ? { deleteBatch: o.sqliteDeleteBatch } : {}) });
+    options.store === "postgres"
+      ? await openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
+      : openSqlite({ path: options.sqlitePath, ...(options.sqliteDeleteBatch ? { deleteBatch: options.sqliteDeleteBatch } : {}) });
   const slog = log.child({ store: backend.where });
-  const ahead = o.partitionsAhead ?? 2;
+  const ahead = options.partitionsAhead ?? 2;
   const prepareAhead = async (): Promise<void> => {
     const today = Math.floor(now() / DAY_MS);
     await backend.prepareDays(Array.from({ length: ahead + 1 }, (_, i) => today + i));
@@ -83,22 +83,22 @@ export async function openAnalyticsStore(o: AnalyticsStoreOptions, log: Logger):
     await prepareAhead();
   } catch (err) {
     await backend.close().catch(() => {});
-    throw err instanceof KeywardError ? err : storeFailed(backend.where, err, o.store === "postgres" ? postgresPassword(o.postgresUrl) : undefined);
+    throw err instanceof KeywardError ? err : storeFailed(backend.where, err, options.store === "postgres" ? postgresPassword(options.postgresUrl) : undefined);
   }
-  const keepFrom = (): number => requestsFrom(now(), o.retentionMs);
+  const keepFrom = (): number => requestsFrom(now(), options.retentionMs);
   const runRetention = async (): Promise<RetentionResult> => {
     await prepareAhead();
-    const r = await applyRetention(backend, now(), { requestsMs: o.retentionMs, rollupsMs: o.rollupRetentionMs });
+    const r = await applyRetention(backend, now(), { requestsMs: options.retentionMs, rollupsMs: options.rollupRetentionMs });
     if (r.requests || r.rollups) slog.info("analytics retention removed old records", { requests: r.requests, rollups: r.rollups, backend: backend.kind });
     return r;
   };
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
-  const interval = o.retentionIntervalMs ?? 3_600_000;
+  const interval = options.retentionIntervalMs ?? 3_600_000;
   if (interval > 0) {
     const tick = (): void => {
       running = runRetention().catch((err: unknown) => {
-        slog.warn("analytics retention failed; retried at the next run", { err: storeFailed(backend.where, err, postgresPassword(o.postgresUrl)) });
+        slog.warn("analytics retention failed; retried at the next run", { err: storeFailed(backend.where, err, postgresPassword(options.postgresUrl)) });
       });
     };
     tick();

@@ -66,9 +66,9 @@ export interface WriterOptions {
   keepRequestsFrom: () => number;
 }
 
-export async function writeRequests(backend: Backend, rows: readonly RequestRow[], o: WriterOptions): Promise<void> {
+export async function writeRequests(backend: Backend, rows: readonly RequestRow[], options: WriterOptions): Promise<void> {
   if (rows.length === 0) return;
-  const from = o.keepRequestsFrom();
+  const from = options.keepRequestsFrom();
   const kept = rows.filter((r) => r.at >= from);
   await backend.prepareDays(kept.map((r) => Math.floor(r.at / DAY_MS)));
   const increments = rollupIncrements(rows);

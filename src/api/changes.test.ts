@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKey } from "./types.ts";
-import { onlyUsageChanged } from "./changes.ts";
+import { changedBeyondUsage } from "./changes.ts";
 
 const ak = (): ApiKey => ({
   apiVersion: "keyward.dev/v1alpha1",
@@ -15,17 +15,27 @@ describe("usage-only changes", () => {
     const next = ak();
     next.metadata.resourceVersion = "2";
     next.status = { ...next.status, usage: { requests24h: 2 } };
-    expect(onlyUsageChanged(ak(), next)).toBe(true);
+    expect(changedBeyondUsage(ak(), next)).toBe(false);
     const spec = structuredClone(next);
     spec.spec.disabled = true;
-    expect(onlyUsageChanged(ak(), spec)).toBe(false);
+    expect(changedBeyondUsage(ak(), spec)).toBe(true);
     const ann = structuredClone(next);
     ann.metadata.annotations = { "keyward.dev/rotate": "1" };
-    expect(onlyUsageChanged(ak(), ann)).toBe(false);
+    expect(changedBeyondUsage(ak(), ann)).toBe(true);
     const st = structuredClone(next);
     st.status = { ...st.status, state: "Disabled" };
-    expect(onlyUsageChanged(ak(), st)).toBe(false);
-    expect(onlyUsageChanged(ak(), ak())).toBe(false); // a resync: nothing changed at all
-    expect(onlyUsageChanged(undefined, next)).toBe(false);
+    expect(changedBeyondUsage(ak(), st)).toBe(true);
+    expect(changedBeyondUsage(undefined, next)).toBe(true);
+  });
+
+  it("takes a usage write whose usage was dropped on arrival as no change", () => {
+    const next = ak();
+    next.metadata.resourceVersion = "2";
+    next.metadata.managedFields = [{ manager: "keyward-authz", time: new Date() }];
+    const { usage: _u, ...status } = next.status ?? {};
+    next.status = status;
+    const prev = ak();
+    prev.status = { state: "Active" };
+    expect(changedBeyondUsage(prev, next)).toBe(false);
   });
 });

@@ -1,5 +1,7 @@
 // For watchers of ApiKeys that do not care about usage (the operator): tells
-// whether an update changed nothing but status.usage, so it can be skipped.
+// whether an update changed anything besides status.usage, so the others can be
+// skipped. The operator's cache drops status.usage on arrival (operator/view.ts),
+// so a usage write reaches it as an update that changed nothing it reads.
 import type { ApiKey } from "./types.ts";
 import { jsonEqual } from "../util/json.ts";
 
@@ -9,8 +11,10 @@ const relevant = (ak: ApiKey): unknown => {
   return { spec: ak.spec, status, labels: m.labels, annotations: m.annotations, generation: m.generation, deletionTimestamp: m.deletionTimestamp, finalizers: m.finalizers, ownerReferences: m.ownerReferences, uid: m.uid };
 };
 
-/** True when `next` differs from `prev` only in status.usage (and resourceVersion / managedFields). */
-export function onlyUsageChanged(prev: ApiKey | undefined, next: ApiKey): boolean {
-  if (!prev) return false;
-  return !jsonEqual(prev.status?.usage, next.status?.usage) && jsonEqual(relevant(prev), relevant(next));
+/**
+ * True when `next` differs from `prev` in more than status.usage, resourceVersion and
+ * managedFields, or `prev` is unknown.
+ */
+export function changedBeyondUsage(prev: ApiKey | undefined, next: ApiKey): boolean {
+  return prev === undefined || !jsonEqual(relevant(prev), relevant(next));
 }

@@ -21,6 +21,7 @@ import { parseHostAssignments } from "../policy/hosts.ts";
 import { PolicyIndex } from "../policy/policy.ts";
 import type { ResponseOptions } from "./response.ts";
 import { IndexStaleness } from "./staleness.ts";
+import { apiKeyRef, indexView, policyView } from "./views.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
@@ -41,15 +42,6 @@ export interface AuthzHandle {
   httpPort: number | undefined;
   ready(): boolean;
   stop(): Promise<void>;
-}
-
-/**
- * creationTimestamp stays: it decides which policy owns a host (src/policy/hosts.ts), and dates a
- * claim on a hash whose status version has no createdAt.
- */
-function slim<T extends ApiKey | ApiKeyPolicy>(obj: T): T {
-  const { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } = obj.metadata;
-  return { ...obj, metadata: { name, namespace, uid, resourceVersion, generation, labels, creationTimestamp } };
 }
 
 /** The configured proxy of the HTTP front, or undefined when none is named. */
@@ -127,8 +119,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const notify = (): void => {
     grpcFront?.notifyHealth();
   };
-  /** A watched collection whose every event goes to `apply` at once. */
-  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, apply: (type: ChangeType, obj: T) => void): CollectionWatch<T> =>
+  /**
+   * A watched collection whose every event goes to `apply` at once; each object cut to what
+   * `apply` reads on arrival, and the cache keeping only what `keep` returns (views.ts).
+   */
+  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, apply: (type: ChangeType, obj: T) => void, view: { transform: (obj: T) => T; keep?: (obj: T) => T }): CollectionWatch<T> =>
     new CollectionWatch<T>(kc, rest, {
       apiPrefix: `/apis/${API_VERSION}`,
       plural,
@@ -141,17 +136,16 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
         notify();
       },
       onChange: apply,
-      // The cache keeps what the index reads: no managed fields or annotations.
-      transform: slim,
+      ...view,
     });
   const informers = [
     watch<ApiKey>(APIKEY_PLURAL, (type, obj) => {
       keys.apply(type, obj);
       if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
-    }),
+    }, { transform: indexView, keep: apiKeyRef }),
     watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, (type, obj) => {
       policies.apply(type, obj);
-    }),
+    }, { transform: policyView }),
   ] as const;
   const ready = (): boolean => informers.every((i) => i.synced);
   const staleness = new IndexStaleness({

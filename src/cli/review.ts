@@ -136,12 +136,12 @@ function ruleScopes(policies: readonly ApiKeyPolicy[]): Map<string, readonly str
   return m;
 }
 
-export function buildReview(activity: readonly KeyActivity[], rules: readonly RuleUse[], live: LiveState, o: ReviewOptions): Review {
+export function buildReview(activity: readonly KeyActivity[], rules: readonly RuleUse[], live: LiveState, options: ReviewOptions): Review {
   const used = new Map(activity.map((a) => [a.uid, a.lastUsedAt]));
   const online = "keys" in live;
   const subjects = (online ? live.keys.map(fromApiKey) : activity.filter((a) => a.deletedAt === undefined).map(fromRecord)).sort(byName);
   const id = (s: Subject): ReviewKey => ({ namespace: s.namespace, name: s.name, owner: s.owner });
-  const days = (t: number): number => Math.floor((o.now - t) / DAY);
+  const days = (t: number): number => Math.floor((options.now - t) / DAY);
 
   const unused = (min: number, max: number): UnusedKey[] =>
     subjects.flatMap((s) => {
@@ -173,8 +173,8 @@ export function buildReview(activity: readonly KeyActivity[], rules: readonly Ru
     s.material ? [{ ...id(s), since: iso(s.material.since), ageDays: days(s.material.since), ...(s.material.lastRotatedAt !== undefined ? { lastRotatedAt: iso(s.material.lastRotatedAt) } : {}), rotation: s.material.rotation, external: s.material.external }] : [],
   );
   const olderThan = online
-    ? stale.filter((k) => k.ageDays >= o.olderThanDays)
-    : subjects.filter((s) => days(s.createdAt) >= o.olderThanDays).map((s) => ({ ...id(s), since: iso(s.createdAt), ageDays: days(s.createdAt), rotation: "unknown", external: false }));
+    ? stale.filter((k) => k.ageDays >= options.olderThanDays)
+    : subjects.filter((s) => days(s.createdAt) >= options.olderThanDays).map((s) => ({ ...id(s), since: iso(s.createdAt), ageDays: days(s.createdAt), rotation: "unknown", external: false }));
 
   const notChecked: string[] = [];
   if (!online) {
@@ -183,18 +183,18 @@ export function buildReview(activity: readonly KeyActivity[], rules: readonly Ru
   }
 
   return {
-    generatedAt: iso(o.now),
+    generatedAt: iso(options.now),
     source: online ? "cluster" : "store",
     ...(online ? {} : { clusterUnavailable: live.unreachable }),
     notChecked,
-    options: { olderThanDays: o.olderThanDays, expiringWithinDays: o.expiringWithinDays, ownerLabel: o.ownerLabel, scopeWindowDays: Math.round(o.retentionMs / DAY) },
+    options: { olderThanDays: options.olderThanDays, expiringWithinDays: options.expiringWithinDays, ownerLabel: options.ownerLabel, scopeWindowDays: Math.round(options.retentionMs / DAY) },
     keys: subjects.length,
     unused90: unused(90, Infinity),
     unused30: unused(30, 90),
     unusedScopes,
     neverRotated: stale.filter((k) => k.lastRotatedAt === undefined),
     olderThan,
-    expiringSoon: subjects.flatMap((s) => (s.expiresAt !== undefined && s.expiresAt <= o.now + o.expiringWithinDays * DAY ? [{ ...id(s), expiresAt: iso(s.expiresAt), daysLeft: Math.floor((s.expiresAt - o.now) / DAY) }] : [])),
-    withoutOwner: subjects.filter((s) => s.owner.trim() === "" || (o.ownerLabel !== "" && !(s.labels[o.ownerLabel] ?? "").trim())).map((s) => ({ ...id(s), labels: s.labels })),
+    expiringSoon: subjects.flatMap((s) => (s.expiresAt !== undefined && s.expiresAt <= options.now + options.expiringWithinDays * DAY ? [{ ...id(s), expiresAt: iso(s.expiresAt), daysLeft: Math.floor((s.expiresAt - options.now) / DAY) }] : [])),
+    withoutOwner: subjects.filter((s) => s.owner.trim() === "" || (options.ownerLabel !== "" && !(s.labels[options.ownerLabel] ?? "").trim())).map((s) => ({ ...id(s), labels: s.labels })),
   };
 }

@@ -16,13 +16,13 @@ class FakeServer {
   watches: { query: Record<string, string>; send: (t: string, o: unknown) => void; done: (err: unknown) => void; aborted: boolean }[] = [];
   failWatches = 0;
 
-  list = (): Promise<ListResult<Obj>> => {
+  list = (transform: (o: Obj) => Obj = (o) => o): Promise<ListResult<Obj>> => {
     this.listCalls++;
     if (this.failLists > 0) {
       this.failLists--;
       return Promise.reject(new Error("connection refused"));
     }
-    return Promise.resolve({ items: [...this.items], resourceVersion: String(this.rv) });
+    return Promise.resolve({ items: this.items.map(transform), resourceVersion: String(this.rv) });
   };
 
   watch: WatchFn = (query, onEvent, onDone) => {
@@ -168,6 +168,91 @@ describe("Informer", () => {
     await until(() => lifecycle.includes("resync"), "resync");
     await until(() => server.listCalls === 2, "the second list");
     await inf.stop();
+  });
+
+  it("delivers what transform returns, caches what keep returns, and hands the kept object back as old", async () => {
+    const server = new FakeServer();
+    type Full = Obj & { data?: string };
+    server.items = [Object.assign(obj("a", 1), { data: "big" }), Object.assign(obj("b", 1), { data: "big" })];
+    const seen: [ChangeType, string, string | undefined, string | undefined][] = [];
+    const inf = new Informer<Full>({
+      name: "t",
+      list: server.list,
+      watch: server.watch,
+      transform: (o) => ({ metadata: o.metadata, data: o.data === undefined ? undefined : "viewed" }),
+      keep: (o) => ({ metadata: o.metadata }),
+      onChange: (t, o, old) => seen.push([t, o.metadata.name, o.data, old === undefined ? undefined : ("data" in old ? "whole" : "kept")]),
+    });
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    expect(seen).toEqual([
+      ["add", "a", "viewed", undefined],
+      ["add", "b", "viewed", undefined],
+    ]);
+    expect(inf.list().every((o) => !("data" in o))).toBe(true);
+    server.current.send("MODIFIED", Object.assign(obj("a", 2), { data: "bigger" }));
+    expect(seen.at(-1)).toEqual(["update", "a", "viewed", "kept"]);
+    server.current.send("ADDED", Object.assign(obj("c", 3), { data: "big" }));
+    expect(inf.list().every((o) => !("data" in o))).toBe(true);
+    // A delete found by a relist delivers the kept object.
+    server.items = [Object.assign(obj("a", 2), { data: "bigger" }), Object.assign(obj("c", 3), { data: "big" })];
+    server.rv = 5;
+    server.current.send("ERROR", { kind: "Status", code: 410 });
+    await until(() => seen.some(([t]) => t === "delete"), "the delete of b");
+    expect(seen.find(([t]) => t === "delete")).toEqual(["delete", "b", undefined, undefined]);
+    await inf.stop();
+  });
+
+  it("transforms a list as it arrives: the list function applies the transform", async () => {
+    const got: ((o: Obj) => Obj)[] = [];
+    const transform = (o: Obj): Obj => ({ metadata: { ...o.metadata, name: `${o.metadata.name}!` } });
+    const inf = new Informer<Obj>({
+      name: "t",
+      list: (t) => {
+        got.push(t);
+        return Promise.resolve({ items: [t(obj("a", 1))], resourceVersion: "1" });
+      },
+      watch: () => Promise.resolve(() => undefined),
+      transform,
+      onChange: () => undefined,
+    });
+    await inf.start();
+    expect(got).toHaveLength(1);
+    expect(inf.get("ns", "a!")).toBeDefined();
+    await inf.stop();
+  });
+
+  it("stops during a paged list after the page in flight, not after the whole list", async () => {
+    let pagesServed = 0;
+    let releasePage: (() => void) | undefined;
+    const lifecycle: LifecycleEvent[] = [];
+    const inf = new Informer<Obj>({
+      name: "t",
+      // 100 pages of one object each; every page waits until the test lets it arrive.
+      list: async (transform) => {
+        const items: Obj[] = [];
+        for (let p = 0; p < 100; p++) {
+          await new Promise<void>((r) => (releasePage = r));
+          pagesServed++;
+          items.push(transform(obj(`o${p}`, 1)));
+        }
+        return { items, resourceVersion: "1" };
+      },
+      watch: () => Promise.resolve(() => undefined),
+      onChange: () => undefined,
+      onLifecycle: (e) => lifecycle.push(e),
+    });
+    void inf.start();
+    await until(() => releasePage !== undefined, "the first page requested");
+    releasePage?.();
+    await until(() => pagesServed === 1, "the first page");
+    const stopped = inf.stop();
+    await until(() => releasePage !== undefined, "the second page requested");
+    releasePage?.();
+    await stopped;
+    expect(pagesServed).toBe(2);
+    expect(inf.synced).toBe(false);
+    expect(lifecycle).not.toContain("error");
   });
 
   it("counts a throwing handler and goes on", async () => {

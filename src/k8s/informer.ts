@@ -14,7 +14,9 @@
 //  - every lifecycle step is reported (for a counter per lifecycle event).
 //
 // The handler is called synchronously for each change, after the cache is updated.
-import { Watch, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+// From its own file, not the package's index: the index loads every generated API client.
+import { Watch } from "@kubernetes/client-node/dist/watch.js";
 import type { KubeRest } from "./rest.ts";
 
 export type ChangeType = "add" | "update" | "delete";
@@ -48,17 +50,30 @@ export type WatchFn = (
 export interface InformerOptions<T extends KubernetesObject> {
   /** Name for logs and metrics, such as "apikeys". */
   name: string;
-  /** Lists the collection. */
-  list: () => Promise<ListResult<T>>;
+  /**
+   * Lists the collection, each item passed through `transform` as it arrives (page by
+   * page, so a large list is never held whole as received).
+   */
+  list: (transform: (obj: T) => T) => Promise<ListResult<T>>;
   /** Opens a watch on the collection. */
   watch: WatchFn;
   onChange: (type: ChangeType, obj: T, old?: T) => void;
   onLifecycle?: (event: LifecycleEvent, err?: unknown) => void;
   /**
-   * Turns each received object into what the cache keeps (drop large or sensitive
-   * fields, say). Must keep metadata.name, namespace and resourceVersion.
+   * Turns each received object into what is delivered and cached, on arrival (drop
+   * large or sensitive fields, say), as client-go's TransformFunc does. Must keep
+   * metadata.name, namespace and resourceVersion.
    */
   transform?: (obj: T) => T;
+  /**
+   * What the cache keeps of each object once its change has been delivered; default
+   * all of what `transform` returned. For a reader that copies what it needs out of
+   * each change (an index) and never reads the cache, this can be the object's
+   * reference alone: the cache then costs little more than a name per object. What it
+   * keeps is what later arrives as `old` and as the object of a delete found by a
+   * relist. Must keep metadata.name, namespace and resourceVersion.
+   */
+  keep?: (obj: T) => T;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   /** Restart a watch with no activity for this long. Default 180 s. */
@@ -76,8 +91,9 @@ const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ""}/$
 type EndReason = "closed" | "timeout" | "gone" | "error" | "stale" | "resync" | "stopped";
 
 export class Informer<T extends KubernetesObject> {
-  private readonly opts: Required<Omit<InformerOptions<T>, "onLifecycle" | "transform">> & Pick<InformerOptions<T>, "onLifecycle">;
+  private readonly opts: Required<Omit<InformerOptions<T>, "onLifecycle" | "transform" | "keep">> & Pick<InformerOptions<T>, "onLifecycle">;
   private readonly transform: (obj: T) => T;
+  private readonly keep: (obj: T) => T;
   private readonly cache = new Map<string, T>();
   private resourceVersion = "";
   private stopped = true;
@@ -103,6 +119,7 @@ export class Informer<T extends KubernetesObject> {
       ...opts,
     };
     this.transform = opts.transform ?? ((o) => o);
+    this.keep = opts.keep ?? ((o) => o);
   }
 
   get synced(): boolean {
@@ -187,15 +204,18 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private async relist(first: boolean): Promise<void> {
-    const result = await this.opts.list();
+    // Stopped meanwhile: the next page ends the list, so stop() waits for one page, not all.
+    const result = await this.opts.list((obj) => {
+      if (this.isStopped()) throw new ListStopped();
+      return this.transform(obj);
+    });
     this.lastActivity = this.opts.now();
     const seen = new Set<string>();
-    for (const raw of result.items) {
-      const item = this.transform(raw);
+    for (const item of result.items) {
       const key = keyOf(item);
       seen.add(key);
       const old = this.cache.get(key);
-      this.cache.set(key, item);
+      this.cache.set(key, this.keep(item));
       if (!old) this.deliver("add", item);
       else if (old.metadata?.resourceVersion !== item.metadata?.resourceVersion) this.deliver("update", item, old);
     }
@@ -228,7 +248,7 @@ export class Informer<T extends KubernetesObject> {
       case "MODIFIED": {
         const key = keyOf(obj);
         const old = this.cache.get(key);
-        this.cache.set(key, obj);
+        this.cache.set(key, this.keep(obj));
         this.deliver(old ? "update" : "add", obj, old);
         break;
       }
@@ -325,6 +345,7 @@ export class Informer<T extends KubernetesObject> {
           needList = false;
           this.failures = 0;
         } catch (err) {
+          if (this.isStopped()) break;
           this.failures++;
           this.emit("error", err);
           await this.sleep(this.backoffMs());
@@ -365,6 +386,14 @@ export class Informer<T extends KubernetesObject> {
   }
 }
 
+/** Ends a list that is still paging when its informer stops. */
+class ListStopped extends Error {
+  constructor() {
+    super("informer stopped during a list");
+    this.name = "ListStopped";
+  }
+}
+
 function isTimeout(err: unknown): boolean {
   return typeof err === "object" && err !== null && "name" in err && err.name === "TimeoutError";
 }
@@ -381,10 +410,10 @@ export function kubeListWatch<T extends KubernetesObject>(
   rest: KubeRest,
   path: string,
   selectors: { labelSelector?: string; fieldSelector?: string } = {},
-): { list: () => Promise<ListResult<T>>; watch: WatchFn } {
+): { list: (transform: (obj: T) => T) => Promise<ListResult<T>>; watch: WatchFn } {
   const watcher = new Watch(kc);
   return {
-    list: async () => {
+    list: async (transform) => {
       const items: T[] = [];
       let cont: string | undefined;
       let rv = "";
@@ -392,7 +421,7 @@ export function kubeListWatch<T extends KubernetesObject>(
         const page = await rest.request<{ items: T[]; metadata: { resourceVersion?: string; continue?: string } }>("GET", path, {
           query: { limit: "500", continue: cont, ...selectors },
         });
-        items.push(...page.items);
+        for (const item of page.items) items.push(transform(item));
         rv = page.metadata.resourceVersion ?? rv;
         cont = page.metadata.continue || undefined;
       } while (cont);

@@ -4,8 +4,8 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import { Limiter, type LimitTaker } from "./limiter.ts";
-import { connectLimitsRedis, type RedisMode } from "./redis-client.ts";
-import { RedisLimiter, type FailureMode } from "./redis-store.ts";
+import type { RedisMode } from "./redis-client.ts";
+import type { FailureMode, RedisLimiter } from "./redis-store.ts";
 import type { BreakerState } from "./breaker.ts";
 
 export interface LimitStore {
@@ -17,6 +17,8 @@ const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, o
 
 export async function openLimitStore(config: Config, log: Logger, registry: Registry, now: () => number): Promise<LimitStore> {
   if (config.limitsStore !== "redis") return { limiter: new Limiter(), close: () => Promise.resolve() };
+  // Loaded only here: the Redis client is a large module a process with the memory store never needs.
+  const [{ connectLimitsRedis }, { RedisLimiter }] = await Promise.all([import("./redis-client.ts"), import("./redis-store.ts")]);
   const failureMode = config.limitsRedisFailure as FailureMode;
   const redis = await connectLimitsRedis({
     mode: config.limitsRedisMode as RedisMode,

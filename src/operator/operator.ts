@@ -7,7 +7,7 @@
 // hosts each one owns, through a second queue worked by the leader as well.
 import { hostname } from "node:os";
 import type { ApiKey } from "../api/types.ts";
-import { onlyUsageChanged } from "../api/changes.ts";
+import { changedBeyondUsage } from "../api/changes.ts";
 import type { RoleDeps } from "../deps.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
 import type { ChangeType } from "../k8s/informer.ts";
@@ -48,7 +48,7 @@ function changeHandlers(metrics: OperatorMetrics, refs: SecretReferences, claims
       refs.track(ak, type === "delete");
       for (const c of claims.update(k, type === "delete" ? undefined : ak)) apiKeys.enqueue(c);
       // The data plane's usage writes change nothing the operator acts on.
-      if (type !== "delete" && !onlyUsageChanged(old, ak)) apiKeys.enqueue(k);
+      if (type !== "delete" && changedBeyondUsage(old, ak)) apiKeys.enqueue(k);
     },
     secret: (_type: ChangeType, s: SecretView): void => {
       for (const k of refs.apiKeysOf(keyOf(s.metadata.namespace, s.metadata.name))) apiKeys.enqueue(k);

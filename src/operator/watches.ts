@@ -5,6 +5,7 @@ import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiK
 import type { Config } from "../config/config.ts";
 import { CollectionWatch, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
 import type { KubeRest } from "../k8s/rest.ts";
+import { operatorView } from "./view.ts";
 import { MANAGED_SECRETS_SELECTOR, toSecretView, type SecretView } from "./secrets.ts";
 
 export interface OperatorWatches {
@@ -28,7 +29,7 @@ export function operatorWatches(deps: { config: Config; kc: KubeConfig; rest: Ku
   const { config, kc, rest } = deps;
   const watched = { namespaces: config.namespaces, staleAfterMs: config.watchStaleAfter, resyncMs: config.watchResync };
   const crd = { ...watched, apiPrefix: `/apis/${API_VERSION}` };
-  const apiKeys = new CollectionWatch<ApiKey>(kc, rest, { ...crd, plural: APIKEY_PLURAL, onLifecycle: on.lifecycle("apikeys"), onChange: on.apiKey });
+  const apiKeys = new CollectionWatch<ApiKey>(kc, rest, { ...crd, plural: APIKEY_PLURAL, transform: operatorView, onLifecycle: on.lifecycle("apikeys"), onChange: on.apiKey });
   const secrets = new CollectionWatch<SecretView>(kc, rest, {
     ...watched,
     apiPrefix: "/api/v1",

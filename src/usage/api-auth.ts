@@ -133,16 +133,16 @@ export function reviewFailed(what: string, err: unknown): KeywardError {
 /** TokenReview and SubjectAccessReview with bounded, TTL'd caches keyed by the token's SHA-256. */
 export class ApiAuth {
   readonly #reviewer: Reviewer;
-  readonly #o: ApiAuthOptions;
+  readonly #options: ApiAuthOptions;
   readonly #users: TtlCache<ReviewedUser | null>;
   readonly #access: TtlCache<boolean>;
 
-  constructor(reviewer: Reviewer, o: ApiAuthOptions) {
+  constructor(reviewer: Reviewer, options: ApiAuthOptions) {
     this.#reviewer = reviewer;
-    this.#o = o;
-    const size = o.cacheSize ?? 10_000;
-    this.#users = new TtlCache(size, o.cacheTtlMs, o.now);
-    this.#access = new TtlCache(size, o.cacheTtlMs, o.now);
+    this.#options = options;
+    const size = options.cacheSize ?? 10_000;
+    this.#users = new TtlCache(size, options.cacheTtlMs, options.now);
+    this.#access = new TtlCache(size, options.cacheTtlMs, options.now);
   }
 
   /** The token's caller, or undefined when it is not authenticated. Throws when the review fails. */
@@ -151,7 +151,7 @@ export class ApiAuth {
     let user = this.#users.get(tokenHash);
     if (user === undefined) {
       try {
-        user = (await this.#reviewer.reviewToken(token, this.#o.audiences)) ?? null;
+        user = (await this.#reviewer.reviewToken(token, this.#options.audiences)) ?? null;
       } catch (err) {
         throw reviewFailed("review the bearer token", err);
       }
@@ -185,7 +185,7 @@ export class ApiAuth {
         verdicts[i] = await this.may(caller, candidates[i] as string);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.#o.reviewConcurrency ?? 4, candidates.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.#options.reviewConcurrency ?? 4, candidates.length) }, worker));
     return candidates.filter((_, i) => verdicts[i]);
   }
 }

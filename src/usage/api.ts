@@ -81,18 +81,18 @@ function allTime(now: number): { since: number; until: number } {
  * apikeys cluster-wide), otherwise an allow-list. A request naming a namespace, or a key, the
  * caller may not see is a 403 whether or not it exists.
  */
-async function scope(o: UsageApiHandlerOptions, caller: Caller, r: ApiRequest, now: number): Promise<readonly string[] | undefined> {
+async function scope(options: UsageApiHandlerOptions, caller: Caller, r: ApiRequest, now: number): Promise<readonly string[] | undefined> {
   const named = r.namespace ?? (r.key?.includes("/") ? r.key.slice(0, r.key.indexOf("/")) : undefined);
   let namespaces: readonly string[] | undefined;
   if (named !== undefined) {
-    if (!(await o.auth.may(caller, named))) throw new HttpError(403, FORBIDDEN);
+    if (!(await options.auth.may(caller, named))) throw new HttpError(403, FORBIDDEN);
     namespaces = [named];
-  } else if (!(await o.auth.may(caller, ""))) {
-    namespaces = await o.auth.allowedAmong(caller, await o.queries.keyNamespaces());
+  } else if (!(await options.auth.may(caller, ""))) {
+    namespaces = await options.auth.allowedAmong(caller, await options.queries.keyNamespaces());
   }
   if (r.key !== undefined && !r.key.includes("/")) {
     // A key id must name a key the caller may see: one they may not and one that never existed look the same.
-    const found = await o.queries.topKeys({ ...allTime(now), key: r.key, ...(namespaces ? { namespaces } : {}) }, 1);
+    const found = await options.queries.topKeys({ ...allTime(now), key: r.key, ...(namespaces ? { namespaces } : {}) }, 1);
     if (found.length === 0) throw new HttpError(403, FORBIDDEN);
   }
   return namespaces;
@@ -115,14 +115,14 @@ async function answer(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[
   }
 }
 
-async function serve(o: UsageApiHandlerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serve(options: UsageApiHandlerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== "GET") throw new HttpError(405, "method not allowed: the usage API answers GET");
   const target = req.url ?? "/";
   if (Buffer.byteLength(target) > MAX_URL_BYTES) throw new HttpError(414, `the request target is longer than ${MAX_URL_BYTES} bytes`);
   const token = bearerToken(req);
-  const caller = await o.auth.authenticate(token);
+  const caller = await options.auth.authenticate(token);
   if (!caller) throw new HttpError(401, "unauthorized: the apiserver does not accept this bearer token");
-  const now = (o.now ?? Date.now)();
+  const now = (options.now ?? Date.now)();
   let r: ApiRequest;
   try {
     r = parseApiRequest(new URL(target, "http://usage-api"), now);
@@ -130,7 +130,7 @@ async function serve(o: UsageApiHandlerOptions, req: IncomingMessage, res: Serve
     if (err instanceof BadRequest) throw new HttpError(err.status, err.message);
     throw new HttpError(400, "the request target is not a valid URL");
   }
-  const namespaces = await scope(o, caller, r, now);
+  const namespaces = await scope(options, caller, r, now);
   const f: UsageFilter = {
     since: r.since,
     until: r.until,
@@ -139,8 +139,8 @@ async function serve(o: UsageApiHandlerOptions, req: IncomingMessage, res: Serve
     ...(r.selector !== undefined ? { selector: r.selector } : {}),
     ...(r.key !== undefined ? { key: r.key } : {}),
   };
-  const items = await answer(o.queries, r, f);
-  o.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: items.length });
+  const items = await answer(options.queries, r, f);
+  options.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: items.length });
   send(res, 200, {
     view: r.view,
     since: new Date(r.since).toISOString(),
@@ -151,24 +151,24 @@ async function serve(o: UsageApiHandlerOptions, req: IncomingMessage, res: Serve
 }
 
 /** The answer to a request that failed: its HttpError, 503 when a review failed, 500 otherwise. */
-function refuse(o: UsageApiHandlerOptions, res: ServerResponse, err: unknown): void {
+function refuse(options: UsageApiHandlerOptions, res: ServerResponse, err: unknown): void {
   if (err instanceof HttpError) {
     send(res, err.status, { error: err.message }, err.status === 401 ? { "www-authenticate": 'Bearer realm="keyward usage"' } : err.status === 405 ? { allow: "GET" } : {});
     return;
   }
   if (err instanceof KeywardError && err.code === "KubernetesRequestFailed") {
     // Fail closed: without an answer from the apiserver nobody is served.
-    o.log.warn("usage API could not review a caller; refused", { err });
+    options.log.warn("usage API could not review a caller; refused", { err });
     send(res, 503, { error: "the caller could not be reviewed with the apiserver; try again" });
     return;
   }
-  o.log.error("usage API query failed", { err });
+  options.log.error("usage API query failed", { err });
   send(res, 500, { error: "the analytics store did not answer" });
 }
 
 /** The request listener of the usage API. */
-export function usageApiHandler(o: UsageApiHandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const max = o.maxInFlight ?? MAX_IN_FLIGHT;
+export function usageApiHandler(options: UsageApiHandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const max = options.maxInFlight ?? MAX_IN_FLIGHT;
   let inFlight = 0;
   return (req, res) => {
     // Each unknown token costs a TokenReview: a flood of them is refused, not queued.
@@ -177,9 +177,9 @@ export function usageApiHandler(o: UsageApiHandlerOptions): (req: IncomingMessag
       return;
     }
     inFlight++;
-    serve(o, req, res)
+    serve(options, req, res)
       .catch((err: unknown) => {
-        refuse(o, res, err);
+        refuse(options, res, err);
       })
       .finally(() => {
         inFlight--;
@@ -200,23 +200,23 @@ export interface UsageApi {
 }
 
 /** Listens on `address` and serves the usage API until stopped. */
-export async function listenUsageApi(o: UsageApiOptions): Promise<UsageApi> {
+export async function listenUsageApi(options: UsageApiOptions): Promise<UsageApi> {
   const limits = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS };
-  const listener = usageApiHandler(o);
+  const listener = usageApiHandler(options);
   let server: Server;
-  if (o.tls) {
-    const https = createHttpsServer({ ...tlsServerOptions(o.tls, HANDSHAKE_TIMEOUT_MS), ...limits }, listener);
-    followTls(https, o.tls);
+  if (options.tls) {
+    const https = createHttpsServer({ ...tlsServerOptions(options.tls, HANDSHAKE_TIMEOUT_MS), ...limits }, listener);
+    followTls(https, options.tls);
     server = https;
   } else server = createServer(limits, listener);
-  const listening = await listen(server, o.address).catch((err: unknown) => {
-    throw new KeywardError("ListenFailed", `usage API: cannot listen on ${o.address}`, { cause: err });
+  const listening = await listen(server, options.address).catch((err: unknown) => {
+    throw new KeywardError("ListenFailed", `usage API: cannot listen on ${options.address}`, { cause: err });
   });
   return {
     port: listening.port,
     stop: async () => {
       await listening.stop();
-      o.tls?.close();
+      options.tls?.close();
     },
   };
 }
@@ -232,26 +232,26 @@ export interface StartUsageApiOptions {
 }
 
 /** The usage API as keyward's configuration describes it: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
-export async function startUsageApi(o: StartUsageApiOptions): Promise<UsageApi> {
-  const c = o.config;
+export async function startUsageApi(options: StartUsageApiOptions): Promise<UsageApi> {
+  const c = options.config;
   const authOptions: ApiAuthOptions = { audiences: c.usageApiAudiences, cacheTtlMs: c.usageApiCacheTtl };
   const tls = c.tlsCertFile
     ? await TlsSource.open(
         { certFile: c.tlsCertFile, keyFile: c.tlsKeyFile, clientCaFile: "", requireClientCert: false, reloadIntervalMs: c.tlsReloadInterval },
         {
           onReloadFailed: (err) => {
-            o.log.warn("TLS files changed but do not load; the usage API serves the previous certificate", { err });
+            options.log.warn("TLS files changed but do not load; the usage API serves the previous certificate", { err });
           },
         },
       )
     : undefined;
   const api = await listenUsageApi({
     address: c.usageApiAddress,
-    queries: o.queries,
-    auth: new ApiAuth(o.reviewer ?? new KubeReviewer(o.rest), authOptions),
-    log: o.log,
+    queries: options.queries,
+    auth: new ApiAuth(options.reviewer ?? new KubeReviewer(options.rest), authOptions),
+    log: options.log,
     ...(tls ? { tls } : {}),
   });
-  o.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls) });
+  options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls) });
   return api;
 }

@@ -19,6 +19,8 @@ class FakeApi implements ApiKeyStore {
   };
   /** The watch cache: lags behind until `sync`. */
   cached: ApiKey = structuredClone(this.ak);
+  /** Whether the watch's first list is in. */
+  synced = true;
   patches: unknown[] = [];
   failNext: KubeApiError | undefined;
 
@@ -87,6 +89,18 @@ describe("usage flusher", () => {
     expect(api.patches).toHaveLength(2);
     expect(api.ak.status?.usage?.daily).toEqual([{ date: "2026-11-23", allowed: 101 }]);
     await flusher.stop();
+  });
+
+  it("writes nothing before the ApiKey watch has listed, and keeps what is pending until it has", async () => {
+    const { clock, api, flusher, results } = setup();
+    api.synced = false;
+    flusher.recordCheck(check(clock.now()));
+    expect(await flusher.flush()).toEqual({ written: 0, failed: 0 });
+    expect(api.patches).toHaveLength(0);
+    expect(results).toEqual([]);
+    api.synced = true;
+    expect(await flusher.flush()).toEqual({ written: 1, failed: 0 });
+    expect(api.ak.status?.usage?.requests24h).toBe(1);
   });
 
   it("re-reads on a conflict and adds to what is stored, never counting twice", async () => {

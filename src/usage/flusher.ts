@@ -23,6 +23,8 @@ import { addCheck, addUpstream, mergeUsage, newDelta, type KeyDelta } from "./mo
 export interface ApiKeyStore {
   get(namespace: string, name: string): ApiKey | undefined;
   list(): ApiKey[];
+  /** False until the store's first list is in; meanwhile a flush writes nothing and keeps what is pending. */
+  readonly synced?: boolean;
 }
 
 export type FlushResult = "written" | "unchanged" | "conflict" | "gone" | "error";
@@ -134,6 +136,8 @@ export class UsageFlusher {
   }
 
   private async flushOnce(): Promise<FlushReport> {
+    // Without the ApiKeys, every key would look deleted and its usage be dropped.
+    if (this.options.store.synced === false) return { written: 0, failed: 0 };
     const taken = this.deltas;
     this.deltas = new Map();
     const refs = new Set(taken.keys());

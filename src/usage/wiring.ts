@@ -14,6 +14,7 @@ import type { Ingest } from "./ingest.ts";
 import type { UsageFlusher } from "./flusher.ts";
 import type { UsageMetrics } from "./metrics.ts";
 import { revocationLagSeconds } from "./revocation.ts";
+import { usageView } from "./view.ts";
 
 /** The ApiKeys usage reads (the flusher's base, the alert evaluator's quotas); each change may show a revocation's lag. */
 export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void): CollectionWatch<ApiKey> {
@@ -32,6 +33,7 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
       if (lag !== undefined) metrics.revocationLag(lag);
       onKey?.(type, obj);
     },
+    transform: usageView,
   });
 }
 

@@ -1,0 +1,418 @@
+// Start-up and idle memory of each role (`authz`, `operator`, `run`) against a real
+// apiserver holding 10, 10k or 100k issued ApiKeys.
+//
+//   node bench/startup.ts [--keys 10,10000,100000] [--roles authz,operator,run] [--runs 3]
+//                         [--authz-only-above N] [--compile-cache]
+//                         [--kubeconfig FILE] [--node-flags "--cpu-prof --cpu-prof-dir=DIR"]
+//
+// Every ApiKey is seeded as the operator leaves it: status.keys with the key's hash, written
+// through the status subresource, and its Secret, owned and labelled. So `authz` needs no
+// operator, and `operator` measures a restart against keys it has already issued. Each role
+// is started `runs` times as `node src/main.ts <role>`; from the spawn the bench times /readyz
+// answering 200 and (authz, run) the first allowed Check over gRPC, then runs two full
+// collections through the inspector and reads VmRSS once it has settled. Node's compile cache is off unless --compile-cache (the chart's pods cannot
+// write one). Medians are reported; JSON on stdout when run alone.
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { API_VERSION, type ApiKey } from "../src/api/types.ts";
+import { loadKubeConfig } from "../src/k8s/client.ts";
+import { KubeRest } from "../src/k8s/rest.ts";
+import { buildKeySecret } from "../src/operator/secrets.ts";
+import { authzClient, checkRequest } from "../test/conformance/harness.ts";
+import { createNamespace, pool, startControlPlane } from "./apiserver.ts";
+import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts";
+import { cpuSeconds, repoRoot } from "./lib/proc.ts";
+import type { ViewCost } from "./views.ts";
+
+export type Role = "authz" | "operator" | "run";
+
+export interface StartupRun {
+  readyMs: number;
+  /** CPU seconds (user + system) the process had used when /readyz first answered 200: less noisy than wall time on a shared machine. */
+  cpuToReadyS?: number;
+  firstAllowedMs?: number;
+  rssMiB: number;
+  heapUsedMiB?: number;
+}
+
+export interface StartupRow {
+  role: Role;
+  keys: number;
+  runs: StartupRun[];
+  /** Medians of the runs. */
+  readyMs: number;
+  cpuToReadyS?: number;
+  firstAllowedMs?: number;
+  rssMiB: number;
+  heapUsedMiB?: number;
+}
+
+export interface StartupSection {
+  command: string;
+  seeds: SeedResult[];
+  rows: StartupRow[];
+  /** bench/views.ts: heap bytes per key of each watch's view. */
+  views?: ViewCost[];
+}
+
+export interface SeedResult {
+  keys: number;
+  seconds: number;
+  requests: number;
+}
+
+const BASE = `/apis/${API_VERSION}`;
+
+export const startupNamespace = (keys: number): string => `startup-${keys}`;
+
+/** The status the operator leaves on an issued key, so that a restart finds nothing to write. */
+function issuedStatus(obj: ApiKey, secretName: string): NonNullable<ApiKey["status"]> {
+  const id = obj.status?.keys?.[0]?.id ?? "";
+  return {
+    state: "Active",
+    keys: obj.status?.keys,
+    currentKeyId: id,
+    secretName,
+    observedGeneration: 1,
+    conditions: [{ type: "Ready", status: "True", reason: "Issued", message: `key ${id} is active`, observedGeneration: 1, lastTransitionTime: "2026-01-01T00:00:00Z" }],
+  };
+}
+
+/**
+ * Seeds `n` issued ApiKeys into their own namespace: the ApiKey (plain POST), its Secret
+ * (unless `secrets` is false) and its status (merge patch on the status subresource), 64
+ * keys in flight, unthrottled.
+ */
+export async function seedIssuedKeys(kubeconfig: string, n: number, log: (s: string) => void, secrets = true): Promise<SeedResult> {
+  const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
+  const ns = startupNamespace(n);
+  try {
+    await createNamespace(rest, ns);
+    const have = await rest.request<{ items: unknown[]; metadata: { continue?: string } }>("GET", `${BASE}/namespaces/${ns}/apikeys`, { query: { limit: "1" } });
+    if (have.items.length > 0) {
+      log(`${ns} already seeded`);
+      return { keys: n, seconds: 0, requests: 0 };
+    }
+    await rest.request("POST", `${BASE}/namespaces/${ns}/apikeypolicies`, { body: benchPolicy(ns) });
+    const t0 = performance.now();
+    let done = 0;
+    await pool(
+      Array.from({ length: n }, (_, i) => i),
+      64,
+      async (i) => {
+        const obj = apiKeyObject(i, ns);
+        const { status, metadata, ...rest0 } = obj;
+        const created = await rest.request<ApiKey>("POST", `${BASE}/namespaces/${ns}/apikeys`, { body: { ...rest0, metadata: { name: metadata.name, namespace: ns, labels: metadata.labels } } });
+        const secret = buildKeySecret(created, keyFor(i), status?.keys?.[0]?.id ?? "");
+        if (secrets) await rest.request("POST", `/api/v1/namespaces/${ns}/secrets`, { body: secret });
+        await rest.request("PATCH", `${BASE}/namespaces/${ns}/apikeys/${metadata.name}/status`, {
+          body: { status: issuedStatus(obj, secret.metadata?.name ?? "") },
+          contentType: "application/merge-patch+json",
+        });
+        if (++done % 10_000 === 0) log(`seeded ${done}/${n} issued ApiKeys`);
+      },
+    );
+    return { keys: n, seconds: Math.round((performance.now() - t0) / 100) / 10, requests: (secrets ? 3 : 2) * n + 1 };
+  } finally {
+    rest.close();
+  }
+}
+
+/** Writes the operator's status onto ApiKeys seeded before it was part of the seed (a one-off repair). */
+export async function completeStatus(kubeconfig: string, n: number): Promise<void> {
+  const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
+  const ns = startupNamespace(n);
+  try {
+    await pool(
+      Array.from({ length: n }, (_, i) => i),
+      64,
+      async (i) => {
+        const obj = apiKeyObject(i, ns);
+        await rest.request("PATCH", `${BASE}/namespaces/${ns}/apikeys/${obj.metadata.name}/status`, { body: { status: issuedStatus(obj, `${obj.metadata.name}-apikey`) }, contentType: "application/merge-patch+json" });
+      },
+    );
+  } finally {
+    rest.close();
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+};
+
+const rssMiB = (pid: number): number => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+};
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function get(url: string): Promise<{ status: number; body: string }> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    return { status: r.status, body: await r.text() };
+  } catch {
+    return { status: 0, body: "" };
+  }
+}
+
+/**
+ * VmRSS once it has settled: sampled every 250 ms until four samples in a row lie within
+ * 1 MiB of each other (the collector has run and the heap stopped growing), at most `maxMs`.
+ */
+async function settledRss(pid: number, maxMs: number): Promise<number> {
+  const deadline = Date.now() + maxMs;
+  const window: number[] = [];
+  for (;;) {
+    window.push(rssMiB(pid));
+    if (window.length > 4) window.shift();
+    if (window.length === 4 && Math.max(...window) - Math.min(...window) < 1) return median(window);
+    if (Date.now() > deadline) return window[window.length - 1]!;
+    await pause(250);
+  }
+}
+
+/**
+ * A free port below Linux's ephemeral range (32768 and up), where the outgoing connections of
+ * everything else on a shared machine cannot take it between this check and keyward's bind.
+ */
+async function listenablePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once("error", () => {
+        resolve(false);
+      });
+      srv.listen(port, "127.0.0.1", () => {
+        srv.close(() => {
+          resolve(true);
+        });
+      });
+    });
+    if (free) return port;
+  }
+}
+
+/**
+ * Runs two full collections in the process through its inspector (the DevTools protocol's
+ * HeapProfiler.collectGarbage), as an idle process's memory reducer would in time; returns
+ * the heap's used bytes after them.
+ */
+async function collectGarbage(inspectPort: number): Promise<number> {
+  const targets = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
+  const url = targets[0]?.webSocketDebuggerUrl;
+  if (!url) throw new Error("the inspector lists no target");
+  const ws = new WebSocket(url);
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => {
+      resolve();
+    };
+    ws.onerror = () => {
+      reject(new Error("inspector connection failed"));
+    };
+  });
+  let id = 0;
+  const call = (method: string): Promise<Record<string, unknown>> =>
+    new Promise((resolve) => {
+      const mine = ++id;
+      ws.addEventListener("message", function on(ev: { data: unknown }) {
+        const m = JSON.parse(String(ev.data)) as { id?: number; result?: Record<string, unknown> };
+        if (m.id !== mine) return;
+        ws.removeEventListener("message", on);
+        resolve(m.result ?? {});
+      });
+      ws.send(JSON.stringify({ id: mine, method }));
+    });
+  try {
+    await call("HeapProfiler.collectGarbage");
+    await pause(500);
+    await call("HeapProfiler.collectGarbage");
+    return Number((await call("Runtime.getHeapUsage")).usedSize);
+  } finally {
+    ws.close();
+  }
+}
+
+/** One start of `role`: times to /readyz 200 and the first allowed Check, then the settled RSS. */
+export async function startOnce(kubeconfig: string, role: Role, keys: number, nodeFlags: string[] = [], compileCache = false): Promise<StartupRun> {
+  const [metricsPort, grpcPort, inspectPort] = [await listenablePort(), await listenablePort(), await listenablePort()];
+  const args = [
+    // The inspector, on loopback, only to run a full collection before RSS is read.
+    `--inspect=127.0.0.1:${inspectPort}`,
+    ...nodeFlags,
+    join(repoRoot, "src/main.ts"),
+    role,
+    "--kubeconfig", kubeconfig,
+    "--namespaces", startupNamespace(keys),
+    "--metrics-address", `127.0.0.1:${metricsPort}`,
+    "--grpc-address", `127.0.0.1:${grpcPort}`,
+    "--http-auth-address", "",
+    "--leader-elect=false",
+    "--log-level", "warn",
+  ];
+  const t0 = performance.now();
+  // Without Node's compile cache by default, as in the chart's pods (read-only root filesystem).
+  const env = compileCache ? process.env : { ...process.env, NODE_DISABLE_COMPILE_CACHE: "1" };
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], cwd: repoRoot, env });
+  const exited = new Promise<number | null>((r) => {
+    child.once("exit", (code) => {
+      r(code);
+    });
+  });
+  const gone = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  // A fresh client after each failed attempt: grpc-js backs off a second or more after a
+  // refused connection, which would be counted as keyward's start-up.
+  const wantsCheck = role !== "operator";
+  let client: ReturnType<typeof authzClient> | undefined;
+  try {
+    const deadline = Date.now() + 300_000;
+    let readyMs: number | undefined;
+    let cpuToReadyS: number | undefined;
+    let firstAllowedMs: number | undefined;
+    const req = checkRequest({ host: BENCH_HOST, path: "/v1/orders/1", headers: { "x-api-key": keyFor(0) } });
+    while (readyMs === undefined || (wantsCheck && firstAllowedMs === undefined)) {
+      if (gone()) throw new Error(`keyward ${role} exited during start-up`);
+      if (Date.now() > deadline) throw new Error(`keyward ${role} at ${keys} keys not ready within 300 s`);
+      if (readyMs === undefined && (await get(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200) {
+        readyMs = performance.now() - t0;
+        cpuToReadyS = Math.round(cpuSeconds(child.pid!) * 100) / 100;
+      }
+      if (wantsCheck && firstAllowedMs === undefined) {
+        client ??= authzClient(grpcPort, { ownConnection: true });
+        const ok = await client.check(req, { deadlineMs: 1000 }).then(
+          (r) => r.status.code === 0,
+          () => false,
+        );
+        if (ok) firstAllowedMs = performance.now() - t0;
+        else {
+          client.close();
+          client = undefined;
+        }
+      }
+      await pause(20);
+    }
+    const heapUsed = await collectGarbage(inspectPort);
+    const rss = await settledRss(child.pid!, 30_000);
+    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, heapUsedMiB: Math.round((heapUsed / 2 ** 20) * 10) / 10 };
+  } finally {
+    client?.close();
+    if (!gone()) {
+      const kill = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      child.kill("SIGTERM");
+      await exited;
+      clearTimeout(kill);
+    }
+  }
+}
+
+/**
+ * Each key count seeded (once per control plane) and each role started `runs` times. Above
+ * `authzOnlyAbove` keys only `authz` runs, and no Secrets are seeded (a third fewer writes).
+ */
+export async function startupRows(o: {
+  kubeconfig: string;
+  keys: number[];
+  roles: Role[];
+  runs: number;
+  authzOnlyAbove?: number;
+  nodeFlags?: string[];
+  /** Let the processes use Node's compile cache (warm after the first run). */
+  compileCache?: boolean;
+  log: (s: string) => void;
+}): Promise<{ seeds: SeedResult[]; rows: StartupRow[] }> {
+  const seeds: SeedResult[] = [];
+  const rows: StartupRow[] = [];
+  for (const n of o.keys) {
+    const authzOnly = n > (o.authzOnlyAbove ?? Infinity);
+    o.log(`start-up: seeding ${n} issued ApiKeys (ApiKey, status${authzOnly ? "" : ", Secret"})`);
+    const seed = await seedIssuedKeys(o.kubeconfig, n, o.log, !authzOnly);
+    o.log(`start-up: seeded ${n} in ${seed.seconds} s`);
+    seeds.push(seed);
+    for (const role of authzOnly ? o.roles.filter((r) => r === "authz") : o.roles) {
+      const runs: StartupRun[] = [];
+      for (let i = 0; i < o.runs; i++) {
+        // Up to twice more when the process exits early: on a shared machine a port found free can be taken before keyward binds it.
+        const attempt = (left: number): Promise<StartupRun> =>
+          startOnce(o.kubeconfig, role, n, o.nodeFlags, o.compileCache).catch((err: unknown) => {
+            if (left === 0) throw err;
+            o.log(`start-up: ${role} at ${n} keys, run ${i + 1} failed (${String(err)}); once more`);
+            return attempt(left - 1);
+          });
+        const r = await attempt(2);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB, heap ${r.heapUsedMiB ?? "–"} MiB`);
+        runs.push(r);
+      }
+      const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);
+      rows.push({
+        role,
+        keys: n,
+        runs,
+        readyMs: median(runs.map((r) => r.readyMs)),
+        cpuToReadyS: opt(runs.map((r) => r.cpuToReadyS)),
+        firstAllowedMs: opt(runs.map((r) => r.firstAllowedMs)),
+        rssMiB: median(runs.map((r) => r.rssMiB)),
+        heapUsedMiB: opt(runs.map((r) => r.heapUsedMiB)),
+      });
+    }
+  }
+  return { seeds, rows };
+}
+
+const cell = (x: number | undefined, digits = 0): string => (x === undefined || Number.isNaN(x) ? "–" : x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+/** The markdown of a start-up run: seeding, then one row per role and key count (medians). */
+export function startupTables(r: StartupSection): string[] {
+  const out = ["| keys seeded | seconds | requests | per second |", "| ---: | ---: | ---: | ---: |"];
+  for (const s of r.seeds) out.push(`| ${cell(s.keys)} | ${s.seconds ? cell(s.seconds, 1) : "(seeded before)"} | ${cell(s.requests)} | ${s.seconds ? cell(s.requests / s.seconds) : "–"} |`);
+  out.push(
+    "",
+    "| role | keys | runs | Ready (ms) | CPU to Ready (s) | first allowed Check (ms) | RSS idle after Ready (MiB) | heap used (MiB) | Ready of each run (ms) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+  );
+  for (const w of r.rows) {
+    out.push(`| ${w.role} | ${cell(w.keys)} | ${w.runs.length} | ${cell(w.readyMs)} | ${cell(w.cpuToReadyS, 2)} | ${cell(w.firstAllowedMs)} | ${cell(w.rssMiB, 1)} | ${cell(w.heapUsedMiB, 1)} | ${w.runs.map((x) => cell(x.readyMs)).join(", ")} |`);
+  }
+  if (r.views) {
+    out.push("", "| what a watch keeps of an issued ApiKey (`node --expose-gc bench/views.ts`) | heap bytes per key |", "| --- | ---: |");
+    for (const v of r.views) out.push(`| ${v.view} | ${cell(v.bytesPerKey)} |`);
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      keys: { type: "string", default: "10,10000,100000" },
+      roles: { type: "string", default: "authz,operator,run" },
+      runs: { type: "string", default: "3" },
+      "authz-only-above": { type: "string", default: "Infinity" },
+      kubeconfig: { type: "string" },
+      "node-flags": { type: "string", default: "" },
+      "compile-cache": { type: "boolean", default: false },
+    },
+  });
+  const log = (s: string): void => {
+    process.stderr.write(`[startup ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+  };
+  const cp = values.kubeconfig ? undefined : await startControlPlane(log);
+  try {
+    const out = await startupRows({
+      kubeconfig: values.kubeconfig ?? cp!.kubeconfig,
+      keys: values.keys.split(",").map(Number),
+      roles: values.roles.split(",") as Role[],
+      runs: Number(values.runs),
+      authzOnlyAbove: Number(values["authz-only-above"]),
+      nodeFlags: values["node-flags"].split(" ").filter(Boolean),
+      compileCache: values["compile-cache"],
+      log,
+    });
+    process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+  } finally {
+    await cp?.stop({ removeDir: true });
+  }
+}

@@ -1,0 +1,36 @@
+// What usage's ApiKey watch keeps of each ApiKey (ADR 0034): what the flusher, the
+// alerts, the recorder and the revocation-lag figure read, and nothing else.
+import type { ApiKey, ApiKeySpec, ApiKeyStatus } from "../api/types.ts";
+
+type ManagedFields = NonNullable<ApiKey["metadata"]["managedFields"]>;
+
+/** The entry of the newest write, holding its time alone (what revocation lag reads), or undefined. */
+function newestWrite(fields: ManagedFields | undefined): ManagedFields | undefined {
+  let best: { ms: number; time: ManagedFields[number]["time"] } | undefined;
+  for (const f of fields ?? []) {
+    const ms = f.time ? Date.parse(f.time instanceof Date ? f.time.toISOString() : String(f.time)) : NaN;
+    if (!Number.isNaN(ms) && (best === undefined || ms > best.ms)) best = { ms, time: f.time };
+  }
+  return best ? [{ time: best.time }] : undefined;
+}
+
+/**
+ * The fields usage reads: the reference, uid and resourceVersion (the flusher's
+ * optimistic writes), deletionTimestamp and the newest managedFields time (revocation
+ * lag); spec.owner, expiresAt, disabled and limits; status.state, currentKeyId, keys and
+ * usage (the flusher's base). Dropped: the rest of spec (scopes, allowedSources, rotation,
+ * description), conditions, labels, annotations and every managedFields entry but the time
+ * of the newest.
+ */
+export function usageView(ak: ApiKey): ApiKey {
+  const { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields } = ak.metadata;
+  const s = ak.spec;
+  const spec: ApiKeySpec = { owner: s.owner, expiresAt: s.expiresAt, disabled: s.disabled, limits: s.limits };
+  const view: ApiKey = { apiVersion: ak.apiVersion, kind: ak.kind, metadata: { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields: newestWrite(managedFields) }, spec };
+  if (ak.status) {
+    const { state, currentKeyId, keys, usage } = ak.status;
+    const status: ApiKeyStatus = { state, currentKeyId, keys, usage };
+    view.status = status;
+  }
+  return view;
+}
