@@ -72,23 +72,39 @@ export async function controlPlaneBinDir(log: (line: string) => void = () => und
   });
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+/** Ports below Linux's ephemeral range (32768-60999), so a port handed out here is not taken
+ * meanwhile by some client's outgoing connection before its server binds it. */
+const PORT_LOW = 20_000;
+const PORT_HIGH = 32_767;
+/** Ports this process handed out already: two calls never return the same one. */
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((res) => {
     const srv = createServer();
     srv.unref();
-    srv.on("error", rej);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === "string") {
-        rej(new Error("no port"));
-        return;
-      }
+    srv.once("error", () => {
+      res(false);
+    });
+    srv.listen(port, "127.0.0.1", () => {
       srv.close(() => {
-        res(addr.port);
+        res(true);
       });
     });
   });
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1, below the ephemeral range. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW + 1));
+    if (handedOut.has(port)) continue;
+    if (await bindable(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port between ${PORT_LOW} and ${PORT_HIGH} on 127.0.0.1`);
 }
 
 async function tail(file: string, lines = 30): Promise<string> {
@@ -279,6 +295,12 @@ export class ControlPlane {
       `--service-account-private-key-file=${join(certs, "sa.key")}`,
       `--root-ca-file=${this.caFile}`,
       "--use-service-account-credentials=false",
+      // The suites delete namespaces of 10,000 ApiKeys and their Secrets; at the default 20
+      // requests/s the garbage collector would take many minutes over them, and a later suite's
+      // one Secret would wait behind that backlog.
+      "--kube-api-qps=1000",
+      "--kube-api-burst=2000",
+      "--concurrent-gc-syncs=50",
       "--v=1",
     ]);
     // Ready once its controllers run: the service-account controller creates the

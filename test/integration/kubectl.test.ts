@@ -128,7 +128,7 @@ describe("kubectl against keyward", () => {
     const gone = await eventually(async () => {
       const r = await k("get", "secret", secret, "-n", ns, "-o", "name");
       return r.code === 1 ? r : undefined;
-    }, 60_000, `Secret ${secret} garbage-collected`);
+    }, 120_000, `Secret ${secret} garbage-collected`);
     expect(gone.stderr).toContain(`secrets "${secret}" not found`);
     // The other keys' Secrets stay.
     expect(await ok("get", "secret", "globex-reports-apikey", "-n", ns, "-o", "name")).toBe("secret/globex-reports-apikey\n");
