@@ -68,7 +68,22 @@ function partitionDay(name: string): number | undefined {
 
 export async function openPostgres(options: PostgresOptions, log: Logger): Promise<Backend> {
   const { where, password } = postgresWhere(options.url);
+  // An idle connection the server dropped (a restart): the pool discards it and opens another when next needed.
+  const lost = (err: Error): void => {
+    log.warn("analytics store connection lost", { store: where, err: storeFailed(where, err, password) });
+  };
+  // Every connection is heard from the moment it exists: one lost while checked out (between two
+  // statements of a batch), or while the pool is still handing it over, reports on the client
+  // itself, and unheard that error would end the process. The statement in progress fails, and
+  // the batch with it.
+  class HeardClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      this.on("error", lost);
+    }
+  }
   const pool = new pg.Pool({
+    Client: HeardClient,
     connectionString: options.url,
     max: options.poolSize ?? 4,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
@@ -78,16 +93,8 @@ export async function openPostgres(options: PostgresOptions, log: Logger): Promi
     application_name: "keyward",
     types,
   });
-  // An idle connection the server dropped (a restart): the pool discards it and opens another when next needed.
-  const lost = (err: Error): void => {
-    log.warn("analytics store connection lost", { store: where, err: storeFailed(where, err, password) });
-  };
-  pool.on("error", lost);
-  // A connection lost while checked out (between two statements of a batch) reports on the client itself:
-  // unheard, that error would end the process. The statement in progress fails, and the batch with it.
-  pool.on("connect", (client) => {
-    client.on("error", lost);
-  });
+  // The pool repeats an idle connection's error, which its client's own listener has logged.
+  pool.on("error", () => {});
   try {
     await pool.query("select 1");
   } catch (err) {

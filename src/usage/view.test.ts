@@ -3,6 +3,7 @@ import { apiKey, newKey } from "../api/fixtures.test-support.ts";
 import type { ApiKey } from "../api/types.ts";
 import { lastWriteMs, revocationLagSeconds } from "./revocation.ts";
 import { usageView } from "./view.ts";
+import { keyRecordOf } from "../analytics/rows.ts";
 
 function delivered(): ApiKey {
   const ak = apiKey(
@@ -31,13 +32,19 @@ function delivered(): ApiKey {
 }
 
 describe("usage's view of an ApiKey", () => {
-  it("keeps exactly what the flusher, the alerts, the recorder and revocation lag read", () => {
+  it("gives the analytics store the same key record as the whole object", () => {
+    const ak = delivered();
+    ak.metadata.creationTimestamp = "2026-01-01T00:00:00Z" as unknown as Date;
+    expect(keyRecordOf(usageView(ak))).toEqual(keyRecordOf(ak));
+  });
+
+  it("keeps exactly what the flusher, the alerts, the recorder, the key records and revocation lag read", () => {
     const ak = delivered();
     expect(usageView(ak)).toEqual({
       apiVersion: ak.apiVersion,
       kind: ak.kind,
-      metadata: { name: "acme", namespace: "shop", uid: ak.metadata.uid, resourceVersion: "42", managedFields: [{ time: "2026-01-02T00:00:00Z" }] },
-      spec: { owner: "acme", expiresAt: "2999-01-01T00:00:00Z", disabled: false, limits: { quota: { requests: 10, per: "day" } } },
+      metadata: { name: "acme", namespace: "shop", uid: ak.metadata.uid, resourceVersion: "42", managedFields: [{ time: "2026-01-02T00:00:00Z" }], labels: { tier: "pro" }, creationTimestamp: ak.metadata.creationTimestamp },
+      spec: { owner: "acme", scopes: ["orders:read"], expiresAt: "2999-01-01T00:00:00Z", disabled: false, limits: { quota: { requests: 10, per: "day" } } },
       status: { state: "Active", currentKeyId: "kw_AAAAAAAA", keys: ak.status?.keys, usage: ak.status?.usage },
     });
   });

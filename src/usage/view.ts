@@ -1,5 +1,6 @@
 // What usage's ApiKey watch keeps of each ApiKey (ADR 0034): what the flusher, the
-// alerts, the recorder and the revocation-lag figure read, and nothing else.
+// alerts, the recorder, the analytics key records and the revocation-lag figure read,
+// and nothing else.
 import type { ApiKey, ApiKeySpec, ApiKeyStatus } from "../api/types.ts";
 
 type ManagedFields = NonNullable<ApiKey["metadata"]["managedFields"]>;
@@ -17,16 +18,17 @@ function newestWrite(fields: ManagedFields | undefined): ManagedFields | undefin
 /**
  * The fields usage reads: the reference, uid and resourceVersion (the flusher's
  * optimistic writes), deletionTimestamp and the newest managedFields time (revocation
- * lag); spec.owner, expiresAt, disabled and limits; status.state, currentKeyId, keys and
- * usage (the flusher's base). Dropped: the rest of spec (scopes, allowedSources, rotation,
- * description), conditions, labels, annotations and every managedFields entry but the time
- * of the newest.
+ * lag); labels, creationTimestamp and spec.scopes (the analytics store's key records:
+ * tags, age and the access review's scopes); spec.owner, expiresAt, disabled and limits;
+ * status.state, currentKeyId, keys and usage (the flusher's base). Dropped: the rest of
+ * spec (allowedSources, rotation, description), conditions, annotations and every
+ * managedFields entry but the time of the newest.
  */
 export function usageView(ak: ApiKey): ApiKey {
-  const { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields } = ak.metadata;
+  const { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields, labels, creationTimestamp } = ak.metadata;
   const s = ak.spec;
-  const spec: ApiKeySpec = { owner: s.owner, expiresAt: s.expiresAt, disabled: s.disabled, limits: s.limits };
-  const view: ApiKey = { apiVersion: ak.apiVersion, kind: ak.kind, metadata: { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields: newestWrite(managedFields) }, spec };
+  const spec: ApiKeySpec = { owner: s.owner, scopes: s.scopes, expiresAt: s.expiresAt, disabled: s.disabled, limits: s.limits };
+  const view: ApiKey = { apiVersion: ak.apiVersion, kind: ak.kind, metadata: { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields: newestWrite(managedFields), labels, creationTimestamp }, spec };
   if (ak.status) {
     const { state, currentKeyId, keys, usage } = ak.status;
     const status: ApiKeyStatus = { state, currentKeyId, keys, usage };

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MIGRATIONS } from "../../src/analytics/schema.ts";
 import { openAnalyticsStore, type AnalyticsStoreOptions } from "../../src/analytics/store.ts";
 import type { RequestRow } from "../../src/analytics/row.ts";
 import { isKeywardError, type KeywardError } from "../../src/errors.ts";
@@ -144,7 +145,7 @@ describe.skipIf(!havePostgres())("analytics store lifecycle", () => {
       const { default: pg } = await import("pg");
       const c = new pg.Client({ connectionString: url });
       await c.connect();
-      expect((await c.query<{ version: number }>("select version from keyward_schema")).rows.map((r) => r.version)).toEqual([1]);
+      expect((await c.query<{ version: number }>("select version from keyward_schema")).rows.map((r) => r.version).sort((a, b) => a - b)).toEqual(MIGRATIONS.map((m) => m.version));
       await c.end();
     } finally {
       await Promise.all(replicas.map((s) => s.close()));
