@@ -8,10 +8,11 @@
 #     start throwaway clusters as the `postgres` user the package creates).
 #   prometheus-alertmanager (/usr/bin/prometheus-alertmanager: the alert evaluator's suite,
 #     test/integration/analytics-alerts.test.ts, pushes to a real Alertmanager on a free port).
+#   chromium (headless, driven by puppeteer-core: the web console's browser suite, test/integration/console-*.test.ts).
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(nginx prometheus redis-server postgresql prometheus-alertmanager)
+packages=(nginx prometheus redis-server postgresql prometheus-alertmanager chromium)
 present() {
   case "$1" in
     # The server lives in /usr/lib/postgresql/<major>/bin, off the PATH.
