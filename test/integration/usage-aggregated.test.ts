@@ -72,7 +72,7 @@ async function raw(who: keyof typeof kubeconfigs, path: string): Promise<{ code:
 async function tenantRole(ns: string, subject: Record<string, string>): Promise<void> {
   const role = manifest("config/rbac/tenant/role.yaml").map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
   const binding = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: `tenant-${randomBytes(3).toString("hex")}`, namespace: ns }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "keyward-tenant" }, subjects: [subject] };
-  await applyObjects(admin, [...role, binding as KubernetesObject]);
+  await applyObjects(admin, [...role, binding]);
 }
 
 function writeKubeconfig(name: string, user: Record<string, string>): string {
@@ -92,21 +92,21 @@ function writeKubeconfig(name: string, user: Record<string, string>): string {
 }
 
 beforeAll(async () => {
+  adminKc = loadKubeConfig(inject("kubeconfig"));
+  admin = new KubeRest(adminKc, { qps: 0 });
+  scratch = mkdtempSync(join(tmpdir(), "keyward-aggregated-"));
+  certs = await certDir();
   const address = hostAddress();
   if (address === undefined) {
     throw new Error("this machine has no non-internal IPv4 address: the apiserver refuses loopback endpoints, so it cannot reach an aggregated API here and this suite cannot run");
   }
   host = address;
-  adminKc = loadKubeConfig(inject("kubeconfig"));
-  admin = new KubeRest(adminKc, { qps: 0 });
   nsA = await createTestNamespace(adminKc, "usage-agg-a");
   nsB = await createTestNamespace(adminKc, "usage-agg-b");
   serviceNs = await createTestNamespace(adminKc, "usage-agg-svc");
-  scratch = mkdtempSync(join(tmpdir(), "keyward-aggregated-"));
   linkDir = join(scratch, "bin");
   mkdirSync(linkDir);
   symlinkSync(join(root, "bin", "kubectl-keyward"), join(linkDir, "kubectl-keyward"));
-  certs = await certDir();
 
   // The data plane, with its shipped RBAC: the usage API's reviews and the front proxy's ConfigMap.
   const dataPlaneKc = await serviceAccountKubeConfig(
@@ -202,15 +202,15 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // The APIService goes first: an unavailable one would trouble every later client's discovery.
-  await admin?.request("DELETE", `/apis/apiregistration.k8s.io/v1/apiservices/${APISERVICE}`).catch(() => undefined);
+  await admin.request("DELETE", `/apis/apiregistration.k8s.io/v1/apiservices/${APISERVICE}`).catch(() => undefined);
   if (keyward) {
     keyward.child.kill("SIGTERM");
     await keyward.exited;
   }
   for (const ns of [nsA, nsB, serviceNs]) if (ns) await deleteNamespace(adminKc, ns);
-  admin?.close();
-  await certs?.remove();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
+  admin.close();
+  await certs.remove();
+  rmSync(scratch, { recursive: true, force: true });
 });
 
 describe("the usage API through the apiserver (aggregated API usage.keyward.dev)", () => {
