@@ -5,13 +5,8 @@
 // discovery documents the apiserver's aggregator reads to mark the APIService
 // Available. The mapping knows no view by name: a view the handler learns is
 // served under both paths at once.
+import { USAGE_GROUP, USAGE_GROUP_VERSION, USAGE_VERSION, VIEWS_PREFIX } from "../api/usage-group.ts";
 import { API_PREFIX } from "./api-request.ts";
-
-export const USAGE_GROUP = "usage.keyward.dev";
-export const USAGE_VERSION = "v1alpha1";
-export const USAGE_GROUP_VERSION = `${USAGE_GROUP}/${USAGE_VERSION}`;
-/** Where the views are under the aggregated API. */
-export const VIEWS_PREFIX = `/apis/${USAGE_GROUP_VERSION}/views`;
 
 const groupVersion = { groupVersion: USAGE_GROUP_VERSION, version: USAGE_VERSION };
 const group = { name: USAGE_GROUP, versions: [groupVersion], preferredVersion: groupVersion };
