@@ -7,7 +7,9 @@
 // certificate user and a ServiceAccount token user, each with the tenant Role of
 // config/rbac/tenant/ in namespace A only. Each sees A's usage, gets 403 for B's;
 // a cluster admin sees both. X-Remote-* headers sent to keyward without the
-// apiserver's front-proxy certificate change nothing.
+// apiserver's front-proxy certificate change nothing. `kubectl keyward usage`, found
+// by kubectl's plugin discovery, prints for each tenant exactly what `keyward usage`
+// prints from the store for their namespace, and refuses the other namespace.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
@@ -52,6 +54,7 @@ let keyward: KeywardProcess | undefined;
 let usagePort: number;
 let host: string;
 let servingCa: Buffer;
+let sqlitePath: string;
 /** kubeconfig files by who they are. */
 const kubeconfigs: Record<"certTenant" | "tokenTenant" | "admin", string> = { certTenant: "", tokenTenant: "", admin: "" };
 let linkDir: string;
@@ -126,7 +129,7 @@ beforeAll(async () => {
 
   // The store: the seed's keys in A and B.
   const rename: Record<string, string> = { "team-a": nsA, "team-b": nsB };
-  const sqlitePath = join(scratch, "analytics.sqlite");
+  sqlitePath = join(scratch, "analytics.sqlite");
   const store = await openAnalyticsStore(
     { store: "sqlite", sqlitePath, postgresUrl: "", retentionMs: 3650 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => NOW },
     createLogger({ sink: () => {} }),
@@ -257,5 +260,40 @@ describe("the usage API through the apiserver (aggregated API usage.keyward.dev)
       req.end();
     });
     expect(status).toBe(401);
+  });
+});
+
+describe("kubectl keyward usage, through the aggregated API with the caller's credentials", () => {
+  const window = ["--since", new Date(NOW - 45 * DAY).toISOString(), "--until", new Date(NOW).toISOString()];
+
+  /** What `keyward usage` prints reading the store itself, for namespace A. */
+  async function fromStore(...args: string[]): Promise<string> {
+    const r = await run(process.execPath, [join(root, "src", "main.ts"), "usage", ...args, "--namespace", nsA, ...window, "--analytics-store=sqlite", `--analytics-sqlite-path=${sqlitePath}`, "--analytics-retention=87600h"], { cwd: root });
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout;
+  }
+
+  for (const [who, args] of [
+    ["certTenant", ["-o", "json"]],
+    ["tokenTenant", ["timeline", "--key", "PLACEHOLDER", "--by", "day", "-o", "csv"]],
+    ["certTenant", ["endpoints", "--by", "path"]],
+  ] as const) {
+    it(`prints for the ${who === "certTenant" ? "client-certificate" : "ServiceAccount token"} tenant what keyward usage prints from the store: ${args.join(" ").replace("PLACEHOLDER", "A/checkout")}`, async () => {
+      const line = args.map((a) => (a === "PLACEHOLDER" ? `${nsA}/checkout` : a));
+      const r = await kubectlAs(who, "keyward", "usage", ...line, ...window);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(await fromStore(...line));
+      expect(r.stdout).not.toContain(nsB);
+    });
+  }
+
+  it("reads every namespace the tenant may read with -A, and refuses the other namespace", async () => {
+    const all = await kubectlAs("tokenTenant", "keyward", "usage", "-A", "-o", "json", ...window);
+    expect(all.code, all.stderr).toBe(0);
+    expect(new Set((JSON.parse(all.stdout) as { rows: { namespace: string }[] }).rows.map((k) => k.namespace))).toEqual(new Set([nsA]));
+    const other = await kubectlAs("certTenant", "keyward", "usage", "-n", nsB, ...window);
+    expect(other.code).toBe(1);
+    expect(other.stdout).toBe("");
+    expect(other.stderr).toMatch(/forbidden: you may not get apikeys/);
   });
 });
