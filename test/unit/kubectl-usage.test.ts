@@ -8,7 +8,6 @@ import { ApiAuth } from "../../src/usage/api-auth.ts";
 import { FakeReviewer } from "../../src/usage/api-fixtures.test-support.ts";
 import { listenUsageApi, type UsageApi } from "../../src/usage/api.ts";
 import { VIEWS_PREFIX } from "../../src/api/usage-group.ts";
-import { buildReview } from "../../src/cli/review.ts";
 import { reviewJson, reviewMarkdown } from "../../src/cli/review-report.ts";
 import { usageReport } from "../../src/cli/usage.ts";
 import { parseCommandLine } from "../../src/cli/kubectl/flags.ts";
@@ -94,7 +93,20 @@ describe("kubectl keyward usage", () => {
 
 describe("kubectl keyward review", () => {
   it("renders the review view's answer as keyward review does, markdown or JSON", async () => {
-    const review = buildReview([], [], { unreachable: "test" }, { now: NOW, olderThanDays: 90, expiringWithinDays: 30, ownerLabel: "owner", retentionMs: 30 * DAY });
+    const review: Parameters<typeof reviewMarkdown>[0] = {
+      generatedAt: new Date(NOW).toISOString(),
+      source: "cluster",
+      notChecked: [],
+      options: { olderThanDays: 90, expiringWithinDays: 30, ownerLabel: "owner", scopeWindowDays: 30 },
+      keys: 2,
+      unused90: [{ namespace: "team-a", name: "search", owner: "bob", idleDays: 120 }],
+      unused30: [],
+      unusedScopes: [],
+      neverRotated: [],
+      olderThan: [],
+      expiringSoon: [],
+      withoutOwner: [{ namespace: "team-a", name: "search", owner: "bob", labels: { tier: "silver" } }],
+    };
     const queries: Record<string, string | undefined>[] = [];
     const fake = <T,>(view: string, query: Record<string, string | undefined>): Promise<T> => {
       expect(view).toBe("review");
