@@ -120,7 +120,6 @@ beforeAll(async () => {
       "config/rbac/authz-binding.yaml",
       "config/rbac/usage-api/authz-usage-api.yaml",
       "config/rbac/aggregated-api/authz-front-proxy.yaml",
-      "config/rbac/aggregated-api/views.yaml",
     ],
     { namespace: "keyward-system", name: "keyward-authz" },
   );
@@ -177,6 +176,8 @@ beforeAll(async () => {
       ports: [{ name: "https", port: usagePort, protocol: "TCP" }],
     } as KubernetesObject,
   ]);
+  // Who may ask the apiserver for the views: every authenticated user, as shipped.
+  await applyObjects(admin, manifest("config/rbac/aggregated-api/views.yaml"));
   // The shipped APIService, pointed at that Service and given the serving CA.
   const [apiService] = manifest("config/aggregated-api/apiservice.yaml") as (KubernetesObject & { spec: Record<string, unknown> })[];
   if (!apiService) throw new Error("config/aggregated-api/apiservice.yaml holds no APIService");
@@ -248,6 +249,22 @@ describe("the usage API through the apiserver (aggregated API usage.keyward.dev)
     expect(r.answer.namespaces).toBe("all");
     expect(new Set(r.answer.items?.map((k) => k.namespace))).toEqual(new Set([nsA, nsB]));
     expect((await raw("admin", viewPath("keys", `namespace=${nsB}`))).answer.items?.map((k) => k.name)).toEqual(["billing"]);
+  });
+
+  it("is refused by the apiserver itself, before keyward, for a user not granted get on views.usage.keyward.dev", async () => {
+    const binding = manifest("config/rbac/aggregated-api/views.yaml").find((o) => o.kind === "ClusterRoleBinding");
+    if (!binding) throw new Error("views.yaml holds no ClusterRoleBinding");
+    await admin.request("DELETE", `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${binding.metadata?.name ?? ""}`);
+    try {
+      const refused = await eventually(async () => {
+        const r = await raw("certTenant", viewPath("keys", `namespace=${nsA}`));
+        return r.code === 0 ? undefined : r;
+      }, 30_000, "the apiserver to refuse the views");
+      expect(refused.stderr).toMatch(/views\.usage\.keyward\.dev "keys" is forbidden/);
+    } finally {
+      await applyObjects(admin, [binding]);
+    }
+    await eventually(async () => ((await raw("certTenant", viewPath("keys", `namespace=${nsA}`))).code === 0 ? true : undefined), 30_000, "the views granted again");
   });
 
   it("believes no X-Remote-User sent straight to keyward without the apiserver's front-proxy certificate", async () => {
