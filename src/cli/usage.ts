@@ -81,8 +81,11 @@ const counts = <R extends { requests: number; allowed: number; denied: number; s
   { header: "5XX", cell: (r) => n(r.status5xx) },
 ];
 
+/** The queries the views read: the store's, or the usage API's (`kubectl keyward usage`). */
+export type UsageViews = Pick<AnalyticsQueries, "topKeys" | "timeline" | "statusCodes" | "endpoints" | "countries" | "networks">;
+
 /** Runs the view and renders it. */
-export async function usageReport(q: AnalyticsQueries, r: UsageRequest): Promise<string> {
+export async function usageReport(q: UsageViews, r: UsageRequest): Promise<string> {
   const f = r.filter;
   const doc = <T>(rows: T[]) => ({ view: r.view, since: isoTime(f.since), until: isoTime(f.until), ...(r.view === "timeline" || r.view === "endpoints" ? { by: r.by } : {}), rows });
   switch (r.view) {

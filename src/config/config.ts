@@ -176,6 +176,14 @@ export const SETTINGS = {
   // --- usage API (the analytics store's views over HTTP) -------------------
   usageApiAddress: s("usage-api-address", "KEYWARD_USAGE_API_ADDRESS", "", "host:port of the usage API (docs/usage.md, Usage API): the analytics store's views for callers with a Kubernetes bearer token, limited to the namespaces where they may get apikeys; TLS with --tls-cert-file; needs an analytics store; empty disables it"),
   usageApiAudiences: list("usage-api-audiences", "KEYWARD_USAGE_API_AUDIENCES", [], "audiences the usage API's callers' tokens must be valid for (TokenReview spec.audiences), comma-separated; empty: the apiserver's own"),
+  usageApiFrontProxy: s("usage-api-front-proxy", "KEYWARD_USAGE_API_FRONT_PROXY", "off", "the kube-apiserver as the usage API's authenticating front proxy, for the aggregated API usage.keyward.dev (docs/usage.md, Through the apiserver): X-Remote-User, X-Remote-Group and X-Remote-Extra-* name the caller only on a TLS connection whose client certificate the requestheader CA verifies and whose common name is allowed; cluster reads those settings from the ConfigMap kube-system/extension-apiserver-authentication, files from the --usage-api-requestheader-* settings; needs --tls-cert-file; off never reads those headers; one of", ["off", "cluster", "files"]),
+  usageApiRequestheaderClientCaFile: s("usage-api-requestheader-client-ca-file", "KEYWARD_USAGE_API_REQUESTHEADER_CLIENT_CA_FILE", "", "with --usage-api-front-proxy=files: PEM bundle of the CAs that sign the front proxy's client certificate (the apiserver's --requestheader-client-ca-file)"),
+  usageApiRequestheaderAllowedNames: list("usage-api-requestheader-allowed-names", "KEYWARD_USAGE_API_REQUESTHEADER_ALLOWED_NAMES", [], "with --usage-api-front-proxy=files: common names the front proxy's certificate may have, comma-separated (the apiserver's --requestheader-allowed-names); empty: any certificate the CA signed"),
+  usageApiRequestheaderUsernameHeaders: list("usage-api-requestheader-username-headers", "KEYWARD_USAGE_API_REQUESTHEADER_USERNAME_HEADERS", ["X-Remote-User"], "with --usage-api-front-proxy=files: headers naming the user, the first one set wins"),
+  usageApiRequestheaderUidHeaders: list("usage-api-requestheader-uid-headers", "KEYWARD_USAGE_API_REQUESTHEADER_UID_HEADERS", [], "with --usage-api-front-proxy=files: headers holding the user's uid, the first one set wins"),
+  usageApiRequestheaderGroupHeaders: list("usage-api-requestheader-group-headers", "KEYWARD_USAGE_API_REQUESTHEADER_GROUP_HEADERS", ["X-Remote-Group"], "with --usage-api-front-proxy=files: headers holding the user's groups, one group per header line"),
+  usageApiRequestheaderExtraHeadersPrefix: list("usage-api-requestheader-extra-headers-prefix", "KEYWARD_USAGE_API_REQUESTHEADER_EXTRA_HEADERS_PREFIX", ["X-Remote-Extra-"], "with --usage-api-front-proxy=files: prefixes of the headers holding the user's extra attributes"),
+  usageApiRequestheaderRefresh: dur("usage-api-requestheader-refresh", "KEYWARD_USAGE_API_REQUESTHEADER_REFRESH", 60_000, "how often the front proxy's settings (the ConfigMap, or the CA file) are read again; settings that do not read keep the previous ones", 1000),
   usageApiCacheTtl: dur("usage-api-cache-ttl", "KEYWARD_USAGE_API_CACHE_TTL", 10_000, "how long the usage API reuses a TokenReview or SubjectAccessReview answer (kept by the token's SHA-256, never the token); a revoked token or RoleBinding is honoured after at most this long; 0 asks the apiserver every request", 0),
   // --- analytics ingest (rows to the analytics store) ---------------------
   analyticsQueueSize: int("analytics-queue-size", "KEYWARD_ANALYTICS_QUEUE_SIZE", 100_000, "request rows waiting for the analytics store at most; when full, each new row drops the oldest (keyward_analytics_rows_dropped_total)", 1),
@@ -295,6 +303,12 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) throw new KeywardError("ConfigInvalid", "--tls-cert-file and --tls-key-file go together");
   if (config.tlsClientCaFile && !config.tlsCertFile) throw new KeywardError("ConfigInvalid", "--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
   if (config.usageApiAddress && config.analyticsStore === "off") throw new KeywardError("ConfigInvalid", "--usage-api-address serves the analytics store: it needs --analytics-store sqlite or postgres");
+  if (config.usageApiFrontProxy !== "off" && (!config.usageApiAddress || !config.tlsCertFile)) {
+    throw new KeywardError("ConfigInvalid", "--usage-api-front-proxy trusts a client certificate: it needs --usage-api-address and TLS (--tls-cert-file, --tls-key-file)");
+  }
+  if (config.usageApiFrontProxy === "files" && !config.usageApiRequestheaderClientCaFile) {
+    throw new KeywardError("ConfigInvalid", "--usage-api-front-proxy=files needs --usage-api-requestheader-client-ca-file");
+  }
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {
     throw new KeywardError("ConfigInvalid", "--http-auth-path-prefix is Envoy's path_prefix: it starts with / and needs --http-auth-proxy=envoy");

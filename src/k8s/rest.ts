@@ -140,8 +140,9 @@ export class KubeRest {
             resolve(parsed as T);
             return;
           }
-          const st = (parsed ?? {}) as { message?: string; reason?: string };
-          reject(new KubeApiError(status, st.reason ?? "", st.message ?? `${method} ${url.pathname}: HTTP ${status}`));
+          // A Status from the apiserver, or {"error": ...} from keyward's usage API behind it.
+          const st = (parsed ?? {}) as { message?: string; reason?: string; error?: string };
+          reject(new KubeApiError(status, st.reason ?? "", st.message ?? st.error ?? `${method} ${url.pathname}: HTTP ${status}`));
         });
       });
       req.on("timeout", () => {

@@ -199,8 +199,8 @@ export class TlsSource {
   }
 }
 
-function contextOptions(m: TlsMaterial): SecureContextOptions {
-  return { cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}) };
+function contextOptions(m: TlsMaterial, ca: string | Buffer | undefined = m.ca): SecureContextOptions {
+  return { cert: m.cert, key: m.key, ...(ca ? { ca } : {}) };
 }
 
 /**
@@ -227,12 +227,15 @@ function presentedUnverified(s: TLSSocket): boolean {
  * becomes the secure context of new connections (open ones keep theirs). A connection whose
  * handshake fails or times out is closed (node:tls only reports a handshake timeout). When client
  * certificates are optional, a client that presents one the CA does not verify is disconnected
- * before it is served. Stops following when the server closes.
+ * before it is served. Stops following when the server closes. With `clientCa`, client
+ * certificates are verified with the bundle it returns instead of the files' (the usage API's
+ * front proxy, src/usage/front-proxy.ts); the function returned applies a changed bundle.
  */
-export function followTls(server: TlsServer, src: TlsSource): void {
-  const stop = src.subscribe((m) => {
-    server.setSecureContext(contextOptions(m));
-  });
+export function followTls(server: TlsServer, src: TlsSource, clientCa?: () => string | undefined): () => void {
+  const apply = (m: TlsMaterial): void => {
+    server.setSecureContext(contextOptions(m, clientCa ? clientCa() : m.ca));
+  };
+  const stop = src.subscribe(apply);
   server.once("close", stop);
   server.on("tlsClientError", (_err, socket) => {
     socket.destroy();
@@ -242,4 +245,7 @@ export function followTls(server: TlsServer, src: TlsSource): void {
       if (presentedUnverified(s)) s.destroy();
     });
   }
+  return () => {
+    apply(src.current());
+  };
 }

@@ -122,7 +122,7 @@ export interface ApiAuthOptions {
 /** One caller: the reviewed user, and the cache key their answers are kept under. */
 export interface Caller {
   readonly user: ReviewedUser;
-  /** The token's SHA-256 (hex). */
+  /** The token's SHA-256 (hex); for a user named by the front proxy, that of the whole identity. */
   readonly tokenHash: string;
 }
 
@@ -158,6 +158,17 @@ export class ApiAuth {
       this.#users.set(tokenHash, user);
     }
     return user ? { user, tokenHash } : undefined;
+  }
+
+  /**
+   * A user the apiserver's front proxy authenticated and named (src/usage/front-proxy.ts): no
+   * TokenReview; their SubjectAccessReviews are cached under a hash of the whole identity, which
+   * a token's hash can never equal.
+   */
+  proxied(user: ReviewedUser): Caller {
+    const extra = Object.entries(user.extra ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const identity = JSON.stringify(["front-proxy", user.username, user.uid ?? "", user.groups ?? [], extra]);
+    return { user, tokenHash: createHash("sha256").update("\u0000").update(identity).digest("hex") };
   }
 
   /** May the caller get apikeys in `namespace` ("": in every namespace)? Throws when the review fails. */

@@ -5,6 +5,8 @@ import type { ReviewedUser, Reviewer } from "./api-auth.ts";
 export class FakeReviewer implements Reviewer {
   tokenReviews = 0;
   accessReviews: string[] = [];
+  /** Every user an access review was asked for, in order. */
+  reviewedUsers: ReviewedUser[] = [];
   failing = false;
   readonly tokens: Map<string, ReviewedUser>;
   readonly access: Map<string, readonly string[]>;
@@ -22,6 +24,7 @@ export class FakeReviewer implements Reviewer {
 
   mayGetApiKeys(user: ReviewedUser, namespace: string): Promise<boolean> {
     this.accessReviews.push(`${user.username}@${namespace}`);
+    this.reviewedUsers.push(user);
     if (this.failing) return Promise.reject(new Error("apiserver unreachable"));
     const may = this.access.get(user.username) ?? [];
     return Promise.resolve(may.includes("") || (namespace !== "" && may.includes(namespace)));

@@ -1,8 +1,11 @@
 // The usage API: the analytics store's views over HTTP, on a port of its own
 // (--usage-api-address), for whoever Kubernetes says the bearer token is, and
 // limited to the namespaces where they may `get apikeys` (ADR 0044,
-// docs/usage.md "Usage API"). Only the Authorization header identifies a
-// caller: no other header (X-Remote-User and the like) is ever read.
+// docs/usage.md "Usage API"). The Authorization header identifies a caller;
+// X-Remote-User and the like are read only from the apiserver's front proxy, on
+// a connection whose client certificate proves it (src/usage/front-proxy.ts,
+// ADR 0046). The same views are served as the aggregated API
+// usage.keyward.dev/v1alpha1 (src/usage/aggregated.ts).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AnalyticsQueries, UsageFilter } from "../analytics/queries.ts";
@@ -13,8 +16,10 @@ import type { KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
 import { followTls, tlsServerOptions, TlsSource } from "../tls/source.ts";
 import { listen } from "../util/listen.ts";
+import { aggregatedRoute } from "./aggregated.ts";
 import { ApiAuth, KubeReviewer, type ApiAuthOptions, type Caller, type Reviewer } from "./api-auth.ts";
 import { BadRequest, parseApiRequest, type ApiRequest } from "./api-request.ts";
+import { FrontProxyTrust, configMapLoader, fileLoader, AUTHENTICATION_CONFIGMAP } from "./front-proxy.ts";
 
 /** Longest bearer token reviewed; a longer one is refused without asking the apiserver. */
 export const MAX_TOKEN_BYTES = 8192;
@@ -37,6 +42,8 @@ export interface UsageApiHandlerOptions {
   now?: () => number;
   /** Requests served at once at most; more are refused with 503 at once (default 64). */
   maxInFlight?: number;
+  /** The apiserver's front proxy, whose X-Remote-* headers name the caller on its verified connections (ADR 0046). */
+  frontProxy?: Pick<FrontProxyTrust, "user" | "clientCa" | "onCaChange">;
 }
 
 class HttpError extends Error {
@@ -115,17 +122,31 @@ async function answer(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[
   }
 }
 
+/** The caller: the user a verified front proxy names, else the bearer token's (a 401 when neither). */
+async function identify(options: UsageApiHandlerOptions, req: IncomingMessage): Promise<Caller> {
+  const proxied = options.frontProxy?.user(req);
+  if (proxied) return options.auth.proxied(proxied);
+  const caller = await options.auth.authenticate(bearerToken(req));
+  if (!caller) throw new HttpError(401, "unauthorized: the apiserver does not accept this bearer token");
+  return caller;
+}
+
 async function serve(options: UsageApiHandlerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== "GET") throw new HttpError(405, "method not allowed: the usage API answers GET");
   const target = req.url ?? "/";
   if (Buffer.byteLength(target) > MAX_URL_BYTES) throw new HttpError(414, `the request target is longer than ${MAX_URL_BYTES} bytes`);
-  const token = bearerToken(req);
-  const caller = await options.auth.authenticate(token);
-  if (!caller) throw new HttpError(401, "unauthorized: the apiserver does not accept this bearer token");
+  const caller = await identify(options, req);
   const now = (options.now ?? Date.now)();
   let r: ApiRequest;
   try {
-    r = parseApiRequest(new URL(target, "http://usage-api"), now);
+    const url = new URL(target, "http://usage-api");
+    const route = aggregatedRoute(url.pathname);
+    if (route && "discovery" in route) {
+      send(res, 200, route.discovery);
+      return;
+    }
+    if (route) url.pathname = route.pathname;
+    r = parseApiRequest(url, now);
   } catch (err) {
     if (err instanceof BadRequest) throw new HttpError(err.status, err.message);
     throw new HttpError(400, "the request target is not a valid URL");
@@ -190,12 +211,14 @@ export function usageApiHandler(options: UsageApiHandlerOptions): (req: Incoming
 export interface UsageApiOptions extends UsageApiHandlerOptions {
   /** host:port to listen on. */
   address: string;
-  /** Serves TLS with these files when given (no client certificates asked). */
+  /** Serves TLS with these files when given; client certificates are asked for (and optional) only with a front proxy. */
   tls?: TlsSource;
 }
 
 export interface UsageApi {
   readonly port: number;
+  /** The front proxy trusted, with --usage-api-front-proxy (tests refresh it). */
+  readonly frontProxy?: FrontProxyTrust;
   stop(): Promise<void>;
 }
 
@@ -204,9 +227,15 @@ export async function listenUsageApi(options: UsageApiOptions): Promise<UsageApi
   const limits = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS };
   const listener = usageApiHandler(options);
   let server: Server;
+  const proxy = options.frontProxy;
   if (options.tls) {
-    const https = createHttpsServer({ ...tlsServerOptions(options.tls, HANDSHAKE_TIMEOUT_MS), ...limits }, listener);
-    followTls(https, options.tls);
+    // With a front proxy, a client certificate is asked for but optional: one the requestheader CA
+    // does not verify only means the connection is no front proxy (its X-Remote-* headers go unread).
+    const ca = proxy?.clientCa;
+    const clientCerts = proxy ? { requestCert: true, rejectUnauthorized: false, ...(ca ? { ca } : {}) } : {};
+    const https = createHttpsServer({ ...tlsServerOptions(options.tls, HANDSHAKE_TIMEOUT_MS), ...clientCerts, ...limits }, listener);
+    const apply = followTls(https, options.tls, proxy ? () => proxy.clientCa : undefined);
+    proxy?.onCaChange(apply);
     server = https;
   } else server = createServer(limits, listener);
   const listening = await listen(server, options.address).catch((err: unknown) => {
@@ -229,6 +258,28 @@ export interface StartUsageApiOptions {
   log: Logger;
   /** Replaces the apiserver's reviews (tests). */
   reviewer?: Reviewer;
+  now?: () => number;
+}
+
+/** The front proxy --usage-api-front-proxy names: the apiserver's ConfigMap, files, or none. */
+async function startFrontProxy(c: Config, rest: KubeRest, log: Logger): Promise<FrontProxyTrust | undefined> {
+  if (c.usageApiFrontProxy === "off") return undefined;
+  const { namespace, name } = AUTHENTICATION_CONFIGMAP;
+  const fromCluster = c.usageApiFrontProxy === "cluster";
+  return FrontProxyTrust.start({
+    load: fromCluster
+      ? configMapLoader(rest)
+      : fileLoader(c.usageApiRequestheaderClientCaFile, {
+          allowedNames: c.usageApiRequestheaderAllowedNames,
+          usernameHeaders: c.usageApiRequestheaderUsernameHeaders,
+          uidHeaders: c.usageApiRequestheaderUidHeaders,
+          groupHeaders: c.usageApiRequestheaderGroupHeaders,
+          extraPrefixes: c.usageApiRequestheaderExtraHeadersPrefix,
+        }),
+    source: fromCluster ? `ConfigMap ${namespace}/${name}` : c.usageApiRequestheaderClientCaFile,
+    refreshMs: c.usageApiRequestheaderRefresh,
+    log,
+  });
 }
 
 /** The usage API as keyward's configuration describes it: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
@@ -245,13 +296,26 @@ export async function startUsageApi(options: StartUsageApiOptions): Promise<Usag
         },
       )
     : undefined;
+  const frontProxy = await startFrontProxy(c, options.rest, options.log);
   const api = await listenUsageApi({
     address: c.usageApiAddress,
     queries: options.queries,
     auth: new ApiAuth(options.reviewer ?? new KubeReviewer(options.rest), authOptions),
     log: options.log,
     ...(tls ? { tls } : {}),
+    ...(frontProxy ? { frontProxy } : {}),
+    ...(options.now ? { now: options.now } : {}),
+  }).catch((err: unknown) => {
+    frontProxy?.stop();
+    throw err;
   });
-  options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls) });
-  return api;
+  options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls), frontProxy: c.usageApiFrontProxy });
+  return {
+    port: api.port,
+    ...(frontProxy ? { frontProxy } : {}),
+    stop: async () => {
+      frontProxy?.stop();
+      await api.stop();
+    },
+  };
 }

@@ -5,13 +5,20 @@
 //
 // Every process is started on 127.0.0.1 with free ports and stopped with
 // SIGTERM, then SIGKILL after a deadline; stop() returns only when all have exited.
+//
+// The apiserver also authenticates client certificates of a CA of its own
+// (clientCertificate() issues one for a user and groups), and runs the
+// aggregation layer: a front-proxy CA and client certificate, the requestheader
+// flags, and --enable-aggregator-routing, so an APIService reaches a server on
+// this machine through a selector-less Service and its EndpointSlice
+// (hostAddress(): Endpoints may not be loopback addresses).
 
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent, request } from "node:https";
 import { promisify } from "node:util";
@@ -32,6 +39,47 @@ export interface ControlPlaneOptions {
    * CRDs here so the garbage collector watches them from its first discovery.
    */
   beforeControllerManager?: (kubeconfig: string) => Promise<void>;
+}
+
+/** The front proxy's certificate common name, the one the apiserver's --requestheader-allowed-names admits. */
+export const FRONT_PROXY_CLIENT_NAME = "front-proxy-client";
+
+/**
+ * The first non-internal IPv4 address of this machine: an APIService's endpoint must be one (the
+ * apiserver refuses loopback endpoints). Undefined when the machine has none.
+ */
+export function hostAddress(): string | undefined {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return undefined;
+}
+
+async function openssl(...args: string[]): Promise<void> {
+  await promisify(execFile)("openssl", args);
+}
+
+/** A self-signed CA (EC P-256) at `base`.crt and `base`.key. */
+async function makeCa(base: string, cn: string): Promise<void> {
+  await openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj", `/CN=${cn}`, "-keyout", `${base}.key`, "-out", `${base}.crt`, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+}
+
+/** A client certificate (extendedKeyUsage clientAuth) signed by the CA at `ca`, at `base`.crt and `base`.key. */
+async function makeClientCert(ca: string, base: string, subject: string): Promise<void> {
+  const ext = `${base}.ext`;
+  await writeFile(ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
+  await openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", subject, "-keyout", `${base}.key`, "-out", `${base}.csr`);
+  await openssl("x509", "-req", "-in", `${base}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-set_serial", `0x${randomBytes(8).toString("hex")}`, "-days", "30", "-extfile", ext, "-out", `${base}.crt`);
+}
+
+/**
+ * A client certificate the apiserver of the control plane in `controlPlaneDir` authenticates as
+ * `user` in `groups` (CN and O, signed by its client CA), written to `dir`; returns the files.
+ */
+export async function issueClientCertificate(controlPlaneDir: string, dir: string, user: string, groups: readonly string[] = []): Promise<{ cert: string; key: string }> {
+  const base = join(dir, `client-${randomBytes(4).toString("hex")}`);
+  await makeClientCert(join(controlPlaneDir, "certs", "client-ca"), base, `${groups.map((g) => `/O=${g}`).join("")}/CN=${user}`);
+  return { cert: `${base}.crt`, key: `${base}.key` };
 }
 
 export interface ControlPlaneState {
@@ -127,6 +175,13 @@ export class ControlPlane {
   readonly kubeconfig: string;
   readonly adminToken: string;
   readonly caFile: string;
+  /** The CA whose client certificates the apiserver authenticates (CN the user, O each group). */
+  readonly clientCaFile: string;
+  /** The CA of the aggregation layer's front proxy (--requestheader-client-ca-file). */
+  readonly frontProxyCaFile: string;
+  /** The certificate the apiserver presents to aggregated APIs (--proxy-client-cert-file), CN FRONT_PROXY_CLIENT_NAME. */
+  readonly frontProxyClientCertFile: string;
+  readonly frontProxyClientKeyFile: string;
   private readonly bin: string;
   private readonly log: (line: string) => void;
   private readonly readyTimeoutMs: number;
@@ -141,6 +196,10 @@ export class ControlPlane {
     this.bin = bin;
     this.kubeconfig = join(dir, "kubeconfig");
     this.caFile = join(dir, "certs", "apiserver.crt");
+    this.clientCaFile = join(dir, "certs", "client-ca.crt");
+    this.frontProxyCaFile = join(dir, "certs", "front-proxy-ca.crt");
+    this.frontProxyClientCertFile = join(dir, "certs", "front-proxy-client.crt");
+    this.frontProxyClientKeyFile = join(dir, "certs", "front-proxy-client.key");
     this.adminToken = randomBytes(24).toString("hex");
     this.log = opts.log ?? (() => undefined);
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
@@ -193,6 +252,18 @@ export class ControlPlane {
     await writeFile(join(this.dir, "certs", "tokens.csv"), `${this.adminToken},keyward-admin,keyward-admin,"system:masters"\n`, {
       mode: 0o600,
     });
+    const certs = join(this.dir, "certs");
+    await makeCa(join(certs, "client-ca"), "keyward-test-client-ca");
+    await makeCa(join(certs, "front-proxy-ca"), "keyward-test-front-proxy-ca");
+    await makeClientCert(join(certs, "front-proxy-ca"), join(certs, "front-proxy-client"), `/CN=${FRONT_PROXY_CLIENT_NAME}`);
+  }
+
+  /**
+   * A client certificate the apiserver authenticates as `user` in `groups` (signed by
+   * clientCaFile), written to `dir`; returns the files.
+   */
+  clientCertificate(dir: string, user: string, groups: readonly string[] = []): Promise<{ cert: string; key: string }> {
+    return issueClientCertificate(this.dir, dir, user, groups);
   }
 
   private spawnComponent(name: string, args: string[]): Component {
@@ -267,6 +338,17 @@ export class ControlPlane {
       "--endpoint-reconciler-type=none",
       `--secure-port=${this.apiPort}`,
       `--token-auth-file=${join(certs, "tokens.csv")}`,
+      `--client-ca-file=${this.clientCaFile}`,
+      // The aggregation layer (APIServices): the front proxy's CA, its certificate, the headers it sets.
+      `--requestheader-client-ca-file=${this.frontProxyCaFile}`,
+      `--requestheader-allowed-names=${FRONT_PROXY_CLIENT_NAME}`,
+      "--requestheader-username-headers=X-Remote-User",
+      "--requestheader-group-headers=X-Remote-Group",
+      "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+      `--proxy-client-cert-file=${this.frontProxyClientCertFile}`,
+      `--proxy-client-key-file=${this.frontProxyClientKeyFile}`,
+      // No kube-proxy here: the apiserver calls an APIService's endpoint, not its cluster IP.
+      "--enable-aggregator-routing=true",
       "--authorization-mode=RBAC",
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${join(certs, "sa.pub")}`,

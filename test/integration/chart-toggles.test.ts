@@ -32,7 +32,14 @@ const run = promisify(execFile);
 const COMPANIONS: Record<string, string[]> = {
   "networkPolicy.enabled": ["networkPolicy.checkClientNamespaces={istio-system,ingress-nginx}"],
   "authz.tls.enabled": ["authz.tls.secretName=kw-authz-tls"],
+  "authz.usageApi.apiService.enabled": ["authz.usageApi.port=9004", "authz.tls.enabled=true", "authz.tls.secretName=kw-authz-tls", "authz.usageApi.apiService.certManagerCertificate=keyward/kw-authz"],
 };
+
+/** One value set: each toggle on or off, then the companions of those on (a companion may turn another toggle on). */
+const toggleSet = (names: readonly string[], on: (i: number) => boolean): string[] => [
+  ...names.map((t, i) => `${t}=${String(on(i))}`),
+  ...names.flatMap((t, i) => (on(i) ? (COMPANIONS[t] ?? []) : [])),
+];
 
 /** Every boolean `enabled` in values.yaml, by its dotted path. */
 function toggles(): string[] {
@@ -144,9 +151,7 @@ describe("Helm chart toggles", () => {
     );
     expect(schemaKinds).toBeGreaterThan(100);
 
-    const combinations = Array.from({ length: 2 ** names.length }, (_, bits) =>
-      names.flatMap((t, i) => ((bits >> i) & 1 ? [`${t}=true`, ...(COMPANIONS[t] ?? [])] : [`${t}=false`])),
-    );
+    const combinations = Array.from({ length: 2 ** names.length }, (_, bits) => toggleSet(names, (i) => ((bits >> i) & 1) === 1));
     // Value sets beyond the toggles, each with every toggle on.
     const allOn = combinations.at(-1) ?? [];
     const variants = [

@@ -269,6 +269,35 @@ describe("Helm chart", () => {
     expect(() => render("authz.usageApi.port=9004", "authz.analytics.store=off")).toThrow(/needs authz.analytics.store sqlite or postgres/);
   });
 
+  it("with authz.usageApi.apiService.enabled: the APIService, the front proxy from the cluster, and the RBAC of config/rbac/aggregated-api/", async () => {
+    const base = ["authz.usageApi.port=9004", "authz.usageApi.apiService.enabled=true", "authz.tls.enabled=true", "authz.tls.secretName=kw-authz-tls"];
+    const rendered = render(...base, "authz.usageApi.apiService.caBundle=-----BEGIN CERTIFICATE-----");
+    const d = rendered.find((o) => o.kind === "Deployment" && o.metadata?.name === "kw-authz") as Deployment;
+    const c = loadConfig(d.spec.template.spec.containers[0]?.args?.slice(1) ?? [], {}).config;
+    expect(c).toMatchObject({ usageApiFrontProxy: "cluster", usageApiRequestheaderRefresh: 60_000, usageApiAddress: "0.0.0.0:9004" });
+    expect(rendered.find((o) => o.kind === "APIService")).toMatchObject({
+      metadata: { name: "v1alpha1.usage.keyward.dev" },
+      spec: { group: "usage.keyward.dev", version: "v1alpha1", service: { name: "kw-authz", namespace: NS, port: 9004 }, caBundle: Buffer.from("-----BEGIN CERTIFICATE-----").toString("base64"), insecureSkipTLSVerify: false },
+    });
+    const shipped = manifestsIn("config", "rbac", "aggregated-api");
+    const views = (shipped.find((o) => o.kind === "ClusterRole") as Role).rules;
+    expect((rendered.find((o) => o.kind === "ClusterRole" && o.metadata?.name === "kw-usage-views") as Role).rules).toEqual(views);
+    const subjectsOf = (name: string): unknown => (rendered.find((o) => o.kind?.endsWith("Binding") && o.metadata?.name === name) as KubernetesObject & { subjects: unknown }).subjects;
+    expect(subjectsOf("kw-usage-views")).toEqual([{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: "system:authenticated" }]);
+    for (const name of ["kw-authz-auth-reader", "kw-authz-auth-delegator"]) expect(subjectsOf(name)).toEqual([{ kind: "ServiceAccount", name: "kw-authz", namespace: NS }]);
+    expect(rendered.find((o) => o.metadata?.name === "kw-authz-auth-reader")?.metadata?.namespace).toBe("kube-system");
+    for (const o of rendered.filter((x) => ["APIService", "ClusterRole", "ClusterRoleBinding", "RoleBinding"].includes(x.kind ?? "") && /usage|auth-|v1alpha1/.test(x.metadata?.name ?? ""))) {
+      await expect(rest.create(o, { dryRun: true }), `${o.kind ?? ""}/${o.metadata?.name ?? ""}`).resolves.toBeDefined();
+    }
+    // cert-manager's cainjector fills the caBundle; without a binding to system:authenticated, only the ClusterRole.
+    const injected = render(...base, "authz.usageApi.apiService.certManagerCertificate=keyward/kw-authz", "authz.usageApi.apiService.bindAuthenticated=false");
+    expect(injected.find((o) => o.kind === "APIService")?.metadata?.annotations).toEqual({ "cert-manager.io/inject-ca-from": "keyward/kw-authz" });
+    expect(injected.filter((o) => o.metadata?.name === "kw-usage-views").map((o) => o.kind)).toEqual(["ClusterRole"]);
+    expect(() => render(...base)).toThrow(/give caBundle, certManagerCertificate, or insecureSkipTLSVerify/);
+    expect(() => render("authz.usageApi.port=9004", "authz.usageApi.apiService.enabled=true", "authz.usageApi.apiService.insecureSkipTLSVerify=true")).toThrow(/needs authz.tls.enabled/);
+    expect(render().filter((o) => o.kind === "APIService")).toEqual([]);
+  });
+
   it("grants only namespaced Roles, one per watched namespace, when watchNamespaces is set", async () => {
     const rendered = render("watchNamespaces={team-a,team-b}");
     expect(rendered.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toEqual([]);

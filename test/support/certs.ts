@@ -19,8 +19,8 @@ export interface Pair {
 }
 
 export interface TestCa extends Pair {
-  /** A server certificate signed by this CA (SAN 127.0.0.1, ::1 and localhost) and its serial. */
-  server(name: string): Promise<Pair & { serial: string }>;
+  /** A server certificate signed by this CA (SAN 127.0.0.1, ::1, localhost and `dnsNames`) and its serial. */
+  server(name: string, dnsNames?: readonly string[]): Promise<Pair & { serial: string }>;
   /** A client certificate signed by this CA (extendedKeyUsage clientAuth). */
   client(name: string): Promise<Pair>;
 }
@@ -50,7 +50,7 @@ export async function certDir(): Promise<CertDir> {
     };
     return {
       ...c,
-      server: (name) => issue(name, "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+      server: (name, dnsNames = []) => issue(name, `subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost${dnsNames.map((d) => `,DNS:${d}`).join("")}\nextendedKeyUsage=serverAuth\n`),
       client: (name) => issue(name, "extendedKeyUsage=clientAuth\n"),
     };
   };

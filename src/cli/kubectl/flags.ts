@@ -6,8 +6,10 @@ import { parseArgs } from "node:util";
 import { KeywardError } from "../../errors.ts";
 import type { SessionFlags } from "./session.ts";
 
-export const COMMANDS = ["create", "rotate", "revoke", "reveal", "status"] as const;
+export const COMMANDS = ["create", "rotate", "revoke", "reveal", "status", "usage", "review"] as const;
 export type Command = (typeof COMMANDS)[number];
+/** The commands that read the usage API instead of one ApiKey: no NAME (usage takes an optional VIEW). */
+const READERS: ReadonlySet<Command> = new Set(["usage", "review"]);
 
 const OPTIONS = {
   namespace: { type: "string", short: "n" },
@@ -27,6 +29,13 @@ const OPTIONS = {
   output: { type: "string", short: "o" },
   grace: { type: "string" },
   timeout: { type: "string" },
+  "all-namespaces": { type: "boolean", short: "A" },
+  selector: { type: "string" },
+  key: { type: "string" },
+  since: { type: "string" },
+  until: { type: "string" },
+  by: { type: "string" },
+  limit: { type: "string" },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -37,14 +46,28 @@ const PER_COMMAND: Record<Command, Flag[]> = {
   revoke: ["timeout"],
   reveal: [],
   status: [],
+  usage: ["all-namespaces", "owner", "selector", "key", "since", "until", "by", "limit", "output"],
+  review: ["all-namespaces", "owner", "selector", "output"],
 };
 
 export interface Parsed {
   /** undefined: no command (plain `kubectl keyward`, or `--help`). */
   command: Command | undefined;
+  /** The ApiKey's NAME; usage's VIEW ("" for its default) and "" for review. */
   name: string | undefined;
   help: boolean;
-  flags: SessionFlags & CreateFlags & { "dry-run"?: string; output?: string; grace?: string; timeout?: string };
+  flags: SessionFlags & CreateFlags & ReaderFlags & { "dry-run"?: string; output?: string; grace?: string; timeout?: string };
+}
+
+/** The flags of `usage` and `review`, as `keyward usage` and `keyward review` take them. */
+export interface ReaderFlags {
+  "all-namespaces"?: boolean;
+  selector?: string;
+  key?: string;
+  since?: string;
+  until?: string;
+  by?: string;
+  limit?: string;
 }
 
 /** The flags of `create` that shape the ApiKey (src/cli/kubectl/manifest.ts). */
@@ -96,6 +119,12 @@ export function parseCommandLine(argv: string[]): Parsed {
   for (const flag of Object.keys(values)) {
     if (!allowed.has(flag)) throw new UsageError(`${command} takes no --${flag}`, command);
   }
+  if (READERS.has(command)) {
+    const most = command === "usage" ? 1 : 0;
+    if (rest.length > most) throw new UsageError(`${command} takes ${most ? "one VIEW at most" : "no arguments"}, got ${rest.join(" ")}`, command);
+    if (values["all-namespaces"] === true && values.namespace !== undefined) throw new UsageError("give --namespace or --all-namespaces, not both", command);
+    return { command, name: rest[0] ?? "", help: false, flags: values };
+  }
   if (rest.length === 0) throw new UsageError(`${command} needs the ApiKey's NAME`, command);
   if (rest.length > 1) throw new UsageError(`${command} takes one NAME, got ${rest.length}: ${rest.join(" ")}`, command);
   return { command, name: rest[0], help: false, flags: values };
@@ -117,6 +146,8 @@ Commands:
   revoke NAME                                disable the key (spec.disabled: true); wait until it is refused
   reveal NAME                                print the key from its Secret, to stdout (needs get on that Secret)
   status NAME                                key versions, their state and last use
+  usage [VIEW]                               usage views (keys, timeline, status, endpoints, countries, networks)
+  review                                     the access review: unused keys and scopes, stale and expiring keys
 
 Run "kubectl keyward COMMAND --help" for a command's flags.
 ${GLOBAL_HELP}`,
@@ -167,6 +198,41 @@ ${GLOBAL_HELP}`,
 Prints the key from the ApiKey's Secret, once, to stdout only (with a newline only when stdout is a
 terminal, so "> file" stores the exact key); a warning goes to stderr. It reads the Secret with your
 own credentials, so you need get on that Secret.
+${GLOBAL_HELP}`,
+  usage: `kubectl keyward usage [VIEW] [flags]
+
+The analytics views of keyward usage, read through the apiserver (the aggregated API
+usage.keyward.dev) with your own credentials: each answer holds only the namespaces where you may
+get apikeys. VIEW is keys (the default: top keys by requests), timeline (one key's requests per
+hour or day; needs --key), status, endpoints, countries or networks.
+
+Flags:
+  -A, --all-namespaces       every namespace you may get apikeys in (default: the -n namespace)
+      --owner OWNER          keys of this spec.owner
+      --selector k=v,...     keys with these labels (=, !=, k, !k)
+      --key KEY              one key: namespace/name or a key id
+      --since WHEN           from: a duration back (30m, 12h, 7d, 2w) or an RFC 3339 date or time (default 7d)
+      --until WHEN           until (default now)
+      --by STEP|FIELD        timeline: hour or day; endpoints: route or path
+      --limit N              rows at most (default 20; the API answers at most 1000)
+  -o, --output FORMAT        table (default), json or csv
+${GLOBAL_HELP}
+
+Example:
+  kubectl keyward usage -n shop --since 30d
+  kubectl keyward usage timeline --key shop/web --by day -o csv`,
+  review: `kubectl keyward review [flags]
+
+The access review of keyward review, read through the apiserver (the aggregated API
+usage.keyward.dev) with your own credentials, for the namespaces where you may get apikeys:
+keys unused for 30 and 90 days, scopes never used, keys never rotated or with old key material,
+keys expiring soon, keys without an owner label.
+
+Flags:
+  -A, --all-namespaces       every namespace you may get apikeys in (default: the -n namespace)
+      --owner OWNER          keys of this spec.owner
+      --selector k=v,...     keys with these labels
+  -o, --output FORMAT        markdown (default) or json
 ${GLOBAL_HELP}`,
   status: `kubectl keyward status NAME
 

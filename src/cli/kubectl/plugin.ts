@@ -13,6 +13,7 @@ import { HELP, UsageError, parseCommandLine, type Command, type Parsed } from ".
 import { buildApiKey } from "./manifest.ts";
 import { openSession, type Session } from "./session.ts";
 import { renderStatus } from "./status.ts";
+import { reviewOutput, reviewThroughApi, usageRequest, usageThroughApi, viewGetter } from "./usage.ts";
 
 export const FIELD_MANAGER = "kubectl-keyward";
 const KEY_ID_ANNOTATION = "keyward.dev/key-id";
@@ -96,6 +97,10 @@ class Commands {
         return this.reveal();
       case "status":
         return this.status();
+      case "usage":
+        return this.usage();
+      case "review":
+        return this.review();
     }
   }
 
@@ -141,6 +146,8 @@ class Commands {
       else if (err.status === 403)
         text = `forbidden: ${err.message}. kubectl keyward acts with your own credentials; ask for a Role that grants this (docs/kubectl-plugin.md, RBAC)`;
       else if (err.status === 404 && what.startsWith("get apikey")) text = `${this.ref} not found`;
+      else if ((err.status === 404 || err.status === 503) && (this.command === "usage" || this.command === "review"))
+        text = `${err.message} (HTTP ${err.status}): is keyward's usage API installed as the aggregated API usage.keyward.dev, and Available? See kubectl get apiservice v1alpha1.usage.keyward.dev (docs/usage.md, Through the apiserver)`;
       else if (err.status === 409) text = `conflict: ${err.message}`;
       else text = `${err.message} (HTTP ${err.status}${err.reason ? `, ${err.reason}` : ""})`;
       throw new KeywardError("KubernetesRequestFailed", `${what}: ${text}`, { cause: err });
@@ -177,8 +184,17 @@ class Commands {
     if (f["dry-run"] !== undefined && !["none", "client", "server"].includes(f["dry-run"])) {
       throw new UsageError(`--dry-run must be none, client or server, not "${f["dry-run"]}"`, "create");
     }
-    if (f.output !== undefined && !["yaml", "json", "name"].includes(f.output)) throw new UsageError(`--output must be yaml, json or name, not "${f.output}"`, "create");
+    if (this.command === "create" && f.output !== undefined && !["yaml", "json", "name"].includes(f.output)) throw new UsageError(`--output must be yaml, json or name, not "${f.output}"`, "create");
     if (this.command === "create") buildApiKey(this.name, undefined, f, this.now());
+    const command = this.command;
+    if (command === "usage" || command === "review") {
+      try {
+        if (command === "usage") usageRequest(this.name, f, this.now());
+        else reviewOutput(f);
+      } catch (err) {
+        throw new UsageError(err instanceof Error ? err.message : String(err), command, { cause: err });
+      }
+    }
   }
 
   // --- create --------------------------------------------------------------
@@ -303,6 +319,24 @@ class Commands {
           : "";
     this.io.err(`warning: printing the API key ${version.id} of ${this.ref} to stdout${grace}. Treat it as a password: keep it out of shell history, tickets and chats.\n`);
     this.io.out(this.io.stdoutIsTTY ? `${key}\n` : key);
+  }
+
+  // --- usage and review ------------------------------------------------------
+
+  /** The namespace the views read: -n's (or the context's), none with --all-namespaces. */
+  private get readNamespace(): string | undefined {
+    return this.flags["all-namespaces"] === true ? undefined : this.ns;
+  }
+
+  private async usage(): Promise<void> {
+    const request = usageRequest(this.name, this.flags, this.now());
+    const get = viewGetter(this.rest);
+    this.io.out(await this.call(`read usage${this.readNamespace ? ` in namespace "${this.readNamespace}"` : ""}`, () => usageThroughApi(get, request, this.readNamespace)));
+  }
+
+  private async review(): Promise<void> {
+    const get = viewGetter(this.rest);
+    this.io.out(await this.call(`read the access review${this.readNamespace ? ` of namespace "${this.readNamespace}"` : ""}`, () => reviewThroughApi(get, this.flags, this.readNamespace)));
   }
 
   // --- status --------------------------------------------------------------
