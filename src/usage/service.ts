@@ -18,7 +18,7 @@ import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
-import { quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
+import { alertFired, quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
 import type { AnalyticsWriter } from "../analytics/row.ts";
 import type { AlertQueries } from "../analytics/alert-queries.ts";
 import { startAlertService, type AlertService } from "../alerts/service.ts";
@@ -111,7 +111,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const alertQueries = deps.alertQueries;
   const alerts =
     config.usageAlerts && alertQueries
-      ? startAlertService({ config, rest: deps.rest, log, registry: deps.registry, queries: alertQueries, events, quotas: () => quotaKeys(store), identity, clock, onFired: (a) => { metrics.alert(a, undefined); } })
+      ? startAlertService({ config, rest: deps.rest, log, registry: deps.registry, queries: alertQueries, events, quotas: () => quotaKeys(store), identity, clock, onFired: alertFired(store, metrics) })
       : undefined;
 
   return {

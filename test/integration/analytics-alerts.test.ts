@@ -78,7 +78,7 @@ describe.skipIf(!havePostgres() || !haveAlertmanager())("usage alerts from the s
     const replica = async (id: string): Promise<AlertService> => {
       const store = await open();
       const events = new KubeEventRecorder({ rest, component: "keyward-authz", instance: id, log });
-      return startAlertService({ config, rest, log, registry: new Registry(), queries: store.alerts, events, quotas: () => quotas(ns), identity: id, onFired: (a: AlertName) => fired.push(a) });
+      return startAlertService({ config, rest, log, registry: new Registry(), queries: store.alerts, events, quotas: () => quotas(ns), identity: id, onFired: (c) => fired.push(c.alert) });
     };
     const a = await replica("replica-a");
     const b = await replica("replica-b");
