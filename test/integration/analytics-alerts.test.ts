@@ -8,7 +8,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startAlertService, type AlertService } from "../../src/alerts/service.ts";
-import { conditions, thresholds, type AlertName } from "../../src/alerts/rules.ts";
+import { conditions, thresholds } from "../../src/alerts/rules.ts";
 import { alertKeys, alertRows, EXPECTED, quotas } from "../../src/alerts/fixtures.test-support.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
 import { defaultConfig } from "../../src/config/config.ts";
