@@ -57,6 +57,9 @@ export const DEFAULT_ACCESS_LOG_LIMITS: AccessLogLimits = {
   maxEntryAgeMs: 3_600_000,
 };
 
+/** Distinct refused peer identities logged at most (each once). */
+const MAX_REPORTED_PEERS = 100;
+
 /** How far ahead of keyward's clock an entry's end may be (clock skew between Envoy and keyward). */
 const MAX_ENTRY_AHEAD_MS = 60_000;
 
@@ -247,15 +250,22 @@ function listen(options: AccessLogServerOptions, limits: AccessLogLimits, drop: 
   let server: NetServer;
   if (tls) {
     const allowed = options.allowedPeers ?? [];
+    const refused = new Set<string>();
     const tlsServer = createTlsServer({ ...tlsServerOptions(tls, 10_000), rejectUnauthorized: true, ALPNProtocols: ["h2"], noDelay: true }, (socket: TLSSocket) => {
       if (!socket.authorized) {
         drop("handshake");
         socket.destroy();
         return;
       }
-      if (allowed.length > 0 && !peerAllowed(peerIdentities(socket.getPeerX509Certificate()), allowed)) {
+      const cert = socket.getPeerX509Certificate();
+      if (allowed.length > 0 && !peerAllowed(peerIdentities(cert), allowed)) {
         drop("peer");
-        options.log.info("access log sender refused: its certificate names no allowed identity", { subject: socket.getPeerX509Certificate()?.subject.replaceAll("\n", ", ") });
+        // Each refused identity is logged once (a bounded set): the counter tells how often.
+        const who = cert?.subjectAltName ?? cert?.subject.replaceAll("\n", ", ") ?? "";
+        if (!refused.has(who) && refused.size < MAX_REPORTED_PEERS) {
+          refused.add(who);
+          options.log.info("access log sender refused: its certificate names no allowed identity", { subjectAltName: who });
+        }
         socket.destroy();
         return;
       }
