@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { certDir, type CertDir, type Pair, type TestCa } from "../../test/support/certs.ts";
 import { silentLogger } from "../log.ts";
 import { TlsSource } from "../tls/source.ts";
+import { proofOf } from "./proof.ts";
 import { loadAccessLogProtos, type StreamAccessLogsMessage } from "./proto.ts";
 import { startAccessLogServer, type AccessLogDrop, type AccessLogServer, type AccessLogServerOptions } from "./server.ts";
 
@@ -183,6 +184,51 @@ describe("access log service", () => {
       c.close();
       expect(r.got).toEqual(["kw_now 200"]);
       expect(r.drops.age).toBe(2);
+    });
+  });
+
+  describe("proofs (--access-log-proof-key-file)", () => {
+    const key = Buffer.from("k".repeat(32));
+    const now = 1_800_000_000_000;
+    const proven = (keyId: string, requestId: string, proof: string | undefined, code = 200) => ({
+      common_properties: {
+        metadata: {
+          filter_metadata: {
+            "envoy.filters.http.ext_authz": {
+              fields: { key_id: { stringValue: keyId }, apikey: { stringValue: "shop/acme" }, uid: { stringValue: "uid-1" }, ...(proof !== undefined ? { proof: { stringValue: proof } } : {}) },
+            },
+          },
+        },
+      },
+      request: { request_id: requestId },
+      response: { response_code: { value: code } },
+    });
+
+    it("counts an upstream answer only for a request keyward checked, and drops forged ones", async () => {
+      const rows: string[] = [];
+      const r = await recording({ now: () => now, proofKeys: [key], onHttpEntry: (e) => rows.push(e.request?.request_id ?? "") });
+      server = r.server;
+      const c = client(server.port);
+      const real = proofOf(key, { requestId: "req-1", keyId: "kw_A", uid: "uid-1" }, now - 1000);
+      await send(c, [
+        {
+          http_logs: {
+            log_entry: [
+              proven("kw_A", "req-1", real),
+              // A request keyward never checked: no proof, one made up, or a real one moved to another request or key.
+              proven("kw_A", "req-forged", undefined, 500),
+              proven("kw_A", "req-forged", `${now / 1000}.${"A".repeat(22)}`, 500),
+              proven("kw_A", "req-2", real, 500),
+              proven("kw_B", "req-1", real, 500),
+              proven("kw_A", "req-old", proofOf(key, { requestId: "req-old", keyId: "kw_A", uid: "uid-1" }, now - 2 * 3_600_000), 500),
+            ],
+          },
+        },
+      ]);
+      c.close();
+      expect(r.got).toEqual(["kw_A 200"]);
+      expect(rows).toEqual(["req-1"]);
+      expect(r.drops.unproven).toBe(5);
     });
   });
 

@@ -17,7 +17,8 @@ import { KeywardError } from "../errors.ts";
 import { parseHostPort } from "../h2/server.ts";
 import type { Logger } from "../log.ts";
 import { followTls, tlsServerOptions, type TlsSource } from "../tls/source.ts";
-import { DEFAULT_METADATA_NAMESPACES, joinEntry, type JoinKind, type JoinedEntry } from "./join.ts";
+import { DEFAULT_METADATA_NAMESPACES, joinEntry, keywardFields, type JoinKind, type JoinedEntry } from "./join.ts";
+import { PROOF_FIELD, verifyProof } from "./proof.ts";
 import { entryEndMs, peerAllowed, peerIdentities } from "./peer.ts";
 import { loadAccessLogProtos, type HttpLogEntry, type StreamAccessLogsMessage } from "./proto.ts";
 
@@ -36,9 +37,11 @@ export type AccessLogDrop =
   /** Entries past the per-message limit. */
   | "entries"
   /** An entry whose request ended too long ago, or in the future. */
-  | "age";
+  | "age"
+  /** An upstream answer without a valid proof that keyward checked the request (--access-log-proof-key-file). */
+  | "unproven";
 
-export const ACCESS_LOG_DROPS: readonly AccessLogDrop[] = ["handshake", "peer", "connections", "streams", "message_size", "entries", "age"];
+export const ACCESS_LOG_DROPS: readonly AccessLogDrop[] = ["handshake", "peer", "connections", "streams", "message_size", "entries", "age", "unproven"];
 
 export interface AccessLogLimits {
   maxConnections: number;
@@ -77,6 +80,8 @@ export interface AccessLogServerOptions {
   /** With tls: identities (URI or DNS subjectAltNames) a client certificate must name one of; `*` at the end matches a prefix. Empty: any verified certificate. */
   allowedPeers?: readonly string[];
   limits?: Partial<AccessLogLimits>;
+  /** Given, an upstream answer counts only with a proof one of these keys made (src/accesslog/proof.ts); within maxEntryAgeMs of its check. */
+  proofKeys?: readonly Buffer[];
   log: Logger;
   now?: () => number;
   namespaces?: readonly string[];
@@ -134,10 +139,23 @@ export async function startAccessLogServer(options: AccessLogServerOptions): Pro
   };
   /** Open streams per connection (grpc-js names a connection by its peer address and port). */
   const streams = new Map<string, number>();
-  const readEntry = (entry: HttpLogEntry): JoinKind => {
+  const proven = (entry: HttpLogEntry, keyId: string): boolean => {
+    const keys = options.proofKeys;
+    if (!keys) return true;
+    const fields = keywardFields(entry, namespaces) ?? {};
+    const requestId = entry.request?.request_id ?? "";
+    const uid = fields.uid?.stringValue ?? "";
+    return verifyProof(keys, fields[PROOF_FIELD]?.stringValue, { requestId, keyId, uid }, now(), limits.maxEntryAgeMs);
+  };
+  const readEntry = (entry: HttpLogEntry): JoinKind | "unproven" => {
     let result: JoinKind;
     try {
       const j = joinEntry(entry, namespaces);
+      if (j.kind === "joined" && !proven(entry, j.entry.keyId)) {
+        // Claimed as an upstream answer to a request no keyward checked: neither counted nor a row.
+        drop("unproven");
+        return "unproven";
+      }
       result = j.kind;
       if (j.kind === "joined") deliver(j.entry);
     } catch (err) {

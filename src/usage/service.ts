@@ -12,6 +12,7 @@ import { KubeEventRecorder } from "../k8s/events.ts";
 import { startAccessLogServer, type AccessLogDrop } from "../accesslog/server.ts";
 import type { TlsSource } from "../tls/source.ts";
 import { accessLogLimits, openAccessLogTls } from "../accesslog/settings.ts";
+import { loadProofKeys } from "../accesslog/proof.ts";
 import type { JoinKind } from "../accesslog/join.ts";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
@@ -99,6 +100,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
         onDrop,
         ...(accessLogTls ? { tls: accessLogTls, allowedPeers: config.accessLogAllowedPeers } : {}),
         limits: accessLogLimits(config),
+        ...(config.accessLogProofKeyFile ? { proofKeys: await loadProofKeys(config.accessLogProofKeyFile) } : {}),
       });
     } catch (err) {
       accessLogTls?.close();
