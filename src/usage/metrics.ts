@@ -60,7 +60,7 @@ export function createUsageMetrics(registry: Registry, options: UsageMetricsOpti
   });
   const accessLogDrops = new Counter({
     name: "keyward_access_log_dropped_total",
-    help: "What the access log service refused: connections whose TLS handshake failed (handshake) or whose certificate names no allowed identity (peer), connections over the limit (connections), streams over the per-connection limit (streams), messages over the size limit (message_size); entries past the per-message limit (entries) or too old or ahead (age).",
+    help: "What the access log service refused: connections whose TLS handshake failed (handshake) or whose certificate names no allowed identity (peer), connections over the limit (connections), streams over the per-connection limit (streams), messages over the size limit (message_size); entries past the per-message limit (entries), too old or ahead (age), or upstream answers without a valid proof that keyward checked the request (unproven).",
     labelNames: ["reason"] as const,
     registers: [registry],
   });
