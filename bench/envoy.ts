@@ -128,6 +128,11 @@ export function envoyConfig(s: EnvoyScenario, ports: { listen: number; admin: nu
     KEYWARD_ADDRESS: "127.0.0.1",
     KEYWARD_PORT: ports.authz,
     KEYWARD_ALS_PORT: 1,
+    // The access log cluster (and its TLS) is removed below.
+    ALS_SAN: "unused",
+    ALS_CA_FILE: "/unused",
+    ALS_CLIENT_CERT_FILE: "/unused",
+    ALS_CLIENT_KEY_FILE: "/unused",
     ACCESS_LOG_PATH: "/dev/null",
     ADMIN_PORT: ports.admin,
   });

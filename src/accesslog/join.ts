@@ -38,16 +38,18 @@ function seconds(d: Duration | undefined): number | undefined {
   return Number(d.seconds ?? 0) + (d.nanos ?? 0) / 1e9;
 }
 
-export function joinEntry(e: HttpLogEntry, namespaces: readonly string[] = DEFAULT_METADATA_NAMESPACES): JoinResult {
+/** keyward's metadata in an entry: the first of `namespaces` whose fields have a key_id. */
+export function keywardFields(e: HttpLogEntry, namespaces: readonly string[] = DEFAULT_METADATA_NAMESPACES): Record<string, StructValue> | undefined {
   const fm = e.common_properties?.metadata?.filter_metadata ?? {};
-  let fields: Record<string, StructValue> | undefined;
   for (const ns of namespaces) {
     const f = fm[ns]?.fields;
-    if (f && str(f.key_id) !== undefined) {
-      fields = f;
-      break;
-    }
+    if (f && str(f.key_id) !== undefined) return f;
   }
+  return undefined;
+}
+
+export function joinEntry(e: HttpLogEntry, namespaces: readonly string[] = DEFAULT_METADATA_NAMESPACES): JoinResult {
+  const fields = keywardFields(e, namespaces);
   if (!fields) return { kind: "unattributed" };
   if (deniedByAuthorizer(e, fields)) return { kind: "denied" };
   const keyId = str(fields.key_id) ?? "";

@@ -33,6 +33,8 @@ export interface HttpLogEntry {
     time_to_first_upstream_tx_byte?: Duration;
     time_to_last_upstream_rx_byte?: Duration;
     time_to_last_downstream_tx_byte?: Duration;
+    /** From the first downstream byte to the last byte sent downstream (the whole request). */
+    duration?: Duration;
     metadata?: { filter_metadata?: Record<string, { fields?: Record<string, StructValue> }> };
     /** Set (with any reason) when an authorizer denied the request: Envoy answered it itself (flag UAEX). */
     response_flags?: { unauthorized_details?: { reason?: number } | null; [flag: string]: unknown } | null;

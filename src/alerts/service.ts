@@ -14,7 +14,7 @@ import type { Logger } from "../log.ts";
 import { alertmanagerClient } from "./alertmanager.ts";
 import { evaluate, type Evaluation } from "./evaluator.ts";
 import { createAlertMetrics } from "./metrics.ts";
-import { thresholds, type AlertName, type QuotaKey } from "./rules.ts";
+import { thresholds, type Condition, type QuotaKey } from "./rules.ts";
 
 export interface AlertServiceDeps {
   config: Config;
@@ -27,8 +27,8 @@ export interface AlertServiceDeps {
   quotas: () => readonly QuotaKey[];
   identity: string;
   clock?: Clock;
-  /** Called for each alert that starts firing (keyward_usage_alerts_total). */
-  onFired?: (alert: AlertName) => void;
+  /** Called for each alert that starts firing (keyward_usage_alerts_total, keyward_key_alerts_total). */
+  onFired?: (alert: Condition) => void;
 }
 
 export interface AlertService {
@@ -68,7 +68,7 @@ export function startAlertService(d: AlertServiceDeps): AlertService {
         ...(alertmanager ? { alertmanager } : {}),
       });
       metrics.evaluated(true, (performance.now() - start) / 1000);
-      for (const c of e.fired) d.onFired?.(c.alert);
+      for (const c of e.fired) d.onFired?.(c);
       count++;
       const w = waiters;
       waiters = [];

@@ -6,6 +6,7 @@ import type { CheckInput, Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import type { CheckRequestMessage, CheckResponseMessage, HeaderValueOption, StructValue } from "./proto.ts";
 import { grpcCodeFor } from "../check/reasons.ts";
+import { PROOF_FIELD } from "../accesslog/proof.ts";
 import { DecisionCache, responseVariant, type DecisionCacheLimits } from "./response-cache.ts";
 import { decisionMetadata, denialBody, denialHeaders, okHeaders, okResponseHeaders, responseVaries, type HeaderList, type ResponseOptions } from "./response.ts";
 
@@ -91,6 +92,27 @@ export type CheckAnswer = CheckResponseMessage | Buffer;
 export function checkResponder(responseOptions: ResponseOptions, serialize: (m: CheckResponseMessage) => Buffer, limits?: DecisionCacheLimits): (d: Decision) => CheckAnswer {
   const cache = new DecisionCache<Buffer>((d) => serialize(toCheckResponse(d, responseOptions)), limits);
   return (d) => (responseVaries(d) ? toCheckResponse(d, responseOptions) : cache.get(d, responseVariant(d)));
+}
+
+/** Adds a proof (src/accesslog/proof.ts) to an answer's dynamic metadata, or returns it unchanged. */
+export type CheckProof = (d: Decision, input: CheckInput | undefined) => string | undefined;
+
+/**
+ * `respond` with the proof of each allowed request added to its dynamic metadata. An encoded answer
+ * (shared, from the cache) gets a second encoded CheckResponse holding only the proof appended:
+ * protobuf merges the two dynamic_metadata fields, so the cached bytes stay as they are.
+ */
+export function provenResponder(respond: (d: Decision) => CheckAnswer, serialize: (m: CheckResponseMessage) => Buffer, proof: CheckProof | undefined): (d: Decision, input: CheckInput | undefined) => CheckAnswer {
+  if (!proof) return (d) => respond(d);
+  return (d, input) => {
+    const res = respond(d);
+    const p = proof(d, input);
+    if (p === undefined) return res;
+    const field = { [PROOF_FIELD]: { stringValue: p } };
+    // Only the field to merge: no status, which would replace the answer's.
+    if (Buffer.isBuffer(res)) return Buffer.concat([res, serialize({ dynamic_metadata: { fields: field } } as unknown as CheckResponseMessage)]);
+    return { ...res, dynamic_metadata: { fields: { ...res.dynamic_metadata?.fields, ...field } } };
+  };
 }
 
 /** The Check method as loaded, decoding requests with decode.ts and passing encoded answers through. */

@@ -12,10 +12,10 @@ import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } f
 import type { H2Limits, H2Violation } from "../h2/limits.ts";
 import { startH2Server } from "../h2/server.ts";
 import type { TlsMaterial, TlsSource } from "../tls/source.ts";
-import { deny, type Decision } from "../check/decision.ts";
+import { deny, type CheckInput, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type Decided, type FrontOptions } from "./front.ts";
-import { checkMethod, checkResponder, toCheckInput, type CheckAnswer } from "./check-messages.ts";
+import { checkMethod, checkResponder, provenResponder, toCheckInput, type CheckAnswer, type CheckProof } from "./check-messages.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";
 
 export const GRPC_TRANSPORTS = ["keyward", "grpc-js"] as const;
@@ -28,6 +28,8 @@ export interface GrpcFrontOptions extends FrontOptions {
   h2Limits?: Partial<H2Limits>;
   /** keyward transport: a connection was closed for a flood (or refused past maxConnections). */
   onViolation?: (kind: H2Violation) => void;
+  /** The proof added to each allowed answer's metadata for the access log service (ADR 0053); none without. */
+  proof?: CheckProof;
 }
 
 export interface GrpcFront {
@@ -49,13 +51,13 @@ const MAX_MESSAGE = 4 * 1024 * 1024;
 const INTERNAL_ANSWER: CheckResponseMessage = { status: { code: 13, message: "internal_error" } };
 
 /** Decides one Check, reports it, and returns the answer to send (never throws; a Promise never rejects). */
-function answerCheck(front: FrontOptions, respond: (d: Decision) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
+function answerCheck(front: FrontOptions, respond: (d: Decision, input: CheckInput | undefined) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
   const t0 = performance.now();
   const answer = (done: Decided): CheckAnswer => {
     let d = done.decision;
     let res: CheckAnswer;
     try {
-      res = respond(d);
+      res = respond(d, done.input);
     } catch (err) {
       front.onError(err);
       d = deny("internal_error");
@@ -91,7 +93,7 @@ async function startKeywardFront(front: GrpcFrontOptions): Promise<GrpcFront> {
   const pkg = loadProtos();
   const check = method(pkg, AUTHZ_SERVICE, "Check");
   const serialize = check.responseSerialize as (m: CheckResponseMessage) => Buffer;
-  const respond = checkResponder(front.response, serialize);
+  const respond = provenResponder(checkResponder(front.response, serialize), serialize, front.proof);
   // Watch takes and sends the same messages as Check.
   const hc = method(pkg, HEALTH_SERVICE, "Check");
   const healthRequest = (b: Buffer): { service?: string } => {
@@ -229,13 +231,14 @@ export function grpcJsCredentials(src: TlsSource | undefined): grpc.ServerCreden
   return grpc.experimental.createCertificateProviderServerCredentials(identity, src.requestCert ? identity : null, src.settings.requireClientCert);
 }
 
-async function startGrpcJsFront(front: FrontOptions): Promise<GrpcFront> {
+async function startGrpcJsFront(front: GrpcFrontOptions): Promise<GrpcFront> {
   const pkg = grpc.loadPackageDefinition(loadProtos());
   const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE });
   const loaded = lookupService(pkg, AUTHZ_SERVICE);
   const check = checkMethod(loaded);
   const authz: grpc.ServiceDefinition = { ...loaded, Check: check };
-  const respond = checkResponder(front.response, (m) => check.responseSerialize(m));
+  const serialize = (m: CheckResponseMessage): Buffer => check.responseSerialize(m);
+  const respond = provenResponder(checkResponder(front.response, serialize), serialize, front.proof);
   const health = healthOf(front);
 
   server.addService(authz, {

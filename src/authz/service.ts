@@ -21,6 +21,8 @@ import { parseHostAssignments } from "../policy/hosts.ts";
 import { PolicyIndex } from "../policy/policy.ts";
 import type { ResponseOptions } from "./response.ts";
 import { IndexStaleness } from "./staleness.ts";
+import { checkProof } from "./check-proof.ts";
+import { loadProofKeys } from "../accesslog/proof.ts";
 import { apiKeyRef, indexView, policyView } from "./views.ts";
 
 export interface AuthzDeps extends RoleDeps {
@@ -113,6 +115,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   });
   registerUnknownKeyMetrics(registry, unknownKeys);
   const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops, unknownKeys });
+  const proofKeys = config.accessLogProofKeyFile ? await loadProofKeys(config.accessLogProofKeyFile) : undefined;
   const response: ResponseOptions = { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm };
 
   let grpcFront: GrpcFront | undefined;
@@ -179,6 +182,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       onDecision: onDecision("grpc"),
       onError,
       tls,
+      ...(proofKeys ? { proof: checkProof(proofKeys[0] as Buffer, now) } : {}),
     });
     const proxy = httpProxy(config.httpAuthProxy);
     if (config.httpAuthAddress && proxy) {

@@ -6,7 +6,7 @@
 // upstream's status and timing, the body sizes and how long the check took.
 // The entry's headers are never read; its path is cut at `?` and MAX_ROW_PATH.
 import type { HttpLogEntry, StructValue } from "../accesslog/proto.ts";
-import { DEFAULT_METADATA_NAMESPACES, joinEntry } from "../accesslog/join.ts";
+import { DEFAULT_METADATA_NAMESPACES, joinEntry, keywardFields } from "../accesslog/join.ts";
 import type { CountryLookup } from "../analytics/geo.ts";
 import type { RequestRow } from "../analytics/row.ts";
 import { defined, ENVOY_FRONT, geography, rowPath } from "../analytics/rows.ts";
@@ -43,8 +43,7 @@ export function rowFromAccessLog(entry: HttpLogEntry, options: AccessLogRowOptio
   const namespaces = options.namespaces ?? DEFAULT_METADATA_NAMESPACES;
   const j = joinEntry(entry, namespaces);
   if (j.kind !== "joined") return undefined;
-  const fm = entry.common_properties?.metadata?.filter_metadata ?? {};
-  const fields = namespaces.map((ns) => fm[ns]?.fields).find((f) => f && str(f.key_id) !== undefined) ?? {};
+  const fields = keywardFields(entry, namespaces) ?? {};
   if (str(fields[REQUEST_ID_UNUSABLE]) !== undefined) return undefined;
   const requestId = checkRequestId(entry.request?.request_id);
   if (requestId === undefined) return undefined;

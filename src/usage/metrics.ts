@@ -9,6 +9,7 @@
 // keys are counted under key_id="_other", so cardinality stays bounded.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { JoinKind } from "../accesslog/join.ts";
+import { ACCESS_LOG_DROPS, type AccessLogDrop } from "../accesslog/server.ts";
 import type { AlertName } from "../alerts/rules.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { FlushResult } from "./flusher.ts";
@@ -28,6 +29,8 @@ export interface UsageMetrics {
   alert(kind: AlertName, keyId: string | undefined): void;
   revocationLag(seconds: number): void;
   accessLogEntry(result: JoinKind): void;
+  /** Connections, streams, messages or entries the access log service refused. */
+  accessLogDropped(reason: AccessLogDrop, n: number): void;
   /** Distinct key ids with their own series (for tests). */
   readonly perKeyIds: number;
 }
@@ -55,6 +58,13 @@ export function createUsageMetrics(registry: Registry, options: UsageMetricsOpti
     labelNames: ["result"] as const,
     registers: [registry],
   });
+  const accessLogDrops = new Counter({
+    name: "keyward_access_log_dropped_total",
+    help: "What the access log service refused: connections whose TLS handshake failed (handshake) or whose certificate names no allowed identity (peer), connections over the limit (connections), streams over the per-connection limit (streams), messages over the size limit (message_size); entries past the per-message limit (entries), too old or ahead (age), or upstream answers without a valid proof that keyward checked the request (unproven).",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  for (const reason of ACCESS_LOG_DROPS) accessLogDrops.inc({ reason }, 0);
   const flushes = new Counter({
     name: "keyward_usage_status_writes_total",
     help: "Per-key usage flushes to ApiKey status by result (written, unchanged, conflict, gone, error).",
@@ -142,6 +152,9 @@ export function createUsageMetrics(registry: Registry, options: UsageMetricsOpti
     },
     accessLogEntry(result) {
       accessLogEntries.inc({ result });
+    },
+    accessLogDropped(reason, n) {
+      accessLogDrops.inc({ reason }, n);
     },
     get perKeyIds() {
       return ids.size;

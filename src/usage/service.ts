@@ -9,14 +9,17 @@ import type { CheckInput, Decision } from "../check/decision.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { startAccessLogServer } from "../accesslog/server.ts";
+import { startAccessLogServer, type AccessLogDrop } from "../accesslog/server.ts";
+import type { TlsSource } from "../tls/source.ts";
+import { accessLogLimits, openAccessLogTls } from "../accesslog/settings.ts";
+import { loadProofKeys } from "../accesslog/proof.ts";
 import type { JoinKind } from "../accesslog/join.ts";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
 import { createUsageMetrics } from "./metrics.ts";
-import { quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
+import { alertFired, quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
 import type { AnalyticsWriter } from "../analytics/row.ts";
 import type { AlertQueries } from "../analytics/alert-queries.ts";
 import { startAlertService, type AlertService } from "../alerts/service.ts";
@@ -80,21 +83,37 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
 
   await store.start();
   let accessLog: { port: number; stop(): Promise<void> } | undefined;
+  let accessLogTls: TlsSource | undefined;
   if (config.accessLogAddress) {
     const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
     const rows = ingest;
     const onHttpEntry = rows ? (e: HttpLogEntry): void => { rows.accessLogEntry(e); } : undefined;
-    accessLog = await (deps.startAccessLog ?? startAccessLogServer)({ address: config.accessLogAddress, onUpstream: recordUpstream, log, onEntry, onHttpEntry }).catch(async (err: unknown) => {
+    const onDrop = (reason: AccessLogDrop, n: number): void => { metrics.accessLogDropped(reason, n); };
+    try {
+      accessLogTls = await openAccessLogTls(config, log);
+      accessLog = await (deps.startAccessLog ?? startAccessLogServer)({
+        address: config.accessLogAddress,
+        onUpstream: recordUpstream,
+        log,
+        onEntry,
+        onHttpEntry,
+        onDrop,
+        ...(accessLogTls ? { tls: accessLogTls, allowedPeers: config.accessLogAllowedPeers } : {}),
+        limits: accessLogLimits(config),
+        ...(config.accessLogProofKeyFile ? { proofKeys: await loadProofKeys(config.accessLogProofKeyFile) } : {}),
+      });
+    } catch (err) {
+      accessLogTls?.close();
       await store.stop();
       await ingest?.stop();
       throw err;
-    });
+    }
   }
   flusher?.start();
   const alertQueries = deps.alertQueries;
   const alerts =
     config.usageAlerts && alertQueries
-      ? startAlertService({ config, rest: deps.rest, log, registry: deps.registry, queries: alertQueries, events, quotas: () => quotaKeys(store), identity, clock, onFired: (a) => { metrics.alert(a, undefined); } })
+      ? startAlertService({ config, rest: deps.rest, log, registry: deps.registry, queries: alertQueries, events, quotas: () => quotaKeys(store), identity, clock, onFired: alertFired(store, metrics) })
       : undefined;
 
   return {
@@ -113,6 +132,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     stop: async () => {
       await alerts?.stop();
       await accessLog?.stop();
+      accessLogTls?.close();
       await ingest?.stop();
       await flusher?.stop();
       await store.stop();

@@ -1,8 +1,10 @@
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent, UpstreamEvent } from "../check/event.ts";
 import { checkEvent, KEY } from "./fixtures.test-support.ts";
-import { quotaKeys, usageRecorder } from "./wiring.ts";
+import { createUsageMetrics } from "./metrics.ts";
+import { alertFired, quotaKeys, usageRecorder } from "./wiring.ts";
 
 describe("quotaKeys", () => {
   it("lists the live ApiKeys with a quota, with their uid and owner, for the alert evaluator", () => {
@@ -50,5 +52,20 @@ describe("usageRecorder", () => {
     r.recordUpstream("gone/key", "kw_B", { at: 2, responseCode: 200 });
     expect(got.map((e) => e.key)).toEqual([KEY, { namespace: "gone", name: "key", uid: "gone/key", keyId: "kw_B", owner: "" }]);
     expect(codes).toEqual([503, 200]);
+  });
+});
+
+describe("alertFired", () => {
+  it("counts an alert that starts firing, per key under the ApiKey's current key id", async () => {
+    const registry = new Registry();
+    const metrics = createUsageMetrics(registry, { perKey: true, perKeyMax: 10, pendingKeys: () => 0 });
+    const store = { get: (ns: string, name: string) => (ns === "shop" && name === "acme" ? ({ metadata: { uid: "u-1" }, spec: { owner: "alice" }, status: { currentKeyId: "kw_ACME" } } as ApiKey) : undefined) };
+    const fired = alertFired(store, metrics);
+    fired({ alert: "KeySilent", uid: "u-1", namespace: "shop", name: "acme", owner: "alice", message: "silent" });
+    // An ApiKey the watch no longer has: counted, without a per-key series.
+    fired({ alert: "KeySilent", uid: "u-2", namespace: "shop", name: "gone", owner: "alice", message: "silent" });
+    const text = await registry.metrics();
+    expect(text).toContain('keyward_key_alerts_total{key_id="kw_ACME",alert="KeySilent"} 1');
+    expect(text).toContain('keyward_usage_alerts_total{alert="KeySilent"} 2');
   });
 });

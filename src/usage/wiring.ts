@@ -3,7 +3,7 @@
 // hands each check and upstream answer to the analytics rows, the decision
 // log, the per-key metrics and the status flusher.
 import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
-import type { QuotaKey } from "../alerts/rules.ts";
+import type { Condition, QuotaKey } from "../alerts/rules.ts";
 import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
 import type { Clock } from "../k8s/clock.ts";
 import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
@@ -46,6 +46,16 @@ export function quotaKeys(store: Pick<CollectionWatch<ApiKey>, "list">): QuotaKe
     out.push({ uid: ak.metadata.uid, namespace: ak.metadata.namespace, name: ak.metadata.name, owner: ak.spec.owner, requests: q.requests, per: q.per });
   }
   return out;
+}
+
+/**
+ * What an alert that starts firing adds to the usage metrics: keyward_usage_alerts_total, and with
+ * per-key series keyward_key_alerts_total under the ApiKey's current key id (alerts are per ApiKey).
+ */
+export function alertFired(store: Pick<CollectionWatch<ApiKey>, "get">, metrics: Pick<UsageMetrics, "alert">): (c: Condition) => void {
+  return (c) => {
+    metrics.alert(c.alert, store.get(c.namespace, c.name)?.status?.currentKeyId);
+  };
 }
 
 export interface Recorder {

@@ -8,7 +8,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startAlertService, type AlertService } from "../../src/alerts/service.ts";
-import { conditions, thresholds, type AlertName } from "../../src/alerts/rules.ts";
+import { conditions, thresholds } from "../../src/alerts/rules.ts";
 import { alertKeys, alertRows, EXPECTED, quotas } from "../../src/alerts/fixtures.test-support.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
 import { defaultConfig } from "../../src/config/config.ts";
@@ -78,7 +78,7 @@ describe.skipIf(!havePostgres() || !haveAlertmanager())("usage alerts from the s
     const replica = async (id: string): Promise<AlertService> => {
       const store = await open();
       const events = new KubeEventRecorder({ rest, component: "keyward-authz", instance: id, log });
-      return startAlertService({ config, rest, log, registry: new Registry(), queries: store.alerts, events, quotas: () => quotas(ns), identity: id, onFired: (a: AlertName) => fired.push(a) });
+      return startAlertService({ config, rest, log, registry: new Registry(), queries: store.alerts, events, quotas: () => quotas(ns), identity: id, onFired: (c) => fired.push(c.alert) });
     };
     const a = await replica("replica-a");
     const b = await replica("replica-b");

@@ -24,6 +24,7 @@ import { authzKubeConfig, createKey, createPolicy, deleteKey, type TestKey } fro
 import { startEnvoy } from "../e2e/envoy.ts";
 import { freePort } from "../e2e/nginx.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { alsTls } from "../support/als-tls.ts";
 
 const HOST = "ledger.example.com";
 
@@ -78,6 +79,8 @@ async function startStack(adminKc: KubeConfig, admin: KubeRest, accessLog: boole
     });
     await new Promise<void>((r) => app.listen(0, "127.0.0.1", () => { r(); }));
     undo.push(() => new Promise<void>((r) => app.close(() => { r(); })));
+    const als = await alsTls();
+    undo.push(() => als.remove());
 
     const writer = new RecordingWriter();
     const registry = new Registry();
@@ -90,6 +93,7 @@ async function startStack(adminKc: KubeConfig, admin: KubeRest, accessLog: boole
       usageAlerts: false,
       accessLogAddress: accessLog ? "127.0.0.1:0" : "",
       analyticsFlushInterval: 50,
+      ...(accessLog ? als.config : {}),
     });
     const usageRest = new KubeRest(kc, { qps: 0 });
     const usage = await startUsage({ config, kc, rest: usageRest, log: silentLogger, registry, decisionLogSink: () => undefined, analyticsWriter: writer });
@@ -111,6 +115,7 @@ async function startStack(adminKc: KubeConfig, admin: KubeRest, accessLog: boole
       authzRest.close();
     });
     const envoy = await startEnvoy("ext-authz-accesslog.yaml", {
+      ...als.envoyVars,
       APP_ADDRESS: "127.0.0.1",
       APP_PORT: (app.address() as AddressInfo).port,
       KEYWARD_ADDRESS: "127.0.0.1",

@@ -156,7 +156,7 @@ describe("Helm chart toggles", () => {
     const allOn = combinations.at(-1) ?? [];
     const variants = [
       ["watchNamespaces={team-a,team-b}"],
-      ["authz.accessLogPort=9003", "authz.httpAuthPort=0", "authz.httpAuthProxy=envoy"],
+      ["authz.accessLogPort=9003", "authz.httpAuthPort=0", "authz.httpAuthProxy=envoy", "authz.accessLog.tls.secretName=kw-als-tls", "authz.accessLog.tls.clientCASecretName=kw-als-ca", "authz.accessLog.tls.allowedPeers={spiffe://cluster.local/ns/ingress/sa/envoy}", "authz.accessLog.proofKeySecretName=kw-als-proof"],
       ["authz.limits.store=redis", "authz.limits.redis.urls={rediss://redis:6379}", "authz.limits.redis.passwordSecret.name=redis", "authz.limits.redis.tls.caSecret.name=redis-ca"],
       ["authz.topologySpreadConstraints=null", "authz.podDisruptionBudget=null", "networkPolicy.metricsNamespaces=null"],
       ["hostOwners.api\\.example\\.com={a}", "grafanaDashboards.namespace=grafana"],
@@ -251,6 +251,24 @@ describe("Helm chart toggles", () => {
     const on = render("authz.accessLogPort=9003");
     expect(svc(on).find((p) => p.name === "access-log")).toEqual({ name: "access-log", port: 9003, targetPort: "access-log", appProtocol: "grpc" });
     expect(loadConfig(args(on).slice(1), {}).config.accessLogAddress).toBe("0.0.0.0:9003");
+    expect(loadConfig(args(on).slice(1), {}).config).toMatchObject({ accessLogClientCaFile: "", accessLogMaxConnections: 256, accessLogMaxEntryAge: 3_600_000 });
+    // mTLS: the Secret mounted whole (kubelet's renewals reach keyward), the flags load.
+    const mtls = render("authz.accessLogPort=9003", "authz.accessLog.tls.secretName=als", "authz.accessLog.tls.allowedPeers={spiffe://cluster.local/ns/ingress/sa/envoy,spiffe://cluster.local/ns/edge/*}");
+    expect(loadConfig(args(mtls).slice(1), {}).config).toMatchObject({
+      accessLogTlsCertFile: "/etc/keyward/access-log-tls/tls.crt",
+      accessLogTlsKeyFile: "/etc/keyward/access-log-tls/tls.key",
+      accessLogClientCaFile: "/etc/keyward/access-log-tls/ca.crt",
+      accessLogAllowedPeers: ["spiffe://cluster.local/ns/ingress/sa/envoy", "spiffe://cluster.local/ns/edge/*"],
+    });
+    const pod = (mtls.find((o) => o.kind === "Deployment" && o.metadata?.name === "kw-authz") as KubernetesObject & { spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { volumeMounts: { name: string; mountPath: string }[] }[] } } } }).spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: "access-log-tls", secret: { secretName: "als" } });
+    expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: "access-log-tls", mountPath: "/etc/keyward/access-log-tls", readOnly: true });
+    const proof = render("authz.accessLogPort=9003", "authz.accessLog.proofKeySecretName=als-proof");
+    expect(loadConfig(args(proof).slice(1), {}).config.accessLogProofKeyFile).toBe("/etc/keyward/access-log-proof/proof-keys");
+    const proofPod = (proof.find((o) => o.kind === "Deployment" && o.metadata?.name === "kw-authz") as typeof mtls[number] & { spec: { template: { spec: { volumes: unknown[] } } } }).spec.template.spec;
+    expect(proofPod.volumes).toContainEqual({ name: "access-log-proof", secret: { secretName: "als-proof" } });
+    // Without the port, no TLS flags or mounts.
+    expect(args(render("authz.accessLog.tls.secretName=als")).some((a) => a.startsWith("--access-log"))).toBe(false);
   });
 
   it("spreads the data plane over zones and nodes, selecting its own pods", async () => {

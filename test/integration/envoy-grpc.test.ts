@@ -4,6 +4,7 @@
 // keyward's dynamic metadata, and its gRPC access logger feeds keyward's Access Log Service
 // receiver. One keyward (data plane and usage service) and one Envoy for the whole file;
 // the last test stops keyward.
+import { credentials, loadPackageDefinition, type ClientWritableStream, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +15,9 @@ import { localClientSources, startEnvoy, type Envoy } from "../e2e/envoy.ts";
 import { expectNoKey, expectRateLimited, expectUnauthenticated, reaching as reachingApp, statusOnceIndexed, startEchoUpstream, startSilentGrpcServer, type EchoUpstream, type Received } from "../e2e/upstream.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { getApiKey } from "../support/operator.ts";
+import { alsTls, type AlsTls } from "../support/als-tls.ts";
 import { denialBody } from "../../src/authz/response.ts";
+import { loadAccessLogProtos, type StreamAccessLogsMessage } from "../../src/accesslog/proto.ts";
 
 const HOST = "envoy-grpc.example.com";
 
@@ -32,6 +35,7 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
   let fromHere: TestKey;
   let fromElsewhere: TestKey;
   let keywardStopped = false;
+  let als: AlsTls;
   const cleanups: (() => Promise<unknown>)[] = [];
 
   const vars = (keywardPort: number, alsPort: number, log: string) => ({
@@ -41,6 +45,7 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
     KEYWARD_PORT: keywardPort,
     KEYWARD_ALS_PORT: alsPort,
     ACCESS_LOG_PATH: log,
+    ...als.envoyVars,
   });
   const get = (path: string, headers: Record<string, string> = {}, port = envoy.port): Promise<HttpAnswer> => httpRequest(port, "GET", path, { host: HOST, ...headers });
   const reaching = (fn: () => Promise<unknown>): Promise<Received[]> => reachingApp(app, fn);
@@ -53,12 +58,14 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
     logDir = await mkdtemp(join(tmpdir(), "keyward-envoy-log-"));
     cleanups.push(() => rm(logDir, { recursive: true, force: true }));
     accessLog = join(logDir, "access.log");
-    env = await startAuthzEnv(inject("kubeconfig"));
+    als = await alsTls();
+    cleanups.push(() => als.remove());
+    env = await startAuthzEnv(inject("kubeconfig"), { accessLogProofKeyFile: als.config.accessLogProofKeyFile ?? "" });
     cleanups.push(() => (keywardStopped ? Promise.resolve() : env.stop()));
     await applyUsageRbac(env.admin);
     ns = await createTestNamespace(env.adminKc, "envoy-grpc");
     cleanups.push(() => deleteNamespace(env.adminKc, ns));
-    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0" });
+    usage = await startTestUsage(env.authzKc, { namespaces: [ns], accessLogAddress: "127.0.0.1:0", ...als.config });
     cleanups.push(() => usage.stop());
     await createPolicy(env.admin, ns, "orders", {
       hosts: [HOST],
@@ -181,6 +188,62 @@ describe("Envoy's gRPC ext_authz filter in front of an application (deploy/envoy
     const noScopeKey = await getApiKey(env.admin, ns, "no-scope");
     expect(noScopeKey?.status?.usage?.daily?.[0]?.upstream4xx).toBeUndefined();
     expect(usage.logs.join("\n").includes(reader.key)).toBe(false);
+  });
+
+  it("an Envoy whose access log certificate keyward does not trust, or that names another identity, writes no upstream answer", async () => {
+    const metric = async (re: RegExp): Promise<number> => Number(re.exec(await usage.registry.metrics())?.[1] ?? 0);
+    const upstream5xx = /keyward_upstream_responses_total\{class="5xx"\} (\d+)/;
+    const before = await metric(upstream5xx);
+    for (const kind of ["other-ca", "other-identity"] as const) {
+      const stranger = await startEnvoy("ext-authz.yaml", { ...vars(env.authz.grpcPort, usage.handle.accessLogPort ?? 0, join(logDir, `${kind}.log`)), ...(await als.refusedEnvoyVars(kind)) });
+      try {
+        // Checked by keyward and answered by the application; only the access log entries are refused.
+        for (let i = 0; i < 3; i++) expect((await get(`/fail/${kind}-${i}`, { "x-api-key": reader.key }, stranger.port)).status).toBe(503);
+        const reason = kind === "other-ca" ? "handshake" : "peer";
+        await eventually(async () => ((await metric(new RegExp(`keyward_access_log_dropped_total\\{reason="${reason}"\\} ([1-9]\\d*)`))) > 0 ? true : undefined), 15_000, `the ${kind} Envoy refused (${reason})`);
+      } finally {
+        await stranger.stop();
+      }
+    }
+    // The trusted Envoy's entry still arrives, and is the only one counted.
+    expect((await get("/fail/trusted", { "x-api-key": reader.key })).status).toBe(503);
+    await eventually(async () => ((await metric(upstream5xx)) >= before + 1 ? true : undefined), 15_000, "the trusted Envoy's entry");
+    expect(await metric(upstream5xx)).toBe(before + 1);
+  });
+
+  it("an entry for a request keyward never checked, sent by a trusted sender, writes no upstream answer", async () => {
+    const metric = async (re: RegExp): Promise<number> => Number(re.exec(await usage.registry.metrics())?.[1] ?? 0);
+    const upstream5xx = /keyward_upstream_responses_total\{class="5xx"\} (\d+)/;
+    const unproven = /keyward_access_log_dropped_total\{reason="unproven"\} (\d+)/;
+    const before = await metric(upstream5xx);
+    const droppedBefore = await metric(unproven);
+    const creds = credentials.createSsl(await readFile(als.envoy.ca), await readFile(als.envoy.key), await readFile(als.envoy.cert));
+    const pkg = loadPackageDefinition(loadAccessLogProtos());
+    const Ctor = (((pkg.envoy as GrpcObject).service as GrpcObject).accesslog as GrpcObject).v3 as GrpcObject;
+    const c = new (Ctor.AccessLogService as ServiceClientConstructor)(`127.0.0.1:${usage.handle.accessLogPort ?? 0}`, creds, { "grpc.ssl_target_name_override": "localhost" }) as unknown as {
+      StreamAccessLogs(cb: (err: Error | null) => void): ClientWritableStream<StreamAccessLogsMessage>;
+      close(): void;
+    };
+    const fields = { key_id: { stringValue: reader.id }, apikey: { stringValue: `${ns}/reader` }, decision: { stringValue: "allowed" } };
+    const forged = (i: number, proof?: string) => ({
+      common_properties: { start_time: { seconds: String(Math.floor(Date.now() / 1000)) }, metadata: { filter_metadata: { "envoy.filters.http.ext_authz": { fields: { ...fields, ...(proof ? { proof: { stringValue: proof } } : {}) } } } } },
+      request: { request_id: `forged-${i}` },
+      response: { response_code: { value: 503 } },
+    });
+    await new Promise<void>((resolve, reject) => {
+      const s = c.StreamAccessLogs((err) => {
+        if (err) reject(err);
+        else resolve();
+      });
+      s.write({ identifier: { log_name: "keyward" }, http_logs: { log_entry: [forged(1), forged(2, `${Math.floor(Date.now() / 1000)}.${"A".repeat(22)}`)] } });
+      s.end();
+    });
+    c.close();
+    await eventually(async () => ((await metric(unproven)) >= droppedBefore + 2 ? true : undefined), 10_000, "the forged entries dropped as unproven");
+    // A real request through Envoy still counts: the proof keyward added survived Envoy's metadata merge.
+    expect((await get("/fail/proven", { "x-api-key": reader.key })).status).toBe(503);
+    await eventually(async () => ((await metric(upstream5xx)) >= before + 1 ? true : undefined), 15_000, "the real entry");
+    expect(await metric(upstream5xx)).toBe(before + 1);
   });
 
   it("keyward hung: after the filter's timeout Envoy denies with 403 and nothing reaches the application", async () => {

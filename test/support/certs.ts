@@ -21,8 +21,8 @@ export interface Pair {
 export interface TestCa extends Pair {
   /** A server certificate signed by this CA (SAN 127.0.0.1, ::1, localhost and `dnsNames`) and its serial. */
   server(name: string, dnsNames?: readonly string[]): Promise<Pair & { serial: string }>;
-  /** A client certificate signed by this CA (extendedKeyUsage clientAuth). */
-  client(name: string): Promise<Pair>;
+  /** A client certificate signed by this CA (extendedKeyUsage clientAuth), with `san` as its subjectAltName when given (e.g. `URI:spiffe://...`). */
+  client(name: string, san?: string): Promise<Pair>;
 }
 
 export interface CertDir {
@@ -51,7 +51,7 @@ export async function certDir(): Promise<CertDir> {
     return {
       ...c,
       server: (name, dnsNames = []) => issue(name, `subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost${dnsNames.map((d) => `,DNS:${d}`).join("")}\nextendedKeyUsage=serverAuth\n`),
-      client: (name) => issue(name, "extendedKeyUsage=clientAuth\n"),
+      client: (name, san) => issue(name, `${san ? `subjectAltName=${san}\n` : ""}extendedKeyUsage=clientAuth\n`),
     };
   };
   return { dir, ca, remove: () => rm(dir, { recursive: true, force: true }) };
