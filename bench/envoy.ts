@@ -17,7 +17,7 @@
 // the authorizer share core 1; vegeta and nginx run on core 0.
 //
 //   node bench/envoy.ts [--scenarios none,go-null,null-keyward,null-answer,keyward-10,keyward-10k,native-10,native-10k]
-//                       [--rate 1000] [--seconds 10] [--runs 3] [--cpu-prof DIR]
+//                       [--rate 1000] [--seconds 10] [--runs 5] [--cpu-prof DIR] [--trace-gc]
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
