@@ -13,6 +13,8 @@ export interface EnvoyPoint {
   envoyCpuUsPerRequest: number;
   success: number;
   p99s: number[];
+  /** Median busy share of the core Envoy and the authorizer share (undefined in results without it). */
+  coreBusy: number | undefined;
 }
 
 /** The medians of a point's runs, each figure on its own. */
@@ -27,6 +29,7 @@ export function pointOf(runs: readonly VegetaRun[]): EnvoyPoint {
     envoyCpuUsPerRequest: m((r) => r.envoyCpuUsPerRequest),
     success: Math.min(...runs.map((r) => r.success)),
     p99s: runs.map((r) => r.p99Ms),
+    coreBusy: runs.every((r) => r.coreBusy !== undefined) ? m((r) => r.coreBusy ?? 0) : undefined,
   };
 }
 
@@ -36,8 +39,8 @@ const int = (x: number): string => Math.round(x).toLocaleString("en-US");
 
 function table(rows: readonly EnvoyScenarioResult[], pick: (s: EnvoyScenarioResult) => VegetaRun[], reference: (s: EnvoyScenarioResult) => EnvoyScenarioResult | undefined, referenceLabel: string): string[] {
   const out = [
-    `| guard | rate asked / done (rps) | p50 / p99 (ms) | ${referenceLabel} p50 / p99 (ms) | CPU per request, Envoy + authorizer (Envoy alone) µs | 2xx | p99 of each round (ms) |`,
-    "| --- | ---: | --- | --- | --- | ---: | --- |",
+    `| guard | rate asked / done (rps) | p50 / p99 (ms) | ${referenceLabel} p50 / p99 (ms) | CPU per request, Envoy + authorizer (Envoy alone) µs | 2xx | p99 of each round (ms) | p99 spread, max − min (ms) | their core busy |`,
+    "| --- | ---: | --- | --- | --- | ---: | --- | ---: | ---: |",
   ];
   for (const s of rows) {
     const runs = pick(s);
@@ -46,7 +49,7 @@ function table(rows: readonly EnvoyScenarioResult[], pick: (s: EnvoyScenarioResu
     const refScenario = reference(s);
     const ref = refScenario && refScenario !== s ? pointOf(pick(refScenario)) : undefined;
     out.push(
-      `| ${s.name} | ${int(p.rate)} / ${int(p.rps)} | ${f2(p.p50Ms)} / ${f2(p.p99Ms)} | ${ref ? `${signed(p.p50Ms - ref.p50Ms)} / ${signed(p.p99Ms - ref.p99Ms)}` : "–"} | ${int(p.cpuUsPerRequest)} (${int(p.envoyCpuUsPerRequest)}) | ${(p.success * 100).toFixed(1)}% | ${p.p99s.map(f2).join(", ")} |`,
+      `| ${s.name} | ${int(p.rate)} / ${int(p.rps)} | ${f2(p.p50Ms)} / ${f2(p.p99Ms)} | ${ref ? `${signed(p.p50Ms - ref.p50Ms)} / ${signed(p.p99Ms - ref.p99Ms)}` : "–"} | ${int(p.cpuUsPerRequest)} (${int(p.envoyCpuUsPerRequest)}) | ${(p.success * 100).toFixed(1)}% | ${p.p99s.map(f2).join(", ")} | ${f2(Math.max(...p.p99s) - Math.min(...p.p99s))} | ${p.coreBusy === undefined ? "–" : `${Math.round(p.coreBusy * 100)}%`} |`,
     );
   }
   return out;
@@ -60,7 +63,13 @@ export function envoyTables(r: EnvoyBenchResult): string[] {
   for (const s of r.scenarios) out.push(`| ${s.name} | ${s.guard === "keyward" || s.guard === "native" ? int(s.keys) : "–"} | ${int(s.maxRps)} (${s.maxRuns.map((x) => int(x.rps)).join(", ")}) |`);
   out.push("", `At a fixed ${int(r.fixedRate)} requests/s (${r.seconds} s a run, medians over ${r.runsPerPoint} rounds), latency added over Envoy alone at the same rate:`, "");
   out.push(...table(r.scenarios, (s) => s.fixedRuns, () => none, "added over Envoy alone"));
-  out.push("", "At 50% of each guard's own closed-loop throughput, the p99 beside the null ext_authz server's (the target: keyward within 0.5 ms of it):", "");
+  out.push(
+    "",
+    floor
+      ? "At 50% load (every ext_authz guard at half the grpc-go null server's closed-loop rate of the same round, the others at half their own), the p99 beside the null ext_authz server's (the target: keyward within 0.5 ms of it):"
+      : "At 50% of each guard's own closed-loop throughput:",
+    "",
+  );
   out.push(...table(r.scenarios, (s) => s.halfRuns, (s) => (s.guard === "keyward" ? floor : undefined), "over the null ext_authz server"));
   return out;
 }

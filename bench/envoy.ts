@@ -17,16 +17,17 @@
 // the authorizer share core 1; vegeta and nginx run on core 0.
 //
 //   node bench/envoy.ts [--scenarios none,go-null,null-keyward,null-answer,keyward-10,keyward-10k,native-10,native-10k]
-//                       [--rate 1000] [--seconds 10] [--runs 3] [--cpu-prof DIR]
+//                       [--rate 1000] [--seconds 10] [--runs 5] [--cpu-prof DIR] [--trace-gc]
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { parse, stringify } from "yaml";
 import { BENCH_HOST, keyFor, rng } from "./lib/fixture.ts";
 import { pinned, repoRoot, run, startServer, toolPath, toolsBin, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
-import { chartNodeOptions, standardTargets, startTarget } from "./check.ts";
+import { chartNodeOptions, standardTargets, startTarget, type CheckTarget } from "./check.ts";
 import { summarizeProfile } from "./profile.ts";
 import { fillTemplate, httpGet } from "../test/e2e/envoy.ts";
 import { freePort, nginxBinary } from "../test/e2e/nginx.ts";
@@ -65,6 +66,16 @@ export interface VegetaRun {
    * authorizer and back, without Envoy's filter chain and the upstream.
    */
   extAuthzRttMs?: { p50: number; p99: number };
+  /** CPU seconds of Envoy and the authorizer per second of the run: their shared core's busy share (1 = saturated). */
+  coreBusy?: number;
+  /** With --trace-gc: the authorizer's garbage-collection pauses during the run, by kind. */
+  gcPauses?: Record<string, GcPauses>;
+}
+
+export interface GcPauses {
+  count: number;
+  totalMs: number;
+  maxMs: number;
 }
 
 export interface EnvoyScenarioResult extends EnvoyScenario {
@@ -155,12 +166,20 @@ export function envoyConfig(s: EnvoyScenario, ports: { listen: number; admin: nu
   return stringify(cfg, { lineWidth: 0 });
 }
 
-/** vegeta's targets: `count` GETs on the bench policy's read route, each with a key of 0..keys-1. */
+/**
+ * vegeta's targets: GETs on the bench policy's read route, max(`count`, `keys`) of them, the keys
+ * 0..keys-1 in a shuffled order repeated, so that every key is sent at least once per pass.
+ */
 export function vegetaTargets(port: number, keys: number, count = 1000, seed = 42): string {
   const r = rng(seed);
+  const order = Array.from({ length: keys }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
   const out: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const key = keyFor(Math.floor(r() * keys));
+  for (let i = 0; i < Math.max(count, keys); i++) {
+    const key = keyFor(order[i % keys]!);
     out.push(`GET http://127.0.0.1:${port}/v1/orders/${Math.floor(r() * 1e6)}`, `Host: ${BENCH_HOST}`, `X-Api-Key: ${key}`, "");
   }
   return out.join("\n") + "\n";
@@ -225,16 +244,22 @@ async function startEnvoyFor(dir: string, s: EnvoyScenario, appPort: number, aut
   return { port: ports.listen, adminPort: ports.admin, pid: child.pid!, stop: stopper(child, "SIGTERM") };
 }
 
-async function startAuthorizer(s: EnvoyScenario, cpus: string, cpuProfDir: string | undefined): Promise<ServerProc | undefined> {
+/** Node.js flags for a profiled or GC-traced authorizer. */
+interface Observe {
+  cpuProfDir?: string | undefined;
+  traceGc?: boolean | undefined;
+}
+
+async function startAuthorizer(s: EnvoyScenario, cpus: string, observe: Observe): Promise<ServerProc | undefined> {
   if (s.guard === "go-null") return startServer([], { cpus, program: "keyward-bench-go-null" });
+  const extra = [...(observe.traceGc ? ["--trace-gc"] : []), ...(observe.cpuProfDir && s.guard === "keyward" ? ["--cpu-prof", `--cpu-prof-dir=${observe.cpuProfDir}`] : [])];
+  const withFlags = (t: CheckTarget): CheckTarget => ({ ...t, serverCpus: cpus, nodeFlags: [...(t.nodeFlags ?? []), ...extra] });
   if (s.guard === "null-keyward" || s.guard === "null-answer") {
     const t = standardTargets(chartNodeOptions())["null-keyward"]!;
-    return startTarget({ ...t, serverCpus: cpus }, [...t.serverArgs, ...(s.guard === "null-answer" ? ["--answer", "keyward"] : [])]);
+    return startTarget(withFlags(t), [...t.serverArgs, ...(s.guard === "null-answer" ? ["--answer", "keyward"] : [])]);
   }
   if (s.guard !== "keyward") return undefined;
-  const t = standardTargets(chartNodeOptions())["authz-10"]!;
-  const flags = cpuProfDir ? [...(t.nodeFlags ?? []), "--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : t.nodeFlags;
-  return startTarget({ ...t, serverCpus: cpus, ...(flags ? { nodeFlags: flags } : {}) }, ["--mode", "authz", "--keys", String(s.keys)]);
+  return startTarget(withFlags(standardTargets(chartNodeOptions())["authz-10"]!), ["--mode", "authz", "--keys", String(s.keys)]);
 }
 
 interface VegetaReport {
@@ -250,7 +275,7 @@ interface VegetaReport {
  * with the CPU time Envoy and the authorizer spent meanwhile. vegeta runs pinned, with its Go
  * garbage collector off so that its own pauses do not land in the latencies it records.
  */
-async function attack(o: { dir: string; targets: string; rate: number; seconds: number; cpus: string; envoyPid: number; authzPid: number | undefined; maxWorkers?: number }): Promise<VegetaRun> {
+async function attack(o: { dir: string; targets: string; rate: number; seconds: number; cpus: string; envoyPid: number; authzPid: number | undefined; maxWorkers?: number; once?: boolean; gc?: GcTrace | undefined }): Promise<VegetaRun> {
   const vegeta = toolPath("vegeta");
   const bin = join(o.dir, "results.bin");
   const loadAverage = readFileSync("/proc/loadavg", "utf8").trim();
@@ -263,10 +288,16 @@ async function attack(o: { dir: string; targets: string; rate: number; seconds: 
   // serve, and the run never recovers. 64 workers cover a stall of 64 / rate before vegeta sends
   // late (and the run's rps falls short of the rate asked for, which the results record).
   const rateArgs = o.rate > 0 ? [`-rate=${Math.round(o.rate)}/1s`, "-workers=16", "-max-workers=64"] : ["-rate=0", `-workers=${o.maxWorkers ?? 32}`, `-max-workers=${o.maxWorkers ?? 32}`];
-  const [cmd, argv] = pinned(o.cpus, vegeta, ["attack", `-targets=${o.targets}`, `-duration=${o.seconds}s`, "-keepalive=true", "-timeout=5s", `-output=${bin}`, ...rateArgs]);
+  // once: every target exactly once (vegeta stops when a lazily read target list runs out).
+  const onceArgs = o.once ? ["-lazy"] : [];
+  const [cmd, argv] = pinned(o.cpus, vegeta, ["attack", `-targets=${o.targets}`, `-duration=${o.seconds}s`, "-keepalive=true", "-timeout=5s", `-output=${bin}`, ...onceArgs, ...rateArgs]);
+  o.gc?.start();
+  const t0 = performance.now();
   const [e0, c0] = cpu();
   await run(cmd, argv, { env: { GOGC: "off" }, timeoutMs: (o.seconds + 30) * 1000 });
   const [e1, c1] = cpu();
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const gcPauses = o.gc?.stop();
   const rep = JSON.parse(await run(vegeta, ["report", "-type=json", bin])) as VegetaReport;
   const ms = (k: string): number => Math.round((rep.latencies[k] ?? NaN) / 1e4) / 100;
   const n = rep.requests || 1;
@@ -283,7 +314,40 @@ async function attack(o: { dir: string; targets: string; rate: number; seconds: 
     envoyCpuUsPerRequest: Math.round(((e1 - e0) / n) * 1e6),
     statusCodes: rep.status_codes,
     loadAverage,
+    coreBusy: Math.round(((c1 - c0) / wallSeconds) * 100) / 100,
+    ...(gcPauses ? { gcPauses } : {}),
   };
+}
+
+/**
+ * The authorizer's GC pauses from V8's --trace-gc lines on its stdout, e.g.
+ * `[123:0x...]  4512 ms: Scavenge 18.3 (20.1) -> 17.2 (21.1) MB, pooled: 0 MB, 0.61 / 0.00 ms  (average mu = ...)`:
+ * the pause is the first of the two times. Counted between start() and stop().
+ */
+export class GcTrace {
+  private pauses: { kind: string; ms: number }[] | undefined;
+
+  /** Feeds one line of the authorizer's stdout. */
+  line(l: string): void {
+    const m = /: (Scavenge|Mark-Compact|Minor Mark-Sweep|Mark-Sweep)\b.*?([\d.]+) \/ [\d.]+ ms/.exec(l);
+    if (m && this.pauses) this.pauses.push({ kind: m[1]!, ms: Number(m[2]) });
+  }
+
+  start(): void {
+    this.pauses = [];
+  }
+
+  stop(): Record<string, GcPauses> {
+    const out: Record<string, GcPauses> = {};
+    for (const p of this.pauses ?? []) {
+      const g = (out[p.kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
+      g.count++;
+      g.totalMs = Math.round((g.totalMs + p.ms) * 100) / 100;
+      g.maxMs = Math.max(g.maxMs, p.ms);
+    }
+    this.pauses = undefined;
+    return out;
+  }
 }
 
 /** The middle value (the lower middle of an even count). */
@@ -322,38 +386,57 @@ async function extAuthzRtt(adminPort: number): Promise<{ p50: number; p99: numbe
   return intervalQuantiles(JSON.parse(r.body) as EnvoyStats, RTT_STAT);
 }
 
-/** One round of a scenario: its processes started, warmed, a closed-loop run, one at the fixed rate and one at 50% of that round's closed-loop rate. */
-async function runRound(s: EnvoyScenario, o: { fixedRate: number; seconds: number; cpuProfDir?: string }, log: (s: string) => void): Promise<{ max: VegetaRun; fixed: VegetaRun; half: VegetaRun }> {
+/** The guards that ask an ext_authz server: run at a common rate at 50% load. */
+const EXT_AUTHZ: ReadonlySet<Guard> = new Set(["go-null", "null-keyward", "null-answer", "keyward"]);
+
+/**
+ * One round of a scenario: its processes started; every key sent once and a closed-loop warm-up
+ * (both outside the measured runs); a closed-loop run, one at the fixed rate and one at
+ * `halfRate` (default: 50% of this round's closed-loop rate).
+ */
+async function runRound(s: EnvoyScenario, o: { fixedRate: number; seconds: number; cpuProfDir?: string | undefined; traceGc?: boolean | undefined; halfRate?: number | undefined }, log: (s: string) => void): Promise<{ max: VegetaRun; fixed: VegetaRun; half: VegetaRun }> {
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-envoy-"));
   const stops: (() => Promise<void>)[] = [];
   try {
     const app = await startUpstream(dir, "0");
     stops.push(app.stop);
-    const authz = await startAuthorizer(s, "1", o.cpuProfDir);
+    const authz = await startAuthorizer(s, "1", o);
     if (authz) stops.push(() => authz.stop());
+    const gc = o.traceGc && authz && s.guard !== "go-null" ? new GcTrace() : undefined;
+    if (gc && authz) createInterface({ input: authz.child.stdout! }).on("line", (l) => {
+      gc.line(l);
+    });
     const envoy = await startEnvoyFor(dir, s, app.port, authz?.port ?? 1, "1");
     stops.push(envoy.stop);
     const targets = join(dir, "targets.txt");
     writeFileSync(targets, vegetaTargets(envoy.port, s.keys));
-    const base = { dir, targets, cpus: "0", envoyPid: envoy.pid, authzPid: authz?.pid, seconds: o.seconds };
+    const base = { dir, targets, cpus: "0", envoyPid: envoy.pid, authzPid: authz?.pid, seconds: o.seconds, gc };
     const name = scenarioName(s);
-    // A guard that denies everything is misconfigured; a few 403s are ext_authz's 0.25 s timeout
-    // on a busy machine, and each run reports its share of 2xx.
-    const warm = await attack({ ...base, seconds: 3, rate: 0 });
-    if (warm.success < 0.5) throw new Error(`${name}: only ${(warm.success * 100).toFixed(1)}% of warm-up requests succeeded: ${JSON.stringify(warm.statusCodes)}`);
+    // Every key once, then a closed-loop warm-up: whatever the first request with a key does
+    // (and the JIT's first compilations) happens before the measured runs. A guard that denies
+    // everything is misconfigured; a few 403s are ext_authz's 0.25 s timeout on a busy machine,
+    // and each run reports its share of 2xx.
+    const pass = await attack({ ...base, seconds: 300, rate: 0, once: true, gc: undefined });
+    if (pass.count < s.keys) throw new Error(`${name}: the warm-up pass sent ${pass.count} requests for ${s.keys} keys`);
+    const warm = await attack({ ...base, seconds: 3, rate: 0, gc: undefined });
+    for (const w of [pass, warm]) if (w.success < 0.5) throw new Error(`${name}: only ${(w.success * 100).toFixed(1)}% of warm-up requests succeeded: ${JSON.stringify(w.statusCodes)}`);
     const max = await attack({ ...base, seconds: Math.min(o.seconds, 5), rate: 0 });
     log(`${name}: closed loop ${max.rps} rps, ${max.cpuUsPerRequest} µs CPU/request`);
     // With --cpu-prof: the window of the fixed-rate and 50% runs, on keyward's own clock.
     const from = o.cpuProfDir && s.guard === "keyward" ? await authz?.mark() : undefined;
     const fixed = await attack({ ...base, rate: o.fixedRate });
-    log(`${name}: at ${o.fixedRate} rps: p50 ${fixed.p50Ms} p99 ${fixed.p99Ms} ms, ${fixed.cpuUsPerRequest} µs CPU/request, ${(fixed.success * 100).toFixed(1)}% 2xx`);
-    const half = await attack({ ...base, rate: max.rps * 0.5 });
+    log(`${name}: at ${o.fixedRate} rps: p50 ${fixed.p50Ms} p99 ${fixed.p99Ms} ms, ${fixed.cpuUsPerRequest} µs CPU/request, core ${Math.round((fixed.coreBusy ?? 0) * 100)}% busy, ${(fixed.success * 100).toFixed(1)}% 2xx${gcText(fixed)}`);
+    const halfRate = o.halfRate ?? max.rps * 0.5;
+    // On a machine whose other work takes the core, a guard can fall below what the null server
+    // held in the same round; its 50% run then measures an overload, and says so.
+    if (halfRate > max.rps * 0.8) log(`${name}: the 50% rate (${Math.round(halfRate)} rps) is ${Math.round((halfRate / max.rps) * 100)}% of this guard's own closed-loop rate: the machine is too busy for this round's 50% run`);
+    const half = await attack({ ...base, rate: halfRate });
     if (authz) {
       const rtt = await extAuthzRtt(envoy.adminPort);
       if (rtt) half.extAuthzRttMs = rtt;
     }
     if (from !== undefined && authz) profileWindows.set(authz.pid, [from, await authz.mark()]);
-    log(`${name}: at 50% (${Math.round(max.rps * 0.5)} rps): p50 ${half.p50Ms} p99 ${half.p99Ms} ms, ${half.cpuUsPerRequest} µs CPU/request`);
+    log(`${name}: at 50% (${Math.round(halfRate)} rps): p50 ${half.p50Ms} p99 ${half.p99Ms} ms, ${half.cpuUsPerRequest} µs CPU/request, core ${Math.round((half.coreBusy ?? 0) * 100)}% busy${gcText(half)}`);
     return { max, fixed, half };
   } finally {
     for (const stop of stops.reverse()) await stop();
@@ -361,13 +444,39 @@ async function runRound(s: EnvoyScenario, o: { fixedRate: number; seconds: numbe
   }
 }
 
+function gcText(r: VegetaRun): string {
+  if (!r.gcPauses) return "";
+  const parts = Object.entries(r.gcPauses).map(([k, g]) => `${g.count} ${k} (${g.totalMs.toFixed(1)} ms, max ${g.maxMs.toFixed(2)})`);
+  return `; GC: ${parts.join(", ") || "none"}`;
+}
+
+/** Rounds per point: `make bench` and this script's default. */
+export const ENVOY_ROUNDS = 5;
+
 export const ENVOY_SCENARIOS = "none,go-null,null-keyward,null-answer,keyward-10,keyward-10k,native-10,native-10k";
+
+/**
+ * The order of a round: the grpc-go null server first (its closed-loop rate sets the 50% rate of
+ * every ext_authz guard in the round), the rest as given.
+ */
+export function roundOrder<T extends EnvoyScenario>(scenarios: readonly T[]): T[] {
+  return [...scenarios.filter((s) => s.guard === "go-null"), ...scenarios.filter((s) => s.guard !== "go-null")];
+}
+
+/**
+ * The 50% rate of a scenario in a round: for the ext_authz guards half the grpc-go null server's
+ * closed-loop rate of that round (all of them at the same offered load as the floor they are
+ * compared with), for the others (or without the null server) half their own.
+ */
+export function halfRateFor(s: EnvoyScenario, floorMaxRps: number | undefined): number | undefined {
+  return EXT_AUTHZ.has(s.guard) && floorMaxRps !== undefined ? floorMaxRps * 0.5 : undefined;
+}
 
 /**
  * `runs` rounds; each round runs every scenario once, in turn, so that the drift of a shared
  * machine falls on all of them alike. Each point's figure is the median over the rounds.
  */
-export async function runEnvoyBench(o: { scenarios: string[]; fixedRate: number; seconds: number; runs: number; cpuProfDir?: string }, log: (s: string) => void): Promise<EnvoyBenchResult> {
+export async function runEnvoyBench(o: { scenarios: string[]; fixedRate: number; seconds: number; runs: number; cpuProfDir?: string; traceGc?: boolean }, log: (s: string) => void): Promise<EnvoyBenchResult> {
   const version = readFileSync(join(toolsBin(), ".vegeta-version"), "utf8").trim();
   const scenarios: EnvoyScenarioResult[] = o.scenarios.map((id) => {
     const s = scenarioFor(id);
@@ -375,8 +484,10 @@ export async function runEnvoyBench(o: { scenarios: string[]; fixedRate: number;
   });
   for (let round = 1; round <= o.runs; round++) {
     log(`round ${round} of ${o.runs}`);
-    for (const s of scenarios) {
-      const r = await runRound(s, o, log);
+    let floorMax: number | undefined;
+    for (const s of roundOrder(scenarios)) {
+      const r = await runRound(s, { ...o, halfRate: halfRateFor(s, floorMax) }, log);
+      if (s.guard === "go-null") floorMax = r.max.rps;
       s.maxRuns.push(r.max);
       s.fixedRuns.push(r.fixed);
       s.halfRuns.push(r.half);
@@ -392,12 +503,13 @@ if (import.meta.main) {
       scenarios: { type: "string", default: ENVOY_SCENARIOS },
       rate: { type: "string", default: "1000" },
       seconds: { type: "string", default: "10" },
-      runs: { type: "string", default: "3" },
+      runs: { type: "string", default: String(ENVOY_ROUNDS) },
       "cpu-prof": { type: "string" },
+      "trace-gc": { type: "boolean", default: false },
     },
   });
   const res = await runEnvoyBench(
-    { scenarios: values.scenarios.split(","), fixedRate: Number(values.rate), seconds: Number(values.seconds), runs: Number(values.runs), ...(values["cpu-prof"] ? { cpuProfDir: values["cpu-prof"] } : {}) },
+    { scenarios: values.scenarios.split(","), fixedRate: Number(values.rate), seconds: Number(values.seconds), runs: Number(values.runs), traceGc: values["trace-gc"], ...(values["cpu-prof"] ? { cpuProfDir: values["cpu-prof"] } : {}) },
     (s) => {
       console.error(`[envoy ${new Date().toISOString().slice(11, 19)}] ${s}`);
     },

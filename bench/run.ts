@@ -25,7 +25,7 @@ import { runCidrBench } from "./cidr.ts";
 import { runDecodeBench } from "./decode.ts";
 import { runFloods } from "./floods.ts";
 import { runLimitsBench } from "./limits.ts";
-import { ENVOY_SCENARIOS, runEnvoyBench } from "./envoy.ts";
+import { ENVOY_ROUNDS, ENVOY_SCENARIOS, runEnvoyBench } from "./envoy.ts";
 import { runLimitsGrpcBench } from "./limits-grpc.ts";
 import { startupRows } from "./startup.ts";
 import type { ViewCost } from "./views.ts";
@@ -229,12 +229,12 @@ if (only.has("limits")) {
 
 if (only.has("envoy")) {
   // HTTP through a real Envoy: no authorization, ext_authz to the grpc-go null server, to keyward,
-  // and Envoy's own api_key_auth filter; rounds taking turns, medians over 3 rounds.
+  // and Envoy's own api_key_auth filter; rounds taking turns, medians over ENVOY_ROUNDS rounds.
   const rate = Number(values["envoy-rate"]);
-  log(`through Envoy (vegeta): ${values["envoy-scenarios"]}, fixed rate ${rate} rps, 3 rounds`);
+  log(`through Envoy (vegeta): ${values["envoy-scenarios"]}, fixed rate ${rate} rps, ${ENVOY_ROUNDS} rounds`);
   const start = stamp();
-  const r = await runEnvoyBench({ scenarios: values["envoy-scenarios"].split(","), fixedRate: rate, seconds: 10, runs: 3 }, log);
-  results.sections.envoy = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/envoy.ts --rate ${rate} --seconds 10 --runs 3`, ...r };
+  const r = await runEnvoyBench({ scenarios: values["envoy-scenarios"].split(","), fixedRate: rate, seconds: 10, runs: ENVOY_ROUNDS }, log);
+  results.sections.envoy = { ...start, finishedLoadAverage: machine().loadAverage, command: `node bench/envoy.ts --rate ${rate} --seconds 10 --runs ${ENVOY_ROUNDS}`, ...r };
   save();
 }
 

@@ -238,6 +238,30 @@ describe("DecisionCache bounds", () => {
     const all = [v([], []), v(["a"], []), v([], ["a"]), v(["a", "b"], []), v(["b", "a"], []), v(["a"], ["b"]), v(["a", "b"], ["c"]), v(["a"], ["b", "c"])];
     expect(new Set(all).size).toBe(all.length);
   });
+
+  it("gives the same variant for the same rule, reason and stripped header, another for any of them changed", () => {
+    const { keys, checker, req } = setup();
+    const ok = newKey("shop_var00000");
+    keys.apply("add", apiKey("shop", "var", { scopes: ["orders:read"] }, [ok.version]));
+    const post = { method: "POST", path: "/v1/orders" };
+    const cases: CheckInput[] = [
+      req({ "x-api-key": ok.key }),
+      req({ "x-other-key": ok.key }),
+      req({ authorization: `Bearer ${ok.key}` }),
+      req({ "x-api-key": ok.key, "x-other-key": ok.key }),
+      req({}, { path: `/v1/orders/1?key=${ok.key}` }),
+      req({ "x-api-key": ok.key }, post),
+      req({ "x-api-key": ok.key }, { host: "limited.example.com" }),
+    ];
+    const first = cases.map((c) => responseVariant(checker.check(c)));
+    expect(new Set(first).size).toBe(cases.length);
+    // Asked again (answered from the rule's memo where it applies): the same strings.
+    expect(cases.map((c) => responseVariant(checker.check(c)))).toEqual(first);
+    expect(first[0]).toBe(`ok\u0000${checker.check(cases[0]!).rule!.policy.ref}\u0000read\u0001x-api-key\u0001`);
+    expect(first[5]).toContain("scope_missing");
+    // A denial strips nothing: the header the key came in does not tell its answers apart.
+    expect(responseVariant(checker.check(req({ "x-other-key": ok.key }, post)))).toBe(first[5]);
+  });
 });
 
 describe("gRPC front, answered from the cache", () => {

@@ -16,6 +16,7 @@
 // at most `variants` values per entry and `keyless` values without an entry.
 import type { KeyEntry } from "../index/keys.ts";
 import type { Decision } from "../check/decision.ts";
+import type { CompiledRule } from "../policy/policy.ts";
 import { cappedKinds } from "./response.ts";
 
 export interface DecisionCacheLimits {
@@ -107,9 +108,35 @@ export function decisionVariant(d: Decision): string {
  * parameter names cannot contain NUL or SOH (the ApiKeyPolicy schema's patterns).
  */
 export function responseVariant(d: Decision): string {
-  const base = decisionVariant(d);
   const h = d.removeHeaders;
   const q = d.removeQueryParams;
+  // The common answer (a rule, no path problem, no capped limit, the key in at most one
+  // header) comes from the rule's memo: no string is built per check.
+  const rule = d.rule;
+  if (rule !== undefined && d.pathProblem === undefined && q.length === 0 && h.length <= 1 && cappedKinds(d).length === 0) {
+    return ruleVariant(rule, d, h[0] ?? "");
+  }
+  return composeResponseVariant(decisionVariant(d), h, q);
+}
+
+function composeResponseVariant(base: string, h: readonly string[], q: readonly string[]): string {
   if (h.length === 0 && q.length === 0) return base;
   return `${base}\u0001${h.join("\u0000")}\u0001${q.join("\u0000")}`;
+}
+
+/**
+ * responseVariant's strings by rule, reason and stripped header ("" for none). A policy
+ * event recompiles its rules, so a changed rule gets a new memo; within a rule the
+ * reasons are a fixed set and the header names are those the policy's credentials name.
+ */
+const byRule = new WeakMap<CompiledRule, Map<string, Map<string, string>>>();
+
+function ruleVariant(rule: CompiledRule, d: Decision, header: string): string {
+  let byReason = byRule.get(rule);
+  if (byReason === undefined) byRule.set(rule, (byReason = new Map<string, Map<string, string>>()));
+  let byHeader = byReason.get(d.reason);
+  if (byHeader === undefined) byReason.set(d.reason, (byHeader = new Map<string, string>()));
+  let v = byHeader.get(header);
+  if (v === undefined) byHeader.set(header, (v = composeResponseVariant(decisionVariant(d), header === "" ? [] : [header], [])));
+  return v;
 }

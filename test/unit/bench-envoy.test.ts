@@ -2,7 +2,7 @@
 // only the guard changed, and its tables take the medians and differences they claim to.
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { envoyConfig, intervalQuantiles, scenarioFor, vegetaTargets, type EnvoyScenarioResult, type VegetaRun } from "../../bench/envoy.ts";
+import { GcTrace, envoyConfig, halfRateFor, intervalQuantiles, roundOrder, scenarioFor, vegetaTargets, type EnvoyScenarioResult, type VegetaRun } from "../../bench/envoy.ts";
 import { envoyTables, pointOf } from "../../bench/envoy-report.ts";
 import { keyFor } from "../../bench/lib/fixture.ts";
 import { keywardAnswer } from "../../bench/lib/answer.ts";
@@ -77,6 +77,38 @@ describe("bench/envoy.ts configurations", () => {
     expect(lines[0]).toMatch(/^GET http:\/\/127\.0\.0\.1:8080\/v1\/orders\/\d+$/);
     expect(lines[1]).toBe("Host: api.example.com");
   });
+
+  it("sends every key at least once per pass through the targets, however many keys there are", () => {
+    const keysOf = (text: string): string[] => text.split("\n").filter((l) => l.startsWith("X-Api-Key: ")).map((l) => l.slice("X-Api-Key: ".length));
+    const many = keysOf(vegetaTargets(8080, 3000));
+    expect(many).toHaveLength(3000);
+    expect(new Set(many).size).toBe(3000);
+    const few = keysOf(vegetaTargets(8080, 10));
+    expect(few).toHaveLength(1000);
+    expect(new Set(few)).toEqual(new Set(Array.from({ length: 10 }, (_, i) => keyFor(i))));
+  });
+
+  it("runs the grpc-go null server first in a round, and every ext_authz guard at half its closed-loop rate", () => {
+    const order = roundOrder(["none", "keyward-10", "go-null", "native-10", "null-keyward"].map(scenarioFor)).map((s) => s.id);
+    expect(order).toEqual(["go-null", "none", "keyward-10", "native-10", "null-keyward"]);
+    for (const id of ["go-null", "null-keyward", "null-answer", "keyward-10", "keyward-10k"]) expect(halfRateFor(scenarioFor(id), 4000)).toBe(2000);
+    for (const id of ["none", "native-10k"]) expect(halfRateFor(scenarioFor(id), 4000)).toBeUndefined();
+    expect(halfRateFor(scenarioFor("keyward-10k"), undefined)).toBeUndefined();
+  });
+
+  it("counts the authorizer's GC pauses from V8's trace lines between start and stop", () => {
+    const gc = new GcTrace();
+    const line = (kind: string, ms: string): string => `[1:0x1]     7969 ms: ${kind} 21.3 (26.5) -> 17.3 (26.5) MB, pooled: 0 MB, ${ms} / 0.00 ms  (average mu = 0.996, current mu = 0.996) allocation failure; `;
+    gc.line(line("Scavenge", "9.00"));
+    gc.start();
+    gc.line(line("Scavenge", "0.42"));
+    gc.line(line("Scavenge", "0.30"));
+    gc.line(line("Mark-Compact", "3.08"));
+    gc.line("READY 1234");
+    expect(gc.stop()).toEqual({ Scavenge: { count: 2, totalMs: 0.72, maxMs: 0.42 }, "Mark-Compact": { count: 1, totalMs: 3.08, maxMs: 3.08 } });
+    gc.line(line("Scavenge", "5"));
+    expect(gc.stop()).toEqual({});
+  });
 });
 
 describe("bench/envoy.ts figures", () => {
@@ -128,5 +160,22 @@ describe("bench/envoy.ts figures", () => {
     expect(md).toContain("| keyward-10 | 300 / 300 | 1.25 / 3.00 | +0.75 / +1.50 |");
     expect(md).toContain("| keyward-10 | 300 / 300 | 1.50 / 2.25 | +0.50 / +0.25 |");
     expect(md).toContain("| go-null | 300 / 300 | 1.00 / 2.00 | +0.50 / +0.50 |");
+    expect(md).toContain("every ext_authz guard at half the grpc-go null server's closed-loop rate");
+  });
+
+  it("reports the spread of the rounds' p99 and how busy the shared core was", () => {
+    const busy = (p99: number, coreBusy: number): VegetaRun => ({ ...run(1, p99), coreBusy });
+    const p = pointOf([busy(2, 0.5), busy(19, 0.9), busy(3, 0.6)]);
+    expect([p.p99Ms, p.coreBusy]).toEqual([3, 0.6]);
+    const md = envoyTables({
+      fixedRate: 300,
+      seconds: 10,
+      runsPerPoint: 3,
+      vegeta: "vegeta v12.13.0",
+      scenarios: [{ ...scenarioFor("keyward-10k"), name: "k", maxRuns: [run(1, 1)], maxRps: 1000, fixedRuns: [busy(2, 0.5), busy(19, 0.9), busy(3, 0.6)], halfRuns: [run(1, 2)] }],
+    }).join("\n");
+    expect(md).toContain("| 2.00, 19.00, 3.00 | 17.00 | 60% |");
+    // Results without the busy share (older runs) read as unknown.
+    expect(md).toContain("| 2.00 | 0.00 | – |");
   });
 });
