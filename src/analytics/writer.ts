@@ -6,6 +6,7 @@
 // the same day, key and route at once all count; rows are sorted by the
 // conflict key first, so two replicas' batches lock rollups in the same order
 // and cannot deadlock.
+import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { CompiledQuery, type Insertable } from "kysely";
 import type { Backend } from "./backend.ts";
 import type { KeyRecord, RequestRow } from "./row.ts";
@@ -140,8 +141,12 @@ export async function writeRequests(backend: Backend, rows: readonly RequestRow[
   await backend.prepareDays(kept.map((r) => Math.floor(r.at / DAY_MS)));
   const increments = rollupIncrements(rows);
   await backend.db.transaction().execute(async (trx) => {
-    for (const c of chunks(kept)) await trx.executeQuery(requestsInsert(backend, c));
-    for (const c of chunks(increments)) await trx.executeQuery(rollupsUpsert(backend, c));
+    const statements = [...chunks(kept, backend.statementRows).map((c) => () => requestsInsert(backend, c)), ...chunks(increments, backend.statementRows).map((c) => () => rollupsUpsert(backend, c))];
+    for (const [i, statement] of statements.entries()) {
+      // Between two statements of a synchronous backend, the checks and I/O waiting go first.
+      if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
+      await trx.executeQuery(statement());
+    }
   });
 }
 
