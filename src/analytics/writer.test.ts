@@ -2,7 +2,7 @@ import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQue
 import { describe, expect, it } from "vitest";
 import type { RequestRow } from "./row.ts";
 import { REQUEST_COLUMNS, type AnalyticsDB } from "./schema.ts";
-import { requestsInsert, rollupIncrements, rollupsUpsert, toRequestRecord } from "./writer.ts";
+import { requestsInsert, rollupIncrements, rollupsUpsert, statementChunks, toRequestRecord } from "./writer.ts";
 
 const base: RequestRow = { at: Date.UTC(2026, 0, 2, 3), uid: "u1", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "allowed", status: 200, checkMicros: 10 };
 
@@ -70,4 +70,17 @@ describe("the writer's compiled statements", () => {
       expect(mine.parameters).toEqual(values.parameters);
     });
   }
+});
+
+describe("statementChunks", () => {
+  it("takes full statements, then the rest in descending powers of two, every row once and in order", () => {
+    const xs = Array.from({ length: 1000 + 77 }, (_, i) => i);
+    const c = statementChunks(xs, 100);
+    expect(c.map((x) => x.length)).toEqual([...Array<number>(10).fill(100), 64, 8, 4, 1]);
+    expect(c.flat()).toEqual(xs);
+    // However many rows a batch has, its statements come in 1 + 7 sizes.
+    const sizes = new Set(Array.from({ length: 300 }, (_, n) => statementChunks(Array.from({ length: n }, () => 0), 100).map((x) => x.length)).flat());
+    expect([...sizes].sort((a, b) => a - b)).toEqual([1, 2, 4, 8, 16, 32, 64, 100]);
+    expect(statementChunks(xs.slice(0, 1000), 1000).map((x) => x.length)).toEqual([1000]);
+  });
 });

@@ -23,6 +23,24 @@ function chunks<T>(xs: readonly T[], n = CHUNK): T[][] {
   return out;
 }
 
+/**
+ * Statements of `n` rows, then the rest in statements of descending powers of two (64, 32, ...,
+ * 1): a batch's statements come in a few sizes only, so their compiled SQL and prepared
+ * statements are reused from one batch to the next instead of made anew for each remainder.
+ */
+export function statementChunks<T>(xs: readonly T[], n: number): T[][] {
+  const out: T[][] = [];
+  let i = 0;
+  for (; i + n <= xs.length; i += n) out.push(xs.slice(i, i + n));
+  for (let size = 2 ** Math.floor(Math.log2(Math.max(1, n - 1))); size >= 1; size /= 2) {
+    if (i + size <= xs.length) {
+      out.push(xs.slice(i, i + size));
+      i += size;
+    }
+  }
+  return out;
+}
+
 const REQUEST_FIELDS = Object.keys(REQUEST_COLUMNS) as (keyof RequestRow)[];
 const REQUEST_TEMPLATE = Object.fromEntries(Object.values(REQUEST_COLUMNS).map(({ column }) => [column, 0])) as unknown as Insertable<RequestsTable>;
 const ROLLUP_TEMPLATE: RollupsTable = { day: 0, uid: "", key_id: "", route: "", status: 0, country: "", outcome: "", n: 0, check_micros_sum: 0, check_micros_max: 0, upstream_n: 0, upstream_micros_sum: 0, upstream_micros_max: 0, request_bytes: 0, response_bytes: 0 };
@@ -141,7 +159,10 @@ export async function writeRequests(backend: Backend, rows: readonly RequestRow[
   await backend.prepareDays(kept.map((r) => Math.floor(r.at / DAY_MS)));
   const increments = rollupIncrements(rows);
   await backend.db.transaction().execute(async (trx) => {
-    const statements = [...chunks(kept, backend.statementRows).map((c) => () => requestsInsert(backend, c)), ...chunks(increments, backend.statementRows).map((c) => () => rollupsUpsert(backend, c))];
+    const statements = [
+      ...statementChunks(kept, backend.statementRows).map((c) => () => requestsInsert(backend, c)),
+      ...statementChunks(increments, backend.statementRows).map((c) => () => rollupsUpsert(backend, c)),
+    ];
     for (const [i, statement] of statements.entries()) {
       // Between two statements of a synchronous backend, the checks and I/O waiting go first.
       if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
