@@ -16,6 +16,7 @@ import { envoyTables } from "./envoy-report.ts";
 import type { EnvoyBenchResult } from "./envoy.ts";
 import { limitsGrpcTable, type GrpcLimitsRow } from "./limits-grpc.ts";
 import { startupTables, type StartupSection } from "./startup.ts";
+import { analyticsTables, type AnalyticsSection } from "./analytics-report.ts";
 
 interface Stamp {
   at: string;
@@ -44,6 +45,7 @@ export interface Results {
     envoy?: Stamp & EnvoyBenchResult & { finishedLoadAverage: string; command: string };
     limitsGrpc?: Stamp & { command: string; keys: number; rows: GrpcLimitsRow[] };
     startup?: Stamp & StartupSection;
+    analytics?: AnalyticsSection;
   };
 }
 
@@ -208,6 +210,10 @@ export function renderMarkdown(r: Results): string {
     out.push(`## Start-up and idle memory per role (\`${s.startup.command}\`)`, "");
     out.push(`Run at ${s.startup.at}; load average before ${s.startup.loadAverage}.`, "");
     out.push(...startupTables(s.startup), "");
+  }
+  if (s.analytics) {
+    out.push(`## Analytics store (\`${s.analytics.command}\`)`, "");
+    out.push(...analyticsTables(s.analytics));
   }
   return out.join("\n") + "\n";
 }

@@ -3,6 +3,7 @@
 //   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup]
 //                     [--envoy-rate 1000] [--envoy-scenarios none,go-null,keyward-10,...] [--limits-kubeconfig F]
 //                     [--startup-keys 10,10000,100000] [--startup-runs 3]
+//                     [--analytics-rows 1000000] [--analytics-rounds 3]
 //
 // A section run alone replaces only its part of latest.json; the markdown is
 // rewritten from the whole file. Loads go to 127.0.0.1 only and are bounded in time.
@@ -29,10 +30,12 @@ import { ENVOY_ROUNDS, ENVOY_SCENARIOS, runEnvoyBench } from "./envoy.ts";
 import { runLimitsGrpcBench } from "./limits-grpc.ts";
 import { startupRows } from "./startup.ts";
 import type { ViewCost } from "./views.ts";
+import { runAnalyticsStoreBench } from "./analytics.ts";
+import { runAnalyticsCheckBench } from "./analytics-check.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup,analytics" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -45,6 +48,9 @@ const { values } = parseArgs({
     "startup-keys": { type: "string", default: "10,10000,100000" },
     "startup-runs": { type: "string", default: "3" },
     "startup-authz-only-above": { type: "string", default: "Infinity" },
+    // Rows seeded for the analytics store's query and day-drop times (10000000: 30 days × 10M rows).
+    "analytics-rows": { type: "string", default: "1000000" },
+    "analytics-rounds": { type: "string", default: "3" },
   },
 });
 const only = new Set(values.only.split(","));
@@ -256,6 +262,19 @@ if (only.has("startup")) {
   } finally {
     await cp.stop({ removeDir: true });
   }
+}
+
+if (only.has("analytics")) {
+  // The store's write rate, size, queries and day drop on SQLite and PostgreSQL, then the
+  // check path with analytics off, into SQLite and into PostgreSQL, runs taking turns.
+  const rows = Number(values["analytics-rows"]);
+  const rounds = Number(values["analytics-rounds"]);
+  const start = stamp();
+  const store = await runAnalyticsStoreBench(["sqlite", "postgres"], { rows, writeRows: 100_000, keys: 1000, repeat: 3 }, log);
+  const check = await runAnalyticsCheckBench({ keys: 100_000, rounds, maxSeconds: 6, rateSeconds: 10, rateShare: 0.5, variants: ["off", "sqlite", "postgres"], log });
+  const command = `node bench/run.ts --only analytics --analytics-rows ${rows} --analytics-rounds ${rounds}`;
+  results.sections.analytics = { ...start, finishedLoadAverage: machine().loadAverage, command, store, check };
+  save();
 }
 
 log(`wrote ${jsonPath} and latest.md`);

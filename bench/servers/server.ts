@@ -12,6 +12,12 @@
 //   --answer keyward             (--mode null --transport keyward) answer every Check with the bytes
 //                                keyward's check path answers an allowed bench request with (its
 //                                headers to set and remove, its dynamic metadata), without deciding
+//   --analytics S                (--mode authz --keys N) off (default), sqlite or postgres: every
+//                                answered check also goes to the analytics rows as keyward authz
+//                                hands them over (src/usage/ingest.ts: the bounded queue, batched
+//                                writes from this process), into the SQLite file --analytics-path
+//                                or the PostgreSQL database --analytics-url; the N ApiKeys' key
+//                                records are written before READY
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/pool.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -40,7 +46,12 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { Limiter } from "../../src/limits/limiter.ts";
 import { runWorker, startWorkerPool } from "../../src/cluster/pool.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
-import { benchPolicy, fillIndex } from "../lib/fixture.ts";
+import { apiKeyObject, benchPolicy, fillIndex } from "../lib/fixture.ts";
+import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
+import { startIngest, type Ingest } from "../../src/usage/ingest.ts";
+import { fromDecision } from "../../src/check/event.ts";
+import { systemClock } from "../../src/k8s/clock.ts";
+import type { DecisionListener } from "../../src/authz/decisions.ts";
 import { keywardAnswer } from "../lib/answer.ts";
 
 const { values: args } = parseArgs({
@@ -54,6 +65,9 @@ const { values: args } = parseArgs({
     workers: { type: "string", default: "1" },
     transport: { type: "string" },
     answer: { type: "string", default: "empty" },
+    analytics: { type: "string", default: "off" },
+    "analytics-path": { type: "string", default: "" },
+    "analytics-url": { type: "string", default: "" },
   },
 });
 const transport = (args.transport ?? (args.mode === "null" ? "grpc-js" : "keyward")) as GrpcTransport;
@@ -66,6 +80,8 @@ interface Stats {
   rssBytes: number;
   heapUsedBytes: number;
   indexKeys: number;
+  /** With --analytics: rows made, written to the store and dropped. */
+  analytics?: { made: number; written: number; dropped: number };
 }
 
 async function metricValues(registry: Registry, name: string): Promise<{ labels: Record<string, string | number>; value: number }[]> {
@@ -84,7 +100,11 @@ async function collectStats(registry: Registry | undefined, nullCount: number): 
   } else decisions.null = nullCount;
   const keys = registry ? ((await metricValues(registry, "keyward_authz_index_keys"))[0]?.value ?? 0) : 0;
   const mem = process.memoryUsage();
-  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys };
+  const sum = async (name: string): Promise<number> => (await metricValues(registry ?? new Registry(), name)).reduce((n, v) => n + v.value, 0);
+  const analytics = registry?.getSingleMetric("keyward_analytics_rows_total")
+    ? { made: await sum("keyward_analytics_rows_total"), written: await sum("keyward_analytics_rows_written_total"), dropped: await sum("keyward_analytics_rows_dropped_total") }
+    : undefined;
+  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys, ...(analytics ? { analytics } : {}) };
 }
 
 /** The null server on keyward's HTTP/2 server: decodes CheckRequest with keyward's decoder and answers OK. */
@@ -147,6 +167,7 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
   const config = defaultConfig();
   const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
+  const listener = args.analytics === "off" ? undefined : await analyticsListener(args.analytics, nKeys, registry, log);
   // The same per-decision work as startAuthz (src/authz/decisions.ts): the decision counter and
   // duration histogram, then a JSON log line for every denial at the default info level.
   const front = await startGrpcFront({
@@ -155,12 +176,34 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
     checker,
     response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
     ready: () => true,
-    onDecision: decisionRecorder({ front: "grpc", metrics, log }),
+    onDecision: decisionRecorder({ front: "grpc", metrics, log, listener }),
     onError: (err) => {
       log.error("check failed; denied", { err });
     },
   });
   return { port: front.port, registry };
+}
+
+/**
+ * What startUsage adds to each answered check for the analytics store, alone: the check's event
+ * (fromDecision) handed to the ingest queue, which makes its row after the turn and writes
+ * batches to the store from this process. Without the status flusher, the decision log and
+ * the per-key metrics, so the difference to --analytics off is the analytics rows' cost.
+ */
+async function analyticsListener(kind: string, nKeys: number, registry: Registry, log: Logger): Promise<DecisionListener> {
+  if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, sqlite or postgres, got ${kind}`);
+  const config = defaultConfig();
+  const store: AnalyticsStore = await openAnalyticsStore(
+    { store: kind, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0 },
+    log,
+  );
+  const ingest: Ingest = await startIngest({ writer: store, config, clock: systemClock, log, registry, uidOf: () => undefined });
+  for (let i = 0; i < nKeys; i++) ingest.keyChange("add", apiKeyObject(i));
+  await ingest.flush();
+  const xffTrustedHops = config.xffTrustedHops;
+  return (front, d, seconds, input, cancelled) => {
+    ingest.check(fromDecision(d, input, seconds, cancelled, { xffTrustedHops, front, at: Date.now() }));
+  };
 }
 
 async function startViaApiserver(address: string, kubeconfig: string, namespace: string, expectKeys: number, log: Logger): Promise<{ port: number; registry: Registry }> {

@@ -12,6 +12,13 @@ export interface Backend {
   readonly db: Kysely<AnalyticsDB>;
   /** Where the store is, without credentials, for messages and logs. */
   readonly where: string;
+  /**
+   * Rows one multi-row statement of a batch carries at most. A backend whose statements run on
+   * the event loop's own thread (node:sqlite) keeps them short and is given `yieldBetweenStatements`,
+   * so that checks are answered between two statements of a batch rather than after all of them.
+   */
+  readonly statementRows: number;
+  readonly yieldBetweenStatements: boolean;
   /** Runs `fn` while holding the schema lock every replica and process of this store takes before migrating. */
   withSchemaLock<T>(fn: () => Promise<T>): Promise<T>;
   /** Makes per-request rows of these UTC days (days since the epoch) writable; called before a batch is written. */

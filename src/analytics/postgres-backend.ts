@@ -120,6 +120,9 @@ export async function openPostgres(options: PostgresOptions, log: Logger): Promi
 
   return {
     kind: "postgres",
+    // 22 columns × 1000 rows stays under the protocol's 65,535 parameters; the server does the work.
+    statementRows: 1000,
+    yieldBetweenStatements: false,
     db,
     where,
     withSchemaLock: (fn) => withLock(SCHEMA_LOCK, fn),

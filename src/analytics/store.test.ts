@@ -33,3 +33,26 @@ describe("openAnalyticsStore", () => {
     await store.close();
   });
 });
+
+describe("a SQLite batch on the event loop's thread", () => {
+  it("lets the loop turn between its statements, so checks are answered during a large batch; every row lands", async () => {
+    const now = Date.UTC(2026, 0, 10, 12);
+    const store = await openAnalyticsStore({ store: "sqlite", sqlitePath: ":memory:", postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => now }, createLogger({ sink: () => {} }));
+    await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now }]);
+    // 1000 rows, each its own rollup: 10 statements of rows and 10 of rollups.
+    const rows = Array.from({ length: 1000 }, (_, i) => ({ at: now - 1000 - i, uid: "u", keyId: "kw_1", front: "http", outcome: "allowed" as const, reason: "allowed", status: 200, checkMicros: 5, country: `c${i}` }));
+    let turns = 0;
+    let writing = true;
+    const spin = (): void => {
+      if (!writing) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    await store.writeRequests(rows);
+    writing = false;
+    expect(turns).toBeGreaterThanOrEqual(19);
+    expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 1000 }]);
+    await store.close();
+  });
+});

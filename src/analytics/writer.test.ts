@@ -1,7 +1,8 @@
+import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from "kysely";
 import { describe, expect, it } from "vitest";
 import type { RequestRow } from "./row.ts";
-import { REQUEST_COLUMNS } from "./schema.ts";
-import { rollupIncrements, toRequestRecord } from "./writer.ts";
+import { REQUEST_COLUMNS, type AnalyticsDB } from "./schema.ts";
+import { requestsInsert, rollupIncrements, rollupsUpsert, statementChunks, toRequestRecord } from "./writer.ts";
 
 const base: RequestRow = { at: Date.UTC(2026, 0, 2, 3), uid: "u1", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "allowed", status: 200, checkMicros: 10 };
 
@@ -31,5 +32,55 @@ describe("toRequestRecord", () => {
     const rec = toRequestRecord({ ...base, path: "/a" }) as Record<string, unknown>;
     expect(Object.keys(rec).sort()).toEqual(Object.values(REQUEST_COLUMNS).map((c) => c.column).sort());
     expect(rec).toMatchObject({ at: base.at, key_id: "kw_1", check_micros: 10, path: "/a", upstream_status: null });
+  });
+});
+
+describe("the writer's compiled statements", () => {
+  const dialects = {
+    sqlite: new Kysely<AnalyticsDB>({
+      dialect: { createAdapter: () => new SqliteAdapter(), createDriver: () => new DummyDriver(), createIntrospector: (db) => new SqliteIntrospector(db), createQueryCompiler: () => new SqliteQueryCompiler() },
+    }),
+    postgres: new Kysely<AnalyticsDB>({
+      dialect: { createAdapter: () => new PostgresAdapter(), createDriver: () => new DummyDriver(), createIntrospector: (db) => new PostgresIntrospector(db), createQueryCompiler: () => new PostgresQueryCompiler() },
+    }),
+  };
+  const rows: RequestRow[] = [
+    { ...base, path: "/a", requestId: "r1", upstreamStatus: 200, upstreamMicros: 9, requestBytes: 1, responseBytes: 2 },
+    { ...base, uid: "u2", country: "DE", network: "203.0.113.0/24", source: "203.0.113.9" },
+    { ...base, route: "GET /x", policy: "ns/p", rule: "r" },
+  ];
+
+  for (const [name, db] of Object.entries(dialects)) {
+    it(`${name}: the INSERT of rows is the one Kysely builds from their records, for each row count`, () => {
+      for (const n of [1, 2, 3, 2]) {
+        const batch = rows.slice(0, n);
+        const mine = requestsInsert({ db }, batch);
+        const kysely = db.insertInto("requests").values(batch.map(toRequestRecord)).compile();
+        expect(mine.sql).toBe(kysely.sql);
+        expect(mine.parameters).toEqual(kysely.parameters);
+      }
+    });
+
+    it(`${name}: the rollup upsert's parameters are laid out as Kysely lays out the increments`, () => {
+      const inc = rollupIncrements(rows);
+      const mine = rollupsUpsert({ db }, inc);
+      const values = db.insertInto("rollups").values(inc).compile();
+      expect(mine.sql.startsWith(values.sql)).toBe(true);
+      expect(mine.sql).toMatch(/on conflict/i);
+      expect(mine.parameters).toEqual(values.parameters);
+    });
+  }
+});
+
+describe("statementChunks", () => {
+  it("takes full statements, then the rest in descending powers of two, every row once and in order", () => {
+    const xs = Array.from({ length: 1000 + 77 }, (_, i) => i);
+    const c = statementChunks(xs, 100);
+    expect(c.map((x) => x.length)).toEqual([...Array<number>(10).fill(100), 64, 8, 4, 1]);
+    expect(c.flat()).toEqual(xs);
+    // However many rows a batch has, its statements come in 1 + 7 sizes.
+    const sizes = new Set(Array.from({ length: 300 }, (_, n) => statementChunks(Array.from({ length: n }, () => 0), 100).map((x) => x.length)).flat());
+    expect([...sizes].sort((a, b) => a - b)).toEqual([1, 2, 4, 8, 16, 32, 64, 100]);
+    expect(statementChunks(xs.slice(0, 1000), 1000).map((x) => x.length)).toEqual([1000]);
   });
 });

@@ -1,0 +1,70 @@
+// The analytics section of bench/results/latest.md (and so of docs/benchmarks.md): the
+// store's write rate, size, query and day-drop times (bench/analytics.ts), and the check
+// path with analytics on against off (bench/analytics-check.ts).
+import type { AnalyticsCheckResult } from "./analytics-check.ts";
+import type { StoreBenchResult } from "./analytics.ts";
+
+export interface AnalyticsSection {
+  at: string;
+  loadAverage: string;
+  finishedLoadAverage: string;
+  command: string;
+  store: StoreBenchResult[];
+  check?: AnalyticsCheckResult;
+}
+
+const int = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : Math.round(x).toLocaleString("en-US"));
+const ms = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : x < 10 ? x.toFixed(1) : int(x));
+const f2 = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(2));
+const rowsLabel = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : n >= 1000 ? `${n / 1000}k` : String(n));
+
+function storeTable(rows: StoreBenchResult[]): string[] {
+  const cols = rows.map((r) => r.backend);
+  const line = (what: string, f: (r: StoreBenchResult) => string): string => `| ${what} | ${rows.map(f).join(" | ")} |`;
+  const first = rows[0];
+  if (!first) return [];
+  return [
+    `| | ${cols.join(" | ")} |`,
+    `| --- | ${cols.map(() => "---:").join(" | ")} |`,
+    line(`events per CPU-second, writer + database server (${rowsLabel(first.writeRows)} rows, batches of 1,000)`, (r) => int(r.eventsPerCpuSecond)),
+    line("events per CPU-second of the database server alone", (r) => int(r.serverEventsPerCpuSecond)),
+    line("events per second, wall clock (one writer)", (r) => int(r.eventsPerSecond)),
+    line("bytes per event on disk (rows, indexes, rollups)", (r) => int(r.bytesPerEvent)),
+    line(`seeding ${rowsLabel(first.rows)} rows over 30 days, with their rollups (s)`, (r) => ms(r.seedSeconds)),
+    line("`keyward usage` top 20 keys, 30 whole days (rollups), ms", (r) => ms(r.topKeysMs)),
+    line("top 20 keys, 30 days less 1 ms (per-request rows), ms", (r) => ms(r.topKeysRowsMs)),
+    line("one key's hourly timeline, last 7 days (per-request rows), ms", (r) => ms(r.hourlyTimelineMs)),
+    line("one key's daily timeline, 30 days (rollups), ms", (r) => ms(r.dailyTimelineMs)),
+    line("drop the oldest day, ms", (r) => `${ms(r.dropDayMs)} (${r.backend === "postgres" ? `${r.droppedDay} partition` : `${int(r.droppedDay)} rows`})`),
+  ];
+}
+
+function checkTable(c: AnalyticsCheckResult): string[] {
+  const off = c.rows.find((r) => r.variant === "off");
+  const out = [
+    "| analytics | max RPS (median) | each round | vs off | server CPU per check (µs) | p50 / p99 / p99.9 at the fixed rate (ms) | p99 of each round (ms) | rows made / written / dropped |",
+    "| --- | ---: | --- | ---: | ---: | --- | --- | --- |",
+  ];
+  for (const r of c.rows) {
+    const vs = off && r !== off ? `${((r.maxRps / off.maxRps - 1) * 100).toFixed(1)}%` : "–";
+    const rows = r.rows ? `${int(r.rows.made)} / ${int(r.rows.written)} / ${int(r.rows.dropped)}` : "–";
+    out.push(
+      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${vs} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${rows} |`,
+    );
+  }
+  return out;
+}
+
+export function analyticsTables(s: AnalyticsSection): string[] {
+  const out = [`Run at ${s.at}; load average before ${s.loadAverage}, after ${s.finishedLoadAverage}.`, "", ...storeTable(s.store), ""];
+  if (s.check) {
+    const c = s.check;
+    out.push(
+      `The check path over ${int(c.keys)} keys with analytics off, into SQLite, into PostgreSQL: ${c.rounds} rounds taking turns, closed loop ${c.maxSeconds} s (64 in flight), then ${c.rateSeconds} s at ${int(c.rps)} RPS each.`,
+      "",
+      ...checkTable(c),
+      "",
+    );
+  }
+  return out;
+}

@@ -1,0 +1,62 @@
+// `make bench`'s analytics section: its tables show each backend's figures and the check path's
+// change against analytics off, from the medians they claim.
+import { describe, expect, it } from "vitest";
+import { analyticsTables } from "../../bench/analytics-report.ts";
+import type { AnalyticsCheckRow } from "../../bench/analytics-check.ts";
+import type { StoreBenchResult } from "../../bench/analytics.ts";
+import type { LoadResult } from "../../bench/lib/ghz.ts";
+
+const load = (rps: number, p99Ms = 1): LoadResult => ({ rps, count: rps * 6, errors: 0, p50Ms: 0.3, p99Ms, p999Ms: 2, maxMs: 3, serverCpu: 0.5 });
+const store = (backend: "sqlite" | "postgres"): StoreBenchResult => ({
+  backend,
+  keys: 1000,
+  writeRows: 100_000,
+  writeSeconds: 5,
+  eventsPerSecond: 20_000,
+  eventsPerCpuSecond: 40_000,
+  ...(backend === "postgres" ? { serverEventsPerCpuSecond: 20_121 } : {}),
+  bytesPerEvent: backend === "sqlite" ? 271 : 480,
+  rows: 10_000_000,
+  seedSeconds: 300,
+  topKeysMs: 150,
+  topKeysRowsMs: 15_000,
+  hourlyTimelineMs: 4.25,
+  dailyTimelineMs: 50,
+  dropDayMs: 622,
+  droppedDay: backend === "sqlite" ? 333_334 : 1,
+});
+const row = (variant: AnalyticsCheckRow["variant"], maxRps: number): AnalyticsCheckRow => ({
+  variant,
+  maxRuns: [load(maxRps), load(maxRps + 100)],
+  rateRuns: [load(5000, 1.5), load(5000, 1.2)],
+  maxRps,
+  cpuMicrosPerCheck: 15,
+  rate: load(5000, 1.2),
+  ...(variant === "off" ? {} : { rows: { made: 10, written: 9, dropped: 1 } }),
+});
+
+describe("analyticsTables", () => {
+  const md = analyticsTables({
+    at: "2026-12-01T15:00:00Z",
+    loadAverage: "1",
+    finishedLoadAverage: "1",
+    command: "node bench/run.ts --only analytics",
+    store: [store("sqlite"), store("postgres")],
+    check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, rows: [row("off", 10_000), row("sqlite", 9_000), row("postgres", 9_500)] },
+  }).join("\n");
+
+  it("sets the backends side by side, with the server's own rate for PostgreSQL and what a day drop removed", () => {
+    expect(md).toContain("| | sqlite | postgres |");
+    expect(md).toMatch(/bytes per event on disk \(rows, indexes, rollups\) \| 271 \| 480 \|/);
+    expect(md).toMatch(/database server alone \| – \| 20,121 \|/);
+    expect(md).toMatch(/seeding 10M rows/);
+    expect(md).toMatch(/drop the oldest day, ms \| 622 \(333,334 rows\) \| 622 \(1 partition\) \|/);
+    expect(md).toMatch(/hourly timeline.*\| 4\.3 \| 4\.3 \|/);
+  });
+
+  it("gives each variant's change in throughput against off, and the rows it made, wrote and dropped", () => {
+    expect(md).toMatch(/\| off \| 10,000 \| 10,000, 10,100 \| – \|/);
+    expect(md).toMatch(/\| sqlite \| 9,000 \| 9,000, 9,100 \| -10\.0% \|/);
+    expect(md).toMatch(/\| postgres \| 9,500 \| .* \| -5\.0% \| 15\.00 \| 0\.30 \/ 1\.20 \/ 2\.00 \| 1\.50, 1\.20 \| 10 \/ 9 \/ 1 \|/);
+  });
+});
