@@ -5,7 +5,9 @@
 // flush timer, the optional access log server, and the alert evaluator's
 // campaign for its Lease (src/alerts, ADR 45).
 import { hostname } from "node:os";
+import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
+import type { CollectionWatch } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
@@ -40,6 +42,11 @@ export interface UsageDeps extends RoleDeps {
   analyticsWriter?: AnalyticsWriter;
   /** The analytics store's alert queries: given and config.usageAlerts, this replica campaigns to evaluate alerts (ADR 45). */
   alertQueries?: AlertQueries;
+  /**
+   * An ApiKey watch shared with the data plane in this process (one list and one watch for
+   * both, ADR 0034); its cache keeps at least usageView's fields. Default: usage's own.
+   */
+  apiKeys?: CollectionWatch<ApiKey>;
 }
 
 export interface UsageHandle extends UsageSink {
@@ -65,7 +72,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   let flusher: UsageFlusher | undefined;
   const metrics = createUsageMetrics(deps.registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
   let ingest: Ingest | undefined;
-  const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); });
+  const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); }, deps.apiKeys);
   if (deps.analyticsWriter) {
     ingest = await startIngest({ writer: deps.analyticsWriter, config, clock, log, registry: deps.registry, uidOf: (ns, name) => store.get(ns, name)?.metadata.uid });
   }
