@@ -17,8 +17,9 @@ import type { HttpLogEntry } from "../accesslog/proto.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
-import { createUsageMetrics } from "./metrics.ts";
-import { quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
+import { createUsageMetrics, type UsageMetrics } from "./metrics.ts";
+import { quotaKeys, usageRecorder, usageStore, type Recorder } from "./wiring.ts";
+import type { Logger } from "../log.ts";
 import type { AnalyticsWriter } from "../analytics/row.ts";
 import type { AlertQueries } from "../analytics/alert-queries.ts";
 import { startAlertService, type AlertService } from "../alerts/service.ts";
@@ -62,6 +63,15 @@ export interface UsageHandle extends UsageSink {
   stop(): Promise<void>;
 }
 
+/** The access log receiver (upstream answers, and the analytics rows' HTTP entries), when config.accessLogAddress is set. */
+function startAccessLog(deps: UsageDeps, log: Logger, metrics: UsageMetrics, onUpstream: Recorder["recordUpstream"], ingest: Ingest | undefined): Promise<{ port: number; stop(): Promise<void> } | undefined> {
+  const address = deps.config.accessLogAddress;
+  if (!address) return Promise.resolve(undefined);
+  const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
+  const onHttpEntry = ingest ? (e: HttpLogEntry): void => { ingest.accessLogEntry(e); } : undefined;
+  return (deps.startAccessLog ?? startAccessLogServer)({ address, onUpstream, log, onEntry, onHttpEntry });
+}
+
 export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { config } = deps;
   const log = deps.log.child({ component: "usage" });
@@ -86,17 +96,11 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, ingest });
 
   await store.start();
-  let accessLog: { port: number; stop(): Promise<void> } | undefined;
-  if (config.accessLogAddress) {
-    const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
-    const rows = ingest;
-    const onHttpEntry = rows ? (e: HttpLogEntry): void => { rows.accessLogEntry(e); } : undefined;
-    accessLog = await (deps.startAccessLog ?? startAccessLogServer)({ address: config.accessLogAddress, onUpstream: recordUpstream, log, onEntry, onHttpEntry }).catch(async (err: unknown) => {
-      await store.stop();
-      await ingest?.stop();
-      throw err;
-    });
-  }
+  const accessLog = await startAccessLog(deps, log, metrics, recordUpstream, ingest).catch(async (err: unknown) => {
+    await store.stop();
+    await ingest?.stop();
+    throw err;
+  });
   flusher?.start();
   const alertQueries = deps.alertQueries;
   const alerts =
