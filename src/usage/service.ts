@@ -1,7 +1,8 @@
 // Usage analytics in the ext_authz process: every answered check (and, with
 // the access log receiver, every upstream answer) goes to the analytics rows,
 // the decision log, the per-key metrics and the status flusher. startUsage
-// owns a watch of ApiKeys (the flusher's base and the alerts' quotas), the
+// owns a watch of ApiKeys, or shares the data plane's (the flusher's base and
+// the alerts' quotas), the
 // flush timer, the optional access log server, and the alert evaluator's
 // campaign for its Lease (src/alerts, ADR 45).
 import { hostname } from "node:os";
