@@ -255,7 +255,7 @@ if (only.has("startup")) {
   try {
     const start = stamp();
     const authzOnlyAbove = Number(values["startup-authz-only-above"]);
-    const r = await startupRows({ kubeconfig: cp.kubeconfig, keys: keys.split(",").map(Number), roles: ["authz", "operator", "run"], runs: Number(values["startup-runs"]), authzOnlyAbove, log });
+    const r = await startupRows({ kubeconfig: cp.kubeconfig, keys: keys.split(",").map(Number), roles: ["authz", "operator", "run"], runs: Number(values["startup-runs"]), authzOnlyAbove, etcdUrl: cp.etcdUrl, log });
     const command = `node bench/startup.ts --keys ${keys} --runs ${values["startup-runs"]}${Number.isFinite(authzOnlyAbove) ? ` --authz-only-above ${authzOnlyAbove}` : ""}`;
     results.sections.startup = { ...start, command, ...r, views };
     save();

@@ -3,10 +3,12 @@
 //
 //   node bench/startup.ts [--keys 10,10000,100000] [--roles authz,operator,run] [--runs 3]
 //                         [--authz-only-above N] [--compile-cache]
-//                         [--kubeconfig FILE] [--node-flags "--cpu-prof --cpu-prof-dir=DIR"]
+//                         [--kubeconfig FILE [--etcd URL]] [--node-flags "--cpu-prof --cpu-prof-dir=DIR"]
 //
 // Every ApiKey is seeded as the operator leaves it: status.keys with the key's hash, written
-// through the status subresource, and its Secret, owned and labelled. So `authz` needs no
+// through the status subresource, and its Secret, owned and labelled; into etcd directly when
+// the bench runs its own control plane or is given --etcd (bench/lib/seed-etcd.ts), through
+// the apiserver otherwise. So `authz` needs no
 // operator, and `operator` measures a restart against keys it has already issued. Each role
 // is started `runs` times as `node src/main.ts <role>`; from the spawn the bench times /readyz
 // answering 200 and (authz, run) the first allowed Check over gRPC, then runs two full
@@ -21,6 +23,7 @@ import { API_VERSION, type ApiKey } from "../src/api/types.ts";
 import { loadKubeConfig } from "../src/k8s/client.ts";
 import { KubeRest } from "../src/k8s/rest.ts";
 import { buildKeySecret } from "../src/operator/secrets.ts";
+import { issuedStatus, seedKeysIntoEtcd } from "./lib/seed-etcd.ts";
 import { authzClient, checkRequest } from "../test/conformance/harness.ts";
 import { createNamespace, pool, startControlPlane } from "./apiserver.ts";
 import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts";
@@ -61,32 +64,34 @@ export interface StartupSection {
 export interface SeedResult {
   keys: number;
   seconds: number;
+  /** Requests to the apiserver, or etcd transactions. */
   requests: number;
+  through?: "etcd" | "apiserver";
+}
+
+/** Resolves once the apiserver lists `n` ApiKeys in `ns` (its watch cache has caught up with etcd); polls for up to five minutes. */
+async function untilListed(rest: KubeRest, ns: string, n: number): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    const page = await rest.request<{ items: unknown[]; metadata: { remainingItemCount?: number } }>("GET", `${BASE}/namespaces/${ns}/apikeys`, { query: { limit: "1" } });
+    if (page.items.length + (page.metadata.remainingItemCount ?? 0) >= n) return;
+    if (Date.now() > deadline) throw new Error(`the apiserver lists fewer than ${n} ApiKeys in ${ns} after five minutes`);
+    await pause(200);
+  }
 }
 
 const BASE = `/apis/${API_VERSION}`;
 
 export const startupNamespace = (keys: number): string => `startup-${keys}`;
 
-/** The status the operator leaves on an issued key, so that a restart finds nothing to write. */
-function issuedStatus(obj: ApiKey, secretName: string): NonNullable<ApiKey["status"]> {
-  const id = obj.status?.keys?.[0]?.id ?? "";
-  return {
-    state: "Active",
-    keys: obj.status?.keys,
-    currentKeyId: id,
-    secretName,
-    observedGeneration: 1,
-    conditions: [{ type: "Ready", status: "True", reason: "Issued", message: `key ${id} is active`, observedGeneration: 1, lastTransitionTime: "2026-01-01T00:00:00Z" }],
-  };
-}
-
 /**
- * Seeds `n` issued ApiKeys into their own namespace: the ApiKey (plain POST), its Secret
- * (unless `secrets` is false) and its status (merge patch on the status subresource), 64
- * keys in flight, unthrottled.
+ * Seeds `n` issued ApiKeys into their own namespace, each with its Secret unless `secrets` is
+ * false. With `etcdUrl` (the bench's own control plane) they are written into etcd as the
+ * apiserver stores them (bench/lib/seed-etcd.ts), and this returns once the apiserver lists
+ * them all. Without, through the apiserver: the ApiKey (plain POST), its Secret and its status
+ * (merge patch on the status subresource), 64 keys in flight, unthrottled.
  */
-export async function seedIssuedKeys(kubeconfig: string, n: number, log: (s: string) => void, secrets = true): Promise<SeedResult> {
+export async function seedIssuedKeys(kubeconfig: string, n: number, log: (s: string) => void, secrets = true, etcdUrl?: string): Promise<SeedResult> {
   const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
   const ns = startupNamespace(n);
   try {
@@ -98,6 +103,11 @@ export async function seedIssuedKeys(kubeconfig: string, n: number, log: (s: str
     }
     await rest.request("POST", `${BASE}/namespaces/${ns}/apikeypolicies`, { body: benchPolicy(ns) });
     const t0 = performance.now();
+    if (etcdUrl) {
+      const txns = await seedKeysIntoEtcd(etcdUrl, ns, n, secrets, log);
+      await untilListed(rest, ns, n);
+      return { keys: n, seconds: Math.round((performance.now() - t0) / 100) / 10, requests: txns, through: "etcd" };
+    }
     let done = 0;
     await pool(
       Array.from({ length: n }, (_, i) => i),
@@ -115,25 +125,7 @@ export async function seedIssuedKeys(kubeconfig: string, n: number, log: (s: str
         if (++done % 10_000 === 0) log(`seeded ${done}/${n} issued ApiKeys`);
       },
     );
-    return { keys: n, seconds: Math.round((performance.now() - t0) / 100) / 10, requests: (secrets ? 3 : 2) * n + 1 };
-  } finally {
-    rest.close();
-  }
-}
-
-/** Writes the operator's status onto ApiKeys seeded before it was part of the seed (a one-off repair). */
-export async function completeStatus(kubeconfig: string, n: number): Promise<void> {
-  const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
-  const ns = startupNamespace(n);
-  try {
-    await pool(
-      Array.from({ length: n }, (_, i) => i),
-      64,
-      async (i) => {
-        const obj = apiKeyObject(i, ns);
-        await rest.request("PATCH", `${BASE}/namespaces/${ns}/apikeys/${obj.metadata.name}/status`, { body: { status: issuedStatus(obj, `${obj.metadata.name}-apikey`) }, contentType: "application/merge-patch+json" });
-      },
-    );
+    return { keys: n, seconds: Math.round((performance.now() - t0) / 100) / 10, requests: (secrets ? 3 : 2) * n + 1, through: "apiserver" };
   } finally {
     rest.close();
   }
@@ -323,6 +315,8 @@ export async function startupRows(o: {
   nodeFlags?: string[];
   /** Let the processes use Node's compile cache (warm after the first run). */
   compileCache?: boolean;
+  /** The control plane's etcd: seed through it (seconds for 100k keys) instead of the apiserver. */
+  etcdUrl?: string;
   log: (s: string) => void;
 }): Promise<{ seeds: SeedResult[]; rows: StartupRow[] }> {
   const seeds: SeedResult[] = [];
@@ -330,7 +324,7 @@ export async function startupRows(o: {
   for (const n of o.keys) {
     const authzOnly = n > (o.authzOnlyAbove ?? Infinity);
     o.log(`start-up: seeding ${n} issued ApiKeys (ApiKey, status${authzOnly ? "" : ", Secret"})`);
-    const seed = await seedIssuedKeys(o.kubeconfig, n, o.log, !authzOnly);
+    const seed = await seedIssuedKeys(o.kubeconfig, n, o.log, !authzOnly, o.etcdUrl);
     o.log(`start-up: seeded ${n} in ${seed.seconds} s`);
     seeds.push(seed);
     for (const role of authzOnly ? o.roles.filter((r) => r === "authz") : o.roles) {
@@ -367,8 +361,8 @@ const cell = (x: number | undefined, digits = 0): string => (x === undefined || 
 
 /** The markdown of a start-up run: seeding, then one row per role and key count (medians). */
 export function startupTables(r: StartupSection): string[] {
-  const out = ["| keys seeded | seconds | requests | per second |", "| ---: | ---: | ---: | ---: |"];
-  for (const s of r.seeds) out.push(`| ${cell(s.keys)} | ${s.seconds ? cell(s.seconds, 1) : "(seeded before)"} | ${cell(s.requests)} | ${s.seconds ? cell(s.requests / s.seconds) : "–"} |`);
+  const out = ["| keys seeded | through | seconds | requests (apiserver) or transactions (etcd) | per second |", "| ---: | --- | ---: | ---: | ---: |"];
+  for (const s of r.seeds) out.push(`| ${cell(s.keys)} | ${s.through ?? "apiserver"} | ${s.seconds ? cell(s.seconds, 1) : "(seeded before)"} | ${cell(s.requests)} | ${s.seconds ? cell(s.requests / s.seconds) : "–"} |`);
   out.push(
     "",
     "| role | keys | runs | Ready (ms) | CPU to Ready (s) | first allowed Check (ms) | RSS idle after Ready (MiB) | heap used (MiB) | Ready of each run (ms) |",
@@ -394,6 +388,7 @@ if (import.meta.main) {
       kubeconfig: { type: "string" },
       "node-flags": { type: "string", default: "" },
       "compile-cache": { type: "boolean", default: false },
+      etcd: { type: "string" },
     },
   });
   const log = (s: string): void => {
@@ -409,6 +404,7 @@ if (import.meta.main) {
       authzOnlyAbove: Number(values["authz-only-above"]),
       nodeFlags: values["node-flags"].split(" ").filter(Boolean),
       compileCache: values["compile-cache"],
+      etcdUrl: values.etcd ?? cp?.etcdUrl,
       log,
     });
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");

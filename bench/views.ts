@@ -8,6 +8,7 @@ import type { ApiKey } from "../src/api/types.ts";
 import { apiKeyRef, indexView } from "../src/authz/views.ts";
 import { operatorView } from "../src/operator/view.ts";
 import { usageView } from "../src/usage/view.ts";
+import { unionOfViews } from "../src/k8s/views.ts";
 import { apiKeyObject } from "./lib/fixture.ts";
 
 export interface ViewCost {
@@ -40,6 +41,7 @@ export function viewCosts(n: number): ViewCost[] {
     ["usage (usageView)", usageView],
     ["index, delivered (indexView)", indexView],
     ["index, cached (apiKeyRef)", (ak) => apiKeyRef(indexView(ak))],
+    ["data plane's shared watch, cached (index ∪ usage)", unionOfViews(indexView, usageView)],
   ];
   return views.map(([view, f]) => {
     gc();

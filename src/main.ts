@@ -16,6 +16,8 @@ import { Lifecycle } from "./lifecycle/lifecycle.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
 import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
 import type { UsageHandle } from "./usage/service.ts";
+import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "./api/types.ts";
+import type { CollectionWatch } from "./k8s/informer.ts";
 import type { AnalyticsStore } from "./analytics/store.ts";
 
 const USAGE = `keyward: API keys as Kubernetes resources
@@ -90,19 +92,42 @@ async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined): Pro
   await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, log: s.log.child({ component: "usage-api" }) }));
 }
 
+/**
+ * The one ApiKey watch of usage and the data plane when both run in this process (ADR 0034):
+ * one list and one watch, each key cut on arrival to what the index and usage read.
+ */
+async function sharedApiKeyWatch(s: Serving, rest: KubeRest): Promise<CollectionWatch<ApiKey>> {
+  const [{ CollectionWatch }, { indexView }, { usageView }, { unionOfViews }] = await Promise.all([
+    import("./k8s/informer.ts"),
+    import("./authz/views.ts"),
+    import("./usage/view.ts"),
+    import("./k8s/views.ts"),
+  ]);
+  const { config } = s;
+  return new CollectionWatch<ApiKey>(s.kc, rest, {
+    apiPrefix: `/apis/${API_VERSION}`,
+    plural: APIKEY_PLURAL,
+    namespaces: config.namespaces,
+    staleAfterMs: config.watchStaleAfter,
+    resyncMs: config.watchResync,
+    transform: unionOfViews(indexView, usageView),
+  });
+}
+
 /** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
 async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
   const { startUsage } = await import("./usage/service.ts");
   // Usage has its own client, so its status writes never delay the data plane's watches.
   const usageRest = roleClient(s, "usage");
+  const rest = workers > 1 ? undefined : roleClient(s, "authz");
+  const apiKeys = rest && (await sharedApiKeyWatch(s, rest));
   const analytics = await startAnalyticsStore(s);
   await serveUsageApi(s, analytics);
   const usage = await s.lc.start("usage", () =>
-    startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
+    startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, apiKeys, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
   );
-  if (workers > 1) return serveAuthzWorkers(s, usage);
+  if (!rest) return serveAuthzWorkers(s, usage);
   const { startAuthz } = await import("./authz/service.ts");
-  const rest = roleClient(s, "authz");
   const authz = await s.lc.start("authz", () =>
     startAuthz({
       config: s.config,
@@ -110,6 +135,7 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
       rest,
       log: s.log.child({ component: "authz" }),
       registry: s.registry,
+      apiKeys,
       onDecision: (front, d, seconds, input, cancelled) => {
         usage.onDecision(front, d, seconds, input, cancelled);
       },

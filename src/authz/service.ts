@@ -3,7 +3,7 @@
 // `keyward authz` and `keyward run`.
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { KeyIndex } from "../index/keys.ts";
-import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
+import { CollectionWatch, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
@@ -37,6 +37,12 @@ export interface AuthzDeps extends RoleDeps {
    * workers that listen, so a replacement worker gets none before it can decide.
    */
   listenWhenSynced?: boolean;
+  /**
+   * An ApiKey watch shared with usage in this process (one list and one watch for both, ADR
+   * 0034); its cache keeps at least indexView's fields, as the index hears every cached key as
+   * an "add" when it joins. Default: the data plane's own, caching references only.
+   */
+  apiKeys?: CollectionWatch<ApiKey>;
 }
 
 export interface AuthzHandle {
@@ -122,6 +128,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
   const notify = (): void => {
     grpcFront?.notifyHealth();
   };
+  const lifecycle = (plural: string) => (event: LifecycleEvent, err?: unknown): void => {
+    metrics.watchEvents.inc({ resource: plural, event });
+    if (event === "error" || event === "handler_error") log.warn("watch problem", { resource: plural, event, err });
+    notify();
+  };
   /**
    * A watched collection whose every event goes to `apply` at once; each object cut to what
    * `apply` reads on arrival, and the cache keeping only what `keep` returns (views.ts).
@@ -133,19 +144,17 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       namespaces: config.namespaces,
       staleAfterMs: config.watchStaleAfter,
       resyncMs: config.watchResync,
-      onLifecycle: (event, err) => {
-        metrics.watchEvents.inc({ resource: plural, event });
-        if (event === "error" || event === "handler_error") log.warn("watch problem", { resource: plural, event, err });
-        notify();
-      },
+      onLifecycle: lifecycle(plural),
       onChange: apply,
       ...view,
     });
+  const applyKey = (type: ChangeType, obj: ApiKey): void => {
+    keys.apply(type, obj);
+    if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+  };
+  deps.apiKeys?.listen({ onChange: applyKey, onLifecycle: lifecycle(APIKEY_PLURAL) });
   const informers = [
-    watch<ApiKey>(APIKEY_PLURAL, (type, obj) => {
-      keys.apply(type, obj);
-      if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
-    }, { transform: indexView, keep: apiKeyRef }),
+    deps.apiKeys ?? watch<ApiKey>(APIKEY_PLURAL, applyKey, { transform: indexView, keep: apiKeyRef }),
     watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, (type, obj) => {
       policies.apply(type, obj);
     }, { transform: policyView }),

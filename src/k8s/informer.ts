@@ -17,7 +17,7 @@
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 // From its own file, not the package's index: the index loads every generated API client.
 import { Watch } from "@kubernetes/client-node/dist/watch.js";
-import type { KubeRest } from "./rest.ts";
+import { KubeApiError, type KubeRest } from "./rest.ts";
 
 export type ChangeType = "add" | "update" | "delete";
 
@@ -404,7 +404,53 @@ function isGone(err: unknown): boolean {
   return e.statusCode === 410 || e.code === 410 || e.status === 410;
 }
 
-/** list + watch functions for a collection path on a real apiserver. */
+/** The annotation of the bookmark that ends a watch-list's initial events. */
+const INITIAL_EVENTS_END = "k8s.io/initial-events-end";
+
+/**
+ * Lists a collection as a watch that first sends every object (the apiserver's watch-list,
+ * client-go's WatchListClient): the objects stream from the apiserver's watch cache one event
+ * a line, each transformed as it arrives, until the bookmark that ends the initial events
+ * gives the list's resourceVersion. A paged list makes the apiserver do far more work per
+ * object (at 10,000 ApiKeys about five times the time to list), and holds a page whole.
+ */
+export async function watchList<T extends KubernetesObject>(rest: KubeRest, path: string, selectors: Record<string, string>, transform: (obj: T) => T): Promise<ListResult<T>> {
+  const objects = new Map<string, T>();
+  let resourceVersion: string | undefined;
+  const query = { watch: "true", sendInitialEvents: "true", resourceVersionMatch: "NotOlderThan", allowWatchBookmarks: "true", ...selectors };
+  await rest.streamLines(path, query, (line) => {
+    const ev = JSON.parse(line) as { type?: string; object?: T & { code?: number; reason?: string; message?: string } };
+    const obj = ev.object;
+    if (!obj) return false;
+    switch (ev.type) {
+      case "ADDED":
+      case "MODIFIED":
+        objects.set(keyOf(obj), transform(obj));
+        return false;
+      case "DELETED":
+        objects.delete(keyOf(obj));
+        return false;
+      case "BOOKMARK":
+        if (obj.metadata?.annotations?.[INITIAL_EVENTS_END] !== "true") return false;
+        resourceVersion = obj.metadata.resourceVersion ?? "";
+        return true;
+      case "ERROR":
+        throw new KubeApiError(obj.code ?? 0, obj.reason ?? "", obj.message ?? `watch-list of ${path} failed`);
+      default:
+        return false;
+    }
+  });
+  if (resourceVersion === undefined) throw new KubeApiError(0, "", `watch-list of ${path} ended before its initial events did`);
+  return { items: [...objects.values()], resourceVersion };
+}
+
+/** An apiserver that does not serve watch-lists (an older one, or the feature turned off) refuses the request as invalid. */
+const refusesWatchList = (err: unknown): boolean => err instanceof KubeApiError && (err.status === 400 || err.status === 422);
+
+/**
+ * list + watch functions for a collection path on a real apiserver. Lists by watch-list
+ * (`watchList`); where the apiserver refuses it, by pages of 500 from then on.
+ */
 export function kubeListWatch<T extends KubernetesObject>(
   kc: KubeConfig,
   rest: KubeRest,
@@ -412,20 +458,32 @@ export function kubeListWatch<T extends KubernetesObject>(
   selectors: { labelSelector?: string; fieldSelector?: string } = {},
 ): { list: (transform: (obj: T) => T) => Promise<ListResult<T>>; watch: WatchFn } {
   const watcher = new Watch(kc);
+  let byWatch = true;
+  const paged = async (transform: (obj: T) => T): Promise<ListResult<T>> => {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv = "";
+    do {
+      const page = await rest.request<{ items: T[]; metadata: { resourceVersion?: string; continue?: string } }>("GET", path, {
+        query: { limit: "500", continue: cont, ...selectors },
+      });
+      for (const item of page.items) items.push(transform(item));
+      rv = page.metadata.resourceVersion ?? rv;
+      cont = page.metadata.continue || undefined;
+    } while (cont);
+    return { items, resourceVersion: rv };
+  };
   return {
     list: async (transform) => {
-      const items: T[] = [];
-      let cont: string | undefined;
-      let rv = "";
-      do {
-        const page = await rest.request<{ items: T[]; metadata: { resourceVersion?: string; continue?: string } }>("GET", path, {
-          query: { limit: "500", continue: cont, ...selectors },
-        });
-        for (const item of page.items) items.push(transform(item));
-        rv = page.metadata.resourceVersion ?? rv;
-        cont = page.metadata.continue || undefined;
-      } while (cont);
-      return { items, resourceVersion: rv };
+      if (byWatch) {
+        try {
+          return await watchList(rest, path, selectors, transform);
+        } catch (err) {
+          if (!refusesWatchList(err)) throw err;
+          byWatch = false;
+        }
+      }
+      return paged(transform);
     },
     watch: async (query, onEvent, onDone) => {
       const controller = await watcher.watch(path, { ...query, ...selectors }, onEvent, onDone);
@@ -446,7 +504,7 @@ export function collectionPaths(apiPrefix: string, plural: string, namespaces: r
 }
 
 export interface CollectionWatchOptions<T extends KubernetesObject>
-  extends Omit<InformerOptions<T>, "name" | "list" | "watch" | "staleAfterMs" | "resyncMs"> {
+  extends Omit<InformerOptions<T>, "name" | "list" | "watch" | "staleAfterMs" | "resyncMs" | "onChange"> {
   /** "/api/v1" for core resources or "/apis/<group>/<version>". */
   apiPrefix: string;
   plural: string;
@@ -456,21 +514,70 @@ export interface CollectionWatchOptions<T extends KubernetesObject>
   labelSelector?: string;
   staleAfterMs: number;
   resyncMs: number;
+  /** The first listener's changes; more readers can `listen` later. */
+  onChange?: InformerOptions<T>["onChange"];
+}
+
+/** One reader of a shared watch: its changes and lifecycle events. */
+export interface WatchListener<T extends KubernetesObject> {
+  onChange?: InformerOptions<T>["onChange"];
+  onLifecycle?: InformerOptions<T>["onLifecycle"];
 }
 
 /**
  * One resource watched cluster-wide or in a set of namespaces: one informer per
  * collection path, read as a single cache.
+ *
+ * Several readers can share it (one list and one watch for all, client-go's shared
+ * informer): each `listen`s for changes, and one that joins after objects have arrived
+ * first gets an "add" for each object the cache holds, so it misses nothing whenever it
+ * joins. The cache then has to keep what every reader reads (`keep`). Each reader calls
+ * `start` and `stop`; the first start starts the watch, the first stop ends it.
  */
 export class CollectionWatch<T extends KubernetesObject> {
   readonly informers: Informer<T>[];
+  private readonly listeners: WatchListener<T>[] = [];
 
   constructor(kc: KubeConfig, rest: KubeRest, opts: CollectionWatchOptions<T>) {
-    const { apiPrefix, plural, namespaces, labelSelector, ...informerOpts } = opts;
+    const { apiPrefix, plural, namespaces, labelSelector, onChange, onLifecycle, ...informerOpts } = opts;
     const selectors = labelSelector ? { labelSelector } : {};
+    if (onChange || onLifecycle) this.listeners.push({ onChange, onLifecycle });
     this.informers = collectionPaths(apiPrefix, plural, namespaces).map(
-      (path) => new Informer<T>({ name: plural, ...kubeListWatch<T>(kc, rest, path, selectors), ...informerOpts }),
+      (path) =>
+        new Informer<T>({
+          name: plural,
+          ...kubeListWatch<T>(kc, rest, path, selectors),
+          ...informerOpts,
+          onChange: (type, obj, old) => {
+            this.changed(type, obj, old);
+          },
+          onLifecycle: (event, err) => {
+            for (const l of this.listeners) l.onLifecycle?.(event, err);
+          },
+        }),
     );
+  }
+
+  /**
+   * Adds a reader: first an "add" for each object already cached, then every change. What
+   * one reader throws is reported to the lifecycle listeners as a handler_error and keeps
+   * no other reader from its change.
+   */
+  listen(listener: WatchListener<T>): void {
+    this.listeners.push(listener);
+    if (listener.onChange) for (const obj of this.list()) this.deliver(listener, "add", obj);
+  }
+
+  private changed(type: ChangeType, obj: T, old?: T): void {
+    for (const l of this.listeners) this.deliver(l, type, obj, old);
+  }
+
+  private deliver(l: WatchListener<T>, type: ChangeType, obj: T, old?: T): void {
+    try {
+      l.onChange?.(type, obj, old);
+    } catch (err) {
+      for (const each of this.listeners) each.onLifecycle?.("handler_error", err);
+    }
   }
 
   get synced(): boolean {

@@ -91,16 +91,77 @@ export class KubeRest {
     this.onRequest = opts.onRequest;
   }
 
-  async request<T>(
-    method: string,
-    path: string,
-    opts: { body?: unknown; contentType?: string; query?: Record<string, string | undefined>; accept?: string } = {},
-  ): Promise<T> {
+  /**
+   * A GET whose answer is read as it arrives, one line at a time (a watch: one JSON event a
+   * line). `onLine` is called with each complete line; returning true ends the request there.
+   * Resolves when `onLine` has ended it or the server has; rejects with a KubeApiError on an
+   * error status, or with what `onLine` threw (the request is then aborted).
+   */
+  async streamLines(path: string, query: Record<string, string | undefined>, onLine: (line: string) => boolean): Promise<void> {
+    const { send, reqOpts, url } = await this.prepare("GET", path, { query });
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        req.destroy();
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const req = send(reqOpts, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            finish(statusError("GET", url, status, Buffer.concat(chunks).toString("utf8")));
+          });
+          return;
+        }
+        let rest: Buffer | undefined;
+        res.on("data", (chunk: Buffer) => {
+          if (settled) return;
+          const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+          let start = 0;
+          try {
+            for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+              const line = buf.toString("utf8", start, nl);
+              start = nl + 1;
+              if (line.length > 0 && onLine(line)) {
+                finish();
+                return;
+              }
+            }
+          } catch (err) {
+            finish(err instanceof Error ? err : new KubeApiError(0, "", `GET ${url.pathname}: a line could not be read`, { cause: err }));
+            return;
+          }
+          rest = start < buf.length ? buf.subarray(start) : undefined;
+        });
+        res.on("error", (err) => {
+          finish(new KubeApiError(0, "", `GET ${url.pathname}: ${err.message}`, { cause: err }));
+        });
+        res.on("end", () => {
+          finish();
+        });
+      });
+      req.on("timeout", () => {
+        req.destroy(new Error(`no data for ${this.timeoutMs} ms`));
+      });
+      req.on("error", (err) => {
+        finish(new KubeApiError(0, "", `GET ${url.pathname}: ${err.message}`, { cause: err }));
+      });
+      req.end();
+    });
+  }
+
+  /** Paces, counts and builds one request: its options (auth, TLS agent) and the function that sends it. */
+  private async prepare(method: string, path: string, opts: { body?: Buffer; contentType?: string; query?: Record<string, string | undefined>; accept?: string }): Promise<{ send: typeof httpsRequest; reqOpts: RequestOptions; url: URL }> {
     await this.pacer.take();
     this.onRequest?.(method);
     const url = new URL(path, this.server);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
-    const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const body = opts.body;
     const reqOpts: RequestOptions = {
       method,
       protocol: url.protocol,
@@ -119,7 +180,16 @@ export class KubeRest {
       this.agent ??= new Agent({ ...agentTls(reqOpts), keepAlive: true, maxSockets: 32 });
       reqOpts.agent = this.agent;
     }
-    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    return { send: url.protocol === "https:" ? httpsRequest : httpRequest, reqOpts, url };
+  }
+
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; contentType?: string; query?: Record<string, string | undefined>; accept?: string } = {},
+  ): Promise<T> {
+    const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const { send, reqOpts, url } = await this.prepare(method, path, { ...opts, body });
     return new Promise<T>((resolve, reject) => {
       const req = send(reqOpts, (res) => {
         const chunks: Buffer[] = [];
@@ -140,9 +210,7 @@ export class KubeRest {
             resolve(parsed as T);
             return;
           }
-          // A Status from the apiserver, or {"error": ...} from keyward's usage API behind it.
-          const st = (parsed ?? {}) as { message?: string; reason?: string; error?: string };
-          reject(new KubeApiError(status, st.reason ?? "", st.message ?? st.error ?? `${method} ${url.pathname}: HTTP ${status}`));
+          reject(statusError(method, url, status, parsed));
         });
       });
       req.on("timeout", () => {
@@ -222,6 +290,21 @@ export class KubeRest {
     this.agent?.destroy();
     this.agent = undefined;
   }
+}
+
+/** The error of an answer with an error status; `body` the Status the apiserver sent (parsed, or its text). */
+function statusError(method: string, url: URL, status: number, body: unknown): KubeApiError {
+  let st = body;
+  if (typeof body === "string") {
+    try {
+      st = JSON.parse(body);
+    } catch {
+      st = undefined;
+    }
+  }
+  // A Status from the apiserver, or {"error": ...} from keyward's usage API behind it.
+  const { message, reason, error } = (st ?? {}) as { message?: string; reason?: string; error?: string };
+  return new KubeApiError(status, reason ?? "", message ?? error ?? `${method} ${url.pathname}: HTTP ${status}`);
 }
 
 function agentTls(request: RequestOptions): Record<string, unknown> {

@@ -21,6 +21,11 @@ async function fakeApiserver(urls: URL[]): Promise<KubeConfig> {
     const url = new URL(req.url ?? "/", "http://x");
     urls.push(url);
     res.setHeader("content-type", "application/json");
+    if (url.searchParams.get("sendInitialEvents") === "true") {
+      // A watch-list (the informer's list): no objects, then the bookmark that ends them.
+      res.end(`${JSON.stringify({ type: "BOOKMARK", object: { metadata: { resourceVersion: "7", annotations: { "k8s.io/initial-events-end": "true" } } } })}\n`);
+      return;
+    }
     if (url.searchParams.get("watch") === "true") {
       res.flushHeaders(); // a watch that stays open and quiet
       return;
@@ -63,7 +68,7 @@ describe("CollectionWatch with a label selector", () => {
     });
     await w.start();
     const paths = namespaces.length ? namespaces.map((ns) => `/api/v1/namespaces/${ns}/secrets`) : ["/api/v1/secrets"];
-    await until(() => urls.filter((u) => u.searchParams.get("watch") === "true").length === paths.length);
+    await until(() => urls.filter((u) => u.searchParams.get("watch") === "true" && !u.searchParams.has("sendInitialEvents")).length === paths.length);
     await w.stop();
     rest.close();
     expect(urls.map((u) => u.pathname).sort()).toEqual([...paths, ...paths].sort());

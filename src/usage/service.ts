@@ -1,16 +1,18 @@
 // Usage analytics in the ext_authz process: every answered check (and, with
 // the access log receiver, every upstream answer) goes to the analytics rows,
 // the decision log, the per-key metrics and the status flusher. startUsage
-// owns a watch of ApiKeys (the flusher's base and the alerts' quotas), the
+// owns a watch of ApiKeys, or shares the data plane's (the flusher's base and
+// the alerts' quotas), the
 // flush timer, the optional access log server, and the alert evaluator's
 // campaign for its Lease (src/alerts, ADR 45).
 import { hostname } from "node:os";
+import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
+import type { CollectionWatch } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
 import { startAccessLogServer, type AccessLogDrop } from "../accesslog/server.ts";
-import type { TlsSource } from "../tls/source.ts";
 import { accessLogLimits, openAccessLogTls } from "../accesslog/settings.ts";
 import { loadProofKeys } from "../accesslog/proof.ts";
 import type { JoinKind } from "../accesslog/join.ts";
@@ -18,8 +20,9 @@ import type { HttpLogEntry } from "../accesslog/proto.ts";
 import { DecisionLog, decisionLogSink } from "./decisionlog.ts";
 import { fromDecision, type CheckEvent, type UpstreamEvent } from "../check/event.ts";
 import { UsageFlusher, type FlushReport, type FlushResult } from "./flusher.ts";
-import { createUsageMetrics } from "./metrics.ts";
-import { alertFired, quotaKeys, usageRecorder, usageStore } from "./wiring.ts";
+import { createUsageMetrics, type UsageMetrics } from "./metrics.ts";
+import { alertFired, quotaKeys, usageRecorder, usageStore, type Recorder } from "./wiring.ts";
+import type { Logger } from "../log.ts";
 import type { AnalyticsWriter } from "../analytics/row.ts";
 import type { AlertQueries } from "../analytics/alert-queries.ts";
 import { startAlertService, type AlertService } from "../alerts/service.ts";
@@ -43,6 +46,11 @@ export interface UsageDeps extends RoleDeps {
   analyticsWriter?: AnalyticsWriter;
   /** The analytics store's alert queries: given and config.usageAlerts, this replica campaigns to evaluate alerts (ADR 45). */
   alertQueries?: AlertQueries;
+  /**
+   * An ApiKey watch shared with the data plane in this process (one list and one watch for
+   * both, ADR 0034); its cache keeps at least usageView's fields. Default: usage's own.
+   */
+  apiKeys?: CollectionWatch<ApiKey>;
 }
 
 export interface UsageHandle extends UsageSink {
@@ -58,6 +66,43 @@ export interface UsageHandle extends UsageSink {
   stop(): Promise<void>;
 }
 
+/**
+ * The access log receiver (upstream answers, and the analytics rows' HTTP entries), when
+ * config.accessLogAddress is set; its stop also stops following its TLS files.
+ */
+async function startAccessLog(deps: UsageDeps, log: Logger, metrics: UsageMetrics, onUpstream: Recorder["recordUpstream"], ingest: Ingest | undefined): Promise<{ port: number; stop(): Promise<void> } | undefined> {
+  const { config } = deps;
+  const address = config.accessLogAddress;
+  if (!address) return undefined;
+  const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
+  const onHttpEntry = ingest ? (e: HttpLogEntry): void => { ingest.accessLogEntry(e); } : undefined;
+  const onDrop = (reason: AccessLogDrop, n: number): void => { metrics.accessLogDropped(reason, n); };
+  const tls = await openAccessLogTls(config, log);
+  try {
+    const server = await (deps.startAccessLog ?? startAccessLogServer)({
+      address,
+      onUpstream,
+      log,
+      onEntry,
+      onHttpEntry,
+      onDrop,
+      ...(tls ? { tls, allowedPeers: config.accessLogAllowedPeers } : {}),
+      limits: accessLogLimits(config),
+      ...(config.accessLogProofKeyFile ? { proofKeys: await loadProofKeys(config.accessLogProofKeyFile) } : {}),
+    });
+    return {
+      port: server.port,
+      stop: async () => {
+        await server.stop();
+        tls?.close();
+      },
+    };
+  } catch (err) {
+    tls?.close();
+    throw err;
+  }
+}
+
 export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { config } = deps;
   const log = deps.log.child({ component: "usage" });
@@ -68,7 +113,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   let flusher: UsageFlusher | undefined;
   const metrics = createUsageMetrics(deps.registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
   let ingest: Ingest | undefined;
-  const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); });
+  const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); }, deps.apiKeys);
   if (deps.analyticsWriter) {
     ingest = await startIngest({ writer: deps.analyticsWriter, config, clock, log, registry: deps.registry, uidOf: (ns, name) => store.get(ns, name)?.metadata.uid });
   }
@@ -82,33 +127,11 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, ingest });
 
   await store.start();
-  let accessLog: { port: number; stop(): Promise<void> } | undefined;
-  let accessLogTls: TlsSource | undefined;
-  if (config.accessLogAddress) {
-    const onEntry = (r: JoinKind): void => { metrics.accessLogEntry(r); };
-    const rows = ingest;
-    const onHttpEntry = rows ? (e: HttpLogEntry): void => { rows.accessLogEntry(e); } : undefined;
-    const onDrop = (reason: AccessLogDrop, n: number): void => { metrics.accessLogDropped(reason, n); };
-    try {
-      accessLogTls = await openAccessLogTls(config, log);
-      accessLog = await (deps.startAccessLog ?? startAccessLogServer)({
-        address: config.accessLogAddress,
-        onUpstream: recordUpstream,
-        log,
-        onEntry,
-        onHttpEntry,
-        onDrop,
-        ...(accessLogTls ? { tls: accessLogTls, allowedPeers: config.accessLogAllowedPeers } : {}),
-        limits: accessLogLimits(config),
-        ...(config.accessLogProofKeyFile ? { proofKeys: await loadProofKeys(config.accessLogProofKeyFile) } : {}),
-      });
-    } catch (err) {
-      accessLogTls?.close();
-      await store.stop();
-      await ingest?.stop();
-      throw err;
-    }
-  }
+  const accessLog = await startAccessLog(deps, log, metrics, recordUpstream, ingest).catch(async (err: unknown) => {
+    await store.stop();
+    await ingest?.stop();
+    throw err;
+  });
   flusher?.start();
   const alertQueries = deps.alertQueries;
   const alerts =
@@ -132,7 +155,6 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     stop: async () => {
       await alerts?.stop();
       await accessLog?.stop();
-      accessLogTls?.close();
       await ingest?.stop();
       await flusher?.stop();
       await store.stop();

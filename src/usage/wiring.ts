@@ -6,7 +6,7 @@ import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
 import type { Condition, QuotaKey } from "../alerts/rules.ts";
 import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
 import type { Clock } from "../k8s/clock.ts";
-import { CollectionWatch, type ChangeType } from "../k8s/informer.ts";
+import { CollectionWatch, type ChangeType, type WatchListener } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Logger } from "../log.ts";
 import type { DecisionLog } from "./decisionlog.ts";
@@ -16,15 +16,14 @@ import type { UsageMetrics } from "./metrics.ts";
 import { revocationLagSeconds } from "./revocation.ts";
 import { usageView } from "./view.ts";
 
-/** The ApiKeys usage reads (the flusher's base, the alert evaluator's quotas); each change may show a revocation's lag. */
-export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void): CollectionWatch<ApiKey> {
+/**
+ * The ApiKeys usage reads (the flusher's base, the alert evaluator's quotas); each change may
+ * show a revocation's lag. Usage's own watch, cut to usageView; or `shared`, a watch the data
+ * plane reads too, whose cache keeps at least usageView's fields.
+ */
+export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void, shared?: CollectionWatch<ApiKey>): CollectionWatch<ApiKey> {
   const { config } = deps;
-  return new CollectionWatch<ApiKey>(deps.kc, deps.rest, {
-    apiPrefix: `/apis/${API_VERSION}`,
-    plural: APIKEY_PLURAL,
-    namespaces: config.namespaces,
-    staleAfterMs: config.watchStaleAfter,
-    resyncMs: config.watchResync,
+  const listener: WatchListener<ApiKey> = {
     onLifecycle: (event, err) => {
       if (event === "error" || event === "handler_error") log.warn("usage watch problem", { event, err });
     },
@@ -33,6 +32,18 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
       if (lag !== undefined) metrics.revocationLag(lag);
       onKey?.(type, obj);
     },
+  };
+  if (shared) {
+    shared.listen(listener);
+    return shared;
+  }
+  return new CollectionWatch<ApiKey>(deps.kc, deps.rest, {
+    apiPrefix: `/apis/${API_VERSION}`,
+    plural: APIKEY_PLURAL,
+    namespaces: config.namespaces,
+    staleAfterMs: config.watchStaleAfter,
+    resyncMs: config.watchResync,
+    ...listener,
     transform: usageView,
   });
 }

@@ -1,10 +1,16 @@
-// The data plane as `keyward authz` runs it: startAuthz hands every answered
-// check to the usage service through its decision listener. Real gRPC Checks
+// The data plane as `keyward authz` runs it: usage and the index share one ApiKey
+// watch, and startAuthz hands every answered check to the usage service through
+// its decision listener. Real gRPC Checks
 // (key in a header, key in the query string, a 403, an unknown key) end up in
 // the decision log, the per-key metrics and ApiKey status.usage — never the key.
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../../src/api/types.ts";
 import { startAuthz, type AuthzHandle } from "../../src/authz/service.ts";
+import { indexView } from "../../src/authz/views.ts";
+import { CollectionWatch } from "../../src/k8s/informer.ts";
+import { unionOfViews } from "../../src/k8s/views.ts";
+import { usageView } from "../../src/usage/view.ts";
 import { defaultConfig } from "../../src/config/config.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
@@ -54,16 +60,28 @@ describe("usage wired to the check path", () => {
       usagePerKeyMetrics: true,
       decisionLog: "stdout",
     });
-    // As main.ts wires `keyward authz`: the usage service first, its sink as the decision listener.
+    // As main.ts wires `keyward authz`: one ApiKey watch for both (ADR 0049), the usage service
+    // first (it lists the keys; the index joins later and hears them from the cache), its sink
+    // as the decision listener.
     usageRest = new KubeRest(kc, { qps: 0 });
-    usage = await startUsage({ config, kc, rest: usageRest, log: silentLogger, registry, decisionLogSink: (l) => decisionLines.push(l) });
     authzRest = new KubeRest(kc, { qps: 0 });
+    const apiKeys = new CollectionWatch<ApiKey>(kc, authzRest, {
+      apiPrefix: `/apis/${API_VERSION}`,
+      plural: APIKEY_PLURAL,
+      namespaces: config.namespaces,
+      staleAfterMs: config.watchStaleAfter,
+      resyncMs: config.watchResync,
+      transform: unionOfViews(indexView, usageView),
+    });
+    usage = await startUsage({ config, kc, rest: usageRest, log: silentLogger, registry, apiKeys, decisionLogSink: (l) => decisionLines.push(l) });
+    expect(apiKeys.synced).toBe(true);
     authz = await startAuthz({
       config,
       kc,
       rest: authzRest,
       log: silentLogger,
       registry,
+      apiKeys,
       onDecision: (front, d, seconds, input, cancelled) => {
         usage.onDecision(front, d, seconds, input, cancelled);
       },
