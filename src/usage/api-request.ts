@@ -5,9 +5,9 @@ import { parseSelector } from "../analytics/selector.ts";
 import { isKeywardError } from "../errors.ts";
 import { parseDuration } from "../util/duration.ts";
 
-export const API_PREFIX = "/api/v1/";
+import { API_PREFIX, type View } from "../console/views.ts";
 
-export type View = "keys" | "timeline" | "status-codes" | "endpoints" | "countries" | "networks" | "inventory" | "key" | "latency" | "denials" | "alerts" | "review";
+export { API_PREFIX, type View };
 
 const COMMON = ["namespace", "owner", "selector", "key", "since", "until"] as const;
 const PARAMS: Record<View, readonly string[]> = {
@@ -24,9 +24,6 @@ const PARAMS: Record<View, readonly string[]> = {
   alerts: [...COMMON, "state"],
   review: ["namespace", "owner", "selector"],
 };
-
-/** Every view the usage API answers (the console's local server forwards these and nothing else). */
-export const VIEWS: readonly View[] = Object.keys(PARAMS) as View[];
 
 export const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 20;
