@@ -1,16 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { send, type Reply } from "./http.test-support.ts";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startLocalConsole, type LocalConsole, type UpstreamAnswer } from "./local.ts";
 import { ConsoleFiles } from "./static.ts";
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
 const SECRET = "s3cret-0123456789abcdefghijklmnopqrstuv";
 let dir: string;
@@ -21,17 +15,7 @@ let host: string;
 let cookie: string;
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port: local.port, path, method, headers: { host, ...headers }, setHost: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") });
-      });
-    });
-    req.on("error", reject);
-    req.end();
-  });
+  return send(local.port, path, headers, method, host);
 }
 
 const authed = (extra: Record<string, string> = {}): Record<string, string> => ({ cookie, ...extra });

@@ -1,18 +1,13 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer, request, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { send, type Reply } from "./http.test-support.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consoleRoutes } from "./server.ts";
 import { ConsoleFiles, CONSOLE_CSP, withApiBase } from "./static.ts";
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
 let dir: string;
 let server: Server;
@@ -20,17 +15,7 @@ let port: number;
 let apiCalls: string[] = [];
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, path, method, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") });
-      });
-    });
-    req.on("error", reject);
-    req.end();
-  });
+  return send(port, path, headers, method);
 }
 
 /** Sends a request line as written, without the URL normalisation of node's client. */
