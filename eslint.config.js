@@ -25,6 +25,7 @@ export const LAYERS = [
       analytics: "the analytics store: per-request rows and daily rollups on SQLite or PostgreSQL, the batched writer, the queries",
       check: "the check vocabulary: CheckInput, Decision, reasons, the client address, path rules, and the usage event of a check",
       accesslog: "the Envoy Access Log Service receiver that usage starts",
+      console: "the web console: its pages, the server that serves them, and the local server of `keyward console`",
       deps: "what main.ts hands every role (RoleDeps)",
     },
   },

@@ -32,6 +32,7 @@ commands:
   scan PATH...   find keyward API keys (valid checksum) in files; exit 1 if any
   usage [VIEW]   the analytics store's views: keys, timeline, status, endpoints, countries, networks (docs/usage.md)
   review         the access review: unused keys and scopes, stale, expiring and ownerless keys (docs/usage.md)
+  console        the web console on 127.0.0.1 with your kubeconfig's credentials (docs/console.md)
   config         list every setting (--markdown for the documentation table)
   version        print the version
 
@@ -84,12 +85,12 @@ async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefin
   return store;
 }
 
-/** The usage API next to the store (docs/usage.md, Usage API), with --usage-api-address. */
-async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined): Promise<void> {
-  if (!s.config.usageApiAddress || !store) return;
+/** The usage API next to the store (docs/usage.md, Usage API), with --usage-api-address; the hosted console with --console-address (docs/console.md). */
+async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usage: UsageHandle): Promise<void> {
+  if ((!s.config.usageApiAddress && !s.config.consoleAddress) || !store) return;
   const { startUsageApi } = await import("./usage/api.ts");
   const rest = roleClient(s, "usage API");
-  await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, log: s.log.child({ component: "usage-api" }) }));
+  await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, live: () => usage.apiKeys(), log: s.log.child({ component: "usage-api" }) }));
 }
 
 /**
@@ -122,10 +123,10 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
   const rest = workers > 1 ? undefined : roleClient(s, "authz");
   const apiKeys = rest && (await sharedApiKeyWatch(s, rest));
   const analytics = await startAnalyticsStore(s);
-  await serveUsageApi(s, analytics);
   const usage = await s.lc.start("usage", () =>
     startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, apiKeys, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
   );
+  await serveUsageApi(s, analytics, usage);
   if (!rest) return serveAuthzWorkers(s, usage);
   const { startAuthz } = await import("./authz/service.ts");
   const authz = await s.lc.start("authz", () =>
@@ -228,6 +229,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === "usage") {
     const { usageCommand } = await import("./cli/usage.ts");
     return usageCommand(rest, process.env, (s) => process.stdout.write(s));
+  }
+  if (command === "console") {
+    const { consoleCommand } = await import("./cli/console.ts");
+    return consoleCommand(rest, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env });
   }
   if (command === "review") {
     const { reviewCommand } = await import("./cli/review-command.ts");

@@ -194,6 +194,7 @@ export const SETTINGS = {
   usageApiRequestheaderGroupHeaders: list("usage-api-requestheader-group-headers", "KEYWARD_USAGE_API_REQUESTHEADER_GROUP_HEADERS", ["X-Remote-Group"], "with --usage-api-front-proxy=files: headers holding the user's groups, one group per header line"),
   usageApiRequestheaderExtraHeadersPrefix: list("usage-api-requestheader-extra-headers-prefix", "KEYWARD_USAGE_API_REQUESTHEADER_EXTRA_HEADERS_PREFIX", ["X-Remote-Extra-"], "with --usage-api-front-proxy=files: prefixes of the headers holding the user's extra attributes"),
   usageApiRequestheaderRefresh: dur("usage-api-requestheader-refresh", "KEYWARD_USAGE_API_REQUESTHEADER_REFRESH", 60_000, "how often the front proxy's settings (the ConfigMap, or the CA file) are read again; settings that do not read keep the previous ones", 1000),
+  consoleAddress: s("console-address", "KEYWARD_CONSOLE_ADDRESS", "", "host:port where keyward serves the web console (docs/console.md, Hosted mode): its pages, and the usage API under /api/v1/ with the usage API's bearer-token auth and TLS (--tls-cert-file), for use behind an OIDC proxy that passes the user's token; needs an analytics store; empty disables it"),
   usageApiCacheTtl: dur("usage-api-cache-ttl", "KEYWARD_USAGE_API_CACHE_TTL", 10_000, "how long the usage API reuses a TokenReview or SubjectAccessReview answer (kept by the token's SHA-256, never the token); a revoked token or RoleBinding is honoured after at most this long; 0 asks the apiserver every request", 0),
   // --- analytics ingest (rows to the analytics store) ---------------------
   analyticsQueueSize: int("analytics-queue-size", "KEYWARD_ANALYTICS_QUEUE_SIZE", 100_000, "request rows waiting for the analytics store at most; when full, each new row drops the oldest (keyward_analytics_rows_dropped_total)", 1),
@@ -322,6 +323,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (config.usageApiFrontProxy === "files" && !config.usageApiRequestheaderClientCaFile) {
     throw new KeywardError("ConfigInvalid", "--usage-api-front-proxy=files needs --usage-api-requestheader-client-ca-file");
   }
+  if (config.consoleAddress && config.analyticsStore === "off") throw new KeywardError("ConfigInvalid", "--console-address serves the analytics store: it needs --analytics-store sqlite or postgres");
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {
     throw new KeywardError("ConfigInvalid", "--http-auth-path-prefix is Envoy's path_prefix: it starts with / and needs --http-auth-proxy=envoy");

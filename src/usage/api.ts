@@ -9,6 +9,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AnalyticsQueries, UsageFilter } from "../analytics/queries.ts";
+import { APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { DAY_MS } from "../analytics/schema.ts";
 import type { Config } from "../config/config.ts";
 import { KeywardError } from "../errors.ts";
@@ -17,8 +18,11 @@ import type { Logger } from "../log.ts";
 import { followTls, tlsServerOptions, TlsSource } from "../tls/source.ts";
 import { listen } from "../util/listen.ts";
 import { aggregatedRoute } from "./aggregated.ts";
+import { consoleRoutes } from "../console/server.ts";
+import { ConsoleFiles } from "../console/static.ts";
 import { ApiAuth, KubeReviewer, type ApiAuthOptions, type Caller, type Reviewer } from "./api-auth.ts";
 import { BadRequest, parseApiRequest, type ApiRequest } from "./api-request.ts";
+import { inventory, keyDetail, liveKeys, reviewView, type ConsoleQueries, type ConsoleSources } from "./console-views.ts";
 import { FrontProxyTrust, configMapLoader, fileLoader, AUTHENTICATION_CONFIGMAP } from "./front-proxy.ts";
 
 /** Longest bearer token reviewed; a longer one is refused without asking the apiserver. */
@@ -33,10 +37,12 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-type Views = Pick<AnalyticsQueries, "topKeys" | "timeline" | "statusCodes" | "endpoints" | "countries" | "networks" | "keyNamespaces">;
+type Views = Pick<AnalyticsQueries, "topKeys" | "timeline" | "statusCodes" | "endpoints" | "countries" | "networks" | "keyNamespaces" | "denials"> & ConsoleQueries;
 
 export interface UsageApiHandlerOptions {
   queries: Views;
+  /** The live ApiKeys and policies the console views join with the store; without them those views answer from the store alone. */
+  console?: ConsoleSources;
   auth: ApiAuth;
   log: Logger;
   now?: () => number;
@@ -98,19 +104,48 @@ async function scope(options: UsageApiHandlerOptions, caller: Caller, r: ApiRequ
     namespaces = await options.auth.allowedAmong(caller, await options.queries.keyNamespaces());
   }
   if (r.key !== undefined && !r.key.includes("/")) {
-    // A key id must name a key the caller may see: one they may not and one that never existed look the same.
-    const found = await options.queries.topKeys({ ...allTime(now), key: r.key, ...(namespaces ? { namespaces } : {}) }, 1);
-    if (found.length === 0) throw new HttpError(403, FORBIDDEN);
+    // A key id must name a key the caller may see, in the store or live: one they may not and one that never existed look the same.
+    const live = liveKeys(options.console ?? NO_SOURCES, { key: r.key, ...(namespaces ? { namespaces } : {}) }) ?? [];
+    if (live.length === 0) {
+      const found = await options.queries.topKeys({ ...allTime(now), key: r.key, ...(namespaces ? { namespaces } : {}) }, 1);
+      if (found.length === 0) throw new HttpError(403, FORBIDDEN);
+    }
   }
   return namespaces;
 }
 
-async function answer(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[]> {
+const NO_SOURCES: ConsoleSources = { retentionMs: 0 };
+
+/** The view's answer: its rows (`items`), with `total` for the inventory, or its one object (`item`). */
+async function answer(options: UsageApiHandlerOptions, r: ApiRequest, f: UsageFilter, now: number): Promise<{ items: unknown[]; total?: number } | { item: unknown }> {
+  const q = options.queries;
+  const sources = options.console ?? NO_SOURCES;
+  switch (r.view) {
+    case "inventory":
+      return inventory(q, sources, f, r, now);
+    case "key": {
+      const item = await keyDetail(q, sources, f);
+      if (!item) throw new HttpError(404, "no such key");
+      return { item };
+    }
+    case "review":
+      return { item: await reviewView(q, sources, f, now) };
+    case "alerts":
+      return { items: await q.alertRecords(f, r.state === "firing") };
+    default:
+      return { items: await rows(q, r, f) };
+  }
+}
+
+async function rows(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[]> {
   switch (r.view) {
     case "keys":
       return q.topKeys(f, r.limit);
     case "timeline":
+    case "latency":
       return q.timeline(f, r.step);
+    case "denials":
+      return q.denials(f, r.limit);
     case "status-codes":
       return q.statusCodes(f);
     case "endpoints":
@@ -119,6 +154,8 @@ async function answer(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[
       return q.countries(f, r.limit);
     case "networks":
       return q.networks(f, r.limit);
+    default:
+      throw new HttpError(404, "no such view");
   }
 }
 
@@ -160,14 +197,14 @@ async function serve(options: UsageApiHandlerOptions, req: IncomingMessage, res:
     ...(r.selector !== undefined ? { selector: r.selector } : {}),
     ...(r.key !== undefined ? { key: r.key } : {}),
   };
-  const items = await answer(options.queries, r, f);
-  options.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: items.length });
+  const body = await answer(options, r, f, now);
+  options.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: "items" in body ? body.items.length : 1 });
   send(res, 200, {
     view: r.view,
     since: new Date(r.since).toISOString(),
     until: new Date(r.until).toISOString(),
     namespaces: namespaces ? [...namespaces] : "all",
-    items,
+    ...body,
   });
 }
 
@@ -216,38 +253,50 @@ export interface UsageApiOptions extends UsageApiHandlerOptions {
 }
 
 export interface UsageApi {
+  /** The usage API's port (the console's when only it is served). */
   readonly port: number;
   /** The front proxy trusted, with --usage-api-front-proxy (tests refresh it). */
   readonly frontProxy?: FrontProxyTrust;
+  /** The hosted console's port, when --console-address is set. */
+  readonly consolePort?: number;
   stop(): Promise<void>;
 }
 
-/** Listens on `address` and serves the usage API until stopped. */
-export async function listenUsageApi(options: UsageApiOptions): Promise<UsageApi> {
+/** Listens on `address` with `listener`, over TLS when given, with the usage API's bounds on request heads and times. */
+async function serveOn(what: string, address: string, listener: (req: IncomingMessage, res: ServerResponse) => void, tls: TlsSource | undefined, proxy?: UsageApiHandlerOptions["frontProxy"]): Promise<UsageApi> {
   const limits = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS };
-  const listener = usageApiHandler(options);
   let server: Server;
-  const proxy = options.frontProxy;
-  if (options.tls) {
+  if (tls) {
     // With a front proxy, a client certificate is asked for but optional: one the requestheader CA
     // does not verify only means the connection is no front proxy (its X-Remote-* headers go unread).
     const ca = proxy?.clientCa;
     const clientCerts = proxy ? { requestCert: true, rejectUnauthorized: false, ...(ca ? { ca } : {}) } : {};
-    const https = createHttpsServer({ ...tlsServerOptions(options.tls, HANDSHAKE_TIMEOUT_MS), ...clientCerts, ...limits }, listener);
-    const apply = followTls(https, options.tls, proxy ? () => proxy.clientCa : undefined);
+    const https = createHttpsServer({ ...tlsServerOptions(tls, HANDSHAKE_TIMEOUT_MS), ...clientCerts, ...limits }, listener);
+    const apply = followTls(https, tls, proxy ? () => proxy.clientCa : undefined);
     proxy?.onCaChange(apply);
     server = https;
   } else server = createServer(limits, listener);
-  const listening = await listen(server, options.address).catch((err: unknown) => {
-    throw new KeywardError("ListenFailed", `usage API: cannot listen on ${options.address}`, { cause: err });
+  const listening = await listen(server, address).catch((err: unknown) => {
+    throw new KeywardError("ListenFailed", `${what}: cannot listen on ${address}`, { cause: err });
   });
+  return { port: listening.port, stop: () => listening.stop() };
+}
+
+/** Listens on `address` and serves the usage API until stopped. */
+export async function listenUsageApi(options: UsageApiOptions): Promise<UsageApi> {
+  const api = await serveOn("usage API", options.address, usageApiHandler(options), options.tls, options.frontProxy);
   return {
-    port: listening.port,
+    port: api.port,
     stop: async () => {
-      await listening.stop();
+      await api.stop();
       options.tls?.close();
     },
   };
+}
+
+/** Listens on `address` and serves the console's pages and, under /api/v1/, the usage API (hosted mode, docs/console.md). */
+export async function listenConsole(options: UsageApiOptions & { files?: ConsoleFiles }): Promise<UsageApi> {
+  return serveOn("console", options.address, consoleRoutes(options.files ?? new ConsoleFiles(), usageApiHandler(options)), options.tls);
 }
 
 export interface StartUsageApiOptions {
@@ -255,6 +304,8 @@ export interface StartUsageApiOptions {
   /** The client the reviews are sent with. */
   rest: KubeRest;
   queries: Views;
+  /** The data plane's live ApiKeys, for the console views (docs/console.md). */
+  live?: () => readonly ApiKey[] | undefined;
   log: Logger;
   /** Replaces the apiserver's reviews (tests). */
   reviewer?: Reviewer;
@@ -282,7 +333,28 @@ async function startFrontProxy(c: Config, rest: KubeRest, log: Logger): Promise<
   });
 }
 
-/** The usage API as keyward's configuration describes it: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
+/** How long the review view reuses the ApiKeyPolicies it listed. */
+const POLICIES_TTL_MS = 30_000;
+
+/** The console views' sources: the live ApiKeys, and the ApiKeyPolicies listed with keyward's own client (kept for 30 s). */
+export function consoleSources(rest: Pick<KubeRest, "request">, live: (() => readonly ApiKey[] | undefined) | undefined, retentionMs: number, now: () => number = Date.now): ConsoleSources {
+  let cached: { at: number; policies: Promise<readonly ApiKeyPolicy[]> } | undefined;
+  const policies = (): Promise<readonly ApiKeyPolicy[]> => {
+    if (!cached || now() - cached.at >= POLICIES_TTL_MS) {
+      const listed = rest.request<{ items: ApiKeyPolicy[] }>("GET", `/apis/${API_VERSION}/${APIKEYPOLICY_PLURAL}`).then((l) => l.items);
+      const entry = { at: now(), policies: listed };
+      // A failed list is asked again by the next review, not remembered.
+      listed.catch(() => {
+        if (cached === entry) cached = undefined;
+      });
+      cached = entry;
+    }
+    return cached.policies;
+  };
+  return { ...(live ? { live } : {}), policies, retentionMs };
+}
+
+/** The usage API (--usage-api-address) and the hosted console (--console-address) as keyward's configuration describes them: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
 export async function startUsageApi(options: StartUsageApiOptions): Promise<UsageApi> {
   const c = options.config;
   const authOptions: ApiAuthOptions = { audiences: c.usageApiAudiences, cacheTtlMs: c.usageApiCacheTtl };
@@ -297,25 +369,40 @@ export async function startUsageApi(options: StartUsageApiOptions): Promise<Usag
       )
     : undefined;
   const frontProxy = await startFrontProxy(c, options.rest, options.log);
-  const api = await listenUsageApi({
-    address: c.usageApiAddress,
+  const handler: UsageApiHandlerOptions = {
     queries: options.queries,
+    console: consoleSources(options.rest, options.live, c.analyticsRetention),
+    // One cache of reviews for both ports.
     auth: new ApiAuth(options.reviewer ?? new KubeReviewer(options.rest), authOptions),
     log: options.log,
-    ...(tls ? { tls } : {}),
-    ...(frontProxy ? { frontProxy } : {}),
     ...(options.now ? { now: options.now } : {}),
-  }).catch((err: unknown) => {
+  };
+  const started: UsageApi[] = [];
+  try {
+    if (c.usageApiAddress) {
+      const api = await serveOn("usage API", c.usageApiAddress, usageApiHandler({ ...handler, ...(frontProxy ? { frontProxy } : {}) }), tls, frontProxy);
+      started.push(api);
+      options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls), frontProxy: c.usageApiFrontProxy });
+    }
+    if (c.consoleAddress) {
+      const web = await listenConsole({ ...handler, address: c.consoleAddress, ...(tls ? { tls } : {}) });
+      started.push(web);
+      options.log.info("console serving", { address: c.consoleAddress, port: web.port, tls: Boolean(tls) });
+    }
+  } catch (err) {
+    for (const s of started) await s.stop();
     frontProxy?.stop();
+    tls?.close();
     throw err;
-  });
-  options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls), frontProxy: c.usageApiFrontProxy });
+  }
   return {
-    port: api.port,
+    port: started[0]?.port ?? 0,
     ...(frontProxy ? { frontProxy } : {}),
+    ...(c.consoleAddress ? { consolePort: started[started.length - 1]?.port ?? 0 } : {}),
     stop: async () => {
       frontProxy?.stop();
-      await api.stop();
+      for (const s of started) await s.stop();
+      tls?.close();
     },
   };
 }

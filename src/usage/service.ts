@@ -63,6 +63,8 @@ export interface UsageHandle extends UsageSink {
   /** The alert evaluator's campaign, when alerts are on (tests). */
   alerts: AlertService | undefined;
   ready(): boolean;
+  /** The ApiKeys usage watches (its trimmed view, src/usage/view.ts), once synced: the console views' live state. */
+  apiKeys(): readonly ApiKey[] | undefined;
   stop(): Promise<void>;
 }
 
@@ -152,6 +154,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     },
     alerts,
     ready: () => store.synced,
+    apiKeys: () => (store.synced ? store.list() : undefined),
     stop: async () => {
       await alerts?.stop();
       await accessLog?.stop();

@@ -148,6 +148,7 @@ Commands:
   status NAME                                key versions, their state and last use
   usage [VIEW]                               usage views (keys, timeline, status, endpoints, countries, networks)
   review                                     the access review: unused keys and scopes, stale and expiring keys
+  console [--port N] [--no-open]             the web console on 127.0.0.1, with your credentials
 
 Run "kubectl keyward COMMAND --help" for a command's flags.
 ${GLOBAL_HELP}`,
