@@ -314,3 +314,19 @@ describe("kubectl keyward usage, through the aggregated API with the caller's cr
     expect(other.stderr).toMatch(/forbidden: you may not get apikeys/);
   });
 });
+
+describe("kubectl keyward review, through the aggregated API with the caller's credentials", () => {
+  it("prints the access review of the tenant's namespace, as markdown or JSON, and refuses the other namespace", async () => {
+    const md = await kubectlAs("certTenant", "keyward", "review");
+    expect(md.code, md.stderr).toBe(0);
+    expect(md.stdout).toMatch(/^# Access review, /);
+    const json = await kubectlAs("tokenTenant", "keyward", "review", "-A", "-o", "json");
+    expect(json.code, json.stderr).toBe(0);
+    const review = JSON.parse(json.stdout) as Record<string, unknown>;
+    expect(review).toHaveProperty("generatedAt");
+    expect(json.stdout).not.toContain(nsB);
+    const other = await kubectlAs("certTenant", "keyward", "review", "-n", nsB);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/forbidden: you may not get apikeys/);
+  });
+});
