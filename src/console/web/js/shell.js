@@ -4,7 +4,7 @@
 
 import { ApiError, describeError } from "./api.js";
 import { byId, replace } from "./dom.js";
-import { FILTER_NAMES, filterProblems, readFilters, readView, viewHref } from "./filters.js";
+import { FILTER_NAMES, compactParams, filterProblems, readFilters, readView, viewHref } from "./filters.js";
 import { formatClock } from "./format.js";
 import { Poller } from "./live.js";
 
@@ -51,6 +51,17 @@ export function initShell() {
     else a.removeAttribute("aria-current");
   }
   byId("reset").setAttribute("href", viewHref(view, { namespace: "", owner: "", selector: "", since: "", until: "" }, view === "key" ? { key: params.get("key") ?? "" } : {}));
+  // submitted as the form would be, but without the empty fields (`owner=` and the like)
+  const form = document.querySelector("form.filters");
+  if (form instanceof HTMLFormElement) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      /** @type {Record<string, string>} */
+      const values = {};
+      for (const [name, value] of new FormData(form)) if (typeof value === "string") values[name] = value;
+      location.assign(`?${compactParams(values).toString()}`);
+    });
+  }
   const problems = filterProblems(filters, Date.now());
   if (problems.length) showError(problems.join(" "));
   return { params, view, filters, problems };
