@@ -16,7 +16,6 @@ export const LAYERS = [
       authz: "the data plane: the Checker, credentials, limits per key, the gRPC and HTTP fronts, worker processes",
       usage: "usage aggregation, the `status.usage` flusher, the decision log, the alert evaluator's campaign",
       cli: "`keyward scan`, the `kubectl keyward` plugin and output tables",
-      console: "the web console: its pages (src/console/web/, plain ES modules for the browser) and the server that serves them",
     },
   },
   {
@@ -26,6 +25,7 @@ export const LAYERS = [
       analytics: "the analytics store: per-request rows and daily rollups on SQLite or PostgreSQL, the batched writer, the queries",
       check: "the check vocabulary: CheckInput, Decision, reasons, the client address, path rules, and the usage event of a check",
       accesslog: "the Envoy Access Log Service receiver that usage starts",
+      console: "the web console: its pages, the server that serves them, and the local server of `keyward console`",
       deps: "what main.ts hands every role (RoleDeps)",
     },
   },

@@ -83,11 +83,11 @@ async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefin
 }
 
 /** The usage API next to the store (docs/usage.md, Usage API), with --usage-api-address. */
-async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined): Promise<void> {
+async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usage: UsageHandle): Promise<void> {
   if (!s.config.usageApiAddress || !store) return;
   const { startUsageApi } = await import("./usage/api.ts");
   const rest = roleClient(s, "usage API");
-  await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, log: s.log.child({ component: "usage-api" }) }));
+  await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, live: () => usage.apiKeys(), log: s.log.child({ component: "usage-api" }) }));
 }
 
 /** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
@@ -96,10 +96,10 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
   // Usage has its own client, so its status writes never delay the data plane's watches.
   const usageRest = roleClient(s, "usage");
   const analytics = await startAnalyticsStore(s);
-  await serveUsageApi(s, analytics);
   const usage = await s.lc.start("usage", () =>
     startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
   );
+  await serveUsageApi(s, analytics, usage);
   if (workers > 1) return serveAuthzWorkers(s, usage);
   const { startAuthz } = await import("./authz/service.ts");
   const rest = roleClient(s, "authz");

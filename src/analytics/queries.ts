@@ -51,6 +51,8 @@ export interface KeyUsage extends Counts {
 export interface TimelinePoint extends Counts {
   /** Start of the hour or UTC day (ms). */
   at: number;
+  /** Mean check latency (µs) of the bucket's requests. */
+  checkMicrosAvg: number;
   /** Mean upstream latency (µs) of the requests the upstream answered, when any did. */
   upstreamMicrosAvg?: number;
   requestBytes: number;
@@ -104,6 +106,47 @@ export interface NetworkUsage {
   requests: number;
   firstAt: number;
   lastAt: number;
+}
+
+/** A request keyward refused: what the console's denials list shows. */
+export interface Denial {
+  at: number;
+  uid: string;
+  namespace: string;
+  name: string;
+  keyId: string;
+  method: string;
+  path: string;
+  /** The status keyward answered. */
+  status: number;
+  /** keyward's reason code (`scope_missing`, `rate_limited`, ...). */
+  reason: string;
+  sourceAddress: string;
+  country: string;
+}
+
+/** One key version (key id) of a key as the store saw it. */
+export interface VersionUse {
+  keyId: string;
+  /** The first UTC day with a request (ms). */
+  firstSeenAt: number;
+  /** Last allowed request (ms): to the millisecond within the per-request retention, the start of its UTC day before. */
+  lastUsedAt?: number;
+}
+
+/** An alert the evaluator fired (src/alerts), firing or resolved. */
+export interface AlertRecord {
+  uid: string;
+  alert: string;
+  namespace: string;
+  name: string;
+  owner: string;
+  state: "firing" | "resolved";
+  /** When it last started firing (ms). */
+  startsAt: number;
+  /** When it resolved (ms), once it has. */
+  endsAt?: number;
+  summary: string;
 }
 
 type Source = "requests" | "rollups";
@@ -257,14 +300,15 @@ export class AnalyticsQueries {
     const bucket = step === "hour" ? sql<number>`(t.at / ${sql.lit(HOUR_MS)}) * ${sql.lit(HOUR_MS)}` : sql<number>`cast(t.day as bigint) * ${sql.lit(DAY_MS)}`;
     const upstream =
       src === "requests"
-        ? { n: sql<number>`case when t.upstream_micros is null then 0 else 1 end`, micros: sql<number>`coalesce(t.upstream_micros, 0)`, req: sql<number>`coalesce(t.request_bytes, 0)`, resp: sql<number>`coalesce(t.response_bytes, 0)` }
-        : { n: sql<number>`t.upstream_n`, micros: sql<number>`t.upstream_micros_sum`, req: sql<number>`t.request_bytes`, resp: sql<number>`t.response_bytes` };
+        ? { n: sql<number>`case when t.upstream_micros is null then 0 else 1 end`, micros: sql<number>`coalesce(t.upstream_micros, 0)`, check: sql<number>`t.check_micros`, req: sql<number>`coalesce(t.request_bytes, 0)`, resp: sql<number>`coalesce(t.response_bytes, 0)` }
+        : { n: sql<number>`t.upstream_n`, micros: sql<number>`t.upstream_micros_sum`, check: sql<number>`t.check_micros_sum`, req: sql<number>`t.request_bytes`, resp: sql<number>`t.response_bytes` };
     const rows = await q
       .select(bucket.as("bucket"))
       .select(this.#counts(src))
       .select((eb) => [
         eb.fn.sum<number>(upstream.n).as("upstream_n"),
         eb.fn.sum<number>(upstream.micros).as("upstream_micros"),
+        eb.fn.sum<number>(upstream.check).as("check_micros"),
         eb.fn.sum<number>(upstream.req).as("request_bytes"),
         eb.fn.sum<number>(upstream.resp).as("response_bytes"),
       ])
@@ -276,6 +320,7 @@ export class AnalyticsQueries {
       return {
         at: num(r.bucket),
         ...counts(r),
+        checkMicrosAvg: num(r.requests) > 0 ? Math.round(num(r.check_micros) / num(r.requests)) : 0,
         ...(n > 0 ? { upstreamMicrosAvg: Math.round(num(r.upstream_micros) / n) } : {}),
         requestBytes: num(r.request_bytes),
         responseBytes: num(r.response_bytes),
@@ -349,6 +394,97 @@ export class AnalyticsQueries {
       .limit(limit)
       .execute();
     return rows.map((r) => ({ network: r.network, requests: num(r.requests), firstAt: num(r.first_at), lastAt: num(r.last_at) }));
+  }
+
+  /** Requests keyward refused (per-request rows, within retention), newest first. */
+  async denials(f: UsageFilter, limit = this.#options.defaultLimit ?? 20): Promise<Denial[]> {
+    const q = this.#from("requests", this.#recent(f));
+    if (!q) return [];
+    const rows = await q
+      .where(sql<boolean>`t.outcome <> 'allowed' and t.outcome <> 'cancelled'`)
+      .select(["k.uid", "k.namespace", "k.name"])
+      .select([
+        sql<number>`t.at`.as("at"),
+        sql<string>`t.key_id`.as("key_id"),
+        sql<string>`coalesce(t.method, '')`.as("method"),
+        sql<string>`coalesce(t.path, '')`.as("path"),
+        sql<number>`t.status`.as("status"),
+        sql<string>`t.reason`.as("reason"),
+        sql<string>`coalesce(t.source, '')`.as("source"),
+        sql<string>`coalesce(t.country, '')`.as("country"),
+      ])
+      .orderBy(sql`t.at`, "desc")
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      at: num(r.at),
+      uid: r.uid,
+      namespace: r.namespace,
+      name: r.name,
+      keyId: r.key_id,
+      method: r.method,
+      path: r.path,
+      status: num(r.status),
+      reason: r.reason,
+      sourceAddress: r.source,
+      country: r.country,
+    }));
+  }
+
+  /** The key ids one ApiKey (by uid) was used with, oldest first, each with its last allowed request. */
+  async keyVersions(uid: string): Promise<VersionUse[]> {
+    const days = await this.#db
+      .selectFrom("rollups")
+      .where("uid", "=", uid)
+      .select((eb) => ["key_id", eb.fn.min<number>("day").as("first"), eb.fn.max<number | null>(sql`case when outcome = 'allowed' then day end`).as("last")])
+      .groupBy("key_id")
+      .execute();
+    const recent = await this.#db
+      .selectFrom("requests")
+      .where("uid", "=", uid)
+      .where("outcome", "=", "allowed")
+      .where("at", ">=", this.#options.requestsFrom())
+      .select((eb) => ["key_id", eb.fn.max<number>("at").as("last")])
+      .groupBy("key_id")
+      .execute();
+    const lastAt = new Map(recent.map((r) => [r.key_id, num(r.last)]));
+    return days
+      .map((r) => {
+        const last = lastAt.get(r.key_id) ?? (r.last === null ? undefined : num(r.last) * DAY_MS);
+        return { keyId: r.key_id, firstSeenAt: num(r.first) * DAY_MS, ...(last !== undefined ? { lastUsedAt: last } : {}) };
+      })
+      .sort((a, b) => a.firstSeenAt - b.firstSeenAt || a.keyId.localeCompare(b.keyId));
+  }
+
+  /** Alerts of the selected keys: the firing ones, and unless `firingOnly` those that started or resolved within the range; firing first, newest first. */
+  async alertRecords(f: UsageFilter, firingOnly: boolean): Promise<AlertRecord[]> {
+    if (f.namespaces?.length === 0) return [];
+    const db = this.#db as unknown as Kysely<Scope & { a: AnalyticsDB["alert_state"] }>;
+    const joined = db.selectFrom("alert_state as a").innerJoin("keys as k", "k.uid", "a.uid") as unknown as Q<object>;
+    const q = this.#whereKey(joined, f, (q2, id) =>
+      q2.where((eb) => eb.exists(eb.selectFrom("rollups as r").select(sql`1`.as("one")).whereRef("r.uid", "=", "k.uid").where("r.key_id", "=", id))),
+    );
+    const window = firingOnly ? sql<boolean>`a.firing = 1` : sql<boolean>`(a.firing = 1 or (a.fired_at >= ${f.since} and a.fired_at < ${f.until}) or (a.resolved_at >= ${f.since} and a.resolved_at < ${f.until}))`;
+    const rows = await q
+      .where(window)
+      .select(["k.uid", "k.namespace", "k.name", "k.owner"])
+      .select([sql<string>`a.alert`.as("alert"), sql<number>`a.firing`.as("firing"), sql<number>`a.fired_at`.as("fired_at"), sql<number | null>`a.resolved_at`.as("resolved_at"), sql<string>`a.message`.as("message")])
+      .orderBy(sql`a.firing`, "desc")
+      .orderBy(sql`a.fired_at`, "desc")
+      .orderBy("k.namespace")
+      .orderBy("k.name")
+      .execute();
+    return rows.map((r) => ({
+      uid: r.uid,
+      alert: r.alert,
+      namespace: r.namespace,
+      name: r.name,
+      owner: r.owner,
+      state: num(r.firing) === 1 ? "firing" : "resolved",
+      startsAt: num(r.fired_at),
+      ...(num(r.firing) !== 1 && r.resolved_at !== null ? { endsAt: num(r.resolved_at) } : {}),
+      summary: r.message,
+    }));
   }
 
   /** Every namespace the store holds an ApiKey of (deleted ones too), sorted. */

@@ -24,3 +24,21 @@ export function parseSelector(text: string): SelectorTerm[] {
   }
   return terms;
 }
+
+/** Whether `labels` match the selector (every term holds; an empty selector matches everything). */
+export function selectorMatches(selector: string | undefined, labels: Readonly<Record<string, string>>): boolean {
+  if (selector === undefined) return true;
+  return parseSelector(selector).every((t) => {
+    const has = Object.hasOwn(labels, t.key);
+    switch (t.op) {
+      case "exists":
+        return has;
+      case "!exists":
+        return !has;
+      case "=":
+        return labels[t.key] === t.value;
+      case "!=":
+        return labels[t.key] !== t.value;
+    }
+  });
+}

@@ -1,6 +1,6 @@
 // `keyward review [flags] [settings]`: reads the analytics store named by the
 // --analytics-* settings and the ApiKeys and ApiKeyPolicies of the cluster the
-// kubeconfig names, and prints the access review (src/cli/review.ts).
+// kubeconfig names, and prints the access review (src/analytics/review.ts).
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { loadConfig, type Config } from "../config/config.ts";
 import { KeywardError } from "../errors.ts";
@@ -9,7 +9,7 @@ import { KubeRest } from "../k8s/rest.ts";
 import { createLogger, type Level } from "../log.ts";
 import { parseSelector } from "../analytics/selector.ts";
 import { parseChoice, parseCount, splitFlags, type FlagKind } from "./args.ts";
-import { buildReview, type LiveState } from "./review.ts";
+import { computeReview, REVIEW_DEFAULTS, type LiveState } from "../analytics/review.ts";
 import { reviewJson, reviewMarkdown } from "./review-report.ts";
 import { openReportStore } from "./store.ts";
 
@@ -61,8 +61,8 @@ export async function reviewCommand(argv: readonly string[], env: Readonly<Recor
   if (words.length) throw new KeywardError("ConfigInvalid", `keyward review: unexpected ${words.join(" ")}`);
   const { config } = loadConfig(rest, env);
   const output = parseChoice("output", values.get("output") ?? "markdown", ["markdown", "json"]);
-  const olderThanDays = parseDays("older-than", values.get("older-than") ?? "90");
-  const expiringWithinDays = parseDays("expiring-within", values.get("expiring-within") ?? "30");
+  const olderThanDays = parseDays("older-than", values.get("older-than") ?? String(REVIEW_DEFAULTS.olderThanDays));
+  const expiringWithinDays = parseDays("expiring-within", values.get("expiring-within") ?? String(REVIEW_DEFAULTS.expiringWithinDays));
   const timeoutMs = parseCount("cluster-timeout", (values.get("cluster-timeout") ?? "10s").replace(/s$/, "")) * 1000;
   const ns = values.get("namespace")?.split(",").map((s) => s.trim()).filter(Boolean);
   const selector = values.get("selector");
@@ -71,39 +71,11 @@ export async function reviewCommand(argv: readonly string[], env: Readonly<Recor
   const filter = { ...(ns ? { namespaces: ns } : {}), ...(owner !== undefined ? { owner } : {}), ...(selector !== undefined ? { selector } : {}) };
   const store = await openReportStore("review", config, createLogger({ level: config.logLevel as Level }), now);
   try {
-    const t = now();
-    const activity = await store.queries.keyActivity(filter);
-    const rules = await store.queries.rulesUsed({ ...filter, since: t - config.analyticsRetention, until: t + 1 });
-    let live: LiveState = values.has("offline") ? { unreachable: "--offline" } : await readCluster(config, ns, timeoutMs);
-    if ("keys" in live) {
-      // The store's filter, applied to the live keys as well.
-      const selected = new Set(activity.map((a) => a.uid));
-      const filtered = owner !== undefined || selector !== undefined;
-      live = { ...live, keys: live.keys.filter((k) => (owner === undefined || k.spec.owner === owner) && (!filtered || selected.has(k.metadata.uid ?? "") || matchesSelector(k, selector))) };
-    }
-    const review = buildReview(activity, rules, live, { now: t, olderThanDays, expiringWithinDays, ownerLabel: values.get("owner-label") ?? "owner", retentionMs: config.analyticsRetention });
+    const live: LiveState = values.has("offline") ? { unreachable: "--offline" } : await readCluster(config, ns, timeoutMs);
+    const review = await computeReview(store.queries, live, filter, { now: now(), olderThanDays, expiringWithinDays, ownerLabel: values.get("owner-label") ?? REVIEW_DEFAULTS.ownerLabel, retentionMs: config.analyticsRetention });
     out(output === "json" ? reviewJson(review) : reviewMarkdown(review));
   } finally {
     await store.close();
   }
   return 0;
-}
-
-/** A live key the store has not seen yet is matched against the selector directly. */
-function matchesSelector(k: ApiKey, selector: string | undefined): boolean {
-  if (selector === undefined) return true;
-  const labels = k.metadata.labels ?? {};
-  return parseSelector(selector).every((t) => {
-    const has = Object.hasOwn(labels, t.key);
-    switch (t.op) {
-      case "exists":
-        return has;
-      case "!exists":
-        return !has;
-      case "=":
-        return labels[t.key] === t.value;
-      case "!=":
-        return labels[t.key] !== t.value;
-    }
-  });
 }

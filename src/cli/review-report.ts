@@ -1,5 +1,5 @@
 // The access review as markdown (for a ticket or a wiki page) or JSON.
-import type { Review } from "./review.ts";
+import type { Review } from "../analytics/review.ts";
 
 const cell = (s: string): string => s.replaceAll("|", "\\|").replaceAll("\n", " ");
 

@@ -3,7 +3,7 @@ import type { KeyRecord, RequestRow } from "../analytics/row.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../analytics/store.ts";
 import type { ApiKey, ApiKeyPolicy, ApiKeySpec } from "../api/types.ts";
 import { createLogger } from "../log.ts";
-import { buildReview, type LiveState, type Review } from "./review.ts";
+import { buildReview, type LiveState, type Review } from "../analytics/review.ts";
 import { reviewJson, reviewMarkdown } from "./review-report.ts";
 
 const DAY = 86_400_000;

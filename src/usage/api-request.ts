@@ -5,9 +5,9 @@ import { parseSelector } from "../analytics/selector.ts";
 import { isKeywardError } from "../errors.ts";
 import { parseDuration } from "../util/duration.ts";
 
-export const API_PREFIX = "/api/v1/";
+import { API_PREFIX, type View } from "../console/views.ts";
 
-export type View = "keys" | "timeline" | "status-codes" | "endpoints" | "countries" | "networks";
+export { API_PREFIX, type View };
 
 const COMMON = ["namespace", "owner", "selector", "key", "since", "until"] as const;
 const PARAMS: Record<View, readonly string[]> = {
@@ -17,10 +17,24 @@ const PARAMS: Record<View, readonly string[]> = {
   endpoints: [...COMMON, "limit", "by"],
   countries: [...COMMON, "limit"],
   networks: [...COMMON, "limit"],
+  inventory: [...COMMON, "sort", "order", "limit", "offset"],
+  key: COMMON,
+  latency: [...COMMON, "step"],
+  denials: [...COMMON, "limit"],
+  alerts: [...COMMON, "state"],
+  review: ["namespace", "owner", "selector"],
 };
 
 export const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 20;
+/** The inventory lists every key the caller may see: up to this many at once. */
+export const MAX_INVENTORY_LIMIT = 10_000;
+const LIMITS: Partial<Record<View, { max: number; default: number }>> = {
+  inventory: { max: MAX_INVENTORY_LIMIT, default: MAX_INVENTORY_LIMIT },
+  denials: { max: MAX_LIMIT, default: 50 },
+};
+export const INVENTORY_SORTS = ["name", "owner", "state", "expiresAt", "lastUsedAt", "requests24h", "requests"] as const;
+export type InventorySort = (typeof INVENTORY_SORTS)[number];
 const DEFAULT_RANGE_MS = 86_400_000;
 
 export interface ApiRequest {
@@ -35,6 +49,14 @@ export interface ApiRequest {
   limit: number;
   step: "hour" | "day";
   by: "route" | "path";
+  /** Whether since or until was given (the inventory's range-dependent column). */
+  ranged: boolean;
+  /** inventory */
+  sort: InventorySort;
+  order: "asc" | "desc";
+  offset: number;
+  /** alerts: the firing ones only, or also those that started or resolved in the range. */
+  state: "firing" | "all";
 }
 
 export class BadRequest extends Error {
@@ -96,7 +118,20 @@ export function parseApiRequest(url: URL, now: number): ApiRequest {
     if (value === "") throw new BadRequest(`query parameter "${name}" is empty`);
     seen.set(name, value);
   }
-  const req: ApiRequest = { view: view as View, since: now - DEFAULT_RANGE_MS, until: now, limit: DEFAULT_LIMIT, step: "hour", by: "route" };
+  const bounds = LIMITS[view as View] ?? { max: MAX_LIMIT, default: DEFAULT_LIMIT };
+  const req: ApiRequest = {
+    view: view as View,
+    since: now - DEFAULT_RANGE_MS,
+    until: now,
+    limit: bounds.default,
+    step: "hour",
+    by: "route",
+    ranged: seen.has("since") || seen.has("until"),
+    sort: "name",
+    order: "asc",
+    offset: 0,
+    state: "all",
+  };
   const namespace = seen.get("namespace");
   if (namespace !== undefined) {
     if (!DNS_LABEL.test(namespace)) throw new BadRequest(`namespace: "${namespace}" is not a namespace name`);
@@ -134,7 +169,7 @@ export function parseApiRequest(url: URL, now: number): ApiRequest {
   if (req.since >= req.until) throw new BadRequest("since must be before until");
   const limit = seen.get("limit");
   if (limit !== undefined) {
-    if (!/^\d{1,7}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_LIMIT) throw new BadRequest(`limit: a whole number from 1 to ${MAX_LIMIT}`);
+    if (!/^\d{1,7}$/.test(limit) || Number(limit) < 1 || Number(limit) > bounds.max) throw new BadRequest(`limit: a whole number from 1 to ${bounds.max}`);
     req.limit = Number(limit);
   }
   const step = seen.get("step");
@@ -147,6 +182,31 @@ export function parseApiRequest(url: URL, now: number): ApiRequest {
     if (by !== "route" && by !== "path") throw new BadRequest('by: "route" or "path"');
     req.by = by;
   }
-  if (req.view === "timeline" && req.key === undefined) throw new BadRequest("timeline needs key (namespace/name or a key id)");
+  readConsoleParams(req, seen);
+  if ((req.view === "timeline" || req.view === "latency" || req.view === "key") && req.key === undefined) throw new BadRequest(`${req.view} needs key (namespace/name or a key id)`);
   return req;
+}
+
+/** The console's own parameters: the inventory's sort, order and offset, the alerts' state. */
+function readConsoleParams(req: ApiRequest, seen: ReadonlyMap<string, string>): void {
+  const sort = seen.get("sort");
+  if (sort !== undefined) {
+    if (!(INVENTORY_SORTS as readonly string[]).includes(sort)) throw new BadRequest(`sort: one of ${INVENTORY_SORTS.join(", ")}`);
+    req.sort = sort as InventorySort;
+  }
+  const order = seen.get("order");
+  if (order !== undefined) {
+    if (order !== "asc" && order !== "desc") throw new BadRequest('order: "asc" or "desc"');
+    req.order = order;
+  }
+  const offset = seen.get("offset");
+  if (offset !== undefined) {
+    if (!/^\d{1,7}$/.test(offset)) throw new BadRequest("offset: a whole number from 0");
+    req.offset = Number(offset);
+  }
+  const state = seen.get("state");
+  if (state !== undefined) {
+    if (state !== "firing" && state !== "all") throw new BadRequest('state: "firing" or "all"');
+    req.state = state;
+  }
 }

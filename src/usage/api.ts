@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AnalyticsQueries, UsageFilter } from "../analytics/queries.ts";
+import { APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { DAY_MS } from "../analytics/schema.ts";
 import type { Config } from "../config/config.ts";
 import { KeywardError } from "../errors.ts";
@@ -15,6 +16,7 @@ import { followTls, tlsServerOptions, TlsSource } from "../tls/source.ts";
 import { listen } from "../util/listen.ts";
 import { ApiAuth, KubeReviewer, type ApiAuthOptions, type Caller, type Reviewer } from "./api-auth.ts";
 import { BadRequest, parseApiRequest, type ApiRequest } from "./api-request.ts";
+import { inventory, keyDetail, liveKeys, reviewView, type ConsoleQueries, type ConsoleSources } from "./console-views.ts";
 
 /** Longest bearer token reviewed; a longer one is refused without asking the apiserver. */
 export const MAX_TOKEN_BYTES = 8192;
@@ -28,10 +30,12 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-type Views = Pick<AnalyticsQueries, "topKeys" | "timeline" | "statusCodes" | "endpoints" | "countries" | "networks" | "keyNamespaces">;
+type Views = Pick<AnalyticsQueries, "topKeys" | "timeline" | "statusCodes" | "endpoints" | "countries" | "networks" | "keyNamespaces" | "denials"> & ConsoleQueries;
 
 export interface UsageApiHandlerOptions {
   queries: Views;
+  /** The live ApiKeys and policies the console views join with the store; without them those views answer from the store alone. */
+  console?: ConsoleSources;
   auth: ApiAuth;
   log: Logger;
   now?: () => number;
@@ -91,19 +95,48 @@ async function scope(options: UsageApiHandlerOptions, caller: Caller, r: ApiRequ
     namespaces = await options.auth.allowedAmong(caller, await options.queries.keyNamespaces());
   }
   if (r.key !== undefined && !r.key.includes("/")) {
-    // A key id must name a key the caller may see: one they may not and one that never existed look the same.
-    const found = await options.queries.topKeys({ ...allTime(now), key: r.key, ...(namespaces ? { namespaces } : {}) }, 1);
-    if (found.length === 0) throw new HttpError(403, FORBIDDEN);
+    // A key id must name a key the caller may see, in the store or live: one they may not and one that never existed look the same.
+    const live = liveKeys(options.console ?? NO_SOURCES, { key: r.key, ...(namespaces ? { namespaces } : {}) }) ?? [];
+    if (live.length === 0) {
+      const found = await options.queries.topKeys({ ...allTime(now), key: r.key, ...(namespaces ? { namespaces } : {}) }, 1);
+      if (found.length === 0) throw new HttpError(403, FORBIDDEN);
+    }
   }
   return namespaces;
 }
 
-async function answer(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[]> {
+const NO_SOURCES: ConsoleSources = { retentionMs: 0 };
+
+/** The view's answer: its rows (`items`), with `total` for the inventory, or its one object (`item`). */
+async function answer(options: UsageApiHandlerOptions, r: ApiRequest, f: UsageFilter, now: number): Promise<{ items: unknown[]; total?: number } | { item: unknown }> {
+  const q = options.queries;
+  const sources = options.console ?? NO_SOURCES;
+  switch (r.view) {
+    case "inventory":
+      return inventory(q, sources, f, r, now);
+    case "key": {
+      const item = await keyDetail(q, sources, f);
+      if (!item) throw new HttpError(404, "no such key");
+      return { item };
+    }
+    case "review":
+      return { item: await reviewView(q, sources, f, now) };
+    case "alerts":
+      return { items: await q.alertRecords(f, r.state === "firing") };
+    default:
+      return { items: await rows(q, r, f) };
+  }
+}
+
+async function rows(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[]> {
   switch (r.view) {
     case "keys":
       return q.topKeys(f, r.limit);
     case "timeline":
+    case "latency":
       return q.timeline(f, r.step);
+    case "denials":
+      return q.denials(f, r.limit);
     case "status-codes":
       return q.statusCodes(f);
     case "endpoints":
@@ -112,6 +145,8 @@ async function answer(q: Views, r: ApiRequest, f: UsageFilter): Promise<unknown[
       return q.countries(f, r.limit);
     case "networks":
       return q.networks(f, r.limit);
+    default:
+      throw new HttpError(404, "no such view");
   }
 }
 
@@ -139,14 +174,14 @@ async function serve(options: UsageApiHandlerOptions, req: IncomingMessage, res:
     ...(r.selector !== undefined ? { selector: r.selector } : {}),
     ...(r.key !== undefined ? { key: r.key } : {}),
   };
-  const items = await answer(options.queries, r, f);
-  options.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: items.length });
+  const body = await answer(options, r, f, now);
+  options.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: "items" in body ? body.items.length : 1 });
   send(res, 200, {
     view: r.view,
     since: new Date(r.since).toISOString(),
     until: new Date(r.until).toISOString(),
     namespaces: namespaces ? [...namespaces] : "all",
-    items,
+    ...body,
   });
 }
 
@@ -226,9 +261,32 @@ export interface StartUsageApiOptions {
   /** The client the reviews are sent with. */
   rest: KubeRest;
   queries: Views;
+  /** The data plane's live ApiKeys, for the console views (docs/console.md). */
+  live?: () => readonly ApiKey[] | undefined;
   log: Logger;
   /** Replaces the apiserver's reviews (tests). */
   reviewer?: Reviewer;
+}
+
+/** How long the review view reuses the ApiKeyPolicies it listed. */
+const POLICIES_TTL_MS = 30_000;
+
+/** The console views' sources: the live ApiKeys, and the ApiKeyPolicies listed with keyward's own client (kept for 30 s). */
+export function consoleSources(rest: Pick<KubeRest, "request">, live: (() => readonly ApiKey[] | undefined) | undefined, retentionMs: number, now: () => number = Date.now): ConsoleSources {
+  let cached: { at: number; policies: Promise<readonly ApiKeyPolicy[]> } | undefined;
+  const policies = (): Promise<readonly ApiKeyPolicy[]> => {
+    if (!cached || now() - cached.at >= POLICIES_TTL_MS) {
+      const listed = rest.request<{ items: ApiKeyPolicy[] }>("GET", `/apis/${API_VERSION}/${APIKEYPOLICY_PLURAL}`).then((l) => l.items);
+      const entry = { at: now(), policies: listed };
+      // A failed list is asked again by the next review, not remembered.
+      listed.catch(() => {
+        if (cached === entry) cached = undefined;
+      });
+      cached = entry;
+    }
+    return cached.policies;
+  };
+  return { ...(live ? { live } : {}), policies, retentionMs };
 }
 
 /** The usage API as keyward's configuration describes it: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
@@ -248,6 +306,7 @@ export async function startUsageApi(options: StartUsageApiOptions): Promise<Usag
   const api = await listenUsageApi({
     address: c.usageApiAddress,
     queries: options.queries,
+    console: consoleSources(options.rest, options.live, c.analyticsRetention),
     auth: new ApiAuth(options.reviewer ?? new KubeReviewer(options.rest), authOptions),
     log: options.log,
     ...(tls ? { tls } : {}),

@@ -5,6 +5,7 @@
 // flush timer, the optional access log server, and the alert evaluator's
 // campaign for its Lease (src/alerts, ADR 45).
 import { hostname } from "node:os";
+import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
@@ -52,6 +53,8 @@ export interface UsageHandle extends UsageSink {
   /** The alert evaluator's campaign, when alerts are on (tests). */
   alerts: AlertService | undefined;
   ready(): boolean;
+  /** The ApiKeys usage watches (its trimmed view, src/usage/view.ts), once synced: the console views' live state. */
+  apiKeys(): readonly ApiKey[] | undefined;
   stop(): Promise<void>;
 }
 
@@ -110,6 +113,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     },
     alerts,
     ready: () => store.synced,
+    apiKeys: () => (store.synced ? store.list() : undefined),
     stop: async () => {
       await alerts?.stop();
       await accessLog?.stop();

@@ -27,6 +27,7 @@ function delivered(): ApiKey {
     observedGeneration: 1,
     conditions: [{ type: "Ready", status: "True", reason: "Issued", message: "key issued", lastTransitionTime: "2026-01-01T00:00:00Z" }],
     usage: { requests24h: 7, lastUsedAt: "2026-01-02T00:00:00Z" },
+    lastRotationAt: "2026-01-01T06:00:00Z",
   };
   return ak;
 }
@@ -44,8 +45,8 @@ describe("usage's view of an ApiKey", () => {
       apiVersion: ak.apiVersion,
       kind: ak.kind,
       metadata: { name: "acme", namespace: "shop", uid: ak.metadata.uid, resourceVersion: "42", managedFields: [{ time: "2026-01-02T00:00:00Z" }], labels: { tier: "pro" }, creationTimestamp: ak.metadata.creationTimestamp },
-      spec: { owner: "acme", scopes: ["orders:read"], expiresAt: "2999-01-01T00:00:00Z", disabled: false, limits: { quota: { requests: 10, per: "day" } } },
-      status: { state: "Active", currentKeyId: "kw_AAAAAAAA", keys: ak.status?.keys, usage: ak.status?.usage },
+      spec: { owner: "acme", scopes: ["orders:read"], expiresAt: "2999-01-01T00:00:00Z", disabled: false, limits: { quota: { requests: 10, per: "day" } }, rotation: { every: "720h" } },
+      status: { state: "Active", currentKeyId: "kw_AAAAAAAA", keys: ak.status?.keys, usage: ak.status?.usage, lastRotationAt: "2026-01-01T06:00:00Z" },
     });
   });
 

@@ -27,11 +27,11 @@ function newestWrite(fields: ManagedFields | undefined): ManagedFields | undefin
 export function usageView(ak: ApiKey): ApiKey {
   const { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields, labels, creationTimestamp } = ak.metadata;
   const s = ak.spec;
-  const spec: ApiKeySpec = { owner: s.owner, scopes: s.scopes, expiresAt: s.expiresAt, disabled: s.disabled, limits: s.limits };
+  const spec: ApiKeySpec = { owner: s.owner, scopes: s.scopes, expiresAt: s.expiresAt, disabled: s.disabled, limits: s.limits, rotation: s.rotation, keyHash: s.keyHash, existingSecret: s.existingSecret };
   const view: ApiKey = { apiVersion: ak.apiVersion, kind: ak.kind, metadata: { name, namespace, uid, resourceVersion, deletionTimestamp, managedFields: newestWrite(managedFields), labels, creationTimestamp }, spec };
   if (ak.status) {
-    const { state, currentKeyId, keys, usage } = ak.status;
-    const status: ApiKeyStatus = { state, currentKeyId, keys, usage };
+    const { state, currentKeyId, keys, usage, lastRotationAt } = ak.status;
+    const status: ApiKeyStatus = { state, currentKeyId, keys, usage, lastRotationAt };
     view.status = status;
   }
   return view;

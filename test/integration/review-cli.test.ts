@@ -10,7 +10,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { ApiKey } from "../../src/api/types.ts";
 import { openAnalyticsStore } from "../../src/analytics/store.ts";
-import type { Review } from "../../src/cli/review.ts";
+import type { Review } from "../../src/analytics/review.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";

@@ -1,11 +1,12 @@
-// `keyward review`, the quarterly access review: which keys went unused for
-// 30 and 90 days, which scopes a key holds and never used, which keys were
-// never rotated or carry key material older than N days, which expire soon,
-// and which have no owner label. Computed from the analytics store (usage)
+// The quarterly access review (`keyward review`, and the usage API's review
+// view): which keys went unused for 30 and 90 days, which scopes a key holds
+// and never used, which keys were never rotated or carry key material older
+// than N days, which expire soon, and which have no owner label. Computed from the analytics store (usage)
 // and, when the cluster answers, the live ApiKeys and ApiKeyPolicies; without
 // the cluster, from the store's key records alone, which lack rotation and
 // policies (the report says what it could not check).
-import type { KeyActivity, RuleUse } from "../analytics/queries.ts";
+import type { AnalyticsQueries, KeyActivity, RuleUse } from "./queries.ts";
+import { selectorMatches } from "./selector.ts";
 import type { ApiKey, ApiKeyPolicy } from "../api/types.ts";
 
 const DAY = 86_400_000;
@@ -21,6 +22,9 @@ export interface ReviewOptions {
   /** Per-request retention (ms): the window scope use is known for. */
   retentionMs: number;
 }
+
+/** `keyward review`'s defaults, which the usage API's review view uses too. */
+export const REVIEW_DEFAULTS = { olderThanDays: 90, expiringWithinDays: 30, ownerLabel: "owner" } as const;
 
 /** What the cluster said, or why it could not be asked. */
 export type LiveState = { keys: readonly ApiKey[]; policies: readonly ApiKeyPolicy[] } | { unreachable: string };
@@ -197,4 +201,37 @@ export function buildReview(activity: readonly KeyActivity[], rules: readonly Ru
     expiringSoon: subjects.flatMap((s) => (s.expiresAt !== undefined && s.expiresAt <= options.now + options.expiringWithinDays * DAY ? [{ ...id(s), expiresAt: iso(s.expiresAt), daysLeft: Math.floor((s.expiresAt - options.now) / DAY) }] : [])),
     withoutOwner: subjects.filter((s) => s.owner.trim() === "" || (options.ownerLabel !== "" && !(s.labels[options.ownerLabel] ?? "").trim())).map((s) => ({ ...id(s), labels: s.labels })),
   };
+}
+
+/** The keys a review covers: by namespace (an allow-list), owner and label selector. */
+export interface ReviewFilter {
+  namespaces?: readonly string[];
+  owner?: string;
+  selector?: string;
+}
+
+/**
+ * The review of the keys `filter` selects, from the store and `live` (the cluster's ApiKeys of
+ * the filter's namespaces, or why they could not be read): what `keyward review` prints and the
+ * usage API's review view answers.
+ */
+export async function computeReview(queries: Pick<AnalyticsQueries, "keyActivity" | "rulesUsed">, live: LiveState, filter: ReviewFilter, options: ReviewOptions): Promise<Review> {
+  const activity = await queries.keyActivity(filter);
+  const rules = await queries.rulesUsed({ ...filter, since: options.now - options.retentionMs, until: options.now + 1 });
+  let scoped = live;
+  if ("keys" in live) {
+    // The store's filter, applied to the live keys as well; a live key the store has not seen yet is matched directly.
+    const selected = new Set(activity.map((a) => a.uid));
+    const filtered = filter.owner !== undefined || filter.selector !== undefined;
+    scoped = {
+      ...live,
+      keys: live.keys.filter(
+        (k) =>
+          (filter.namespaces === undefined || filter.namespaces.includes(k.metadata.namespace)) &&
+          (filter.owner === undefined || k.spec.owner === filter.owner) &&
+          (!filtered || selected.has(k.metadata.uid ?? "") || selectorMatches(filter.selector, k.metadata.labels ?? {})),
+      ),
+    };
+  }
+  return buildReview(activity, rules, scoped, options);
 }
