@@ -3,6 +3,9 @@
 // 10,000 keys, answers of 401, 403 and 503, a hidden tab. Each view in the documented shape;
 // the pages must render it, keep their state in the URL, work from the keyboard and never log an
 // error. The real stack (control plane, data plane, `keyward console`) is console.test.ts.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Browser } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attr, attrs, count, inPage, isHidden, launchBrowser, openPage, screenshot, tableText, text, texts, visit, type WatchedPage } from "../support/browser.ts";
@@ -147,7 +150,13 @@ describe("console pages", () => {
   it("exports the review as CSV", async () => {
     await visit(w.page, `${fx.url}?view=review&refresh=0`);
     expect(await text(w.page, "#never-rotated-heading")).toBe("Never rotated (5)");
-    const csv = await inPage<string>(w.page, `fetch(document.querySelector("#csv").href).then((r) => r.text())`);
+    const dir = mkdtempSync(join(tmpdir(), "keyward-console-csv-"));
+    const cdp = await browser.target().createCDPSession();
+    await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: dir });
+    await w.page.click("#csv");
+    const file = join(dir, "keyward-access-review.csv");
+    const csv = await eventually(() => (existsSync(file) ? readFileSync(file, "utf8") : undefined), 10_000, "the CSV download");
+    rmSync(dir, { recursive: true, force: true });
     expect(csv.split("\r\n")[0]).toBe("finding,namespace,name,owner,detail");
     expect(csv).toContain("never rotated,team-0,key-00000,owner-0@example.com,key material since 2026-01-01T00:00:00Z (334 days); rotation none");
     expect(w.problems).toEqual([]);

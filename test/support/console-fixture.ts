@@ -1,20 +1,17 @@
-// A stand-in for the console's server in tests and the console bench: it serves the pages of
-// src/console/web/ and uPlot as keyward does, and answers the usage API's views from generated
-// data in their documented shapes. The browser suite proper runs against the real server;
+// A stand-in for the usage API behind the console's real page server, in tests and the console
+// bench: keyward's own routing and files (src/console/server.ts, static.ts) serve the pages
+// and uPlot with their security headers, and the API's views are answered from generated data
+// in their documented shapes. The browser suite proper runs against the real server;
 // this one lets the pages be measured at sizes (10,000 keys, 90 days) that the real stack
 // would take minutes to seed.
-import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { extname, join, normalize, resolve, sep } from "node:path";
+import { consoleRoutes } from "../../src/console/server.ts";
+import { ConsoleFiles } from "../../src/console/static.ts";
+import { API_PREFIX } from "../../src/console/views.ts";
 
-const root = resolve(import.meta.dirname, "..", "..");
-const WEB = join(root, "src", "console", "web");
-const UPLOT = join(root, "node_modules", "uplot", "dist");
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
-
-const TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
 
 export interface FixtureKey {
   namespace: string;
@@ -211,45 +208,20 @@ export interface ConsoleFixture {
   close(): Promise<void>;
 }
 
-async function staticFile(path: string): Promise<{ type: string; body: Buffer } | undefined> {
-  if (path === "/assets/uplot.esm.js") return { type: TYPES[".js"]!, body: await readFile(join(UPLOT, "uPlot.esm.js")) };
-  if (path === "/assets/uPlot.min.css") return { type: TYPES[".css"]!, body: await readFile(join(UPLOT, "uPlot.min.css")) };
-  const rel = normalize(path === "/" ? "index.html" : path.slice(1));
-  const file = join(WEB, rel);
-  const type = TYPES[extname(file)];
-  if (!file.startsWith(WEB + sep) || type === undefined || rel.includes("test")) return undefined;
-  try {
-    return { type, body: await readFile(file) };
-  } catch {
-    return undefined;
-  }
-}
-
 export async function startConsoleFixture(data: FixtureData): Promise<ConsoleFixture> {
   const overrides = new Map<string, Answer>();
   const calls: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? "/", "http://fixture");
-    void (async () => {
-      if (url.pathname.startsWith("/api/v1/")) {
-        const view = url.pathname.slice("/api/v1/".length);
-        calls.push(`${view}?${url.searchParams.toString()}`);
-        const a = overrides.get(view) ?? answer(data, view, url.searchParams);
-        const text = JSON.stringify(a.body);
-        res.writeHead(a.status, { "content-type": "application/json", "cache-control": "no-store" });
-        res.end(text);
-        return;
-      }
-      const file = await staticFile(url.pathname);
-      if (!file) {
-        res.writeHead(404, { "content-type": "text/plain" });
-        res.end("not found");
-        return;
-      }
-      res.writeHead(200, { "content-type": file.type, "cache-control": "no-store" });
-      res.end(file.body);
-    })();
-  });
+  // keyward's own page routing, files and security headers (CSP included); only the API is a stand-in
+  const server: Server = createServer(
+    consoleRoutes(new ConsoleFiles(), (req, res) => {
+      const url = new URL(req.url ?? "/", "http://fixture");
+      const view = url.pathname.slice(API_PREFIX.length);
+      calls.push(`${view}?${url.searchParams.toString()}`);
+      const a = overrides.get(view) ?? answer(data, view, url.searchParams);
+      res.writeHead(a.status, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(JSON.stringify(a.body));
+    }),
+  );
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
   const port = (server.address() as AddressInfo).port;
   return {

@@ -2,7 +2,7 @@
 // A time-series chart (uPlot) with its text alternative: the chart has a summary as its label,
 // and the same figures are in a table under it. update() redraws in place.
 
-import uPlot from "uplot";
+import uPlot from "../assets/uplot.esm.js";
 import { append, h } from "./dom.js";
 import { CHART_GRID, CHART_TEXT } from "./palette.js";
 import { formatDateTime } from "./format.js";

@@ -17,6 +17,7 @@ export function h(tag, attrs = {}, children = []) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === undefined || value === false) continue;
+    if (name === "style") throw new Error("set styles through el.style: the console's Content-Security-Policy refuses style attributes");
     el.setAttribute(name, value === true ? "" : String(value));
   }
   append(el, children);

@@ -107,10 +107,11 @@ export function mountKey(host, { params, filters }) {
         ...versions.map((v, i) => {
           const left = pct(v.createdAt ?? from);
           const right = pct(end(v, i));
-          return h("div", { class: "lane", "aria-hidden": "true" }, [
-            h("code", {}, v.keyId),
-            h("div", { class: "track" }, h("div", { class: `span ${v.state}`, style: `left:${left};width:calc(${right} - ${left})` })),
-          ]);
+          const bar = h("div", { class: `span ${v.state}` });
+          // through CSSOM: the console's CSP refuses style attributes
+          bar.style.left = left;
+          bar.style.width = `calc(${right} - ${left})`;
+          return h("div", { class: "lane", "aria-hidden": "true" }, [h("code", {}, v.keyId), h("div", { class: "track" }, bar)]);
         }),
       ]),
     );

@@ -132,7 +132,11 @@ export class WindowedTable {
     this.#start = start;
     this.#end = end;
     /** @param {number} px */
-    const spacer = (px) => h("tr", { class: "spacer", "aria-hidden": "true", style: `height:${px}px` }, h("td", { colspan: this.#columns.length }));
+    const spacer = (px) => {
+      const tr = h("tr", { class: "spacer", "aria-hidden": "true" }, h("td", { colspan: this.#columns.length }));
+      tr.style.height = `${px}px`;
+      return tr;
+    };
     const rows = [];
     for (let i = start; i < end; i++) rows.push(bodyRow(this.#columns, /** @type {T} */ (this.#rows[i]), i + 2));
     this.#body.replaceChildren(spacer(start * this.#rowHeight), ...rows, spacer((this.#rows.length - end) * this.#rowHeight));
