@@ -30,6 +30,7 @@ commands:
   scan PATH...   find keyward API keys (valid checksum) in files; exit 1 if any
   usage [VIEW]   the analytics store's views: keys, timeline, status, endpoints, countries, networks (docs/usage.md)
   review         the access review: unused keys and scopes, stale, expiring and ownerless keys (docs/usage.md)
+  console        the web console on 127.0.0.1 with your kubeconfig's credentials (docs/console.md)
   config         list every setting (--markdown for the documentation table)
   version        print the version
 
@@ -202,6 +203,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === "usage") {
     const { usageCommand } = await import("./cli/usage.ts");
     return usageCommand(rest, process.env, (s) => process.stdout.write(s));
+  }
+  if (command === "console") {
+    const { consoleCommand } = await import("./cli/console.ts");
+    return consoleCommand(rest, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env });
   }
   if (command === "review") {
     const { reviewCommand } = await import("./cli/review-command.ts");

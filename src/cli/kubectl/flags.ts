@@ -117,6 +117,7 @@ Commands:
   revoke NAME                                disable the key (spec.disabled: true); wait until it is refused
   reveal NAME                                print the key from its Secret, to stdout (needs get on that Secret)
   status NAME                                key versions, their state and last use
+  console [--port N] [--no-open]             the web console on 127.0.0.1, with your credentials
 
 Run "kubectl keyward COMMAND --help" for a command's flags.
 ${GLOBAL_HELP}`,

@@ -258,5 +258,12 @@ describe("runPlugin", () => {
     const help = await plugin([]);
     expect(help.code).toBe(0);
     expect(help.out).toContain("Commands:");
+    expect(help.out).toContain("console [--port N]");
+  });
+
+  it("runs console with its own flags: help, usage errors, and a failure without a kubeconfig", async () => {
+    expect(await plugin(["console", "--help"])).toMatchObject({ code: 0, out: expect.stringContaining("Serve the web console on 127.0.0.1") as string });
+    expect(await plugin(["console", "--port", "x"])).toMatchObject({ code: 2, err: expect.stringContaining("--port x") as string });
+    expect(await plugin(["console", "--no-open"], { KUBECONFIG: "/nope" })).toMatchObject({ code: 1, err: expect.stringMatching(/^error: no kubeconfig found/) as string });
   });
 });

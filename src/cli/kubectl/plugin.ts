@@ -31,6 +31,16 @@ export interface PluginIO {
 
 /** Runs one command line; returns the exit code (0 done, 1 failed, 2 usage error). */
 export async function runPlugin(argv: string[], io: PluginIO): Promise<number> {
+  if (argv[0] === "console") {
+    // The console takes no NAME and serves until interrupted: its own command line (src/cli/console.ts).
+    const { consoleCommand } = await import("../console.ts");
+    try {
+      return await consoleCommand(argv.slice(1), { out: (t) => { io.out(t); }, err: (t) => { io.err(t); }, env: io.env });
+    } catch (err) {
+      io.err(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
+  }
   let parsed: Parsed;
   try {
     parsed = parseCommandLine(argv);
