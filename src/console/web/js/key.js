@@ -72,7 +72,8 @@ export function mountKey(host, { params, filters }) {
   /** @param {TimelinePoint[]} pts */
   const drawTraffic = (pts) => {
     outcomes ??= new TimeChart(charts.outcomes, { title: "Requests by outcome", format: count, series: pts.some((p) => p.status401 !== undefined) ? OUTCOMES : ALLOWED_DENIED });
-    upstream ??= new TimeChart(charts.upstream, { title: "Requests by upstream status class", format: count, series: pts.some((p) => p.upstream2xx !== undefined) ? UPSTREAM : CLIENT_ERRORS });
+    const byUpstream = pts.some((p) => p.upstream2xx !== undefined);
+    upstream ??= new TimeChart(charts.upstream, { title: byUpstream ? "Requests by upstream status class" : "Requests answered 4xx and 5xx", format: count, series: byUpstream ? UPSTREAM : CLIENT_ERRORS });
     outcomes.update(pts);
     upstream.update(pts);
   };
