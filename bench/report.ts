@@ -16,6 +16,7 @@ import { envoyTables } from "./envoy-report.ts";
 import type { EnvoyBenchResult } from "./envoy.ts";
 import { limitsGrpcTable, type GrpcLimitsRow } from "./limits-grpc.ts";
 import { startupTables, type StartupSection } from "./startup.ts";
+import { consoleTable, type ConsoleBenchResult } from "./console.ts";
 
 interface Stamp {
   at: string;
@@ -44,6 +45,7 @@ export interface Results {
     envoy?: Stamp & EnvoyBenchResult & { finishedLoadAverage: string; command: string };
     limitsGrpc?: Stamp & { command: string; keys: number; rows: GrpcLimitsRow[] };
     startup?: Stamp & StartupSection;
+    console?: Stamp & ConsoleBenchResult & { command: string };
   };
 }
 
@@ -208,6 +210,11 @@ export function renderMarkdown(r: Results): string {
     out.push(`## Start-up and idle memory per role (\`${s.startup.command}\`)`, "");
     out.push(`Run at ${s.startup.at}; load average before ${s.startup.loadAverage}.`, "");
     out.push(...startupTables(s.startup), "");
+  }
+  if (s.console) {
+    out.push(`## The console in headless Chromium (\`${s.console.command}\`)`, "");
+    out.push(`Run at ${s.console.at}; load average before ${s.console.loadAverage}.`, "");
+    out.push(...consoleTable(s.console), "");
   }
   return out.join("\n") + "\n";
 }

@@ -218,8 +218,9 @@ export async function startConsoleFixture(data: FixtureData): Promise<ConsoleFix
       const view = url.pathname.slice(API_PREFIX.length);
       calls.push(`${view}?${url.searchParams.toString()}`);
       const a = overrides.get(view) ?? answer(data, view, url.searchParams);
-      res.writeHead(a.status, { "content-type": "application/json", "cache-control": "no-store" });
-      res.end(JSON.stringify(a.body));
+      const body = JSON.stringify(a.body);
+      res.writeHead(a.status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "cache-control": "no-store" });
+      res.end(body);
     }),
   );
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
