@@ -83,9 +83,9 @@ async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefin
   return store;
 }
 
-/** The usage API next to the store (docs/usage.md, Usage API), with --usage-api-address. */
+/** The usage API next to the store (docs/usage.md, Usage API), with --usage-api-address; the hosted console with --console-address (docs/console.md). */
 async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usage: UsageHandle): Promise<void> {
-  if (!s.config.usageApiAddress || !store) return;
+  if ((!s.config.usageApiAddress && !s.config.consoleAddress) || !store) return;
   const { startUsageApi } = await import("./usage/api.ts");
   const rest = roleClient(s, "usage API");
   await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, live: () => usage.apiKeys(), log: s.log.child({ component: "usage-api" }) }));

@@ -176,6 +176,7 @@ export const SETTINGS = {
   // --- usage API (the analytics store's views over HTTP) -------------------
   usageApiAddress: s("usage-api-address", "KEYWARD_USAGE_API_ADDRESS", "", "host:port of the usage API (docs/usage.md, Usage API): the analytics store's views for callers with a Kubernetes bearer token, limited to the namespaces where they may get apikeys; TLS with --tls-cert-file; needs an analytics store; empty disables it"),
   usageApiAudiences: list("usage-api-audiences", "KEYWARD_USAGE_API_AUDIENCES", [], "audiences the usage API's callers' tokens must be valid for (TokenReview spec.audiences), comma-separated; empty: the apiserver's own"),
+  consoleAddress: s("console-address", "KEYWARD_CONSOLE_ADDRESS", "", "host:port where keyward serves the web console (docs/console.md, Hosted mode): its pages, and the usage API under /api/v1/ with the usage API's bearer-token auth and TLS (--tls-cert-file), for use behind an OIDC proxy that passes the user's token; needs an analytics store; empty disables it"),
   usageApiCacheTtl: dur("usage-api-cache-ttl", "KEYWARD_USAGE_API_CACHE_TTL", 10_000, "how long the usage API reuses a TokenReview or SubjectAccessReview answer (kept by the token's SHA-256, never the token); a revoked token or RoleBinding is honoured after at most this long; 0 asks the apiserver every request", 0),
   // --- analytics ingest (rows to the analytics store) ---------------------
   analyticsQueueSize: int("analytics-queue-size", "KEYWARD_ANALYTICS_QUEUE_SIZE", 100_000, "request rows waiting for the analytics store at most; when full, each new row drops the oldest (keyward_analytics_rows_dropped_total)", 1),
@@ -295,6 +296,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) throw new KeywardError("ConfigInvalid", "--tls-cert-file and --tls-key-file go together");
   if (config.tlsClientCaFile && !config.tlsCertFile) throw new KeywardError("ConfigInvalid", "--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
   if (config.usageApiAddress && config.analyticsStore === "off") throw new KeywardError("ConfigInvalid", "--usage-api-address serves the analytics store: it needs --analytics-store sqlite or postgres");
+  if (config.consoleAddress && config.analyticsStore === "off") throw new KeywardError("ConfigInvalid", "--console-address serves the analytics store: it needs --analytics-store sqlite or postgres");
   if (config.retryBase > config.retryMax) throw new KeywardError("ConfigInvalid", "--retry-base must not exceed --retry-max");
   if (config.httpAuthPathPrefix !== "" && (config.httpAuthProxy !== "envoy" || !config.httpAuthPathPrefix.startsWith("/"))) {
     throw new KeywardError("ConfigInvalid", "--http-auth-path-prefix is Envoy's path_prefix: it starts with / and needs --http-auth-proxy=envoy");

@@ -14,6 +14,8 @@ import type { KubeRest } from "../k8s/rest.ts";
 import type { Logger } from "../log.ts";
 import { followTls, tlsServerOptions, TlsSource } from "../tls/source.ts";
 import { listen } from "../util/listen.ts";
+import { consoleRoutes } from "../console/server.ts";
+import { ConsoleFiles } from "../console/static.ts";
 import { ApiAuth, KubeReviewer, type ApiAuthOptions, type Caller, type Reviewer } from "./api-auth.ts";
 import { BadRequest, parseApiRequest, type ApiRequest } from "./api-request.ts";
 import { inventory, keyDetail, liveKeys, reviewView, type ConsoleQueries, type ConsoleSources } from "./console-views.ts";
@@ -230,30 +232,43 @@ export interface UsageApiOptions extends UsageApiHandlerOptions {
 }
 
 export interface UsageApi {
+  /** The usage API's port (the console's when only it is served). */
   readonly port: number;
+  /** The hosted console's port, when --console-address is set. */
+  readonly consolePort?: number;
   stop(): Promise<void>;
+}
+
+/** Listens on `address` with `listener`, over TLS when given, with the usage API's bounds on request heads and times. */
+async function serveOn(what: string, address: string, listener: (req: IncomingMessage, res: ServerResponse) => void, tls: TlsSource | undefined): Promise<UsageApi> {
+  const limits = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS };
+  let server: Server;
+  if (tls) {
+    const https = createHttpsServer({ ...tlsServerOptions(tls, HANDSHAKE_TIMEOUT_MS), ...limits }, listener);
+    followTls(https, tls);
+    server = https;
+  } else server = createServer(limits, listener);
+  const listening = await listen(server, address).catch((err: unknown) => {
+    throw new KeywardError("ListenFailed", `${what}: cannot listen on ${address}`, { cause: err });
+  });
+  return { port: listening.port, stop: () => listening.stop() };
 }
 
 /** Listens on `address` and serves the usage API until stopped. */
 export async function listenUsageApi(options: UsageApiOptions): Promise<UsageApi> {
-  const limits = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS };
-  const listener = usageApiHandler(options);
-  let server: Server;
-  if (options.tls) {
-    const https = createHttpsServer({ ...tlsServerOptions(options.tls, HANDSHAKE_TIMEOUT_MS), ...limits }, listener);
-    followTls(https, options.tls);
-    server = https;
-  } else server = createServer(limits, listener);
-  const listening = await listen(server, options.address).catch((err: unknown) => {
-    throw new KeywardError("ListenFailed", `usage API: cannot listen on ${options.address}`, { cause: err });
-  });
+  const api = await serveOn("usage API", options.address, usageApiHandler(options), options.tls);
   return {
-    port: listening.port,
+    port: api.port,
     stop: async () => {
-      await listening.stop();
+      await api.stop();
       options.tls?.close();
     },
   };
+}
+
+/** Listens on `address` and serves the console's pages and, under /api/v1/, the usage API (hosted mode, docs/console.md). */
+export async function listenConsole(options: UsageApiOptions & { files?: ConsoleFiles }): Promise<UsageApi> {
+  return serveOn("console", options.address, consoleRoutes(options.files ?? new ConsoleFiles(), usageApiHandler(options)), options.tls);
 }
 
 export interface StartUsageApiOptions {
@@ -289,7 +304,7 @@ export function consoleSources(rest: Pick<KubeRest, "request">, live: (() => rea
   return { ...(live ? { live } : {}), policies, retentionMs };
 }
 
-/** The usage API as keyward's configuration describes it: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
+/** The usage API (--usage-api-address) and the hosted console (--console-address) as keyward's configuration describes them: TokenReview and SubjectAccessReview on the apiserver, TLS with --tls-cert-file. */
 export async function startUsageApi(options: StartUsageApiOptions): Promise<UsageApi> {
   const c = options.config;
   const authOptions: ApiAuthOptions = { audiences: c.usageApiAudiences, cacheTtlMs: c.usageApiCacheTtl };
@@ -303,14 +318,36 @@ export async function startUsageApi(options: StartUsageApiOptions): Promise<Usag
         },
       )
     : undefined;
-  const api = await listenUsageApi({
-    address: c.usageApiAddress,
+  const handler: UsageApiHandlerOptions = {
     queries: options.queries,
     console: consoleSources(options.rest, options.live, c.analyticsRetention),
+    // One cache of reviews for both ports.
     auth: new ApiAuth(options.reviewer ?? new KubeReviewer(options.rest), authOptions),
     log: options.log,
-    ...(tls ? { tls } : {}),
-  });
-  options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls) });
-  return api;
+  };
+  const started: UsageApi[] = [];
+  try {
+    if (c.usageApiAddress) {
+      const api = await serveOn("usage API", c.usageApiAddress, usageApiHandler(handler), tls);
+      started.push(api);
+      options.log.info("usage API serving", { address: c.usageApiAddress, port: api.port, tls: Boolean(tls) });
+    }
+    if (c.consoleAddress) {
+      const web = await listenConsole({ ...handler, address: c.consoleAddress, ...(tls ? { tls } : {}) });
+      started.push(web);
+      options.log.info("console serving", { address: c.consoleAddress, port: web.port, tls: Boolean(tls) });
+    }
+  } catch (err) {
+    for (const s of started) await s.stop();
+    tls?.close();
+    throw err;
+  }
+  return {
+    port: started[0]?.port ?? 0,
+    ...(c.consoleAddress ? { consolePort: started[started.length - 1]?.port ?? 0 } : {}),
+    stop: async () => {
+      for (const s of started) await s.stop();
+      tls?.close();
+    },
+  };
 }

@@ -8,7 +8,11 @@ import { createLogger } from "../log.ts";
 import { DAY, HOUR, KEYS, NOW, seedRows } from "../../test/support/analytics-seed.ts";
 import { ApiAuth } from "./api-auth.ts";
 import { FakeReviewer } from "./api-fixtures.test-support.ts";
-import { consoleSources, listenUsageApi, type UsageApi } from "./api.ts";
+import { consoleSources, listenUsageApi, startUsageApi, type UsageApi } from "./api.ts";
+import { defaultConfig } from "../config/config.ts";
+import type { KubeRest } from "../k8s/rest.ts";
+import { send } from "../console/http.test-support.ts";
+import { CONSOLE_CSP } from "../console/static.ts";
 import { sortInventory, type InventoryItem } from "./console-views.ts";
 
 interface Reply {
@@ -19,6 +23,7 @@ interface Reply {
 
 let store: AnalyticsStore;
 let api: UsageApi;
+let reviewer: FakeReviewer;
 let live: ApiKey[] | undefined;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -67,7 +72,7 @@ beforeAll(async () => {
   await store.alerts.fire({ uid: "u-billing", alert: "ForbiddenSpike", namespace: "team-b", name: "billing", owner: "alice", message: "403s" }, NOW - 5 * HOUR, 0);
   await store.alerts.resolve("u-billing", "ForbiddenSpike", NOW - 3 * HOUR);
   live = liveKeys();
-  const reviewer = new FakeReviewer(
+  reviewer = new FakeReviewer(
     { "tok-a": { username: "tenant-a" }, "tok-b": { username: "tenant-b" }, "tok-admin": { username: "admin" } },
     { "tenant-a": ["team-a"], "tenant-b": ["team-b"], admin: [""] },
   );
@@ -262,6 +267,33 @@ describe("console views never cross namespaces", () => {
       const r = await get(`/api/v1/${path}`, "tok-a");
       expect(r.status, path).toBe(200);
       expect(r.text, path).not.toMatch(/team-b|billing|payments|kw_bill|kw_pay|carol/);
+    }
+  });
+});
+
+describe("hosted console (--console-address)", () => {
+  it("serves the pages and the usage API under /api/v1/ on one port, with the usage API's bearer-token auth and scope", async () => {
+    const config = defaultConfig({ consoleAddress: "127.0.0.1:0", usageApiAddress: "" });
+    const rest = { request: <T>() => Promise.resolve({ items: policies } as T) } as unknown as KubeRest;
+    const hosted = await startUsageApi({ config, rest, queries: store.queries, live: () => live, log: createLogger({ sink: () => {} }), reviewer });
+    try {
+      const port = hosted.consolePort ?? 0;
+      expect(port).toBeGreaterThan(0);
+      const page = await send(port, "/");
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('<meta name="keyward-api-base" content="api/v1/">');
+      expect(page.headers["content-security-policy"]).toBe(CONSOLE_CSP);
+      const anonymous = await send(port, "/api/v1/inventory");
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers["content-security-policy"]).toBe(CONSOLE_CSP);
+      // What an OIDC proxy forwards: the user's token, and identity headers the console never reads.
+      const forged = await send(port, "/api/v1/inventory", { authorization: "Bearer tok-a", "x-forwarded-user": "admin", "x-auth-request-groups": "system:masters" });
+      expect(forged.status).toBe(200);
+      expect(names((JSON.parse(forged.body) as Reply["body"]).items)).toEqual(["team-a/checkout", "team-a/search"]);
+      expect((await send(port, "/api/v1/key?key=team-b/payments", { authorization: "Bearer tok-a" })).status).toBe(403);
+      expect(forged.headers["access-control-allow-origin"]).toBeUndefined();
+    } finally {
+      await hosted.stop();
     }
   });
 });
