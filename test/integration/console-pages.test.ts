@@ -173,4 +173,22 @@ describe("console pages", () => {
     await screenshot(w.page, "pages-review");
     expect(w.problems.splice(0)).toEqual([]);
   });
+
+  it("writes owners and labels as text, never as markup", async () => {
+    const k = fx.data.keys[1]!;
+    const saved = { owner: k.owner, labels: k.labels };
+    k.owner = `<img src=x onerror="window.pwned=1">`;
+    k.labels = { "<b>tier</b>": `"><script>window.pwned=2</script>` };
+    try {
+      for (const view of [`?namespace=${k.namespace}&refresh=0`, `?view=key&key=${k.namespace}/${k.name}&refresh=0`, "?view=review&refresh=0"]) {
+        await visit(w.page, `${fx.url}${view}`);
+        expect(await count(w.page, "main img, main b, main script")).toBe(0);
+        expect(await inPage(w.page, "document.body.innerText")).toContain(`<img src=x onerror="window.pwned=1">`);
+        expect(await inPage(w.page, "window.pwned === undefined")).toBe(true);
+      }
+    } finally {
+      Object.assign(k, saved);
+    }
+    expect(w.problems.splice(0)).toEqual([]);
+  });
 });
