@@ -219,6 +219,7 @@ const kubectl = execFileSync(join(root, "scripts", "kubectl-build.sh"), { stdio:
   .trim();
 const demoKubeconfig = writeDemoKubeconfig(kubeconfig, namespace);
 const hintPath = [dirname(kubectl), join(root, "bin")].join(delimiter);
+const usagePort = await freePort();
 const hints: { command: string; args: string[] }[] = [
   { command: `${kubectl} get apikeys,apikeypolicies -o wide`, args: [kubectl, "get", "apikeys,apikeypolicies", "-o", "wide"] },
   { command: "kubectl keyward status acme-orders", args: ["kubectl", "keyward", "status", "acme-orders"] },
@@ -239,6 +240,9 @@ The control plane keeps running. On this machine, try:
 ${hints.slice(1).map((h) => `  ${h.command}`).join("\n")}
   make run     (keyward against this cluster again; then: kubectl keyward rotate acme-orders --grace 1h)
   node src/main.ts usage --analytics-sqlite-path=${analyticsFile}     (the demo's requests, from its analytics store)
+The web console on the demo's keys (docs/console.md): keyward with its usage API, then the console with your kubeconfig:
+  node src/main.ts run --kubeconfig=${kubeconfig} --namespaces=${namespace} --no-leader-elect --grpc-address=127.0.0.1:${grpcPort} --http-auth-address= --metrics-address= --analytics-store=sqlite --analytics-sqlite-path=${analyticsFile} --usage-api-address=127.0.0.1:${usagePort} &
+  node src/main.ts console --kubeconfig=${demoKubeconfig} --usage-url=http://127.0.0.1:${usagePort}     (prints the URL to open; Ctrl-C stops it)
 Stop it with: make cluster-down`);
 
 /** A copy of the control plane's kubeconfig whose context defaults to the demo's namespace. */

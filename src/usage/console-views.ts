@@ -11,7 +11,7 @@ import type { ApiRequest, InventorySort } from "./api-request.ts";
 
 const DAY_MS = 86_400_000;
 
-export type ConsoleQueries = Pick<AnalyticsQueries, "keyActivity" | "topKeys" | "alertRecords" | "keyVersions" | "rulesUsed">;
+export type ConsoleQueries = Pick<AnalyticsQueries, "keyActivity" | "keyRecords" | "lastUses" | "topKeys" | "alertRecords" | "keyVersions" | "rulesUsed">;
 
 /** What the console views read besides the store. */
 export interface ConsoleSources {
@@ -157,12 +157,17 @@ export function sortInventory(items: InventoryItem[], sort: InventorySort, order
 /** Every key the filter selects: the live ones from the data plane, the others (deleted) from the store. */
 export async function inventory(q: ConsoleQueries, sources: ConsoleSources, f: UsageFilter, r: ApiRequest, now: number): Promise<Inventory> {
   const terms: KeyTerms = { ...(f.namespaces ? { namespaces: f.namespaces } : {}), ...(f.owner !== undefined ? { owner: f.owner } : {}), ...(f.selector !== undefined ? { selector: f.selector } : {}), ...(f.key !== undefined ? { key: f.key } : {}) };
-  const [stored, day, ranged, firing] = await Promise.all([
-    q.keyActivity(terms),
+  const [records, lastUses, day, ranged, firing] = await Promise.all([
+    q.keyRecords(terms),
+    q.lastUses(),
     q.topKeys({ ...terms, since: now - DAY_MS, until: now }, Number.MAX_SAFE_INTEGER),
     r.ranged ? q.topKeys(f, Number.MAX_SAFE_INTEGER) : undefined,
     q.alertRecords({ ...terms, since: now, until: now + 1 }, true),
   ]);
+  const stored: KeyActivity[] = records.map((k) => {
+    const used = lastUses.get(k.uid);
+    return used === undefined ? k : { ...k, lastUsedAt: used };
+  });
   const live = liveKeys(sources, terms);
   const storedByUid = new Map(stored.map((a) => [a.uid, a]));
   const base = live ? live.map((k) => fromLive(k, storedByUid.get(k.metadata.uid ?? ""))) : [];
