@@ -43,6 +43,7 @@ setup: deps controlplane kubectl tools ## Everything the tests need (idempotent)
 .PHONY: typecheck
 typecheck: $(NODE_DEPS) ## TypeScript, strict
 	tsc -p tsconfig.json --noEmit
+	tsc -p src/console/web/tsconfig.json --noEmit
 
 .PHONY: lint
 lint: $(NODE_DEPS) ## eslint with typescript-eslint

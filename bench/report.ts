@@ -17,6 +17,7 @@ import type { EnvoyBenchResult } from "./envoy.ts";
 import { limitsGrpcTable, type GrpcLimitsRow } from "./limits-grpc.ts";
 import { startupTables, type StartupSection } from "./startup.ts";
 import { analyticsTables, type AnalyticsSection } from "./analytics-report.ts";
+import { consoleTable, type ConsoleBenchResult } from "./console.ts";
 
 interface Stamp {
   at: string;
@@ -46,6 +47,7 @@ export interface Results {
     limitsGrpc?: Stamp & { command: string; keys: number; rows: GrpcLimitsRow[] };
     startup?: Stamp & StartupSection;
     analytics?: AnalyticsSection;
+    console?: Stamp & ConsoleBenchResult & { command: string };
   };
 }
 
@@ -214,6 +216,11 @@ export function renderMarkdown(r: Results): string {
   if (s.analytics) {
     out.push(`## Analytics store (\`${s.analytics.command}\`)`, "");
     out.push(...analyticsTables(s.analytics));
+  }
+  if (s.console) {
+    out.push(`## The console in headless Chromium (\`${s.console.command}\`)`, "");
+    out.push(`Run at ${s.console.at}; load average before ${s.console.loadAverage}.`, "");
+    out.push(...consoleTable(s.console), "");
   }
   return out.join("\n") + "\n";
 }

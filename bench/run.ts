@@ -1,6 +1,6 @@
 // `make bench`: every keyward benchmark, results in bench/results/latest.{json,md}.
 //
-//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup]
+//   node bench/run.ts [--only index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup,console]
 //                     [--envoy-rate 1000] [--envoy-scenarios none,go-null,keyward-10,...] [--limits-kubeconfig F]
 //                     [--startup-keys 10,10000,100000] [--startup-runs 3]
 //                     [--analytics-rows 1000000] [--analytics-rounds 3]
@@ -32,10 +32,11 @@ import { startupRows } from "./startup.ts";
 import type { ViewCost } from "./views.ts";
 import { runAnalyticsStoreBench } from "./analytics.ts";
 import { runAnalyticsCheckBench } from "./analytics-check.ts";
+import { runConsoleBench } from "./console.ts";
 
 const { values } = parseArgs({
   options: {
-    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup,analytics" },
+    only: { type: "string", default: "index,micro,check,floor,interleaved,gc,apiserver,profile,floods,limits,envoy,startup,analytics,console" },
     targets: { type: "string", default: "null,go-null,null-keyward,authz-10,authz-10k,authz-100k,authz-1m,authz-100k-grpc-js,workers-1,workers-2" },
     "watch-keys": { type: "string", default: "10000" },
     revocations: { type: "string", default: "200" },
@@ -274,6 +275,13 @@ if (only.has("analytics")) {
   const check = await runAnalyticsCheckBench({ keys: 100_000, rounds, maxSeconds: 6, rateSeconds: 10, rateShare: 0.5, variants: ["off", "sqlite", "postgres"], log });
   const command = `node bench/run.ts --only analytics --analytics-rows ${rows} --analytics-rounds ${rounds}`;
   results.sections.analytics = { ...start, finishedLoadAverage: machine().loadAverage, command, store, check };
+  save();
+}
+if (only.has("console")) {
+  log("the console in headless Chromium: keys page at 10,000 keys, key page over 90 days");
+  const start = stamp();
+  const r = await runConsoleBench({ keys: 10_000, days: 90, runs: 5 }, log);
+  results.sections.console = { ...start, command: "node bench/console.ts --keys 10000 --days 90 --runs 5", ...r };
   save();
 }
 
