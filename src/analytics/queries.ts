@@ -57,7 +57,20 @@ export interface TimelinePoint extends Counts {
   upstreamMicrosAvg?: number;
   requestBytes: number;
   responseBytes: number;
+  /** Requests keyward refused with 401 (no or unknown key), 403 (scope, route, source) and 429 (limits). */
+  status401: number;
+  status403: number;
+  status429: number;
+  /** Allowed requests by the class of the status the client got: the upstream's when the access log reported it, keyward's 200 otherwise. */
+  upstream2xx: number;
+  upstream3xx: number;
+  upstream4xx: number;
+  upstream5xx: number;
 }
+
+/** The timeline's per-status series, in TimelinePoint's field names. */
+const REFUSED_STATUSES = [401, 403, 429] as const;
+const ALLOWED_CLASSES = [2, 3, 4, 5] as const;
 
 export interface StatusCount {
   status: number;
@@ -267,6 +280,15 @@ export class AnalyticsQueries {
     ];
   }
 
+  /** Refusals by keyward's status, and allowed requests by the client's status class: what the console charts per bucket. */
+  #statusSeries(src: Source) {
+    const m = MEASURES[src];
+    return (eb: ExpressionBuilder<Scope, "t" | "k">) => [
+      ...REFUSED_STATUSES.map((code) => eb.fn.sum<number>(sql`case when t.outcome <> 'allowed' and ${m.status} = ${sql.lit(code)} then ${m.weight} else 0 end`).as(`status${code}`)),
+      ...ALLOWED_CLASSES.map((c) => eb.fn.sum<number>(sql`case when t.outcome = 'allowed' and ${m.status} >= ${sql.lit(c * 100)} and ${m.status} < ${sql.lit(c * 100 + 100)} then ${m.weight} else 0 end`).as(`upstream${c}xx`)),
+    ];
+  }
+
   /** Keys by requests, most first. */
   async topKeys(f: UsageFilter, limit = this.#options.defaultLimit ?? 20): Promise<KeyUsage[]> {
     const src = this.#source(f);
@@ -312,6 +334,7 @@ export class AnalyticsQueries {
         eb.fn.sum<number>(upstream.req).as("request_bytes"),
         eb.fn.sum<number>(upstream.resp).as("response_bytes"),
       ])
+      .select(this.#statusSeries(src))
       .groupBy(bucket)
       .orderBy(bucket)
       .execute();
@@ -324,6 +347,13 @@ export class AnalyticsQueries {
         ...(n > 0 ? { upstreamMicrosAvg: Math.round(num(r.upstream_micros) / n) } : {}),
         requestBytes: num(r.request_bytes),
         responseBytes: num(r.response_bytes),
+        status401: num(r.status401),
+        status403: num(r.status403),
+        status429: num(r.status429),
+        upstream2xx: num(r.upstream2xx),
+        upstream3xx: num(r.upstream3xx),
+        upstream4xx: num(r.upstream4xx),
+        upstream5xx: num(r.upstream5xx),
       };
     });
   }

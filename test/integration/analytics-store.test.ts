@@ -11,7 +11,7 @@ import { DatabaseSync } from "node:sqlite";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "../../src/analytics/store.ts";
-import type { UsageFilter } from "../../src/analytics/queries.ts";
+import type { TimelinePoint, UsageFilter } from "../../src/analytics/queries.ts";
 import type { RequestRow } from "../../src/analytics/row.ts";
 import { createLogger } from "../../src/log.ts";
 import { clientStatus, DAY, HOUR, KEYS, NOW, seedRows } from "../support/analytics-seed.ts";
@@ -148,6 +148,27 @@ describe.skipIf(!havePostgres())("analytics store on SQLite and PostgreSQL", () 
     const daily = await both((s) => s.queries.timeline({ since: NOW - 39 * DAY - 12 * HOUR, until: NOW + 1, key: "team-a/checkout" }, "day"));
     const all = rows.filter((r) => r.uid === "u-checkout");
     expect(new Map(daily.map((p) => [p.at, p.requests]))).toEqual(tally(all, (r) => Math.floor(r.at / DAY) * DAY));
+  });
+
+  it("one key's timeline counts keyward's refusals by status and allowed requests by status class", async () => {
+    type Series = Pick<TimelinePoint, "status401" | "status403" | "status429" | "upstream2xx" | "upstream3xx" | "upstream4xx" | "upstream5xx">;
+    const series = (rs: readonly RequestRow[]): Series => {
+      const refused = (code: number): number => rs.filter((r) => r.outcome !== "allowed" && clientStatus(r) === code).length;
+      const allowed = (c: number): number => rs.filter((r) => r.outcome === "allowed" && Math.floor(clientStatus(r) / 100) === c).length;
+      return { status401: refused(401), status403: refused(403), status429: refused(429), upstream2xx: allowed(2), upstream3xx: allowed(3), upstream4xx: allowed(4), upstream5xx: allowed(5) };
+    };
+    const sum = (pts: readonly TimelinePoint[]): Series => {
+      const out = series([]);
+      for (const k of Object.keys(out) as (keyof Series)[]) out[k] = pts.reduce((n, p) => n + p[k], 0);
+      return out;
+    };
+    const f = { since: NOW - 2 * DAY, until: NOW + 1, key: "team-a/checkout" };
+    const want = series(selected(rows, f));
+    expect(want.status401 + want.status403 + want.status429).toBeGreaterThan(0);
+    expect(want.upstream2xx).toBeGreaterThan(0);
+    expect(sum(await both((s) => s.queries.timeline(f, "hour")))).toEqual(want);
+    const days = { since: NOW - 39 * DAY - 12 * HOUR, until: NOW + 1, key: "team-a/checkout" };
+    expect(sum(await both((s) => s.queries.timeline(days, "day")))).toEqual(series(rows.filter((r) => r.uid === "u-checkout" && r.at >= Math.floor(days.since / DAY) * DAY)));
   });
 
   it("answers from the rollups, by whole days, for a range older than the retention", async () => {
