@@ -9,7 +9,7 @@
 //     /proc/<pid>/stat of the keyward process; its rate is the max sustainable rate;
 //   - fixed rate at 50% of the median max rate (ghz --rps): p50/p99;
 //   - Redis commands and round trips per check (INFO commandstats) and Redis's
-//     CPU (INFO cpu), over the closed-loop runs.
+//     CPU (/proc/<pid>/stat of each redis-server), over the closed-loop runs.
 //
 //   node bench/limits-grpc.ts [--keys 100000] [--namespace bench-limits] [--stores memory,redis,cluster]
 //                             [--kubeconfig F [--seeded]]   (F: a running control plane, e.g. make cluster)

@@ -6,7 +6,7 @@
 //     CPU-second (this process's user+system time);
 //   - open loop at 50% of that store's closed-loop rate: p50/p99 of each check
 //     from its scheduled start to its decision;
-//   - Redis commands per check (INFO commandstats) and Redis CPU (INFO cpu),
+//   - Redis commands per check (INFO commandstats) and Redis CPU (/proc/<pid>/stat),
 //     summed over the Redis processes.
 // The Checker runs in this process without a gRPC front, so the figures isolate
 // the limits store; the transport's cost per check (docs/benchmarks.md, check
@@ -26,6 +26,7 @@ import { connectLimitsRedis, type LimitsRedis } from "../src/limits/redis-client
 import { RedisLimiter } from "../src/limits/redis-store.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
 import { BENCH_HOST, benchPolicy, fillIndex, keyFor } from "./lib/fixture.ts";
+import { cpuSeconds } from "./lib/proc.ts";
 
 export interface LimitsRow {
   store: string;
@@ -80,12 +81,13 @@ export async function redisStats(nodes: readonly RedisServer[]): Promise<RedisSt
   let scripts = 0;
   let cpu = 0;
   for (const n of nodes) {
-    const info = await n.cli("info", "all");
+    const info = await n.cli("info", "commandstats");
     for (const m of info.matchAll(/^cmdstat_([a-z|_]+):calls=(\d+)/gm)) {
       calls += Number(m[2]);
       if (m[1] === "evalsha" || m[1] === "eval") scripts += Number(m[2]);
     }
-    for (const m of info.matchAll(/^used_cpu_(?:sys|user):([0-9.]+)/gm)) cpu += Number(m[1]);
+    // utime + stime of the redis-server process (/proc/<pid>/stat), as keyward's own CPU is taken.
+    cpu += cpuSeconds(n.child.pid as number);
   }
   // Each INFO call is a command itself.
   return { calls: calls - nodes.length, scripts, cpu };
@@ -152,7 +154,7 @@ function checkerOver(keys: KeyIndex, limiter: LimitTaker, quota?: number): Check
 function redisLimiter(redis: LimitsRedis, denyCache: boolean, onFallback: (cause: string) => void): RedisLimiter {
   // A deadline far above Redis's latency here: the bench measures counting on Redis, not the fallback
   // (on a shared two-core machine a descheduled redis-server answers late now and then).
-  return new RedisLimiter({ run: redis.run, keyPrefix: "keyward:", timeoutMs: 1000, failureMode: "local", breakerFailures: 1000, breakerCooldownMs: 1000, maxInFlight: 1000, denyCache, now: Date.now, onFallback });
+  return new RedisLimiter({ run: redis.run, keyPrefix: "keyward:", timeoutMs: 1000, failureMode: "local", breakerFailures: 1000, breakerCooldownMs: 1000, maxInFlight: 1000, batchBy: redis.batchBy, denyCache, now: Date.now, onFallback });
 }
 
 export async function runLimitsBench(o: { keys: number; seconds: number; log: (s: string) => void }): Promise<{ rows: LimitsRow[]; denyCache: DenyCacheRow[] }> {

@@ -17,7 +17,7 @@ import { checkInput } from "./fixtures.test-support.ts";
 
 const OPTS: ResponseOptions = { keyIdHeader: "x-keyward-key-id", ownerHeader: "x-keyward-owner", realm: "keyward" };
 
-/** A store whose "Redis" admits the first two requests of each check's limits, then refuses, 20 ms later. */
+/** A store whose "Redis" admits the first two calls' checks (one per call), then refuses, 20 ms later. */
 function slowStore(): { limiter: RedisLimiter; calls: () => number } {
   let calls = 0;
   const run: RunScript = () => {
@@ -25,7 +25,7 @@ function slowStore(): { limiter: RedisLimiter; calls: () => number } {
     const reply = calls <= 2 ? [1, 0, String(2 - calls)] : [0, 1, "0.2"];
     return new Promise((r) => {
       setTimeout(() => {
-        r(reply);
+        r([reply]);
       }, 20);
     });
   };

@@ -24,8 +24,8 @@ function fakeClient(has: () => boolean, fail?: Error): { client: Parameters<type
 describe("scriptRunner", () => {
   it("runs the script by its SHA-1, with the key count, KEYS and ARGV in order", async () => {
     const { client, calls } = fakeClient(() => true);
-    expect(await scriptRunner(client)([1, "kw:{a}:b:r", 1000, "r", 0.5, 10])).toEqual([1, 0]);
-    expect(calls).toEqual([["evalsha", LIMITS_SCRIPT_SHA, 1, "kw:{a}:b:r", 1000, "r", 0.5, 10]]);
+    expect(await scriptRunner(client)([1, "kw:{a}:b:r", 1, 1000, "r", 0.5, 10])).toEqual([1, 0]);
+    expect(calls).toEqual([["evalsha", LIMITS_SCRIPT_SHA, 1, "kw:{a}:b:r", 1, 1000, "r", 0.5, 10]]);
     expect(LIMITS_SCRIPT_SHA).toMatch(/^[0-9a-f]{40}$/);
   });
 

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from "ioredis";
 import { KeywardError } from "../errors.ts";
 import { LIMITS_SCRIPT } from "./redis-script.ts";
-import type { RunScript } from "./redis-store.ts";
+import type { BatchBy, RunScript } from "./redis-store.ts";
 
 export type RedisMode = "standalone" | "sentinel" | "cluster";
 
@@ -30,6 +30,8 @@ export interface RedisConnectOptions {
 
 export interface LimitsRedis {
   run: RunScript;
+  /** One call per event-loop turn (one server, Sentinel), or per check (a Cluster; see redis-store.ts). */
+  readonly batchBy: BatchBy;
   /** Where it connected, without credentials. */
   readonly where: string;
   close(): Promise<void>;
@@ -147,7 +149,7 @@ export async function connectLimitsRedis(connection: RedisConnectOptions): Promi
   try {
     await ready(client, connection.connectTimeoutMs, where);
     // The first call loads the script (EVALSHA, then EVAL on NOSCRIPT): a Redis that cannot run it fails here.
-    await run([0, 0]);
+    await run([0]);
   } catch (err) {
     client.disconnect();
     if (err instanceof KeywardError) throw err;
@@ -156,6 +158,7 @@ export async function connectLimitsRedis(connection: RedisConnectOptions): Promi
   client.on("error", (err: Error) => connection.onError?.(err));
   return {
     run,
+    batchBy: connection.mode === "cluster" ? "check" : "turn",
     where,
     close: async () => {
       await client.quit().catch(() => {

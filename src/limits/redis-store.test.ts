@@ -35,7 +35,7 @@ describe("RedisLimiter", () => {
     let calls = 0;
     const { l } = limiter(() => {
       calls++;
-      return Promise.resolve([1, 0]);
+      return Promise.resolve([[1, 0]]);
     });
     const v = l.take("uid|", compileLimits(undefined), NOW);
     expect(v).not.toBeInstanceOf(Promise);
@@ -91,7 +91,7 @@ describe("RedisLimiter", () => {
   it("closes the breaker on the first successful probe after the cooldown", async () => {
     let up = false;
     const clock = { t: NOW };
-    const { l, events } = limiter(() => (up ? Promise.resolve([1, 0, "1", "1"]) : Promise.reject(new Error("down"))), { now: () => clock.t });
+    const { l, events } = limiter(() => (up ? Promise.resolve([[1, 0, "1", "1"]]) : Promise.reject(new Error("down"))), { now: () => clock.t });
     for (let i = 0; i < 3; i++) await l.take("uid|", LIMITS, clock.t);
     expect(l.state).toBe("open");
     up = true;
@@ -106,7 +106,7 @@ describe("RedisLimiter", () => {
     let calls = 0;
     const run: RunScript = () => {
       calls++;
-      return Promise.resolve([0, 2, "5"]); // the quota (second limit) refuses: 5 of 5 spent
+      return Promise.resolve([[0, 2, "5"]]); // the quota (second limit) refuses: 5 of 5 spent
     };
     const clock = { t: NOW };
     const { l } = limiter(run, { denyCache: true, now: () => clock.t });
@@ -121,6 +121,74 @@ describe("RedisLimiter", () => {
     clock.t = Date.UTC(2026, 11, 2);
     await l.take("uid|", LIMITS, clock.t);
     expect(calls).toBe(2);
+  });
+
+  it("sends the checks of one event-loop turn as one call on one server, and answers each from its own reply", async () => {
+    const sent: (string | number)[][] = [];
+    const run: RunScript = (args) => {
+      sent.push(args);
+      return Promise.resolve([
+        [1, 0, "1", "1"],
+        [0, 2, "5"],
+        [1, 0, "0", "2"],
+      ]);
+    };
+    const { l } = limiter(run);
+    const verdicts = await Promise.all([l.take("a|", LIMITS, NOW), l.take("b|", LIMITS, NOW + 1), l.take("a|", LIMITS, NOW + 2)]);
+    expect(sent).toHaveLength(1);
+    // KEYS (six: a rate and a quota per check), then per check: its limit count and its own time.
+    expect(sent[0]?.[0]).toBe(6);
+    expect(sent[0]?.slice(7).filter((x) => typeof x === "number" && x >= NOW)).toEqual([NOW, Date.UTC(2026, 11, 2), NOW + 1, Date.UTC(2026, 11, 2), NOW + 2, Date.UTC(2026, 11, 2)]);
+    expect(verdicts.map((v) => [v.ok, v.remaining])).toEqual([
+      [true, 1],
+      [false, 0],
+      [true, 0],
+    ]);
+    expect(verdicts[1].reason).toBe("quota_exceeded");
+    expect(l.pending).toBe(0);
+    // A later turn makes a call of its own.
+    await l.take("c|", LIMITS, NOW);
+    expect(sent).toHaveLength(2);
+  });
+
+  it("on a Cluster, sends each check in a call of its own, at once", () => {
+    const sizes: number[] = [];
+    const run: RunScript = (args) => {
+      const checks = (args[0] as number) / 2;
+      sizes.push(checks);
+      return Promise.resolve(Array.from({ length: checks }, () => [1, 0, "1", "1"]));
+    };
+    const { l } = limiter(run, { batchBy: "check" });
+    void l.take("a|x", LIMITS, NOW);
+    void l.take("a|y", LIMITS, NOW);
+    expect(sizes).toEqual([1, 1]);
+  });
+
+  it("counts a failed batch as one failed call for the breaker, and answers each of its checks by the failure setting", async () => {
+    const { l, events } = limiter(never, { breakerFailures: 2 });
+    const verdicts = await Promise.all(Array.from({ length: 5 }, (_, i) => Promise.resolve(l.take(`k${i}|`, LIMITS, NOW))));
+    expect(verdicts.every((v) => v.ok)).toBe(true);
+    expect(l.state).toBe("closed");
+    expect(events).toEqual(Array.from({ length: 5 }, () => "fallback timeout local"));
+  });
+
+  it("counts a batch's deadline from its first check: a long turn does not add to the wait", async () => {
+    const { l, events } = limiter(never, { timeoutMs: 200, breakerFailures: 100 });
+    const v = l.take("a|", LIMITS, NOW);
+    // The rest of this turn keeps the thread busy past the deadline.
+    const busyUntil = performance.now() + 250;
+    while (performance.now() < busyUntil);
+    const t0 = performance.now();
+    expect((await v).ok).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(events).toEqual(["fallback timeout local"]);
+  });
+
+  it("treats a reply with the wrong number of answers as a failed call", async () => {
+    const { l, events } = limiter(() => Promise.resolve([[1, 0, "1", "1"]]));
+    const verdicts = await Promise.all([l.take("a|", LIMITS, NOW), l.take("b|", LIMITS, NOW)]);
+    expect(verdicts.map((v) => v.ok)).toEqual([true, true]);
+    expect(events).toEqual(["fallback error local", "fallback error local"]);
   });
 
   it("treats a malformed reply as a failed call", async () => {
@@ -142,6 +210,26 @@ describe("verdictOf", () => {
 });
 
 describe("KeyNamer", () => {
+  it("reuses a subject's plan within its quota periods, and makes a new one for new limits, a new period or an earlier time", () => {
+    const n = new KeyNamer("keyward:");
+    const first = n.plan("uid|p", LIMITS, NOW, undefined);
+    expect(n.plan("uid|p", LIMITS, NOW + 3600_000, undefined)).toBe(first);
+    const quotaKey = (p: ReturnType<KeyNamer["plan"]>): string | undefined => p.list.find((l) => l.kind === "q")?.key;
+    // The next UTC day: another quota counter.
+    const tomorrow = n.plan("uid|p", LIMITS, Date.UTC(2026, 11, 2), undefined);
+    expect(quotaKey(tomorrow)).not.toBe(quotaKey(first));
+    expect(quotaKey(tomorrow)?.endsWith(`:q5/day:${Date.UTC(2026, 11, 3)}`)).toBe(true);
+    // A clock set back into the day before: that day's counter again.
+    expect(quotaKey(n.plan("uid|p", LIMITS, NOW, undefined))).toBe(quotaKey(first));
+    // Changed limits (new objects from the check path): their own counters.
+    const changed = compileLimits({ rate: { requests: 20, per: "1s", burst: 2 }, quota: { requests: 5, per: "day" } });
+    expect(n.plan("uid|p", changed, NOW, undefined).list[0]?.key).toMatch(/:r20\/1000\/2$/);
+    // A ceiling added: its limits join the plan.
+    const ceiling = { subject: "uid|p|max", limits: LIMITS };
+    expect(n.plan("uid|p", changed, NOW, ceiling).list).toHaveLength(4);
+    expect(n.plan("uid|p", changed, NOW, undefined).list).toHaveLength(2);
+  });
+
   it("gives every key of one ApiKey one hash tag, and bounded names for any subject", () => {
     const n = new KeyNamer("keyward:");
     const huge = `${"x".repeat(100_000)}|policy\u0000\n{}`;

@@ -1,7 +1,12 @@
 // The `redis` limits store: a key's rate and quota counted once for every
-// keyward process that shares one Redis (ADR 0012). A check with limits makes
-// one call, the script of redis-script.ts; a check without limits makes none
-// and is answered at once.
+// keyward process that shares one Redis (ADR 0012). A check with limits is
+// counted by the script of redis-script.ts; a check without limits makes no call
+// and is answered at once. On one server (or a Sentinel's master) the checks
+// made in one event-loop turn share one call (`batchBy`); the script runs them
+// in order, each as if alone, so a batch counts exactly what one call per check
+// would. On a Cluster a script's keys must share a hash slot, and the keys of
+// different ApiKeys seldom do: each check makes its own call, and the client
+// pipelines the calls of one turn per master.
 //
 // The check path never waits long: each call has a deadline, calls in flight
 // are bounded, and a circuit breaker stops calling a Redis that keeps failing.
@@ -25,8 +30,14 @@ export type FailureMode = "local" | "allow" | "deny";
 /** Why a check was not counted on Redis. */
 export type FallbackCause = "error" | "timeout" | "open" | "busy";
 
-/** Runs the limits script: KEYS count, KEYS, then ARGV (scriptArgs). */
+/** Runs the limits script: KEYS count, KEYS, then ARGV (scriptArgs); answers one reply per check. */
 export type RunScript = (args: (string | number)[]) => Promise<unknown>;
+
+/** How checks are sent: all those of one event-loop turn in one call (turn), or each in its own (check). */
+export type BatchBy = "turn" | "check";
+
+/** Checks one call holds at most; more in one turn make more calls. */
+const MAX_BATCH = 256;
 
 export interface RedisLimiterOptions {
   run: RunScript;
@@ -36,7 +47,10 @@ export interface RedisLimiterOptions {
   failureMode: FailureMode;
   breakerFailures: number;
   breakerCooldownMs: number;
+  /** Checks waiting for Redis at most; checks beyond are answered by the failure setting. */
   maxInFlight: number;
+  /** Default: turn. */
+  batchBy?: BatchBy;
   /** Remember refusals until the limit's reset (see above). */
   denyCache: boolean;
   /** Entries the refusal memory holds at most; it is emptied when full. */
@@ -44,20 +58,13 @@ export interface RedisLimiterOptions {
   now: () => number;
   onTransition?: (to: BreakerState, from: BreakerState) => void;
   onFallback?: (cause: FallbackCause, mode: FailureMode) => void;
-  /** Called for each call's outcome: ok, error or timeout. */
+  /** Called for each call's outcome (one per batch): ok, error or timeout. */
   onCall?: (result: "ok" | "error" | "timeout") => void;
   /** A check refused from the refusal memory, without a call. */
   onCachedDenial?: () => void;
 }
 
 const DENIED: LimitVerdict = { ok: false, reason: "rate_limited", limit: undefined, remaining: 0, resetSeconds: 1, retryAfterSeconds: 1 };
-
-class CallTimeout extends Error {
-  constructor() {
-    super("limits store call timed out");
-    this.name = "CallTimeout";
-  }
-}
 
 export class RedisLimiter implements LimitTaker {
   private readonly options: RedisLimiterOptions;
@@ -66,6 +73,9 @@ export class RedisLimiter implements LimitTaker {
   private readonly breaker: Breaker;
   private readonly refused = new Map<string, { untilMs: number; verdict: LimitVerdict }>();
   private inFlight = 0;
+  private queued: Queued[] = [];
+  private flushing = false;
+  private queuedSince = 0;
 
   constructor(options: RedisLimiterOptions) {
     this.options = options;
@@ -77,16 +87,15 @@ export class RedisLimiter implements LimitTaker {
     return this.breaker.state;
   }
 
-  /** Calls to Redis not yet answered. */
+  /** Checks waiting for Redis: queued for this turn's call, or in a call not yet answered. */
   get pending(): number {
     return this.inFlight;
   }
 
   take(subject: string, limits: LimitSpec, nowMs: number, ceiling?: Ceiling): LimitVerdict | Promise<LimitVerdict> {
     if (!limits.rate && !limits.quota && !ceiling) return UNLIMITED;
-    const list = this.names.limits(subject, limits, nowMs, ceiling);
+    const { list, memoKey } = this.names.plan(subject, limits, nowMs, ceiling);
     if (list.length === 0) return UNLIMITED;
-    const memoKey = this.options.denyCache ? list.map((l) => l.key).join(" ") : "";
     if (this.options.denyCache) {
       const hit = this.refused.get(memoKey);
       if (hit && nowMs < hit.untilMs) {
@@ -97,22 +106,10 @@ export class RedisLimiter implements LimitTaker {
     }
     if (this.inFlight >= this.options.maxInFlight) return this.fallback("busy", subject, limits, nowMs, ceiling);
     if (!this.breaker.allow()) return this.fallback("open", subject, limits, nowMs, ceiling);
-    return this.call(list, nowMs)
-      .then((reply) => verdictOf(reply, list, nowMs))
-      .then(
-        (v) => {
-          this.breaker.success();
-          this.options.onCall?.("ok");
-          if (!v.verdict.ok && this.options.denyCache) this.remember(memoKey, v.verdict, v.untilMs);
-          return v.verdict;
-        },
-        (err: unknown) => {
-          const timeout = err instanceof CallTimeout;
-          this.breaker.failure();
-          this.options.onCall?.(timeout ? "timeout" : "error");
-          return this.fallback(timeout ? "timeout" : "error", subject, limits, nowMs, ceiling);
-        },
-      );
+    this.inFlight += 1;
+    return new Promise<LimitVerdict>((resolve) => {
+      this.enqueue({ list, nowMs, memoKey, subject, limits, ceiling, resolve });
+    });
   }
 
   forget(subjectPrefix: string): void {
@@ -136,36 +133,99 @@ export class RedisLimiter implements LimitTaker {
     return this.local.take(subject, limits, nowMs, ceiling);
   }
 
-  /** One script call with a deadline; the in-flight count follows the call itself, not the deadline. */
-  private call(list: readonly ScriptLimit[], nowMs: number): Promise<unknown> {
-    this.inFlight += 1;
-    const settled = (): void => {
-      this.inFlight -= 1;
-    };
+  /** Sends a check at once, or queues it for the call its turn's batch makes at the end of the turn. */
+  private enqueue(check: Queued): void {
+    if (this.options.batchBy === "check") {
+      this.send([check], performance.now());
+      return;
+    }
+    this.queued.push(check);
+    if (!this.flushing) {
+      this.flushing = true;
+      this.queuedSince = performance.now();
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushing = false;
+    const batch = this.queued;
+    this.queued = [];
+    for (let i = 0; i < batch.length; i += MAX_BATCH) this.send(batch.length <= MAX_BATCH ? batch : batch.slice(i, i + MAX_BATCH), this.queuedSince);
+  };
+
+  /**
+   * One script call for a batch, with one deadline that runs from when its first check was
+   * queued (`since`, performance.now()): no check waits longer than the deadline for its turn to
+   * end and Redis to answer. The in-flight count follows the call itself, not the deadline.
+   */
+  private send(batch: Queued[], since: number): void {
     let p: Promise<unknown>;
     try {
-      p = this.options.run(scriptArgs(list, nowMs));
+      p = this.options.run(scriptArgs(batch));
     } catch (err) {
-      settled();
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      p = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+    const settled = (): void => {
+      this.inFlight -= batch.length;
+    };
     p.then(settled, settled);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new CallTimeout());
-      }, this.options.timeoutMs);
-      p.then(
-        (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        },
-      );
-    });
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      this.failed(batch, "timeout");
+    }, Math.max(0, this.options.timeoutMs - (performance.now() - since)));
+    p.then(
+      (reply) => {
+        if (done) return;
+        clearTimeout(timer);
+        this.answered(batch, reply);
+      },
+      () => {
+        if (done) return;
+        clearTimeout(timer);
+        this.failed(batch, "error");
+      },
+    );
   }
+
+  private answered(batch: readonly Queued[], reply: unknown): void {
+    if (!Array.isArray(reply) || reply.length !== batch.length) {
+      this.failed(batch, "error");
+      return;
+    }
+    this.breaker.success();
+    this.options.onCall?.("ok");
+    for (let i = 0; i < batch.length; i++) {
+      const c = batch[i] as Queued;
+      let v: { verdict: LimitVerdict; untilMs: number };
+      try {
+        v = verdictOf(reply[i], c.list, c.nowMs);
+      } catch {
+        c.resolve(this.fallback("error", c.subject, c.limits, c.nowMs, c.ceiling));
+        continue;
+      }
+      if (!v.verdict.ok && this.options.denyCache) this.remember(c.memoKey, v.verdict, v.untilMs);
+      c.resolve(v.verdict);
+    }
+  }
+
+  private failed(batch: readonly Queued[], cause: "error" | "timeout"): void {
+    this.breaker.failure();
+    this.options.onCall?.(cause);
+    for (const c of batch) c.resolve(this.fallback(cause, c.subject, c.limits, c.nowMs, c.ceiling));
+  }
+}
+
+/** A check waiting for its batch's call. */
+interface Queued {
+  readonly list: readonly ScriptLimit[];
+  readonly nowMs: number;
+  readonly memoKey: string;
+  readonly subject: string;
+  readonly limits: LimitSpec;
+  readonly ceiling: Ceiling | undefined;
+  readonly resolve: (v: LimitVerdict) => void;
 }
 
 /** A malformed reply from the script: counted as a failed call. */

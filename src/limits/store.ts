@@ -36,7 +36,7 @@ export async function openLimitStore(config: Config, log: Logger, registry: Regi
   });
   const calls = new Counter({
     name: "keyward_limits_store_calls_total",
-    help: "Calls to the limits store (Redis) by result: ok, error, timeout.",
+    help: "Calls to the limits store (Redis; one call holds the checks of one event-loop turn) by result: ok, error, timeout.",
     labelNames: ["result"] as const,
     registers: [registry],
   });
@@ -59,6 +59,7 @@ export async function openLimitStore(config: Config, log: Logger, registry: Regi
     breakerFailures: config.limitsRedisBreakerFailures,
     breakerCooldownMs: config.limitsRedisBreakerCooldown,
     maxInFlight: config.limitsRedisMaxInFlight,
+    batchBy: redis.batchBy,
     denyCache: config.limitsRedisDenyCache,
     now,
     onTransition: (to, from) => {
@@ -88,7 +89,7 @@ export async function openLimitStore(config: Config, log: Logger, registry: Regi
   });
   new Gauge({
     name: "keyward_limits_store_in_flight",
-    help: "Calls to the limits store not yet answered.",
+    help: "Checks waiting for the limits store: queued for this event-loop turn's call, or in a call not yet answered.",
     registers: [registry],
     collect() {
       this.set(limiter.pending);

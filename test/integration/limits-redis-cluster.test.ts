@@ -125,7 +125,7 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
       const now = Date.now();
       const calls = 300;
       const r0 = await reads();
-      const replies = await Promise.allSettled(Array.from({ length: calls }, (_, i) => redis.run(scriptArgs(names.limits(`uid-${i}|`, limits, now, undefined), now))));
+      const replies = await Promise.allSettled(Array.from({ length: calls }, (_, i) => redis.run(scriptArgs([{ list: names.limits(`uid-${i}|`, limits, now, undefined), nowMs: now }]))));
       const r1 = await reads();
       expect(replies.filter((r) => r.status === "rejected").map((r) => String(r.reason))).toEqual([]);
       // Auto-pipelined by node: the calls of one event-loop turn reach a master as one batch (the

@@ -56,6 +56,42 @@ describe.skipIf(!haveRedis())("the redis limits store against the memory store",
   });
 });
 
+describe.skipIf(!haveRedis())("the redis limits store's batches on a real Redis", () => {
+  it("counts the checks of one turn in one call, in order, each as if alone: as the memory store does", async () => {
+    const server = await startRedis();
+    const redis = await connectLimitsRedis(options({ urls: [`redis://127.0.0.1:${server.port}`] }));
+    try {
+      let calls = 0;
+      const run: typeof redis.run = (args) => {
+        calls++;
+        return redis.run(args);
+      };
+      const shared = new RedisLimiter({ run, keyPrefix: "keyward:", timeoutMs: 2000, failureMode: "deny", breakerFailures: 5, breakerCooldownMs: 1000, maxInFlight: 1000, denyCache: false, now: Date.now });
+      const memory = new Limiter();
+      const own = compileLimits({ rate: { requests: 8, per: "1024ms", burst: 4 }, quota: { requests: 7, per: "day" } });
+      const ceiling = { subject: "uid-batch|ns/p|max", limits: compileLimits({ rate: { requests: 4, per: "1024ms", burst: 3 }, quota: { requests: 5, per: "day" } }) };
+      const t0 = Date.UTC(2026, 11, 1, 23, 59, 58, 500);
+      const got: [LimitVerdict, LimitVerdict | Promise<LimitVerdict>][] = [];
+      // Three turns of 20 checks: one key with and without its ceiling, another key, each check at its own time.
+      for (let turn = 0; turn < 3; turn++) {
+        for (let k = turn * 20; k < turn * 20 + 20; k++) {
+          const now = t0 + k * 40;
+          const subject = k % 5 === 0 ? "uid-other|ns/p" : "uid-batch|ns/p";
+          const c = k % 3 === 0 ? undefined : ceiling;
+          got.push([memory.take(subject, own, now, c), shared.take(subject, own, now, c)]);
+        }
+        await Promise.all(got.map(([, r]) => Promise.resolve(r)));
+      }
+      expect(calls).toBe(3);
+      for (const [i, [m, r]] of got.entries()) expect(await r, `take ${i}`).toEqual(m);
+      expect(new Set(got.map(([m]) => m.reason))).toEqual(new Set([undefined, "rate_limited", "quota_exceeded"]));
+    } finally {
+      await redis.close();
+      await server.stop();
+    }
+  });
+});
+
 describe.skipIf(!haveRedis())("the redis limits store over TLS and Sentinel", () => {
   let certs: CertDir;
   let ca: TestCa;
