@@ -3,7 +3,9 @@
 // each decision printed. The control plane keeps running afterwards
 // (`make cluster-down` stops it); keyward itself stops when the demo ends. It closes
 // with kubectl commands (the kubectl `make kubectl` builds, the kubectl keyward
-// plugin) that it has just run, with a kubeconfig it writes for them.
+// plugin) that it has just run, with a kubeconfig it writes for them, and with the
+// commands that open the web console on the demo's keys, also run once first
+// (scripts/demo-console.ts).
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -17,6 +19,7 @@ import { loadKubeConfig } from "../src/k8s/client.ts";
 import { KubeRest, isConflict, isNotFound } from "../src/k8s/rest.ts";
 import { formatTable } from "../src/cli/table.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
+import { VIEWER, VIEWER_TOKEN_SECONDS, checkConsole, hintCommands, writeViewerKubeconfig } from "./demo-console.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const namespace = process.env.KEYWARD_DEMO_NAMESPACE ?? "keyward-demo";
@@ -40,7 +43,8 @@ const kubeconfig = execFileSync(process.execPath, [join(root, "test", "controlpl
 })
   .toString()
   .trim();
-const rest = new KubeRest(loadKubeConfig(kubeconfig), { qps: 0 });
+const adminKc = loadKubeConfig(kubeconfig);
+const rest = new KubeRest(adminKc, { qps: 0 });
 
 step("installing the CRDs ApiKey and ApiKeyPolicy (keyward.dev/v1alpha1)");
 await installCrds(rest);
@@ -201,7 +205,6 @@ step("stopping keyward: SIGTERM writes the usage rows it still holds to the anal
 const exited = new Promise((r) => keyward.once("exit", r));
 stopKeyward();
 await exited;
-rest.close();
 const usage = (...args: string[]): void => {
   const cmd = ["usage", ...args, `--namespace=${namespace}`, "--since=1h", `--analytics-sqlite-path=${analyticsFile}`];
   console.log(`\n  $ keyward ${cmd.join(" ")}`);
@@ -218,8 +221,8 @@ const kubectl = execFileSync(join(root, "scripts", "kubectl-build.sh"), { stdio:
   .toString()
   .trim();
 const demoKubeconfig = writeDemoKubeconfig(kubeconfig, namespace);
-const hintPath = [dirname(kubectl), join(root, "bin")].join(delimiter);
-const usagePort = await freePort();
+// node_modules/.bin holds the Node 24 keyward runs on (the system's node may be older).
+const hintPath = [dirname(kubectl), join(root, "bin"), join(root, "node_modules", ".bin")].join(delimiter);
 const hints: { command: string; args: string[] }[] = [
   { command: `${kubectl} get apikeys,apikeypolicies -o wide`, args: [kubectl, "get", "apikeys,apikeypolicies", "-o", "wide"] },
   { command: "kubectl keyward status acme-orders", args: ["kubectl", "keyward", "status", "acme-orders"] },
@@ -232,17 +235,31 @@ for (const h of hints) {
     stdio: ["ignore", "ignore", "pipe"],
   });
 }
+// The console as a tenant of the demo's namespace opens it: a ServiceAccount's bearer token
+// (the usage API authenticates bearer tokens only), limited by the tenant Role.
+const viewerKubeconfig = await writeViewerKubeconfig(root, adminKc, rest, namespace, join(dirname(kubeconfig), "demo-viewer.kubeconfig"));
+rest.close();
+const [runGrpcPort, usagePort, consolePort] = [await freePort(), await freePort(), await freePort()];
+const shown = await checkConsole(root, {
+  pathPrefix: hintPath,
+  ...hintCommands({ kubeconfig, namespace, analyticsFile, viewerKubeconfig, ports: { grpc: runGrpcPort, usage: usagePort, console: consolePort } }),
+  expected: list.items.map((k) => k.metadata.name),
+});
 console.log(`
 The control plane keeps running. On this machine, try:
   export KUBECONFIG=${demoKubeconfig}     (namespace ${namespace})
   ${hints[0]?.command ?? ""}
-  export PATH=${hintPath}:$PATH     (that kubectl, and the kubectl keyward plugin)
+  export PATH=${hintPath}:$PATH     (that kubectl, the kubectl keyward plugin, and Node 24 for node src/main.ts)
+  cd ${root}
 ${hints.slice(1).map((h) => `  ${h.command}`).join("\n")}
   make run     (keyward against this cluster again; then: kubectl keyward rotate acme-orders --grace 1h)
   node src/main.ts usage --analytics-sqlite-path=${analyticsFile}     (the demo's requests, from its analytics store)
-The web console on the demo's keys (docs/console.md): keyward with its usage API, then the console with your kubeconfig:
-  node src/main.ts run --kubeconfig=${kubeconfig} --namespaces=${namespace} --no-leader-elect --grpc-address=127.0.0.1:${grpcPort} --http-auth-address= --metrics-address= --analytics-store=sqlite --analytics-sqlite-path=${analyticsFile} --usage-api-address=127.0.0.1:${usagePort} &
-  node src/main.ts console --kubeconfig=${demoKubeconfig} --usage-url=http://127.0.0.1:${usagePort}     (prints the URL to open; Ctrl-C stops it)
+The web console on the demo's keys (docs/console.md): keyward with its usage API, then the console
+as ServiceAccount ${VIEWER} (Role keyward-tenant; its token in ${viewerKubeconfig} expires in ${VIEWER_TOKEN_SECONDS / 3600} h).
+It just ran these (the console listed ${shown.keys.join(", ")}); their ports were free then: if one is taken, pick another:
+  node src/main.ts ${shown.run.join(" ")} &
+  node src/main.ts ${shown.console.join(" ")}
+  then open the URL the console prints, http://127.0.0.1:${consolePort}/?token=... (Ctrl-C stops the console, kill %1 keyward)
 Stop it with: make cluster-down`);
 
 /** A copy of the control plane's kubeconfig whose context defaults to the demo's namespace. */

@@ -13,7 +13,7 @@ import { existsSync, openSync, readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { ControlPlane, controlPlaneBinDir, type ControlPlaneState } from "./controlplane.ts";
+import { ControlPlane, alive, controlPlaneBinDir, type ControlPlaneState } from "./controlplane.ts";
 
 const cacheRoot = process.env.KEYWARD_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keyward");
 const stateDir = join(cacheRoot, "cluster");
@@ -26,15 +26,6 @@ interface SupervisorState extends ControlPlaneState {
 const say = (line: string): void => {
   process.stderr.write(line.startsWith("[") ? `${line}\n` : `[cluster] ${line}\n`);
 };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function readState(): SupervisorState | undefined {
   if (!existsSync(stateFile)) return undefined;

@@ -142,6 +142,16 @@ function bindable(port: number): Promise<boolean> {
   });
 }
 
+/** Whether a process with this pid exists (and may be signalled). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A TCP port that was free a moment ago on 127.0.0.1, below the ephemeral range. */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {

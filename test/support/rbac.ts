@@ -29,12 +29,20 @@ async function ensureNamespace(admin: KubeRest, name: string): Promise<void> {
   });
 }
 
-/** A kubeconfig holding a fresh TokenRequest token of a ServiceAccount. */
-export async function tokenKubeConfig(adminKc: KubeConfig, admin: KubeRest, serviceAccount: { namespace: string; name: string }): Promise<KubeConfig> {
+/**
+ * A kubeconfig holding a fresh TokenRequest token of a ServiceAccount, valid for
+ * `expirationSeconds` (default an hour); its context defaults to `namespace` when given.
+ */
+export async function tokenKubeConfig(
+  adminKc: KubeConfig,
+  admin: KubeRest,
+  serviceAccount: { namespace: string; name: string },
+  options: { expirationSeconds?: number; namespace?: string } = {},
+): Promise<KubeConfig> {
   const tr = await admin.request<{ status: { token: string } }>(
     "POST",
     `/api/v1/namespaces/${serviceAccount.namespace}/serviceaccounts/${serviceAccount.name}/token`,
-    { body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } } },
+    { body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: options.expirationSeconds ?? 3600 } } },
   );
   const cluster = adminKc.getCurrentCluster();
   if (!cluster) throw new Error("the admin kubeconfig has no cluster");
@@ -42,7 +50,7 @@ export async function tokenKubeConfig(adminKc: KubeConfig, admin: KubeRest, serv
   kc.loadFromOptions({
     clusters: [{ name: "c", server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: cluster.skipTLSVerify }],
     users: [{ name: serviceAccount.name, token: tr.status.token }],
-    contexts: [{ name: serviceAccount.name, cluster: "c", user: serviceAccount.name }],
+    contexts: [{ name: serviceAccount.name, cluster: "c", user: serviceAccount.name, ...(options.namespace ? { namespace: options.namespace } : {}) }],
     currentContext: serviceAccount.name,
   });
   return kc;
