@@ -12,16 +12,15 @@ import { join, resolve } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
-import type { KeyRecord } from "../../src/analytics/row.ts";
 import { defaultConfig } from "../../src/config/config.ts";
 import { send, type Reply } from "../../src/console/http.test-support.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
 import { startUsageApi, type UsageApi } from "../../src/usage/api.ts";
-import { DAY, KEYS, NOW, seedRows } from "../support/analytics-seed.ts";
+import { DAY, keysIn, NOW, seedRows } from "../support/analytics-seed.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { serviceAccountKubeConfig, tokenKubeConfig } from "../support/rbac.ts";
+import { tokenKubeConfig, usageApiDataPlaneKubeConfig } from "../support/rbac.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const log = createLogger({ sink: () => {} });
@@ -58,14 +57,9 @@ beforeAll(async () => {
   nsB = await createTestNamespace(adminKc, "console-b");
   await tenant(nsA);
   await tenant(nsB);
-  const dataPlaneKc = await serviceAccountKubeConfig(
-    adminKc,
-    ["config/rbac/authz-account.yaml", "config/rbac/authz-role.yaml", "config/rbac/authz-binding.yaml", "config/rbac/usage-api/authz-usage-api.yaml"],
-    { namespace: "keyward-system", name: "keyward-authz" },
-  );
+  const dataPlaneKc = await usageApiDataPlaneKubeConfig(adminKc);
   dataPlane = new KubeRest(dataPlaneKc, { qps: 0 });
-  const rename: Record<string, string> = { "team-a": nsA, "team-b": nsB };
-  const keys: KeyRecord[] = KEYS.map((k) => ({ ...k, namespace: rename[k.namespace] ?? k.namespace }));
+  const keys = keysIn(nsA, nsB);
   store = await openAnalyticsStore({ store: "sqlite", sqlitePath: ":memory:", postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => NOW }, log);
   await store.upsertKeys(keys);
   await store.writeRequests(seedRows());

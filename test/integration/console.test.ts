@@ -23,7 +23,7 @@ import { attrs, count, inPage, launchBrowser, openPage, screenshot, tableText, t
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { startKeyward, type KeywardProcess } from "../support/keyward.ts";
 import { apiKeyPath, getApiKey, patchApiKey, startTestOperator, type TestOperator } from "../support/operator.ts";
-import { serviceAccountKubeConfig, tokenKubeConfig } from "../support/rbac.ts";
+import { tokenKubeConfig, usageApiDataPlaneKubeConfig } from "../support/rbac.ts";
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -119,11 +119,7 @@ beforeAll(async () => {
   await store.writeRequests(keys.flatMap((k) => rowsOf(k, seeded[k.metadata.name] ?? { allowed: 40, forbidden: 3, limited: 0 }, now)));
   await store.close();
 
-  const dpKc = await serviceAccountKubeConfig(
-    adminKc,
-    ["config/rbac/authz-account.yaml", "config/rbac/authz-role.yaml", "config/rbac/authz-binding.yaml", "config/rbac/usage-api/authz-usage-api.yaml"],
-    { namespace: "keyward-system", name: "keyward-authz" },
-  );
+  const dpKc = await usageApiDataPlaneKubeConfig(adminKc);
   writeFileSync(join(dir, "data-plane.kubeconfig"), dpKc.exportConfig(), { mode: 0o600 });
   const [grpcPort, metricsPort, usagePort, consolePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   dataPlane = startKeyward([

@@ -18,18 +18,17 @@ import { delimiter, join, resolve } from "node:path";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openAnalyticsStore } from "../../src/analytics/store.ts";
-import type { KeyRecord } from "../../src/analytics/row.ts";
 import { applyObjects, parseManifests } from "../../src/k8s/apply.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
 import { freePort, hostAddress, issueClientCertificate } from "../controlplane/controlplane.ts";
-import { DAY, KEYS, NOW, seedRows } from "../support/analytics-seed.ts";
+import { DAY, keysIn, NOW, seedRows } from "../support/analytics-seed.ts";
 import { certDir, type CertDir } from "../support/certs.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { startKeyward, type KeywardProcess } from "../support/keyward.ts";
 import { kubectlDir, kubectlPath, run, type Run } from "../support/kubectl.ts";
-import { serviceAccountKubeConfig, tokenKubeConfig } from "../support/rbac.ts";
+import { tokenKubeConfig, usageApiDataPlaneKubeConfig } from "../support/rbac.ts";
 
 const root = resolve(import.meta.dirname, "..", "..");
 const APISERVICE = "v1alpha1.usage.keyward.dev";
@@ -112,28 +111,17 @@ beforeAll(async () => {
   symlinkSync(join(root, "bin", "kubectl-keyward"), join(linkDir, "kubectl-keyward"));
 
   // The data plane, with its shipped RBAC: the usage API's reviews and the front proxy's ConfigMap.
-  const dataPlaneKc = await serviceAccountKubeConfig(
-    adminKc,
-    [
-      "config/rbac/authz-account.yaml",
-      "config/rbac/authz-role.yaml",
-      "config/rbac/authz-binding.yaml",
-      "config/rbac/usage-api/authz-usage-api.yaml",
-      "config/rbac/aggregated-api/authz-front-proxy.yaml",
-    ],
-    { namespace: "keyward-system", name: "keyward-authz" },
-  );
+  const dataPlaneKc = await usageApiDataPlaneKubeConfig(adminKc, ["config/rbac/aggregated-api/authz-front-proxy.yaml"]);
   const dpKubeconfig = join(scratch, "data-plane.kubeconfig");
   writeFileSync(dpKubeconfig, dataPlaneKc.exportConfig(), { mode: 0o600 });
 
   // The store: the seed's keys in A and B.
-  const rename: Record<string, string> = { "team-a": nsA, "team-b": nsB };
   sqlitePath = join(scratch, "analytics.sqlite");
   const store = await openAnalyticsStore(
     { store: "sqlite", sqlitePath, postgresUrl: "", retentionMs: 3650 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => NOW },
     createLogger({ sink: () => {} }),
   );
-  await store.upsertKeys(KEYS.map((k): KeyRecord => ({ ...k, namespace: rename[k.namespace] ?? k.namespace })));
+  await store.upsertKeys(keysIn(nsA, nsB));
   await store.writeRequests(seedRows());
   await store.close();
 

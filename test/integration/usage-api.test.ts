@@ -13,17 +13,17 @@ import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
-import type { KeyRecord, RequestRow } from "../../src/analytics/row.ts";
+import type { RequestRow } from "../../src/analytics/row.ts";
 import { defaultConfig } from "../../src/config/config.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
 import { startUsageApi, type UsageApi } from "../../src/usage/api.ts";
-import { DAY, KEYS, NOW, seedRows } from "../support/analytics-seed.ts";
+import { DAY, keysIn, NOW, seedRows } from "../support/analytics-seed.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { startKeyward } from "../support/keyward.ts";
-import { serviceAccountKubeConfig } from "../support/rbac.ts";
+import { usageApiDataPlaneKubeConfig } from "../support/rbac.ts";
 
 interface Reply {
   status: number;
@@ -107,15 +107,10 @@ beforeAll(async () => {
   tokens.admin = await reader(nsA, "platform");
   tokens.aAudience = await reader(nsA, "reader", [AUDIENCE]);
 
-  dataPlaneKc = await serviceAccountKubeConfig(
-    adminKc,
-    ["config/rbac/authz-account.yaml", "config/rbac/authz-role.yaml", "config/rbac/authz-binding.yaml", "config/rbac/usage-api/authz-usage-api.yaml"],
-    { namespace: "keyward-system", name: "keyward-authz" },
-  );
+  dataPlaneKc = await usageApiDataPlaneKubeConfig(adminKc);
   dataPlane = new KubeRest(dataPlaneKc, { qps: 0 });
 
-  const rename: Record<string, string> = { "team-a": nsA, "team-b": nsB };
-  const keys: KeyRecord[] = KEYS.map((k) => ({ ...k, namespace: rename[k.namespace] ?? k.namespace }));
+  const keys = keysIn(nsA, nsB);
   store = await openAnalyticsStore({ store: "sqlite", sqlitePath: ":memory:", postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => NOW }, log);
   await store.upsertKeys(keys);
   const rows: RequestRow[] = seedRows();

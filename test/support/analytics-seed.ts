@@ -14,6 +14,12 @@ export const KEYS: KeyRecord[] = [
   { uid: "u-billing", namespace: "team-b", name: "billing", owner: "alice", labels: { env: "prod" }, scopes: ["invoices:write"], createdAt: NOW - 60 * DAY, deletedAt: NOW - 2 * HOUR },
 ];
 
+/** The seed's keys with their namespaces team-a and team-b renamed to a suite's own. */
+export function keysIn(teamA: string, teamB: string): KeyRecord[] {
+  const rename: Record<string, string> = { "team-a": teamA, "team-b": teamB };
+  return KEYS.map((k) => ({ ...k, namespace: rename[k.namespace] ?? k.namespace }));
+}
+
 const KEY_IDS: Record<string, string> = { "u-checkout": "kw_chk00001", "u-search": "kw_srch0001", "u-billing": "kw_bill0001" };
 const ROUTES = [
   { route: "GET /orders/{id}", method: "GET", path: (i: number) => `/orders/${i % 7}` },

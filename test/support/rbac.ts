@@ -84,3 +84,14 @@ export const operatorKubeConfig = (adminKc: KubeConfig): Promise<KubeConfig> =>
     namespace: "keyward-system",
     name: "keyward-operator",
   });
+
+/**
+ * The data plane's shipped RBAC with the usage API's ClusterRole (config/rbac/authz-*.yaml,
+ * config/rbac/usage-api/), plus any `extraRbacFiles` (the aggregated API's front-proxy reader).
+ */
+export const usageApiDataPlaneKubeConfig = (adminKc: KubeConfig, extraRbacFiles: string[] = []): Promise<KubeConfig> =>
+  serviceAccountKubeConfig(
+    adminKc,
+    ["config/rbac/authz-account.yaml", "config/rbac/authz-role.yaml", "config/rbac/authz-binding.yaml", "config/rbac/usage-api/authz-usage-api.yaml", ...extraRbacFiles],
+    { namespace: "keyward-system", name: "keyward-authz" },
+  );
