@@ -95,7 +95,7 @@ function notModified(req: IncomingMessage, etag: string): boolean {
  * polling an unchanged inventory fetches a few hundred bytes instead of megabytes. The answer is
  * computed either way (it is what the tag is taken from); only its transfer is saved.
  */
-function sendView(req: IncomingMessage, res: ServerResponse, body: unknown): void {
+export function sendView(req: IncomingMessage, res: ServerResponse, body: unknown): void {
   const text = JSON.stringify(body);
   const etag = answerEtag(text);
   if (notModified(req, etag)) {
