@@ -211,10 +211,19 @@ async function createAlertState(kdb: Kysely<AnalyticsDB>): Promise<void> {
     .execute();
 }
 
+/**
+ * One key's rollups by uid and day: its version history, daily timeline and last use (the key
+ * page) read them by uid, which the primary key (day first) cannot serve without a scan.
+ */
+async function indexRollupsByUid(kdb: Kysely<AnalyticsDB>): Promise<void> {
+  await (kdb as unknown as AnyDB).schema.createIndex("rollups_uid_day").ifNotExists().on("rollups").columns(["uid", "day"]).execute();
+}
+
 /** The schema's history. Append; never edit an applied migration. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, what: "keys, key_labels, requests, rollups", up: createTables },
   { version: 2, what: "alert_state", up: createAlertState },
+  { version: 3, what: "rollups_uid_day", up: indexRollupsByUid },
 ];
 
 /** The schema version table, created when missing (every replica may try at once: callers hold the schema lock). */

@@ -1,5 +1,6 @@
 // Paths are judged as the upstream will read them: a table of tricky paths, and
 // random paths checked against independent models of how upstreams read a path.
+import { isUtf8 } from "node:buffer";
 import type { IncomingMessage } from "node:http";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
@@ -97,6 +98,8 @@ const ERROR = "\u0000ERROR";
 
 /** Percent-decodes once. strict: a "%" not followed by two hex digits is ERROR; lenient: it stays. */
 function decode(s: string, strict: boolean): string {
+  // Nothing to decode: most segments (the random paths' check reads each many times over).
+  if (!s.includes("%")) return s;
   let out = "";
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
@@ -167,6 +170,11 @@ function literal(p: string, strict: boolean): Reading {
   return segs;
 }
 
+function beyondLatin1(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return true;
+  return false;
+}
+
 const READERS: Record<string, (p: string) => Reading> = {
   "split, then decode (strict)": (p) => literal(p, true),
   "split, then decode (lenient)": (p) => literal(p, false),
@@ -202,14 +210,10 @@ const READERS: Record<string, (p: string) => Reading> = {
   "UTF-8 decoding (fatal)": (p) => {
     const r = literal(p, false);
     if (r === "ERROR") return r;
-    const utf8 = new TextDecoder("utf-8", { fatal: true });
     for (const s of r) {
-      if ([...s].some((ch) => ch.charCodeAt(0) > 0xff)) continue; // raw non-ASCII: not bytes
-      try {
-        utf8.decode(Buffer.from(s, "latin1"));
-      } catch {
-        return "ERROR";
-      }
+      // Raw non-ASCII (a code unit past 0xff) is not bytes; ASCII alone is valid UTF-8.
+      if (beyondLatin1(s) || !/[\u0080-\u00ff]/.test(s)) continue;
+      if (!isUtf8(Buffer.from(s, "latin1"))) return "ERROR";
     }
     return r;
   },
@@ -266,26 +270,31 @@ const TOKENS = [
 ];
 
 describe("pathProblem: random paths", () => {
-  it("accepts exactly the paths every modelled upstream reads the same way", () => {
+  // Twelve models of an upstream read each of 20,000 paths: about 0.6 s of CPU, so more than the
+  // default 5 s on a loaded machine. The count is the point (a fresh seed each run).
+  it("accepts exactly the paths every modelled upstream reads the same way", { timeout: 30_000 }, () => {
     const seed = Number(process.env.KEYWARD_PATHS_SEED ?? Date.now() % 2 ** 31);
     const rand = seededRandom(seed);
     let accepted = 0;
+    // The paths that break a property, each with why; compared once at the end (an expect per path costs more than judging it).
+    const broken: string[] = [];
     for (let n = 0; n < 20_000; n++) {
       let p = "/";
       const len = 1 + Math.floor(rand() * 10);
       for (let k = 0; k < len; k++) p += TOKENS[Math.floor(rand() * TOKENS.length)] ?? "";
       const problem = pathProblem(p);
       const differ = disagreements(p);
-      const where = `seed ${seed} (KEYWARD_PATHS_SEED), path ${JSON.stringify(p)}, problem ${problem ?? "none"}, read differently by: ${differ.join("; ") || "none"}`;
+      const where = (): string => `seed ${seed} (KEYWARD_PATHS_SEED), path ${JSON.stringify(p)}, problem ${problem ?? "none"}, read differently by: ${differ.join("; ") || "none"}`;
       if (problem === undefined) {
         accepted++;
         // Every accepted path is read identically (and is its own RFC 3986 normal form).
-        expect(differ, where).toEqual([]);
-      } else if (differ.length === 0) {
+        if (differ.length) broken.push(`accepted, yet read differently: ${where()}`);
+      } else if (differ.length === 0 && !REFUSED_BY_CHOICE.includes(problem)) {
         // A refused path every reader agrees on is refused only by documented choice.
-        expect(REFUSED_BY_CHOICE, where).toContain(problem);
+        broken.push(`refused, though every reader agrees, not by a documented choice: ${where()}`);
       }
     }
+    expect(broken).toEqual([]);
     // The generator must produce enough accepted paths for the first property to mean something.
     expect(accepted, `seed ${seed}`).toBeGreaterThan(1000);
   });

@@ -75,6 +75,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+// The commands load @kubernetes/client-node on first use: seconds of module loading on a loaded
+// machine, paid once here rather than within the first test's 5 s.
+beforeAll(async () => {
+  await import("@kubernetes/client-node");
+}, 60_000);
+
 describe("keyward console", () => {
   it("forwards views to the apiserver's aggregated usage API with the kubeconfig's token, and opens the browser on the printed URL", async () => {
     const kc = kubeconfig("token.json", `http://127.0.0.1:${upstreamPort}`, { token: "tenant-token" });

@@ -10,6 +10,8 @@ const SECRET = "s3cret-0123456789abcdefghijklmnopqrstuv";
 let dir: string;
 let local: LocalConsole;
 let calls: string[] = [];
+/** The If-None-Match each forwarded request carried. */
+let tags: (string | undefined)[] = [];
 let answer: () => Promise<UpstreamAnswer>;
 let host: string;
 let cookie: string;
@@ -29,8 +31,9 @@ beforeAll(async () => {
     files: new ConsoleFiles({ webRoot: dir, uplotDir: dir }),
     upstream: {
       where: "https://apiserver.test/apis/usage.keyward.dev/v1alpha1/views/",
-      get: (view, search) => {
+      get: (view, search, ifNoneMatch) => {
         calls.push(`${view}${search}`);
+        tags.push(ifNoneMatch);
         return answer();
       },
     },
@@ -46,6 +49,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   calls = [];
+  tags = [];
   host = `127.0.0.1:${local.port}`;
   answer = () => Promise.resolve({ status: 200, body: '{"view":"inventory","items":[]}' });
 });
@@ -147,6 +151,20 @@ describe("local console forwarding", () => {
       expect(r.status, path).toBe(404);
     }
     expect(calls).toEqual([]);
+  });
+
+  it("forwards the page's If-None-Match and relays the ETag and a 304 back; a malformed tag goes nowhere", async () => {
+    const tag = '"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"';
+    answer = () => Promise.resolve({ status: 200, body: '{"view":"inventory","items":[]}', etag: tag });
+    const first = await get("/api/v1/inventory", authed());
+    expect(first).toMatchObject({ status: 200, headers: { etag: tag, "cache-control": "no-store" } });
+    answer = () => Promise.resolve({ status: 304, body: "", etag: tag });
+    const again = await get("/api/v1/inventory", authed({ "if-none-match": tag }));
+    expect(again).toMatchObject({ status: 304, body: "", headers: { etag: tag, "x-frame-options": "DENY" } });
+    for (const bad of ["not-a-tag", '"a" junk', `"${"a".repeat(2000)}"`, '"quote"inside"']) await get("/api/v1/inventory", authed({ "if-none-match": bad }));
+    answer = () => Promise.resolve({ status: 200, body: "{}", etag: "bad tag" });
+    expect((await get("/api/v1/inventory", authed())).headers.etag).toBeUndefined();
+    expect(tags).toEqual([undefined, tag, undefined, undefined, undefined, undefined, undefined]);
   });
 
   it("passes the usage API's refusals on as {error}, turns apiserver Status objects into {error}, and answers 502 otherwise", async () => {

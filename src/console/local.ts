@@ -16,14 +16,29 @@ import { API_PREFIX, isView, type View } from "./views.ts";
 /** What the usage API (or the apiserver in front of it) answered a forwarded view. */
 export interface UpstreamAnswer {
   status: number;
-  /** JSON text. */
+  /** JSON text; empty for a 304. */
   body: string;
+  /** The answer's ETag, relayed to the page so that it can ask again with If-None-Match. */
+  etag?: string;
+}
+
+/** An entity tag as RFC 9110 writes it (`"..."` or `W/"..."`), and lists of them: all the local console relays. */
+const ETAG_LIST = /^(\*|(W\/)?"[\x21\x23-\x7e]*"(\s*,\s*(W\/)?"[\x21\x23-\x7e]*")*)$/;
+const MAX_ETAG_BYTES = 1024;
+
+/** The If-None-Match the page sent, when it is well formed and short, to forward. */
+function ifNoneMatch(req: IncomingMessage): string | undefined {
+  const v = req.headers["if-none-match"];
+  return v !== undefined && v.length <= MAX_ETAG_BYTES && ETAG_LIST.test(v) ? v : undefined;
 }
 
 /** Where views are forwarded to, with the user's credentials. */
 export interface Upstream {
-  /** Asks for `view` with `search` (the query string, with its "?" or empty). Rejects when the upstream cannot be reached. */
-  get(view: View, search: string): Promise<UpstreamAnswer>;
+  /**
+   * Asks for `view` with `search` (the query string, with its "?" or empty), and the page's
+   * If-None-Match when it sent one. Rejects when the upstream cannot be reached.
+   */
+  get(view: View, search: string, ifNoneMatch?: string): Promise<UpstreamAnswer>;
   /** Where it forwards to, for messages. */
   readonly where: string;
 }
@@ -102,6 +117,12 @@ function guard(req: IncomingMessage, res: ServerResponse, port: number, secret: 
 
 /** The answer of the upstream as the console's API gives it: JSON, errors as {"error": "..."}. */
 function relay(res: ServerResponse, a: UpstreamAnswer): void {
+  const etag = a.etag !== undefined && a.etag.length <= MAX_ETAG_BYTES && ETAG_LIST.test(a.etag) && a.etag !== "*" ? { etag: a.etag } : {};
+  if (a.status === 304) {
+    res.writeHead(304, { ...SECURITY_HEADERS, "cache-control": "no-store", ...etag });
+    res.end();
+    return;
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(a.body);
@@ -116,7 +137,7 @@ function relay(res: ServerResponse, a: UpstreamAnswer): void {
     sendError(res, a.status, message);
     return;
   }
-  res.writeHead(a.status, { ...SECURITY_HEADERS, "content-type": "application/json", "content-length": String(Buffer.byteLength(a.body)), "cache-control": "no-store" });
+  res.writeHead(a.status, { ...SECURITY_HEADERS, "content-type": "application/json", "content-length": String(Buffer.byteLength(a.body)), "cache-control": "no-store", ...etag });
   res.end(a.body);
 }
 
@@ -133,7 +154,7 @@ function forwarder(options: LocalConsoleOptions): Listener {
       return;
     }
     url.searchParams.delete(TOKEN_PARAM);
-    options.upstream.get(view, url.search).then(
+    options.upstream.get(view, url.search, ifNoneMatch(req)).then(
       (a) => {
         relay(res, a);
       },

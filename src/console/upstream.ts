@@ -31,7 +31,8 @@ function send(url: URL, options: RequestOptions): Promise<UpstreamAnswer> {
       });
       res.on("error", reject);
       res.on("end", () => {
-        resolve({ status: res.statusCode ?? 502, body: Buffer.concat(chunks).toString("utf8") });
+        const etag = res.headers.etag;
+        resolve({ status: res.statusCode ?? 502, body: Buffer.concat(chunks).toString("utf8"), ...(etag !== undefined ? { etag } : {}) });
       });
     });
     r.on("timeout", () => r.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
@@ -55,7 +56,11 @@ export function apiserverUpstream(kc: KubeConfig): Upstream {
   const base = server.pathname.replace(/\/+$/, "");
   return {
     where: `${server.origin}${base}${AGGREGATED_PREFIX}`,
-    get: async (view: View, search: string) => send(new URL(`${base}${AGGREGATED_PREFIX}${view}${search}`, server), await kubeOptions(kc)),
+    get: async (view: View, search: string, ifNoneMatch?: string) => {
+      const o = await kubeOptions(kc);
+      if (ifNoneMatch !== undefined) o.headers = { ...(o.headers as Record<string, string>), "if-none-match": ifNoneMatch };
+      return send(new URL(`${base}${AGGREGATED_PREFIX}${view}${search}`, server), o);
+    },
   };
 }
 
@@ -89,12 +94,12 @@ export async function usageUrlUpstream(kc: KubeConfig, usageUrl: string, caFile?
   const base = url.pathname.replace(/\/+$/, "");
   return {
     where: `${url.origin}${base}/api/v1/`,
-    get: async (view: View, search: string) => {
+    get: async (view: View, search: string, ifNoneMatch?: string) => {
       const o = await kubeOptions(kc);
       const auth = bearerOf(o);
       if (!auth) throw new KeywardError("ConfigInvalid", "the kubeconfig user has no bearer token");
       return send(new URL(`${base}/api/v1/${view}${search}`, url), {
-        headers: { accept: "application/json", authorization: auth },
+        headers: { accept: "application/json", authorization: auth, ...(ifNoneMatch !== undefined ? { "if-none-match": ifNoneMatch } : {}) },
         ...(ca ? { ca } : o.ca ? { ca: o.ca as Buffer } : {}),
         ...(o.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
       });

@@ -6,6 +6,7 @@
 // a connection whose client certificate proves it (src/usage/front-proxy.ts,
 // ADR 0046). The same views are served as the aggregated API
 // usage.keyward.dev/v1alpha1 (src/usage/aggregated.ts).
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AnalyticsQueries, UsageFilter } from "../analytics/queries.ts";
@@ -70,6 +71,44 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
     ...headers,
+  });
+  res.end(text);
+}
+
+/** A strong ETag of an answer: the SHA-256 of its exact bytes. */
+export function answerEtag(text: string): string {
+  return `"${createHash("sha256").update(text).digest("base64url")}"`;
+}
+
+/** Whether the request's If-None-Match names `etag` (or is `*`): its copy is current (RFC 9110, 13.1.2). */
+function notModified(req: IncomingMessage, etag: string): boolean {
+  const header = req.headers["if-none-match"];
+  if (header === undefined) return false;
+  return header.split(",").some((t) => {
+    const tag = t.trim();
+    return tag === "*" || tag === etag || tag === `W/${etag}`;
+  });
+}
+
+/**
+ * A view's answer with its ETag, or 304 and no body when the caller already holds it: a console
+ * polling an unchanged inventory fetches a few hundred bytes instead of megabytes. The answer is
+ * computed either way (it is what the tag is taken from); only its transfer is saved.
+ */
+export function sendView(req: IncomingMessage, res: ServerResponse, body: unknown): void {
+  const text = JSON.stringify(body);
+  const etag = answerEtag(text);
+  if (notModified(req, etag)) {
+    res.writeHead(304, { etag, "cache-control": "no-store", "x-content-type-options": "nosniff" });
+    res.end();
+    return;
+  }
+  res.writeHead(200, {
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(text)),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    etag,
   });
   res.end(text);
 }
@@ -199,13 +238,10 @@ async function serve(options: UsageApiHandlerOptions, req: IncomingMessage, res:
   };
   const body = await answer(options, r, f, now);
   options.log.debug("usage API answered", { user: caller.user.username, view: r.view, items: "items" in body ? body.items.length : 1 });
-  send(res, 200, {
-    view: r.view,
-    since: new Date(r.since).toISOString(),
-    until: new Date(r.until).toISOString(),
-    namespaces: namespaces ? [...namespaces] : "all",
-    ...body,
-  });
+  // An inventory asked without a range reads none but the last 24 h of its requests24h column:
+  // its answer names no range, so that it stays the same, tag included, while the keys do.
+  const range = r.view === "inventory" && !r.ranged ? {} : { since: new Date(r.since).toISOString(), until: new Date(r.until).toISOString() };
+  sendView(req, res, { view: r.view, ...range, namespaces: namespaces ? [...namespaces] : "all", ...body });
 }
 
 /** The answer to a request that failed: its HttpError, 503 when a review failed, 500 otherwise. */

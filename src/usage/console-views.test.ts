@@ -8,7 +8,7 @@ import { createLogger } from "../log.ts";
 import { DAY, HOUR, KEYS, NOW, seedRows } from "../../test/support/analytics-seed.ts";
 import { ApiAuth } from "./api-auth.ts";
 import { FakeReviewer } from "./api-fixtures.test-support.ts";
-import { consoleSources, listenUsageApi, startUsageApi, type UsageApi } from "./api.ts";
+import { answerEtag, consoleSources, listenUsageApi, startUsageApi, type UsageApi } from "./api.ts";
 import { defaultConfig } from "../config/config.ts";
 import type { KubeRest } from "../k8s/rest.ts";
 import { send } from "../console/http.test-support.ts";
@@ -294,6 +294,78 @@ describe("hosted console (--console-address)", () => {
       expect(forged.headers["access-control-allow-origin"]).toBeUndefined();
     } finally {
       await hosted.stop();
+    }
+  });
+});
+
+describe("inventory view: conditional requests", () => {
+  /** A GET with extra headers: status, ETag and the body's text. */
+  function getWith(port: number, path: string, token: string, headers: Record<string, string> = {}): Promise<{ status: number; etag: string | undefined; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port, path, headers: { authorization: `Bearer ${token}`, ...headers } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const etag = res.headers.etag;
+          resolve({ status: res.statusCode ?? 0, etag, text: Buffer.concat(chunks).toString("utf8") });
+        });
+      });
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
+  it("tags the answer with the SHA-256 of its bytes, and answers 304 without a body while the caller holds it", async () => {
+    const first = await getWith(api.port, "/api/v1/inventory", "tok-a");
+    expect(first.status).toBe(200);
+    expect(first.etag).toBe(answerEtag(first.text));
+    expect(first.etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/);
+    for (const held of [first.etag!, `W/${first.etag!}`, `"other", ${first.etag!}`, "*"]) {
+      const again = await getWith(api.port, "/api/v1/inventory", "tok-a", { "if-none-match": held });
+      expect(again, held).toMatchObject({ status: 304, etag: first.etag, text: "" });
+    }
+    // Another tag, or a changed inventory, is answered in full with the new tag.
+    expect((await getWith(api.port, "/api/v1/inventory", "tok-a", { "if-none-match": '"other"' })).status).toBe(200);
+    const before = live;
+    live = liveKeys().map((k) => (k.metadata.name === "search" ? { ...k, status: { ...k.status, state: "Disabled" as const } } : k));
+    try {
+      const changed = await getWith(api.port, "/api/v1/inventory", "tok-a", { "if-none-match": first.etag! });
+      expect(changed.status).toBe(200);
+      expect(changed.etag).not.toBe(first.etag);
+      expect(changed.text).toContain('"Disabled"');
+    } finally {
+      live = before;
+    }
+  });
+
+  it("never answers 304 for a refused request, nor lends one caller's tag to another's answer", async () => {
+    const a = await getWith(api.port, "/api/v1/inventory", "tok-a");
+    expect((await getWith(api.port, "/api/v1/inventory?namespace=team-b", "tok-a", { "if-none-match": "*" })).status).toBe(403);
+    expect((await getWith(api.port, "/api/v1/inventory", "not-a-token", { "if-none-match": "*" })).status).toBe(401);
+    const b = await getWith(api.port, "/api/v1/inventory", "tok-b", { "if-none-match": a.etag! });
+    expect(b.status).toBe(200);
+    expect(b.etag).not.toBe(a.etag);
+  });
+
+  it("keeps an unranged inventory's answer, tag included, while only time passes; a ranged one names its range", async () => {
+    let clock = NOW;
+    const moving = await listenUsageApi({
+      address: "127.0.0.1:0",
+      queries: store.queries,
+      console: consoleSources({ request: <T>() => Promise.resolve({ items: policies } as T) }, () => live, 30 * DAY),
+      auth: new ApiAuth(reviewer, { audiences: [], cacheTtlMs: 0 }),
+      log: createLogger({ sink: () => {} }),
+      now: () => clock,
+    });
+    try {
+      const first = await getWith(moving.port, "/api/v1/inventory", "tok-a");
+      expect(JSON.parse(first.text)).not.toHaveProperty("since");
+      clock += 5000;
+      expect(await getWith(moving.port, "/api/v1/inventory", "tok-a", { "if-none-match": first.etag! })).toMatchObject({ status: 304, etag: first.etag });
+      const ranged = JSON.parse((await getWith(moving.port, `/api/v1/inventory?since=${iso(NOW - DAY)}`, "tok-a")).text) as { since?: string; until?: string };
+      expect(ranged).toMatchObject({ since: iso(NOW - DAY), until: iso(clock) });
+    } finally {
+      await moving.stop();
     }
   });
 });

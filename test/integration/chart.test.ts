@@ -1,6 +1,7 @@
 // The Helm chart: rendered by helm, every object accepted by the real apiserver
 // (server-side dry run), CRDs identical to crds/, RBAC identical to config/rbac/
-// (cluster-wide, or namespaced Roles with watchNamespaces), the admission policy of config/admission/.
+// (cluster-wide, or namespaced Roles with watchNamespaces), the tenant roles of config/rbac/tenant/,
+// the admission policy of config/admission/.
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { homedir } from "node:os";
@@ -16,6 +17,8 @@ const root = resolve(import.meta.dirname, "..", "..");
 const cache = process.env.KEYWARD_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "keyward");
 const helm = join(cache, "tools", "bin", "helm");
 const NS = "keyward-chart";
+/** The roles of config/rbac/tenant/ as the chart names them (release kw). */
+const TENANT_ROLES = ["kw-tenant", "kw-viewer"];
 
 let kc: KubeConfig;
 let rest: KubeRest;
@@ -237,13 +240,36 @@ describe("Helm chart", () => {
   });
 
   it("grants the same RBAC as config/rbac/", () => {
-    const rendered = render();
+    const rendered = render().filter((o) => !TENANT_ROLES.includes(o.metadata?.name ?? ""));
     const shipped = manifestsIn("config", "rbac");
     for (const kind of ["ClusterRole", "Role"]) {
       const a = rendered.filter((o) => o.kind === kind).map((o) => JSON.stringify((o as Role).rules)).sort();
       const b = shipped.filter((o) => o.kind === kind).map((o) => JSON.stringify((o as Role).rules)).sort();
       expect(a, kind).toEqual(b);
     }
+  });
+
+  it("renders the tenant and viewer roles of config/rbac/tenant/, unbound: ClusterRoles, or Roles in each watched namespace", async () => {
+    const shipped = manifestsIn("config", "rbac", "tenant");
+    const rulesOf = (name: string): unknown[] => (shipped.find((o) => o.metadata?.name === name) as Role).rules;
+    const cluster = render();
+    for (const [rendered, shippedName] of [["kw-tenant", "keyward-tenant"], ["kw-viewer", "keyward-viewer"]] as const) {
+      const role = cluster.find((o) => o.kind === "ClusterRole" && o.metadata?.name === rendered) as Role;
+      expect(role.rules, rendered).toEqual(rulesOf(shippedName));
+      await expect(rest.create(role, { dryRun: true }), rendered).resolves.toBeDefined();
+    }
+    // The viewer's rules name no Secret; the chart binds neither role to anybody.
+    expect(JSON.stringify(rulesOf("keyward-viewer"))).not.toContain("secrets");
+    const bound = cluster.filter((o) => o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding").map((o) => (o as KubernetesObject & { roleRef: { name: string } }).roleRef.name);
+    expect(bound.filter((n) => TENANT_ROLES.includes(n))).toEqual([]);
+    const namespaced = render("watchNamespaces={team-a,team-b}").filter((o) => TENANT_ROLES.includes(o.metadata?.name ?? ""));
+    expect(namespaced.map((o) => `${o.kind ?? ""} ${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`).sort()).toEqual([
+      "Role team-a/kw-tenant",
+      "Role team-a/kw-viewer",
+      "Role team-b/kw-tenant",
+      "Role team-b/kw-viewer",
+    ]);
+    expect(render("tenantRoles.create=false").filter((o) => TENANT_ROLES.includes(o.metadata?.name ?? ""))).toEqual([]);
   });
 
   it("with authz.usageApi.port: serves the usage API on the Service and grants config/rbac/usage-api/'s ClusterRole, with or without watchNamespaces", async () => {

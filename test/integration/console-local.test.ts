@@ -2,7 +2,7 @@
 // data plane's shipped RBAC and a seeded SQLite store; a tenant runs the console
 // (the real command, a child process) with a kubeconfig holding their
 // ServiceAccount's token. Through the local server the tenant sees their own
-// namespace's keys only; the other tenant's namespace and keys, the apiserver's
+// namespace's keys only (an unchanged inventory as a 304); the other tenant's namespace and keys, the apiserver's
 // other paths, requests without the session cookie and requests naming another
 // host are refused.
 import { spawn, type ChildProcess } from "node:child_process";
@@ -104,6 +104,16 @@ describe("keyward console --usage-url with a tenant's kubeconfig", () => {
       expect(r.body, view).not.toContain(nsB);
       expect(r.body, view).not.toContain("billing");
     }
+  });
+
+  it("relays the inventory's ETag, and the usage API's 304 for an If-None-Match that names it", async () => {
+    const first = await viaConsole("/api/v1/inventory");
+    const etag = first.headers.etag;
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/);
+    const again = await viaConsole("/api/v1/inventory", { "if-none-match": String(etag) });
+    expect(again).toMatchObject({ status: 304, body: "", headers: { etag } });
+    // Another answer (another namespace filter) is sent whole whatever tag is held.
+    expect((await viaConsole(`/api/v1/inventory?namespace=${nsA}&owner=alice`, { "if-none-match": String(etag) })).status).toBe(200);
   });
 
   it("refuses the other tenant's namespace and keys, by name or key id", async () => {

@@ -2,7 +2,8 @@
 // (test/support/console-fixture.ts), for what the real stack cannot be made to do on demand:
 // 10,000 keys, answers of 401, 403 and 503, a hidden tab. Each view in the documented shape;
 // the pages must render it, keep their state in the URL, work from the keyboard and never log an
-// error. The real stack (control plane, data plane, `keyward console`) is console.test.ts.
+// error, and ask again for an unchanged inventory with If-None-Match. The real stack (control
+// plane, data plane, `keyward console`) is console.test.ts.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -144,6 +145,18 @@ describe("console pages", () => {
     await other.close();
     await w.page.bringToFront();
     await eventually(() => (apiCalls("alerts").length >= hiddenAt + 2 ? true : undefined), 10_000, "polls again once shown");
+    expect(w.problems.splice(0)).toEqual([]);
+  });
+
+  it("asks for an unchanged inventory with If-None-Match: 304s without a body, and the page still shows every key", async () => {
+    const from = fx.answered.length;
+    await visit(w.page, `${fx.url}?refresh=1`);
+    await eventually(() => (fx.answered.slice(from).filter((a) => a === "inventory 304").length >= 2 ? true : undefined), 20_000, "two 304s");
+    // The first answer of the visit is whole; the polls after it only confirm it.
+    expect(fx.answered.slice(from).filter((a) => a.startsWith("inventory "))[0]).toBe("inventory 200");
+    expect(await text(w.page, "#summary")).toBe("10,000 keys, 200 with firing alerts.");
+    expect(await text(w.page, "#updated")).toMatch(/^updated \d\d:\d\d:\d\d$/);
+    expect(await count(w.page, "table.windowed tbody tr:not(.spacer)")).toBeGreaterThan(10);
     expect(w.problems.splice(0)).toEqual([]);
   });
 

@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
+import type { RequestOptions } from "node:http";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
@@ -230,6 +231,29 @@ describe("the usage API through the apiserver (aggregated API usage.keyward.dev)
       }
     });
   }
+
+  it("passes the ETag through, and If-None-Match to keyward: 304 for an unchanged inventory", async () => {
+    const kc = loadKubeConfig(kubeconfigs.tokenTenant);
+    const opts: RequestOptions = { headers: {} };
+    await kc.applyToHTTPSOptions(opts);
+    const server = new URL(kc.getCurrentCluster()?.server ?? "");
+    const get = (headers: Record<string, string>): Promise<{ status: number; etag: string | undefined; length: number }> =>
+      new Promise((ok, fail) => {
+        const req = request(new URL("/apis/usage.keyward.dev/v1alpha1/views/inventory", server), { ...opts, headers: { ...(opts.headers as Record<string, string>), ...headers } }, (res) => {
+          let length = 0;
+          res.on("data", (c: Buffer) => (length += c.length));
+          res.on("end", () => {
+            ok({ status: res.statusCode ?? 0, etag: res.headers.etag, length });
+          });
+        });
+        req.on("error", fail);
+        req.end();
+      });
+    const first = await get({});
+    expect(first.status).toBe(200);
+    expect(first.etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/);
+    expect(await get({ "if-none-match": first.etag ?? "" })).toEqual({ status: 304, etag: first.etag, length: 0 });
+  });
 
   it("gives a cluster admin every namespace", async () => {
     const r = await raw("admin", viewPath("keys"));

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { consoleRoutes } from "../../src/console/server.ts";
 import { ConsoleFiles } from "../../src/console/static.ts";
 import { API_PREFIX } from "../../src/console/views.ts";
+import { sendView } from "../../src/usage/api.ts";
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -205,12 +206,15 @@ export interface ConsoleFixture {
   overrides: Map<string, Answer>;
   /** API paths asked for, in order. */
   calls: string[];
+  /** The view and status of each answer, in order ("inventory 304"). */
+  answered: string[];
   close(): Promise<void>;
 }
 
 export async function startConsoleFixture(data: FixtureData): Promise<ConsoleFixture> {
   const overrides = new Map<string, Answer>();
   const calls: string[] = [];
+  const answered: string[] = [];
   // keyward's own page routing, files and security headers (CSP included); only the API is a stand-in
   const server: Server = createServer(
     consoleRoutes(new ConsoleFiles(), (req, res) => {
@@ -218,9 +222,15 @@ export async function startConsoleFixture(data: FixtureData): Promise<ConsoleFix
       const view = url.pathname.slice(API_PREFIX.length);
       calls.push(`${view}?${url.searchParams.toString()}`);
       const a = overrides.get(view) ?? answer(data, view, url.searchParams);
-      const body = JSON.stringify(a.body);
-      res.writeHead(a.status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "cache-control": "no-store" });
-      res.end(body);
+      if (a.status === 200) {
+        // As the usage API answers: tagged, and 304 for an If-None-Match that names the tag.
+        sendView(req, res, a.body);
+      } else {
+        const body = JSON.stringify(a.body);
+        res.writeHead(a.status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "cache-control": "no-store" });
+        res.end(body);
+      }
+      answered.push(`${view} ${String(res.statusCode)}`);
     }),
   );
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
@@ -230,6 +240,7 @@ export async function startConsoleFixture(data: FixtureData): Promise<ConsoleFix
     data,
     overrides,
     calls,
+    answered,
     close: () => new Promise<void>((ok) => { server.closeAllConnections(); server.close(() => { ok(); }); }),
   };
 }

@@ -123,6 +123,12 @@ function operatorRotates(secretLag: number): void {
   };
 }
 
+// The commands load @kubernetes/client-node on first use: seconds of module loading on a loaded
+// machine, paid once here rather than within the first test's 5 s.
+beforeAll(async () => {
+  await import("@kubernetes/client-node");
+}, 60_000);
+
 describe("rotate", () => {
   it("returns only once the status shows the new key and the Secret holds it, reading the Secret's metadata only", async () => {
     operatorRotates(4);

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiKey } from "../../api/types.ts";
 import { isKeywardError } from "../../errors.ts";
 import { revocationProgress, rotationProgress, waitUntil } from "./enforce.ts";
@@ -38,6 +38,12 @@ async function plugin(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ co
   const code = await runPlugin(argv, { out: (t) => (out += t), err: (t) => (err += t), env: { HOME: dir, ...env }, stdoutIsTTY: false, now: () => NOW });
   return { code, out, err };
 }
+
+// The commands load @kubernetes/client-node on first use: seconds of module loading on a loaded
+// machine, paid once here rather than within the first test's 5 s.
+beforeAll(async () => {
+  await import("@kubernetes/client-node");
+}, 60_000);
 
 describe("command line", () => {
   it("takes kubectl's global flags anywhere and one NAME", () => {

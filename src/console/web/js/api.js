@@ -47,7 +47,8 @@ export function apiBase() {
 /**
  * The usage API's answer: the range and scope it read, and its rows (`items`) or its one object
  * (`item`, for key and review); the inventory adds `total`.
- * @typedef {{ view: string, since: string, until: string, namespaces: string[] | "all", items?: unknown[], item?: unknown, total?: number }} Envelope
+ * (An inventory asked without since or until names no range.)
+ * @typedef {{ view: string, since?: string, until?: string, namespaces: string[] | "all", items?: unknown[], item?: unknown, total?: number }} Envelope
  */
 
 /**
@@ -75,21 +76,68 @@ export async function getItem(view, params) {
 }
 
 /**
- * GET one view; throws ApiError.
+ * The last answer of each URL the API tagged (ETag), to ask again with If-None-Match: a view that
+ * has not changed comes back as 304 without a body, and its held answer is reused. The few newest
+ * URLs only (a page polls a handful).
+ */
+export class HeldAnswers {
+  /** @type {Map<string, { etag: string, body: Envelope }>} */
+  #held = new Map();
+  #max;
+
+  /** @param {number} max URLs held at most */
+  constructor(max) {
+    this.#max = max;
+  }
+
+  /** @param {string} url @returns {{ etag: string, body: Envelope } | undefined} */
+  get(url) {
+    return this.#held.get(url);
+  }
+
+  /** @param {string} url @param {string} etag @param {Envelope} body */
+  set(url, etag, body) {
+    this.#held.delete(url);
+    this.#held.set(url, { etag, body });
+    for (const oldest of this.#held.keys()) {
+      if (this.#held.size <= this.#max) break;
+      this.#held.delete(oldest);
+    }
+  }
+
+  get size() {
+    return this.#held.size;
+  }
+}
+
+const held = new HeldAnswers(16);
+
+/**
+ * GET one view; throws ApiError. An answer the API tagged is asked for again with If-None-Match,
+ * and a 304 gives back the same Envelope object as before (callers may compare them to skip work).
  * @param {string} view
  * @param {URLSearchParams} params
  * @param {AbortSignal} [signal]
+ * @param {{ fetch: typeof fetch, held: HeldAnswers }} [io] for tests
  * @returns {Promise<Envelope>}
  */
-export async function getView(view, params, signal) {
+export async function getView(view, params, signal, io = { fetch: (...args) => fetch(...args), held }) {
   const url = new URL(view, apiBase());
   url.search = params.toString();
+  const key = url.href;
+  const mine = io.held.get(key);
+  /** @type {Record<string, string>} */
+  const headers = { accept: "application/json", ...(mine ? { "if-none-match": mine.etag } : {}) };
   /** @type {Response} */
   let res;
   try {
-    res = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin", ...(signal ? { signal } : {}) });
+    res = await io.fetch(url, { headers, credentials: "same-origin", ...(signal ? { signal } : {}) });
   } catch (err) {
     throw new ApiError(0, err instanceof Error ? err.message : String(err), view);
+  }
+  if (res.status === 304) {
+    if (mine) return mine.body;
+    throw new ApiError(304, "the answer was not modified, but none is held", view);
   }
   const text = await res.text();
   /** @type {unknown} */
@@ -104,5 +152,8 @@ export async function getView(view, params, signal) {
     throw new ApiError(res.status, detail, view);
   }
   if (body === null || typeof body !== "object") throw new ApiError(res.status, "the answer is not a JSON object", view);
-  return /** @type {Envelope} */ (body);
+  const envelope = /** @type {Envelope} */ (body);
+  const etag = res.headers.get("etag");
+  if (etag) io.held.set(key, etag, envelope);
+  return envelope;
 }

@@ -83,10 +83,15 @@ export function mountKeys(host, { params, filters }) {
   });
 
   return async () => {
-    items = /** @type {InventoryItem[]} */ (await getItems("inventory", compactParams({ ...filters })));
+    const next = /** @type {InventoryItem[]} */ (await getItems("inventory", compactParams({ ...filters })));
+    // An unchanged inventory (304) is the same array: the namespaces it offers are too.
+    const changed = next !== items;
+    items = next;
     now = Date.now();
-    const namespaces = [...new Set(items.map((k) => k.namespace))].sort();
-    replace(byId("namespaces"), namespaces.map((n) => h("option", { value: n })));
+    if (changed) {
+      const namespaces = [...new Set(items.map((k) => k.namespace))].sort();
+      replace(byId("namespaces"), namespaces.map((n) => h("option", { value: n })));
+    }
     render();
   };
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
+import { getView, HeldAnswers } from "./api.js";
 import { csvCell, reviewCsv, toCsv } from "./csv.js";
 import { compactParams, filterProblems, parseTime, readFilters, readSort, readView, stepFor, viewHref } from "./filters.js";
 import { formatCount, formatDateTime, formatLabels, formatMicros, formatRelative } from "./format.js";
@@ -256,5 +257,57 @@ describe("polling", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe("conditional requests to the usage API", () => {
+  const envelope = (names: string[]) => ({ view: "inventory", namespaces: ["team-a"], total: names.length, items: names.map((name) => ({ name })) });
+
+  /** getView against scripted answers; the headers of each request it sent. */
+  async function withAnswers(answers: Response[], fn: (get: () => ReturnType<typeof getView>, sent: Record<string, string>[], held: HeldAnswers) => Promise<void>): Promise<void> {
+    vi.stubGlobal("document", { querySelector: () => null, baseURI: "http://127.0.0.1:9/" });
+    try {
+      const held = new HeldAnswers(2);
+      const sent: Record<string, string>[] = [];
+      const fake = (_url: URL | RequestInfo, init?: RequestInit): Promise<Response> => {
+        sent.push({ ...(init?.headers as Record<string, string>) });
+        const next = answers.shift();
+        return next ? Promise.resolve(next) : Promise.reject(new Error("no more answers"));
+      };
+      await fn(() => getView("inventory", new URLSearchParams({ namespace: "team-a" }), undefined, { fetch: fake, held }), sent, held);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  }
+
+  it("asks again with the ETag it holds and gives back the same answer on 304; a new answer replaces it", async () => {
+    const json = (body: unknown, etag: string) => new Response(JSON.stringify(body), { status: 200, headers: { etag } });
+    await withAnswers([json(envelope(["a", "b"]), '"one"'), new Response(null, { status: 304, headers: { etag: '"one"' } }), json(envelope(["a"]), '"two"'), new Response(null, { status: 304 })], async (get, sent) => {
+      const first = await get();
+      expect(sent[0]).not.toHaveProperty("if-none-match");
+      const second = await get();
+      expect(sent[1]).toMatchObject({ "if-none-match": '"one"' });
+      // The very object: the keys page skips rebuilding what depends on it.
+      expect(second).toBe(first);
+      const third = await get();
+      expect(third.items).toEqual([{ name: "a" }]);
+      await get();
+      expect(sent[3]).toMatchObject({ "if-none-match": '"two"' });
+    });
+  });
+
+  it("sends no If-None-Match for an answer without an ETag, and refuses a 304 it holds nothing for", async () => {
+    await withAnswers([new Response(JSON.stringify(envelope(["a"])), { status: 200 }), new Response(null, { status: 304 })], async (get, sent, held) => {
+      await get();
+      expect(held.size).toBe(0);
+      await expect(get()).rejects.toMatchObject({ name: "ApiError", status: 304 });
+      expect(sent[1]).not.toHaveProperty("if-none-match");
+    });
+  });
+
+  it("holds the newest URLs only", () => {
+    const held = new HeldAnswers(2);
+    for (const u of ["a", "b", "c"]) held.set(u, `"${u}"`, { view: "v", namespaces: "all" });
+    expect([held.get("a"), held.get("b")?.etag, held.get("c")?.etag]).toEqual([undefined, '"b"', '"c"']);
   });
 });
