@@ -3,7 +3,9 @@
 // `keyward authz` and `keyward run`.
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { KeyIndex } from "../index/keys.ts";
-import { CollectionWatch, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
+import { CollectionWatch, sameForm, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
+import type { ApiKeyWatch } from "../apikeys/watch.ts";
+import { apiKeyRef, indexView } from "../apikeys/views.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
@@ -23,7 +25,7 @@ import type { ResponseOptions } from "./response.ts";
 import { IndexStaleness } from "./staleness.ts";
 import { checkProof } from "./check-proof.ts";
 import { loadProofKeys } from "../accesslog/proof.ts";
-import { apiKeyRef, indexView, policyView } from "./views.ts";
+import { policyView } from "./views.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
@@ -39,10 +41,11 @@ export interface AuthzDeps extends RoleDeps {
   listenWhenSynced?: boolean;
   /**
    * An ApiKey watch shared with usage in this process (one list and one watch for both, ADR
-   * 0034); its cache keeps at least indexView's fields, as the index hears every cached key as
-   * an "add" when it joins. Default: the data plane's own, caching references only.
+   * 0034; src/apikeys/watch.ts): its records hold what the index reads, as the index hears
+   * every cached key as an "add" when it joins. Default: the data plane's own, caching
+   * references only.
    */
-  apiKeys?: CollectionWatch<ApiKey>;
+  apiKeys?: ApiKeyWatch;
 }
 
 export interface AuthzHandle {
@@ -146,7 +149,8 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       resyncMs: config.watchResync,
       onLifecycle: lifecycle(plural),
       onChange: apply,
-      ...view,
+      transform: view.transform,
+      form: sameForm(view.keep),
     });
   const applyKey = (type: ChangeType, obj: ApiKey): void => {
     keys.apply(type, obj);
