@@ -117,16 +117,27 @@ describe("the ApiKey record", () => {
     expect(recordOf(delivered(listed("c").ak)).labels).not.toBe(a.labels);
   });
 
-  it("hands readers copies of what records share", () => {
+  it("hands readers its own parts, frozen: a reader that changes one throws, and the record stays as it was", () => {
     const pool = new ValuePool();
     const r = recordOf(delivered(listed().ak), pool);
     const ak = apiKeyOf(r);
-    ak.metadata.labels!.tier = "free";
-    ak.spec.scopes!.push("admin");
-    ak.spec.limits!.quota!.requests = 1;
+    expect(() => {
+      ak.metadata.labels!.tier = "free";
+    }).toThrow(TypeError);
+    expect(() => ak.spec.scopes!.push("admin")).toThrow(TypeError);
+    expect(() => {
+      ak.spec.limits!.quota!.requests = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      ak.status!.keys![0]!.state = "grace";
+    }).toThrow(TypeError);
+    expect(() => {
+      (r as { owner: string }).owner = "mallory";
+    }).toThrow(TypeError);
     expect(r.labels).toEqual({ tier: "pro" });
     expect(r.scopes).toEqual(["orders:read", "orders:write"]);
     expect(r.limits?.quota?.requests).toBe(1000);
+    expect(r.owner).toBe("team-a");
   });
 
   it("keeps an ApiKey without status without one", () => {

@@ -42,11 +42,19 @@ export interface ApiKeyRecord {
 /** Entries a pool holds at most; past that it starts over, so values of deleted ApiKeys cannot pile up. */
 const POOL_MAX = 4096;
 
+/** `v`, and every object and array in it, frozen. */
+function deepFreeze<V>(v: V): V {
+  if (typeof v === "object" && v !== null && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
+
 /**
  * Hands out one copy of each repeated value: strings by content, and small objects and
- * arrays (labels, scopes, limits) by their JSON. Bounded: past POOL_MAX entries it starts
- * over, which only costs sharing, never correctness. What it hands out is shared between
- * records, so no reader may change it.
+ * arrays (labels, scopes, limits) by their JSON, frozen, as records share them. Bounded: past
+ * POOL_MAX entries it starts over, which only costs sharing, never correctness.
  */
 export class ValuePool {
   private strings = new Map<string, string>();
@@ -67,33 +75,33 @@ export class ValuePool {
     const have = this.values.get(content);
     if (have !== undefined) return have as V;
     if (this.values.size >= POOL_MAX) this.values = new Map();
-    this.values.set(content, v);
+    this.values.set(content, deepFreeze(v));
     return v;
   }
 }
 
-/** A key version with its fields alone, its repeated strings shared. */
+/** A key version with its fields alone, its repeated strings shared; frozen. */
 function keyVersion(v: KeyVersion, pool: ValuePool | undefined): KeyVersion {
   const out: KeyVersion = { id: v.id, hash: v.hash, state: pool ? pool.string(v.state) : v.state };
   if (v.createdAt !== undefined) out.createdAt = pool ? pool.string(v.createdAt) : v.createdAt;
   if (v.expiresAt !== undefined) out.expiresAt = v.expiresAt;
-  return out;
+  return Object.freeze(out);
 }
 
 /**
- * The record of `ak`: what the readers above read, nothing else. With `pool`, repeated
- * values are shared with other records; strings a record holds twice (the current key
- * id, a keyHash equal to a version's hash) are held once.
+ * The record of `ak`: what the readers above read, nothing else, frozen with what it holds
+ * (readers share it). With `pool`, repeated values are shared with other records; strings a
+ * record holds twice (the current key id, a keyHash equal to a version's hash) are held once.
  */
 export function recordOf(ak: ApiKey, pool?: ValuePool): ApiKeyRecord {
   const m = ak.metadata;
   const s = ak.spec;
   const st = ak.status;
-  const keys = st?.keys?.map((v) => keyVersion(v, pool));
+  const keys = st?.keys && Object.freeze(st.keys.map((v) => keyVersion(v, pool)));
   const sameAs = (x: string | undefined, pick: (v: KeyVersion) => string): string | undefined => (x === undefined ? undefined : (keys?.map(pick).find((y) => y === x) ?? x));
-  const p = <V>(v: V | undefined): V | undefined => (pool ? pool.value(v) : v);
+  const p = <V>(v: V | undefined): V | undefined => (pool ? pool.value(v) : deepFreeze(v));
   const str = <S extends string | undefined>(v: S): S => (pool ? pool.string(v) : v);
-  return {
+  return Object.freeze({
     namespace: str(m.namespace),
     name: m.name,
     uid: m.uid,
@@ -114,50 +122,45 @@ export function recordOf(ak: ApiKey, pool?: ValuePool): ApiKeyRecord {
     currentKeyId: sameAs(st?.currentKeyId, (v) => v.id),
     lastRotationAt: st?.lastRotationAt,
     keys,
-    usage: st?.usage,
-  };
-}
-
-/** `o` without the fields whose value is undefined. */
-function defined<T extends object>(o: T): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out as T;
+    usage: st?.usage && deepFreeze(st.usage),
+  });
 }
 
 /**
- * An ApiKey holding what the record holds (copies of its shared parts): what a reader that
- * reads ApiKeys is handed, the key index joining a watch that has listed, the console.
+ * An ApiKey holding what the record holds: what a reader that reads ApiKeys is handed, the key
+ * index joining a watch that has listed, the console. Its parts are the record's own, frozen
+ * (the types say otherwise: an ApiKey's are not read-only); a reader that changed one would
+ * throw. Fields the record does not hold are undefined; one shape for every ApiKey it makes.
  */
 export function apiKeyOf(r: ApiKeyRecord): ApiKey {
-  const spec: ApiKeySpec = defined({
+  const spec: ApiKeySpec = {
     owner: r.owner,
-    scopes: r.scopes && [...r.scopes],
+    scopes: r.scopes as string[] | undefined,
     expiresAt: r.expiresAt,
     disabled: r.disabled,
-    limits: r.limits && (structuredClone(r.limits) as Limits),
-    allowedSources: r.allowedSources && [...r.allowedSources],
-    rotation: r.rotation && { ...r.rotation },
+    limits: r.limits,
+    allowedSources: r.allowedSources as string[] | undefined,
+    rotation: r.rotation,
     keyHash: r.keyHash,
-    existingSecret: r.existingSecret && { ...r.existingSecret },
-  });
-  const ak: ApiKey = {
+    existingSecret: r.existingSecret,
+  };
+  const status: ApiKeyStatus | undefined = r.hasStatus
+    ? { state: r.state, currentKeyId: r.currentKeyId, lastRotationAt: r.lastRotationAt, keys: r.keys as KeyVersion[] | undefined, usage: r.usage }
+    : undefined;
+  return {
     apiVersion: API_VERSION,
     kind: "ApiKey",
-    metadata: defined({
+    metadata: {
       name: r.name,
       namespace: r.namespace,
       uid: r.uid,
       resourceVersion: r.resourceVersion,
-      labels: r.labels && { ...r.labels },
+      labels: r.labels,
       creationTimestamp: r.createdAt as unknown as Date | undefined,
-    }),
+    },
     spec,
+    status,
   };
-  if (r.hasStatus) {
-    ak.status = defined<ApiKeyStatus>({ state: r.state, currentKeyId: r.currentKeyId, lastRotationAt: r.lastRotationAt, keys: r.keys?.map((v) => ({ ...v })), usage: r.usage });
-  }
-  return ak;
 }
 
 /** The form of a cache of ApiKeys that keeps records (src/k8s/informer.ts), sharing values through one pool. */
