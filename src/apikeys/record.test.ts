@@ -140,6 +140,16 @@ describe("the ApiKey record", () => {
     expect(r.owner).toBe("team-a");
   });
 
+  it("bounds its pool: past 4,096 distinct values it starts over instead of growing", () => {
+    const pool = new ValuePool();
+    const first = { team: "x" };
+    expect(pool.value(first)).toBe(first);
+    expect(pool.value({ team: "x" })).toBe(first);
+    for (let i = 0; i < 4096; i++) pool.value({ team: `t${i}` });
+    const again = { team: "x" };
+    expect(pool.value(again)).toBe(again);
+  });
+
   it("keeps an ApiKey without status without one", () => {
     const { ak } = listed();
     delete ak.status;
