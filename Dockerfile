@@ -9,6 +9,9 @@ RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && rm -rf node_module
 FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
+# Two malloc arenas instead of glibc's eight per core: the threads V8 and libuv start would each
+# keep an arena of their own, about 10 MiB of RSS that is never returned (ADR 0054).
+ENV MALLOC_ARENA_MAX=2
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json NOTICE ./
 COPY src ./src

@@ -24,6 +24,7 @@ export const LAYERS = [
       alerts: "usage alerts from the analytics store: the rules, the one elected evaluator, Events, Alertmanager",
       analytics: "the analytics store: per-request rows and daily rollups on SQLite or PostgreSQL, the batched writer, the queries",
       check: "the check vocabulary: CheckInput, Decision, reasons, the client address, path rules, and the usage event of a check",
+      apikeys: "the ApiKey watch usage and the data plane share, its views, and the compact record its cache keeps of each ApiKey",
       accesslog: "the Envoy Access Log Service receiver that usage starts",
       console: "the web console: its pages, the server that serves them, and the local server of `keyward console`",
       deps: "what main.ts hands every role (RoleDeps)",

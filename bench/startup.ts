@@ -12,8 +12,11 @@
 // operator, and `operator` measures a restart against keys it has already issued. Each role
 // is started `runs` times as `node src/main.ts <role>`; from the spawn the bench times /readyz
 // answering 200 and (authz, run) the first allowed Check over gRPC, then runs two full
-// collections through the inspector and reads VmRSS once it has settled. Node's compile cache is off unless --compile-cache (the chart's pods cannot
-// write one). Medians are reported; JSON on stdout when run alone.
+// collections through the inspector and reads VmRSS once it has settled. Each runs as the
+// chart's pods run it: the image's environment (the Dockerfile's ENV, MALLOC_ARENA_MAX among
+// it, ADR 0054), `authz` with the chart's NODE_OPTIONS (authz.nodeOptions), and Node's compile
+// cache off unless --compile-cache (the chart's pods cannot write one). Medians are reported;
+// JSON on stdout when run alone.
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
@@ -29,6 +32,8 @@ import { createNamespace, pool, startControlPlane } from "./apiserver.ts";
 import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts";
 import { cpuSeconds, repoRoot } from "./lib/proc.ts";
 import type { ViewCost } from "./views.ts";
+import { chartNodeOptions } from "./check.ts";
+import { imageEnv } from "./lib/image-env.ts";
 
 export type Role = "authz" | "operator" | "run";
 
@@ -248,8 +253,15 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
     "--log-level", "warn",
   ];
   const t0 = performance.now();
-  // Without Node's compile cache by default, as in the chart's pods (read-only root filesystem).
-  const env = compileCache ? process.env : { ...process.env, NODE_DISABLE_COMPILE_CACHE: "1" };
+  // As the chart's pods run it: with the image's environment (the Dockerfile's ENV), without
+  // Node's compile cache by default (read-only root filesystem), and `authz` with the chart's
+  // NODE_OPTIONS (authz.nodeOptions in values.yaml).
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...imageEnv(),
+    ...(compileCache ? {} : { NODE_DISABLE_COMPILE_CACHE: "1" }),
+    ...(role === "authz" ? { NODE_OPTIONS: chartNodeOptions().join(" ") } : {}),
+  };
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], cwd: repoRoot, env });
   const exited = new Promise<number | null>((r) => {
     child.once("exit", (code) => {

@@ -5,9 +5,9 @@
 //   node --expose-gc bench/views.ts [--keys 20000]
 import { parseArgs } from "node:util";
 import type { ApiKey } from "../src/api/types.ts";
-import { apiKeyRef, indexView } from "../src/authz/views.ts";
+import { apiKeyRef, indexView, usageView } from "../src/apikeys/views.ts";
+import { recordOf, ValuePool } from "../src/apikeys/record.ts";
 import { operatorView } from "../src/operator/view.ts";
-import { usageView } from "../src/usage/view.ts";
 import { unionOfViews } from "../src/k8s/views.ts";
 import { apiKeyObject } from "./lib/fixture.ts";
 
@@ -35,18 +35,21 @@ export function viewCosts(n: number): ViewCost[] {
   const gc = globalThis.gc;
   if (!gc) throw new Error("run with node --expose-gc");
   const texts = Array.from({ length: n }, (_, i) => listed(i));
-  const views: [string, (ak: ApiKey) => ApiKey][] = [
+  const pool = new ValuePool();
+  const shared = unionOfViews(indexView, usageView);
+  const views: [string, (ak: ApiKey) => unknown][] = [
     ["whole object", (ak) => ak],
     ["operator (operatorView)", operatorView],
     ["usage (usageView)", usageView],
     ["index, delivered (indexView)", indexView],
     ["index, cached (apiKeyRef)", (ak) => apiKeyRef(indexView(ak))],
-    ["data plane's shared watch, cached (index ∪ usage)", unionOfViews(indexView, usageView)],
+    ["index ∪ usage as an object (the shared watch's cache before ADR 54)", shared],
+    ["data plane's shared watch, cached (its record, ADR 54)", (ak) => recordOf(shared(ak), pool)],
   ];
   return views.map(([view, f]) => {
     gc();
     const before = process.memoryUsage().heapUsed;
-    const cache = new Map<string, ApiKey>();
+    const cache = new Map<string, unknown>();
     for (const t of texts) {
       const ak = JSON.parse(t) as ApiKey;
       cache.set(`${ak.metadata.namespace}/${ak.metadata.name}`, f(ak));

@@ -16,8 +16,6 @@ import { Lifecycle } from "./lifecycle/lifecycle.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
 import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
 import type { UsageHandle } from "./usage/service.ts";
-import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "./api/types.ts";
-import type { CollectionWatch } from "./k8s/informer.ts";
 import type { AnalyticsStore } from "./analytics/store.ts";
 
 const USAGE = `keyward: API keys as Kubernetes resources
@@ -93,35 +91,14 @@ async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usag
   await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, live: () => usage.apiKeys(), log: s.log.child({ component: "usage-api" }) }));
 }
 
-/**
- * The one ApiKey watch of usage and the data plane when both run in this process (ADR 0034):
- * one list and one watch, each key cut on arrival to what the index and usage read.
- */
-async function sharedApiKeyWatch(s: Serving, rest: KubeRest): Promise<CollectionWatch<ApiKey>> {
-  const [{ CollectionWatch }, { indexView }, { usageView }, { unionOfViews }] = await Promise.all([
-    import("./k8s/informer.ts"),
-    import("./authz/views.ts"),
-    import("./usage/view.ts"),
-    import("./k8s/views.ts"),
-  ]);
-  const { config } = s;
-  return new CollectionWatch<ApiKey>(s.kc, rest, {
-    apiPrefix: `/apis/${API_VERSION}`,
-    plural: APIKEY_PLURAL,
-    namespaces: config.namespaces,
-    staleAfterMs: config.watchStaleAfter,
-    resyncMs: config.watchResync,
-    transform: unionOfViews(indexView, usageView),
-  });
-}
-
 /** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
 async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
   const { startUsage } = await import("./usage/service.ts");
   // Usage has its own client, so its status writes never delay the data plane's watches.
   const usageRest = roleClient(s, "usage");
   const rest = workers > 1 ? undefined : roleClient(s, "authz");
-  const apiKeys = rest && (await sharedApiKeyWatch(s, rest));
+  // One ApiKey watch for usage and the data plane when both run in this process (src/apikeys).
+  const apiKeys = rest && (await import("./apikeys/watch.ts")).sharedApiKeyWatch({ kc: s.kc, rest, config: s.config });
   const analytics = await startAnalyticsStore(s);
   const usage = await s.lc.start("usage", () =>
     startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, apiKeys, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),

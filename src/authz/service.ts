@@ -3,12 +3,14 @@
 // `keyward authz` and `keyward run`.
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
 import { KeyIndex } from "../index/keys.ts";
-import { CollectionWatch, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
+import { CollectionWatch, sameForm, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
+import type { ApiKeyWatch } from "../apikeys/watch.ts";
+import { apiKeyRef, indexView } from "../apikeys/views.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import { TlsSource } from "../tls/source.ts";
-import { openLimitStore } from "../limits/store.ts";
+import { openLimitStore, type LimitStore } from "../limits/store.ts";
 import { registerUnknownKeyMetrics, UnknownKeyGuard } from "./bruteforce.ts";
 import { Checker } from "./check.ts";
 import { decisionRecorder, type DecisionListener, type Front } from "./decisions.ts";
@@ -16,14 +18,14 @@ import { h2ViolationCounter } from "../grpc/metrics.ts";
 import type { H2Limits } from "../h2/limits.ts";
 import { startGrpcFront, type GrpcFront, type GrpcTransport } from "./ext-authz-grpc.ts";
 import { HTTP_PROXIES, startHttpFront, type HttpFront, type HttpProxy } from "./http.ts";
-import { createAuthzMetrics } from "./metrics.ts";
+import { createAuthzMetrics, type AuthzMetrics } from "./metrics.ts";
 import { parseHostAssignments } from "../policy/hosts.ts";
 import { PolicyIndex } from "../policy/policy.ts";
-import type { ResponseOptions } from "./response.ts";
-import { IndexStaleness } from "./staleness.ts";
+import type { FrontOptions } from "./front.ts";
+import { IndexStaleness, type StalenessSource } from "./staleness.ts";
 import { checkProof } from "./check-proof.ts";
 import { loadProofKeys } from "../accesslog/proof.ts";
-import { apiKeyRef, indexView, policyView } from "./views.ts";
+import { policyView } from "./views.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
@@ -39,10 +41,11 @@ export interface AuthzDeps extends RoleDeps {
   listenWhenSynced?: boolean;
   /**
    * An ApiKey watch shared with usage in this process (one list and one watch for both, ADR
-   * 0034); its cache keeps at least indexView's fields, as the index hears every cached key as
-   * an "add" when it joins. Default: the data plane's own, caching references only.
+   * 0034; src/apikeys/watch.ts): its records hold what the index reads, as the index hears
+   * every cached key as an "add" when it joins. Default: the data plane's own, caching
+   * references only.
    */
-  apiKeys?: CollectionWatch<ApiKey>;
+  apiKeys?: ApiKeyWatch;
 }
 
 export interface AuthzHandle {
@@ -91,24 +94,19 @@ function h2LimitsOf(config: AuthzDeps["config"]): Partial<H2Limits> {
   };
 }
 
-export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
-  const { config, kc, rest, registry } = deps;
-  const log = deps.log;
-  const now = deps.now ?? Date.now;
-  const keys = new KeyIndex({
-    onInvalid: (ref, what) => {
-      log.warn("ApiKey partly ignored", { apikey: ref, problem: what });
-    },
-  });
-  const policies = new PolicyIndex(parseHostAssignments(config.hostOwners));
-  const limits = await openLimitStore(config, log, registry, now);
-  const { limiter } = limits;
-  const metrics = createAuthzMetrics(registry, {
-    keys: () => keys.size,
-    apiKeys: () => keys.apiKeyCount,
-    policies: () => policies.table.policyCount,
-  });
-  const unknownKeys = new UnknownKeyGuard({
+/** The check path's parts: the key index, the policy table, the limits store, the metrics, and the Checker over them with the unknown-key guard. */
+interface CheckPath {
+  keys: KeyIndex;
+  policies: PolicyIndex;
+  limits: LimitStore;
+  metrics: AuthzMetrics;
+  checker: Checker;
+}
+
+/** The unknown-key guard (bruteforce.ts) as configured, its metrics registered. */
+function unknownKeyGuard(deps: AuthzDeps, now: () => number): UnknownKeyGuard {
+  const { config } = deps;
+  const guard = new UnknownKeyGuard({
     threshold: config.unknownKeyThreshold,
     windowMs: config.unknownKeyWindow,
     cooldownMs: config.unknownKeyCooldown,
@@ -119,24 +117,49 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     xffTrustedHops: config.xffTrustedHops,
     now,
   });
-  registerUnknownKeyMetrics(registry, unknownKeys);
-  const checker = new Checker({ keys, policies, limiter, now, xffTrustedHops: config.xffTrustedHops, unknownKeys });
-  const proofKeys = config.accessLogProofKeyFile ? await loadProofKeys(config.accessLogProofKeyFile) : undefined;
-  const response: ResponseOptions = { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm };
+  registerUnknownKeyMetrics(deps.registry, guard);
+  return guard;
+}
 
-  let grpcFront: GrpcFront | undefined;
-  const notify = (): void => {
-    grpcFront?.notifyHealth();
-  };
+/** The check path, empty: the watches fill its index and policy table. */
+async function openCheckPath(deps: AuthzDeps, now: () => number): Promise<CheckPath> {
+  const { config, log, registry } = deps;
+  const keys = new KeyIndex({
+    onInvalid: (ref, what) => {
+      log.warn("ApiKey partly ignored", { apikey: ref, problem: what });
+    },
+  });
+  const policies = new PolicyIndex(parseHostAssignments(config.hostOwners));
+  const limits = await openLimitStore(config, log, registry, now);
+  const metrics = createAuthzMetrics(registry, {
+    keys: () => keys.size,
+    apiKeys: () => keys.apiKeyCount,
+    policies: () => policies.table.policyCount,
+  });
+  const checker = new Checker({ keys, policies, limiter: limits.limiter, now, xffTrustedHops: config.xffTrustedHops, unknownKeys: unknownKeyGuard(deps, now) });
+  return { keys, policies, limits, metrics, checker };
+}
+
+/** A watch that fills the check path: whether it has listed, its informers (staleness), start and stop. */
+interface IndexWatch {
+  readonly synced: boolean;
+  readonly informers: readonly StalenessSource[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The ApiKey watch (usage's shared one, or the data plane's own, caching references only) and
+ * the ApiKeyPolicy watch, each change applied to the index or the policy table at once, each
+ * cut on arrival to what they read (views); every lifecycle event counted and told to `notify`.
+ */
+function indexWatches(deps: AuthzDeps, path: CheckPath, notify: () => void): readonly [IndexWatch, IndexWatch] {
+  const { config, kc, rest, log } = deps;
   const lifecycle = (plural: string) => (event: LifecycleEvent, err?: unknown): void => {
-    metrics.watchEvents.inc({ resource: plural, event });
+    path.metrics.watchEvents.inc({ resource: plural, event });
     if (event === "error" || event === "handler_error") log.warn("watch problem", { resource: plural, event, err });
     notify();
   };
-  /**
-   * A watched collection whose every event goes to `apply` at once; each object cut to what
-   * `apply` reads on arrival, and the cache keeping only what `keep` returns (views.ts).
-   */
   const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, apply: (type: ChangeType, obj: T) => void, view: { transform: (obj: T) => T; keep?: (obj: T) => T }): CollectionWatch<T> =>
     new CollectionWatch<T>(kc, rest, {
       apiPrefix: `/apis/${API_VERSION}`,
@@ -146,80 +169,108 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       resyncMs: config.watchResync,
       onLifecycle: lifecycle(plural),
       onChange: apply,
-      ...view,
+      transform: view.transform,
+      form: sameForm(view.keep),
     });
   const applyKey = (type: ChangeType, obj: ApiKey): void => {
-    keys.apply(type, obj);
-    if (type === "delete") limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+    path.keys.apply(type, obj);
+    if (type === "delete") path.limits.limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
   };
   deps.apiKeys?.listen({ onChange: applyKey, onLifecycle: lifecycle(APIKEY_PLURAL) });
-  const informers = [
-    deps.apiKeys ?? watch<ApiKey>(APIKEY_PLURAL, applyKey, { transform: indexView, keep: apiKeyRef }),
-    watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, (type, obj) => {
-      policies.apply(type, obj);
-    }, { transform: policyView }),
-  ] as const;
-  const ready = (): boolean => informers.every((i) => i.synced);
+  const applyPolicy = (type: ChangeType, obj: ApiKeyPolicy): void => {
+    path.policies.apply(type, obj);
+  };
+  return [deps.apiKeys ?? watch<ApiKey>(APIKEY_PLURAL, applyKey, { transform: indexView, keep: apiKeyRef }), watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, applyPolicy, { transform: policyView })];
+}
+
+/** How old the index is (--max-index-staleness), registered as a metric; `indexStale` only when checks fail closed on it. */
+function indexStaleness(deps: AuthzDeps, [apiKeys, policies]: readonly [IndexWatch, IndexWatch]): { staleness: IndexStaleness; indexStale: (() => boolean) | undefined } {
   const staleness = new IndexStaleness({
     resources: [
-      { resource: APIKEY_PLURAL, sources: informers[0].informers },
-      { resource: APIKEYPOLICY_PLURAL, sources: informers[1].informers },
+      { resource: APIKEY_PLURAL, sources: apiKeys.informers },
+      { resource: APIKEYPOLICY_PLURAL, sources: policies.informers },
     ],
-    maxMs: config.maxIndexStaleness,
+    maxMs: deps.config.maxIndexStaleness,
   });
-  staleness.register(registry);
-  const indexStale = config.maxIndexStaleness > 0 ? (): boolean => staleness.stale : undefined;
+  staleness.register(deps.registry);
+  return { staleness, indexStale: deps.config.maxIndexStaleness > 0 ? (): boolean => staleness.stale : undefined };
+}
 
-  const onDecision = (front: Front) => decisionRecorder({ front, metrics, log, listener: deps.onDecision });
-  const onError = (err: unknown): void => {
-    log.error("check failed; denied", { err });
+/** The gRPC front, and the HTTP front when --http-auth-address and its proxy are set; on a failure, what started is stopped. */
+async function startFronts(deps: AuthzDeps, path: CheckPath, shared: Pick<FrontOptions, "ready" | "indexStale" | "tls">, now: () => number): Promise<{ grpc: GrpcFront; http: HttpFront | undefined }> {
+  const { config, log } = deps;
+  const proofKeys = config.accessLogProofKeyFile ? await loadProofKeys(config.accessLogProofKeyFile) : undefined;
+  const onDecision = (front: Front) => decisionRecorder({ front, metrics: path.metrics, log, listener: deps.onDecision });
+  const common = {
+    ...shared,
+    checker: path.checker,
+    response: { keyIdHeader: config.keyIdHeader.toLowerCase(), ownerHeader: config.ownerHeader.toLowerCase(), realm: config.authRealm },
+    onError: (err: unknown): void => {
+      log.error("check failed; denied", { err });
+    },
   };
-
-  const tls = await openTls(config, log);
-  if (deps.listenWhenSynced) await Promise.all(informers.map((i) => i.start()));
-  let httpFront: HttpFront | undefined;
+  const grpc = await startGrpcFront({
+    ...common,
+    address: config.grpcAddress,
+    transport: config.grpcTransport as GrpcTransport,
+    h2Limits: h2LimitsOf(config),
+    onViolation: h2ViolationCounter(deps.registry),
+    onDecision: onDecision("grpc"),
+    ...(proofKeys ? { proof: checkProof(proofKeys[0] as Buffer, now) } : {}),
+  });
   try {
-    grpcFront = await startGrpcFront({
-      address: config.grpcAddress,
-      transport: config.grpcTransport as GrpcTransport,
-      h2Limits: h2LimitsOf(config),
-      onViolation: h2ViolationCounter(registry),
-      checker,
-      response,
-      ready,
-      indexStale,
-      onDecision: onDecision("grpc"),
-      onError,
-      tls,
-      ...(proofKeys ? { proof: checkProof(proofKeys[0] as Buffer, now) } : {}),
-    });
     const proxy = httpProxy(config.httpAuthProxy);
     if (config.httpAuthAddress && proxy) {
-      httpFront = await startHttpFront({ address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, checker, response, ready, indexStale, onDecision: onDecision("http"), onError, tls });
-    } else if (config.httpAuthAddress) {
-      log.error("HTTP auth endpoint not started: name the proxy that calls it with --http-auth-proxy (nginx, traefik or envoy)", { address: config.httpAuthAddress });
+      return { grpc, http: await startHttpFront({ ...common, address: config.httpAuthAddress, proxy, pathPrefix: config.httpAuthPathPrefix, onDecision: onDecision("http") }) };
     }
+    if (config.httpAuthAddress) log.error("HTTP auth endpoint not started: name the proxy that calls it with --http-auth-proxy (nginx, traefik or envoy)", { address: config.httpAuthAddress });
+    return { grpc, http: undefined };
+  } catch (err) {
+    await grpc.stop();
+    throw err;
+  }
+}
+
+/**
+ * The data plane: the check path, the watches that fill it, and the fronts that serve it.
+ * With listenWhenSynced the fronts listen once the watches have listed; otherwise at once,
+ * answering not_ready until then.
+ */
+export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
+  const now = deps.now ?? Date.now;
+  const path = await openCheckPath(deps, now);
+  let fronts: { grpc: GrpcFront; http: HttpFront | undefined } | undefined;
+  const notify = (): void => {
+    fronts?.grpc.notifyHealth();
+  };
+  const watches = indexWatches(deps, path, notify);
+  const ready = (): boolean => watches.every((w) => w.synced);
+  const { staleness, indexStale } = indexStaleness(deps, watches);
+  const tls = await openTls(deps.config, deps.log);
+  if (deps.listenWhenSynced) await Promise.all(watches.map((w) => w.start()));
+  try {
+    fronts = await startFronts(deps, path, { ready, indexStale, tls }, now);
   } catch (err) {
     tls?.close();
-    await Promise.all([grpcFront?.stop(), limits.close(), ...(deps.listenWhenSynced ? informers.map((i) => i.stop()) : [])]);
+    await Promise.all([path.limits.close(), ...(deps.listenWhenSynced ? watches.map((w) => w.stop()) : [])]);
     throw err;
   }
   staleness.start();
-  for (const inf of informers) {
-    inf.start().then(notify, (err: unknown) => {
-      log.error("watch did not start", { err });
+  for (const w of watches) {
+    w.start().then(notify, (err: unknown) => {
+      deps.log.error("watch did not start", { err });
     });
   }
-  const g = grpcFront;
+  const { grpc, http } = fronts;
   return {
-    grpcPort: g.port,
-    httpPort: httpFront?.port,
+    grpcPort: grpc.port,
+    httpPort: http?.port,
     ready,
     stop: async () => {
       staleness.stop();
       tls?.close();
-      await Promise.all([g.stop(), httpFront?.stop(), ...informers.map((i) => i.stop())]);
-      await limits.close();
+      await Promise.all([grpc.stop(), http?.stop(), ...watches.map((w) => w.stop())]);
+      await path.limits.close();
     },
   };
 }

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
 import type { ApiKey } from "../api/types.ts";
 import { KeyIndex, keyDigest } from "../index/keys.ts";
-import { apiKeyRef, indexView, policyView } from "./views.ts";
+import { policyView } from "./views.ts";
+import { apiKeyRef, indexView } from "../apikeys/views.ts";
 
 /** An ApiKey as the watch delivers it: with what other writers and tools add. */
 function delivered(): { ak: ApiKey; key: string; graceKey: string } {

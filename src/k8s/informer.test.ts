@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { Informer, type ChangeType, type LifecycleEvent, type ListResult, type WatchFn } from "./informer.ts";
+import { Informer, sameForm, type ChangeType, type LifecycleEvent, type ListResult, type WatchFn } from "./informer.ts";
 
 interface Obj extends KubernetesObject {
   metadata: { name: string; namespace: string; resourceVersion: string };
@@ -180,7 +180,7 @@ describe("Informer", () => {
       list: server.list,
       watch: server.watch,
       transform: (o) => ({ metadata: o.metadata, data: o.data === undefined ? undefined : "viewed" }),
-      keep: (o) => ({ metadata: o.metadata }),
+      form: sameForm((o: Full) => ({ metadata: o.metadata })),
       onChange: (t, o, old) => seen.push([t, o.metadata.name, o.data, old === undefined ? undefined : ("data" in old ? "whole" : "kept")]),
     });
     await inf.start();
@@ -194,12 +194,43 @@ describe("Informer", () => {
     expect(seen.at(-1)).toEqual(["update", "a", "viewed", "kept"]);
     server.current.send("ADDED", Object.assign(obj("c", 3), { data: "big" }));
     expect(inf.list().every((o) => !("data" in o))).toBe(true);
-    // A delete found by a relist delivers the kept object.
+    // A delete found by a relist delivers the kept object, as the object and as `old`.
     server.items = [Object.assign(obj("a", 2), { data: "bigger" }), Object.assign(obj("c", 3), { data: "big" })];
     server.rv = 5;
     server.current.send("ERROR", { kind: "Status", code: 410 });
     await until(() => seen.some(([t]) => t === "delete"), "the delete of b");
-    expect(seen.find(([t]) => t === "delete")).toEqual(["delete", "b", undefined, undefined]);
+    expect(seen.find(([t]) => t === "delete")).toEqual(["delete", "b", undefined, "kept"]);
+    await inf.stop();
+  });
+
+  it("keeps another type than it delivers when given a form: get and list return it, a relist's delete is expanded from it", async () => {
+    const server = new FakeServer();
+    type Rec = { name: string; rv: string | undefined };
+    server.items = [obj("a", 1), obj("b", 1)];
+    const seen: [ChangeType, string, string | undefined][] = [];
+    const inf = new Informer<Obj, Rec>({
+      name: "t",
+      list: server.list,
+      watch: server.watch,
+      form: {
+        keep: (o) => ({ name: o.metadata.name, rv: o.metadata.resourceVersion }),
+        resourceVersion: (r) => r.rv,
+        expand: (r) => ({ metadata: { name: r.name, namespace: "ns", resourceVersion: r.rv } }) as Obj,
+      },
+      onChange: (t, o, old) => seen.push([t, o.metadata.name, old?.rv]),
+    });
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    expect(inf.get("ns", "a")).toEqual({ name: "a", rv: "1" });
+    server.current.send("MODIFIED", obj("a", 2));
+    expect(seen.at(-1)).toEqual(["update", "a", "1"]);
+    expect(inf.list()).toEqual([{ name: "a", rv: "2" }, { name: "b", rv: "1" }]);
+    // A relist: a unchanged (by the kept resourceVersion, so no update), b gone.
+    server.items = [obj("a", 2)];
+    server.rv = 5;
+    server.current.send("ERROR", { kind: "Status", code: 410 });
+    await until(() => seen.some(([t]) => t === "delete"), "the delete of b");
+    expect(seen.slice(3)).toEqual([["delete", "b", "1"]]);
     await inf.stop();
   });
 

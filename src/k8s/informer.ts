@@ -47,7 +47,24 @@ export type WatchFn = (
   onDone: (err: unknown) => void,
 ) => Promise<() => void>;
 
-export interface InformerOptions<T extends KubernetesObject> {
+/**
+ * What a cache keeps of each delivered object when that is another type than the object (a
+ * compact record, say): how to make it, the resourceVersion it was made from, and the object
+ * again, for the rare deliveries of what only the cache holds (a delete found by a relist, the
+ * objects a reader joining a shared watch is handed).
+ */
+export interface CacheForm<T extends KubernetesObject, K> {
+  keep(obj: T): K;
+  resourceVersion(kept: K): string | undefined;
+  expand(kept: K): T;
+}
+
+/** The cache keeps `keep(obj)`, an object of the same type (all of it, by default). */
+export function sameForm<T extends KubernetesObject>(keep: (obj: T) => T = (o) => o): CacheForm<T, T> {
+  return { keep, resourceVersion: (o) => o.metadata?.resourceVersion, expand: (o) => o };
+}
+
+export interface InformerOptions<T extends KubernetesObject, K = T> {
   /** Name for logs and metrics, such as "apikeys". */
   name: string;
   /**
@@ -57,7 +74,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   list: (transform: (obj: T) => T) => Promise<ListResult<T>>;
   /** Opens a watch on the collection. */
   watch: WatchFn;
-  onChange: (type: ChangeType, obj: T, old?: T) => void;
+  /** Each change; `old` is what the cache held for the object before it. */
+  onChange: (type: ChangeType, obj: T, old?: K) => void;
   onLifecycle?: (event: LifecycleEvent, err?: unknown) => void;
   /**
    * Turns each received object into what is delivered and cached, on arrival (drop
@@ -67,13 +85,13 @@ export interface InformerOptions<T extends KubernetesObject> {
   transform?: (obj: T) => T;
   /**
    * What the cache keeps of each object once its change has been delivered; default
-   * all of what `transform` returned. For a reader that copies what it needs out of
-   * each change (an index) and never reads the cache, this can be the object's
-   * reference alone: the cache then costs little more than a name per object. What it
-   * keeps is what later arrives as `old` and as the object of a delete found by a
-   * relist. Must keep metadata.name, namespace and resourceVersion.
+   * all of what `transform` returned (`sameForm()`). For a reader that copies what it
+   * needs out of each change (an index) and never reads the cache, this can be the
+   * object's reference alone: the cache then costs little more than a name per object.
+   * What it keeps is what `get` and `list` return and what later arrives as `old`; the
+   * object of a delete found by a relist is `expand`ed from it. Required when K is not T.
    */
-  keep?: (obj: T) => T;
+  form?: CacheForm<T, K>;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   /** Restart a watch with no activity for this long. Default 180 s. */
@@ -90,11 +108,11 @@ const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ""}/$
 
 type EndReason = "closed" | "timeout" | "gone" | "error" | "stale" | "resync" | "stopped";
 
-export class Informer<T extends KubernetesObject> {
-  private readonly opts: Required<Omit<InformerOptions<T>, "onLifecycle" | "transform" | "keep">> & Pick<InformerOptions<T>, "onLifecycle">;
+export class Informer<T extends KubernetesObject, K = T> {
+  private readonly opts: Required<Omit<InformerOptions<T, K>, "onLifecycle" | "transform" | "form">> & Pick<InformerOptions<T, K>, "onLifecycle">;
   private readonly transform: (obj: T) => T;
-  private readonly keep: (obj: T) => T;
-  private readonly cache = new Map<string, T>();
+  private readonly form: CacheForm<T, K>;
+  private readonly cache = new Map<string, K>();
   private resourceVersion = "";
   private stopped = true;
   private hasSynced = false;
@@ -107,7 +125,7 @@ export class Informer<T extends KubernetesObject> {
   private loop: Promise<void> | undefined;
   private syncedWaiters: (() => void)[] = [];
 
-  constructor(opts: InformerOptions<T>) {
+  constructor(opts: InformerOptions<T, K>) {
     this.opts = {
       backoffInitialMs: 1000,
       backoffMaxMs: 30_000,
@@ -119,7 +137,8 @@ export class Informer<T extends KubernetesObject> {
       ...opts,
     };
     this.transform = opts.transform ?? ((o) => o);
-    this.keep = opts.keep ?? ((o) => o);
+    // K is T when no form is given (the option's documentation).
+    this.form = opts.form ?? (sameForm<T>() as unknown as CacheForm<T, K>);
   }
 
   get synced(): boolean {
@@ -145,12 +164,17 @@ export class Informer<T extends KubernetesObject> {
     await this.loop;
   }
 
-  get(namespace: string, name: string): T | undefined {
+  get(namespace: string, name: string): K | undefined {
     return this.cache.get(`${namespace}/${name}`);
   }
 
-  list(): T[] {
+  list(): K[] {
     return [...this.cache.values()];
+  }
+
+  /** An object the cache holds, as delivered: what a reader joining late is handed. */
+  expand(kept: K): T {
+    return this.form.expand(kept);
   }
 
   /** Milliseconds since the last list, event or bookmark. */
@@ -195,7 +219,7 @@ export class Informer<T extends KubernetesObject> {
     this.nextResyncAt = this.opts.now() + this.opts.resyncMs * jitter;
   }
 
-  private deliver(type: ChangeType, obj: T, old?: T): void {
+  private deliver(type: ChangeType, obj: T, old?: K): void {
     try {
       this.opts.onChange(type, obj, old);
     } catch (err) {
@@ -215,14 +239,14 @@ export class Informer<T extends KubernetesObject> {
       const key = keyOf(item);
       seen.add(key);
       const old = this.cache.get(key);
-      this.cache.set(key, this.keep(item));
-      if (!old) this.deliver("add", item);
-      else if (old.metadata?.resourceVersion !== item.metadata?.resourceVersion) this.deliver("update", item, old);
+      this.cache.set(key, this.form.keep(item));
+      if (old === undefined) this.deliver("add", item);
+      else if (this.form.resourceVersion(old) !== item.metadata?.resourceVersion) this.deliver("update", item, old);
     }
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
         this.cache.delete(key);
-        this.deliver("delete", old);
+        this.deliver("delete", this.form.expand(old), old);
       }
     }
     this.resourceVersion = result.resourceVersion;
@@ -248,8 +272,8 @@ export class Informer<T extends KubernetesObject> {
       case "MODIFIED": {
         const key = keyOf(obj);
         const old = this.cache.get(key);
-        this.cache.set(key, this.keep(obj));
-        this.deliver(old ? "update" : "add", obj, old);
+        this.cache.set(key, this.form.keep(obj));
+        this.deliver(old === undefined ? "add" : "update", obj, old);
         break;
       }
       case "DELETED": {
@@ -503,8 +527,8 @@ export function collectionPaths(apiPrefix: string, plural: string, namespaces: r
   return namespaces.map((ns) => `${apiPrefix}/namespaces/${encodeURIComponent(ns)}/${plural}`);
 }
 
-export interface CollectionWatchOptions<T extends KubernetesObject>
-  extends Omit<InformerOptions<T>, "name" | "list" | "watch" | "staleAfterMs" | "resyncMs" | "onChange"> {
+export interface CollectionWatchOptions<T extends KubernetesObject, K = T>
+  extends Omit<InformerOptions<T, K>, "name" | "list" | "watch" | "staleAfterMs" | "resyncMs" | "onChange"> {
   /** "/api/v1" for core resources or "/apis/<group>/<version>". */
   apiPrefix: string;
   plural: string;
@@ -515,13 +539,13 @@ export interface CollectionWatchOptions<T extends KubernetesObject>
   staleAfterMs: number;
   resyncMs: number;
   /** The first listener's changes; more readers can `listen` later. */
-  onChange?: InformerOptions<T>["onChange"];
+  onChange?: InformerOptions<T, K>["onChange"];
 }
 
 /** One reader of a shared watch: its changes and lifecycle events. */
-export interface WatchListener<T extends KubernetesObject> {
-  onChange?: InformerOptions<T>["onChange"];
-  onLifecycle?: InformerOptions<T>["onLifecycle"];
+export interface WatchListener<T extends KubernetesObject, K = T> {
+  onChange?: InformerOptions<T, K>["onChange"];
+  onLifecycle?: InformerOptions<T, K>["onLifecycle"];
 }
 
 /**
@@ -530,21 +554,22 @@ export interface WatchListener<T extends KubernetesObject> {
  *
  * Several readers can share it (one list and one watch for all, client-go's shared
  * informer): each `listen`s for changes, and one that joins after objects have arrived
- * first gets an "add" for each object the cache holds, so it misses nothing whenever it
- * joins. The cache then has to keep what every reader reads (`keep`). Each reader calls
+ * first gets an "add" for each object the cache holds (expanded from what the cache keeps,
+ * `form`), so it misses nothing whenever it joins. The cache then has to keep what every
+ * reader reads. Each reader calls
  * `start` and `stop`; the first start starts the watch, the first stop ends it.
  */
-export class CollectionWatch<T extends KubernetesObject> {
-  readonly informers: Informer<T>[];
-  private readonly listeners: WatchListener<T>[] = [];
+export class CollectionWatch<T extends KubernetesObject, K = T> {
+  readonly informers: Informer<T, K>[];
+  private readonly listeners: WatchListener<T, K>[] = [];
 
-  constructor(kc: KubeConfig, rest: KubeRest, opts: CollectionWatchOptions<T>) {
+  constructor(kc: KubeConfig, rest: KubeRest, opts: CollectionWatchOptions<T, K>) {
     const { apiPrefix, plural, namespaces, labelSelector, onChange, onLifecycle, ...informerOpts } = opts;
     const selectors = labelSelector ? { labelSelector } : {};
     if (onChange || onLifecycle) this.listeners.push({ onChange, onLifecycle });
     this.informers = collectionPaths(apiPrefix, plural, namespaces).map(
       (path) =>
-        new Informer<T>({
+        new Informer<T, K>({
           name: plural,
           ...kubeListWatch<T>(kc, rest, path, selectors),
           ...informerOpts,
@@ -563,16 +588,16 @@ export class CollectionWatch<T extends KubernetesObject> {
    * one reader throws is reported to the lifecycle listeners as a handler_error and keeps
    * no other reader from its change.
    */
-  listen(listener: WatchListener<T>): void {
+  listen(listener: WatchListener<T, K>): void {
     this.listeners.push(listener);
-    if (listener.onChange) for (const obj of this.list()) this.deliver(listener, "add", obj);
+    if (listener.onChange) for (const inf of this.informers) for (const kept of inf.list()) this.deliver(listener, "add", inf.expand(kept));
   }
 
-  private changed(type: ChangeType, obj: T, old?: T): void {
+  private changed(type: ChangeType, obj: T, old?: K): void {
     for (const l of this.listeners) this.deliver(l, type, obj, old);
   }
 
-  private deliver(l: WatchListener<T>, type: ChangeType, obj: T, old?: T): void {
+  private deliver(l: WatchListener<T, K>, type: ChangeType, obj: T, old?: K): void {
     try {
       l.onChange?.(type, obj, old);
     } catch (err) {
@@ -584,7 +609,7 @@ export class CollectionWatch<T extends KubernetesObject> {
     return this.informers.every((i) => i.synced);
   }
 
-  get(namespace: string, name: string): T | undefined {
+  get(namespace: string, name: string): K | undefined {
     for (const inf of this.informers) {
       const obj = inf.get(namespace, name);
       if (obj) return obj;
@@ -592,7 +617,7 @@ export class CollectionWatch<T extends KubernetesObject> {
     return undefined;
   }
 
-  list(): T[] {
+  list(): K[] {
     return this.informers.flatMap((i) => i.list());
   }
 

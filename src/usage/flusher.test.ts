@@ -5,6 +5,7 @@ import { KubeApiError } from "../k8s/rest.ts";
 import { silentLogger } from "../log.ts";
 import { checkEvent as check } from "./fixtures.test-support.ts";
 import { UsageFlusher, type ApiKeyStore } from "./flusher.ts";
+import { recordOf, type ApiKeyRecord } from "../apikeys/record.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 10, 15);
 
@@ -24,11 +25,11 @@ class FakeApi implements ApiKeyStore {
   patches: unknown[] = [];
   failNext: KubeApiError | undefined;
 
-  get(ns: string, name: string): ApiKey | undefined {
-    return ns === "shop" && name === "acme" ? this.cached : undefined;
+  get(ns: string, name: string): ApiKeyRecord | undefined {
+    return ns === "shop" && name === "acme" ? recordOf(this.cached) : undefined;
   }
-  list(): ApiKey[] {
-    return [this.cached];
+  list(): ApiKeyRecord[] {
+    return [recordOf(this.cached)];
   }
   sync(): void {
     this.cached = structuredClone(this.ak);

@@ -11,6 +11,7 @@
 // usage but no traffic are rewritten only when a window rolls over (an hour
 // or day drops out of requests24h / daily), so idle keys decay to zero.
 import type { ApiKey, UsageStatus } from "../api/types.ts";
+import { recordOf, type ApiKeyRecord } from "../apikeys/record.ts";
 import { jsonEqual } from "../util/json.ts";
 import { API_VERSION, APIKEY_PLURAL } from "../api/types.ts";
 import type { Clock } from "../k8s/clock.ts";
@@ -19,10 +20,10 @@ import type { Logger } from "../log.ts";
 import type { CheckEvent, UpstreamEvent } from "../check/event.ts";
 import { addCheck, addUpstream, mergeUsage, newDelta, type KeyDelta } from "./model.ts";
 
-/** Read access to the ApiKeys the flusher writes to (a watch cache). */
+/** Read access to the ApiKeys the flusher writes to (a watch cache of their records). */
 export interface ApiKeyStore {
-  get(namespace: string, name: string): ApiKey | undefined;
-  list(): ApiKey[];
+  get(namespace: string, name: string): ApiKeyRecord | undefined;
+  list(): ApiKeyRecord[];
   /** False until the store's first list is in; meanwhile a flush writes nothing and keeps what is pending. */
   readonly synced?: boolean;
 }
@@ -141,7 +142,7 @@ export class UsageFlusher {
     const taken = this.deltas;
     this.deltas = new Map();
     const refs = new Set(taken.keys());
-    for (const ak of this.options.store.list()) if (ak.status?.usage) refs.add(refOf(ak.metadata.namespace, ak.metadata.name));
+    for (const r of this.options.store.list()) if (r.usage) refs.add(refOf(r.namespace, r.name));
     const report: FlushReport = { written: 0, failed: 0 };
     for (const ref of refs) {
       const delta = taken.get(ref);
@@ -167,18 +168,18 @@ export class UsageFlusher {
     let ak = this.options.store.get(ns, name);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        if (!ak || attempt > 0) ak = await this.options.rest.request<ApiKey>("GET", pathOf(ns, name));
-        if (delta && ak.metadata.uid && delta.key.uid !== ak.metadata.uid) return "gone";
-        const current = ak.status?.usage;
+        if (!ak || attempt > 0) ak = recordOf(await this.options.rest.request<ApiKey>("GET", pathOf(ns, name)));
+        if (delta && ak.uid && delta.key.uid !== ak.uid) return "gone";
+        const current = ak.usage;
         const next = mergeUsage(current, delta, {
           now: this.options.clock.now(),
-          versionIds: ak.status?.keys?.map((k) => k.id),
-          quotaPer: ak.spec.limits?.quota?.per,
+          versionIds: ak.keys?.map((k) => k.id),
+          quotaPer: ak.limits?.quota?.per,
           topRoutes: this.options.topRoutes,
         });
         if (next === undefined || jsonEqual(next, current)) return "unchanged";
         await this.options.rest.request("PATCH", `${pathOf(ns, name)}/status`, {
-          body: { metadata: { resourceVersion: ak.metadata.resourceVersion }, status: { usage: withNulls(next, current) } },
+          body: { metadata: { resourceVersion: ak.resourceVersion }, status: { usage: withNulls(next, current) } },
           contentType: "application/merge-patch+json",
           query: { fieldManager: this.options.fieldManager ?? "keyward-usage" },
         });

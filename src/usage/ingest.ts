@@ -4,6 +4,7 @@
 // key records. Both wait in the one bounded queue of this process
 // (src/analytics/queue.ts). With worker processes this is the primary: workers
 // send it their checks (ADR 22), so one queue per pod writes to the store.
+import { createHash } from "node:crypto";
 import type { Registry } from "prom-client";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
 import { openCountryDatabase, type CountryLookup } from "../analytics/geo.ts";
@@ -44,6 +45,11 @@ export interface Ingest {
   stop(): Promise<void>;
 }
 
+/** 48 bits of the SHA-1 of a key record's JSON. */
+function recordDigest(k: KeyRecord): number {
+  return createHash("sha1").update(JSON.stringify(k)).digest().readUIntBE(0, 6);
+}
+
 /** Opens the country database and starts the queue. */
 export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const { config, clock } = d;
@@ -60,10 +66,14 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
     counters: metrics.counters,
   });
   const accessLogOn = config.accessLogAddress !== "";
-  /** The last record queued per uid: a status write (every flush) changes nothing the store keeps. */
-  const sent = new Map<string, string>();
+  /**
+   * A digest of the last record queued per uid: a status write (every flush) changes nothing
+   * the store keeps. 48 bits of its SHA-1, one number a key rather than the record's JSON
+   * (about 300 bytes a key); two records of one key that differ share a digest once in 2^48.
+   */
+  const sent = new Map<string, number>();
   const upsert = (k: KeyRecord): void => {
-    const sig = JSON.stringify(k);
+    const sig = recordDigest(k);
     if (sent.get(k.uid) === sig) return;
     sent.set(k.uid, sig);
     q.upsertKey(k);

@@ -2,17 +2,19 @@
 // watching process learns of it. The write time comes from the newest
 // managedFields entry (whole seconds, as the apiserver records it), so the
 // figure is an upper bound with one-second resolution.
-import type { ApiKey } from "../api/types.ts";
+import type { ApiKey, ApiKeyState, KeyVersion } from "../api/types.ts";
+import type { ApiKeyRecord } from "../apikeys/record.ts";
 import type { ChangeType } from "../k8s/informer.ts";
 
-const accepted = (ak: ApiKey | undefined): Set<string> => {
+/** The hashes a key with these fields accepts. */
+function acceptedOf(disabled: boolean | undefined, state: ApiKeyState | undefined, keys: readonly KeyVersion[] | undefined): Set<string> {
   const out = new Set<string>();
-  if (!ak || ak.spec.disabled === true) return out;
-  const state = ak.status?.state;
-  if (state === "Disabled" || state === "Expired") return out;
-  for (const k of ak.status?.keys ?? []) out.add(k.hash);
+  if (disabled === true || state === "Disabled" || state === "Expired") return out;
+  for (const k of keys ?? []) out.add(k.hash);
   return out;
-};
+}
+
+const accepted = (ak: ApiKey): Set<string> => acceptedOf(ak.spec.disabled, ak.status?.state, ak.status?.keys);
 
 /** When the object was last written, from managedFields (ms), or undefined. */
 export function lastWriteMs(ak: ApiKey): number | undefined {
@@ -29,9 +31,9 @@ export function lastWriteMs(ak: ApiKey): number | undefined {
  * hash that was accepted (disabled, expired, rotated out of grace, deleted);
  * undefined for any other change or when the write time is unknown.
  */
-export function revocationLagSeconds(type: ChangeType, next: ApiKey, prev: ApiKey | undefined, now: number): number | undefined {
+export function revocationLagSeconds(type: ChangeType, next: ApiKey, prev: ApiKeyRecord | undefined, now: number): number | undefined {
   if (type === "add") return undefined;
-  const before = accepted(prev ?? (type === "delete" ? next : undefined));
+  const before = prev ? acceptedOf(prev.disabled, prev.state, prev.keys) : type === "delete" ? accepted(next) : new Set<string>();
   if (before.size === 0) return undefined;
   let revoked: boolean;
   let at: number | undefined;

@@ -8,7 +8,8 @@
 import { hostname } from "node:os";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
-import type { CollectionWatch } from "../k8s/informer.ts";
+import { apiKeyOf } from "../apikeys/record.ts";
+import type { ApiKeyWatch } from "../apikeys/watch.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
@@ -48,9 +49,9 @@ export interface UsageDeps extends RoleDeps {
   alertQueries?: AlertQueries;
   /**
    * An ApiKey watch shared with the data plane in this process (one list and one watch for
-   * both, ADR 0034); its cache keeps at least usageView's fields. Default: usage's own.
+   * both, ADR 0034; src/apikeys/watch.ts). Default: usage's own.
    */
-  apiKeys?: CollectionWatch<ApiKey>;
+  apiKeys?: ApiKeyWatch;
 }
 
 export interface UsageHandle extends UsageSink {
@@ -63,7 +64,7 @@ export interface UsageHandle extends UsageSink {
   /** The alert evaluator's campaign, when alerts are on (tests). */
   alerts: AlertService | undefined;
   ready(): boolean;
-  /** The ApiKeys usage watches (its trimmed view, src/usage/view.ts), once synced: the console views' live state. */
+  /** The ApiKeys usage watches (what their records hold, src/apikeys/record.ts), once synced: the console views' live state. */
   apiKeys(): readonly ApiKey[] | undefined;
   stop(): Promise<void>;
 }
@@ -117,7 +118,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   let ingest: Ingest | undefined;
   const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); }, deps.apiKeys);
   if (deps.analyticsWriter) {
-    ingest = await startIngest({ writer: deps.analyticsWriter, config, clock, log, registry: deps.registry, uidOf: (ns, name) => store.get(ns, name)?.metadata.uid });
+    ingest = await startIngest({ writer: deps.analyticsWriter, config, clock, log, registry: deps.registry, uidOf: (ns, name) => store.get(ns, name)?.uid });
   }
   if (config.usageStatus) {
     const onResult = (r: FlushResult): void => { metrics.flush(r); };
@@ -154,7 +155,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
     },
     alerts,
     ready: () => store.synced,
-    apiKeys: () => (store.synced ? store.list() : undefined),
+    apiKeys: () => (store.synced ? store.list().map(apiKeyOf) : undefined),
     stop: async () => {
       await alerts?.stop();
       await accessLog?.stop();

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { apiKey, newKey } from "../api/fixtures.test-support.ts";
 import type { ApiKey } from "../api/types.ts";
 import { lastWriteMs, revocationLagSeconds } from "./revocation.ts";
-import { usageView } from "./view.ts";
+import { usageView } from "../apikeys/views.ts";
+import { recordOf } from "../apikeys/record.ts";
 import { keyRecordOf } from "../analytics/rows.ts";
 
 function delivered(): ApiKey {
@@ -56,8 +57,8 @@ describe("usage's view of an ApiKey", () => {
     after.spec.disabled = true;
     const now = Date.parse("2026-01-02T00:00:03Z");
     expect(lastWriteMs(usageView(after))).toBe(lastWriteMs(after));
-    expect(revocationLagSeconds("update", usageView(after), usageView(before), now)).toBe(3);
-    expect(revocationLagSeconds("update", usageView(after), usageView(before), now)).toBe(revocationLagSeconds("update", after, before, now));
+    expect(revocationLagSeconds("update", usageView(after), recordOf(usageView(before)), now)).toBe(3);
+    expect(revocationLagSeconds("update", usageView(after), recordOf(usageView(before)), now)).toBe(revocationLagSeconds("update", after, recordOf(before), now));
     const deleted = delivered();
     deleted.metadata.deletionTimestamp = new Date("2026-01-02T00:00:01Z");
     expect(revocationLagSeconds("delete", usageView(deleted), undefined, now)).toBe(2);

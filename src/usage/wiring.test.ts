@@ -5,18 +5,19 @@ import type { CheckEvent, UpstreamEvent } from "../check/event.ts";
 import { checkEvent, KEY } from "./fixtures.test-support.ts";
 import { createUsageMetrics } from "./metrics.ts";
 import { alertFired, quotaKeys, usageRecorder } from "./wiring.ts";
+import { recordOf } from "../apikeys/record.ts";
 
 describe("quotaKeys", () => {
   it("lists the live ApiKeys with a quota, with their uid and owner, for the alert evaluator", () => {
     const ak = (name: string, quota?: { requests: number; per: "day" | "month" }, uid = `u-${name}`): ApiKey =>
       ({ metadata: { namespace: "ns", name, uid }, spec: { owner: "alice", ...(quota ? { limits: { quota } } : {}) } }) as ApiKey;
-    const keys = quotaKeys({ list: () => [ak("a", { requests: 100, per: "day" }), ak("b"), ak("c", { requests: 5, per: "month" }, "")] });
+    const keys = quotaKeys({ list: () => [ak("a", { requests: 100, per: "day" }), ak("b"), ak("c", { requests: 5, per: "month" }, "")].map((k) => recordOf(k)) });
     expect(keys).toEqual([{ uid: "u-a", namespace: "ns", name: "a", owner: "alice", requests: 100, per: "day" }]);
   });
 });
 
 describe("usageRecorder", () => {
-  const store = { get: (ns: string, name: string) => (ns === KEY.namespace && name === KEY.name ? ({ metadata: { uid: KEY.uid }, spec: { owner: KEY.owner } } as ApiKey) : undefined) };
+  const store = { get: (ns: string, name: string) => (ns === KEY.namespace && name === KEY.name ? recordOf({ metadata: { uid: KEY.uid }, spec: { owner: KEY.owner } } as ApiKey) : undefined) };
 
   it("hands a check to the analytics rows, the decision log, the metrics, and the flusher", () => {
     const seen: string[] = [];
@@ -59,7 +60,7 @@ describe("alertFired", () => {
   it("counts an alert that starts firing, per key under the ApiKey's current key id", async () => {
     const registry = new Registry();
     const metrics = createUsageMetrics(registry, { perKey: true, perKeyMax: 10, pendingKeys: () => 0 });
-    const store = { get: (ns: string, name: string) => (ns === "shop" && name === "acme" ? ({ metadata: { uid: "u-1" }, spec: { owner: "alice" }, status: { currentKeyId: "kw_ACME" } } as ApiKey) : undefined) };
+    const store = { get: (ns: string, name: string) => (ns === "shop" && name === "acme" ? recordOf({ metadata: { uid: "u-1" }, spec: { owner: "alice" }, status: { currentKeyId: "kw_ACME" } } as ApiKey) : undefined) };
     const fired = alertFired(store, metrics);
     fired({ alert: "KeySilent", uid: "u-1", namespace: "shop", name: "acme", owner: "alice", message: "silent" });
     // An ApiKey the watch no longer has: counted, without a per-key series.

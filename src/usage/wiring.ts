@@ -2,11 +2,13 @@
 // live keys with a quota the alert evaluator reads, and the recorder that
 // hands each check and upstream answer to the analytics rows, the decision
 // log, the per-key metrics and the status flusher.
-import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../api/types.ts";
+import type { ApiKey } from "../api/types.ts";
+import type { ApiKeyRecord } from "../apikeys/record.ts";
+import { usageApiKeyWatch, type ApiKeyWatch } from "../apikeys/watch.ts";
 import type { Condition, QuotaKey } from "../alerts/rules.ts";
 import type { CheckEvent, KeyRef, UpstreamEvent } from "../check/event.ts";
 import type { Clock } from "../k8s/clock.ts";
-import { CollectionWatch, type ChangeType, type WatchListener } from "../k8s/informer.ts";
+import type { ChangeType, WatchListener } from "../k8s/informer.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Logger } from "../log.ts";
 import type { DecisionLog } from "./decisionlog.ts";
@@ -14,16 +16,14 @@ import type { Ingest } from "./ingest.ts";
 import type { UsageFlusher } from "./flusher.ts";
 import type { UsageMetrics } from "./metrics.ts";
 import { revocationLagSeconds } from "./revocation.ts";
-import { usageView } from "./view.ts";
 
 /**
- * The ApiKeys usage reads (the flusher's base, the alert evaluator's quotas); each change may
- * show a revocation's lag. Usage's own watch, cut to usageView; or `shared`, a watch the data
- * plane reads too, whose cache keeps at least usageView's fields.
+ * The ApiKeys usage reads (the flusher's base, the alert evaluator's quotas), as records
+ * (src/apikeys/record.ts); each change may show a revocation's lag. Usage's own watch, or
+ * `shared`, the watch the data plane reads too.
  */
-export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void, shared?: CollectionWatch<ApiKey>): CollectionWatch<ApiKey> {
-  const { config } = deps;
-  const listener: WatchListener<ApiKey> = {
+export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void, shared?: ApiKeyWatch): ApiKeyWatch {
+  const listener: WatchListener<ApiKey, ApiKeyRecord> = {
     onLifecycle: (event, err) => {
       if (event === "error" || event === "handler_error") log.warn("usage watch problem", { event, err });
     },
@@ -37,24 +37,16 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
     shared.listen(listener);
     return shared;
   }
-  return new CollectionWatch<ApiKey>(deps.kc, deps.rest, {
-    apiPrefix: `/apis/${API_VERSION}`,
-    plural: APIKEY_PLURAL,
-    namespaces: config.namespaces,
-    staleAfterMs: config.watchStaleAfter,
-    resyncMs: config.watchResync,
-    ...listener,
-    transform: usageView,
-  });
+  return usageApiKeyWatch(deps, listener);
 }
 
 /** The live ApiKeys with a quota, as the alert evaluator names them (quotas are not in the analytics store). */
-export function quotaKeys(store: Pick<CollectionWatch<ApiKey>, "list">): QuotaKey[] {
+export function quotaKeys(store: Pick<ApiKeyWatch, "list">): QuotaKey[] {
   const out: QuotaKey[] = [];
-  for (const ak of store.list()) {
-    const q = ak.spec.limits?.quota;
-    if (!q || !ak.metadata.uid) continue;
-    out.push({ uid: ak.metadata.uid, namespace: ak.metadata.namespace, name: ak.metadata.name, owner: ak.spec.owner, requests: q.requests, per: q.per });
+  for (const r of store.list()) {
+    const q = r.limits?.quota;
+    if (!q || !r.uid) continue;
+    out.push({ uid: r.uid, namespace: r.namespace, name: r.name, owner: r.owner, requests: q.requests, per: q.per });
   }
   return out;
 }
@@ -63,9 +55,9 @@ export function quotaKeys(store: Pick<CollectionWatch<ApiKey>, "list">): QuotaKe
  * What an alert that starts firing adds to the usage metrics: keyward_usage_alerts_total, and with
  * per-key series keyward_key_alerts_total under the ApiKey's current key id (alerts are per ApiKey).
  */
-export function alertFired(store: Pick<CollectionWatch<ApiKey>, "get">, metrics: Pick<UsageMetrics, "alert">): (c: Condition) => void {
+export function alertFired(store: Pick<ApiKeyWatch, "get">, metrics: Pick<UsageMetrics, "alert">): (c: Condition) => void {
   return (c) => {
-    metrics.alert(c.alert, store.get(c.namespace, c.name)?.status?.currentKeyId);
+    metrics.alert(c.alert, store.get(c.namespace, c.name)?.currentKeyId);
   };
 }
 
@@ -77,7 +69,7 @@ export interface Recorder {
 
 /** Hands each check and upstream answer to every consumer there is. */
 export function usageRecorder(d: {
-  store: Pick<CollectionWatch<ApiKey>, "get">;
+  store: Pick<ApiKeyWatch, "get">;
   metrics: Pick<UsageMetrics, "check" | "upstream">;
   decisionLog?: Pick<DecisionLog, "write">;
   flusher?: Pick<UsageFlusher, "recordCheck" | "recordUpstream">;
@@ -92,8 +84,8 @@ export function usageRecorder(d: {
     },
     recordUpstream: (apikey, keyId, u) => {
       const [ns = "", name = ""] = apikey.split("/");
-      const ak = d.store.get(ns, name);
-      const key: KeyRef = { namespace: ns, name, uid: ak?.metadata.uid ?? apikey, keyId, owner: ak?.spec.owner ?? "" };
+      const r = d.store.get(ns, name);
+      const key: KeyRef = { namespace: ns, name, uid: r?.uid ?? apikey, keyId, owner: r?.owner ?? "" };
       const e: UpstreamEvent = { ...u, key };
       d.metrics.upstream(keyId, e.responseCode, e.upstreamSeconds);
       d.flusher?.recordUpstream(e);

@@ -5,12 +5,8 @@
 // the decision log, the per-key metrics and ApiKey status.usage — never the key.
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { APIKEY_PLURAL, API_VERSION, type ApiKey } from "../../src/api/types.ts";
 import { startAuthz, type AuthzHandle } from "../../src/authz/service.ts";
-import { indexView } from "../../src/authz/views.ts";
-import { CollectionWatch } from "../../src/k8s/informer.ts";
-import { unionOfViews } from "../../src/k8s/views.ts";
-import { usageView } from "../../src/usage/view.ts";
+import { sharedApiKeyWatch } from "../../src/apikeys/watch.ts";
 import { defaultConfig } from "../../src/config/config.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
@@ -65,14 +61,7 @@ describe("usage wired to the check path", () => {
     // as the decision listener.
     usageRest = new KubeRest(kc, { qps: 0 });
     authzRest = new KubeRest(kc, { qps: 0 });
-    const apiKeys = new CollectionWatch<ApiKey>(kc, authzRest, {
-      apiPrefix: `/apis/${API_VERSION}`,
-      plural: APIKEY_PLURAL,
-      namespaces: config.namespaces,
-      staleAfterMs: config.watchStaleAfter,
-      resyncMs: config.watchResync,
-      transform: unionOfViews(indexView, usageView),
-    });
+    const apiKeys = sharedApiKeyWatch({ kc, rest: authzRest, config });
     usage = await startUsage({ config, kc, rest: usageRest, log: silentLogger, registry, apiKeys, decisionLogSink: (l) => decisionLines.push(l) });
     expect(apiKeys.synced).toBe(true);
     authz = await startAuthz({

@@ -1,7 +1,30 @@
-// What usage's ApiKey watch keeps of each ApiKey (ADR 0034): what the flusher, the
-// alerts, the recorder, the analytics key records and the revocation-lag figure read,
-// and nothing else.
+// What the data plane's and usage's ApiKey watches deliver of each ApiKey (ADR 0034):
+// each change cut on arrival to what its readers read. The key index copies what it
+// reads out of each change (indexView); usage reads its changes (usageView); and what
+// their caches keep lives in record.ts (the shared watch) or is the reference alone.
 import type { ApiKey, ApiKeySpec, ApiKeyStatus } from "../api/types.ts";
+
+/**
+ * What the key index (src/index/keys.ts) reads of an ApiKey: the spec, status.state and
+ * status.keys, and of metadata the reference, the uid, the labels (policy selectors) and
+ * creationTimestamp (it dates a claim on a hash whose status version has no createdAt).
+ * Dropped: status.usage, conditions and the rest of status, annotations, managedFields.
+ */
+export function indexView(ak: ApiKey): ApiKey {
+  const { name, namespace, uid, resourceVersion, labels, creationTimestamp } = ak.metadata;
+  const view: ApiKey = { apiVersion: ak.apiVersion, kind: ak.kind, metadata: { name, namespace, uid, resourceVersion, labels, creationTimestamp }, spec: ak.spec };
+  if (ak.status) view.status = { state: ak.status.state, keys: ak.status.keys };
+  return view;
+}
+
+/** One spec for every kept reference: the cache holds no ApiKey's spec. */
+const NO_SPEC: ApiKeySpec = Object.freeze({ owner: "" });
+
+/** What the data plane's own ApiKey cache keeps once the index has the change: the reference alone. */
+export function apiKeyRef(ak: ApiKey): ApiKey {
+  const { name, namespace, uid, resourceVersion } = ak.metadata;
+  return { apiVersion: ak.apiVersion, kind: ak.kind, metadata: { name, namespace, uid, resourceVersion }, spec: NO_SPEC };
+}
 
 type ManagedFields = NonNullable<ApiKey["metadata"]["managedFields"]>;
 

@@ -1,0 +1,177 @@
+import { describe, expect, it } from "vitest";
+import { apiKey, newKey } from "../api/fixtures.test-support.ts";
+import type { ApiKey } from "../api/types.ts";
+import { KeyIndex, keyDigest } from "../index/keys.ts";
+import { unionOfViews } from "../k8s/views.ts";
+import { apiKeyOf, recordForm, recordOf, ValuePool } from "./record.ts";
+import { indexView, usageView } from "./views.ts";
+
+/** What the shared watch delivers: the union of what the index and usage read. */
+const delivered = unionOfViews(indexView, usageView);
+
+/** An ApiKey as the apiserver sends it, every field the readers read set, and what other writers add. */
+function listed(name = "acme", owner = "team-a"): { ak: ApiKey; key: string; graceKey: string } {
+  const active = newKey(`kw_${name.toUpperCase().padEnd(8, "A").slice(0, 8)}`);
+  active.version.createdAt = "2026-01-01T00:00:00.123Z";
+  const grace = newKey("kw_BBBBBBBB", "grace", "2999-01-01T00:00:00Z");
+  const ak = apiKey(
+    "shop",
+    name,
+    {
+      owner,
+      scopes: ["orders:read", "orders:write"],
+      expiresAt: "2999-01-01T00:00:00Z",
+      allowedSources: ["10.0.0.0/8"],
+      limits: { rate: { requests: 5, per: "1s" }, quota: { requests: 1000, per: "day" } },
+      rotation: { every: "720h", gracePeriod: "1h" },
+      keyHash: active.version.hash,
+      description: "checkout",
+    },
+    [active.version, grace.version],
+    { tier: "pro" },
+  );
+  ak.metadata.resourceVersion = "42";
+  ak.metadata.generation = 3;
+  ak.metadata.creationTimestamp = "2026-01-01T00:00:00Z" as unknown as Date;
+  ak.metadata.annotations = { "kubectl.kubernetes.io/last-applied-configuration": "{}" };
+  ak.metadata.managedFields = [{ manager: "kubectl", operation: "Update", time: "2026-01-02T00:00:00Z" as unknown as Date, fieldsType: "FieldsV1", fieldsV1: { "f:spec": {} } }];
+  ak.status = {
+    ...ak.status,
+    currentKeyId: active.version.id,
+    lastRotationAt: "2026-01-01T06:00:00Z",
+    secretName: `${name}-apikey`,
+    observedGeneration: 3,
+    conditions: [{ type: "Ready", status: "True", reason: "Issued", message: "key issued", lastTransitionTime: "2026-01-01T00:00:00Z" }],
+    usage: { requests24h: 7, lastUsedAt: "2026-01-02T00:00:00Z", keys: [{ id: active.version.id, lastUsedAt: "2026-01-02T00:00:00Z" }] },
+  };
+  return { ak: JSON.parse(JSON.stringify(ak)) as ApiKey, key: active.key, graceKey: grace.key };
+}
+
+describe("the ApiKey record", () => {
+  it("holds every field the shared watch delivers but those read on delivery only, or by no reader", () => {
+    const { ak } = listed();
+    const view = delivered(ak);
+    // Read on delivery only: revocation lag (newest write, deletion time).
+    const { managedFields: _m, deletionTimestamp: _d, ...metadata } = view.metadata;
+    // Passed along by indexView's whole spec, read by no reader.
+    const { description: _s, prefix: _p, secretName: _n, ...spec } = view.spec;
+    // JSON drops the fields a view leaves undefined.
+    expect(apiKeyOf(recordOf(view, new ValuePool()))).toEqual(JSON.parse(JSON.stringify({ ...view, metadata, spec })));
+  });
+
+  it("gives the key index the same entries as the whole ApiKey, for an index that joins after the list", () => {
+    const { ak, key, graceKey } = listed();
+    const whole = new KeyIndex();
+    whole.apply("add", ak);
+    const fromRecord = new KeyIndex();
+    fromRecord.apply("add", apiKeyOf(recordOf(delivered(ak), new ValuePool())));
+    for (const k of [key, graceKey]) {
+      const want = whole.lookup(keyDigest(k));
+      expect(want).toBeDefined();
+      expect(fromRecord.lookup(keyDigest(k))).toEqual(want);
+    }
+  });
+
+  it("holds what usage reads, flat", () => {
+    const { ak } = listed();
+    const r = recordOf(delivered(ak));
+    expect(r).toMatchObject({
+      namespace: "shop",
+      name: "acme",
+      uid: ak.metadata.uid,
+      resourceVersion: "42",
+      owner: "team-a",
+      currentKeyId: ak.status?.currentKeyId,
+      usage: ak.status?.usage,
+      limits: ak.spec.limits,
+    });
+    expect(r.keys?.map((v) => v.id)).toEqual(ak.status?.keys?.map((v) => v.id));
+  });
+
+  it("does not change when only a field no reader reads does", () => {
+    const { ak } = listed();
+    const before = recordOf(delivered(ak));
+    const changed = structuredClone(ak);
+    changed.metadata.annotations = { other: "x" };
+    changed.metadata.managedFields = [{ manager: "keyward-authz", operation: "Update", time: "2026-01-03T00:00:00Z" as unknown as Date }];
+    changed.metadata.generation = 4;
+    changed.spec.description = "another";
+    changed.spec.secretName = "elsewhere";
+    changed.status = { ...changed.status, conditions: [], observedGeneration: 4, secretName: "x", nextRotationAt: "2026-02-01T00:00:00Z" };
+    expect(recordOf(delivered(changed))).toEqual(before);
+    // Made of the whole object, too: the record itself leaves those fields out.
+    expect(recordOf(changed)).toEqual(recordOf(ak));
+    expect(recordOf(ak)).toEqual(before);
+  });
+
+  it("shares the values ApiKeys repeat through its pool", () => {
+    const pool = new ValuePool();
+    const a = recordOf(delivered(listed("a").ak), pool);
+    const b = recordOf(delivered(listed("b").ak), pool);
+    expect(b.labels).toBe(a.labels);
+    expect(b.scopes).toBe(a.scopes);
+    expect(b.limits).toBe(a.limits);
+    expect(b.rotation).toBe(a.rotation);
+    expect(b.allowedSources).toBe(a.allowedSources);
+    // Without a pool (a record made of an ApiKey read once), nothing is shared.
+    expect(recordOf(delivered(listed("c").ak)).labels).not.toBe(a.labels);
+  });
+
+  it("hands readers its own parts, frozen: a reader that changes one throws, and the record stays as it was", () => {
+    const pool = new ValuePool();
+    const r = recordOf(delivered(listed().ak), pool);
+    const ak = apiKeyOf(r);
+    expect(() => {
+      ak.metadata.labels!.tier = "free";
+    }).toThrow(TypeError);
+    expect(() => ak.spec.scopes!.push("admin")).toThrow(TypeError);
+    expect(() => {
+      ak.spec.limits!.quota!.requests = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      ak.status!.keys![0]!.state = "grace";
+    }).toThrow(TypeError);
+    expect(() => {
+      (r as { owner: string }).owner = "mallory";
+    }).toThrow(TypeError);
+    expect(r.labels).toEqual({ tier: "pro" });
+    expect(r.scopes).toEqual(["orders:read", "orders:write"]);
+    expect(r.limits?.quota?.requests).toBe(1000);
+    expect(r.owner).toBe("team-a");
+  });
+
+  it("bounds its pool: past 4,096 distinct values it starts over instead of growing", () => {
+    const pool = new ValuePool();
+    const first = { team: "x" };
+    expect(pool.value(first)).toBe(first);
+    expect(pool.value({ team: "x" })).toBe(first);
+    for (let i = 0; i < 4096; i++) pool.value({ team: `t${i}` });
+    const again = { team: "x" };
+    expect(pool.value(again)).toBe(again);
+  });
+
+  it("keeps an ApiKey without status without one", () => {
+    const { ak } = listed();
+    delete ak.status;
+    const r = recordOf(ak);
+    expect(r.hasStatus).toBe(false);
+    expect(apiKeyOf(r).status).toBeUndefined();
+  });
+
+  it("is what a watch's cache keeps, with the resourceVersion it was made from", () => {
+    const form = recordForm();
+    const r = form.keep(delivered(listed().ak));
+    expect(form.resourceVersion(r)).toBe("42");
+    expect(form.expand(r).metadata.name).toBe("acme");
+  });
+
+  it("costs far less heap than the object it is made of", () => {
+    // Checked loosely here; bench/views.ts measures it (bytes per key, ADR 0054).
+    const pool = new ValuePool();
+    const views = Array.from({ length: 50 }, (_, i) => delivered(listed(`k${i}`).ak));
+    const records = views.map((v) => recordOf(v, pool));
+    const size = (x: unknown): number => JSON.stringify(x).length;
+    expect(records.reduce((n, r) => n + Object.keys(r).length, 0) / records.length).toBeLessThanOrEqual(22);
+    expect(size(records[0])).toBeLessThan(size(views[0]));
+  });
+});
