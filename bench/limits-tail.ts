@@ -54,6 +54,8 @@ export interface TailRun {
   gcCount: number;
   gcMs: number;
   gcMaxMs: number;
+  /** The same by kind (minor: scavenge; major: mark-compact; incremental: marking steps). */
+  gcByKind: Record<string, { count: number; ms: number; maxMs: number }>;
   loopP99Ms: number;
   loopMaxMs: number;
   keywardCpu: number;
@@ -144,7 +146,7 @@ const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 interface Stats {
   histograms?: Record<string, Hist>;
-  pauses?: { gcCount: number; gcMs: number; gcMaxMs: number; loopP99Ms: number; loopMaxMs: number; storeWaits: number; storeWaitP50Ms: number; storeWaitP99Ms: number; storeWaitMaxMs: number };
+  pauses?: { gcCount: number; gcMs: number; gcMaxMs: number; gcByKind: Record<string, { count: number; ms: number; maxMs: number }>; loopP99Ms: number; loopMaxMs: number; storeWaits: number; storeWaitP50Ms: number; storeWaitP99Ms: number; storeWaitMaxMs: number };
 }
 
 function place(nodes: readonly RedisServer[], where: { cpus: string; nice: number }): void {
@@ -224,6 +226,7 @@ export async function runLimitsTail(o: { keys: number; rate: number; seconds: nu
             gcCount: s1.pauses?.gcCount ?? NaN,
             gcMs: s1.pauses?.gcMs ?? NaN,
             gcMaxMs: s1.pauses?.gcMaxMs ?? NaN,
+            gcByKind: s1.pauses?.gcByKind ?? {},
             loopP99Ms: r2(s1.pauses?.loopP99Ms ?? NaN),
             loopMaxMs: r2(s1.pauses?.loopMaxMs ?? NaN),
             keywardCpu: r2(cpuSeconds(srv.pid) - k0),

@@ -32,7 +32,7 @@
 // Prints `READY <port>` on stdout when it serves; each `stats` line on stdin is
 // answered with one JSON line (decisions by reason, memory). Listens on 127.0.0.1 only.
 import cluster from "node:cluster";
-import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
@@ -101,10 +101,12 @@ interface Stats {
    */
   histograms?: Record<string, [number, number][]>;
   /** Since the previous stats: garbage collections (count, total and longest pause in ms) and the event loop's delay (ms). */
-  pauses?: { gcCount: number; gcMs: number; gcMaxMs: number; loopP99Ms: number; loopMaxMs: number; storeWaits: number; storeWaitP50Ms: number; storeWaitP99Ms: number; storeWaitMaxMs: number };
+  pauses?: { gcCount: number; gcMs: number; gcMaxMs: number; gcByKind: Record<string, { count: number; ms: number; maxMs: number }>; loopP99Ms: number; loopMaxMs: number; storeWaits: number; storeWaitP50Ms: number; storeWaitP99Ms: number; storeWaitMaxMs: number };
 }
 
-const gcSeen = { count: 0, ms: 0, maxMs: 0 };
+const gcSeen = { count: 0, ms: 0, maxMs: 0, byKind: {} as Record<string, { count: number; ms: number; maxMs: number }> };
+/** perf_hooks' NODE_PERFORMANCE_GC_* kinds. */
+const GC_KINDS: Record<number, string> = { 1: "minor", 2: "major", 4: "incremental", 8: "weakcb" };
 // --pauses only: the loop-delay sampler is a timer of its own every millisecond.
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 if (args.pauses) {
@@ -113,6 +115,11 @@ if (args.pauses) {
       gcSeen.count++;
       gcSeen.ms += e.duration;
       gcSeen.maxMs = Math.max(gcSeen.maxMs, e.duration);
+      const kind = GC_KINDS[(e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0] ?? "other";
+      const k = (gcSeen.byKind[kind] ??= { count: 0, ms: 0, maxMs: 0 });
+      k.count++;
+      k.ms = Math.round((k.ms + e.duration) * 10) / 10;
+      k.maxMs = Math.max(k.maxMs, Math.round(e.duration * 10) / 10);
     }
   }).observe({ entryTypes: ["gc"] });
   loopDelay.enable();
@@ -127,6 +134,7 @@ function pausesSinceLast(): NonNullable<Stats["pauses"]> | undefined {
     gcCount: gcSeen.count,
     gcMs: Math.round(gcSeen.ms * 10) / 10,
     gcMaxMs: Math.round(gcSeen.maxMs * 10) / 10,
+    gcByKind: gcSeen.byKind,
     loopP99Ms: loopDelay.percentile(99) / 1e6,
     loopMaxMs: loopDelay.max / 1e6,
     storeWaits: waits.length,
@@ -134,7 +142,7 @@ function pausesSinceLast(): NonNullable<Stats["pauses"]> | undefined {
     storeWaitP99Ms: at(0.99),
     storeWaitMaxMs: at(1),
   };
-  Object.assign(gcSeen, { count: 0, ms: 0, maxMs: 0 });
+  Object.assign(gcSeen, { count: 0, ms: 0, maxMs: 0, byKind: {} });
   loopDelay.reset();
   storeWaits = [];
   return out;
