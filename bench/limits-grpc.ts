@@ -3,11 +3,14 @@
 // ApiKeys from the local control plane's watch, every key with a rate and a
 // quota (the bench policy's defaults), with --limits-store=memory, redis on one
 // redis-server and redis on a 3-master Redis Cluster (started here on free
-// ports). keyward is pinned to core 1 and ghz to core 0; Redis is not pinned.
+// ports). keyward is pinned to core 1; ghz and the redis-server processes to
+// core 0, so that keyward's core is its own in every store.
 // Per store, each point three times (medians reported):
 //   - closed loop (64 calls in flight): checks per keyward CPU-second, from
 //     /proc/<pid>/stat of the keyward process; its rate is the max sustainable rate;
-//   - fixed rate at 50% of the median max rate (ghz --rps): p50/p99;
+//   - fixed rate at 50% of the median max rate (ghz --rps): p50/p99, and keyward's
+//     own histograms over each run (its check duration, each Redis call's); with
+//     Redis, each run is followed by one with the redis-server processes unpinned;
 //   - Redis commands and round trips per check (INFO commandstats) and Redis's
 //     CPU (/proc/<pid>/stat of each redis-server), over the closed-loop runs.
 //
@@ -22,7 +25,7 @@ import { seedBenchKeys, startControlPlane } from "./apiserver.ts";
 import { chartNodeOptions, LOAD } from "./check.ts";
 import { checkRequestFor, keyFor, rng } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { pinned, repoRoot, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
+import { pinned, placeProcess, repoRoot, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
 import { policyWithLimits, redisStats, type RedisStats } from "./limits.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 import { dataPlaneArgs } from "../test/support/keyward.ts";
@@ -36,6 +39,8 @@ const CLOSED_SECONDS = 8;
 const HALF_SECONDS = 10;
 /** How long a run waits for other work on the machine to calm down (the busy share is recorded either way). */
 const QUIET_WAIT_MS = 10_000;
+/** Where the redis-server processes run: ghz's core (keyward has core 1). */
+export const REDIS_CPUS = "0";
 /** Distinct requests in ghz's data file, each a different key drawn from the whole index. */
 const REQUESTS = 20_000;
 
@@ -50,6 +55,15 @@ export interface GrpcLimitsRun {
   redisCpuUsPerCheck?: number;
 }
 
+/** A 50% run: ghz's figures, and keyward's own histograms over it (p50/p99 as a bucket's upper bound, ms). */
+export interface At50Run extends LoadResult {
+  checkP50Ms?: number;
+  checkP99Ms?: number;
+  calls?: number;
+  callP50Ms?: number;
+  callP99Ms?: number;
+}
+
 export interface GrpcLimitsRow {
   store: string;
   /** Medians of `closed`. */
@@ -59,12 +73,18 @@ export interface GrpcLimitsRow {
   redisRoundTripsPerCheck?: number;
   redisCpuPercent?: number;
   redisCpuUsPerCheck?: number;
-  /** Medians of `at50`. */
+  /** Medians of `at50` (Redis on ghz's core). */
   rateAt50: number;
   p50Ms: number;
   p99Ms: number;
   closed: GrpcLimitsRun[];
-  at50: LoadResult[];
+  at50: At50Run[];
+  /** Redis stores: the same 50% runs with the redis-server processes unpinned, interleaved with `at50`. */
+  at50Unpinned?: At50Run[];
+  p99UnpinnedMs?: number;
+  /** keyward's own view over `at50`, medians: its check duration and each Redis call's (p99, a histogram bucket's upper bound). */
+  checkP99Ms?: number;
+  callP99Ms?: number;
   /** keyward_limits_store_fallbacks_total and the decisions counted, over all runs. */
   fallbacks: number;
   decisions: Record<string, number>;
@@ -83,6 +103,32 @@ async function metricSum(port: number, name: string, filter = ""): Promise<numbe
   for (const line of text.split("\n")) if (line.startsWith(name) && line.includes(filter) && !line.startsWith("#")) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   return sum;
 }
+
+type Hist = Map<number, number>;
+
+/** A histogram's cumulative counts per upper bound, summed over its label sets, from /metrics. */
+export async function histogramOf(port: number, name: string, filter = ""): Promise<Hist> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Hist = new Map();
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"([^}]*)\\} ([0-9.e+]+)$`, "gm"))) {
+    if (!(m[2] ?? "").includes(filter)) continue;
+    const le = m[1] === "+Inf" ? Infinity : Number(m[1]);
+    out.set(le, (out.get(le) ?? 0) + Number(m[3]));
+  }
+  return out;
+}
+
+/** The upper bound (ms) of the bucket holding quantile q of what was observed between two snapshots, and the count. */
+export function quantileBetween(before: Hist, after: Hist, q: number): { count: number; ms: number | undefined } {
+  const rows = [...after].sort((a, b) => a[0] - b[0]).map(([le, c]) => [le, c - (before.get(le) ?? 0)] as const);
+  const total = rows[rows.length - 1]?.[1] ?? 0;
+  if (total === 0) return { count: 0, ms: undefined };
+  const le = rows.find(([, c]) => c >= q * total)?.[0] ?? Infinity;
+  return { count: total, ms: le * 1000 };
+}
+
+const CHECK_HIST = "keyward_authz_check_duration_seconds";
+const CALL_HIST = "keyward_limits_store_call_duration_seconds";
 
 async function decisionsOf(port: number): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -193,13 +239,29 @@ async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: st
     }
     const maxRps = median(closed.map((r) => r.rps));
     const rate = Math.round(maxRps / 2);
-    const at50: LoadResult[] = [];
+    const at50: At50Run[] = [];
+    const at50Unpinned: At50Run[] = [];
+    // With Redis, each 50% run on ghz's core is followed by one with Redis unpinned (the scheduler's
+    // choice of core, keyward's included): the same keyward, rate and minutes for both.
     for (let i = 0; i < REPEATS; i++) {
-      busyBefore.push(await waitQuiet(log, 0.15, QUIET_WAIT_MS));
-      const r = await ghz({ ...base, concurrency: LOAD.halfLoadConcurrency, seconds: HALF_SECONDS, rps: rate }, out);
-      log(`  at 50% (${rate}/s): ${r.rps}/s, p50 ${r.p50Ms} p99 ${r.p99Ms} ms`);
-      at50.push(r);
+      for (const unpinned of s.nodes.length ? [false, true] : [false]) {
+        for (const n of s.nodes) placeProcess(n.child.pid as number, unpinned ? "0,1" : REDIS_CPUS);
+        busyBefore.push(await waitQuiet(log, 0.15, QUIET_WAIT_MS));
+        const [h0, c0] = [await histogramOf(kw.metrics, CHECK_HIST), await histogramOf(kw.metrics, CALL_HIST, 'result="ok"')];
+        const g = await ghz({ ...base, concurrency: LOAD.halfLoadConcurrency, seconds: HALF_SECONDS, rps: rate }, out);
+        const [h1, c1] = [await histogramOf(kw.metrics, CHECK_HIST), await histogramOf(kw.metrics, CALL_HIST, 'result="ok"')];
+        const call50 = quantileBetween(c0, c1, 0.5);
+        const r: At50Run = {
+          ...g,
+          checkP50Ms: quantileBetween(h0, h1, 0.5).ms,
+          checkP99Ms: quantileBetween(h0, h1, 0.99).ms,
+          ...(s.nodes.length ? { calls: call50.count, callP50Ms: call50.ms, callP99Ms: quantileBetween(c0, c1, 0.99).ms } : {}),
+        };
+        log(`  at 50% (${rate}/s${unpinned ? ", Redis unpinned" : ""}): ${r.rps}/s, p50 ${r.p50Ms} p99 ${r.p99Ms} ms; keyward's check p99 ${r.checkP99Ms} ms, Redis call p99 ${r.callP99Ms ?? "–"} ms`);
+        (unpinned ? at50Unpinned : at50).push(r);
+      }
     }
+    for (const n of s.nodes) placeProcess(n.child.pid as number, REDIS_CPUS);
     const f1 = await metricSum(kw.metrics, "keyward_limits_store_fallbacks_total");
     const d1 = await decisionsOf(kw.metrics);
     const decisions: Record<string, number> = {};
@@ -218,6 +280,8 @@ async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: st
       p99Ms: median(at50.map((r) => r.p99Ms)),
       closed,
       at50,
+      ...(at50Unpinned.length ? { at50Unpinned, p99UnpinnedMs: median(at50Unpinned.map((r) => r.p99Ms)), callP99Ms: median(at50.map((r) => r.callP99Ms ?? NaN)) } : {}),
+      checkP99Ms: median(at50.map((r) => r.checkP99Ms ?? NaN)),
       fallbacks: f1 - f0,
       decisions,
       busyBefore,
@@ -252,6 +316,9 @@ export async function runLimitsGrpcBench(o: { keys: number; namespace?: string; 
     servers.push(standalone);
     const cluster = await startRedisCluster(3);
     servers.push(...cluster);
+    // Redis on the load generator's core: keyward's core is keyward's alone in every store, as a
+    // Redis on hosts of its own leaves it (bench/limits-tail.ts; ADR 0055).
+    for (const n of servers) placeProcess(n.child.pid as number, REDIS_CPUS);
     // A deadline far above Redis's latency: the figures are counts on Redis, not fallbacks (their count is reported).
     const redisArgs = ["--limits-store=redis", "--limits-redis-timeout=1s", "--limits-redis-breaker-failures=1000"];
     const stores: StoreUnderTest[] = [
@@ -277,8 +344,8 @@ const n0 = (v: number | undefined): string => (v === undefined ? "–" : v.toLoc
 export function limitsGrpcTable(rows: readonly GrpcLimitsRow[]): string[] {
   const memory = rows.find((r) => r.store === "memory");
   const out = [
-    "| store | checks per keyward CPU-second (3 runs) | share of memory's | max checks/s | p50 / p99 at 50% (ms; 3 runs' p99) | p99 vs. memory's | Redis round trips / commands per check | Redis CPU (% of a core / µs per check) | fallbacks |",
-    "| --- | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |",
+    "| store | checks per keyward CPU-second (3 runs) | share of memory's | max checks/s | p50 / p99 at 50% (ms; 3 runs' p99) | p99 vs. memory's | keyward's check / Redis call p99 at 50% (ms, bucket bound) | p99 at 50% with Redis unpinned (ms; 3 runs') | Redis round trips / commands per check | Redis CPU (% of a core / µs per check) | fallbacks |",
+    "| --- | ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- | ---: |",
   ];
   for (const r of rows) {
     const share = memory ? `${Math.round((r.checksPerCpuSecond / memory.checksPerCpuSecond) * 100)}%` : "–";
@@ -286,7 +353,11 @@ export function limitsGrpcTable(rows: readonly GrpcLimitsRow[]): string[] {
     const runs = r.closed.map((c) => n0(c.checksPerCpuSecond)).join(", ");
     const redis = r.redisRoundTripsPerCheck === undefined ? "–" : `${r.redisRoundTripsPerCheck} / ${r.redisCommandsPerCheck ?? "–"}`;
     const cpu = r.redisCpuPercent === undefined ? "–" : `${r.redisCpuPercent}% / ${r.redisCpuUsPerCheck ?? "–"}`;
-    out.push(`| ${r.store} | ${n0(r.checksPerCpuSecond)} (${runs}) | ${share} | ${n0(r.maxRps)} | ${r.p50Ms} / ${r.p99Ms} (${r.at50.map((a) => a.p99Ms).join(", ")}) | ${p99x} | ${redis} | ${cpu} | ${r.fallbacks} |`);
+    // Infinity (null once through JSON): above the histogram's top bucket (50 ms for the check, 1 s for a call).
+    const ms = (x: number | null | undefined, top: number): string => (x === null || x === Infinity ? `> ${top}` : x === undefined || Number.isNaN(x) ? "–" : String(x));
+    const own = `${ms(r.checkP99Ms, 50)} / ${ms(r.callP99Ms, 1000)}`;
+    const unpinned = r.at50Unpinned ? `${r.p99UnpinnedMs ?? "–"} (${r.at50Unpinned.map((a) => a.p99Ms).join(", ")})` : "–";
+    out.push(`| ${r.store} | ${n0(r.checksPerCpuSecond)} (${runs}) | ${share} | ${n0(r.maxRps)} | ${r.p50Ms} / ${r.p99Ms} (${r.at50.map((a) => a.p99Ms).join(", ")}) | ${p99x} | ${own} | ${unpinned} | ${redis} | ${cpu} | ${r.fallbacks} |`);
   }
   return out;
 }

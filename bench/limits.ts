@@ -16,7 +16,6 @@
 //
 //   node bench/limits.ts [--keys 100000] [--seconds 5]
 import { parseArgs } from "node:util";
-import type { ApiKeyPolicy } from "../src/api/types.ts";
 import { Checker } from "../src/authz/check.ts";
 import type { CheckInput } from "../src/check/decision.ts";
 import { PolicyIndex } from "../src/policy/policy.ts";
@@ -25,7 +24,9 @@ import { Limiter, type LimitTaker } from "../src/limits/limiter.ts";
 import { connectLimitsRedis, type LimitsRedis } from "../src/limits/redis-client.ts";
 import { RedisLimiter } from "../src/limits/redis-store.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
-import { BENCH_HOST, benchPolicy, fillIndex, keyFor } from "./lib/fixture.ts";
+import { BENCH_HOST, fillIndex, keyFor, policyWithLimits } from "./lib/fixture.ts";
+
+export { policyWithLimits };
 import { cpuSeconds } from "./lib/proc.ts";
 
 export interface LimitsRow {
@@ -52,12 +53,6 @@ export interface DenyCacheRow {
 }
 
 const CONCURRENCY = 64;
-
-/** The bench policy with a rate (1000/s, burst 1000) and a quota for every key it admits. */
-export function policyWithLimits(quota = 1_000_000_000, namespace?: string): ApiKeyPolicy {
-  const p = benchPolicy(namespace);
-  return { ...p, spec: { ...p.spec, defaults: { rate: { requests: 1000, per: "1s", burst: 1000 }, quota: { requests: quota, per: "day" } } } };
-}
 
 function inputs(nKeys: number): CheckInput[] {
   const out: CheckInput[] = [];

@@ -65,6 +65,12 @@ export function benchPolicy(namespace = BENCH_NAMESPACE): ApiKeyPolicy {
   };
 }
 
+/** The bench policy with a rate (1000/s, burst 1000) and a quota for every key it admits. */
+export function policyWithLimits(quota = 1_000_000_000, namespace?: string): ApiKeyPolicy {
+  const p = benchPolicy(namespace);
+  return { ...p, spec: { ...p.spec, defaults: { rate: { requests: 1000, per: "1s", burst: 1000 }, quota: { requests: quota, per: "day" } } } };
+}
+
 export type Kind = "valid" | "unknown" | "scope_missing";
 
 /** Deterministic PRNG, so every run sends the same requests. */

@@ -1,5 +1,5 @@
 // Child processes for the bench: pinned servers, CPU accounting, the ghz binary.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -26,6 +26,12 @@ export function ghzPath(): string {
 /** Wraps a command in `taskset -c <cpus>` when cpus is given. */
 export function pinned(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
   return cpus === undefined ? [cmd, args] : ["taskset", ["-c", cpus, cmd, ...args]];
+}
+
+/** Moves a running process and all its threads to `cpus` (taskset -a -p), at niceness `nice`. */
+export function placeProcess(pid: number, cpus: string, nice = 0): void {
+  execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
+  execFileSync("renice", ["-n", String(nice), "-p", String(pid)], { stdio: "ignore" });
 }
 
 /** utime+stime of a process and its threads, in seconds (Linux /proc). */

@@ -18,6 +18,13 @@
 //                                writes from this process), into the SQLite file --analytics-path
 //                                or the PostgreSQL database --analytics-url; the N ApiKeys' key
 //                                records are written before READY
+//   --limits-store S             (--mode authz --keys N) every key gets a rate and a quota (the
+//                                limits bench's policy) counted by keyward's limits store S: memory,
+//                                or redis at --limits-redis-url (--limits-redis-mode standalone or
+//                                cluster), opened as keyward authz opens it (a 1 s deadline, so the
+//                                figures are counts on Redis); default: no limits
+//   --pauses                     stats also give garbage-collection pauses and the event loop's
+//                                delay since the previous stats (a 1 ms sampling timer)
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/pool.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -25,6 +32,7 @@
 // Prints `READY <port>` on stdout when it serves; each `stats` line on stdin is
 // answered with one JSON line (decisions by reason, memory). Listens on 127.0.0.1 only.
 import cluster from "node:cluster";
+import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
@@ -43,10 +51,11 @@ import { defaultConfig } from "../../src/config/config.ts";
 import { KeyIndex } from "../../src/index/keys.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { Limiter } from "../../src/limits/limiter.ts";
+import { Limiter, type LimitTaker } from "../../src/limits/limiter.ts";
+import { openLimitStore } from "../../src/limits/store.ts";
 import { runWorker, startWorkerPool } from "../../src/cluster/pool.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
-import { apiKeyObject, benchPolicy, fillIndex } from "../lib/fixture.ts";
+import { apiKeyObject, benchPolicy, fillIndex, policyWithLimits } from "../lib/fixture.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
 import { startIngest, type Ingest } from "../../src/usage/ingest.ts";
 import { fromDecision } from "../../src/check/event.ts";
@@ -68,6 +77,10 @@ const { values: args } = parseArgs({
     analytics: { type: "string", default: "off" },
     "analytics-path": { type: "string", default: "" },
     "analytics-url": { type: "string", default: "" },
+    "limits-store": { type: "string", default: "" },
+    "limits-redis-url": { type: "string", default: "" },
+    "limits-redis-mode": { type: "string", default: "standalone" },
+    pauses: { type: "boolean", default: false },
   },
 });
 const transport = (args.transport ?? (args.mode === "null" ? "grpc-js" : "keyward")) as GrpcTransport;
@@ -82,6 +95,69 @@ interface Stats {
   indexKeys: number;
   /** With --analytics: rows made, written to the store and dropped. */
   analytics?: { made: number; written: number; dropped: number };
+  /**
+   * Histograms of keyward's own timings (the check's duration; with a redis limits store, each
+   * call's), as cumulative counts per upper bound in seconds, since the start.
+   */
+  histograms?: Record<string, [number, number][]>;
+  /** Since the previous stats: garbage collections (count, total and longest pause in ms) and the event loop's delay (ms). */
+  pauses?: { gcCount: number; gcMs: number; gcMaxMs: number; gcByKind: Record<string, { count: number; ms: number; maxMs: number }>; loopP99Ms: number; loopMaxMs: number; storeWaits: number; storeWaitP50Ms: number; storeWaitP99Ms: number; storeWaitMaxMs: number };
+}
+
+const gcSeen = { count: 0, ms: 0, maxMs: 0, byKind: {} as Record<string, { count: number; ms: number; maxMs: number }> };
+/** perf_hooks' NODE_PERFORMANCE_GC_* kinds. */
+const GC_KINDS: Record<number, string> = { 1: "minor", 2: "major", 4: "incremental", 8: "weakcb" };
+// --pauses only: the loop-delay sampler is a timer of its own every millisecond.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+if (args.pauses) {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcSeen.count++;
+      gcSeen.ms += e.duration;
+      gcSeen.maxMs = Math.max(gcSeen.maxMs, e.duration);
+      const kind = GC_KINDS[(e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0] ?? "other";
+      const k = (gcSeen.byKind[kind] ??= { count: 0, ms: 0, maxMs: 0 });
+      k.count++;
+      k.ms = Math.round((k.ms + e.duration) * 10) / 10;
+      k.maxMs = Math.max(k.maxMs, Math.round(e.duration * 10) / 10);
+    }
+  }).observe({ entryTypes: ["gc"] });
+  loopDelay.enable();
+}
+
+/** Pauses since the previous call, then starts counting anew. */
+function pausesSinceLast(): NonNullable<Stats["pauses"]> | undefined {
+  if (!args.pauses) return undefined;
+  const waits = Float64Array.from(storeWaits).sort();
+  const at = (q: number): number => Math.round((waits[Math.min(waits.length - 1, Math.floor(q * waits.length))] ?? NaN) * 1000) / 1000;
+  const out = {
+    gcCount: gcSeen.count,
+    gcMs: Math.round(gcSeen.ms * 10) / 10,
+    gcMaxMs: Math.round(gcSeen.maxMs * 10) / 10,
+    gcByKind: gcSeen.byKind,
+    loopP99Ms: loopDelay.percentile(99) / 1e6,
+    loopMaxMs: loopDelay.max / 1e6,
+    storeWaits: waits.length,
+    storeWaitP50Ms: at(0.5),
+    storeWaitP99Ms: at(0.99),
+    storeWaitMaxMs: at(1),
+  };
+  Object.assign(gcSeen, { count: 0, ms: 0, maxMs: 0, byKind: {} });
+  loopDelay.reset();
+  storeWaits = [];
+  return out;
+}
+
+/** Cumulative bucket counts of a histogram in the registry, summed over its label sets. */
+async function histogramOf(registry: Registry, name: string): Promise<[number, number][] | undefined> {
+  const values = await metricValues(registry, name);
+  const byBound = new Map<number, number>();
+  for (const v of values) {
+    if (v.labels.le === undefined) continue;
+    const le = v.labels.le === "+Inf" ? Infinity : Number(v.labels.le);
+    byBound.set(le, (byBound.get(le) ?? 0) + v.value);
+  }
+  return byBound.size ? [...byBound].sort((a, b) => a[0] - b[0]) : undefined;
 }
 
 async function metricValues(registry: Registry, name: string): Promise<{ labels: Record<string, string | number>; value: number }[]> {
@@ -104,7 +180,12 @@ async function collectStats(registry: Registry | undefined, nullCount: number): 
   const analytics = registry?.getSingleMetric("keyward_analytics_rows_total")
     ? { made: await sum("keyward_analytics_rows_total"), written: await sum("keyward_analytics_rows_written_total"), dropped: await sum("keyward_analytics_rows_dropped_total") }
     : undefined;
-  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys, ...(analytics ? { analytics } : {}) };
+  const histograms: Record<string, [number, number][]> = {};
+  for (const name of ["keyward_authz_check_duration_seconds", "keyward_limits_store_call_duration_seconds"]) {
+    const h = registry ? await histogramOf(registry, name) : undefined;
+    if (h) histograms[name] = h;
+  }
+  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys, ...(analytics ? { analytics } : {}), histograms, ...(args.pauses ? { pauses: pausesSinceLast() } : {}) };
 }
 
 /** The null server on keyward's HTTP/2 server: decodes CheckRequest with keyward's decoder and answers OK. */
@@ -161,9 +242,9 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   const keys = new KeyIndex();
   fillIndex(keys, nKeys);
   const policies = new PolicyIndex();
-  policies.apply("add", benchPolicy());
-  const limiter = new Limiter();
+  policies.apply("add", args["limits-store"] ? policyWithLimits() : benchPolicy());
   const registry = new Registry();
+  const limiter = args["limits-store"] ? await limitsStore(registry, log) : new Limiter();
   const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
   const config = defaultConfig();
   const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
@@ -183,6 +264,37 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   });
   return { port: front.port, registry };
 }
+
+/** keyward's limits store as `keyward authz` opens it (src/limits/store.ts), with the limits bench's deadline and breaker. */
+async function limitsStore(registry: Registry, log: Logger): Promise<LimitTaker> {
+  const config = defaultConfig({
+    limitsStore: args["limits-store"],
+    limitsRedisUrl: args["limits-redis-url"] ? args["limits-redis-url"].split(",") : [],
+    limitsRedisMode: args["limits-redis-mode"],
+    limitsRedisTimeout: 1000,
+    limitsRedisBreakerFailures: 1000,
+  });
+  const store = (await openLimitStore(config, log, registry, Date.now)).limiter;
+  if (!args.pauses) return store;
+  // --pauses: each check's wait for a store that answers later (a Redis call), from take to verdict.
+  return {
+    take: (subject, limits, nowMs, ceiling) => {
+      const v = store.take(subject, limits, nowMs, ceiling);
+      if (!(v instanceof Promise)) return v;
+      const t0 = performance.now();
+      return v.then((verdict) => {
+        storeWaits.push(performance.now() - t0);
+        return verdict;
+      });
+    },
+    forget: (prefix) => {
+      store.forget(prefix);
+    },
+  };
+}
+
+/** --pauses: the store waits (ms) since the previous stats. */
+let storeWaits: number[] = [];
 
 /**
  * What startUsage adds to each answered check for the analytics store, alone: the check's event

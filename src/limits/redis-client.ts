@@ -126,8 +126,11 @@ export async function connectLimitsRedis(connection: RedisConnectOptions): Promi
     client = new Cluster(nodes, {
       enableOfflineQueue: false,
       lazyConnect: true,
-      // One write per node per event-loop turn; a batch holds calls to several slots of one node.
-      enableAutoPipelining: true,
+      // Each check's call is written at once. ioredis's auto-pipelining would send a turn's calls
+      // to a node in one write, but it keeps one such write per node in flight and holds the
+      // calls made meanwhile until its reply: a check then waits for a round trip before its own
+      // (docs/benchmarks.md, "Where the tail comes from").
+      enableAutoPipelining: false,
       slotsRefreshTimeout: Math.max(1000, connection.connectTimeoutMs),
       clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
       // Each node's own connection queues while it connects (ioredis's default): the deadline bounds the wait.

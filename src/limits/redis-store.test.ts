@@ -191,6 +191,26 @@ describe("RedisLimiter", () => {
     expect(events).toEqual(["fallback error local", "fallback error local"]);
   });
 
+  it("reports each call's time from its send to its reply, or to its deadline", async () => {
+    const calls: [string, number][] = [];
+    const onCall = (result: string, seconds: number): void => {
+      calls.push([result, seconds]);
+    };
+    // A reply 30 ms after the send: the time the call is reported with.
+    const slow: RunScript = () => new Promise((res) => setTimeout(res, 30, [[1, 0, "1", "1"]]));
+    const { l } = limiter(slow, { timeoutMs: 1000, onCall });
+    expect((await l.take("a|", LIMITS, NOW)).ok).toBe(true);
+    expect(calls.map(([r]) => r)).toEqual(["ok"]);
+    expect(calls[0]?.[1]).toBeGreaterThanOrEqual(0.025);
+    expect(calls[0]?.[1]).toBeLessThan(0.5);
+    // A call past its deadline (20 ms) is reported at the deadline.
+    const late = limiter(never, { timeoutMs: 20, onCall });
+    await late.l.take("b|", LIMITS, NOW);
+    expect(calls[1]?.[0]).toBe("timeout");
+    expect(calls[1]?.[1]).toBeGreaterThanOrEqual(0.015);
+    expect(calls[1]?.[1]).toBeLessThan(0.5);
+  });
+
   it("treats a malformed reply as a failed call", async () => {
     const { l, events } = limiter(() => Promise.resolve("nonsense"));
     expect((await l.take("uid|", LIMITS, NOW)).ok).toBe(true);

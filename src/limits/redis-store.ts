@@ -58,8 +58,11 @@ export interface RedisLimiterOptions {
   now: () => number;
   onTransition?: (to: BreakerState, from: BreakerState) => void;
   onFallback?: (cause: FallbackCause, mode: FailureMode) => void;
-  /** Called for each call's outcome (one per batch): ok, error or timeout. */
-  onCall?: (result: "ok" | "error" | "timeout") => void;
+  /**
+   * Called for each call's outcome (one per batch): ok, error or timeout, and the seconds from
+   * the call's send to its reply (to its deadline for a timeout).
+   */
+  onCall?: (result: "ok" | "error" | "timeout", seconds: number) => void;
   /** A check refused from the refusal memory, without a call. */
   onCachedDenial?: () => void;
 }
@@ -160,6 +163,7 @@ export class RedisLimiter implements LimitTaker {
    * end and Redis to answer. The in-flight count follows the call itself, not the deadline.
    */
   private send(batch: Queued[], since: number): void {
+    const sent = performance.now();
     let p: Promise<unknown>;
     try {
       p = this.options.run(scriptArgs(batch));
@@ -173,29 +177,29 @@ export class RedisLimiter implements LimitTaker {
     let done = false;
     const timer = setTimeout(() => {
       done = true;
-      this.failed(batch, "timeout");
-    }, Math.max(0, this.options.timeoutMs - (performance.now() - since)));
+      this.failed(batch, "timeout", sent);
+    }, Math.max(0, this.options.timeoutMs - (sent - since)));
     p.then(
       (reply) => {
         if (done) return;
         clearTimeout(timer);
-        this.answered(batch, reply);
+        this.answered(batch, reply, sent);
       },
       () => {
         if (done) return;
         clearTimeout(timer);
-        this.failed(batch, "error");
+        this.failed(batch, "error", sent);
       },
     );
   }
 
-  private answered(batch: readonly Queued[], reply: unknown): void {
+  private answered(batch: readonly Queued[], reply: unknown, sent: number): void {
     if (!Array.isArray(reply) || reply.length !== batch.length) {
-      this.failed(batch, "error");
+      this.failed(batch, "error", sent);
       return;
     }
     this.breaker.success();
-    this.options.onCall?.("ok");
+    this.options.onCall?.("ok", (performance.now() - sent) / 1000);
     for (let i = 0; i < batch.length; i++) {
       const c = batch[i] as Queued;
       let v: { verdict: LimitVerdict; untilMs: number };
@@ -210,9 +214,9 @@ export class RedisLimiter implements LimitTaker {
     }
   }
 
-  private failed(batch: readonly Queued[], cause: "error" | "timeout"): void {
+  private failed(batch: readonly Queued[], cause: "error" | "timeout", sent: number): void {
     this.breaker.failure();
-    this.options.onCall?.(cause);
+    this.options.onCall?.(cause, (performance.now() - sent) / 1000);
     for (const c of batch) c.resolve(this.fallback(cause, c.subject, c.limits, c.nowMs, c.ceiling));
   }
 }

@@ -1,6 +1,7 @@
 // Opens the limits store that --limits-store names: the memory store, or the
 // redis store with its connection, metrics and transition log.
 import { Counter, Gauge, type Registry } from "prom-client";
+import { TallyHistogram } from "../metrics/tally.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log.ts";
 import { Limiter, type LimitTaker } from "./limiter.ts";
@@ -40,6 +41,14 @@ export async function openLimitStore(config: Config, log: Logger, registry: Regi
     labelNames: ["result"] as const,
     registers: [registry],
   });
+  const callSeconds = new TallyHistogram({
+    name: "keyward_limits_store_call_duration_seconds",
+    help: "Time from sending a call to the limits store (Redis) to its reply, in seconds, by result: ok, error, timeout (observed at the deadline).",
+    labelNames: ["result"] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registry,
+  });
+  const callSeries = { ok: callSeconds.series({ result: "ok" }), error: callSeconds.series({ result: "error" }), timeout: callSeconds.series({ result: "timeout" }) };
   const fallbacks = new Counter({
     name: "keyward_limits_store_fallbacks_total",
     help: "Checks with limits answered by --limits-redis-failure instead of Redis, by cause (error, timeout, open, busy) and mode (local, allow, deny).",
@@ -71,8 +80,9 @@ export async function openLimitStore(config: Config, log: Logger, registry: Regi
     onFallback: (cause, mode) => {
       fallbacks.inc({ cause, mode });
     },
-    onCall: (result) => {
+    onCall: (result, seconds) => {
       calls.inc({ result });
+      callSeries[result].observe(seconds);
     },
     onCachedDenial: () => {
       cached.inc();

@@ -112,6 +112,12 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
     const b = replicas[1] as Replica;
     expect(await metricValue((replicas[0] as Replica).metrics, 'keyward_authz_decisions_total{outcome="limited",reason="rate_limited",front="grpc"}')).toBeGreaterThan(0);
     for (const w of [0, 1]) expect(await metricValue(b.metrics, `keyward_authz_worker_checks_total{worker="${w}"}`)).toBeGreaterThan(0);
+    // Each call's time to its reply is in a histogram, one observation per call.
+    const a = replicas[0] as Replica;
+    const okCalls = await metricValue(a.metrics, 'keyward_limits_store_calls_total{result="ok"}');
+    expect(okCalls).toBeGreaterThan(0);
+    expect(await metricValue(a.metrics, 'keyward_limits_store_call_duration_seconds_count{result="ok"}')).toBe(okCalls);
+    expect(await metricValue(a.metrics, 'keyward_limits_store_call_duration_seconds_bucket{le="1",result="ok"}')).toBe(okCalls);
     // Retry-After comes from the shared bucket: a token an hour.
     const c = authzClient((replicas[0] as Replica).grpc);
     const refused = await ask(c, burst);
