@@ -113,6 +113,24 @@ describe("the analytics writer on its own thread", () => {
     expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 1 }]);
   });
 
+  it("fails the call in flight when its thread dies, and starts a new thread at the next call", async () => {
+    const lines: string[] = [];
+    const path = file();
+    await (await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }))).close();
+    const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    const now = Date.now();
+    const row = (requestId: string): RequestRow => ({ at: now - 10, requestId, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5 });
+    await expect(writer.writeRequests([row("crash")])).rejects.toThrow(/writer thread exited \(code 3\)/);
+    expect(lines.join("\n")).toContain("analytics writer thread exited; a new one starts at the next write");
+    await writer.writeRequests([row("r-1"), row("r-2")]);
+    await writer.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    await writer.close();
+    expect(threadNames()).not.toContain(WRITER_THREAD_NAME);
+    const reader = await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }));
+    stores.push(reader);
+    expect(await reader.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 2 }]);
+  });
+
   it("ends its thread on close, after the write in flight has landed", async () => {
     const path = file();
     const store = await openAnalyticsStore(options(path), createLogger({ sink: () => {} }));

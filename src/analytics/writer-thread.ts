@@ -38,7 +38,7 @@ interface Running {
 }
 
 /** Starts the thread and opens the store on it; rejects with the store's start-up error (AnalyticsStoreFailed, ConfigInvalid). */
-export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger): Promise<WriterThread> {
+export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger, workerUrl = new URL("./writer-worker.ts", import.meta.url)): Promise<WriterThread> {
   const { now: _now, writerThread: _thread, ...rest } = options;
   const data: WriterWorkerData = { options: rest, levels: LEVELS.filter((l) => log.enabled(l)) };
   const pending = new Map<number, { resolve: (r: WriterReply & { op: "done" }) => void; reject: (err: Error) => void }>();
@@ -46,7 +46,7 @@ export async function startWriterThread(options: AnalyticsStoreOptions, log: Log
   let closed = false;
 
   const spawn = (): Running => {
-    const worker = new Worker(new URL("./writer-worker.ts", import.meta.url), { name: WRITER_THREAD_NAME, workerData: data });
+    const worker = new Worker(workerUrl, { name: WRITER_THREAD_NAME, workerData: data });
     // Idle, the thread does not keep the process alive; a call in flight does (see call()).
     worker.unref();
     let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
