@@ -18,6 +18,8 @@
 //                                writes from this process), into the SQLite file --analytics-path
 //                                or the PostgreSQL database --analytics-url; the N ApiKeys' key
 //                                records are written before READY
+//   --analytics-writer W         thread (default, as keyward authz: the store's writes on their own
+//                                thread, named keyward-writer) or inline (on the thread answering checks)
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/pool.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -68,6 +70,7 @@ const { values: args } = parseArgs({
     analytics: { type: "string", default: "off" },
     "analytics-path": { type: "string", default: "" },
     "analytics-url": { type: "string", default: "" },
+    "analytics-writer": { type: "string", default: "thread" },
   },
 });
 const transport = (args.transport ?? (args.mode === "null" ? "grpc-js" : "keyward")) as GrpcTransport;
@@ -194,7 +197,7 @@ async function analyticsListener(kind: string, nKeys: number, registry: Registry
   if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, sqlite or postgres, got ${kind}`);
   const config = defaultConfig();
   const store: AnalyticsStore = await openAnalyticsStore(
-    { store: kind, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0 },
+    { store: kind, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: args["analytics-writer"] !== "inline" },
     log,
   );
   const ingest: Ingest = await startIngest({ writer: store, config, clock: systemClock, log, registry, uidOf: () => undefined });
