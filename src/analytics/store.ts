@@ -16,6 +16,9 @@ import { applyMigrations, DAY_MS } from "./schema.ts";
 import { openSqlite } from "./sqlite-backend.ts";
 import { upsertKeys, writeRequests } from "./writer.ts";
 import { startWriterThread } from "./writer-thread.ts";
+import { openSqliteReader } from "./sqlite-reader.ts";
+import type { Kysely } from "kysely";
+import type { AnalyticsDB } from "./schema.ts";
 
 export interface AnalyticsStoreOptions {
   store: "sqlite" | "postgres";
@@ -103,18 +106,29 @@ export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Lo
       await backend.close().catch(() => {});
       throw err;
     });
+    // SQLite reads on a thread of their own too (node:sqlite runs them to their end on the caller's);
+    // PostgreSQL's are asynchronous, on this thread's pool.
+    let reads: Kysely<AnalyticsDB> = backend.db;
+    if (backend.kind === "sqlite") {
+      await backend.close();
+      reads = await openSqliteReader(options.sqlitePath, log).catch(async (err: unknown) => {
+        await thread.close().catch(() => {});
+        throw err;
+      });
+    }
     return {
       kind: backend.kind,
       where: backend.where,
-      queries: new AnalyticsQueries(backend.db, { requestsFrom: keepFrom }),
-      alerts: new AlertQueries(backend.db),
+      queries: new AnalyticsQueries(reads, { requestsFrom: keepFrom }),
+      alerts: new AlertQueries(reads),
       writeRequests: (rows) => thread.writeRequests(rows),
       upsertKeys: (keys) => thread.upsertKeys(keys),
       placesCountries: true,
       runRetention: () => thread.runRetention(),
       close: async () => {
         await thread.close();
-        await backend.close();
+        if (reads === backend.db) await backend.close();
+        else await reads.destroy();
       },
     };
   }

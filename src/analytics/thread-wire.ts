@@ -1,20 +1,22 @@
-// What the check thread and the analytics writer thread (writer-thread.ts,
-// writer-worker.ts) say to each other. Calls carry an id and are answered once,
+// What the check thread and the analytics store's threads (the writer,
+// writer-thread.ts; the SQLite reader, sqlite-reader.ts) say to each other. Calls carry an id and are answered once,
 // with a result or an error; the worker's log lines come over too, so they
 // reach keyward's one log with the caller's fields. Errors cross as their
 // message, code and cause chain (what keyward's log shows of an error), never
 // as the original object, which may hold a connection string.
 import { KeywardError, type ErrorCode } from "../errors.ts";
 import type { Fields, Level, Logger, PreparedLine } from "../log.ts";
-import type { RetentionResult } from "./retention.ts";
 import type { KeyRecord, RequestRow } from "./row.ts";
 
 /** A call to the writer thread. */
 export type WriterCall =
-  | { op: "rows"; id: number; rows: readonly RequestRow[] }
-  | { op: "keys"; id: number; keys: readonly KeyRecord[] }
-  | { op: "retention"; id: number }
-  | { op: "close"; id: number };
+  | { op: "rows"; rows: readonly RequestRow[] }
+  | { op: "keys"; keys: readonly KeyRecord[] }
+  | { op: "retention" }
+  | { op: "close" };
+
+/** A statement for the SQLite reader thread (sqlite-reader.ts), or its close. */
+export type ReaderCall = { op: "query"; sql: string; parameters: readonly unknown[] } | { op: "close" };
 
 /** An error as it crosses threads. */
 export interface WireError {
@@ -25,11 +27,11 @@ export interface WireError {
   causes: WireError[];
 }
 
-/** What the writer thread says. */
-export type WriterReply =
+/** What a store thread says: its start, each call's answer (with its id), its log lines. */
+export type ThreadReply =
   | { op: "ready" }
   | { op: "failed"; error: WireError }
-  | { op: "done"; id: number; retention?: RetentionResult }
+  | { op: "done"; id: number; result?: unknown }
   | { op: "error"; id: number; error: WireError }
   | { op: "log"; level: Level; msg: string; fields: Fields };
 
@@ -73,7 +75,7 @@ export function unwireFields(fields: Fields): Fields {
 }
 
 /** A Logger whose lines are posted to the thread that owns keyward's log, which writes them with its own fields. */
-export function forwardingLogger(post: (r: WriterReply) => void, enabled: (level: Level) => boolean, base: Fields = {}): Logger {
+export function forwardingLogger(post: (r: ThreadReply) => void, enabled: (level: Level) => boolean, base: Fields = {}): Logger {
   const write = (level: Level, msg: string, fields?: Fields): void => {
     if (enabled(level)) post({ op: "log", level, msg, fields: wireFields({ ...base, ...fields }) });
   };

@@ -120,8 +120,8 @@ describe("the analytics writer on its own thread", () => {
     const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
     const now = Date.now();
     const row = (requestId: string): RequestRow => ({ at: now - 10, requestId, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5 });
-    await expect(writer.writeRequests([row("crash")])).rejects.toThrow(/writer thread exited \(code 3\)/);
-    expect(lines.join("\n")).toContain("analytics writer thread exited; a new one starts at the next write");
+    await expect(writer.writeRequests([row("crash")])).rejects.toThrow(/analytics writer thread exited \(code 3\)/);
+    expect(lines.join("\n")).toContain("analytics writer thread exited; a new one starts at the next call");
     await writer.writeRequests([row("r-1"), row("r-2")]);
     await writer.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
     await writer.close();
