@@ -77,7 +77,13 @@ export function unwireFields(fields: Fields): Fields {
 /** A Logger whose lines are posted to the thread that owns keyward's log, which writes them with its own fields. */
 export function forwardingLogger(post: (r: ThreadReply) => void, enabled: (level: Level) => boolean, base: Fields = {}): Logger {
   const write = (level: Level, msg: string, fields?: Fields): void => {
-    if (enabled(level)) post({ op: "log", level, msg, fields: wireFields({ ...base, ...fields }) });
+    if (!enabled(level)) return;
+    try {
+      post({ op: "log", level, msg, fields: wireFields({ ...base, ...fields }) });
+    } catch {
+      // A field that cannot cross threads (a function, a socket): the line goes without its fields.
+      post({ op: "log", level, msg, fields: { fieldsDropped: true } });
+    }
   };
   return {
     debug: (m, f) => { write("debug", m, f); },

@@ -5,6 +5,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
 import { startWriterThread, WRITER_THREAD_NAME } from "./writer-thread.ts";
+import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
+import { KeywardError } from "../errors.ts";
+import { MessageChannel } from "node:worker_threads";
 import type { RequestRow } from "./row.ts";
 
 const DAY = 86_400_000;
@@ -144,5 +147,25 @@ describe("the analytics writer on its own thread", () => {
     stores.push(again);
     await again.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
     expect(await again.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ requests: 2000 }]);
+  });
+
+  it("carries an error's KeywardError code, code and causes across threads, and a log line's fields, or the line alone when a field cannot cross", async () => {
+    const pgErr = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
+    const back = fromWire(structuredClone(toWire(new KeywardError("AnalyticsStoreFailed", "analytics store postgres://kw@db/kw: refused", { cause: pgErr }))));
+    expect(back).toBeInstanceOf(KeywardError);
+    expect(back).toMatchObject({ code: "AnalyticsStoreFailed", message: "analytics store postgres://kw@db/kw: refused", cause: { message: "connect ECONNREFUSED 127.0.0.1:1", code: "ECONNREFUSED" } });
+    const { port1, port2 } = new MessageChannel();
+    const got: ThreadReply[] = [];
+    port2.on("message", (r: ThreadReply) => got.push(r));
+    const log = forwardingLogger((r) => { port1.postMessage(r); }, (l) => l !== "debug", { component: "analytics" });
+    log.debug("not sent");
+    log.child({ store: "sqlite x" }).warn("analytics store connection lost", { err: pgErr });
+    log.info("with a function", { f: () => 1 });
+    await expect.poll(() => got.length).toBe(2);
+    port1.close();
+    const [lost, fn] = got as (ThreadReply & { op: "log" })[];
+    expect(lost).toMatchObject({ level: "warn", msg: "analytics store connection lost" });
+    expect(unwireFields(lost!.fields)).toMatchObject({ component: "analytics", store: "sqlite x", err: { message: "connect ECONNREFUSED 127.0.0.1:1", code: "ECONNREFUSED" } });
+    expect(fn).toMatchObject({ level: "info", msg: "with a function", fields: { fieldsDropped: true } });
   });
 });
