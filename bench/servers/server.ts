@@ -12,7 +12,8 @@
 //   --answer keyward             (--mode null --transport keyward) answer every Check with the bytes
 //                                keyward's check path answers an allowed bench request with (its
 //                                headers to set and remove, its dynamic metadata), without deciding
-//   --analytics S                (--mode authz --keys N) off (default), sqlite or postgres: every
+//   --analytics S                (--mode authz --keys N) off (default), events (only the check's event
+//                                usage makes anyway, no rows), sqlite or postgres: every
 //                                answered check also goes to the analytics rows as keyward authz
 //                                hands them over (src/usage/ingest.ts: the bounded queue, batched
 //                                writes from this process), into the SQLite file --analytics-path
@@ -51,7 +52,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { apiKeyObject, benchPolicy, fillIndex } from "../lib/fixture.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
 import { startIngest, type Ingest } from "../../src/usage/ingest.ts";
-import { fromDecision } from "../../src/check/event.ts";
+import { fromDecision, type CheckEvent } from "../../src/check/event.ts";
 import { systemClock } from "../../src/k8s/clock.ts";
 import type { DecisionListener } from "../../src/authz/decisions.ts";
 import { keywardAnswer } from "../lib/answer.ts";
@@ -194,8 +195,20 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
  * the per-key metrics, so the difference to --analytics off is the analytics rows' cost.
  */
 async function analyticsListener(kind: string, nKeys: number, registry: Registry, log: Logger): Promise<DecisionListener> {
-  if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, sqlite or postgres, got ${kind}`);
   const config = defaultConfig();
+  if (kind === "events") {
+    // Only the check's event, kept until the turn ends as ingest keeps it: what usage makes for
+    // every check whether or not analytics is on (the status flusher, the per-key metrics).
+    let turn: CheckEvent[] = [];
+    return (front, d, seconds, input, cancelled) => {
+      if (turn.push(fromDecision(d, input, seconds, cancelled, { xffTrustedHops: config.xffTrustedHops, front, at: Date.now() })) === 1) {
+        setImmediate(() => {
+          turn = [];
+        });
+      }
+    };
+  }
+  if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, events, sqlite or postgres, got ${kind}`);
   const store: AnalyticsStore = await openAnalyticsStore(
     { store: kind, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: args["analytics-writer"] !== "inline" },
     log,
