@@ -3,6 +3,7 @@
 // path with analytics on against off (bench/analytics-check.ts).
 import type { AnalyticsCheckResult } from "./analytics-check.ts";
 import type { StoreBenchResult } from "./analytics.ts";
+import type { ThreadVariantResult } from "./analytics-thread.ts";
 
 export interface AnalyticsSection {
   at: string;
@@ -11,6 +12,8 @@ export interface AnalyticsSection {
   command: string;
   store: StoreBenchResult[];
   check?: AnalyticsCheckResult;
+  /** The check thread's CPU per check in process (bench/analytics-thread.ts). */
+  thread?: { keys: number; checks: number; rounds: number; variants: ThreadVariantResult[] };
 }
 
 const int = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : Math.round(x).toLocaleString("en-US"));
@@ -57,6 +60,22 @@ function checkTable(c: AnalyticsCheckResult): string[] {
   return out;
 }
 
+function threadTable(t: NonNullable<AnalyticsSection["thread"]>): string[] {
+  const off = t.variants.find((v) => v.variant === "off");
+  const events = t.variants.find((v) => v.variant === "events");
+  const vs = (x: number, ref: ThreadVariantResult | undefined): string => (ref && ref.checkThread > 0 ? `${x >= ref.checkThread ? "+" : ""}${((x / ref.checkThread - 1) * 100).toFixed(0)}%` : "–");
+  const out = [
+    "| analytics | check thread CPU per check (µs) | each round | vs off | vs events | process CPU per check (µs) | writer thread CPU per row (µs) | rows made / written / dropped (last round) |",
+    "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+  ];
+  for (const v of t.variants) {
+    const last = v.runs[v.runs.length - 1];
+    const rows = last && last.rows.made > 0 ? `${int(last.rows.made)} / ${int(last.rows.written)} / ${int(last.rows.dropped)}` : "–";
+    out.push(`| ${v.variant} | ${f2(v.checkThread)} | ${v.runs.map((r) => f2(r.checkThread)).join(", ")} | ${v === off ? "–" : vs(v.checkThread, off)} | ${v === off || v === events ? "–" : vs(v.checkThread, events)} | ${f2(v.process)} | ${f2(v.writerPerRow)} | ${rows} |`);
+  }
+  return out;
+}
+
 export function analyticsTables(s: AnalyticsSection): string[] {
   const out = [`Run at ${s.at}; load average before ${s.loadAverage}, after ${s.finishedLoadAverage}.`, "", ...storeTable(s.store), ""];
   if (s.check) {
@@ -65,6 +84,15 @@ export function analyticsTables(s: AnalyticsSection): string[] {
       `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread): ${c.rounds} rounds taking turns, closed loop ${c.maxSeconds} s (64 in flight), then ${c.rateSeconds} s at ${int(c.rps)} RPS each. The check thread alone on core 1; the writer thread, ghz and PostgreSQL on core 0.`,
       "",
       ...checkTable(c),
+      "",
+    );
+  }
+  if (s.thread) {
+    const t = s.thread;
+    out.push(
+      `The check thread's CPU in process (\`bench/analytics-thread.ts\`, ${int(t.keys)} keys, ${int(t.checks)} checks with a valid key per run, ${t.rounds} rounds taking turns; the check handler without its socket, so a check here costs less than over gRPC):`,
+      "",
+      ...threadTable(t),
       "",
     );
   }

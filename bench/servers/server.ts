@@ -49,13 +49,9 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { Limiter } from "../../src/limits/limiter.ts";
 import { runWorker, startWorkerPool } from "../../src/cluster/pool.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
-import { apiKeyObject, benchPolicy, fillIndex } from "../lib/fixture.ts";
-import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
-import { startIngest, type Ingest } from "../../src/usage/ingest.ts";
-import { fromDecision, type CheckEvent } from "../../src/check/event.ts";
-import { systemClock } from "../../src/k8s/clock.ts";
-import type { DecisionListener } from "../../src/authz/decisions.ts";
 import { keywardAnswer } from "../lib/answer.ts";
+import { benchPolicy, fillIndex } from "../lib/fixture.ts";
+import { analyticsListener } from "../lib/analytics-listener.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -171,7 +167,7 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
   const config = defaultConfig();
   const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
-  const listener = args.analytics === "off" ? undefined : await analyticsListener(args.analytics, nKeys, registry, log);
+  const listener = args.analytics === "off" ? undefined : await analyticsListener(args.analytics, { keys: nKeys, registry, log, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], writerThread: args["analytics-writer"] !== "inline" });
   // The same per-decision work as startAuthz (src/authz/decisions.ts): the decision counter and
   // duration histogram, then a JSON log line for every denial at the default info level.
   const front = await startGrpcFront({
@@ -186,40 +182,6 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
     },
   });
   return { port: front.port, registry };
-}
-
-/**
- * What startUsage adds to each answered check for the analytics store, alone: the check's event
- * (fromDecision) handed to the ingest queue, which makes its row after the turn and writes
- * batches to the store from this process. Without the status flusher, the decision log and
- * the per-key metrics, so the difference to --analytics off is the analytics rows' cost.
- */
-async function analyticsListener(kind: string, nKeys: number, registry: Registry, log: Logger): Promise<DecisionListener> {
-  const config = defaultConfig();
-  if (kind === "events") {
-    // Only the check's event, kept until the turn ends as ingest keeps it: what usage makes for
-    // every check whether or not analytics is on (the status flusher, the per-key metrics).
-    let turn: CheckEvent[] = [];
-    return (front, d, seconds, input, cancelled) => {
-      if (turn.push(fromDecision(d, input, seconds, cancelled, { xffTrustedHops: config.xffTrustedHops, front, at: Date.now() })) === 1) {
-        setImmediate(() => {
-          turn = [];
-        });
-      }
-    };
-  }
-  if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, events, sqlite or postgres, got ${kind}`);
-  const store: AnalyticsStore = await openAnalyticsStore(
-    { store: kind, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: args["analytics-writer"] !== "inline" },
-    log,
-  );
-  const ingest: Ingest = await startIngest({ writer: store, config, clock: systemClock, log, registry, uidOf: () => undefined });
-  for (let i = 0; i < nKeys; i++) ingest.keyChange("add", apiKeyObject(i));
-  await ingest.flush();
-  const xffTrustedHops = config.xffTrustedHops;
-  return (front, d, seconds, input, cancelled) => {
-    ingest.check(fromDecision(d, input, seconds, cancelled, { xffTrustedHops, front, at: Date.now() }));
-  };
 }
 
 async function startViaApiserver(address: string, kubeconfig: string, namespace: string, expectKeys: number, log: Logger): Promise<{ port: number; registry: Registry }> {
