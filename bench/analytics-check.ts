@@ -2,12 +2,18 @@
 // --keys keys (bench/servers/server.ts --mode authz), once without analytics, once
 // handing every answered check to the analytics rows with SQLite (a file) and once with
 // PostgreSQL (a throwaway cluster, test/support/postgres.ts), driven by ghz with the
-// check bench's request mix (same keys, same requests, same load). The servers are
-// pinned to core 1, ghz and PostgreSQL's server to core 0. The machine is shared: every
+// check bench's request mix (same keys, same requests, same load). The store's writes
+// run on their own thread (keyward-writer, as in keyward authz); `sqlite-inline` and
+// `postgres-inline` write from the thread answering checks instead, as keyward did
+// before. The servers are pinned to core 1, and their writer thread, ghz and
+// PostgreSQL's server to core 0: core 1 is the check thread's own, so the closed-loop
+// RPS is the check thread's throughput, and the writer thread's CPU is measured apart
+// (per row) so that no cost is hidden. The machine is shared: every
 // variant is started and warmed up first, then the runs take turns, round after round,
 // so the machine's drift falls on all alike:
 //   - closed-loop runs (64 calls in flight, --max-seconds each): the most each sustains,
-//     and its CPU per check (server CPU seconds per second over RPS);
+//     and its CPU per check, of the check thread and of the whole process (CPU seconds
+//     over checks answered), and the writer thread's CPU per row made;
 //   - fixed-rate runs at --rate-share of the off variant's median maximum (8 workers,
 //     --rate-seconds each): p50 / p99 / p99.9.
 // After each run the variant's queue is waited out (rows written + dropped = rows made), so
@@ -15,6 +21,8 @@
 //
 //   node bench/analytics-check.ts [--keys 100000] [--rounds 3] [--max-seconds 6]
 //                                 [--rate-seconds 10] [--rate-share 0.5] [--variants off,sqlite,postgres]
+//                                 (variants also events: the check's event alone, which usage
+//                                 makes anyway; sqlite-inline, postgres-inline: the writes on the check thread)
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,10 +30,24 @@ import { parseArgs } from "node:util";
 import { LOAD, chartNodeOptions } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { run, startServer, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
+import { run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
+import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 
-export type AnalyticsVariant = "off" | "sqlite" | "postgres";
+export type AnalyticsVariant = "off" | "events" | "sqlite" | "postgres" | "sqlite-inline" | "postgres-inline";
+
+/** CPU of one closed-loop run, in CPU seconds per wall second, and the rows it made. */
+export interface RunCpu {
+  /** The whole process: every thread (check, writer, GC helpers, ...). */
+  process: number;
+  /** The thread answering checks (the main thread). */
+  checkThread: number;
+  /** The writer thread, when the variant has one. */
+  writerThread?: number;
+  rowsMade: number;
+  /** The run's wall-clock seconds (the CPU figures are over these). */
+  seconds: number;
+}
 
 export interface AnalyticsCheckRow {
   variant: AnalyticsVariant;
@@ -33,8 +55,13 @@ export interface AnalyticsCheckRow {
   rateRuns: LoadResult[];
   /** Median of the closed-loop runs' RPS. */
   maxRps: number;
-  /** Median of the closed-loop runs' server CPU per check (µs). */
+  /** Median of the closed-loop runs' server CPU per check (µs), the whole process. */
   cpuMicrosPerCheck: number;
+  /** Median of the closed-loop runs' check-thread CPU per check (µs). */
+  checkThreadMicrosPerCheck: number;
+  /** Median of the closed-loop runs' writer-thread CPU per row made (µs); undefined without a writer thread. */
+  writerMicrosPerRow?: number;
+  cpu: RunCpu[];
   /** Fixed-rate run with the median p99. */
   rate: LoadResult;
   /** Rows the server made, wrote and dropped over the whole bench. */
@@ -82,6 +109,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-analytics-check-"));
   let cluster: PostgresCluster | undefined;
   const servers: ServerProc[] = [];
+  const writerTids: (number | undefined)[] = [];
   try {
     if (o.variants.includes("postgres")) {
       cluster = await startPostgres();
@@ -93,26 +121,49 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
     const nodeFlags = ["--max-old-space-size=8192", ...chartNodeOptions()];
     for (const v of o.variants) {
       o.log(`analytics ${v}: starting keyward's check path over ${o.keys} keys`);
-      const extra = v === "sqlite" ? ["--analytics-path", join(dir, "analytics.sqlite")] : v === "postgres" ? ["--analytics-url", cluster!.url()] : [];
-      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", v, ...extra], { cpus: "1", nodeFlags });
+      const [store = "off", writer = "thread"] = v.split("-");
+      const extra = store === "sqlite" ? ["--analytics-path", join(dir, `analytics-${v}.sqlite`)] : store === "postgres" ? ["--analytics-url", cluster!.url()] : [];
+      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { cpus: "1", nodeFlags });
       servers.push(srv);
+      // The writer thread beside ghz and the database, off the check thread's core.
+      const writers = threadsNamed(srv.pid, WRITER_THREAD_NAME);
+      if ((store === "sqlite" || store === "postgres") && writer === "thread" && writers.length !== 1) throw new Error(`${v}: expected one ${WRITER_THREAD_NAME} thread, found ${writers.length}`);
+      for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
+      writerTids.push(writers[0]);
       await ghz({ port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: "0", seconds: LOAD.warmupSeconds, rps: 0 }, join(dir, "ghz.json"));
       await drained(srv);
     }
     const out = join(dir, "ghz.json");
     const maxRuns = o.variants.map((): LoadResult[] => []);
+    const cpus = o.variants.map((): RunCpu[] => []);
     for (let r = 0; r < o.rounds; r++) {
       for (const [i, v] of o.variants.entries()) {
         const srv = servers[i]!;
-        const c0 = treeCpuSeconds(srv.pid);
+        const tid = writerTids[i];
+        const sample = (): { process: number; checkThread: number; writerThread?: number } => ({
+          process: treeCpuSeconds(srv.pid),
+          checkThread: threadCpuSeconds(srv.pid, srv.pid),
+          ...(tid !== undefined ? { writerThread: threadCpuSeconds(srv.pid, tid) } : {}),
+        });
+        const made0 = ((await srv.stats()) as ServerStats).analytics?.made ?? 0;
+        const c0 = sample();
         const t0 = performance.now();
         const res = await ghz({ port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: "0", seconds: o.maxSeconds, rps: 0 }, out);
         const secs = (performance.now() - t0) / 1000;
         // The store writes of the run's last rows are part of its cost.
-        await drained(srv);
-        const serverCpu = Math.round(((treeCpuSeconds(srv.pid) - c0) / secs) * 100) / 100;
-        maxRuns[i]!.push({ ...res, serverCpu });
-        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, server cpu ${serverCpu}`);
+        const st = await drained(srv);
+        const c1 = sample();
+        const perSec = (a: number, b: number): number => Math.round(((b - a) / secs) * 1000) / 1000;
+        const cpu: RunCpu = {
+          process: perSec(c0.process, c1.process),
+          checkThread: perSec(c0.checkThread, c1.checkThread),
+          ...(c0.writerThread !== undefined && c1.writerThread !== undefined ? { writerThread: perSec(c0.writerThread, c1.writerThread) } : {}),
+          rowsMade: (st.analytics?.made ?? 0) - made0,
+          seconds: Math.round(secs * 1000) / 1000,
+        };
+        cpus[i]!.push(cpu);
+        maxRuns[i]!.push({ ...res, serverCpu: cpu.process });
+        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows)`);
       }
     }
     const offAt = o.variants.indexOf("off");
@@ -139,6 +190,9 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         rateRuns: rateRuns[i]!,
         maxRps: median(runs.map((x) => x.rps)),
         cpuMicrosPerCheck: Math.round(median(runs.map((x) => ((x.serverCpu ?? NaN) / x.rps) * 1e6)) * 10) / 10,
+        checkThreadMicrosPerCheck: Math.round(median(runs.map((x, j) => (cpus[i]![j]!.checkThread / x.rps) * 1e6)) * 10) / 10,
+        ...(writerTids[i] !== undefined ? { writerMicrosPerRow: Math.round(median(cpus[i]!.map((c) => (((c.writerThread ?? NaN) * c.seconds) / Math.max(1, c.rowsMade)) * 1e6)) * 10) / 10 } : {}),
+        cpu: cpus[i]!,
         rate: sortedRate[Math.floor((sortedRate.length - 1) / 2)]!,
         ...(st.analytics ? { rows: st.analytics } : {}),
       });

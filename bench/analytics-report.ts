@@ -3,6 +3,7 @@
 // path with analytics on against off (bench/analytics-check.ts).
 import type { AnalyticsCheckResult } from "./analytics-check.ts";
 import type { StoreBenchResult } from "./analytics.ts";
+import type { ThreadVariantResult } from "./analytics-thread.ts";
 
 export interface AnalyticsSection {
   at: string;
@@ -11,6 +12,8 @@ export interface AnalyticsSection {
   command: string;
   store: StoreBenchResult[];
   check?: AnalyticsCheckResult;
+  /** The check thread's CPU per check in process (bench/analytics-thread.ts). */
+  thread?: { keys: number; checks: number; rounds: number; variants: ThreadVariantResult[] };
 }
 
 const int = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : Math.round(x).toLocaleString("en-US"));
@@ -42,15 +45,33 @@ function storeTable(rows: StoreBenchResult[]): string[] {
 function checkTable(c: AnalyticsCheckResult): string[] {
   const off = c.rows.find((r) => r.variant === "off");
   const out = [
-    "| analytics | max RPS (median) | each round | vs off | server CPU per check (µs) | p50 / p99 / p99.9 at the fixed rate (ms) | p99 of each round (ms) | rows made / written / dropped |",
-    "| --- | ---: | --- | ---: | ---: | --- | --- | --- |",
+    "| analytics | check thread: max RPS (median) | each round | vs off | check thread CPU per check (µs) | vs off | process CPU per check (µs) | writer thread CPU per row (µs) | p50 / p99 / p99.9 at the fixed rate (ms) | p99 of each round (ms) | rows made / written / dropped |",
+    "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
   ];
+  const pct = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? "–" : `${a >= b ? "+" : ""}${((a / b - 1) * 100).toFixed(1)}%`);
   for (const r of c.rows) {
-    const vs = off && r !== off ? `${((r.maxRps / off.maxRps - 1) * 100).toFixed(1)}%` : "–";
+    const vs = off && r !== off ? pct(r.maxRps, off.maxRps) : "–";
+    const vsCpu = off && r !== off ? pct(r.checkThreadMicrosPerCheck, off.checkThreadMicrosPerCheck) : "–";
     const rows = r.rows ? `${int(r.rows.made)} / ${int(r.rows.written)} / ${int(r.rows.dropped)}` : "–";
     out.push(
-      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${vs} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${rows} |`,
+      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${vs} | ${f2(r.checkThreadMicrosPerCheck)} | ${vsCpu} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${rows} |`,
     );
+  }
+  return out;
+}
+
+function threadTable(t: NonNullable<AnalyticsSection["thread"]>): string[] {
+  const off = t.variants.find((v) => v.variant === "off");
+  const events = t.variants.find((v) => v.variant === "events");
+  const vs = (x: number, ref: ThreadVariantResult | undefined): string => (ref && ref.checkThread > 0 ? `${x >= ref.checkThread ? "+" : ""}${((x / ref.checkThread - 1) * 100).toFixed(0)}%` : "–");
+  const out = [
+    "| analytics | check thread CPU per check (µs) | each round | vs off | vs events | process CPU per check (µs) | writer thread CPU per row (µs) | rows made / written / dropped (last round) |",
+    "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+  ];
+  for (const v of t.variants) {
+    const last = v.runs[v.runs.length - 1];
+    const rows = last && last.rows.made > 0 ? `${int(last.rows.made)} / ${int(last.rows.written)} / ${int(last.rows.dropped)}` : "–";
+    out.push(`| ${v.variant} | ${f2(v.checkThread)} | ${v.runs.map((r) => f2(r.checkThread)).join(", ")} | ${v === off ? "–" : vs(v.checkThread, off)} | ${v === off || v === events ? "–" : vs(v.checkThread, events)} | ${f2(v.process)} | ${f2(v.writerPerRow)} | ${rows} |`);
   }
   return out;
 }
@@ -60,9 +81,18 @@ export function analyticsTables(s: AnalyticsSection): string[] {
   if (s.check) {
     const c = s.check;
     out.push(
-      `The check path over ${int(c.keys)} keys with analytics off, into SQLite, into PostgreSQL: ${c.rounds} rounds taking turns, closed loop ${c.maxSeconds} s (64 in flight), then ${c.rateSeconds} s at ${int(c.rps)} RPS each.`,
+      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread): ${c.rounds} rounds taking turns, closed loop ${c.maxSeconds} s (64 in flight), then ${c.rateSeconds} s at ${int(c.rps)} RPS each. The check thread alone on core 1; the writer thread, ghz and PostgreSQL on core 0.`,
       "",
       ...checkTable(c),
+      "",
+    );
+  }
+  if (s.thread) {
+    const t = s.thread;
+    out.push(
+      `The check thread's CPU in process (\`bench/analytics-thread.ts\`, ${int(t.keys)} keys, ${int(t.checks)} checks with a valid key per run, ${t.rounds} rounds taking turns; the check handler without its socket, so a check here costs less than over gRPC):`,
+      "",
+      ...threadTable(t),
       "",
     );
   }

@@ -16,7 +16,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { Registry } from "prom-client";
 import { Checker } from "../src/authz/check.ts";
 import { checkResponder, toCheckInput } from "../src/authz/check-messages.ts";
-import { decisionRecorder } from "../src/authz/decisions.ts";
+import { decisionRecorder, type DecisionListener } from "../src/authz/decisions.ts";
 import { decodeCheckRequest } from "../src/authz/decode.ts";
 import { decide } from "../src/authz/front.ts";
 import { createAuthzMetrics } from "../src/authz/metrics.ts";
@@ -40,8 +40,8 @@ export interface AllocResult {
   otherCollections: number;
 }
 
-/** One Check as the gRPC front runs it, over an index of `keys` keys; every key is sent in turn. */
-function handler(keys: number): { bodies: Buffer[]; check: (body: Buffer) => void } {
+/** One Check as the gRPC front runs it, over an index of `keys` keys; every key is sent in turn. `listener`: what else hears each decision (bench/analytics-thread.ts). */
+export function handler(keys: number, listener?: DecisionListener): { bodies: Buffer[]; check: (body: Buffer) => void } {
   const index = new KeyIndex();
   fillIndex(index, keys);
   const policies = new PolicyIndex();
@@ -52,7 +52,7 @@ function handler(keys: number): { bodies: Buffer[]; check: (body: Buffer) => voi
   const checker = new Checker({ keys: index, policies, limiter: new Limiter(), now: Date.now, xffTrustedHops: config.xffTrustedHops });
   const method = (loadProtos()[AUTHZ_SERVICE] as grpc.ServiceDefinition).Check!;
   const respond = checkResponder(response, method.responseSerialize as (m: CheckResponseMessage) => Buffer);
-  const onDecision = decisionRecorder({ front: "grpc", metrics, log: createLogger({ level: "info" }) });
+  const onDecision = decisionRecorder({ front: "grpc", metrics, log: createLogger({ level: "info" }), ...(listener ? { listener } : {}) });
   const front = { address: "", checker, response, ready: () => true, onDecision, onError: (err: unknown) => { throw err; } };
   const r = rng(7);
   const serialize = method.requestSerialize as (m: CheckRequestMessage) => Buffer;

@@ -32,6 +32,7 @@ import { startupRows } from "./startup.ts";
 import type { ViewCost } from "./views.ts";
 import { runAnalyticsStoreBench } from "./analytics.ts";
 import { runAnalyticsCheckBench } from "./analytics-check.ts";
+import { runAnalyticsThreadBench } from "./analytics-thread.ts";
 import { runConsoleBench } from "./console.ts";
 
 const { values } = parseArgs({
@@ -272,9 +273,13 @@ if (only.has("analytics")) {
   const rounds = Number(values["analytics-rounds"]);
   const start = stamp();
   const store = await runAnalyticsStoreBench(["sqlite", "postgres"], { rows, writeRows: 100_000, keys: 1000, repeat: 3 }, log);
-  const check = await runAnalyticsCheckBench({ keys: 100_000, rounds, maxSeconds: 6, rateSeconds: 10, rateShare: 0.5, variants: ["off", "sqlite", "postgres"], log });
+  // events: the check event alone (usage makes it anyway); the store's writes on their own thread (as keyward
+  // runs them), and -inline: from the check thread, as before ADR 56.
+  const check = await runAnalyticsCheckBench({ keys: 100_000, rounds, maxSeconds: 6, rateSeconds: 10, rateShare: 0.5, variants: ["off", "events", "sqlite", "postgres", "sqlite-inline", "postgres-inline"], log });
+  const threadVariants = await runAnalyticsThreadBench({ keys: 100_000, checks: 100_000, rounds, variants: ["off", "events", "sqlite", "postgres", "sqlite-inline", "postgres-inline"], log });
+  const thread = { keys: 100_000, checks: 100_000, rounds, variants: threadVariants };
   const command = `node bench/run.ts --only analytics --analytics-rows ${rows} --analytics-rounds ${rounds}`;
-  results.sections.analytics = { ...start, finishedLoadAverage: machine().loadAverage, command, store, check };
+  results.sections.analytics = { ...start, finishedLoadAverage: machine().loadAverage, command, store, check, thread };
   save();
 }
 if (only.has("console")) {

@@ -76,7 +76,8 @@ async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefin
   if (!options) return undefined;
   const log = s.log.child({ component: "analytics" });
   const { store } = await s.lc.start("analytics store", async () => {
-    const opened = await openAnalyticsStore(options, log);
+    // Writes run on their own thread, off the one answering checks (ADR 56).
+    const opened = await openAnalyticsStore({ ...options, writerThread: true }, log);
     return { store: opened, stop: () => opened.close() };
   });
   log.info("analytics store open", { store: store.kind, where: store.where });

@@ -1,6 +1,6 @@
 // Child processes for the bench: pinned servers, CPU accounting, the ghz binary.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -34,12 +34,30 @@ export function placeProcess(pid: number, cpus: string, nice = 0): void {
   execFileSync("renice", ["-n", String(nice), "-p", String(pid)], { stdio: "ignore" });
 }
 
-/** utime+stime of a process and its threads, in seconds (Linux /proc). */
-export function cpuSeconds(pid: number): number {
+/** utime+stime of a process and its threads (or of one thread: "PID/task/TID"), in seconds (Linux /proc). */
+export function cpuSeconds(pid: number | string): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // fields[11] = utime, fields[12] = stime (fields 14 and 15 of proc(5)), in clock ticks.
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** utime+stime of one thread of a process, in seconds (Linux /proc/PID/task/TID). */
+export function threadCpuSeconds(pid: number, tid: number): number {
+  return cpuSeconds(`${pid}/task/${tid}`);
+}
+
+/** The ids of a process's threads whose name (comm) is `name`. */
+export function threadsNamed(pid: number, name: string): number[] {
+  const out: number[] = [];
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim() === name) out.push(Number(t));
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
 }
 
 /** CPU seconds of a process tree rooted at pid (the server and, with workers, its children). */

@@ -12,7 +12,8 @@
 //   --answer keyward             (--mode null --transport keyward) answer every Check with the bytes
 //                                keyward's check path answers an allowed bench request with (its
 //                                headers to set and remove, its dynamic metadata), without deciding
-//   --analytics S                (--mode authz --keys N) off (default), sqlite or postgres: every
+//   --analytics S                (--mode authz --keys N) off (default), events (only the check's event
+//                                usage makes anyway, no rows), sqlite or postgres: every
 //                                answered check also goes to the analytics rows as keyward authz
 //                                hands them over (src/usage/ingest.ts: the bounded queue, batched
 //                                writes from this process), into the SQLite file --analytics-path
@@ -25,6 +26,8 @@
 //                                figures are counts on Redis); default: no limits
 //   --pauses                     stats also give garbage-collection pauses and the event loop's
 //                                delay since the previous stats (a 1 ms sampling timer)
+//   --analytics-writer W         thread (default, as keyward authz: the store's writes on their own
+//                                thread, named keyward-writer) or inline (on the thread answering checks)
 //   --workers W                  W processes sharing the port: keyward's worker pool
 //                                (src/cluster/pool.ts, as `keyward authz --authz-workers`
 //                                runs it); 1 is a plain single process
@@ -55,13 +58,9 @@ import { Limiter, type LimitTaker } from "../../src/limits/limiter.ts";
 import { openLimitStore } from "../../src/limits/store.ts";
 import { runWorker, startWorkerPool } from "../../src/cluster/pool.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
-import { apiKeyObject, benchPolicy, fillIndex, policyWithLimits } from "../lib/fixture.ts";
-import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
-import { startIngest, type Ingest } from "../../src/usage/ingest.ts";
-import { fromDecision } from "../../src/check/event.ts";
-import { systemClock } from "../../src/k8s/clock.ts";
-import type { DecisionListener } from "../../src/authz/decisions.ts";
 import { keywardAnswer } from "../lib/answer.ts";
+import { benchPolicy, fillIndex, policyWithLimits } from "../lib/fixture.ts";
+import { analyticsListener } from "../lib/analytics-listener.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -81,6 +80,7 @@ const { values: args } = parseArgs({
     "limits-redis-url": { type: "string", default: "" },
     "limits-redis-mode": { type: "string", default: "standalone" },
     pauses: { type: "boolean", default: false },
+    "analytics-writer": { type: "string", default: "thread" },
   },
 });
 const transport = (args.transport ?? (args.mode === "null" ? "grpc-js" : "keyward")) as GrpcTransport;
@@ -248,7 +248,7 @@ async function startInMemory(address: string, nKeys: number, log: Logger): Promi
   const metrics = createAuthzMetrics(registry, { keys: () => keys.size, apiKeys: () => keys.apiKeyCount, policies: () => policies.table.policyCount });
   const config = defaultConfig();
   const checker = new Checker({ keys, policies, limiter, now: Date.now, xffTrustedHops: config.xffTrustedHops });
-  const listener = args.analytics === "off" ? undefined : await analyticsListener(args.analytics, nKeys, registry, log);
+  const listener = args.analytics === "off" ? undefined : await analyticsListener(args.analytics, { keys: nKeys, registry, log, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], writerThread: args["analytics-writer"] !== "inline" });
   // The same per-decision work as startAuthz (src/authz/decisions.ts): the decision counter and
   // duration histogram, then a JSON log line for every denial at the default info level.
   const front = await startGrpcFront({
@@ -295,28 +295,6 @@ async function limitsStore(registry: Registry, log: Logger): Promise<LimitTaker>
 
 /** --pauses: the store waits (ms) since the previous stats. */
 let storeWaits: number[] = [];
-
-/**
- * What startUsage adds to each answered check for the analytics store, alone: the check's event
- * (fromDecision) handed to the ingest queue, which makes its row after the turn and writes
- * batches to the store from this process. Without the status flusher, the decision log and
- * the per-key metrics, so the difference to --analytics off is the analytics rows' cost.
- */
-async function analyticsListener(kind: string, nKeys: number, registry: Registry, log: Logger): Promise<DecisionListener> {
-  if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, sqlite or postgres, got ${kind}`);
-  const config = defaultConfig();
-  const store: AnalyticsStore = await openAnalyticsStore(
-    { store: kind, sqlitePath: args["analytics-path"], postgresUrl: args["analytics-url"], retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0 },
-    log,
-  );
-  const ingest: Ingest = await startIngest({ writer: store, config, clock: systemClock, log, registry, uidOf: () => undefined });
-  for (let i = 0; i < nKeys; i++) ingest.keyChange("add", apiKeyObject(i));
-  await ingest.flush();
-  const xffTrustedHops = config.xffTrustedHops;
-  return (front, d, seconds, input, cancelled) => {
-    ingest.check(fromDecision(d, input, seconds, cancelled, { xffTrustedHops, front, at: Date.now() }));
-  };
-}
 
 async function startViaApiserver(address: string, kubeconfig: string, namespace: string, expectKeys: number, log: Logger): Promise<{ port: number; registry: Registry }> {
   const kc = loadKubeConfig(kubeconfig);

@@ -8,7 +8,8 @@ export type RowSource = "check" | "access_log";
 
 export interface AnalyticsMetrics {
   counters: QueueCounters;
-  row(from: RowSource): void;
+  /** `n` rows made (default 1). */
+  row(from: RowSource, n?: number): void;
 }
 
 export function createAnalyticsMetrics(registry: Registry, queued: () => number): AnalyticsMetrics {
@@ -35,6 +36,6 @@ export function createAnalyticsMetrics(registry: Registry, queued: () => number)
   });
   return {
     counters: { written: (n) => { written.inc(n); }, dropped: (n) => { dropped.inc(n); }, failed: () => { failures.inc(); } },
-    row: (from) => { rows.inc({ from }); },
+    row: (from, n = 1) => { rows.inc({ from }, n); },
   };
 }

@@ -73,4 +73,9 @@ export interface KeyRecord {
 export interface AnalyticsWriter {
   writeRequests(rows: readonly RequestRow[]): Promise<void>;
   upsertKeys(keys: readonly KeyRecord[]): Promise<void>;
+  /**
+   * The writer gives rows with a source their country itself (the writer thread, ADR 56), so
+   * rows are made without the country lookup, and the country database is opened by the writer.
+   */
+  readonly placesCountries?: boolean;
 }

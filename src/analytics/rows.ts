@@ -44,23 +44,48 @@ export function leftToAccessLog(e: CheckEvent, accessLogOn: boolean): boolean {
   return accessLogOn && e.front === ENVOY_FRONT && e.outcome === "allowed" && e.requestId !== undefined;
 }
 
-/** The row of an answered check; undefined without a key. */
+/**
+ * The row of an answered check; undefined without a key. Built field by field (no spreads, no
+ * undefined fields): one is made for each check with a key, on the thread answering checks.
+ * Without `geo`, the row has its source and network but no country: the writer places it
+ * (placeCountries, on the writer's own thread).
+ */
 export function rowFromCheck(e: CheckEvent, geo: CountryLookup | undefined): RequestRow | undefined {
   const k = e.key;
   if (!k) return undefined;
-  return {
-    at: e.at,
-    ...(e.requestId !== undefined ? { requestId: e.requestId } : {}),
-    uid: k.uid,
-    keyId: k.keyId,
-    front: e.front,
-    ...defined({ policy: e.policy, rule: e.rule, route: e.route, method: e.method, host: e.host, path: rowPath(e.path) }),
-    outcome: e.outcome,
-    reason: e.reason,
-    status: e.status,
-    ...geography(e.source, geo),
-    checkMicros: Math.round(e.latencySeconds * 1e6),
-  };
+  const row: RequestRow = { at: e.at, uid: k.uid, keyId: k.keyId, front: e.front, outcome: e.outcome, reason: e.reason, status: e.status, checkMicros: Math.round(e.latencySeconds * 1e6) };
+  if (e.requestId !== undefined) row.requestId = e.requestId;
+  if (e.policy !== undefined) row.policy = e.policy;
+  if (e.rule !== undefined) row.rule = e.rule;
+  if (e.route !== undefined) row.route = e.route;
+  if (e.method !== undefined) row.method = e.method;
+  if (e.host !== undefined) row.host = e.host;
+  const path = rowPath(e.path);
+  if (path !== undefined) row.path = path;
+  if (e.source !== undefined) {
+    const network = networkOf(e.source);
+    // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
+    if (network !== undefined) {
+      row.source = e.source;
+      row.network = network;
+      const country = geo?.country(e.source);
+      if (country !== undefined) row.country = country;
+    }
+  }
+  return row;
+}
+
+/**
+ * Gives rows with a source but no country theirs, in place: what a writer that places countries
+ * (AnalyticsWriter.placesCountries) does on its own thread. A row whose country was looked up
+ * already and is unknown is looked up again, with the same answer.
+ */
+export function placeCountries(rows: readonly RequestRow[], geo: CountryLookup): void {
+  for (const r of rows) {
+    if (r.country !== undefined || r.source === undefined || r.network === undefined) continue;
+    const country = geo.country(r.source);
+    if (country !== undefined) r.country = country;
+  }
 }
 
 /** The store's record of an ApiKey; `deletedAt` once it is gone. */

@@ -68,23 +68,8 @@ class NodeSqliteConnection implements DatabaseConnection {
   }
 }
 
-class NodeSqliteDriver implements Driver {
-  readonly #db: DatabaseSync;
-  readonly #connection: NodeSqliteConnection;
-
-  constructor(db: DatabaseSync) {
-    this.#db = db;
-    this.#connection = new NodeSqliteConnection(db);
-  }
-
-  async init(): Promise<void> {}
-
-  acquireConnection(): Promise<DatabaseConnection> {
-    return Promise.resolve(this.#connection);
-  }
-
-  async releaseConnection(): Promise<void> {}
-
+/** Transactions on SQLite's one connection, whatever runs its statements. */
+export abstract class SqliteTransactions {
   async beginTransaction(connection: DatabaseConnection): Promise<void> {
     // IMMEDIATE takes the write lock at once: another process on the same file waits (busy_timeout) instead of failing at commit.
     await connection.executeQuery(CompiledQuery.raw("begin immediate"));
@@ -97,6 +82,25 @@ class NodeSqliteDriver implements Driver {
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw("rollback"));
   }
+}
+
+class NodeSqliteDriver extends SqliteTransactions implements Driver {
+  readonly #db: DatabaseSync;
+  readonly #connection: NodeSqliteConnection;
+
+  constructor(db: DatabaseSync) {
+    super();
+    this.#db = db;
+    this.#connection = new NodeSqliteConnection(db);
+  }
+
+  async init(): Promise<void> {}
+
+  acquireConnection(): Promise<DatabaseConnection> {
+    return Promise.resolve(this.#connection);
+  }
+
+  async releaseConnection(): Promise<void> {}
 
   destroy(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
@@ -104,14 +108,14 @@ class NodeSqliteDriver implements Driver {
   }
 }
 
-/** Kysely's SQLite SQL, run by node:sqlite on `db` (opened, and its pragmas set, by the caller). */
-export class NodeSqliteDialect implements Dialect {
-  readonly #db: DatabaseSync;
-  constructor(db: DatabaseSync) {
-    this.#db = db;
+/** Kysely's SQLite SQL and adapter over the driver `createDriver` makes. */
+export class SqliteDialectOver implements Dialect {
+  readonly #createDriver: () => Driver;
+  constructor(createDriver: () => Driver) {
+    this.#createDriver = createDriver;
   }
   createDriver(): Driver {
-    return new NodeSqliteDriver(this.#db);
+    return this.#createDriver();
   }
   createQueryCompiler(): QueryCompiler {
     return new SqliteQueryCompiler();
@@ -121,5 +125,12 @@ export class NodeSqliteDialect implements Dialect {
   }
   createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
     return new SqliteIntrospector(db);
+  }
+}
+
+/** Kysely's SQLite SQL, run by node:sqlite on `db` (opened, and its pragmas set, by the caller). */
+export class NodeSqliteDialect extends SqliteDialectOver {
+  constructor(db: DatabaseSync) {
+    super(() => new NodeSqliteDriver(db));
   }
 }

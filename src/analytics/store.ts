@@ -15,6 +15,10 @@ import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
 import { applyMigrations, DAY_MS } from "./schema.ts";
 import { openSqlite } from "./sqlite-backend.ts";
 import { upsertKeys, writeRequests } from "./writer.ts";
+import { startWriterThread } from "./writer-thread.ts";
+import { openSqliteReader } from "./sqlite-reader.ts";
+import type { Kysely } from "kysely";
+import type { AnalyticsDB } from "./schema.ts";
 
 export interface AnalyticsStoreOptions {
   store: "sqlite" | "postgres";
@@ -37,6 +41,15 @@ export interface AnalyticsStoreOptions {
   /** Day partitions created ahead of today (PostgreSQL). */
   partitionsAhead?: number;
   now?: () => number;
+  /**
+   * Writes (batches, key records, day partitions, retention) on a thread of their own, with
+   * its own connection (writer-thread.ts, ADR 56); queries and the alert state stay on the
+   * caller's. Not for `:memory:` SQLite, which one connection alone sees: it writes inline.
+   * `now` does not reach the thread.
+   */
+  writerThread?: boolean;
+  /** With writerThread: the country database the thread places rows with (empty: the shipped GeoLite2). */
+  countryDatabase?: string;
 }
 
 export interface AnalyticsStore extends AnalyticsWriter {
@@ -61,6 +74,7 @@ export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefi
     rollupRetentionMs: c.analyticsRollupRetention,
     poolSize: c.analyticsPostgresPoolSize,
     connectTimeoutMs: c.analyticsConnectTimeout,
+    countryDatabase: c.analyticsCountryDatabase,
   };
 }
 
@@ -86,6 +100,38 @@ export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Lo
     throw err instanceof KeywardError ? err : storeFailed(backend.where, err, options.store === "postgres" ? postgresPassword(options.postgresUrl) : undefined);
   }
   const keepFrom = (): number => requestsFrom(now(), options.retentionMs);
+  if (options.writerThread && !(options.store === "sqlite" && options.sqlitePath === ":memory:")) {
+    // The schema is ready: the thread opens its own connection, and its start-up errors are the store's.
+    const thread = await startWriterThread(options, log).catch(async (err: unknown) => {
+      await backend.close().catch(() => {});
+      throw err;
+    });
+    // SQLite reads on a thread of their own too (node:sqlite runs them to their end on the caller's);
+    // PostgreSQL's are asynchronous, on this thread's pool.
+    let reads: Kysely<AnalyticsDB> = backend.db;
+    if (backend.kind === "sqlite") {
+      await backend.close();
+      reads = await openSqliteReader(options.sqlitePath, log).catch(async (err: unknown) => {
+        await thread.close().catch(() => {});
+        throw err;
+      });
+    }
+    return {
+      kind: backend.kind,
+      where: backend.where,
+      queries: new AnalyticsQueries(reads, { requestsFrom: keepFrom }),
+      alerts: new AlertQueries(reads),
+      writeRequests: (rows) => thread.writeRequests(rows),
+      upsertKeys: (keys) => thread.upsertKeys(keys),
+      placesCountries: true,
+      runRetention: () => thread.runRetention(),
+      close: async () => {
+        await thread.close();
+        if (reads === backend.db) await backend.close();
+        else await reads.destroy();
+      },
+    };
+  }
   const runRetention = async (): Promise<RetentionResult> => {
     await prepareAhead();
     const r = await applyRetention(backend, now(), { requestsMs: options.retentionMs, rollupsMs: options.rollupRetentionMs });

@@ -60,6 +60,27 @@ export function rulePattern(rule: CompiledRule): string {
   return rule.prefix ? `${base}/**` : base || "/";
 }
 
+/** Routes by rule and method, so a check with a rule does not build its route string anew. */
+const routes = new WeakMap<CompiledRule, Map<string, string>>();
+/** Methods remembered per rule at most (a method is the client's to choose). */
+const ROUTE_METHODS = 32;
+
+/** `METHOD /pattern` of a rule: the route rows and metrics are counted by. */
+export function routeOf(method: string | undefined, rule: CompiledRule): string {
+  const m = method ?? "*";
+  let byMethod = routes.get(rule);
+  if (!byMethod) {
+    byMethod = new Map();
+    routes.set(rule, byMethod);
+  }
+  let route = byMethod.get(m);
+  if (route === undefined) {
+    route = `${m} ${rulePattern(rule)}`;
+    if (byMethod.size < ROUTE_METHODS) byMethod.set(m, route);
+  }
+  return route;
+}
+
 /** Path without query string or fragment. */
 export function stripQuery(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
@@ -118,7 +139,7 @@ export function fromDecision(d: Decision, input: CheckInput | undefined, seconds
     front: options.front,
     policy: d.rule?.policy.ref,
     rule: d.rule?.name,
-    route: d.rule ? `${method ?? "*"} ${rulePattern(d.rule)}` : undefined,
+    route: d.rule ? routeOf(method, d.rule) : undefined,
     method,
     host: input?.host,
     path: stripQuery(input?.path),

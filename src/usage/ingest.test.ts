@@ -110,8 +110,12 @@ describe("rows from the access log", () => {
   });
 });
 
-async function ingestWith(accessLog: boolean) {
-  const writer = new RecordingWriter();
+/** A writer that places the rows' countries itself, as the writer thread does. */
+class PlacingWriter extends RecordingWriter {
+  readonly placesCountries = true;
+}
+
+async function ingestWith(accessLog: boolean, writer = new RecordingWriter()) {
   const registry = new Registry();
   const deferred: (() => void)[] = [];
   const ingest = await startIngest({
@@ -171,6 +175,25 @@ describe("ingest", () => {
       [200, undefined],
       [429, undefined],
     ]);
+  });
+
+  it("leaves the country to a writer that places it, and never opens the country database then", async () => {
+    const opened: (string | undefined)[] = [];
+    const writer = new PlacingWriter();
+    const ingest = await startIngest({ writer, config: defaultConfig({ accessLogAddress: "127.0.0.1:0" }), clock: new ManualClock(), log: silentLogger, registry: new Registry(), uidOf: () => undefined, openGeo: (f) => { opened.push(f); return Promise.resolve(geo); } });
+    ingest.check(denied);
+    ingest.accessLogEntry(allowed());
+    await ingest.flush();
+    expect(opened).toEqual([]);
+    expect(writer.rows.map((r) => [r.source, r.network, r.country])).toEqual([
+      ["81.2.69.160", "81.2.69.0/24", undefined],
+      ["81.2.69.160", "81.2.69.0/24", undefined],
+    ]);
+    // Any other writer is given rows with their country.
+    const { writer: plain, ingest: other } = await ingestWith(false);
+    other.check(denied);
+    await other.flush();
+    expect(plain.rows[0]?.country).toBe("GB");
   });
 
   it("makes rows after the turn that answered the check", async () => {

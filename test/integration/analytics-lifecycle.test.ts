@@ -27,16 +27,23 @@ function options(o: Partial<AnalyticsStoreOptions>): AnalyticsStoreOptions {
   return { store: "sqlite", sqlitePath: ":memory:", postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => NOW, ...o };
 }
 
+/** The start-up error of a store opened as the CLI opens it, and as keyward authz does (its writer on a thread): the same. */
 async function startError(o: AnalyticsStoreOptions): Promise<KeywardError> {
-  const err = await openAnalyticsStore(o, log).then(
-    async (s) => {
-      await s.close();
-      return undefined;
-    },
-    (e: unknown) => e,
-  );
-  if (!isKeywardError(err)) throw new Error(`expected a KeywardError, got ${String(err)}`);
-  return err;
+  const one = async (writerThread: boolean): Promise<KeywardError> => {
+    const err = await openAnalyticsStore({ ...o, writerThread }, log).then(
+      async (s) => {
+        await s.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    if (!isKeywardError(err)) throw new Error(`expected a KeywardError, got ${String(err)}`);
+    return err;
+  };
+  const inline = await one(false);
+  const threaded = await one(true);
+  expect({ code: threaded.code, message: threaded.message }).toEqual({ code: inline.code, message: inline.message });
+  return threaded;
 }
 
 describe.skipIf(!havePostgres())("analytics store lifecycle", () => {

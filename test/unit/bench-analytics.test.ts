@@ -25,15 +25,20 @@ const store = (backend: "sqlite" | "postgres"): StoreBenchResult => ({
   dropDayMs: 622,
   droppedDay: backend === "sqlite" ? 333_334 : 1,
 });
-const row = (variant: AnalyticsCheckRow["variant"], maxRps: number): AnalyticsCheckRow => ({
+const row = (variant: AnalyticsCheckRow["variant"], maxRps: number, checkThreadMicrosPerCheck = 12): AnalyticsCheckRow => ({
   variant,
   maxRuns: [load(maxRps), load(maxRps + 100)],
   rateRuns: [load(5000, 1.5), load(5000, 1.2)],
   maxRps,
   cpuMicrosPerCheck: 15,
+  checkThreadMicrosPerCheck,
+  ...(variant === "off" ? {} : { writerMicrosPerRow: 20.5 }),
+  cpu: [],
   rate: load(5000, 1.2),
   ...(variant === "off" ? {} : { rows: { made: 10, written: 9, dropped: 1 } }),
 });
+
+const thread = (checkThread: number) => ({ checks: 100_000, checkThread, process: 30, rows: { made: 100_000, written: 99_000, dropped: 1000 } });
 
 describe("analyticsTables", () => {
   const md = analyticsTables({
@@ -42,7 +47,17 @@ describe("analyticsTables", () => {
     finishedLoadAverage: "1",
     command: "node bench/run.ts --only analytics",
     store: [store("sqlite"), store("postgres")],
-    check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, rows: [row("off", 10_000), row("sqlite", 9_000), row("postgres", 9_500)] },
+    check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, rows: [row("off", 10_000), row("sqlite", 9_000, 13.2), row("postgres", 9_500, 12.6)] },
+    thread: {
+      keys: 100_000,
+      checks: 100_000,
+      rounds: 2,
+      variants: [
+        { variant: "off", runs: [thread(6), thread(6.2)], checkThread: 6, process: 6.5 },
+        { variant: "events", runs: [thread(7.5), thread(7.4)], checkThread: 7.5, process: 8 },
+        { variant: "sqlite", runs: [thread(9), thread(9.1)], checkThread: 9, process: 30, writerPerRow: 18.25 },
+      ],
+    },
   }).join("\n");
 
   it("sets the backends side by side, with the server's own rate for PostgreSQL and what a day drop removed", () => {
@@ -54,9 +69,15 @@ describe("analyticsTables", () => {
     expect(md).toMatch(/hourly timeline.*\| 4\.3 \| 4\.3 \|/);
   });
 
-  it("gives each variant's change in throughput against off, and the rows it made, wrote and dropped", () => {
-    expect(md).toMatch(/\| off \| 10,000 \| 10,000, 10,100 \| – \|/);
-    expect(md).toMatch(/\| sqlite \| 9,000 \| 9,000, 9,100 \| -10\.0% \|/);
-    expect(md).toMatch(/\| postgres \| 9,500 \| .* \| -5\.0% \| 15\.00 \| 0\.30 \/ 1\.20 \/ 2\.00 \| 1\.50, 1\.20 \| 10 \/ 9 \/ 1 \|/);
+  it("gives each variant's change in throughput and check-thread CPU against off, the writer thread's CPU per row, and the rows it made, wrote and dropped", () => {
+    expect(md).toMatch(/\| off \| 10,000 \| 10,000, 10,100 \| – \| 12\.00 \| – \| 15\.00 \| – \|/);
+    expect(md).toMatch(/\| sqlite \| 9,000 \| 9,000, 9,100 \| -10\.0% \| 13\.20 \| \+10\.0% \|/);
+    expect(md).toMatch(/\| postgres \| 9,500 \| .* \| -5\.0% \| 12\.60 \| \+5\.0% \| 15\.00 \| 20\.50 \| 0\.30 \/ 1\.20 \/ 2\.00 \| 1\.50, 1\.20 \| 10 \/ 9 \/ 1 \|/);
+  });
+
+  it("gives the check thread's CPU per check against off and against the event alone, and the writer thread's per row", () => {
+    expect(md).toMatch(/\| off \| 6\.00 \| 6\.00, 6\.20 \| – \| – \| 6\.50 \| – \|/);
+    expect(md).toMatch(/\| events \| 7\.50 \| .* \| \+25% \| – \|/);
+    expect(md).toMatch(/\| sqlite \| 9\.00 \| 9\.00, 9\.10 \| \+50% \| \+20% \| 30\.00 \| 18\.25 \| 100,000 \/ 99,000 \/ 1,000 \|/);
   });
 });

@@ -1,0 +1,161 @@
+// Calls to one of the analytics store's threads (node:worker_threads), and
+// their answers: each call is one message with an id, answered once with a
+// result or an error. The thread is started at once and opened (`ready`, or the
+// error it met, which rejects the start); a thread that dies fails the calls in
+// flight, and the next call starts a new one. Idle, the thread does not keep
+// the process alive; a call in flight does.
+import { parentPort, Worker, workerData } from "node:worker_threads";
+import type { Level, Logger } from "../log.ts";
+import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
+
+export interface ThreadCalls<C extends { op: string }> {
+  call(c: C): Promise<unknown>;
+  /** Sends `last` (the thread's close), then ends the thread; nothing is started again. */
+  close(last: C): Promise<void>;
+}
+
+export interface ThreadOptions {
+  /** The thread's module (its entry calls serveCalls). */
+  url: URL;
+  /** The OS thread's name (/proc/PID/task/TID/comm). */
+  name: string;
+  /** What the thread is, for log lines. */
+  what: string;
+  data: unknown;
+  log: Logger;
+}
+
+const LEVELS: Level[] = ["debug", "info", "warn", "error"];
+
+interface Running {
+  worker: Worker;
+  ready: Promise<void>;
+  exited: Promise<void>;
+}
+
+/** Starts the thread; resolves once it is open, rejects with the error it met opening. */
+export async function startThreadCalls<C extends { op: string }>(o: ThreadOptions): Promise<ThreadCalls<C>> {
+  const { log } = o;
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (err: Error) => void }>();
+  const data = { data: o.data, levels: LEVELS.filter((l) => log.enabled(l)) };
+  let nextId = 1;
+  let closed = false;
+  let running: Running | undefined;
+
+  const spawn = (): Running => {
+    const worker = new Worker(o.url, { name: o.name, workerData: data });
+    worker.unref();
+    let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
+    const ready = new Promise<void>((resolve, reject) => { settle = { resolve, reject }; });
+    worker.on("message", (r: ThreadReply) => {
+      switch (r.op) {
+        case "ready":
+          settle?.resolve();
+          break;
+        case "failed":
+          settle?.reject(fromWire(r.error));
+          break;
+        case "log":
+          log[r.level](r.msg, unwireFields(r.fields));
+          break;
+        case "done":
+        case "error": {
+          const p = pending.get(r.id);
+          if (!p) break;
+          pending.delete(r.id);
+          if (pending.size === 0) worker.unref();
+          if (r.op === "done") p.resolve(r.result);
+          else p.reject(fromWire(r.error));
+          break;
+        }
+      }
+    });
+    worker.on("error", (err) => {
+      log.error(`${o.what} thread failed`, { err });
+    });
+    const exited = new Promise<void>((resolve) => {
+      worker.once("exit", (code) => {
+        if (running?.worker === worker) running = undefined;
+        const gone = new Error(`the ${o.what} thread exited (code ${code})`);
+        settle?.reject(gone);
+        for (const [id, p] of pending) {
+          pending.delete(id);
+          p.reject(gone);
+        }
+        if (!closed && code !== 0) log.error(`${o.what} thread exited; a new one starts at the next call`, { code });
+        resolve();
+      });
+    });
+    return { worker, ready, exited };
+  };
+
+  running = spawn();
+  await running.ready;
+
+  const call = async (c: C): Promise<unknown> => {
+    if (closed) throw new Error(`the ${o.what} is closed`);
+    running ??= spawn();
+    const r = running;
+    await r.ready;
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      r.worker.ref();
+      r.worker.postMessage({ ...c, id });
+    });
+  };
+
+  return {
+    call,
+    close: async (last) => {
+      if (closed) return;
+      const r = running;
+      if (!r) {
+        closed = true;
+        return;
+      }
+      try {
+        await call(last);
+      } finally {
+        closed = true;
+        await r.worker.terminate();
+        await r.exited;
+      }
+    },
+  };
+}
+
+/**
+ * The thread's side: `open(data, log)` opens what the calls need (its failure is the start's),
+ * then each call is handled by `handle`, one at a time in the order sent, and answered once.
+ * After the call `last` is answered, the thread's port closes.
+ */
+export async function serveCalls<C extends { op: string; id: number }, S>(open: (data: unknown, log: Logger) => Promise<S>, handle: (state: S, call: C) => Promise<unknown>, last: C["op"]): Promise<void> {
+  const port = parentPort;
+  if (!port) throw new Error("serveCalls runs in a worker thread");
+  const { data, levels } = workerData as { data: unknown; levels: Level[] };
+  const post = (r: ThreadReply): void => { port.postMessage(r); };
+  const enabled = new Set(levels);
+  const log = forwardingLogger(post, (l) => enabled.has(l));
+  let state: S;
+  try {
+    state = await open(data, log);
+  } catch (err) {
+    post({ op: "failed", error: toWire(err) });
+    port.close();
+    return;
+  }
+  let chain: Promise<void> = Promise.resolve();
+  port.on("message", (call: C) => {
+    chain = chain.then(async () => {
+      try {
+        const result = await handle(state, call);
+        post(result === undefined ? { op: "done", id: call.id } : { op: "done", id: call.id, result });
+      } catch (err) {
+        post({ op: "error", id: call.id, error: toWire(err) });
+      }
+      if (call.op === last) port.close();
+    });
+  });
+  post({ op: "ready" });
+}

@@ -1,0 +1,171 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "../log.ts";
+import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
+import { startWriterThread, WRITER_THREAD_NAME } from "./writer-thread.ts";
+import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
+import { KeywardError } from "../errors.ts";
+import { MessageChannel } from "node:worker_threads";
+import type { RequestRow } from "./row.ts";
+
+const DAY = 86_400_000;
+
+/** The names of this process's threads (Linux). */
+function threadNames(): string[] {
+  return readdirSync(`/proc/${process.pid}/task`).map((t) => {
+    try {
+      return readFileSync(`/proc/${process.pid}/task/${t}/comm`, "utf8").trim();
+    } catch {
+      return "";
+    }
+  });
+}
+
+describe("the analytics writer on its own thread", () => {
+  const dirs: string[] = [];
+  const stores: AnalyticsStore[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  const options = (path: string): AnalyticsStoreOptions => ({ store: "sqlite", sqlitePath: path, postgresUrl: "", retentionMs: 30 * DAY, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: true });
+  const file = (): string => {
+    const d = mkdtempSync(join(tmpdir(), "keyward-writer-thread-"));
+    dirs.push(d);
+    return join(d, "analytics.sqlite");
+  };
+
+  it("writes batches from its own thread, and the caller's queries read them: the caller's thread spends a fraction of an inline write's CPU", async () => {
+    const now = Date.now();
+    // Each row its own rollup: a batch far longer to write than to hand over.
+    const rows: RequestRow[] = Array.from({ length: 5000 }, (_, i) => ({ at: now - 1000 - i, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, country: `c${i}`, path: `/v1/x/${i}` }));
+    const key = { uid: "u", namespace: "ns", name: "k", owner: "o", labels: { tier: "gold" }, scopes: ["read"], createdAt: now - DAY };
+    /** CPU microseconds this thread spent writing the batch into a fresh store, its writer on a thread or not. */
+    const callerCpu = async (writerThread: boolean): Promise<{ store: AnalyticsStore; micros: number }> => {
+      const store = await openAnalyticsStore({ ...options(file()), writerThread }, createLogger({ sink: () => {} }));
+      stores.push(store);
+      await store.upsertKeys([key]);
+      const c0 = process.threadCpuUsage();
+      await store.writeRequests(rows);
+      const c1 = process.threadCpuUsage(c0);
+      return { store, micros: c1.user + c1.system };
+    };
+    const inline = await callerCpu(false);
+    const threaded = await callerCpu(true);
+    expect(threadNames()).toContain(WRITER_THREAD_NAME);
+    // Handing 5000 rows over is a few milliseconds; SQLite's statements ran on the writer's thread.
+    expect(threaded.micros).toBeLessThan(inline.micros / 3);
+    expect(await threaded.store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ namespace: "ns", name: "k", requests: 5000 }]);
+    expect(await threaded.store.queries.countries({ since: now - DAY, until: now }, 1000)).toHaveLength(1000);
+  });
+
+  it("places the rows' countries on its own thread, from the shipped country database", async () => {
+    const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));
+    stores.push(store);
+    expect(store.placesCountries).toBe(true);
+    const now = Date.now();
+    await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    const row = (source: string, network: string): RequestRow => ({ at: now - 10, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, source, network });
+    await store.writeRequests([row("81.2.69.160", "81.2.69.0/24"), row("8.8.8.8", "8.8.8.0/24"), row("10.1.2.3", "10.1.2.0/24"), row("2001:db8::1", "2001:db8::/48")]);
+    const got = await store.queries.countries({ since: now - DAY, until: now }, 10);
+    expect(Object.fromEntries(got.map((c) => [c.country, c.requests]))).toEqual({ GB: 1, US: 1, private: 1, "": 1 });
+  });
+
+  it("stops start-up with ConfigInvalid when the country database cannot be read", async () => {
+    const err = await openAnalyticsStore({ ...options(file()), countryDatabase: "/nonexistent/country.mmdb" }, createLogger({ sink: () => {} })).then(
+      async (s) => {
+        await s.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ name: "KeywardError", code: "ConfigInvalid", message: expect.stringContaining("/nonexistent/country.mmdb") as unknown });
+  });
+
+  it("keeps a store's start-up failure as the store's error: a SQLite path that cannot be written", async () => {
+    const d = mkdtempSync(join(tmpdir(), "keyward-writer-thread-"));
+    dirs.push(d);
+    writeFileSync(join(d, "not-a-dir"), "");
+    await expect(openAnalyticsStore(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} }))).rejects.toMatchObject({ code: "AnalyticsStoreFailed" });
+  });
+
+  it("rejects with the store's own error when the thread cannot open the store, and leaves no thread behind", async () => {
+    const d = mkdtempSync(join(tmpdir(), "keyward-writer-thread-"));
+    dirs.push(d);
+    writeFileSync(join(d, "not-a-dir"), "");
+    const err = await startWriterThread(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ name: "KeywardError", code: "AnalyticsStoreFailed", message: expect.stringContaining("not-a-dir") as unknown });
+    await expect.poll(() => threadNames().includes(WRITER_THREAD_NAME)).toBe(false);
+  });
+
+  it("refuses a write the store refuses, with the store's error, and takes the next one", async () => {
+    const path = file();
+    const store = await openAnalyticsStore(options(path), createLogger({ sink: () => {} }));
+    stores.push(store);
+    const now = Date.now();
+    // outcome is NOT NULL: the batch's transaction fails whole, on the thread.
+    const bad = [{ at: now, uid: "u", keyId: "kw_1", front: "grpc", outcome: null, reason: "ok", status: 200, checkMicros: 5 }] as unknown as RequestRow[];
+    await expect(store.writeRequests(bad)).rejects.toThrow(/NOT NULL/i);
+    await store.writeRequests([{ at: now - 10, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5 }]);
+    await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 1 }]);
+  });
+
+  it("fails the call in flight when its thread dies, and starts a new thread at the next call", async () => {
+    const lines: string[] = [];
+    const path = file();
+    await (await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }))).close();
+    const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    const now = Date.now();
+    const row = (requestId: string): RequestRow => ({ at: now - 10, requestId, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5 });
+    await expect(writer.writeRequests([row("crash")])).rejects.toThrow(/analytics writer thread exited \(code 3\)/);
+    expect(lines.join("\n")).toContain("analytics writer thread exited; a new one starts at the next call");
+    await writer.writeRequests([row("r-1"), row("r-2")]);
+    await writer.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    await writer.close();
+    expect(threadNames()).not.toContain(WRITER_THREAD_NAME);
+    const reader = await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }));
+    stores.push(reader);
+    expect(await reader.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 2 }]);
+  });
+
+  it("ends its thread on close, after the write in flight has landed", async () => {
+    const path = file();
+    const store = await openAnalyticsStore(options(path), createLogger({ sink: () => {} }));
+    const now = Date.now();
+    const writing = store.writeRequests(Array.from({ length: 2000 }, (_, i) => ({ at: now - 1000 - i, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed" as const, reason: "ok", status: 200, checkMicros: 5 })));
+    const closing = store.close();
+    await writing;
+    await closing;
+    expect(threadNames()).not.toContain(WRITER_THREAD_NAME);
+    const again = await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }));
+    stores.push(again);
+    await again.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    expect(await again.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ requests: 2000 }]);
+  });
+
+  it("carries an error's KeywardError code, code and causes across threads, and a log line's fields, or the line alone when a field cannot cross", async () => {
+    const pgErr = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
+    const back = fromWire(structuredClone(toWire(new KeywardError("AnalyticsStoreFailed", "analytics store postgres://kw@db/kw: refused", { cause: pgErr }))));
+    expect(back).toBeInstanceOf(KeywardError);
+    expect(back).toMatchObject({ code: "AnalyticsStoreFailed", message: "analytics store postgres://kw@db/kw: refused", cause: { message: "connect ECONNREFUSED 127.0.0.1:1", code: "ECONNREFUSED" } });
+    const { port1, port2 } = new MessageChannel();
+    const got: ThreadReply[] = [];
+    port2.on("message", (r: ThreadReply) => got.push(r));
+    const log = forwardingLogger((r) => { port1.postMessage(r); }, (l) => l !== "debug", { component: "analytics" });
+    log.debug("not sent");
+    log.child({ store: "sqlite x" }).warn("analytics store connection lost", { err: pgErr });
+    log.info("with a function", { f: () => 1 });
+    await expect.poll(() => got.length).toBe(2);
+    port1.close();
+    const [lost, fn] = got as (ThreadReply & { op: "log" })[];
+    expect(lost).toMatchObject({ level: "warn", msg: "analytics store connection lost" });
+    expect(unwireFields(lost!.fields)).toMatchObject({ component: "analytics", store: "sqlite x", err: { message: "connect ECONNREFUSED 127.0.0.1:1", code: "ECONNREFUSED" } });
+    expect(fn).toMatchObject({ level: "info", msg: "with a function", fields: { fieldsDropped: true } });
+  });
+});

@@ -1,0 +1,40 @@
+// The analytics store's writer on its own thread (node:worker_threads, ADR 56):
+// the thread answering checks only makes rows and queues them (ingest.ts and
+// queue.ts, unchanged: the bounded queue, oldest dropped first, drops counted);
+// each batch the queue writes is posted to this thread in one message, and the
+// thread's SQLite statements or PostgreSQL protocol work, the rollups, the day
+// partitions, retention and the rows' countries run there. The writer looks
+// like any AnalyticsWriter to the queue: a write resolves when the store took
+// the batch and rejects when it did not, so the queue's guarantees hold as they
+// are. A thread that dies fails the call in flight and is started again at the
+// next one (thread-calls.ts), so a refused batch is retried as for a store that
+// was down.
+import type { Logger } from "../log.ts";
+import type { RetentionResult } from "./retention.ts";
+import type { AnalyticsWriter } from "./row.ts";
+import type { AnalyticsStoreOptions } from "./store.ts";
+import { startThreadCalls } from "./thread-calls.ts";
+import type { WriterCall } from "./thread-wire.ts";
+import type { WriterWorkerData } from "./writer-worker.ts";
+
+/** The OS name of the writer thread (/proc/PID/task/TID/comm), so tools can find and pin it. */
+export const WRITER_THREAD_NAME = "keyward-writer";
+
+export interface WriterThread extends AnalyticsWriter {
+  runRetention(): Promise<RetentionResult>;
+  /** Closes the store (after the call in flight) and ends the thread. */
+  close(): Promise<void>;
+}
+
+/** Starts the thread and opens the store on it; rejects with the store's start-up error (AnalyticsStoreFailed, ConfigInvalid). */
+export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url)): Promise<WriterThread> {
+  const { now: _now, writerThread: _thread, ...rest } = options;
+  const data: WriterWorkerData = rest;
+  const calls = await startThreadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
+  return {
+    writeRequests: async (rows) => { await calls.call({ op: "rows", rows }); },
+    upsertKeys: async (keys) => { await calls.call({ op: "keys", keys }); },
+    runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
+    close: () => calls.close({ op: "close" }),
+  };
+}
