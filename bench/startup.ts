@@ -43,6 +43,10 @@ export interface StartupRun {
   cpuToReadyS?: number;
   firstAllowedMs?: number;
   rssMiB: number;
+  /** VmHWM when the RSS was read: the most the process had resident, its list included. */
+  peakRssMiB?: number;
+  /** Resident pages of glibc's main heap (the `[heap]` mapping of /proc/PID/smaps) when the RSS was read. */
+  mallocHeapMiB?: number;
   heapUsedMiB?: number;
 }
 
@@ -141,8 +145,16 @@ const median = (xs: number[]): number => {
   return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
 };
 
-const rssMiB = (pid: number): number => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+/** A field of /proc/PID/status in kB (VmRSS, VmHWM), as MiB. */
+const statusMiB = (pid: number, field: "VmRSS" | "VmHWM"): number => {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+};
+const rssMiB = (pid: number): number => statusMiB(pid, "VmRSS");
+
+/** The resident size of glibc's main heap, the `[heap]` mapping, in MiB. */
+const mallocHeapMiB = (pid: number): number => {
+  const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
 };
 
@@ -302,7 +314,9 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
     }
     const heapUsed = await collectGarbage(inspectPort);
     const rss = await settledRss(child.pid!, 30_000);
-    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, heapUsedMiB: Math.round((heapUsed / 2 ** 20) * 10) / 10 };
+    const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
+    const mallocHeap = Math.round(mallocHeapMiB(child.pid!) * 10) / 10;
+    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: mallocHeap, heapUsedMiB: Math.round((heapUsed / 2 ** 20) * 10) / 10 };
   } finally {
     client?.close();
     if (!gone()) {
@@ -350,7 +364,7 @@ export async function startupRows(o: {
             return attempt(left - 1);
           });
         const r = await attempt(2);
-        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB, heap ${r.heapUsedMiB ?? "–"} MiB`);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB`);
         runs.push(r);
       }
       const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);

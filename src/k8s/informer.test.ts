@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { Informer, sameForm, type ChangeType, type LifecycleEvent, type ListResult, type WatchFn } from "./informer.ts";
+import { Informer, sameForm, type ChangeType, type LifecycleEvent, type ListEnd, type ListSink, type WatchFn } from "./informer.ts";
 
 interface Obj extends KubernetesObject {
   metadata: { name: string; namespace: string; resourceVersion: string };
@@ -16,13 +16,14 @@ class FakeServer {
   watches: { query: Record<string, string>; send: (t: string, o: unknown) => void; done: (err: unknown) => void; aborted: boolean }[] = [];
   failWatches = 0;
 
-  list = (transform: (o: Obj) => Obj = (o) => o): Promise<ListResult<Obj>> => {
+  list = (sink: ListSink<Obj>): Promise<ListEnd> => {
     this.listCalls++;
     if (this.failLists > 0) {
       this.failLists--;
       return Promise.reject(new Error("connection refused"));
     }
-    return Promise.resolve({ items: this.items.map(transform), resourceVersion: String(this.rv) });
+    for (const item of this.items) sink.item(item);
+    return Promise.resolve({ resourceVersion: String(this.rv) });
   };
 
   watch: WatchFn = (query, onEvent, onDone) => {
@@ -234,22 +235,32 @@ describe("Informer", () => {
     await inf.stop();
   });
 
-  it("transforms a list as it arrives: the list function applies the transform", async () => {
-    const got: ((o: Obj) => Obj)[] = [];
+  it("transforms, caches and delivers each listed object as it arrives, holding none until the list ends", async () => {
     const transform = (o: Obj): Obj => ({ metadata: { ...o.metadata, name: `${o.metadata.name}!` } });
-    const inf = new Informer<Obj>({
+    const delivered: Obj[] = [];
+    const duringList: string[] = [];
+    const listed = obj("a", 1);
+    const inf = new Informer<Obj, { rv: string | undefined }>({
       name: "t",
-      list: (t) => {
-        got.push(t);
-        return Promise.resolve({ items: [t(obj("a", 1))], resourceVersion: "1" });
+      list: (sink) => {
+        sink.item(listed);
+        // Before the list ends: delivered as transformed, and cached as kept.
+        duringList.push(`${delivered.map((o) => o.metadata.name).join()} ${JSON.stringify(inf.get("ns", "a!"))}`);
+        sink.item(obj("b", 1));
+        sink.gone(obj("b", 2));
+        duringList.push(`${inf.get("ns", "b!") === undefined ? "none" : "kept"} ${delivered.length}`);
+        return Promise.resolve({ resourceVersion: "1" });
       },
       watch: () => Promise.resolve(() => undefined),
       transform,
-      onChange: () => undefined,
+      form: { keep: (o) => ({ rv: o.metadata.resourceVersion }), resourceVersion: (k) => k.rv, expand: () => obj("x", 0) },
+      onChange: (_t, o) => delivered.push(o),
     });
     await inf.start();
-    expect(got).toHaveLength(1);
-    expect(inf.get("ns", "a!")).toBeDefined();
+    expect(duringList).toEqual(['a! {"rv":"1"}', "none 3"]);
+    expect(delivered.map((o) => o.metadata.name)).toEqual(["a!", "b!", "b!"]);
+    expect(delivered[0]).not.toBe(listed);
+    expect(inf.list()).toEqual([{ rv: "1" }]);
     await inf.stop();
   });
 
@@ -260,14 +271,13 @@ describe("Informer", () => {
     const inf = new Informer<Obj>({
       name: "t",
       // 100 pages of one object each; every page waits until the test lets it arrive.
-      list: async (transform) => {
-        const items: Obj[] = [];
+      list: async (sink) => {
         for (let p = 0; p < 100; p++) {
           await new Promise<void>((r) => (releasePage = r));
           pagesServed++;
-          items.push(transform(obj(`o${p}`, 1)));
+          sink.item(obj(`o${p}`, 1));
         }
-        return { items, resourceVersion: "1" };
+        return { resourceVersion: "1" };
       },
       watch: () => Promise.resolve(() => undefined),
       onChange: () => undefined,

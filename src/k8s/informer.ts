@@ -4,7 +4,8 @@
 // but stops for good on any other error and cannot be told to relist. This
 // informer keeps client-node's Watch (the streaming HTTP part) and owns the loop:
 //
-//  - list, then watch from the list's resourceVersion with bookmarks;
+//  - list, then watch from the list's resourceVersion with bookmarks; each listed object is
+//    transformed, cached and delivered as it arrives, so a list is never held whole;
 //  - on a watch timeout or a clean close: watch again from the last resourceVersion;
 //  - on 410 Gone / "too old resource version": relist, and synthesize delete events
 //    for objects that vanished meanwhile, so nothing is missed;
@@ -35,8 +36,17 @@ export const LIFECYCLE_EVENTS = [
 ] as const;
 export type LifecycleEvent = (typeof LIFECYCLE_EVENTS)[number];
 
-export interface ListResult<T> {
-  items: T[];
+/**
+ * Where a list hands its objects, each as it arrives: `item` for each object listed, `gone` for
+ * one a watch-list saw deleted before its initial events ended.
+ */
+export interface ListSink<T> {
+  item(obj: T): void;
+  gone(obj: T): void;
+}
+
+/** What a list ends with, once every object has been handed to its sink. */
+export interface ListEnd {
   resourceVersion: string;
 }
 
@@ -68,10 +78,11 @@ export interface InformerOptions<T extends KubernetesObject, K = T> {
   /** Name for logs and metrics, such as "apikeys". */
   name: string;
   /**
-   * Lists the collection, each item passed through `transform` as it arrives (page by
-   * page, so a large list is never held whole as received).
+   * Lists the collection, handing each object to `sink` as it arrives (event by event, or
+   * page by page), holding none of them: the informer transforms, caches and delivers each
+   * at once, so a large list is never held whole, received or delivered.
    */
-  list: (transform: (obj: T) => T) => Promise<ListResult<T>>;
+  list: (sink: ListSink<T>) => Promise<ListEnd>;
   /** Opens a watch on the collection. */
   watch: WatchFn;
   /** Each change; `old` is what the cache held for the object before it. */
@@ -227,22 +238,38 @@ export class Informer<T extends KubernetesObject, K = T> {
     }
   }
 
+  /**
+   * Lists, delivering each object as it arrives and keeping only `form.keep` of it, then
+   * deletes what the cache holds that the list did not name: the names seen are all a list
+   * holds until it ends. A list that fails midway leaves what it delivered (each as the
+   * apiserver had it) and deletes nothing; the relist after it does.
+   */
   private async relist(first: boolean): Promise<void> {
-    // Stopped meanwhile: the next page ends the list, so stop() waits for one page, not all.
-    const result = await this.opts.list((obj) => {
+    const seen = new Set<string>();
+    // Stopped meanwhile: the next object ends the list, so stop() waits for one page, not all.
+    const arrived = (raw: T): [T, string, K | undefined] => {
       if (this.isStopped()) throw new ListStopped();
-      return this.transform(obj);
+      const obj = this.transform(raw);
+      const key = keyOf(obj);
+      return [obj, key, this.cache.get(key)];
+    };
+    const result = await this.opts.list({
+      item: (raw) => {
+        const [item, key, old] = arrived(raw);
+        seen.add(key);
+        this.cache.set(key, this.form.keep(item));
+        if (old === undefined) this.deliver("add", item);
+        else if (this.form.resourceVersion(old) !== item.metadata?.resourceVersion) this.deliver("update", item, old);
+      },
+      gone: (raw) => {
+        const [obj, key, old] = arrived(raw);
+        seen.delete(key);
+        if (old === undefined) return;
+        this.cache.delete(key);
+        this.deliver("delete", obj, old);
+      },
     });
     this.lastActivity = this.opts.now();
-    const seen = new Set<string>();
-    for (const item of result.items) {
-      const key = keyOf(item);
-      seen.add(key);
-      const old = this.cache.get(key);
-      this.cache.set(key, this.form.keep(item));
-      if (old === undefined) this.deliver("add", item);
-      else if (this.form.resourceVersion(old) !== item.metadata?.resourceVersion) this.deliver("update", item, old);
-    }
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
         this.cache.delete(key);
@@ -434,12 +461,11 @@ const INITIAL_EVENTS_END = "k8s.io/initial-events-end";
 /**
  * Lists a collection as a watch that first sends every object (the apiserver's watch-list,
  * client-go's WatchListClient): the objects stream from the apiserver's watch cache one event
- * a line, each transformed as it arrives, until the bookmark that ends the initial events
+ * a line, each handed to `sink` as it arrives, until the bookmark that ends the initial events
  * gives the list's resourceVersion. A paged list makes the apiserver do far more work per
  * object (at 10,000 ApiKeys about five times the time to list), and holds a page whole.
  */
-export async function watchList<T extends KubernetesObject>(rest: KubeRest, path: string, selectors: Record<string, string>, transform: (obj: T) => T): Promise<ListResult<T>> {
-  const objects = new Map<string, T>();
+export async function watchList<T extends KubernetesObject>(rest: KubeRest, path: string, selectors: Record<string, string>, sink: ListSink<T>): Promise<ListEnd> {
   let resourceVersion: string | undefined;
   const query = { watch: "true", sendInitialEvents: "true", resourceVersionMatch: "NotOlderThan", allowWatchBookmarks: "true", ...selectors };
   await rest.streamLines(path, query, (line) => {
@@ -449,10 +475,10 @@ export async function watchList<T extends KubernetesObject>(rest: KubeRest, path
     switch (ev.type) {
       case "ADDED":
       case "MODIFIED":
-        objects.set(keyOf(obj), transform(obj));
+        sink.item(obj);
         return false;
       case "DELETED":
-        objects.delete(keyOf(obj));
+        sink.gone(obj);
         return false;
       case "BOOKMARK":
         if (obj.metadata?.annotations?.[INITIAL_EVENTS_END] !== "true") return false;
@@ -465,7 +491,7 @@ export async function watchList<T extends KubernetesObject>(rest: KubeRest, path
     }
   });
   if (resourceVersion === undefined) throw new KubeApiError(0, "", `watch-list of ${path} ended before its initial events did`);
-  return { items: [...objects.values()], resourceVersion };
+  return { resourceVersion };
 }
 
 /** An apiserver that does not serve watch-lists (an older one, or the feature turned off) refuses the request as invalid. */
@@ -480,34 +506,33 @@ export function kubeListWatch<T extends KubernetesObject>(
   rest: KubeRest,
   path: string,
   selectors: { labelSelector?: string; fieldSelector?: string } = {},
-): { list: (transform: (obj: T) => T) => Promise<ListResult<T>>; watch: WatchFn } {
+): { list: (sink: ListSink<T>) => Promise<ListEnd>; watch: WatchFn } {
   const watcher = new Watch(kc);
   let byWatch = true;
-  const paged = async (transform: (obj: T) => T): Promise<ListResult<T>> => {
-    const items: T[] = [];
+  const paged = async (sink: ListSink<T>): Promise<ListEnd> => {
     let cont: string | undefined;
     let rv = "";
     do {
       const page = await rest.request<{ items: T[]; metadata: { resourceVersion?: string; continue?: string } }>("GET", path, {
         query: { limit: "500", continue: cont, ...selectors },
       });
-      for (const item of page.items) items.push(transform(item));
+      for (const item of page.items) sink.item(item);
       rv = page.metadata.resourceVersion ?? rv;
       cont = page.metadata.continue || undefined;
     } while (cont);
-    return { items, resourceVersion: rv };
+    return { resourceVersion: rv };
   };
   return {
-    list: async (transform) => {
+    list: async (sink) => {
       if (byWatch) {
         try {
-          return await watchList(rest, path, selectors, transform);
+          return await watchList(rest, path, selectors, sink);
         } catch (err) {
           if (!refusesWatchList(err)) throw err;
           byWatch = false;
         }
       }
-      return paged(transform);
+      return paged(sink);
     },
     watch: async (query, onEvent, onDone) => {
       const controller = await watcher.watch(path, { ...query, ...selectors }, onEvent, onDone);

@@ -5,7 +5,7 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { CollectionWatch, kubeListWatch, watchList, type ChangeType } from "./informer.ts";
+import { CollectionWatch, kubeListWatch, watchList, type ChangeType, type ListSink } from "./informer.ts";
 import { KubeApiError, KubeRest } from "./rest.ts";
 
 interface Obj extends KubernetesObject {
@@ -85,8 +85,15 @@ async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () =>
 const PATH = "/apis/x.dev/v1/namespaces/ns/things";
 const small = (o: Obj): Obj => ({ metadata: o.metadata, spec: { small: o.spec?.small } });
 
+/** A sink that records what a list hands it, in order. */
+function recorder(): { sink: ListSink<Obj>; got: string[] } {
+  const got: string[] = [];
+  return { got, sink: { item: (o) => got.push(`item ${o.metadata.name}@${o.metadata.resourceVersion}`), gone: (o) => got.push(`gone ${o.metadata.name}`) } };
+}
+const ignore: ListSink<Obj> = { item: () => undefined, gone: () => undefined };
+
 describe("watchList", () => {
-  it("streams the objects, each transformed as it arrives, until the bookmark that ends the initial events", async () => {
+  it("hands each object to the sink as it arrives, and deletions too, until the bookmark that ends the initial events", async () => {
     const rest = await fakeApiserver({
       watchList: () => ({
         lines: [
@@ -100,33 +107,32 @@ describe("watchList", () => {
         ],
       }),
     });
-    const seen: string[] = [];
-    const r = await watchList<Obj>(rest, PATH, {}, (o) => {
-      seen.push(o.metadata.name);
-      return small(o);
-    });
-    expect(r.resourceVersion).toBe("9");
-    expect(r.items).toEqual([small(obj("a", 3)), { metadata: obj("ü-b", 5).metadata, spec: { small: "ö" } }]);
-    expect(seen).toEqual(["a", "ü-b", "c"]);
+    const { sink, got } = recorder();
+    const r = await watchList<Obj>(rest, PATH, {}, sink);
+    expect(r).toEqual({ resourceVersion: "9" });
+    expect(got).toEqual(["item a@3", "item ü-b@5", "item c@6", "gone c"]);
   });
 
   it("fails, and so never syncs, when the stream ends before the initial events do", async () => {
     const rest = await fakeApiserver({ watchList: () => ({ lines: [event("ADDED", obj("a", 3))], end: true }) });
-    await expect(watchList<Obj>(rest, PATH, {}, (o) => o)).rejects.toThrow(/ended before its initial events did/);
+    await expect(watchList<Obj>(rest, PATH, {}, ignore)).rejects.toThrow(/ended before its initial events did/);
   });
 
   it("fails with the apiserver's status on an ERROR event", async () => {
     const rest = await fakeApiserver({ watchList: () => ({ lines: [event("ERROR", { kind: "Status", code: 410, reason: "Expired", message: "too old" })] }) });
-    const err = await watchList<Obj>(rest, PATH, {}, (o) => o).catch((e: unknown) => e);
+    const err = await watchList<Obj>(rest, PATH, {}, ignore).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeApiError);
     expect((err as KubeApiError).status).toBe(410);
   });
 
-  it("fails with what the transform throws, and ends the request", async () => {
+  it("fails with what the sink throws, and ends the request", async () => {
     const rest = await fakeApiserver({ watchList: () => ({ lines: [event("ADDED", obj("a", 3))] }) });
     await expect(
-      watchList<Obj>(rest, PATH, {}, () => {
-        throw new Error("stopped");
+      watchList<Obj>(rest, PATH, {}, {
+        item: () => {
+          throw new Error("stopped");
+        },
+        gone: () => undefined,
       }),
     ).rejects.toThrow("stopped");
   });
@@ -146,8 +152,11 @@ describe("kubeListWatch", () => {
     });
     const kc = kubeconfigFor(rest.server.origin);
     const lw = kubeListWatch<Obj>(kc, rest, PATH);
-    expect(await lw.list(small)).toEqual({ items: [small(obj("a", 3))], resourceVersion: "8" });
-    expect(await lw.list(small)).toEqual({ items: [small(obj("a", 3))], resourceVersion: "8" });
+    for (let i = 0; i < 2; i++) {
+      const { sink, got } = recorder();
+      expect(await lw.list(sink)).toEqual({ resourceVersion: "8" });
+      expect(got).toEqual(["item a@3"]);
+    }
     expect(watchLists).toBe(1);
     expect(urls.filter((u) => u.searchParams.get("limit") === "500")).toHaveLength(2);
   });
@@ -155,7 +164,7 @@ describe("kubeListWatch", () => {
   it("does not fall back on other errors: the list fails and the informer retries it", async () => {
     const rest = await fakeApiserver({ watchList: () => ({ status: 403, body: { kind: "Status", code: 403, reason: "Forbidden", message: "no" } }) });
     const kc = kubeconfigFor(rest.server.origin);
-    await expect(kubeListWatch<Obj>(kc, rest, PATH).list((o) => o)).rejects.toMatchObject({ status: 403 });
+    await expect(kubeListWatch<Obj>(kc, rest, PATH).list(ignore)).rejects.toMatchObject({ status: 403 });
   });
 });
 
