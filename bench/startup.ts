@@ -19,7 +19,8 @@
 // JSON on stdout when run alone.
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { API_VERSION, type ApiKey } from "../src/api/types.ts";
@@ -268,9 +269,13 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
   // As the chart's pods run it: with the image's environment (the Dockerfile's ENV), without
   // Node's compile cache by default (read-only root filesystem), and `authz` with the chart's
   // NODE_OPTIONS (authz.nodeOptions in values.yaml).
+  // Each start gets a fresh analytics file, as a pod on a new volume: never one that other
+  // benches' processes (started in the same working directory) have filled.
+  const analyticsDir = mkdtempSync(join(tmpdir(), "keyward-startup-analytics-"));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     ...imageEnv(),
+    KEYWARD_ANALYTICS_SQLITE_PATH: join(analyticsDir, "keyward-analytics.sqlite"),
     ...(compileCache ? {} : { NODE_DISABLE_COMPILE_CACHE: "1" }),
     ...(role === "authz" ? { NODE_OPTIONS: chartNodeOptions().join(" ") } : {}),
   };
@@ -325,6 +330,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       await exited;
       clearTimeout(kill);
     }
+    rmSync(analyticsDir, { recursive: true, force: true });
   }
 }
 
