@@ -9,7 +9,7 @@
 //   - closed loop (64 calls in flight): checks per keyward CPU-second, from
 //     /proc/<pid>/stat of the keyward process; its rate is the max sustainable rate;
 //   - fixed rate at 50% of memory's median max rate, the same offered load for
-//     every store (ghz --rps): p50/p99, and keyward's
+//     every store (ghz --rps; offeredLoadAt50): p50/p99, and keyward's
 //     own histograms over each run (its check duration, each Redis call's); with
 //     Redis, each run is followed by one with the redis-server processes unpinned;
 //   - Redis commands and round trips per check (INFO commandstats) and Redis's
@@ -17,6 +17,7 @@
 //
 //   node bench/limits-grpc.ts [--keys 100000] [--namespace bench-limits] [--stores memory,redis,cluster]
 //                             [--kubeconfig F [--seeded]]   (F: a running control plane, e.g. make cluster)
+//                             [--rate-at-50 N]              (the 50% runs' load, checks/s: memory's from an earlier run)
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,7 +27,7 @@ import { seedBenchKeys, startControlPlane } from "./apiserver.ts";
 import { chartNodeOptions, LOAD } from "./check.ts";
 import { checkRequestFor, keyFor, rng } from "./lib/fixture.ts";
 import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { pinned, placeProcess, repoRoot, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
+import { ownAnalyticsStore, pinned, placeProcess, repoRoot, treeCpuSeconds, waitQuiet } from "./lib/proc.ts";
 import { policyWithLimits, redisStats, type RedisStats } from "./limits.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 import { dataPlaneArgs } from "../test/support/keyward.ts";
@@ -162,24 +163,25 @@ async function startKeywardAuthz(kubeconfig: string, namespace: string, keys: nu
 
 async function startKeywardOnce(kubeconfig: string, namespace: string, keys: number, extra: readonly string[]): Promise<Keyward> {
   const [grpc, metrics] = [await freePort(), await freePort()];
-  const args = [join(repoRoot, "src", "main.ts"), ...dataPlaneArgs({ kubeconfig, namespace, grpcPort: grpc, metricsPort: metrics }), ...extra];
+  // The analytics store on, as by default, in a file of this start's own.
+  const analytics = ownAnalyticsStore();
+  const args = [join(repoRoot, "src", "main.ts"), ...dataPlaneArgs({ kubeconfig, namespace, grpcPort: grpc, metricsPort: metrics }), ...analytics.args, ...extra];
   const [cmd, argv] = pinned("1", process.execPath, ["--max-old-space-size=8192", ...chartNodeOptions(), ...args]);
   const child = spawn(cmd, argv, { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"] });
   let tail = "";
   child.stderr.on("data", (b: Buffer) => {
     tail = (tail + b.toString()).slice(-4000);
   });
-  const stop = (): Promise<void> =>
-    new Promise((res) => {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        res();
-        return;
-      }
-      child.once("exit", () => {
-        res();
-      });
-      child.kill("SIGTERM");
+  const exited = new Promise<void>((res) => {
+    child.once("exit", () => {
+      analytics.remove();
+      res();
     });
+  });
+  const stop = (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    return exited;
+  };
   const deadline = Date.now() + 600_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`keyward authz exited with ${child.exitCode}: ${tail}`);
@@ -212,7 +214,22 @@ export interface StoreUnderTest {
   args: readonly string[];
 }
 
-async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: string, keys: number, dataFile: string, dir: string, log: (s: string) => void, rateAt50?: number): Promise<GrpcLimitsRow> {
+/**
+ * The offered load (checks/s, whole) of a store's 50% runs: every store is judged at one load,
+ * half of memory mode's median maximum (ADR 0055), so that its p99 is compared with memory's at
+ * the same rate. `given` (--rate-at-50: memory's from an earlier run) is every store's when set;
+ * without it, memory's own runs, and a store measured without memory, take half their own
+ * maximum. Never below 1: ghz takes `--rps 0` for no limit at all, a closed loop.
+ */
+export function offeredLoadAt50(maxRps: { memory?: number | undefined; own: number }, given?: number): number {
+  const rate = Math.round(given ?? (maxRps.memory ?? maxRps.own) / 2);
+  if (!(rate >= 1 && Number.isFinite(rate))) {
+    throw new Error(given === undefined ? `no offered load at 50%: the maximum measured was ${maxRps.memory ?? maxRps.own} checks/s` : `--rate-at-50 must be at least 1 check per second, got ${given}`);
+  }
+  return rate;
+}
+
+async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: string, keys: number, dataFile: string, dir: string, log: (s: string) => void, rateFor: (ownMaxRps: number) => number): Promise<GrpcLimitsRow> {
   log(`limits through gRPC: ${s.name}: starting keyward authz (${keys} keys)`);
   const kw = await startKeywardAuthz(kubeconfig, namespace, keys, s.args);
   try {
@@ -239,8 +256,7 @@ async function measureStore(s: StoreUnderTest, kubeconfig: string, namespace: st
       closed.push(run);
     }
     const maxRps = median(closed.map((r) => r.rps));
-    // Every store is judged at one offered load: half of the first store's (memory's) maximum.
-    const rate = rateAt50 ?? Math.round(maxRps / 2);
+    const rate = rateFor(maxRps);
     const at50: At50Run[] = [];
     const at50Unpinned: At50Run[] = [];
     // With Redis, each 50% run on ghz's core is followed by one with Redis unpinned (the scheduler's
@@ -299,7 +315,9 @@ function limitedRequests(keys: number): ReturnType<typeof checkRequestFor>[] {
   return Array.from({ length: REQUESTS }, () => checkRequestFor("valid", keyFor(Math.floor(r() * keys)), r));
 }
 
-export async function runLimitsGrpcBench(o: { keys: number; namespace?: string; kubeconfig?: string; seeded?: boolean; stores?: readonly string[]; log: (s: string) => void }): Promise<GrpcLimitsRow[]> {
+export async function runLimitsGrpcBench(o: { keys: number; namespace?: string; kubeconfig?: string; seeded?: boolean; stores?: readonly string[]; rateAt50?: number; log: (s: string) => void }): Promise<GrpcLimitsRow[]> {
+  // A bad --rate-at-50 fails before the minutes of seeding and closed-loop runs.
+  if (o.rateAt50 !== undefined) offeredLoadAt50({ own: NaN }, o.rateAt50);
   const namespace = o.namespace ?? LIMITS_NAMESPACE;
   const cp = o.kubeconfig ? undefined : await startControlPlane(o.log);
   const kubeconfig = o.kubeconfig ?? cp?.kubeconfig;
@@ -328,11 +346,11 @@ export async function runLimitsGrpcBench(o: { keys: number; namespace?: string; 
       { id: "redis", name: "redis (one server)", nodes: [standalone], args: [...redisArgs, `--limits-redis-url=redis://127.0.0.1:${standalone.port}`] },
       { id: "cluster", name: "redis (3-master Cluster)", nodes: cluster, args: [...redisArgs, "--limits-redis-mode=cluster", `--limits-redis-url=${cluster.map((n) => `redis://127.0.0.1:${n.port}`).join(",")}`] },
     ];
-    let rate: number | undefined;
+    let memoryMaxRps: number | undefined;
     for (const s of stores) {
       if (o.stores && !o.stores.includes(s.id)) continue;
-      const row = await measureStore(s, kubeconfig, namespace, o.keys, dataFile, dir, o.log, rate);
-      rate ??= row.rateAt50;
+      const row = await measureStore(s, kubeconfig, namespace, o.keys, dataFile, dir, o.log, (own) => offeredLoadAt50({ memory: memoryMaxRps, own }, o.rateAt50));
+      if (s.id === "memory") memoryMaxRps = row.maxRps;
       rows.push(row);
     }
   } finally {
@@ -368,13 +386,14 @@ export function limitsGrpcTable(rows: readonly GrpcLimitsRow[]): string[] {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { keys: { type: "string", default: "100000" }, namespace: { type: "string", default: LIMITS_NAMESPACE }, kubeconfig: { type: "string" }, seeded: { type: "boolean", default: false }, stores: { type: "string" } } });
+  const { values } = parseArgs({ options: { keys: { type: "string", default: "100000" }, namespace: { type: "string", default: LIMITS_NAMESPACE }, kubeconfig: { type: "string" }, seeded: { type: "boolean", default: false }, stores: { type: "string" }, "rate-at-50": { type: "string" } } });
   const rows = await runLimitsGrpcBench({
     keys: Number(values.keys),
     namespace: values.namespace,
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     seeded: values.seeded,
     ...(values.stores ? { stores: values.stores.split(",") } : {}),
+    ...(values["rate-at-50"] ? { rateAt50: Number(values["rate-at-50"]) } : {}),
     log: (s) => process.stderr.write(`[limits-grpc ${new Date().toISOString().slice(11, 19)}] ${s}\n`),
   });
   console.log(JSON.stringify(rows, null, 2));

@@ -39,6 +39,8 @@ export async function analyticsListener(kind: string, o: ListenerOptions): Promi
     };
   }
   if (kind !== "sqlite" && kind !== "postgres") throw new Error(`--analytics must be off, events, sqlite or postgres, got ${kind}`);
+  // A run's rows go to a file of its own: a shared one would carry its size and locks from run to run.
+  if (kind === "sqlite" && o.sqlitePath === "") throw new Error("--analytics sqlite needs --analytics-path, a file of the run's own");
   const store: AnalyticsStore = await openAnalyticsStore(
     { store: kind, sqlitePath: o.sqlitePath, postgresUrl: o.postgresUrl, retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: o.writerThread },
     o.log,

@@ -1,7 +1,7 @@
 // Child processes for the bench: pinned servers, CPU accounting, the ghz binary.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
@@ -21,6 +21,22 @@ export function toolPath(name: string): string {
 
 export function ghzPath(): string {
   return toolPath("ghz");
+}
+
+/**
+ * The arguments that give one `keyward authz` or `keyward run` process an analytics store of its
+ * own: SQLite (the default store) in a fresh temporary directory, never the working directory's
+ * default file, which every run would share and whose size would carry over from run to run.
+ * `remove()` deletes the directory once the process has stopped.
+ */
+export function ownAnalyticsStore(): { args: string[]; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "keyward-bench-analytics-"));
+  return {
+    args: ["--analytics-store=sqlite", `--analytics-sqlite-path=${join(dir, "keyward-analytics.sqlite")}`],
+    remove: () => {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Wraps a command in `taskset -c <cpus>` when cpus is given. */

@@ -146,9 +146,6 @@ const RESET_MEMORY = 256;
 const MAX_SETTINGS_ENTRIES = 32;
 /** WINDOW_UPDATE frames any connection may send besides those its streams and keyward's DATA earn. */
 const WINDOW_UPDATE_BASE = 100;
-/** How long a connection closed for a protocol error may take to flush its GOAWAY before it is destroyed. */
-const FAIL_CLOSE_MS = 2000;
-
 /** A connection error: GOAWAY with this code, then close; `violation` when a limit was overstepped. */
 class ConnectionError extends Error {
   readonly code: number;
@@ -1121,7 +1118,7 @@ export class H2Connection {
     // A peer that does not read would keep the socket, and what is buffered for it, open.
     this.failTimer = setTimeout(() => {
       this.socket.destroy();
-    }, FAIL_CLOSE_MS);
+    }, this.limits.failCloseMs);
     this.failTimer.unref();
     this.onClose();
   }

@@ -261,7 +261,8 @@ describe("outbound queue", () => {
   });
 
   it("closes a connection whose peer does not read while answers pile up, within the close grace", async () => {
-    const { port, violations, handler, server } = await serve({ maxOutboundFrames: 100 });
+    // A short grace (2 s by default): the socket, never drained, is destroyed when it ends.
+    const { port, violations, handler, server } = await serve({ maxOutboundFrames: 100, failCloseMs: 50 });
     const c = await client(port);
     c.socket.pause();
     c.write(times(1000, (i) => headersFrame(2 * i + 1, requestBlock("/hold"), true)));
@@ -269,7 +270,7 @@ describe("outbound queue", () => {
     // 8 KB answers: the socket's buffers fill, keyward stops reading, and frames queue in keyward.
     for (const s of handler.held) s.respond(enc.encode([[":status", "200"], ["x-fill", "f".repeat(8000)]]), true);
     expect(violations).toEqual(["outbound_frames"]);
-    await until(() => server.connections() === 0, "the connection to close", 5000);
+    await until(() => server.connections() === 0, "the connection to close", 1500);
   });
 });
 

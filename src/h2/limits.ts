@@ -28,6 +28,11 @@ export interface H2Limits {
    * and so is one whose peer has not read what keyward wrote for this long. 0 disables both.
    */
   idleTimeoutMs: number;
+  /**
+   * Milliseconds a connection closed for a protocol error or an overstepped limit has to flush
+   * its GOAWAY; then its socket is destroyed, whether or not the peer read it.
+   */
+  failCloseMs: number;
   /** CONTINUATION frames one header block may take. */
   maxContinuationFrames: number;
   /** Empty DATA, HEADERS or CONTINUATION frames (without END_STREAM) in a row. */
@@ -63,6 +68,7 @@ export const DEFAULT_LIMITS: H2Limits = {
   prefaceTimeoutMs: 10_000,
   maxConnections: 10_000,
   idleTimeoutMs: 300_000,
+  failCloseMs: 2000,
   maxContinuationFrames: 8,
   maxConsecutiveEmptyFrames: 1,
   maxSmallDataFramesPerStream: 32,

@@ -6,7 +6,10 @@ import { createServer as createH2Server, type Http2Server, type Http2Session } f
 import type { AddressInfo } from "node:net";
 import { expect } from "vitest";
 import { denialBody } from "../../src/authz/response.ts";
-import type { HttpAnswer } from "../conformance/harness.ts";
+import type { KubeRest } from "../../src/k8s/rest.ts";
+import { createKey, type HttpAnswer, type TestKey } from "../conformance/harness.ts";
+import { eventually } from "../support/k8s.ts";
+import { localClientSources } from "./envoy.ts";
 
 /** One request as the application received it. */
 export interface Received {
@@ -124,6 +127,43 @@ export async function expectUnauthenticated(get: ProxyGet, unknownKeyHeaders: Re
   expect([none.status, none.headers["www-authenticate"], none.headers["content-type"], none.body]).toEqual([401, 'Bearer realm="keyward"', "application/json", denialBody(401)]);
   const unknown = await get("/orders/1", unknownKeyHeaders);
   expect([unknown.status, unknown.headers["www-authenticate"], unknown.body]).toEqual([401, 'Bearer realm="keyward", error="invalid_token"', denialBody(401)]);
+}
+
+/** The keys an Envoy front's suite sends through it, for a policy that gives orders:read on /orders/**. */
+export interface ShopKeys {
+  reader: TestKey;
+  /** Without the orders:read scope. */
+  noScope: TestKey;
+  /** Two requests an hour. */
+  limited: TestKey;
+  /** Allowed only from this machine's own addresses. */
+  fromHere: TestKey;
+  /** Allowed only from 198.51.100.0/24. */
+  fromElsewhere: TestKey;
+}
+
+/** Creates the ShopKeys in namespace `ns`. */
+export async function createShopKeys(admin: KubeRest, ns: string): Promise<ShopKeys> {
+  return {
+    reader: await createKey(admin, ns, "reader", { owner: "shop-team", scopes: ["orders:read"] }),
+    noScope: await createKey(admin, ns, "no-scope", { owner: "shop-team", scopes: [] }),
+    limited: await createKey(admin, ns, "limited", { owner: "batch-team", scopes: ["orders:read"], limits: { rate: { requests: 2, per: "1h" } } }),
+    fromHere: await createKey(admin, ns, "from-here", { owner: "shop-team", scopes: ["orders:read"], allowedSources: localClientSources() }),
+    fromElsewhere: await createKey(admin, ns, "from-elsewhere", { owner: "shop-team", scopes: ["orders:read"], allowedSources: ["198.51.100.0/24"] }),
+  };
+}
+
+/** Waits until the proxy lets the reader's key through and refuses the one without scope: the proxy serves, and keyward knows the keys. */
+export async function untilShopKeysIndexed(get: ProxyGet, keys: ShopKeys): Promise<void> {
+  await eventually(async () => ((await get("/orders/1", { "x-api-key": keys.reader.key })).status === 200 ? true : undefined), 20_000, "the reader key allowed through the proxy");
+  await eventually(async () => ((await get("/orders/1", { "x-api-key": keys.noScope.key })).status === 403 ? true : undefined), 20_000, "the key without scope indexed");
+}
+
+/** allowedSources is checked against the client's own address: an X-Forwarded-For the client made up, inside the other key's allowedSources, changes nothing. */
+export async function expectOwnAddressChecked(get: ProxyGet, keys: ShopKeys): Promise<void> {
+  const spoofed = { "x-forwarded-for": "198.51.100.7" };
+  expect(await statusOnceIndexed(get, { "x-api-key": keys.fromHere.key, ...spoofed })).toBe(200);
+  expect(await statusOnceIndexed(get, { "x-api-key": keys.fromElsewhere.key, ...spoofed })).toBe(403);
 }
 
 /** The status of GET /orders/1 with these headers once keyward knows the key (until then it is 401). */

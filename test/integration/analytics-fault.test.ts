@@ -10,19 +10,15 @@
 //   - the episode is logged once when it starts and once when it ends, with
 //     the episode's exact count;
 //   - ingestion resumes after the restart without a restart of keyward.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, percentile, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, percentile, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { dataPlaneArgs, logRecords, metricValue, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneArgs, dataPlaneKubeconfig, logRecords, metricValue, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 import { havePostgres, KEYWARD_PASSWORD, startPostgres, type PostgresCluster } from "../support/postgres.ts";
 
 const HOST = "fault.example.com";
@@ -46,7 +42,7 @@ describe.skipIf(!havePostgres())("keyward authz --analytics-store=postgres: Post
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
-  let dir: string;
+  let dp: DataPlaneKubeconfig;
   let pgc: PostgresCluster;
   let kw: KeywardProcess;
   let grpcPort: number;
@@ -68,11 +64,7 @@ describe.skipIf(!havePostgres())("keyward authz --analytics-store=postgres: Post
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
-    const kc = await authzKubeConfig(adminKc, admin);
-    dir = mkdtempSync(join(tmpdir(), "keyward-analytics-fault-"));
-    const kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
+    dp = await dataPlaneKubeconfig(adminKc, admin, "analytics-fault");
     ns = await createTestNamespace(adminKc, "afault");
     await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] });
     reader = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] });
@@ -80,7 +72,7 @@ describe.skipIf(!havePostgres())("keyward authz --analytics-store=postgres: Post
     pgc = await startPostgres();
     [grpcPort, metricsPort] = [await freePort(), await freePort()];
     kw = startKeyward([
-      ...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort, metricsPort }),
+      ...dataPlaneArgs({ kubeconfig: dp.kubeconfig, namespace: ns, grpcPort, metricsPort }),
       "--analytics-store=postgres",
       `--analytics-postgres-url=${pgc.url()}`,
       "--analytics-connect-timeout=1s",
@@ -96,7 +88,7 @@ describe.skipIf(!havePostgres())("keyward authz --analytics-store=postgres: Post
     await pgc.remove();
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
     expect(kw.output()).not.toContain(reader.key);
     expect(kw.output()).not.toContain(noScope.key);
     expect(kw.output()).not.toContain(KEYWARD_PASSWORD);

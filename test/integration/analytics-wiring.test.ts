@@ -4,9 +4,7 @@
 // and on SIGTERM stops usage before the store, so rows still queued at the
 // signal are in the file when the process has exited. The flush interval is
 // an hour: nothing reaches the file before the signal.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -14,11 +12,10 @@ import { openAnalyticsStore } from "../../src/analytics/store.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace } from "../support/k8s.ts";
-import { logRecords, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneKubeconfig, logRecords, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "wiring.example.com";
 const DAY = 86_400_000;
@@ -27,7 +24,7 @@ describe("keyward authz --analytics-store=sqlite", () => {
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
-  let dir: string;
+  let dp: DataPlaneKubeconfig;
   let file: string;
   let kw: KeywardProcess;
   let grpcPort: number;
@@ -39,12 +36,8 @@ describe("keyward authz --analytics-store=sqlite", () => {
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
-    const kc = await authzKubeConfig(adminKc, admin);
-    dir = mkdtempSync(join(tmpdir(), "keyward-analytics-wiring-"));
-    const kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
-    file = join(dir, "store", "analytics.sqlite");
+    dp = await dataPlaneKubeconfig(adminKc, admin, "analytics-wiring");
+    file = join(dp.dir, "store", "analytics.sqlite");
     ns = await createTestNamespace(adminKc, "wiring");
     await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] });
     reader = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] }, { tier: "gold" });
@@ -52,7 +45,7 @@ describe("keyward authz --analytics-store=sqlite", () => {
     [grpcPort, metricsPort] = [await freePort(), await freePort()];
     kw = startKeyward([
       "authz",
-      `--kubeconfig=${kubeconfig}`,
+      `--kubeconfig=${dp.kubeconfig}`,
       `--namespaces=${ns}`,
       `--grpc-address=127.0.0.1:${grpcPort}`,
       "--http-auth-address=",
@@ -71,7 +64,7 @@ describe("keyward authz --analytics-store=sqlite", () => {
     await kw.kill();
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
     expect(kw.output()).not.toContain(reader.key);
     expect(kw.output()).not.toContain(noScope.key);
   });

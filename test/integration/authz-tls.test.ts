@@ -24,11 +24,12 @@ import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
 import { TlsSource } from "../../src/tls/source.ts";
-import { authzClient, authzKubeConfig, createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
+import { authzClient, createKey, createPolicy, startAuthzEnv, type AuthzEnv, type TestKey } from "../conformance/harness.ts";
 import { buildTools, grpcurlProtoArgs, run } from "../conformance/tools.ts";
 import { freePort } from "../e2e/nginx.ts";
 import { certDir, type CertDir, type Pair, type TestCa } from "../support/certs.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { dataPlaneKubeconfig, type DataPlaneKubeconfig } from "../support/keyward.ts";
 
 const repoRoot = resolve(import.meta.dirname, "..", "..");
 let certs: CertDir;
@@ -418,12 +419,12 @@ describe("keyward authz --authz-workers 2 with TLS", () => {
   let grpcPort: number;
   let httpPort: number;
   let admin: KubeRest;
+  let dp: DataPlaneKubeconfig;
 
   beforeAll(async () => {
     const adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    const kubeconfig = join(certs.dir, "workers-kubeconfig");
-    await writeFile(kubeconfig, (await authzKubeConfig(adminKc, admin)).exportConfig(), { mode: 0o600 });
+    dp = await dataPlaneKubeconfig(adminKc, admin, "authz-tls-workers");
     volume = await secretVolume(join(certs.dir, "secret-workers"));
     await volume.update(server);
     await symlink("..data/tls.crt", volume.certFile);
@@ -437,7 +438,7 @@ describe("keyward authz --authz-workers 2 with TLS", () => {
         join(repoRoot, "src", "main.ts"),
         "authz",
         "--authz-workers=2",
-        `--kubeconfig=${kubeconfig}`,
+        `--kubeconfig=${dp.kubeconfig}`,
         `--grpc-address=127.0.0.1:${grpcPort}`,
         `--http-auth-address=127.0.0.1:${httpPort}`,
         "--http-auth-proxy=nginx",
@@ -459,6 +460,7 @@ describe("keyward authz --authz-workers 2 with TLS", () => {
     child.kill("SIGTERM");
     await exited;
     admin.close();
+    dp.remove();
   });
 
   /** The serials that `n` new connections get: the primary hands connections to the workers in turn. */

@@ -3,20 +3,17 @@
 // a revocation reaches each, a killed worker is replaced while the other keeps
 // answering, usage is written once with the exact totals, SIGTERM stops
 // everything with exit 0, and workers that cannot start stop the primary with 1.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, patchKeySpec, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, patchKeySpec, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
 import { getApiKey } from "../support/operator.ts";
-import { startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneKubeconfig, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "workers.example.com";
 
@@ -42,8 +39,7 @@ describe("keyward authz --authz-workers 2", () => {
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
-  let dir: string;
-  let kubeconfig: string;
+  let dp: DataPlaneKubeconfig;
   let kw: KeywardProcess;
   let grpcPort: number;
   let metricsPort: number;
@@ -74,12 +70,8 @@ describe("keyward authz --authz-workers 2", () => {
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
     // The data plane's own RBAC: a ServiceAccount token that cannot read Secrets.
-    const kc = await authzKubeConfig(adminKc, admin);
-    dir = mkdtempSync(join(tmpdir(), "keyward-workers-"));
-    kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
+    dp = await dataPlaneKubeconfig(adminKc, admin, "workers");
     ns = await createTestNamespace(adminKc, "workers");
     await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"] }] });
     counted = await createKey(admin, ns, "counted", { scopes: ["items:read"] });
@@ -88,7 +80,7 @@ describe("keyward authz --authz-workers 2", () => {
     kw = startKeyward([
       "authz",
       "--authz-workers=2",
-      `--kubeconfig=${kubeconfig}`,
+      `--kubeconfig=${dp.kubeconfig}`,
       `--namespaces=${ns}`,
       `--grpc-address=127.0.0.1:${grpcPort}`,
       "--http-auth-address=",
@@ -106,7 +98,7 @@ describe("keyward authz --authz-workers 2", () => {
     }
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
     // The plaintext keys never reach keyward's output.
     expect(kw.output()).not.toContain(counted.key);
     expect(kw.output()).not.toContain(revoked.key);
@@ -197,7 +189,7 @@ describe("keyward authz --authz-workers 2", () => {
     await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
     const port = (taken.address() as { port: number }).port;
     try {
-      const failing = startKeyward(["authz", "--authz-workers=2", `--kubeconfig=${kubeconfig}`, `--namespaces=${ns}`, `--grpc-address=127.0.0.1:${port}`, "--http-auth-address=", "--metrics-address="]);
+      const failing = startKeyward(["authz", "--authz-workers=2", `--kubeconfig=${dp.kubeconfig}`, `--namespaces=${ns}`, `--grpc-address=127.0.0.1:${port}`, "--http-auth-address=", "--metrics-address="]);
       expect(await failing.exited).toBe(1);
       expect(failing.output()).toContain("ext_authz workers did not start");
     } finally {

@@ -5,7 +5,7 @@
 // against the real apiserver by an identity that may not list ApiKeys (the
 // lists are refused and retried, never synced), and against a server that
 // accepts connections and never answers.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { tokenKubeConfig } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { startKeyward, logRecords, type Keyward } from "../support/keyward.ts";
-import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { createTestNamespace, deleteNamespace, eventually, writeKubeconfig } from "../support/k8s.ts";
 
 /** Waits until `started` holds, then sends SIGTERM and returns the exit code and the log records. */
 async function termDuringStart(kw: Keyward, started: () => boolean, what: string) {
@@ -43,12 +43,6 @@ describe("SIGTERM during start-up", () => {
   let ns: string;
   let stalled: Server;
   const sockets = new Set<Socket>();
-
-  const writeKubeconfig = (name: string, kc: KubeConfig): string => {
-    const path = join(dir, name);
-    writeFileSync(path, kc.exportConfig(), { mode: 0o600 });
-    return path;
-  };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "keyward-lifecycle-"));
@@ -78,7 +72,7 @@ describe("SIGTERM during start-up", () => {
       body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
     });
     const kc = tokenKubeConfig(adminKc, "nobody", tr.status.token);
-    const kw = startKeyward(["run", `--kubeconfig=${writeKubeconfig("nobody", kc)}`, `--namespaces=${ns}`, `--metrics-address=127.0.0.1:${await freePort()}`, `--grpc-address=127.0.0.1:${await freePort()}`, "--http-auth-address="]);
+    const kw = startKeyward(["run", `--kubeconfig=${writeKubeconfig(join(dir, "nobody"), kc)}`, `--namespaces=${ns}`, `--metrics-address=127.0.0.1:${await freePort()}`, `--grpc-address=127.0.0.1:${await freePort()}`, "--http-auth-address="]);
     // The operator has begun its sync and the apiserver has refused a list.
     const { code, records } = await termDuringStart(
       kw,
@@ -101,7 +95,7 @@ describe("SIGTERM during start-up", () => {
       contexts: [{ name: "stalled", cluster: "stalled", user: "u" }],
       currentContext: "stalled",
     });
-    const kw = startKeyward(["authz", "--authz-workers=2", `--kubeconfig=${writeKubeconfig("stalled", kc)}`, `--metrics-address=127.0.0.1:${await freePort()}`, `--grpc-address=127.0.0.1:${await freePort()}`, "--http-auth-address="]);
+    const kw = startKeyward(["authz", "--authz-workers=2", `--kubeconfig=${writeKubeconfig(join(dir, "stalled"), kc)}`, `--metrics-address=127.0.0.1:${await freePort()}`, `--grpc-address=127.0.0.1:${await freePort()}`, "--http-auth-address="]);
     const { code, records } = await termDuringStart(kw, () => sockets.size > 0, "keyward's first request to the stalled apiserver");
     expect(code).toBe(0);
     expect(records.find((r) => r.msg === "shutting down")).toMatchObject({ signal: "SIGTERM", starting: ["usage"] });

@@ -3,9 +3,7 @@
 // across the two workers of a replica, and killing the master that holds a
 // key's slot makes that key's checks fall back within the deadline while the
 // other masters keep counting; sharing resumes when the master is back.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
@@ -13,11 +11,10 @@ import { KubeRest } from "../../src/k8s/rest.ts";
 import { connectLimitsRedis } from "../../src/limits/redis-client.ts";
 import { digest, KeyNamer, scriptArgs } from "../../src/limits/redis-script.ts";
 import { compileLimits } from "../../src/limits/spec.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { dataPlaneArgs, decisionLatencies, metricValue, percentileOf, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneArgs, dataPlaneKubeconfig, decisionLatencies, metricValue, percentileOf, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 import { getApiKey } from "../support/operator.ts";
 import { haveRedis, startRedisCluster, type RedisServer } from "../support/redis.ts";
 
@@ -37,7 +34,7 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
-  let dir: string;
+  let dp: DataPlaneKubeconfig;
   let nodes: RedisServer[];
   let kw: KeywardProcess;
   let grpc: number;
@@ -62,11 +59,7 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
-    const kc = await authzKubeConfig(adminKc, admin);
-    dir = mkdtempSync(join(tmpdir(), "keyward-limits-cluster-"));
-    const kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
+    dp = await dataPlaneKubeconfig(adminKc, admin, "limits-cluster");
     nodes = await startRedisCluster(3);
     ns = await createTestNamespace(adminKc, "limits-cluster");
     await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"] }] });
@@ -74,7 +67,7 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
     load = await createKey(admin, ns, "load", { limits: { quota: { requests: 10_000_000, per: "day" } } });
     [grpc, metrics] = [await freePort(), await freePort()];
     args = (g, m, extra) => [
-      ...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort: g, metricsPort: m }),
+      ...dataPlaneArgs({ kubeconfig: dp.kubeconfig, namespace: ns, grpcPort: g, metricsPort: m }),
       "--limits-store=redis",
       "--limits-redis-mode=cluster",
       `--limits-redis-url=${nodes.map((n) => `redis://127.0.0.1:${n.port}`).join(",")}`,
@@ -92,7 +85,7 @@ describe.skipIf(!haveRedis())("limits shared on a Redis Cluster", () => {
     for (const n of nodes) await n.stop();
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
     expect(kw.output()).not.toContain(burst.key);
   });
 

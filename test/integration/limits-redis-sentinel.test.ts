@@ -4,18 +4,16 @@
 // killed under load: the local fallback answers within the deadline while the
 // Sentinels promote the replica, no check waits much past the deadline, and
 // shared counting resumes on the promoted master by itself.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { dataPlaneArgs, decisionLatencies, metricValue, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneArgs, dataPlaneKubeconfig, decisionLatencies, metricValue, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 import { expectOutageBounded, OUTAGE_BOUNDS, underLoad, waitsOf, type AuthzClient } from "../support/limits-load.ts";
 import { haveRedis, startRedis, type RedisServer } from "../support/redis.ts";
 
@@ -27,7 +25,7 @@ describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a fa
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
-  let dir: string;
+  let dp: DataPlaneKubeconfig;
   let master: RedisServer;
   let replica: RedisServer;
   const sentinels: RedisServer[] = [];
@@ -49,12 +47,8 @@ describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a fa
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
-    const kc = await authzKubeConfig(adminKc, admin);
-    dir = mkdtempSync(join(tmpdir(), "keyward-sentinel-"));
-    const kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
-    const passwordFile = join(dir, "redis-password");
+    dp = await dataPlaneKubeconfig(adminKc, admin, "sentinel");
+    const passwordFile = join(dp.dir, "redis-password");
     writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
 
     master = await startRedis({ password: PASSWORD });
@@ -90,7 +84,7 @@ describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a fa
     load = await createKey(admin, ns, "load", { limits: { quota: { requests: 10_000_000, per: "day" } } });
     [grpc, metrics] = [await freePort(), await freePort()];
     kw = startKeyward([
-      ...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort: grpc, metricsPort: metrics }),
+      ...dataPlaneArgs({ kubeconfig: dp.kubeconfig, namespace: ns, grpcPort: grpc, metricsPort: metrics }),
       "--limits-store=redis",
       "--limits-redis-mode=sentinel",
       `--limits-redis-url=${sentinels.map((s) => `redis://127.0.0.1:${s.port}`).join(",")}`,
@@ -111,7 +105,7 @@ describe.skipIf(!haveRedis())("limits shared through Redis Sentinel, across a fa
     for (const s of [...sentinels, master, replica]) await s.stop();
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
   });
 
   it("the master killed under load: the fallback answers within the deadline, and counting resumes on the promoted replica", async () => {

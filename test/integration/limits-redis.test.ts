@@ -4,18 +4,16 @@
 // survive a restart; a wrong password or URL stops keyward at start-up; and a
 // Redis that is killed or hung mid-load never makes a check wait much past the
 // deadline: the local fallback answers, and shared counting resumes.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { dataPlaneArgs, decisionLatencies, metricValue, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneArgs, dataPlaneKubeconfig, decisionLatencies, metricValue, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 import { expectOutageBounded, OUTAGE_BOUNDS, underLoad, waitsOf } from "../support/limits-load.ts";
 import { haveRedis, startRedis, type RedisServer } from "../support/redis.ts";
 
@@ -33,8 +31,7 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
-  let dir: string;
-  let kubeconfig: string;
+  let dp: DataPlaneKubeconfig;
   let passwordFile: string;
   let redis: RedisServer;
   let burst: TestKey;
@@ -43,7 +40,7 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
   const replicas: Replica[] = [];
 
   const baseArgs = (grpc: number, metrics: number, extra: string[] = []): string[] => [
-    ...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort: grpc, metricsPort: metrics }),
+    ...dataPlaneArgs({ kubeconfig: dp.kubeconfig, namespace: ns, grpcPort: grpc, metricsPort: metrics }),
     "--limits-store=redis",
     `--limits-redis-url=redis://127.0.0.1:${redis.port}`,
     `--limits-redis-password-file=${passwordFile}`,
@@ -62,12 +59,8 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
   beforeAll(async () => {
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
-    const kc = await authzKubeConfig(adminKc, admin);
-    dir = mkdtempSync(join(tmpdir(), "keyward-limits-"));
-    kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, kc.exportConfig(), { mode: 0o600 });
-    passwordFile = join(dir, "redis-password");
+    dp = await dataPlaneKubeconfig(adminKc, admin, "limits");
+    passwordFile = join(dp.dir, "redis-password");
     writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
     redis = await startRedis({ password: PASSWORD });
     ns = await createTestNamespace(adminKc, "limits");
@@ -86,7 +79,7 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
     await redis.stop();
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
     for (const r of replicas) {
       expect(r.kw.output()).not.toContain(burst.key);
       expect(r.kw.output()).not.toContain(PASSWORD);
@@ -154,7 +147,7 @@ describe.skipIf(!haveRedis())("limits shared on Redis", () => {
   });
 
   it("refuses to start with a wrong password, an unreachable Redis or a bad URL, and says why", async () => {
-    const wrong = join(dir, "wrong-password");
+    const wrong = join(dp.dir, "wrong-password");
     writeFileSync(wrong, "not-the-password");
     const cases: [string[], RegExp][] = [
       [[`--limits-redis-password-file=${wrong}`], /LimitsStoreFailed: limits store standalone redis:\/\/127\.0\.0\.1:\d+: WRONGPASS/],

@@ -1,6 +1,13 @@
 // Helpers shared by the integration suites.
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+
+/** Writes `kc` to `path`, readable by its owner only (it holds a token); returns `path`. */
+export function writeKubeconfig(path: string, kc: KubeConfig): string {
+  writeFileSync(path, kc.exportConfig(), { mode: 0o600 });
+  return path;
+}
 
 /** Creates a namespace with a unique name for one suite and returns its name. */
 export async function createTestNamespace(kc: KubeConfig, prefix: string): Promise<string> {

@@ -1,9 +1,14 @@
 // keyward as a real process (node src/main.ts) for suites that run several:
 // its output, its exit, its /metrics.
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { percentile } from "../conformance/harness.ts";
-import { eventually } from "./k8s.ts";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeRest } from "../../src/k8s/rest.ts";
+import { applyUsageRbac } from "../conformance/go-als/env.ts";
+import { authzKubeConfig, percentile } from "../conformance/harness.ts";
+import { eventually, writeKubeconfig } from "./k8s.ts";
 
 const root = resolve(import.meta.dirname, "..", "..");
 
@@ -71,6 +76,34 @@ export function dataPlaneArgs(o: { kubeconfig: string; namespace: string; grpcPo
     "--usage-status=false",
     "--usage-alerts=false",
   ];
+}
+
+/** A suite's scratch directory holding the data plane's kubeconfig. */
+export interface DataPlaneKubeconfig {
+  /** A fresh directory under the system's temporary one, for the suite's other files too. */
+  dir: string;
+  /** `dir`/kubeconfig, readable by its owner only. */
+  kubeconfig: string;
+  /** Deletes `dir` and everything in it. */
+  remove(): void;
+}
+
+/**
+ * The kubeconfig a suite's `keyward authz` processes run with: the data plane's shipped RBAC and
+ * the usage rights (status and Events), a fresh token of its ServiceAccount, written into a new
+ * directory named after `suite`.
+ */
+export async function dataPlaneKubeconfig(adminKc: KubeConfig, admin: KubeRest, suite: string): Promise<DataPlaneKubeconfig> {
+  await applyUsageRbac(admin);
+  const kc = await authzKubeConfig(adminKc, admin);
+  const dir = mkdtempSync(join(tmpdir(), `keyward-${suite}-`));
+  return {
+    dir,
+    kubeconfig: writeKubeconfig(join(dir, "kubeconfig"), kc),
+    remove: () => {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** The value of one series in a /metrics page (NaN when absent). */
