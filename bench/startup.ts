@@ -2,7 +2,7 @@
 // apiserver holding 10, 10k or 100k issued ApiKeys.
 //
 //   node bench/startup.ts [--keys 10,10000,100000] [--roles authz,operator,run] [--runs 3]
-//                         [--authz-only-above N] [--compile-cache]
+//                         [--authz-only-above N] [--compile-cache] [--sources]
 //                         [--kubeconfig FILE [--etcd URL]] [--node-flags "--cpu-prof --cpu-prof-dir=DIR"]
 //
 // Every ApiKey is seeded as the operator leaves it: status.keys with the key's hash, written
@@ -10,7 +10,10 @@
 // the bench runs its own control plane or is given --etcd (bench/lib/seed-etcd.ts), through
 // the apiserver otherwise. So `authz` needs no
 // operator, and `operator` measures a restart against keys it has already issued. Each role
-// is started `runs` times as `node src/main.ts <role>`; from the spawn the bench times /readyz
+// is started `runs` times as the image starts it: keyward built once per bench run into a
+// temporary application directory laid out as the image's (scripts/build.ts, ADR 58), then
+// `node dist/main.js <role>` (the Dockerfile's ENTRYPOINT); with --sources as development runs
+// it, `node src/main.ts <role>` (TypeScript stripped at load). From the spawn the bench times /readyz
 // answering 200 and (authz, run) the first allowed Check over gRPC, then runs two full
 // collections through the inspector and reads VmRSS once it has settled. Each runs as the
 // chart's pods run it: the image's environment (the Dockerfile's ENV, MALLOC_ARENA_MAX among
@@ -34,7 +37,7 @@ import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts"
 import { cpuSeconds, repoRoot } from "./lib/proc.ts";
 import type { ViewCost } from "./views.ts";
 import { chartNodeOptions } from "./check.ts";
-import { imageEnv } from "./lib/image-env.ts";
+import { imageApp, imageEnv } from "./lib/image-env.ts";
 
 export type Role = "authz" | "operator" | "run";
 
@@ -67,6 +70,8 @@ export interface StartupSection {
   command: string;
   seeds: SeedResult[];
   rows: StartupRow[];
+  /** What was started: the image's built JavaScript, or the sources (--sources). */
+  program?: "built" | "sources";
   /** bench/views.ts: heap bytes per key of each watch's view. */
   views?: ViewCost[];
 }
@@ -248,14 +253,23 @@ async function collectGarbage(inspectPort: number): Promise<number> {
   }
 }
 
+/** What the bench starts: a main module and the directory it runs in. */
+export interface Program {
+  main: string;
+  cwd: string;
+}
+
+/** keyward's sources, as development runs them. */
+export const SOURCES: Program = { main: join(repoRoot, "src/main.ts"), cwd: repoRoot };
+
 /** One start of `role`: times to /readyz 200 and the first allowed Check, then the settled RSS. */
-export async function startOnce(kubeconfig: string, role: Role, keys: number, nodeFlags: string[] = [], compileCache = false): Promise<StartupRun> {
+export async function startOnce(kubeconfig: string, role: Role, keys: number, nodeFlags: string[] = [], compileCache = false, program: Program = SOURCES): Promise<StartupRun> {
   const [metricsPort, grpcPort, inspectPort] = [await listenablePort(), await listenablePort(), await listenablePort()];
   const args = [
     // The inspector, on loopback, only to run a full collection before RSS is read.
     `--inspect=127.0.0.1:${inspectPort}`,
     ...nodeFlags,
-    join(repoRoot, "src/main.ts"),
+    program.main,
     role,
     "--kubeconfig", kubeconfig,
     "--namespaces", startupNamespace(keys),
@@ -279,7 +293,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
     ...(compileCache ? {} : { NODE_DISABLE_COMPILE_CACHE: "1" }),
     ...(role === "authz" ? { NODE_OPTIONS: chartNodeOptions().join(" ") } : {}),
   };
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], cwd: repoRoot, env });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], cwd: program.cwd, env });
   const exited = new Promise<number | null>((r) => {
     child.once("exit", (code) => {
       r(code);
@@ -337,6 +351,8 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
 /**
  * Each key count seeded (once per control plane) and each role started `runs` times. Above
  * `authzOnlyAbove` keys only `authz` runs, and no Secrets are seeded (a third fewer writes).
+ * keyward is built once first and the built JavaScript started, as the image runs it, unless
+ * `sources`.
  */
 export async function startupRows(o: {
   kubeconfig: string;
@@ -349,8 +365,22 @@ export async function startupRows(o: {
   compileCache?: boolean;
   /** The control plane's etcd: seed through it (seconds for 100k keys) instead of the apiserver. */
   etcdUrl?: string;
+  /** Start `node src/main.ts` (types stripped at load) instead of the image's built JavaScript. */
+  sources?: boolean;
   log: (s: string) => void;
-}): Promise<{ seeds: SeedResult[]; rows: StartupRow[] }> {
+}): Promise<{ seeds: SeedResult[]; rows: StartupRow[]; program: "built" | "sources" }> {
+  if (o.sources) return { ...(await startupRowsOf(o, SOURCES)), program: "sources" };
+  const dir = mkdtempSync(join(tmpdir(), "keyward-startup-app-"));
+  try {
+    const app = imageApp(dir);
+    o.log(`start-up: built ${app.build.modules} modules into ${dir} in ${app.build.ms} ms; starting ${app.main}`);
+    return { ...(await startupRowsOf(o, { main: app.main, cwd: app.dir })), program: "built" };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Program): Promise<{ seeds: SeedResult[]; rows: StartupRow[] }> {
   const seeds: SeedResult[] = [];
   const rows: StartupRow[] = [];
   for (const n of o.keys) {
@@ -364,7 +394,7 @@ export async function startupRows(o: {
       for (let i = 0; i < o.runs; i++) {
         // Up to twice more when the process exits early: on a shared machine a port found free can be taken before keyward binds it.
         const attempt = (left: number): Promise<StartupRun> =>
-          startOnce(o.kubeconfig, role, n, o.nodeFlags, o.compileCache).catch((err: unknown) => {
+          startOnce(o.kubeconfig, role, n, o.nodeFlags, o.compileCache, program).catch((err: unknown) => {
             if (left === 0) throw err;
             o.log(`start-up: ${role} at ${n} keys, run ${i + 1} failed (${String(err)}); once more`);
             return attempt(left - 1);
@@ -421,6 +451,7 @@ if (import.meta.main) {
       "node-flags": { type: "string", default: "" },
       "compile-cache": { type: "boolean", default: false },
       etcd: { type: "string" },
+      sources: { type: "boolean", default: false },
     },
   });
   const log = (s: string): void => {
@@ -437,6 +468,7 @@ if (import.meta.main) {
       nodeFlags: values["node-flags"].split(" ").filter(Boolean),
       compileCache: values["compile-cache"],
       etcdUrl: values.etcd ?? cp?.etcdUrl,
+      sources: values.sources,
       log,
     });
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");

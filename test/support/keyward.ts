@@ -25,8 +25,16 @@ export interface KeywardProcess {
 /** A keyward process (the name the lifecycle suites use). */
 export type Keyward = KeywardProcess;
 
-export function startKeyward(args: readonly string[]): KeywardProcess {
-  const child = spawn(process.execPath, [join(root, "src", "main.ts"), ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+/** How to start keyward other than from the sources: node's own flags, another main module (the built one, as the image runs it), its directory and environment. */
+export interface StartAs {
+  nodeArgs?: readonly string[];
+  main?: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function startKeyward(args: readonly string[], as: StartAs = {}): KeywardProcess {
+  const child = spawn(process.execPath, [...(as.nodeArgs ?? []), as.main ?? join(root, "src", "main.ts"), ...args], { cwd: as.cwd ?? root, env: as.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const collect = (b: Buffer): void => {
     out += b.toString();

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { imageEnv } from "../../bench/lib/image-env.ts";
+import { imageEntrypoint, imageEnv } from "../../bench/lib/image-env.ts";
 
 describe("the image's environment, as the start-up bench runs keyward with it", () => {
   it("reads the ENV lines of the Dockerfile's last stage only", () => {
@@ -10,5 +10,27 @@ describe("the image's environment, as the start-up bench runs keyward with it", 
 
   it("includes the allocator setting keyward's pods run with", () => {
     expect(imageEnv(readFileSync(new URL("../../Dockerfile", import.meta.url), "utf8"))).toMatchObject({ MALLOC_ARENA_MAX: "2" });
+  });
+
+  it("reads the ENTRYPOINT of the last stage", () => {
+    expect(imageEntrypoint(["FROM a AS b", 'ENTRYPOINT ["x"]', "FROM c", 'ENTRYPOINT ["node", "dist/main.js"]'].join("\n"))).toEqual(["node", "dist/main.js"]);
+    expect(() => imageEntrypoint("FROM c\nENTRYPOINT node dist/main.js")).toThrow(/exec form/);
+  });
+});
+
+describe("the image runs keyward built, not its TypeScript sources (ADR 58)", () => {
+  const dockerfile = readFileSync(new URL("../../Dockerfile", import.meta.url), "utf8");
+  const stages = dockerfile.split(/^FROM /m).slice(1);
+  const last = stages.at(-1)!;
+
+  it("starts dist/main.js, built by scripts/build.ts in a stage of its own", () => {
+    expect(imageEntrypoint(dockerfile)).toEqual(["node", "dist/main.js"]);
+    const build = stages.find((s) => /^\S+ AS build$/m.test(s));
+    expect(build).toMatch(/^RUN node scripts\/build\.ts dist$/m);
+    expect(last).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
+  });
+
+  it("ships no TypeScript: the last stage copies neither src/ nor scripts/", () => {
+    expect(last).not.toMatch(/^COPY\s+(\S+\s+)*(\.\/)?(src|scripts)\b/m);
   });
 });

@@ -1,0 +1,121 @@
+// keyward as its image runs it (ADR 58): built by scripts/build.ts into an application directory
+// laid out as the image's, then `node dist/main.js authz` (the Dockerfile's ENTRYPOINT) with
+// the image's environment, against the real apiserver. Node runs with
+// --no-experimental-strip-types, so loading any .ts file fails, in the main thread and in every
+// worker thread (which inherit the flag): a check answered, rows written by the analytics
+// writer's thread and read back by the reader's, from the built modules alone, prove that none
+// of them loads TypeScript support.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { pathToFileURL } from "node:url";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { imageApp, imageEnv, type ImageApp } from "../../bench/lib/image-env.ts";
+import { threadsNamed } from "../../bench/lib/proc.ts";
+import { loadKubeConfig } from "../../src/k8s/client.ts";
+import { KubeRest } from "../../src/k8s/rest.ts";
+import { applyUsageRbac } from "../conformance/go-als/env.ts";
+import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { freePort } from "../controlplane/controlplane.ts";
+import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
+import { dataPlaneArgs, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+
+const HOST = "built.example.com";
+const NO_TYPESCRIPT = "--no-experimental-strip-types";
+const root = resolve(import.meta.dirname, "..", "..");
+
+describe("keyward built as the image builds it, run without TypeScript support", () => {
+  let adminKc: KubeConfig;
+  let admin: KubeRest;
+  let ns: string;
+  let dir: string;
+  let app: ImageApp;
+  let file: string;
+  let kw: KeywardProcess;
+  let grpcPort: number;
+  let metricsPort: number;
+  let reader: TestKey;
+  const started = Date.now();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "keyward-image-build-"));
+    app = imageApp(join(dir, "app"));
+    adminKc = loadKubeConfig(inject("kubeconfig"));
+    admin = new KubeRest(adminKc, { qps: 0 });
+    await applyUsageRbac(admin);
+    const kubeconfig = join(dir, "kubeconfig");
+    writeFileSync(kubeconfig, (await authzKubeConfig(adminKc, admin)).exportConfig(), { mode: 0o600 });
+    file = join(dir, "analytics.sqlite");
+    ns = await createTestNamespace(adminKc, "built");
+    await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] });
+    reader = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] });
+    [grpcPort, metricsPort] = [await freePort(), await freePort()];
+    kw = startKeyward(
+      [...dataPlaneArgs({ kubeconfig, namespace: ns, grpcPort, metricsPort }), "--analytics-store=sqlite", `--analytics-sqlite-path=${file}`, "--analytics-flush-interval=100ms"],
+      { nodeArgs: [NO_TYPESCRIPT], main: app.main, cwd: app.dir, env: { ...process.env, ...imageEnv() } },
+    );
+    await kw.ready(metricsPort);
+  });
+
+  afterAll(async () => {
+    await kw.kill();
+    await deleteNamespace(adminKc, ns);
+    admin.close();
+    rmSync(dir, { recursive: true, force: true });
+    expect(kw.output()).not.toContain(reader.key);
+  });
+
+  it("the flag is honest: Node started with it refuses keyward's sources", () => {
+    const r = spawnSync(process.execPath, [NO_TYPESCRIPT, join(root, "src", "main.ts"), "version"], { encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("ERR_UNKNOWN_FILE_EXTENSION");
+  });
+
+  it("runs the image's entry point from the build, not from src/", () => {
+    expect(app.main).toBe(join(app.dir, "dist", "main.js"));
+    expect(app.build.modules).toBeGreaterThan(100);
+  });
+
+  it("answers checks, and its analytics writer thread stores their rows (a check of no key makes none)", async () => {
+    const c = authzClient(grpcPort);
+    try {
+      for (let i = 0; i < 3; i++) expect(summarize(await c.check(checkRequest({ host: HOST, path: `/items/${i}`, headers: { "x-api-key": reader.key } }))).httpStatus).toBe(200);
+      expect(summarize(await c.check(checkRequest({ host: HOST, path: "/items/1", headers: { "x-api-key": "kw_unknown" } }))).httpStatus).toBe(401);
+    } finally {
+      c.close();
+    }
+    expect(threadsNamed(kw.child.pid!, "keyward-writer")).toHaveLength(1);
+    const peek = new DatabaseSync(file, { readOnly: true });
+    try {
+      await eventually(() => ((peek.prepare("select count(*) as n from requests").get() as { n: number }).n === 3 ? true : undefined), 30_000, "the allowed checks' three rows in the store");
+    } finally {
+      peek.close();
+    }
+    kw.child.kill("SIGTERM");
+    expect(await kw.exited).toBe(0);
+  });
+
+  it("reads them back through the store's reader thread, opened from the built modules", () => {
+    // The store opened as keyward opens it (its writer and reader on threads of their own), from dist/.
+    const url = (m: string): string => pathToFileURL(join(app.dir, "dist", m)).href;
+    // The store's threads are unreferenced while idle: the interval keeps the process up meanwhile.
+    const script = `
+      const alive = setInterval(() => {}, 1000);
+      const { openAnalyticsStore } = await import(${JSON.stringify(url("analytics/store.js"))});
+      const { createLogger } = await import(${JSON.stringify(url("log.js"))});
+      const store = await openAnalyticsStore({ store: "sqlite", sqlitePath: ${JSON.stringify(file)}, postgresUrl: "", retentionMs: 86400000 * 30, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: true }, createLogger({ sink: () => {} }));
+      const top = await store.queries.topKeys({ since: ${started - 60_000}, until: ${Date.now() + 60_000} });
+      await store.close();
+      clearInterval(alive);
+      process.stdout.write(JSON.stringify(top));`;
+    const readBack = join(dir, "read-back.mjs");
+    writeFileSync(readBack, script);
+    const r = spawnSync(process.execPath, [NO_TYPESCRIPT, readBack], { cwd: app.dir, encoding: "utf8", timeout: 60_000 });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect((JSON.parse(r.stdout) as { namespace: string; name: string; requests: number }[]).map(({ namespace, name, requests }) => ({ namespace, name, requests }))).toEqual([{ namespace: ns, name: "reader", requests: 3 }]);
+  });
+});
