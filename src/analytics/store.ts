@@ -7,8 +7,7 @@ import type { Clock } from "../k8s/clock.ts";
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Backend } from "./backend.ts";
-import { storeFailed } from "./backend.ts";
-import { openPostgres, postgresPassword } from "./postgres-backend.ts";
+import { postgresPassword, storeFailed } from "./backend.ts";
 import { AlertQueries } from "./alert-queries.ts";
 import { AnalyticsQueries } from "./queries.ts";
 import { applyRetention, requestsFrom, type RetentionResult } from "./retention.ts";
@@ -92,7 +91,8 @@ export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Lo
   if (options.store === "postgres" && !options.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
   const backend: Backend =
     options.store === "postgres"
-      ? await openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
+      ? // The PostgreSQL client loads only for a PostgreSQL store (a few MiB in each thread that opens the store).
+        await (await import("./postgres-backend.ts")).openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
       : openSqlite({ path: options.sqlitePath, ...(options.sqliteDeleteBatch ? { deleteBatch: options.sqliteDeleteBatch } : {}) });
   const slog = log.child({ store: backend.where });
   const ahead = options.partitionsAhead ?? 2;
