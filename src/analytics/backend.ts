@@ -38,3 +38,13 @@ export function storeFailed(where: string, err: unknown, secret?: string): Keywa
   if (code !== undefined) Object.assign(cause, { code });
   return new KeywardError("AnalyticsStoreFailed", `analytics store ${where}: ${msg}`, { cause });
 }
+
+/** The URL's password, to scrub from messages; undefined when it has none or is not a URL. */
+export function postgresPassword(url: string): string | undefined {
+  try {
+    const p = new URL(url).password;
+    return p ? decodeURIComponent(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}

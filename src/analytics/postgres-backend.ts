@@ -7,7 +7,7 @@ import pg from "pg";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { storeFailed, type Backend } from "./backend.ts";
+import { postgresPassword, storeFailed, type Backend } from "./backend.ts";
 import { DAY_MS, type AnalyticsDB } from "./schema.ts";
 
 export interface PostgresOptions {
@@ -45,16 +45,6 @@ export function postgresWhere(url: string): { where: string; password: string | 
   const password = postgresPassword(url);
   const user = u.username ? `${decodeURIComponent(u.username)}@` : "";
   return { where: `postgres://${user}${u.host}${u.pathname}`, password };
-}
-
-/** The URL's password, to scrub from messages; undefined when it has none or is not a URL. */
-export function postgresPassword(url: string): string | undefined {
-  try {
-    const p = new URL(url).password;
-    return p ? decodeURIComponent(p) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function partitionName(day: number): string {

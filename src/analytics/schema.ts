@@ -26,7 +26,7 @@ export interface KeysTable {
   created_at: number;
   expires_at: number | null;
   deleted_at: number | null;
-  /** When this record was last written (ms). */
+  /** When this record last changed (ms): a record written again as it was leaves it. */
   updated_at: number;
 }
 

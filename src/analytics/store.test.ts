@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { defaultConfig, loadConfig } from "../config/config.ts";
 import { createLogger } from "../log.ts";
@@ -54,5 +55,22 @@ describe("a SQLite batch on the event loop's thread", () => {
     expect(turns).toBeGreaterThanOrEqual(19);
     expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 1000 }]);
     await store.close();
+  });
+});
+
+describe("the PostgreSQL client", () => {
+  it("is loaded only for a PostgreSQL store: a SQLite store's threads go without it", () => {
+    // A process of its own, as keyward runs: which CommonJS packages it loaded.
+    const code = `
+      import { createRequire } from "node:module";
+      const { openAnalyticsStore } = await import(${JSON.stringify(new URL("./store.ts", import.meta.url).href)});
+      const { createLogger } = await import(${JSON.stringify(new URL("../log.ts", import.meta.url).href)});
+      const store = await openAnalyticsStore({ store: "sqlite", sqlitePath: ":memory:", postgresUrl: "", retentionMs: 86400000, rollupRetentionMs: 0, retentionIntervalMs: 0 }, createLogger({ sink: () => {} }));
+      await store.close();
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      process.stdout.write(JSON.stringify({ pg: loaded.some((f) => f.includes("/node_modules/pg/")) }));
+    `;
+    const out = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8" })) as { pg: boolean };
+    expect(out.pg).toBe(false);
   });
 });

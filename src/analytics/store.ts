@@ -3,11 +3,11 @@
 // and retention (run at start and then periodically on every replica: each
 // step is idempotent and serialised where it must be).
 import type { Config } from "../config/config.ts";
+import type { Clock } from "../k8s/clock.ts";
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Backend } from "./backend.ts";
-import { storeFailed } from "./backend.ts";
-import { openPostgres, postgresPassword } from "./postgres-backend.ts";
+import { postgresPassword, storeFailed } from "./backend.ts";
 import { AlertQueries } from "./alert-queries.ts";
 import { AnalyticsQueries } from "./queries.ts";
 import { applyRetention, requestsFrom, type RetentionResult } from "./retention.ts";
@@ -50,6 +50,13 @@ export interface AnalyticsStoreOptions {
   writerThread?: boolean;
   /** With writerThread: the country database the thread places rows with (empty: the shipped GeoLite2). */
   countryDatabase?: string;
+  /**
+   * With writerThread on SQLite: the reader thread starts at the first read and ends after this
+   * long without one (ms; sqlite-reader.ts); 0 keeps it once started. Default five minutes.
+   */
+  readerIdleMs?: number;
+  /** The reader thread's idle timer (tests). */
+  readerClock?: Clock;
 }
 
 export interface AnalyticsStore extends AnalyticsWriter {
@@ -75,6 +82,7 @@ export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefi
     poolSize: c.analyticsPostgresPoolSize,
     connectTimeoutMs: c.analyticsConnectTimeout,
     countryDatabase: c.analyticsCountryDatabase,
+    readerIdleMs: c.analyticsReaderIdle,
   };
 }
 
@@ -83,7 +91,8 @@ export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Lo
   if (options.store === "postgres" && !options.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
   const backend: Backend =
     options.store === "postgres"
-      ? await openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
+      ? // The PostgreSQL client loads only for a PostgreSQL store (a few MiB in each thread that opens the store).
+        await (await import("./postgres-backend.ts")).openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
       : openSqlite({ path: options.sqlitePath, ...(options.sqliteDeleteBatch ? { deleteBatch: options.sqliteDeleteBatch } : {}) });
   const slog = log.child({ store: backend.where });
   const ahead = options.partitionsAhead ?? 2;
@@ -106,12 +115,12 @@ export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Lo
       await backend.close().catch(() => {});
       throw err;
     });
-    // SQLite reads on a thread of their own too (node:sqlite runs them to their end on the caller's);
-    // PostgreSQL's are asynchronous, on this thread's pool.
+    // SQLite reads on a thread of their own too (node:sqlite runs them to their end on the caller's),
+    // started at the first read; PostgreSQL's are asynchronous, on this thread's pool.
     let reads: Kysely<AnalyticsDB> = backend.db;
     if (backend.kind === "sqlite") {
       await backend.close();
-      reads = await openSqliteReader(options.sqlitePath, log).catch(async (err: unknown) => {
+      reads = await openSqliteReader(options.sqlitePath, log, { idleMs: options.readerIdleMs ?? 300_000, ...(options.readerClock ? { clock: options.readerClock } : {}) }).catch(async (err: unknown) => {
         await thread.close().catch(() => {});
         throw err;
       });

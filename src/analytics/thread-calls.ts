@@ -1,9 +1,10 @@
 // Calls to one of the analytics store's threads (node:worker_threads), and
 // their answers: each call is one message with an id, answered once with a
 // result or an error. The thread is started at once and opened (`ready`, or the
-// error it met, which rejects the start); a thread that dies fails the calls in
-// flight, and the next call starts a new one. Idle, the thread does not keep
-// the process alive; a call in flight does.
+// error it met, which rejects the start), or, `lazy`, at the first call; a
+// thread that dies fails the calls in flight, and the next call starts a new
+// one, as after `retire` (the reader thread's idle end). Idle, the thread does
+// not keep the process alive; a call in flight does.
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import type { Level, Logger } from "../log.ts";
 import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
@@ -12,6 +13,10 @@ export interface ThreadCalls<C extends { op: string }> {
   call(c: C): Promise<unknown>;
   /** Sends `last` (the thread's close), then ends the thread; nothing is started again. */
   close(last: C): Promise<void>;
+  /** Sends `last` to the thread running now, if any, then ends it; the next call starts a new one. */
+  retire(last: C): Promise<void>;
+  /** Whether a thread is running (or starting) now. */
+  readonly running: boolean;
 }
 
 export interface ThreadOptions {
@@ -23,28 +28,36 @@ export interface ThreadOptions {
   what: string;
   data: unknown;
   log: Logger;
+  /** Starts the thread at the first call rather than now; its opening errors are then that call's. */
+  lazy?: boolean;
 }
 
 const LEVELS: Level[] = ["debug", "info", "warn", "error"];
+
+type Pending = Map<number, { resolve: (v: unknown) => void; reject: (err: Error) => void }>;
 
 interface Running {
   worker: Worker;
   ready: Promise<void>;
   exited: Promise<void>;
+  /** The calls in flight on this thread (a retiring thread and its successor may overlap). */
+  pending: Pending;
 }
 
-/** Starts the thread; resolves once it is open, rejects with the error it met opening. */
+/** Starts the thread (unless `lazy`); resolves once it is open, rejects with the error it met opening. */
 export async function startThreadCalls<C extends { op: string }>(o: ThreadOptions): Promise<ThreadCalls<C>> {
   const { log } = o;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (err: Error) => void }>();
   const data = { data: o.data, levels: LEVELS.filter((l) => log.enabled(l)) };
   let nextId = 1;
   let closed = false;
   let running: Running | undefined;
+  /** Threads ended on purpose (retired): their exit is no failure. */
+  const retired = new WeakSet<Worker>();
 
   const spawn = (): Running => {
     const worker = new Worker(o.url, { name: o.name, workerData: data });
     worker.unref();
+    const pending: Pending = new Map();
     let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
     const ready = new Promise<void>((resolve, reject) => { settle = { resolve, reject }; });
     worker.on("message", (r: ThreadReply) => {
@@ -82,31 +95,52 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
           pending.delete(id);
           p.reject(gone);
         }
-        if (!closed && code !== 0) log.error(`${o.what} thread exited; a new one starts at the next call`, { code });
+        if (!closed && code !== 0 && !retired.has(worker)) log.error(`${o.what} thread exited; a new one starts at the next call`, { code });
         resolve();
       });
     });
-    return { worker, ready, exited };
+    return { worker, ready, exited, pending };
   };
 
-  running = spawn();
-  await running.ready;
+  if (!o.lazy) {
+    running = spawn();
+    await running.ready;
+  }
 
-  const call = async (c: C): Promise<unknown> => {
-    if (closed) throw new Error(`the ${o.what} is closed`);
-    running ??= spawn();
-    const r = running;
+  /** `c` on the thread `r`. */
+  const callOn = async (r: Running, c: C): Promise<unknown> => {
     await r.ready;
     const id = nextId++;
     return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
       r.worker.ref();
+      r.pending.set(id, { resolve, reject });
       r.worker.postMessage({ ...c, id });
     });
+  };
+  const call = (c: C): Promise<unknown> => {
+    if (closed) return Promise.reject(new Error(`the ${o.what} is closed`));
+    running ??= spawn();
+    return callOn(running, c);
   };
 
   return {
     call,
+    get running() {
+      return running !== undefined;
+    },
+    retire: async (last) => {
+      const r = running;
+      if (!r || closed) return;
+      // The next call starts a new thread, whatever this one is still doing.
+      running = undefined;
+      retired.add(r.worker);
+      try {
+        await callOn(r, last);
+      } finally {
+        await r.worker.terminate();
+        await r.exited;
+      }
+    },
     close: async (last) => {
       if (closed) return;
       const r = running;

@@ -28,7 +28,7 @@ export interface WriterThread extends AnalyticsWriter {
 
 /** Starts the thread and opens the store on it; rejects with the store's start-up error (AnalyticsStoreFailed, ConfigInvalid). */
 export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url)): Promise<WriterThread> {
-  const { now: _now, writerThread: _thread, ...rest } = options;
+  const { now: _now, writerThread: _thread, readerClock: _clock, ...rest } = options;
   const data: WriterWorkerData = rest;
   const calls = await startThreadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
   return {

@@ -1,8 +1,10 @@
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from "kysely";
+import { DummyDriver, Kysely, type CompiledQuery, type DatabaseConnection, type QueryResult, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from "kysely";
 import { describe, expect, it } from "vitest";
-import type { RequestRow } from "./row.ts";
-import { REQUEST_COLUMNS, type AnalyticsDB } from "./schema.ts";
-import { requestsInsert, rollupIncrements, rollupsUpsert, statementChunks, toRequestRecord } from "./writer.ts";
+import type { Backend } from "./backend.ts";
+import type { KeyRecord, RequestRow } from "./row.ts";
+import { openSqlite } from "./sqlite-backend.ts";
+import { applyMigrations, REQUEST_COLUMNS, type AnalyticsDB } from "./schema.ts";
+import { keysUpsert, requestsInsert, rollupIncrements, rollupsUpsert, statementChunks, toRequestRecord, upsertKeys } from "./writer.ts";
 
 const base: RequestRow = { at: Date.UTC(2026, 0, 2, 3), uid: "u1", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "allowed", status: 200, checkMicros: 10 };
 
@@ -82,5 +84,68 @@ describe("statementChunks", () => {
     const sizes = new Set(Array.from({ length: 300 }, (_, n) => statementChunks(Array.from({ length: n }, () => 0), 100).map((x) => x.length)).flat());
     expect([...sizes].sort((a, b) => a - b)).toEqual([1, 2, 4, 8, 16, 32, 64, 100]);
     expect(statementChunks(xs.slice(0, 1000), 1000).map((x) => x.length)).toEqual([1000]);
+  });
+});
+
+describe("upsertKeys", () => {
+  const key = (i: number, over: Partial<KeyRecord> = {}): KeyRecord => ({ uid: `u${String(i).padStart(6, "0")}`, namespace: "ns", name: `k${i}`, owner: "o", labels: { team: "a", tier: String(i % 3) }, scopes: ["read"], createdAt: 1000, ...over });
+
+  it("runs its statements in a few sizes only, however many records a batch has", async () => {
+    const seen = new Set<string>();
+    class Recording extends DummyDriver {
+      override acquireConnection(): Promise<DatabaseConnection> {
+        return Promise.resolve({
+          executeQuery: <R>(q: CompiledQuery): Promise<QueryResult<R>> => {
+            seen.add(q.sql);
+            return Promise.resolve({ rows: [] });
+          },
+          // eslint-disable-next-line require-yield
+          streamQuery: async function* <R>(): AsyncIterableIterator<QueryResult<R>> {
+            await Promise.resolve();
+            throw new Error("no streams");
+          },
+        });
+      }
+    }
+    const db = new Kysely<AnalyticsDB>({
+      dialect: { createAdapter: () => new SqliteAdapter(), createDriver: () => new Recording(), createIntrospector: (d) => new SqliteIntrospector(d), createQueryCompiler: () => new SqliteQueryCompiler() },
+    });
+    const backend = { kind: "sqlite", db, where: "test", statementRows: 100, yieldBetweenStatements: false, withSchemaLock: (fn) => fn(), prepareDays: async () => {}, dropRequestsBefore: () => Promise.resolve(0), close: async () => {} } satisfies Backend;
+    let next = 0;
+    for (let n = 1; n <= 260; n += 7) await upsertKeys(backend, Array.from({ length: n }, () => key(next++)), 1);
+    const statements = [...seen].filter((s) => !/^(begin|commit|rollback)/i.test(s));
+    // Three statements (keys, the labels' delete, the labels), each in at most 1 + 7 sizes.
+    expect(statements.length).toBeLessThanOrEqual(3 * 8);
+  });
+
+  it("leaves a record the store holds as it is unwritten, writes a changed one, and keeps a deletion", async () => {
+    const backend = openSqlite({ path: ":memory:" });
+    try {
+      await applyMigrations(backend.db, "sqlite", () => 0);
+      const row = async () => backend.db.selectFrom("keys").selectAll().where("uid", "=", key(1).uid).executeTakeFirstOrThrow();
+      const labels = async () => (await backend.db.selectFrom("key_labels").select(["name", "value"]).where("uid", "=", key(1).uid).orderBy("name").execute()).map((l) => `${l.name}=${l.value}`);
+      await upsertKeys(backend, [key(1)], 10);
+      await upsertKeys(backend, [key(1)], 20);
+      expect(await row()).toMatchObject({ owner: "o", updated_at: 10, deleted_at: null });
+      await upsertKeys(backend, [key(1, { owner: "p", labels: { team: "b" } })], 30);
+      expect(await row()).toMatchObject({ owner: "p", updated_at: 30 });
+      expect(await labels()).toEqual(["team=b"]);
+      await upsertKeys(backend, [key(1, { owner: "p", labels: { team: "b" }, deletedAt: 35 })], 40);
+      expect(await row()).toMatchObject({ deleted_at: 35, updated_at: 40 });
+      // A late update of a deleted key: it stays deleted.
+      await upsertKeys(backend, [key(1, { owner: "q", labels: { team: "b" } })], 50);
+      expect(await row()).toMatchObject({ owner: "q", deleted_at: 35, updated_at: 50 });
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it("postgres: the upsert skips unchanged rows with IS DISTINCT FROM", () => {
+    const db = new Kysely<AnalyticsDB>({
+      dialect: { createAdapter: () => new PostgresAdapter(), createDriver: () => new DummyDriver(), createIntrospector: (d) => new PostgresIntrospector(d), createQueryCompiler: () => new PostgresQueryCompiler() },
+    });
+    const q = keysUpsert({ db }, [{ uid: "u", namespace: "ns", name: "k", owner: "o", scopes: "[]", created_at: 1, expires_at: null, deleted_at: null, updated_at: 2 }]);
+    expect(q.sql).toMatch(/do update set .* where .*"keys"\."owner" is distinct from "excluded"\."owner"/);
+    expect(q.parameters).toEqual(["u", "ns", "k", "o", "[]", 1, null, null, 2]);
   });
 });

@@ -12,16 +12,7 @@ import type { Backend } from "./backend.ts";
 import type { KeyRecord, RequestRow } from "./row.ts";
 import { DAY_MS, REQUEST_COLUMNS, type KeyLabelsTable, type KeysTable, type RequestsTable, type RollupsTable } from "./schema.ts";
 
-/** Rows per INSERT: 22 columns × 1000 stays under both engines' bound-parameter limits. */
-const CHUNK = 1000;
-
 const ROLLUP_KEY = ["day", "uid", "key_id", "route", "status", "country", "outcome"] as const;
-
-function chunks<T>(xs: readonly T[], n = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
-  return out;
-}
 
 /**
  * Statements of `n` rows, then the rest in statements of descending powers of two (64, 32, ...,
@@ -171,6 +162,54 @@ export async function writeRequests(backend: Backend, rows: readonly RequestRow[
   });
 }
 
+const KEYS_TEMPLATE: KeysTable = { uid: "", namespace: "", name: "", owner: "", scopes: "", created_at: 0, expires_at: null, deleted_at: null, updated_at: 0 };
+const KEYS_FIELDS = Object.keys(KEYS_TEMPLATE) as (keyof KeysTable)[];
+const LABEL_TEMPLATE: KeyLabelsTable = { uid: "", name: "", value: "" };
+const LABEL_FIELDS = Object.keys(LABEL_TEMPLATE) as (keyof KeyLabelsTable)[];
+/** What a key record may change; a record equal in all of them leaves its row as it is. */
+const KEY_CHANGES = ["namespace", "name", "owner", "scopes", "created_at", "expires_at"] as const;
+
+/**
+ * The upsert of these key records. A record the store already holds as it is (every restart
+ * sends every ApiKey's) leaves its row unwritten: the update runs only when a field changed, or
+ * when the record brings the key's deletion.
+ */
+export function keysUpsert(backend: Pick<Backend, "db">, records: readonly KeysTable[]): CompiledQuery {
+  return compiledRows(backend.db, "keys", records, KEYS_FIELDS, (n) =>
+    backend.db
+      .insertInto("keys")
+      .values(Array.from({ length: n }, () => KEYS_TEMPLATE))
+      .onConflict((oc) =>
+        oc
+          .column("uid")
+          .doUpdateSet((eb) => ({
+            namespace: eb.ref("excluded.namespace"),
+            name: eb.ref("excluded.name"),
+            owner: eb.ref("excluded.owner"),
+            scopes: eb.ref("excluded.scopes"),
+            created_at: eb.ref("excluded.created_at"),
+            expires_at: eb.ref("excluded.expires_at"),
+            // A uid is never reused: once deleted, it stays deleted whatever a late update says.
+            deleted_at: eb.fn.coalesce("excluded.deleted_at", "keys.deleted_at"),
+            updated_at: eb.ref("excluded.updated_at"),
+          }))
+          .where((eb) =>
+            eb.or([
+              ...KEY_CHANGES.map((c) => eb(`keys.${c}`, "is distinct from", eb.ref(`excluded.${c}`))),
+              eb.and([eb("keys.deleted_at", "is", null), eb("excluded.deleted_at", "is not", null)]),
+            ]),
+          ),
+      )
+      .compile(),
+  );
+}
+
+/**
+ * The key records into the store, in statements of a few sizes only (statementChunks, as the
+ * rows): each prepared statement's size grows with its rows, and a statement per batch size
+ * would leave one of every size in the connection's statement cache (about 40 MiB of SQLite's
+ * heap after the 100,000 records of a start, benchmarks.md).
+ */
 export async function upsertKeys(backend: Backend, keys: readonly KeyRecord[], now: number): Promise<void> {
   if (keys.length === 0) return;
   const byUid = new Map(keys.map((k) => [k.uid, k]));
@@ -187,27 +226,17 @@ export async function upsertKeys(backend: Backend, keys: readonly KeyRecord[], n
     updated_at: now,
   }));
   const labels: KeyLabelsTable[] = sorted.flatMap((k) => Object.entries(k.labels).map(([name, value]) => ({ uid: k.uid, name, value })));
+  const uids = sorted.map((k) => ({ uid: k.uid }));
+  const n = backend.statementRows;
   await backend.db.transaction().execute(async (trx) => {
-    for (const c of chunks(records, 500)) {
-      await trx
-        .insertInto("keys")
-        .values(c)
-        .onConflict((oc) =>
-          oc.column("uid").doUpdateSet((eb) => ({
-            namespace: eb.ref("excluded.namespace"),
-            name: eb.ref("excluded.name"),
-            owner: eb.ref("excluded.owner"),
-            scopes: eb.ref("excluded.scopes"),
-            created_at: eb.ref("excluded.created_at"),
-            expires_at: eb.ref("excluded.expires_at"),
-            // A uid is never reused: once deleted, it stays deleted whatever a late update says.
-            deleted_at: eb.fn.coalesce("excluded.deleted_at", "keys.deleted_at"),
-            updated_at: eb.ref("excluded.updated_at"),
-          })),
-        )
-        .execute();
+    const statements = [
+      ...statementChunks(records, n).map((c) => () => keysUpsert(backend, c)),
+      ...statementChunks(uids, n).map((c) => () => compiledRows(backend.db, "labels-delete", c, ["uid"], (m) => backend.db.deleteFrom("key_labels").where("uid", "in", Array.from({ length: m }, () => "")).compile())),
+      ...statementChunks(labels, n).map((c) => () => compiledRows(backend.db, "labels", c, LABEL_FIELDS, (m) => backend.db.insertInto("key_labels").values(Array.from({ length: m }, () => LABEL_TEMPLATE)).compile())),
+    ];
+    for (const [i, statement] of statements.entries()) {
+      if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
+      await trx.executeQuery(statement());
     }
-    for (const c of chunks(sorted.map((k) => k.uid), 500)) await trx.deleteFrom("key_labels").where("uid", "in", c).execute();
-    for (const c of chunks(labels, 1000)) await trx.insertInto("key_labels").values(c).execute();
   });
 }

@@ -88,6 +88,17 @@ describe("the ApiKey record", () => {
     expect(r.keys?.map((v) => v.id)).toEqual(ak.status?.keys?.map((v) => v.id));
   });
 
+  it("keeps the creation time as a number, and gives it back as the apiserver wrote it", () => {
+    const { ak } = listed();
+    const r = recordOf(delivered(ak));
+    expect(r.createdMs).toBe(Date.UTC(2026, 0, 1));
+    expect(apiKeyOf(r).metadata.creationTimestamp).toBe("2026-01-01T00:00:00Z");
+    ak.metadata.creationTimestamp = "2026-01-01T00:00:00.250Z" as unknown as Date;
+    expect(apiKeyOf(recordOf(ak)).metadata.creationTimestamp).toBe("2026-01-01T00:00:00.250Z");
+    ak.metadata.creationTimestamp = undefined;
+    expect(apiKeyOf(recordOf(ak)).metadata.creationTimestamp).toBeUndefined();
+  });
+
   it("does not change when only a field no reader reads does", () => {
     const { ak } = listed();
     const before = recordOf(delivered(ak));

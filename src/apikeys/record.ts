@@ -18,8 +18,11 @@ export interface ApiKeyRecord {
   readonly uid: string | undefined;
   readonly resourceVersion: string | undefined;
   readonly labels: Readonly<Record<string, string>> | undefined;
-  /** metadata.creationTimestamp, as the apiserver sent it. */
-  readonly createdAt: string | undefined;
+  /**
+   * metadata.creationTimestamp in ms since the epoch: a number takes 16 bytes where the
+   * string took about 40, and apiKeyOf writes it back as the apiserver sends it (whole seconds).
+   */
+  readonly createdMs: number | undefined;
   readonly owner: string;
   readonly scopes: readonly string[] | undefined;
   readonly expiresAt: string | undefined;
@@ -80,6 +83,19 @@ export class ValuePool {
   }
 }
 
+/** A timestamp as ms since the epoch; undefined when absent or unreadable. */
+function timeMs(t: Date | string | undefined): number | undefined {
+  if (t === undefined) return undefined;
+  const ms = t instanceof Date ? t.getTime() : Date.parse(t);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** `ms` as RFC 3339 in UTC, as Kubernetes writes its timestamps: whole seconds without a fraction. */
+function rfc3339(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return ms % 1000 === 0 ? `${iso.slice(0, 19)}Z` : iso;
+}
+
 /** A key version with its fields alone, its repeated strings shared; frozen. */
 function keyVersion(v: KeyVersion, pool: ValuePool | undefined): KeyVersion {
   const out: KeyVersion = { id: v.id, hash: v.hash, state: pool ? pool.string(v.state) : v.state };
@@ -107,7 +123,7 @@ export function recordOf(ak: ApiKey, pool?: ValuePool): ApiKeyRecord {
     uid: m.uid,
     resourceVersion: m.resourceVersion,
     labels: p(m.labels),
-    createdAt: m.creationTimestamp === undefined ? undefined : String(m.creationTimestamp),
+    createdMs: timeMs(m.creationTimestamp),
     owner: str(s.owner),
     scopes: p(s.scopes),
     expiresAt: s.expiresAt,
@@ -156,7 +172,7 @@ export function apiKeyOf(r: ApiKeyRecord): ApiKey {
       uid: r.uid,
       resourceVersion: r.resourceVersion,
       labels: r.labels,
-      creationTimestamp: r.createdAt as unknown as Date | undefined,
+      creationTimestamp: r.createdMs === undefined ? undefined : (rfc3339(r.createdMs) as unknown as Date),
     },
     spec,
     status,

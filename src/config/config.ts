@@ -201,6 +201,7 @@ export const SETTINGS = {
   analyticsBatchSize: int("analytics-batch-size", "KEYWARD_ANALYTICS_BATCH_SIZE", 1000, "request rows per write to the analytics store; a full batch is written at once", 1),
   analyticsFlushInterval: dur("analytics-flush-interval", "KEYWARD_ANALYTICS_FLUSH_INTERVAL", 1000, "longest a request row waits before a write to the analytics store starts; also the wait after a refused write", 10),
   analyticsCountryDatabase: s("analytics-country-database", "KEYWARD_ANALYTICS_COUNTRY_DATABASE", "", "MaxMind-format (.mmdb) country database for the rows' country; empty: the GeoLite2 database shipped in @ip-location-db/geolite2-country-mmdb"),
+  analyticsReaderIdle: dur("analytics-reader-idle", "KEYWARD_ANALYTICS_READER_IDLE", 300_000, "with --analytics-store=sqlite: the reader thread (the views' and the alert evaluator's queries, docs/usage.md, Store) starts at the first read and ends after this long without one, freeing its memory (about 30 MiB); 0 keeps it once started"),
 } as const;
 
 type Settings = typeof SETTINGS;

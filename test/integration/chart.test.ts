@@ -207,7 +207,8 @@ describe("Helm chart", () => {
     it("is SQLite by default, on an emptyDir mounted where the file is", async () => {
       const d = authzOf();
       const c = configOf(d);
-      expect(c).toMatchObject({ analyticsStore: "sqlite", analyticsSqlitePath: "/var/lib/keyward/analytics.sqlite", analyticsRetention: 30 * 86_400_000, analyticsRollupRetention: 0 });
+      expect(c).toMatchObject({ analyticsStore: "sqlite", analyticsSqlitePath: "/var/lib/keyward/analytics.sqlite", analyticsRetention: 30 * 86_400_000, analyticsRollupRetention: 0, analyticsReaderIdle: 5 * 60_000 });
+      expect(configOf(authzOf("authz.analytics.sqlite.readerIdle=0")).analyticsReaderIdle).toBe(0);
       const pod = d.spec.template.spec;
       const mount = pod.containers[0]?.volumeMounts?.find((m) => m.mountPath === "/var/lib/keyward");
       expect(pod.volumes?.find((v) => v.name === mount?.name)?.emptyDir).toBeDefined();
