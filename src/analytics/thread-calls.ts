@@ -9,7 +9,8 @@ import type { Level, Logger } from "../log.ts";
 import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 
 export interface ThreadCalls<C extends { op: string }> {
-  call(c: C): Promise<unknown>;
+  /** `transfer`: buffers of the call moved to the thread, not copied (postMessage's transfer list). */
+  call(c: C, transfer?: readonly ArrayBuffer[]): Promise<unknown>;
   /** Sends `last` (the thread's close), then ends the thread; nothing is started again. */
   close(last: C): Promise<void>;
 }
@@ -92,7 +93,7 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
   running = spawn();
   await running.ready;
 
-  const call = async (c: C): Promise<unknown> => {
+  const call = async (c: C, transfer?: readonly ArrayBuffer[]): Promise<unknown> => {
     if (closed) throw new Error(`the ${o.what} is closed`);
     running ??= spawn();
     const r = running;
@@ -101,7 +102,7 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
       r.worker.ref();
-      r.worker.postMessage({ ...c, id });
+      r.worker.postMessage({ ...c, id }, transfer);
     });
   };
 
