@@ -1,9 +1,10 @@
 // A batch of request rows as it crosses to the analytics writer thread (ADR 57): columns, not
-// objects. Numbers go in one Float64Array and the strings that repeat (key uid and id, policy,
-// rule, route, method, host, outcome, reason, ...) as ids into a string table kept across
+// objects. Numbers go in one Float64Array and the strings that repeat (policy, rule, route,
+// method, host, outcome, reason, ...) as ids into a string table kept across
 // batches, so a batch carries only the strings the writer thread has not been sent yet; the
-// strings that rarely repeat (path, source, request id) go as one joined string and their
-// lengths. The typed arrays' buffers are transferred, not copied. The check thread encodes
+// strings that rarely repeat (path, source, request id) or are as many as the keys (uid, key id)
+// go as one joined string and their lengths. The typed arrays' buffers are transferred, not
+// copied. The check thread encodes
 // (RowBatchEncoder), the writer thread decodes (RowBatchDecoder) into RequestRows.
 //
 // The table is kept in step by `base`: a batch's new strings take the ids after the `base`
@@ -19,10 +20,13 @@
 import { KeywardError } from "../errors.ts";
 import type { RequestRow } from "./row.ts";
 
-/** Fields sent as ids into the string table: few distinct values. */
-const TABLE_FIELDS = ["uid", "keyId", "front", "policy", "rule", "route", "method", "host", "outcome", "reason", "network", "country"] as const;
-/** Fields sent in the batch's joined string: mostly distinct per row. */
-const RAW_FIELDS = ["path", "source", "requestId"] as const;
+/** Fields sent as ids into the string table: few distinct values, whatever the number of keys. */
+const TABLE_FIELDS = ["front", "policy", "rule", "route", "method", "host", "outcome", "reason", "network", "country"] as const;
+/**
+ * Fields sent in the batch's joined string: mostly distinct per row, or as many as the keys (a
+ * table of 100,000 keys' uids and ids would start anew at nearly every batch).
+ */
+const RAW_FIELDS = ["uid", "keyId", "path", "source", "requestId"] as const;
 /** Numeric fields; NaN stands for undefined. */
 const NUMBER_FIELDS = ["at", "status", "checkMicros", "upstreamStatus", "upstreamMicros", "requestBytes", "responseBytes"] as const;
 
@@ -99,18 +103,16 @@ export class RowBatchEncoder {
     for (let i = 0; i < n; i++) {
       const r = rows[i] as RequestRow;
       let o = i * T;
-      ids[o] = this.id(r.uid);
-      ids[o + 1] = this.id(r.keyId);
-      ids[o + 2] = this.id(r.front);
-      ids[o + 3] = this.id(r.policy);
-      ids[o + 4] = this.id(r.rule);
-      ids[o + 5] = this.id(r.route);
-      ids[o + 6] = this.id(r.method);
-      ids[o + 7] = this.id(r.host);
-      ids[o + 8] = this.id(r.outcome);
-      ids[o + 9] = this.id(r.reason);
-      ids[o + 10] = this.id(r.network);
-      ids[o + 11] = this.id(r.country);
+      ids[o] = this.id(r.front);
+      ids[o + 1] = this.id(r.policy);
+      ids[o + 2] = this.id(r.rule);
+      ids[o + 3] = this.id(r.route);
+      ids[o + 4] = this.id(r.method);
+      ids[o + 5] = this.id(r.host);
+      ids[o + 6] = this.id(r.outcome);
+      ids[o + 7] = this.id(r.reason);
+      ids[o + 8] = this.id(r.network);
+      ids[o + 9] = this.id(r.country);
       o = i * N;
       numbers[o] = r.at;
       numbers[o + 1] = r.status;
@@ -120,19 +122,12 @@ export class RowBatchEncoder {
       numbers[o + 5] = r.requestBytes ?? NaN;
       numbers[o + 6] = r.responseBytes ?? NaN;
       o = i * R;
-      const { path, source, requestId } = r;
-      if (path !== undefined) {
-        lengths[o] = path.length + 1;
-        raw.push(path);
-      }
-      if (source !== undefined) {
-        lengths[o + 1] = source.length + 1;
-        raw.push(source);
-      }
-      if (requestId !== undefined) {
-        lengths[o + 2] = requestId.length + 1;
-        raw.push(requestId);
-      }
+      // uid and keyId are required, but a row without one (whatever its type says) keeps it missing: the store refuses it.
+      lengths[o] = pushRaw(raw, r.uid);
+      lengths[o + 1] = pushRaw(raw, r.keyId);
+      lengths[o + 2] = pushRaw(raw, r.path);
+      lengths[o + 3] = pushRaw(raw, r.source);
+      lengths[o + 4] = pushRaw(raw, r.requestId);
     }
     this.sent = this.table.size;
     const strings = this.fresh;
@@ -152,6 +147,13 @@ export class RowBatchEncoder {
     }
     return id;
   }
+}
+
+/** Adds a raw field's value to the batch; its length plus one, or 0 when it has none. */
+function pushRaw(raw: string[], s: string | undefined | null): number {
+  if (s == null) return 0;
+  raw.push(s);
+  return s.length + 1;
 }
 
 function outOfStep(message: string): KeywardError {
@@ -192,28 +194,28 @@ export class RowBatchDecoder {
     for (let i = 0; i < b.rows; i++) {
       const o = i * T;
       const u = i * N;
+      const r = i * R;
       // A required field the row lacked stays missing: the store refuses the row, as it would have.
       const row: RequestRow = {
         at: b.numbers[u] as number,
-        uid: str(b.ids[o] as number) as string,
-        keyId: str(b.ids[o + 1] as number) as string,
-        front: str(b.ids[o + 2] as number) as string,
-        outcome: str(b.ids[o + 8] as number) as RequestRow["outcome"],
-        reason: str(b.ids[o + 9] as number) as string,
+        uid: cut(b.lengths[r] as number) as string,
+        keyId: cut(b.lengths[r + 1] as number) as string,
+        front: str(b.ids[o] as number) as string,
+        outcome: str(b.ids[o + 6] as number) as RequestRow["outcome"],
+        reason: str(b.ids[o + 7] as number) as string,
         status: b.numbers[u + 1] as number,
         checkMicros: b.numbers[u + 2] as number,
       };
-      set(row, "policy", str(b.ids[o + 3] as number));
-      set(row, "rule", str(b.ids[o + 4] as number));
-      set(row, "route", str(b.ids[o + 5] as number));
-      set(row, "method", str(b.ids[o + 6] as number));
-      set(row, "host", str(b.ids[o + 7] as number));
-      set(row, "network", str(b.ids[o + 10] as number));
-      set(row, "country", str(b.ids[o + 11] as number));
-      const r = i * R;
-      set(row, "path", cut(b.lengths[r] as number));
-      set(row, "source", cut(b.lengths[r + 1] as number));
-      set(row, "requestId", cut(b.lengths[r + 2] as number));
+      set(row, "policy", str(b.ids[o + 1] as number));
+      set(row, "rule", str(b.ids[o + 2] as number));
+      set(row, "route", str(b.ids[o + 3] as number));
+      set(row, "method", str(b.ids[o + 4] as number));
+      set(row, "host", str(b.ids[o + 5] as number));
+      set(row, "network", str(b.ids[o + 8] as number));
+      set(row, "country", str(b.ids[o + 9] as number));
+      set(row, "path", cut(b.lengths[r + 2] as number));
+      set(row, "source", cut(b.lengths[r + 3] as number));
+      set(row, "requestId", cut(b.lengths[r + 4] as number));
       for (let f = 3; f < N; f++) {
         const v = b.numbers[u + f] as number;
         if (!Number.isNaN(v)) row[NUMBER_FIELDS[f] as "upstreamStatus"] = v;
