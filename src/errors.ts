@@ -18,6 +18,8 @@ export type ErrorCode =
   | "LimitsStoreFailed"
   /** The analytics store (SQLite file or PostgreSQL) could not be opened, reached or migrated at start-up. */
   | "AnalyticsStoreFailed"
+  /** A batch of analytics rows did not fit the writer thread's string table (src/analytics/row-batch.ts); sent again from a new table. */
+  | "AnalyticsBatchOutOfStep"
   /** A push to Alertmanager failed (src/alerts/alertmanager.ts); retried at the next evaluation. */
   | "AlertmanagerFailed";
 

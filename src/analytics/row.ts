@@ -74,8 +74,8 @@ export interface AnalyticsWriter {
   writeRequests(rows: readonly RequestRow[]): Promise<void>;
   upsertKeys(keys: readonly KeyRecord[]): Promise<void>;
   /**
-   * The writer gives rows with a source their country itself (the writer thread, ADR 56), so
-   * rows are made without the country lookup, and the country database is opened by the writer.
+   * The writer gives rows with a source their network and country itself (the writer thread,
+   * ADR 56, 57), so rows are made without them, and the country database is opened by the writer.
    */
-  readonly placesCountries?: boolean;
+  readonly placesGeography?: boolean;
 }

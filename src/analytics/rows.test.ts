@@ -4,7 +4,7 @@ import type { CheckInput, Decision } from "../check/decision.ts";
 import { checkRequestId, requestIdOf, type CheckEvent } from "../check/event.ts";
 import type { CountryLookup } from "./geo.ts";
 import { MAX_ROW_PATH } from "./row.ts";
-import { keyRecordOf, leftToAccessLog, rowFromCheck } from "./rows.ts";
+import { keyRecordOf, leftToAccessLog, placeGeography, rowFromCheck, unplacedRowFromCheck } from "./rows.ts";
 
 const geo: CountryLookup = { country: (a) => (a === "81.2.69.160" ? "GB" : a?.startsWith("10.") ? "private" : undefined) };
 const KEY = { namespace: "shop", name: "acme", uid: "uid-1", keyId: "kw_AbCdEfGh", owner: "acme-team" };
@@ -50,6 +50,19 @@ describe("rows from checks", () => {
     const odd = rowFromCheck(event({ source: "unknown, 1.2.3.4" }), geo);
     expect(odd).not.toHaveProperty("source");
     expect(odd).not.toHaveProperty("network");
+  });
+
+  it("leaves the network and country to the writer when it places them: the same row once placed", () => {
+    const sources = ["81.2.69.160", "10.1.2.3", "2001:db8:1:2::5", "[2001:db8::1]", "::ffff:81.2.69.160", "unknown, 1.2.3.4", "kw_SECRET_1234", "1.2.3", undefined];
+    for (const source of sources) {
+      const unplaced = unplacedRowFromCheck(event({ source }));
+      expect(unplaced).not.toHaveProperty("network");
+      expect(unplaced).not.toHaveProperty("country");
+      // Only an address crosses to the writer: nothing else a client put in X-Forwarded-For.
+      if (rowFromCheck(event({ source }), geo)?.source === undefined) expect(unplaced).not.toHaveProperty("source");
+      placeGeography([unplaced!], geo);
+      expect(unplaced).toEqual(rowFromCheck(event({ source }), geo));
+    }
   });
 
   it("leaves to the access log only allowed gRPC checks with a request id, and only when it is on", () => {

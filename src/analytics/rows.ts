@@ -17,6 +17,7 @@
 import type { ApiKey } from "../api/types.ts";
 import { stripQuery, type CheckEvent } from "../check/event.ts";
 import type { CountryLookup } from "./geo.ts";
+import { readIp } from "../index/cidr.ts";
 import { networkOf } from "./network.ts";
 import { MAX_ROW_PATH, type KeyRecord, type RequestRow } from "./row.ts";
 
@@ -44,13 +45,17 @@ export function leftToAccessLog(e: CheckEvent, accessLogOn: boolean): boolean {
   return accessLogOn && e.front === ENVOY_FRONT && e.outcome === "allowed" && e.requestId !== undefined;
 }
 
+/** readIp's working space (rows are made synchronously). */
+const SCRATCH = new Uint8Array(16);
+
 /**
- * The row of an answered check; undefined without a key. Built field by field (no spreads, no
- * undefined fields): one is made for each check with a key, on the thread answering checks.
- * Without `geo`, the row has its source and network but no country: the writer places it
- * (placeCountries, on the writer's own thread).
+ * The row of an answered check, without its network and country; undefined without a key. Built
+ * field by field (no spreads, no undefined fields): one is made for each check with a key, on the
+ * thread answering checks, so it does no more than it must there. Its source is kept only when it
+ * is an address (read without allocating); placeGeography gives the network and country, on the
+ * writer thread when the writer places them (AnalyticsWriter.placesGeography).
  */
-export function rowFromCheck(e: CheckEvent, geo: CountryLookup | undefined): RequestRow | undefined {
+export function unplacedRowFromCheck(e: CheckEvent): RequestRow | undefined {
   const k = e.key;
   if (!k) return undefined;
   const row: RequestRow = { at: e.at, uid: k.uid, keyId: k.keyId, front: e.front, outcome: e.outcome, reason: e.reason, status: e.status, checkMicros: Math.round(e.latencySeconds * 1e6) };
@@ -62,30 +67,46 @@ export function rowFromCheck(e: CheckEvent, geo: CountryLookup | undefined): Req
   if (e.host !== undefined) row.host = e.host;
   const path = rowPath(e.path);
   if (path !== undefined) row.path = path;
-  if (e.source !== undefined) {
-    const network = networkOf(e.source);
-    // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
-    if (network !== undefined) {
-      row.source = e.source;
-      row.network = network;
-      const country = geo?.country(e.source);
-      if (country !== undefined) row.country = country;
-    }
-  }
+  const source = e.source;
+  // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
+  if (source !== undefined && readIp(source, SCRATCH) !== 0) row.source = source;
   return row;
 }
 
-/**
- * Gives rows with a source but no country theirs, in place: what a writer that places countries
- * (AnalyticsWriter.placesCountries) does on its own thread. A row whose country was looked up
- * already and is unknown is looked up again, with the same answer.
- */
-export function placeCountries(rows: readonly RequestRow[], geo: CountryLookup): void {
-  for (const r of rows) {
-    if (r.country !== undefined || r.source === undefined || r.network === undefined) continue;
-    const country = geo.country(r.source);
+/** The row of an answered check with its network and, with `geo`, its country; undefined without a key. */
+export function rowFromCheck(e: CheckEvent, geo: CountryLookup | undefined): RequestRow | undefined {
+  const row = unplacedRowFromCheck(e);
+  if (row) placeRow(row, geo);
+  return row;
+}
+
+/** Gives a row with a source its network and country, in place; a source that is not an address is left out. */
+function placeRow(r: RequestRow, geo: CountryLookup | undefined): void {
+  const source = r.source;
+  if (source === undefined) return;
+  if (r.network === undefined) {
+    const network = networkOf(source);
+    // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
+    if (network === undefined) {
+      delete r.source;
+      delete r.country;
+      return;
+    }
+    r.network = network;
+  }
+  if (r.country === undefined && geo) {
+    const country = geo.country(source);
     if (country !== undefined) r.country = country;
   }
+}
+
+/**
+ * Gives rows with a source their network and country, in place: what a writer that places them
+ * (AnalyticsWriter.placesGeography) does on its own thread. A row whose country was looked up
+ * already and is unknown is looked up again, with the same answer.
+ */
+export function placeGeography(rows: readonly RequestRow[], geo: CountryLookup): void {
+  for (const r of rows) placeRow(r, geo);
 }
 
 /** The store's record of an ApiKey; `deletedAt` once it is gone. */

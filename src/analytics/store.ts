@@ -132,7 +132,7 @@ export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Lo
       alerts: new AlertQueries(reads),
       writeRequests: (rows) => thread.writeRequests(rows),
       upsertKeys: (keys) => thread.upsertKeys(keys),
-      placesCountries: true,
+      placesGeography: true,
       runRetention: () => thread.runRetention(),
       close: async () => {
         await thread.close();

@@ -10,7 +10,8 @@ import type { Level, Logger } from "../log.ts";
 import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 
 export interface ThreadCalls<C extends { op: string }> {
-  call(c: C): Promise<unknown>;
+  /** `transfer`: buffers of the call moved to the thread, not copied (postMessage's transfer list). */
+  call(c: C, transfer?: readonly ArrayBuffer[]): Promise<unknown>;
   /** Sends `last` (the thread's close), then ends the thread; nothing is started again. */
   close(last: C): Promise<void>;
   /** Sends `last` to the thread running now, if any, then ends it; the next call starts a new one. */
@@ -107,20 +108,20 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
     await running.ready;
   }
 
-  /** `c` on the thread `r`. */
-  const callOn = async (r: Running, c: C): Promise<unknown> => {
+  /** `c` on the thread `r`; `transfer` moved to it. */
+  const callOn = async (r: Running, c: C, transfer?: readonly ArrayBuffer[]): Promise<unknown> => {
     await r.ready;
     const id = nextId++;
     return new Promise((resolve, reject) => {
       r.worker.ref();
       r.pending.set(id, { resolve, reject });
-      r.worker.postMessage({ ...c, id });
+      r.worker.postMessage({ ...c, id }, transfer);
     });
   };
-  const call = (c: C): Promise<unknown> => {
+  const call = (c: C, transfer?: readonly ArrayBuffer[]): Promise<unknown> => {
     if (closed) return Promise.reject(new Error(`the ${o.what} is closed`));
     running ??= spawn();
-    return callOn(running, c);
+    return callOn(running, c, transfer);
   };
 
   return {

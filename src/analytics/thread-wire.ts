@@ -6,11 +6,12 @@
 // as the original object, which may hold a connection string.
 import { KeywardError, type ErrorCode } from "../errors.ts";
 import type { Fields, Level, Logger, PreparedLine } from "../log.ts";
-import type { KeyRecord, RequestRow } from "./row.ts";
+import type { KeyRecord } from "./row.ts";
+import type { RowBatch } from "./row-batch.ts";
 
 /** A call to the writer thread. */
 export type WriterCall =
-  | { op: "rows"; rows: readonly RequestRow[] }
+  | { op: "rows"; batch: RowBatch }
   | { op: "keys"; keys: readonly KeyRecord[] }
   | { op: "retention" }
   | { op: "close" };

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
-import { startWriterThread, WRITER_THREAD_NAME } from "./writer-thread.ts";
+import { startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
 import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
 import { MessageChannel } from "node:worker_threads";
@@ -37,6 +37,23 @@ describe("the analytics writer on its own thread", () => {
     return join(d, "analytics.sqlite");
   };
 
+  /** A writer thread that dies on cue (writer-worker.crash.test-support.ts), over a fresh store file, and its log lines. */
+  const crashingWriter = async (): Promise<{ path: string; lines: string[]; writer: WriterThread }> => {
+    const lines: string[] = [];
+    const path = file();
+    await (await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }))).close();
+    const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    return { path, lines, writer };
+  };
+  /** Writes the key record, closes the writer, and opens the store file to read what it wrote. */
+  const closedAndRead = async (writer: WriterThread, path: string, now: number): Promise<AnalyticsStore> => {
+    await writer.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    await writer.close();
+    const reader = await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }));
+    stores.push(reader);
+    return reader;
+  };
+
   it("writes batches from its own thread, and the caller's queries read them: the caller's thread spends a fraction of an inline write's CPU", async () => {
     const now = Date.now();
     // Each row its own rollup: a batch far longer to write than to hand over.
@@ -61,16 +78,19 @@ describe("the analytics writer on its own thread", () => {
     expect(await threaded.store.queries.countries({ since: now - DAY, until: now }, 1000)).toHaveLength(1000);
   });
 
-  it("places the rows' countries on its own thread, from the shipped country database", async () => {
+  it("places the rows' networks and countries on its own thread, from the shipped country database", async () => {
     const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));
     stores.push(store);
-    expect(store.placesCountries).toBe(true);
+    expect(store.placesGeography).toBe(true);
     const now = Date.now();
     await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
-    const row = (source: string, network: string): RequestRow => ({ at: now - 10, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, source, network });
-    await store.writeRequests([row("81.2.69.160", "81.2.69.0/24"), row("8.8.8.8", "8.8.8.0/24"), row("10.1.2.3", "10.1.2.0/24"), row("2001:db8::1", "2001:db8::/48")]);
+    // Rows as the check thread makes them: their source only (unplacedRowFromCheck).
+    const row = (source: string): RequestRow => ({ at: now - 10, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, source });
+    await store.writeRequests([row("81.2.69.160"), row("8.8.8.8"), row("10.1.2.3"), row("2001:db8::1")]);
     const got = await store.queries.countries({ since: now - DAY, until: now }, 10);
     expect(Object.fromEntries(got.map((c) => [c.country, c.requests]))).toEqual({ GB: 1, US: 1, private: 1, "": 1 });
+    const networks = await store.queries.networks({ since: now - DAY, until: now }, 10);
+    expect(networks.map((n) => n.network).sort()).toEqual(["10.1.2.0/24", "2001:db8::/48", "8.8.8.0/24", "81.2.69.0/24"]);
   });
 
   it("stops start-up with ConfigInvalid when the country database cannot be read", async () => {
@@ -117,21 +137,30 @@ describe("the analytics writer on its own thread", () => {
   });
 
   it("fails the call in flight when its thread dies, and starts a new thread at the next call", async () => {
-    const lines: string[] = [];
-    const path = file();
-    await (await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }))).close();
-    const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    const { path, lines, writer } = await crashingWriter();
     const now = Date.now();
     const row = (requestId: string): RequestRow => ({ at: now - 10, requestId, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5 });
     await expect(writer.writeRequests([row("crash")])).rejects.toThrow(/analytics writer thread exited \(code 3\)/);
     expect(lines.join("\n")).toContain("analytics writer thread exited; a new one starts at the next call");
     await writer.writeRequests([row("r-1"), row("r-2")]);
-    await writer.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
-    await writer.close();
+    const reader = await closedAndRead(writer, path, now);
     expect(threadNames()).not.toContain(WRITER_THREAD_NAME);
-    const reader = await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }));
-    stores.push(reader);
     expect(await reader.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 2 }]);
+  });
+
+  it("sends a batch again at once, from a new string table, to a thread started anew between two writes", async () => {
+    const { path, writer } = await crashingWriter();
+    const now = Date.now();
+    const row = (requestId: string, route: string): RequestRow => ({ at: now - 10, requestId, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, route });
+    await writer.writeRequests([row("r-1", "GET /a")]);
+    // The thread dies outside a write: the check thread's table says it holds strings it does not.
+    await expect(writer.runRetention()).rejects.toThrow(/analytics writer thread exited \(code 4\)/);
+    // The next write is refused by the new thread and sent again from a new table: the caller sees it taken.
+    await writer.writeRequests([row("r-2", "GET /a"), row("r-3", "GET /b")]);
+    await writer.writeRequests([row("r-4", "GET /b")]);
+    const reader = await closedAndRead(writer, path, now);
+    expect(await reader.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 4 }]);
+    expect(await reader.queries.endpoints({ since: now - DAY, until: now }, "route")).toMatchObject([{ endpoint: "GET /a", requests: 2 }, { endpoint: "GET /b", requests: 2 }]);
   });
 
   it("ends its thread on close, after the write in flight has landed", async () => {

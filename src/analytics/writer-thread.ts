@@ -1,17 +1,21 @@
 // The analytics store's writer on its own thread (node:worker_threads, ADR 56):
 // the thread answering checks only makes rows and queues them (ingest.ts and
 // queue.ts, unchanged: the bounded queue, oldest dropped first, drops counted);
-// each batch the queue writes is posted to this thread in one message, and the
-// thread's SQLite statements or PostgreSQL protocol work, the rollups, the day
-// partitions, retention and the rows' countries run there. The writer looks
+// each batch the queue writes is encoded in columns against a string table the
+// thread keeps (row-batch.ts, ADR 57) and posted in one message, its buffers
+// transferred; the thread's SQLite statements or PostgreSQL protocol work, the
+// rollups, the day partitions, retention and the rows' networks and countries
+// run there. The writer looks
 // like any AnalyticsWriter to the queue: a write resolves when the store took
 // the batch and rejects when it did not, so the queue's guarantees hold as they
 // are. A thread that dies fails the call in flight and is started again at the
 // next one (thread-calls.ts), so a refused batch is retried as for a store that
 // was down.
+import { isKeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RetentionResult } from "./retention.ts";
-import type { AnalyticsWriter } from "./row.ts";
+import type { AnalyticsWriter, RequestRow } from "./row.ts";
+import { batchTransfer, RowBatchEncoder, type RowTableLimits } from "./row-batch.ts";
 import type { AnalyticsStoreOptions } from "./store.ts";
 import { startThreadCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
@@ -27,12 +31,31 @@ export interface WriterThread extends AnalyticsWriter {
 }
 
 /** Starts the thread and opens the store on it; rejects with the store's start-up error (AnalyticsStoreFailed, ConfigInvalid). */
-export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url)): Promise<WriterThread> {
+export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): Promise<WriterThread> {
   const { now: _now, writerThread: _thread, readerClock: _clock, ...rest } = options;
   const data: WriterWorkerData = rest;
   const calls = await startThreadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
+  const encoder = new RowBatchEncoder(limits);
+  const send = async (rows: readonly RequestRow[]): Promise<void> => {
+    const batch = encoder.encode(rows);
+    try {
+      await calls.call({ op: "rows", batch }, batchTransfer(batch));
+    } catch (err) {
+      // The thread may not hold this batch's strings (it died, or refused the batch): the next batch starts a new table.
+      encoder.reset();
+      throw err;
+    }
+  };
   return {
-    writeRequests: async (rows) => { await calls.call({ op: "rows", rows }); },
+    writeRequests: async (rows) => {
+      try {
+        await send(rows);
+      } catch (err) {
+        // A thread started anew holds no table: the batch goes again at once, from a new table.
+        if (!isKeywardError(err, "AnalyticsBatchOutOfStep")) throw err;
+        await send(rows);
+      }
+    },
     upsertKeys: async (keys) => { await calls.call({ op: "keys", keys }); },
     runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
     close: () => calls.close({ op: "close" }),

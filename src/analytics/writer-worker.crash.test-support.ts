@@ -1,8 +1,11 @@
-// The writer thread, except that it dies (exit code 3) when a batch's first row has the request
-// id "crash": what a thread that fails outright looks like to the check thread.
+// The writer thread, except that it dies (exit code 3) when a batch's raw strings (its rows'
+// paths, sources and request ids) hold "crash", and (exit code 4) at a retention call: what a
+// thread that fails outright looks like to the check thread, during a write or between two.
 import { parentPort } from "node:worker_threads";
+import type { RowBatch } from "./row-batch.ts";
 
-parentPort?.on("message", (c: { op: string; rows?: { requestId?: string }[] }) => {
-  if (c.op === "rows" && c.rows?.[0]?.requestId === "crash") process.exit(3);
+parentPort?.on("message", (c: { op: string; batch?: RowBatch }) => {
+  if (c.op === "rows" && c.batch?.raw.includes("crash")) process.exit(3);
+  if (c.op === "retention") process.exit(4);
 });
 await import("./writer-worker.ts");

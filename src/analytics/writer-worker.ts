@@ -1,12 +1,14 @@
 // The analytics writer thread's own code (started by writer-thread.ts): it
 // opens the store on its own connection (its SQLite handle, or its own
 // PostgreSQL pool) and the country database, keeps the day partitions ahead
-// and runs retention on its timer, and writes each batch it is given, after
-// placing its rows' countries, one call at a time, answering each call once.
+// and runs retention on its timer, and writes each batch it is given (decoded
+// from its columns, row-batch.ts), after placing its rows' networks and
+// countries, one call at a time, answering each call once.
 // SQLite runs statements to their end on the thread that calls it: here that
 // thread answers no checks.
 import { openCountryDatabase, type CountryLookup } from "./geo.ts";
-import { placeCountries } from "./rows.ts";
+import { RowBatchDecoder } from "./row-batch.ts";
+import { placeGeography } from "./rows.ts";
 import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
 import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
@@ -16,20 +18,25 @@ export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread
 interface Writer {
   store: AnalyticsStore;
   geo: CountryLookup;
+  /** The string table the batches are encoded against; empty in a thread started anew. */
+  batches: RowBatchDecoder;
 }
 
 await serveCalls<WriterCall & { id: number }, Writer>(
   async (data, log) => {
     const options = data as WriterWorkerData;
     const geo = await openCountryDatabase(options.countryDatabase || undefined);
-    return { geo, store: await openAnalyticsStore({ ...options, writerThread: false }, log) };
+    return { geo, store: await openAnalyticsStore({ ...options, writerThread: false }, log), batches: new RowBatchDecoder() };
   },
-  async ({ store, geo }, call) => {
+  async ({ store, geo, batches }, call) => {
     switch (call.op) {
-      case "rows":
-        // The rows are this thread's copies: their countries are placed here, off the check thread.
-        placeCountries(call.rows, geo);
-        return store.writeRequests(call.rows);
+      case "rows": {
+        // The batch's strings join the table before the store is tried: a refused write leaves them here.
+        const rows = batches.decode(call.batch);
+        // Their networks and countries are placed here, off the check thread.
+        placeGeography(rows, geo);
+        return store.writeRequests(rows);
+      }
       case "keys":
         return store.upsertKeys(call.keys);
       case "retention":

@@ -11,7 +11,7 @@ import { openCountryDatabase, type CountryLookup } from "../analytics/geo.ts";
 import { createAnalyticsMetrics } from "../analytics/metrics.ts";
 import { AnalyticsQueue } from "../analytics/queue.ts";
 import type { AnalyticsWriter, KeyRecord } from "../analytics/row.ts";
-import { keyRecordOf, leftToAccessLog, rowFromCheck } from "../analytics/rows.ts";
+import { keyRecordOf, leftToAccessLog, rowFromCheck, unplacedRowFromCheck } from "../analytics/rows.ts";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { Config } from "../config/config.ts";
@@ -54,8 +54,10 @@ function recordDigest(k: KeyRecord): number {
 export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const { config, clock } = d;
   const open = d.openGeo ?? ((file) => openCountryDatabase(file));
-  // A writer that places countries opened the database on its own thread; rows go without them.
-  const geo = d.writer.placesCountries ? undefined : await open(config.analyticsCountryDatabase || undefined);
+  // A writer that places networks and countries opened the database on its own thread; rows go without them.
+  const placed = d.writer.placesGeography === true;
+  const geo = placed ? undefined : await open(config.analyticsCountryDatabase || undefined);
+  const rowOf = placed ? unplacedRowFromCheck : (e: CheckEvent) => rowFromCheck(e, geo);
   const metrics = createAnalyticsMetrics(d.registry, () => q.queued);
   const q: AnalyticsQueue = new AnalyticsQueue({
     writer: d.writer,
@@ -88,7 +90,7 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
     checks = [];
     let made = 0;
     for (const e of batch) {
-      const row = rowFromCheck(e, geo);
+      const row = rowOf(e);
       if (!row) continue;
       made++;
       q.push(row);
