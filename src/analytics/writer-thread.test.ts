@@ -1,13 +1,13 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
 import { startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
 import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
-import { MessageChannel } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import type { RequestRow } from "./row.ts";
 
 const DAY = 86_400_000;
@@ -76,6 +76,23 @@ describe("the analytics writer on its own thread", () => {
     expect(threaded.micros).toBeLessThan(inline.micros / 3);
     expect(await threaded.store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ namespace: "ns", name: "k", requests: 5000 }]);
     expect(await threaded.store.queries.countries({ since: now - DAY, until: now }, 1000)).toHaveLength(1000);
+  });
+
+  it("moves a row batch's buffers to the thread rather than copying them", async () => {
+    const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));
+    stores.push(store);
+    const now = Date.now();
+    const post = vi.spyOn(Worker.prototype, "postMessage");
+    try {
+      await store.writeRequests([{ at: now - 10, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, path: "/v1/x" }]);
+      const sent = post.mock.calls.find(([m]) => (m as { op?: string }).op === "rows");
+      const transfer = sent?.[1] as readonly ArrayBuffer[] | undefined;
+      expect(transfer?.length).toBeGreaterThan(0);
+      // A moved buffer is detached on this side.
+      for (const b of transfer ?? []) expect(b.byteLength).toBe(0);
+    } finally {
+      post.mockRestore();
+    }
   });
 
   it("places the rows' networks and countries on its own thread, from the shipped country database", async () => {
