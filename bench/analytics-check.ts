@@ -6,16 +6,21 @@
 // run on their own thread (keyward-writer, as in keyward authz); `sqlite-inline` and
 // `postgres-inline` write from the thread answering checks instead, as keyward did
 // before. The servers are pinned to core 1, and their writer thread, ghz and
-// PostgreSQL's server to core 0: core 1 is the check thread's own, so the closed-loop
-// RPS is the check thread's throughput, and the writer thread's CPU is measured apart
-// (per row) so that no cost is hidden. The machine is shared: every
+// PostgreSQL's server to core 0: core 1 is the check thread's own, and the writer thread's
+// CPU is measured apart (per row) so that no cost is hidden. ghz on one core is the
+// bottleneck of the closed loop (the check thread is busy about a sixth of its core), so
+// the closed-loop RPS says how much the writer thread takes from ghz's core, not what the
+// check path sustains, and its CPU per check depends on the rate each variant reached (a
+// check costs more CPU at a lower rate, where fewer checks share a read); what each
+// variant costs the check thread is compared at one offered rate. The machine is shared: every
 // variant is started and warmed up first, then the runs take turns, round after round,
 // so the machine's drift falls on all alike:
 //   - closed-loop runs (64 calls in flight, --max-seconds each): the most each sustains,
 //     and its CPU per check, of the check thread and of the whole process (CPU seconds
 //     over checks answered), and the writer thread's CPU per row made;
 //   - fixed-rate runs at --rate-share of the off variant's median maximum (8 workers,
-//     --rate-seconds each): p50 / p99 / p99.9.
+//     --rate-seconds each): p50 / p99 / p99.9, and the CPU per check of the check thread
+//     and of the whole process, the writes of the run's rows included.
 // After each run the variant's queue is waited out (rows written + dropped = rows made), so
 // no store write of one variant overlaps another's run.
 //
@@ -62,6 +67,10 @@ export interface AnalyticsCheckRow {
   /** Median of the closed-loop runs' writer-thread CPU per row made (µs); undefined without a writer thread. */
   writerMicrosPerRow?: number;
   cpu: RunCpu[];
+  /** Median over the fixed-rate runs (every variant at one offered rate) of the check thread's CPU per check (µs), the writes of the run's rows included. */
+  rateCheckThreadMicrosPerCheck: number;
+  /** The same for the whole process (every thread, the writer's included). */
+  rateProcessMicrosPerCheck: number;
   /** Fixed-rate run with the median p99. */
   rate: LoadResult;
   /** Rows the server made, wrote and dropped over the whole bench. */
@@ -105,6 +114,21 @@ async function drained(srv: ServerProc, deadlineMs = 60_000): Promise<ServerStat
   }
 }
 
+interface CpuSample {
+  process: number;
+  checkThread: number;
+  writerThread?: number;
+}
+
+/** CPU seconds so far of the server's process, its check thread and its writer thread (`tid`). */
+function cpuSample(srv: ServerProc, tid: number | undefined): CpuSample {
+  return {
+    process: treeCpuSeconds(srv.pid),
+    checkThread: threadCpuSeconds(srv.pid, srv.pid),
+    ...(tid !== undefined ? { writerThread: threadCpuSeconds(srv.pid, tid) } : {}),
+  };
+}
+
 export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<AnalyticsCheckResult> {
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-analytics-check-"));
   let cluster: PostgresCluster | undefined;
@@ -139,12 +163,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
     for (let r = 0; r < o.rounds; r++) {
       for (const [i, v] of o.variants.entries()) {
         const srv = servers[i]!;
-        const tid = writerTids[i];
-        const sample = (): { process: number; checkThread: number; writerThread?: number } => ({
-          process: treeCpuSeconds(srv.pid),
-          checkThread: threadCpuSeconds(srv.pid, srv.pid),
-          ...(tid !== undefined ? { writerThread: threadCpuSeconds(srv.pid, tid) } : {}),
-        });
+        const sample = (): CpuSample => cpuSample(srv, writerTids[i]);
         const made0 = ((await srv.stats()) as ServerStats).analytics?.made ?? 0;
         const c0 = sample();
         const t0 = performance.now();
@@ -170,13 +189,20 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
     const ref = median(maxRuns[offAt >= 0 ? offAt : 0]!.map((x) => x.rps));
     const rps = Math.round(ref * o.rateShare);
     const rateRuns = o.variants.map((): LoadResult[] => []);
+    const rateCpus = o.variants.map((): { checkThread: number; process: number }[] => []);
     for (let r = 0; r < o.rounds; r++) {
       for (const [i, v] of o.variants.entries()) {
         const srv = servers[i]!;
+        const c0 = cpuSample(srv, writerTids[i]);
         const res = await ghz({ port: srv.port, dataFile, concurrency: LOAD.halfLoadConcurrency, connections: LOAD.connections, cpus: "0", seconds: o.rateSeconds, rps }, out);
+        // The writes of the run's rows are part of its cost, as in the closed loop.
         await drained(srv);
+        const c1 = cpuSample(srv, writerTids[i]);
+        const checks = Math.max(1, res.rps * o.rateSeconds);
+        const perCheck = (a: number, b: number): number => Math.round(((b - a) / checks) * 1e7) / 10;
         rateRuns[i]!.push(res);
-        o.log(`round ${r + 1}, analytics ${v}: at ${rps} rps: ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} p99.9 ${res.p999Ms} ms`);
+        rateCpus[i]!.push({ checkThread: perCheck(c0.checkThread, c1.checkThread), process: perCheck(c0.process, c1.process) });
+        o.log(`round ${r + 1}, analytics ${v}: at ${rps} rps: ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} p99.9 ${res.p999Ms} ms, CPU per check: check thread ${rateCpus[i]!.at(-1)!.checkThread} µs, process ${rateCpus[i]!.at(-1)!.process} µs`);
       }
     }
     const rows: AnalyticsCheckRow[] = [];
@@ -193,6 +219,8 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         checkThreadMicrosPerCheck: Math.round(median(runs.map((x, j) => (cpus[i]![j]!.checkThread / x.rps) * 1e6)) * 10) / 10,
         ...(writerTids[i] !== undefined ? { writerMicrosPerRow: Math.round(median(cpus[i]!.map((c) => (((c.writerThread ?? NaN) * c.seconds) / Math.max(1, c.rowsMade)) * 1e6)) * 10) / 10 } : {}),
         cpu: cpus[i]!,
+        rateCheckThreadMicrosPerCheck: median(rateCpus[i]!.map((c) => c.checkThread)),
+        rateProcessMicrosPerCheck: median(rateCpus[i]!.map((c) => c.process)),
         rate: sortedRate[Math.floor((sortedRate.length - 1) / 2)]!,
         ...(st.analytics ? { rows: st.analytics } : {}),
       });

@@ -1,7 +1,7 @@
 // The analytics section of bench/results/latest.md (and so of docs/benchmarks.md): the
 // store's write rate, size, query and day-drop times (bench/analytics.ts), and the check
 // path with analytics on against off (bench/analytics-check.ts).
-import type { AnalyticsCheckResult } from "./analytics-check.ts";
+import type { AnalyticsCheckResult, AnalyticsCheckRow } from "./analytics-check.ts";
 import type { StoreBenchResult } from "./analytics.ts";
 import type { ThreadVariantResult } from "./analytics-thread.ts";
 
@@ -45,16 +45,18 @@ function storeTable(rows: StoreBenchResult[]): string[] {
 function checkTable(c: AnalyticsCheckResult): string[] {
   const off = c.rows.find((r) => r.variant === "off");
   const out = [
-    "| analytics | check thread: max RPS (median) | each round | vs off | check thread CPU per check (µs) | vs off | process CPU per check (µs) | writer thread CPU per row (µs) | p50 / p99 / p99.9 at the fixed rate (ms) | p99 of each round (ms) | rows made / written / dropped |",
-    "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    "| analytics | at the fixed rate: check thread CPU per check (µs) | vs off | vs events | process CPU per check (µs) | p50 / p99 / p99.9 (ms) | p99 of each round (ms) | closed loop, ghz-bound: RPS (median) | each round | vs off | closed loop: check thread CPU per check (µs) | writer thread CPU per row (µs) | rows made / written / dropped |",
+    "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
   ];
+  const events = c.rows.find((r) => r.variant === "events");
+  /** The check thread's CPU per check at the fixed rate against `ref`'s. */
+  const cpuVs = (r: AnalyticsCheckRow, ref: AnalyticsCheckRow | undefined): string => (ref && r !== ref ? pct(r.rateCheckThreadMicrosPerCheck, ref.rateCheckThreadMicrosPerCheck) : "–");
   const pct = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? "–" : `${a >= b ? "+" : ""}${((a / b - 1) * 100).toFixed(1)}%`);
   for (const r of c.rows) {
     const vs = off && r !== off ? pct(r.maxRps, off.maxRps) : "–";
-    const vsCpu = off && r !== off ? pct(r.checkThreadMicrosPerCheck, off.checkThreadMicrosPerCheck) : "–";
     const rows = r.rows ? `${int(r.rows.made)} / ${int(r.rows.written)} / ${int(r.rows.dropped)}` : "–";
     out.push(
-      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${vs} | ${f2(r.checkThreadMicrosPerCheck)} | ${vsCpu} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${rows} |`,
+      `| ${r.variant} | ${f2(r.rateCheckThreadMicrosPerCheck)} | ${cpuVs(r, off)} | ${r === events || r === off ? "–" : cpuVs(r, events)} | ${f2(r.rateProcessMicrosPerCheck)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${vs} | ${f2(r.checkThreadMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${rows} |`,
     );
   }
   return out;
@@ -81,7 +83,7 @@ export function analyticsTables(s: AnalyticsSection): string[] {
   if (s.check) {
     const c = s.check;
     out.push(
-      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread): ${c.rounds} rounds taking turns, closed loop ${c.maxSeconds} s (64 in flight), then ${c.rateSeconds} s at ${int(c.rps)} RPS each. The check thread alone on core 1; the writer thread, ghz and PostgreSQL on core 0.`,
+      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread): ${c.rounds} rounds taking turns, closed loop ${c.maxSeconds} s (64 in flight), then ${c.rateSeconds} s at ${int(c.rps)} RPS each. The check thread alone on core 1; the writer thread, ghz and PostgreSQL on core 0. At the fixed rate every variant gets the same load, so the check thread's CPU per check (the writes of the run's rows included) compares what each costs the thread; at this rate most of it is per-request I/O, which more load would share. The closed loop is bound by ghz on core 0 (the check thread is busy a fraction of its core) and shows what the writer thread takes from ghz, not what the check path sustains; its CPU per check depends on the rate each reached.`,
       "",
       ...checkTable(c),
       "",
