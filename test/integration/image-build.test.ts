@@ -6,8 +6,7 @@
 // writer's thread and read back by the reader's, from the built modules alone, prove that none
 // of them loads TypeScript support.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { pathToFileURL } from "node:url";
@@ -17,11 +16,10 @@ import { imageApp, imageEnv, type ImageApp } from "../../bench/lib/image-env.ts"
 import { threadsNamed } from "../../bench/lib/proc.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
-import { applyUsageRbac } from "../conformance/go-als/env.ts";
-import { authzClient, authzKubeConfig, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
+import { authzClient, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace, eventually } from "../support/k8s.ts";
-import { dataPlaneArgs, startKeyward, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneArgs, dataPlaneKubeconfig, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "built.example.com";
 const NO_TYPESCRIPT = "--no-experimental-strip-types";
@@ -31,6 +29,7 @@ describe("keyward built as the image builds it, run without TypeScript support",
   let adminKc: KubeConfig;
   let admin: KubeRest;
   let ns: string;
+  let dp: DataPlaneKubeconfig;
   let dir: string;
   let app: ImageApp;
   let file: string;
@@ -41,13 +40,12 @@ describe("keyward built as the image builds it, run without TypeScript support",
   const started = Date.now();
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "keyward-image-build-"));
-    app = imageApp(join(dir, "app"));
     adminKc = loadKubeConfig(inject("kubeconfig"));
     admin = new KubeRest(adminKc, { qps: 0 });
-    await applyUsageRbac(admin);
-    const kubeconfig = join(dir, "kubeconfig");
-    writeFileSync(kubeconfig, (await authzKubeConfig(adminKc, admin)).exportConfig(), { mode: 0o600 });
+    dp = await dataPlaneKubeconfig(adminKc, admin, "image-build");
+    dir = dp.dir;
+    app = imageApp(join(dir, "app"));
+    const { kubeconfig } = dp;
     file = join(dir, "analytics.sqlite");
     ns = await createTestNamespace(adminKc, "built");
     await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] });
@@ -64,7 +62,7 @@ describe("keyward built as the image builds it, run without TypeScript support",
     await kw.kill();
     await deleteNamespace(adminKc, ns);
     admin.close();
-    rmSync(dir, { recursive: true, force: true });
+    dp.remove();
     expect(kw.output()).not.toContain(reader.key);
   });
 
