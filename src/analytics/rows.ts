@@ -30,14 +30,14 @@ export function rowPath(path: string | undefined): string | undefined {
   return p !== undefined && p.length > MAX_ROW_PATH ? p.slice(0, MAX_ROW_PATH) : p;
 }
 
-/** Source, its network and its country. */
-export function geography(source: string | undefined, geo: CountryLookup | undefined): Pick<RequestRow, "source" | "network" | "country"> {
+type Geography = Pick<RequestRow, "source" | "network" | "country">;
+
+/** Source, its network and its country; nothing when the source is not an address. */
+export function geography(source: string | undefined, geo: CountryLookup | undefined): Geography {
   if (source === undefined) return {};
-  const network = networkOf(source);
-  // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
-  if (network === undefined) return {};
-  const country = geo?.country(source);
-  return { source, network, ...(country !== undefined ? { country } : {}) };
+  const g: Geography = { source };
+  placeRow(g, geo);
+  return g;
 }
 
 /** The access log, when on, makes this check's row (see the top of this file). */
@@ -81,7 +81,7 @@ export function rowFromCheck(e: CheckEvent, geo: CountryLookup | undefined): Req
 }
 
 /** Gives a row with a source its network and country, in place; a source that is not an address is left out. */
-function placeRow(r: RequestRow, geo: CountryLookup | undefined): void {
+function placeRow(r: Geography, geo: CountryLookup | undefined): void {
   const source = r.source;
   if (source === undefined) return;
   if (r.network === undefined) {
