@@ -34,7 +34,7 @@ import { issuedStatus, seedKeysIntoEtcd } from "./lib/seed-etcd.ts";
 import { authzClient, checkRequest } from "../test/conformance/harness.ts";
 import { createNamespace, pool, startControlPlane } from "./apiserver.ts";
 import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts";
-import { cpuSeconds, repoRoot } from "./lib/proc.ts";
+import { cpuSeconds, ownAnalyticsStore, repoRoot } from "./lib/proc.ts";
 import type { ViewCost } from "./views.ts";
 import { chartNodeOptions } from "./check.ts";
 import { imageApp, imageEnv } from "./lib/image-env.ts";
@@ -284,12 +284,13 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
   // Node's compile cache by default (read-only root filesystem), and `authz` with the chart's
   // NODE_OPTIONS (authz.nodeOptions in values.yaml).
   // Each start gets a fresh analytics file, as a pod on a new volume: never one that other
-  // benches' processes (started in the same working directory) have filled.
-  const analyticsDir = mkdtempSync(join(tmpdir(), "keyward-startup-analytics-"));
+  // benches' processes (started in the same working directory) have filled. Its path goes in the
+  // environment, so KEYWARD_ANALYTICS_STORE=off still turns the store off.
+  const analytics = ownAnalyticsStore();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     ...imageEnv(),
-    KEYWARD_ANALYTICS_SQLITE_PATH: join(analyticsDir, "keyward-analytics.sqlite"),
+    KEYWARD_ANALYTICS_SQLITE_PATH: analytics.path,
     ...(compileCache ? {} : { NODE_DISABLE_COMPILE_CACHE: "1" }),
     ...(role === "authz" ? { NODE_OPTIONS: chartNodeOptions().join(" ") } : {}),
   };
@@ -344,7 +345,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       await exited;
       clearTimeout(kill);
     }
-    rmSync(analyticsDir, { recursive: true, force: true });
+    analytics.remove();
   }
 }
 

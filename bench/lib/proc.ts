@@ -24,15 +24,17 @@ export function ghzPath(): string {
 }
 
 /**
- * The arguments that give one `keyward authz` or `keyward run` process an analytics store of its
- * own: SQLite (the default store) in a fresh temporary directory, never the working directory's
- * default file, which every run would share and whose size would carry over from run to run.
- * `remove()` deletes the directory once the process has stopped.
+ * An analytics store of its own for one `keyward authz` or `keyward run` process: a SQLite file
+ * (`path`; `args` also chooses SQLite, the default store) in a fresh temporary directory, never the
+ * working directory's default file, which every run would share and whose size would carry over
+ * from run to run. `remove()` deletes the directory once the process has stopped.
  */
-export function ownAnalyticsStore(): { args: string[]; remove(): void } {
+export function ownAnalyticsStore(): { path: string; args: string[]; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-analytics-"));
+  const path = join(dir, "keyward-analytics.sqlite");
   return {
-    args: ["--analytics-store=sqlite", `--analytics-sqlite-path=${join(dir, "keyward-analytics.sqlite")}`],
+    path,
+    args: ["--analytics-store=sqlite", `--analytics-sqlite-path=${path}`],
     remove: () => {
       rmSync(dir, { recursive: true, force: true });
     },
