@@ -4,7 +4,9 @@
 // --no-experimental-strip-types, so loading any .ts file fails, in the main thread and in every
 // worker thread (which inherit the flag): a check answered, rows written by the analytics
 // writer's thread and read back by the reader's, from the built modules alone, prove that none
-// of them loads TypeScript support.
+// of them loads TypeScript support. With --authz-workers 2 the primary forks its worker
+// processes from the same built entry point (node:cluster re-runs dist/main.js with the
+// primary's flags), so both workers answering proves the same of them.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -94,6 +96,36 @@ describe("keyward built as the image builds it, run without TypeScript support",
     }
     kw.child.kill("SIGTERM");
     expect(await kw.exited).toBe(0);
+  });
+
+  it("forks --authz-workers processes from the build, and both answer checks", async () => {
+    const [port, metrics] = [await freePort(), await freePort()];
+    const workers = startKeyward([...dataPlaneArgs({ kubeconfig: dp.kubeconfig, namespace: ns, grpcPort: port, metricsPort: metrics }), "--authz-workers=2", "--analytics-store=off"], {
+      nodeArgs: [NO_TYPESCRIPT],
+      main: app.main,
+      cwd: app.dir,
+      env: { ...process.env, ...imageEnv() },
+    });
+    try {
+      await workers.ready(metrics);
+      for (let i = 0; i < 6; i++) {
+        // A connection of its own each: the primary hands connections to its workers in turn.
+        const c = authzClient(port, { ownConnection: true });
+        try {
+          expect(summarize(await c.check(checkRequest({ host: HOST, path: "/items/1", headers: { "x-api-key": reader.key } }))).httpStatus).toBe(200);
+        } finally {
+          c.close();
+        }
+      }
+      const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+      const perWorker = [0, 1].map((w) => Number(text.match(new RegExp(`^keyward_authz_worker_checks_total\\{worker="${w}"\\} (\\d+)$`, "m"))?.[1] ?? NaN));
+      expect(perWorker.every((n) => n > 0), `checks per worker: ${perWorker.join(", ")}`).toBe(true);
+      workers.child.kill("SIGTERM");
+      expect(await workers.exited).toBe(0);
+    } finally {
+      await workers.kill();
+      expect(workers.output()).not.toContain(reader.key);
+    }
   });
 
   it("reads them back through the store's reader thread, opened from the built modules", () => {
