@@ -98,8 +98,10 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
   // Usage has its own client, so its status writes never delay the data plane's watches.
   const usageRest = roleClient(s, "usage");
   const rest = workers > 1 ? undefined : roleClient(s, "authz");
-  // One ApiKey watch for usage and the data plane when both run in this process (src/apikeys).
+  // One ApiKey watch for usage and the data plane when both run in this process (src/apikeys);
+  // the key index joins it before usage starts it (ADR 0060).
   const apiKeys = rest && (await import("./apikeys/watch.ts")).sharedApiKeyWatch({ kc: s.kc, rest, config: s.config });
+  const index = apiKeys && (await import("./authz/shared-index.ts")).joinSharedApiKeyWatch(apiKeys, s.log.child({ component: "authz" }));
   const analytics = await startAnalyticsStore(s);
   const usage = await s.lc.start("usage", () =>
     startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, apiKeys, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
@@ -114,7 +116,7 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
       rest,
       log: s.log.child({ component: "authz" }),
       registry: s.registry,
-      apiKeys,
+      apiKeys: index,
       onDecision: (front, d, seconds, input, cancelled) => {
         usage.onDecision(front, d, seconds, input, cancelled);
       },

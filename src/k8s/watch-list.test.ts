@@ -169,32 +169,37 @@ describe("kubeListWatch", () => {
 });
 
 describe("CollectionWatch shared by readers", () => {
-  it("hands a reader that joins after the list every cached object as an add, then every change to each reader", async () => {
+  it("hands every reader that joined before the start each listed object whole, then every change; a reader joining later is refused", async () => {
     const watches: ServerResponse[] = [];
     const rest = await fakeApiserver({ watches, watchList: () => ({ lines: [event("ADDED", obj("a", 3)), event("ADDED", obj("b", 4)), endOfInitialEvents(5)] }) });
     const kc = kubeconfigFor(rest.server.origin);
     const first: [ChangeType, string][] = [];
     const second: [ChangeType, string, string | undefined][] = [];
     const lifecycle: string[] = [];
-    const w = new CollectionWatch<Obj>(kc, rest, {
+    const w = new CollectionWatch<Obj, string>(kc, rest, {
       apiPrefix: "/apis/x.dev/v1",
       plural: "things",
       namespaces: ["ns"],
       staleAfterMs: 60_000,
       resyncMs: 0,
       transform: small,
+      // The cache keeps the name alone: what the readers read comes with each change.
+      form: { keep: (o) => o.metadata.name, resourceVersion: () => undefined, expand: (name) => ({ metadata: { name, namespace: "ns", resourceVersion: "" } }) },
       onChange: (t, o) => {
         first.push([t, o.metadata.name]);
         if (o.metadata.name === "c") throw new Error("the first reader fails on c");
       },
       onLifecycle: (e) => lifecycle.push(e),
     });
+    w.listen({ onChange: (t, o) => second.push([t, o.metadata.name, o.spec?.small]) });
     await w.start();
-    w.listen({ onChange: (t, o) => second.push([t, o.metadata.name, o.spec?.big]) });
     expect(second).toEqual([
-      ["add", "a", undefined],
-      ["add", "b", undefined],
+      ["add", "a", "a"],
+      ["add", "b", "b"],
     ]);
+    expect(() => {
+      w.listen({ onChange: () => undefined });
+    }).toThrow(expect.objectContaining({ code: "WatchStarted" }) as Error);
     const deadline = Date.now() + 4000;
     while (watches.length === 0) {
       if (Date.now() > deadline) throw new Error("no watch");
@@ -213,8 +218,8 @@ describe("CollectionWatch shared by readers", () => {
       ["delete", "a"],
     ]);
     expect(second.slice(2)).toEqual([
-      ["add", "c", undefined],
-      ["delete", "a", undefined],
+      ["add", "c", "c"],
+      ["delete", "a", "a"],
     ]);
     expect(lifecycle).toContain("handler_error");
   });
