@@ -5,7 +5,7 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { CollectionWatch, kubeListWatch, watchList, type ChangeType, type ListSink } from "./informer.ts";
+import { CollectionWatch, kubeListWatch, kubeWatch, watchList, type ChangeType, type ListSink } from "./informer.ts";
 import { KubeApiError, KubeRest } from "./rest.ts";
 
 interface Obj extends KubernetesObject {
@@ -51,7 +51,7 @@ function kubeconfigFor(server: string): KubeConfig {
   return kc;
 }
 
-async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () => unknown; watches?: ServerResponse[]; urls?: URL[] }): Promise<KubeRest> {
+async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () => unknown; watches?: ServerResponse[]; urls?: URL[]; watchStatus?: number; timeoutMs?: number }): Promise<KubeRest> {
   server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     o.urls?.push(url);
@@ -69,6 +69,11 @@ async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () =>
       return;
     }
     if (url.searchParams.get("watch") === "true") {
+      if (o.watchStatus) {
+        res.statusCode = o.watchStatus;
+        res.end(JSON.stringify({ kind: "Status", code: o.watchStatus, reason: "Expired", message: "too old" }));
+        return;
+      }
       res.flushHeaders();
       o.watches?.push(res);
       return;
@@ -77,7 +82,7 @@ async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () =>
   });
   await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;
-  const rest = new KubeRest(kubeconfigFor(`http://127.0.0.1:${port}`), { qps: 0 });
+  const rest = new KubeRest(kubeconfigFor(`http://127.0.0.1:${port}`), { qps: 0, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
   clients.push(rest);
   return rest;
 }
@@ -165,6 +170,45 @@ describe("kubeListWatch", () => {
     const rest = await fakeApiserver({ watchList: () => ({ status: 403, body: { kind: "Status", code: 403, reason: "Forbidden", message: "no" } }) });
     const kc = kubeconfigFor(rest.server.origin);
     await expect(kubeListWatch<Obj>(kc, rest, PATH).list(ignore)).rejects.toMatchObject({ status: 403 });
+  });
+});
+
+describe("kubeWatch", () => {
+  /** Opens a watch on the fake; resolves with what it delivered and how it ended. */
+  async function watchUntilDone(rest: KubeRest, watches?: ServerResponse[]): Promise<{ events: string[]; done: unknown }> {
+    const events: string[] = [];
+    let done: unknown = "pending";
+    await kubeWatch(rest, PATH, { resourceVersion: "5" }, (type, o) => events.push(`${type} ${(o as Obj).metadata.name}`), (err) => {
+      done = err;
+    });
+    if (watches) {
+      const deadline = Date.now() + 4000;
+      while (watches.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      watches[0]?.write(event("ADDED", obj("a", 6)) + "not json\n" + event("DELETED", obj("a", 7)));
+      watches[0]?.end();
+    }
+    const deadline = Date.now() + 4000;
+    while (done === "pending" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    return { events, done };
+  }
+
+  it("hands each event line to the reader, skips one that does not parse, and ends with null when the server closes the stream", async () => {
+    const watches: ServerResponse[] = [];
+    const rest = await fakeApiserver({ watches, watchList: () => ({ lines: [] }) });
+    expect(await watchUntilDone(rest, watches)).toEqual({ events: ["ADDED a", "DELETED a"], done: null });
+  });
+
+  it("ends with the status of a refused watch, so the informer sees 410 as Gone", async () => {
+    const rest = await fakeApiserver({ watchStatus: 410, watchList: () => ({ lines: [] }) });
+    const { done } = await watchUntilDone(rest);
+    expect(done).toBeInstanceOf(KubeApiError);
+    expect((done as KubeApiError).status).toBe(410);
+  });
+
+  it("ends with a TimeoutError when nothing arrives for the client's timeout, so the informer watches again at once", async () => {
+    const rest = await fakeApiserver({ watches: [], watchList: () => ({ lines: [] }), timeoutMs: 100 });
+    const { done } = await watchUntilDone(rest);
+    expect((done as Error).name).toBe("TimeoutError");
   });
 });
 
