@@ -110,6 +110,20 @@ describe("the ApiKey record", () => {
     expect(r.keys?.map((v) => v.id)).toEqual(ak.status?.keys?.map((v) => v.id));
   });
 
+  it("gives back every resourceVersion and creation time as it was made from, however it keeps them", () => {
+    const { ak } = listed();
+    for (const rv of ["42", "1", "999999999", "1000000000", "0", "0123", "12345678901234567890", "x-1", undefined]) {
+      ak.metadata.resourceVersion = rv;
+      expect(recordOf(ak).resourceVersion).toBe(rv);
+      expect(recordForm().resourceVersion(recordOf(ak))).toBe(rv);
+    }
+    for (const t of ["2026-01-01T00:00:00Z", "2020-01-01T00:00:00Z", "2019-12-31T23:59:59Z", "2060-01-01T00:00:00Z", "1960-06-01T00:00:00Z", "2026-01-01T00:00:00.250Z"]) {
+      ak.metadata.creationTimestamp = t as unknown as Date;
+      expect(recordOf(ak).createdMs).toBe(Date.parse(t));
+      expect(apiKeyOf(recordOf(ak)).metadata.creationTimestamp).toBe(t);
+    }
+  });
+
   it("keeps the creation time as a number, and gives it back as the apiserver wrote it", () => {
     const { ak } = listed();
     const r = recordOf(delivered(ak));

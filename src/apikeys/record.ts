@@ -133,14 +133,25 @@ interface Rare {
 
 const NOTHING_RARE: Rare = Object.freeze({ expiresAt: undefined, existingSecret: undefined, lastRotationAt: undefined });
 
+/**
+ * V8 holds integers below 2^30 in the object itself (a Smi); a string or any other number takes
+ * 16–32 bytes of heap of its own. A resourceVersion of up to nine digits without a leading zero,
+ * and a creation time in whole seconds since 2020 (until 2054), fit.
+ */
+const SMALL = 2 ** 30;
+const SMALL_DIGITS = /^[1-9]\d{0,8}$/;
+const SINCE_S = Date.UTC(2020, 0, 1) / 1000;
+
 /** One record: the per-key fields, the pooled profile and the rare fields behind getters. Frozen. */
 class Record_ implements ApiKeyRecord {
   readonly name: string;
   readonly uid: string | undefined;
-  readonly resourceVersion: string | undefined;
-  readonly createdMs: number | undefined;
   readonly currentKeyId: string | undefined;
   readonly usage: UsageStatus | undefined;
+  /** metadata.resourceVersion: a small integer (no heap of its own) when it is one's digits, else the string. */
+  private readonly rv: number | string | undefined;
+  /** The creation time: whole seconds since SINCE_S when that is a small integer, else ms since the epoch, boxed. */
+  private readonly created: number | { readonly ms: number } | undefined;
   /** status.keys: one version alone (most ApiKeys have one), several as an array. */
   private readonly versions: RecordedVersion | readonly RecordedVersion[] | undefined;
   private readonly profile: Profile;
@@ -149,8 +160,9 @@ class Record_ implements ApiKeyRecord {
   constructor(name: string, uid: string | undefined, resourceVersion: string | undefined, createdMs: number | undefined, currentKeyId: string | undefined, keys: readonly RecordedVersion[] | undefined, usage: UsageStatus | undefined, profile: Profile, rare: Rare) {
     this.name = name;
     this.uid = uid;
-    this.resourceVersion = resourceVersion;
-    this.createdMs = createdMs;
+    this.rv = resourceVersion !== undefined && SMALL_DIGITS.test(resourceVersion) ? Number(resourceVersion) : resourceVersion;
+    const since = createdMs === undefined ? undefined : createdMs / 1000 - SINCE_S;
+    this.created = since === undefined ? undefined : Number.isInteger(since) && since >= 0 && since < SMALL ? since : Object.freeze({ ms: createdMs as number });
     this.currentKeyId = currentKeyId;
     this.versions = keys?.length === 1 ? keys[0] : keys;
     this.usage = usage;
@@ -159,6 +171,13 @@ class Record_ implements ApiKeyRecord {
     Object.freeze(this);
   }
 
+  get resourceVersion(): string | undefined {
+    return typeof this.rv === "number" ? String(this.rv) : this.rv;
+  }
+  get createdMs(): number | undefined {
+    const c = this.created;
+    return c === undefined ? undefined : typeof c === "number" ? (c + SINCE_S) * 1000 : c.ms;
+  }
   /** status.keys, frozen (an array made afresh for a key with one version). */
   get keys(): readonly RecordedVersion[] | undefined {
     const v = this.versions;
