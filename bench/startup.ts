@@ -22,7 +22,7 @@
 // JSON on stdout when run alone.
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -52,6 +52,24 @@ export interface StartupRun {
   /** Resident pages of glibc's main heap (the `[heap]` mapping of /proc/PID/smaps) when the RSS was read. */
   mallocHeapMiB?: number;
   heapUsedMiB?: number;
+  /** Where the idle RSS is (MiB), after the two collections. */
+  breakdown?: RssBreakdown;
+}
+
+/** The idle RSS by kind (MiB): /proc/PID/smaps by mapping, and the V8 heap as the inspector reports it. */
+export interface RssBreakdown {
+  /** Resident pages of the node binary's own file (code and read-only data; shared, clean). */
+  binary: number;
+  /** Resident pages of other files (shared libraries, ICU data). */
+  otherFiles: number;
+  /** glibc's main heap, `[heap]`. */
+  mallocHeap: number;
+  /** Every other anonymous page: V8's heap and code spaces, thread stacks, mmap'd malloc chunks. */
+  otherAnon: number;
+  /** process.memoryUsage() of the main isolate: its V8 heap, total and used, and external (ArrayBuffers included). */
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
 }
 
 export interface StartupRow {
@@ -158,6 +176,23 @@ const statusMiB = (pid: number, field: "VmRSS" | "VmHWM"): number => {
 };
 const rssMiB = (pid: number): number => statusMiB(pid, "VmRSS");
 
+/** Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, other anonymous pages. */
+export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; otherAnon: number } {
+  const out = { binary: 0, otherFiles: 0, mallocHeap: 0, otherAnon: 0 };
+  let kind: keyof typeof out = "otherAnon";
+  for (const line of smaps.split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      const path = head[1] ?? "";
+      kind = path === binary ? "binary" : path === "[heap]" ? "mallocHeap" : path.startsWith("/") ? "otherFiles" : "otherAnon";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) out[kind] += Number(rss[1]);
+  }
+  return out;
+}
+
 /** The resident size of glibc's main heap, the `[heap]` mapping, in MiB. */
 const mallocHeapMiB = (pid: number): number => {
   const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps`, "utf8"));
@@ -218,7 +253,7 @@ async function listenablePort(): Promise<number> {
  * HeapProfiler.collectGarbage), as an idle process's memory reducer would in time; returns
  * the heap's used bytes after them.
  */
-async function collectGarbage(inspectPort: number): Promise<number> {
+async function collectGarbage(inspectPort: number): Promise<{ used: number; memory: { heapTotal: number; heapUsed: number; external: number } }> {
   const targets = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
   const url = targets[0]?.webSocketDebuggerUrl;
   if (!url) throw new Error("the inspector lists no target");
@@ -232,7 +267,7 @@ async function collectGarbage(inspectPort: number): Promise<number> {
     };
   });
   let id = 0;
-  const call = (method: string): Promise<Record<string, unknown>> =>
+  const call = (method: string, params?: Record<string, unknown>): Promise<Record<string, unknown>> =>
     new Promise((resolve) => {
       const mine = ++id;
       ws.addEventListener("message", function on(ev: { data: unknown }) {
@@ -241,13 +276,15 @@ async function collectGarbage(inspectPort: number): Promise<number> {
         ws.removeEventListener("message", on);
         resolve(m.result ?? {});
       });
-      ws.send(JSON.stringify({ id: mine, method }));
+      ws.send(JSON.stringify({ id: mine, method, ...(params ? { params } : {}) }));
     });
   try {
     await call("HeapProfiler.collectGarbage");
     await pause(500);
     await call("HeapProfiler.collectGarbage");
-    return Number((await call("Runtime.getHeapUsage")).usedSize);
+    const used = Number((await call("Runtime.getHeapUsage")).usedSize);
+    const evaluated = (await call("Runtime.evaluate", { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true })) as { result?: { value?: string } };
+    return { used, memory: JSON.parse(evaluated.result?.value ?? "{}") as { heapTotal: number; heapUsed: number; external: number } };
   } finally {
     ws.close();
   }
@@ -332,11 +369,22 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       }
       await pause(20);
     }
-    const heapUsed = await collectGarbage(inspectPort);
+    const { used: heapUsed, memory } = await collectGarbage(inspectPort);
     const rss = await settledRss(child.pid!, 30_000);
+    const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
+    const kinds = smapsByKind(readFileSync(`/proc/${child.pid!}/smaps`, "utf8"), realpathSync(process.execPath));
+    const breakdown: RssBreakdown = {
+      binary: mib(kinds.binary * 1024),
+      otherFiles: mib(kinds.otherFiles * 1024),
+      mallocHeap: mib(kinds.mallocHeap * 1024),
+      otherAnon: mib(kinds.otherAnon * 1024),
+      heapTotal: mib(memory.heapTotal),
+      heapUsed: mib(memory.heapUsed),
+      external: mib(memory.external),
+    };
     const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
     const mallocHeap = Math.round(mallocHeapMiB(child.pid!) * 10) / 10;
-    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: mallocHeap, heapUsedMiB: Math.round((heapUsed / 2 ** 20) * 10) / 10 };
+    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
   } finally {
     client?.close();
     if (!gone()) {
@@ -401,7 +449,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
             return attempt(left - 1);
           });
         const r = await attempt(2);
-        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB`);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
         runs.push(r);
       }
       const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);

@@ -44,7 +44,7 @@ export function viewCosts(n: number): ViewCost[] {
     ["index, delivered (indexView)", indexView],
     ["index, cached (apiKeyRef)", (ak) => apiKeyRef(indexView(ak))],
     ["index ∪ usage as an object (the shared watch's cache before ADR 54)", shared],
-    ["data plane's shared watch, cached (its record, ADR 54)", (ak) => recordOf(shared(ak), pool)],
+    ["data plane's shared watch, cached (its record, ADR 54, 60)", (ak) => recordOf(shared(ak), pool)],
   ];
   return views.map(([view, f]) => {
     gc();
@@ -52,7 +52,8 @@ export function viewCosts(n: number): ViewCost[] {
     const cache = new Map<string, unknown>();
     for (const t of texts) {
       const ak = JSON.parse(t) as ApiKey;
-      cache.set(`${ak.metadata.namespace}/${ak.metadata.name}`, f(ak));
+      // As the informer keys its cache: one flat string (src/k8s/informer.ts keyOf).
+      cache.set([ak.metadata.namespace, ak.metadata.name].join("/"), f(ak));
     }
     gc();
     const bytesPerKey = Math.round((process.memoryUsage().heapUsed - before) / n);

@@ -21,7 +21,9 @@ export type ErrorCode =
   /** A batch of analytics rows did not fit the writer thread's string table (src/analytics/row-batch.ts); sent again from a new table. */
   | "AnalyticsBatchOutOfStep"
   /** A push to Alertmanager failed (src/alerts/alertmanager.ts); retried at the next evaluation. */
-  | "AlertmanagerFailed";
+  | "AlertmanagerFailed"
+  /** A reader joined a shared watch after it started listing (src/k8s/informer.ts CollectionWatch). */
+  | "WatchStarted";
 
 export class KeywardError extends Error {
   readonly code: ErrorCode;

@@ -10,11 +10,12 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import { scanPaths } from "./cli/scan.ts";
 import { configMarkdown, loadConfig, SETTINGS, type Config } from "./config/config.ts";
 import { isKeywardError, KeywardError } from "./errors.ts";
-import { KubeRest } from "./k8s/rest.ts";
+import type { KubeRest } from "./k8s/rest.ts";
 import { loadKubeConfigWithoutGeneratedClient } from "./k8s/slim-load.ts";
 import { Lifecycle } from "./lifecycle/lifecycle.ts";
 import { createLogger, type Level, type Logger } from "./log.ts";
-import { startMetricsServer, type MetricsSource } from "./metrics/server.ts";
+import type { MetricsSource } from "./metrics/server.ts";
+import { loadHttpWithoutWebSocket } from "./util/http-facade.ts";
 import type { UsageHandle } from "./usage/service.ts";
 import type { AnalyticsStore } from "./analytics/store.ts";
 
@@ -51,7 +52,8 @@ interface Serving {
 }
 
 /** A role's own client (its own request pacing and counters), closed once the role has stopped. */
-function roleClient(s: Serving, role: string): KubeRest {
+async function roleClient(s: Serving, role: string): Promise<KubeRest> {
+  const { KubeRest } = await import("./k8s/rest.ts");
   const rest = new KubeRest(s.kc, { qps: s.config.kubeQps, burst: s.config.kubeBurst });
   s.lc.add(`${role} client`, {
     stop: () => {
@@ -64,7 +66,7 @@ function roleClient(s: Serving, role: string): KubeRest {
 
 async function serveOperator(s: Serving): Promise<void> {
   const { startOperator } = await import("./operator/operator.ts");
-  const rest = roleClient(s, "operator");
+  const rest = await roleClient(s, "operator");
   await s.lc.start("operator", () => startOperator({ config: s.config, kc: s.kc, rest, log: s.log.child({ component: "operator" }), registry: s.registry }));
 }
 
@@ -88,7 +90,7 @@ async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefin
 async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usage: UsageHandle): Promise<void> {
   if ((!s.config.usageApiAddress && !s.config.consoleAddress) || !store) return;
   const { startUsageApi } = await import("./usage/api.ts");
-  const rest = roleClient(s, "usage API");
+  const rest = await roleClient(s, "usage API");
   await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, live: () => usage.apiKeys(), log: s.log.child({ component: "usage-api" }) }));
 }
 
@@ -96,10 +98,12 @@ async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usag
 async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
   const { startUsage } = await import("./usage/service.ts");
   // Usage has its own client, so its status writes never delay the data plane's watches.
-  const usageRest = roleClient(s, "usage");
-  const rest = workers > 1 ? undefined : roleClient(s, "authz");
-  // One ApiKey watch for usage and the data plane when both run in this process (src/apikeys).
+  const usageRest = await roleClient(s, "usage");
+  const rest = workers > 1 ? undefined : await roleClient(s, "authz");
+  // One ApiKey watch for usage and the data plane when both run in this process (src/apikeys);
+  // the key index joins it before usage starts it (ADR 0060).
   const apiKeys = rest && (await import("./apikeys/watch.ts")).sharedApiKeyWatch({ kc: s.kc, rest, config: s.config });
+  const index = apiKeys && (await import("./authz/shared-index.ts")).joinSharedApiKeyWatch(apiKeys, s.log.child({ component: "authz" }));
   const analytics = await startAnalyticsStore(s);
   const usage = await s.lc.start("usage", () =>
     startUsage({ config: s.config, kc: s.kc, rest: usageRest, log: s.log.child({ component: "usage" }), registry: s.registry, apiKeys, ...(analytics ? { analyticsWriter: analytics, alertQueries: analytics.alerts } : {}) }),
@@ -114,7 +118,7 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
       rest,
       log: s.log.child({ component: "authz" }),
       registry: s.registry,
-      apiKeys,
+      apiKeys: index,
       onDecision: (front, d, seconds, input, cancelled) => {
         usage.onDecision(front, d, seconds, input, cancelled);
       },
@@ -150,6 +154,7 @@ async function serveAuthzWorkers(s: Serving, usage: UsageHandle): Promise<Metric
 async function serveMetrics(s: Serving, source: MetricsSource): Promise<void> {
   const address = s.config.metricsAddress;
   if (!address) return;
+  const { startMetricsServer } = await import("./metrics/server.ts");
   await s.lc.start("metrics server", async () => {
     const server = await startMetricsServer(address, source, { ready: () => s.lc.ready() });
     return {
@@ -195,9 +200,11 @@ async function main(argv: string[]): Promise<number> {
   }
   // Start-up (ADR 0034): what Node compiles, TypeScript stripped, is cached on disk for
   // the next start (NODE_COMPILE_CACHE names the directory; NODE_DISABLE_COMPILE_CACHE=1
-  // turns it off), and KubeConfig loads without the generated API client. Both before
-  // the roles' modules load, on demand, below.
+  // turns it off), KubeConfig loads without the generated API client and undici, and
+  // node:http without the WebSocket classes (ADR 0060). All before the roles' modules load,
+  // on demand, below: nothing this file imports statically imports node:http.
   enableCompileCache();
+  loadHttpWithoutWebSocket();
   loadKubeConfigWithoutGeneratedClient();
   const [command, ...rest] = argv;
   if (!command || command === "help" || command === "--help" || command === "-h") {
@@ -237,7 +244,7 @@ async function main(argv: string[]): Promise<number> {
       return found.length ? 1 : 0;
     }
     case "install-crds": {
-      const [{ loadKubeConfig }, { installCrds }] = await Promise.all([import("./k8s/client.ts"), import("./k8s/apply.ts")]);
+      const [{ loadKubeConfig }, { installCrds }, { KubeRest }] = await Promise.all([import("./k8s/client.ts"), import("./k8s/apply.ts"), import("./k8s/rest.ts")]);
       const r = new KubeRest(loadKubeConfig(config.kubeconfig || undefined));
       await installCrds(r);
       r.close();

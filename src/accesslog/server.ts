@@ -21,27 +21,10 @@ import { DEFAULT_METADATA_NAMESPACES, joinEntry, keywardFields, type JoinKind, t
 import { PROOF_FIELD, verifyProof } from "./proof.ts";
 import { entryEndMs, peerAllowed, peerIdentities } from "./peer.ts";
 import { loadAccessLogProtos, type HttpLogEntry, type StreamAccessLogsMessage } from "./proto.ts";
+import type { AccessLogDrop } from "./drops.ts";
 
-/** Why the receiver refused a connection, a stream, a message or entries. */
-export type AccessLogDrop =
-  /** TLS handshake failed: no client certificate, one the CA does not verify, or no TLS at all. */
-  | "handshake"
-  /** The client certificate names none of the allowed identities. */
-  | "peer"
-  /** Over the connection limit. */
-  | "connections"
-  /** Over the streams-per-connection limit. */
-  | "streams"
-  /** A message over the size limit (its stream ends with RESOURCE_EXHAUSTED). */
-  | "message_size"
-  /** Entries past the per-message limit. */
-  | "entries"
-  /** An entry whose request ended too long ago, or in the future. */
-  | "age"
-  /** An upstream answer without a valid proof that keyward checked the request (--access-log-proof-key-file). */
-  | "unproven";
+export { ACCESS_LOG_DROPS, type AccessLogDrop } from "./drops.ts";
 
-export const ACCESS_LOG_DROPS: readonly AccessLogDrop[] = ["handshake", "peer", "connections", "streams", "message_size", "entries", "age", "unproven"];
 
 export interface AccessLogLimits {
   maxConnections: number;

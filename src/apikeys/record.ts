@@ -1,16 +1,25 @@
-// The compact record the ApiKey caches of usage and the data plane keep of each ApiKey
-// (ADR 0054), as client-go's TransformFunc would leave it: one flat object of the fields
-// their readers read, with the strings and values many ApiKeys repeat (namespace, owner,
-// states, labels, scopes, limits, rotation) shared, and nothing else. The whole object,
-// nested as the apiserver sends it, costs several times as much per key.
+// The compact record the shared ApiKey cache of usage and the data plane keeps of each ApiKey
+// (ADR 0054, ADR 0060), as client-go's TransformFunc would leave it: what the readers of the
+// cache read, and nothing else. What many ApiKeys repeat (namespace, owner, labels, scopes,
+// quota, rotation, states) is one pooled profile the records share; the fields most ApiKeys
+// leave unset share one empty object. The whole object, nested as the apiserver sends it, costs
+// several times as much per key.
 //
-// Readers: the key index, when it joins a watch that has already listed (apiKeyOf gives
-// it what it reads); usage's flusher (usage, key versions, quota period,
-// resourceVersion), alerts (quotas, current key id), recorder (uid, owner) and
-// revocation-lag figure (the hashes accepted before a change); the console's live view
-// (through apiKeyOf).
-import { API_VERSION, type ApiKey, type ApiKeySpec, type ApiKeyState, type ApiKeyStatus, type KeyVersion, type Limits, type UsageStatus } from "../api/types.ts";
+// Readers of the cache: usage's flusher (usage, key version ids, quota period,
+// resourceVersion), alerts (quotas, current key id), recorder (uid, owner), revocation-lag
+// figure (the key version ids accepted before a change) and the console's live view (through
+// apiKeyOf). The key index reads none of it: it joins the watch before the list and reads each
+// change as delivered (src/authz/shared-index.ts), so the record holds no key hash, source
+// range or rate limit.
+//
+// Per key, a record holds its name, uid, resourceVersion, creation time, current key id, key
+// versions (without hashes; one version is held without an array) and usage; everything else
+// is behind the pooled profile or the shared empty Rare.
+import { API_VERSION, type ApiKey, type ApiKeySpec, type ApiKeyState, type ApiKeyStatus, type KeyVersion, type Quota, type UsageStatus } from "../api/types.ts";
 import type { CacheForm } from "../k8s/informer.ts";
+
+/** A key version as the record keeps it: without its hash, which only the key index reads. */
+export type RecordedVersion = Readonly<Omit<KeyVersion, "hash">>;
 
 export interface ApiKeyRecord {
   readonly namespace: string;
@@ -27,17 +36,21 @@ export interface ApiKeyRecord {
   readonly scopes: readonly string[] | undefined;
   readonly expiresAt: string | undefined;
   readonly disabled: boolean | undefined;
-  readonly limits: Readonly<Limits> | undefined;
-  readonly allowedSources: readonly string[] | undefined;
+  /** spec.limits.quota: the flusher's period and the alerts' quota. The rate limit is the index's alone. */
+  readonly quota: Readonly<Quota> | undefined;
   readonly rotation: Readonly<NonNullable<ApiKeySpec["rotation"]>> | undefined;
-  readonly keyHash: string | undefined;
+  /**
+   * Whether spec.keyHash is set: the console tells keys issued elsewhere by it. The hash itself
+   * is not held (the operator reads it, from its own cache).
+   */
+  readonly hashed: boolean;
   readonly existingSecret: Readonly<NonNullable<ApiKeySpec["existingSecret"]>> | undefined;
   /** Whether the ApiKey had a status at all (a new one has none). */
   readonly hasStatus: boolean;
   readonly state: ApiKeyState | undefined;
   readonly currentKeyId: string | undefined;
   readonly lastRotationAt: string | undefined;
-  readonly keys: readonly Readonly<KeyVersion>[] | undefined;
+  readonly keys: readonly RecordedVersion[] | undefined;
   /** status.usage: the flusher's base (ApiKeys that were never used have none). */
   readonly usage: UsageStatus | undefined;
 }
@@ -96,57 +109,167 @@ function rfc3339(ms: number): string {
   return ms % 1000 === 0 ? `${iso.slice(0, 19)}Z` : iso;
 }
 
-/** A key version with its fields alone, its repeated strings shared; frozen. */
-function keyVersion(v: KeyVersion, pool: ValuePool | undefined): KeyVersion {
-  const out: KeyVersion = { id: v.id, hash: v.hash, state: pool ? pool.string(v.state) : v.state };
+/** What many ApiKeys share: pooled by content, frozen. */
+interface Profile {
+  readonly namespace: string;
+  readonly owner: string;
+  readonly labels: Readonly<Record<string, string>> | undefined;
+  readonly scopes: readonly string[] | undefined;
+  readonly quota: Readonly<Quota> | undefined;
+  readonly rotation: Readonly<NonNullable<ApiKeySpec["rotation"]>> | undefined;
+  readonly disabled: boolean | undefined;
+  /** Whether spec.keyHash is set (the hash itself only the operator reads). */
+  readonly hashed: boolean;
+  readonly hasStatus: boolean;
+  readonly state: ApiKeyState | undefined;
+}
+
+/** The fields most ApiKeys leave unset; every record without any of them shares NOTHING_RARE. */
+interface Rare {
+  readonly expiresAt: string | undefined;
+  readonly existingSecret: Readonly<NonNullable<ApiKeySpec["existingSecret"]>> | undefined;
+  readonly lastRotationAt: string | undefined;
+}
+
+const NOTHING_RARE: Rare = Object.freeze({ expiresAt: undefined, existingSecret: undefined, lastRotationAt: undefined });
+
+/**
+ * V8 holds integers below 2^30 in the object itself (a Smi); a string or any other number takes
+ * 16–32 bytes of heap of its own. A resourceVersion of up to nine digits without a leading zero,
+ * and a creation time in whole seconds since 2020 (until 2054), fit.
+ */
+const SMALL = 2 ** 30;
+const SMALL_DIGITS = /^[1-9]\d{0,8}$/;
+const SINCE_S = Date.UTC(2020, 0, 1) / 1000;
+
+/** One record: the per-key fields, the pooled profile and the rare fields behind getters. Frozen. */
+class Record_ implements ApiKeyRecord {
+  readonly name: string;
+  readonly uid: string | undefined;
+  readonly currentKeyId: string | undefined;
+  readonly usage: UsageStatus | undefined;
+  /** metadata.resourceVersion: a small integer (no heap of its own) when it is one's digits, else the string. */
+  private readonly rv: number | string | undefined;
+  /** The creation time: whole seconds since SINCE_S when that is a small integer, else ms since the epoch, boxed. */
+  private readonly created: number | { readonly ms: number } | undefined;
+  /** status.keys: one version alone (most ApiKeys have one), several as an array. */
+  private readonly versions: RecordedVersion | readonly RecordedVersion[] | undefined;
+  private readonly profile: Profile;
+  private readonly rare: Rare;
+
+  constructor(name: string, uid: string | undefined, resourceVersion: string | undefined, createdMs: number | undefined, currentKeyId: string | undefined, keys: readonly RecordedVersion[] | undefined, usage: UsageStatus | undefined, profile: Profile, rare: Rare) {
+    this.name = name;
+    this.uid = uid;
+    this.rv = resourceVersion !== undefined && SMALL_DIGITS.test(resourceVersion) ? Number(resourceVersion) : resourceVersion;
+    const since = createdMs === undefined ? undefined : createdMs / 1000 - SINCE_S;
+    this.created = since === undefined ? undefined : Number.isInteger(since) && since >= 0 && since < SMALL ? since : Object.freeze({ ms: createdMs as number });
+    this.currentKeyId = currentKeyId;
+    this.versions = keys?.length === 1 ? keys[0] : keys;
+    this.usage = usage;
+    this.profile = profile;
+    this.rare = rare;
+    Object.freeze(this);
+  }
+
+  get resourceVersion(): string | undefined {
+    return typeof this.rv === "number" ? String(this.rv) : this.rv;
+  }
+  get createdMs(): number | undefined {
+    const c = this.created;
+    return c === undefined ? undefined : typeof c === "number" ? (c + SINCE_S) * 1000 : c.ms;
+  }
+  /** status.keys, frozen (an array made afresh for a key with one version). */
+  get keys(): readonly RecordedVersion[] | undefined {
+    const v = this.versions;
+    return v === undefined || isVersionList(v) ? v : Object.freeze([v]);
+  }
+  get namespace(): string {
+    return this.profile.namespace;
+  }
+  get owner(): string {
+    return this.profile.owner;
+  }
+  get labels(): Readonly<Record<string, string>> | undefined {
+    return this.profile.labels;
+  }
+  get scopes(): readonly string[] | undefined {
+    return this.profile.scopes;
+  }
+  get quota(): Readonly<Quota> | undefined {
+    return this.profile.quota;
+  }
+  get rotation(): Readonly<NonNullable<ApiKeySpec["rotation"]>> | undefined {
+    return this.profile.rotation;
+  }
+  get disabled(): boolean | undefined {
+    return this.profile.disabled;
+  }
+  get hasStatus(): boolean {
+    return this.profile.hasStatus;
+  }
+  get state(): ApiKeyState | undefined {
+    return this.profile.state;
+  }
+  get expiresAt(): string | undefined {
+    return this.rare.expiresAt;
+  }
+  get hashed(): boolean {
+    return this.profile.hashed;
+  }
+  get existingSecret(): Readonly<NonNullable<ApiKeySpec["existingSecret"]>> | undefined {
+    return this.rare.existingSecret;
+  }
+  get lastRotationAt(): string | undefined {
+    return this.rare.lastRotationAt;
+  }
+}
+
+const isVersionList = (v: RecordedVersion | readonly RecordedVersion[]): v is readonly RecordedVersion[] => Array.isArray(v);
+
+/** A key version without its hash, its repeated strings shared; frozen. */
+function recordedVersion(v: KeyVersion, pool: ValuePool | undefined): RecordedVersion {
+  const out: Omit<KeyVersion, "hash"> = { id: v.id, state: pool ? pool.string(v.state) : v.state };
   if (v.createdAt !== undefined) out.createdAt = pool ? pool.string(v.createdAt) : v.createdAt;
   if (v.expiresAt !== undefined) out.expiresAt = v.expiresAt;
   return Object.freeze(out);
 }
 
 /**
- * The record of `ak`: what the readers above read, nothing else, frozen with what it holds
- * (readers share it). With `pool`, repeated values are shared with other records; strings a
- * record holds twice (the current key id, a keyHash equal to a version's hash) are held once.
+ * The record of `ak`: what the cache's readers read, nothing else, frozen with what it holds
+ * (readers share it). With `pool`, the profile and repeated strings are shared with other
+ * records; a string a record holds twice (the current key id, a version's) is held once.
  */
 export function recordOf(ak: ApiKey, pool?: ValuePool): ApiKeyRecord {
   const m = ak.metadata;
   const s = ak.spec;
   const st = ak.status;
-  const keys = st?.keys && Object.freeze(st.keys.map((v) => keyVersion(v, pool)));
-  const sameAs = (x: string | undefined, pick: (v: KeyVersion) => string): string | undefined => (x === undefined ? undefined : (keys?.map(pick).find((y) => y === x) ?? x));
-  const p = <V>(v: V | undefined): V | undefined => (pool ? pool.value(v) : deepFreeze(v));
-  const str = <S extends string | undefined>(v: S): S => (pool ? pool.string(v) : v);
-  return Object.freeze({
-    namespace: str(m.namespace),
-    name: m.name,
-    uid: m.uid,
-    resourceVersion: m.resourceVersion,
-    labels: p(m.labels),
-    createdMs: timeMs(m.creationTimestamp),
-    owner: str(s.owner),
-    scopes: p(s.scopes),
-    expiresAt: s.expiresAt,
+  const keys = st?.keys && Object.freeze(st.keys.map((v) => recordedVersion(v, pool)));
+  const currentKeyId = st?.currentKeyId === undefined ? undefined : (keys?.find((v) => v.id === st.currentKeyId)?.id ?? st.currentKeyId);
+  const profile: Profile = {
+    namespace: m.namespace,
+    owner: s.owner,
+    labels: m.labels,
+    scopes: s.scopes,
+    quota: s.limits?.quota,
+    rotation: s.rotation,
     disabled: s.disabled,
-    limits: p(s.limits),
-    allowedSources: p(s.allowedSources),
-    rotation: p(s.rotation),
-    keyHash: sameAs(s.keyHash, (v) => v.hash),
-    existingSecret: s.existingSecret,
+    hashed: s.keyHash !== undefined,
     hasStatus: st !== undefined,
-    state: str(st?.state),
-    currentKeyId: sameAs(st?.currentKeyId, (v) => v.id),
-    lastRotationAt: st?.lastRotationAt,
-    keys,
-    usage: st?.usage && deepFreeze(st.usage),
-  });
+    state: st?.state,
+  };
+  const rare: Rare =
+    s.expiresAt === undefined && s.existingSecret === undefined && st?.lastRotationAt === undefined
+      ? NOTHING_RARE
+      : Object.freeze({ expiresAt: s.expiresAt, existingSecret: deepFreeze(s.existingSecret), lastRotationAt: st?.lastRotationAt });
+  return new Record_(m.name, m.uid, m.resourceVersion, timeMs(m.creationTimestamp), currentKeyId, keys, st?.usage && deepFreeze(st.usage), pool ? (pool.value(profile) as Profile) : deepFreeze(profile), rare);
 }
 
 /**
- * An ApiKey holding what the record holds: what a reader that reads ApiKeys is handed, the key
- * index joining a watch that has listed, the console. Its parts are the record's own, frozen
- * (the types say otherwise: an ApiKey's are not read-only); a reader that changed one would
- * throw. Fields the record does not hold are undefined; one shape for every ApiKey it makes.
+ * An ApiKey holding what the record holds: what the console's live view reads, and the object of
+ * a delete a relist finds. Its parts are the record's own, frozen (the types say otherwise: an
+ * ApiKey's are not read-only); a reader that changed one would throw. Fields the record does not
+ * hold are undefined, and where the ApiKey had a hash (its key versions', spec.keyHash) it has ""
+ * (the key index never reads an ApiKey made from a record). One shape for every ApiKey it makes.
  */
 export function apiKeyOf(r: ApiKeyRecord): ApiKey {
   const spec: ApiKeySpec = {
@@ -154,14 +277,13 @@ export function apiKeyOf(r: ApiKeyRecord): ApiKey {
     scopes: r.scopes as string[] | undefined,
     expiresAt: r.expiresAt,
     disabled: r.disabled,
-    limits: r.limits,
-    allowedSources: r.allowedSources as string[] | undefined,
+    limits: r.quota && { quota: r.quota },
     rotation: r.rotation,
-    keyHash: r.keyHash,
+    keyHash: r.hashed ? "" : undefined,
     existingSecret: r.existingSecret,
   };
   const status: ApiKeyStatus | undefined = r.hasStatus
-    ? { state: r.state, currentKeyId: r.currentKeyId, lastRotationAt: r.lastRotationAt, keys: r.keys as KeyVersion[] | undefined, usage: r.usage }
+    ? { state: r.state, currentKeyId: r.currentKeyId, lastRotationAt: r.lastRotationAt, keys: r.keys && (Object.freeze(r.keys.map((v) => Object.freeze({ ...v, hash: "" }))) as KeyVersion[]), usage: r.usage }
     : undefined;
   return {
     apiVersion: API_VERSION,

@@ -5,17 +5,14 @@
 // Both answer every decodable Check with a CheckResponse, never a gRPC error;
 // anything that throws on the way becomes a 500 denial. ADR 0023 says why the
 // default is keyward's own.
-import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition, PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
-import { KeywardError } from "../errors.ts";
 import { GrpcError, GrpcServer, GrpcStatus, type GrpcMethod, type StreamCall } from "../grpc/over-h2.ts";
 import type { H2Limits, H2Violation } from "../h2/limits.ts";
 import { startH2Server } from "../h2/server.ts";
-import type { TlsMaterial, TlsSource } from "../tls/source.ts";
 import { deny, type CheckInput, type Decision } from "../check/decision.ts";
 import { decodeCheckRequest } from "./decode.ts";
 import { decide, type Decided, type FrontOptions } from "./front.ts";
-import { checkMethod, checkResponder, provenResponder, toCheckInput, type CheckAnswer, type CheckProof } from "./check-messages.ts";
+import { checkResponder, provenResponder, toCheckInput, type CheckAnswer, type CheckProof } from "./check-messages.ts";
 import { AUTHZ_SERVICE, loadProtos, type CheckRequestMessage, type CheckResponseMessage } from "./proto.ts";
 
 export const GRPC_TRANSPORTS = ["keyward", "grpc-js"] as const;
@@ -39,19 +36,19 @@ export interface GrpcFront {
   stop(): Promise<void>;
 }
 
-const HEALTH_SERVICE = "grpc.health.v1.Health";
+export const HEALTH_SERVICE = "grpc.health.v1.Health";
 /** grpc.health.v1.HealthCheckResponse.ServingStatus */
 const SERVING = 1;
 const NOT_SERVING = 2;
-const SERVICE_UNKNOWN = 3;
+export const SERVICE_UNKNOWN = 3;
 /** How long stop() lets open calls finish before closing their connections. */
-const STOP_GRACE_MS = 5000;
-const MAX_MESSAGE = 4 * 1024 * 1024;
+export const STOP_GRACE_MS = 5000;
+export const MAX_MESSAGE = 4 * 1024 * 1024;
 
 const INTERNAL_ANSWER: CheckResponseMessage = { status: { code: 13, message: "internal_error" } };
 
 /** Decides one Check, reports it, and returns the answer to send (never throws; a Promise never rejects). */
-function answerCheck(front: FrontOptions, respond: (d: Decision, input: CheckInput | undefined) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
+export function answerCheck(front: FrontOptions, respond: (d: Decision, input: CheckInput | undefined) => CheckAnswer, request: CheckRequestMessage, cancelled: () => boolean): CheckAnswer | Promise<CheckAnswer> {
   const t0 = performance.now();
   const answer = (done: Decided): CheckAnswer => {
     let d = done.decision;
@@ -71,15 +68,22 @@ function answerCheck(front: FrontOptions, respond: (d: Decision, input: CheckInp
 }
 
 /** Readiness as the health service reports it, and the services it knows. */
-function healthOf(front: FrontOptions): { status: () => number; known: (service: string | undefined) => boolean } {
+export function healthOf(front: FrontOptions): { status: () => number; known: (service: string | undefined) => boolean } {
   return {
     status: () => (front.ready() ? SERVING : NOT_SERVING),
     known: (svc) => !svc || svc === AUTHZ_SERVICE,
   };
 }
 
-export function startGrpcFront(front: GrpcFrontOptions): Promise<GrpcFront> {
-  return (front.transport ?? "keyward") === "grpc-js" ? startGrpcJsFront(front) : startKeywardFront(front);
+/**
+ * The gRPC front on its transport. grpc-js (and with it node:http2) loads only for the grpc-js
+ * transport: the default never touches it, which keeps about 15 MiB of its code and node's
+ * HTTP/2 out of the process.
+ */
+export async function startGrpcFront(front: GrpcFrontOptions): Promise<GrpcFront> {
+  if ((front.transport ?? "keyward") !== "grpc-js") return startKeywardFront(front);
+  const { startGrpcJsFront } = await import("./ext-authz-grpc-js.ts");
+  return startGrpcJsFront(front);
 }
 
 function method(pkg: PackageDefinition, service: string, name: string): MethodDefinition<object, object> {
@@ -178,128 +182,5 @@ async function startKeywardFront(front: GrpcFrontOptions): Promise<GrpcFront> {
       watchers.clear();
       await server.close(STOP_GRACE_MS);
     },
-  };
-}
-
-function lookupService(pkg: grpc.GrpcObject, name: string): grpc.ServiceDefinition {
-  let node: unknown = pkg;
-  for (const part of name.split(".")) node = (node as Record<string, unknown>)[part];
-  const svc = (node as { service?: grpc.ServiceDefinition } | undefined)?.service;
-  if (!svc) throw new Error(`service ${name} is not in the loaded protos`);
-  return svc;
-}
-
-/**
- * grpc-js credentials that follow a TlsSource: grpc-js sets each set the source loads as its
- * server's secure context. grpc-js accepts any certificate a client presents when client
- * certificates are optional, so that combination is refused (the keyward transport supports it).
- */
-export function grpcJsCredentials(src: TlsSource | undefined): grpc.ServerCredentials {
-  if (!src) return grpc.ServerCredentials.createInsecure();
-  if (src.requestCert && !src.settings.requireClientCert) {
-    throw new KeywardError("ConfigInvalid", "--grpc-transport grpc-js cannot make client certificates optional: set --tls-require-client-cert or use the keyward transport");
-  }
-  // Each grpc-js listener, and how to stop feeding it.
-  const stops = new Map<unknown, () => void>();
-  const follow = (fn: unknown, send: (m: TlsMaterial) => void): void => {
-    stops.set(fn, src.subscribe(send));
-    // grpc-js adds its server's watcher only after it has added these listeners: the current set is
-    // delivered after that, or the server would never see it and would drop every connection.
-    queueMicrotask(() => {
-      send(src.current());
-    });
-  };
-  const unfollow = (fn: unknown): void => {
-    stops.get(fn)?.();
-    stops.delete(fn);
-  };
-  const identity: grpc.experimental.CertificateProvider = {
-    addIdentityCertificateListener: (fn) => {
-      follow(fn, (m) => {
-        fn({ certificate: m.cert, privateKey: m.key });
-      });
-    },
-    removeIdentityCertificateListener: unfollow,
-    addCaCertificateListener: (fn) => {
-      follow(fn, (m) => {
-        if (m.ca) fn({ caCertificate: m.ca });
-      });
-    },
-    removeCaCertificateListener: unfollow,
-  };
-  // grpc-js's constructor takes the identity provider first, then the CA provider (or null).
-  return grpc.experimental.createCertificateProviderServerCredentials(identity, src.requestCert ? identity : null, src.settings.requireClientCert);
-}
-
-async function startGrpcJsFront(front: GrpcFrontOptions): Promise<GrpcFront> {
-  const pkg = grpc.loadPackageDefinition(loadProtos());
-  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE });
-  const loaded = lookupService(pkg, AUTHZ_SERVICE);
-  const check = checkMethod(loaded);
-  const authz: grpc.ServiceDefinition = { ...loaded, Check: check };
-  const serialize = (m: CheckResponseMessage): Buffer => check.responseSerialize(m);
-  const respond = provenResponder(checkResponder(front.response, serialize), serialize, front.proof);
-  const health = healthOf(front);
-
-  server.addService(authz, {
-    Check: (call: grpc.ServerUnaryCall<CheckRequestMessage, CheckAnswer>, cb: grpc.sendUnaryData<CheckAnswer>) => {
-      const res = answerCheck(front, respond, call.request, () => call.cancelled);
-      if (res instanceof Promise) {
-        void res.then((r) => {
-          if (!call.cancelled) cb(null, r);
-        });
-      } else if (!call.cancelled) cb(null, res);
-    },
-  });
-
-  const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
-  server.addService(lookupService(pkg, HEALTH_SERVICE), {
-    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: number }>, cb: grpc.sendUnaryData<{ status: number }>) => {
-      if (!health.known(call.request.service)) {
-        cb({ code: grpc.status.NOT_FOUND, details: "unknown service" });
-        return;
-      }
-      cb(null, { status: health.status() });
-    },
-    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: number }>) => {
-      if (!health.known(call.request.service)) {
-        call.write({ status: SERVICE_UNKNOWN });
-        return;
-      }
-      call.write({ status: health.status() });
-      watchers.add(call);
-      call.on("cancelled", () => watchers.delete(call));
-      call.on("close", () => watchers.delete(call));
-    },
-  });
-
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(front.address, grpcJsCredentials(front.tls), (err, p) => {
-      if (err) reject(err);
-      else resolve(p);
-    });
-  });
-  let last = health.status();
-  return {
-    port,
-    notifyHealth: () => {
-      const now = health.status();
-      if (now === last) return;
-      last = now;
-      for (const w of watchers) w.write({ status: now });
-    },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        for (const w of watchers) w.end();
-        watchers.clear();
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, STOP_GRACE_MS);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
   };
 }

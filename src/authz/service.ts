@@ -2,9 +2,9 @@
 // policy table, and serves Check over gRPC and HTTP. main.ts wires it for
 // `keyward authz` and `keyward run`.
 import { APIKEY_PLURAL, APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
-import { KeyIndex } from "../index/keys.ts";
+import type { KeyIndex } from "../index/keys.ts";
 import { CollectionWatch, sameForm, type ChangeType, type LifecycleEvent } from "../k8s/informer.ts";
-import type { ApiKeyWatch } from "../apikeys/watch.ts";
+import { dataPlaneKeyIndex, type SharedKeyIndex } from "./shared-index.ts";
 import { apiKeyRef, indexView } from "../apikeys/views.ts";
 import type { RoleDeps } from "../deps.ts";
 import type { Config } from "../config/config.ts";
@@ -40,12 +40,11 @@ export interface AuthzDeps extends RoleDeps {
    */
   listenWhenSynced?: boolean;
   /**
-   * An ApiKey watch shared with usage in this process (one list and one watch for both, ADR
-   * 0034; src/apikeys/watch.ts): its records hold what the index reads, as the index hears
-   * every cached key as an "add" when it joins. Default: the data plane's own, caching
-   * references only.
+   * The key index joined to an ApiKey watch shared with usage in this process (one list and one
+   * watch for both, ADR 0034; shared-index.ts), before that watch started. Default: an index of
+   * its own, fed by the data plane's own watch, caching references only.
    */
-  apiKeys?: ApiKeyWatch;
+  apiKeys?: SharedKeyIndex;
 }
 
 export interface AuthzHandle {
@@ -124,11 +123,7 @@ function unknownKeyGuard(deps: AuthzDeps, now: () => number): UnknownKeyGuard {
 /** The check path, empty: the watches fill its index and policy table. */
 async function openCheckPath(deps: AuthzDeps, now: () => number): Promise<CheckPath> {
   const { config, log, registry } = deps;
-  const keys = new KeyIndex({
-    onInvalid: (ref, what) => {
-      log.warn("ApiKey partly ignored", { apikey: ref, problem: what });
-    },
-  });
+  const keys = deps.apiKeys?.keys ?? dataPlaneKeyIndex(log);
   const policies = new PolicyIndex(parseHostAssignments(config.hostOwners));
   const limits = await openLimitStore(config, log, registry, now);
   const metrics = createAuthzMetrics(registry, {
@@ -172,15 +167,18 @@ function indexWatches(deps: AuthzDeps, path: CheckPath, notify: () => void): rea
       transform: view.transform,
       form: sameForm(view.keep),
     });
+  const forget = (obj: ApiKey): void => {
+    path.limits.limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+  };
   const applyKey = (type: ChangeType, obj: ApiKey): void => {
     path.keys.apply(type, obj);
-    if (type === "delete") path.limits.limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
+    if (type === "delete") forget(obj);
   };
-  deps.apiKeys?.listen({ onChange: applyKey, onLifecycle: lifecycle(APIKEY_PLURAL) });
+  deps.apiKeys?.attach({ onDelete: forget, onLifecycle: lifecycle(APIKEY_PLURAL) });
   const applyPolicy = (type: ChangeType, obj: ApiKeyPolicy): void => {
     path.policies.apply(type, obj);
   };
-  return [deps.apiKeys ?? watch<ApiKey>(APIKEY_PLURAL, applyKey, { transform: indexView, keep: apiKeyRef }), watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, applyPolicy, { transform: policyView })];
+  return [deps.apiKeys?.watch ?? watch<ApiKey>(APIKEY_PLURAL, applyKey, { transform: indexView, keep: apiKeyRef }), watch<ApiKeyPolicy>(APIKEYPOLICY_PLURAL, applyPolicy, { transform: policyView })];
 }
 
 /** How old the index is (--max-index-staleness), registered as a metric; `indexStale` only when checks fail closed on it. */

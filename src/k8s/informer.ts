@@ -2,7 +2,9 @@
 //
 // client-node's ListWatch handles 410 Gone and its own 30 s inactivity timeout,
 // but stops for good on any other error and cannot be told to relist. This
-// informer keeps client-node's Watch (the streaming HTTP part) and owns the loop:
+// informer owns the loop, and streams its lists and watches through keyward's own
+// REST client (client-node's Watch would load undici, and with it node:http2, about
+// 25 MiB that nothing else in keyward uses):
 //
 //  - list, then watch from the list's resourceVersion with bookmarks; each listed object is
 //    transformed, cached and delivered as it arrives, so a list is never held whole;
@@ -16,8 +18,7 @@
 //
 // The handler is called synchronously for each change, after the cache is updated.
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
-// From its own file, not the package's index: the index loads every generated API client.
-import { Watch } from "@kubernetes/client-node/dist/watch.js";
+import { KeywardError } from "../errors.ts";
 import { KubeApiError, type KubeRest } from "./rest.ts";
 
 export type ChangeType = "add" | "update" | "delete";
@@ -60,8 +61,8 @@ export type WatchFn = (
 /**
  * What a cache keeps of each delivered object when that is another type than the object (a
  * compact record, say): how to make it, the resourceVersion it was made from, and the object
- * again, for the rare deliveries of what only the cache holds (a delete found by a relist, the
- * objects a reader joining a shared watch is handed).
+ * again, for the one delivery of what only the cache holds: the delete of an object a relist
+ * no longer finds (its readers read its reference and what the cache keeps of it).
  */
 export interface CacheForm<T extends KubernetesObject, K> {
   keep(obj: T): K;
@@ -115,7 +116,9 @@ export interface InformerOptions<T extends KubernetesObject, K = T> {
   now?: () => number;
 }
 
-const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
+// join() makes a flat string: a template literal would make a cons string that keeps its parts
+// alive too, about 55 bytes more per cached object.
+const keyOf = (o: KubernetesObject): string => [o.metadata?.namespace ?? "", o.metadata?.name ?? ""].join("/");
 
 type EndReason = "closed" | "timeout" | "gone" | "error" | "stale" | "resync" | "stopped";
 
@@ -181,11 +184,6 @@ export class Informer<T extends KubernetesObject, K = T> {
 
   list(): K[] {
     return [...this.cache.values()];
-  }
-
-  /** An object the cache holds, as delivered: what a reader joining late is handed. */
-  expand(kept: K): T {
-    return this.form.expand(kept);
   }
 
   /** Milliseconds since the last list, event or bookmark. */
@@ -494,6 +492,42 @@ export async function watchList<T extends KubernetesObject>(rest: KubeRest, path
   return { resourceVersion };
 }
 
+/**
+ * Opens a watch on `path` through `rest`, as client-node's Watch did: each event line parsed and
+ * handed to `onEvent` (a line that does not parse is skipped), `onDone` called once when the
+ * stream ends (null), fails (a KubeApiError with the status, so 410 is seen as Gone), or sends
+ * nothing for the client's timeout (a KubeTimeoutError, named TimeoutError). Resolves with the
+ * function that aborts it once the answer streams, or once it has already ended.
+ */
+export function kubeWatch(rest: Pick<KubeRest, "streamLines">, path: string, query: Record<string, string>, onEvent: (type: string, obj: unknown) => void, onDone: (err: unknown) => void): Promise<() => void> {
+  const stop = new AbortController();
+  const abort = (): void => {
+    stop.abort();
+  };
+  return new Promise((opened) => {
+    const line = (text: string): boolean => {
+      let ev: { type?: unknown; object?: unknown };
+      try {
+        ev = JSON.parse(text) as { type?: unknown; object?: unknown };
+      } catch {
+        return false;
+      }
+      if (typeof ev.type === "string") onEvent(ev.type, ev.object);
+      return false;
+    };
+    rest.streamLines(path, { ...query, watch: "true" }, line, { signal: stop.signal, long: true, onOpen: () => { opened(abort); } }).then(
+      () => {
+        opened(abort);
+        onDone(null);
+      },
+      (err: unknown) => {
+        opened(abort);
+        onDone(err);
+      },
+    );
+  });
+}
+
 /** An apiserver that does not serve watch-lists (an older one, or the feature turned off) refuses the request as invalid. */
 const refusesWatchList = (err: unknown): boolean => err instanceof KubeApiError && (err.status === 400 || err.status === 422);
 
@@ -507,7 +541,6 @@ export function kubeListWatch<T extends KubernetesObject>(
   path: string,
   selectors: { labelSelector?: string; fieldSelector?: string } = {},
 ): { list: (sink: ListSink<T>) => Promise<ListEnd>; watch: WatchFn } {
-  const watcher = new Watch(kc);
   let byWatch = true;
   const paged = async (sink: ListSink<T>): Promise<ListEnd> => {
     let cont: string | undefined;
@@ -534,12 +567,7 @@ export function kubeListWatch<T extends KubernetesObject>(
       }
       return paged(sink);
     },
-    watch: async (query, onEvent, onDone) => {
-      const controller = await watcher.watch(path, { ...query, ...selectors }, onEvent, onDone);
-      return () => {
-        controller.abort();
-      };
-    },
+    watch: (query, onEvent, onDone) => kubeWatch(rest, path, { ...query, ...selectors }, onEvent, onDone),
   };
 }
 
@@ -578,18 +606,21 @@ export interface WatchListener<T extends KubernetesObject, K = T> {
  * collection path, read as a single cache.
  *
  * Several readers can share it (one list and one watch for all, client-go's shared
- * informer): each `listen`s for changes, and one that joins after objects have arrived
- * first gets an "add" for each object the cache holds (expanded from what the cache keeps,
- * `form`), so it misses nothing whenever it joins. The cache then has to keep what every
- * reader reads. Each reader calls
- * `start` and `stop`; the first start starts the watch, the first stop ends it.
+ * informer): each `listen`s for changes before the watch starts, so each hears every object
+ * as it is listed, whole (as `transform` delivers it). A reader cannot join later: it would
+ * have to be handed the cached objects, and the cache keeps only what the readers read of
+ * the cache (`form`), not what each reads of a change. Each reader calls `start` and `stop`;
+ * the first start starts the watch, the first stop ends it.
  */
 export class CollectionWatch<T extends KubernetesObject, K = T> {
   readonly informers: Informer<T, K>[];
   private readonly listeners: WatchListener<T, K>[] = [];
+  private readonly plural: string;
+  private started = false;
 
   constructor(kc: KubeConfig, rest: KubeRest, opts: CollectionWatchOptions<T, K>) {
     const { apiPrefix, plural, namespaces, labelSelector, onChange, onLifecycle, ...informerOpts } = opts;
+    this.plural = plural;
     const selectors = labelSelector ? { labelSelector } : {};
     if (onChange || onLifecycle) this.listeners.push({ onChange, onLifecycle });
     this.informers = collectionPaths(apiPrefix, plural, namespaces).map(
@@ -609,13 +640,14 @@ export class CollectionWatch<T extends KubernetesObject, K = T> {
   }
 
   /**
-   * Adds a reader: first an "add" for each object already cached, then every change. What
-   * one reader throws is reported to the lifecycle listeners as a handler_error and keeps
-   * no other reader from its change.
+   * Adds a reader, which hears every change from the first listed object on. Only before the
+   * watch starts: a reader joining later throws (KeywardError WatchStarted), as it would miss
+   * the objects listed already. What one reader throws is reported to the lifecycle
+   * listeners as a handler_error and keeps no other reader from its change.
    */
   listen(listener: WatchListener<T, K>): void {
+    if (this.started) throw new KeywardError("WatchStarted", `a reader of the ${this.plural} watch joined after it started; readers register before the watch lists`);
     this.listeners.push(listener);
-    if (listener.onChange) for (const inf of this.informers) for (const kept of inf.list()) this.deliver(listener, "add", inf.expand(kept));
   }
 
   private changed(type: ChangeType, obj: T, old?: K): void {
@@ -647,6 +679,7 @@ export class CollectionWatch<T extends KubernetesObject, K = T> {
   }
 
   async start(): Promise<void> {
+    this.started = true;
     await Promise.all(this.informers.map((i) => i.start()));
   }
 

@@ -33,6 +33,24 @@ export class KubeApiError extends KeywardError {
   }
 }
 
+/**
+ * A streamed answer that sent nothing for the client's timeout. Named TimeoutError, as an aborted
+ * fetch's is: an informer watches again at once after one, as after a watch's own end.
+ */
+export class KubeTimeoutError extends KubeApiError {
+  constructor(message: string) {
+    super(0, "", message);
+    this.name = "TimeoutError";
+  }
+}
+
+/** How streamLines reads: stopped by `signal`; `onOpen` once the answer streams; `long` for a watch that holds its connection. */
+export interface StreamOptions {
+  signal?: AbortSignal;
+  onOpen?: () => void;
+  long?: boolean;
+}
+
 export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.status === 404;
 export const isConflict = (err: unknown): boolean => err instanceof KubeApiError && err.status === 409;
 
@@ -79,6 +97,7 @@ export class KubeRest {
   private readonly timeoutMs: number;
   private onRequest: ((method: string) => void) | undefined;
   private agent: Agent | undefined;
+  private watchAgent: Agent | undefined;
   private readonly discovery = new Map<string, Promise<Map<string, ResourceInfo>>>();
 
   constructor(kc: KubeConfig, opts: RestOptions = {}) {
@@ -94,22 +113,34 @@ export class KubeRest {
   /**
    * A GET whose answer is read as it arrives, one line at a time (a watch: one JSON event a
    * line). `onLine` is called with each complete line; returning true ends the request there.
-   * Resolves when `onLine` has ended it or the server has; rejects with a KubeApiError on an
-   * error status, or with what `onLine` threw (the request is then aborted).
+   * Resolves when `onLine` has ended it, the server has, or `stream.signal` aborted it; rejects
+   * with a KubeApiError on an error status, with a KubeTimeoutError when nothing arrived for the
+   * client's timeout, or with what `onLine` threw (the request is then aborted). `stream.onOpen`
+   * is called once the answer's status says it streams.
    */
-  async streamLines(path: string, query: Record<string, string | undefined>, onLine: (line: string) => boolean): Promise<void> {
-    const { send, reqOpts, url } = await this.prepare("GET", path, { query });
+  async streamLines(path: string, query: Record<string, string | undefined>, onLine: (line: string) => boolean, stream: StreamOptions = {}): Promise<void> {
+    const { send, reqOpts, url } = await this.prepare("GET", path, { query }, stream.long === true);
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (err?: Error): void => {
         if (settled) return;
         settled = true;
+        stream.signal?.removeEventListener("abort", aborted);
         req.destroy();
         if (err === undefined) resolve();
         else reject(err);
       };
+      const aborted = (): void => {
+        finish();
+      };
+      if (stream.signal?.aborted) {
+        resolve();
+        return;
+      }
+      stream.signal?.addEventListener("abort", aborted);
       const req = send(reqOpts, (res) => {
         const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) stream.onOpen?.();
         if (status < 200 || status >= 300) {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
@@ -146,7 +177,7 @@ export class KubeRest {
         });
       });
       req.on("timeout", () => {
-        req.destroy(new Error(`no data for ${this.timeoutMs} ms`));
+        finish(new KubeTimeoutError(`GET ${url.pathname}: no data for ${this.timeoutMs} ms`));
       });
       req.on("error", (err) => {
         finish(new KubeApiError(0, "", `GET ${url.pathname}: ${err.message}`, { cause: err }));
@@ -156,7 +187,7 @@ export class KubeRest {
   }
 
   /** Paces, counts and builds one request: its options (auth, TLS agent) and the function that sends it. */
-  private async prepare(method: string, path: string, opts: { body?: Buffer; contentType?: string; query?: Record<string, string | undefined>; accept?: string }): Promise<{ send: typeof httpsRequest; reqOpts: RequestOptions; url: URL }> {
+  private async prepare(method: string, path: string, opts: { body?: Buffer; contentType?: string; query?: Record<string, string | undefined>; accept?: string }, long = false): Promise<{ send: typeof httpsRequest; reqOpts: RequestOptions; url: URL }> {
     await this.pacer.take();
     this.onRequest?.(method);
     const url = new URL(path, this.server);
@@ -176,9 +207,11 @@ export class KubeRest {
     };
     await this.kc.applyToHTTPSOptions(reqOpts);
     if (url.protocol === "https:") {
-      // One keep-alive agent, built from the kubeconfig's TLS material on first use.
-      this.agent ??= new Agent({ ...agentTls(reqOpts), keepAlive: true, maxSockets: 32 });
-      reqOpts.agent = this.agent;
+      // One keep-alive agent, built from the kubeconfig's TLS material on first use; watches, which
+      // hold their connection for minutes, get one of their own without a socket limit, so any
+      // number of them never keeps a request waiting for a socket.
+      if (long) reqOpts.agent = this.watchAgent ??= new Agent({ ...agentTls(reqOpts), keepAlive: false });
+      else reqOpts.agent = this.agent ??= new Agent({ ...agentTls(reqOpts), keepAlive: true, maxSockets: 32 });
     }
     return { send: url.protocol === "https:" ? httpsRequest : httpRequest, reqOpts, url };
   }
@@ -289,6 +322,8 @@ export class KubeRest {
   close(): void {
     this.agent?.destroy();
     this.agent = undefined;
+    this.watchAgent?.destroy();
+    this.watchAgent = undefined;
   }
 }
 

@@ -5,7 +5,7 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { CollectionWatch, kubeListWatch, watchList, type ChangeType, type ListSink } from "./informer.ts";
+import { CollectionWatch, kubeListWatch, kubeWatch, watchList, type ChangeType, type ListSink } from "./informer.ts";
 import { KubeApiError, KubeRest } from "./rest.ts";
 
 interface Obj extends KubernetesObject {
@@ -51,7 +51,7 @@ function kubeconfigFor(server: string): KubeConfig {
   return kc;
 }
 
-async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () => unknown; watches?: ServerResponse[]; urls?: URL[] }): Promise<KubeRest> {
+async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () => unknown; watches?: ServerResponse[]; urls?: URL[]; watchStatus?: number; timeoutMs?: number }): Promise<KubeRest> {
   server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     o.urls?.push(url);
@@ -69,6 +69,11 @@ async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () =>
       return;
     }
     if (url.searchParams.get("watch") === "true") {
+      if (o.watchStatus) {
+        res.statusCode = o.watchStatus;
+        res.end(JSON.stringify({ kind: "Status", code: o.watchStatus, reason: "Expired", message: "too old" }));
+        return;
+      }
       res.flushHeaders();
       o.watches?.push(res);
       return;
@@ -77,7 +82,7 @@ async function fakeApiserver(o: { watchList: () => WatchListAnswer; page?: () =>
   });
   await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;
-  const rest = new KubeRest(kubeconfigFor(`http://127.0.0.1:${port}`), { qps: 0 });
+  const rest = new KubeRest(kubeconfigFor(`http://127.0.0.1:${port}`), { qps: 0, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
   clients.push(rest);
   return rest;
 }
@@ -168,33 +173,77 @@ describe("kubeListWatch", () => {
   });
 });
 
+describe("kubeWatch", () => {
+  /** Opens a watch on the fake; resolves with what it delivered and how it ended. */
+  async function watchUntilDone(rest: KubeRest, watches?: ServerResponse[]): Promise<{ events: string[]; done: unknown }> {
+    const events: string[] = [];
+    let done: unknown = "pending";
+    await kubeWatch(rest, PATH, { resourceVersion: "5" }, (type, o) => events.push(`${type} ${(o as Obj).metadata.name}`), (err) => {
+      done = err;
+    });
+    if (watches) {
+      const deadline = Date.now() + 4000;
+      while (watches.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      watches[0]?.write(event("ADDED", obj("a", 6)) + "not json\n" + event("DELETED", obj("a", 7)));
+      watches[0]?.end();
+    }
+    const deadline = Date.now() + 4000;
+    while (done === "pending" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    return { events, done };
+  }
+
+  it("hands each event line to the reader, skips one that does not parse, and ends with null when the server closes the stream", async () => {
+    const watches: ServerResponse[] = [];
+    const rest = await fakeApiserver({ watches, watchList: () => ({ lines: [] }) });
+    expect(await watchUntilDone(rest, watches)).toEqual({ events: ["ADDED a", "DELETED a"], done: null });
+  });
+
+  it("ends with the status of a refused watch, so the informer sees 410 as Gone", async () => {
+    const rest = await fakeApiserver({ watchStatus: 410, watchList: () => ({ lines: [] }) });
+    const { done } = await watchUntilDone(rest);
+    expect(done).toBeInstanceOf(KubeApiError);
+    expect((done as KubeApiError).status).toBe(410);
+  });
+
+  it("ends with a TimeoutError when nothing arrives for the client's timeout, so the informer watches again at once", async () => {
+    const rest = await fakeApiserver({ watches: [], watchList: () => ({ lines: [] }), timeoutMs: 100 });
+    const { done } = await watchUntilDone(rest);
+    expect((done as Error).name).toBe("TimeoutError");
+  });
+});
+
 describe("CollectionWatch shared by readers", () => {
-  it("hands a reader that joins after the list every cached object as an add, then every change to each reader", async () => {
+  it("hands every reader that joined before the start each listed object whole, then every change; a reader joining later is refused", async () => {
     const watches: ServerResponse[] = [];
     const rest = await fakeApiserver({ watches, watchList: () => ({ lines: [event("ADDED", obj("a", 3)), event("ADDED", obj("b", 4)), endOfInitialEvents(5)] }) });
     const kc = kubeconfigFor(rest.server.origin);
     const first: [ChangeType, string][] = [];
     const second: [ChangeType, string, string | undefined][] = [];
     const lifecycle: string[] = [];
-    const w = new CollectionWatch<Obj>(kc, rest, {
+    const w = new CollectionWatch<Obj, string>(kc, rest, {
       apiPrefix: "/apis/x.dev/v1",
       plural: "things",
       namespaces: ["ns"],
       staleAfterMs: 60_000,
       resyncMs: 0,
       transform: small,
+      // The cache keeps the name alone: what the readers read comes with each change.
+      form: { keep: (o) => o.metadata.name, resourceVersion: () => undefined, expand: (name) => ({ metadata: { name, namespace: "ns", resourceVersion: "" } }) },
       onChange: (t, o) => {
         first.push([t, o.metadata.name]);
         if (o.metadata.name === "c") throw new Error("the first reader fails on c");
       },
       onLifecycle: (e) => lifecycle.push(e),
     });
+    w.listen({ onChange: (t, o) => second.push([t, o.metadata.name, o.spec?.small]) });
     await w.start();
-    w.listen({ onChange: (t, o) => second.push([t, o.metadata.name, o.spec?.big]) });
     expect(second).toEqual([
-      ["add", "a", undefined],
-      ["add", "b", undefined],
+      ["add", "a", "a"],
+      ["add", "b", "b"],
     ]);
+    expect(() => {
+      w.listen({ onChange: () => undefined });
+    }).toThrow(expect.objectContaining({ code: "WatchStarted" }) as Error);
     const deadline = Date.now() + 4000;
     while (watches.length === 0) {
       if (Date.now() > deadline) throw new Error("no watch");
@@ -213,8 +262,8 @@ describe("CollectionWatch shared by readers", () => {
       ["delete", "a"],
     ]);
     expect(second.slice(2)).toEqual([
-      ["add", "c", undefined],
-      ["delete", "a", undefined],
+      ["add", "c", "c"],
+      ["delete", "a", "a"],
     ]);
     expect(lifecycle).toContain("handler_error");
   });

@@ -174,7 +174,7 @@ export class UsageFlusher {
         const next = mergeUsage(current, delta, {
           now: this.options.clock.now(),
           versionIds: ak.keys?.map((k) => k.id),
-          quotaPer: ak.limits?.quota?.per,
+          quotaPer: ak.quota?.per,
           topRoutes: this.options.topRoutes,
         });
         if (next === undefined || jsonEqual(next, current)) return "unchanged";

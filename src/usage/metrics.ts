@@ -9,7 +9,7 @@
 // keys are counted under key_id="_other", so cardinality stays bounded.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { JoinKind } from "../accesslog/join.ts";
-import { ACCESS_LOG_DROPS, type AccessLogDrop } from "../accesslog/server.ts";
+import { ACCESS_LOG_DROPS, type AccessLogDrop } from "../accesslog/drops.ts";
 import type { AlertName } from "../alerts/rules.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { FlushResult } from "./flusher.ts";

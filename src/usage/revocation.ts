@@ -6,11 +6,15 @@ import type { ApiKey, ApiKeyState, KeyVersion } from "../api/types.ts";
 import type { ApiKeyRecord } from "../apikeys/record.ts";
 import type { ChangeType } from "../k8s/informer.ts";
 
-/** The hashes a key with these fields accepts. */
-function acceptedOf(disabled: boolean | undefined, state: ApiKeyState | undefined, keys: readonly KeyVersion[] | undefined): Set<string> {
+/**
+ * The key versions a key with these fields accepts, by id. An id is derived from its version's
+ * hash (keyIdFromHash), so a version that goes away takes its id with it: the ids tell what the
+ * hashes would, and the cache's records need not keep the hashes (ADR 0060).
+ */
+function acceptedOf(disabled: boolean | undefined, state: ApiKeyState | undefined, keys: readonly Pick<KeyVersion, "id">[] | undefined): Set<string> {
   const out = new Set<string>();
   if (disabled === true || state === "Disabled" || state === "Expired") return out;
-  for (const k of keys ?? []) out.add(k.hash);
+  for (const k of keys ?? []) out.add(k.id);
   return out;
 }
 
@@ -28,7 +32,7 @@ export function lastWriteMs(ak: ApiKey): number | undefined {
 
 /**
  * Seconds from the revoking write to `now`, when this change takes away a
- * hash that was accepted (disabled, expired, rotated out of grace, deleted);
+ * key version that was accepted (disabled, expired, rotated out of grace, deleted);
  * undefined for any other change or when the write time is unknown.
  */
 export function revocationLagSeconds(type: ChangeType, next: ApiKey, prev: ApiKeyRecord | undefined, now: number): number | undefined {

@@ -13,7 +13,8 @@ import type { ApiKeyWatch } from "../apikeys/watch.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import { KubeEventRecorder } from "../k8s/events.ts";
-import { startAccessLogServer, type AccessLogDrop } from "../accesslog/server.ts";
+import type { startAccessLogServer } from "../accesslog/server.ts";
+import type { AccessLogDrop } from "../accesslog/drops.ts";
 import { accessLogLimits, openAccessLogTls } from "../accesslog/settings.ts";
 import { loadProofKeys } from "../accesslog/proof.ts";
 import type { JoinKind } from "../accesslog/join.ts";
@@ -82,7 +83,9 @@ async function startAccessLog(deps: UsageDeps, log: Logger, metrics: UsageMetric
   const onDrop = (reason: AccessLogDrop, n: number): void => { metrics.accessLogDropped(reason, n); };
   const tls = await openAccessLogTls(config, log);
   try {
-    const server = await (deps.startAccessLog ?? startAccessLogServer)({
+    // The receiver (and grpc-js under it) loads only when it runs.
+    const start = deps.startAccessLog ?? (await import("../accesslog/server.ts")).startAccessLogServer;
+    const server = await start({
       address,
       onUpstream,
       log,

@@ -44,7 +44,7 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
 export function quotaKeys(store: Pick<ApiKeyWatch, "list">): QuotaKey[] {
   const out: QuotaKey[] = [];
   for (const r of store.list()) {
-    const q = r.limits?.quota;
+    const q = r.quota;
     if (!q || !r.uid) continue;
     out.push({ uid: r.uid, namespace: r.namespace, name: r.name, owner: r.owner, requests: q.requests, per: q.per });
   }

@@ -7,6 +7,7 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startAuthz, type AuthzHandle } from "../../src/authz/service.ts";
 import { sharedApiKeyWatch } from "../../src/apikeys/watch.ts";
+import { joinSharedApiKeyWatch } from "../../src/authz/shared-index.ts";
 import { defaultConfig } from "../../src/config/config.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
@@ -56,12 +57,13 @@ describe("usage wired to the check path", () => {
       usagePerKeyMetrics: true,
       decisionLog: "stdout",
     });
-    // As main.ts wires `keyward authz`: one ApiKey watch for both (ADR 0049), the usage service
-    // first (it lists the keys; the index joins later and hears them from the cache), its sink
-    // as the decision listener.
+    // As main.ts wires `keyward authz`: one ApiKey watch for both (ADR 0049), the key index
+    // joined to it before the usage service starts it (ADR 0060), usage's sink as the decision
+    // listener.
     usageRest = new KubeRest(kc, { qps: 0 });
     authzRest = new KubeRest(kc, { qps: 0 });
     const apiKeys = sharedApiKeyWatch({ kc, rest: authzRest, config });
+    const index = joinSharedApiKeyWatch(apiKeys, silentLogger);
     usage = await startUsage({ config, kc, rest: usageRest, log: silentLogger, registry, apiKeys, decisionLogSink: (l) => decisionLines.push(l) });
     expect(apiKeys.synced).toBe(true);
     authz = await startAuthz({
@@ -70,7 +72,7 @@ describe("usage wired to the check path", () => {
       rest: authzRest,
       log: silentLogger,
       registry,
-      apiKeys,
+      apiKeys: index,
       onDecision: (front, d, seconds, input, cancelled) => {
         usage.onDecision(front, d, seconds, input, cancelled);
       },
