@@ -37,7 +37,7 @@ import { LOAD, chartNodeOptions, medianByP99 } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import type { LoadResult } from "./lib/ghz.ts";
 import { GO_LOAD_TOOL, goLoad, goLoadArgs, writeLoadFile } from "./lib/go-load.ts";
-import { run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
+import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
 import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 
@@ -52,6 +52,8 @@ export interface RunCpu {
   /** The writer thread, when the variant has one. */
   writerThread?: number;
   rowsMade: number;
+  /** Busy share of each core during the load (cpu0, cpu1, ...; everything on the machine, not only this bench). */
+  cores?: number[];
   /** The run's wall-clock seconds (the CPU figures are over these). */
   seconds: number;
 }
@@ -69,6 +71,8 @@ export interface AnalyticsCheckRow {
   checkThreadBusy?: number;
   /** Median of the closed-loop runs' client CPU per call (µs). */
   clientMicrosPerCall?: number;
+  /** Median over the closed-loop runs of each core's busy share (core 0: client, writer, PostgreSQL; core 1: the check thread), whatever ran there. */
+  coreBusy?: number[];
   /** Median of the closed-loop runs' server CPU per check (µs), the whole process. */
   cpuMicrosPerCheck: number;
   /** Median of the closed-loop runs' check-thread CPU per check (µs). */
@@ -184,8 +188,10 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         const sample = (): CpuSample => cpuSample(srv, writerTids[i]);
         const made0 = ((await srv.stats()) as ServerStats).analytics?.made ?? 0;
         const c0 = sample();
+        const ticks0 = cpuTicks();
         const t0 = performance.now();
         const res = await closedLoop(srv.port, o.maxSeconds);
+        const cores = busyShares(ticks0, cpuTicks()).slice(1);
         clientCommand = [GO_LOAD_TOOL, ...goLoadArgs({ port: srv.port, requestsFile: loadFile, seconds: o.maxSeconds, concurrency: o.concurrency, connections: o.connections })].join(" ");
         const secs = (performance.now() - t0) / 1000;
         // The store writes of the run's last rows are part of its cost.
@@ -197,11 +203,12 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
           checkThread: perSec(c0.checkThread, c1.checkThread),
           ...(c0.writerThread !== undefined && c1.writerThread !== undefined ? { writerThread: perSec(c0.writerThread, c1.writerThread) } : {}),
           rowsMade: (st.analytics?.made ?? 0) - made0,
+          cores,
           seconds: Math.round(secs * 1000) / 1000,
         };
         cpus[i]!.push(cpu);
         maxRuns[i]!.push({ ...res, serverCpu: cpu.process });
-        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows)`);
+        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows), cores busy ${cores.join(" / ")}`);
       }
     }
     const offAt = o.variants.indexOf("off");
@@ -237,6 +244,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         saturated: medianByP99(runs),
         checkThreadBusy: median(cpus[i]!.map((c) => c.checkThread)),
         clientMicrosPerCall: median(runs.map((x) => x.clientCpuMicrosPerCall ?? NaN)),
+        coreBusy: (cpus[i]![0]?.cores ?? []).map((_, k) => median(cpus[i]!.map((c) => c.cores?.[k] ?? NaN))),
         cpuMicrosPerCheck: Math.round(median(runs.map((x) => ((x.serverCpu ?? NaN) / x.rps) * 1e6)) * 10) / 10,
         checkThreadMicrosPerCheck: Math.round(median(runs.map((x, j) => (cpus[i]![j]!.checkThread / x.rps) * 1e6)) * 10) / 10,
         ...(writerTids[i] !== undefined ? { writerMicrosPerRow: Math.round(median(cpus[i]!.map((c) => (((c.writerThread ?? NaN) * c.seconds) / Math.max(1, c.rowsMade)) * 1e6)) * 10) / 10 } : {}),

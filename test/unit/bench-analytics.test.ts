@@ -32,6 +32,7 @@ const row = (variant: AnalyticsCheckRow["variant"], maxRps: number, checkThreadM
   maxRps,
   saturated: load(maxRps, p99Ms),
   checkThreadBusy: busy,
+  coreBusy: [0.99, busy],
   clientMicrosPerCall: 16.5,
   cpuMicrosPerCheck: 15,
   checkThreadMicrosPerCheck,
@@ -77,9 +78,9 @@ describe("analyticsTables", () => {
 
   it("gives each variant's saturated throughput against off and against the event alone, how busy the check thread was, the latency at saturation and the client's CPU per call", () => {
     expect(md).toContain("keyward-bench-go-load (grpc-go, every request encoded once) with 64 calls in flight over 4 connections");
-    expect(md).toMatch(/\| off \| 10,000 \| 10,000, 10,100 \| – \| – \| 0\.97 \| 0\.30 \/ 4\.00 \/ 2\.00 \| 4\.00, 5\.00 \| 16\.50 \| 12\.00 \| 15\.00 \| – \| – \|/);
+    expect(md).toMatch(/\| off \| 10,000 \| 10,000, 10,100 \| – \| – \| 0\.97 \| 0\.99 \/ 0\.97 \| 0\.30 \/ 4\.00 \/ 2\.00 \| 4\.00, 5\.00 \| 16\.50 \| 12\.00 \| 15\.00 \| – \| – \|/);
     expect(md).toMatch(/\| events \| 9,800 \| 9,800, 9,900 \| -2\.0% \| – \| 0\.98 \|/);
-    expect(md).toMatch(/\| sqlite \| 9,000 \| 9,000, 9,100 \| -10\.0% \| -8\.2% \| 0\.95 \| 0\.30 \/ 7\.50 \/ 2\.00 \| 7\.50, 8\.50 \| 16\.50 \| 13\.20 \| 15\.00 \| 20\.50 \| 10 \/ 9 \/ 1 \|/);
+    expect(md).toMatch(/\| sqlite \| 9,000 \| 9,000, 9,100 \| -10\.0% \| -8\.2% \| 0\.95 \| 0\.99 \/ 0\.95 \| 0\.30 \/ 7\.50 \/ 2\.00 \| 7\.50, 8\.50 \| 16\.50 \| 13\.20 \| 15\.00 \| 20\.50 \| 10 \/ 9 \/ 1 \|/);
     expect(md).toMatch(/\| postgres \| 8,500 \| .* \| -15\.0% \| -13\.3% \|/);
   });
 
@@ -97,7 +98,7 @@ describe("analyticsTables", () => {
       check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, client, rows: [row("off", 10_000, 12, 20, 0.6), row("sqlite", 7_000)] },
     }).join("\n");
     expect(unsaturated).toContain("- sqlite: throughput -30.0% against off: not judged, the check thread not saturated;");
-    expect(unsaturated).toContain("- Not saturated: with analytics off the check thread was busy 0.60 of its core (below 0.9)");
+    expect(unsaturated).toContain("- Not saturated: with analytics off the check thread was busy 0.60 of its core (below 0.9); core 0 (the client's) was busy 0.99 and core 1 0.60, counting all that ran there.");
   });
 
   it("gives each variant's check-thread CPU per check at the fixed rate against off and against the event alone, and its latency", () => {
@@ -109,10 +110,10 @@ describe("analyticsTables", () => {
   });
 
   it("still renders results whose closed loop was ghz's (no saturation figures)", () => {
-    const { saturated: _s, checkThreadBusy: _b, clientMicrosPerCall: _c, ...legacy } = row("off", 4_000);
+    const { saturated: _s, checkThreadBusy: _b, clientMicrosPerCall: _c, coreBusy: _k, ...legacy } = row("off", 4_000);
     const old = analyticsTables({ ...run, store: [], check: { keys: 1000, rounds: 1, maxSeconds: 6, rateSeconds: 10, rps: 2000, rows: [legacy] } }).join("\n");
     expect(old).toContain("ghz with 64 calls in flight (bound by ghz's core, not saturated)");
-    expect(old).toMatch(/\| off \| 4,000 \| .* \| – \| – \| – \| – \/ – \/ – \|/);
+    expect(old).toMatch(/\| off \| 4,000 \| .* \| – \| – \| – \| – \| – \/ – \/ – \|/);
   });
 
   it("gives the check thread's CPU per check against off and against the event alone, and the writer thread's per row", () => {
