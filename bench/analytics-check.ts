@@ -26,7 +26,9 @@
 //
 //   node bench/analytics-check.ts [--keys 100000] [--rounds 3] [--max-seconds 6]
 //                                 [--rate-seconds 10] [--rate-share 0.5] [--variants off,sqlite,postgres]
-//                                 [--concurrency 64] [--connections 4]
+//                                 [--concurrency 64] [--connections 4] [--floating]
+//                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
+//                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
 //                                 makes anyway; sqlite-inline, postgres-inline: the writes on the check thread)
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -98,6 +100,8 @@ export interface AnalyticsCheckResult {
   rps: number;
   /** The closed loop's client, its calls in flight and connections, and its command line (ports and paths of the last run). */
   client?: { tool: string; concurrency: number; connections: number; command: string };
+  /** Nothing was pinned (--floating). */
+  floating?: boolean;
   rows: AnalyticsCheckRow[];
 }
 
@@ -111,6 +115,8 @@ export interface AnalyticsCheckOptions {
   /** Closed loop: calls in flight, and the HTTP/2 connections they share. */
   concurrency: number;
   connections: number;
+  /** Nothing pinned: keyward's threads, the client and PostgreSQL float over every core (not the bench's design; labelled so). */
+  floating?: boolean;
   log: (s: string) => void;
 }
 
@@ -157,12 +163,12 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       cluster = await startPostgres();
       const postmaster = readFileSync(join(cluster.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]!;
       // The database's processes beside the load generator, off keyward's core; backends it forks later inherit it.
-      await run("taskset", ["-a", "-p", "-c", "0", postmaster]);
+      if (!o.floating) await run("taskset", ["-a", "-p", "-c", "0", postmaster]);
     }
     const mix = requestMix(o.keys, 1000);
     // The check bench's requests, each with the code its answer must carry.
     const loadFile = writeLoadFile(dir, "load", mix);
-    const load = (port: number, seconds: number, rps = 0): Promise<LoadResult> => goLoad({ port, requestsFile: loadFile, seconds, concurrency: o.concurrency, connections: o.connections, rps, cpus: "0" });
+    const load = (port: number, seconds: number, rps = 0): Promise<LoadResult> => goLoad({ port, requestsFile: loadFile, seconds, concurrency: o.concurrency, connections: o.connections, rps, ...(o.floating ? {} : { cpus: "0" }) });
     const closedLoop = (port: number, seconds: number): Promise<LoadResult> => load(port, seconds);
     let clientCommand = "";
     const nodeFlags = ["--max-old-space-size=8192", ...chartNodeOptions()];
@@ -170,12 +176,12 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       o.log(`analytics ${v}: starting keyward's check path over ${o.keys} keys`);
       const [store = "off", writer = "thread"] = v.split("-");
       const extra = store === "sqlite" ? ["--analytics-path", join(dir, `analytics-${v}.sqlite`)] : store === "postgres" ? ["--analytics-url", cluster!.url()] : [];
-      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { cpus: "1", nodeFlags });
+      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { ...(o.floating ? {} : { cpus: "1" }), nodeFlags });
       servers.push(srv);
       // The writer thread beside the load generator and the database, off the check thread's core.
       const writers = threadsNamed(srv.pid, WRITER_THREAD_NAME);
       if ((store === "sqlite" || store === "postgres") && writer === "thread" && writers.length !== 1) throw new Error(`${v}: expected one ${WRITER_THREAD_NAME} thread, found ${writers.length}`);
-      for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
+      if (!o.floating) for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
       writerTids.push(writers[0]);
       await closedLoop(srv.port, LOAD.warmupSeconds);
       await drained(srv);
@@ -255,7 +261,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         ...(st.analytics ? { rows: st.analytics } : {}),
       });
     }
-    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, rows };
+    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), rows };
   } finally {
     for (const s of servers) await s.stop();
     await cluster?.remove();
@@ -274,6 +280,7 @@ if (import.meta.main) {
       variants: { type: "string", default: "off,sqlite,postgres" },
       concurrency: { type: "string", default: String(LOAD.concurrency) },
       connections: { type: "string", default: String(LOAD.connections) },
+      floating: { type: "boolean", default: false },
     },
   });
   const res = await runAnalyticsCheckBench({
@@ -285,6 +292,7 @@ if (import.meta.main) {
     variants: values.variants.split(",") as AnalyticsVariant[],
     concurrency: Number(values.concurrency),
     connections: Number(values.connections),
+    floating: values.floating,
     log: (s) => { console.error(`[analytics-check] ${s}`); },
   });
   console.log(JSON.stringify(res, null, 2));

@@ -83,7 +83,7 @@ function targetLines(c: AnalyticsCheckResult): string[] {
   }
   if (!saturated)
     out.push(
-      `- Not saturated: with analytics off the check thread was busy ${f2(off.checkThreadBusy)} of its core (below ${SATURATED_BUSY})${off.coreBusy?.length ? `; core 0 (the client's) was busy ${f2(off.coreBusy[0])} and core 1 ${f2(off.coreBusy[1])}, counting all that ran there` : ""}. The closed loop was bound by the client's core or by the machine's other work, not by the check path.`,
+      `- Not saturated: with analytics off the check thread was busy ${f2(off.checkThreadBusy)} of its core (below ${SATURATED_BUSY})${off.coreBusy?.length ? `; core 0${c.floating ? "" : " (the client's)"} was busy ${f2(off.coreBusy[0])} and core 1 ${f2(off.coreBusy[1])}, counting all that ran there` : ""}. The closed loop was bound by the client's core or by the machine's other work, not by the check path.`,
     );
   return out;
 }
@@ -125,7 +125,7 @@ export function analyticsTables(s: AnalyticsSection): string[] {
   if (s.check) {
     const c = s.check;
     out.push(
-      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread), ${c.rounds} rounds taking turns. The check thread alone on core 1; the writer thread, the load generator and PostgreSQL on core 0. At saturation: closed loop ${c.maxSeconds} s, ${c.client ? `${c.client.tool} (grpc-go, every request encoded once) with ${c.client.concurrency} calls in flight over ${c.client.connections} connections, every answer checked against its request's expected decision` : "ghz with 64 calls in flight (bound by ghz's core, not saturated)"}. On these two cores the writer thread and PostgreSQL share core 0 with the client, so a store's loss here is its whole cost on the machine: the check thread's own share is in its CPU per check, below and at the fixed rate.`,
+      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread), ${c.rounds} rounds taking turns. ${c.floating ? "**Floating, not the bench's design: nothing pinned**, keyward's threads, the load generator and PostgreSQL on any core, so the figures are the machine's throughput, not the check thread's." : "The check thread alone on core 1; the writer thread, the load generator and PostgreSQL on core 0."} At saturation: closed loop ${c.maxSeconds} s, ${c.client ? `${c.client.tool} (grpc-go, every request encoded once) with ${c.client.concurrency} calls in flight over ${c.client.connections} connections, every answer checked against its request's expected decision` : "ghz with 64 calls in flight (bound by ghz's core, not saturated)"}. ${c.floating ? "" : "On these two cores the writer thread and PostgreSQL share core 0 with the client, so a store's loss here is its whole cost on the machine: the check thread's own share is in its CPU per check, below and at the fixed rate."}`,
       "",
       ...saturatedTable(c),
       "",

@@ -109,6 +109,14 @@ describe("analyticsTables", () => {
     expect(md).toMatch(/\| postgres \| 25\.00 \| \+25\.0% \| \+13\.6% \|/);
   });
 
+  it("labels a run where nothing was pinned as not the bench's design", () => {
+    const floating = analyticsTables({ ...run, store: [], check: { keys: 1000, rounds: 1, maxSeconds: 6, rateSeconds: 10, rps: 2000, client, floating: true, rows: [row("off", 10_000, 12, 20, 0.5), row("sqlite", 8_000)] } }).join("\n");
+    expect(floating).toContain("**Floating, not the bench's design: nothing pinned**");
+    expect(floating).not.toContain("The check thread alone on core 1");
+    expect(floating).toContain("; core 0 was busy 0.99 and core 1 0.50");
+    expect(md).toContain("The check thread alone on core 1");
+  });
+
   it("still renders results whose closed loop was ghz's (no saturation figures)", () => {
     const { saturated: _s, checkThreadBusy: _b, clientMicrosPerCall: _c, coreBusy: _k, ...legacy } = row("off", 4_000);
     const old = analyticsTables({ ...run, store: [], check: { keys: 1000, rounds: 1, maxSeconds: 6, rateSeconds: 10, rps: 2000, rows: [legacy] } }).join("\n");
