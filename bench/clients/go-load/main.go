@@ -1,5 +1,6 @@
-// keyward-bench-go-load is the check path's saturating load generator: a closed loop of Envoy
-// ext_authz Check calls on grpc-go, the requests built with go-control-plane's generated types.
+// keyward-bench-go-load is the check path's saturating load generator: Envoy ext_authz Check
+// calls on grpc-go, in a closed loop or at a fixed rate, the requests built with
+// go-control-plane's generated types. -cpuprofile FILE writes a CPU profile of the timed calls.
 // Every request is decoded and encoded once, before the clock starts; the calls then send those
 // bytes as they are (a pass-through codec), so a call costs the client only grpc-go's own work.
 //
