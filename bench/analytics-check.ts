@@ -1,41 +1,45 @@
 // The check path with the analytics store on, against off: keyward's check path over
 // --keys keys (bench/servers/server.ts --mode authz), once without analytics, once
 // handing every answered check to the analytics rows with SQLite (a file) and once with
-// PostgreSQL (a throwaway cluster, test/support/postgres.ts), driven by ghz with the
-// check bench's request mix (same keys, same requests, same load). The store's writes
-// run on their own thread (keyward-writer, as in keyward authz); `sqlite-inline` and
-// `postgres-inline` write from the thread answering checks instead, as keyward did
-// before. The servers are pinned to core 1, and their writer thread, ghz and
-// PostgreSQL's server to core 0: core 1 is the check thread's own, and the writer thread's
-// CPU is measured apart (per row) so that no cost is hidden. ghz on one core is the
-// bottleneck of the closed loop (the check thread is busy about a sixth of its core), so
-// the closed-loop RPS says how much the writer thread takes from ghz's core, not what the
-// check path sustains, and its CPU per check depends on the rate each variant reached (a
-// check costs more CPU at a lower rate, where fewer checks share a read); what each
-// variant costs the check thread is compared at one offered rate. The machine is shared: every
-// variant is started and warmed up first, then the runs take turns, round after round,
-// so the machine's drift falls on all alike:
-//   - closed-loop runs (64 calls in flight, --max-seconds each): the most each sustains,
-//     and its CPU per check, of the check thread and of the whole process (CPU seconds
-//     over checks answered), and the writer thread's CPU per row made;
-//   - fixed-rate runs at --rate-share of the off variant's median maximum (8 workers,
-//     --rate-seconds each): p50 / p99 / p99.9, and the CPU per check of the check thread
+// PostgreSQL (a throwaway cluster, test/support/postgres.ts), with the check bench's request
+// mix (same keys, same requests). The store's writes run on their own thread (keyward-writer,
+// as in keyward authz); `sqlite-inline` and `postgres-inline` write from the thread answering
+// checks instead, as keyward did before. The servers are pinned to core 1, and their writer
+// thread, the load generator and PostgreSQL's server to core 0: core 1 is the check thread's
+// own, and the writer thread's CPU is measured apart (per row) so that no cost is hidden.
+// The load is keyward-bench-go-load's (bench/clients/go-load: grpc-go and go-control-plane's
+// types, every request encoded once up front), cheap enough per call for one core of it to
+// keep the check thread busy, which ghz, at several times its CPU per call, could not. Every
+// answer is checked against the decision its request expects. The machine is shared: every variant is started and warmed
+// up first, then the runs take turns, round after round, so the machine's drift falls on all
+// alike:
+//   - closed-loop runs (--concurrency calls in flight over --connections connections,
+//     --max-seconds each): the most each sustains, its latency at saturation, how busy the
+//     check thread was (its CPU seconds per second: near 1 is saturated), its CPU per check,
+//     of the check thread and of the whole process (CPU seconds over checks answered), the
+//     writer thread's CPU per row made and the client's CPU per call;
+//   - fixed-rate runs at --rate-share of the off variant's median maximum (the same client,
+//     calls started at that rate, --rate-seconds each): p50 / p99 / p99.9, and the CPU per check of the check thread
 //     and of the whole process, the writes of the run's rows included.
 // After each run the variant's queue is waited out (rows written + dropped = rows made), so
 // no store write of one variant overlaps another's run.
 //
 //   node bench/analytics-check.ts [--keys 100000] [--rounds 3] [--max-seconds 6]
 //                                 [--rate-seconds 10] [--rate-share 0.5] [--variants off,sqlite,postgres]
+//                                 [--concurrency 64] [--connections 4] [--floating]
+//                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
+//                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
 //                                 makes anyway; sqlite-inline, postgres-inline: the writes on the check thread)
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LOAD, chartNodeOptions } from "./check.ts";
+import { LOAD, chartNodeOptions, medianByP99 } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
-import { ghz, writeDataFile, type LoadResult } from "./lib/ghz.ts";
-import { run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
+import type { LoadResult } from "./lib/ghz.ts";
+import { GO_LOAD_TOOL, goLoad, goLoadArgs, writeLoadFile } from "./lib/go-load.ts";
+import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
 import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 
@@ -50,6 +54,8 @@ export interface RunCpu {
   /** The writer thread, when the variant has one. */
   writerThread?: number;
   rowsMade: number;
+  /** Busy share of each core during the load (cpu0, cpu1, ...; everything on the machine, not only this bench). */
+  cores?: number[];
   /** The run's wall-clock seconds (the CPU figures are over these). */
   seconds: number;
 }
@@ -60,6 +66,15 @@ export interface AnalyticsCheckRow {
   rateRuns: LoadResult[];
   /** Median of the closed-loop runs' RPS. */
   maxRps: number;
+  // The three below are absent from results whose closed loop was ghz's.
+  /** The closed-loop run with the median p99: latency at saturation. */
+  saturated?: LoadResult;
+  /** Median of the closed-loop runs' check-thread CPU seconds per second (1 = its core saturated). */
+  checkThreadBusy?: number;
+  /** Median of the closed-loop runs' client CPU per call (µs). */
+  clientMicrosPerCall?: number;
+  /** Median over the closed-loop runs of each core's busy share (core 0: client, writer, PostgreSQL; core 1: the check thread), whatever ran there. */
+  coreBusy?: number[];
   /** Median of the closed-loop runs' server CPU per check (µs), the whole process. */
   cpuMicrosPerCheck: number;
   /** Median of the closed-loop runs' check-thread CPU per check (µs). */
@@ -83,6 +98,10 @@ export interface AnalyticsCheckResult {
   maxSeconds: number;
   rateSeconds: number;
   rps: number;
+  /** The closed loop's client, its calls in flight and connections, and its command line (ports and paths of the last run). */
+  client?: { tool: string; concurrency: number; connections: number; command: string };
+  /** Nothing was pinned (--floating). */
+  floating?: boolean;
   rows: AnalyticsCheckRow[];
 }
 
@@ -93,6 +112,11 @@ export interface AnalyticsCheckOptions {
   rateSeconds: number;
   rateShare: number;
   variants: AnalyticsVariant[];
+  /** Closed loop: calls in flight, and the HTTP/2 connections they share. */
+  concurrency: number;
+  connections: number;
+  /** Nothing pinned: keyward's threads, the client and PostgreSQL float over every core (not the bench's design; labelled so). */
+  floating?: boolean;
   log: (s: string) => void;
 }
 
@@ -138,26 +162,30 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
     if (o.variants.includes("postgres")) {
       cluster = await startPostgres();
       const postmaster = readFileSync(join(cluster.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]!;
-      // The database's processes beside ghz, off keyward's core; backends it forks later inherit it.
-      await run("taskset", ["-a", "-p", "-c", "0", postmaster]);
+      // The database's processes beside the load generator, off keyward's core; backends it forks later inherit it.
+      if (!o.floating) await run("taskset", ["-a", "-p", "-c", "0", postmaster]);
     }
-    const dataFile = writeDataFile(dir, "requests", requestMix(o.keys, 1000).requests);
+    const mix = requestMix(o.keys, 1000);
+    // The check bench's requests, each with the code its answer must carry.
+    const loadFile = writeLoadFile(dir, "load", mix);
+    const load = (port: number, seconds: number, rps = 0): Promise<LoadResult> => goLoad({ port, requestsFile: loadFile, seconds, concurrency: o.concurrency, connections: o.connections, rps, ...(o.floating ? {} : { cpus: "0" }) });
+    const closedLoop = (port: number, seconds: number): Promise<LoadResult> => load(port, seconds);
+    let clientCommand = "";
     const nodeFlags = ["--max-old-space-size=8192", ...chartNodeOptions()];
     for (const v of o.variants) {
       o.log(`analytics ${v}: starting keyward's check path over ${o.keys} keys`);
       const [store = "off", writer = "thread"] = v.split("-");
       const extra = store === "sqlite" ? ["--analytics-path", join(dir, `analytics-${v}.sqlite`)] : store === "postgres" ? ["--analytics-url", cluster!.url()] : [];
-      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { cpus: "1", nodeFlags });
+      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { ...(o.floating ? {} : { cpus: "1" }), nodeFlags });
       servers.push(srv);
-      // The writer thread beside ghz and the database, off the check thread's core.
+      // The writer thread beside the load generator and the database, off the check thread's core.
       const writers = threadsNamed(srv.pid, WRITER_THREAD_NAME);
       if ((store === "sqlite" || store === "postgres") && writer === "thread" && writers.length !== 1) throw new Error(`${v}: expected one ${WRITER_THREAD_NAME} thread, found ${writers.length}`);
-      for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
+      if (!o.floating) for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
       writerTids.push(writers[0]);
-      await ghz({ port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: "0", seconds: LOAD.warmupSeconds, rps: 0 }, join(dir, "ghz.json"));
+      await closedLoop(srv.port, LOAD.warmupSeconds);
       await drained(srv);
     }
-    const out = join(dir, "ghz.json");
     const maxRuns = o.variants.map((): LoadResult[] => []);
     const cpus = o.variants.map((): RunCpu[] => []);
     for (let r = 0; r < o.rounds; r++) {
@@ -166,8 +194,11 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         const sample = (): CpuSample => cpuSample(srv, writerTids[i]);
         const made0 = ((await srv.stats()) as ServerStats).analytics?.made ?? 0;
         const c0 = sample();
+        const ticks0 = cpuTicks();
         const t0 = performance.now();
-        const res = await ghz({ port: srv.port, dataFile, concurrency: LOAD.concurrency, connections: LOAD.connections, cpus: "0", seconds: o.maxSeconds, rps: 0 }, out);
+        const res = await closedLoop(srv.port, o.maxSeconds);
+        const cores = busyShares(ticks0, cpuTicks()).slice(1);
+        clientCommand = [GO_LOAD_TOOL, ...goLoadArgs({ port: srv.port, requestsFile: loadFile, seconds: o.maxSeconds, concurrency: o.concurrency, connections: o.connections })].join(" ");
         const secs = (performance.now() - t0) / 1000;
         // The store writes of the run's last rows are part of its cost.
         const st = await drained(srv);
@@ -178,11 +209,12 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
           checkThread: perSec(c0.checkThread, c1.checkThread),
           ...(c0.writerThread !== undefined && c1.writerThread !== undefined ? { writerThread: perSec(c0.writerThread, c1.writerThread) } : {}),
           rowsMade: (st.analytics?.made ?? 0) - made0,
+          cores,
           seconds: Math.round(secs * 1000) / 1000,
         };
         cpus[i]!.push(cpu);
         maxRuns[i]!.push({ ...res, serverCpu: cpu.process });
-        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows)`);
+        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows), cores busy ${cores.join(" / ")}`);
       }
     }
     const offAt = o.variants.indexOf("off");
@@ -194,7 +226,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       for (const [i, v] of o.variants.entries()) {
         const srv = servers[i]!;
         const c0 = cpuSample(srv, writerTids[i]);
-        const res = await ghz({ port: srv.port, dataFile, concurrency: LOAD.halfLoadConcurrency, connections: LOAD.connections, cpus: "0", seconds: o.rateSeconds, rps }, out);
+        const res = await load(srv.port, o.rateSeconds, rps);
         // The writes of the run's rows are part of its cost, as in the closed loop.
         await drained(srv);
         const c1 = cpuSample(srv, writerTids[i]);
@@ -215,6 +247,10 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         maxRuns: runs,
         rateRuns: rateRuns[i]!,
         maxRps: median(runs.map((x) => x.rps)),
+        saturated: medianByP99(runs),
+        checkThreadBusy: median(cpus[i]!.map((c) => c.checkThread)),
+        clientMicrosPerCall: median(runs.map((x) => x.clientCpuMicrosPerCall ?? NaN)),
+        coreBusy: (cpus[i]![0]?.cores ?? []).map((_, k) => median(cpus[i]!.map((c) => c.cores?.[k] ?? NaN))),
         cpuMicrosPerCheck: Math.round(median(runs.map((x) => ((x.serverCpu ?? NaN) / x.rps) * 1e6)) * 10) / 10,
         checkThreadMicrosPerCheck: Math.round(median(runs.map((x, j) => (cpus[i]![j]!.checkThread / x.rps) * 1e6)) * 10) / 10,
         ...(writerTids[i] !== undefined ? { writerMicrosPerRow: Math.round(median(cpus[i]!.map((c) => (((c.writerThread ?? NaN) * c.seconds) / Math.max(1, c.rowsMade)) * 1e6)) * 10) / 10 } : {}),
@@ -225,7 +261,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         ...(st.analytics ? { rows: st.analytics } : {}),
       });
     }
-    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, rows };
+    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), rows };
   } finally {
     for (const s of servers) await s.stop();
     await cluster?.remove();
@@ -242,6 +278,9 @@ if (import.meta.main) {
       "rate-seconds": { type: "string", default: "10" },
       "rate-share": { type: "string", default: "0.5" },
       variants: { type: "string", default: "off,sqlite,postgres" },
+      concurrency: { type: "string", default: String(LOAD.concurrency) },
+      connections: { type: "string", default: String(LOAD.connections) },
+      floating: { type: "boolean", default: false },
     },
   });
   const res = await runAnalyticsCheckBench({
@@ -251,6 +290,9 @@ if (import.meta.main) {
     rateSeconds: Number(values["rate-seconds"]),
     rateShare: Number(values["rate-share"]),
     variants: values.variants.split(",") as AnalyticsVariant[],
+    concurrency: Number(values.concurrency),
+    connections: Number(values.connections),
+    floating: values.floating,
     log: (s) => { console.error(`[analytics-check] ${s}`); },
   });
   console.log(JSON.stringify(res, null, 2));

@@ -275,7 +275,7 @@ if (only.has("analytics")) {
   const store = await runAnalyticsStoreBench(["sqlite", "postgres"], { rows, writeRows: 100_000, keys: 1000, repeat: 3 }, log);
   // events: the check event alone (usage makes it anyway); the store's writes on their own thread (as keyward
   // runs them), and -inline: from the check thread, as before ADR 56.
-  const check = await runAnalyticsCheckBench({ keys: 100_000, rounds, maxSeconds: 6, rateSeconds: 10, rateShare: 0.5, variants: ["off", "events", "sqlite", "postgres", "sqlite-inline", "postgres-inline"], log });
+  const check = await runAnalyticsCheckBench({ keys: 100_000, rounds, maxSeconds: 6, rateSeconds: 10, rateShare: 0.5, variants: ["off", "events", "sqlite", "postgres", "sqlite-inline", "postgres-inline"], concurrency: LOAD.concurrency, connections: LOAD.connections, log });
   const threadVariants = await runAnalyticsThreadBench({ keys: 100_000, checks: 100_000, rounds, variants: ["off", "events", "sqlite", "postgres", "sqlite-inline", "postgres-inline"], log });
   const thread = { keys: 100_000, checks: 100_000, rounds, variants: threadVariants };
   const command = `node bench/run.ts --only analytics --analytics-rows ${rows} --analytics-rounds ${rounds}`;

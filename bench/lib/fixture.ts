@@ -110,7 +110,7 @@ export function checkRequestFor(kind: Kind, key: string, r: () => number): Check
  * whole index, 10% unknown keys, 10% valid keys on a route that needs a scope they
  * lack; shuffled with a fixed seed.
  */
-export function requestMix(nKeys: number, count = 1000, seed = 42): { requests: CheckRequestMessage[]; kinds: Record<Kind, number> } {
+export function requestMix(nKeys: number, count = 1000, seed = 42): { requests: CheckRequestMessage[]; kinds: Record<Kind, number>; order: Kind[] } {
   const r = rng(seed);
   const kinds: Kind[] = [];
   for (let i = 0; i < count; i++) kinds.push(i % 10 === 8 ? "unknown" : i % 10 === 9 ? "scope_missing" : "valid");
@@ -124,5 +124,5 @@ export function requestMix(nKeys: number, count = 1000, seed = 42): { requests: 
     const key = kind === "unknown" ? keyFor(-1 - i) : keyFor(Math.floor(r() * nKeys));
     return checkRequestFor(kind, key, r);
   });
-  return { requests, kinds: tally };
+  return { requests, kinds: tally, order: kinds };
 }

@@ -28,6 +28,10 @@ export interface LoadResult {
   errorKinds?: Record<string, number>;
   /** Server CPU seconds per wall second during the run (1.0 = one core busy). */
   serverCpu?: number;
+  /** Answers by their status code (keyward-bench-go-load's runs). */
+  codes?: Record<string, number>;
+  /** The load generator's own CPU per completed call, µs (keyward-bench-go-load's runs). */
+  clientCpuMicrosPerCall?: number;
 }
 
 export interface LoadOptions {

@@ -195,17 +195,31 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env
   });
 }
 
+/** Clock ticks of each line of /proc/stat's CPU lines ("cpu", all cores, then "cpu0", "cpu1", ...): in all, and idle (idle + iowait). */
+export function cpuTicks(): { name: string; total: number; idle: number }[] {
+  return readFileSync("/proc/stat", "utf8")
+    .split("\n")
+    .filter((l) => /^cpu\d*\s/.test(l))
+    .map((l) => {
+      const [name = "", ...f] = l.trim().split(/\s+/);
+      const n = f.map(Number);
+      return { name, total: n.reduce((a, b) => a + b, 0), idle: (n[3] ?? 0) + (n[4] ?? 0) };
+    });
+}
+
+/** Busy share (0 idle .. 1 busy) between two cpuTicks() readings: of all cores first, then of each core (cpu0, cpu1, ...). */
+export function busyShares(before: ReturnType<typeof cpuTicks>, after: ReturnType<typeof cpuTicks>): number[] {
+  return after.map((b, i) => {
+    const a = before[i] ?? b;
+    return b.total === a.total ? 0 : Math.round((1 - (b.idle - a.idle) / (b.total - a.total)) * 1000) / 1000;
+  });
+}
+
 /** Busy share of all CPUs over `ms` (from /proc/stat): 0 idle .. 1 every core busy. */
 export async function cpuBusy(ms = 1000): Promise<number> {
-  const read = (): [number, number] => {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const idle = (f[3] ?? 0) + (f[4] ?? 0);
-    return [f.reduce((a, b) => a + b, 0), idle];
-  };
-  const [t0, i0] = read();
+  const t0 = cpuTicks();
   await new Promise((r) => setTimeout(r, ms));
-  const [t1, i1] = read();
-  return t1 === t0 ? 0 : 1 - (i1 - i0) / (t1 - t0);
+  return busyShares(t0, cpuTicks())[0] ?? 0;
 }
 
 /**

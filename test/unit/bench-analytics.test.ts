@@ -25,11 +25,15 @@ const store = (backend: "sqlite" | "postgres"): StoreBenchResult => ({
   dropDayMs: 622,
   droppedDay: backend === "sqlite" ? 333_334 : 1,
 });
-const row = (variant: AnalyticsCheckRow["variant"], maxRps: number, checkThreadMicrosPerCheck = 12, rateCheckThreadMicrosPerCheck = 20): AnalyticsCheckRow => ({
+const row = (variant: AnalyticsCheckRow["variant"], maxRps: number, checkThreadMicrosPerCheck = 12, rateCheckThreadMicrosPerCheck = 20, busy = 0.97, p99Ms = 4): AnalyticsCheckRow => ({
   variant,
-  maxRuns: [load(maxRps), load(maxRps + 100)],
+  maxRuns: [load(maxRps, p99Ms), load(maxRps + 100, p99Ms + 1)],
   rateRuns: [load(5000, 1.5), load(5000, 1.2)],
   maxRps,
+  saturated: load(maxRps, p99Ms),
+  checkThreadBusy: busy,
+  coreBusy: [0.99, busy],
+  clientMicrosPerCall: 16.5,
   cpuMicrosPerCheck: 15,
   checkThreadMicrosPerCheck,
   ...(variant === "off" ? {} : { writerMicrosPerRow: 20.5 }),
@@ -42,14 +46,15 @@ const row = (variant: AnalyticsCheckRow["variant"], maxRps: number, checkThreadM
 
 const thread = (checkThread: number) => ({ checks: 100_000, checkThread, process: 30, rows: { made: 100_000, written: 99_000, dropped: 1000 } });
 
+/** A section's run details, the same for every table below. */
+const run = { at: "2026-12-01T15:00:00Z", loadAverage: "1", finishedLoadAverage: "1", command: "node bench/run.ts --only analytics" };
+const client = { tool: "keyward-bench-go-load", concurrency: 64, connections: 4, command: "keyward-bench-go-load -addr 127.0.0.1:1" };
+
 describe("analyticsTables", () => {
   const md = analyticsTables({
-    at: "2026-12-01T15:00:00Z",
-    loadAverage: "1",
-    finishedLoadAverage: "1",
-    command: "node bench/run.ts --only analytics",
+    ...run,
     store: [store("sqlite"), store("postgres")],
-    check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, rows: [row("off", 10_000), row("events", 9_800, 12, 22), row("sqlite", 9_000, 13.2, 24), row("postgres", 9_500, 12.6, 25)] },
+    check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, client, rows: [row("off", 10_000), row("events", 9_800, 12, 22, 0.98, 5), row("sqlite", 9_000, 13.2, 24, 0.95, 7.5), row("postgres", 8_500, 12.6, 25, 0.9, 9)] },
     thread: {
       keys: 100_000,
       checks: 100_000,
@@ -71,11 +76,52 @@ describe("analyticsTables", () => {
     expect(md).toMatch(/hourly timeline.*\| 4\.3 \| 4\.3 \|/);
   });
 
-  it("gives each variant's check-thread CPU per check at the fixed rate against off and against the event alone, then the ghz-bound closed loop, the writer's CPU per row and the rows", () => {
-    expect(md).toMatch(/\| off \| 20\.00 \| – \| – \| 25\.00 \| 0\.30 \/ 1\.20 \/ 2\.00 \| 1\.50, 1\.20 \| 10,000 \| 10,000, 10,100 \| – \| 12\.00 \| – \| – \|/);
+  it("gives each variant's saturated throughput against off and against the event alone, how busy the check thread was, the latency at saturation and the client's CPU per call", () => {
+    expect(md).toContain("keyward-bench-go-load (grpc-go, every request encoded once) with 64 calls in flight over 4 connections");
+    expect(md).toMatch(/\| off \| 10,000 \| 10,000, 10,100 \| – \| – \| 0\.97 \| 0\.99 \/ 0\.97 \| 0\.30 \/ 4\.00 \/ 2\.00 \| 4\.00, 5\.00 \| 16\.50 \| 12\.00 \| 15\.00 \| – \| – \|/);
+    expect(md).toMatch(/\| events \| 9,800 \| 9,800, 9,900 \| -2\.0% \| – \| 0\.98 \|/);
+    expect(md).toMatch(/\| sqlite \| 9,000 \| 9,000, 9,100 \| -10\.0% \| -8\.2% \| 0\.95 \| 0\.99 \/ 0\.95 \| 0\.30 \/ 7\.50 \/ 2\.00 \| 7\.50, 8\.50 \| 16\.50 \| 13\.20 \| 15\.00 \| 20\.50 \| 10 \/ 9 \/ 1 \|/);
+    expect(md).toMatch(/\| postgres \| 8,500 \| .* \| -15\.0% \| -13\.3% \|/);
+  });
+
+  it("reads each store's saturated throughput against the 10% target, with its p99 against off's", () => {
+    expect(md).toContain("- events: throughput -2.0% against off: within the 10% target; p99 5.00 ms against off's 4.00 ms.");
+    expect(md).toContain("- sqlite: throughput -10.0% against off (-8.2% against events): within the 10% target; p99 7.50 ms against off's 4.00 ms.");
+    expect(md).toContain("- postgres: throughput -15.0% against off (-13.3% against events): over the 10% target; p99 9.00 ms against off's 4.00 ms.");
+    expect(md).not.toContain("Not saturated");
+  });
+
+  it("gives no verdict when the check thread was not saturated without analytics, and says so", () => {
+    const unsaturated = analyticsTables({
+      ...run,
+      store: [],
+      check: { keys: 100_000, rounds: 2, maxSeconds: 6, rateSeconds: 10, rps: 5000, client, rows: [row("off", 10_000, 12, 20, 0.6), row("sqlite", 7_000)] },
+    }).join("\n");
+    expect(unsaturated).toContain("- sqlite: throughput -30.0% against off: not judged, the check thread not saturated;");
+    expect(unsaturated).toContain("- Not saturated: with analytics off the check thread was busy 0.60 of its core (below 0.9); core 0 (the client's) was busy 0.99 and core 1 0.60, counting all that ran there.");
+  });
+
+  it("gives each variant's check-thread CPU per check at the fixed rate against off and against the event alone, and its latency", () => {
+    expect(md).toContain("Then 10 s at 5,000 RPS each (keyward-bench-go-load, calls started at that rate, at most 64 in flight)");
+    expect(md).toMatch(/\| off \| 20\.00 \| – \| – \| 25\.00 \| 0\.30 \/ 1\.20 \/ 2\.00 \| 1\.50, 1\.20 \|/);
     expect(md).toMatch(/\| events \| 22\.00 \| \+10\.0% \| – \|/);
-    expect(md).toMatch(/\| sqlite \| 24\.00 \| \+20\.0% \| \+9\.1% \| 29\.00 \| .* \| 9,000 \| 9,000, 9,100 \| -10\.0% \| 13\.20 \| 20\.50 \| 10 \/ 9 \/ 1 \|/);
+    expect(md).toMatch(/\| sqlite \| 24\.00 \| \+20\.0% \| \+9\.1% \| 29\.00 \|/);
     expect(md).toMatch(/\| postgres \| 25\.00 \| \+25\.0% \| \+13\.6% \|/);
+  });
+
+  it("labels a run where nothing was pinned as not the bench's design", () => {
+    const floating = analyticsTables({ ...run, store: [], check: { keys: 1000, rounds: 1, maxSeconds: 6, rateSeconds: 10, rps: 2000, client, floating: true, rows: [row("off", 10_000, 12, 20, 0.5), row("sqlite", 8_000)] } }).join("\n");
+    expect(floating).toContain("**Floating, not the bench's design: nothing pinned**");
+    expect(floating).not.toContain("The check thread alone on core 1");
+    expect(floating).toContain("; core 0 was busy 0.99 and core 1 0.50");
+    expect(md).toContain("The check thread alone on core 1");
+  });
+
+  it("still renders results whose closed loop was ghz's (no saturation figures)", () => {
+    const { saturated: _s, checkThreadBusy: _b, clientMicrosPerCall: _c, coreBusy: _k, ...legacy } = row("off", 4_000);
+    const old = analyticsTables({ ...run, store: [], check: { keys: 1000, rounds: 1, maxSeconds: 6, rateSeconds: 10, rps: 2000, rows: [legacy] } }).join("\n");
+    expect(old).toContain("ghz with 64 calls in flight (bound by ghz's core, not saturated)");
+    expect(old).toMatch(/\| off \| 4,000 \| .* \| – \| – \| – \| – \| – \/ – \/ – \|/);
   });
 
   it("gives the check thread's CPU per check against off and against the event alone, and the writer thread's per row", () => {
