@@ -42,7 +42,8 @@ describe("the analytics writer on its own thread", () => {
     const lines: string[] = [];
     const path = file();
     await (await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }))).close();
-    const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    const writer = startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    await writer.opened;
     return { path, lines, writer };
   };
   /** Writes the key record, closes the writer, and opens the store file to read what it wrote. */
@@ -132,7 +133,7 @@ describe("the analytics writer on its own thread", () => {
     const d = mkdtempSync(join(tmpdir(), "keyward-writer-thread-"));
     dirs.push(d);
     writeFileSync(join(d, "not-a-dir"), "");
-    const err = await startWriterThread(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} })).then(
+    const err = await startWriterThread(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} })).opened.then(
       () => undefined,
       (e: unknown) => e,
     );

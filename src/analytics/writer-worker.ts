@@ -9,14 +9,15 @@
 import { openCountryDatabase, type CountryLookup } from "./geo.ts";
 import { RowBatchDecoder } from "./row-batch.ts";
 import { placeGeography } from "./rows.ts";
-import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
+import type { AnalyticsStoreOptions } from "./store.ts";
+import { openWriteStore, type WriteStore } from "./write-store.ts";
 import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
 
 export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread">;
 
 interface Writer {
-  store: AnalyticsStore;
+  store: WriteStore;
   geo: CountryLookup;
   /** The string table the batches are encoded against; empty in a thread started anew. */
   batches: RowBatchDecoder;
@@ -26,7 +27,7 @@ await serveCalls<WriterCall & { id: number }, Writer>(
   async (data, log) => {
     const options = data as WriterWorkerData;
     const geo = await openCountryDatabase(options.countryDatabase || undefined);
-    return { geo, store: await openAnalyticsStore({ ...options, writerThread: false }, log), batches: new RowBatchDecoder() };
+    return { geo, store: await openWriteStore(options, log), batches: new RowBatchDecoder() };
   },
   async ({ store, geo, batches }, call) => {
     switch (call.op) {

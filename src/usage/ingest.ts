@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import type { Registry } from "prom-client";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
-import { openCountryDatabase, type CountryLookup } from "../analytics/geo.ts";
+import type { CountryLookup } from "../analytics/geo.ts";
 import { createAnalyticsMetrics } from "../analytics/metrics.ts";
 import { AnalyticsQueue } from "../analytics/queue.ts";
 import type { AnalyticsWriter, KeyRecord } from "../analytics/row.ts";
@@ -53,7 +53,8 @@ function recordDigest(k: KeyRecord): number {
 /** Opens the country database and starts the queue. */
 export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const { config, clock } = d;
-  const open = d.openGeo ?? ((file) => openCountryDatabase(file));
+  // maxmind loads only where the database is opened: with a writer thread placing rows, not here.
+  const open = d.openGeo ?? (async (file) => (await import("../analytics/geo.ts")).openCountryDatabase(file));
   // A writer that places networks and countries opened the database on its own thread; rows go without them.
   const placed = d.writer.placesGeography === true;
   const geo = placed ? undefined : await open(config.analyticsCountryDatabase || undefined);
