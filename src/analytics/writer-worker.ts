@@ -1,12 +1,13 @@
 // The analytics writer thread's own code (started by writer-thread.ts): it
 // opens the store on its own connection (its SQLite handle, or its own
-// PostgreSQL pool) and the country database, keeps the day partitions ahead
+// PostgreSQL pool), migrating it, and checks the country database (read whole
+// at the first public address, ADR 61), keeps the day partitions ahead
 // and runs retention on its timer, and writes each batch it is given (decoded
 // from its columns, row-batch.ts), after placing its rows' networks and
 // countries, one call at a time, answering each call once.
 // SQLite runs statements to their end on the thread that calls it: here that
 // thread answers no checks.
-import { openCountryDatabase, type CountryLookup } from "./geo.ts";
+import { checkCountryDatabase, CountriesOnDemand, defaultCountryDatabase, openCountryDatabase } from "./geo.ts";
 import { RowBatchDecoder } from "./row-batch.ts";
 import { placeGeography } from "./rows.ts";
 import type { AnalyticsStoreOptions } from "./store.ts";
@@ -18,7 +19,7 @@ export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread
 
 interface Writer {
   store: WriteStore;
-  geo: CountryLookup;
+  geo: CountriesOnDemand;
   /** The string table the batches are encoded against; empty in a thread started anew. */
   batches: RowBatchDecoder;
 }
@@ -26,7 +27,15 @@ interface Writer {
 await serveCalls<WriterCall & { id: number }, Writer>(
   async (data, log) => {
     const options = data as WriterWorkerData;
-    const geo = await openCountryDatabase(options.countryDatabase || undefined);
+    // Checked now (a bad file fails start-up), read whole at the first public address (ADR 61).
+    const file = options.countryDatabase || defaultCountryDatabase();
+    checkCountryDatabase(file);
+    const geo = new CountriesOnDemand(
+      () => openCountryDatabase(file),
+      (err) => {
+        log.error("the country database could not be read; rows go without a country", { err });
+      },
+    );
     return { geo, store: await openWriteStore(options, log), batches: new RowBatchDecoder() };
   },
   async ({ store, geo, batches }, call) => {
@@ -35,7 +44,7 @@ await serveCalls<WriterCall & { id: number }, Writer>(
         // The batch's strings join the table before the store is tried: a refused write leaves them here.
         const rows = batches.decode(call.batch);
         // Their networks and countries are placed here, off the check thread.
-        placeGeography(rows, geo);
+        placeGeography(rows, await geo.lookupFor(rows));
         return store.writeRequests(rows);
       }
       case "keys":
