@@ -169,7 +169,8 @@ export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadC
         return;
       }
       try {
-        await call(last);
+        // A thread that never opened has nothing to close: it is only ended.
+        if (await r.ready.then(() => true, () => false)) await call(last);
       } finally {
         closed = true;
         await r.worker.terminate();
