@@ -115,5 +115,5 @@ describe("the store of keyward authz (its writer on a thread)", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 30_000);
 });

@@ -131,7 +131,7 @@ describe("the analytics writer on its own thread", () => {
     dirs.push(d);
     writeFileSync(join(d, "not-a-dir"), "");
     await expect(startAnalyticsStore(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} }))).rejects.toMatchObject({ code: "AnalyticsStoreFailed" });
-  });
+  }, 30_000);
 
   it("stops start-up with ConfigInvalid when the country database cannot be read", async () => {
     const err = await openAnalyticsStore({ ...options(file()), countryDatabase: "/nonexistent/country.mmdb" }, createLogger({ sink: () => {} })).then(
