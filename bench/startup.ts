@@ -201,7 +201,7 @@ const mallocHeapMiB = (pid: number): number => {
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function get(url: string): Promise<{ status: number; body: string }> {
+export async function get(url: string): Promise<{ status: number; body: string }> {
   try {
     const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
     return { status: r.status, body: await r.text() };
@@ -230,7 +230,7 @@ async function settledRss(pid: number, maxMs: number): Promise<number> {
  * A free port below Linux's ephemeral range (32768 and up), where the outgoing connections of
  * everything else on a shared machine cannot take it between this check and keyward's bind.
  */
-async function listenablePort(): Promise<number> {
+export async function listenablePort(): Promise<number> {
   for (;;) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
     const free = await new Promise<boolean>((resolve) => {
@@ -248,12 +248,8 @@ async function listenablePort(): Promise<number> {
   }
 }
 
-/**
- * Runs two full collections in the process through its inspector (the DevTools protocol's
- * HeapProfiler.collectGarbage), as an idle process's memory reducer would in time; returns
- * the heap's used bytes after them.
- */
-async function collectGarbage(inspectPort: number): Promise<{ used: number; memory: { heapTotal: number; heapUsed: number; external: number } }> {
+/** A session with the process's inspector (its first target): `call` sends a method and resolves with its result. */
+export async function inspectorSession(inspectPort: number): Promise<{ call: (method: string, params?: Record<string, unknown>) => Promise<Record<string, unknown>>; close: () => void }> {
   const targets = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
   const url = targets[0]?.webSocketDebuggerUrl;
   if (!url) throw new Error("the inspector lists no target");
@@ -267,7 +263,7 @@ async function collectGarbage(inspectPort: number): Promise<{ used: number; memo
     };
   });
   let id = 0;
-  const call = (method: string, params?: Record<string, unknown>): Promise<Record<string, unknown>> =>
+  const call = (method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> =>
     new Promise((resolve) => {
       const mine = ++id;
       ws.addEventListener("message", function on(ev: { data: unknown }) {
@@ -276,8 +272,23 @@ async function collectGarbage(inspectPort: number): Promise<{ used: number; memo
         ws.removeEventListener("message", on);
         resolve(m.result ?? {});
       });
-      ws.send(JSON.stringify({ id: mine, method, ...(params ? { params } : {}) }));
+      ws.send(JSON.stringify({ id: mine, method, params }));
     });
+  return {
+    call,
+    close: () => {
+      ws.close();
+    },
+  };
+}
+
+/**
+ * Runs two full collections of the main isolate through its inspector (the DevTools protocol's
+ * HeapProfiler.collectGarbage), as an idle process's memory reducer would in time; returns the
+ * heap's used bytes after them, and process.memoryUsage() then.
+ */
+export async function collectGarbage(inspectPort: number): Promise<{ used: number; memory: { heapTotal: number; heapUsed: number; external: number } }> {
+  const { call, close } = await inspectorSession(inspectPort);
   try {
     await call("HeapProfiler.collectGarbage");
     await pause(500);
@@ -286,7 +297,7 @@ async function collectGarbage(inspectPort: number): Promise<{ used: number; memo
     const evaluated = (await call("Runtime.evaluate", { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true })) as { result?: { value?: string } };
     return { used, memory: JSON.parse(evaluated.result?.value ?? "{}") as { heapTotal: number; heapUsed: number; external: number } };
   } finally {
-    ws.close();
+    close();
   }
 }
 

@@ -70,19 +70,32 @@ async function serveOperator(s: Serving): Promise<void> {
   await s.lc.start("operator", () => startOperator({ config: s.config, kc: s.kc, rest, log: s.log.child({ component: "operator" }), registry: s.registry }));
 }
 
-/** The analytics store usage writes its rows into (docs/usage.md, Store); none with --analytics-store=off. It stops after usage has written what it holds. */
+/**
+ * The analytics store usage writes its rows into (docs/usage.md, Store); none with --analytics-store=off.
+ * It stops after usage has written what it holds. Its writer thread opens the store while the rest
+ * starts (ADR 61): the process is Ready only once it has, and its failure fails start-up.
+ */
 async function startAnalyticsStore(s: Serving): Promise<AnalyticsStore | undefined> {
   if (s.config.analyticsStore === "off") return undefined;
-  const { analyticsStoreOptions, openAnalyticsStore } = await import("./analytics/store.ts");
+  const { analyticsStoreOptions, startAnalyticsStore: start } = await import("./analytics/store.ts");
   const options = analyticsStoreOptions(s.config);
   if (!options) return undefined;
   const log = s.log.child({ component: "analytics" });
   const { store } = await s.lc.start("analytics store", async () => {
     // Writes run on their own thread, off the one answering checks (ADR 56).
-    const opened = await openAnalyticsStore({ ...options, writerThread: true }, log);
-    return { store: opened, stop: () => opened.close() };
+    const started = await start({ ...options, writerThread: true }, log);
+    let open = false;
+    started.opened.then(
+      () => {
+        open = true;
+        log.info("analytics store open", { store: started.store.kind, where: started.store.where });
+      },
+      (err: unknown) => {
+        if (!s.lc.isStopping) failedStart(err);
+      },
+    );
+    return { store: started.store, stop: () => started.store.close(), ready: () => open };
   });
-  log.info("analytics store open", { store: store.kind, where: store.where });
   return store;
 }
 
@@ -192,6 +205,13 @@ async function serve(command: "run" | "operator" | "authz", config: Config, log:
   await serveMetrics(s, source);
 }
 
+/** A start-up error: said on stderr (a KeywardError as its code and message), and the process exits 1. */
+function failedStart(err: unknown): never {
+  const msg = isKeywardError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`keyward: ${msg}\n`);
+  process.exit(1);
+}
+
 async function main(argv: string[]): Promise<number> {
   const major = Number(process.versions.node.split(".")[0]);
   if (major < 24) {
@@ -269,7 +289,5 @@ main(process.argv.slice(2))
   .catch((err: unknown) => {
     // The stop sequence began during start-up: the lifecycle ends the process.
     if (isKeywardError(err, "Stopping")) return;
-    const msg = isKeywardError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? (err.stack ?? err.message) : String(err);
-    process.stderr.write(`keyward: ${msg}\n`);
-    process.exit(1);
+    failedStart(err);
   });

@@ -1,8 +1,9 @@
 // The alerts, as conditions over the analytics store: each evaluation asks the
 // store (src/analytics/alert-queries.ts) and returns every alert that holds
 // now, per key. Firing, cooldown and resolving are the evaluator's.
-import { alertKey, type AlertKey, type AlertQueries } from "../analytics/alert-queries.ts";
-import { DAY_MS } from "../analytics/schema.ts";
+import { alertKey, type AlertKey } from "../analytics/alert-key.ts";
+import type { AlertQueries } from "../analytics/alert-queries.ts";
+import { DAY_MS } from "../analytics/days.ts";
 import type { Config } from "../config/config.ts";
 
 export const ALERTS = [

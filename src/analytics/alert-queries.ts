@@ -5,15 +5,10 @@
 // holds each alert's firing flag and cooldown for every replica.
 import { sql, type Kysely } from "kysely";
 import { num } from "./queries.ts";
+import { alertKey, type AlertKey } from "./alert-key.ts";
 import { DAY_MS, type AlertStateTable, type AnalyticsDB } from "./schema.ts";
 
-/** A live ApiKey as alerts name it. */
-export interface AlertKey {
-  uid: string;
-  namespace: string;
-  name: string;
-  owner: string;
-}
+export { alertKey, type AlertKey };
 
 export interface KeyWindow extends AlertKey {
   requests: number;
@@ -46,8 +41,6 @@ export interface ExpiringKey extends AlertKey {
 export type AlertState = AlertStateTable;
 
 const KEY_COLUMNS = ["k.uid", "k.namespace", "k.name", "k.owner"] as const;
-
-export const alertKey = (r: AlertKey): AlertKey => ({ uid: r.uid, namespace: r.namespace, name: r.name, owner: r.owner });
 
 export class AlertQueries {
   readonly #db: Kysely<AnalyticsDB>;

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { isKeywardError } from "../errors.ts";
-import { openCountryDatabase, PRIVATE_COUNTRY } from "./geo.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkCountryDatabase, CountriesOnDemand, openCountryDatabase, PRIVATE_COUNTRY, PRIVATE_ONLY, type CountryLookup } from "./geo.ts";
 import { isPrivate, networkOf } from "./network.ts";
 import { parseIp } from "../index/cidr.ts";
 
@@ -50,5 +53,52 @@ describe("source network", () => {
     expect(networkOf("::1")).toBe("::/48");
     expect(networkOf(undefined)).toBeUndefined();
     expect(networkOf("example.com")).toBeUndefined();
+  });
+});
+
+describe("the country database on demand", () => {
+  it("is checked at start by its tail alone: a missing file or one that is not a MaxMind database is ConfigInvalid", () => {
+    expect(() => { checkCountryDatabase(); }).not.toThrow();
+    const dir = mkdtempSync(join(tmpdir(), "keyward-geo-"));
+    try {
+      const notDb = join(dir, "not.mmdb");
+      writeFileSync(notDb, "x".repeat(200_000));
+      for (const f of [notDb, join(dir, "missing.mmdb")]) {
+        let err: unknown;
+        try {
+          checkCountryDatabase(f);
+        } catch (e) {
+          err = e;
+        }
+        expect(isKeywardError(err, "ConfigInvalid"), f).toBe(true);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("is read only at the first public address: rows from private addresses or none need it not, and it is read once", async () => {
+    let opened = 0;
+    const countries = new CountriesOnDemand(() => {
+      opened++;
+      return openCountryDatabase();
+    }, () => {});
+    const privately = await countries.lookupFor([{ source: "10.0.0.1" }, {}, { source: "::1" }, { source: "not an address" }]);
+    expect(opened).toBe(0);
+    expect(privately.country("10.0.0.1")).toBe(PRIVATE_COUNTRY);
+    const publicly = await countries.lookupFor([{ source: "10.0.0.1" }, { source: "81.2.69.160" }]);
+    expect(publicly.country("81.2.69.160")).toBe("GB");
+    await countries.lookupFor([{ source: "8.8.8.8" }]);
+    expect(opened).toBe(1);
+  });
+
+  it("leaves countries unknown, said once, when the database cannot be read at its first use", async () => {
+    const failures: unknown[] = [];
+    const countries = new CountriesOnDemand(() => Promise.reject(new Error("gone")), (err) => failures.push(err));
+    const a: CountryLookup = await countries.lookupFor([{ source: "8.8.8.8" }]);
+    const b = await countries.lookupFor([{ source: "8.8.4.4" }]);
+    expect([a, b]).toEqual([PRIVATE_ONLY, PRIVATE_ONLY]);
+    expect(a.country("8.8.8.8")).toBeUndefined();
+    expect(failures).toHaveLength(1);
   });
 });

@@ -13,8 +13,7 @@
 import { sql, type ColumnType, type Kysely } from "kysely";
 import type { RequestRow } from "./row.ts";
 
-export const DAY_MS = 86_400_000;
-export const HOUR_MS = 3_600_000;
+export { DAY_MS, HOUR_MS } from "./days.ts";
 
 export interface KeysTable {
   uid: string;

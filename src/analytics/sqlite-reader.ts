@@ -11,9 +11,9 @@
 // 30 MiB) starts at the first read, not with the store: on a replica that is
 // not the alert evaluator's leader and serves no views, it never starts. After
 // `idleMs` without a statement it closes its connection and ends; the next
-// read starts it again. The store's file was opened, migrated and written on
-// the caller's thread before (store.ts), so a file that cannot be opened still
-// fails the start, not the first read.
+// read starts it again. The store's file was probed on the caller's thread and
+// migrated by the writer thread before the first read (store.ts), so a file
+// that cannot be opened still fails the start, not the first read.
 import { Kysely, type CompiledQuery, type DatabaseConnection, type Driver, type QueryResult } from "kysely";
 import { systemClock, type Clock } from "../k8s/clock.ts";
 import type { Logger } from "../log.ts";

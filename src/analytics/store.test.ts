@@ -1,4 +1,8 @@
 import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { defaultConfig, loadConfig } from "../config/config.ts";
 import { createLogger } from "../log.ts";
@@ -73,4 +77,43 @@ describe("the PostgreSQL client", () => {
     const out = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8" })) as { pg: boolean };
     expect(out.pg).toBe(false);
   });
+});
+
+describe("the store of keyward authz (its writer on a thread)", () => {
+  it("loads neither the query layer (Kysely) nor the country database on the main thread until a read; the writer thread opens and migrates the file", () => {
+    // A process of its own, as keyward runs: the modules its main thread loads (module hooks are per thread).
+    const dir = mkdtempSync(join(tmpdir(), "keyward-store-main-"));
+    try {
+      const url = (p: string): string => JSON.stringify(new URL(p, import.meta.url).href);
+      const code = `
+        import { registerHooks } from "node:module";
+        const loaded = [];
+        registerHooks({ load(u, c, next) { loaded.push(u); return next(u, c); } });
+        const { startAnalyticsStore } = await import(${url("./store.ts")});
+        const { startIngest } = await import(${url("../usage/ingest.ts")});
+        const { createLogger } = await import(${url("../log.ts")});
+        const { defaultConfig } = await import(${url("../config/config.ts")});
+        const { ManualClock } = await import(${url("../k8s/clock.ts")});
+        const { Registry } = await import(${JSON.stringify(createRequire(import.meta.url).resolve("prom-client"))});
+        const log = createLogger({ sink: () => {} });
+        const { store, opened } = await startAnalyticsStore({ store: "sqlite", sqlitePath: ${JSON.stringify(join(dir, "a.sqlite"))}, postgresUrl: "", retentionMs: 86400000, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: true }, log);
+        const ingest = await startIngest({ writer: store, config: defaultConfig(), clock: new ManualClock(), log, registry: new Registry(), uidOf: () => undefined });
+        await opened;
+        await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: 0 }]);
+        const heavy = (urls) => ({ kysely: urls.some((u) => u.includes("/node_modules/kysely/")), maxmind: urls.some((u) => u.includes("/node_modules/maxmind/")), queries: urls.some((u) => u.endsWith("/analytics/queries.ts")) });
+        const beforeRead = heavy(loaded);
+        const namespaces = await store.queries.keyNamespaces();
+        const afterRead = heavy(loaded);
+        await ingest.stop();
+        await store.close();
+        process.stdout.write(JSON.stringify({ beforeRead, afterRead, namespaces }));
+      `;
+      // A file, not -e: worker threads inherit the process's flags, and --input-type would refuse their module.
+      writeFileSync(join(dir, "main.mjs"), code);
+      const out = JSON.parse(execFileSync(process.execPath, [join(dir, "main.mjs")], { encoding: "utf8" })) as Record<string, unknown>;
+      expect(out).toEqual({ beforeRead: { kysely: false, maxmind: false, queries: false }, afterRead: { kysely: true, maxmind: false, queries: true }, namespaces: ["ns"] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -2,23 +2,25 @@
 // date, and offers the writer the ingest queue calls, the queries views read,
 // and retention (run at start and then periodically on every replica: each
 // step is idempotent and serialised where it must be).
+//
+// With its writer on a thread (what `keyward authz` and `keyward run` use, ADR
+// 56) the thread opens, migrates and writes the store, and this thread loads
+// the query layer (Kysely) only at the first read (ADR 61): a SQLite file is
+// probed here with node:sqlite alone, so a bad path still fails start-up
+// first, and the thread's own start (its modules, the migrations) may overlap
+// the rest of start-up until `opened` settles (startAnalyticsStore).
 import type { Config } from "../config/config.ts";
 import type { Clock } from "../k8s/clock.ts";
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Backend } from "./backend.ts";
-import { postgresPassword, storeFailed } from "./backend.ts";
-import { AlertQueries } from "./alert-queries.ts";
-import { AnalyticsQueries } from "./queries.ts";
-import { applyRetention, requestsFrom, type RetentionResult } from "./retention.ts";
-import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
-import { applyMigrations, DAY_MS } from "./schema.ts";
-import { openSqlite } from "./sqlite-backend.ts";
-import { upsertKeys, writeRequests } from "./writer.ts";
-import { startWriterThread } from "./writer-thread.ts";
-import { openSqliteReader } from "./sqlite-reader.ts";
-import type { Kysely } from "kysely";
+import type { AlertQueries } from "./alert-queries.ts";
+import type { AnalyticsQueries } from "./queries.ts";
+import type { RetentionResult } from "./retention.ts";
+import type { AnalyticsWriter } from "./row.ts";
 import type { AnalyticsDB } from "./schema.ts";
+import { probeSqliteFile, sqliteWhere } from "./sqlite-file.ts";
+import { startWriterThread, type WriterThread } from "./writer-thread.ts";
+import type { Kysely } from "kysely";
 
 export interface AnalyticsStoreOptions {
   store: "sqlite" | "postgres";
@@ -86,92 +88,115 @@ export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefi
   };
 }
 
-export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Logger): Promise<AnalyticsStore> {
+export interface StartedStore {
+  store: AnalyticsStore;
+  /**
+   * Settles once the writer thread has opened the store (its migrations and probe write done), or
+   * rejects with what it met (AnalyticsStoreFailed, ConfigInvalid); resolved already without a
+   * writer thread. Writes wait for it.
+   */
+  opened: Promise<void>;
+}
+
+/** Reads over `db`: the query layer, loaded on demand. */
+async function readsOver(db: Kysely<AnalyticsDB>, retentionMs: number, now: () => number): Promise<{ queries: AnalyticsQueries; alerts: AlertQueries }> {
+  const [{ AnalyticsQueries }, { AlertQueries }, { requestsFrom }] = await Promise.all([import("./queries.ts"), import("./alert-queries.ts"), import("./retention.ts")]);
+  return { queries: new AnalyticsQueries(db, { requestsFrom: () => requestsFrom(now(), retentionMs) }), alerts: new AlertQueries(db) };
+}
+
+/**
+ * An object whose every method awaits `load()` (which loads once) and calls the loaded object's: the reads'
+ * classes have only asynchronous methods, so callers see no difference but the first call's wait.
+ */
+export function onDemand<T extends object>(load: () => Promise<T>): T {
+  return new Proxy({} as T, {
+    // Not a thenable (`then`), nor anything keyed by a symbol: only the reads' named methods.
+    get: (_, prop) => (prop === "then" || typeof prop === "symbol" ? undefined : async (...args: unknown[]) => {
+      const target = await load();
+      const method = Reflect.get(target, prop) as unknown;
+      if (typeof method !== "function") throw new TypeError(`${prop} is not a method of the store's reads`);
+      return (method as (...a: unknown[]) => unknown).apply(target, args);
+    }),
+  });
+}
+
+/**
+ * Opens the store. With `writerThread`, the writer thread opens it while the caller goes on:
+ * what this awaits is only what must fail start-up first (the SQLite file probed; PostgreSQL
+ * opened and migrated here, where its reads run), and `opened` the thread's own start.
+ */
+export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: Logger): Promise<StartedStore> {
   const now = options.now ?? Date.now;
   if (options.store === "postgres" && !options.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
-  const backend: Backend =
-    options.store === "postgres"
-      ? // The PostgreSQL client loads only for a PostgreSQL store (a few MiB in each thread that opens the store).
-        await (await import("./postgres-backend.ts")).openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
-      : openSqlite({ path: options.sqlitePath, ...(options.sqliteDeleteBatch ? { deleteBatch: options.sqliteDeleteBatch } : {}) });
-  const slog = log.child({ store: backend.where });
-  const ahead = options.partitionsAhead ?? 2;
-  const prepareAhead = async (): Promise<void> => {
-    const today = Math.floor(now() / DAY_MS);
-    await backend.prepareDays(Array.from({ length: ahead + 1 }, (_, i) => today + i));
-  };
+  if (!options.writerThread || (options.store === "sqlite" && options.sqlitePath === ":memory:")) {
+    // Writes inline, reads on the same connection (the CLI, tests; an in-memory SQLite store, which one connection alone sees).
+    const ws = await (await import("./write-store.ts")).openWriteStore(options, log);
+    const reads = await readsOver(ws.backend.db, options.retentionMs, now);
+    const store: AnalyticsStore = {
+      kind: ws.backend.kind,
+      where: ws.backend.where,
+      ...reads,
+      writeRequests: (rows) => ws.writeRequests(rows),
+      upsertKeys: (keys) => ws.upsertKeys(keys),
+      runRetention: () => ws.runRetention(),
+      close: () => ws.close(),
+    };
+    return { store, opened: Promise.resolve() };
+  }
+  // PostgreSQL's reads are asynchronous, on a pool of this thread: opened (and migrated) here, as
+  // before the writer thread, so a wrong password or an unreachable host fails start-up here.
+  const main = options.store === "postgres" ? await (await import("./write-store.ts")).openWriteStore({ ...options, retentionIntervalMs: 0 }, log) : undefined;
+  // SQLite: the file probed (opened, written) here with node:sqlite alone; the thread migrates it.
+  if (!main) probeSqliteFile({ path: options.sqlitePath });
+  let thread: WriterThread;
   try {
-    const applied = await backend.withSchemaLock(() => applyMigrations(backend.db, backend.kind, now));
-    if (applied.length) slog.info("analytics store schema migrated", { versions: applied });
-    await prepareAhead();
+    thread = startWriterThread(options, log);
   } catch (err) {
-    await backend.close().catch(() => {});
-    throw err instanceof KeywardError ? err : storeFailed(backend.where, err, options.store === "postgres" ? postgresPassword(options.postgresUrl) : undefined);
+    await main?.close().catch(() => {});
+    throw err;
   }
-  const keepFrom = (): number => requestsFrom(now(), options.retentionMs);
-  if (options.writerThread && !(options.store === "sqlite" && options.sqlitePath === ":memory:")) {
-    // The schema is ready: the thread opens its own connection, and its start-up errors are the store's.
-    const thread = await startWriterThread(options, log).catch(async (err: unknown) => {
-      await backend.close().catch(() => {});
+  let readsDb: Kysely<AnalyticsDB> | undefined;
+  // SQLite reads on a thread of their own too (node:sqlite runs them to their end on the caller's),
+  // started at the first read, once the writer has migrated the file.
+  let loading: ReturnType<typeof readsOver> | undefined;
+  const loadReads = (): ReturnType<typeof readsOver> =>
+    (loading ??= (async () => {
+      if (main) readsDb = main.backend.db;
+      else {
+        await thread.opened;
+        const { openSqliteReader } = await import("./sqlite-reader.ts");
+        readsDb ??= await openSqliteReader(options.sqlitePath, log, { idleMs: options.readerIdleMs ?? 300_000, ...(options.readerClock ? { clock: options.readerClock } : {}) });
+      }
+      return readsOver(readsDb, options.retentionMs, now);
+    })().catch((err: unknown) => {
+      loading = undefined;
       throw err;
-    });
-    // SQLite reads on a thread of their own too (node:sqlite runs them to their end on the caller's),
-    // started at the first read; PostgreSQL's are asynchronous, on this thread's pool.
-    let reads: Kysely<AnalyticsDB> = backend.db;
-    if (backend.kind === "sqlite") {
-      await backend.close();
-      reads = await openSqliteReader(options.sqlitePath, log, { idleMs: options.readerIdleMs ?? 300_000, ...(options.readerClock ? { clock: options.readerClock } : {}) }).catch(async (err: unknown) => {
-        await thread.close().catch(() => {});
-        throw err;
-      });
-    }
-    return {
-      kind: backend.kind,
-      where: backend.where,
-      queries: new AnalyticsQueries(reads, { requestsFrom: keepFrom }),
-      alerts: new AlertQueries(reads),
-      writeRequests: (rows) => thread.writeRequests(rows),
-      upsertKeys: (keys) => thread.upsertKeys(keys),
-      placesGeography: true,
-      runRetention: () => thread.runRetention(),
-      close: async () => {
-        await thread.close();
-        if (reads === backend.db) await backend.close();
-        else await reads.destroy();
-      },
-    };
-  }
-  const runRetention = async (): Promise<RetentionResult> => {
-    await prepareAhead();
-    const r = await applyRetention(backend, now(), { requestsMs: options.retentionMs, rollupsMs: options.rollupRetentionMs });
-    if (r.requests || r.rollups) slog.info("analytics retention removed old records", { requests: r.requests, rollups: r.rollups, backend: backend.kind });
-    return r;
-  };
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> = Promise.resolve();
-  const interval = options.retentionIntervalMs ?? 3_600_000;
-  if (interval > 0) {
-    const tick = (): void => {
-      running = runRetention().catch((err: unknown) => {
-        slog.warn("analytics retention failed; retried at the next run", { err: storeFailed(backend.where, err, postgresPassword(options.postgresUrl)) });
-      });
-    };
-    tick();
-    timer = setInterval(tick, interval);
-    timer.unref();
-  }
-  return {
-    kind: backend.kind,
-    where: backend.where,
-    queries: new AnalyticsQueries(backend.db, { requestsFrom: keepFrom }),
-    alerts: new AlertQueries(backend.db),
-    writeRequests: (rows: readonly RequestRow[]) => writeRequests(backend, rows, { keepRequestsFrom: keepFrom }),
-    upsertKeys: (keys: readonly KeyRecord[]) => upsertKeys(backend, keys, now()),
-    runRetention,
+    }));
+  const store: AnalyticsStore = {
+    kind: options.store,
+    where: main?.backend.where ?? sqliteWhere(options.sqlitePath),
+    queries: onDemand(async () => (await loadReads()).queries),
+    alerts: onDemand(async () => (await loadReads()).alerts),
+    writeRequests: (rows) => thread.writeRequests(rows),
+    upsertKeys: (keys) => thread.upsertKeys(keys),
+    placesGeography: true,
+    runRetention: () => thread.runRetention(),
     close: async () => {
-      if (timer) clearInterval(timer);
-      await running;
-      await backend.close();
+      await thread.close();
+      if (main) await main.close();
+      else await readsDb?.destroy();
     },
   };
+  return { store, opened: thread.opened };
+}
+
+export async function openAnalyticsStore(options: AnalyticsStoreOptions, log: Logger): Promise<AnalyticsStore> {
+  const { store, opened } = await startAnalyticsStore(options, log);
+  try {
+    await opened;
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  return store;
 }

@@ -5,7 +5,7 @@
 // thread that dies fails the calls in flight, and the next call starts a new
 // one, as after `retire` (the reader thread's idle end). Idle, the thread does
 // not keep the process alive; a call in flight does.
-import { parentPort, Worker, workerData } from "node:worker_threads";
+import { parentPort, Worker, workerData, type ResourceLimits } from "node:worker_threads";
 import type { Level, Logger } from "../log.ts";
 import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 
@@ -18,6 +18,8 @@ export interface ThreadCalls<C extends { op: string }> {
   retire(last: C): Promise<void>;
   /** Whether a thread is running (or starting) now. */
   readonly running: boolean;
+  /** Settles when the thread started at once has opened, or rejects with what it met; resolved when `lazy`. */
+  readonly opened: Promise<void>;
 }
 
 export interface ThreadOptions {
@@ -31,6 +33,8 @@ export interface ThreadOptions {
   log: Logger;
   /** Starts the thread at the first call rather than now; its opening errors are then that call's. */
   lazy?: boolean;
+  /** The thread's V8 heap limits (node:worker_threads' resourceLimits). */
+  resourceLimits?: ResourceLimits;
 }
 
 const LEVELS: Level[] = ["debug", "info", "warn", "error"];
@@ -47,6 +51,13 @@ interface Running {
 
 /** Starts the thread (unless `lazy`); resolves once it is open, rejects with the error it met opening. */
 export async function startThreadCalls<C extends { op: string }>(o: ThreadOptions): Promise<ThreadCalls<C>> {
+  const calls = threadCalls<C>(o);
+  await calls.opened;
+  return calls;
+}
+
+/** Starts the thread (unless `lazy`) and returns at once: `opened` says when it is open, calls wait for it. */
+export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadCalls<C> {
   const { log } = o;
   const data = { data: o.data, levels: LEVELS.filter((l) => log.enabled(l)) };
   let nextId = 1;
@@ -56,11 +67,15 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
   const retired = new WeakSet<Worker>();
 
   const spawn = (): Running => {
-    const worker = new Worker(o.url, { name: o.name, workerData: data });
-    worker.unref();
+    const worker = new Worker(o.url, { name: o.name, workerData: data, ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}) });
     const pending: Pending = new Map();
     let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
     const ready = new Promise<void>((resolve, reject) => { settle = { resolve, reject }; });
+    // Opening is work in flight, as a call is: the thread keeps the process alive until it is open.
+    const idle = (): void => {
+      if (pending.size === 0) worker.unref();
+    };
+    ready.then(idle, idle);
     worker.on("message", (r: ThreadReply) => {
       switch (r.op) {
         case "ready":
@@ -103,9 +118,12 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
     return { worker, ready, exited, pending };
   };
 
+  let opened = Promise.resolve();
   if (!o.lazy) {
     running = spawn();
-    await running.ready;
+    opened = running.ready;
+    // Whoever starts the thread awaits `opened`; a call made meanwhile gets the same error.
+    opened.catch(() => {});
   }
 
   /** `c` on the thread `r`; `transfer` moved to it. */
@@ -126,6 +144,7 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
 
   return {
     call,
+    opened,
     get running() {
       return running !== undefined;
     },
@@ -150,7 +169,8 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
         return;
       }
       try {
-        await call(last);
+        // A thread that never opened has nothing to close: it is only ended.
+        if (await r.ready.then(() => true, () => false)) await call(last);
       } finally {
         closed = true;
         await r.worker.terminate();

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../log.ts";
-import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
+import { openAnalyticsStore, startAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
 import { startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
 import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
@@ -42,7 +42,8 @@ describe("the analytics writer on its own thread", () => {
     const lines: string[] = [];
     const path = file();
     await (await openAnalyticsStore({ ...options(path), writerThread: false }, createLogger({ sink: () => {} }))).close();
-    const writer = await startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    const writer = startWriterThread(options(path), createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.crash.test-support.ts", import.meta.url));
+    await writer.opened;
     return { path, lines, writer };
   };
   /** Writes the key record, closes the writer, and opens the store file to read what it wrote. */
@@ -110,6 +111,28 @@ describe("the analytics writer on its own thread", () => {
     expect(networks.map((n) => n.network).sort()).toEqual(["10.1.2.0/24", "2001:db8::/48", "8.8.8.0/24", "81.2.69.0/24"]);
   });
 
+  it("started for keyward authz, returns once the file is probed, before the thread has opened the store; writes wait for the thread, and its error is `opened`'s", async () => {
+    const path = file();
+    const started = await startAnalyticsStore(options(path), createLogger({ sink: () => {} }));
+    let open = false;
+    const opened = started.opened.then(() => { open = true; });
+    // The thread is still loading its modules: the caller went on without it.
+    expect(open).toBe(false);
+    await started.store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: 0 }]);
+    await opened;
+    expect(await started.store.queries.keyNamespaces()).toEqual(["ns"]);
+    await started.store.close();
+    // What the thread meets opening (here the country database) rejects `opened`, not the start.
+    const failing = await startAnalyticsStore({ ...options(file()), countryDatabase: "/nonexistent/country.mmdb" }, createLogger({ sink: () => {} }));
+    await expect(failing.opened).rejects.toMatchObject({ code: "ConfigInvalid" });
+    await failing.store.close();
+    // A bad path is found before: the start itself fails.
+    const d = mkdtempSync(join(tmpdir(), "keyward-writer-thread-"));
+    dirs.push(d);
+    writeFileSync(join(d, "not-a-dir"), "");
+    await expect(startAnalyticsStore(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} }))).rejects.toMatchObject({ code: "AnalyticsStoreFailed" });
+  }, 30_000);
+
   it("stops start-up with ConfigInvalid when the country database cannot be read", async () => {
     const err = await openAnalyticsStore({ ...options(file()), countryDatabase: "/nonexistent/country.mmdb" }, createLogger({ sink: () => {} })).then(
       async (s) => {
@@ -132,7 +155,7 @@ describe("the analytics writer on its own thread", () => {
     const d = mkdtempSync(join(tmpdir(), "keyward-writer-thread-"));
     dirs.push(d);
     writeFileSync(join(d, "not-a-dir"), "");
-    const err = await startWriterThread(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} })).then(
+    const err = await startWriterThread(options(join(d, "not-a-dir", "x.sqlite")), createLogger({ sink: () => {} })).opened.then(
       () => undefined,
       (e: unknown) => e,
     );

@@ -17,7 +17,7 @@ import type { RetentionResult } from "./retention.ts";
 import type { AnalyticsWriter, RequestRow } from "./row.ts";
 import { batchTransfer, RowBatchEncoder, type RowTableLimits } from "./row-batch.ts";
 import type { AnalyticsStoreOptions } from "./store.ts";
-import { startThreadCalls } from "./thread-calls.ts";
+import { threadCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
 import type { WriterWorkerData } from "./writer-worker.ts";
 
@@ -25,16 +25,21 @@ import type { WriterWorkerData } from "./writer-worker.ts";
 export const WRITER_THREAD_NAME = "keyward-writer";
 
 export interface WriterThread extends AnalyticsWriter {
+  /** Settles when the thread has opened the store, or rejects with the store's start-up error. */
+  readonly opened: Promise<void>;
   runRetention(): Promise<RetentionResult>;
   /** Closes the store (after the call in flight) and ends the thread. */
   close(): Promise<void>;
 }
 
-/** Starts the thread and opens the store on it; rejects with the store's start-up error (AnalyticsStoreFailed, ConfigInvalid). */
-export async function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): Promise<WriterThread> {
+/**
+ * Starts the thread, which opens the store; returns at once. `opened` rejects with the store's
+ * start-up error (AnalyticsStoreFailed, ConfigInvalid); writes wait for it.
+ */
+export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): WriterThread {
   const { now: _now, writerThread: _thread, readerClock: _clock, ...rest } = options;
   const data: WriterWorkerData = rest;
-  const calls = await startThreadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
+  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
   const encoder = new RowBatchEncoder(limits);
   const send = async (rows: readonly RequestRow[]): Promise<void> => {
     const batch = encoder.encode(rows);
@@ -47,6 +52,7 @@ export async function startWriterThread(options: AnalyticsStoreOptions, log: Log
     }
   };
   return {
+    opened: calls.opened,
     writeRequests: async (rows) => {
       try {
         await send(rows);

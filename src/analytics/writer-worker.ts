@@ -1,23 +1,25 @@
 // The analytics writer thread's own code (started by writer-thread.ts): it
 // opens the store on its own connection (its SQLite handle, or its own
-// PostgreSQL pool) and the country database, keeps the day partitions ahead
+// PostgreSQL pool), migrating it, and checks the country database (read whole
+// at the first public address, ADR 61), keeps the day partitions ahead
 // and runs retention on its timer, and writes each batch it is given (decoded
 // from its columns, row-batch.ts), after placing its rows' networks and
 // countries, one call at a time, answering each call once.
 // SQLite runs statements to their end on the thread that calls it: here that
 // thread answers no checks.
-import { openCountryDatabase, type CountryLookup } from "./geo.ts";
+import { checkCountryDatabase, CountriesOnDemand, defaultCountryDatabase, openCountryDatabase } from "./geo.ts";
 import { RowBatchDecoder } from "./row-batch.ts";
 import { placeGeography } from "./rows.ts";
-import { openAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
+import type { AnalyticsStoreOptions } from "./store.ts";
+import { openWriteStore, type WriteStore } from "./write-store.ts";
 import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
 
 export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread">;
 
 interface Writer {
-  store: AnalyticsStore;
-  geo: CountryLookup;
+  store: WriteStore;
+  geo: CountriesOnDemand;
   /** The string table the batches are encoded against; empty in a thread started anew. */
   batches: RowBatchDecoder;
 }
@@ -25,8 +27,16 @@ interface Writer {
 await serveCalls<WriterCall & { id: number }, Writer>(
   async (data, log) => {
     const options = data as WriterWorkerData;
-    const geo = await openCountryDatabase(options.countryDatabase || undefined);
-    return { geo, store: await openAnalyticsStore({ ...options, writerThread: false }, log), batches: new RowBatchDecoder() };
+    // Checked now (a bad file fails start-up), read whole at the first public address (ADR 61).
+    const file = options.countryDatabase || defaultCountryDatabase();
+    checkCountryDatabase(file);
+    const geo = new CountriesOnDemand(
+      () => openCountryDatabase(file),
+      (err) => {
+        log.error("the country database could not be read; rows go without a country", { err });
+      },
+    );
+    return { geo, store: await openWriteStore(options, log), batches: new RowBatchDecoder() };
   },
   async ({ store, geo, batches }, call) => {
     switch (call.op) {
@@ -34,7 +44,7 @@ await serveCalls<WriterCall & { id: number }, Writer>(
         // The batch's strings join the table before the store is tried: a refused write leaves them here.
         const rows = batches.decode(call.batch);
         // Their networks and countries are placed here, off the check thread.
-        placeGeography(rows, geo);
+        placeGeography(rows, await geo.lookupFor(rows));
         return store.writeRequests(rows);
       }
       case "keys":

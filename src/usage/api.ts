@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from "node:https";
 import type { AnalyticsQueries, UsageFilter } from "../analytics/queries.ts";
 import { APIKEYPOLICY_PLURAL, API_VERSION, type ApiKey, type ApiKeyPolicy } from "../api/types.ts";
-import { DAY_MS } from "../analytics/schema.ts";
+import { DAY_MS } from "../analytics/days.ts";
 import type { Config } from "../config/config.ts";
 import { KeywardError } from "../errors.ts";
 import type { KubeRest } from "../k8s/rest.ts";

@@ -3,13 +3,14 @@ import { describe, expect, it } from "vitest";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
 import type { CountryLookup } from "../analytics/geo.ts";
 import { RecordingWriter } from "../analytics/fixtures.test-support.ts";
+import type { KeyRecord } from "../analytics/row.ts";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent } from "../check/event.ts";
 import { defaultConfig } from "../config/config.ts";
 import { ManualClock } from "../k8s/clock.ts";
 import { silentLogger } from "../log.ts";
 import { rowFromAccessLog } from "./access-rows.ts";
-import { startIngest } from "./ingest.ts";
+import { KEY_RECORD_CHUNK, startIngest } from "./ingest.ts";
 
 const geo: CountryLookup = { country: (a) => (a === "81.2.69.160" ? "GB" : a === "127.0.0.1" ? "private" : undefined) };
 const RID = "6fc2013f-9593-411a-a900-34f5641d0a61";
@@ -209,16 +210,51 @@ describe("ingest", () => {
     expect(writer.rows).toHaveLength(2);
   });
 
+  it("writes every listed key's record after the list, a chunk at a time, each chunk written before the next is made; reads each key as it is then", async () => {
+    const calls: number[] = [];
+    class ChunkWriter extends RecordingWriter {
+      override async upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
+        calls.push(keys.length);
+        await super.upsertKeys(keys);
+      }
+    }
+    const { writer, ingest } = await ingestWith(false, new ChunkWriter());
+    const n = 2 * KEY_RECORD_CHUNK + 5;
+    const listed = Array.from({ length: n }, (_, i): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { namespace: "shop", name: `k${i}`, uid: `uid-${i}`, labels: { team: "a" } }, spec: { owner: "o" } }));
+    // k1 changed since it was listed, k2 is gone: each is read as it is when its chunk is made.
+    const now = new Map(listed.map((ak) => [ak.metadata.name, ak]));
+    now.set("k1", { ...listed[1]!, metadata: { ...listed[1]!.metadata, labels: { team: "b" } } });
+    now.delete("k2");
+    await ingest.recordKeys(listed.map((ak) => ak.metadata), (r) => now.get(r.name));
+    expect(calls).toEqual([KEY_RECORD_CHUNK - 1, KEY_RECORD_CHUNK, 5]);
+    expect(writer.keys).toHaveLength(n - 1);
+    expect(writer.keys.find((k) => k.name === "k1")?.labels).toEqual({ team: "b" });
+    // A change after the list is written as it comes.
+    ingest.keyChange("update", { ...listed[0]!, spec: { owner: "p" } }, listed[0]);
+    await ingest.flush();
+    expect(writer.keys.at(-1)).toMatchObject({ name: "k0", owner: "p" });
+  });
+
+  it("stops making key records at stop", async () => {
+    const { writer, ingest } = await ingestWith(false);
+    const listed = Array.from({ length: 3 * KEY_RECORD_CHUNK }, (_, i) => ({ namespace: "shop", name: `k${i}` }));
+    const recorded = ingest.recordKeys(listed, (r): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } }));
+    await ingest.stop();
+    await recorded;
+    expect(writer.keys.length).toBeLessThan(listed.length);
+  });
+
   it("writes a key record when the ApiKey changes what the store keeps, and once more when it is deleted", async () => {
     const { writer, ingest } = await ingestWith(false);
     const ak: ApiKey = { apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { namespace: "shop", name: "acme", uid: "uid-1", labels: { team: "a" } }, spec: { owner: "acme-team" } };
     ingest.keyChange("add", ak);
     await ingest.flush();
     // A status write (every usage flush) changes nothing the store keeps.
-    ingest.keyChange("update", { ...ak, status: { usage: { requests24h: 5 } } });
+    ingest.keyChange("update", { ...ak, status: { usage: { requests24h: 5 } } }, ak);
     await ingest.flush();
-    ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "b" } } });
-    ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "c" } } });
+    const b: ApiKey = { ...ak, metadata: { ...ak.metadata, labels: { team: "b" } } };
+    ingest.keyChange("update", b, ak);
+    ingest.keyChange("update", { ...ak, metadata: { ...ak.metadata, labels: { team: "c" } } }, b);
     await ingest.flush();
     ingest.keyChange("delete", ak);
     await ingest.flush();

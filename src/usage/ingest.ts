@@ -4,10 +4,9 @@
 // key records. Both wait in the one bounded queue of this process
 // (src/analytics/queue.ts). With worker processes this is the primary: workers
 // send it their checks (ADR 22), so one queue per pod writes to the store.
-import { createHash } from "node:crypto";
 import type { Registry } from "prom-client";
 import type { HttpLogEntry } from "../accesslog/proto.ts";
-import { openCountryDatabase, type CountryLookup } from "../analytics/geo.ts";
+import type { CountryLookup } from "../analytics/geo.ts";
 import { createAnalyticsMetrics } from "../analytics/metrics.ts";
 import { AnalyticsQueue } from "../analytics/queue.ts";
 import type { AnalyticsWriter, KeyRecord } from "../analytics/row.ts";
@@ -37,23 +36,33 @@ export interface IngestDeps {
 export interface Ingest {
   check(e: CheckEvent): void;
   accessLogEntry(entry: HttpLogEntry): void;
-  /** An ApiKey the usage watch saw change. */
-  keyChange(type: ChangeType, ak: ApiKey): void;
+  /** An ApiKey the usage watch saw change; `old`, what it was before an update. */
+  keyChange(type: ChangeType, ak: ApiKey, old?: ApiKey): void;
+  /**
+   * The record of every ApiKey listed (`keys`, each read as it is now with `current`), made and
+   * written `KEY_RECORD_CHUNK` at a time, each chunk written (or refused) before the next is made;
+   * resolves when all are, or at stop.
+   */
+  recordKeys<K extends { namespace: string; name: string }>(keys: readonly K[], current: (k: K) => ApiKey | undefined): Promise<void>;
   /** Writes what waits now (tests). */
   flush(): Promise<void>;
   /** Writes what waits; what the store will not take is counted as dropped. */
   stop(): Promise<void>;
 }
 
-/** 48 bits of the SHA-1 of a key record's JSON. */
-function recordDigest(k: KeyRecord): number {
-  return createHash("sha1").update(JSON.stringify(k)).digest().readUIntBE(0, 6);
+/** Key records made and handed to the store at a time after the list (recordKeys). */
+export const KEY_RECORD_CHUNK = 1000;
+
+/** Whether two records of a key hold the same (labels and scopes in the ApiKey's own order). */
+function sameRecord(a: KeyRecord, b: KeyRecord): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Opens the country database and starts the queue. */
 export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const { config, clock } = d;
-  const open = d.openGeo ?? ((file) => openCountryDatabase(file));
+  // maxmind loads only where the database is opened: with a writer thread placing rows, not here.
+  const open = d.openGeo ?? (async (file) => (await import("../analytics/geo.ts")).openCountryDatabase(file));
   // A writer that places networks and countries opened the database on its own thread; rows go without them.
   const placed = d.writer.placesGeography === true;
   const geo = placed ? undefined : await open(config.analyticsCountryDatabase || undefined);
@@ -69,18 +78,7 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
     counters: metrics.counters,
   });
   const accessLogOn = config.accessLogAddress !== "";
-  /**
-   * A digest of the last record queued per uid: a status write (every flush) changes nothing
-   * the store keeps. 48 bits of its SHA-1, one number a key rather than the record's JSON
-   * (about 300 bytes a key); two records of one key that differ share a digest once in 2^48.
-   */
-  const sent = new Map<string, number>();
-  const upsert = (k: KeyRecord): void => {
-    const sig = recordDigest(k);
-    if (sent.get(k.uid) === sig) return;
-    sent.set(k.uid, sig);
-    q.upsertKey(k);
-  };
+  let stopped = false;
   // A check only leaves its event; rows (with their country lookups) are made after the turn
   // that answered it, so the check path does no more than before.
   const defer = d.defer ?? ((fn: () => void) => { setImmediate(fn); });
@@ -109,17 +107,31 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       metrics.row("access_log");
       q.push(row);
     },
-    keyChange(type, ak) {
+    keyChange(type, ak, old) {
       const k = keyRecordOf(ak, type === "delete" ? clock.now() : undefined);
       if (!k) return;
-      upsert(k);
-      if (type === "delete") sent.delete(k.uid);
+      // A status write (every usage flush) changes nothing the store keeps: compared with what the
+      // key was, so no state is kept per key.
+      const was = type === "update" && old ? keyRecordOf(old) : undefined;
+      if (was && sameRecord(was, k)) return;
+      q.upsertKey(k);
+    },
+    async recordKeys(keys, current) {
+      for (let i = 0; i < keys.length && !stopped; i += KEY_RECORD_CHUNK) {
+        for (const ref of keys.slice(i, i + KEY_RECORD_CHUNK)) {
+          const ak = current(ref);
+          const k = ak && keyRecordOf(ak);
+          if (k) q.upsertKey(k);
+        }
+        await q.flush();
+      }
     },
     flush: () => {
       drain();
       return q.flush();
     },
     stop: () => {
+      stopped = true;
       drain();
       return q.stop();
     },

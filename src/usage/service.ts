@@ -8,7 +8,8 @@
 import { hostname } from "node:os";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
-import { apiKeyOf } from "../apikeys/record.ts";
+import { apiKeyOf, type ApiKeyRecord } from "../apikeys/record.ts";
+import type { ChangeType } from "../k8s/informer.ts";
 import type { ApiKeyWatch } from "../apikeys/watch.ts";
 import type { RoleDeps } from "../deps.ts";
 import { systemClock, type Clock } from "../k8s/clock.ts";
@@ -64,6 +65,8 @@ export interface UsageHandle extends UsageSink {
   flush(): Promise<FlushReport>;
   /** The alert evaluator's campaign, when alerts are on (tests). */
   alerts: AlertService | undefined;
+  /** Settles once the record of every ApiKey listed at start has been handed to the analytics store. */
+  keysRecorded: Promise<void>;
   ready(): boolean;
   /** The ApiKeys usage watches (what their records hold, src/apikeys/record.ts), once synced: the console views' live state. */
   apiKeys(): readonly ApiKey[] | undefined;
@@ -119,7 +122,13 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   let flusher: UsageFlusher | undefined;
   const metrics = createUsageMetrics(deps.registry, { perKey: config.usagePerKeyMetrics, perKeyMax: config.usagePerKeyMetricsMax, pendingKeys: () => flusher?.pendingKeys ?? 0 });
   let ingest: Ingest | undefined;
-  const store = usageStore(deps, clock, metrics, log, (type, obj) => { ingest?.keyChange(type, obj); }, deps.apiKeys);
+  // Key records are not made as the list arrives, but after it, a chunk at a time (recordKeys):
+  // start-up does not wait for them, nor do they take the list's CPU (ADR 61).
+  let listed = false;
+  const onKey = (type: ChangeType, obj: ApiKey, old: ApiKeyRecord | undefined): void => {
+    if (listed) ingest?.keyChange(type, obj, old && apiKeyOf(old));
+  };
+  const store = usageStore(deps, clock, metrics, log, onKey, deps.apiKeys);
   if (deps.analyticsWriter) {
     ingest = await startIngest({ writer: deps.analyticsWriter, config, clock, log, registry: deps.registry, uidOf: (ns, name) => store.get(ns, name)?.uid });
   }
@@ -133,6 +142,15 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   const { record, recordUpstream } = usageRecorder({ store, metrics, decisionLog, flusher, ingest });
 
   await store.start();
+  listed = true;
+  const keysRecorded = ingest
+    ?.recordKeys(store.list(), (r) => {
+      const cur = store.get(r.namespace, r.name);
+      return cur && apiKeyOf(cur);
+    })
+    .catch((err: unknown) => {
+      log.warn("analytics key records not all written at start; each is written at its next change", { err });
+    });
   const accessLog = await startAccessLog(deps, log, metrics, recordUpstream, ingest).catch(async (err: unknown) => {
     await store.stop();
     await ingest?.stop();
@@ -157,6 +175,7 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
       return (await flusher?.flush()) ?? { written: 0, failed: 0 };
     },
     alerts,
+    keysRecorded: keysRecorded ?? Promise.resolve(),
     ready: () => store.synced,
     apiKeys: () => (store.synced ? store.list().map(apiKeyOf) : undefined),
     stop: async () => {

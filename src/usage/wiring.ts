@@ -22,7 +22,7 @@ import { revocationLagSeconds } from "./revocation.ts";
  * (src/apikeys/record.ts); each change may show a revocation's lag. Usage's own watch, or
  * `shared`, the watch the data plane reads too.
  */
-export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey) => void, shared?: ApiKeyWatch): ApiKeyWatch {
+export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock: Clock, metrics: UsageMetrics, log: Logger, onKey?: (type: ChangeType, obj: ApiKey, old: ApiKeyRecord | undefined) => void, shared?: ApiKeyWatch): ApiKeyWatch {
   const listener: WatchListener<ApiKey, ApiKeyRecord> = {
     onLifecycle: (event, err) => {
       if (event === "error" || event === "handler_error") log.warn("usage watch problem", { event, err });
@@ -30,7 +30,7 @@ export function usageStore(deps: Pick<RoleDeps, "config" | "kc" | "rest">, clock
     onChange: (type, obj, old) => {
       const lag = revocationLagSeconds(type, obj, old, clock.now());
       if (lag !== undefined) metrics.revocationLag(lag);
-      onKey?.(type, obj);
+      onKey?.(type, obj, old);
     },
   };
   if (shared) {

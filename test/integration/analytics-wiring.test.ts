@@ -107,3 +107,35 @@ describe("keyward authz --analytics-store=sqlite", () => {
     }
   });
 });
+
+describe("keyward authz whose analytics writer thread cannot open the store", () => {
+  it("exits 1 with the error before it is Ready, though the rest has started meanwhile", async () => {
+    const adminKc = loadKubeConfig(inject("kubeconfig"));
+    const admin = new KubeRest(adminKc, { qps: 0 });
+    const dp = await dataPlaneKubeconfig(adminKc, admin, "analytics-wiring-fail");
+    const ns = await createTestNamespace(adminKc, "wiring-fail");
+    const metricsPort = await freePort();
+    // The SQLite file is fine (probed on the main thread); the country database, checked by the writer thread, is not.
+    const kw = startKeyward([
+      "authz",
+      `--kubeconfig=${dp.kubeconfig}`,
+      `--namespaces=${ns}`,
+      `--grpc-address=127.0.0.1:${await freePort()}`,
+      "--http-auth-address=",
+      `--metrics-address=127.0.0.1:${metricsPort}`,
+      "--usage-alerts=false",
+      "--analytics-store=sqlite",
+      `--analytics-sqlite-path=${join(dp.dir, "store", "analytics.sqlite")}`,
+      `--analytics-country-database=${join(dp.dir, "missing.mmdb")}`,
+    ]);
+    try {
+      expect(await kw.exited).toBe(1);
+      expect(kw.output()).toContain(`keyward: ConfigInvalid: the country database ${join(dp.dir, "missing.mmdb")} could not be read`);
+    } finally {
+      await kw.kill();
+      await deleteNamespace(adminKc, ns);
+      admin.close();
+      dp.remove();
+    }
+  });
+});
