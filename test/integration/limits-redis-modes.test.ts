@@ -17,6 +17,16 @@ const LIMITS = compileLimits({ rate: { requests: 1, per: "1h", burst: 2 } });
 
 const options = (over: Partial<RedisConnectOptions>): RedisConnectOptions => ({ mode: "standalone", urls: [], sentinelMaster: "", passwordFile: "", caFile: "", connectTimeoutMs: 3000, ...over });
 
+/**
+ * 1.5 s before the end of a UTC day at least a minute away by the real clock: the quota period
+ * turns over during a sequence, and Redis, which expires each period's counters at the period's
+ * end by its own clock, still holds them (an end already past would drop them at once).
+ */
+function nearTheDaysEnd(): number {
+  const day = 86_400_000;
+  return (Math.floor((Date.now() + 60_000) / day) + 1) * day - 1500;
+}
+
 /** Three checks of one key on a fresh subject: the burst of 2, then a refusal, all counted on Redis. */
 async function threeTakes(redis: LimitsRedis): Promise<boolean[]> {
   const limiter = new RedisLimiter({ run: redis.run, keyPrefix: "keyward:", timeoutMs: 2000, failureMode: "deny", breakerFailures: 5, breakerCooldownMs: 1000, maxInFlight: 10, denyCache: false, now: Date.now });
@@ -37,8 +47,7 @@ describe.skipIf(!haveRedis())("the redis limits store against the memory store",
       // tokens at different moments, and only exact arithmetic makes them agree to the last bit.
       const own = compileLimits({ rate: { requests: 8, per: "1024ms", burst: 4 }, quota: { requests: 7, per: "day" } });
       const ceiling = { subject: "uid-eq|ns/p|max", limits: compileLimits({ rate: { requests: 4, per: "1024ms", burst: 3 }, quota: { requests: 5, per: "day" } }) };
-      // Near the end of a UTC day, so the quota period turns over during the sequence.
-      const t0 = Date.UTC(2026, 11, 1, 23, 59, 58, 500);
+      const t0 = nearTheDaysEnd();
       const got: [LimitVerdict, LimitVerdict][] = [];
       for (let k = 0; k < 60; k++) {
         const now = t0 + k * 40;
@@ -70,7 +79,7 @@ describe.skipIf(!haveRedis())("the redis limits store's batches on a real Redis"
       const memory = new Limiter();
       const own = compileLimits({ rate: { requests: 8, per: "1024ms", burst: 4 }, quota: { requests: 7, per: "day" } });
       const ceiling = { subject: "uid-batch|ns/p|max", limits: compileLimits({ rate: { requests: 4, per: "1024ms", burst: 3 }, quota: { requests: 5, per: "day" } }) };
-      const t0 = Date.UTC(2026, 11, 1, 23, 59, 58, 500);
+      const t0 = nearTheDaysEnd();
       const got: [LimitVerdict, LimitVerdict | Promise<LimitVerdict>][] = [];
       // Three turns of 20 checks: one key with and without its ceiling, another key, each check at its own time.
       for (let turn = 0; turn < 3; turn++) {
