@@ -28,7 +28,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { API_VERSION, type ApiKey } from "../src/api/types.ts";
 import { loadKubeConfig } from "../src/k8s/client.ts";
-import { KubeRest } from "../src/k8s/rest.ts";
+import { KubeApiError, KubeRest } from "../src/k8s/rest.ts";
+import { watchList } from "../src/k8s/informer.ts";
 import { buildKeySecret } from "../src/operator/secrets.ts";
 import { issuedStatus, seedKeysIntoEtcd } from "./lib/seed-etcd.ts";
 import { authzClient, checkRequest } from "../test/conformance/harness.ts";
@@ -113,6 +114,27 @@ async function untilListed(rest: KubeRest, ns: string, n: number): Promise<void>
   }
 }
 
+/**
+ * Resolves once the apiserver's watch cache of ApiKeys has caught up with etcd: keys written
+ * into etcd directly reach it through its etcd watch, some tens of seconds after 100,000 of
+ * them, and until then a watch-list (what keyward lists with) waits and fails with "Too large
+ * resource version". A real cluster's apiserver has long caught up when keyward starts, so the
+ * bench waits for that with the same request, on a field selector that matches nothing.
+ */
+async function untilWatchCacheCaughtUp(rest: KubeRest, ns: string): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    try {
+      await watchList(rest, `${BASE}/namespaces/${ns}/apikeys`, { fieldSelector: "metadata.name=keyward-bench-none" }, { item: () => {}, gone: () => {} });
+      return;
+    } catch (err) {
+      // 504: the apiserver waited for its cache a few seconds and gave up; anything else is a failure.
+      if (!(err instanceof KubeApiError && err.status === 504)) throw err;
+      if (Date.now() > deadline) throw new Error(`the apiserver's watch cache of ${ns}'s ApiKeys has not caught up with etcd after five minutes`, { cause: err });
+    }
+  }
+}
+
 const BASE = `/apis/${API_VERSION}`;
 
 export const startupNamespace = (keys: number): string => `startup-${keys}`;
@@ -139,6 +161,7 @@ export async function seedIssuedKeys(kubeconfig: string, n: number, log: (s: str
     if (etcdUrl) {
       const txns = await seedKeysIntoEtcd(etcdUrl, ns, n, secrets, log);
       await untilListed(rest, ns, n);
+      await untilWatchCacheCaughtUp(rest, ns);
       return { keys: n, seconds: Math.round((performance.now() - t0) / 100) / 10, requests: txns, through: "etcd" };
     }
     let done = 0;
