@@ -31,7 +31,7 @@ kubectl: ## Build kubectl (the control plane's Kubernetes version) into the tool
 	@scripts/kubectl-build.sh
 
 .PHONY: tools
-tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build grpcurl, h2spec, ghz, vegeta, the Go ext_authz client, helm and kubeconform; install Envoy into the cache (once)
+tools: ## Install nginx, Prometheus and promtool, Redis and PostgreSQL; build grpcurl, h2spec, ghz, vegeta, the Go ext_authz client, the Go load generator of the analytics bench, helm and kubeconform; install Envoy into the cache (once)
 	@scripts/install-system-deps.sh
 	@scripts/tools-build.sh
 	@scripts/chart-tools.sh
