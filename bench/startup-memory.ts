@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { chartNodeOptions } from "./check.ts";
 import { imageApp, imageEnv } from "./lib/image-env.ts";
 import { cpuSeconds, ownAnalyticsStore } from "./lib/proc.ts";
-import { collectGarbage, get, inspectorSession, listenablePort, startupNamespace } from "./startup.ts";
+import { collectGarbage, get, inspectorSession, listenablePort, smapsResident, startupNamespace } from "./startup.ts";
 
 interface HeapSpaces {
   /** MiB committed. */
@@ -41,18 +41,14 @@ const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 
 /** Resident MiB of each mapping of /proc/PID/smaps, by the mapping's name (file mappings by their file's). */
 function residentByMapping(pid: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  let name = "";
-  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (head) {
-      name = (head[1] ?? "").split("/").pop() || "[anon]";
-      continue;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) out[name] = (out[name] ?? 0) + Number(rss[1]) / 1024;
-  }
-  return Object.fromEntries(Object.entries(out).filter(([, v]) => v >= 0.5).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+  const kb = smapsResident(readFileSync(`/proc/${pid}/smaps`, "utf8"), (name) => name.split("/").pop() || "[anon]");
+  return Object.fromEntries(
+    Object.entries(kb)
+      .map(([k, v]) => [k, (v ?? 0) / 1024] as const)
+      .filter(([, v]) => v >= 0.5)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => [k, Math.round(v * 10) / 10]),
+  );
 }
 
 interface ReportHeap {

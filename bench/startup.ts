@@ -199,28 +199,27 @@ const statusMiB = (pid: number, field: "VmRSS" | "VmHWM"): number => {
 };
 const rssMiB = (pid: number): number => statusMiB(pid, "VmRSS");
 
-/** Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, other anonymous pages. */
-export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; otherAnon: number } {
-  const out = { binary: 0, otherFiles: 0, mallocHeap: 0, otherAnon: 0 };
-  let kind: keyof typeof out = "otherAnon";
+/** Resident kB of /proc/PID/smaps summed by `group` of each mapping's name (a file's path, `[heap]`, or "" for anonymous memory). */
+export function smapsResident<G extends string>(smaps: string, group: (name: string) => G): Partial<Record<G, number>> {
+  const out: Partial<Record<G, number>> = {};
+  let g: G | undefined;
   for (const line of smaps.split("\n")) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (head) {
-      const path = head[1] ?? "";
-      kind = path === binary ? "binary" : path === "[heap]" ? "mallocHeap" : path.startsWith("/") ? "otherFiles" : "otherAnon";
+      g = group(head[1] ?? "");
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) out[kind] += Number(rss[1]);
+    if (rss && g !== undefined) out[g] = (out[g] ?? 0) + Number(rss[1]);
   }
   return out;
 }
 
-/** The resident size of glibc's main heap, the `[heap]` mapping, in MiB. */
-const mallocHeapMiB = (pid: number): number => {
-  const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps`, "utf8"));
-  return m ? Number(m[1]) / 1024 : NaN;
-};
+/** Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, other anonymous pages. */
+export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; otherAnon: number } {
+  const by = smapsResident(smaps, (path) => (path === binary ? "binary" : path === "[heap]" ? "mallocHeap" : path.startsWith("/") ? "otherFiles" : "otherAnon"));
+  return { binary: by.binary ?? 0, otherFiles: by.otherFiles ?? 0, mallocHeap: by.mallocHeap ?? 0, otherAnon: by.otherAnon ?? 0 };
+}
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -417,8 +416,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       external: mib(memory.external),
     };
     const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
-    const mallocHeap = Math.round(mallocHeapMiB(child.pid!) * 10) / 10;
-    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
+    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
   } finally {
     client?.close();
     if (!gone()) {
