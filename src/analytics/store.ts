@@ -11,7 +11,6 @@
 // the rest of start-up until `opened` settles (startAnalyticsStore).
 import type { Config } from "../config/config.ts";
 import type { Clock } from "../k8s/clock.ts";
-import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AlertQueries } from "./alert-queries.ts";
 import type { AnalyticsQueries } from "./queries.ts";
@@ -127,7 +126,7 @@ export function onDemand<T extends object>(load: () => Promise<T>): T {
  */
 export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: Logger): Promise<StartedStore> {
   const now = options.now ?? Date.now;
-  if (options.store === "postgres" && !options.postgresUrl) throw new KeywardError("ConfigInvalid", "--analytics-store=postgres needs --analytics-postgres-url");
+  // Every path opens PostgreSQL here first (openWriteStore), which refuses a missing URL.
   if (!options.writerThread || (options.store === "sqlite" && options.sqlitePath === ":memory:")) {
     // Writes inline, reads on the same connection (the CLI, tests; an in-memory SQLite store, which one connection alone sees).
     const ws = await (await import("./write-store.ts")).openWriteStore(options, log);

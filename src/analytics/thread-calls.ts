@@ -5,7 +5,7 @@
 // thread that dies fails the calls in flight, and the next call starts a new
 // one, as after `retire` (the reader thread's idle end). Idle, the thread does
 // not keep the process alive; a call in flight does.
-import { parentPort, Worker, workerData, type ResourceLimits } from "node:worker_threads";
+import { parentPort, Worker, workerData } from "node:worker_threads";
 import type { Level, Logger } from "../log.ts";
 import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 
@@ -33,8 +33,6 @@ export interface ThreadOptions {
   log: Logger;
   /** Starts the thread at the first call rather than now; its opening errors are then that call's. */
   lazy?: boolean;
-  /** The thread's V8 heap limits (node:worker_threads' resourceLimits). */
-  resourceLimits?: ResourceLimits;
 }
 
 const LEVELS: Level[] = ["debug", "info", "warn", "error"];
@@ -67,7 +65,7 @@ export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadC
   const retired = new WeakSet<Worker>();
 
   const spawn = (): Running => {
-    const worker = new Worker(o.url, { name: o.name, workerData: data, ...(o.resourceLimits ? { resourceLimits: o.resourceLimits } : {}) });
+    const worker = new Worker(o.url, { name: o.name, workerData: data });
     const pending: Pending = new Map();
     let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
     const ready = new Promise<void>((resolve, reject) => { settle = { resolve, reject }; });
