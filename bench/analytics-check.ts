@@ -42,6 +42,7 @@ import { GO_LOAD_TOOL, goLoad, goLoadArgs, writeLoadFile } from "./lib/go-load.t
 import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
 import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
+import { median } from "./lib/stats.ts";
 
 export type AnalyticsVariant = "off" | "events" | "sqlite" | "postgres" | "sqlite-inline" | "postgres-inline";
 
@@ -120,7 +121,6 @@ export interface AnalyticsCheckOptions {
   log: (s: string) => void;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 interface ServerStats {
   analytics?: { made: number; written: number; dropped: number };

@@ -23,6 +23,7 @@ import { silentLogger } from "../src/log.ts";
 import { handler } from "./check-alloc.ts";
 import { analyticsListener } from "./lib/analytics-listener.ts";
 import { run, threadsNamed } from "./lib/proc.ts";
+import { median } from "./lib/stats.ts";
 
 const { values } = parseArgs({ options: { base: { type: "string" }, keys: { type: "string", default: "10000" }, checks: { type: "string", default: "50000" }, rounds: { type: "string", default: "6" } } });
 if (!values.base) throw new Error("--base DIR: a checkout of the commit to compare with");
@@ -72,7 +73,6 @@ try {
       (runs[v.name] ??= []).push(Math.round(((c.user + c.system) / checks) * 100) / 100);
     }
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
   const out = Object.entries(runs).map(([name, xs]) => ({ variant: name, checkThreadMicrosPerCheck: median(xs), rounds: xs }));
   console.log(JSON.stringify(out, null, 2));
 } finally {

@@ -28,6 +28,7 @@ import { handler } from "./check-alloc.ts";
 import { analyticsListener } from "./lib/analytics-listener.ts";
 import { cpuSeconds, repoRoot, run, threadCpuSeconds, threadsNamed } from "./lib/proc.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
+import { median } from "./lib/stats.ts";
 
 export interface ThreadRun {
   checks: number;
@@ -49,7 +50,6 @@ export interface ThreadVariantResult {
   writerPerRow?: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 
 async function rowCounts(registry: Registry): Promise<{ made: number; written: number; dropped: number }> {

@@ -22,6 +22,7 @@ import type { ApiKey } from "../src/api/types.ts";
 import { createLogger } from "../src/log.ts";
 import { ApiAuth } from "../src/usage/api-auth.ts";
 import { listenUsageApi } from "../src/usage/api.ts";
+import { median } from "./lib/stats.ts";
 
 const DAY = 86_400_000;
 const { values } = parseArgs({ options: { keys: { type: "string", default: "10000" }, rows: { type: "string", default: "1000000" }, repeat: { type: "string", default: "7" } } });
@@ -109,7 +110,6 @@ async function measure<T>(fn: () => Promise<T>): Promise<{ wallMs: number; cpuMs
     const c = process.cpuUsage(c0);
     cpus.push((c.user + c.system) / 1000);
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   return { wallMs: median(walls), cpuMs: median(cpus), last };
 }
 

@@ -1,7 +1,7 @@
 // The Envoy section's tables: medians over the rounds, latency added over Envoy alone, CPU per
 // request of Envoy and the authorizer together.
 import type { EnvoyBenchResult, EnvoyScenarioResult, VegetaRun } from "./envoy.ts";
-import { median } from "./envoy.ts";
+import { median } from "./lib/stats.ts";
 
 export interface EnvoyPoint {
   rate: number;

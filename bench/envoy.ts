@@ -31,6 +31,7 @@ import { chartNodeOptions, standardTargets, startTarget, type CheckTarget } from
 import { summarizeProfile } from "./profile.ts";
 import { fillTemplate, httpGet } from "../test/e2e/envoy.ts";
 import { freePort, nginxBinary } from "../test/e2e/nginx.ts";
+import { median } from "./lib/stats.ts";
 
 export type Guard = "none" | "go-null" | "null-keyward" | "null-answer" | "keyward" | "native";
 
@@ -351,13 +352,6 @@ export class GcTrace {
 }
 
 /** The middle value (the lower middle of an even count). */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s[Math.floor((s.length - 1) / 2)];
-  if (m === undefined) throw new Error("no values");
-  return m;
-}
-
 /** keyward's pid to the [from, to] of its profiled runs (microseconds, its monotonic clock). */
 const profileWindows = new Map<number, [number, number]>();
 

@@ -19,6 +19,7 @@ import { resolve, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { cpuSeconds, pinned, repoRoot } from "./lib/proc.ts";
+import { median } from "./lib/stats.ts";
 
 const run = promisify(execFile);
 const CONCURRENCY = 64;
@@ -127,11 +128,6 @@ async function child(a: ChildArgs): Promise<AbRun> {
     await redis?.close();
   }
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s[Math.floor((s.length - 1) / 2)] ?? NaN;
-};
 
 /** Interleaved runs of trees `a` and `b`; the medians per tree and store. */
 export async function limitsAb(o: { a: string; b: string; stores: readonly string[]; rounds: number; seconds: number; keys: number; log: (s: string) => void }): Promise<AbRun[]> {

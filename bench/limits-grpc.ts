@@ -32,6 +32,7 @@ import { policyWithLimits, redisStats, type RedisStats } from "./limits.ts";
 import { freePort } from "../test/controlplane/controlplane.ts";
 import { dataPlaneArgs } from "../test/support/keyward.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
+import { median } from "./lib/stats.ts";
 
 /** Where the bench's ApiKeys live (--namespace: another, to keep sets of different sizes side by side). */
 export const LIMITS_NAMESPACE = "bench-limits";
@@ -93,10 +94,6 @@ export interface GrpcLimitsRow {
   busyBefore: number[];
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)] ?? NaN;
-};
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 async function metricSum(port: number, name: string, filter = ""): Promise<number> {

@@ -23,6 +23,7 @@ import { quantileBetween } from "./limits-grpc.ts";
 import { ghz, writeDataFile } from "./lib/ghz.ts";
 import { cpuSeconds, placeProcess, startServer, type ServerProc } from "./lib/proc.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
+import { median } from "./lib/stats.ts";
 
 /** Where the redis-server processes run; keyward is on core 1 and ghz on core 0 throughout. */
 export const PLACEMENTS: Record<string, { cpus: string; nice: number }> = {
@@ -142,10 +143,6 @@ function quantileMs(before: Hist | undefined, after: Hist | undefined, q: number
   return { count: r.count, ms: r.ms ?? NaN };
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)] ?? NaN;
-};
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 interface Stats {
