@@ -30,7 +30,9 @@
 //                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
 //                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
-//                                 makes anyway; sqlite-inline, postgres-inline: the writes on the check thread)
+//                                 makes anyway; sqlite-inline, postgres-inline: the writes on the check thread;
+//                                 sqlite@N, postgres@N: the store's threads at nice N, --analytics-thread-nice,
+//                                 where the others run at keyward's default)
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,7 +46,9 @@ import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 import { median } from "./lib/stats.ts";
 
-export type AnalyticsVariant = "off" | "events" | "sqlite" | "postgres" | "sqlite-inline" | "postgres-inline";
+type AnalyticsBase = "off" | "events" | "sqlite" | "postgres" | "sqlite-inline" | "postgres-inline";
+/** A variant; `@N` runs the store's threads at nice N (--analytics-thread-nice) instead of keyward's default. */
+export type AnalyticsVariant = AnalyticsBase | `${"sqlite" | "postgres"}@${number}`;
 
 /** CPU of one closed-loop run, in CPU seconds per wall second, and the rows it made. */
 export interface RunCpu {
@@ -174,9 +178,10 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
     const nodeFlags = ["--max-old-space-size=8192", ...chartNodeOptions()];
     for (const v of o.variants) {
       o.log(`analytics ${v}: starting keyward's check path over ${o.keys} keys`);
-      const [store = "off", writer = "thread"] = v.split("-");
+      const [base = "off", nice] = v.split("@");
+      const [store = "off", writer = "thread"] = base.split("-");
       const extra = store === "sqlite" ? ["--analytics-path", join(dir, `analytics-${v}.sqlite`)] : store === "postgres" ? ["--analytics-url", cluster!.url()] : [];
-      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { ...(o.floating ? {} : { cpus: "1" }), nodeFlags });
+      const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { ...(o.floating ? {} : { cpus: "1" }), nodeFlags, ...(nice !== undefined ? { env: { KEYWARD_ANALYTICS_THREAD_NICE: nice } } : {}) });
       servers.push(srv);
       // The writer thread beside the load generator and the database, off the check thread's core.
       const writers = threadsNamed(srv.pid, WRITER_THREAD_NAME);

@@ -6,9 +6,9 @@
 // keeps it — what usage makes for every check whether or not analytics is on.
 import type { Registry } from "prom-client";
 import type { DecisionListener } from "../../src/authz/decisions.ts";
-import { openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
+import { analyticsStoreOptions, openAnalyticsStore, type AnalyticsStore } from "../../src/analytics/store.ts";
 import { fromDecision, type CheckEvent } from "../../src/check/event.ts";
-import { defaultConfig } from "../../src/config/config.ts";
+import { loadConfig } from "../../src/config/config.ts";
 import { systemClock } from "../../src/k8s/clock.ts";
 import type { Logger } from "../../src/log.ts";
 import { startIngest } from "../../src/usage/ingest.ts";
@@ -26,7 +26,8 @@ export interface ListenerOptions {
 
 /** The listener of `kind` (events, sqlite or postgres); rows counted in `registry`'s keyward_analytics_rows_* metrics. */
 export async function analyticsListener(kind: string, o: ListenerOptions): Promise<DecisionListener> {
-  const config = defaultConfig();
+  // keyward's defaults, and what the environment sets as it would for keyward (KEYWARD_ANALYTICS_THREAD_NICE, ...).
+  const config = loadConfig([], process.env).config;
   const xffTrustedHops = config.xffTrustedHops;
   if (kind === "events") {
     let turn: CheckEvent[] = [];
@@ -42,7 +43,8 @@ export async function analyticsListener(kind: string, o: ListenerOptions): Promi
   // A run's rows go to a file of its own: a shared one would carry its size and locks from run to run.
   if (kind === "sqlite" && o.sqlitePath === "") throw new Error("--analytics sqlite needs --analytics-path, a file of the run's own");
   const store: AnalyticsStore = await openAnalyticsStore(
-    { store: kind, sqlitePath: o.sqlitePath, postgresUrl: o.postgresUrl, retentionMs: config.analyticsRetention, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: o.writerThread },
+    // As keyward opens it from its settings, with this run's file or database.
+    { ...analyticsStoreOptions({ ...config, analyticsStore: kind, analyticsSqlitePath: o.sqlitePath, analyticsPostgresUrl: o.postgresUrl })!, rollupRetentionMs: 0, retentionIntervalMs: 0, writerThread: o.writerThread },
     o.log,
   );
   const ingest = await startIngest({ writer: store, config, clock: systemClock, log: o.log, registry: o.registry, uidOf: () => undefined });

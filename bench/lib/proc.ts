@@ -113,12 +113,13 @@ export interface ServerProc {
 }
 
 /** Starts bench/servers/server.ts (optionally pinned) and waits for `READY <port>`. */
-export async function startServer(args: string[], opts: { cpus?: string; nodeFlags?: string[]; timeoutMs?: number; program?: string } = {}): Promise<ServerProc> {
+/** `env`: variables added to the bench's own environment for the server. */
+export async function startServer(args: string[], opts: { cpus?: string; nodeFlags?: string[]; timeoutMs?: number; program?: string; env?: Record<string, string> } = {}): Promise<ServerProc> {
   const [cmd, argv] = opts.program
     ? pinned(opts.cpus, toolPath(opts.program), args)
     : pinned(opts.cpus, process.execPath, [...(opts.nodeFlags ?? []), join(repoRoot, "bench/servers/server.ts"), ...args]);
   // stderr carries the server's JSON log lines (one per denial, as in production): discarded.
-  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "ignore"], cwd: repoRoot });
+  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "ignore"], cwd: repoRoot, ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
   const lines = createInterface({ input: child.stdout });
   const waiters: ((line: string) => void)[] = [];
   lines.on("line", (l) => {

@@ -44,6 +44,8 @@ export interface SqliteReaderOptions {
   /** The thread ends after this long without a statement (ms); 0: it stays once started. */
   idleMs: number;
   clock?: Clock;
+  /** The nice value the thread lowers itself to (ThreadOptions.nice). */
+  nice?: number;
 }
 
 class ThreadDriver extends SqliteTransactions implements Driver {
@@ -102,6 +104,6 @@ class ThreadDriver extends SqliteTransactions implements Driver {
  * ends the thread for good.
  */
 export async function openSqliteReader(path: string, log: Logger, options: SqliteReaderOptions): Promise<Kysely<AnalyticsDB>> {
-  const calls = await startThreadCalls<ReaderCall>({ url: new URL("./sqlite-reader-worker.ts", import.meta.url), name: READER_THREAD_NAME, what: "analytics reader", data: path, log, lazy: true });
+  const calls = await startThreadCalls<ReaderCall>({ url: new URL("./sqlite-reader-worker.ts", import.meta.url), name: READER_THREAD_NAME, what: "analytics reader", data: path, log, lazy: true, ...(options.nice !== undefined ? { nice: options.nice } : {}) });
   return new Kysely<AnalyticsDB>({ dialect: new SqliteDialectOver(() => new ThreadDriver(calls, options)) });
 }

@@ -58,6 +58,11 @@ export interface AnalyticsStoreOptions {
   readerIdleMs?: number;
   /** The reader thread's idle timer (tests). */
   readerClock?: Clock;
+  /**
+   * The nice value the writer and reader threads lower themselves to (thread-priority.ts): on a
+   * saturated CPU checks go first and the store drops rows. Unset: the process's own.
+   */
+  threadNice?: number;
 }
 
 export interface AnalyticsStore extends AnalyticsWriter {
@@ -84,6 +89,8 @@ export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefi
     connectTimeoutMs: c.analyticsConnectTimeout,
     countryDatabase: c.analyticsCountryDatabase,
     readerIdleMs: c.analyticsReaderIdle,
+    // 0 leaves the threads at the process's priority, whatever it is.
+    ...(c.analyticsThreadNice > 0 ? { threadNice: c.analyticsThreadNice } : {}),
   };
 }
 
@@ -164,7 +171,7 @@ export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: L
       else {
         await thread.opened;
         const { openSqliteReader } = await import("./sqlite-reader.ts");
-        readsDb ??= await openSqliteReader(options.sqlitePath, log, { idleMs: options.readerIdleMs ?? 300_000, ...(options.readerClock ? { clock: options.readerClock } : {}) });
+        readsDb ??= await openSqliteReader(options.sqlitePath, log, { idleMs: options.readerIdleMs ?? 300_000, ...(options.readerClock ? { clock: options.readerClock } : {}), ...(options.threadNice !== undefined ? { nice: options.threadNice } : {}) });
       }
       return readsOver(readsDb, options.retentionMs, now);
     })().catch((err: unknown) => {

@@ -7,6 +7,7 @@
 // not keep the process alive; a call in flight does.
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import type { Level, Logger } from "../log.ts";
+import { lowerOwnPriority } from "./thread-priority.ts";
 import { forwardingLogger, fromWire, toWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 
 export interface ThreadCalls<C extends { op: string }> {
@@ -33,9 +34,23 @@ export interface ThreadOptions {
   log: Logger;
   /** Starts the thread at the first call rather than now; its opening errors are then that call's. */
   lazy?: boolean;
+  /**
+   * The nice value the thread lowers itself to before it opens (thread-priority.ts): on a busy
+   * CPU the thread answering checks goes first. Unset: the process's own.
+   */
+  nice?: number;
 }
 
 const LEVELS: Level[] = ["debug", "info", "warn", "error"];
+
+/** What a thread is started with. */
+interface ThreadData {
+  data: unknown;
+  levels: Level[];
+  /** ThreadOptions.what, for the thread's own log lines. */
+  what: string;
+  nice?: number;
+}
 
 type Pending = Map<number, { resolve: (v: unknown) => void; reject: (err: Error) => void }>;
 
@@ -57,7 +72,7 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
 /** Starts the thread (unless `lazy`) and returns at once: `opened` says when it is open, calls wait for it. */
 export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadCalls<C> {
   const { log } = o;
-  const data = { data: o.data, levels: LEVELS.filter((l) => log.enabled(l)) };
+  const data: ThreadData = { data: o.data, levels: LEVELS.filter((l) => log.enabled(l)), what: o.what, ...(o.nice !== undefined ? { nice: o.nice } : {}) };
   let nextId = 1;
   let closed = false;
   let running: Running | undefined;
@@ -186,10 +201,20 @@ export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadC
 export async function serveCalls<C extends { op: string; id: number }, S>(open: (data: unknown, log: Logger) => Promise<S>, handle: (state: S, call: C) => Promise<unknown>, last: C["op"]): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("serveCalls runs in a worker thread");
-  const { data, levels } = workerData as { data: unknown; levels: Level[] };
+  const { data, levels, what, nice } = workerData as ThreadData;
   const post = (r: ThreadReply): void => { port.postMessage(r); };
   const enabled = new Set(levels);
   const log = forwardingLogger(post, (l) => enabled.has(l));
+  if (nice !== undefined) {
+    try {
+      const lowered = lowerOwnPriority(nice);
+      if (lowered) log.debug("analytics thread priority lowered", { thread: what, tid: lowered.tid, nice: lowered.nice });
+      else log.debug("analytics thread priority left as it is: no thread id on this system", { thread: what });
+    } catch (err) {
+      // Only the order of the checks and the store on a busy CPU depends on it: the thread runs on.
+      log.warn("analytics thread priority could not be lowered; it runs at the process's", { thread: what, nice, err });
+    }
+  }
   let state: S;
   try {
     state = await open(data, log);

@@ -37,9 +37,9 @@ export interface WriterThread extends AnalyticsWriter {
  * start-up error (AnalyticsStoreFailed, ConfigInvalid); writes wait for it.
  */
 export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): WriterThread {
-  const { now: _now, writerThread: _thread, readerClock: _clock, ...rest } = options;
+  const { now: _now, writerThread: _thread, readerClock: _clock, threadNice, ...rest } = options;
   const data: WriterWorkerData = rest;
-  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
+  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log, ...(threadNice !== undefined ? { nice: threadNice } : {}) });
   const encoder = new RowBatchEncoder(limits);
   const send = async (rows: readonly RequestRow[]): Promise<void> => {
     const batch = encoder.encode(rows);

@@ -15,7 +15,7 @@ import { openWriteStore, type WriteStore } from "./write-store.ts";
 import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
 
-export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread">;
+export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread" | "readerClock" | "threadNice">;
 
 interface Writer {
   store: WriteStore;
