@@ -10,7 +10,7 @@
 // --drop-index a,b drops those indexes of the rows after seeding (what each one costs).
 //
 //   node bench/analytics-writer.ts [--keys 100000] [--seed-rows 2000000] [--rows 200000]
-//                                  [--rounds 3] [--profile] [--drop-index requests_seg_uid_at]
+//                                  [--rounds 3] [--batch 1000] [--profile] [--drop-index requests_seg_uid_at]
 // One JSON line per round on stdout, then the medians.
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -30,7 +30,6 @@ import { silentLogger } from "../src/log.ts";
 
 const DAY = 86_400_000;
 const ROUTES = 20;
-const BATCH = 1000;
 /** Rows per segment, in a keyward whose SQLite store has segments (ADR 62); this bench measures one without them too. */
 const SEGMENT_ROWS = (schema as { SEGMENT_ROWS?: number }).SEGMENT_ROWS;
 
@@ -110,10 +109,12 @@ if (import.meta.main) {
       rounds: { type: "string", default: "3" },
       profile: { type: "boolean", default: false },
       "drop-index": { type: "string", default: "" },
+      batch: { type: "string", default: "1000" },
     },
   });
   const keys = Number(values.keys);
   const rowsPerRound = Number(values.rows);
+  const BATCH = Number(values.batch);
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-writer-"));
   const path = join(dir, "analytics.sqlite");
   const now = Date.now();
