@@ -26,6 +26,7 @@ import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import type { RequestRow } from "../src/analytics/row.ts";
+import { SEGMENT_ROWS } from "../src/analytics/schema.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../src/analytics/store.ts";
 import { createLogger } from "../src/log.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
@@ -67,6 +68,21 @@ export interface StoreBenchResult {
   droppedDay: number;
 }
 
+/** What a synthetic request asked and what keyward answered: `GET /v1/items<route>/<i % 5000>`, allowed or refused for a scope. */
+export function shopRequest(route: number, i: number, allowed: boolean): Pick<RequestRow, "policy" | "rule" | "route" | "method" | "host" | "path" | "outcome" | "reason" | "status"> {
+  return {
+    policy: "shop/api",
+    rule: "main",
+    route: `GET /v1/items${route}/{id}`,
+    method: "GET",
+    host: "api.example.com",
+    path: `/v1/items${route}/${i % 5000}`,
+    outcome: allowed ? "allowed" : "forbidden",
+    reason: allowed ? "allowed" : "scope_missing",
+    status: allowed ? 200 : 403,
+  };
+}
+
 /** Row i of n, as the seeding SQL below makes it. */
 function row(i: number, n: number, keys: number): RequestRow {
   const k = (i * 7919) % keys;
@@ -78,15 +94,7 @@ function row(i: number, n: number, keys: number): RequestRow {
     uid: `uid-${k}`,
     keyId: `kw_${k}`,
     front: "grpc",
-    policy: "shop/api",
-    rule: "main",
-    route: `GET /v1/items${route}/{id}`,
-    method: "GET",
-    host: "api.example.com",
-    path: `/v1/items${route}/${i % 5000}`,
-    outcome: allowed ? "allowed" : "forbidden",
-    reason: allowed ? "allowed" : "scope_missing",
-    status: allowed ? 200 : 403,
+    ...shopRequest(route, i, allowed),
     source: `203.0.${i % 256}.${Math.floor(i / 256) % 256}`,
     network: `203.0.${i % 256}.0/24`,
     country: COUNTRIES[i % 10]!,
@@ -116,7 +124,7 @@ const ROLLUPS_FROM_ROWS = `insert into rollups (day, uid, key_id, route, status,
     count(upstream_micros), coalesce(sum(upstream_micros), 0), coalesce(max(upstream_micros), 0), coalesce(sum(request_bytes), 0), coalesce(sum(response_bytes), 0)
   from requests group by 1, 2, 3, 4, 5, 6, 7`;
 
-/** The per-request rows' indexes both backends have (src/analytics/schema.ts); SQLite adds requests_at. */
+/** PostgreSQL's index on the per-request rows (src/analytics/schema.ts). */
 const INDEXES = [{ name: "requests_uid_at", create: "create index requests_uid_at on requests (uid, at)" }];
 
 /** user+system CPU seconds of a process and its children processes, from /proc (PostgreSQL's server). */
@@ -226,11 +234,16 @@ async function benchOne(kind: StoreKind, o: StoreBenchOptions): Promise<StoreBen
     } else {
       await s.close();
       const db = new DatabaseSync(join(dir, "seeded.sqlite"));
-      const indexes = [...INDEXES, { name: "requests_at", create: "create index requests_at on requests (at)" }];
+      // SQLite's own indexes on the rows (requests_at, requests_seg_uid_at), as the schema made them.
+      const indexes = db.prepare("select name, sql from sqlite_master where type = 'index' and tbl_name = 'requests' and sql is not null").all() as { name: string; sql: string }[];
       db.exec("begin immediate");
       db.exec(indexes.map((x) => `drop index ${x.name};`).join(" "));
-      db.exec(`insert into requests (${REQUEST_COLUMNS_SQL}) with recursive g(i) as (select 0 union all select i + 1 from g where i < ${o.rows - 1}) ${seedSelect(o.rows, o.keys)} from g where i not in (${except})`);
-      db.exec(indexes.map((x) => `${x.create};`).join(" "));
+      // The rows in segments of SEGMENT_ROWS in time order, as the writer fills them (ADR 62).
+      db.exec(
+        `insert into requests (${REQUEST_COLUMNS_SQL}, seg) with recursive g(i) as (select 0 union all select i + 1 from g where i < ${o.rows - 1}) ${seedSelect(o.rows, o.keys)}, 1000000 + i / ${SEGMENT_ROWS} from g where i not in (${except})`,
+      );
+      db.exec("insert or replace into request_segments (seg, first_at, last_at, n) select seg, min(at), max(at), count(*) from requests group by seg");
+      db.exec(indexes.map((x) => `${x.sql};`).join(" "));
       db.exec("delete from rollups");
       db.exec(ROLLUPS_FROM_ROWS);
       db.exec("commit");

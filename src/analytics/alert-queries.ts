@@ -4,7 +4,7 @@
 // unused, keys expiring, quota used in a period, and the alert state table that
 // holds each alert's firing flag and cooldown for every replica.
 import { sql, type Kysely } from "kysely";
-import { num } from "./queries.ts";
+import { num, segmentsMeeting } from "./queries.ts";
 import { alertKey, type AlertKey } from "./alert-key.ts";
 import { DAY_MS, type AlertStateTable, type AnalyticsDB } from "./schema.ts";
 
@@ -90,7 +90,11 @@ export class AlertQueries {
       .innerJoin("keys as k", "k.uid", "t.uid")
       .where("k.deleted_at", "is", null)
       .where(sql<boolean>`t.at >= ${historyFrom} and ${col} is not null and ${col} <> '' and ${col} <> 'private'`)
-      .where((eb) => eb.exists(eb.selectFrom("requests as h").select(sql`1`.as("one")).whereRef("h.uid", "=", "t.uid").where(sql<boolean>`h.at >= ${historyFrom} and h.at < ${since}`)))
+      .where((eb) => {
+        const history = eb.selectFrom("requests as h").select(sql`1`.as("one")).whereRef("h.uid", "=", "t.uid").where(sql<boolean>`h.at >= ${historyFrom} and h.at < ${since}`);
+        const segments = segmentsMeeting(this.#db, "h", historyFrom, since);
+        return eb.exists(segments ? history.where(segments) : history);
+      })
       .select(KEY_COLUMNS)
       .select(sql<string>`${col}`.as("value"))
       .select((eb) => eb.fn.min<number>(sql`t.at`).as("first_at"))

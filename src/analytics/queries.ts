@@ -10,7 +10,11 @@
 // whole UTC days (the days the range touches). Raw
 // paths, source networks and the hourly timeline exist only as per-request
 // rows: their ranges are clipped to the retention window.
-import { sql, type ExpressionBuilder, type Kysely, type RawBuilder, type SelectQueryBuilder } from "kysely";
+//
+// On SQLite, every read of per-request rows in a time range names the segments
+// whose span meets the range (segmentsMeeting): one key's rows are then found by
+// segment, key and time (requests_seg_uid_at, ADR 62).
+import { sql, SqliteAdapter, type ExpressionBuilder, type Kysely, type RawBuilder, type SelectQueryBuilder } from "kysely";
 import { DAY_MS, HOUR_MS, type AnalyticsDB } from "./schema.ts";
 import { parseSelector } from "./selector.ts";
 
@@ -186,6 +190,21 @@ const MEASURES: Record<Source, Measures> = {
   rollups: { weight: sql<number>`t.n`, status: sql<number>`t.status`, country: sql<string>`t.country`, route: sql<string>`t.route` },
 };
 
+/** True when `db` speaks SQLite: its per-request rows are in segments (schema.ts, ADR 62). */
+export function hasSegments(db: Kysely<AnalyticsDB>): boolean {
+  return db.getExecutor().adapter instanceof SqliteAdapter;
+}
+
+/**
+ * SQLite: `alias`'s rows are in a segment whose span meets [since, until): what lets the planner
+ * seek one key's rows by segment, key and time. Every row is in a segment whose span holds its
+ * `at` (a span only widens), so the term leaves every answer as it was. Undefined on PostgreSQL.
+ */
+export function segmentsMeeting(db: Kysely<AnalyticsDB>, alias: string, since: number, until: number = Number.MAX_SAFE_INTEGER): RawBuilder<boolean> | undefined {
+  if (!hasSegments(db)) return undefined;
+  return sql<boolean>`${sql.ref(`${alias}.seg`)} in (select s.seg from request_segments s where s.last_at >= ${since} and s.first_at < ${until})`;
+}
+
 export function num(v: unknown): number {
   return v === null || v === undefined ? 0 : Number(v);
 }
@@ -237,8 +256,11 @@ export class AnalyticsQueries {
     if (f.namespaces?.length === 0 || f.until <= f.since) return undefined;
     const db = this.#db as unknown as Kysely<Scope>;
     let q = db.selectFrom(`${src} as t` as "t").innerJoin("keys as k", "k.uid", "t.uid") as Q<object>;
-    if (src === "requests") q = q.where(sql<boolean>`t.at >= ${f.since} and t.at < ${f.until}`);
-    else q = q.where(sql<boolean>`t.day >= ${Math.floor(f.since / DAY_MS)} and t.day <= ${Math.floor((f.until - 1) / DAY_MS)}`);
+    if (src === "requests") {
+      q = q.where(sql<boolean>`t.at >= ${f.since} and t.at < ${f.until}`);
+      const segments = segmentsMeeting(this.#db, "t", f.since, f.until);
+      if (segments) q = q.where(segments);
+    } else q = q.where(sql<boolean>`t.day >= ${Math.floor(f.since / DAY_MS)} and t.day <= ${Math.floor((f.until - 1) / DAY_MS)}`);
     return this.#whereKey(q, f, (q2, id) => q2.where("t.key_id", "=", id));
   }
 
@@ -469,14 +491,11 @@ export class AnalyticsQueries {
       .select((eb) => ["key_id", eb.fn.min<number>("day").as("first"), eb.fn.max<number | null>(sql`case when outcome = 'allowed' then day end`).as("last")])
       .groupBy("key_id")
       .execute();
-    const recent = await this.#db
-      .selectFrom("requests")
-      .where("uid", "=", uid)
-      .where("outcome", "=", "allowed")
-      .where("at", ">=", this.#options.requestsFrom())
-      .select((eb) => ["key_id", eb.fn.max<number>("at").as("last")])
-      .groupBy("key_id")
-      .execute();
+    const from = this.#options.requestsFrom();
+    let recentQ = this.#db.selectFrom("requests as t").where("t.uid", "=", uid).where("t.outcome", "=", "allowed").where("t.at", ">=", from);
+    const segments = segmentsMeeting(this.#db, "t", from);
+    if (segments) recentQ = recentQ.where(segments);
+    const recent = await recentQ.select((eb) => ["t.key_id", eb.fn.max<number>("t.at").as("last")]).groupBy("t.key_id").execute();
     const lastAt = new Map(recent.map((r) => [r.key_id, num(r.last)]));
     return days
       .map((r) => {
@@ -585,13 +604,14 @@ export class AnalyticsQueries {
       .select((eb) => ["k.uid", eb.fn.max<number>("r.day").as("last")])
       .groupBy("k.uid")
       .execute();
-    const lastAt = await keys
+    const from = this.#options.requestsFrom();
+    let lastAtQ = keys
       .innerJoin("requests as q", "q.uid", "k.uid")
       .where("q.outcome", "=", "allowed")
-      .where(sql<boolean>`q.at >= ${this.#options.requestsFrom()}`)
-      .select((eb) => ["k.uid", eb.fn.max<number>("q.at").as("last")])
-      .groupBy("k.uid")
-      .execute();
+      .where(sql<boolean>`q.at >= ${from}`);
+    const segments = segmentsMeeting(this.#db, "q", from);
+    if (segments) lastAtQ = lastAtQ.where(segments);
+    const lastAt = await lastAtQ.select((eb) => ["k.uid", eb.fn.max<number>("q.at").as("last")]).groupBy("k.uid").execute();
     const last = new Map<string, number>();
     for (const r of lastDay) last.set(r.uid, num(r.last) * DAY_MS);
     for (const r of lastAt) last.set(r.uid, Math.max(last.get(r.uid) ?? 0, num(r.last)));

@@ -2,7 +2,11 @@
 //
 // keys        one row per ApiKey ever seen (by uid), kept after deletion (deleted_at).
 // key_labels  the ApiKey's labels, one row per label: views filter by selector with EXISTS.
-// requests    one row per RequestRow; on PostgreSQL range-partitioned by day on `at`.
+// requests    one row per RequestRow; on PostgreSQL range-partitioned by day on `at`. On SQLite
+//             each row also has its segment (`seg`): the writer fills segments of about
+//             SEGMENT_ROWS rows in turn, and one key's rows are found by segment, key and time.
+// request_segments (SQLite) one row per segment: the time span of its rows, so a time range
+//             names the few segments it must look in (ADR 62).
 // rollups     one row per day × key × route × status × country × outcome, added to at write time.
 // alert_state one row per key × alert the evaluator has ever fired (src/alerts, ADR 45): whether it
 //             fires now and when it last started, so the cooldown outlives restarts and leaders.
@@ -40,7 +44,20 @@ type Nullable<T> = { [K in keyof T]-?: undefined extends T[K] ? Exclude<T[K], un
 /** Snake-case column names of RequestRow's fields. */
 type Snake<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${Snake<T>}` : S;
 
-export type RequestsTable = { [K in keyof RequestRow as Snake<K & string>]: Nullable<RequestRow>[K] };
+export type RequestsTable = { [K in keyof RequestRow as Snake<K & string>]: Nullable<RequestRow>[K] } & {
+  /** SQLite only: the row's segment (0: rows stored before segments). */
+  seg?: ColumnType<number, number | undefined, never>;
+};
+
+/** SQLite only: one segment of per-request rows (ADR 62). */
+export interface RequestSegmentsTable {
+  seg: number;
+  /** The earliest and latest `at` of the rows written into it (ms); retention's deletes leave them as they were. */
+  first_at: number;
+  last_at: number;
+  /** Rows written into it. */
+  n: number;
+}
 
 export interface RollupsTable {
   /** Days since the epoch (UTC). */
@@ -91,6 +108,7 @@ export interface AnalyticsDB {
   requests: RequestsTable;
   rollups: RollupsTable;
   alert_state: AlertStateTable;
+  request_segments: RequestSegmentsTable;
   keyward_schema: SchemaTable;
 }
 
@@ -218,11 +236,59 @@ async function indexRollupsByUid(kdb: Kysely<AnalyticsDB>): Promise<void> {
   await (kdb as unknown as AnyDB).schema.createIndex("rollups_uid_day").ifNotExists().on("rollups").columns(["uid", "day"]).execute();
 }
 
+/**
+ * Rows a SQLite segment holds before the writer starts the next (a batch is never split). The
+ * segment's part of requests_seg_uid_at is what a batch's inserts dirty: a few hundred pages
+ * whatever the table's size, where requests_uid_at's entries fell on about one page per row.
+ */
+export const SEGMENT_ROWS = 8192;
+
+/**
+ * SQLite: one key's per-request rows by segment, key and time (requests_seg_uid_at) instead of
+ * by key and time (requests_uid_at), whose inserts, in the order of the keys' requests, dirtied
+ * about one B-tree page each (ADR 62). The rows already stored are segment 0 (the column's
+ * default: no row is rewritten), its span their earliest and latest times; the index over them is
+ * built in one sorted pass. PostgreSQL keeps requests_uid_at (one per day partition).
+ */
+async function segmentRequests(kdb: Kysely<AnalyticsDB>, kind: BackendKind): Promise<void> {
+  if (kind !== "sqlite") return;
+  const db = kdb as unknown as AnyDB;
+  await db.schema.alterTable("requests").addColumn("seg", "integer", (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema
+    .createTable("request_segments")
+    .addColumn("seg", "integer", (c) => c.primaryKey())
+    .addColumn("first_at", "bigint", (c) => c.notNull())
+    .addColumn("last_at", "bigint", (c) => c.notNull())
+    .addColumn("n", "bigint", (c) => c.notNull())
+    .execute();
+  await sql`insert into request_segments (seg, first_at, last_at, n) select 0, min(at), max(at), count(*) from requests having count(*) > 0`.execute(kdb);
+  await db.schema.createIndex("requests_seg_uid_at").on("requests").columns(["seg", "uid", "at"]).execute();
+  await db.schema.dropIndex("requests_uid_at").execute();
+  await describeSegmentIndex(kdb);
+}
+
+/**
+ * Tells SQLite's planner, in sqlite_stat1 (which keyward's stores have no other use for: it never
+ * runs ANALYZE), what requests_seg_uid_at holds: SEGMENT_ROWS rows per segment, a few per key in
+ * one. Without it the planner takes a segment alone for a handful of rows and reads every key's
+ * rows of the range's segments where it should go by key; with it, it goes by key when the
+ * filter names keys (a key, an owner, namespaces) and by time otherwise, as it did with
+ * requests_uid_at (segments.test.ts checks the plans). `analyze sqlite_schema` makes the table and
+ * reloads it: it reads nothing else.
+ */
+async function describeSegmentIndex(db: Kysely<AnalyticsDB>): Promise<void> {
+  await sql`analyze sqlite_schema`.execute(db);
+  await sql`delete from sqlite_stat1 where tbl = 'requests' and idx in ('requests_uid_at', 'requests_seg_uid_at')`.execute(db);
+  await sql`insert into sqlite_stat1 (tbl, idx, stat) values ('requests', 'requests_seg_uid_at', ${`${SEGMENT_ROWS * 1000} ${SEGMENT_ROWS} 8 1`})`.execute(db);
+  await sql`analyze sqlite_schema`.execute(db);
+}
+
 /** The schema's history. Append; never edit an applied migration. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, what: "keys, key_labels, requests, rollups", up: createTables },
   { version: 2, what: "alert_state", up: createAlertState },
   { version: 3, what: "rollups_uid_day", up: indexRollupsByUid },
+  { version: 4, what: "requests_seg_uid_at (SQLite)", up: segmentRequests },
 ];
 
 /** The schema version table, created when missing (every replica may try at once: callers hold the schema lock). */

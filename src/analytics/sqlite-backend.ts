@@ -1,6 +1,7 @@
 // The embedded backend: one SQLite file through node:sqlite, in WAL mode so
 // views read while batches are written. Old per-request rows go in bounded
-// range deletes, so retention never holds the write lock for long.
+// range deletes, so retention never holds the write lock for long; a segment
+// (schema.ts, ADR 62) goes once every row of its span is older than the cutoff.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { Kysely, sql } from "kysely";
 import type { Backend } from "./backend.ts";
@@ -39,7 +40,10 @@ export function openSqlite(options: SqliteOptions): Backend {
         const res = await db.deleteFrom("requests").where(sql<number>`rowid`, "in", oldest).executeTakeFirst();
         const n = Number(res.numDeletedRows);
         removed += n;
-        if (n < batch) return removed;
+        if (n < batch) {
+          await db.deleteFrom("request_segments").where("last_at", "<", cutoff).execute();
+          return removed;
+        }
         // Let writes and queries in between two batches.
         await yieldToLoop();
       }

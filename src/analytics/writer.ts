@@ -5,12 +5,13 @@
 // INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, so replicas writing
 // the same day, key and route at once all count; rows are sorted by the
 // conflict key first, so two replicas' batches lock rollups in the same order
-// and cannot deadlock.
+// and cannot deadlock. On SQLite, a batch's rows go into the newest segment
+// (schema.ts, ADR 62), whose time span the batch's own statement widens.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
-import { CompiledQuery, type Insertable } from "kysely";
+import { CompiledQuery, sql, type Insertable, type Transaction } from "kysely";
 import type { Backend } from "./backend.ts";
 import type { KeyRecord, RequestRow } from "./row.ts";
-import { DAY_MS, REQUEST_COLUMNS, type KeyLabelsTable, type KeysTable, type RequestsTable, type RollupsTable } from "./schema.ts";
+import { DAY_MS, REQUEST_COLUMNS, SEGMENT_ROWS, type AnalyticsDB, type KeyLabelsTable, type KeysTable, type RequestsTable, type RollupsTable } from "./schema.ts";
 
 const ROLLUP_KEY = ["day", "uid", "key_id", "route", "status", "country", "outcome"] as const;
 
@@ -34,6 +35,8 @@ export function statementChunks<T>(xs: readonly T[], n: number): T[][] {
 
 const REQUEST_FIELDS = Object.keys(REQUEST_COLUMNS) as (keyof RequestRow)[];
 const REQUEST_TEMPLATE = Object.fromEntries(Object.values(REQUEST_COLUMNS).map(({ column }) => [column, 0])) as unknown as Insertable<RequestsTable>;
+/** SQLite's rows: the segment last, after every RequestRow column. */
+const SEGMENT_TEMPLATE: Insertable<RequestsTable> = { ...REQUEST_TEMPLATE, seg: 0 };
 const ROLLUP_TEMPLATE: RollupsTable = { day: 0, uid: "", key_id: "", route: "", status: 0, country: "", outcome: "", n: 0, check_micros_sum: 0, check_micros_max: 0, upstream_n: 0, upstream_micros_sum: 0, upstream_micros_max: 0, request_bytes: 0, response_bytes: 0 };
 const ROLLUP_FIELDS = Object.keys(ROLLUP_TEMPLATE) as (keyof RollupsTable)[];
 
@@ -45,9 +48,10 @@ const compiled = new WeakMap<object, Map<string, string>>();
  * statement and row count (from `build` over template rows, which have every column, so every
  * value is one parameter), and its parameters laid out straight from the records: column after
  * column, row after row, as Kysely orders them. Building Kysely's value nodes anew for 22
- * columns × 1000 rows was most of the writer's own CPU time per batch.
+ * columns × 1000 rows was most of the writer's own CPU time per batch. `tail` follows each
+ * record's fields: values of columns the records do not hold, the same for every row.
  */
-function compiledRows<T>(db: object, name: string, records: readonly T[], fields: readonly (keyof T)[], build: (n: number) => CompiledQuery): CompiledQuery {
+function compiledRows<T>(db: object, name: string, records: readonly T[], fields: readonly (keyof T)[], build: (n: number) => CompiledQuery, tail: readonly unknown[] = []): CompiledQuery {
   let cache = compiled.get(db);
   if (!cache) {
     cache = new Map();
@@ -61,15 +65,39 @@ function compiledRows<T>(db: object, name: string, records: readonly T[], fields
     if (cache.size >= 128) cache.clear();
     cache.set(key, text);
   }
-  const params: unknown[] = new Array<unknown>(records.length * fields.length);
+  const params: unknown[] = new Array<unknown>(records.length * (fields.length + tail.length));
   let i = 0;
-  for (const r of records) for (const f of fields) params[i++] = r[f] ?? null;
+  for (const r of records) {
+    for (const f of fields) params[i++] = r[f] ?? null;
+    for (const v of tail) params[i++] = v;
+  }
   return CompiledQuery.raw(text, params);
 }
 
-/** The INSERT of these request rows. */
-export function requestsInsert(backend: Pick<Backend, "db">, rows: readonly RequestRow[]): CompiledQuery {
-  return compiledRows(backend.db, "requests", rows, REQUEST_FIELDS, (n) => backend.db.insertInto("requests").values(Array.from({ length: n }, () => REQUEST_TEMPLATE)).compile());
+/** The INSERT of these request rows; on SQLite into segment `seg`. */
+export function requestsInsert(backend: Pick<Backend, "db">, rows: readonly RequestRow[], seg?: number): CompiledQuery {
+  if (seg === undefined) return compiledRows(backend.db, "requests", rows, REQUEST_FIELDS, (n) => backend.db.insertInto("requests").values(Array.from({ length: n }, () => REQUEST_TEMPLATE)).compile());
+  return compiledRows(backend.db, "requests/seg", rows, REQUEST_FIELDS, (n) => backend.db.insertInto("requests").values(Array.from({ length: n }, () => SEGMENT_TEMPLATE)).compile(), [seg]);
+}
+
+/**
+ * SQLite: the segment this batch's rows go into, and the statement that counts them in it and
+ * widens its time span. The newest segment, or the next once it holds SEGMENT_ROWS rows (segment
+ * 0, the rows stored before segments, is never added to). Read inside the batch's transaction,
+ * which holds the file's write lock: two writers of one file never pick from a stale newest.
+ */
+async function segmentOf(trx: Transaction<AnalyticsDB>, rows: readonly RequestRow[]): Promise<{ seg: number; upsert: CompiledQuery }> {
+  const newest = await trx.selectFrom("request_segments").select(["seg", "n"]).orderBy("seg", "desc").limit(1).executeTakeFirst();
+  const seg = newest === undefined ? 1 : newest.seg === 0 || newest.n >= SEGMENT_ROWS ? newest.seg + 1 : newest.seg;
+  let first = Infinity;
+  let last = -Infinity;
+  for (const r of rows) {
+    if (r.at < first) first = r.at;
+    if (r.at > last) last = r.at;
+  }
+  const upsert = sql`insert into request_segments (seg, first_at, last_at, n) values (${seg}, ${first}, ${last}, ${rows.length})
+    on conflict (seg) do update set first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at), n = n + excluded.n`.compile(trx);
+  return { seg, upsert };
 }
 
 /** The upsert adding these increments to the rollups. */
@@ -150,8 +178,10 @@ export async function writeRequests(backend: Backend, rows: readonly RequestRow[
   await backend.prepareDays(kept.map((r) => Math.floor(r.at / DAY_MS)));
   const increments = rollupIncrements(rows);
   await backend.db.transaction().execute(async (trx) => {
+    const segment = backend.kind === "sqlite" && kept.length > 0 ? await segmentOf(trx, kept) : undefined;
     const statements = [
-      ...statementChunks(kept, backend.statementRows).map((c) => () => requestsInsert(backend, c)),
+      ...(segment ? [() => segment.upsert] : []),
+      ...statementChunks(kept, backend.statementRows).map((c) => () => requestsInsert(backend, c, segment?.seg)),
       ...statementChunks(increments, backend.statementRows).map((c) => () => rollupsUpsert(backend, c)),
     ];
     for (const [i, statement] of statements.entries()) {

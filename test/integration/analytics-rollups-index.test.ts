@@ -55,7 +55,8 @@ describe.skipIf(!havePostgres())("rollups_uid_day on PostgreSQL", () => {
       { store: "postgres", sqlitePath: "", postgresUrl: pgc.url(), retentionMs: 30 * DAY_MS, rollupRetentionMs: 0, retentionIntervalMs: 0, now: () => now },
       createLogger({ sink: (l) => lines.push(l) }),
     );
-    expect(lines.join("\n")).toMatch(/"versions":\[3\]/);
+    const later = MIGRATIONS.filter((m) => m.version >= 3).map((m) => m.version);
+    expect(lines.join("\n")).toContain(`"versions":${JSON.stringify(later)}`);
     expect((await store.queries.keyVersions("uid-0007")).map((v) => v.keyId)).toEqual(["kw_uid-0007"]);
     await store.close();
     for (const p of await plans()) {
@@ -63,6 +64,6 @@ describe.skipIf(!havePostgres())("rollups_uid_day on PostgreSQL", () => {
       expect(p).not.toMatch(/Seq Scan on rollups/);
     }
     const versions = await db.selectFrom("keyward_schema").select("version").orderBy("version").execute();
-    expect(versions.map((v) => v.version)).toEqual([1, 2, 3]);
+    expect(versions.map((v) => v.version)).toEqual(MIGRATIONS.map((m) => m.version));
   });
 });
