@@ -74,6 +74,12 @@ export interface AnalyticsWriter {
   writeRequests(rows: readonly RequestRow[]): Promise<void>;
   upsertKeys(keys: readonly KeyRecord[]): Promise<void>;
   /**
+   * Called once the record of every ApiKey listed at start has been handed over and written
+   * (recordKeys): a writer that grew with them lets go of it (the writer thread starts anew,
+   * ADR 63). Rows and records written meanwhile or after are written as any others.
+   */
+  afterKeyRecords?(): Promise<void>;
+  /**
    * The writer gives rows with a source their network and country itself (the writer thread,
    * ADR 56, 57), so rows are made without them, and the country database is opened by the writer.
    */

@@ -178,6 +178,7 @@ export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: L
     alerts: onDemand(async () => (await loadReads()).alerts),
     writeRequests: (rows) => thread.writeRequests(rows),
     upsertKeys: (keys) => thread.upsertKeys(keys),
+    afterKeyRecords: () => thread.renew(),
     placesGeography: true,
     runRetention: () => thread.runRetention(),
     close: async () => {

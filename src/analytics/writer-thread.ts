@@ -28,6 +28,12 @@ export interface WriterThread extends AnalyticsWriter {
   /** Settles when the thread has opened the store, or rejects with the store's start-up error. */
   readonly opened: Promise<void>;
   runRetention(): Promise<RetentionResult>;
+  /**
+   * Starts a new thread, which opens the store again and takes every write from now on, and ends
+   * the old one once its writes in flight have landed: what its V8 heap, its SQLite page cache
+   * and its statements grew to goes with it (ADR 63). Resolves when the old one has ended.
+   */
+  renew(): Promise<void>;
   /** Closes the store (after the call in flight) and ends the thread. */
   close(): Promise<void>;
 }
@@ -64,6 +70,11 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
     },
     upsertKeys: async (keys) => { await calls.call({ op: "keys", keys }); },
     runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
+    renew: () => {
+      // The new thread holds no string table: the next batch starts one (before any other batch is encoded).
+      encoder.reset();
+      return calls.renew({ op: "close" });
+    },
     close: () => calls.close({ op: "close" }),
   };
 }

@@ -235,6 +235,40 @@ describe("ingest", () => {
     expect(writer.keys.at(-1)).toMatchObject({ name: "k0", owner: "p" });
   });
 
+  it("once every listed key's record is written, lets the writer shed what they grew (afterKeyRecords), once; not after a stop", async () => {
+    const events: string[] = [];
+    class SheddingWriter extends RecordingWriter {
+      override async upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
+        events.push(`keys ${keys.length}`);
+        await super.upsertKeys(keys);
+      }
+      afterKeyRecords(): Promise<void> {
+        events.push("shed");
+        return Promise.resolve();
+      }
+    }
+    const listed = Array.from({ length: KEY_RECORD_CHUNK + 1 }, (_, i) => ({ namespace: "shop", name: `k${i}` }));
+    const current = (r: { namespace: string; name: string }): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } });
+    const { ingest } = await ingestWith(false, new SheddingWriter());
+    await ingest.recordKeys(listed, current);
+    expect(events).toEqual([`keys ${KEY_RECORD_CHUNK}`, "keys 1", "shed"]);
+    // A writer that cannot shed them is logged, and the records stay written.
+    class FailingWriter extends SheddingWriter {
+      override afterKeyRecords(): Promise<void> {
+        return Promise.reject(new Error("the old thread would not close"));
+      }
+    }
+    const failing = await ingestWith(false, new FailingWriter());
+    await expect(failing.ingest.recordKeys(listed, current)).resolves.toBeUndefined();
+    expect(failing.writer.keys).toHaveLength(listed.length);
+    events.length = 0;
+    const stopped = await ingestWith(false, new SheddingWriter());
+    const recording = stopped.ingest.recordKeys(listed, current);
+    await stopped.ingest.stop();
+    await recording;
+    expect(events).not.toContain("shed");
+  });
+
   it("stops making key records at stop", async () => {
     const { writer, ingest } = await ingestWith(false);
     const listed = Array.from({ length: 3 * KEY_RECORD_CHUNK }, (_, i) => ({ namespace: "shop", name: `k${i}` }));

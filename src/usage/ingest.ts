@@ -125,6 +125,12 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
         }
         await q.flush();
       }
+      // The writer thread's heap and page cache grew with the records: a new thread sheds them (ADR 63).
+      if (!stopped) {
+        await d.writer.afterKeyRecords?.().catch((err: unknown) => {
+          d.log.warn("analytics writer thread not renewed after the key records", { err });
+        });
+      }
     },
     flush: () => {
       drain();
