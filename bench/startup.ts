@@ -14,7 +14,8 @@
 // temporary application directory laid out as the image's (scripts/build.ts, ADR 58), then
 // `node dist/main.js <role>` (the Dockerfile's ENTRYPOINT); with --sources as development runs
 // it, `node src/main.ts <role>` (TypeScript stripped at load). From the spawn the bench times /readyz
-// answering 200 and (authz, run) the first allowed Check over gRPC, then runs two full
+// answering 200 and (authz, run) the first allowed Check over gRPC, waits until the process is
+// idle (its start's background work, the analytics key records, done), then runs two full
 // collections through the inspector and reads VmRSS once it has settled. Each runs as the
 // chart's pods run it: the image's environment (the Dockerfile's ENV, MALLOC_ARENA_MAX among
 // it, ADR 0054), `authz` with the chart's NODE_OPTIONS (authz.nodeOptions), and Node's compile
@@ -48,6 +49,12 @@ export interface StartupRun {
   cpuToReadyS?: number;
   firstAllowedMs?: number;
   rssMiB: number;
+  /**
+   * How long after Ready (and the first allowed check) the process went on working before it
+   * was idle (untilIdle): its start's work in the background, the analytics key records (ADR 61,
+   * 63). The collections and the RSS are taken after it.
+   */
+  busyAfterReadyMs?: number;
   /** VmHWM when the RSS was read: the most the process had resident, its list included. */
   peakRssMiB?: number;
   /** Resident pages of glibc's main heap (the `[heap]` mapping of /proc/PID/smaps) when the RSS was read. */
@@ -236,6 +243,22 @@ export async function get(url: string): Promise<{ status: number; body: string }
  * VmRSS once it has settled: sampled every 250 ms until four samples in a row lie within
  * 1 MiB of each other (the collector has run and the heap stopped growing), at most `maxMs`.
  */
+/**
+ * Waits until the process has used less than `share` of a core over one `windowMs` (at most
+ * `maxMs`): the idle RSS is the RSS once the start's background work is done, not during it.
+ * Returns how long it waited.
+ */
+export async function untilIdle(pid: number, maxMs: number, windowMs = 1000, share = 0.03): Promise<number> {
+  const t0 = performance.now();
+  let before = cpuSeconds(pid);
+  for (;;) {
+    await pause(windowMs);
+    const now = cpuSeconds(pid);
+    if (now - before < (share * windowMs) / 1000 || performance.now() - t0 > maxMs) return Math.round(performance.now() - t0 - windowMs);
+    before = now;
+  }
+}
+
 async function settledRss(pid: number, maxMs: number): Promise<number> {
   const deadline = Date.now() + maxMs;
   const window: number[] = [];
@@ -402,6 +425,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       }
       await pause(20);
     }
+    const busyAfterReadyMs = await untilIdle(child.pid!, 120_000);
     const { used: heapUsed, memory } = await collectGarbage(inspectPort);
     const rss = await settledRss(child.pid!, 30_000);
     const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
@@ -416,7 +440,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       external: mib(memory.external),
     };
     const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
-    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
+    return { readyMs: Math.round(readyMs), cpuToReadyS, busyAfterReadyMs, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
   } finally {
     client?.close();
     if (!gone()) {
@@ -481,7 +505,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
             return attempt(left - 1);
           });
         const r = await attempt(2);
-        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, busy ${r.busyAfterReadyMs ?? "–"} ms more, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
         runs.push(r);
       }
       const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);
