@@ -39,6 +39,8 @@ export interface AnalyticsStoreOptions {
   connectTimeoutMs?: number;
   /** Rows one SQLite retention delete removes at most. */
   sqliteDeleteBatch?: number;
+  /** The SQLite connection's page cache (KiB); default 8 MiB. */
+  sqliteCacheKiB?: number;
   /** Day partitions created ahead of today (PostgreSQL). */
   partitionsAhead?: number;
   now?: () => number;

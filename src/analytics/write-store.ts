@@ -29,7 +29,7 @@ export async function openWriteStore(options: AnalyticsStoreOptions, log: Logger
     options.store === "postgres"
       ? // The PostgreSQL client loads only for a PostgreSQL store (a few MiB in each thread that opens the store).
         await (await import("./postgres-backend.ts")).openPostgres({ url: options.postgresUrl, ...(options.poolSize ? { poolSize: options.poolSize } : {}), ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}) }, log)
-      : openSqlite({ path: options.sqlitePath, ...(options.sqliteDeleteBatch ? { deleteBatch: options.sqliteDeleteBatch } : {}) });
+      : openSqlite({ path: options.sqlitePath, ...(options.sqliteDeleteBatch ? { deleteBatch: options.sqliteDeleteBatch } : {}), ...(options.sqliteCacheKiB ? { cacheKiB: options.sqliteCacheKiB } : {}) });
   const slog = log.child({ store: backend.where });
   const ahead = options.partitionsAhead ?? 2;
   const prepareAhead = async (): Promise<void> => {

@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, startAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
-import { startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
+import { START_SQLITE_CACHE_KIB, startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
+import type { WriterWorkerData } from "./writer-worker.ts";
+import { openSqliteFile } from "./sqlite-file.ts";
 import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
 import { MessageChannel, Worker } from "node:worker_threads";
@@ -259,6 +261,27 @@ describe("the analytics writer on its own thread", () => {
     expect(most).toBe(1);
     await expect.poll(() => writerThreadIds()).toHaveLength(1);
     expect(writerThreadIds()).not.toEqual(before);
+  }, 30_000);
+
+  it("writes the start's key records with a page cache of START_SQLITE_CACHE_KIB, and starts the thread after them with the store's own", async () => {
+    const writer = startWriterThread({ ...options(file()), sqliteDeleteBatch: 7 }, createLogger({ sink: () => {} }), new URL("./writer-worker.data.test-support.ts", import.meta.url));
+    const started = async (): Promise<WriterWorkerData> => (await writer.runRetention()) as unknown as WriterWorkerData;
+    try {
+      expect(await started()).toMatchObject({ sqliteCacheKiB: START_SQLITE_CACHE_KIB, sqliteDeleteBatch: 7 });
+      await writer.renew();
+      const renewed = await started();
+      expect(renewed).toMatchObject({ sqliteDeleteBatch: 7 });
+      expect(renewed).not.toHaveProperty("sqliteCacheKiB");
+    } finally {
+      await writer.close();
+    }
+    // The option reaches the connection.
+    const db = openSqliteFile({ path: file(), cacheKiB: START_SQLITE_CACHE_KIB });
+    try {
+      expect(db.prepare("pragma cache_size").get()).toEqual({ cache_size: -START_SQLITE_CACHE_KIB });
+    } finally {
+      db.close();
+    }
   }, 30_000);
 
   it("closed while it renews its thread, ends both threads and starts none", async () => {

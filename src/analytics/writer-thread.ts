@@ -24,6 +24,13 @@ import type { WriterWorkerData } from "./writer-worker.ts";
 /** The OS name of the writer thread (/proc/PID/task/TID/comm), so tools can find and pin it. */
 export const WRITER_THREAD_NAME = "keyward-writer";
 
+/**
+ * The SQLite page cache (KiB) of the thread that writes the start's key records, in place of 8
+ * MiB: what it fills while upserting every ApiKey stays in glibc's heap after it is freed, with
+ * that thread (ADR 63). The thread started anew after them has the full cache.
+ */
+export const START_SQLITE_CACHE_KIB = 1024;
+
 export interface WriterThread extends AnalyticsWriter {
   /** Settles when the thread has opened the store, or rejects with the store's start-up error. */
   readonly opened: Promise<void>;
@@ -45,7 +52,7 @@ export interface WriterThread extends AnalyticsWriter {
 export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): WriterThread {
   const { now: _now, writerThread: _thread, readerClock: _clock, ...rest } = options;
   const data: WriterWorkerData = rest;
-  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
+  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data: { sqliteCacheKiB: START_SQLITE_CACHE_KIB, ...data }, log });
   const encoder = new RowBatchEncoder(limits);
   const send = async (rows: readonly RequestRow[]): Promise<void> => {
     const batch = encoder.encode(rows);
@@ -73,7 +80,7 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
     renew: () => {
       // The new thread holds no string table: the next batch starts one (before any other batch is encoded).
       encoder.reset();
-      return calls.renew({ op: "close" });
+      return calls.renew({ op: "close" }, data);
     },
     close: () => calls.close({ op: "close" }),
   };
