@@ -70,8 +70,10 @@ export interface RssBreakdown {
   binary: number;
   /** Resident pages of other files (shared libraries, ICU data). */
   otherFiles: number;
-  /** glibc's main heap, `[heap]`. */
+  /** glibc's main heap, `[heap]`: the main thread's mallocs, and those of the threads glibc gives the main arena. */
   mallocHeap: number;
+  /** glibc's other malloc arenas (with the image's MALLOC_ARENA_MAX=2, one): the other threads' mallocs (smapsArenas). */
+  mallocArenas?: number;
   /** Every other anonymous page: V8's heap and code spaces, thread stacks, mmap'd malloc chunks. */
   otherAnon: number;
   /** process.memoryUsage() of the main isolate: its V8 heap, total and used, and external (ArrayBuffers included). */
@@ -222,10 +224,40 @@ export function smapsResident<G extends string>(smaps: string, group: (name: str
   return out;
 }
 
-/** Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, other anonymous pages. */
-export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; otherAnon: number } {
+/** glibc's heaps of its other malloc arenas (the threads' that do not use `[heap]`) are reserved 64 MiB at a time, at a 64 MiB boundary. */
+const ARENA_HEAP = 64 * 2 ** 20;
+
+/**
+ * Resident kB of glibc's other malloc arenas in /proc/PID/smaps: each heap of an arena is an
+ * anonymous mapping at a 64 MiB boundary, its writable part followed by the rest of its 64 MiB
+ * reserved (`---p`). V8's pages and thread stacks are neither aligned nor reserved so.
+ */
+export function smapsArenas(smaps: string): number {
+  const maps: { start: number; end: number; perms: string; name: string; rss: number }[] = [];
+  for (const line of smaps.split("\n")) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) maps.push({ start: parseInt(head[1]!, 16), end: parseInt(head[2]!, 16), perms: head[3]!, name: head[4] ?? "", rss: 0 });
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    const last = maps.at(-1);
+    if (rss && last) last.rss += Number(rss[1]);
+  }
+  let kb = 0;
+  for (const [i, m] of maps.entries()) {
+    const next = maps[i + 1];
+    const reserved = next !== undefined && next.start === m.end && next.perms === "---p" && next.name === "" && next.end - m.start === ARENA_HEAP;
+    if (m.name === "" && m.perms === "rw-p" && m.start % ARENA_HEAP === 0 && (reserved || m.end - m.start === ARENA_HEAP)) kb += m.rss;
+  }
+  return kb;
+}
+
+/**
+ * Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, glibc's
+ * other malloc arenas, other anonymous pages (V8's heaps, thread stacks).
+ */
+export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; mallocArenas: number; otherAnon: number } {
   const by = smapsResident(smaps, (path) => (path === binary ? "binary" : path === "[heap]" ? "mallocHeap" : path.startsWith("/") ? "otherFiles" : "otherAnon"));
-  return { binary: by.binary ?? 0, otherFiles: by.otherFiles ?? 0, mallocHeap: by.mallocHeap ?? 0, otherAnon: by.otherAnon ?? 0 };
+  const mallocArenas = smapsArenas(smaps);
+  return { binary: by.binary ?? 0, otherFiles: by.otherFiles ?? 0, mallocHeap: by.mallocHeap ?? 0, mallocArenas, otherAnon: (by.otherAnon ?? 0) - mallocArenas };
 }
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -239,10 +271,6 @@ export async function get(url: string): Promise<{ status: number; body: string }
   }
 }
 
-/**
- * VmRSS once it has settled: sampled every 250 ms until four samples in a row lie within
- * 1 MiB of each other (the collector has run and the heap stopped growing), at most `maxMs`.
- */
 /**
  * Waits until the process has used less than `share` of a core over one `windowMs` (at most
  * `maxMs`): the idle RSS is the RSS once the start's background work is done, not during it.
@@ -259,6 +287,10 @@ export async function untilIdle(pid: number, maxMs: number, windowMs = 1000, sha
   }
 }
 
+/**
+ * VmRSS once it has settled: sampled every 250 ms until four samples in a row lie within
+ * 1 MiB of each other (the collector has run and the heap stopped growing), at most `maxMs`.
+ */
 async function settledRss(pid: number, maxMs: number): Promise<number> {
   const deadline = Date.now() + maxMs;
   const window: number[] = [];
@@ -434,6 +466,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       binary: mib(kinds.binary * 1024),
       otherFiles: mib(kinds.otherFiles * 1024),
       mallocHeap: mib(kinds.mallocHeap * 1024),
+      mallocArenas: mib(kinds.mallocArenas * 1024),
       otherAnon: mib(kinds.otherAnon * 1024),
       heapTotal: mib(memory.heapTotal),
       heapUsed: mib(memory.heapUsed),
