@@ -15,8 +15,6 @@ export interface SqliteOptions {
   deleteBatch?: number;
   /** How long a write waits for another process holding the file's write lock. */
   busyTimeoutMs?: number;
-  /** The connection's page cache (KiB); default 8 MiB (sqlite-file.ts). */
-  cacheKiB?: number;
 }
 
 export function openSqlite(options: SqliteOptions): Backend {

@@ -14,8 +14,6 @@ export interface SqliteFileOptions {
   path: string;
   /** How long a write waits for another process holding the file's write lock. */
   busyTimeoutMs?: number;
-  /** The connection's page cache (KiB) in place of PRAGMAS' 8 MiB. */
-  cacheKiB?: number;
 }
 
 const PRAGMAS = [
@@ -42,7 +40,6 @@ export function openSqliteFile(options: SqliteFileOptions): DatabaseSync {
     if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
     raw = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
     for (const p of PRAGMAS) raw.exec(`pragma ${p}`);
-    if (options.cacheKiB !== undefined) raw.exec(`pragma cache_size = -${Math.max(1, Math.floor(options.cacheKiB))}`);
     // Fails now, not at the first batch, when the file or its directory cannot be written.
     raw.exec("begin immediate; create table if not exists keyward_probe (x integer); drop table keyward_probe; commit");
     return raw;

@@ -39,8 +39,6 @@ export interface AnalyticsStoreOptions {
   connectTimeoutMs?: number;
   /** Rows one SQLite retention delete removes at most. */
   sqliteDeleteBatch?: number;
-  /** The SQLite connection's page cache (KiB); default 8 MiB. */
-  sqliteCacheKiB?: number;
   /** Day partitions created ahead of today (PostgreSQL). */
   partitionsAhead?: number;
   now?: () => number;
@@ -180,7 +178,8 @@ export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: L
     alerts: onDemand(async () => (await loadReads()).alerts),
     writeRequests: (rows) => thread.writeRequests(rows),
     upsertKeys: (keys) => thread.upsertKeys(keys),
-    afterKeyRecords: () => thread.renew(),
+    beforeKeyRecords: (count) => thread.beforeKeyRecords(count),
+    afterKeyRecords: (count) => thread.afterKeyRecords(count),
     placesGeography: true,
     runRetention: () => thread.runRetention(),
     close: async () => {

@@ -22,10 +22,9 @@ export interface ThreadCalls<C extends { op: string }> {
    * Sends `last` to the thread running now (after its calls in flight), ends it, then starts a
    * new one at once, which takes every call from here on (a call made meanwhile starts it
    * sooner): what the old thread's isolate and connection grew to goes with it, freed before the
-   * new thread allocates. `data`, when given, is the new thread's (and the next ones') in place
-   * of ThreadOptions' `data`. Resolves once the new thread is started.
+   * new thread allocates. Resolves once the new thread is started.
    */
-  renew(last: C, data?: unknown): Promise<void>;
+  renew(last: C): Promise<void>;
   /** Whether a thread is running (or starting) now. */
   readonly running: boolean;
   /** Settles when the thread started at once has opened, or rejects with what it met; resolved when `lazy`. */
@@ -67,8 +66,7 @@ export async function startThreadCalls<C extends { op: string }>(o: ThreadOption
 /** Starts the thread (unless `lazy`) and returns at once: `opened` says when it is open, calls wait for it. */
 export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadCalls<C> {
   const { log } = o;
-  const levels = LEVELS.filter((l) => log.enabled(l));
-  let data = { data: o.data, levels };
+  const data = { data: o.data, levels: LEVELS.filter((l) => log.enabled(l)) };
   let nextId = 1;
   let closed = false;
   let running: Running | undefined;
@@ -187,11 +185,10 @@ export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadC
       running = undefined;
       await end(r, last);
     },
-    renew: async (last, next) => {
+    renew: async (last) => {
       const r = running;
       if (closed) return;
       running = undefined;
-      if (next !== undefined) data = { data: next, levels };
       try {
         if (r) await end(r, last);
       } finally {

@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, startAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
-import { START_SQLITE_CACHE_KIB, startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
-import type { WriterWorkerData } from "./writer-worker.ts";
-import { openSqliteFile } from "./sqlite-file.ts";
-import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
+import { RENEW_AFTER_KEY_RECORDS, START_SQLITE_CACHE_KIB, startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
+import { openWriteStore } from "./write-store.ts";
+import { CompiledQuery } from "kysely";
+import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply, type WriterCall } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
 import { MessageChannel, Worker } from "node:worker_threads";
 import type { RequestRow } from "./row.ts";
@@ -227,7 +227,7 @@ describe("the analytics writer on its own thread", () => {
     const posted = vi.spyOn(Worker.prototype, "postMessage");
     try {
       const inFlight = store.writeRequests(rows(2000, "GET /a"));
-      const renewing = store.afterKeyRecords!();
+      const renewing = store.afterKeyRecords!(RENEW_AFTER_KEY_RECORDS);
       // Made while the old thread closes: held for the new one, its strings in a table of its own.
       const after = store.writeRequests([...rows(3, "GET /a"), ...rows(2, "GET /b")]);
       await Promise.all([inFlight, renewing, after]);
@@ -250,7 +250,7 @@ describe("the analytics writer on its own thread", () => {
     const before = writerThreadIds();
     let most = 0;
     const state = { renewed: false };
-    const renewing = store.afterKeyRecords!().finally(() => {
+    const renewing = store.afterKeyRecords!(RENEW_AFTER_KEY_RECORDS).finally(() => {
       state.renewed = true;
     });
     while (!state.renewed) {
@@ -263,30 +263,42 @@ describe("the analytics writer on its own thread", () => {
     expect(writerThreadIds()).not.toEqual(before);
   }, 30_000);
 
-  it("writes the start's key records with a page cache of START_SQLITE_CACHE_KIB, and starts the thread after them with the store's own", async () => {
-    const writer = startWriterThread({ ...options(file()), sqliteDeleteBatch: 7 }, createLogger({ sink: () => {} }), new URL("./writer-worker.data.test-support.ts", import.meta.url));
-    const started = async (): Promise<WriterWorkerData> => (await writer.runRetention()) as unknown as WriterWorkerData;
+  it("from RENEW_AFTER_KEY_RECORDS ApiKeys listed at start, writes their records with a page cache of START_SQLITE_CACHE_KIB, then starts anew; below it, neither", async () => {
+    const writer = startWriterThread(options(file()), createLogger({ sink: () => {} }), new URL("./writer-worker.calls.test-support.ts", import.meta.url));
+    const calls = async (): Promise<WriterCall[]> => (await writer.runRetention()) as unknown as WriterCall[];
     try {
-      expect(await started()).toMatchObject({ sqliteCacheKiB: START_SQLITE_CACHE_KIB, sqliteDeleteBatch: 7 });
-      await writer.renew();
-      const renewed = await started();
-      expect(renewed).toMatchObject({ sqliteDeleteBatch: 7 });
-      expect(renewed).not.toHaveProperty("sqliteCacheKiB");
+      await writer.beforeKeyRecords(RENEW_AFTER_KEY_RECORDS - 1);
+      await writer.upsertKeys([]);
+      await writer.afterKeyRecords(RENEW_AFTER_KEY_RECORDS - 1);
+      const first = writerThreadIds();
+      expect(await calls()).toEqual([{ op: "keys", keys: [] }]);
+      await writer.beforeKeyRecords(RENEW_AFTER_KEY_RECORDS);
+      expect(await calls()).toEqual([{ op: "keys", keys: [] }, { op: "pageCache", kib: START_SQLITE_CACHE_KIB }]);
+      expect(writerThreadIds()).toEqual(first);
+      await writer.afterKeyRecords(RENEW_AFTER_KEY_RECORDS);
+      // A new thread, which was asked nothing: its connection has the store's own page cache.
+      expect(await calls()).toEqual([]);
+      expect(writerThreadIds()).not.toEqual(first);
     } finally {
       await writer.close();
     }
-    // The option reaches the connection.
-    const db = openSqliteFile({ path: file(), cacheKiB: START_SQLITE_CACHE_KIB });
-    try {
-      expect(db.prepare("pragma cache_size").get()).toEqual({ cache_size: -START_SQLITE_CACHE_KIB });
-    } finally {
-      db.close();
-    }
   }, 30_000);
+
+  it("sets the SQLite connection's page cache when asked", async () => {
+    const ws = await openWriteStore({ ...options(file()), writerThread: false }, createLogger({ sink: () => {} }));
+    try {
+      const cacheSize = async (): Promise<unknown> => (await ws.backend.db.executeQuery(CompiledQuery.raw("pragma cache_size"))).rows[0];
+      expect(await cacheSize()).toEqual({ cache_size: -8192 });
+      await ws.pageCache(START_SQLITE_CACHE_KIB);
+      expect(await cacheSize()).toEqual({ cache_size: -START_SQLITE_CACHE_KIB });
+    } finally {
+      await ws.close();
+    }
+  });
 
   it("closed while it renews its thread, ends both threads and starts none", async () => {
     const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));
-    const renewing = store.afterKeyRecords!();
+    const renewing = store.afterKeyRecords!(RENEW_AFTER_KEY_RECORDS);
     await store.close();
     expect(writerThreadIds()).toEqual([]);
     await renewing;

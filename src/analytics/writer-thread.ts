@@ -25,9 +25,16 @@ import type { WriterWorkerData } from "./writer-worker.ts";
 export const WRITER_THREAD_NAME = "keyward-writer";
 
 /**
- * The SQLite page cache (KiB) of the thread that writes the start's key records, in place of 8
- * MiB: what it fills while upserting every ApiKey stays in glibc's heap after it is freed, with
- * that thread (ADR 63). The thread started anew after them has the full cache.
+ * From this many ApiKeys listed at start, the writer thread writes their records with a SQLite
+ * page cache of START_SQLITE_CACHE_KIB, then starts anew (ADR 63). Below it, what a new thread
+ * costs (about 2 MiB more of glibc's heaps, half a second of a core) is more than what it sheds.
+ */
+export const RENEW_AFTER_KEY_RECORDS = 5000;
+
+/**
+ * The SQLite page cache (KiB) the start's key records are written with, in place of 8 MiB: what
+ * the cache fills while upserting every ApiKey stays in glibc's heaps after it is freed, with its
+ * thread (ADR 63). The thread started anew after them has the store's own.
  */
 export const START_SQLITE_CACHE_KIB = 1024;
 
@@ -41,6 +48,10 @@ export interface WriterThread extends AnalyticsWriter {
    * and its statements grew to goes with it (ADR 63). Resolves when the old one has ended.
    */
   renew(): Promise<void>;
+  /** From RENEW_AFTER_KEY_RECORDS ApiKeys, sets the page cache to START_SQLITE_CACHE_KIB for their records. */
+  beforeKeyRecords(count: number): Promise<void>;
+  /** From RENEW_AFTER_KEY_RECORDS ApiKeys, starts the thread anew (renew). */
+  afterKeyRecords(count: number): Promise<void>;
   /** Closes the store (after the call in flight) and ends the thread. */
   close(): Promise<void>;
 }
@@ -52,7 +63,7 @@ export interface WriterThread extends AnalyticsWriter {
 export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): WriterThread {
   const { now: _now, writerThread: _thread, readerClock: _clock, ...rest } = options;
   const data: WriterWorkerData = rest;
-  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data: { sqliteCacheKiB: START_SQLITE_CACHE_KIB, ...data }, log });
+  const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log });
   const encoder = new RowBatchEncoder(limits);
   const send = async (rows: readonly RequestRow[]): Promise<void> => {
     const batch = encoder.encode(rows);
@@ -63,6 +74,11 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
       encoder.reset();
       throw err;
     }
+  };
+  const renew = (): Promise<void> => {
+    // The new thread holds no string table: the next batch starts one (before any other batch is encoded).
+    encoder.reset();
+    return calls.renew({ op: "close" });
   };
   return {
     opened: calls.opened,
@@ -77,10 +93,12 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
     },
     upsertKeys: async (keys) => { await calls.call({ op: "keys", keys }); },
     runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
-    renew: () => {
-      // The new thread holds no string table: the next batch starts one (before any other batch is encoded).
-      encoder.reset();
-      return calls.renew({ op: "close" }, data);
+    renew,
+    beforeKeyRecords: async (count) => {
+      if (count >= RENEW_AFTER_KEY_RECORDS) await calls.call({ op: "pageCache", kib: START_SQLITE_CACHE_KIB });
+    },
+    afterKeyRecords: async (count) => {
+      if (count >= RENEW_AFTER_KEY_RECORDS) await renew();
     },
     close: () => calls.close({ op: "close" }),
   };

@@ -235,15 +235,19 @@ describe("ingest", () => {
     expect(writer.keys.at(-1)).toMatchObject({ name: "k0", owner: "p" });
   });
 
-  it("once every listed key's record is written, lets the writer shed what they grew (afterKeyRecords), once; not after a stop", async () => {
+  it("tells the writer how many key records come before the first (beforeKeyRecords), and once every one is written lets it shed what they grew (afterKeyRecords); not after a stop", async () => {
     const events: string[] = [];
     class SheddingWriter extends RecordingWriter {
       override async upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
         events.push(`keys ${keys.length}`);
         await super.upsertKeys(keys);
       }
-      afterKeyRecords(): Promise<void> {
-        events.push("shed");
+      beforeKeyRecords(count: number): Promise<void> {
+        events.push(`before ${count}`);
+        return Promise.resolve();
+      }
+      afterKeyRecords(count: number): Promise<void> {
+        events.push(`shed ${count}`);
         return Promise.resolve();
       }
     }
@@ -251,9 +255,12 @@ describe("ingest", () => {
     const current = (r: { namespace: string; name: string }): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } });
     const { ingest } = await ingestWith(false, new SheddingWriter());
     await ingest.recordKeys(listed, current);
-    expect(events).toEqual([`keys ${KEY_RECORD_CHUNK}`, "keys 1", "shed"]);
-    // A writer that cannot shed them is logged, and the records stay written.
+    expect(events).toEqual([`before ${listed.length}`, `keys ${KEY_RECORD_CHUNK}`, "keys 1", `shed ${listed.length}`]);
+    // A writer that cannot prepare for them or shed them is logged, and the records are written.
     class FailingWriter extends SheddingWriter {
+      override beforeKeyRecords(): Promise<void> {
+        return Promise.reject(new Error("the page cache could not be set"));
+      }
       override afterKeyRecords(): Promise<void> {
         return Promise.reject(new Error("the old thread would not close"));
       }
@@ -266,7 +273,7 @@ describe("ingest", () => {
     const recording = stopped.ingest.recordKeys(listed, current);
     await stopped.ingest.stop();
     await recording;
-    expect(events).not.toContain("shed");
+    expect(events.filter((e) => e.startsWith("shed"))).toEqual([]);
   });
 
   it("stops making key records at stop", async () => {

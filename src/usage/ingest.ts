@@ -117,6 +117,10 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       q.upsertKey(k);
     },
     async recordKeys(keys, current) {
+      // Many records are written with less memory, and what they grew shed after (ADR 63).
+      await d.writer.beforeKeyRecords?.(keys.length).catch((err: unknown) => {
+        d.log.warn("analytics writer not prepared for the key records", { err });
+      });
       for (let i = 0; i < keys.length && !stopped; i += KEY_RECORD_CHUNK) {
         for (const ref of keys.slice(i, i + KEY_RECORD_CHUNK)) {
           const ak = current(ref);
@@ -125,9 +129,8 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
         }
         await q.flush();
       }
-      // The writer thread's heap and page cache grew with the records: a new thread sheds them (ADR 63).
       if (!stopped) {
-        await d.writer.afterKeyRecords?.().catch((err: unknown) => {
+        await d.writer.afterKeyRecords?.(keys.length).catch((err: unknown) => {
           d.log.warn("analytics writer thread not renewed after the key records", { err });
         });
       }
