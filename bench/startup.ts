@@ -14,7 +14,8 @@
 // temporary application directory laid out as the image's (scripts/build.ts, ADR 58), then
 // `node dist/main.js <role>` (the Dockerfile's ENTRYPOINT); with --sources as development runs
 // it, `node src/main.ts <role>` (TypeScript stripped at load). From the spawn the bench times /readyz
-// answering 200 and (authz, run) the first allowed Check over gRPC, then runs two full
+// answering 200 and (authz, run) the first allowed Check over gRPC, waits until the process is
+// idle (its start's background work, the analytics key records, done), then runs two full
 // collections through the inspector and reads VmRSS once it has settled. Each runs as the
 // chart's pods run it: the image's environment (the Dockerfile's ENV, MALLOC_ARENA_MAX among
 // it, ADR 0054), `authz` with the chart's NODE_OPTIONS (authz.nodeOptions), and Node's compile
@@ -48,6 +49,12 @@ export interface StartupRun {
   cpuToReadyS?: number;
   firstAllowedMs?: number;
   rssMiB: number;
+  /**
+   * How long after Ready (and the first allowed check) the process went on working before it
+   * was idle (untilIdle): its start's work in the background, the analytics key records (ADR 61,
+   * 63). The collections and the RSS are taken after it.
+   */
+  busyAfterReadyMs?: number;
   /** VmHWM when the RSS was read: the most the process had resident, its list included. */
   peakRssMiB?: number;
   /** Resident pages of glibc's main heap (the `[heap]` mapping of /proc/PID/smaps) when the RSS was read. */
@@ -63,8 +70,10 @@ export interface RssBreakdown {
   binary: number;
   /** Resident pages of other files (shared libraries, ICU data). */
   otherFiles: number;
-  /** glibc's main heap, `[heap]`. */
+  /** glibc's main heap, `[heap]`: the main thread's mallocs, and those of the threads glibc gives the main arena. */
   mallocHeap: number;
+  /** glibc's other malloc arenas (with the image's MALLOC_ARENA_MAX=2, one): the other threads' mallocs (smapsArenas). */
+  mallocArenas?: number;
   /** Every other anonymous page: V8's heap and code spaces, thread stacks, mmap'd malloc chunks. */
   otherAnon: number;
   /** process.memoryUsage() of the main isolate: its V8 heap, total and used, and external (ArrayBuffers included). */
@@ -215,10 +224,40 @@ export function smapsResident<G extends string>(smaps: string, group: (name: str
   return out;
 }
 
-/** Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, other anonymous pages. */
-export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; otherAnon: number } {
+/** glibc's heaps of its other malloc arenas (the threads' that do not use `[heap]`) are reserved 64 MiB at a time, at a 64 MiB boundary. */
+const ARENA_HEAP = 64 * 2 ** 20;
+
+/**
+ * Resident kB of glibc's other malloc arenas in /proc/PID/smaps: each heap of an arena is an
+ * anonymous mapping at a 64 MiB boundary, its writable part followed by the rest of its 64 MiB
+ * reserved (`---p`). V8's pages and thread stacks are neither aligned nor reserved so.
+ */
+export function smapsArenas(smaps: string): number {
+  const maps: { start: number; end: number; perms: string; name: string; rss: number }[] = [];
+  for (const line of smaps.split("\n")) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) maps.push({ start: parseInt(head[1]!, 16), end: parseInt(head[2]!, 16), perms: head[3]!, name: head[4] ?? "", rss: 0 });
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    const last = maps.at(-1);
+    if (rss && last) last.rss += Number(rss[1]);
+  }
+  let kb = 0;
+  for (const [i, m] of maps.entries()) {
+    const next = maps[i + 1];
+    const reserved = next !== undefined && next.start === m.end && next.perms === "---p" && next.name === "" && next.end - m.start === ARENA_HEAP;
+    if (m.name === "" && m.perms === "rw-p" && m.start % ARENA_HEAP === 0 && (reserved || m.end - m.start === ARENA_HEAP)) kb += m.rss;
+  }
+  return kb;
+}
+
+/**
+ * Resident kB of /proc/PID/smaps by kind: the node binary's file, other files, `[heap]`, glibc's
+ * other malloc arenas, other anonymous pages (V8's heaps, thread stacks).
+ */
+export function smapsByKind(smaps: string, binary: string): { binary: number; otherFiles: number; mallocHeap: number; mallocArenas: number; otherAnon: number } {
   const by = smapsResident(smaps, (path) => (path === binary ? "binary" : path === "[heap]" ? "mallocHeap" : path.startsWith("/") ? "otherFiles" : "otherAnon"));
-  return { binary: by.binary ?? 0, otherFiles: by.otherFiles ?? 0, mallocHeap: by.mallocHeap ?? 0, otherAnon: by.otherAnon ?? 0 };
+  const mallocArenas = smapsArenas(smaps);
+  return { binary: by.binary ?? 0, otherFiles: by.otherFiles ?? 0, mallocHeap: by.mallocHeap ?? 0, mallocArenas, otherAnon: (by.otherAnon ?? 0) - mallocArenas };
 }
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -229,6 +268,22 @@ export async function get(url: string): Promise<{ status: number; body: string }
     return { status: r.status, body: await r.text() };
   } catch {
     return { status: 0, body: "" };
+  }
+}
+
+/**
+ * Waits until the process has used less than `share` of a core over one `windowMs` (at most
+ * `maxMs`): the idle RSS is the RSS once the start's background work is done, not during it.
+ * Returns how long it waited.
+ */
+export async function untilIdle(pid: number, maxMs: number, windowMs = 1000, share = 0.03): Promise<number> {
+  const t0 = performance.now();
+  let before = cpuSeconds(pid);
+  for (;;) {
+    await pause(windowMs);
+    const now = cpuSeconds(pid);
+    if (now - before < (share * windowMs) / 1000 || performance.now() - t0 > maxMs) return Math.round(performance.now() - t0 - windowMs);
+    before = now;
   }
 }
 
@@ -402,6 +457,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       }
       await pause(20);
     }
+    const busyAfterReadyMs = await untilIdle(child.pid!, 120_000);
     const { used: heapUsed, memory } = await collectGarbage(inspectPort);
     const rss = await settledRss(child.pid!, 30_000);
     const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
@@ -410,13 +466,14 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       binary: mib(kinds.binary * 1024),
       otherFiles: mib(kinds.otherFiles * 1024),
       mallocHeap: mib(kinds.mallocHeap * 1024),
+      mallocArenas: mib(kinds.mallocArenas * 1024),
       otherAnon: mib(kinds.otherAnon * 1024),
       heapTotal: mib(memory.heapTotal),
       heapUsed: mib(memory.heapUsed),
       external: mib(memory.external),
     };
     const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
-    return { readyMs: Math.round(readyMs), cpuToReadyS, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
+    return { readyMs: Math.round(readyMs), cpuToReadyS, busyAfterReadyMs, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
   } finally {
     client?.close();
     if (!gone()) {
@@ -481,7 +538,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
             return attempt(left - 1);
           });
         const r = await attempt(2);
-        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, busy ${r.busyAfterReadyMs ?? "–"} ms more, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
         runs.push(r);
       }
       const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);

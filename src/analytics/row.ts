@@ -74,6 +74,18 @@ export interface AnalyticsWriter {
   writeRequests(rows: readonly RequestRow[]): Promise<void>;
   upsertKeys(keys: readonly KeyRecord[]): Promise<void>;
   /**
+   * Called before the records of the `count` ApiKeys listed at start are handed over
+   * (recordKeys): a writer may write them with less memory (the writer thread's page cache,
+   * ADR 63).
+   */
+  beforeKeyRecords?(count: number): Promise<void>;
+  /**
+   * Called once they have all been handed over and written: a writer that grew with them lets
+   * go of it (the writer thread starts anew, ADR 63). Rows and records written meanwhile or
+   * after are written as any others.
+   */
+  afterKeyRecords?(count: number): Promise<void>;
+  /**
    * The writer gives rows with a source their network and country itself (the writer thread,
    * ADR 56, 57), so rows are made without them, and the country database is opened by the writer.
    */

@@ -185,6 +185,8 @@ export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: L
     alerts: onDemand(async () => (await loadReads()).alerts),
     writeRequests: (rows) => thread.writeRequests(rows),
     upsertKeys: (keys) => thread.upsertKeys(keys),
+    beforeKeyRecords: (count) => thread.beforeKeyRecords(count),
+    afterKeyRecords: (count) => thread.afterKeyRecords(count),
     placesGeography: true,
     runRetention: () => thread.runRetention(),
     close: async () => {

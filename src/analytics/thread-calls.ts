@@ -3,8 +3,10 @@
 // result or an error. The thread is started at once and opened (`ready`, or the
 // error it met, which rejects the start), or, `lazy`, at the first call; a
 // thread that dies fails the calls in flight, and the next call starts a new
-// one, as after `retire` (the reader thread's idle end). Idle, the thread does
-// not keep the process alive; a call in flight does.
+// one, as after `retire` (the reader thread's idle end); `renew` ends the thread
+// and starts the next at once (the writer thread's, after the start's key
+// records, ADR 63). Idle, the thread does not keep the process alive; a call in
+// flight does.
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import type { Level, Logger } from "../log.ts";
 import { lowerOwnPriority } from "./thread-priority.ts";
@@ -17,6 +19,13 @@ export interface ThreadCalls<C extends { op: string }> {
   close(last: C): Promise<void>;
   /** Sends `last` to the thread running now, if any, then ends it; the next call starts a new one. */
   retire(last: C): Promise<void>;
+  /**
+   * Sends `last` to the thread running now (after its calls in flight), ends it, then starts a
+   * new one at once, which takes every call from here on (a call made meanwhile starts it
+   * sooner): what the old thread's isolate and connection grew to goes with it, freed before the
+   * new thread allocates. Resolves once the new thread is started.
+   */
+  renew(last: C): Promise<void>;
   /** Whether a thread is running (or starting) now. */
   readonly running: boolean;
   /** Settles when the thread started at once has opened, or rejects with what it met; resolved when `lazy`. */
@@ -149,6 +158,29 @@ export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadC
       r.worker.postMessage({ ...c, id }, transfer);
     });
   };
+  /** Threads being ended on purpose (retired, renewed): close waits for them. */
+  const ending = new Set<Promise<void>>();
+  /** Ends `r`, no longer `running`, after `last` (a thread ended on purpose: its exit is no failure). */
+  const end = async (r: Running, last: C): Promise<void> => {
+    retired.add(r.worker);
+    const done = (async () => {
+      try {
+        await callOn(r, last);
+      } finally {
+        await r.worker.terminate();
+        await r.exited;
+      }
+    })();
+    ending.add(done);
+    try {
+      await done;
+    } finally {
+      ending.delete(done);
+    }
+  };
+  const spawnUnlessClosed = (): void => {
+    if (!closed) running ??= spawn();
+  };
   const call = (c: C, transfer?: readonly ArrayBuffer[]): Promise<unknown> => {
     if (closed) return Promise.reject(new Error(`the ${o.what} is closed`));
     running ??= spawn();
@@ -166,28 +198,33 @@ export function threadCalls<C extends { op: string }>(o: ThreadOptions): ThreadC
       if (!r || closed) return;
       // The next call starts a new thread, whatever this one is still doing.
       running = undefined;
-      retired.add(r.worker);
+      await end(r, last);
+    },
+    renew: async (last) => {
+      const r = running;
+      if (closed) return;
+      running = undefined;
       try {
-        await callOn(r, last);
+        if (r) await end(r, last);
       } finally {
-        await r.worker.terminate();
-        await r.exited;
+        // Not when closed meanwhile.
+        spawnUnlessClosed();
       }
     },
     close: async (last) => {
       if (closed) return;
       const r = running;
-      if (!r) {
-        closed = true;
-        return;
-      }
       try {
         // A thread that never opened has nothing to close: it is only ended.
-        if (await r.ready.then(() => true, () => false)) await call(last);
+        if (r && (await r.ready.then(() => true, () => false))) await call(last);
       } finally {
         closed = true;
-        await r.worker.terminate();
-        await r.exited;
+        if (r) {
+          await r.worker.terminate();
+          await r.exited;
+        }
+        // A thread being ended (retire, renew) has ended too when the close resolves.
+        await Promise.allSettled(ending);
       }
     },
   };

@@ -14,6 +14,8 @@ export type WriterCall =
   | { op: "rows"; batch: RowBatch }
   | { op: "keys"; keys: readonly KeyRecord[] }
   | { op: "retention" }
+  /** The SQLite connection's page cache from now on (KiB); nothing on PostgreSQL. */
+  | { op: "pageCache"; kib: number }
   | { op: "close" };
 
 /** A statement for the SQLite reader thread (sqlite-reader.ts), or its close. */

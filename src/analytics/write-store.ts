@@ -4,6 +4,7 @@
 // timer when given one). The writer thread opens this alone (it serves no
 // reads, so it never loads the query layer); the CLI's and tests' stores add
 // the queries over the same connection (store.ts).
+import { CompiledQuery } from "kysely";
 import { KeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Backend } from "./backend.ts";
@@ -18,6 +19,8 @@ import { upsertKeys, writeRequests } from "./writer.ts";
 export interface WriteStore extends AnalyticsWriter {
   readonly backend: Backend;
   runRetention(): Promise<RetentionResult>;
+  /** The SQLite connection's page cache from now on (KiB; SQLite frees what is over it); nothing on PostgreSQL. */
+  pageCache(kib: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -69,6 +72,9 @@ export async function openWriteStore(options: AnalyticsStoreOptions, log: Logger
     writeRequests: (rows: readonly RequestRow[]) => writeRequests(backend, rows, { keepRequestsFrom: keepFrom }),
     upsertKeys: (keys: readonly KeyRecord[]) => upsertKeys(backend, keys, now()),
     runRetention,
+    pageCache: async (kib) => {
+      if (backend.kind === "sqlite") await backend.db.executeQuery(CompiledQuery.raw(`pragma cache_size = -${Math.max(1, Math.floor(kib))}`));
+    },
     close: async () => {
       if (timer) clearInterval(timer);
       await running;

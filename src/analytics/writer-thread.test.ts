@@ -4,8 +4,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, startAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
-import { startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
-import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply } from "./thread-wire.ts";
+import { RENEW_AFTER_KEY_RECORDS, START_SQLITE_CACHE_KIB, startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
+import { openWriteStore } from "./write-store.ts";
+import { CompiledQuery } from "kysely";
+import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply, type WriterCall } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
 import { MessageChannel, Worker } from "node:worker_threads";
 import type { RequestRow } from "./row.ts";
@@ -19,6 +21,17 @@ function threadNames(): string[] {
       return readFileSync(`/proc/${process.pid}/task/${t}/comm`, "utf8").trim();
     } catch {
       return "";
+    }
+  });
+}
+
+/** The thread ids (Linux) of this process's analytics writer threads. */
+function writerThreadIds(): string[] {
+  return readdirSync(`/proc/${process.pid}/task`).filter((t) => {
+    try {
+      return readFileSync(`/proc/${process.pid}/task/${t}/comm`, "utf8").trim() === WRITER_THREAD_NAME;
+    } catch {
+      return false;
     }
   });
 }
@@ -202,6 +215,95 @@ describe("the analytics writer on its own thread", () => {
     expect(await reader.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 4 }]);
     expect(await reader.queries.endpoints({ since: now - DAY, until: now }, "route")).toMatchObject([{ endpoint: "GET /a", requests: 2 }, { endpoint: "GET /b", requests: 2 }]);
   });
+
+  it("renewed after the key records, ends the old thread once its write in flight has landed, then writes everything after on a new one, from a new string table: nothing lost or written twice", async () => {
+    const path = file();
+    const store = await openAnalyticsStore(options(path), createLogger({ sink: () => {} }));
+    stores.push(store);
+    const before = writerThreadIds();
+    expect(before).toHaveLength(1);
+    const now = Date.now();
+    const rows = (n: number, route: string): RequestRow[] => Array.from({ length: n }, (_, i) => ({ at: now - 1000 - i, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, route }));
+    const posted = vi.spyOn(Worker.prototype, "postMessage");
+    try {
+      const inFlight = store.writeRequests(rows(2000, "GET /a"));
+      const renewing = store.afterKeyRecords!(RENEW_AFTER_KEY_RECORDS);
+      // Made while the old thread closes: held for the new one, its strings in a table of its own.
+      const after = store.writeRequests([...rows(3, "GET /a"), ...rows(2, "GET /b")]);
+      await Promise.all([inFlight, renewing, after]);
+      await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+      // Each batch sent once: none refused by the new thread for a table it does not hold.
+      expect(posted.mock.calls.filter(([c]) => (c as { op?: string }).op === "rows")).toHaveLength(2);
+    } finally {
+      posted.mockRestore();
+    }
+    const renewed = writerThreadIds();
+    expect(renewed).toHaveLength(1);
+    expect(renewed).not.toEqual(before);
+    expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 2005 }]);
+    expect(await store.queries.endpoints({ since: now - DAY, until: now }, "route")).toMatchObject([{ endpoint: "GET /a", requests: 2003 }, { endpoint: "GET /b", requests: 2 }]);
+   }, 30_000);
+
+  it("renewed with nothing to write meanwhile, ends the old thread before it starts the new one: the old one's memory is freed before the new one allocates", async () => {
+    const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));
+    stores.push(store);
+    const before = writerThreadIds();
+    let most = 0;
+    const state = { renewed: false };
+    const renewing = store.afterKeyRecords!(RENEW_AFTER_KEY_RECORDS).finally(() => {
+      state.renewed = true;
+    });
+    while (!state.renewed) {
+      most = Math.max(most, writerThreadIds().length);
+      await new Promise((r) => setImmediate(r));
+    }
+    await renewing;
+    expect(most).toBe(1);
+    await expect.poll(() => writerThreadIds()).toHaveLength(1);
+    expect(writerThreadIds()).not.toEqual(before);
+  }, 30_000);
+
+  it("from RENEW_AFTER_KEY_RECORDS ApiKeys listed at start, writes their records with a page cache of START_SQLITE_CACHE_KIB, then starts anew; below it, neither", async () => {
+    const writer = startWriterThread(options(file()), createLogger({ sink: () => {} }), new URL("./writer-worker.calls.test-support.ts", import.meta.url));
+    const calls = async (): Promise<WriterCall[]> => (await writer.runRetention()) as unknown as WriterCall[];
+    try {
+      await writer.beforeKeyRecords(RENEW_AFTER_KEY_RECORDS - 1);
+      await writer.upsertKeys([]);
+      await writer.afterKeyRecords(RENEW_AFTER_KEY_RECORDS - 1);
+      const first = writerThreadIds();
+      expect(await calls()).toEqual([{ op: "keys", keys: [] }]);
+      await writer.beforeKeyRecords(RENEW_AFTER_KEY_RECORDS);
+      expect(await calls()).toEqual([{ op: "keys", keys: [] }, { op: "pageCache", kib: START_SQLITE_CACHE_KIB }]);
+      expect(writerThreadIds()).toEqual(first);
+      await writer.afterKeyRecords(RENEW_AFTER_KEY_RECORDS);
+      // A new thread, which was asked nothing: its connection has the store's own page cache.
+      expect(await calls()).toEqual([]);
+      expect(writerThreadIds()).not.toEqual(first);
+    } finally {
+      await writer.close();
+    }
+  }, 30_000);
+
+  it("sets the SQLite connection's page cache when asked", async () => {
+    const ws = await openWriteStore({ ...options(file()), writerThread: false }, createLogger({ sink: () => {} }));
+    try {
+      const cacheSize = async (): Promise<unknown> => (await ws.backend.db.executeQuery(CompiledQuery.raw("pragma cache_size"))).rows[0];
+      expect(await cacheSize()).toEqual({ cache_size: -8192 });
+      await ws.pageCache(START_SQLITE_CACHE_KIB);
+      expect(await cacheSize()).toEqual({ cache_size: -START_SQLITE_CACHE_KIB });
+    } finally {
+      await ws.close();
+    }
+  });
+
+  it("closed while it renews its thread, ends both threads and starts none", async () => {
+    const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));
+    const renewing = store.afterKeyRecords!(RENEW_AFTER_KEY_RECORDS);
+    await store.close();
+    expect(writerThreadIds()).toEqual([]);
+    await renewing;
+    expect(writerThreadIds()).toEqual([]);
+   }, 30_000);
 
   it("ends its thread on close, after the write in flight has landed", async () => {
     const path = file();

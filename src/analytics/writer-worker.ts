@@ -51,6 +51,8 @@ await serveCalls<WriterCall & { id: number }, Writer>(
         return store.upsertKeys(call.keys);
       case "retention":
         return store.runRetention();
+      case "pageCache":
+        return store.pageCache(call.kib);
       case "close":
         return store.close();
     }

@@ -235,6 +235,47 @@ describe("ingest", () => {
     expect(writer.keys.at(-1)).toMatchObject({ name: "k0", owner: "p" });
   });
 
+  it("tells the writer how many key records come before the first (beforeKeyRecords), and once every one is written lets it shed what they grew (afterKeyRecords); not after a stop", async () => {
+    const events: string[] = [];
+    class SheddingWriter extends RecordingWriter {
+      override async upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
+        events.push(`keys ${keys.length}`);
+        await super.upsertKeys(keys);
+      }
+      beforeKeyRecords(count: number): Promise<void> {
+        events.push(`before ${count}`);
+        return Promise.resolve();
+      }
+      afterKeyRecords(count: number): Promise<void> {
+        events.push(`shed ${count}`);
+        return Promise.resolve();
+      }
+    }
+    const listed = Array.from({ length: KEY_RECORD_CHUNK + 1 }, (_, i) => ({ namespace: "shop", name: `k${i}` }));
+    const current = (r: { namespace: string; name: string }): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } });
+    const { ingest } = await ingestWith(false, new SheddingWriter());
+    await ingest.recordKeys(listed, current);
+    expect(events).toEqual([`before ${listed.length}`, `keys ${KEY_RECORD_CHUNK}`, "keys 1", `shed ${listed.length}`]);
+    // A writer that cannot prepare for them or shed them is logged, and the records are written.
+    class FailingWriter extends SheddingWriter {
+      override beforeKeyRecords(): Promise<void> {
+        return Promise.reject(new Error("the page cache could not be set"));
+      }
+      override afterKeyRecords(): Promise<void> {
+        return Promise.reject(new Error("the old thread would not close"));
+      }
+    }
+    const failing = await ingestWith(false, new FailingWriter());
+    await expect(failing.ingest.recordKeys(listed, current)).resolves.toBeUndefined();
+    expect(failing.writer.keys).toHaveLength(listed.length);
+    events.length = 0;
+    const stopped = await ingestWith(false, new SheddingWriter());
+    const recording = stopped.ingest.recordKeys(listed, current);
+    await stopped.ingest.stop();
+    await recording;
+    expect(events.filter((e) => e.startsWith("shed"))).toEqual([]);
+  });
+
   it("stops making key records at stop", async () => {
     const { writer, ingest } = await ingestWith(false);
     const listed = Array.from({ length: 3 * KEY_RECORD_CHUNK }, (_, i) => ({ namespace: "shop", name: `k${i}` }));

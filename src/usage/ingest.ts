@@ -117,6 +117,10 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       q.upsertKey(k);
     },
     async recordKeys(keys, current) {
+      // Many records are written with less memory, and what they grew shed after (ADR 63).
+      await d.writer.beforeKeyRecords?.(keys.length).catch((err: unknown) => {
+        d.log.warn("analytics writer not prepared for the key records", { err });
+      });
       for (let i = 0; i < keys.length && !stopped; i += KEY_RECORD_CHUNK) {
         for (const ref of keys.slice(i, i + KEY_RECORD_CHUNK)) {
           const ak = current(ref);
@@ -124,6 +128,11 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
           if (k) q.upsertKey(k);
         }
         await q.flush();
+      }
+      if (!stopped) {
+        await d.writer.afterKeyRecords?.(keys.length).catch((err: unknown) => {
+          d.log.warn("analytics writer thread not renewed after the key records", { err });
+        });
       }
     },
     flush: () => {

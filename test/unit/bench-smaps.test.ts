@@ -19,9 +19,23 @@ const SMAPS = [
   "Rss:                   8 kB",
 ].join("\n");
 
+/** A glibc arena's heap (64 MiB-aligned, 9 MiB written, the rest of its 64 MiB reserved), and a V8 page that happens to lie at a 64 MiB boundary. */
+const ARENAS = [
+  "7f1e5c000000-7f1e5c900000 rw-p 00000000 00:00 0 ",
+  "Rss:                9000 kB",
+  "7f1e5c900000-7f1e60000000 ---p 00000000 00:00 0 ",
+  "Rss:                   0 kB",
+  "7f1e64000000-7f1e64040000 rw-p 00000000 00:00 0 ",
+  "Rss:                 256 kB",
+].join("\n");
+
 describe("smaps by kind", () => {
   it("sums the binary's mappings, glibc's [heap], other files and the anonymous rest", () => {
-    expect(smapsByKind(SMAPS, "/opt/node/bin/node")).toEqual({ binary: 700, otherFiles: 20, mallocHeap: 300, otherAnon: 58 });
+    expect(smapsByKind(SMAPS, "/opt/node/bin/node")).toEqual({ binary: 700, otherFiles: 20, mallocHeap: 300, mallocArenas: 0, otherAnon: 58 });
+  });
+
+  it("tells glibc's other malloc arenas from the anonymous rest: a heap at a 64 MiB boundary with the rest of its 64 MiB reserved", () => {
+    expect(smapsByKind(`${SMAPS}\n${ARENAS}`, "/opt/node/bin/node")).toEqual({ binary: 700, otherFiles: 20, mallocHeap: 300, mallocArenas: 9000, otherAnon: 58 + 256 });
   });
 
   it("groups by any key of the mapping's name, anonymous mappings named ''", () => {
