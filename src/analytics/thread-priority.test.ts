@@ -65,17 +65,17 @@ describe("analytics thread priority", () => {
     expect(() => lowerOwnPriority(2.5)).toThrow(RangeError);
   });
 
-  it("keyward's writer thread runs at --analytics-thread-nice (default 10), the check thread at the process's", async () => {
+  it("keyward's writer thread runs at --analytics-thread-nice (default 19), the check thread at the process's", async () => {
     const config = defaultConfig({ analyticsStore: "sqlite" });
-    expect(config.analyticsThreadNice).toBe(10);
+    expect(config.analyticsThreadNice).toBe(19);
     const dir = mkdtempSync(join(tmpdir(), "keyward-thread-nice-"));
     try {
       const options = { ...analyticsStoreOptions({ ...config, analyticsSqlitePath: join(dir, "a.sqlite") })!, retentionIntervalMs: 0, writerThread: true };
-      expect(options.threadNice).toBe(10);
+      expect(options.threadNice).toBe(19);
       const writer = startWriterThread(options, silentLogger);
       try {
         await writer.opened;
-        expect(niceOfThread(WRITER_THREAD_NAME)).toEqual([10]);
+        expect(niceOfThread(WRITER_THREAD_NAME)).toEqual([19]);
         expect(getPriority(process.pid)).toBe(0);
       } finally {
         await writer.close();
@@ -88,6 +88,6 @@ describe("analytics thread priority", () => {
   it("0 leaves the store's threads at the process's priority; above 19 is refused at start-up", () => {
     expect(analyticsStoreOptions(defaultConfig({ analyticsStore: "sqlite", analyticsThreadNice: 0 }))?.threadNice).toBeUndefined();
     expect(() => loadConfig(["--analytics-thread-nice", "20"], {})).toThrow(/--analytics-thread-nice must be 19 or less/);
-    expect(loadConfig([], { KEYWARD_ANALYTICS_THREAD_NICE: "19" }).config.analyticsThreadNice).toBe(19);
+    expect(loadConfig([], { KEYWARD_ANALYTICS_THREAD_NICE: "10" }).config.analyticsThreadNice).toBe(10);
   });
 });

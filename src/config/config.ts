@@ -202,7 +202,7 @@ export const SETTINGS = {
   analyticsFlushInterval: dur("analytics-flush-interval", "KEYWARD_ANALYTICS_FLUSH_INTERVAL", 1000, "longest a request row waits before a write to the analytics store starts; also the wait after a refused write", 10),
   analyticsCountryDatabase: s("analytics-country-database", "KEYWARD_ANALYTICS_COUNTRY_DATABASE", "", "MaxMind-format (.mmdb) country database for the rows' country; empty: the GeoLite2 database shipped in @ip-location-db/geolite2-country-mmdb"),
   analyticsReaderIdle: dur("analytics-reader-idle", "KEYWARD_ANALYTICS_READER_IDLE", 300_000, "with --analytics-store=sqlite: the reader thread (the views' and the alert evaluator's queries, docs/usage.md, Store) starts at the first read and ends after this long without one, freeing its memory (about 30 MiB); 0 keeps it once started"),
-  analyticsThreadNice: int("analytics-thread-nice", "KEYWARD_ANALYTICS_THREAD_NICE", 10, "the analytics store's writer and reader threads lower their own scheduling priority to this nice value (0-19; Linux): on a saturated CPU the checks run first and the store gets what is left, dropping its oldest rows when it falls behind (docs/usage.md, Where the writes and reads run); 0 leaves them at the process's priority"),
+  analyticsThreadNice: int("analytics-thread-nice", "KEYWARD_ANALYTICS_THREAD_NICE", 19, "the analytics store's writer and reader threads lower their own scheduling priority to this nice value (0-19; Linux): on a saturated CPU the checks run first and the store gets what is left, dropping its oldest rows when it falls behind (docs/usage.md, Where the writes and reads run); 0 leaves them at the process's priority"),
 } as const;
 
 type Settings = typeof SETTINGS;

@@ -210,7 +210,7 @@ describe("Helm chart", () => {
       expect(c).toMatchObject({ analyticsStore: "sqlite", analyticsSqlitePath: "/var/lib/keyward/analytics.sqlite", analyticsRetention: 30 * 86_400_000, analyticsRollupRetention: 0, analyticsReaderIdle: 5 * 60_000 });
       expect(configOf(authzOf("authz.analytics.sqlite.readerIdle=0")).analyticsReaderIdle).toBe(0);
       // The store's threads run below the checks; the chart passes its value on (0 keeps them level).
-      expect(c.analyticsThreadNice).toBe(10);
+      expect(c.analyticsThreadNice).toBe(19);
       expect(configOf(authzOf("authz.analytics.threadNice=0")).analyticsThreadNice).toBe(0);
       const pod = d.spec.template.spec;
       const mount = pod.containers[0]?.volumeMounts?.find((m) => m.mountPath === "/var/lib/keyward");
