@@ -4,6 +4,7 @@
 // and on SIGTERM stops usage before the store, so rows still queued at the
 // signal are in the file when the process has exited. The flush interval is
 // an hour: nothing reaches the file before the signal.
+import { readdirSync, readFileSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
@@ -18,6 +19,17 @@ import { createTestNamespace, deleteNamespace } from "../support/k8s.ts";
 import { dataPlaneKubeconfig, logRecords, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "wiring.example.com";
+
+/** The nice value of each of process `pid`'s threads by name (the main thread as "main"), from /proc. */
+function niceByThread(pid: number): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    const name = Number(tid) === pid ? "main" : readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    out.set(name, [...(out.get(name) ?? []), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])]);
+  }
+  return out;
+}
 const DAY = 86_400_000;
 
 describe("keyward authz --analytics-store=sqlite", () => {
@@ -82,6 +94,10 @@ describe("keyward authz --analytics-store=sqlite", () => {
     const stored = (): number => (peek.prepare("select count(*) as n from requests").get() as { n: number }).n;
     expect(stored()).toBe(0);
     peek.close();
+    // The store's writer thread runs below the thread answering checks (ADR 64): nice 19, the default.
+    const nice = niceByThread(kw.child.pid!);
+    expect(nice.get("keyward-writer")).toEqual([19]);
+    expect(nice.get("main")).toEqual([0]);
 
     kw.child.kill("SIGTERM");
     expect(await kw.exited).toBe(0);
