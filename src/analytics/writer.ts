@@ -255,18 +255,46 @@ export async function upsertKeys(backend: Backend, keys: readonly KeyRecord[], n
     deleted_at: k.deletedAt ?? null,
     updated_at: now,
   }));
-  const labels: KeyLabelsTable[] = sorted.flatMap((k) => Object.entries(k.labels).map(([name, value]) => ({ uid: k.uid, name, value })));
   const uids = sorted.map((k) => ({ uid: k.uid }));
   const n = backend.statementRows;
+  const between = async (i: number): Promise<void> => {
+    if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
+  };
   await backend.db.transaction().execute(async (trx) => {
-    const statements = [
-      ...statementChunks(records, n).map((c) => () => keysUpsert(backend, c)),
-      ...statementChunks(uids, n).map((c) => () => compiledRows(backend.db, "labels-delete", c, ["uid"], (m) => backend.db.deleteFrom("key_labels").where("uid", "in", Array.from({ length: m }, () => "")).compile())),
-      ...statementChunks(labels, n).map((c) => () => compiledRows(backend.db, "labels", c, LABEL_FIELDS, (m) => backend.db.insertInto("key_labels").values(Array.from({ length: m }, () => LABEL_TEMPLATE)).compile())),
-    ];
-    for (const [i, statement] of statements.entries()) {
-      if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
-      await trx.executeQuery(statement());
+    let i = 0;
+    for (const c of statementChunks(records, n)) {
+      await between(i++);
+      await trx.executeQuery(keysUpsert(backend, c));
+    }
+    // Labels are rewritten only for the keys whose labels the store holds otherwise: a restart
+    // sends every ApiKey's record, and most keys' labels have not changed since the last.
+    const held = new Map<string, Record<string, string>>();
+    for (const c of statementChunks(uids, n)) {
+      await between(i++);
+      const { rows } = await trx.executeQuery(compiledRows(backend.db, "labels-select", c, ["uid"], (m) => backend.db.selectFrom("key_labels").select(["uid", "name", "value"]).where("uid", "in", Array.from({ length: m }, () => "")).compile()));
+      for (const r of rows as KeyLabelsTable[]) {
+        const set = held.get(r.uid) ?? {};
+        set[r.name] = r.value;
+        held.set(r.uid, set);
+      }
+    }
+    const changed = sorted.filter((k) => !sameLabels(k.labels, held.get(k.uid) ?? {}));
+    const stale = changed.filter((k) => held.has(k.uid)).map((k) => ({ uid: k.uid }));
+    const labels: KeyLabelsTable[] = changed.flatMap((k) => Object.entries(k.labels).map(([name, value]) => ({ uid: k.uid, name, value })));
+    for (const c of statementChunks(stale, n)) {
+      await between(i++);
+      await trx.executeQuery(compiledRows(backend.db, "labels-delete", c, ["uid"], (m) => backend.db.deleteFrom("key_labels").where("uid", "in", Array.from({ length: m }, () => "")).compile()));
+    }
+    for (const c of statementChunks(labels, n)) {
+      await between(i++);
+      await trx.executeQuery(compiledRows(backend.db, "labels", c, LABEL_FIELDS, (m) => backend.db.insertInto("key_labels").values(Array.from({ length: m }, () => LABEL_TEMPLATE)).compile()));
     }
   });
+}
+
+/** Whether two label sets are the same (names and values, in any order). */
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const names = Object.keys(a);
+  if (names.length !== Object.keys(b).length) return false;
+  return names.every((name) => Object.hasOwn(b, name) && b[name] === a[name]);
 }
