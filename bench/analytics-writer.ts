@@ -11,6 +11,7 @@
 //
 //   node bench/analytics-writer.ts [--keys 100000] [--seed-rows 2000000] [--rows 200000]
 //                                  [--rounds 3] [--batch 1000] [--profile] [--drop-index requests_seg_uid_at]
+//                                  [--cache-kib N: the writer connection's SQLite page cache instead of keyward's]
 // One JSON line per round on stdout, then the medians.
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -27,6 +28,7 @@ import { shopRequest } from "./analytics.ts";
 import { openWriteStore } from "../src/analytics/write-store.ts";
 import type { CheckEvent } from "../src/check/event.ts";
 import { silentLogger } from "../src/log.ts";
+import { median } from "./lib/stats.ts";
 
 const DAY = 86_400_000;
 const ROUTES = 20;
@@ -97,7 +99,6 @@ const cpuMicros = (): number => {
   const u = process.threadCpuUsage();
   return u.user + u.system;
 };
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 
 if (import.meta.main) {
@@ -110,6 +111,7 @@ if (import.meta.main) {
       profile: { type: "boolean", default: false },
       "drop-index": { type: "string", default: "" },
       batch: { type: "string", default: "1000" },
+      "cache-kib": { type: "string", default: "" },
     },
   });
   const keys = Number(values.keys);
@@ -125,6 +127,8 @@ if (import.meta.main) {
     seed(path, Number(values["seed-rows"]), keys, now - 60_000, 7, values["drop-index"].split(",").filter(Boolean));
     console.error(`[writer] seeded ${values["seed-rows"]} rows in ${Math.round(performance.now() - t0)} ms`);
     const store = await openWriteStore(options, silentLogger);
+    // The connection's page cache, when not keyward's (sqlite-file.ts).
+    if (values["cache-kib"]) await store.pageCache(Number(values["cache-kib"]));
     const geo = await openCountryDatabase();
     const encoder = new RowBatchEncoder();
     const decoder = new RowBatchDecoder();

@@ -22,8 +22,9 @@ const PRAGMAS = [
   // Durable at each checkpoint; a power cut may lose the last batches, never corrupt the file.
   "synchronous = NORMAL",
   "temp_store = MEMORY",
-  // 8 MiB of page cache per connection (negative: KiB): the writer's and the reader's thread each
-  // have one; the kernel's page cache holds the file as well (docs/benchmarks.md, ADR 56).
+  // 8 MiB of page cache per connection (negative: KiB): the reader's thread and the CLI's store
+  // have one, the writer thread lowers its own to 2 MiB (WRITER_SQLITE_CACHE_KIB, write-store.ts);
+  // the kernel's page cache holds the file as well (docs/benchmarks.md, ADR 56).
   "cache_size = -8192",
   // Keep the WAL from growing past ~64 MiB between checkpoints.
   "journal_size_limit = 67108864",

@@ -82,3 +82,24 @@ export async function openWriteStore(options: AnalyticsStoreOptions, log: Logger
     },
   };
 }
+
+/**
+ * The writer thread's SQLite page cache (KiB), smaller than the store's own (sqlite-file.ts): its
+ * writes touch the newest segment's pages and the day's rollups, and a page missing from the
+ * cache is read back from the kernel's cache of the file. Measured (`node
+ * bench/analytics-writer.ts --seed-rows 2000000 --cache-kib N`, 100,000 keys in turn): 11.6 µs of
+ * the store's CPU per row at 2 MiB, 11.7 at 8 MiB, 12.0 at 1 MiB; about 6 MiB less resident.
+ */
+export const WRITER_SQLITE_CACHE_KIB = 2048;
+
+/** The write store as the writer thread opens it: openWriteStore, with the writer's page cache. */
+export async function openWriterThreadStore(options: AnalyticsStoreOptions, log: Logger): Promise<WriteStore> {
+  const store = await openWriteStore(options, log);
+  try {
+    await store.pageCache(WRITER_SQLITE_CACHE_KIB);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  return store;
+}

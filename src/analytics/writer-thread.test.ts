@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../log.ts";
 import { openAnalyticsStore, startAnalyticsStore, type AnalyticsStore, type AnalyticsStoreOptions } from "./store.ts";
 import { RENEW_AFTER_KEY_RECORDS, START_SQLITE_CACHE_KIB, startWriterThread, WRITER_THREAD_NAME, type WriterThread } from "./writer-thread.ts";
-import { openWriteStore } from "./write-store.ts";
+import { openWriterThreadStore, openWriteStore, WRITER_SQLITE_CACHE_KIB } from "./write-store.ts";
 import { CompiledQuery } from "kysely";
 import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply, type WriterCall } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
@@ -283,6 +283,16 @@ describe("the analytics writer on its own thread", () => {
       await writer.close();
     }
   }, 30_000);
+
+  it("opens the writer thread's SQLite connection with a page cache of WRITER_SQLITE_CACHE_KIB, smaller than the store's own", async () => {
+    const ws = await openWriterThreadStore({ ...options(file()), writerThread: false }, createLogger({ sink: () => {} }));
+    try {
+      expect((await ws.backend.db.executeQuery(CompiledQuery.raw("pragma cache_size"))).rows[0]).toEqual({ cache_size: -WRITER_SQLITE_CACHE_KIB });
+      expect(WRITER_SQLITE_CACHE_KIB).toBeLessThan(8192);
+    } finally {
+      await ws.close();
+    }
+  });
 
   it("sets the SQLite connection's page cache when asked", async () => {
     const ws = await openWriteStore({ ...options(file()), writerThread: false }, createLogger({ sink: () => {} }));

@@ -11,7 +11,7 @@ import { checkCountryDatabase, CountriesOnDemand, defaultCountryDatabase, openCo
 import { RowBatchDecoder } from "./row-batch.ts";
 import { placeGeography } from "./rows.ts";
 import type { AnalyticsStoreOptions } from "./store.ts";
-import { openWriteStore, type WriteStore } from "./write-store.ts";
+import { openWriterThreadStore, type WriteStore } from "./write-store.ts";
 import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
 
@@ -36,7 +36,7 @@ await serveCalls<WriterCall & { id: number }, Writer>(
         log.error("the country database could not be read; rows go without a country", { err });
       },
     );
-    return { geo, store: await openWriteStore(options, log), batches: new RowBatchDecoder() };
+    return { geo, store: await openWriterThreadStore(options, log), batches: new RowBatchDecoder() };
   },
   async ({ store, geo, batches }, call) => {
     switch (call.op) {
