@@ -88,7 +88,8 @@ export async function openWriteStore(options: AnalyticsStoreOptions, log: Logger
  * writes touch the newest segment's pages and the day's rollups, and a page missing from the
  * cache is read back from the kernel's cache of the file. Measured (`node
  * bench/analytics-writer.ts --seed-rows 2000000 --cache-kib N`, 100,000 keys in turn): 11.6 µs of
- * the store's CPU per row at 2 MiB, 11.7 at 8 MiB, 12.0 at 1 MiB; about 6 MiB less resident.
+ * the store's CPU per row at 2 MiB, 11.7 at 8 MiB, 12.0 at 1 MiB. Up to 6 MiB less resident once
+ * the writer's traffic has filled its cache (idle after a start it had not: no change there).
  */
 export const WRITER_SQLITE_CACHE_KIB = 2048;
 
