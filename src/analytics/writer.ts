@@ -8,7 +8,7 @@
 // and cannot deadlock. On SQLite, a batch's rows go into the newest segment
 // (schema.ts, ADR 62), whose time span the batch's own statement widens.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
-import { CompiledQuery, sql, type Insertable, type Transaction } from "kysely";
+import { CompiledQuery, sql, type Insertable, type QueryResult, type Transaction } from "kysely";
 import type { Backend } from "./backend.ts";
 import type { KeyRecord, RequestRow } from "./row.ts";
 import { DAY_MS, REQUEST_COLUMNS, SEGMENT_ROWS, type AnalyticsDB, type KeyLabelsTable, type KeysTable, type RequestsTable, type RollupsTable } from "./schema.ts";
@@ -179,17 +179,23 @@ export async function writeRequests(backend: Backend, rows: readonly RequestRow[
   const increments = rollupIncrements(rows);
   await backend.db.transaction().execute(async (trx) => {
     const segment = backend.kind === "sqlite" && kept.length > 0 ? await segmentOf(trx, kept) : undefined;
-    const statements = [
-      ...(segment ? [() => segment.upsert] : []),
-      ...statementChunks(kept, backend.statementRows).map((c) => () => requestsInsert(backend, c, segment?.seg)),
-      ...statementChunks(increments, backend.statementRows).map((c) => () => rollupsUpsert(backend, c)),
-    ];
-    for (const [i, statement] of statements.entries()) {
-      // Between two statements of a synchronous backend, the checks and I/O waiting go first.
-      if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
-      await trx.executeQuery(statement());
-    }
+    const run = statementRunner(backend, trx);
+    if (segment) await run(segment.upsert);
+    for (const c of statementChunks(kept, backend.statementRows)) await run(requestsInsert(backend, c, segment?.seg));
+    for (const c of statementChunks(increments, backend.statementRows)) await run(rollupsUpsert(backend, c));
   });
+}
+
+/**
+ * Runs a transaction's statements one after another; between two statements of a synchronous
+ * backend (SQLite runs each to its end on this thread), the calls and I/O waiting go first.
+ */
+function statementRunner(backend: Pick<Backend, "yieldBetweenStatements">, trx: Transaction<AnalyticsDB>): (q: CompiledQuery) => Promise<QueryResult<unknown>> {
+  let ran = 0;
+  return async (q) => {
+    if (ran++ > 0 && backend.yieldBetweenStatements) await yieldToLoop();
+    return trx.executeQuery(q);
+  };
 }
 
 const KEYS_TEMPLATE: KeysTable = { uid: "", namespace: "", name: "", owner: "", scopes: "", created_at: 0, expires_at: null, deleted_at: null, updated_at: 0 };
@@ -257,21 +263,14 @@ export async function upsertKeys(backend: Backend, keys: readonly KeyRecord[], n
   }));
   const uids = sorted.map((k) => ({ uid: k.uid }));
   const n = backend.statementRows;
-  const between = async (i: number): Promise<void> => {
-    if (i > 0 && backend.yieldBetweenStatements) await yieldToLoop();
-  };
   await backend.db.transaction().execute(async (trx) => {
-    let i = 0;
-    for (const c of statementChunks(records, n)) {
-      await between(i++);
-      await trx.executeQuery(keysUpsert(backend, c));
-    }
+    const run = statementRunner(backend, trx);
+    for (const c of statementChunks(records, n)) await run(keysUpsert(backend, c));
     // Labels are rewritten only for the keys whose labels the store holds otherwise: a restart
     // sends every ApiKey's record, and most keys' labels have not changed since the last.
     const held = new Map<string, Record<string, string>>();
     for (const c of statementChunks(uids, n)) {
-      await between(i++);
-      const { rows } = await trx.executeQuery(compiledRows(backend.db, "labels-select", c, ["uid"], (m) => backend.db.selectFrom("key_labels").select(["uid", "name", "value"]).where("uid", "in", Array.from({ length: m }, () => "")).compile()));
+      const { rows } = await run(compiledRows(backend.db, "labels-select", c, ["uid"], (m) => backend.db.selectFrom("key_labels").select(["uid", "name", "value"]).where("uid", "in", Array.from({ length: m }, () => "")).compile()));
       for (const r of rows as KeyLabelsTable[]) {
         const set = held.get(r.uid) ?? {};
         set[r.name] = r.value;
@@ -281,14 +280,8 @@ export async function upsertKeys(backend: Backend, keys: readonly KeyRecord[], n
     const changed = sorted.filter((k) => !sameLabels(k.labels, held.get(k.uid) ?? {}));
     const stale = changed.filter((k) => held.has(k.uid)).map((k) => ({ uid: k.uid }));
     const labels: KeyLabelsTable[] = changed.flatMap((k) => Object.entries(k.labels).map(([name, value]) => ({ uid: k.uid, name, value })));
-    for (const c of statementChunks(stale, n)) {
-      await between(i++);
-      await trx.executeQuery(compiledRows(backend.db, "labels-delete", c, ["uid"], (m) => backend.db.deleteFrom("key_labels").where("uid", "in", Array.from({ length: m }, () => "")).compile()));
-    }
-    for (const c of statementChunks(labels, n)) {
-      await between(i++);
-      await trx.executeQuery(compiledRows(backend.db, "labels", c, LABEL_FIELDS, (m) => backend.db.insertInto("key_labels").values(Array.from({ length: m }, () => LABEL_TEMPLATE)).compile()));
-    }
+    for (const c of statementChunks(stale, n)) await run(compiledRows(backend.db, "labels-delete", c, ["uid"], (m) => backend.db.deleteFrom("key_labels").where("uid", "in", Array.from({ length: m }, () => "")).compile()));
+    for (const c of statementChunks(labels, n)) await run(compiledRows(backend.db, "labels", c, LABEL_FIELDS, (m) => backend.db.insertInto("key_labels").values(Array.from({ length: m }, () => LABEL_TEMPLATE)).compile()));
   });
 }
 
