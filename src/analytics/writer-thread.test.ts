@@ -276,7 +276,7 @@ describe("the analytics writer on its own thread", () => {
       expect(await calls()).toEqual([{ op: "keys", keys: [] }, { op: "pageCache", kib: START_SQLITE_CACHE_KIB }]);
       expect(writerThreadIds()).toEqual(first);
       await writer.afterKeyRecords(RENEW_AFTER_KEY_RECORDS);
-      // A new thread, which was asked nothing: its connection has the store's own page cache.
+      // A new thread, which was asked nothing: its connection has the writer's own page cache (WRITER_SQLITE_CACHE_KIB).
       expect(await calls()).toEqual([]);
       expect(writerThreadIds()).not.toEqual(first);
     } finally {

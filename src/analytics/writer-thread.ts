@@ -32,9 +32,10 @@ export const WRITER_THREAD_NAME = "keyward-writer";
 export const RENEW_AFTER_KEY_RECORDS = 5000;
 
 /**
- * The SQLite page cache (KiB) the start's key records are written with, in place of 8 MiB: what
- * the cache fills while upserting every ApiKey stays in glibc's heaps after it is freed, with its
- * thread (ADR 63). The thread started anew after them has the store's own.
+ * The SQLite page cache (KiB) the start's key records are written with, in place of the writer's
+ * WRITER_SQLITE_CACHE_KIB (write-store.ts): what the cache fills while upserting every ApiKey
+ * stays in glibc's heaps after it is freed, with its thread (ADR 63). The thread started anew
+ * after them has the writer's own.
  */
 export const START_SQLITE_CACHE_KIB = 1024;
 
@@ -43,9 +44,9 @@ export interface WriterThread extends AnalyticsWriter {
   readonly opened: Promise<void>;
   runRetention(): Promise<RetentionResult>;
   /**
-   * Starts a new thread, which opens the store again and takes every write from now on, and ends
-   * the old one once its writes in flight have landed: what its V8 heap, its SQLite page cache
-   * and its statements grew to goes with it (ADR 63). Resolves when the old one has ended.
+   * Ends the thread once its writes in flight have landed, then starts a new one, which opens the
+   * store again and takes every write from now on: what the old one's V8 heap, SQLite page cache
+   * and statements grew to goes with it (ADR 63). Resolves once the new one is started.
    */
   renew(): Promise<void>;
   /** From RENEW_AFTER_KEY_RECORDS ApiKeys, sets the page cache to START_SQLITE_CACHE_KIB for their records. */
