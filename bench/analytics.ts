@@ -30,6 +30,7 @@ import { SEGMENT_ROWS } from "../src/analytics/schema.ts";
 import { openAnalyticsStore, type AnalyticsStore } from "../src/analytics/store.ts";
 import { createLogger } from "../src/log.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
+import { procStatFields } from "../test/support/proc.ts";
 
 const DAY = 86_400_000;
 const END = Date.UTC(2026, 5, 30);
@@ -134,8 +135,7 @@ function serverCpuSeconds(postmasterPid: number): number {
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const f = procStatFields(d);
       const pid = Number(d);
       const ppid = Number(f[1]);
       if (pid === postmasterPid || ppid === postmasterPid) total += (Number(f[11]) + Number(f[12])) / tick;

@@ -23,6 +23,7 @@ import { quantileBetween } from "./limits-grpc.ts";
 import { ghz, writeDataFile } from "./lib/ghz.ts";
 import { cpuSeconds, placeProcess, startServer, type ServerProc } from "./lib/proc.ts";
 import { startRedis, startRedisCluster, type RedisServer } from "../test/support/redis.ts";
+import { procStatFields } from "../test/support/proc.ts";
 import { median } from "./lib/stats.ts";
 
 /** Where the redis-server processes run; keyward is on core 1 and ghz on core 0 throughout. */
@@ -102,8 +103,7 @@ function whereRedisRuns(nodes: readonly RedisServer[]): { stop(): number } {
   let onOne = 0;
   const timer = setInterval(() => {
     for (const n of nodes) {
-      const f = readFileSync(`/proc/${n.child.pid}/stat`, "utf8");
-      const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+      const fields = procStatFields(n.child.pid as number);
       // fields[0] = state (3rd field of proc(5)), fields[36] = processor (39th).
       if (fields[0] !== "R") continue;
       busy++;

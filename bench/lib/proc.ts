@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { procStatFields } from "../../test/support/proc.ts";
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 
@@ -54,8 +55,7 @@ export function placeProcess(pid: number, cpus: string, nice = 0): void {
 
 /** utime+stime of a process and its threads (or of one thread: "PID/task/TID"), in seconds (Linux /proc). */
 export function cpuSeconds(pid: number | string): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = procStatFields(pid);
   // fields[11] = utime, fields[12] = stime (fields 14 and 15 of proc(5)), in clock ticks.
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }

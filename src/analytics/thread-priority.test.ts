@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { getPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -7,24 +7,17 @@ import { silentLogger } from "../log.ts";
 import { analyticsStoreOptions } from "./store.ts";
 import { startThreadCalls } from "./thread-calls.ts";
 import { lowerOwnPriority, ownThreadId } from "./thread-priority.ts";
+import { niceByThread } from "../../test/support/proc.ts";
 import { startWriterThread, WRITER_THREAD_NAME } from "./writer-thread.ts";
 
 const SUPPORT = new URL("./thread-priority.test-support.ts", import.meta.url);
-const quiet = silentLogger;
 
-/** The nice value of this process's thread named `name`, from /proc (field 19 of its stat). */
-function niceOfThread(name: string): number[] {
-  return readdirSync(`/proc/${process.pid}/task`)
-    .filter((t) => readFileSync(`/proc/${process.pid}/task/${t}/comm`, "utf8").trim() === name)
-    .map((t) => {
-      const stat = readFileSync(`/proc/${process.pid}/task/${t}/stat`, "utf8");
-      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
-    });
-}
+/** The nice value of this process's threads named `name`, from /proc. */
+const niceOfThread = (name: string): number[] => niceByThread(process.pid).get(name) ?? [];
 
 async function niceIn(options: { nice?: number; before?: number }): Promise<{ tid: number; nice: number; fromProc: number[] }> {
   const name = `kw-nice-${Math.random().toString(36).slice(2, 8)}`;
-  const calls = await startThreadCalls<{ op: "nice" | "close" }>({ url: SUPPORT, name, what: "test", data: { before: options.before }, log: quiet, ...(options.nice !== undefined ? { nice: options.nice } : {}) });
+  const calls = await startThreadCalls<{ op: "nice" | "close" }>({ url: SUPPORT, name, what: "test", data: { before: options.before }, log: silentLogger, ...(options.nice !== undefined ? { nice: options.nice } : {}) });
   try {
     const answer = (await calls.call({ op: "nice" })) as { tid: number; nice: number };
     return { ...answer, fromProc: niceOfThread(name.slice(0, 15)) };

@@ -4,7 +4,6 @@
 // and on SIGTERM stops usage before the store, so rows still queued at the
 // signal are in the file when the process has exited. The flush interval is
 // an hour: nothing reaches the file before the signal.
-import { readdirSync, readFileSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
@@ -16,20 +15,11 @@ import { createLogger } from "../../src/log.ts";
 import { authzClient, checkRequest, createKey, createPolicy, summarize, type TestKey } from "../conformance/harness.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace } from "../support/k8s.ts";
+import { niceByThread } from "../support/proc.ts";
 import { dataPlaneKubeconfig, logRecords, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "wiring.example.com";
 
-/** The nice value of each of process `pid`'s threads by name (the main thread as "main"), from /proc. */
-function niceByThread(pid: number): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-    const name = Number(tid) === pid ? "main" : readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-    out.set(name, [...(out.get(name) ?? []), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])]);
-  }
-  return out;
-}
 const DAY = 86_400_000;
 
 describe("keyward authz --analytics-store=sqlite", () => {
