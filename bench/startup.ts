@@ -48,7 +48,13 @@ export interface StartupRun {
   /** CPU seconds (user + system) the process had used when /readyz first answered 200: less noisy than wall time on a shared machine. */
   cpuToReadyS?: number;
   firstAllowedMs?: number;
+  /** VmRSS settled after the two full collections the bench forces through the inspector. */
   rssMiB: number;
+  /**
+   * VmRSS settled once the process is idle after Ready, before the bench forces any collection:
+   * what the pod's memory shows, and what the targets are read against.
+   */
+  rssAtRestMiB?: number;
   /**
    * How long after Ready (and the first allowed check) the process went on working before it
    * was idle (untilIdle): its start's work in the background, the analytics key records (ADR 61,
@@ -91,6 +97,7 @@ export interface StartupRow {
   cpuToReadyS?: number;
   firstAllowedMs?: number;
   rssMiB: number;
+  rssAtRestMiB?: number;
   heapUsedMiB?: number;
 }
 
@@ -458,6 +465,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       await pause(20);
     }
     const busyAfterReadyMs = await untilIdle(child.pid!, 120_000);
+    const rssAtRest = await settledRss(child.pid!, 30_000);
     const { used: heapUsed, memory } = await collectGarbage(inspectPort);
     const rss = await settledRss(child.pid!, 30_000);
     const mib = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
@@ -473,7 +481,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       external: mib(memory.external),
     };
     const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
-    return { readyMs: Math.round(readyMs), cpuToReadyS, busyAfterReadyMs, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
+    return { readyMs: Math.round(readyMs), cpuToReadyS, busyAfterReadyMs, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, rssAtRestMiB: Math.round(rssAtRest * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
   } finally {
     client?.close();
     if (!gone()) {
@@ -538,7 +546,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
             return attempt(left - 1);
           });
         const r = await attempt(2);
-        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, busy ${r.busyAfterReadyMs ?? "–"} ms more, RSS ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, busy ${r.busyAfterReadyMs ?? "–"} ms more, RSS at rest ${r.rssAtRestMiB ?? "–"} MiB, after forced collections ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
         runs.push(r);
       }
       const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);
@@ -550,6 +558,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
         cpuToReadyS: opt(runs.map((r) => r.cpuToReadyS)),
         firstAllowedMs: opt(runs.map((r) => r.firstAllowedMs)),
         rssMiB: median(runs.map((r) => r.rssMiB)),
+        rssAtRestMiB: opt(runs.map((r) => r.rssAtRestMiB)),
         heapUsedMiB: opt(runs.map((r) => r.heapUsedMiB)),
       });
     }
@@ -565,11 +574,11 @@ export function startupTables(r: StartupSection): string[] {
   for (const s of r.seeds) out.push(`| ${cell(s.keys)} | ${s.through ?? "apiserver"} | ${s.seconds ? cell(s.seconds, 1) : "(seeded before)"} | ${cell(s.requests)} | ${s.seconds ? cell(s.requests / s.seconds) : "–"} |`);
   out.push(
     "",
-    "| role | keys | runs | Ready (ms) | CPU to Ready (s) | first allowed Check (ms) | RSS idle after Ready (MiB) | heap used (MiB) | Ready of each run (ms) |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| role | keys | runs | Ready (ms) | CPU to Ready (s) | first allowed Check (ms) | RSS at rest after Ready (MiB) | RSS after forced collections (MiB) | heap used (MiB) | Ready of each run (ms) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   );
   for (const w of r.rows) {
-    out.push(`| ${w.role} | ${cell(w.keys)} | ${w.runs.length} | ${cell(w.readyMs)} | ${cell(w.cpuToReadyS, 2)} | ${cell(w.firstAllowedMs)} | ${cell(w.rssMiB, 1)} | ${cell(w.heapUsedMiB, 1)} | ${w.runs.map((x) => cell(x.readyMs)).join(", ")} |`);
+    out.push(`| ${w.role} | ${cell(w.keys)} | ${w.runs.length} | ${cell(w.readyMs)} | ${cell(w.cpuToReadyS, 2)} | ${cell(w.firstAllowedMs)} | ${cell(w.rssAtRestMiB, 1)} | ${cell(w.rssMiB, 1)} | ${cell(w.heapUsedMiB, 1)} | ${w.runs.map((x) => cell(x.readyMs)).join(", ")} |`);
   }
   if (r.views) {
     out.push("", "| what a watch keeps of an issued ApiKey (`node --expose-gc bench/views.ts`) | heap bytes per key |", "| --- | ---: |");

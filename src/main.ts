@@ -107,6 +107,9 @@ async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usag
   await s.lc.start("usage API", () => startUsageApi({ config: s.config, rest, queries: store.queries, live: () => usage.apiKeys(), log: s.log.child({ component: "usage-api" }) }));
 }
 
+/** The heap collected and compacted once the data plane has listed, before it is ready (ADR 0067). */
+const settleHeap = async (): Promise<boolean> => (await import("./util/heap.ts")).compactHeap();
+
 /** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
 async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
   const { startUsage } = await import("./usage/service.ts");
@@ -132,6 +135,7 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
       log: s.log.child({ component: "authz" }),
       registry: s.registry,
       apiKeys: index,
+      settleHeap,
       onDecision: (front, d, seconds, input, cancelled) => {
         usage.onDecision(front, d, seconds, input, cancelled);
       },

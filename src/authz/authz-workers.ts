@@ -14,6 +14,7 @@ import type { Logger } from "../log.ts";
 import { fromDecision, type CheckEvent } from "../check/event.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { startAuthz } from "./service.ts";
+import { compactHeap } from "../util/heap.ts";
 
 /** A worker sends its checks at least this often, and sooner when this many are waiting. */
 const BATCH_MS = 100;
@@ -66,7 +67,7 @@ export async function runAuthzWorker(config: Config, kc: KubeConfig, log: Logger
     const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
     const usage = new UsageBatcher(send, config.xffTrustedHops);
     // Listens only once its index is synced: the shared socket sends a worker no connection before.
-    const authz = await startAuthz({ config, kc, rest, log: wlog.child({ component: "authz" }), registry, onDecision: usage.onDecision, listenWhenSynced: true });
+    const authz = await startAuthz({ config, kc, rest, log: wlog.child({ component: "authz" }), registry, onDecision: usage.onDecision, listenWhenSynced: true, settleHeap: compactHeap });
     return {
       registry,
       ready: () => authz.ready(),

@@ -45,6 +45,12 @@ export interface AuthzDeps extends RoleDeps {
    * its own, fed by the data plane's own watch, caching references only.
    */
   apiKeys?: SharedKeyIndex;
+  /**
+   * Run once both watches have listed, before the data plane says it is ready: the start-up's
+   * garbage collected and the heap compacted (ADR 0067, src/util/heap.ts), so that a process at
+   * rest holds what it keeps and not what listing took. Default: nothing.
+   */
+  settleHeap?: () => Promise<unknown>;
 }
 
 export interface AuthzHandle {
@@ -230,6 +236,27 @@ async function startFronts(deps: AuthzDeps, path: CheckPath, shared: Pick<FrontO
 }
 
 /**
+ * Runs deps.settleHeap once `synced` (every watch's first list) resolves, then sets `done` and
+ * calls `notify`, whatever the settling resolved or rejected with. Without settleHeap `done` is
+ * set at once; a watch that never lists leaves it unset, as it leaves the data plane not ready.
+ */
+function settleAfterSync(deps: AuthzDeps, synced: Promise<unknown>, notify: () => void): { readonly done: boolean } {
+  const state = { done: deps.settleHeap === undefined };
+  const settle = deps.settleHeap;
+  if (!settle) return state;
+  void synced
+    .then(() => settle())
+    .catch((err: unknown) => {
+      deps.log.warn("heap not compacted after the first list", { err });
+    })
+    .finally(() => {
+      state.done = true;
+      notify();
+    });
+  return state;
+}
+
+/**
  * The data plane: the check path, the watches that fill it, and the fronts that serve it.
  * With listenWhenSynced the fronts listen once the watches have listed; otherwise at once,
  * answering not_ready until then.
@@ -242,7 +269,9 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     fronts?.grpc.notifyHealth();
   };
   const watches = indexWatches(deps, path, notify);
-  const ready = (): boolean => watches.every((w) => w.synced);
+  // Set below, once the fronts serve: until the watches have listed and the heap has settled, not ready.
+  let settled: { readonly done: boolean } = { done: false };
+  const ready = (): boolean => settled.done && watches.every((w) => w.synced);
   const { staleness, indexStale } = indexStaleness(deps, watches);
   const tls = await openTls(deps.config, deps.log);
   if (deps.listenWhenSynced) await Promise.all(watches.map((w) => w.start()));
@@ -254,11 +283,12 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     throw err;
   }
   staleness.start();
-  for (const w of watches) {
+  const started = watches.map((w) =>
     w.start().then(notify, (err: unknown) => {
       deps.log.error("watch did not start", { err });
-    });
-  }
+    }),
+  );
+  settled = settleAfterSync(deps, Promise.all(started), notify);
   const { grpc, http } = fronts;
   return {
     grpcPort: grpc.port,
