@@ -25,7 +25,11 @@ class FakeApi implements ApiKeyStore {
   patches: unknown[] = [];
   failNext: KubeApiError | undefined;
 
+  /** How often the flusher read the watch cache's record: once for each key a flush looks at. */
+  gets = 0;
+
   get(ns: string, name: string): ApiKeyRecord | undefined {
+    this.gets++;
     return ns === "shop" && name === "acme" ? recordOf(this.cached) : undefined;
   }
   list(): ApiKeyRecord[] {
@@ -154,5 +158,58 @@ describe("usage flusher", () => {
     api.sync();
     await flusher.flush();
     expect(api.patches).toHaveLength(2);
+  });
+
+  it("looks at keys without traffic in the first flush of each hour, and in between only at those whose record changed", async () => {
+    const { clock, api, flusher } = setup();
+    flusher.recordCheck(check(clock.now()));
+    await flusher.flush();
+    api.sync();
+    const looked = api.gets;
+    await clock.advance(30_000);
+    await flusher.flush();
+    await flusher.flush();
+    expect(api.gets).toBe(looked);
+    flusher.keyChanged("shop", "acme");
+    await flusher.flush();
+    expect(api.gets).toBe(looked + 1);
+    // 10:15 + 45 min: the next hour's first flush looks at every key with stored usage.
+    await clock.advance(45 * 60_000);
+    await flusher.flush();
+    expect(api.gets).toBe(looked + 2);
+    await flusher.flush();
+    expect(api.gets).toBe(looked + 2);
+    expect(api.patches).toHaveLength(1);
+  });
+
+  it("drops a key version gone from the ApiKey from its usage at the next flush after the change, within the hour", async () => {
+    const { clock, api, flusher } = setup();
+    flusher.recordCheck(check(clock.now()));
+    await flusher.flush();
+    expect(api.ak.status?.usage?.keys?.map((k) => k.id)).toEqual(["kw_AAAAAAAA"]);
+    api.ak.status = { ...api.ak.status, keys: [{ id: "kw_BBBBBBBB", hash: `sha256:${"b".repeat(64)}`, state: "active" }] };
+    api.bump();
+    api.sync();
+    flusher.keyChanged("shop", "acme");
+    await clock.advance(30_000);
+    await flusher.flush();
+    expect(api.patches).toHaveLength(2);
+    expect(api.ak.status.usage?.keys).toBeUndefined();
+  });
+
+  it("tries a key without traffic again at the next flush when its write failed, within the hour", async () => {
+    const { clock, api, flusher } = setup();
+    flusher.recordCheck(check(clock.now()));
+    await flusher.flush();
+    api.sync();
+    // 10:15 + 23 h 45 min: the check's hour leaves the 24 h window; the decayed usage's write fails.
+    await clock.advance(23 * 3_600_000 + 45 * 60_000);
+    api.failNext = new KubeApiError(500, "InternalError", "etcd is away");
+    await flusher.flush();
+    expect(api.patches).toHaveLength(1);
+    await clock.advance(30_000);
+    await flusher.flush();
+    expect(api.patches).toHaveLength(2);
+    expect(api.ak.status?.usage?.requests24h).toBe(0);
   });
 });

@@ -10,6 +10,14 @@
 // key per interval, and none when the usage did not change. Keys with stored
 // usage but no traffic are rewritten only when a window rolls over (an hour
 // or day drops out of requests24h / daily), so idle keys decay to zero.
+//
+// What a key's stored usage becomes without traffic depends on the clock only
+// through the hour (the 24 h window moves by hours; days, quota periods and
+// months start on hours) and otherwise only on the key's record (its usage,
+// key versions and quota period). So keys without traffic are looked at in the
+// first flush of each UTC hour, and in between only those whose record changed
+// (keyChanged) or whose last write failed: an idle data plane of 100,000 keys
+// does not merge 100,000 usages every interval.
 import type { ApiKey, UsageStatus } from "../api/types.ts";
 import { recordOf, type ApiKeyRecord } from "../apikeys/record.ts";
 import { jsonEqual } from "../util/json.ts";
@@ -48,6 +56,7 @@ export interface FlushReport {
 }
 
 const refOf = (ns: string, name: string): string => `${ns}/${name}`;
+const HOUR_MS = 3_600_000;
 const pathOf = (ns: string, name: string): string =>
   `/apis/${API_VERSION}/namespaces/${encodeURIComponent(ns)}/${APIKEY_PLURAL}/${encodeURIComponent(name)}`;
 
@@ -76,6 +85,10 @@ export class UsageFlusher {
   private cancelTimer: (() => void) | undefined;
   private running: Promise<FlushReport> | undefined;
   private stopped = false;
+  /** The UTC hour (ms / HOUR_MS) of the last flush that looked at every key with stored usage. */
+  private walkedHour: number | undefined;
+  /** Keys without traffic to look at in the next flush all the same: their record changed, or their write failed. */
+  private changed = new Set<string>();
 
   constructor(opts: FlusherOptions) {
     this.options = opts;
@@ -97,6 +110,11 @@ export class UsageFlusher {
 
   get pendingKeys(): number {
     return this.deltas.size;
+  }
+
+  /** The ApiKey's record changed (its watch saw it): the next flush looks at it, traffic or not. */
+  keyChanged(namespace: string, name: string): void {
+    this.changed.add(refOf(namespace, name));
   }
 
   start(): void {
@@ -141,8 +159,14 @@ export class UsageFlusher {
     if (this.options.store.synced === false) return { written: 0, failed: 0 };
     const taken = this.deltas;
     this.deltas = new Map();
+    const hour = Math.floor(this.options.clock.now() / HOUR_MS);
+    const walk = hour !== this.walkedHour;
     const refs = new Set(taken.keys());
-    for (const r of this.options.store.list()) if (r.usage) refs.add(refOf(r.namespace, r.name));
+    if (walk) {
+      for (const r of this.options.store.list()) if (r.usage) refs.add(refOf(r.namespace, r.name));
+    }
+    for (const ref of this.changed) refs.add(ref);
+    this.changed = new Set();
     const report: FlushReport = { written: 0, failed: 0 };
     for (const ref of refs) {
       const delta = taken.get(ref);
@@ -153,8 +177,10 @@ export class UsageFlusher {
       if (result === "conflict" || result === "error") {
         report.failed++;
         if (delta) this.putBack(ref, delta);
+        else this.changed.add(ref);
       }
     }
+    if (walk) this.walkedHour = hour;
     return report;
   }
 

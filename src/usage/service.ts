@@ -126,7 +126,9 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   // start-up does not wait for them, nor do they take the list's CPU (ADR 61).
   let listed = false;
   const onKey = (type: ChangeType, obj: ApiKey, old: ApiKeyRecord | undefined): void => {
-    if (listed) ingest?.keyChange(type, obj, old && apiKeyOf(old));
+    if (!listed) return;
+    ingest?.keyChange(type, obj, old && apiKeyOf(old));
+    if (type !== "delete") flusher?.keyChanged(obj.metadata.namespace, obj.metadata.name);
   };
   const store = usageStore(deps, clock, metrics, log, onKey, deps.apiKeys);
   if (deps.analyticsWriter) {
