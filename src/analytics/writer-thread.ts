@@ -43,7 +43,7 @@ export const START_SQLITE_CACHE_KIB = 1024;
  * The writer thread's V8 young generation (MiB; threadYoungGeneration): 1 MiB semi-spaces, where
  * the chart's `--max-semi-space-size=4` gave it 4. Its garbage per batch is the batch's decoded
  * rows and statement parameters; measured (`node bench/analytics-writer.ts --seed-rows 2000000`
- * with 1 and 4 MiB semi-spaces) at the same CPU per row, and about 6 MiB less resident.
+ * with 1 and 4 MiB semi-spaces) at the same CPU per row, and 4.8 MiB less resident (ADR 66).
  */
 export const WRITER_YOUNG_GENERATION_MB = 3;
 
