@@ -22,6 +22,13 @@ import { SqliteDialectOver, SqliteTransactions } from "./sqlite-dialect.ts";
 import { startThreadCalls, type ThreadCalls } from "./thread-calls.ts";
 import type { ReaderCall } from "./thread-wire.ts";
 
+/**
+ * The reader thread's V8 young generation (MiB; threadYoungGeneration): 4 MiB semi-spaces, what
+ * the chart's `--max-semi-space-size=4` gave it before the store's threads set their own. A view
+ * over raw rows makes its garbage in large result sets.
+ */
+export const READER_YOUNG_GENERATION_MB = 12;
+
 /** The OS name of the reader thread. */
 export const READER_THREAD_NAME = "keyward-reader";
 
@@ -104,6 +111,6 @@ class ThreadDriver extends SqliteTransactions implements Driver {
  * ends the thread for good.
  */
 export async function openSqliteReader(path: string, log: Logger, options: SqliteReaderOptions): Promise<Kysely<AnalyticsDB>> {
-  const calls = await startThreadCalls<ReaderCall>({ url: new URL("./sqlite-reader-worker.ts", import.meta.url), name: READER_THREAD_NAME, what: "analytics reader", data: path, log, lazy: true, ...(options.nice !== undefined ? { nice: options.nice } : {}) });
+  const calls = await startThreadCalls<ReaderCall>({ url: new URL("./sqlite-reader-worker.ts", import.meta.url), name: READER_THREAD_NAME, what: "analytics reader", data: path, log, lazy: true, youngGenerationMb: READER_YOUNG_GENERATION_MB, ...(options.nice !== undefined ? { nice: options.nice } : {}) });
   return new Kysely<AnalyticsDB>({ dialect: new SqliteDialectOver(() => new ThreadDriver(calls, options)) });
 }
