@@ -87,6 +87,19 @@ describe("request rows in columns", () => {
     }).toThrow();
   });
 
+  it("gives a row's repeated strings the ids of its own table, after its columns were emptied for another", () => {
+    const c = new RowColumns(10, new StringTable());
+    c.appendCheck(event());
+    c.appendCheck(event({ host: "other.example" }));
+    const next = new StringTable();
+    for (let i = 0; i < 20; i++) next.id(`s${i}`);
+    c.clear(next);
+    c.appendCheck(event());
+    c.appendCheck(event());
+    expect(rowsOf(c)).toEqual([unplacedRowFromCheck(event()), unplacedRowFromCheck(event())]);
+    expect(next.strings).toContain("api.example.com");
+  });
+
   it("keeps each repeated string once in its table, which tells when it has outgrown its bounds", () => {
     const t = new StringTable();
     expect([t.id("a"), t.id("b"), t.id("a"), t.id(undefined)]).toEqual([1, 2, 1, 0]);

@@ -89,6 +89,9 @@ export class RowColumns {
   charStart: Uint32Array;
   /** The other raw fields' code units, row after row. */
   chars: Uint16Array;
+  /** Each table field's last value and its id (undefined's is 0). */
+  private readonly lastText: (string | undefined)[] = new Array<string | undefined>(T).fill(undefined);
+  private readonly lastId = new Uint32Array(T);
 
   constructor(capacity: number, table: StringTable) {
     if (capacity < 1) throw new RangeError("row columns hold at least one row");
@@ -115,6 +118,9 @@ export class RowColumns {
   /** Empties it for rows against `table`, keeping its buffers; it holds no string of its rows after. */
   clear(table: StringTable): void {
     this.keys.fill(undefined, 0, this.end * KEY_FIELDS);
+    // The last values' ids were of the table before.
+    this.lastText.fill(undefined);
+    this.lastId.fill(0);
     this.table = table;
     this.start = 0;
     this.end = 0;
@@ -196,19 +202,27 @@ export class RowColumns {
 
   /** Row i's TABLE_FIELDS, in their order. */
   private texts(i: number, front: string, policy: string | undefined, rule: string | undefined, route: string | undefined, method: string | undefined, host: string | undefined, outcome: string, reason: string, network: string | undefined, country: string | undefined): void {
-    const t = this.table;
     const ids = this.ids;
     const o = i * T;
-    ids[o] = t.id(front);
-    ids[o + 1] = t.id(policy);
-    ids[o + 2] = t.id(rule);
-    ids[o + 3] = t.id(route);
-    ids[o + 4] = t.id(method);
-    ids[o + 5] = t.id(host);
-    ids[o + 6] = t.id(outcome);
-    ids[o + 7] = t.id(reason);
-    ids[o + 8] = t.id(network);
-    ids[o + 9] = t.id(country);
+    ids[o] = this.text(0, front);
+    ids[o + 1] = this.text(1, policy);
+    ids[o + 2] = this.text(2, rule);
+    ids[o + 3] = this.text(3, route);
+    ids[o + 4] = this.text(4, method);
+    ids[o + 5] = this.text(5, host);
+    ids[o + 6] = this.text(6, outcome);
+    ids[o + 7] = this.text(7, reason);
+    ids[o + 8] = this.text(8, network);
+    ids[o + 9] = this.text(9, country);
+  }
+
+  /** The id of TABLE_FIELDS[f]'s value `s`: the last row's, when it was the same, without a lookup in the table. */
+  private text(f: number, s: string | undefined): number {
+    if (s === this.lastText[f]) return this.lastId[f] as number;
+    const id = this.table.id(s);
+    this.lastText[f] = s;
+    this.lastId[f] = id;
+    return id;
   }
 
   /** Row i's NUMBER_FIELDS, in their order; NaN for none. */
