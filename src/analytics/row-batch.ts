@@ -2,8 +2,8 @@
 // columns (row-columns.ts), not objects. Numbers go in one Float64Array and the strings that
 // repeat (policy, rule, route, method, host, outcome, reason, ...) as ids into a string table
 // kept across batches, so a batch carries only the strings the writer thread has not been sent
-// yet; the strings that are as many as the keys (uid, key id) go as one joined string, those
-// that rarely repeat (path, source, request id) as their code units, with their lengths. The batch's typed arrays are copies of the
+// yet; the strings that rarely repeat (path, source, request id) or are as many as the keys (uid,
+// key id) go as one joined string and their lengths. The batch's typed arrays are copies of the
 // queue's columns, and their buffers are transferred: the queue keeps its rows until the writer
 // confirms the write. The check thread encodes (RowBatchEncoder), the writer
 // thread decodes (RowBatchDecoder) into RequestRows.
@@ -23,7 +23,7 @@
 // event might hold is encoded.
 import { KeywardError } from "../errors.ts";
 import type { RequestRow } from "./row.ts";
-import { DEFAULT_ROW_TABLE_LIMITS, KEY_FIELDS, N, R, RowColumns, rowsOfColumns, StringTable, T, unitsToString, type RowTableLimits } from "./row-columns.ts";
+import { DEFAULT_ROW_TABLE_LIMITS, N, R, RowColumns, rowsOfColumns, StringTable, T, type RowTableLimits } from "./row-columns.ts";
 
 export { DEFAULT_ROW_TABLE_LIMITS, type RowTableLimits } from "./row-columns.ts";
 
@@ -40,15 +40,13 @@ export interface RowBatch {
   numbers: Float64Array;
   /** rows × RAW_FIELDS lengths plus one; 0 is undefined. */
   lengths: Uint32Array;
-  /** The key fields' values (uid, key id), joined. */
-  keys: string;
-  /** The other raw fields' code units (path, source, request id), row after row. */
-  chars: Uint16Array;
+  /** The raw fields' values, joined. */
+  raw: string;
 }
 
 /** The buffers to transfer with a batch. */
 export function batchTransfer(b: RowBatch): ArrayBuffer[] {
-  return [b.ids.buffer as ArrayBuffer, b.numbers.buffer as ArrayBuffer, b.lengths.buffer as ArrayBuffer, b.chars.buffer as ArrayBuffer];
+  return [b.ids.buffer as ArrayBuffer, b.numbers.buffer as ArrayBuffer, b.lengths.buffer as ArrayBuffer];
 }
 
 /** The check thread's side: encodes batches against the table the writer thread is known to hold. */
@@ -100,8 +98,7 @@ export class RowBatchEncoder {
       ids: c.ids.slice(a * T, b * T),
       numbers: c.numbers.slice(a * N, b * N),
       lengths: c.lengths.slice(a * R, b * R),
-      keys: c.joinedKeys(),
-      chars: c.units().slice(),
+      raw: c.joinedRaw(),
     };
   }
 }
@@ -125,18 +122,12 @@ export class RowBatchDecoder {
     if (b.ids.length !== b.rows * T || b.numbers.length !== b.rows * N || b.lengths.length !== b.rows * R) throw outOfStep("the row batch's columns do not match its row count");
     const held = b.base + b.strings.length;
     for (const id of b.ids) if (id > held) throw outOfStep(`the row batch uses string ${id}, the table holds ${held}`);
-    let keys = 0;
-    let units = 0;
-    for (let i = 0; i < b.lengths.length; i++) {
-      const len = b.lengths[i] as number;
-      if (len === 0) continue;
-      if (i % R < KEY_FIELDS) keys += len - 1;
-      else units += len - 1;
-    }
-    if (keys !== b.keys.length || units !== b.chars.length) throw outOfStep("the row batch's raw strings do not match their lengths");
+    let rawLength = 0;
+    for (const len of b.lengths) if (len > 0) rawLength += len - 1;
+    if (rawLength !== b.raw.length) throw outOfStep("the row batch's raw strings do not match their lengths");
     // The batch fits: its strings join the table (a new one at base 0), then its rows are read.
     if (b.base === 0) this.table = [];
     for (const s of b.strings) this.table.push(s);
-    return rowsOfColumns(b.rows, b.ids, b.numbers, b.lengths, b.keys, unitsToString(b.chars), this.table);
+    return rowsOfColumns(b.rows, b.ids, b.numbers, b.lengths, b.raw, this.table);
   }
 }

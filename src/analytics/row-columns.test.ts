@@ -1,15 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { MAX_ROW_PATH, type RequestRow } from "./row.ts";
-import { DEFAULT_ROW_TABLE_LIMITS, KEY_FIELDS, RowColumns, rowsOf, StringTable, unitsToString } from "./row-columns.ts";
+import { DEFAULT_ROW_TABLE_LIMITS, R, RowColumns, rowsOf, StringTable } from "./row-columns.ts";
 import { unplacedRowFromCheck } from "./rows.ts";
-import { CHECK_KEY, checkEvent } from "./fixtures.test-support.ts";
+import { checkEvent } from "./fixtures.test-support.ts";
 
 const SECRET = "kw_SECRETSECRETSECRETSECRETSECRETSECRETSECRET1234";
-const KEY = CHECK_KEY;
 const event = checkEvent;
 
 /** Every string the columns hold or would send, as one text. */
-const held = (c: RowColumns): string => `${c.table.strings.join("\n")}\n${c.keys.join("\n")}\n${unitsToString(c.units())}`;
+const held = (c: RowColumns): string => `${c.table.strings.join("\n")}\n${c.raw.join("\n")}`;
 
 describe("request rows in columns", () => {
   it("writes a check's row straight from its event, as unplacedRowFromCheck makes it, and none for a check without a key", () => {
@@ -38,21 +37,16 @@ describe("request rows in columns", () => {
     expect(rowsOf(c).map((r) => [r.path, r.source])).toEqual([["/v1/x", undefined], ["/v1/y", "81.2.69.160"]]);
   });
 
-  it("keeps the key's uid and id as they are and copies the strings a request made: a waiting row holds none of them", () => {
-    const path = ["/v1/orders/", "42"].join("");
+  it("holds a row's raw fields as they are, and lets go of them once the row is dropped or its columns emptied", () => {
     const c = new RowColumns(10, new StringTable());
-    c.appendCheck(event({ path }));
-    // The only strings a row holds are its key's (and the table's few repeated ones); path, source and request id are code units.
-    expect(c.keys.slice(0, KEY_FIELDS)).toEqual(["uid-1", "kw_AbCdEfGh"]);
-    expect(c.keys.slice(0, KEY_FIELDS).every((s) => s === KEY.uid || s === KEY.keyId)).toBe(true);
-    expect(c.table.strings).not.toContain(path);
-    expect(unitsToString(c.units())).toBe(`${path}81.2.69.16083c9600e-9cc8-48e9-b543-dd59374de47f`);
-    // Dropped or cleared rows let go of their key strings too.
+    c.appendCheck(event());
+    expect(c.raw.slice(0, R)).toEqual(["uid-1", "kw_AbCdEfGh", "/v1/orders/7", "81.2.69.160", "83c9600e-9cc8-48e9-b543-dd59374de47f"]);
+    expect(c.joinedRaw()).toBe("uid-1kw_AbCdEfGh/v1/orders/781.2.69.16083c9600e-9cc8-48e9-b543-dd59374de47f");
     c.appendCheck(event());
     c.dropFront(1);
-    expect(c.keys.slice(0, KEY_FIELDS)).toEqual([undefined, undefined]);
+    expect(c.raw.slice(0, R).every((s) => s === undefined)).toBe(true);
     c.clear(c.table);
-    expect(c.keys.every((s) => s === undefined)).toBe(true);
+    expect(c.raw.every((s) => s === undefined)).toBe(true);
   });
 
   it("writes other rows as they are: the access log's upstream answer, the network and country placed", () => {

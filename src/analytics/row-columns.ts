@@ -1,14 +1,13 @@
 // Request rows as the queue holds them (ADR 65): columns, written as each row comes, never a
 // row object. A RowColumns holds up to a batch of rows: their numbers in a Float64Array, the
 // fields with few distinct values (front, policy, rule, route, method, host, outcome, reason,
-// network, country) as ids into a StringTable, and the others with their lengths: the key's uid
-// and id as the strings they are (the key record's own, which live as long as the key), and
-// those made for each request (path, source, request id) as their UTF-16 code units, copied into
-// a Uint16Array. So a queued row is a few typed-array and array slots: the thread answering
-// checks makes no object per row, and holds no string a request made while its row waits (a full
-// queue would otherwise keep every waiting row's strings through the collections, then drop
-// them, ADR 65). The same columns cross to the writer thread (row-batch.ts) without another
-// encoding pass.
+// network, country) as ids into a StringTable, and the others (key uid and id, path, source,
+// request id) as the strings they are, in the slots of one array, with their lengths. So a
+// queued row is a few typed-array and array slots, not an object: the thread answering checks
+// makes none per row, and the collector has none to copy, promote and sweep while rows wait (a
+// full queue keeps every waiting row through the young generation's collections, ADR 65). The
+// same columns cross to the writer thread (row-batch.ts) without another encoding pass: the raw
+// fields joined into one string.
 //
 // A row of a check is written straight from the check's event (appendCheck); other rows (the
 // access log's, or a check's row with its network and country placed) from a RequestRow
@@ -22,12 +21,10 @@ import { isAddress, rowPath } from "./rows.ts";
 /** Fields sent as ids into the string table: few distinct values, whatever the number of keys. */
 export const TABLE_FIELDS = ["front", "policy", "rule", "route", "method", "host", "outcome", "reason", "network", "country"] as const;
 /**
- * Fields copied as code units: mostly distinct per row, or as many as the keys (a table of
- * 100,000 keys' uids and ids would start anew at nearly every batch).
+ * Fields kept as strings: mostly distinct per row, or as many as the keys (a table of 100,000
+ * keys' uids and ids would start anew at nearly every batch).
  */
 export const RAW_FIELDS = ["uid", "keyId", "path", "source", "requestId"] as const;
-/** The raw fields kept as the strings they are (KEY_FIELDS first in RAW_FIELDS); the others are copied as code units. */
-export const KEY_FIELDS = 2;
 /** Numeric fields; NaN stands for undefined. */
 export const NUMBER_FIELDS = ["at", "status", "checkMicros", "upstreamStatus", "upstreamMicros", "requestBytes", "responseBytes"] as const;
 
@@ -83,12 +80,8 @@ export class RowColumns {
   ids: Uint32Array;
   /** Each raw field's length plus one; 0 is none. */
   lengths: Uint32Array;
-  /** The key fields' strings (KEY_FIELDS a row); undefined is none. */
-  readonly keys: (string | undefined)[];
-  /** Where row i's code units start; charStart[end] is where the next row's go. */
-  charStart: Uint32Array;
-  /** The other raw fields' code units, row after row. */
-  chars: Uint16Array;
+  /** Each raw field's string; undefined is none. */
+  readonly raw: (string | undefined)[];
   /** Each table field's last value and its id (undefined's is 0). */
   private readonly lastText: (string | undefined)[] = new Array<string | undefined>(T).fill(undefined);
   private readonly lastId = new Uint32Array(T);
@@ -101,9 +94,7 @@ export class RowColumns {
     this.numbers = new Float64Array(this.slots * N);
     this.ids = new Uint32Array(this.slots * T);
     this.lengths = new Uint32Array(this.slots * R);
-    this.keys = new Array<string | undefined>(this.slots * KEY_FIELDS).fill(undefined);
-    this.charStart = new Uint32Array(this.slots + 1);
-    this.chars = new Uint16Array(this.slots * 64);
+    this.raw = new Array<string | undefined>(this.slots * R).fill(undefined);
   }
 
   /** Rows held. */
@@ -117,14 +108,13 @@ export class RowColumns {
 
   /** Empties it for rows against `table`, keeping its buffers; it holds no string of its rows after. */
   clear(table: StringTable): void {
-    this.keys.fill(undefined, 0, this.end * KEY_FIELDS);
+    this.raw.fill(undefined, 0, this.end * R);
     // The last values' ids were of the table before.
     this.lastText.fill(undefined);
     this.lastId.fill(0);
     this.table = table;
     this.start = 0;
     this.end = 0;
-    this.charStart[0] = 0;
   }
 
   /** The row of a check with a key, straight from its event (as unplacedRowFromCheck makes it); false without a key. */
@@ -161,16 +151,10 @@ export class RowColumns {
     this.numbers.set(from.numbers.subarray(a * N, b * N), at * N);
     this.ids.set(from.ids.subarray(a * T, b * T), at * T);
     this.lengths.set(from.lengths.subarray(a * R, b * R), at * R);
-    for (let i = a * KEY_FIELDS, j = at * KEY_FIELDS; i < b * KEY_FIELDS; i++, j++) {
-      this.keys[j] = from.keys[i];
-      from.keys[i] = undefined;
+    for (let i = a * R, j = at * R; i < b * R; i++, j++) {
+      this.raw[j] = from.raw[i];
+      from.raw[i] = undefined;
     }
-    const first = from.charStart[a] as number;
-    const units = (from.charStart[b] as number) - first;
-    const base = this.charStart[at] as number;
-    this.reserveChars(base + units);
-    this.chars.set(from.chars.subarray(first, first + units), base);
-    for (let i = 1; i <= n; i++) this.charStart[at + i] = base + (from.charStart[a + i] as number) - first;
     this.end = at + n;
     from.start = b;
   }
@@ -178,18 +162,13 @@ export class RowColumns {
   /** Drops the oldest `n` rows held, and their strings. */
   dropFront(n: number): void {
     const to = Math.min(this.end, this.start + n);
-    this.keys.fill(undefined, this.start * KEY_FIELDS, to * KEY_FIELDS);
+    this.raw.fill(undefined, this.start * R, to * R);
     this.start = to;
   }
 
-  /** The key fields of rows [start, end), joined (a field that is none adds nothing). */
-  joinedKeys(): string {
-    return this.keys.slice(this.start * KEY_FIELDS, this.end * KEY_FIELDS).join("");
-  }
-
-  /** The code units of rows [start, end) (a view: copy it to keep it). */
-  units(): Uint16Array {
-    return this.chars.subarray(this.charStart[this.start], this.charStart[this.end]);
+  /** The raw fields of rows [start, end), joined (a field that is none adds nothing). */
+  joinedRaw(): string {
+    return this.raw.slice(this.start * R, this.end * R).join("");
   }
 
   /** The next row's index, with room for it. */
@@ -238,41 +217,22 @@ export class RowColumns {
     numbers[o + 6] = responseBytes ?? NaN;
   }
 
-  /** Row i's RAW_FIELDS: the key's as they are, the others' code units copied. */
+  /** Row i's RAW_FIELDS and their lengths. */
   private raws(i: number, uid: string, keyId: string, path: string | undefined, source: string | undefined, requestId: string | undefined): void {
     const o = i * R;
     const lengths = this.lengths;
-    const k = i * KEY_FIELDS;
+    const raw = this.raw;
     // A required field missing whatever its type says (null too) stays missing: the store refuses the row.
     lengths[o] = rawLength(uid);
-    this.keys[k] = uid;
+    raw[o] = uid;
     lengths[o + 1] = rawLength(keyId);
-    this.keys[k + 1] = keyId;
-    let at = this.charStart[i] as number;
-    const need = at + rawLength(path) + rawLength(source) + rawLength(requestId);
-    if (need > this.chars.length) this.reserveChars(need);
-    lengths[o + 2] = this.copy(path, at);
-    at += units(lengths[o + 2] as number);
-    lengths[o + 3] = this.copy(source, at);
-    at += units(lengths[o + 3] as number);
-    lengths[o + 4] = this.copy(requestId, at);
-    at += units(lengths[o + 4] as number);
-    this.charStart[i + 1] = at;
-  }
-
-  /** Copies `s`'s code units at `at`; its length plus one, or 0 when it has none. */
-  private copy(s: string | undefined, at: number): number {
-    if (s == null) return 0;
-    const chars = this.chars;
-    const n = s.length;
-    for (let j = 0; j < n; j++) chars[at + j] = s.charCodeAt(j);
-    return n + 1;
-  }
-
-  private reserveChars(units: number): void {
-    let size = Math.max(this.chars.length, 1);
-    while (size < units) size *= 2;
-    if (size > this.chars.length) this.chars = grown(this.chars, size);
+    raw[o + 1] = keyId;
+    lengths[o + 2] = rawLength(path);
+    raw[o + 2] = path;
+    lengths[o + 3] = rawLength(source);
+    raw[o + 3] = source;
+    lengths[o + 4] = rawLength(requestId);
+    raw[o + 4] = requestId;
   }
 
   /** Room for `rows` rows' numbers, ids and lengths. */
@@ -284,8 +244,7 @@ export class RowColumns {
     this.numbers = grown(this.numbers, slots * N);
     this.ids = grown(this.ids, slots * T);
     this.lengths = grown(this.lengths, slots * R);
-    this.charStart = grown(this.charStart, slots + 1);
-    for (let j = this.keys.length; j < slots * KEY_FIELDS; j++) this.keys.push(undefined);
+    for (let j = this.raw.length; j < slots * R; j++) this.raw.push(undefined);
     this.slots = slots;
   }
 }
@@ -295,34 +254,16 @@ function rawLength(s: string | undefined | null): number {
   return s == null ? 0 : s.length + 1;
 }
 
-/** Code units of a raw field of length `len` plus one (0: none). */
-function units(len: number): number {
-  return len === 0 ? 0 : len - 1;
-}
-
-function grown<A extends Float64Array | Uint32Array | Uint16Array>(a: A, length: number): A {
+function grown<A extends Float64Array | Uint32Array>(a: A, length: number): A {
   const b = new (a.constructor as new (n: number) => A)(length);
   b.set(a);
   return b;
 }
 
-/** The code units in `chars` as one string (in pieces: an argument list has a limit). */
-export function unitsToString(chars: Uint16Array): string {
-  const PIECE = 4096;
-  if (chars.length <= PIECE) return String.fromCharCode(...chars);
-  const parts: string[] = [];
-  for (let i = 0; i < chars.length; i += PIECE) parts.push(String.fromCharCode(...chars.subarray(i, i + PIECE)));
-  return parts.join("");
-}
-
-/**
- * Rows as objects from their columns, against `strings` (the table the ids index): the key
- * fields cut from `keys`, the other raw fields from `text`, in the order of their lengths.
- */
-export function rowsOfColumns(rows: number, ids: Uint32Array, numbers: Float64Array, lengths: Uint32Array, keys: string, text: string, strings: readonly string[]): RequestRow[] {
+/** Rows as objects from their columns, against `strings` (the table the ids index); the raw fields cut from `raw` by their lengths. */
+export function rowsOfColumns(rows: number, ids: Uint32Array, numbers: Float64Array, lengths: Uint32Array, raw: string, strings: readonly string[]): RequestRow[] {
   const str = (id: number): string | undefined => (id === 0 ? undefined : strings[id - 1]);
-  const cutKey = cutter(keys);
-  const cut = cutter(text);
+  const cut = cutter(raw);
   const out = new Array<RequestRow>(rows);
   for (let i = 0; i < rows; i++) {
     const o = i * T;
@@ -331,8 +272,8 @@ export function rowsOfColumns(rows: number, ids: Uint32Array, numbers: Float64Ar
     // A required field the row lacked stays missing: the store refuses the row, as it would have.
     const row: RequestRow = {
       at: numbers[u] as number,
-      uid: cutKey(lengths[r] as number) as string,
-      keyId: cutKey(lengths[r + 1] as number) as string,
+      uid: cut(lengths[r] as number) as string,
+      keyId: cut(lengths[r + 1] as number) as string,
       front: str(ids[o] as number) as string,
       outcome: str(ids[o + 6] as number) as RequestRow["outcome"],
       reason: str(ids[o + 7] as number) as string,
@@ -373,7 +314,7 @@ function cutter(text: string): (len: number) => string | undefined {
 export function rowsOf(c: RowColumns): RequestRow[] {
   const a = c.start;
   const b = c.end;
-  return rowsOfColumns(b - a, c.ids.subarray(a * T, b * T), c.numbers.subarray(a * N, b * N), c.lengths.subarray(a * R, b * R), c.joinedKeys(), unitsToString(c.units()), c.table.strings);
+  return rowsOfColumns(b - a, c.ids.subarray(a * T, b * T), c.numbers.subarray(a * N, b * N), c.lengths.subarray(a * R, b * R), c.joinedRaw(), c.table.strings);
 }
 
 type OptionalText = "policy" | "rule" | "route" | "method" | "host" | "network" | "country" | "path" | "source" | "requestId";
