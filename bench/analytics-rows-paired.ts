@@ -3,11 +3,16 @@
 // listeners taking turns round after round: the check's event alone (`events`, what usage makes
 // anyway), the SQLite store on its writer thread as the other checkout makes rows and hands them
 // over (`base`), and as this tree does (`head`). Each variant has its own handler, index and
-// store; the writer threads are moved to core 0. CPU time of this thread per check (the median
-// of the rounds), so a busy machine, which moves bench/analytics-thread.ts's separate processes
-// by ±10%, moves the three variants alike.
+// store; the writer threads are moved to core 0 (--writers-core). CPU time of this thread per
+// check (the median of the rounds), so a busy machine, which moves bench/analytics-thread.ts's
+// separate processes by ±10%, moves the three variants alike.
 //
-//   taskset -c 1 node bench/analytics-rows-paired.ts --base DIR [--keys 10000] [--checks 50000] [--rounds 6]
+//   taskset -c 1 node bench/analytics-rows-paired.ts --base DIR [--keys 10000] [--checks 50000] [--rounds 6] [--writers-core 0]
+//
+// --writers-core 1: the writer threads share the checks' core, where at their nice (19 by
+// default) they get a sliver of it: each store falls behind, its queue stays full and drops its
+// oldest rows, as at saturation in bench/analytics-check.ts. Every waiting row then outlives the
+// young generation's collections: what a row costs the check thread in that state.
 //
 // DIR: a checkout of the commit to compare with (`git worktree add DIR COMMIT`), with its
 // node_modules (a symlink to this tree's will do).
@@ -25,7 +30,7 @@ import { analyticsListener } from "./lib/analytics-listener.ts";
 import { run, threadsNamed } from "./lib/proc.ts";
 import { median } from "./lib/stats.ts";
 
-const { values } = parseArgs({ options: { base: { type: "string" }, keys: { type: "string", default: "10000" }, checks: { type: "string", default: "50000" }, rounds: { type: "string", default: "6" } } });
+const { values } = parseArgs({ options: { base: { type: "string" }, keys: { type: "string", default: "10000" }, checks: { type: "string", default: "50000" }, rounds: { type: "string", default: "6" }, "writers-core": { type: "string", default: "0" } } });
 if (!values.base) throw new Error("--base DIR: a checkout of the commit to compare with");
 const keys = Number(values.keys);
 const checks = Number(values.checks);
@@ -50,7 +55,7 @@ const variant = async (name: string, listener: typeof analyticsListener, kind: s
 
 try {
   const variants = [await variant("events", analyticsListener, "events"), await variant("base", baseListener, "sqlite"), await variant("head", analyticsListener, "sqlite")];
-  for (const tid of threadsNamed(process.pid, WRITER_THREAD_NAME)) await run("taskset", ["-p", "-c", "0", String(tid)]);
+  for (const tid of threadsNamed(process.pid, WRITER_THREAD_NAME)) await run("taskset", ["-p", "-c", values["writers-core"], String(tid)]);
   let at = 0;
   const many = async (v: (typeof variants)[number], n: number): Promise<void> => {
     for (let i = 0; i < n; i++) {

@@ -1,8 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../k8s/clock.ts";
 import { createLogger } from "../log.ts";
+import type { CheckEvent } from "../check/event.ts";
 import { AnalyticsQueue, type AnalyticsQueueOptions } from "./queue.ts";
 import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
+import { RowBatchDecoder, RowBatchEncoder } from "./row-batch.ts";
+import type { RowColumns } from "./row-columns.ts";
+import { unplacedRowFromCheck } from "./rows.ts";
 
 const row = (n: number): RequestRow => ({ at: n, uid: "u1", keyId: "kw_AbCdEfGh", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 10, requestId: `r${n}` });
 const key = (uid: string, owner = "acme"): KeyRecord => ({ uid, namespace: "shop", name: uid, owner, labels: {}, scopes: [], createdAt: 0 });
@@ -47,6 +51,64 @@ class FakeWriter implements AnalyticsWriter {
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ ok: () => { onOk(); resolve(); }, fail: reject });
     });
+  }
+}
+
+const check = (n: number, more: Partial<CheckEvent> = {}): CheckEvent => ({
+  at: n,
+  key: { namespace: "shop", name: "acme", uid: "u1", keyId: "kw_AbCdEfGh", owner: "acme-team" },
+  outcome: "allowed",
+  reason: "ok",
+  status: 200,
+  front: "grpc",
+  host: `h${n}.example`,
+  path: `/v1/orders/${n}`,
+  source: "81.2.69.160",
+  latencySeconds: 0.00001,
+  ...more,
+});
+
+/**
+ * A writer that takes columns as the writer thread does: each batch encoded against the string
+ * table its rows were written with, then decoded by "the thread" (which takes the batch's
+ * strings before the store is tried). The test answers each write by hand: the store takes it,
+ * refuses it, or the thread dies before it took anything (a new thread then holds no table).
+ */
+class ColumnsWriter implements AnalyticsWriter {
+  readonly rows: RequestRow[] = [];
+  private readonly encoder = new RowBatchEncoder();
+  private thread = new RowBatchDecoder();
+  private pending: ((answer: "ok" | "refuse" | "die") => void)[] = [];
+
+  async writeColumns(c: RowColumns): Promise<void> {
+    const batch = this.encoder.encodeColumns(c);
+    const answer = await new Promise<"ok" | "refuse" | "die">((resolve) => this.pending.push(resolve));
+    try {
+      if (answer === "die") {
+        this.thread = new RowBatchDecoder();
+        throw new Error("the analytics writer thread exited (code 3)");
+      }
+      const rows = this.thread.decode(structuredClone(batch));
+      if (answer === "refuse") throw new Error("store down");
+      this.rows.push(...rows);
+    } catch (err) {
+      this.encoder.reset();
+      throw err;
+    }
+  }
+
+  writeRequests(): Promise<void> {
+    return Promise.reject(new Error("rows go in columns to this writer"));
+  }
+
+  upsertKeys(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  answer(a: "ok" | "refuse" | "die"): void {
+    const p = this.pending.shift();
+    if (!p) throw new Error("no write in flight");
+    p(a);
   }
 }
 
@@ -198,6 +260,47 @@ describe("analytics queue", () => {
     await down.q.stop();
     expect(down.counts).toEqual({ written: 0, dropped: 6, failed: 1 });
     expect(down.episodes().map((e) => e.dropped)).toEqual([undefined, 6]);
+  });
+
+  it("queues a check's row straight from its event, none for a check without a key, and hands a writer without columns row objects", async () => {
+    const { clock, writer, q, counts } = setup();
+    expect(q.pushCheck(check(1))).toBe(true);
+    expect(q.pushCheck(check(2, { key: undefined, outcome: "unauthenticated", reason: "unknown_key", status: 401 }))).toBe(false);
+    expect(q.pushCheck(check(3))).toBe(true);
+    expect(q.queued).toBe(2);
+    expect(counts.dropped).toBe(0);
+    const rows: RequestRow[] = [];
+    writer.writeRequests = (r) => {
+      rows.push(...r);
+      return Promise.resolve();
+    };
+    await clock.advance(1000);
+    expect(rows).toEqual([unplacedRowFromCheck(check(1)), unplacedRowFromCheck(check(3))]);
+  });
+
+  it("gives a writer of columns every row once, in order, across a refused write, a thread that died and a string table started anew", async () => {
+    const clock = new ManualClock(1_000_000);
+    const writer = new ColumnsWriter();
+    // Rows of new hosts outgrow a table of 6 strings within the first batch: the next batch's rows go to a new table.
+    const q = new AnalyticsQueue({ writer, clock, capacity: 20, batchSize: 4, flushIntervalMs: 1000, retryMs: 1000, log: createLogger({ level: "error", sink: () => {} }), tableLimits: { maxStrings: 6, maxChars: 1_000_000 } });
+    for (let i = 1; i <= 4; i++) q.pushCheck(check(i));
+    await clock.advance(0);
+    for (let i = 5; i <= 10; i++) q.pushCheck(check(i));
+    // The thread took the first batch's strings, then the store refused it.
+    writer.answer("refuse");
+    await clock.advance(1000);
+    // Sent again (its whole table: the thread may not hold it), and the thread dies.
+    writer.answer("die");
+    await clock.advance(1000);
+    writer.answer("ok");
+    await clock.advance(0);
+    // The next batch is of the new table: sent whole to the thread, which holds the old one.
+    writer.answer("ok");
+    await clock.advance(1000);
+    writer.answer("ok");
+    await clock.advance(0);
+    expect(writer.rows).toEqual(Array.from({ length: 10 }, (_, i) => unplacedRowFromCheck(check(i + 1))));
+    expect([q.written, q.dropped, q.queued]).toEqual([10, 0, 0]);
   });
 
   it("never calls the store from push", () => {

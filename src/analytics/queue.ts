@@ -4,6 +4,11 @@
 // row waited, with one write in flight at a time. KeyRecords wait in a map by
 // uid (the latest record of a key wins) and are written before the rows.
 //
+// Rows wait in columns (row-columns.ts, ADR 65), a batch's worth to a RowColumns, so a waiting
+// row is no object: a check's row is written there straight from its event (pushCheck). A
+// writer that takes columns (the writer thread) gets them as they are; any other gets row
+// objects made from them at the write.
+//
 // When the store is slow or down, rows pile up; once `capacity` rows wait, each
 // new row drops the oldest one. A batch the store refused goes back to the
 // front of the queue (it holds the oldest rows) and is written again after
@@ -12,7 +17,9 @@
 // ends (the first write that leaves less than a batch waiting), with its count.
 import type { Clock } from "../k8s/clock.ts";
 import type { Logger } from "../log.ts";
+import type { CheckEvent } from "../check/event.ts";
 import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
+import { DEFAULT_ROW_TABLE_LIMITS, RowColumns, rowsOf, StringTable, type RowTableLimits } from "./row-columns.ts";
 
 export interface QueueCounters {
   /** Rows the store accepted. */
@@ -36,14 +43,21 @@ export interface AnalyticsQueueOptions {
   retryMs?: number;
   log: Logger;
   counters?: QueueCounters;
+  /** Bounds of the string table the rows' repeated strings are kept in (row-columns.ts). */
+  tableLimits?: RowTableLimits;
 }
+
+/** Emptied columns kept for the next rows, at most: their buffers are not allocated anew. */
+const SPARE_COLUMNS = 2;
 
 export class AnalyticsQueue {
   private readonly options: AnalyticsQueueOptions;
   private readonly retryMs: number;
-  /** A ring of `capacity` slots: rows[head], rows[head+1], ... are waiting, oldest first. */
-  private readonly ring: (RequestRow | undefined)[];
-  private head = 0;
+  /** The rows waiting, oldest first, a batch's worth at most in each; only the last takes new rows. */
+  private waiting: RowColumns[] = [];
+  private spare: RowColumns[] = [];
+  private table = new StringTable();
+  private readonly tableLimits: RowTableLimits;
   private size = 0;
   private keys = new Map<string, KeyRecord>();
   private writing: Promise<boolean> | undefined;
@@ -64,7 +78,7 @@ export class AnalyticsQueue {
     if (options.capacity < 1 || options.batchSize < 1) throw new RangeError("analytics queue capacity and batch size must be at least 1");
     this.options = options;
     this.retryMs = options.retryMs ?? options.flushIntervalMs;
-    this.ring = new Array<RequestRow | undefined>(options.capacity);
+    this.tableLimits = options.tableLimits ?? DEFAULT_ROW_TABLE_LIMITS;
   }
 
   /** Rows waiting (not counting a batch being written). */
@@ -84,20 +98,64 @@ export class AnalyticsQueue {
 
   /** Queues a row; drops the oldest waiting row when the queue is full. Never waits. */
   push(row: RequestRow): void {
+    const c = this.room();
+    if (!c) return;
+    c.appendRow(row);
+    this.added();
+  }
+
+  /**
+   * Queues the row of a check (without its network and country: for a writer that places them,
+   * AnalyticsWriter.placesGeography), written straight from its event; false, and nothing
+   * queued or dropped, when the check has no key. Drops the oldest waiting row when the queue is
+   * full. Never waits.
+   */
+  pushCheck(e: CheckEvent): boolean {
+    if (!e.key) return false;
+    const c = this.room();
+    if (!c) return true;
+    c.appendCheck(e);
+    this.added();
+    return true;
+  }
+
+  /** The columns the next row goes into, a waiting row dropped if the queue is full; undefined (the row counted as dropped) once stopped. */
+  private room(): RowColumns | undefined {
     if (this.stopped) {
       this.drop(1);
-      return;
+      return undefined;
     }
-    const cap = this.options.capacity;
-    if (this.size === cap) {
-      this.ring[this.head] = undefined;
-      this.head = (this.head + 1) % cap;
-      this.size--;
-      this.drop(1);
-    }
-    this.ring[(this.head + this.size) % cap] = row;
+    if (this.size === this.options.capacity) this.dropOldest();
+    const last = this.waiting.at(-1);
+    if (last && !last.full && last.table === this.table) return last;
+    // A new batch's columns; a table past its bounds gives way to a new one between batches.
+    if (this.table.full(this.tableLimits)) this.table = new StringTable();
+    const c = this.spare.pop() ?? new RowColumns(this.options.batchSize, this.table);
+    c.clear(this.table);
+    this.waiting.push(c);
+    return c;
+  }
+
+  private added(): void {
     this.size++;
-    this.schedule(this.size >= this.options.batchSize ? 0 : this.options.flushIntervalMs);
+    if (this.size >= this.options.batchSize) this.schedule(0);
+    // An armed timer fires within the flush interval already (no timer is armed while a write is in flight).
+    else if (this.timer === undefined) this.schedule(this.options.flushIntervalMs);
+  }
+
+  private dropOldest(): void {
+    const first = this.waiting[0] as RowColumns;
+    first.dropFront(1);
+    if (first.count === 0) this.release(this.waiting.shift() as RowColumns);
+    this.size--;
+    this.drop(1);
+  }
+
+  /** Keeps emptied columns for the next rows, up to SPARE_COLUMNS, holding none of their rows' strings. */
+  private release(c: RowColumns): void {
+    if (this.spare.length >= SPARE_COLUMNS || c.capacity !== this.options.batchSize) return;
+    c.clear(this.table);
+    this.spare.push(c);
   }
 
   /** Queues a key record for the next write; a later record of the same uid replaces it. */
@@ -123,7 +181,7 @@ export class AnalyticsQueue {
     this.cancelTimer();
     if (this.writing) await this.writing;
     const left = this.size;
-    this.ring.fill(undefined);
+    this.waiting = [];
     this.size = 0;
     this.keys.clear();
     if (left > 0) {
@@ -209,29 +267,49 @@ export class AnalyticsQueue {
   }
 
   private async writeRows(): Promise<boolean> {
-    const n = Math.min(this.size, this.options.batchSize);
-    if (n === 0) return true;
-    const cap = this.options.capacity;
-    const batch: RequestRow[] = new Array<RequestRow>(n);
-    for (let i = 0; i < n; i++) {
-      const at = (this.head + i) % cap;
-      batch[i] = this.ring[at] as RequestRow;
-      this.ring[at] = undefined;
-    }
-    this.head = (this.head + n) % cap;
-    this.size -= n;
+    const batch = this.takeBatch();
+    if (!batch) return true;
+    const n = batch.count;
     try {
-      await this.options.writer.writeRequests(batch);
+      const w = this.options.writer;
+      await (w.writeColumns ? w.writeColumns(batch) : w.writeRequests(rowsOf(batch)));
     } catch (err) {
       this.failed(err);
       this.requeue(batch);
       return false;
     }
+    this.release(batch);
     this.writtenTotal += n;
     this.options.counters?.written(n);
     this.lastError = undefined;
     this.endEpisode(false);
     return true;
+  }
+
+  /**
+   * The oldest rows waiting, a batch at most, out of the queue: the first columns when they hold
+   * that many (or all there is), else the rows of the first columns and those after, moved into
+   * one (as far as they share a string table).
+   */
+  private takeBatch(): RowColumns | undefined {
+    const n = Math.min(this.size, this.options.batchSize);
+    if (n === 0) return undefined;
+    const first = this.waiting[0] as RowColumns;
+    let batch: RowColumns;
+    if (first.count === n || this.waiting.length === 1 || this.waiting[1]?.table !== first.table) {
+      batch = this.waiting.shift() as RowColumns;
+    } else {
+      batch = this.spare.pop() ?? new RowColumns(this.options.batchSize, first.table);
+      batch.clear(first.table);
+      while (batch.count < n) {
+        const c = this.waiting[0];
+        if (!c || c.table !== batch.table) break;
+        batch.takeFrom(c, Math.min(c.count, n - batch.count));
+        if (c.count === 0) this.release(this.waiting.shift() as RowColumns);
+      }
+    }
+    this.size -= batch.count;
+    return batch;
   }
 
   private failed(err: unknown): void {
@@ -241,16 +319,14 @@ export class AnalyticsQueue {
   }
 
   /** Puts a refused batch back at the front (its rows are the oldest); what does not fit is dropped, oldest first. */
-  private requeue(batch: RequestRow[]): void {
-    const cap = this.options.capacity;
-    const room = cap - this.size;
-    const keep = Math.min(room, batch.length);
-    const lost = batch.length - keep;
-    for (let i = batch.length - 1; i >= lost; i--) {
-      this.head = (this.head - 1 + cap) % cap;
-      this.ring[this.head] = batch[i];
-      this.size++;
-    }
+  private requeue(batch: RowColumns): void {
+    const room = this.options.capacity - this.size;
+    const lost = Math.max(0, batch.count - room);
+    batch.dropFront(lost);
+    if (batch.count > 0) {
+      this.waiting.unshift(batch);
+      this.size += batch.count;
+    } else this.release(batch);
     if (lost > 0) this.drop(lost);
   }
 }

@@ -7,6 +7,7 @@
 //
 // Nothing here ever holds the key itself, the query string, or a header.
 import type { Outcome } from "../check/reasons.ts";
+import type { RowColumns } from "./row-columns.ts";
 
 /** Longest raw path kept in a row; longer paths are cut at this many UTF-16 units. */
 export const MAX_ROW_PATH = 256;
@@ -72,6 +73,12 @@ export interface KeyRecord {
 /** What the ingest side needs of a store. Both calls are batches; a rejected promise means nothing of the batch is known to be written. */
 export interface AnalyticsWriter {
   writeRequests(rows: readonly RequestRow[]): Promise<void>;
+  /**
+   * A batch as the queue holds it, in columns (row-columns.ts): a writer that takes them so (the
+   * writer thread, ADR 65) is given no row objects. The columns are the writer's until the
+   * promise settles; the queue keeps them for a write that is refused.
+   */
+  writeColumns?(rows: RowColumns): Promise<void>;
   upsertKeys(keys: readonly KeyRecord[]): Promise<void>;
   /**
    * Called before the records of the `count` ApiKeys listed at start are handed over

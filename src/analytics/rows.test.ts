@@ -1,31 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
-import { checkRequestId, requestIdOf, type CheckEvent } from "../check/event.ts";
+import { checkRequestId, requestIdOf } from "../check/event.ts";
 import type { CountryLookup } from "./geo.ts";
 import { MAX_ROW_PATH } from "./row.ts";
+import { checkEvent } from "./fixtures.test-support.ts";
 import { keyRecordOf, leftToAccessLog, placeGeography, rowFromCheck, unplacedRowFromCheck } from "./rows.ts";
 
 const geo: CountryLookup = { country: (a) => (a === "81.2.69.160" ? "GB" : a?.startsWith("10.") ? "private" : undefined) };
-const KEY = { namespace: "shop", name: "acme", uid: "uid-1", keyId: "kw_AbCdEfGh", owner: "acme-team" };
-const event = (more: Partial<CheckEvent> = {}): CheckEvent => ({
-  at: 1_800_000_000_000,
-  key: KEY,
-  outcome: "allowed",
-  reason: "ok",
-  status: 200,
-  front: "grpc",
-  policy: "shop/api",
-  rule: "read",
-  route: "GET /v1/orders/*",
-  method: "GET",
-  host: "api.example.com",
-  path: "/v1/orders/7",
-  source: "81.2.69.160",
-  latencySeconds: 0.000123,
-  requestId: "83c9600e-9cc8-48e9-b543-dd59374de47f",
-  ...more,
-});
+const event = checkEvent;
 
 describe("rows from checks", () => {
   it("holds what the check knew, with the source's network and country", () => {

@@ -48,6 +48,11 @@ export function leftToAccessLog(e: CheckEvent, accessLogOn: boolean): boolean {
 /** readIp's working space (rows are made synchronously). */
 const SCRATCH = new Uint8Array(16);
 
+/** Whether `source` is an address (read without allocating): a source that is not one (a proxy's odd X-Forwarded-For) is never kept. */
+export function isAddress(source: string): boolean {
+  return readIp(source, SCRATCH) !== 0;
+}
+
 /**
  * The row of an answered check, without its network and country; undefined without a key. Built
  * field by field (no spreads, no undefined fields): one is made for each check with a key, on the
@@ -68,8 +73,7 @@ export function unplacedRowFromCheck(e: CheckEvent): RequestRow | undefined {
   const path = rowPath(e.path);
   if (path !== undefined) row.path = path;
   const source = e.source;
-  // Only an address is kept: a source that is not one (a proxy's odd X-Forwarded-For) is left out.
-  if (source !== undefined && readIp(source, SCRATCH) !== 0) row.source = source;
+  if (source !== undefined && isAddress(source)) row.source = source;
   return row;
 }
 

@@ -184,6 +184,7 @@ export async function startAnalyticsStore(options: AnalyticsStoreOptions, log: L
     queries: onDemand(async () => (await loadReads()).queries),
     alerts: onDemand(async () => (await loadReads()).alerts),
     writeRequests: (rows) => thread.writeRequests(rows),
+    writeColumns: (rows) => thread.writeColumns(rows),
     upsertKeys: (keys) => thread.upsertKeys(keys),
     beforeKeyRecords: (count) => thread.beforeKeyRecords(count),
     afterKeyRecords: (count) => thread.afterKeyRecords(count),

@@ -1,9 +1,9 @@
 // The analytics store's writer on its own thread (node:worker_threads, ADR 56):
 // the thread answering checks only makes rows and queues them (ingest.ts and
-// queue.ts, unchanged: the bounded queue, oldest dropped first, drops counted);
-// each batch the queue writes is encoded in columns against a string table the
-// thread keeps (row-batch.ts, ADR 57) and posted in one message, its buffers
-// transferred; the thread's SQLite statements or PostgreSQL protocol work, the
+// queue.ts: the bounded queue, oldest dropped first, drops counted), in columns
+// (row-columns.ts, ADR 65); each batch the queue writes is copied from its
+// columns, with the strings of its table the thread was not sent yet
+// (row-batch.ts, ADR 57), and posted in one message, its buffers transferred; the thread's SQLite statements or PostgreSQL protocol work, the
 // rollups, the day partitions, retention and the rows' networks and countries
 // run there. The writer looks
 // like any AnalyticsWriter to the queue: a write resolves when the store took
@@ -15,7 +15,8 @@ import { isKeywardError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RetentionResult } from "./retention.ts";
 import type { AnalyticsWriter, RequestRow } from "./row.ts";
-import { batchTransfer, RowBatchEncoder, type RowTableLimits } from "./row-batch.ts";
+import { batchTransfer, RowBatchEncoder } from "./row-batch.ts";
+import { RowColumns, type RowTableLimits } from "./row-columns.ts";
 import type { AnalyticsStoreOptions } from "./store.ts";
 import { threadCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
@@ -50,6 +51,7 @@ export const WRITER_YOUNG_GENERATION_MB = 3;
 export interface WriterThread extends AnalyticsWriter {
   /** Settles when the thread has opened the store, or rejects with the store's start-up error. */
   readonly opened: Promise<void>;
+  writeColumns(rows: RowColumns): Promise<void>;
   runRetention(): Promise<RetentionResult>;
   /**
    * Ends the thread once its writes in flight have landed, then starts a new one, which opens the
@@ -74,32 +76,34 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
   const data: WriterWorkerData = rest;
   const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log, youngGenerationMb: WRITER_YOUNG_GENERATION_MB, ...(threadNice !== undefined ? { nice: threadNice } : {}) });
   const encoder = new RowBatchEncoder(limits);
-  const send = async (rows: readonly RequestRow[]): Promise<void> => {
-    const batch = encoder.encode(rows);
+  const send = async (rows: readonly RequestRow[] | RowColumns): Promise<void> => {
+    const batch = rows instanceof RowColumns ? encoder.encodeColumns(rows) : encoder.encode(rows);
     try {
       await calls.call({ op: "rows", batch }, batchTransfer(batch));
     } catch (err) {
-      // The thread may not hold this batch's strings (it died, or refused the batch): the next batch starts a new table.
+      // The thread may not hold this batch's strings (it died, or refused the batch): the next batch carries its whole table.
       encoder.reset();
       throw err;
     }
   };
+  const write = async (rows: readonly RequestRow[] | RowColumns): Promise<void> => {
+    try {
+      await send(rows);
+    } catch (err) {
+      // A thread started anew holds no table: the batch goes again at once, with its whole table.
+      if (!isKeywardError(err, "AnalyticsBatchOutOfStep")) throw err;
+      await send(rows);
+    }
+  };
   const renew = (): Promise<void> => {
-    // The new thread holds no string table: the next batch starts one (before any other batch is encoded).
+    // The new thread holds no string table: the next batch carries its whole table (before any other batch is encoded).
     encoder.reset();
     return calls.renew({ op: "close" });
   };
   return {
     opened: calls.opened,
-    writeRequests: async (rows) => {
-      try {
-        await send(rows);
-      } catch (err) {
-        // A thread started anew holds no table: the batch goes again at once, from a new table.
-        if (!isKeywardError(err, "AnalyticsBatchOutOfStep")) throw err;
-        await send(rows);
-      }
-    },
+    writeRequests: write,
+    writeColumns: write,
     upsertKeys: async (keys) => { await calls.call({ op: "keys", keys }); },
     runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
     renew,

@@ -53,11 +53,9 @@ export interface UpstreamEvent {
   route?: string;
 }
 
-/** The path pattern of a compiled rule, such as `/v1/orders/*` or `/admin/**`. */
+/** The path pattern of a compiled rule, such as `/v1/orders/*` or `/admin/**` (made when the rule was compiled). */
 export function rulePattern(rule: CompiledRule): string {
-  if (rule.exactPath !== undefined) return rule.exactPath;
-  const base = rule.segments.length ? `/${rule.segments.join("/")}` : "";
-  return rule.prefix ? `${base}/**` : base || "/";
+  return rule.pattern;
 }
 
 /** Routes by rule and method, so a check with a rule does not build its route string anew. */

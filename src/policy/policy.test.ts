@@ -36,6 +36,12 @@ describe("policy route table", () => {
     expect(m("orders.example.com", "/")).toBe("everything");
   });
 
+  it("gives each rule its path pattern once, when compiled: what routes and responses say", () => {
+    const rule = (host: string, path: string, method = "GET") => idx.table.match(host, path, method);
+    const patterns = [rule("orders.example.com", "/v2/x"), rule("orders.example.com", "/v1/x"), rule("orders.example.com", "/v1/orders/42"), rule("orders.example.com", "/v1/orders/42/items"), rule("orders.example.com", "/v1/orders"), rule("a.example", "/public/x")].map((r) => r?.pattern);
+    expect(patterns).toEqual(["/**", "/v1/**", "/v1/orders/*", "/v1/orders/*/items", "/v1/orders", "/public/**"]);
+  });
+
   it("prefers a rule that names the method over one that names none", () => {
     expect(m("orders.example.com", "/v1/orders", "POST")).toBe("create");
     expect(m("orders.example.com", "/v1/orders", "DELETE")).toBe("list-any");

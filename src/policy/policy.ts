@@ -47,6 +47,8 @@ export interface CompiledRule {
   /** The pattern ends in `/**`. */
   readonly prefix: boolean;
   readonly exactPath: string | undefined;
+  /** The path pattern, such as `/v1/orders/*` or `/admin/**`: made once here, read by every check's route and response. */
+  readonly pattern: string;
   /** Sort key: smaller is more specific. */
   readonly rank: readonly number[];
   readonly tiebreak: string;
@@ -113,7 +115,14 @@ function compileRule(policy: CompiledPolicy, r: PolicyRule, index: number, path:
   const kind = exactPath !== undefined ? 0 : prefix ? 2 : 1;
   const rank = [kind, kind === 1 ? wild : 0, -segments.length, kind === 2 ? wild : 0, methods ? 0 : 1];
   const tiebreak = `${policy.ref}\u0000${String(index).padStart(6, "0")}`;
-  return { policy, name: r.name ?? `rule-${index}`, scopes: [...(r.scopes ?? [])], methods, segments, prefix, exactPath, rank, tiebreak };
+  return { policy, name: r.name ?? `rule-${index}`, scopes: [...(r.scopes ?? [])], methods, segments, prefix, exactPath, pattern: patternOf(segments, prefix, exactPath), rank, tiebreak };
+}
+
+/** A rule's path pattern from its parts: the exact path, or the segments with `/**` after a prefix. */
+function patternOf(segments: readonly string[], prefix: boolean, exactPath: string | undefined): string {
+  if (exactPath !== undefined) return exactPath;
+  const base = segments.length ? `/${segments.join("/")}` : "";
+  return prefix ? `${base}/**` : base || "/";
 }
 
 function compareRules(a: CompiledRule, b: CompiledRule): number {

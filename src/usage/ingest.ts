@@ -10,7 +10,7 @@ import type { CountryLookup } from "../analytics/geo.ts";
 import { createAnalyticsMetrics } from "../analytics/metrics.ts";
 import { AnalyticsQueue } from "../analytics/queue.ts";
 import type { AnalyticsWriter, KeyRecord } from "../analytics/row.ts";
-import { keyRecordOf, leftToAccessLog, rowFromCheck, unplacedRowFromCheck } from "../analytics/rows.ts";
+import { keyRecordOf, leftToAccessLog, rowFromCheck } from "../analytics/rows.ts";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { Config } from "../config/config.ts";
@@ -66,7 +66,6 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
   // A writer that places networks and countries opened the database on its own thread; rows go without them.
   const placed = d.writer.placesGeography === true;
   const geo = placed ? undefined : await open(config.analyticsCountryDatabase || undefined);
-  const rowOf = placed ? unplacedRowFromCheck : (e: CheckEvent) => rowFromCheck(e, geo);
   const metrics = createAnalyticsMetrics(d.registry, () => q.queued);
   const q: AnalyticsQueue = new AnalyticsQueue({
     writer: d.writer,
@@ -88,7 +87,13 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
     checks = [];
     let made = 0;
     for (const e of batch) {
-      const row = rowOf(e);
+      // With the writer placing networks and countries, the row goes into the queue's columns
+      // straight from the event (no row object); else it is made here, with them.
+      if (placed) {
+        if (q.pushCheck(e)) made++;
+        continue;
+      }
+      const row = rowFromCheck(e, geo);
       if (!row) continue;
       made++;
       q.push(row);
