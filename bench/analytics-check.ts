@@ -26,7 +26,10 @@
 //
 //   node bench/analytics-check.ts [--keys 100000] [--rounds 3] [--max-seconds 6]
 //                                 [--rate-seconds 10] [--rate-share 0.5] [--variants off,sqlite,postgres]
-//                                 [--concurrency 64] [--connections 4] [--floating]
+//                                 [--concurrency 64] [--connections 4] [--floating] [--writer-core client|checks]
+//                                 (--writer-core checks: the store's writer thread on the check thread's
+//                                 core 1, as in a pod of one CPU, and the load generator alone on core 0:
+//                                 what the store takes from the checks themselves; default client)
 //                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
 //                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
@@ -45,6 +48,9 @@ import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed,
 import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 import { median } from "./lib/stats.ts";
+
+/** The core the writer thread is pinned to: the load generator's, or the check thread's. */
+export type WriterCore = "client" | "checks";
 
 type AnalyticsBase = "off" | "events" | "sqlite" | "postgres" | "sqlite-inline" | "postgres-inline";
 /** A variant; `@N` runs the store's threads at nice N (--analytics-thread-nice) instead of keyward's default. */
@@ -107,6 +113,8 @@ export interface AnalyticsCheckResult {
   client?: { tool: string; concurrency: number; connections: number; command: string };
   /** Nothing was pinned (--floating). */
   floating?: boolean;
+  /** Where the writer thread ran (--writer-core). */
+  writerCore?: WriterCore;
   rows: AnalyticsCheckRow[];
 }
 
@@ -122,6 +130,11 @@ export interface AnalyticsCheckOptions {
   connections: number;
   /** Nothing pinned: keyward's threads, the client and PostgreSQL float over every core (not the bench's design; labelled so). */
   floating?: boolean;
+  /**
+   * Where the writer thread runs: `client` (default) on core 0 with the load generator and
+   * PostgreSQL, `checks` on core 1 with the check thread, as in a pod of one CPU.
+   */
+  writerCore?: WriterCore;
   log: (s: string) => void;
 }
 
@@ -183,10 +196,11 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       const extra = store === "sqlite" ? ["--analytics-path", join(dir, `analytics-${v}.sqlite`)] : store === "postgres" ? ["--analytics-url", cluster!.url()] : [];
       const srv = await startServer(["--mode", "authz", "--keys", String(o.keys), "--analytics", store, "--analytics-writer", writer, ...extra], { ...(o.floating ? {} : { cpus: "1" }), nodeFlags, ...(nice !== undefined ? { env: { KEYWARD_ANALYTICS_THREAD_NICE: nice } } : {}) });
       servers.push(srv);
-      // The writer thread beside the load generator and the database, off the check thread's core.
+      // The writer thread beside the load generator and the database, off the check thread's core;
+      // with --writer-core checks it stays on the check thread's core, where the process started.
       const writers = threadsNamed(srv.pid, WRITER_THREAD_NAME);
       if ((store === "sqlite" || store === "postgres") && writer === "thread" && writers.length !== 1) throw new Error(`${v}: expected one ${WRITER_THREAD_NAME} thread, found ${writers.length}`);
-      if (!o.floating) for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
+      if (!o.floating && o.writerCore !== "checks") for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
       writerTids.push(writers[0]);
       await closedLoop(srv.port, LOAD.warmupSeconds);
       await drained(srv);
@@ -266,7 +280,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         ...(st.analytics ? { rows: st.analytics } : {}),
       });
     }
-    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), rows };
+    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), rows };
   } finally {
     for (const s of servers) await s.stop();
     await cluster?.remove();
@@ -286,8 +300,11 @@ if (import.meta.main) {
       concurrency: { type: "string", default: String(LOAD.concurrency) },
       connections: { type: "string", default: String(LOAD.connections) },
       floating: { type: "boolean", default: false },
+      "writer-core": { type: "string", default: "client" },
     },
   });
+  const writerCore = values["writer-core"];
+  if (writerCore !== "client" && writerCore !== "checks") throw new Error(`--writer-core ${writerCore}: client or checks`);
   const res = await runAnalyticsCheckBench({
     keys: Number(values.keys),
     rounds: Number(values.rounds),
@@ -298,6 +315,7 @@ if (import.meta.main) {
     concurrency: Number(values.concurrency),
     connections: Number(values.connections),
     floating: values.floating,
+    writerCore,
     log: (s) => { console.error(`[analytics-check] ${s}`); },
   });
   console.log(JSON.stringify(res, null, 2));
