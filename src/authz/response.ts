@@ -2,7 +2,7 @@
 // of a denial, the headers added on OK, and the metadata for access logs. The
 // gRPC and HTTP front ends both render from here, so they answer alike.
 import type { Decision } from "../check/decision.ts";
-import { REQUEST_ID_HEADER, REQUEST_ID_UNUSABLE, rulePattern } from "../check/event.ts";
+import { REQUEST_ID_HEADER, REQUEST_ID_UNUSABLE } from "../check/event.ts";
 import { effectiveLimits, type CappedKind } from "./maximums.ts";
 import { REASONS } from "../check/reasons.ts";
 
@@ -95,7 +95,7 @@ export function decisionMetadata(d: Decision): Record<string, MetadataValue> {
     m.rule = d.rule.name;
     // The route without the method (the access log has it): a pure function of the rule, so
     // responses stay cacheable.
-    m.route_pattern = rulePattern(d.rule);
+    m.route_pattern = d.rule.pattern;
     // A request id the key may be in is never recorded (src/analytics/rows.ts).
     if (d.rule.policy.credentials.headers.includes(REQUEST_ID_HEADER)) m[REQUEST_ID_UNUSABLE] = "true";
   }

@@ -53,11 +53,6 @@ export interface UpstreamEvent {
   route?: string;
 }
 
-/** The path pattern of a compiled rule, such as `/v1/orders/*` or `/admin/**` (made when the rule was compiled). */
-export function rulePattern(rule: CompiledRule): string {
-  return rule.pattern;
-}
-
 /** Routes by rule and method, so a check with a rule does not build its route string anew. */
 const routes = new WeakMap<CompiledRule, Map<string, string>>();
 /** Methods remembered per rule at most (a method is the client's to choose). */
@@ -73,7 +68,7 @@ export function routeOf(method: string | undefined, rule: CompiledRule): string 
   }
   let route = byMethod.get(m);
   if (route === undefined) {
-    route = `${m} ${rulePattern(rule)}`;
+    route = `${m} ${rule.pattern}`;
     if (byMethod.size < ROUTE_METHODS) byMethod.set(m, route);
   }
   return route;
