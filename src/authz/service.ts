@@ -236,24 +236,16 @@ async function startFronts(deps: AuthzDeps, path: CheckPath, shared: Pick<FrontO
 }
 
 /**
- * Runs deps.settleHeap once `synced` (every watch's first list) resolves, then sets `done` and
- * calls `notify`, whatever the settling resolved or rejected with. Without settleHeap `done` is
- * set at once; a watch that never lists leaves it unset, as it leaves the data plane not ready.
+ * Waits for `synced` (every watch's first list), then runs deps.settleHeap, if any; a settling
+ * that fails is logged, never thrown: the data plane is ready all the same.
  */
-function settleAfterSync(deps: AuthzDeps, synced: Promise<unknown>, notify: () => void): { readonly done: boolean } {
-  const state = { done: deps.settleHeap === undefined };
-  const settle = deps.settleHeap;
-  if (!settle) return state;
-  void synced
-    .then(() => settle())
-    .catch((err: unknown) => {
-      deps.log.warn("heap not compacted after the first list", { err });
-    })
-    .finally(() => {
-      state.done = true;
-      notify();
-    });
-  return state;
+async function settleAfterSync(deps: AuthzDeps, synced: Promise<unknown>): Promise<void> {
+  await synced;
+  try {
+    await deps.settleHeap?.();
+  } catch (err) {
+    deps.log.warn("heap not compacted after the first list", { err });
+  }
 }
 
 /**
@@ -269,9 +261,9 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     fronts?.grpc.notifyHealth();
   };
   const watches = indexWatches(deps, path, notify);
-  // Set below, once the fronts serve: until the watches have listed and the heap has settled, not ready.
-  let settled: { readonly done: boolean } = { done: false };
-  const ready = (): boolean => settled.done && watches.every((w) => w.synced);
+  // Until the watches have listed and the heap has settled after them, not ready.
+  let settled = false;
+  const ready = (): boolean => settled && watches.every((w) => w.synced);
   const { staleness, indexStale } = indexStaleness(deps, watches);
   const tls = await openTls(deps.config, deps.log);
   if (deps.listenWhenSynced) await Promise.all(watches.map((w) => w.start()));
@@ -288,7 +280,10 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
       deps.log.error("watch did not start", { err });
     }),
   );
-  settled = settleAfterSync(deps, Promise.all(started), notify);
+  void settleAfterSync(deps, Promise.all(started)).then(() => {
+    settled = true;
+    notify();
+  });
   const { grpc, http } = fronts;
   return {
     grpcPort: grpc.port,
