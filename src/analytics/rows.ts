@@ -113,23 +113,65 @@ export function placeGeography(rows: readonly RequestRow[], geo: CountryLookup):
   for (const r of rows) placeRow(r, geo);
 }
 
-/** The store's record of an ApiKey; `deletedAt` once it is gone. */
-export function keyRecordOf(ak: ApiKey, deletedAt?: number): KeyRecord | undefined {
-  const uid = ak.metadata.uid;
-  if (!uid) return undefined;
-  const created = Date.parse(ak.metadata.creationTimestamp ? String(ak.metadata.creationTimestamp) : "");
-  const expires = ak.spec.expiresAt ? Date.parse(ak.spec.expiresAt) : NaN;
+/** What a key record is made of, as an ApiKey or a compact record of one holds it. */
+export interface KeyRecordSource {
+  uid: string | undefined;
+  namespace: string;
+  name: string;
+  owner: string;
+  labels: Readonly<Record<string, string>> | undefined;
+  scopes: readonly string[] | undefined;
+  /** metadata.creationTimestamp, ms since the epoch. */
+  createdMs: number | undefined;
+  /** spec.expiresAt, RFC 3339. */
+  expiresAt: string | undefined;
+}
+
+/**
+ * The store's record of a key from its parts; `deletedAt` once it is gone. Labels and scopes are
+ * taken as given (a caller holding them frozen shares them): nothing here changes them.
+ */
+export function keyRecordFrom(k: KeyRecordSource, deletedAt?: number): KeyRecord | undefined {
+  if (!k.uid) return undefined;
+  const created = k.createdMs ?? NaN;
+  const expires = k.expiresAt ? Date.parse(k.expiresAt) : NaN;
   return {
-    uid,
-    namespace: ak.metadata.namespace,
-    name: ak.metadata.name,
-    owner: ak.spec.owner,
-    labels: { ...(ak.metadata.labels ?? {}) },
-    scopes: [...(ak.spec.scopes ?? [])],
+    uid: k.uid,
+    namespace: k.namespace,
+    name: k.name,
+    owner: k.owner,
+    labels: k.labels ?? NO_LABELS,
+    scopes: k.scopes ?? NO_SCOPES,
     createdAt: Number.isFinite(created) ? created : 0,
     ...(Number.isFinite(expires) ? { expiresAt: expires } : {}),
     ...(deletedAt !== undefined ? { deletedAt } : {}),
   };
+}
+
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_SCOPES: readonly string[] = Object.freeze([]);
+
+/** A timestamp in ms since the epoch, typed a Date but held as the apiserver's JSON has it, a string. */
+function timeMs(t: Date | string | undefined): number | undefined {
+  return t === undefined ? undefined : t instanceof Date ? t.getTime() : Date.parse(t);
+}
+
+/** The store's record of an ApiKey; `deletedAt` once it is gone. Its labels and scopes are copies. */
+export function keyRecordOf(ak: ApiKey, deletedAt?: number): KeyRecord | undefined {
+  const m = ak.metadata;
+  return keyRecordFrom(
+    {
+      uid: m.uid,
+      namespace: m.namespace,
+      name: m.name,
+      owner: ak.spec.owner,
+      labels: { ...(m.labels ?? {}) },
+      scopes: [...(ak.spec.scopes ?? [])],
+      createdMs: timeMs(m.creationTimestamp),
+      expiresAt: ak.spec.expiresAt,
+    },
+    deletedAt,
+  );
 }
 
 /** `o` without its undefined fields (rows stay small and compare cleanly). */

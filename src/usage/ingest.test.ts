@@ -4,6 +4,8 @@ import type { HttpLogEntry } from "../accesslog/proto.ts";
 import type { CountryLookup } from "../analytics/geo.ts";
 import { RecordingWriter } from "../analytics/fixtures.test-support.ts";
 import type { KeyRecord } from "../analytics/row.ts";
+import { keyRecordFrom, keyRecordOf } from "../analytics/rows.ts";
+import { recordOf, ValuePool } from "../apikeys/record.ts";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckEvent } from "../check/event.ts";
 import { defaultConfig } from "../config/config.ts";
@@ -225,7 +227,7 @@ describe("ingest", () => {
     const now = new Map(listed.map((ak) => [ak.metadata.name, ak]));
     now.set("k1", { ...listed[1]!, metadata: { ...listed[1]!.metadata, labels: { team: "b" } } });
     now.delete("k2");
-    await ingest.recordKeys(listed.map((ak) => ak.metadata), (r) => now.get(r.name));
+    await ingest.recordKeys(listed.map((ak) => ak.metadata), (r) => { const ak = now.get(r.name); return ak && keyRecordOf(ak); });
     expect(calls).toEqual([KEY_RECORD_CHUNK - 1, KEY_RECORD_CHUNK, 5]);
     expect(writer.keys).toHaveLength(n - 1);
     expect(writer.keys.find((k) => k.name === "k1")?.labels).toEqual({ team: "b" });
@@ -252,7 +254,7 @@ describe("ingest", () => {
       }
     }
     const listed = Array.from({ length: KEY_RECORD_CHUNK + 1 }, (_, i) => ({ namespace: "shop", name: `k${i}` }));
-    const current = (r: { namespace: string; name: string }): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } });
+    const current = (r: { namespace: string; name: string }): KeyRecord | undefined => keyRecordOf({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } });
     const { ingest } = await ingestWith(false, new SheddingWriter());
     await ingest.recordKeys(listed, current);
     expect(events).toEqual([`before ${listed.length}`, `keys ${KEY_RECORD_CHUNK}`, "keys 1", `shed ${listed.length}`]);
@@ -276,10 +278,30 @@ describe("ingest", () => {
     expect(events.filter((e) => e.startsWith("shed"))).toEqual([]);
   });
 
+  it("makes a key record from the cache's compact record equal to the one made from the whole ApiKey, sharing the record's frozen labels and scopes", () => {
+    const base: ApiKey = { apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { namespace: "shop", name: "acme", uid: "uid-1", creationTimestamp: "2026-11-30T10:00:00Z" as unknown as Date }, spec: { owner: "acme-team" } };
+    const variants: ApiKey[] = [
+      base,
+      { ...base, metadata: { ...base.metadata, labels: { team: "a", tier: "gold" } }, spec: { ...base.spec, scopes: ["orders:read", "orders:write"], expiresAt: "2027-01-01T00:00:00Z" } },
+      { ...base, metadata: { ...base.metadata, creationTimestamp: new Date("2026-11-30T10:00:00.250Z") } },
+      { ...base, metadata: { ...base.metadata, creationTimestamp: undefined }, spec: { ...base.spec, expiresAt: "not a time" } },
+      { ...base, metadata: { ...base.metadata, uid: undefined } },
+    ];
+    const pool = new ValuePool();
+    for (const ak of variants) {
+      const cached = recordOf(ak, pool);
+      expect(keyRecordFrom(cached)).toEqual(keyRecordOf(ak));
+    }
+    const cached = recordOf(variants[1]!, pool);
+    const k = keyRecordFrom(cached)!;
+    expect(k.labels).toBe(cached.labels);
+    expect(k.scopes).toBe(cached.scopes);
+  });
+
   it("stops making key records at stop", async () => {
     const { writer, ingest } = await ingestWith(false);
     const listed = Array.from({ length: 3 * KEY_RECORD_CHUNK }, (_, i) => ({ namespace: "shop", name: `k${i}` }));
-    const recorded = ingest.recordKeys(listed, (r): ApiKey => ({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } }));
+    const recorded = ingest.recordKeys(listed, (r) => keyRecordOf({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: "o" } }));
     await ingest.stop();
     await recorded;
     expect(writer.keys.length).toBeLessThan(listed.length);

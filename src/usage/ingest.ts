@@ -39,11 +39,11 @@ export interface Ingest {
   /** An ApiKey the usage watch saw change; `old`, what it was before an update. */
   keyChange(type: ChangeType, ak: ApiKey, old?: ApiKey): void;
   /**
-   * The record of every ApiKey listed (`keys`, each read as it is now with `current`), made and
-   * written `KEY_RECORD_CHUNK` at a time, each chunk written (or refused) before the next is made;
-   * resolves when all are, or at stop.
+   * The record of every ApiKey listed (`keys`, each made as the key is now by `record`, undefined
+   * for one gone or without a uid), made and written `KEY_RECORD_CHUNK` at a time, each chunk
+   * written (or refused) before the next is made; resolves when all are, or at stop.
    */
-  recordKeys<K extends { namespace: string; name: string }>(keys: readonly K[], current: (k: K) => ApiKey | undefined): Promise<void>;
+  recordKeys<K>(keys: readonly K[], record: (k: K) => KeyRecord | undefined): Promise<void>;
   /** Writes what waits now (tests). */
   flush(): Promise<void>;
   /** Writes what waits; what the store will not take is counted as dropped. */
@@ -121,15 +121,14 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       if (was && sameRecord(was, k)) return;
       q.upsertKey(k);
     },
-    async recordKeys(keys, current) {
+    async recordKeys(keys, record) {
       // Many records are written with less memory, and what they grew shed after (ADR 63).
       await d.writer.beforeKeyRecords?.(keys.length).catch((err: unknown) => {
         d.log.warn("analytics writer not prepared for the key records", { err });
       });
       for (let i = 0; i < keys.length && !stopped; i += KEY_RECORD_CHUNK) {
         for (const ref of keys.slice(i, i + KEY_RECORD_CHUNK)) {
-          const ak = current(ref);
-          const k = ak && keyRecordOf(ak);
+          const k = record(ref);
           if (k) q.upsertKey(k);
         }
         await q.flush();

@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import type { ApiKey } from "../api/types.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { apiKeyOf, type ApiKeyRecord } from "../apikeys/record.ts";
+import { keyRecordFrom } from "../analytics/rows.ts";
 import type { ChangeType } from "../k8s/informer.ts";
 import type { ApiKeyWatch } from "../apikeys/watch.ts";
 import type { RoleDeps } from "../deps.ts";
@@ -147,8 +148,11 @@ export async function startUsage(deps: UsageDeps): Promise<UsageHandle> {
   listed = true;
   const keysRecorded = ingest
     ?.recordKeys(store.list(), (r) => {
+      // Made from the record the cache holds as it is now, sharing its frozen labels and scopes:
+      // no ApiKey is made back from it, which at 100,000 keys was most of what the main thread
+      // allocated, and promoted, while the records were written.
       const cur = store.get(r.namespace, r.name);
-      return cur && apiKeyOf(cur);
+      return cur && keyRecordFrom(cur);
     })
     .catch((err: unknown) => {
       log.warn("analytics key records not all written at start; each is written at its next change", { err });
