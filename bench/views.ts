@@ -37,14 +37,14 @@ export function viewCosts(n: number): ViewCost[] {
   const texts = Array.from({ length: n }, (_, i) => listed(i));
   const pool = new ValuePool();
   const shared = unionOfViews(indexView, usageView);
-  const views: [string, (ak: ApiKey) => unknown][] = [
+  const views: [string, (ak: ApiKey, key: string) => unknown][] = [
     ["whole object", (ak) => ak],
     ["operator (operatorView)", operatorView],
     ["usage (usageView)", usageView],
     ["index, delivered (indexView)", indexView],
     ["index, cached (apiKeyRef)", (ak) => apiKeyRef(indexView(ak))],
     ["index ∪ usage as an object (the shared watch's cache before ADR 54)", shared],
-    ["data plane's shared watch, cached (its record, ADR 54, 60)", (ak) => recordOf(shared(ak), pool)],
+    ["data plane's shared watch, cached (its record, ADR 54, 60, 68)", (ak, key) => recordOf(shared(ak), pool, key)],
   ];
   return views.map(([view, f]) => {
     gc();
@@ -52,8 +52,10 @@ export function viewCosts(n: number): ViewCost[] {
     const cache = new Map<string, unknown>();
     for (const t of texts) {
       const ak = JSON.parse(t) as ApiKey;
-      // As the informer keys its cache: one flat string (src/k8s/informer.ts keyOf).
-      cache.set([ak.metadata.namespace, ak.metadata.name].join("/"), f(ak));
+      // As the informer keys its cache: one flat string (src/k8s/informer.ts keyOf), handed to
+      // what it keeps (a record holds it rather than its name, ADR 0068).
+      const key = [ak.metadata.namespace, ak.metadata.name].join("/");
+      cache.set(key, f(ak, key));
     }
     gc();
     const bytesPerKey = Math.round((process.memoryUsage().heapUsed - before) / n);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { apiKey, newKey } from "../api/fixtures.test-support.ts";
-import type { ApiKey } from "../api/types.ts";
+import type { ApiKey, KeyVersion } from "../api/types.ts";
 import { unionOfViews } from "../k8s/views.ts";
 import { apiKeyOf, recordForm, recordOf, ValuePool } from "./record.ts";
 import { indexView, usageView } from "./views.ts";
@@ -90,6 +90,62 @@ describe("the ApiKey record", () => {
     const r = recordOf(delivered(ak));
     expect(r.keys).toEqual([{ id: ak.status!.keys[0]!.id, state: "active", createdAt: ak.status!.keys[0]!.createdAt }]);
     expect(Object.isFrozen(r.keys)).toBe(true);
+  });
+
+  it("gives back its one key version as it was made from, however it keeps it", () => {
+    const { ak } = listed();
+    const one = (v: Partial<KeyVersion>, current = "kw_ONE"): ApiKey => {
+      const copy = structuredClone(ak);
+      copy.status = { ...copy.status, currentKeyId: current, keys: [{ id: "kw_ONE", hash: `sha256:${"a".repeat(64)}`, state: "active", ...v }] };
+      return copy;
+    };
+    const cases: [Partial<KeyVersion>, string?][] = [
+      [{ createdAt: "2026-01-01T00:00:00Z" }],
+      [{ createdAt: "2020-01-01T00:00:00Z" }],
+      [{ createdAt: "2019-12-31T23:59:59Z" }],
+      [{ createdAt: "2060-01-01T00:00:00Z" }],
+      [{ createdAt: "2026-01-01T00:00:00.250Z" }],
+      [{ createdAt: "2026-01-01T00:00:00.000Z" }],
+      [{ createdAt: "2026-01-01T01:00:00+01:00" }],
+      [{ createdAt: "not a time" }],
+      [{}],
+      [{ createdAt: "2026-01-01T00:00:00Z", state: "grace", expiresAt: "2026-02-01T00:00:00Z" }],
+      [{ createdAt: "2026-01-01T00:00:00Z", expiresAt: "2026-02-01T00:00:00Z" }],
+      [{ createdAt: "2026-01-01T00:00:00Z" }, "kw_OTHER"],
+    ];
+    for (const [v, current] of cases) {
+      const made = one(v, current);
+      const want = made.status!.keys!.map(({ hash: _h, ...rest }) => rest);
+      const r = recordOf(made, new ValuePool());
+      expect(r.keys).toStrictEqual(want);
+      expect(Object.isFrozen(r.keys) && Object.isFrozen(r.keys?.[0])).toBe(true);
+      expect(r.currentKeyId).toBe(current ?? "kw_ONE");
+      expect(apiKeyOf(r).status?.keys).toStrictEqual(want.map((x) => ({ ...x, hash: "" })));
+    }
+  });
+
+  it("holds no object of its own for the one active version most ApiKeys have", () => {
+    const pool = new ValuePool();
+    const records = ["2026-01-01T00:00:00Z", "2026-03-04T05:06:07Z"].map((createdAt, i) => {
+      const { ak } = listed(`k${i}`);
+      delete ak.spec.expiresAt;
+      ak.status = { ...ak.status, currentKeyId: `kw_K${i}`, keys: [{ id: `kw_K${i}`, hash: `sha256:${"a".repeat(64)}`, state: "active", createdAt }], lastRotationAt: undefined, usage: undefined };
+      return recordOf(delivered(ak), pool);
+    });
+    // Every object a record holds (its pooled profile, the shared rare fields) is another's too.
+    const [a, b] = records.map((r) => Object.values(r).filter((v): v is object => typeof v === "object" && v !== null));
+    expect(a?.length).toBeGreaterThan(0);
+    for (const v of a ?? []) expect(b).toContain(v);
+    expect(records[1]?.keys).toEqual([{ id: "kw_K1", state: "active", createdAt: "2026-03-04T05:06:07Z" }]);
+  });
+
+  it("keeps its namespace/name as the one string it is given, and its name cut from it", () => {
+    const { ak } = listed();
+    const r = recordOf(delivered(ak), new ValuePool(), "shop/acme");
+    expect(r.ref).toBe("shop/acme");
+    expect([r.namespace, r.name]).toEqual(["shop", "acme"]);
+    expect(recordOf(delivered(ak)).ref).toBe("shop/acme");
+    expect(recordForm().keyOf?.(r)).toBe("shop/acme");
   });
 
   it("holds what usage reads, flat", () => {
@@ -211,7 +267,7 @@ describe("the ApiKey record", () => {
 
   it("is what a watch's cache keeps, with the resourceVersion it was made from", () => {
     const form = recordForm();
-    const r = form.keep(delivered(listed().ak));
+    const r = form.keep(delivered(listed().ak), "shop/acme");
     expect(form.resourceVersion(r)).toBe("42");
     expect(form.expand(r).metadata.name).toBe("acme");
   });

@@ -12,9 +12,10 @@
 // change as delivered (src/authz/shared-index.ts), so the record holds no key hash, source
 // range or rate limit.
 //
-// Per key, a record holds its name, uid, resourceVersion, creation time, current key id, key
-// versions (without hashes; one version is held without an array) and usage; everything else
-// is behind the pooled profile or the shared empty Rare.
+// Per key, a record holds its namespace/name (the very string the cache is keyed by and the key
+// index holds, ADR 0068), uid, resourceVersion, creation time, current key id, key versions
+// (without hashes; the usual one, current and active, as an integer; another one alone without
+// an array) and usage; everything else is behind the pooled profile or the shared empty Rare.
 import { API_VERSION, type ApiKey, type ApiKeySpec, type ApiKeyState, type ApiKeyStatus, type KeyVersion, type Quota, type UsageStatus } from "../api/types.ts";
 import type { CacheForm } from "../k8s/informer.ts";
 
@@ -22,6 +23,8 @@ import type { CacheForm } from "../k8s/informer.ts";
 export type RecordedVersion = Readonly<Omit<KeyVersion, "hash">>;
 
 export interface ApiKeyRecord {
+  /** `namespace/name`: the one string the cache keys the record by, and the key index its entries (name is cut from it when read). */
+  readonly ref: string;
   readonly namespace: string;
   readonly name: string;
   readonly uid: string | undefined;
@@ -144,7 +147,7 @@ const SINCE_S = Date.UTC(2020, 0, 1) / 1000;
 
 /** One record: the per-key fields, the pooled profile and the rare fields behind getters. Frozen. */
 class Record_ implements ApiKeyRecord {
-  readonly name: string;
+  readonly ref: string;
   readonly uid: string | undefined;
   readonly currentKeyId: string | undefined;
   readonly usage: UsageStatus | undefined;
@@ -152,19 +155,24 @@ class Record_ implements ApiKeyRecord {
   private readonly rv: number | string | undefined;
   /** The creation time: whole seconds since SINCE_S when that is a small integer, else ms since the epoch, boxed. */
   private readonly created: number | { readonly ms: number } | undefined;
-  /** status.keys: one version alone (most ApiKeys have one), several as an array. */
-  private readonly versions: RecordedVersion | readonly RecordedVersion[] | undefined;
+  /**
+   * status.keys. Most ApiKeys have one version, the current one, active, created in whole
+   * seconds: that one is its creation time as a small integer (ACTIVE_ONLY), its id the
+   * current key id. Another single version is held alone, several as an array.
+   */
+  private readonly versions: number | RecordedVersion | readonly RecordedVersion[] | undefined;
   private readonly profile: Profile;
   private readonly rare: Rare;
 
-  constructor(name: string, uid: string | undefined, resourceVersion: string | undefined, createdMs: number | undefined, currentKeyId: string | undefined, keys: readonly RecordedVersion[] | undefined, usage: UsageStatus | undefined, profile: Profile, rare: Rare) {
-    this.name = name;
+  constructor(ref: string, uid: string | undefined, resourceVersion: string | undefined, createdMs: number | undefined, currentKeyId: string | undefined, keys: readonly RecordedVersion[] | undefined, usage: UsageStatus | undefined, profile: Profile, rare: Rare) {
+    this.ref = ref;
     this.uid = uid;
     this.rv = resourceVersion !== undefined && SMALL_DIGITS.test(resourceVersion) ? Number(resourceVersion) : resourceVersion;
     const since = createdMs === undefined ? undefined : createdMs / 1000 - SINCE_S;
     this.created = since === undefined ? undefined : Number.isInteger(since) && since >= 0 && since < SMALL ? since : Object.freeze({ ms: createdMs as number });
     this.currentKeyId = currentKeyId;
-    this.versions = keys?.length === 1 ? keys[0] : keys;
+    const one = keys?.length === 1 ? keys[0] : undefined;
+    this.versions = one ? (activeOnly(one, currentKeyId) ?? one) : keys;
     this.usage = usage;
     this.profile = profile;
     this.rare = rare;
@@ -181,10 +189,14 @@ class Record_ implements ApiKeyRecord {
   /** status.keys, frozen (an array made afresh for a key with one version). */
   get keys(): readonly RecordedVersion[] | undefined {
     const v = this.versions;
+    if (typeof v === "number") return Object.freeze([Object.freeze({ id: this.currentKeyId as string, state: "active" as const, createdAt: rfc3339((v + SINCE_S) * 1000) })]);
     return v === undefined || isVersionList(v) ? v : Object.freeze([v]);
   }
   get namespace(): string {
     return this.profile.namespace;
+  }
+  get name(): string {
+    return this.ref.slice(this.profile.namespace.length + 1);
   }
   get owner(): string {
     return this.profile.owner;
@@ -226,20 +238,44 @@ class Record_ implements ApiKeyRecord {
 
 const isVersionList = (v: RecordedVersion | readonly RecordedVersion[]): v is readonly RecordedVersion[] => Array.isArray(v);
 
-/** A key version without its hash, its repeated strings shared; frozen. */
+/**
+ * The one version of an ApiKey as a small integer, when it can be and gives it back unchanged:
+ * the current key, active, without an end, created in whole seconds since SINCE_S written as
+ * the operator writes them. Its object and creation time string took about 120 bytes a key.
+ */
+function activeOnly(v: RecordedVersion, currentKeyId: string | undefined): number | undefined {
+  if (v.id !== currentKeyId || v.state !== "active" || v.expiresAt !== undefined || v.createdAt === undefined) return undefined;
+  const ms = Date.parse(v.createdAt);
+  const since = ms / 1000 - SINCE_S;
+  return Number.isInteger(since) && since >= 0 && since < SMALL && rfc3339(ms) === v.createdAt ? since : undefined;
+}
+
+/**
+ * A key version without its hash, its repeated strings shared; frozen. Made with all its fields
+ * at once: one added after an object literal is made goes to a properties array of its own.
+ */
 function recordedVersion(v: KeyVersion, pool: ValuePool | undefined): RecordedVersion {
-  const out: Omit<KeyVersion, "hash"> = { id: v.id, state: pool ? pool.string(v.state) : v.state };
-  if (v.createdAt !== undefined) out.createdAt = pool ? pool.string(v.createdAt) : v.createdAt;
-  if (v.expiresAt !== undefined) out.expiresAt = v.expiresAt;
+  const id = v.id;
+  const state = pool ? pool.string(v.state) : v.state;
+  const createdAt = v.createdAt === undefined ? undefined : pool ? pool.string(v.createdAt) : v.createdAt;
+  const out: RecordedVersion =
+    v.expiresAt !== undefined
+      ? createdAt === undefined
+        ? { id, state, expiresAt: v.expiresAt }
+        : { id, state, createdAt, expiresAt: v.expiresAt }
+      : createdAt === undefined
+        ? { id, state }
+        : { id, state, createdAt };
   return Object.freeze(out);
 }
 
 /**
  * The record of `ak`: what the cache's readers read, nothing else, frozen with what it holds
  * (readers share it). With `pool`, the profile and repeated strings are shared with other
- * records; a string a record holds twice (the current key id, a version's) is held once.
+ * records; a string a record holds twice (the current key id, a version's) is held once. `ref`
+ * is its `namespace/name` as the cache that keeps it holds it (made afresh when not given).
  */
-export function recordOf(ak: ApiKey, pool?: ValuePool): ApiKeyRecord {
+export function recordOf(ak: ApiKey, pool?: ValuePool, ref?: string): ApiKeyRecord {
   const m = ak.metadata;
   const s = ak.spec;
   const st = ak.status;
@@ -261,7 +297,7 @@ export function recordOf(ak: ApiKey, pool?: ValuePool): ApiKeyRecord {
     s.expiresAt === undefined && s.existingSecret === undefined && st?.lastRotationAt === undefined
       ? NOTHING_RARE
       : Object.freeze({ expiresAt: s.expiresAt, existingSecret: deepFreeze(s.existingSecret), lastRotationAt: st?.lastRotationAt });
-  return new Record_(m.name, m.uid, m.resourceVersion, timeMs(m.creationTimestamp), currentKeyId, keys, st?.usage && deepFreeze(st.usage), pool ? (pool.value(profile) as Profile) : deepFreeze(profile), rare);
+  return new Record_(ref ?? [m.namespace, m.name].join("/"), m.uid, m.resourceVersion, timeMs(m.creationTimestamp), currentKeyId, keys, st?.usage && deepFreeze(st.usage), pool ? (pool.value(profile) as Profile) : deepFreeze(profile), rare);
 }
 
 /**
@@ -303,5 +339,5 @@ export function apiKeyOf(r: ApiKeyRecord): ApiKey {
 
 /** The form of a cache of ApiKeys that keeps records (src/k8s/informer.ts), sharing values through one pool. */
 export function recordForm(pool = new ValuePool()): CacheForm<ApiKey, ApiKeyRecord> {
-  return { keep: (ak) => recordOf(ak, pool), resourceVersion: (r) => r.resourceVersion, expand: apiKeyOf };
+  return { keep: (ak, key) => recordOf(ak, pool, key), resourceVersion: (r) => r.resourceVersion, expand: apiKeyOf, keyOf: (r) => r.ref };
 }

@@ -161,7 +161,7 @@ function indexWatches(deps: AuthzDeps, path: CheckPath, notify: () => void): rea
     if (event === "error" || event === "handler_error") log.warn("watch problem", { resource: plural, event, err });
     notify();
   };
-  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, apply: (type: ChangeType, obj: T) => void, view: { transform: (obj: T) => T; keep?: (obj: T) => T }): CollectionWatch<T> =>
+  const watch = <T extends ApiKey | ApiKeyPolicy>(plural: string, apply: (type: ChangeType, obj: T, old: T | undefined, ref: string) => void, view: { transform: (obj: T) => T; keep?: (obj: T) => T }): CollectionWatch<T> =>
     new CollectionWatch<T>(kc, rest, {
       apiPrefix: `/apis/${API_VERSION}`,
       plural,
@@ -176,8 +176,8 @@ function indexWatches(deps: AuthzDeps, path: CheckPath, notify: () => void): rea
   const forget = (obj: ApiKey): void => {
     path.limits.limiter.forget(`${obj.metadata.uid ?? `${obj.metadata.namespace}/${obj.metadata.name}`}|`);
   };
-  const applyKey = (type: ChangeType, obj: ApiKey): void => {
-    path.keys.apply(type, obj);
+  const applyKey = (type: ChangeType, obj: ApiKey, _old: ApiKey | undefined, ref: string): void => {
+    path.keys.apply(type, obj, ref);
     if (type === "delete") forget(obj);
   };
   deps.apiKeys?.attach({ onDelete: forget, onLifecycle: lifecycle(APIKEY_PLURAL) });

@@ -1,6 +1,9 @@
 // The key index on the ApiKey watch shared with usage: it joins before the watch lists and
 // reads each change as the watch delivers it, so its entries are the whole object's though
 // the watch's cache keeps records without the index's fields (ADR 0060).
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { apiKey, newKey } from "../api/fixtures.test-support.ts";
 import type { ApiKey } from "../api/types.ts";
@@ -23,7 +26,7 @@ function fakeWatch(): { watch: ApiKeyWatch; deliver: (type: ChangeType, ak: ApiK
   return {
     watch,
     deliver: (type, ak, old) => {
-      for (const l of listeners) l.onChange?.(type, ak, old);
+      for (const l of listeners) l.onChange?.(type, ak, old, [ak.metadata.namespace, ak.metadata.name].join("/"));
     },
     lifecycle: (e) => {
       for (const l of listeners) l.onLifecycle?.(e, new Error("x"));
@@ -76,4 +79,13 @@ describe("the key index on the shared ApiKey watch", () => {
     expect(events).toEqual(["error"]);
     expect(shared.keys.lookup(keyDigest(keys[0]!))).toBeUndefined();
   });
+
+  it("holds each ApiKey's namespace/name in one string: the watch's cache key, its record and the index's entries share it", async () => {
+    // In a child process whose heap holds little else; it counts the strings in a heap snapshot
+    // after a list and an update of each ApiKey (src/authz/shared-strings.test-support.ts).
+    const child = fileURLToPath(new URL("./shared-strings.test-support.ts", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, [child], { timeout: 60_000 });
+    const copies = Object.values(JSON.parse(stdout) as Record<string, number>);
+    expect(copies).toEqual([1, 1, 1]);
+  }, 60_000);
 });

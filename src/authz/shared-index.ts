@@ -39,8 +39,8 @@ export function joinSharedApiKeyWatch(watch: ApiKeyWatch, log: Pick<Logger, "war
   const keys = dataPlaneKeyIndex(log);
   let hooks: IndexHooks | undefined;
   watch.listen({
-    onChange: (type: ChangeType, obj: ApiKey) => {
-      keys.apply(type, obj);
+    onChange: (type: ChangeType, obj: ApiKey, _old, ref: string) => {
+      keys.apply(type, obj, ref);
       if (type === "delete") hooks?.onDelete(obj);
     },
     onLifecycle: (event, err) => {

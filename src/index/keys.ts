@@ -227,10 +227,13 @@ export class KeyIndex {
     return this.hashesByRef.size;
   }
 
-  /** Applies one watch event. */
-  apply(type: "add" | "update" | "delete", key: ApiKey): void {
+  /**
+   * Applies one watch event. `cacheRef` is the ApiKey's `namespace/name` as the watch's cache
+   * holds it: the index keeps that string rather than one of its own.
+   */
+  apply(type: "add" | "update" | "delete", key: ApiKey, cacheRef?: string): void {
     // join() makes a flat string; a template literal would make a cons string holding both parts.
-    const fresh = [key.metadata.namespace, key.metadata.name].join("/");
+    const fresh = cacheRef ?? [key.metadata.namespace, key.metadata.name].join("/");
     const prev = this.hashesByRef.get(fresh);
     const held = prev === undefined ? undefined : this.heldBy(fresh, prev);
     // The string the map already holds, so one ApiKey keeps one copy of its ref.

@@ -204,6 +204,45 @@ describe("Informer", () => {
     await inf.stop();
   });
 
+  it("hands keep and each change the namespace/name it caches the object under, and keeps later versions under the key the kept object holds", async () => {
+    const server = new FakeServer();
+    type Rec = { key: string; rv: string | undefined };
+    server.items = [obj("a", 1), obj("b", 1)];
+    const kept: string[] = [];
+    const seen: [ChangeType, string, string][] = [];
+    const inf = new Informer<Obj, Rec>({
+      name: "t",
+      list: server.list,
+      watch: server.watch,
+      form: {
+        keep: (o, key) => {
+          kept.push(key);
+          return { key, rv: o.metadata.resourceVersion };
+        },
+        resourceVersion: (r) => r.rv,
+        expand: (r) => obj(r.key.slice(3), Number(r.rv)),
+        keyOf: (r) => r.key,
+      },
+      onChange: (t, o, _old, key) => seen.push([t, o.metadata.name, key]),
+    });
+    await inf.start();
+    await until(() => server.watches.length === 1, "watch");
+    server.current.send("MODIFIED", obj("a", 2));
+    server.current.send("DELETED", obj("a", 2));
+    server.items = [];
+    server.current.send("ERROR", { kind: "Status", code: 410 });
+    await until(() => seen.length === 5, "the relist's delete of b");
+    expect(kept).toEqual(["ns/a", "ns/b", "ns/a"]);
+    expect(seen).toEqual([
+      ["add", "a", "ns/a"],
+      ["add", "b", "ns/b"],
+      ["update", "a", "ns/a"],
+      ["delete", "a", "ns/a"],
+      ["delete", "b", "ns/b"],
+    ]);
+    await inf.stop();
+  });
+
   it("keeps another type than it delivers when given a form: get and list return it, a relist's delete is expanded from it", async () => {
     const server = new FakeServer();
     type Rec = { name: string; rv: string | undefined };

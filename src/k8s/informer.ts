@@ -65,9 +65,16 @@ export type WatchFn = (
  * no longer finds (its readers read its reference and what the cache keeps of it).
  */
 export interface CacheForm<T extends KubernetesObject, K> {
-  keep(obj: T): K;
+  /** What the cache keeps of `obj`, which it keeps under `key` (its `namespace/name`, the string the cache holds). */
+  keep(obj: T, key: string): K;
   resourceVersion(kept: K): string | undefined;
   expand(kept: K): T;
+  /**
+   * The key `kept` was kept under, when it holds it: the cache then keeps each later version of
+   * the object under that one string too, and hands it to readers, so a cache of many objects
+   * holds each `namespace/name` once however many hold it.
+   */
+  keyOf?(kept: K): string;
 }
 
 /** The cache keeps `keep(obj)`, an object of the same type (all of it, by default). */
@@ -86,8 +93,11 @@ export interface InformerOptions<T extends KubernetesObject, K = T> {
   list: (sink: ListSink<T>) => Promise<ListEnd>;
   /** Opens a watch on the collection. */
   watch: WatchFn;
-  /** Each change; `old` is what the cache held for the object before it. */
-  onChange: (type: ChangeType, obj: T, old?: K) => void;
+  /**
+   * Each change; `old` is what the cache held for the object before it, `key` the
+   * `namespace/name` string the cache holds for it (a reader that keeps it shares the cache's).
+   */
+  onChange: (type: ChangeType, obj: T, old: K | undefined, key: string) => void;
   onLifecycle?: (event: LifecycleEvent, err?: unknown) => void;
   /**
    * Turns each received object into what is delivered and cached, on arrival (drop
@@ -228,9 +238,16 @@ export class Informer<T extends KubernetesObject, K = T> {
     this.nextResyncAt = this.opts.now() + this.opts.resyncMs * jitter;
   }
 
-  private deliver(type: ChangeType, obj: T, old?: K): void {
+  /** The cache's key of `obj`, and what the cache holds under it: that key is the string the cache holds when its form knows it. */
+  private cached(obj: T): [string, K | undefined] {
+    const key = keyOf(obj);
+    const old = this.cache.get(key);
+    return [old !== undefined && this.form.keyOf ? this.form.keyOf(old) : key, old];
+  }
+
+  private deliver(type: ChangeType, obj: T, old: K | undefined, key: string): void {
     try {
-      this.opts.onChange(type, obj, old);
+      this.opts.onChange(type, obj, old, key);
     } catch (err) {
       this.emit("handler_error", err);
     }
@@ -248,30 +265,29 @@ export class Informer<T extends KubernetesObject, K = T> {
     const arrived = (raw: T): [T, string, K | undefined] => {
       if (this.isStopped()) throw new ListStopped();
       const obj = this.transform(raw);
-      const key = keyOf(obj);
-      return [obj, key, this.cache.get(key)];
+      return [obj, ...this.cached(obj)];
     };
     const result = await this.opts.list({
       item: (raw) => {
         const [item, key, old] = arrived(raw);
         seen.add(key);
-        this.cache.set(key, this.form.keep(item));
-        if (old === undefined) this.deliver("add", item);
-        else if (this.form.resourceVersion(old) !== item.metadata?.resourceVersion) this.deliver("update", item, old);
+        this.cache.set(key, this.form.keep(item, key));
+        if (old === undefined) this.deliver("add", item, undefined, key);
+        else if (this.form.resourceVersion(old) !== item.metadata?.resourceVersion) this.deliver("update", item, old, key);
       },
       gone: (raw) => {
         const [obj, key, old] = arrived(raw);
         seen.delete(key);
         if (old === undefined) return;
         this.cache.delete(key);
-        this.deliver("delete", obj, old);
+        this.deliver("delete", obj, old, key);
       },
     });
     this.lastActivity = this.opts.now();
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
         this.cache.delete(key);
-        this.deliver("delete", this.form.expand(old), old);
+        this.deliver("delete", this.form.expand(old), old, key);
       }
     }
     this.resourceVersion = result.resourceVersion;
@@ -295,17 +311,15 @@ export class Informer<T extends KubernetesObject, K = T> {
     switch (type) {
       case "ADDED":
       case "MODIFIED": {
-        const key = keyOf(obj);
-        const old = this.cache.get(key);
-        this.cache.set(key, this.form.keep(obj));
-        this.deliver(old === undefined ? "add" : "update", obj, old);
+        const [key, old] = this.cached(obj);
+        this.cache.set(key, this.form.keep(obj, key));
+        this.deliver(old === undefined ? "add" : "update", obj, old, key);
         break;
       }
       case "DELETED": {
-        const key = keyOf(obj);
-        const old = this.cache.get(key);
+        const [key, old] = this.cached(obj);
         this.cache.delete(key);
-        this.deliver("delete", obj, old);
+        this.deliver("delete", obj, old, key);
         break;
       }
       case "BOOKMARK":
@@ -629,8 +643,8 @@ export class CollectionWatch<T extends KubernetesObject, K = T> {
           name: plural,
           ...kubeListWatch<T>(kc, rest, path, selectors),
           ...informerOpts,
-          onChange: (type, obj, old) => {
-            this.changed(type, obj, old);
+          onChange: (type, obj, old, key) => {
+            this.changed(type, obj, old, key);
           },
           onLifecycle: (event, err) => {
             for (const l of this.listeners) l.onLifecycle?.(event, err);
@@ -650,13 +664,13 @@ export class CollectionWatch<T extends KubernetesObject, K = T> {
     this.listeners.push(listener);
   }
 
-  private changed(type: ChangeType, obj: T, old?: K): void {
-    for (const l of this.listeners) this.deliver(l, type, obj, old);
+  private changed(type: ChangeType, obj: T, old: K | undefined, key: string): void {
+    for (const l of this.listeners) this.deliver(l, type, obj, old, key);
   }
 
-  private deliver(l: WatchListener<T, K>, type: ChangeType, obj: T, old?: K): void {
+  private deliver(l: WatchListener<T, K>, type: ChangeType, obj: T, old: K | undefined, key: string): void {
     try {
-      l.onChange?.(type, obj, old);
+      l.onChange?.(type, obj, old, key);
     } catch (err) {
       for (const each of this.listeners) each.onLifecycle?.("handler_error", err);
     }
