@@ -14,6 +14,7 @@ import type { AnalyticsStoreOptions } from "./store.ts";
 import { openWriterThreadStore, type WriteStore } from "./write-store.ts";
 import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
+import { compactHeap } from "../util/heap.ts";
 
 export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread" | "readerClock" | "threadNice">;
 
@@ -36,7 +37,13 @@ await serveCalls<WriterCall & { id: number }, Writer>(
         log.error("the country database could not be read; rows go without a country", { err });
       },
     );
-    return { geo, store: await openWriterThreadStore(options, log), batches: new RowBatchDecoder() };
+    const store = await openWriterThreadStore(options, log);
+    // What loading the store's modules (Kysely's some 250 among them) and opening it left behind
+    // is collected and compacted now, before the first call: V8 would not do it while the thread
+    // idles (its memory reducer waits for a low allocation rate it measures only at collections),
+    // and the pause falls on this thread alone (ADR 0069).
+    await compactHeap();
+    return { geo, store, batches: new RowBatchDecoder() };
   },
   async ({ store, geo, batches }, call) => {
     switch (call.op) {
