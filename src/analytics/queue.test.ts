@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../k8s/clock.ts";
 import { createLogger } from "../log.ts";
@@ -243,6 +245,77 @@ describe("analytics queue", () => {
     expect(writer.calls).toEqual(["keys", "rows", "keys"]);
     expect(writer.keys).toEqual([[key("a", "new"), key("b")]]);
     expect(writer.rows).toEqual([1]);
+  });
+
+  it("writes key records made once their write starts, after the write in flight, as the queue's one write", async () => {
+    const { clock, writer, q } = setup();
+    writer.mode = "hold";
+    for (let i = 1; i <= 4; i++) q.push(row(i));
+    await clock.advance(0);
+    expect(writer.inFlight).toBe(1);
+    let made = 0;
+    const written = q.writeKeysNow(() => {
+      made++;
+      return [key("a"), key("b")];
+    });
+    await clock.advance(0);
+    // Not made while the rows' write is in flight.
+    expect(made).toBe(0);
+    writer.settle(true);
+    await clock.advance(0);
+    expect(made).toBe(1);
+    expect(writer.calls).toEqual(["rows", "keys"]);
+    // Rows pushed now wait for the key write, the one in flight.
+    for (let i = 5; i <= 8; i++) q.push(row(i));
+    await clock.advance(0);
+    expect(writer.inFlight).toBe(1);
+    writer.settle(true);
+    await expect(written).resolves.toBe(true);
+    await clock.advance(0);
+    writer.settle(true);
+    await clock.advance(0);
+    expect(writer.keys).toEqual([[key("a"), key("b")]]);
+    expect(writer.rows).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // Refused: false, and nothing is kept (the caller queues them).
+    writer.mode = "fail";
+    await expect(q.writeKeysNow(() => [key("c")])).resolves.toBe(false);
+    writer.mode = "ok";
+    await q.flush();
+    expect(writer.keys).toEqual([[key("a"), key("b")]]);
+  });
+
+  it("holds nothing of the key records it made while the store writes them", async () => {
+    // A writer that, as the writer thread, works on its own copy (a structured clone) and
+    // answers later.
+    const copies: unknown[] = [];
+    let answer: (() => void) | undefined;
+    const writer: AnalyticsWriter = {
+      writeRequests: () => Promise.resolve(),
+      upsertKeys: (keys) => {
+        copies.push(structuredClone(keys));
+        return new Promise<void>((resolve) => (answer = resolve));
+      },
+    };
+    const { q } = setup({ writer });
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    let record: WeakRef<KeyRecord> | undefined;
+    const written = q.writeKeysNow(() => {
+      const k = key("a");
+      record = new WeakRef(k);
+      return [k];
+    });
+    // Made and handed over; the write is still in flight.
+    await new Promise((r) => setImmediate(r));
+    expect(answer).toBeDefined();
+    expect(copies).toHaveLength(1);
+    // A collection now finds the record held by nothing, though its write has not settled.
+    gc();
+    await new Promise((r) => setImmediate(r));
+    gc();
+    expect(record?.deref()).toBeUndefined();
+    answer?.();
+    await expect(written).resolves.toBe(true);
   });
 
   it("stop writes what waits and counts what the store would not take as dropped", async () => {

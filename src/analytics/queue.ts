@@ -237,7 +237,37 @@ export class AnalyticsQueue {
   private writeOnce(): Promise<boolean> {
     if (this.writing) return this.writing;
     const keysFirst = this.keys.size > 0 && (!this.keysRefused || this.size === 0);
-    const p = (keysFirst ? this.writeKeys() : this.writeRows()).then((ok) => {
+    return this.inFlight(keysFirst ? this.writeKeys() : this.writeRows(), keysFirst);
+  }
+
+  /**
+   * Writes key records that `make` makes once the write starts, after the write in flight, as the
+   * queue's one write then; resolves whether the store took them. Nothing here holds them while
+   * the store writes them (the writer thread works on its own copy): a chunk of the start's key
+   * records (usage's recordKeys) is not kept alive, and promoted to the old generation, while it
+   * waits for the store. Records the store refuses are the caller's to queue (upsertKey).
+   */
+  async writeKeysNow(make: () => readonly KeyRecord[]): Promise<boolean> {
+    while (this.writing) await this.writing;
+    if (this.stopped) return false;
+    const sent = this.sendKeys(make).then(
+      () => true,
+      (err: unknown) => {
+        this.failed(err);
+        return false;
+      },
+    );
+    return this.inFlight(sent, true);
+  }
+
+  /** Not async: once the writer has the records, no frame of this queue holds them. */
+  private sendKeys(make: () => readonly KeyRecord[]): Promise<void> {
+    return this.options.writer.upsertKeys(make());
+  }
+
+  /** `write` as the write in flight: when it settles, the next write is scheduled. */
+  private inFlight(write: Promise<boolean>, keysFirst: boolean): Promise<boolean> {
+    const p = write.then((ok) => {
       this.writing = undefined;
       if (keysFirst) this.keysRefused = !ok;
       this.notBefore = ok ? 0 : this.options.clock.now() + this.retryMs;

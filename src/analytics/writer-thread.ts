@@ -104,7 +104,9 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
     opened: calls.opened,
     writeRequests: write,
     writeColumns: write,
-    upsertKeys: async (keys) => { await calls.call({ op: "keys", keys }); },
+    // Not async: the records are the thread's copy once posted, and no frame here holds them
+    // while it writes them.
+    upsertKeys: (keys) => calls.call({ op: "keys", keys }).then(() => undefined),
     runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
     renew,
     beforeKeyRecords: async (count) => {

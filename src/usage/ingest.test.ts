@@ -298,6 +298,29 @@ describe("ingest", () => {
     expect(k.scopes).toBe(cached.scopes);
   });
 
+  it("queues a chunk of the start's key records the store refused, made again as the keys are then, and writes it with the queue", async () => {
+    let refuse = true;
+    const owner = new Map<string, string>();
+    class RefusingOnce extends RecordingWriter {
+      override upsertKeys(keys: readonly KeyRecord[]): Promise<void> {
+        if (refuse) {
+          refuse = false;
+          // k0 changes while its chunk's write is in flight.
+          owner.set("k0", "p");
+          return Promise.reject(new Error("store down"));
+        }
+        return super.upsertKeys(keys);
+      }
+    }
+    const { writer, ingest } = await ingestWith(false, new RefusingOnce());
+    const listed = Array.from({ length: KEY_RECORD_CHUNK + 2 }, (_, i) => ({ namespace: "shop", name: `k${i}` }));
+    const current = (r: { namespace: string; name: string }): KeyRecord | undefined => keyRecordOf({ apiVersion: "keyward.dev/v1alpha1", kind: "ApiKey", metadata: { ...r, uid: r.name }, spec: { owner: owner.get(r.name) ?? "o" } });
+    await ingest.recordKeys(listed, current);
+    await ingest.flush();
+    expect(new Set(writer.keys.map((k) => k.name)).size).toBe(listed.length);
+    expect(writer.keys.find((k) => k.name === "k0")?.owner).toBe("p");
+  });
+
   it("stops making key records at stop", async () => {
     const { writer, ingest } = await ingestWith(false);
     const listed = Array.from({ length: 3 * KEY_RECORD_CHUNK }, (_, i) => ({ namespace: "shop", name: `k${i}` }));

@@ -127,11 +127,19 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
         d.log.warn("analytics writer not prepared for the key records", { err });
       });
       for (let i = 0; i < keys.length && !stopped; i += KEY_RECORD_CHUNK) {
-        for (const ref of keys.slice(i, i + KEY_RECORD_CHUNK)) {
-          const k = record(ref);
-          if (k) q.upsertKey(k);
-        }
-        await q.flush();
+        const refs = keys.slice(i, i + KEY_RECORD_CHUNK);
+        // Each chunk's records are made as its write starts and held by nothing while the store
+        // writes them, so that they die young rather than fill the old generation (ADR 70).
+        const made = (): KeyRecord[] => {
+          const out: KeyRecord[] = [];
+          for (const ref of refs) {
+            const k = record(ref);
+            if (k) out.push(k);
+          }
+          return out;
+        };
+        // Refused, they wait in the queue as any key record does, and are tried again with it.
+        if (!(await q.writeKeysNow(made))) for (const k of made()) q.upsertKey(k);
       }
       if (!stopped) {
         await d.writer.afterKeyRecords?.(keys.length).catch((err: unknown) => {
