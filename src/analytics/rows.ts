@@ -15,6 +15,7 @@
 // A row never holds the key, a header, or the query string: the path is cut
 // at `?` or `#` and at MAX_ROW_PATH, the request id passes checkRequestId.
 import type { ApiKey } from "../api/types.ts";
+import { timestampMs } from "../api/timestamps.ts";
 import { stripQuery, type CheckEvent } from "../check/event.ts";
 import type { CountryLookup } from "./geo.ts";
 import { readIp } from "../index/cidr.ts";
@@ -151,11 +152,6 @@ export function keyRecordFrom(k: KeyRecordSource, deletedAt?: number): KeyRecord
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 const NO_SCOPES: readonly string[] = Object.freeze([]);
 
-/** A timestamp in ms since the epoch, typed a Date but held as the apiserver's JSON has it, a string. */
-function timeMs(t: Date | string | undefined): number | undefined {
-  return t === undefined ? undefined : t instanceof Date ? t.getTime() : Date.parse(t);
-}
-
 /** The store's record of an ApiKey; `deletedAt` once it is gone. Its labels and scopes are copies. */
 export function keyRecordOf(ak: ApiKey, deletedAt?: number): KeyRecord | undefined {
   const m = ak.metadata;
@@ -167,7 +163,7 @@ export function keyRecordOf(ak: ApiKey, deletedAt?: number): KeyRecord | undefin
       owner: ak.spec.owner,
       labels: { ...(m.labels ?? {}) },
       scopes: [...(ak.spec.scopes ?? [])],
-      createdMs: timeMs(m.creationTimestamp),
+      createdMs: timestampMs(m.creationTimestamp),
       expiresAt: ak.spec.expiresAt,
     },
     deletedAt,

@@ -17,6 +17,7 @@
 // (without hashes; the usual one, current and active, as an integer; another one alone without
 // an array) and usage; everything else is behind the pooled profile or the shared empty Rare.
 import { API_VERSION, type ApiKey, type ApiKeySpec, type ApiKeyState, type ApiKeyStatus, type KeyVersion, type Quota, type UsageStatus } from "../api/types.ts";
+import { timestampMs } from "../api/timestamps.ts";
 import type { CacheForm } from "../k8s/informer.ts";
 
 /** A key version as the record keeps it: without its hash, which only the key index reads. */
@@ -97,13 +98,6 @@ export class ValuePool {
     this.values.set(content, deepFreeze(v));
     return v;
   }
-}
-
-/** A timestamp as ms since the epoch; undefined when absent or unreadable. */
-function timeMs(t: Date | string | undefined): number | undefined {
-  if (t === undefined) return undefined;
-  const ms = t instanceof Date ? t.getTime() : Date.parse(t);
-  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** `ms` as RFC 3339 in UTC, as Kubernetes writes its timestamps: whole seconds without a fraction. */
@@ -297,7 +291,7 @@ export function recordOf(ak: ApiKey, pool?: ValuePool, ref?: string): ApiKeyReco
     s.expiresAt === undefined && s.existingSecret === undefined && st?.lastRotationAt === undefined
       ? NOTHING_RARE
       : Object.freeze({ expiresAt: s.expiresAt, existingSecret: deepFreeze(s.existingSecret), lastRotationAt: st?.lastRotationAt });
-  return new Record_(ref ?? [m.namespace, m.name].join("/"), m.uid, m.resourceVersion, timeMs(m.creationTimestamp), currentKeyId, keys, st?.usage && deepFreeze(st.usage), pool ? (pool.value(profile) as Profile) : deepFreeze(profile), rare);
+  return new Record_(ref ?? [m.namespace, m.name].join("/"), m.uid, m.resourceVersion, timestampMs(m.creationTimestamp), currentKeyId, keys, st?.usage && deepFreeze(st.usage), pool ? (pool.value(profile) as Profile) : deepFreeze(profile), rare);
 }
 
 /**
