@@ -59,6 +59,13 @@ export interface AnalyticsStoreOptions {
   /** The reader thread's idle timer (tests). */
   readerClock?: Clock;
   /**
+   * With writerThread: the writer thread ends after this long without a call (ms; ADR 71), and
+   * the next write starts a new one; 0 keeps it. Retention is timed on the caller's thread.
+   */
+  writerIdleMs?: number;
+  /** The writer thread's idle and retention timers (tests). */
+  writerClock?: Clock;
+  /**
    * The nice value the writer and reader threads lower themselves to (thread-priority.ts): on a
    * saturated CPU checks go first and the store drops rows. Unset: the process's own.
    */
@@ -89,6 +96,7 @@ export function analyticsStoreOptions(c: Config): AnalyticsStoreOptions | undefi
     connectTimeoutMs: c.analyticsConnectTimeout,
     countryDatabase: c.analyticsCountryDatabase,
     readerIdleMs: c.analyticsReaderIdle,
+    writerIdleMs: c.analyticsWriterIdle,
     // 0 leaves the threads at the process's priority, whatever it is.
     ...(c.analyticsThreadNice > 0 ? { threadNice: c.analyticsThreadNice } : {}),
   };

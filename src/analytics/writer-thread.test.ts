@@ -9,6 +9,7 @@ import { openWriterThreadStore, openWriteStore, WRITER_SQLITE_CACHE_KIB } from "
 import { CompiledQuery } from "kysely";
 import { forwardingLogger, toWire, fromWire, unwireFields, type ThreadReply, type WriterCall } from "./thread-wire.ts";
 import { KeywardError } from "../errors.ts";
+import { ManualClock } from "../k8s/clock.ts";
 import { MessageChannel, Worker } from "node:worker_threads";
 import type { RequestRow } from "./row.ts";
 
@@ -305,6 +306,103 @@ describe("the analytics writer on its own thread", () => {
       await ws.close();
     }
   });
+
+  it("ends its thread after writerIdleMs without a call, and the next write starts a new one, from a new string table: nothing lost or written twice (ADR 71)", async () => {
+    const path = file();
+    const clock = new ManualClock(Date.now());
+    const store = await openAnalyticsStore({ ...options(path), writerIdleMs: 60_000, writerClock: clock }, createLogger({ sink: () => {} }));
+    stores.push(store);
+    const now = Date.now();
+    const rows = (n: number, route: string): RequestRow[] => Array.from({ length: n }, (_, i) => ({ at: now - 1000 - i, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed", reason: "ok", status: 200, checkMicros: 5, route }));
+    await store.writeRequests(rows(3, "GET /a"));
+    const first = writerThreadIds();
+    expect(first).toHaveLength(1);
+    await clock.advance(59_999);
+    expect(writerThreadIds()).toEqual(first);
+    await clock.advance(1);
+    await expect.poll(() => writerThreadIds(), { timeout: 10_000 }).toEqual([]);
+    const posted = vi.spyOn(Worker.prototype, "postMessage");
+    try {
+      // The new thread holds none of the old one's strings: the batch carries its whole table and is taken at once.
+      await store.writeRequests([...rows(2, "GET /a"), ...rows(1, "GET /b")]);
+      expect(posted.mock.calls.filter(([c]) => (c as { op?: string }).op === "rows")).toHaveLength(1);
+    } finally {
+      posted.mockRestore();
+    }
+    const second = writerThreadIds();
+    expect(second).toHaveLength(1);
+    expect(second).not.toEqual(first);
+    await store.upsertKeys([{ uid: "u", namespace: "ns", name: "k", owner: "o", labels: {}, scopes: [], createdAt: now - DAY }]);
+    expect(await store.queries.topKeys({ since: now - DAY, until: now })).toMatchObject([{ name: "k", requests: 6 }]);
+    expect(await store.queries.endpoints({ since: now - DAY, until: now }, "route")).toMatchObject([{ endpoint: "GET /a", requests: 5 }, { endpoint: "GET /b", requests: 1 }]);
+  }, 30_000);
+
+  it("never ends its thread while a write is in flight: the idle time counts from the last call's end", async () => {
+    const clock = new ManualClock(Date.now());
+    const store = await openAnalyticsStore({ ...options(file()), writerIdleMs: 1_000, writerClock: clock }, createLogger({ sink: () => {} }));
+    stores.push(store);
+    const now = Date.now();
+    const writing = store.writeRequests(Array.from({ length: 5000 }, (_, i) => ({ at: now - 1000 - i, uid: "u", keyId: "kw_1", front: "grpc", outcome: "allowed" as const, reason: "ok", status: 200, checkMicros: 5 })));
+    // No idle timer runs while the write is in flight, however much time passes.
+    expect(clock.pendingTimers).toBe(0);
+    await clock.advance(10_000);
+    const during = writerThreadIds();
+    expect(during).toHaveLength(1);
+    await writing;
+    await clock.advance(999);
+    expect(writerThreadIds()).toEqual(during);
+    await clock.advance(1);
+    await expect.poll(() => writerThreadIds(), { timeout: 10_000 }).toEqual([]);
+  }, 30_000);
+
+  it("with an idle end, ends its thread after the start's key records and starts none until the next call", async () => {
+    const clock = new ManualClock(Date.now());
+    const writer = startWriterThread({ ...options(file()), writerIdleMs: 60_000, writerClock: clock }, createLogger({ sink: () => {} }), new URL("./writer-worker.calls.test-support.ts", import.meta.url));
+    try {
+      await writer.opened;
+      await writer.beforeKeyRecords(RENEW_AFTER_KEY_RECORDS);
+      await writer.upsertKeys([]);
+      expect(writerThreadIds()).toHaveLength(1);
+      await writer.afterKeyRecords(RENEW_AFTER_KEY_RECORDS);
+      // Ended, and none started in its place.
+      expect(writer.running).toBe(false);
+      expect(writerThreadIds()).toEqual([]);
+      // A new thread, which was asked nothing.
+      expect(await writer.runRetention()).toEqual([]);
+      expect(writerThreadIds()).toHaveLength(1);
+    } finally {
+      await writer.close();
+    }
+  }, 30_000);
+
+  it("runs retention once the store is open and every retentionIntervalMs after, on a thread started for it when none runs", async () => {
+    const clock = new ManualClock(Date.now());
+    const lines: string[] = [];
+    const posted = vi.spyOn(Worker.prototype, "postMessage");
+    const retentions = (): number => posted.mock.calls.filter(([c]) => (c as { op?: string }).op === "retention").length;
+    const writer = startWriterThread({ ...options(file()), retentionIntervalMs: 3_600_000, writerIdleMs: 60_000, writerClock: clock }, createLogger({ sink: (l) => lines.push(l) }), new URL("./writer-worker.calls.test-support.ts", import.meta.url));
+    try {
+      await writer.opened;
+      await expect.poll(retentions).toBe(1);
+      // Answered: the idle end and the next run wait on the clock.
+      await expect.poll(() => clock.pendingTimers).toBe(2);
+      await clock.advance(60_000);
+      await expect.poll(() => writerThreadIds(), { timeout: 10_000 }).toEqual([]);
+      await clock.advance(3_600_000 - 60_000 - 1);
+      expect(retentions()).toBe(1);
+      await clock.advance(1);
+      // The hourly run starts a thread of its own; it ends again once idle.
+      await expect.poll(retentions).toBe(2);
+      expect(writerThreadIds()).toHaveLength(1);
+      await expect.poll(() => clock.pendingTimers).toBe(2);
+      await clock.advance(60_000);
+      await expect.poll(() => writerThreadIds(), { timeout: 10_000 }).toEqual([]);
+      expect(lines.filter((l) => l.includes("retention failed"))).toEqual([]);
+    } finally {
+      posted.mockRestore();
+      await writer.close();
+    }
+  }, 30_000);
 
   it("closed while it renews its thread, ends both threads and starts none", async () => {
     const store = await openAnalyticsStore(options(file()), createLogger({ sink: () => {} }));

@@ -10,8 +10,12 @@
 // the batch and rejects when it did not, so the queue's guarantees hold as they
 // are. A thread that dies fails the call in flight and is started again at the
 // next one (thread-calls.ts), so a refused batch is retried as for a store that
-// was down.
+// was down. A thread with no call for `writerIdleMs` ends, and the next call
+// starts a new one (ADR 71): an idle data plane holds no writer thread, no
+// SQLite connection and none of what the store's modules take; retention is
+// timed here, so it runs whether or not a thread is running.
 import { isKeywardError } from "../errors.ts";
+import type { Clock } from "../k8s/clock.ts";
 import type { Logger } from "../log.ts";
 import type { RetentionResult } from "./retention.ts";
 import type { AnalyticsWriter, RequestRow } from "./row.ts";
@@ -61,10 +65,27 @@ export interface WriterThread extends AnalyticsWriter {
   renew(): Promise<void>;
   /** From RENEW_AFTER_KEY_RECORDS ApiKeys, sets the page cache to START_SQLITE_CACHE_KIB for their records. */
   beforeKeyRecords(count: number): Promise<void>;
-  /** From RENEW_AFTER_KEY_RECORDS ApiKeys, starts the thread anew (renew). */
+  /**
+   * From RENEW_AFTER_KEY_RECORDS ApiKeys, starts the thread anew (renew); with an idle end
+   * (`writerIdleMs`), ends it instead, and the next call starts the new one.
+   */
   afterKeyRecords(count: number): Promise<void>;
+  /** Whether a thread is running (or starting) now: none after its idle end, until the next call. */
+  readonly running: boolean;
   /** Closes the store (after the call in flight) and ends the thread. */
   close(): Promise<void>;
+}
+
+/** A timer on `clock`, or an unreferenced system timer (an idle process is not kept alive by it); returns its cancel. */
+function timerOn(clock: Clock | undefined): (fn: () => void, ms: number) => () => void {
+  if (clock) return (fn, ms) => clock.setTimer(fn, ms);
+  return (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return () => {
+      clearTimeout(t);
+    };
+  };
 }
 
 /**
@@ -72,14 +93,50 @@ export interface WriterThread extends AnalyticsWriter {
  * start-up error (AnalyticsStoreFailed, ConfigInvalid); writes wait for it.
  */
 export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): WriterThread {
-  const { now: _now, writerThread: _thread, readerClock: _clock, threadNice, ...rest } = options;
-  const data: WriterWorkerData = rest;
+  const { now: _now, writerThread: _thread, readerClock: _clock, writerClock, writerIdleMs = 0, threadNice, retentionIntervalMs = 3_600_000, ...rest } = options;
+  // Retention is timed here, not on the thread: a thread that ends when idle would take its timer with it.
+  const data: WriterWorkerData = { ...rest, retentionIntervalMs: 0 };
   const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log, youngGenerationMb: WRITER_YOUNG_GENERATION_MB, ...(threadNice !== undefined ? { nice: threadNice } : {}) });
   const encoder = new RowBatchEncoder(limits);
+  const timer = timerOn(writerClock);
+  let closed = false;
+  /** Calls made and not settled: the thread is idle when there are none. */
+  let inFlight = 0;
+  let cancelIdle: (() => void) | undefined;
+  /** Ends the running thread (after its calls in flight); the next call starts a new one, which holds no string table. */
+  const retire = (): Promise<void> => {
+    encoder.reset();
+    return calls.retire({ op: "close" });
+  };
+  const armIdle = (): void => {
+    cancelIdle?.();
+    cancelIdle = undefined;
+    if (writerIdleMs <= 0 || closed || !calls.running) return;
+    cancelIdle = timer(() => {
+      cancelIdle = undefined;
+      if (inFlight > 0 || closed || !calls.running) return;
+      log.debug("analytics writer thread idle; it ends, and the next write starts a new one", { idleMs: writerIdleMs });
+      retire().catch((err: unknown) => {
+        log.warn("analytics writer thread could not be ended when idle", { err });
+      });
+    }, writerIdleMs);
+  };
+  /** `c` on the thread, counted in flight: no idle end while it runs, and the idle time counts from its end. */
+  const call = (c: WriterCall, transfer?: readonly ArrayBuffer[]): Promise<unknown> => {
+    cancelIdle?.();
+    cancelIdle = undefined;
+    inFlight++;
+    const settled = (): void => {
+      if (--inFlight === 0) armIdle();
+    };
+    const p = calls.call(c, transfer);
+    p.then(settled, settled);
+    return p;
+  };
   const send = async (rows: readonly RequestRow[] | RowColumns): Promise<void> => {
     const batch = rows instanceof RowColumns ? encoder.encodeColumns(rows) : encoder.encode(rows);
     try {
-      await calls.call({ op: "rows", batch }, batchTransfer(batch));
+      await call({ op: "rows", batch }, batchTransfer(batch));
     } catch (err) {
       // The thread may not hold this batch's strings (it died, or refused the batch): the next batch carries its whole table.
       encoder.reset();
@@ -100,21 +157,54 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
     encoder.reset();
     return calls.renew({ op: "close" });
   };
+  const runRetention = async (): Promise<RetentionResult> => ((await call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 };
+  // At start, once the store is open, and every interval after the last run ended.
+  let cancelRetention: (() => void) | undefined;
+  const retention = (): void => {
+    cancelRetention = undefined;
+    if (closed) return;
+    runRetention()
+      .catch((err: unknown) => {
+        log.warn("analytics retention failed; retried at the next run", { err });
+      })
+      .finally(() => {
+        if (!closed && retentionIntervalMs > 0) cancelRetention = timer(retention, retentionIntervalMs);
+      });
+  };
+  if (retentionIntervalMs > 0) {
+    calls.opened.then(retention, () => {});
+  }
   return {
     opened: calls.opened,
+    get running() {
+      return calls.running;
+    },
     writeRequests: write,
     writeColumns: write,
     // Not async: the records are the thread's copy once posted, and no frame here holds them
     // while it writes them.
-    upsertKeys: (keys) => calls.call({ op: "keys", keys }).then(() => undefined),
-    runRetention: async () => ((await calls.call({ op: "retention" })) as RetentionResult | undefined) ?? { requests: 0, rollups: 0 },
+    upsertKeys: (keys) => call({ op: "keys", keys }).then(() => undefined),
+    runRetention,
     renew,
     beforeKeyRecords: async (count) => {
-      if (count >= RENEW_AFTER_KEY_RECORDS) await calls.call({ op: "pageCache", kib: START_SQLITE_CACHE_KIB });
+      if (count >= RENEW_AFTER_KEY_RECORDS) await call({ op: "pageCache", kib: START_SQLITE_CACHE_KIB });
     },
     afterKeyRecords: async (count) => {
-      if (count >= RENEW_AFTER_KEY_RECORDS) await renew();
+      if (count < RENEW_AFTER_KEY_RECORDS) return;
+      // With an idle end and no write in flight, a thread started now would only wait for its end.
+      if (writerIdleMs > 0 && inFlight === 0) {
+        cancelIdle?.();
+        cancelIdle = undefined;
+        await retire();
+        return;
+      }
+      await renew();
     },
-    close: () => calls.close({ op: "close" }),
+    close: () => {
+      closed = true;
+      cancelIdle?.();
+      cancelRetention?.();
+      return calls.close({ op: "close" });
+    },
   };
 }

@@ -16,7 +16,7 @@ import { serveCalls } from "./thread-calls.ts";
 import type { WriterCall } from "./thread-wire.ts";
 import { compactHeap } from "../util/heap.ts";
 
-export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread" | "readerClock" | "threadNice">;
+export type WriterWorkerData = Omit<AnalyticsStoreOptions, "now" | "writerThread" | "readerClock" | "writerClock" | "writerIdleMs" | "threadNice">;
 
 interface Writer {
   store: WriteStore;

@@ -3,12 +3,15 @@
 // (beating the suites' KEYWARD_ANALYTICS_STORE=off), hands usage its writer,
 // and on SIGTERM stops usage before the store, so rows still queued at the
 // signal are in the file when the process has exited. The flush interval is
-// an hour: nothing reaches the file before the signal.
+// an hour: nothing reaches the file before the signal. At rest, the writer
+// thread ends and the heap is compacted once (ADR 71, 72).
+import { readdirSync, readFileSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openAnalyticsStore } from "../../src/analytics/store.ts";
+import type { ApiKeyPolicySpec } from "../../src/api/types.ts";
 import { loadKubeConfig } from "../../src/k8s/client.ts";
 import { KubeRest } from "../../src/k8s/rest.ts";
 import { createLogger } from "../../src/log.ts";
@@ -21,6 +24,24 @@ import { dataPlaneKubeconfig, logRecords, startKeyward, type DataPlaneKubeconfig
 const HOST = "wiring.example.com";
 
 const DAY = 86_400_000;
+
+/** One rule: GET /items/* with the scope items:read. */
+const READ_POLICY: ApiKeyPolicySpec = { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] };
+
+/** `keyward authz` on the data plane's kubeconfig, one namespace, its ports, and the SQLite store at `file`. */
+function sqliteAuthz(dp: DataPlaneKubeconfig, ns: string, grpcPort: number, metricsPort: number, file: string): string[] {
+  return [
+    "authz",
+    `--kubeconfig=${dp.kubeconfig}`,
+    `--namespaces=${ns}`,
+    `--grpc-address=127.0.0.1:${grpcPort}`,
+    "--http-auth-address=",
+    `--metrics-address=127.0.0.1:${metricsPort}`,
+    "--usage-alerts=false",
+    "--analytics-store=sqlite",
+    `--analytics-sqlite-path=${file}`,
+  ];
+}
 
 describe("keyward authz --analytics-store=sqlite", () => {
   let adminKc: KubeConfig;
@@ -41,20 +62,12 @@ describe("keyward authz --analytics-store=sqlite", () => {
     dp = await dataPlaneKubeconfig(adminKc, admin, "analytics-wiring");
     file = join(dp.dir, "store", "analytics.sqlite");
     ns = await createTestNamespace(adminKc, "wiring");
-    await createPolicy(admin, ns, "api", { hosts: [HOST], rules: [{ name: "read", paths: ["/items/*"], methods: ["GET"], scopes: ["items:read"] }] });
+    await createPolicy(admin, ns, "api", READ_POLICY);
     reader = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] }, { tier: "gold" });
     noScope = await createKey(admin, ns, "no-scope", { owner: "initech", scopes: [] });
     [grpcPort, metricsPort] = [await freePort(), await freePort()];
     kw = startKeyward([
-      "authz",
-      `--kubeconfig=${dp.kubeconfig}`,
-      `--namespaces=${ns}`,
-      `--grpc-address=127.0.0.1:${grpcPort}`,
-      "--http-auth-address=",
-      `--metrics-address=127.0.0.1:${metricsPort}`,
-      "--usage-alerts=false",
-      "--analytics-store=sqlite",
-      `--analytics-sqlite-path=${file}`,
+      ...sqliteAuthz(dp, ns, grpcPort, metricsPort, file),
       // Rows wait in the queue until the stop sequence writes them.
       "--analytics-flush-interval=1h",
       "--analytics-batch-size=100000",
@@ -145,3 +158,67 @@ describe("keyward authz whose analytics writer thread cannot open the store", ()
     }
   });
 });
+
+describe("keyward authz at rest", () => {
+  it("ends its writer thread once idle and starts one for the next write (ADR 71), and compacts its heap once idle (ADR 72)", async () => {
+    const adminKc = loadKubeConfig(inject("kubeconfig"));
+    const admin = new KubeRest(adminKc, { qps: 0 });
+    const dp = await dataPlaneKubeconfig(adminKc, admin, "analytics-idle");
+    const ns = await createTestNamespace(adminKc, "idle");
+    await createPolicy(admin, ns, "api", READ_POLICY);
+    const key = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] });
+    const [grpcPort, metricsPort] = [await freePort(), await freePort()];
+    const kw = startKeyward([
+      ...sqliteAuthz(dp, ns, grpcPort, metricsPort, join(dp.dir, "store", "analytics.sqlite")),
+      "--analytics-flush-interval=100ms",
+      "--analytics-writer-idle=1s",
+      "--compact-heap-after-idle=1s",
+    ]);
+    const writers = (): number => threadNames(kw.child.pid!).filter((n) => n === "keyward-writer").length;
+    const metric = async (series: string): Promise<number | undefined> => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    const c = authzClient(grpcPort);
+    try {
+      await kw.ready(metricsPort);
+      const check = async (): Promise<void> => {
+        expect(summarize(await c.check(checkRequest({ host: HOST, path: "/items/1", headers: { "x-api-key": key.key } }))).httpStatus).toBe(200);
+      };
+      await check();
+      // Start-up is a busy spell of its own: its compaction may come before this check.
+      const compactions = async (): Promise<number> => (await metric("keyward_heap_idle_compaction_seconds_count")) ?? NaN;
+      const before = await compactions();
+      expect(before).toBeGreaterThanOrEqual(0);
+      await expect.poll(() => metric("keyward_analytics_rows_written_total"), { timeout: 10_000 }).toBe(1);
+      // Idle: the writer thread ends, and the heap is compacted once.
+      await expect.poll(writers, { timeout: 10_000 }).toBe(0);
+      await expect.poll(compactions, { timeout: 10_000 }).toBe(before + 1);
+      // The next check's row starts a writer thread again, and is written.
+      await check();
+      await expect.poll(() => metric("keyward_analytics_rows_written_total"), { timeout: 10_000 }).toBe(2);
+      // A new busy spell, then idle again: one more compaction.
+      await expect.poll(compactions, { timeout: 10_000 }).toBe(before + 2);
+      await expect.poll(writers, { timeout: 10_000 }).toBe(0);
+    } finally {
+      c.close();
+      await kw.kill();
+      await deleteNamespace(adminKc, ns);
+      admin.close();
+      dp.remove();
+    }
+    expect(kw.output()).not.toContain(key.key);
+  }, 60_000);
+});
+
+/** The names of a process's threads (Linux). */
+function threadNames(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).map((t) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim();
+    } catch {
+      return "";
+    }
+  });
+}

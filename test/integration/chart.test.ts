@@ -212,6 +212,9 @@ describe("Helm chart", () => {
       // The store's threads run below the checks; the chart passes its value on (0 keeps them level).
       expect(c.analyticsThreadNice).toBe(19);
       expect(configOf(authzOf("authz.analytics.threadNice=0")).analyticsThreadNice).toBe(0);
+      // The writer thread ends when idle (ADR 71); "0" keeps it.
+      expect(c.analyticsWriterIdle).toBe(60_000);
+      expect(configOf(authzOf("authz.analytics.writerIdle=0")).analyticsWriterIdle).toBe(0);
       const pod = d.spec.template.spec;
       const mount = pod.containers[0]?.volumeMounts?.find((m) => m.mountPath === "/var/lib/keyward");
       expect(pod.volumes?.find((v) => v.name === mount?.name)?.emptyDir).toBeDefined();
