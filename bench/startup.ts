@@ -36,7 +36,8 @@ import { issuedStatus, seedKeysIntoEtcd } from "./lib/seed-etcd.ts";
 import { authzClient, checkRequest } from "../test/conformance/harness.ts";
 import { createNamespace, pool, startControlPlane } from "./apiserver.ts";
 import { apiKeyObject, benchPolicy, BENCH_HOST, keyFor } from "./lib/fixture.ts";
-import { cpuSeconds, ownAnalyticsStore, repoRoot } from "./lib/proc.ts";
+import { cpuSeconds, ownAnalyticsStore, repoRoot, threadsNamed } from "./lib/proc.ts";
+import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import type { ViewCost } from "./views.ts";
 import { chartNodeOptions } from "./check.ts";
 import { imageApp, imageEnv } from "./lib/image-env.ts";
@@ -56,6 +57,18 @@ export interface StartupRun {
    * are read against.
    */
   rssAtRestMiB?: number;
+  /**
+   * VmRSS once idle after Ready, settled for 12 s, while the analytics writer thread still runs
+   * (before its idle end, `--analytics-writer-idle`, ADR 71): what the pod holds between writes.
+   * Undefined without a writer thread.
+   */
+  rssWriterRunningMiB?: number;
+  /** How long after the process went idle its writer thread ended (ms). */
+  writerEndedMs?: number;
+  /** How long after the writer thread's end (or the process going idle) its heap was compacted once idle (ms; ADR 72). */
+  idleCompactedMs?: number;
+  /** How long that compaction paused the main thread (ms). */
+  idleCompactionMs?: number;
   /**
    * How long after Ready (and the first allowed check) the process went on working before it
    * was idle (untilIdle): its start's work in the background, the analytics key records (ADR 61,
@@ -99,6 +112,8 @@ export interface StartupRow {
   firstAllowedMs?: number;
   rssMiB: number;
   rssAtRestMiB?: number;
+  /** With the analytics store on: the RSS idle while its writer thread still ran. */
+  rssWriterRunningMiB?: number;
   heapUsedMiB?: number;
 }
 
@@ -296,6 +311,32 @@ export async function untilIdle(pid: number, maxMs: number, windowMs = 1000, sha
 }
 
 /**
+ * Waits until the counter `name` on the metrics page `url` is at least 1 (at most `maxMs`; then
+ * throws); returns how long it waited (ms), or undefined at once when the page has no such metric.
+ */
+async function untilCounted(url: string, name: string, maxMs: number): Promise<number | undefined> {
+  const t0 = performance.now();
+  for (;;) {
+    const { body } = await get(url);
+    const m = new RegExp(`^${name} (\\S+)$`, "m").exec(body);
+    if (!m) return undefined;
+    if (Number(m[1]) >= 1) return Math.round(performance.now() - t0);
+    if (performance.now() - t0 > maxMs) throw new Error(`${name} still 0 after ${maxMs} ms idle`);
+    await pause(1000);
+  }
+}
+
+/** Waits until the process has no thread named `name` (at most `maxMs`; then throws); returns how long it waited (ms). */
+async function untilNoThread(pid: number, name: string, maxMs: number): Promise<number> {
+  const t0 = performance.now();
+  while (threadsNamed(pid, name).length > 0) {
+    if (performance.now() - t0 > maxMs) throw new Error(`the ${name} thread of ${pid} still runs after ${maxMs} ms idle`);
+    await pause(250);
+  }
+  return Math.round(performance.now() - t0);
+}
+
+/**
  * VmRSS once it has settled: sampled every 250 ms until `samples` samples in a row lie within
  * 1 MiB of each other (the collector has run and the heap stopped growing), at most `maxMs`.
  */
@@ -469,6 +510,20 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       await pause(20);
     }
     const busyAfterReadyMs = await untilIdle(child.pid!, 120_000);
+    // With the analytics store on, the writer thread ends after --analytics-writer-idle without a
+    // write (ADR 71): the RSS while it still runs, then its end, before the RSS at rest.
+    let rssWriterRunning: number | undefined;
+    let writerEndedMs: number | undefined;
+    if (threadsNamed(child.pid!, WRITER_THREAD_NAME).length > 0) {
+      // Settled as the RSS at rest is, within the writer's idle time (one minute by default).
+      rssWriterRunning = await settledRss(child.pid!, 40_000, REST_SAMPLES);
+      writerEndedMs = await untilNoThread(child.pid!, WRITER_THREAD_NAME, 180_000);
+    }
+    // And its heap compacted once idle (--compact-heap-after-idle, ADR 72): between one and two
+    // idle periods after the last check. A keyward without it (no such metric) is not waited for.
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    const idleCompactedMs = await untilCounted(metricsUrl, "keyward_heap_idle_compaction_seconds_count", 200_000);
+    const idleCompactionSeconds = idleCompactedMs === undefined ? undefined : Number(/^keyward_heap_idle_compaction_seconds_sum (\S+)$/m.exec((await get(metricsUrl)).body)?.[1]);
     // At rest: unchanged for REST_SAMPLES samples (12 s). V8 keeps the pages of a thread that has
     // ended (the analytics writer thread renewed after the start's key records, ADR 63) in its page
     // pool and hands them back to the system about 8 s later, on a task of another thread: a
@@ -489,7 +544,7 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
       external: mib(memory.external),
     };
     const peakRssMiB = Math.round(statusMiB(child.pid!, "VmHWM") * 10) / 10;
-    return { readyMs: Math.round(readyMs), cpuToReadyS, busyAfterReadyMs, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, rssAtRestMiB: Math.round(rssAtRest * 10) / 10, peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
+    return { readyMs: Math.round(readyMs), cpuToReadyS, busyAfterReadyMs, firstAllowedMs: firstAllowedMs === undefined ? undefined : Math.round(firstAllowedMs), rssMiB: Math.round(rss * 10) / 10, rssAtRestMiB: Math.round(rssAtRest * 10) / 10, ...(rssWriterRunning !== undefined ? { rssWriterRunningMiB: Math.round(rssWriterRunning * 10) / 10 } : {}), ...(writerEndedMs !== undefined ? { writerEndedMs } : {}), ...(idleCompactedMs !== undefined ? { idleCompactedMs } : {}), ...(idleCompactionSeconds !== undefined ? { idleCompactionMs: Math.round(idleCompactionSeconds * 1000) } : {}), peakRssMiB, mallocHeapMiB: breakdown.mallocHeap, heapUsedMiB: mib(heapUsed), breakdown };
   } finally {
     client?.close();
     if (!gone()) {
@@ -554,7 +609,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
             return attempt(left - 1);
           });
         const r = await attempt(2);
-        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, busy ${r.busyAfterReadyMs ?? "–"} ms more, RSS at rest ${r.rssAtRestMiB ?? "–"} MiB, after forced collections ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
+        o.log(`start-up: ${role} at ${n} keys, run ${i + 1}: ready ${r.readyMs} ms (CPU ${r.cpuToReadyS ?? "–"} s), first allowed ${r.firstAllowedMs ?? "–"} ms, busy ${r.busyAfterReadyMs ?? "–"} ms more, RSS with the writer thread ${r.rssWriterRunningMiB ?? "–"} MiB (it ended ${r.writerEndedMs ?? "–"} ms later; heap compacted when idle ${r.idleCompactedMs ?? "–"} ms after that, in ${r.idleCompactionMs ?? "–"} ms), RSS at rest ${r.rssAtRestMiB ?? "–"} MiB, after forced collections ${r.rssMiB} MiB (peak ${r.peakRssMiB ?? "–"}, glibc main heap ${r.mallocHeapMiB ?? "–"}), heap ${r.heapUsedMiB ?? "–"} MiB; by kind ${JSON.stringify(r.breakdown ?? {})}`);
         runs.push(r);
       }
       const opt = (xs: (number | undefined)[]): number | undefined => (xs.every((x) => x !== undefined) ? median(xs) : undefined);
@@ -567,6 +622,7 @@ async function startupRowsOf(o: Parameters<typeof startupRows>[0], program: Prog
         firstAllowedMs: opt(runs.map((r) => r.firstAllowedMs)),
         rssMiB: median(runs.map((r) => r.rssMiB)),
         rssAtRestMiB: opt(runs.map((r) => r.rssAtRestMiB)),
+        rssWriterRunningMiB: opt(runs.map((r) => r.rssWriterRunningMiB)),
         heapUsedMiB: opt(runs.map((r) => r.heapUsedMiB)),
       });
     }
@@ -582,11 +638,11 @@ export function startupTables(r: StartupSection): string[] {
   for (const s of r.seeds) out.push(`| ${cell(s.keys)} | ${s.through ?? "apiserver"} | ${s.seconds ? cell(s.seconds, 1) : "(seeded before)"} | ${cell(s.requests)} | ${s.seconds ? cell(s.requests / s.seconds) : "–"} |`);
   out.push(
     "",
-    "| role | keys | runs | Ready (ms) | CPU to Ready (s) | first allowed Check (ms) | RSS at rest after Ready (MiB) | RSS after forced collections (MiB) | heap used (MiB) | Ready of each run (ms) |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| role | keys | runs | Ready (ms) | CPU to Ready (s) | first allowed Check (ms) | RSS idle, writer thread running (MiB) | RSS at rest after Ready (MiB) | RSS after forced collections (MiB) | heap used (MiB) | Ready of each run (ms) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   );
   for (const w of r.rows) {
-    out.push(`| ${w.role} | ${cell(w.keys)} | ${w.runs.length} | ${cell(w.readyMs)} | ${cell(w.cpuToReadyS, 2)} | ${cell(w.firstAllowedMs)} | ${cell(w.rssAtRestMiB, 1)} | ${cell(w.rssMiB, 1)} | ${cell(w.heapUsedMiB, 1)} | ${w.runs.map((x) => cell(x.readyMs)).join(", ")} |`);
+    out.push(`| ${w.role} | ${cell(w.keys)} | ${w.runs.length} | ${cell(w.readyMs)} | ${cell(w.cpuToReadyS, 2)} | ${cell(w.firstAllowedMs)} | ${cell(w.rssWriterRunningMiB, 1)} | ${cell(w.rssAtRestMiB, 1)} | ${cell(w.rssMiB, 1)} | ${cell(w.heapUsedMiB, 1)} | ${w.runs.map((x) => cell(x.readyMs)).join(", ")} |`);
   }
   if (r.views) {
     out.push("", "| what a watch keeps of an issued ApiKey (`node --expose-gc bench/views.ts`) | heap bytes per key |", "| --- | ---: |");
