@@ -312,15 +312,16 @@ export async function untilIdle(pid: number, maxMs: number, windowMs = 1000, sha
 
 /**
  * Waits until the counter `name` on the metrics page `url` is at least 1 (at most `maxMs`; then
- * throws); returns how long it waited (ms), or undefined at once when the page has no such metric.
+ * throws); returns how long it waited (ms) and the page then, or undefined at once when the page
+ * has no such metric.
  */
-async function untilCounted(url: string, name: string, maxMs: number): Promise<number | undefined> {
+async function untilCounted(url: string, name: string, maxMs: number): Promise<{ waitedMs: number; body: string } | undefined> {
   const t0 = performance.now();
   for (;;) {
     const { body } = await get(url);
     const m = new RegExp(`^${name} (\\S+)$`, "m").exec(body);
     if (!m) return undefined;
-    if (Number(m[1]) >= 1) return Math.round(performance.now() - t0);
+    if (Number(m[1]) >= 1) return { waitedMs: Math.round(performance.now() - t0), body };
     if (performance.now() - t0 > maxMs) throw new Error(`${name} still 0 after ${maxMs} ms idle`);
     await pause(1000);
   }
@@ -521,9 +522,9 @@ export async function startOnce(kubeconfig: string, role: Role, keys: number, no
     }
     // And its heap compacted once idle (--compact-heap-after-idle, ADR 72): between one and two
     // idle periods after the last check. A keyward without it (no such metric) is not waited for.
-    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-    const idleCompactedMs = await untilCounted(metricsUrl, "keyward_heap_idle_compaction_seconds_count", 200_000);
-    const idleCompactionSeconds = idleCompactedMs === undefined ? undefined : Number(/^keyward_heap_idle_compaction_seconds_sum (\S+)$/m.exec((await get(metricsUrl)).body)?.[1]);
+    const compacted = await untilCounted(`http://127.0.0.1:${metricsPort}/metrics`, "keyward_heap_idle_compaction_seconds_count", 200_000);
+    const idleCompactedMs = compacted?.waitedMs;
+    const idleCompactionSeconds = compacted && Number(/^keyward_heap_idle_compaction_seconds_sum (\S+)$/m.exec(compacted.body)?.[1]);
     // At rest: unchanged for REST_SAMPLES samples (12 s). V8 keeps the pages of a thread that has
     // ended (the analytics writer thread renewed after the start's key records, ADR 63) in its page
     // pool and hands them back to the system about 8 s later, on a task of another thread: a

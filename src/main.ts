@@ -110,30 +110,6 @@ async function serveUsageApi(s: Serving, store: AnalyticsStore | undefined, usag
 /** The heap collected and compacted once the data plane has listed, before it is ready (ADR 0067). */
 const settleHeap = async (): Promise<boolean> => (await import("./util/heap.ts")).compactHeap();
 
-/** The heap compacted once after each busy spell, `--compact-heap-after-idle` without a check (ADR 0072). */
-async function compactWhenIdle(s: Serving, checks: () => number): Promise<void> {
-  if (s.config.compactHeapAfterIdle <= 0) return;
-  const [{ compactWhenIdle: start }, { compactHeap }] = await Promise.all([import("./util/idle-heap.ts"), import("./util/heap.ts")]);
-  const log = s.log.child({ component: "authz" });
-  await s.lc.start("idle heap compaction", () => {
-    const idle = start({
-      idleMs: s.config.compactHeapAfterIdle,
-      activity: checks,
-      compact: compactHeap,
-      registry: s.registry,
-      onError: (err) => {
-        log.warn("heap not compacted when idle", { err });
-      },
-    });
-    return Promise.resolve({
-      stop: () => {
-        idle.stop();
-        return Promise.resolve();
-      },
-    });
-  });
-}
-
 /** Usage and the data plane, in this process or in worker processes; returns what /metrics serves. */
 async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSource> {
   const { startUsage } = await import("./usage/service.ts");
@@ -151,7 +127,6 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
   await serveUsageApi(s, analytics, usage);
   if (!rest) return serveAuthzWorkers(s, usage);
   const { startAuthz } = await import("./authz/service.ts");
-  let checks = 0;
   const authz = await s.lc.start("authz", () =>
     startAuthz({
       config: s.config,
@@ -162,12 +137,10 @@ async function serveDataPlane(s: Serving, workers: number): Promise<MetricsSourc
       apiKeys: index,
       settleHeap,
       onDecision: (front, d, seconds, input, cancelled) => {
-        checks++;
         usage.onDecision(front, d, seconds, input, cancelled);
       },
     }),
   );
-  await compactWhenIdle(s, () => checks);
   s.log.info("ext_authz serving", { grpcPort: authz.grpcPort, httpPort: authz.httpPort });
   return s.registry;
 }

@@ -15,7 +15,7 @@
 // SQLite connection and none of what the store's modules take; retention is
 // timed here, so it runs whether or not a thread is running.
 import { isKeywardError } from "../errors.ts";
-import type { Clock } from "../k8s/clock.ts";
+import { backgroundClock } from "../k8s/clock.ts";
 import type { Logger } from "../log.ts";
 import type { RetentionResult } from "./retention.ts";
 import type { AnalyticsWriter, RequestRow } from "./row.ts";
@@ -76,43 +76,33 @@ export interface WriterThread extends AnalyticsWriter {
   close(): Promise<void>;
 }
 
-/** A timer on `clock`, or an unreferenced system timer (an idle process is not kept alive by it); returns its cancel. */
-function timerOn(clock: Clock | undefined): (fn: () => void, ms: number) => () => void {
-  if (clock) return (fn, ms) => clock.setTimer(fn, ms);
-  return (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return () => {
-      clearTimeout(t);
-    };
-  };
-}
-
 /**
  * Starts the thread, which opens the store; returns at once. `opened` rejects with the store's
  * start-up error (AnalyticsStoreFailed, ConfigInvalid); writes wait for it.
  */
 export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, url = new URL("./writer-worker.ts", import.meta.url), limits?: RowTableLimits): WriterThread {
-  const { now: _now, writerThread: _thread, readerClock: _clock, writerClock, writerIdleMs = 0, threadNice, retentionIntervalMs = 3_600_000, ...rest } = options;
+  const { now: _now, writerThread: _thread, readerClock: _clock, writerClock = backgroundClock, writerIdleMs = 0, threadNice, retentionIntervalMs = 3_600_000, ...rest } = options;
   // Retention is timed here, not on the thread: a thread that ends when idle would take its timer with it.
   const data: WriterWorkerData = { ...rest, retentionIntervalMs: 0 };
   const calls = threadCalls<WriterCall>({ url, name: WRITER_THREAD_NAME, what: "analytics writer", data, log, youngGenerationMb: WRITER_YOUNG_GENERATION_MB, ...(threadNice !== undefined ? { nice: threadNice } : {}) });
   const encoder = new RowBatchEncoder(limits);
-  const timer = timerOn(writerClock);
   let closed = false;
   /** Calls made and not settled: the thread is idle when there are none. */
   let inFlight = 0;
   let cancelIdle: (() => void) | undefined;
+  const stopIdle = (): void => {
+    cancelIdle?.();
+    cancelIdle = undefined;
+  };
   /** Ends the running thread (after its calls in flight); the next call starts a new one, which holds no string table. */
   const retire = (): Promise<void> => {
     encoder.reset();
     return calls.retire({ op: "close" });
   };
   const armIdle = (): void => {
-    cancelIdle?.();
-    cancelIdle = undefined;
+    stopIdle();
     if (writerIdleMs <= 0 || closed || !calls.running) return;
-    cancelIdle = timer(() => {
+    cancelIdle = writerClock.setTimer(() => {
       cancelIdle = undefined;
       if (inFlight > 0 || closed || !calls.running) return;
       log.debug("analytics writer thread idle; it ends, and the next write starts a new one", { idleMs: writerIdleMs });
@@ -123,8 +113,7 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
   };
   /** `c` on the thread, counted in flight: no idle end while it runs, and the idle time counts from its end. */
   const call = (c: WriterCall, transfer?: readonly ArrayBuffer[]): Promise<unknown> => {
-    cancelIdle?.();
-    cancelIdle = undefined;
+    stopIdle();
     inFlight++;
     const settled = (): void => {
       if (--inFlight === 0) armIdle();
@@ -168,7 +157,7 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
         log.warn("analytics retention failed; retried at the next run", { err });
       })
       .finally(() => {
-        if (!closed && retentionIntervalMs > 0) cancelRetention = timer(retention, retentionIntervalMs);
+        if (!closed && retentionIntervalMs > 0) cancelRetention = writerClock.setTimer(retention, retentionIntervalMs);
       });
   };
   if (retentionIntervalMs > 0) {
@@ -193,8 +182,7 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
       if (count < RENEW_AFTER_KEY_RECORDS) return;
       // With an idle end and no write in flight, a thread started now would only wait for its end.
       if (writerIdleMs > 0 && inFlight === 0) {
-        cancelIdle?.();
-        cancelIdle = undefined;
+        stopIdle();
         await retire();
         return;
       }
@@ -202,7 +190,7 @@ export function startWriterThread(options: AnalyticsStoreOptions, log: Logger, u
     },
     close: () => {
       closed = true;
-      cancelIdle?.();
+      stopIdle();
       cancelRetention?.();
       return calls.close({ op: "close" });
     },

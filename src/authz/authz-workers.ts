@@ -15,7 +15,6 @@ import { fromDecision, type CheckEvent } from "../check/event.ts";
 import type { CheckInput, Decision } from "../check/decision.ts";
 import { startAuthz } from "./service.ts";
 import { compactHeap } from "../util/heap.ts";
-import { compactWhenIdle } from "../util/idle-heap.ts";
 
 /** A worker sends its checks at least this often, and sooner when this many are waiting. */
 const BATCH_MS = 100;
@@ -68,36 +67,12 @@ export async function runAuthzWorker(config: Config, kc: KubeConfig, log: Logger
     const rest = new KubeRest(kc, { qps: config.kubeQps, burst: config.kubeBurst });
     const usage = new UsageBatcher(send, config.xffTrustedHops);
     // Listens only once its index is synced: the shared socket sends a worker no connection before.
-    let checks = 0;
-    const authz = await startAuthz({
-      config,
-      kc,
-      rest,
-      log: wlog.child({ component: "authz" }),
-      registry,
-      onDecision: (...args) => {
-        checks++;
-        usage.onDecision(...args);
-      },
-      listenWhenSynced: true,
-      settleHeap: compactHeap,
-    });
-    // The worker's heap compacted once after each busy spell (ADR 0072).
-    const idle = compactWhenIdle({
-      idleMs: config.compactHeapAfterIdle,
-      activity: () => checks,
-      compact: compactHeap,
-      registry,
-      onError: (err) => {
-        wlog.warn("heap not compacted when idle", { err });
-      },
-    });
+    const authz = await startAuthz({ config, kc, rest, log: wlog.child({ component: "authz" }), registry, onDecision: usage.onDecision, listenWhenSynced: true, settleHeap: compactHeap });
     return {
       registry,
       ready: () => authz.ready(),
       info: { grpcPort: authz.grpcPort, httpPort: authz.httpPort },
       stop: async () => {
-        idle.stop();
         await authz.stop();
         usage.flush();
         rest.close();

@@ -26,6 +26,7 @@ import { IndexStaleness, type StalenessSource } from "./staleness.ts";
 import { checkProof } from "./check-proof.ts";
 import { loadProofKeys } from "../accesslog/proof.ts";
 import { policyView } from "./views.ts";
+import { compactWhenIdle, type IdleCompaction } from "./idle-heap.ts";
 
 export interface AuthzDeps extends RoleDeps {
   /**
@@ -48,7 +49,8 @@ export interface AuthzDeps extends RoleDeps {
   /**
    * Run once both watches have listed, before the data plane says it is ready: the start-up's
    * garbage collected and the heap compacted (ADR 0067, src/util/heap.ts), so that a process at
-   * rest holds what it keeps and not what listing took. Default: nothing.
+   * rest holds what it keeps and not what listing took; and again once idle after each busy
+   * spell, `--compact-heap-after-idle` without a check (ADR 0072, idle-heap.ts). Default: nothing.
    */
   settleHeap?: () => Promise<unknown>;
 }
@@ -248,6 +250,21 @@ async function settleAfterSync(deps: AuthzDeps, synced: Promise<unknown>): Promi
   }
 }
 
+/** With deps.settleHeap and --compact-heap-after-idle, the heap compacted once after each busy spell (ADR 0072); the checks answered are the decisions counted. */
+function compactIdleHeap(deps: AuthzDeps, path: CheckPath): IdleCompaction | undefined {
+  const { settleHeap, config, log } = deps;
+  if (!settleHeap || config.compactHeapAfterIdle <= 0) return undefined;
+  return compactWhenIdle({
+    idleMs: config.compactHeapAfterIdle,
+    activity: () => path.metrics.decisions.total(),
+    compact: settleHeap,
+    registry: deps.registry,
+    onError: (err) => {
+      log.warn("heap not compacted when idle", { err });
+    },
+  });
+}
+
 /**
  * The data plane: the check path, the watches that fill it, and the fronts that serve it.
  * With listenWhenSynced the fronts listen once the watches have listed; otherwise at once,
@@ -284,12 +301,14 @@ export async function startAuthz(deps: AuthzDeps): Promise<AuthzHandle> {
     settled = true;
     notify();
   });
+  const idle = compactIdleHeap(deps, path);
   const { grpc, http } = fronts;
   return {
     grpcPort: grpc.port,
     httpPort: http?.port,
     ready,
     stop: async () => {
+      idle?.stop();
       staleness.stop();
       tls?.close();
       await Promise.all([grpc.stop(), http?.stop(), ...watches.map((w) => w.stop())]);

@@ -19,28 +19,42 @@ export interface Clock {
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /**
- * The system clock. Timers longer than Node's limit are chained, so a rotation
- * scheduled 30 days ahead fires in 30 days rather than immediately.
+ * A system timer. Timers longer than Node's limit are chained, so a rotation scheduled 30 days
+ * ahead fires in 30 days rather than immediately. Unreferenced (`unref`), it does not keep the
+ * process alive.
  */
+function systemTimer(fn: () => void, ms: number, unref: boolean): () => void {
+  let handle: ReturnType<typeof setTimeout>;
+  const arm = (remaining: number): void => {
+    if (remaining > MAX_TIMEOUT_MS) {
+      handle = setTimeout(() => {
+        arm(remaining - MAX_TIMEOUT_MS);
+      }, MAX_TIMEOUT_MS);
+    } else {
+      handle = setTimeout(fn, Math.max(0, remaining));
+    }
+    if (unref) handle.unref();
+  };
+  arm(ms);
+  return () => {
+    clearTimeout(handle);
+  };
+}
+
+/** The system clock. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   monotonic: () => performance.now(),
-  setTimer(fn, ms) {
-    let handle: ReturnType<typeof setTimeout>;
-    const arm = (remaining: number): void => {
-      if (remaining > MAX_TIMEOUT_MS) {
-        handle = setTimeout(() => {
-          arm(remaining - MAX_TIMEOUT_MS);
-        }, MAX_TIMEOUT_MS);
-      } else {
-        handle = setTimeout(fn, Math.max(0, remaining));
-      }
-    };
-    arm(ms);
-    return () => {
-      clearTimeout(handle);
-    };
-  },
+  setTimer: (fn, ms) => systemTimer(fn, ms, false),
+};
+
+/**
+ * The system clock for background work (an idle thread's end, retention, an idle compaction):
+ * its timers do not keep the process alive.
+ */
+export const backgroundClock: Clock = {
+  ...systemClock,
+  setTimer: (fn, ms) => systemTimer(fn, ms, true),
 };
 
 interface ManualTimer {

@@ -86,4 +86,17 @@ describe("tallied metrics", () => {
     p.counter.inc({ outcome: "allowed", reason: "ok", front: "grpc" });
     expect(await p.tallied.metrics()).toBe(await p.own.metrics());
   });
+
+  it("give a counter's total over its series in process, two series of the same labels both counted", () => {
+    const counter = new TallyCounter({ name: "t_total", help: "t", labelNames: ["front"], registry: new Registry() });
+    const a = counter.series({ front: "grpc" });
+    const b = counter.series({ front: "grpc" });
+    const c = counter.series({ front: "http" });
+    expect(counter.total()).toBe(0);
+    a.inc();
+    a.inc();
+    b.inc();
+    c.inc();
+    expect(counter.total()).toBe(4);
+  });
 });

@@ -64,6 +64,13 @@ export class TallyCounter<L extends string> extends Counter<L> {
     return s;
   }
 
+  /** The sum of every series' count (not read from the registry). */
+  total(): number {
+    let n = 0;
+    for (const s of this.all) n += s.n;
+    return n;
+  }
+
   override reset(): void {
     // prom-client's constructor calls reset() before this class's fields are set.
     for (const s of (this.all as CountedSeries<L>[] | undefined) ?? []) s.n = 0;

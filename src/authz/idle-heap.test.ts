@@ -1,36 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { ManualClock } from "../k8s/clock.ts";
 import { compactWhenIdle } from "./idle-heap.ts";
-
-/** Time that moves only by hand, firing due timers in order and letting their promises settle. */
-class ManualClock {
-  private t = 0;
-  private timers: { at: number; fn: () => void }[] = [];
-  now(): number {
-    return this.t;
-  }
-  get pendingTimers(): number {
-    return this.timers.length;
-  }
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer = { at: this.t + ms, fn };
-    this.timers.push(timer);
-    return () => {
-      this.timers = this.timers.filter((x) => x !== timer);
-    };
-  }
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      const next = this.timers.reduce<{ at: number; fn: () => void } | undefined>((a, x) => (a && a.at <= x.at ? a : x), undefined);
-      if (!next || next.at > end) break;
-      this.timers = this.timers.filter((x) => x !== next);
-      this.t = next.at;
-      next.fn();
-      for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
-    }
-    this.t = end;
-  }
-}
 
 describe("the heap compacted once a process has gone idle (ADR 72)", () => {
   const setup = (idleMs = 60_000) => {
@@ -44,7 +14,7 @@ describe("the heap compacted once a process has gone idle (ADR 72)", () => {
         compacted.push(clock.now());
         return Promise.resolve(true);
       },
-      setTimer: (fn, ms) => clock.setTimer(fn, ms),
+      clock,
     });
     return {
       clock,
@@ -103,7 +73,7 @@ describe("the heap compacted once a process has gone idle (ADR 72)", () => {
       idleMs: 1_000,
       activity: () => checks,
       compact: () => (fail ? Promise.reject(new Error("no inspector")) : Promise.resolve(true)),
-      setTimer: (fn, ms) => clock.setTimer(fn, ms),
+      clock,
       onError: (err) => errors.push(err),
     });
     await clock.advance(1_000);
@@ -124,7 +94,7 @@ describe("keyward_heap_idle_compaction_seconds", () => {
     const { Registry } = await import("prom-client");
     const registry = new Registry();
     const clock = new ManualClock();
-    compactWhenIdle({ idleMs: 1_000, activity: () => 0, compact: () => Promise.resolve(true), setTimer: (fn, ms) => clock.setTimer(fn, ms), registry });
+    compactWhenIdle({ idleMs: 1_000, activity: () => 0, compact: () => Promise.resolve(true), clock, registry });
     await clock.advance(5_000);
     const text = await registry.getSingleMetricAsString("keyward_heap_idle_compaction_seconds");
     expect(text).toMatch(/^keyward_heap_idle_compaction_seconds_count 1$/m);

@@ -9,6 +9,7 @@
 // reducer would have done, once per idle spell: when a whole period has passed without
 // activity, after some activity since the last compaction.
 import { Histogram, type Registry } from "prom-client";
+import { backgroundClock, type Clock } from "../k8s/clock.ts";
 
 export interface IdleCompactionOptions {
   /** How long without activity before the heap is compacted (ms); 0 never compacts. */
@@ -17,8 +18,8 @@ export interface IdleCompactionOptions {
   activity: () => number;
   /** Collects and compacts the heap (src/util/heap.ts). */
   compact: () => Promise<unknown>;
-  /** Calls `fn` after `ms`; returns its cancel. Default: a timer that does not keep the process alive. */
-  setTimer?: (fn: () => void, ms: number) => () => void;
+  /** Its timer. Default: the system clock's, which does not keep the process alive. */
+  clock?: Pick<Clock, "setTimer">;
   /** A compaction that failed (it is tried again after the next busy spell). */
   onError?: (err: unknown) => void;
   /** Where `keyward_heap_idle_compaction_seconds` is registered, if anywhere. */
@@ -31,21 +32,13 @@ export interface IdleCompaction {
   stop(): void;
 }
 
-function unrefTimer(fn: () => void, ms: number): () => void {
-  const t = setTimeout(fn, ms);
-  t.unref();
-  return () => {
-    clearTimeout(t);
-  };
-}
-
 /**
  * Checks every `idleMs` whether `activity()` moved since the last check: when it did not, and it
  * had since the last compaction (or since the start: start-up is a busy spell), compacts once.
  * So the heap is compacted between one and two idle periods after the last activity, once.
  */
 export function compactWhenIdle(o: IdleCompactionOptions): IdleCompaction {
-  const setTimer = o.setTimer ?? unrefTimer;
+  const clock = o.clock ?? backgroundClock;
   let seen = o.activity();
   let busy = true;
   let stopped = false;
@@ -79,9 +72,9 @@ export function compactWhenIdle(o: IdleCompactionOptions): IdleCompaction {
       // What the compaction itself counted is not activity.
       seen = o.activity();
     }
-    if (!stopped) cancel = setTimer(() => void tick(), o.idleMs);
+    if (!stopped) cancel = clock.setTimer(() => void tick(), o.idleMs);
   };
-  if (o.idleMs > 0) cancel = setTimer(() => void tick(), o.idleMs);
+  if (o.idleMs > 0) cancel = clock.setTimer(() => void tick(), o.idleMs);
   return {
     get compactions() {
       return compactions;
