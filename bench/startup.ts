@@ -17,8 +17,8 @@
 // answering 200 and (authz, run) the first allowed Check over gRPC, waits until the process is
 // idle (its start's background work, the analytics key records, done), then runs two full
 // collections through the inspector and reads VmRSS once it has settled. Each runs as the
-// chart's pods run it: the image's environment (the Dockerfile's ENV, MALLOC_ARENA_MAX among
-// it, ADR 0054), `authz` with the chart's NODE_OPTIONS (authz.nodeOptions), and Node's compile
+// chart's pods run it: the image's environment (the Dockerfile's ENV: jemalloc preloaded, ADR
+// 0073, and MALLOC_ARENA_MAX for glibc's malloc, ADR 0054), `authz` with the chart's NODE_OPTIONS (authz.nodeOptions), and Node's compile
 // cache off unless --compile-cache (the chart's pods cannot write one). Medians are reported;
 // JSON on stdout when run alone.
 import { spawn } from "node:child_process";
@@ -90,7 +90,7 @@ export interface RssBreakdown {
   binary: number;
   /** Resident pages of other files (shared libraries, ICU data). */
   otherFiles: number;
-  /** glibc's main heap, `[heap]`: the main thread's mallocs, and those of the threads glibc gives the main arena. */
+  /** glibc's main heap, `[heap]`: the main thread's mallocs, and those of the threads glibc gives the main arena (0 with jemalloc, whose pages are in otherAnon). */
   mallocHeap: number;
   /** glibc's other malloc arenas (with the image's MALLOC_ARENA_MAX=2, one): the other threads' mallocs (smapsArenas). */
   mallocArenas?: number;

@@ -9,14 +9,19 @@
 #   prometheus-alertmanager (/usr/bin/prometheus-alertmanager: the alert evaluator's suite,
 #     test/integration/analytics-alerts.test.ts, pushes to a real Alertmanager on a free port).
 #   chromium (headless, driven by puppeteer-core: the web console's browser suite, test/integration/console-*.test.ts).
+#   libjemalloc2, linked at /usr/local/lib/libjemalloc.so.2 as in the image (ADR 0073): the image's
+#     LD_PRELOAD, which the start-up bench and test/integration/image-build.test.ts run keyward with.
 # Idempotent: does nothing when every package is present. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(nginx prometheus redis-server postgresql prometheus-alertmanager chromium)
+packages=(nginx prometheus redis-server postgresql prometheus-alertmanager chromium libjemalloc2)
+# Where the image links jemalloc (the Dockerfile), whatever the architecture's library directory.
+jemalloc_link=/usr/local/lib/libjemalloc.so.2
 present() {
   case "$1" in
     # The server lives in /usr/lib/postgresql/<major>/bin, off the PATH.
     postgresql) compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null ;;
+    libjemalloc2) [[ -e "$jemalloc_link" ]] ;;
     *) command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]] || [[ -x "/usr/bin/$1" ]] ;;
   esac
 }
@@ -42,6 +47,9 @@ echo "installing ${missing[*]} with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [[ ! -e "$jemalloc_link" ]]; then
+  $sudo ln -sf "$(dpkg -L libjemalloc2 | grep '/libjemalloc\.so\.2$' | head -1)" "$jemalloc_link"
+fi
 # The e2e suite runs its own nginx on free ports; the packaged service is not needed.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then $sudo systemctl stop nginx || true; fi
 # Nor is the packaged Prometheus service: the Prometheus suite starts its own server on a free port.

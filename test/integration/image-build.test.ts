@@ -8,7 +8,7 @@
 // processes from the same built entry point (node:cluster re-runs dist/main.js with the
 // primary's flags), so both workers answering proves the same of them.
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { pathToFileURL } from "node:url";
@@ -72,6 +72,13 @@ describe("keyward built as the image builds it, run without TypeScript support",
     const r = spawnSync(process.execPath, [NO_TYPESCRIPT, join(root, "src", "main.ts"), "version"], { encoding: "utf8" });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("ERR_UNKNOWN_FILE_EXTENSION");
+  });
+
+  it("allocates with jemalloc, as the image's LD_PRELOAD has it (ADR 73), with its background thread", () => {
+    const maps = readFileSync(`/proc/${kw.child.pid!}/maps`, "utf8");
+    expect(maps).toMatch(/libjemalloc\.so\.2$/m);
+    // background_thread:true in MALLOC_CONF: the thread that returns unused pages while keyward idles.
+    expect(threadsNamed(kw.child.pid!, "jemalloc_bg_thd").length).toBeGreaterThan(0);
   });
 
   it("runs the image's entry point from the build, not from src/", () => {

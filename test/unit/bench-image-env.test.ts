@@ -8,8 +8,10 @@ describe("the image's environment, as the start-up bench runs keyward with it", 
     expect(imageEnv(dockerfile)).toEqual({ NODE_ENV: "production", A: "1", B: "two" });
   });
 
-  it("includes the allocator setting keyward's pods run with", () => {
-    expect(imageEnv(readFileSync(new URL("../../Dockerfile", import.meta.url), "utf8"))).toMatchObject({ MALLOC_ARENA_MAX: "2" });
+  it("includes the allocator settings keyward's pods run with: jemalloc preloaded, glibc's arenas for a pod that empties LD_PRELOAD", () => {
+    const env = imageEnv(readFileSync(new URL("../../Dockerfile", import.meta.url), "utf8"));
+    expect(env).toMatchObject({ LD_PRELOAD: "/usr/local/lib/libjemalloc.so.2", MALLOC_ARENA_MAX: "2" });
+    expect(env.MALLOC_CONF?.split(",")).toEqual(expect.arrayContaining(["background_thread:true", "dirty_decay_ms:1000"]));
   });
 
   it("reads the ENTRYPOINT of the last stage", () => {
