@@ -69,9 +69,10 @@ describe("request ids", () => {
   });
 
   it("drops ids that are too long, that carry other characters, or that look like a key", () => {
-    for (const bad of ["a".repeat(65), "", "id with space", "id\r\nx-evil: 1", "kw_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh", "-leading", "ä"]) {
+    for (const bad of ["a".repeat(65), "", "id with space", "id\r\nx-evil: 1", "kw_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh", "-leading", ".leading", ":leading", "ä", "idä", "id/x", "id@x", "id`x", "id[x", "id{x", "id\u0000", "Ａ1"]) {
       expect(checkRequestId(bad), bad).toBeUndefined();
     }
+    for (const good of ["0", "Z", "z", "a-b.c:d", "A9-", "trace:0001.span-7"]) expect(checkRequestId(good), good).toBe(good);
     expect(requestIdOf(undefined, reading([]))).toBeUndefined();
   });
 

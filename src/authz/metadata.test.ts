@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { apiKey, newKey, policy } from "../api/fixtures.test-support.ts";
-import { fromDecision } from "../check/event.ts";
+import { fromDecision, type CheckEvent } from "../check/event.ts";
 import { KeyIndex } from "../index/keys.ts";
 import { Limiter } from "../limits/limiter.ts";
 import { PolicyIndex } from "../policy/policy.ts";
@@ -34,6 +34,25 @@ describe("the metadata a check returns for Envoy's access log", () => {
     expect(decisionMetadata(d)).not.toHaveProperty("request_id_unusable");
     const e = fromDecision(d, checkInput({ "x-api-key": key, "x-request-id": RID }), 0.001, false, { xffTrustedHops: 0, front: "grpc", at: 1 });
     expect(e.requestId).toBe(RID);
+  });
+
+  it("attributes the check to the ApiKey and key version, with the key's quota when it has one", () => {
+    const keys = new KeyIndex();
+    const policies = new PolicyIndex();
+    const checker = new Checker({ keys, policies, limiter: new Limiter(), now: () => Date.UTC(2026, 5, 1), xffTrustedHops: 0 });
+    policies.apply("add", policy("shop", "orders", { hosts: ["orders.example.com"], credentials: { headers: ["x-api-key"] }, rules: [{ name: "read", paths: ["/v1/orders/*"], methods: ["GET"] }] }));
+    const plain = newKey("kw_AbCdEfGh");
+    const quoted = newKey("kw_QuOtAaaa");
+    keys.apply("add", apiKey("shop", "acme", {}, [plain.version]));
+    keys.apply("add", apiKey("shop", "metered", { limits: { quota: { requests: 1000, per: "day" } } }, [quoted.version]));
+    const event = (key: string): CheckEvent => {
+      const input = checkInput({ "x-api-key": key }, { method: "get", path: "/v1/orders/1?api_key=x" });
+      return fromDecision(checker.check(input), input, 0.001, false, { xffTrustedHops: 0, front: "grpc", at: 1 });
+    };
+    const e = event(plain.key);
+    expect(e.key).toStrictEqual({ namespace: "shop", name: "acme", uid: "shop-acme-uid", keyId: "kw_AbCdEfGh", owner: "acme" });
+    expect([e.method, e.route, e.path]).toEqual(["GET", "GET /v1/orders/*", "/v1/orders/1"]);
+    expect(event(quoted.key).key).toStrictEqual({ namespace: "shop", name: "metered", uid: "shop-metered-uid", keyId: "kw_QuOtAaaa", owner: "acme", quota: { requests: 1000, per: "day" } });
   });
 
   it("says so when the policy takes keys from x-request-id, and the check then records no request id", () => {

@@ -4,6 +4,7 @@
 // its worker processes) and usage share it without importing each other.
 import type { CheckInput, Decision } from "./decision.ts";
 import { clientAddress } from "./decision.ts";
+import type { KeyEntry } from "../index/keys.ts";
 import type { CompiledRule } from "../policy/policy.ts";
 import { REASONS, type Outcome } from "./reasons.ts";
 
@@ -77,8 +78,30 @@ export function routeOf(method: string | undefined, rule: CompiledRule): string 
 /** Path without query string or fragment. */
 export function stripQuery(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
-  const q = path.search(/[?#]/);
-  return q === -1 ? path : path.slice(0, q);
+  // Two scans for one character each are cheaper than one regular expression, once per check.
+  const q = path.indexOf("?");
+  const h = path.indexOf("#");
+  const cut = q === -1 ? h : h === -1 ? q : Math.min(q, h);
+  return cut === -1 ? path : path.slice(0, cut);
+}
+
+/** The method in upper case: itself when it has no lower-case ASCII letter (nearly every request's), without a call into the runtime. */
+export function upperMethod(method: string | undefined): string | undefined {
+  if (method === undefined) return undefined;
+  for (let i = 0; i < method.length; i++) {
+    const c = method.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a) || c >= 0x80) return method.toUpperCase();
+  }
+  return method;
+}
+
+/** The KeyRef of a key version; built without a spread, which V8 does not make as cheaply as a literal. */
+function keyRefOf(e: KeyEntry): KeyRef {
+  const rec = e.record;
+  const quota = rec.limits.quota;
+  const ref: KeyRef = { namespace: rec.namespace, name: rec.name, uid: rec.uid, keyId: e.id, owner: rec.owner };
+  if (quota) ref.quota = { requests: quota.requests, per: quota.per };
+  return ref;
 }
 
 /** The header Envoy puts its request id in (and logs as request_id). */
@@ -87,17 +110,28 @@ export const REQUEST_ID_HEADER = "x-request-id";
 export const REQUEST_ID_UNUSABLE = "request_id_unusable";
 /** Longest request id kept: a UUID is 36 characters; tracers' ids are shorter than 64. */
 export const MAX_REQUEST_ID = 64;
-// Letters, digits, '-', '.', ':'. No '_': every key in keyward's format has one, so a key sent as
-// a request id is never recorded as one.
-const REQUEST_ID_RE = /^[A-Za-z0-9][A-Za-z0-9.:-]*$/;
+
+/** An ASCII letter or digit. */
+function alphanumeric(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
 
 /**
- * A request id fit to be stored: at most MAX_REQUEST_ID characters of REQUEST_ID_RE, else
- * undefined. Any value that cannot be an id is dropped rather than cut, so nothing but an id is kept.
+ * A request id fit to be stored: at most MAX_REQUEST_ID characters, a letter or digit first, then
+ * letters, digits, '-', '.' and ':'; else undefined. No '_': every key in keyward's format has one,
+ * so a key sent as a request id is never recorded as one. Any value that cannot be an id is
+ * dropped rather than cut, so nothing but an id is kept. Read character by character, once per
+ * check: cheaper than a regular expression there.
  */
 export function checkRequestId(v: string | undefined): string | undefined {
   if (v === undefined || v.length === 0 || v.length > MAX_REQUEST_ID) return undefined;
-  return REQUEST_ID_RE.test(v) ? v : undefined;
+  if (!alphanumeric(v.charCodeAt(0))) return undefined;
+  for (let i = 1; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    // '-' 0x2d, '.' 0x2e, ':' 0x3a
+    if (!alphanumeric(c) && c !== 0x2d && c !== 0x2e && c !== 0x3a) return undefined;
+  }
+  return v;
 }
 
 /**
@@ -120,12 +154,10 @@ export interface FromDecisionOptions {
 /** The usage view of one answered (or cancelled) check. */
 export function fromDecision(d: Decision, input: CheckInput | undefined, seconds: number, cancelled: boolean, options: FromDecisionOptions): CheckEvent {
   const e = d.entry;
-  const rec = e?.record;
-  const quota = rec?.limits.quota;
-  const method = input?.method?.toUpperCase();
+  const method = upperMethod(input?.method);
   return {
     at: options.at,
-    key: e && rec ? { namespace: rec.namespace, name: rec.name, uid: rec.uid, keyId: e.id, owner: rec.owner, ...(quota ? { quota: { requests: quota.requests, per: quota.per } } : {}) } : undefined,
+    key: e?.record ? keyRefOf(e) : undefined,
     outcome: cancelled ? "cancelled" : REASONS[d.reason].outcome,
     reason: cancelled ? "cancelled" : d.reason,
     status: d.status,
