@@ -4,6 +4,7 @@ import type { CheckEvent } from "../check/event.ts";
 import { isKeywardError } from "../errors.ts";
 import { MAX_ROW_PATH, type RequestRow } from "./row.ts";
 import { batchTransfer, RowBatchDecoder, RowBatchEncoder, type RowBatch } from "./row-batch.ts";
+import { rawText } from "./row-columns.ts";
 import { unplacedRowFromCheck } from "./rows.ts";
 
 const AT = 1_800_000_000_000;
@@ -29,7 +30,7 @@ const row = (i: number, more: Partial<RequestRow> = {}): RequestRow => ({
 const rows = (n: number, from = 0): RequestRow[] => Array.from({ length: n }, (_, i) => row(from + i));
 
 /** Every string a batch carries, as the other thread would see it. */
-const carried = (b: RowBatch): string => `${b.strings.join("\n")}\n${b.raw}`;
+const carried = (b: RowBatch): string => `${b.strings.join("\n")}\n${rawText(b.raw)}`;
 
 const outOfStep = (fn: () => unknown): unknown => {
   try {
@@ -59,8 +60,11 @@ describe("row batches for the writer thread", () => {
 
   it("keeps unicode and the longest paths exact", () => {
     const long = `/v1/${"é😀x".repeat(200)}`.slice(0, MAX_ROW_PATH);
-    const sent = [row(1, { path: long, host: "bücher.example", source: "2001:db8::1" }), row(2, { path: "/日本/😀" }), row(3, { path: "/a\u0000b" })];
+    // A lone surrogate decodes as U+FFFD, one code unit as it was; a leading BOM is kept.
+    const sent = [row(1, { path: long, host: "bücher.example", source: "2001:db8::1" }), row(2, { path: "/日本/😀" }), row(3, { path: "/a\u0000b" }), row(4, { uid: "\uFEFFuid", path: "/\uFEFF" })];
     expect(new RowBatchDecoder().decode(new RowBatchEncoder().encode(sent))).toEqual(sent);
+    const lone = row(5, { path: "/a\uD800b", source: "192.0.2.1", requestId: "req-after" });
+    expect(new RowBatchDecoder().decode(new RowBatchEncoder().encode([lone]))).toEqual([{ ...lone, path: "/a\uFFFDb" }]);
   });
 
   it("sends each repeated string once across batches, and the rarely repeated ones in the batch", () => {
@@ -70,7 +74,7 @@ describe("row batches for the writer thread", () => {
     // One of each value: uids, key ids, paths, sources and request ids are not in the table.
     expect(first.base).toBe(0);
     expect(first.strings).toEqual(["grpc", "shop/api", "read", "GET /v1/orders/*", "GET", "api.example.com", "allowed", "ok"]);
-    expect(first.raw).toContain("/v1/orders/99");
+    expect(rawText(first.raw)).toContain("/v1/orders/99");
     expect(dec.decode(first)).toEqual(rows(100));
     const second = enc.encode(rows(100, 100));
     expect(second.base).toBe(8);
@@ -143,9 +147,11 @@ describe("row batches for the writer thread", () => {
     const dec = new RowBatchDecoder();
     const badId = structuredClone(good);
     badId.ids[0] = 999;
-    const badRaw = { ...structuredClone(good), raw: `${good.raw}x` };
+    const badRaw = { ...structuredClone(good), raw: new Uint8Array([...good.raw, 0x78]) };
+    // A multi-byte character counts as its code units, not its bytes.
+    const badWide = { ...structuredClone(good), raw: new Uint8Array([...good.raw.subarray(0, -2), 0xc3, 0xa9]) };
     const badRows = { ...structuredClone(good), rows: 4 };
-    for (const b of [badId, badRaw, badRows]) expect(isKeywardError(outOfStep(() => dec.decode(b)), "AnalyticsBatchOutOfStep")).toBe(true);
+    for (const b of [badId, badRaw, badWide, badRows]) expect(isKeywardError(outOfStep(() => dec.decode(b)), "AnalyticsBatchOutOfStep")).toBe(true);
     expect(dec.size).toBe(0);
     expect(dec.decode(good)).toEqual(rows(3));
   });
@@ -155,7 +161,7 @@ describe("row batches for the writer thread", () => {
     const { port1, port2 } = new MessageChannel();
     const got = new Promise<RowBatch>((resolve) => port2.once("message", resolve));
     port1.postMessage(b, batchTransfer(b));
-    expect([b.ids.byteLength, b.numbers.byteLength, b.lengths.byteLength]).toEqual([0, 0, 0]);
+    expect([b.ids.byteLength, b.numbers.byteLength, b.lengths.byteLength, b.raw.byteLength]).toEqual([0, 0, 0, 0]);
     expect(new RowBatchDecoder().decode(await got)).toEqual(rows(50));
     port1.close();
   });

@@ -3,7 +3,7 @@
 // repeat (policy, rule, route, method, host, outcome, reason, ...) as ids into a string table
 // kept across batches, so a batch carries only the strings the writer thread has not been sent
 // yet; the strings that rarely repeat (path, source, request id) or are as many as the keys (uid,
-// key id) go as one joined string and their lengths. The batch's typed arrays are copies of the
+// key id) go as their UTF-8 bytes and their lengths (ADR 74). The batch's typed arrays are copies of the
 // queue's columns, and their buffers are transferred: the queue keeps its rows until the writer
 // confirms the write. The check thread encodes (RowBatchEncoder), the writer
 // thread decodes (RowBatchDecoder) into RequestRows.
@@ -23,7 +23,7 @@
 // event might hold is encoded.
 import { KeywardError } from "../errors.ts";
 import type { RequestRow } from "./row.ts";
-import { DEFAULT_ROW_TABLE_LIMITS, N, R, RowColumns, rowsOfColumns, StringTable, T, type RowTableLimits } from "./row-columns.ts";
+import { DEFAULT_ROW_TABLE_LIMITS, N, R, rawText, RowColumns, rowsOfColumns, StringTable, T, type RowTableLimits } from "./row-columns.ts";
 
 export { DEFAULT_ROW_TABLE_LIMITS, type RowTableLimits } from "./row-columns.ts";
 
@@ -38,15 +38,15 @@ export interface RowBatch {
   ids: Uint32Array;
   /** rows × NUMBER_FIELDS. */
   numbers: Float64Array;
-  /** rows × RAW_FIELDS lengths plus one; 0 is undefined. */
+  /** rows × RAW_FIELDS lengths (UTF-16 code units) plus one; 0 is undefined. */
   lengths: Uint32Array;
-  /** The raw fields' values, joined. */
-  raw: string;
+  /** The raw fields' values as UTF-8, one after another. */
+  raw: Uint8Array;
 }
 
 /** The buffers to transfer with a batch. */
 export function batchTransfer(b: RowBatch): ArrayBuffer[] {
-  return [b.ids.buffer as ArrayBuffer, b.numbers.buffer as ArrayBuffer, b.lengths.buffer as ArrayBuffer];
+  return [b.ids.buffer as ArrayBuffer, b.numbers.buffer as ArrayBuffer, b.lengths.buffer as ArrayBuffer, b.raw.buffer as ArrayBuffer];
 }
 
 /** The check thread's side: encodes batches against the table the writer thread is known to hold. */
@@ -98,7 +98,7 @@ export class RowBatchEncoder {
       ids: c.ids.slice(a * T, b * T),
       numbers: c.numbers.slice(a * N, b * N),
       lengths: c.lengths.slice(a * R, b * R),
-      raw: c.joinedRaw(),
+      raw: c.rawBytes().slice(),
     };
   }
 }
@@ -124,10 +124,11 @@ export class RowBatchDecoder {
     for (const id of b.ids) if (id > held) throw outOfStep(`the row batch uses string ${id}, the table holds ${held}`);
     let rawLength = 0;
     for (const len of b.lengths) if (len > 0) rawLength += len - 1;
-    if (rawLength !== b.raw.length) throw outOfStep("the row batch's raw strings do not match their lengths");
+    const raw = rawText(b.raw);
+    if (rawLength !== raw.length) throw outOfStep("the row batch's raw strings do not match their lengths");
     // The batch fits: its strings join the table (a new one at base 0), then its rows are read.
     if (b.base === 0) this.table = [];
     for (const s of b.strings) this.table.push(s);
-    return rowsOfColumns(b.rows, b.ids, b.numbers, b.lengths, b.raw, this.table);
+    return rowsOfColumns(b.rows, b.ids, b.numbers, b.lengths, raw, this.table);
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MAX_ROW_PATH, type RequestRow } from "./row.ts";
-import { DEFAULT_ROW_TABLE_LIMITS, R, RowColumns, rowsOf, StringTable } from "./row-columns.ts";
+import { DEFAULT_ROW_TABLE_LIMITS, rawText, RowColumns, rowsOf, StringTable } from "./row-columns.ts";
 import { unplacedRowFromCheck } from "./rows.ts";
 import { checkEvent } from "./fixtures.test-support.ts";
 
@@ -8,7 +8,7 @@ const SECRET = "kw_SECRETSECRETSECRETSECRETSECRETSECRETSECRET1234";
 const event = checkEvent;
 
 /** Every string the columns hold or would send, as one text. */
-const held = (c: RowColumns): string => `${c.table.strings.join("\n")}\n${c.raw.join("\n")}`;
+const held = (c: RowColumns): string => `${c.table.strings.join("\n")}\n${rawText(c.bytes)}`;
 
 describe("request rows in columns", () => {
   it("writes a check's row straight from its event, as unplacedRowFromCheck makes it, and none for a check without a key", () => {
@@ -37,16 +37,21 @@ describe("request rows in columns", () => {
     expect(rowsOf(c).map((r) => [r.path, r.source])).toEqual([["/v1/x", undefined], ["/v1/y", "81.2.69.160"]]);
   });
 
-  it("holds a row's raw fields as they are, and lets go of them once the row is dropped or its columns emptied", () => {
+  it("holds a row's raw fields as their UTF-8 bytes, not as the strings the check made, and sends only the rows it holds", () => {
     const c = new RowColumns(10, new StringTable());
     c.appendCheck(event());
-    expect(c.raw.slice(0, R)).toEqual(["uid-1", "kw_AbCdEfGh", "/v1/orders/7", "81.2.69.160", "83c9600e-9cc8-48e9-b543-dd59374de47f"]);
-    expect(c.joinedRaw()).toBe("uid-1kw_AbCdEfGh/v1/orders/781.2.69.16083c9600e-9cc8-48e9-b543-dd59374de47f");
-    c.appendCheck(event());
+    expect(rawText(c.rawBytes())).toBe("uid-1kw_AbCdEfGh/v1/orders/781.2.69.16083c9600e-9cc8-48e9-b543-dd59374de47f");
+    expect(Object.values(c).some((v) => Array.isArray(v) && v.some((s) => typeof s === "string" && s.startsWith("/v1/")))).toBe(false);
+    c.appendCheck(event({ path: "/日本", requestId: undefined }));
+    // UTF-8: the two characters of the second path take three bytes each.
+    expect(c.rawBytes().length).toBe(75 + 28 + 6);
     c.dropFront(1);
-    expect(c.raw.slice(0, R).every((s) => s === undefined)).toBe(true);
+    expect(rawText(c.rawBytes())).toBe("uid-1kw_AbCdEfGh/日本81.2.69.160");
+    expect(rowsOf(c).map((r) => r.path)).toEqual(["/日本"]);
     c.clear(c.table);
-    expect(c.raw.every((s) => s === undefined)).toBe(true);
+    expect(c.rawBytes().length).toBe(0);
+    c.appendCheck(event({ path: "/again" }));
+    expect(rowsOf(c).map((r) => r.path)).toEqual(["/again"]);
   });
 
   it("writes other rows as they are: the access log's upstream answer, the network and country placed", () => {

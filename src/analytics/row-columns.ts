@@ -2,12 +2,13 @@
 // row object. A RowColumns holds up to a batch of rows: their numbers in a Float64Array, the
 // fields with few distinct values (front, policy, rule, route, method, host, outcome, reason,
 // network, country) as ids into a StringTable, and the others (key uid and id, path, source,
-// request id) as the strings they are, in the slots of one array, with their lengths. So a
-// queued row is a few typed-array and array slots, not an object: the thread answering checks
-// makes none per row, and the collector has none to copy, promote and sweep while rows wait (a
-// full queue keeps every waiting row through the young generation's collections, ADR 65). The
-// same columns cross to the writer thread (row-batch.ts) without another encoding pass: the raw
-// fields joined into one string.
+// request id) as their UTF-8 bytes, row after row, in one Uint8Array, with their lengths. So a
+// queued row is a few typed-array slots, not an object, and holds no string: the thread
+// answering checks makes no object per row, and the collector has nothing of a waiting row to
+// copy, promote and sweep (a full queue keeps every waiting row through the young generation's
+// collections, ADR 65), not even the request's path and source, which the decoder made for that
+// request alone (ADR 74). The same columns cross to the writer thread (row-batch.ts) without
+// another encoding pass: the raw fields' bytes as they are.
 //
 // A row of a check is written straight from the check's event (appendCheck); other rows (the
 // access log's, or a check's row with its network and country placed) from a RequestRow
@@ -31,6 +32,8 @@ export const NUMBER_FIELDS = ["at", "status", "checkMicros", "upstreamStatus", "
 export const T = TABLE_FIELDS.length;
 export const R = RAW_FIELDS.length;
 export const N = NUMBER_FIELDS.length;
+/** Raw bytes first allotted per row: a uid, a key id, a short path and an address. Grown as rows need. */
+const BYTES_PER_ROW = 128;
 
 export interface RowTableLimits {
   /** Strings in the table at most before it starts anew (between batches). */
@@ -78,10 +81,12 @@ export class RowColumns {
   private slots: number;
   numbers: Float64Array;
   ids: Uint32Array;
-  /** Each raw field's length plus one; 0 is none. */
+  /** Each raw field's length (UTF-16 code units) plus one; 0 is none. */
   lengths: Uint32Array;
-  /** Each raw field's string; undefined is none. */
-  readonly raw: (string | undefined)[];
+  /** The raw fields' UTF-8 bytes, row after row (a field that is none adds nothing). */
+  bytes: Uint8Array;
+  /** Where each row's raw bytes end in `bytes` (row i's start where row i − 1's end). */
+  rawEnds: Uint32Array;
   /** Each table field's last value and its id (undefined's is 0). */
   private readonly lastText: (string | undefined)[] = new Array<string | undefined>(T).fill(undefined);
   private readonly lastId = new Uint32Array(T);
@@ -94,7 +99,8 @@ export class RowColumns {
     this.numbers = new Float64Array(this.slots * N);
     this.ids = new Uint32Array(this.slots * T);
     this.lengths = new Uint32Array(this.slots * R);
-    this.raw = new Array<string | undefined>(this.slots * R).fill(undefined);
+    this.rawEnds = new Uint32Array(this.slots);
+    this.bytes = new Uint8Array(this.slots * BYTES_PER_ROW);
   }
 
   /** Rows held. */
@@ -106,9 +112,8 @@ export class RowColumns {
     return this.end === this.capacity;
   }
 
-  /** Empties it for rows against `table`, keeping its buffers; it holds no string of its rows after. */
+  /** Empties it for rows against `table`, keeping its buffers. */
   clear(table: StringTable): void {
-    this.raw.fill(undefined, 0, this.end * R);
     // The last values' ids were of the table before.
     this.lastText.fill(undefined);
     this.lastId.fill(0);
@@ -151,24 +156,29 @@ export class RowColumns {
     this.numbers.set(from.numbers.subarray(a * N, b * N), at * N);
     this.ids.set(from.ids.subarray(a * T, b * T), at * T);
     this.lengths.set(from.lengths.subarray(a * R, b * R), at * R);
-    for (let i = a * R, j = at * R; i < b * R; i++, j++) {
-      this.raw[j] = from.raw[i];
-      from.raw[i] = undefined;
-    }
+    const fromStart = from.rawStart(a);
+    const to = this.rawStart(at);
+    const size = from.rawStart(b) - fromStart;
+    this.reserveBytes(to + size);
+    this.bytes.set(from.bytes.subarray(fromStart, fromStart + size), to);
+    for (let i = 0; i < n; i++) this.rawEnds[at + i] = (from.rawEnds[a + i] as number) - fromStart + to;
     this.end = at + n;
     from.start = b;
   }
 
-  /** Drops the oldest `n` rows held, and their strings. */
+  /** Drops the oldest `n` rows held. */
   dropFront(n: number): void {
-    const to = Math.min(this.end, this.start + n);
-    this.raw.fill(undefined, this.start * R, to * R);
-    this.start = to;
+    this.start = Math.min(this.end, this.start + n);
   }
 
-  /** The raw fields of rows [start, end), joined (a field that is none adds nothing). */
-  joinedRaw(): string {
-    return this.raw.slice(this.start * R, this.end * R).join("");
+  /** The raw fields' bytes of rows [start, end), a view of the columns' own (a field that is none adds nothing). */
+  rawBytes(): Uint8Array {
+    return this.bytes.subarray(this.rawStart(this.start), this.rawStart(this.end));
+  }
+
+  /** Where row i's raw bytes start (row `end`'s: where the next row's will). */
+  private rawStart(i: number): number {
+    return i === 0 ? 0 : (this.rawEnds[i - 1] as number);
   }
 
   /** The next row's index, with room for it. */
@@ -217,22 +227,33 @@ export class RowColumns {
     numbers[o + 6] = responseBytes ?? NaN;
   }
 
-  /** Row i's RAW_FIELDS and their lengths. */
+  /** Row i's RAW_FIELDS, their lengths and their bytes. */
   private raws(i: number, uid: string, keyId: string, path: string | undefined, source: string | undefined, requestId: string | undefined): void {
     const o = i * R;
     const lengths = this.lengths;
-    const raw = this.raw;
     // A required field missing whatever its type says (null too) stays missing: the store refuses the row.
-    lengths[o] = rawLength(uid);
-    raw[o] = uid;
-    lengths[o + 1] = rawLength(keyId);
-    raw[o + 1] = keyId;
-    lengths[o + 2] = rawLength(path);
-    raw[o + 2] = path;
-    lengths[o + 3] = rawLength(source);
-    raw[o + 3] = source;
-    lengths[o + 4] = rawLength(requestId);
-    raw[o + 4] = requestId;
+    const l0 = (lengths[o] = rawLength(uid));
+    const l1 = (lengths[o + 1] = rawLength(keyId));
+    const l2 = (lengths[o + 2] = rawLength(path));
+    const l3 = (lengths[o + 3] = rawLength(source));
+    const l4 = (lengths[o + 4] = rawLength(requestId));
+    let at = this.rawStart(i);
+    // Room for the longest encoding: three bytes per UTF-16 code unit.
+    this.reserveBytes(at + 3 * (l0 + l1 + l2 + l3 + l4));
+    const bytes = this.bytes;
+    at = putUtf8(bytes, at, uid);
+    at = putUtf8(bytes, at, keyId);
+    at = putUtf8(bytes, at, path);
+    at = putUtf8(bytes, at, source);
+    this.rawEnds[i] = putUtf8(bytes, at, requestId);
+  }
+
+  /** Room for `size` bytes of raw fields. */
+  private reserveBytes(size: number): void {
+    if (size <= this.bytes.length) return;
+    let length = this.bytes.length;
+    while (length < size) length *= 2;
+    this.bytes = grown(this.bytes, length);
   }
 
   /** Room for `rows` rows' numbers, ids and lengths. */
@@ -244,7 +265,7 @@ export class RowColumns {
     this.numbers = grown(this.numbers, slots * N);
     this.ids = grown(this.ids, slots * T);
     this.lengths = grown(this.lengths, slots * R);
-    for (let j = this.raw.length; j < slots * R; j++) this.raw.push(undefined);
+    this.rawEnds = grown(this.rawEnds, slots);
     this.slots = slots;
   }
 }
@@ -254,7 +275,35 @@ function rawLength(s: string | undefined | null): number {
   return s == null ? 0 : s.length + 1;
 }
 
-function grown<A extends Float64Array | Uint32Array>(a: A, length: number): A {
+/**
+ * Writes `s` (none: nothing) as UTF-8 into `bytes` at `at`, which has room for three bytes per
+ * code unit; returns where it ends. ASCII is written here, byte by byte: the paths, addresses,
+ * uids and ids of nearly every row are, and no view or call is made for them. The rest of a
+ * string that is not goes through TextEncoder, which writes a lone surrogate as U+FFFD (three
+ * bytes, one code unit again when decoded), so every field decodes to as many code units as its
+ * length says.
+ */
+function putUtf8(bytes: Uint8Array, at: number, s: string | undefined | null): number {
+  if (s == null) return at;
+  const n = s.length;
+  for (let k = 0; k < n; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 0x80) return at + ENCODER.encodeInto(s.slice(k), bytes.subarray(at)).written;
+    bytes[at++] = c;
+  }
+  return at;
+}
+
+const ENCODER = new TextEncoder();
+// BOM kept: a field that starts with U+FEFF is that field's first code unit, not a mark to drop.
+const DECODER = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** The raw fields' text from their bytes (rawBytes, RowBatch.raw), as one string to cut by their lengths. */
+export function rawText(bytes: Uint8Array): string {
+  return DECODER.decode(bytes);
+}
+
+function grown<A extends Float64Array | Uint32Array | Uint8Array>(a: A, length: number): A {
   const b = new (a.constructor as new (n: number) => A)(length);
   b.set(a);
   return b;
@@ -314,7 +363,7 @@ function cutter(text: string): (len: number) => string | undefined {
 export function rowsOf(c: RowColumns): RequestRow[] {
   const a = c.start;
   const b = c.end;
-  return rowsOfColumns(b - a, c.ids.subarray(a * T, b * T), c.numbers.subarray(a * N, b * N), c.lengths.subarray(a * R, b * R), c.joinedRaw(), c.table.strings);
+  return rowsOfColumns(b - a, c.ids.subarray(a * T, b * T), c.numbers.subarray(a * N, b * N), c.lengths.subarray(a * R, b * R), rawText(c.rawBytes()), c.table.strings);
 }
 
 type OptionalText = "policy" | "rule" | "route" | "method" | "host" | "network" | "country" | "path" | "source" | "requestId";
