@@ -30,6 +30,9 @@
 //                                 (--writer-core checks: the store's writer thread on the check thread's
 //                                 core 1, as in a pod of one CPU, and the load generator alone on core 0:
 //                                 what the store takes from the checks themselves; default client)
+//                                 (--database-nice 19: PostgreSQL's processes at nice 19, taking only
+//                                 what the load generator leaves of core 0, as a database on a host of
+//                                 its own would take nothing of either; default 0)
 //                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
 //                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
@@ -115,6 +118,8 @@ export interface AnalyticsCheckResult {
   floating?: boolean;
   /** Where the writer thread ran (--writer-core). */
   writerCore?: WriterCore;
+  /** PostgreSQL's nice value, when not 0 (--database-nice). */
+  databaseNice?: number;
   rows: AnalyticsCheckRow[];
 }
 
@@ -135,6 +140,12 @@ export interface AnalyticsCheckOptions {
    * PostgreSQL, `checks` on core 1 with the check thread, as in a pod of one CPU.
    */
   writerCore?: WriterCore;
+  /**
+   * Nice value of PostgreSQL's processes (default 0). At 19 the database takes only what the
+   * load generator leaves of core 0, the nearest these two cores come to a database on a host of
+   * its own: its CPU is then neither the client's nor keyward's.
+   */
+  databaseNice?: number;
   log: (s: string) => void;
 }
 
@@ -181,6 +192,11 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       const postmaster = readFileSync(join(cluster.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]!;
       // The database's processes beside the load generator, off keyward's core; backends it forks later inherit it.
       if (!o.floating) await run("taskset", ["-a", "-p", "-c", "0", postmaster]);
+      if (o.databaseNice) {
+        // The postmaster and the processes it runs now; backends it forks later inherit its nice value.
+        const children = (await run("pgrep", ["-P", postmaster])).split(/\s+/).filter(Boolean);
+        await run("renice", ["-n", String(o.databaseNice), "-p", postmaster, ...children]);
+      }
     }
     const mix = requestMix(o.keys, 1000);
     // The check bench's requests, each with the code its answer must carry.
@@ -280,7 +296,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         ...(st.analytics ? { rows: st.analytics } : {}),
       });
     }
-    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), rows };
+    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), ...(o.databaseNice ? { databaseNice: o.databaseNice } : {}), rows };
   } finally {
     for (const s of servers) await s.stop();
     await cluster?.remove();
@@ -301,6 +317,7 @@ if (import.meta.main) {
       connections: { type: "string", default: String(LOAD.connections) },
       floating: { type: "boolean", default: false },
       "writer-core": { type: "string", default: "client" },
+      "database-nice": { type: "string", default: "0" },
     },
   });
   const writerCore = values["writer-core"];
@@ -316,6 +333,7 @@ if (import.meta.main) {
     connections: Number(values.connections),
     floating: values.floating,
     writerCore,
+    databaseNice: Number(values["database-nice"]),
     log: (s) => { console.error(`[analytics-check] ${s}`); },
   });
   console.log(JSON.stringify(res, null, 2));
