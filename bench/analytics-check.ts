@@ -32,7 +32,8 @@
 //                                 what the store takes from the checks themselves; default client)
 //                                 (--database-nice 19: PostgreSQL's processes at nice 19, taking only
 //                                 what the load generator leaves of core 0, as a database on a host of
-//                                 its own would take nothing of either; default 0)
+//                                 its own would take nothing of either; default 0; --database-idle:
+//                                 under SCHED_IDLE instead, preempted at once by any other thread)
 //                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
 //                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
@@ -120,6 +121,8 @@ export interface AnalyticsCheckResult {
   writerCore?: WriterCore;
   /** PostgreSQL's nice value, when not 0 (--database-nice). */
   databaseNice?: number;
+  /** PostgreSQL's processes ran under SCHED_IDLE (--database-idle). */
+  databaseIdle?: boolean;
   rows: AnalyticsCheckRow[];
 }
 
@@ -146,6 +149,11 @@ export interface AnalyticsCheckOptions {
    * its own: its CPU is then neither the client's nor keyward's.
    */
   databaseNice?: number;
+  /**
+   * PostgreSQL's processes under SCHED_IDLE (chrt --idle): any runnable thread of normal policy
+   * preempts them at once, where a nice-19 process keeps the CPU for the rest of its slice.
+   */
+  databaseIdle?: boolean;
   log: (s: string) => void;
 }
 
@@ -192,11 +200,10 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       const postmaster = readFileSync(join(cluster.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]!;
       // The database's processes beside the load generator, off keyward's core; backends it forks later inherit it.
       if (!o.floating) await run("taskset", ["-a", "-p", "-c", "0", postmaster]);
-      if (o.databaseNice) {
-        // The postmaster and the processes it runs now; backends it forks later inherit its nice value.
-        const children = (await run("pgrep", ["-P", postmaster])).split(/\s+/).filter(Boolean);
-        await run("renice", ["-n", String(o.databaseNice), "-p", postmaster, ...children]);
-      }
+      // The postmaster and the processes it runs now; backends it forks later inherit its nice value and policy.
+      const processes = o.databaseNice || o.databaseIdle ? [postmaster, ...(await run("pgrep", ["-P", postmaster])).split(/\s+/).filter(Boolean)] : [];
+      if (o.databaseNice) await run("renice", ["-n", String(o.databaseNice), "-p", ...processes]);
+      if (o.databaseIdle) for (const pid of processes) await run("chrt", ["--idle", "-p", "0", pid]);
     }
     const mix = requestMix(o.keys, 1000);
     // The check bench's requests, each with the code its answer must carry.
@@ -296,7 +303,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         ...(st.analytics ? { rows: st.analytics } : {}),
       });
     }
-    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), ...(o.databaseNice ? { databaseNice: o.databaseNice } : {}), rows };
+    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), ...(o.databaseNice ? { databaseNice: o.databaseNice } : {}), ...(o.databaseIdle ? { databaseIdle: true } : {}), rows };
   } finally {
     for (const s of servers) await s.stop();
     await cluster?.remove();
@@ -318,6 +325,7 @@ if (import.meta.main) {
       floating: { type: "boolean", default: false },
       "writer-core": { type: "string", default: "client" },
       "database-nice": { type: "string", default: "0" },
+      "database-idle": { type: "boolean", default: false },
     },
   });
   const writerCore = values["writer-core"];
@@ -334,6 +342,7 @@ if (import.meta.main) {
     floating: values.floating,
     writerCore,
     databaseNice: Number(values["database-nice"]),
+    databaseIdle: values["database-idle"],
     log: (s) => { console.error(`[analytics-check] ${s}`); },
   });
   console.log(JSON.stringify(res, null, 2));
