@@ -2,7 +2,7 @@
 // index and the policy table and spends limits; it never writes the index.
 // Order: request shape -> policy rule -> credentials -> key -> validity ->
 // tenant -> source -> scopes -> limits.
-import { clientAddress, deny, type CheckInput, type Decision } from "../check/decision.ts";
+import { clientAddress, deny, upperMethod, type CheckInput, type Decision } from "../check/decision.ts";
 import { keyDigest, type KeyIndex } from "../index/keys.ts";
 import { cidrContains, parseIp } from "../index/cidr.ts";
 import type { LimitTaker, LimitVerdict } from "../limits/limiter.ts";
@@ -70,7 +70,7 @@ export class Checker<L extends LimitTaker = LimitTaker> {
     const problem = pathProblem(path);
     if (problem !== undefined) return { ...deny("path_not_normalized"), pathProblem: problem };
 
-    const rule = this.options.policies.table.match(normalizeHost(host), pathOnly, method.toUpperCase());
+    const rule = this.options.policies.table.match(normalizeHost(host), pathOnly, upperMethod(method));
     if (!rule) return deny("no_policy");
     const policy = rule.policy;
 

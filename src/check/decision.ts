@@ -42,6 +42,21 @@ export function deny(reason: Reason, entry?: KeyEntry, rule?: CompiledRule, limi
 }
 
 /**
+ * The method in upper case, as policies match it and usage records it: itself when it has no
+ * lower-case ASCII letter (nearly every request's), without a call into the runtime.
+ */
+export function upperMethod(method: string): string;
+export function upperMethod(method: string | undefined): string | undefined;
+export function upperMethod(method: string | undefined): string | undefined {
+  if (method === undefined) return undefined;
+  for (let i = 0; i < method.length; i++) {
+    const c = method.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a) || c >= 0x80) return method.toUpperCase();
+  }
+  return method;
+}
+
+/**
  * The client address: with 0 trusted hops the peer itself, else the entry that
  * many places from the right of X-Forwarded-For (the peer is the hop before
  * the trusted proxies). undefined when the header is too short.

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { stripQuery, upperMethod } from "./event.ts";
+import { upperMethod } from "./decision.ts";
+import { stripQuery } from "./event.ts";
 
 describe("stripQuery", () => {
   it("cuts the path at the first '?' or '#', whichever comes first", () => {

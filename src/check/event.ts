@@ -3,7 +3,7 @@
 // beside the check vocabulary, so the data plane (which batches these events in
 // its worker processes) and usage share it without importing each other.
 import type { CheckInput, Decision } from "./decision.ts";
-import { clientAddress } from "./decision.ts";
+import { clientAddress, upperMethod } from "./decision.ts";
 import type { KeyEntry } from "../index/keys.ts";
 import type { CompiledRule } from "../policy/policy.ts";
 import { REASONS, type Outcome } from "./reasons.ts";
@@ -83,16 +83,6 @@ export function stripQuery(path: string | undefined): string | undefined {
   const h = path.indexOf("#");
   const cut = q === -1 ? h : h === -1 ? q : Math.min(q, h);
   return cut === -1 ? path : path.slice(0, cut);
-}
-
-/** The method in upper case: itself when it has no lower-case ASCII letter (nearly every request's), without a call into the runtime. */
-export function upperMethod(method: string | undefined): string | undefined {
-  if (method === undefined) return undefined;
-  for (let i = 0; i < method.length; i++) {
-    const c = method.charCodeAt(i);
-    if ((c >= 0x61 && c <= 0x7a) || c >= 0x80) return method.toUpperCase();
-  }
-  return method;
 }
 
 /** The KeyRef of a key version; built without a spread, which V8 does not make as cheaply as a literal. */
