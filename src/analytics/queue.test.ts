@@ -376,6 +376,57 @@ describe("analytics queue", () => {
     expect([q.written, q.dropped, q.queued]).toEqual([10, 0, 0]);
   });
 
+  it("while the CPU limit is hit, counts shed rows as dropped, starts no write, keeps the rows waiting, and logs the episode once at each end", async () => {
+    let throttled = false;
+    const reads: number[] = [];
+    const cpu = { intervalMs: 100, throttled: (now: number) => (reads.push(now), throttled) };
+    const { clock, writer, q, counts } = setup({ cpu });
+    for (let i = 1; i <= 2; i++) q.push(row(i));
+    throttled = true;
+    expect(q.shedding()).toBe(true);
+    q.shed(5);
+    q.shed(3);
+    expect(counts.dropped).toBe(8);
+    expect(q.dropped).toBe(8);
+    // The flush timer comes due while throttled: no write starts; it looks again each interval.
+    await clock.advance(1000);
+    expect(writer.calls).toEqual([]);
+    await clock.advance(300);
+    expect(writer.calls).toEqual([]);
+    expect(q.queued).toBe(2);
+    throttled = false;
+    await clock.advance(100);
+    expect(writer.rows).toEqual([1, 2]);
+    expect(q.shedding()).toBe(false);
+    expect(counts).toEqual({ written: 2, dropped: 8, failed: 0 });
+    // Read on the clock the queue is given.
+    expect(reads.every((t) => t >= 1_000_000)).toBe(true);
+  });
+
+  it("logs a shedding episode when it starts and when it ends, with the rows it shed", () => {
+    let throttled = true;
+    const logs: Record<string, unknown>[] = [];
+    const { q } = setup({ cpu: { intervalMs: 100, throttled: () => throttled }, log: createLogger({ level: "debug", sink: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
+    const shedLogs = () => logs.filter((l) => /shed/.test(String(l.msg))).map((l) => ({ msg: l.msg, dropped: l.dropped }));
+    expect(q.shedding()).toBe(true);
+    q.shed(4);
+    expect(q.shedding()).toBe(true);
+    q.shed(6);
+    expect(shedLogs()).toHaveLength(1);
+    throttled = false;
+    expect(q.shedding()).toBe(false);
+    expect(q.shedding()).toBe(false);
+    expect(shedLogs()).toEqual([
+      { msg: "analytics rows shed: keyward's CPU limit is hit (its cgroup throttled); checks go first and new rows are dropped until it is not", dropped: undefined },
+      { msg: "analytics rows no longer shed: the CPU limit is no longer hit", dropped: 10 },
+    ]);
+  });
+
+  it("without a CPU sampler never sheds", () => {
+    const { q } = setup();
+    expect(q.shedding()).toBe(false);
+  });
+
   it("never calls the store from push", () => {
     const { writer, q } = setup({ batchSize: 1 });
     q.push(row(1));

@@ -15,10 +15,16 @@
 // `retryMs`, or dropped first if newer rows need its place. Every dropped row is
 // counted; an episode of drops is logged once when it starts and once when it
 // ends (the first write that leaves less than a batch waiting), with its count.
+//
+// While the process's CPU limit is being hit (`cpu`, its cgroup's throttling, ADR 75), the
+// queue sheds: new rows are counted as dropped without being made, and no write starts, so the
+// quota goes to the checks; an episode of shedding is logged once when it starts and once when
+// it ends. Rows already waiting stay, and are written once the throttling stops.
 import type { Clock } from "../k8s/clock.ts";
 import type { Logger } from "../log.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
+import type { CpuThrottle } from "../util/cpu-throttle.ts";
 import { DEFAULT_ROW_TABLE_LIMITS, RowColumns, rowsOf, StringTable, type RowTableLimits } from "./row-columns.ts";
 
 export interface QueueCounters {
@@ -45,6 +51,8 @@ export interface AnalyticsQueueOptions {
   counters?: QueueCounters;
   /** Bounds of the string table the rows' repeated strings are kept in (row-columns.ts). */
   tableLimits?: RowTableLimits;
+  /** The process's CPU throttling: while it rises, rows are shed and no write starts. None: never. */
+  cpu?: CpuThrottle;
 }
 
 /** Emptied columns kept for the next rows, at most: their buffers are not allocated anew. */
@@ -73,6 +81,8 @@ export class AnalyticsQueue {
   private episode: { since: number; droppedBefore: number } | undefined;
   private lastError: unknown;
   private writtenTotal = 0;
+  /** Open shedding episode: when it started and the drop count then. */
+  private shedEpisode: { since: number; droppedBefore: number } | undefined;
 
   constructor(options: AnalyticsQueueOptions) {
     if (options.capacity < 1 || options.batchSize < 1) throw new RangeError("analytics queue capacity and batch size must be at least 1");
@@ -94,6 +104,37 @@ export class AnalyticsQueue {
   /** Rows the store accepted since start. */
   get written(): number {
     return this.writtenTotal;
+  }
+
+  /**
+   * Whether rows are being shed now: the process's CPU limit was hit in the last sampling interval
+   * (ADR 75). A shedding episode ends, and is logged, at the first call that finds it no longer is.
+   */
+  shedding(): boolean {
+    const cpu = this.options.cpu;
+    if (!cpu) return false;
+    const now = this.options.clock.now();
+    const on = cpu.throttled(now);
+    if (!on) this.endShedEpisode();
+    return on;
+  }
+
+  private endShedEpisode(): void {
+    const ep = this.shedEpisode;
+    if (!ep) return;
+    this.shedEpisode = undefined;
+    this.options.log.info("analytics rows no longer shed: the CPU limit is no longer hit", { dropped: this.droppedTotal - ep.droppedBefore, forMs: this.options.clock.now() - ep.since });
+  }
+
+  /** Counts `n` rows as dropped without making them: shed while the CPU limit is hit (see shedding). */
+  shed(n: number): void {
+    if (n <= 0) return;
+    if (!this.shedEpisode) {
+      this.shedEpisode = { since: this.options.clock.now(), droppedBefore: this.droppedTotal };
+      this.options.log.warn("analytics rows shed: keyward's CPU limit is hit (its cgroup throttled); checks go first and new rows are dropped until it is not", { queued: this.size });
+    }
+    this.droppedTotal += n;
+    this.options.counters?.dropped(n);
   }
 
   /** Queues a row; drops the oldest waiting row when the queue is full. Never waits. */
@@ -189,6 +230,7 @@ export class AnalyticsQueue {
       this.options.log.warn("analytics rows not written at shutdown", { dropped: left, err: this.lastError });
     }
     this.endEpisode(true);
+    this.endShedEpisode();
   }
 
   private drop(n: number): void {
@@ -219,7 +261,10 @@ export class AnalyticsQueue {
     this.timer = this.options.clock.setTimer(() => {
       this.timer = undefined;
       this.timerAt = Infinity;
-      void this.writeOnce();
+      // While the CPU limit is hit, the write waits for the next sampling interval (ADR 75).
+      const cpu = this.options.cpu;
+      if (cpu && this.shedding()) this.schedule(cpu.intervalMs);
+      else void this.writeOnce();
     }, at - now);
   }
 

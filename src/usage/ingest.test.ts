@@ -11,6 +11,7 @@ import type { CheckEvent } from "../check/event.ts";
 import { defaultConfig } from "../config/config.ts";
 import { ManualClock } from "../k8s/clock.ts";
 import { silentLogger } from "../log.ts";
+import type { CpuThrottle } from "../util/cpu-throttle.ts";
 import { rowFromAccessLog } from "./access-rows.ts";
 import { KEY_RECORD_CHUNK, startIngest } from "./ingest.ts";
 
@@ -118,12 +119,13 @@ class PlacingWriter extends RecordingWriter {
   readonly placesGeography = true;
 }
 
-async function ingestWith(accessLog: boolean, writer = new RecordingWriter()) {
+async function ingestWith(accessLog: boolean, writer = new RecordingWriter(), cpu?: CpuThrottle, shed = true) {
   const registry = new Registry();
   const deferred: (() => void)[] = [];
   const ingest = await startIngest({
     writer,
-    config: defaultConfig({ accessLogAddress: accessLog ? "127.0.0.1:0" : "" }),
+    config: defaultConfig({ accessLogAddress: accessLog ? "127.0.0.1:0" : "", analyticsShedWhenThrottled: shed }),
+    ...(cpu ? { cpu } : {}),
     clock: new ManualClock(),
     log: silentLogger,
     registry,
@@ -149,6 +151,37 @@ const check = (more: Partial<CheckEvent> = {}): CheckEvent => ({
 const denied = check({ outcome: "limited", reason: "rate_limited", status: 429, requestId: "ab663977-0ca7-4e13-aeff-4029355607e1" });
 
 describe("ingest", () => {
+  it("while keyward's CPU limit is hit, counts a turn's checks and access log entries as made and dropped without making them; after, makes them again", async () => {
+    let throttled = true;
+    const { writer, ingest, registry, deferred } = await ingestWith(false, new RecordingWriter(), { intervalMs: 100, throttled: () => throttled });
+    ingest.check(check());
+    ingest.check(denied);
+    ingest.accessLogEntry(allowed());
+    for (const fn of deferred.splice(0)) fn();
+    await ingest.flush();
+    expect(writer.rows).toEqual([]);
+    let text = await registry.metrics();
+    expect(text).toContain('keyward_analytics_rows_total{from="check"} 2');
+    expect(text).toContain('keyward_analytics_rows_total{from="access_log"} 1');
+    expect(text).toContain("keyward_analytics_rows_dropped_total 3");
+    throttled = false;
+    ingest.check(check());
+    for (const fn of deferred.splice(0)) fn();
+    await ingest.flush();
+    expect(writer.rows.map((r) => r.requestId)).toEqual([RID]);
+    text = await registry.metrics();
+    expect(text).toContain('keyward_analytics_rows_total{from="check"} 3');
+    expect(text).toContain("keyward_analytics_rows_dropped_total 3");
+  });
+
+  it("with --analytics-shed-when-throttled=false makes and writes every row however the CPU is throttled", async () => {
+    const { writer, ingest, deferred } = await ingestWith(false, new RecordingWriter(), { intervalMs: 100, throttled: () => true }, false);
+    ingest.check(check());
+    for (const fn of deferred.splice(0)) fn();
+    await ingest.flush();
+    expect(writer.rows).toHaveLength(1);
+  });
+
   it("with the access log on, each request is one row: allowed from its entry, denied from its check", async () => {
     const { writer, ingest, registry } = await ingestWith(true);
     // Both halves of both requests, in either order, as if spread over replicas.

@@ -17,11 +17,12 @@ import type { Config } from "../config/config.ts";
 import type { Clock } from "../k8s/clock.ts";
 import type { ChangeType } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
+import { ownCpuThrottle, type CpuThrottle } from "../util/cpu-throttle.ts";
 import { rowFromAccessLog } from "./access-rows.ts";
 
 export interface IngestDeps {
   writer: AnalyticsWriter;
-  config: Pick<Config, "accessLogAddress" | "analyticsQueueSize" | "analyticsBatchSize" | "analyticsFlushInterval" | "analyticsCountryDatabase">;
+  config: Pick<Config, "accessLogAddress" | "analyticsQueueSize" | "analyticsBatchSize" | "analyticsFlushInterval" | "analyticsCountryDatabase" | "analyticsShedWhenThrottled">;
   clock: Clock;
   log: Logger;
   registry: Registry;
@@ -31,6 +32,8 @@ export interface IngestDeps {
   openGeo?: (file: string | undefined) => Promise<CountryLookup>;
   /** Runs `fn` after the current event-loop turn; default setImmediate. */
   defer?: (fn: () => void) => void;
+  /** The process's CPU throttling (ADR 75), with analyticsShedWhenThrottled; default its own cgroup's (src/util/cpu-throttle.ts). */
+  cpu?: CpuThrottle;
 }
 
 export interface Ingest {
@@ -75,6 +78,7 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
     flushIntervalMs: config.analyticsFlushInterval,
     log: d.log.child({ component: "analytics" }),
     counters: metrics.counters,
+    ...(config.analyticsShedWhenThrottled ? { cpu: d.cpu ?? ownCpuThrottle() } : {}),
   });
   const accessLogOn = config.accessLogAddress !== "";
   let stopped = false;
@@ -85,6 +89,12 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const drain = (): void => {
     const batch = checks;
     checks = [];
+    // While the CPU limit is hit, the turn's rows are counted as made and dropped, and not made (ADR 75).
+    if (q.shedding()) {
+      q.shed(batch.length);
+      metrics.row("check", batch.length);
+      return;
+    }
     let made = 0;
     for (const e of batch) {
       // With the writer placing networks and countries, the row goes into the queue's columns
@@ -107,6 +117,11 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       if (checks.push(e) === 1) defer(drain);
     },
     accessLogEntry(entry) {
+      if (q.shedding()) {
+        metrics.row("access_log");
+        q.shed(1);
+        return;
+      }
       const row = rowFromAccessLog(entry, { geo, uidOf: d.uidOf, now: () => clock.now() });
       if (!row) return;
       metrics.row("access_log");

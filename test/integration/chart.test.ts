@@ -212,6 +212,9 @@ describe("Helm chart", () => {
       // The store's threads run below the checks; the chart passes its value on (0 keeps them level).
       expect(c.analyticsThreadNice).toBe(19);
       expect(configOf(authzOf("authz.analytics.threadNice=0")).analyticsThreadNice).toBe(0);
+      // Rows are shed while the pod's CPU limit is hit (ADR 75); the chart can turn it off.
+      expect(c.analyticsShedWhenThrottled).toBe(true);
+      expect(configOf(authzOf("authz.analytics.shedWhenThrottled=false")).analyticsShedWhenThrottled).toBe(false);
       // The writer thread ends when idle (ADR 71); "0" keeps it.
       expect(c.analyticsWriterIdle).toBe(60_000);
       expect(configOf(authzOf("authz.analytics.writerIdle=0")).analyticsWriterIdle).toBe(0);

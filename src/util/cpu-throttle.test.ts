@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { cpuStatPath, ownCpuThrottle, throttledCount, type ReadText } from "./cpu-throttle.ts";
+
+/** A file system of these files' texts, counting the reads of each. */
+function files(texts: Record<string, string>): ReadText & { reads: Map<string, number>; texts: Record<string, string> } {
+  const reads = new Map<string, number>();
+  const read = ((path: string) => {
+    reads.set(path, (reads.get(path) ?? 0) + 1);
+    return texts[path];
+  }) as ReadText & { reads: Map<string, number>; texts: Record<string, string> };
+  read.reads = reads;
+  read.texts = texts;
+  return read;
+}
+
+const V1_STAT = (n: number) => `nr_periods 120\nnr_throttled ${n}\nthrottled_time 3000000000\n`;
+const V2_STAT = (n: number) => `usage_usec 900\nnr_periods 10\nnr_throttled ${n}\nthrottled_usec 120000\n`;
+
+describe("cpuStatPath", () => {
+  it("finds cgroup v2's group of the process under the unified root", () => {
+    const read = files({ "/proc/self/cgroup": "0::/kubepods.slice/pod1/cri-abc\n", "/sys/fs/cgroup/kubepods.slice/pod1/cri-abc/cpu.stat": V2_STAT(0) });
+    expect(cpuStatPath(read)).toBe("/sys/fs/cgroup/kubepods.slice/pod1/cri-abc/cpu.stat");
+  });
+
+  it("finds a container's own group, `/` in its cgroup namespace", () => {
+    const read = files({ "/proc/self/cgroup": "0::/\n", "/sys/fs/cgroup/cpu.stat": V2_STAT(0) });
+    expect(cpuStatPath(read)).toBe("/sys/fs/cgroup/cpu.stat");
+  });
+
+  it("finds cgroup v1's cpu group, mounted as cpu,cpuacct or as cpu alone", () => {
+    const self = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n0::/\n";
+    expect(cpuStatPath(files({ "/proc/self/cgroup": self, "/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.stat": V1_STAT(3) }))).toBe("/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.stat");
+    expect(cpuStatPath(files({ "/proc/self/cgroup": self, "/sys/fs/cgroup/cpu/docker/abc/cpu.stat": V1_STAT(3) }))).toBe("/sys/fs/cgroup/cpu/docker/abc/cpu.stat");
+  });
+
+  it("skips a group whose cpu.stat counts no throttling (v2 without the cpu controller), and gives none where there is no cgroup", () => {
+    expect(cpuStatPath(files({ "/proc/self/cgroup": "0::/x\n", "/sys/fs/cgroup/x/cpu.stat": "usage_usec 5\n" }))).toBeUndefined();
+    expect(cpuStatPath(files({}))).toBeUndefined();
+  });
+});
+
+describe("throttledCount", () => {
+  it("reads nr_throttled of either version, and nothing else that ends in it", () => {
+    expect(throttledCount(V1_STAT(42))).toBe(42);
+    expect(throttledCount(V2_STAT(7))).toBe(7);
+    expect(throttledCount("nr_throttled_other 5\n")).toBeUndefined();
+    expect(throttledCount(undefined)).toBeUndefined();
+  });
+});
+
+describe("ownCpuThrottle", () => {
+  const STAT = "/sys/fs/cgroup/pod/cpu.stat";
+
+  it("is throttled from a reading whose count rose in two intervals in a row until the next reading, reading at most once per interval", () => {
+    const read = files({ "/proc/self/cgroup": "0::/pod\n", [STAT]: V2_STAT(5) });
+    const t = ownCpuThrottle(read, "/sys/fs/cgroup", 100);
+    expect(t.intervalMs).toBe(100);
+    // The first reading has nothing to compare with.
+    expect(t.throttled(1000)).toBe(false);
+    const reads = read.reads.get(STAT) ?? 0;
+    read.texts[STAT] = V2_STAT(6);
+    expect(t.throttled(1050)).toBe(false); // not due: no read
+    expect(read.reads.get(STAT)).toBe(reads);
+    // One throttled interval alone is a burst, not a pod out of CPU.
+    expect(t.throttled(1100)).toBe(false);
+    expect(read.reads.get(STAT)).toBe(reads + 1);
+    read.texts[STAT] = V2_STAT(8);
+    expect(t.throttled(1200)).toBe(true);
+    expect(t.throttled(1299)).toBe(true);
+    read.texts[STAT] = V2_STAT(9);
+    expect(t.throttled(1300)).toBe(true);
+    // No new throttled period: no longer throttled at the next reading, nor at the one after a lone rise.
+    expect(t.throttled(1400)).toBe(false);
+    read.texts[STAT] = V2_STAT(10);
+    expect(t.throttled(1500)).toBe(false);
+    read.texts[STAT] = V2_STAT(11);
+    expect(t.throttled(1600)).toBe(true);
+  });
+
+  it("is never throttled without a cgroup, and finds one the process is moved into later", () => {
+    const read = files({ "/proc/self/cgroup": "0::/\n" });
+    const t = ownCpuThrottle(read, "/sys/fs/cgroup", 100);
+    let now = 0;
+    for (let i = 0; i < 50; i++) expect(t.throttled((now += 100))).toBe(false);
+    read.texts["/proc/self/cgroup"] = "0::/pod\n";
+    read.texts[STAT] = V2_STAT(1);
+    expect(t.throttled((now += 100))).toBe(false); // found; its first reading
+    read.texts[STAT] = V2_STAT(2);
+    expect(t.throttled((now += 100))).toBe(false);
+    read.texts[STAT] = V2_STAT(3);
+    expect(t.throttled(now + 100)).toBe(true);
+  });
+});

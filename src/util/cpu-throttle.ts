@@ -1,0 +1,96 @@
+// Whether this process's CPU limit is being hit: the CFS throttling count of its own CPU cgroup
+// (a pod's limits.cpu is a CFS quota per 100 ms period; a period in which the container used its
+// whole quota stops every thread of it until the next one, and is counted in cpu.stat's
+// nr_throttled). Analytics sheds its work while it rises, so that a CPU-limited pod spends its
+// quota on checks (ADR 0075). Read from /proc/self/cgroup and the cgroup file system, v2 or v1;
+// where neither shows a quota (no limit, not Linux), nothing is ever throttled.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** A reading source: the text of a file under the root (undefined when absent or unreadable). */
+export type ReadText = (path: string) => string | undefined;
+
+const readText: ReadText = (path) => {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * The cpu.stat file of the process's CPU cgroup: v2's `0::/path` under the unified root, else
+ * v1's `N:...cpu...:/path` under the cpu hierarchy's mount (cpu, or cpu,cpuacct). Inside a
+ * container with its own cgroup namespace the path is `/`, the container's own group. A group
+ * without a quota is never throttled, so its count stays; undefined where there is no such file.
+ */
+export function cpuStatPath(read: ReadText = readText, root = "/sys/fs/cgroup"): string | undefined {
+  const self = read("/proc/self/cgroup");
+  if (self === undefined) return undefined;
+  for (const line of self.split("\n")) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, hierarchy, controllers, path] = m as unknown as [string, string, string, string];
+    const mounts = hierarchy === "0" && controllers === "" ? [""] : controllers.split(",").includes("cpu") ? [controllers, "cpu", "cpu,cpuacct"] : [];
+    for (const mount of mounts) {
+      const stat = join(root, mount, path, "cpu.stat");
+      if (throttledCount(read(stat)) !== undefined) return stat;
+    }
+  }
+  return undefined;
+}
+
+/** nr_throttled of a cpu.stat text (both versions name it so); undefined when missing. */
+export function throttledCount(stat: string | undefined): number | undefined {
+  if (stat === undefined) return undefined;
+  const m = /^nr_throttled\s+(\d+)/m.exec(stat);
+  return m ? Number(m[1]) : undefined;
+}
+
+export interface CpuThrottle {
+  /** Whether the CPU limit was hit in the last sampling interval before `now` (ms); reads cpu.stat at most once per interval. */
+  throttled(now: number): boolean;
+  /** How often cpu.stat is read, at most (ms). */
+  readonly intervalMs: number;
+}
+
+/** The kubelet's CFS period: one reading a period tells whether the last one was throttled. */
+export const THROTTLE_INTERVAL_MS = 100;
+
+/** Readings between two lookups of the process's cgroup (it may be moved into another, as a bench does). */
+const RELOCATE_EVERY = 50;
+
+/**
+ * The process's throttling sampler: throttled from a reading whose nr_throttled rose over the one
+ * before, as it had at the reading before that, until the next reading. The reading is a small synchronous file read (a few µs), at most
+ * once per interval, done by the first call after it is due; the cgroup is looked up again every
+ * RELOCATE_EVERY readings. Never throttled where no cpu.stat is found (not Linux).
+ */
+export function ownCpuThrottle(read: ReadText = readText, root?: string, intervalMs = THROTTLE_INTERVAL_MS): CpuThrottle {
+  let nextAt = -Infinity;
+  let readings = 0;
+  let path: string | undefined;
+  let last: number | undefined;
+  let rose = false;
+  let throttled = false;
+  return {
+    intervalMs,
+    throttled(now) {
+      if (now < nextAt) return throttled;
+      nextAt = now + intervalMs;
+      if (readings++ % RELOCATE_EVERY === 0) {
+        const was = path;
+        path = cpuStatPath(read, root);
+        if (path !== was) last = undefined;
+      }
+      const n = path === undefined ? undefined : throttledCount(read(path));
+      const rises = n !== undefined && last !== undefined && n > last;
+      // Two intervals in a row: one throttled period alone is a burst (a batch's write in a small
+      // pod), not a pod out of CPU; shedding on it dropped rows well below the limit.
+      throttled = rises && rose;
+      rose = rises;
+      last = n;
+      return throttled;
+    },
+  };
+}
