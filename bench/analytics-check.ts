@@ -34,6 +34,13 @@
 //                                 what the load generator leaves of core 0, as a database on a host of
 //                                 its own would take nothing of either; default 0; --database-idle:
 //                                 under SCHED_IDLE instead, preempted at once by any other thread)
+//                                 (--pod-cpu 0.7: each server under a CPU limit of 0.7 CPU, a CFS quota of
+//                                 its own cgroup as a pod's limits.cpu sets, so that keyward, not the load
+//                                 generator, is what runs out: every thread of the process, the writer's
+//                                 too, within the quota; bench/lib/cgroup.ts; default none)
+//                                 (--together, with --pod-cpu: a round's closed loops all at once, each
+//                                 variant with its own client, so that the machine's speed, which
+//                                 drifts by half within minutes here, is the same for all of them)
 //                                 (--floating: nothing pinned, every thread, the client and PostgreSQL
 //                                 on any core: the machine's throughput, not the check thread's)
 //                                 (variants also events: the check's event alone, which usage
@@ -52,6 +59,7 @@ import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed,
 import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 import { median } from "./lib/stats.ts";
+import { limitCpu, type CpuLimit, type CpuLimitStat } from "./lib/cgroup.ts";
 
 /** The core the writer thread is pinned to: the load generator's, or the check thread's. */
 export type WriterCore = "client" | "checks";
@@ -71,6 +79,10 @@ export interface RunCpu {
   rowsMade: number;
   /** Busy share of each core during the load (cpu0, cpu1, ...; everything on the machine, not only this bench). */
   cores?: number[];
+  /** With --pod-cpu: the share of the run's CFS periods in which the process used its whole quota and was stopped. */
+  throttledShare?: number;
+  /** CPU seconds per second during the closed loop alone (the fields above include writing out the run's rows after it). */
+  inLoop?: { process: number; checkThread: number; writerThread?: number };
   /** The run's wall-clock seconds (the CPU figures are over these). */
   seconds: number;
 }
@@ -105,6 +117,8 @@ export interface AnalyticsCheckRow {
   rate: LoadResult;
   /** Rows the server made, wrote and dropped over the whole bench. */
   rows?: { made: number; written: number; dropped: number };
+  /** The same over the fixed-rate runs alone. */
+  rateRows?: { made: number; written: number; dropped: number };
 }
 
 export interface AnalyticsCheckResult {
@@ -123,6 +137,10 @@ export interface AnalyticsCheckResult {
   databaseNice?: number;
   /** PostgreSQL's processes ran under SCHED_IDLE (--database-idle). */
   databaseIdle?: boolean;
+  /** Each server's CPU limit in CPUs (--pod-cpu). */
+  podCpu?: number;
+  /** The closed loops of a round ran at once (--together). */
+  together?: boolean;
   rows: AnalyticsCheckRow[];
 }
 
@@ -154,6 +172,17 @@ export interface AnalyticsCheckOptions {
    * preempts them at once, where a nice-19 process keeps the CPU for the rest of its slice.
    */
   databaseIdle?: boolean;
+  /**
+   * Each server's CPU limit in CPUs, as a pod's limits.cpu (a CFS quota per 100 ms period), so
+   * that keyward runs out of CPU before the load generator does. Undefined: no limit.
+   */
+  podCpu?: number;
+  /**
+   * The closed loops of a round run at once, every variant with its own client (on core 0), so
+   * that the machine's speed is the same for all of them; needs --pod-cpu, whose quotas must fit
+   * core 1 together. Default: one after another.
+   */
+  together?: boolean;
   log: (s: string) => void;
 }
 
@@ -190,10 +219,12 @@ function cpuSample(srv: ServerProc, tid: number | undefined): CpuSample {
 }
 
 export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<AnalyticsCheckResult> {
+  if (o.together && (o.podCpu === undefined || o.podCpu * o.variants.length > 1)) throw new Error("--together needs --pod-cpu, with the variants' quotas fitting one core together (pod-cpu × variants ≤ 1)");
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-analytics-check-"));
   let cluster: PostgresCluster | undefined;
   const servers: ServerProc[] = [];
   const writerTids: (number | undefined)[] = [];
+  const limits: (CpuLimit | undefined)[] = [];
   try {
     if (o.variants.includes("postgres")) {
       cluster = await startPostgres();
@@ -225,52 +256,75 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
       if ((store === "sqlite" || store === "postgres") && writer === "thread" && writers.length !== 1) throw new Error(`${v}: expected one ${WRITER_THREAD_NAME} thread, found ${writers.length}`);
       if (!o.floating && o.writerCore !== "checks") for (const tid of writers) await run("taskset", ["-p", "-c", "0", String(tid)]);
       writerTids.push(writers[0]);
+      limits.push(o.podCpu !== undefined ? limitCpu(srv.pid, o.podCpu, `keyward-bench-${srv.pid}`) : undefined);
       await closedLoop(srv.port, LOAD.warmupSeconds);
       await drained(srv);
     }
     const maxRuns = o.variants.map((): LoadResult[] => []);
     const cpus = o.variants.map((): RunCpu[] => []);
-    for (let r = 0; r < o.rounds; r++) {
-      for (const [i, v] of o.variants.entries()) {
+    const closedRun = async (r: number, i: number, v: AnalyticsVariant): Promise<void> => {
         const srv = servers[i]!;
         const sample = (): CpuSample => cpuSample(srv, writerTids[i]);
         const made0 = ((await srv.stats()) as ServerStats).analytics?.made ?? 0;
         const c0 = sample();
+        const limit0 = limits[i]?.stat();
         const ticks0 = cpuTicks();
         const t0 = performance.now();
         const res = await closedLoop(srv.port, o.maxSeconds);
+        const cLoop = sample();
+        const loopSecs = (performance.now() - t0) / 1000;
         const cores = busyShares(ticks0, cpuTicks()).slice(1);
+        const throttledShare = throttled(limit0, limits[i]?.stat());
         clientCommand = [GO_LOAD_TOOL, ...goLoadArgs({ port: srv.port, requestsFile: loadFile, seconds: o.maxSeconds, concurrency: o.concurrency, connections: o.connections })].join(" ");
         const secs = (performance.now() - t0) / 1000;
         // The store writes of the run's last rows are part of its cost.
         const st = await drained(srv);
         const c1 = sample();
-        const perSec = (a: number, b: number): number => Math.round(((b - a) / secs) * 1000) / 1000;
+        const perSec = (a: number, b: number, over = secs): number => Math.round(((b - a) / over) * 1000) / 1000;
         const cpu: RunCpu = {
           process: perSec(c0.process, c1.process),
           checkThread: perSec(c0.checkThread, c1.checkThread),
           ...(c0.writerThread !== undefined && c1.writerThread !== undefined ? { writerThread: perSec(c0.writerThread, c1.writerThread) } : {}),
           rowsMade: (st.analytics?.made ?? 0) - made0,
           cores,
+          ...(throttledShare !== undefined ? { throttledShare } : {}),
+          inLoop: {
+            process: perSec(c0.process, cLoop.process, loopSecs),
+            checkThread: perSec(c0.checkThread, cLoop.checkThread, loopSecs),
+            ...(c0.writerThread !== undefined && cLoop.writerThread !== undefined ? { writerThread: perSec(c0.writerThread, cLoop.writerThread, loopSecs) } : {}),
+          },
           seconds: Math.round(secs * 1000) / 1000,
         };
         cpus[i]!.push(cpu);
         maxRuns[i]!.push({ ...res, serverCpu: cpu.process });
-        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows), cores busy ${cores.join(" / ")}`);
-      }
+        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows; in the loop alone: process ${cpu.inLoop?.process}, check thread ${cpu.inLoop?.checkThread}, writer thread ${cpu.inLoop?.writerThread ?? "-"}), cores busy ${cores.join(" / ")}${throttledShare !== undefined ? `, throttled in ${Math.round(throttledShare * 100)}% of periods` : ""}`);
+    };
+    for (let r = 0; r < o.rounds; r++) {
+      // --together: every variant's closed loop at once, each with its own client, so that the
+      // machine's speed at that moment is the same for all; else one after another.
+      if (o.together) await Promise.all(o.variants.map((v, i) => closedRun(r, i, v)));
+      else for (const [i, v] of o.variants.entries()) await closedRun(r, i, v);
     }
     const offAt = o.variants.indexOf("off");
     const ref = median(maxRuns[offAt >= 0 ? offAt : 0]!.map((x) => x.rps));
     const rps = Math.round(ref * o.rateShare);
     const rateRuns = o.variants.map((): LoadResult[] => []);
     const rateCpus = o.variants.map((): { checkThread: number; process: number }[] => []);
+    const rateRows = o.variants.map(() => ({ made: 0, written: 0, dropped: 0 }));
     for (let r = 0; r < o.rounds; r++) {
       for (const [i, v] of o.variants.entries()) {
         const srv = servers[i]!;
+        const before = (await drained(srv)).analytics;
         const c0 = cpuSample(srv, writerTids[i]);
         const res = await load(srv.port, o.rateSeconds, rps);
         // The writes of the run's rows are part of its cost, as in the closed loop.
-        await drained(srv);
+        const after = (await drained(srv)).analytics;
+        if (before && after) {
+          const t = rateRows[i]!;
+          t.made += after.made - before.made;
+          t.written += after.written - before.written;
+          t.dropped += after.dropped - before.dropped;
+        }
         const c1 = cpuSample(srv, writerTids[i]);
         const checks = Math.max(1, res.rps * o.rateSeconds);
         const perCheck = (a: number, b: number): number => Math.round(((b - a) / checks) * 1e7) / 10;
@@ -300,15 +354,30 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         rateCheckThreadMicrosPerCheck: median(rateCpus[i]!.map((c) => c.checkThread)),
         rateProcessMicrosPerCheck: median(rateCpus[i]!.map((c) => c.process)),
         rate: sortedRate[Math.floor((sortedRate.length - 1) / 2)]!,
+        ...(st.analytics ? { rateRows: rateRows[i]! } : {}),
         ...(st.analytics ? { rows: st.analytics } : {}),
       });
     }
-    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), ...(o.databaseNice ? { databaseNice: o.databaseNice } : {}), ...(o.databaseIdle ? { databaseIdle: true } : {}), rows };
+    return { keys: o.keys, rounds: o.rounds, maxSeconds: o.maxSeconds, rateSeconds: o.rateSeconds, rps, client: { tool: GO_LOAD_TOOL, concurrency: o.concurrency, connections: o.connections, command: clientCommand }, ...(o.floating ? { floating: true } : {}), ...(o.writerCore ? { writerCore: o.writerCore } : {}), ...(o.databaseNice ? { databaseNice: o.databaseNice } : {}), ...(o.databaseIdle ? { databaseIdle: true } : {}), ...(o.podCpu !== undefined ? { podCpu: o.podCpu } : {}), ...(o.together ? { together: true } : {}), rows };
   } finally {
     for (const s of servers) await s.stop();
+    for (const l of limits) l?.remove();
     await cluster?.remove();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The share of the CFS periods between two samples in which the process was throttled. */
+function throttled(a: CpuLimitStat | undefined, b: CpuLimitStat | undefined): number | undefined {
+  if (!a || !b) return undefined;
+  const periods = b.periods - a.periods;
+  return periods > 0 ? Math.round(((b.throttledPeriods - a.throttledPeriods) / periods) * 1000) / 1000 : 0;
+}
+
+function podCpu(text: string): number {
+  const n = Number(text);
+  if (!(n > 0) || n > 1) throw new Error(`--pod-cpu ${text}: a share of the check thread's one core, above 0 and at most 1`);
+  return n;
 }
 
 if (import.meta.main) {
@@ -326,6 +395,8 @@ if (import.meta.main) {
       "writer-core": { type: "string", default: "client" },
       "database-nice": { type: "string", default: "0" },
       "database-idle": { type: "boolean", default: false },
+      "pod-cpu": { type: "string" },
+      together: { type: "boolean", default: false },
     },
   });
   const writerCore = values["writer-core"];
@@ -343,6 +414,8 @@ if (import.meta.main) {
     writerCore,
     databaseNice: Number(values["database-nice"]),
     databaseIdle: values["database-idle"],
+    ...(values["pod-cpu"] !== undefined ? { podCpu: podCpu(values["pod-cpu"]) } : {}),
+    together: values.together,
     log: (s) => { console.error(`[analytics-check] ${s}`); },
   });
   console.log(JSON.stringify(res, null, 2));

@@ -4,6 +4,7 @@
 import type { AnalyticsCheckResult, AnalyticsCheckRow } from "./analytics-check.ts";
 import type { StoreBenchResult } from "./analytics.ts";
 import type { ThreadVariantResult } from "./analytics-thread.ts";
+import type { LoadResult } from "./lib/ghz.ts";
 
 export interface AnalyticsSection {
   at: string;
@@ -47,6 +48,17 @@ const signedPct = (a: number | undefined, b: number | undefined): string => (a =
 /** Below this share of its core, the check thread was not saturated: the client bound the closed loop. */
 export const SATURATED_BUSY = 0.9;
 
+/** Under a CPU limit (--pod-cpu), below this share of CFS periods throttled without analytics, keyward did not run out of its quota. */
+export const SATURATED_THROTTLED = 0.9;
+
+/** The median share of periods a variant's closed loops were throttled in, with --pod-cpu. */
+function throttledShare(r: AnalyticsCheckRow): number | undefined {
+  const xs = r.cpu.map((c) => c.throttledShare).filter((x): x is number => x !== undefined);
+  if (xs.length === 0) return undefined;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 /** The loss of saturated throughput the check path may take with analytics on, against off. */
 export const TARGET_LOSS = 0.1;
 
@@ -61,7 +73,7 @@ function saturatedTable(c: AnalyticsCheckResult): string[] {
   for (const r of c.rows) {
     const rows = r.rows ? `${int(r.rows.made)} / ${int(r.rows.written)} / ${int(r.rows.dropped)}` : "–";
     out.push(
-      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${off && r !== off ? signedPct(r.maxRps, off.maxRps) : "–"} | ${events && r !== events && r !== off ? signedPct(r.maxRps, events.maxRps) : "–"} | ${f2(r.checkThreadBusy)} | ${r.coreBusy?.length ? r.coreBusy.map(f2).join(" / ") : "–"} | ${f2(r.saturated?.p50Ms)} / ${f2(r.saturated?.p99Ms)} / ${f2(r.saturated?.p999Ms)} | ${r.maxRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${f2(r.clientMicrosPerCall)} | ${f2(r.checkThreadMicrosPerCheck)} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${rows} |`,
+      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${off && r !== off ? signedPct(r.maxRps, off.maxRps) : "–"} | ${events && r !== events && r !== off ? signedPct(r.maxRps, events.maxRps) : "–"} | ${f2(r.checkThreadBusy)}${throttledShare(r) !== undefined ? ` (throttled in ${f2(throttledShare(r))} of periods)` : ""} | ${r.coreBusy?.length ? r.coreBusy.map(f2).join(" / ") : "–"} | ${f2(r.saturated?.p50Ms)} / ${f2(r.saturated?.p99Ms)} / ${f2(r.saturated?.p999Ms)} | ${r.maxRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${f2(r.clientMicrosPerCall)} | ${f2(r.checkThreadMicrosPerCheck)} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${rows} |`,
     );
   }
   return out;
@@ -72,20 +84,43 @@ function targetLines(c: AnalyticsCheckResult): string[] {
   const off = c.rows.find((r) => r.variant === "off");
   if (!off) return [];
   const events = c.rows.find((r) => r.variant === "events");
-  const saturated = off.checkThreadBusy !== undefined && off.checkThreadBusy >= SATURATED_BUSY;
+  const offThrottled = c.podCpu !== undefined ? throttledShare(off) : undefined;
+  const saturated = c.podCpu !== undefined ? offThrottled !== undefined && offThrottled >= SATURATED_THROTTLED : off.checkThreadBusy !== undefined && off.checkThreadBusy >= SATURATED_BUSY;
+  // keyward makes the usage event for every check whatever its store (status.usage, the metrics):
+  // `events` is the nearest the bench comes to keyward with --analytics-store=off, so a store is
+  // judged against it when it ran; `off`, no usage event at all, is no configuration of keyward.
+  const ref = events ?? off;
   const out: string[] = [];
+  if (events) out.push(`- events, the usage event alone (which keyward makes with its store off too): ${signedPct(1 + change(c, events, off), 1)} against off.`);
   for (const r of c.rows) {
-    if (r === off) continue;
-    const loss = 1 - r.maxRps / off.maxRps;
-    const vsEvents = events && r !== events ? ` (${signedPct(r.maxRps, events.maxRps)} against events)` : "";
-    const verdict = !saturated ? "not judged, the check thread not saturated" : loss <= TARGET_LOSS ? `within the ${TARGET_LOSS * 100}% target` : `over the ${TARGET_LOSS * 100}% target`;
-    out.push(`- ${r.variant}: throughput ${signedPct(r.maxRps, off.maxRps)} against off${vsEvents}: ${verdict}; p99 ${f2(r.saturated?.p99Ms)} ms against off's ${f2(off.saturated?.p99Ms)} ms.`);
+    if (r === off || r === events) continue;
+    const loss = -change(c, r, ref);
+    const vs = events ? `${signedPct(1 + change(c, r, events), 1)} against events (keyward with its store off), ${signedPct(1 + change(c, r, off), 1)} against off` : `${signedPct(1 + change(c, r, off), 1)} against off`;
+    const verdict = !saturated ? (c.podCpu !== undefined ? "not judged, keyward not at its CPU limit" : "not judged, the check thread not saturated") : loss <= TARGET_LOSS ? `within the ${TARGET_LOSS * 100}% target` : `over the ${TARGET_LOSS * 100}% target`;
+    out.push(`- ${r.variant}: throughput ${vs}: ${verdict}; p99 ${f2(r.saturated?.p99Ms)} ms against off's ${f2(off.saturated?.p99Ms)} ms.`);
   }
-  if (!saturated)
+  if (c.together) out.push("- Changes are the median of each round's ratio, the variants having run at once.");
+  if (!saturated && c.podCpu !== undefined)
+    out.push(`- Not saturated: with analytics off keyward was throttled in ${f2(offThrottled)} of the CFS periods (below ${SATURATED_THROTTLED}): it did not use its whole ${c.podCpu} CPU, so the client or the machine bound the closed loop.`);
+  else if (!saturated)
     out.push(
       `- Not saturated: with analytics off the check thread was busy ${f2(off.checkThreadBusy)} of its core (below ${SATURATED_BUSY})${off.coreBusy?.length ? `; core 0${c.floating ? "" : " (the client's)"} was busy ${f2(off.coreBusy[0])} and core 1 ${f2(off.coreBusy[1])}, counting all that ran there` : ""}. The closed loop was bound by the client's core or by the machine's other work, not by the check path.`,
     );
   return out;
+}
+
+/**
+ * The change of `r`'s saturated throughput against `ref`'s: with the variants run at once
+ * (--together), the median of each round's ratio, whose two runs saw the same machine; else the
+ * ratio of the medians.
+ */
+function change(c: AnalyticsCheckResult, r: AnalyticsCheckRow, ref: AnalyticsCheckRow): number {
+  if (c.together && r.maxRuns.length === ref.maxRuns.length && r.maxRuns.length > 0) {
+    const ratios = r.maxRuns.map((x, i) => x.rps / (ref.maxRuns[i] as LoadResult).rps).sort((a, b) => a - b);
+    const n = ratios.length;
+    return (n % 2 ? (ratios[(n - 1) / 2] as number) : ((ratios[n / 2 - 1] as number) + (ratios[n / 2] as number)) / 2) - 1;
+  }
+  return r.maxRps / ref.maxRps - 1;
 }
 
 /** The fixed-rate runs: every variant at one offered rate, the check thread's CPU per check and the latency. */
@@ -95,11 +130,11 @@ function rateTable(c: AnalyticsCheckResult): string[] {
   /** The check thread's CPU per check at the fixed rate against `ref`'s. */
   const cpuVs = (r: AnalyticsCheckRow, ref: AnalyticsCheckRow | undefined): string => (ref && r !== ref ? signedPct(r.rateCheckThreadMicrosPerCheck, ref.rateCheckThreadMicrosPerCheck) : "–");
   const out = [
-    "| analytics | check thread CPU per check (µs) | vs off | vs events | process CPU per check (µs) | p50 / p99 / p99.9 (ms) | p99 of each round (ms) |",
-    "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    "| analytics | check thread CPU per check (µs) | vs off | vs events | process CPU per check (µs) | p50 / p99 / p99.9 (ms) | p99 of each round (ms) | rows made / written / dropped |",
+    "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
   ];
   for (const r of c.rows) {
-    out.push(`| ${r.variant} | ${f2(r.rateCheckThreadMicrosPerCheck)} | ${cpuVs(r, off)} | ${r === events || r === off ? "–" : cpuVs(r, events)} | ${f2(r.rateProcessMicrosPerCheck)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} |`);
+    out.push(`| ${r.variant} | ${f2(r.rateCheckThreadMicrosPerCheck)} | ${cpuVs(r, off)} | ${r === events || r === off ? "–" : cpuVs(r, events)} | ${f2(r.rateProcessMicrosPerCheck)} | ${f2(r.rate.p50Ms)} / ${f2(r.rate.p99Ms)} / ${f2(r.rate.p999Ms)} | ${r.rateRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${r.rateRows ? `${int(r.rateRows.made)} / ${int(r.rateRows.written)} / ${int(r.rateRows.dropped)}` : "–"} |`);
   }
   return out;
 }
@@ -125,7 +160,7 @@ export function analyticsTables(s: AnalyticsSection): string[] {
   if (s.check) {
     const c = s.check;
     out.push(
-      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread), ${c.rounds} rounds taking turns. ${c.floating ? "**Floating, not the bench's design: nothing pinned**, keyward's threads, the load generator and PostgreSQL on any core, so the figures are the machine's throughput, not the check thread's." : "The check thread alone on core 1; the writer thread, the load generator and PostgreSQL on core 0."} At saturation: closed loop ${c.maxSeconds} s, ${c.client ? `${c.client.tool} (grpc-go, every request encoded once) with ${c.client.concurrency} calls in flight over ${c.client.connections} connections, every answer checked against its request's expected decision` : "ghz with 64 calls in flight (bound by ghz's core, not saturated)"}. ${c.floating ? "" : "On these two cores the writer thread and PostgreSQL share core 0 with the client, so a store's loss here is its whole cost on the machine: the check thread's own share is in its CPU per check, below and at the fixed rate."}`,
+      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread), ${c.rounds} rounds taking turns. ${c.floating ? "**Floating, not the bench's design: nothing pinned**, keyward's threads, the load generator and PostgreSQL on any core, so the figures are the machine's throughput, not the check thread's." : "The check thread alone on core 1; the writer thread, the load generator and PostgreSQL on core 0."}${c.podCpu !== undefined ? ` Each server under a CPU limit of ${c.podCpu} CPU (a CFS quota per 100 ms period of its own cgroup, as a pod's limits.cpu; bench/lib/cgroup.ts), so that keyward, not the client, runs out: every thread of it, the writer's too, draws on the quota${c.writerCore === "checks" ? ", the writer thread on core 1 with the check thread" : ""}; saturated means throttled in at least ${SATURATED_THROTTLED * 100}% of the periods without analytics.` : ""}${c.together ? " A round's closed loops ran at once, each variant with its own client, so that the machine's speed was the same for all of them." : ""} At saturation: closed loop ${c.maxSeconds} s, ${c.client ? `${c.client.tool} (grpc-go, every request encoded once) with ${c.client.concurrency} calls in flight over ${c.client.connections} connections, every answer checked against its request's expected decision` : "ghz with 64 calls in flight (bound by ghz's core, not saturated)"}. ${c.floating ? "" : "On these two cores the writer thread and PostgreSQL share core 0 with the client, so a store's loss here is its whole cost on the machine: the check thread's own share is in its CPU per check, below and at the fixed rate."}`,
       "",
       ...saturatedTable(c),
       "",

@@ -84,11 +84,36 @@ describe("analyticsTables", () => {
     expect(md).toMatch(/\| postgres \| 8,500 \| .* \| -15\.0% \| -13\.3% \|/);
   });
 
-  it("reads each store's saturated throughput against the 10% target, with its p99 against off's", () => {
-    expect(md).toContain("- events: throughput -2.0% against off: within the 10% target; p99 5.00 ms against off's 4.00 ms.");
-    expect(md).toContain("- sqlite: throughput -10.0% against off (-8.2% against events): within the 10% target; p99 7.50 ms against off's 4.00 ms.");
-    expect(md).toContain("- postgres: throughput -15.0% against off (-13.3% against events): over the 10% target; p99 9.00 ms against off's 4.00 ms.");
+  it("reads each store's saturated throughput against the 10% target, against keyward with its store off (the usage event alone), with its p99 against off's", () => {
+    expect(md).toContain("- events, the usage event alone (which keyward makes with its store off too): -2.0% against off.");
+    expect(md).toContain("- sqlite: throughput -8.2% against events (keyward with its store off), -10.0% against off: within the 10% target; p99 7.50 ms against off's 4.00 ms.");
+    expect(md).toContain("- postgres: throughput -13.3% against events (keyward with its store off), -15.0% against off: over the 10% target; p99 9.00 ms against off's 4.00 ms.");
     expect(md).not.toContain("Not saturated");
+  });
+
+  it("judges a run under a CPU limit by its throttling, and variants run at once by each round's ratio", () => {
+    const limited = (variant: AnalyticsCheckRow["variant"], rounds: number[], throttled: number): AnalyticsCheckRow => ({
+      ...row(variant, rounds[Math.floor(rounds.length / 2)] as number, 12, 20, 0.15),
+      maxRuns: rounds.map((r) => load(r)),
+      cpu: rounds.map(() => ({ process: 0.15, checkThread: 0.14, rowsMade: 0, seconds: 6, throttledShare: throttled })),
+      ...(variant === "off" || variant === "events" ? {} : { rateRows: { made: 1000, written: 1000, dropped: 0 } }),
+    });
+    // The machine slowed between rounds; each round's ratio is what the verdict reads: sqlite -5%, -4%, -3% against events.
+    const check = { keys: 100_000, rounds: 3, maxSeconds: 6, rateSeconds: 3, rps: 5000, client, podCpu: 0.15, writerCore: "checks" as const, together: true };
+    const rows = [limited("off", [20_000, 15_000, 10_000], 0.97), limited("events", [18_000, 13_500, 9_000], 0.98), limited("sqlite", [17_100, 12_960, 8_730], 0.98)];
+    const md2 = analyticsTables({ ...run, store: [], check: { ...check, rows } }).join("\n");
+    expect(md2).toContain("Each server under a CPU limit of 0.15 CPU");
+    expect(md2).toContain("A round's closed loops ran at once");
+    expect(md2).toContain("| 0.15 (throttled in 0.97 of periods) |");
+    expect(md2).toContain("- events, the usage event alone (which keyward makes with its store off too): -10.0% against off.");
+    expect(md2).toContain("- sqlite: throughput -4.0% against events (keyward with its store off), -13.6% against off: within the 10% target;");
+    expect(md2).toContain("- Changes are the median of each round's ratio");
+    // The fixed-rate runs' own rows: below the limit, every row written.
+    expect(md2).toMatch(/\| sqlite \| 20\.00 \| .* \| 1,000 \/ 1,000 \/ 0 \|$/m);
+    // Not throttled without analytics: keyward did not run out, so nothing is judged.
+    const loose = analyticsTables({ ...run, store: [], check: { ...check, rows: [limited("off", [20_000, 15_000, 10_000], 0.4), rows[2] as AnalyticsCheckRow] } }).join("\n");
+    expect(loose).toContain("not judged, keyward not at its CPU limit");
+    expect(loose).toContain("- Not saturated: with analytics off keyward was throttled in 0.40 of the CFS periods (below 0.9)");
   });
 
   it("gives no verdict when the check thread was not saturated without analytics, and says so", () => {
