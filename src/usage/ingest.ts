@@ -117,15 +117,13 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       if (checks.push(e) === 1) defer(drain);
     },
     accessLogEntry(entry) {
-      if (q.shedding()) {
-        metrics.row("access_log");
-        q.shed(1);
-        return;
-      }
       const row = rowFromAccessLog(entry, { geo, uidOf: d.uidOf, now: () => clock.now() });
       if (!row) return;
       metrics.row("access_log");
-      q.push(row);
+      // While the CPU limit is hit, the row is counted as dropped rather than queued (ADR 75);
+      // an entry that makes no row is not counted.
+      if (q.shedding()) q.shed(1);
+      else q.push(row);
     },
     keyChange(type, ak, old) {
       const k = keyRecordOf(ak, type === "delete" ? clock.now() : undefined);
