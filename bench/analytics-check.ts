@@ -37,7 +37,10 @@
 //                                 (--pod-cpu 0.7: each server under a CPU limit of 0.7 CPU, a CFS quota of
 //                                 its own cgroup as a pod's limits.cpu sets, so that keyward, not the load
 //                                 generator, is what runs out: every thread of the process, the writer's
-//                                 too, within the quota; bench/lib/cgroup.ts; default none)
+//                                 too, within the quota; bench/lib/cgroup.ts; default none. 0: a cgroup
+//                                 of its own without a quota, as a pod without limits.cpu: with
+//                                 --together the variants share core 1 by equal weights, as such pods
+//                                 on a full node do, and none is ever throttled)
 //                                 (--together, with --pod-cpu: a round's closed loops all at once, each
 //                                 variant with its own client, so that the machine's speed, which
 //                                 drifts by half within minutes here, is the same for all of them)
@@ -55,7 +58,7 @@ import { LOAD, chartNodeOptions, medianByP99 } from "./check.ts";
 import { requestMix } from "./lib/fixture.ts";
 import type { LoadResult } from "./lib/ghz.ts";
 import { GO_LOAD_TOOL, goLoad, goLoadArgs, writeLoadFile } from "./lib/go-load.ts";
-import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
+import { busyShares, cpuTicks, run, startServer, threadCpuSeconds, threadsNamed, threadWaitSeconds, treeCpuSeconds, type ServerProc } from "./lib/proc.ts";
 import { WRITER_THREAD_NAME } from "../src/analytics/writer-thread.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 import { median } from "./lib/stats.ts";
@@ -81,6 +84,10 @@ export interface RunCpu {
   cores?: number[];
   /** With --pod-cpu: the share of the run's CFS periods in which the process used its whole quota and was stopped. */
   throttledShare?: number;
+  /** The check thread's event loop utilization during the closed loop: the share of its time running callbacks rather than waiting for I/O. */
+  loopUtilization?: number;
+  /** The share of the closed loop's wall time the check thread waited on a run queue (runnable, not running). */
+  checkThreadWait?: number;
   /** CPU seconds per second during the closed loop alone (the fields above include writing out the run's rows after it). */
   inLoop?: { process: number; checkThread: number; writerThread?: number };
   /** The run's wall-clock seconds (the CPU figures are over these). */
@@ -189,6 +196,7 @@ export interface AnalyticsCheckOptions {
 
 interface ServerStats {
   analytics?: { made: number; written: number; dropped: number };
+  loop?: { idleMs: number; activeMs: number };
 }
 
 /** Waits until the server's queue is empty: every row made is written or dropped. */
@@ -207,6 +215,8 @@ interface CpuSample {
   process: number;
   checkThread: number;
   writerThread?: number;
+  /** The check thread's run queue wait so far (s). */
+  checkThreadWait: number;
 }
 
 /** CPU seconds so far of the server's process, its check thread and its writer thread (`tid`). */
@@ -215,11 +225,12 @@ function cpuSample(srv: ServerProc, tid: number | undefined): CpuSample {
     process: treeCpuSeconds(srv.pid),
     checkThread: threadCpuSeconds(srv.pid, srv.pid),
     ...(tid !== undefined ? { writerThread: threadCpuSeconds(srv.pid, tid) } : {}),
+    checkThreadWait: threadWaitSeconds(srv.pid, srv.pid),
   };
 }
 
 export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<AnalyticsCheckResult> {
-  if (o.together && (o.podCpu === undefined || o.podCpu * o.variants.length > 1)) throw new Error("--together needs --pod-cpu, with the variants' quotas fitting one core together (pod-cpu × variants ≤ 1)");
+  if (o.together && (o.podCpu === undefined || o.podCpu * o.variants.length > 1)) throw new Error("--together needs --pod-cpu, with the variants' quotas fitting one core together (pod-cpu × variants ≤ 1; 0, no limit, shares it by equal weights)");
   const dir = mkdtempSync(join(tmpdir(), "keyward-bench-analytics-check-"));
   let cluster: PostgresCluster | undefined;
   const servers: ServerProc[] = [];
@@ -265,13 +276,15 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
     const closedRun = async (r: number, i: number, v: AnalyticsVariant): Promise<void> => {
         const srv = servers[i]!;
         const sample = (): CpuSample => cpuSample(srv, writerTids[i]);
-        const made0 = ((await srv.stats()) as ServerStats).analytics?.made ?? 0;
+        const st0 = (await srv.stats()) as ServerStats;
+        const made0 = st0.analytics?.made ?? 0;
         const c0 = sample();
         const limit0 = limits[i]?.stat();
         const ticks0 = cpuTicks();
         const t0 = performance.now();
         const res = await closedLoop(srv.port, o.maxSeconds);
         const cLoop = sample();
+        const loopUtilization = utilization(st0.loop, ((await srv.stats()) as ServerStats).loop);
         const loopSecs = (performance.now() - t0) / 1000;
         const cores = busyShares(ticks0, cpuTicks()).slice(1);
         const throttledShare = throttled(limit0, limits[i]?.stat());
@@ -288,6 +301,8 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
           rowsMade: (st.analytics?.made ?? 0) - made0,
           cores,
           ...(throttledShare !== undefined ? { throttledShare } : {}),
+          ...(loopUtilization !== undefined ? { loopUtilization } : {}),
+          checkThreadWait: perSec(c0.checkThreadWait, cLoop.checkThreadWait, loopSecs),
           inLoop: {
             process: perSec(c0.process, cLoop.process, loopSecs),
             checkThread: perSec(c0.checkThread, cLoop.checkThread, loopSecs),
@@ -297,7 +312,7 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
         };
         cpus[i]!.push(cpu);
         maxRuns[i]!.push({ ...res, serverCpu: cpu.process });
-        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows; in the loop alone: process ${cpu.inLoop?.process}, check thread ${cpu.inLoop?.checkThread}, writer thread ${cpu.inLoop?.writerThread ?? "-"}), cores busy ${cores.join(" / ")}${throttledShare !== undefined ? `, throttled in ${Math.round(throttledShare * 100)}% of periods` : ""}`);
+        o.log(`round ${r + 1}, analytics ${v}: closed loop ${res.rps} rps, p50 ${res.p50Ms} p99 ${res.p99Ms} ms, client ${res.clientCpuMicrosPerCall} µs per call, cpu: process ${cpu.process}, check thread ${cpu.checkThread}, writer thread ${cpu.writerThread ?? "-"} (${cpu.rowsMade} rows; in the loop alone: process ${cpu.inLoop?.process}, check thread ${cpu.inLoop?.checkThread}, writer thread ${cpu.inLoop?.writerThread ?? "-"}), cores busy ${cores.join(" / ")}${throttledShare !== undefined ? `, throttled in ${Math.round(throttledShare * 100)}% of periods` : ""}${loopUtilization !== undefined ? `, check loop busy ${loopUtilization}` : ""}, check thread waiting ${cpu.checkThreadWait}`);
     };
     for (let r = 0; r < o.rounds; r++) {
       // --together: every variant's closed loop at once, each with its own client, so that the
@@ -367,6 +382,14 @@ export async function runAnalyticsCheckBench(o: AnalyticsCheckOptions): Promise<
   }
 }
 
+/** The event loop's utilization between two samples. */
+function utilization(a: ServerStats["loop"], b: ServerStats["loop"]): number | undefined {
+  if (!a || !b) return undefined;
+  const active = b.activeMs - a.activeMs;
+  const all = active + b.idleMs - a.idleMs;
+  return all > 0 ? Math.round((active / all) * 1000) / 1000 : undefined;
+}
+
 /** The share of the CFS periods between two samples in which the process was throttled. */
 function throttled(a: CpuLimitStat | undefined, b: CpuLimitStat | undefined): number | undefined {
   if (!a || !b) return undefined;
@@ -376,7 +399,7 @@ function throttled(a: CpuLimitStat | undefined, b: CpuLimitStat | undefined): nu
 
 function podCpu(text: string): number {
   const n = Number(text);
-  if (!(n > 0) || n > 1) throw new Error(`--pod-cpu ${text}: a share of the check thread's one core, above 0 and at most 1`);
+  if (!(n >= 0) || n > 1) throw new Error(`--pod-cpu ${text}: a share of the check thread's one core, at most 1; 0: a cgroup of its own without a limit`);
   return n;
 }
 

@@ -1,7 +1,7 @@
 // The analytics section of bench/results/latest.md (and so of docs/benchmarks.md): the
 // store's write rate, size, query and day-drop times (bench/analytics.ts), and the check
 // path with analytics on against off (bench/analytics-check.ts).
-import type { AnalyticsCheckResult, AnalyticsCheckRow } from "./analytics-check.ts";
+import type { AnalyticsCheckResult, AnalyticsCheckRow, RunCpu } from "./analytics-check.ts";
 import type { StoreBenchResult } from "./analytics.ts";
 import type { ThreadVariantResult } from "./analytics-thread.ts";
 import type { LoadResult } from "./lib/ghz.ts";
@@ -13,6 +13,8 @@ export interface AnalyticsSection {
   command: string;
   store: StoreBenchResult[];
   check?: AnalyticsCheckResult;
+  /** The same without a CPU limit, the variants sharing core 1 by equal weights (--pod-cpu 0, ADR 76). */
+  checkShared?: AnalyticsCheckResult;
   /** The check thread's CPU per check in process (bench/analytics-thread.ts). */
   thread?: { keys: number; checks: number; rounds: number; variants: ThreadVariantResult[] };
 }
@@ -51,13 +53,22 @@ export const SATURATED_BUSY = 0.9;
 /** Under a CPU limit (--pod-cpu), below this share of CFS periods throttled without analytics, keyward did not run out of its quota. */
 export const SATURATED_THROTTLED = 0.9;
 
-/** The median share of periods a variant's closed loops were throttled in, with --pod-cpu. */
-function throttledShare(r: AnalyticsCheckRow): number | undefined {
-  const xs = r.cpu.map((c) => c.throttledShare).filter((x): x is number => x !== undefined);
+/** The median of a per-run figure over a variant's closed loops; undefined where no run has it. */
+function runMedian(r: AnalyticsCheckRow, of: (c: RunCpu) => number | undefined): number | undefined {
+  const xs = r.cpu.map(of).filter((x): x is number => x !== undefined);
   if (xs.length === 0) return undefined;
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
+
+/** The median share of periods a variant's closed loops were throttled in, with --pod-cpu. */
+const throttledShare = (r: AnalyticsCheckRow): number | undefined => runMedian(r, (c) => c.throttledShare);
+
+/** The median of the check loop's utilization over a variant's closed loops. */
+const loopBusy = (r: AnalyticsCheckRow): number | undefined => runMedian(r, (c) => c.loopUtilization);
+
+/** The median share of the closed loops' time the check thread waited for a CPU. */
+const waiting = (r: AnalyticsCheckRow): number | undefined => runMedian(r, (c) => c.checkThreadWait);
 
 /** The loss of saturated throughput the check path may take with analytics on, against off. */
 export const TARGET_LOSS = 0.1;
@@ -73,7 +84,7 @@ function saturatedTable(c: AnalyticsCheckResult): string[] {
   for (const r of c.rows) {
     const rows = r.rows ? `${int(r.rows.made)} / ${int(r.rows.written)} / ${int(r.rows.dropped)}` : "–";
     out.push(
-      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${off && r !== off ? signedPct(r.maxRps, off.maxRps) : "–"} | ${events && r !== events && r !== off ? signedPct(r.maxRps, events.maxRps) : "–"} | ${f2(r.checkThreadBusy)}${throttledShare(r) !== undefined ? ` (throttled in ${f2(throttledShare(r))} of periods)` : ""} | ${r.coreBusy?.length ? r.coreBusy.map(f2).join(" / ") : "–"} | ${f2(r.saturated?.p50Ms)} / ${f2(r.saturated?.p99Ms)} / ${f2(r.saturated?.p999Ms)} | ${r.maxRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${f2(r.clientMicrosPerCall)} | ${f2(r.checkThreadMicrosPerCheck)} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${rows} |`,
+      `| ${r.variant} | ${int(r.maxRps)} | ${r.maxRuns.map((x) => int(x.rps)).join(", ")} | ${off && r !== off ? signedPct(r.maxRps, off.maxRps) : "–"} | ${events && r !== events && r !== off ? signedPct(r.maxRps, events.maxRps) : "–"} | ${f2(r.checkThreadBusy)}${throttledShare(r) !== undefined ? ` (throttled in ${f2(throttledShare(r))} of periods)` : ""}${loopBusy(r) !== undefined ? ` (loop busy ${f2(loopBusy(r))})` : ""}${waiting(r) !== undefined ? ` (waiting for a CPU ${f2(waiting(r))})` : ""} | ${r.coreBusy?.length ? r.coreBusy.map(f2).join(" / ") : "–"} | ${f2(r.saturated?.p50Ms)} / ${f2(r.saturated?.p99Ms)} / ${f2(r.saturated?.p999Ms)} | ${r.maxRuns.map((x) => f2(x.p99Ms)).join(", ")} | ${f2(r.clientMicrosPerCall)} | ${f2(r.checkThreadMicrosPerCheck)} | ${f2(r.cpuMicrosPerCheck)} | ${f2(r.writerMicrosPerRow)} | ${rows} |`,
     );
   }
   return out;
@@ -84,8 +95,16 @@ function targetLines(c: AnalyticsCheckResult): string[] {
   const off = c.rows.find((r) => r.variant === "off");
   if (!off) return [];
   const events = c.rows.find((r) => r.variant === "events");
-  const offThrottled = c.podCpu !== undefined ? throttledShare(off) : undefined;
-  const saturated = c.podCpu !== undefined ? offThrottled !== undefined && offThrottled >= SATURATED_THROTTLED : off.checkThreadBusy !== undefined && off.checkThreadBusy >= SATURATED_BUSY;
+  // Under a limit, saturated is keyward throttled; in cgroups without one (--pod-cpu 0) sharing
+  // core 1, that core busy; else the check thread's own core busy.
+  const limited = c.podCpu !== undefined && c.podCpu > 0;
+  const offThrottled = limited ? throttledShare(off) : undefined;
+  const sharedCore = off.coreBusy?.[1];
+  const saturated = limited
+    ? offThrottled !== undefined && offThrottled >= SATURATED_THROTTLED
+    : c.podCpu === 0
+      ? sharedCore !== undefined && sharedCore >= SATURATED_BUSY
+      : off.checkThreadBusy !== undefined && off.checkThreadBusy >= SATURATED_BUSY;
   // keyward makes the usage event for every check whatever its store (status.usage, the metrics):
   // `events` is the nearest the bench comes to keyward with --analytics-store=off, so a store is
   // judged against it when it ran; `off`, no usage event at all, is no configuration of keyward.
@@ -96,11 +115,12 @@ function targetLines(c: AnalyticsCheckResult): string[] {
     if (r === off || r === events) continue;
     const loss = -change(c, r, ref);
     const vs = events ? `${signedPct(1 + change(c, r, events), 1)} against events (keyward with its store off), ${signedPct(1 + change(c, r, off), 1)} against off` : `${signedPct(1 + change(c, r, off), 1)} against off`;
-    const verdict = !saturated ? (c.podCpu !== undefined ? "not judged, keyward not at its CPU limit" : "not judged, the check thread not saturated") : loss <= TARGET_LOSS ? `within the ${TARGET_LOSS * 100}% target` : `over the ${TARGET_LOSS * 100}% target`;
+    const verdict = !saturated ? (limited ? "not judged, keyward not at its CPU limit" : "not judged, the check thread not saturated") : loss <= TARGET_LOSS ? `within the ${TARGET_LOSS * 100}% target` : `over the ${TARGET_LOSS * 100}% target`;
     out.push(`- ${r.variant}: throughput ${vs}: ${verdict}; p99 ${f2(r.saturated?.p99Ms)} ms against off's ${f2(off.saturated?.p99Ms)} ms.`);
   }
   if (c.together) out.push("- Changes are the median of each round's ratio, the variants having run at once.");
-  if (!saturated && c.podCpu !== undefined)
+  if (!saturated && c.podCpu === 0) out.push(`- Not saturated: with analytics off core 1, which the servers share, was busy ${f2(sharedCore)} (below ${SATURATED_BUSY}), so the clients bound the closed loops.`);
+  else if (!saturated && limited)
     out.push(`- Not saturated: with analytics off keyward was throttled in ${f2(offThrottled)} of the CFS periods (below ${SATURATED_THROTTLED}): it did not use its whole ${c.podCpu} CPU, so the client or the machine bound the closed loop.`);
   else if (!saturated)
     out.push(
@@ -157,10 +177,10 @@ function threadTable(t: NonNullable<AnalyticsSection["thread"]>): string[] {
 
 export function analyticsTables(s: AnalyticsSection): string[] {
   const out = [`Run at ${s.at}; load average before ${s.loadAverage}, after ${s.finishedLoadAverage}.`, "", ...storeTable(s.store), ""];
-  if (s.check) {
-    const c = s.check;
+  for (const c of [s.check, s.checkShared]) {
+    if (!c) continue;
     out.push(
-      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread), ${c.rounds} rounds taking turns. ${c.floating ? "**Floating, not the bench's design: nothing pinned**, keyward's threads, the load generator and PostgreSQL on any core, so the figures are the machine's throughput, not the check thread's." : "The check thread alone on core 1; the writer thread, the load generator and PostgreSQL on core 0."}${c.podCpu !== undefined ? ` Each server under a CPU limit of ${c.podCpu} CPU (a CFS quota per 100 ms period of its own cgroup, as a pod's limits.cpu; bench/lib/cgroup.ts), so that keyward, not the client, runs out: every thread of it, the writer's too, draws on the quota${c.writerCore === "checks" ? ", the writer thread on core 1 with the check thread" : ""}; saturated means throttled in at least ${SATURATED_THROTTLED * 100}% of the periods without analytics.` : ""}${c.together ? " A round's closed loops ran at once, each variant with its own client, so that the machine's speed was the same for all of them." : ""} At saturation: closed loop ${c.maxSeconds} s, ${c.client ? `${c.client.tool} (grpc-go, every request encoded once) with ${c.client.concurrency} calls in flight over ${c.client.connections} connections, every answer checked against its request's expected decision` : "ghz with 64 calls in flight (bound by ghz's core, not saturated)"}. ${c.floating ? "" : "On these two cores the writer thread and PostgreSQL share core 0 with the client, so a store's loss here is its whole cost on the machine: the check thread's own share is in its CPU per check, below and at the fixed rate."}`,
+      `The check path over ${int(c.keys)} keys with analytics ${c.rows.map((r) => r.variant).join(", ")} (the store's writes on the keyward-writer thread; \`-inline\`: on the check thread), ${c.rounds} rounds taking turns. ${c.floating ? "**Floating, not the bench's design: nothing pinned**, keyward's threads, the load generator and PostgreSQL on any core, so the figures are the machine's throughput, not the check thread's." : "The check thread alone on core 1; the writer thread, the load generator and PostgreSQL on core 0."}${c.podCpu === 0 ? ` Each server in a CPU cgroup of its own without a limit (bench/lib/cgroup.ts), as a pod without limits.cpu: on core 1 together the variants share it by equal weights, as such pods on a full node do${c.writerCore === "checks" ? ", each writer thread on core 1 with its check thread" : ""}; saturated means core 1 busy at least ${SATURATED_BUSY * 100}% of the time without analytics. The clients share core 0, which binds the closed loops as well: the check threads wait for core 1 part of the time and idle part of it.` : ""}${c.podCpu !== undefined && c.podCpu > 0 ? ` Each server under a CPU limit of ${c.podCpu} CPU (a CFS quota per 100 ms period of its own cgroup, as a pod's limits.cpu; bench/lib/cgroup.ts), so that keyward, not the client, runs out: every thread of it, the writer's too, draws on the quota${c.writerCore === "checks" ? ", the writer thread on core 1 with the check thread" : ""}; saturated means throttled in at least ${SATURATED_THROTTLED * 100}% of the periods without analytics.` : ""}${c.together ? " A round's closed loops ran at once, each variant with its own client, so that the machine's speed was the same for all of them." : ""} At saturation: closed loop ${c.maxSeconds} s, ${c.client ? `${c.client.tool} (grpc-go, every request encoded once) with ${c.client.concurrency} calls in flight over ${c.client.connections} connections, every answer checked against its request's expected decision` : "ghz with 64 calls in flight (bound by ghz's core, not saturated)"}. ${c.floating ? "" : "On these two cores the writer thread and PostgreSQL share core 0 with the client, so a store's loss here is its whole cost on the machine: the check thread's own share is in its CPU per check, below and at the fixed rate."}`,
       "",
       ...saturatedTable(c),
       "",

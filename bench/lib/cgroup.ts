@@ -12,7 +12,7 @@ export const CFS_PERIOD_MICROS = 100_000;
 export interface CpuLimit {
   /** The cgroup's directory. */
   dir: string;
-  /** CPUs the quota allows per period (0.7: 70 ms of CPU time every 100 ms). */
+  /** CPUs the quota allows per period (0.7: 70 ms of CPU time every 100 ms); 0: no quota. */
   cpus: number;
   /** Periods so far, those in which the group was throttled, and the time it was throttled (µs). */
   stat(): CpuLimitStat;
@@ -57,14 +57,20 @@ export function quotaText(cpus: number, v2: boolean): string {
   return v2 ? `${quota} ${CFS_PERIOD_MICROS}` : String(quota);
 }
 
-/** Puts process `pid` (every thread of it) under a CPU limit of `cpus` in a new cgroup `name`. */
+/**
+ * Puts process `pid` (every thread of it) under a CPU limit of `cpus` in a new cgroup `name`; 0: in
+ * a cgroup of its own without a limit, as a pod without limits.cpu, sharing the CPU with other such
+ * groups by their (equal, default) weights.
+ */
 export function limitCpu(pid: number, cpus: number, name: string): CpuLimit {
   const h = cpuHierarchy();
   if (!h) throw new Error("no writable CPU cgroup hierarchy (neither /sys/fs/cgroup/cgroup.controllers with cpu nor /sys/fs/cgroup/cpu): a CPU limit needs Linux cgroups and root");
   const dir = join(h.root, name);
   mkdirSync(dir);
   try {
-    if (h.v2) writeFileSync(join(dir, "cpu.max"), quotaText(cpus, true));
+    if (cpus === 0) {
+      // No quota: a new group has none, in either version.
+    } else if (h.v2) writeFileSync(join(dir, "cpu.max"), quotaText(cpus, true));
     else {
       writeFileSync(join(dir, "cpu.cfs_period_us"), String(CFS_PERIOD_MICROS));
       writeFileSync(join(dir, "cpu.cfs_quota_us"), quotaText(cpus, false));

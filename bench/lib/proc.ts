@@ -5,6 +5,7 @@ import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { procStatFields } from "../../test/support/proc.ts";
+import { runDelayNanos } from "../../src/util/run-delay.ts";
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 
@@ -63,6 +64,11 @@ export function cpuSeconds(pid: number | string): number {
 /** utime+stime of one thread of a process, in seconds (Linux /proc/PID/task/TID). */
 export function threadCpuSeconds(pid: number, tid: number): number {
   return cpuSeconds(`${pid}/task/${tid}`);
+}
+
+/** Seconds a thread of `pid` has waited on a run queue so far (runnable, not running; schedstat's second field). */
+export function threadWaitSeconds(pid: number, tid: number): number {
+  return (runDelayNanos(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8")) ?? 0) / 1e9;
 }
 
 /** The ids of a process's threads whose name (comm) is `name`. */

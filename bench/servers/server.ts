@@ -35,7 +35,7 @@
 // Prints `READY <port>` on stdout when it serves; each `stats` line on stdin is
 // answered with one JSON line (decisions by reason, memory). Listens on 127.0.0.1 only.
 import cluster from "node:cluster";
-import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
@@ -100,6 +100,8 @@ interface Stats {
    * call's), as cumulative counts per upper bound in seconds, since the start.
    */
   histograms?: Record<string, [number, number][]>;
+  /** Without --workers, the main thread's event loop since the start: ms idle (waiting for I/O) and active (running callbacks), performance.eventLoopUtilization. */
+  loop?: { idleMs: number; activeMs: number };
   /** Since the previous stats: garbage collections (count, total and longest pause in ms) and the event loop's delay (ms). */
   pauses?: { gcCount: number; gcMs: number; gcMaxMs: number; gcByKind: Record<string, { count: number; ms: number; maxMs: number }>; loopP99Ms: number; loopMaxMs: number; storeWaits: number; storeWaitP50Ms: number; storeWaitP99Ms: number; storeWaitMaxMs: number };
 }
@@ -185,7 +187,8 @@ async function collectStats(registry: Registry | undefined, nullCount: number): 
     const h = registry ? await histogramOf(registry, name) : undefined;
     if (h) histograms[name] = h;
   }
-  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys, ...(analytics ? { analytics } : {}), histograms, ...(args.pauses ? { pauses: pausesSinceLast() } : {}) };
+  const elu = performance.eventLoopUtilization();
+  return { decisions, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, indexKeys: keys, loop: { idleMs: elu.idle, activeMs: elu.active }, ...(analytics ? { analytics } : {}), histograms, ...(args.pauses ? { pauses: pausesSinceLast() } : {}) };
 }
 
 /** The null server on keyward's HTTP/2 server: decodes CheckRequest with keyward's decoder and answers OK. */

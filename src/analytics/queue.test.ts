@@ -376,10 +376,10 @@ describe("analytics queue", () => {
     expect([q.written, q.dropped, q.queued]).toEqual([10, 0, 0]);
   });
 
-  it("while the CPU limit is hit, counts shed rows as dropped, starts no write, keeps the rows waiting, and logs the episode once at each end", async () => {
+  it("while the CPU is short, counts shed rows as dropped, starts no write, keeps the rows waiting, and logs the episode once at each end", async () => {
     let throttled = false;
     const reads: number[] = [];
-    const cpu = { intervalMs: 100, throttled: (now: number) => (reads.push(now), throttled) };
+    const cpu = { intervalMs: 100, short: (now: number) => (reads.push(now), throttled ? "the CPU limit is hit" : undefined) };
     const { clock, writer, q, counts } = setup({ cpu });
     for (let i = 1; i <= 2; i++) q.push(row(i));
     throttled = true;
@@ -406,8 +406,8 @@ describe("analytics queue", () => {
   it("logs a shedding episode when it starts and when it ends, with the rows it shed", () => {
     let throttled = true;
     const logs: Record<string, unknown>[] = [];
-    const { q } = setup({ cpu: { intervalMs: 100, throttled: () => throttled }, log: createLogger({ level: "debug", sink: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
-    const shedLogs = () => logs.filter((l) => /shed/.test(String(l.msg))).map((l) => ({ msg: l.msg, dropped: l.dropped }));
+    const { q } = setup({ cpu: { intervalMs: 100, short: () => (throttled ? "the event loop is saturated" : undefined) }, log: createLogger({ level: "debug", sink: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
+    const shedLogs = () => logs.filter((l) => /shed/.test(String(l.msg))).map((l) => ({ msg: l.msg, why: l.why, dropped: l.dropped }));
     expect(q.shedding()).toBe(true);
     q.shed(4);
     expect(q.shedding()).toBe(true);
@@ -417,8 +417,8 @@ describe("analytics queue", () => {
     expect(q.shedding()).toBe(false);
     expect(q.shedding()).toBe(false);
     expect(shedLogs()).toEqual([
-      { msg: "analytics rows shed: keyward's CPU limit is hit (its cgroup throttled); checks go first and new rows are dropped until it is not", dropped: undefined },
-      { msg: "analytics rows no longer shed: the CPU limit is no longer hit", dropped: 10 },
+      { msg: "analytics rows shed: keyward is short of CPU; checks go first and new rows are dropped until it is not", why: "the event loop is saturated", dropped: undefined },
+      { msg: "analytics rows no longer shed: keyward is no longer short of CPU", why: undefined, dropped: 10 },
     ]);
   });
 

@@ -16,15 +16,16 @@
 // counted; an episode of drops is logged once when it starts and once when it
 // ends (the first write that leaves less than a batch waiting), with its count.
 //
-// While the process's CPU limit is being hit (`cpu`, its cgroup's throttling, ADR 75), the
-// queue sheds: new rows are counted as dropped without being made, and no write starts, so the
-// quota goes to the checks; an episode of shedding is logged once when it starts and once when
-// it ends. Rows already waiting stay, and are written once the throttling stops.
+// While the process is short of CPU (`cpu`: its cgroup's throttling, ADR 75, or its event loop
+// saturated, ADR 76), the queue sheds: new rows are counted as dropped without being made, and no
+// write starts, so the CPU goes to the checks; an episode of shedding is logged once when it
+// starts, with its reason, and once when it ends. Rows already waiting stay, and are written once
+// the CPU is no longer short.
 import type { Clock } from "../k8s/clock.ts";
 import type { Logger } from "../log.ts";
 import type { CheckEvent } from "../check/event.ts";
 import type { AnalyticsWriter, KeyRecord, RequestRow } from "./row.ts";
-import type { CpuThrottle } from "../util/cpu-throttle.ts";
+import type { CpuPressure } from "../util/cpu-pressure.ts";
 import { DEFAULT_ROW_TABLE_LIMITS, RowColumns, rowsOf, StringTable, type RowTableLimits } from "./row-columns.ts";
 
 export interface QueueCounters {
@@ -51,8 +52,8 @@ export interface AnalyticsQueueOptions {
   counters?: QueueCounters;
   /** Bounds of the string table the rows' repeated strings are kept in (row-columns.ts). */
   tableLimits?: RowTableLimits;
-  /** The process's CPU throttling: while it rises, rows are shed and no write starts. None: never. */
-  cpu?: CpuThrottle;
+  /** Whether the process is short of CPU: while it is, rows are shed and no write starts. None: never. */
+  cpu?: CpuPressure;
 }
 
 /** Emptied columns kept for the next rows, at most: their buffers are not allocated anew. */
@@ -83,6 +84,8 @@ export class AnalyticsQueue {
   private writtenTotal = 0;
   /** Open shedding episode: when it started and the drop count then. */
   private shedEpisode: { since: number; droppedBefore: number } | undefined;
+  /** Why the CPU was short at the last call of shedding() that found it so. */
+  private shortWhy = "";
 
   constructor(options: AnalyticsQueueOptions) {
     if (options.capacity < 1 || options.batchSize < 1) throw new RangeError("analytics queue capacity and batch size must be at least 1");
@@ -107,31 +110,31 @@ export class AnalyticsQueue {
   }
 
   /**
-   * Whether rows are being shed now: the process's CPU limit was hit in the last sampling interval
-   * (ADR 75). A shedding episode ends, and is logged, at the first call that finds it no longer is.
+   * Whether rows are being shed now: the process was short of CPU in the last sampling interval
+   * (ADR 75, 76). A shedding episode ends, and is logged, at the first call that finds it no longer is.
    */
   shedding(): boolean {
     const cpu = this.options.cpu;
     if (!cpu) return false;
-    const now = this.options.clock.now();
-    const on = cpu.throttled(now);
-    if (!on) this.endShedEpisode();
-    return on;
+    const why = cpu.short(this.options.clock.now());
+    if (why === undefined) this.endShedEpisode();
+    else this.shortWhy = why;
+    return why !== undefined;
   }
 
   private endShedEpisode(): void {
     const ep = this.shedEpisode;
     if (!ep) return;
     this.shedEpisode = undefined;
-    this.options.log.info("analytics rows no longer shed: the CPU limit is no longer hit", { dropped: this.droppedTotal - ep.droppedBefore, forMs: this.options.clock.now() - ep.since });
+    this.options.log.info("analytics rows no longer shed: keyward is no longer short of CPU", { dropped: this.droppedTotal - ep.droppedBefore, forMs: this.options.clock.now() - ep.since });
   }
 
-  /** Counts `n` rows as dropped without making them: shed while the CPU limit is hit (see shedding). */
+  /** Counts `n` rows as dropped without making them: shed while the CPU is short (see shedding). */
   shed(n: number): void {
     if (n <= 0) return;
     if (!this.shedEpisode) {
       this.shedEpisode = { since: this.options.clock.now(), droppedBefore: this.droppedTotal };
-      this.options.log.warn("analytics rows shed: keyward's CPU limit is hit (its cgroup throttled); checks go first and new rows are dropped until it is not", { queued: this.size });
+      this.options.log.warn("analytics rows shed: keyward is short of CPU; checks go first and new rows are dropped until it is not", { why: this.shortWhy, queued: this.size });
     }
     this.droppedTotal += n;
     this.options.counters?.dropped(n);
@@ -261,7 +264,7 @@ export class AnalyticsQueue {
     this.timer = this.options.clock.setTimer(() => {
       this.timer = undefined;
       this.timerAt = Infinity;
-      // While the CPU limit is hit, the write waits for the next sampling interval (ADR 75).
+      // While the CPU is short, the write waits for the next sampling interval (ADR 75, 76).
       const cpu = this.options.cpu;
       if (cpu && this.shedding()) this.schedule(cpu.intervalMs);
       else void this.writeOnce();

@@ -202,6 +202,7 @@ export const SETTINGS = {
   analyticsBatchSize: int("analytics-batch-size", "KEYWARD_ANALYTICS_BATCH_SIZE", 1000, "request rows per write to the analytics store; a full batch is written at once", 1),
   analyticsFlushInterval: dur("analytics-flush-interval", "KEYWARD_ANALYTICS_FLUSH_INTERVAL", 1000, "longest a request row waits before a write to the analytics store starts; also the wait after a refused write", 10),
   analyticsShedWhenThrottled: bool("analytics-shed-when-throttled", "KEYWARD_ANALYTICS_SHED_WHEN_THROTTLED", true, "while keyward's CPU limit is hit (its cgroup's CFS throttling count rises at two readings in a row, 100 ms apart), new request rows are dropped without being made (counted in keyward_analytics_rows_dropped_total) and no write to the analytics store starts, so the quota goes to checks (docs/usage.md, Where the writes and reads run); false: rows are made and written whatever the CPU"),
+  analyticsShedRunDelay: num("analytics-shed-run-delay", "KEYWARD_ANALYTICS_SHED_RUN_DELAY", 0.25, "while the thread that makes request rows (the check thread's, without --authz-workers) waited for a CPU (runnable, not running: /proc/thread-self/schedstat) at least this share of the time at two readings in a row, 100 ms apart, as on a node whose CPUs are all busy, new request rows are dropped without being made (counted in keyward_analytics_rows_dropped_total) and no write to the analytics store starts, so the CPU goes to checks (docs/usage.md, Where the writes and reads run); 0 to 1, 0 disables"),
   analyticsCountryDatabase: s("analytics-country-database", "KEYWARD_ANALYTICS_COUNTRY_DATABASE", "", "MaxMind-format (.mmdb) country database for the rows' country; empty: the GeoLite2 database shipped in @ip-location-db/geolite2-country-mmdb"),
   analyticsReaderIdle: dur("analytics-reader-idle", "KEYWARD_ANALYTICS_READER_IDLE", 300_000, "with --analytics-store=sqlite: the reader thread (the views' and the alert evaluator's queries, docs/usage.md, Store) starts at the first read and ends after this long without one, freeing its memory (about 30 MiB); 0 keeps it once started"),
   analyticsWriterIdle: dur("analytics-writer-idle", "KEYWARD_ANALYTICS_WRITER_IDLE", 60_000, "with --analytics-store on: the writer thread (the store's writes, docs/usage.md, Where the writes and reads run) ends after this long without a write, freeing its memory (measured 11–17 MiB of RSS), and the next write starts a new one (about half a second of one core); 0 keeps it"),
@@ -313,6 +314,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (config.analyticsThreadNice > 19) throw new KeywardError("ConfigInvalid", "--analytics-thread-nice must be 19 or less (the lowest priority Linux gives)");
   if (config.unknownKeyIpv4Prefix > 32) throw new KeywardError("ConfigInvalid", "--unknown-key-ipv4-prefix must be 32 or less");
   if (config.unknownKeyIpv6Prefix > 128) throw new KeywardError("ConfigInvalid", "--unknown-key-ipv6-prefix must be 128 or less");
+  if (config.analyticsShedRunDelay > 1) {
+    throw new KeywardError("ConfigInvalid", `--analytics-shed-run-delay must be between 0 and 1 (a share of the time; 0 disables), got ${config.analyticsShedRunDelay}`);
+  }
   if (config.maxIndexStaleness > 0 && config.maxIndexStaleness <= config.watchStaleAfter) {
     // A healthy but quiet watch may hear nothing until the watchdog relists after --watch-stale-after.
     throw new KeywardError("ConfigInvalid", "--max-index-staleness must be longer than --watch-stale-after (or 0)");

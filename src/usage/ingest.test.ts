@@ -11,7 +11,8 @@ import type { CheckEvent } from "../check/event.ts";
 import { defaultConfig } from "../config/config.ts";
 import { ManualClock } from "../k8s/clock.ts";
 import { silentLogger } from "../log.ts";
-import type { CpuThrottle } from "../util/cpu-throttle.ts";
+import type { CpuPressure } from "../util/cpu-pressure.ts";
+import { runDelay, SCHEDSTAT } from "../util/run-delay.ts";
 import { rowFromAccessLog } from "./access-rows.ts";
 import { KEY_RECORD_CHUNK, startIngest } from "./ingest.ts";
 
@@ -119,14 +120,16 @@ class PlacingWriter extends RecordingWriter {
   readonly placesGeography = true;
 }
 
-async function ingestWith(accessLog: boolean, writer = new RecordingWriter(), cpu?: CpuThrottle, shed = true) {
+async function ingestWith(accessLog: boolean, writer = new RecordingWriter(), cpu?: CpuPressure, shed = true, runQueue?: { thread: FakeThread; clock: ManualClock; threshold: number }) {
   const registry = new Registry();
   const deferred: (() => void)[] = [];
   const ingest = await startIngest({
     writer,
-    config: defaultConfig({ accessLogAddress: accessLog ? "127.0.0.1:0" : "", analyticsShedWhenThrottled: shed }),
+    // The run queue only where a test gives it a thread: this test's own thread is no signal.
+    config: defaultConfig({ accessLogAddress: accessLog ? "127.0.0.1:0" : "", analyticsShedWhenThrottled: shed, analyticsShedRunDelay: runQueue?.threshold ?? 0 }),
     ...(cpu ? { cpu } : {}),
-    clock: new ManualClock(),
+    ...(runQueue ? { runQueue: runQueue.thread.pressure } : {}),
+    clock: runQueue?.clock ?? new ManualClock(),
     log: silentLogger,
     registry,
     uidOf: () => undefined,
@@ -134,6 +137,26 @@ async function ingestWith(accessLog: boolean, writer = new RecordingWriter(), cp
     defer: (fn) => deferred.push(fn),
   });
   return { writer, registry, ingest, deferred };
+}
+
+/** A thread whose wait for a CPU a test sets, read as its schedstat on the test's clock. */
+class FakeThread {
+  waitedMs = 0;
+  reads = 0;
+  thresholds: number[] = [];
+  private readonly clock: ManualClock;
+  constructor(clock: ManualClock) {
+    this.clock = clock;
+  }
+  /** `ms` of wall time, `waiting` of it runnable but not running. */
+  run(ms: number, waiting: number): void {
+    this.waitedMs += ms * waiting;
+  }
+  readonly pressure = (threshold: number): CpuPressure => {
+    this.thresholds.push(threshold);
+    const read = (path: string): string | undefined => (this.reads++, path === SCHEDSTAT ? `1000 ${Math.round(this.waitedMs * 1e6)} 1\n` : undefined);
+    return runDelay(threshold, read, () => this.clock.now(), 100);
+  };
 }
 
 const check = (more: Partial<CheckEvent> = {}): CheckEvent => ({
@@ -153,7 +176,7 @@ const denied = check({ outcome: "limited", reason: "rate_limited", status: 429, 
 describe("ingest", () => {
   it("while keyward's CPU limit is hit, counts a turn's checks and access log entries as made and dropped without making them; after, makes them again", async () => {
     let throttled = true;
-    const { writer, ingest, registry, deferred } = await ingestWith(false, new RecordingWriter(), { intervalMs: 100, throttled: () => throttled });
+    const { writer, ingest, registry, deferred } = await ingestWith(false, new RecordingWriter(), { intervalMs: 100, short: () => (throttled ? "throttled" : undefined) });
     ingest.check(check());
     ingest.check(denied);
     ingest.accessLogEntry(allowed());
@@ -176,8 +199,48 @@ describe("ingest", () => {
     expect(text).toContain("keyward_analytics_rows_dropped_total 3");
   });
 
+  it("while its thread waits for a CPU at two readings in a row (no CPU limit, a full node), sheds a turn's checks; after, makes them again", async () => {
+    const clock = new ManualClock();
+    const thread = new FakeThread(clock);
+    const { writer, ingest, registry, deferred } = await ingestWith(false, new RecordingWriter(), undefined, false, { thread, clock, threshold: 0.25 });
+    expect(thread.thresholds).toEqual([0.25]);
+    const turn = async (waiting: number): Promise<void> => {
+      thread.run(100, waiting);
+      await clock.advance(100);
+      ingest.check(check());
+      for (const fn of deferred.splice(0)) fn();
+    };
+    await turn(0.5);
+    // One interval alone is a burst: its row is made.
+    await turn(0.5);
+    expect(await registry.metrics()).toContain("keyward_analytics_rows_dropped_total 0");
+    await turn(0.3);
+    await turn(0.4);
+    await turn(0.1);
+    await ingest.flush();
+    const text = await registry.metrics();
+    expect(text).toContain('keyward_analytics_rows_total{from="check"} 5');
+    expect(text).toContain("keyward_analytics_rows_dropped_total 2");
+    expect(writer.rows).toHaveLength(3);
+  });
+
+  it("with --analytics-shed-run-delay=0 never reads the run queue", async () => {
+    const clock = new ManualClock();
+    const thread = new FakeThread(clock);
+    const { writer, ingest, deferred } = await ingestWith(false, new RecordingWriter(), undefined, false, { thread, clock, threshold: 0 });
+    for (let i = 0; i < 3; i++) {
+      thread.run(100, 1);
+      await clock.advance(100);
+      ingest.check(check());
+      for (const fn of deferred.splice(0)) fn();
+    }
+    await ingest.flush();
+    expect(writer.rows).toHaveLength(3);
+    expect(thread.thresholds).toEqual([]);
+  });
+
   it("with --analytics-shed-when-throttled=false makes and writes every row however the CPU is throttled", async () => {
-    const { writer, ingest, deferred } = await ingestWith(false, new RecordingWriter(), { intervalMs: 100, throttled: () => true }, false);
+    const { writer, ingest, deferred } = await ingestWith(false, new RecordingWriter(), { intervalMs: 100, short: () => "throttled" }, false);
     ingest.check(check());
     for (const fn of deferred.splice(0)) fn();
     await ingest.flush();

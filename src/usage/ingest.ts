@@ -17,12 +17,14 @@ import type { Config } from "../config/config.ts";
 import type { Clock } from "../k8s/clock.ts";
 import type { ChangeType } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
-import { ownCpuThrottle, type CpuThrottle } from "../util/cpu-throttle.ts";
+import { anyPressure, type CpuPressure } from "../util/cpu-pressure.ts";
+import { ownCpuThrottle } from "../util/cpu-throttle.ts";
+import { runDelay } from "../util/run-delay.ts";
 import { rowFromAccessLog } from "./access-rows.ts";
 
 export interface IngestDeps {
   writer: AnalyticsWriter;
-  config: Pick<Config, "accessLogAddress" | "analyticsQueueSize" | "analyticsBatchSize" | "analyticsFlushInterval" | "analyticsCountryDatabase" | "analyticsShedWhenThrottled">;
+  config: Pick<Config, "accessLogAddress" | "analyticsQueueSize" | "analyticsBatchSize" | "analyticsFlushInterval" | "analyticsCountryDatabase" | "analyticsShedWhenThrottled" | "analyticsShedRunDelay">;
   clock: Clock;
   log: Logger;
   registry: Registry;
@@ -33,7 +35,9 @@ export interface IngestDeps {
   /** Runs `fn` after the current event-loop turn; default setImmediate. */
   defer?: (fn: () => void) => void;
   /** The process's CPU throttling (ADR 75), with analyticsShedWhenThrottled; default its own cgroup's (src/util/cpu-throttle.ts). */
-  cpu?: CpuThrottle;
+  cpu?: CpuPressure;
+  /** The thread's run queue wait over a threshold (ADR 76), with analyticsShedRunDelay above 0; default this thread's schedstat (src/util/run-delay.ts). */
+  runQueue?: (threshold: number) => CpuPressure;
 }
 
 export interface Ingest {
@@ -70,6 +74,11 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const placed = d.writer.placesGeography === true;
   const geo = placed ? undefined : await open(config.analyticsCountryDatabase || undefined);
   const metrics = createAnalyticsMetrics(d.registry, () => q.queued);
+  // Rows are shed while the process is short of CPU, by either signal the settings turn on.
+  const cpu = anyPressure([
+    ...(config.analyticsShedWhenThrottled ? [d.cpu ?? ownCpuThrottle()] : []),
+    ...(config.analyticsShedRunDelay > 0 ? [(d.runQueue ?? runDelay)(config.analyticsShedRunDelay)] : []),
+  ]);
   const q: AnalyticsQueue = new AnalyticsQueue({
     writer: d.writer,
     clock,
@@ -78,7 +87,7 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
     flushIntervalMs: config.analyticsFlushInterval,
     log: d.log.child({ component: "analytics" }),
     counters: metrics.counters,
-    ...(config.analyticsShedWhenThrottled ? { cpu: d.cpu ?? ownCpuThrottle() } : {}),
+    ...(cpu ? { cpu } : {}),
   });
   const accessLogOn = config.accessLogAddress !== "";
   let stopped = false;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { cpuStatPath, ownCpuThrottle, throttledCount, type ReadText } from "./cpu-throttle.ts";
+import type { CpuPressure } from "./cpu-pressure.ts";
+import { cpuStatPath, ownCpuThrottle, THROTTLED, throttledCount, type ReadText } from "./cpu-throttle.ts";
 
 /** A file system of these files' texts, counting the reads of each. */
 function files(texts: Record<string, string>): ReadText & { reads: Map<string, number>; texts: Record<string, string> } {
@@ -48,6 +49,8 @@ describe("throttledCount", () => {
   });
 });
 
+const isShort = (p: CpuPressure, now: number): boolean => p.short(now) !== undefined;
+
 describe("ownCpuThrottle", () => {
   const STAT = "/sys/fs/cgroup/pod/cpu.stat";
 
@@ -56,38 +59,38 @@ describe("ownCpuThrottle", () => {
     const t = ownCpuThrottle(read, "/sys/fs/cgroup", 100);
     expect(t.intervalMs).toBe(100);
     // The first reading has nothing to compare with.
-    expect(t.throttled(1000)).toBe(false);
+    expect(isShort(t, 1000)).toBe(false);
     const reads = read.reads.get(STAT) ?? 0;
     read.texts[STAT] = V2_STAT(6);
-    expect(t.throttled(1050)).toBe(false); // not due: no read
+    expect(isShort(t, 1050)).toBe(false); // not due: no read
     expect(read.reads.get(STAT)).toBe(reads);
     // One throttled interval alone is a burst, not a pod out of CPU.
-    expect(t.throttled(1100)).toBe(false);
+    expect(isShort(t, 1100)).toBe(false);
     expect(read.reads.get(STAT)).toBe(reads + 1);
     read.texts[STAT] = V2_STAT(8);
-    expect(t.throttled(1200)).toBe(true);
-    expect(t.throttled(1299)).toBe(true);
+    expect(t.short(1200)).toBe(THROTTLED);
+    expect(isShort(t, 1299)).toBe(true);
     read.texts[STAT] = V2_STAT(9);
-    expect(t.throttled(1300)).toBe(true);
+    expect(isShort(t, 1300)).toBe(true);
     // No new throttled period: no longer throttled at the next reading, nor at the one after a lone rise.
-    expect(t.throttled(1400)).toBe(false);
+    expect(isShort(t, 1400)).toBe(false);
     read.texts[STAT] = V2_STAT(10);
-    expect(t.throttled(1500)).toBe(false);
+    expect(isShort(t, 1500)).toBe(false);
     read.texts[STAT] = V2_STAT(11);
-    expect(t.throttled(1600)).toBe(true);
+    expect(isShort(t, 1600)).toBe(true);
   });
 
   it("is never throttled without a cgroup, and finds one the process is moved into later", () => {
     const read = files({ "/proc/self/cgroup": "0::/\n" });
     const t = ownCpuThrottle(read, "/sys/fs/cgroup", 100);
     let now = 0;
-    for (let i = 0; i < 50; i++) expect(t.throttled((now += 100))).toBe(false);
+    for (let i = 0; i < 50; i++) expect(isShort(t, (now += 100))).toBe(false);
     read.texts["/proc/self/cgroup"] = "0::/pod\n";
     read.texts[STAT] = V2_STAT(1);
-    expect(t.throttled((now += 100))).toBe(false); // found; its first reading
+    expect(isShort(t, (now += 100))).toBe(false); // found; its first reading
     read.texts[STAT] = V2_STAT(2);
-    expect(t.throttled((now += 100))).toBe(false);
+    expect(isShort(t, (now += 100))).toBe(false);
     read.texts[STAT] = V2_STAT(3);
-    expect(t.throttled(now + 100)).toBe(true);
+    expect(isShort(t, now + 100)).toBe(true);
   });
 });

@@ -2,15 +2,17 @@
 // (a pod's limits.cpu is a CFS quota per 100 ms period; a period in which the container used its
 // whole quota stops every thread of it until the next one, and is counted in cpu.stat's
 // nr_throttled). Analytics sheds its work while it rises, so that a CPU-limited pod spends its
-// quota on checks (ADR 0075). Read from /proc/self/cgroup and the cgroup file system, v2 or v1;
+// quota on checks (ADR 0075, cpu-pressure.ts). Read from /proc/self/cgroup and the cgroup file system, v2 or v1;
 // where neither shows a quota (no limit, not Linux), nothing is ever throttled.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { sampledPressure, type CpuPressure } from "./cpu-pressure.ts";
 
 /** A reading source: the text of a file under the root (undefined when absent or unreadable). */
 export type ReadText = (path: string) => string | undefined;
 
-const readText: ReadText = (path) => {
+/** The text of a file, or undefined when it cannot be read. */
+export const readText: ReadText = (path) => {
   try {
     return readFileSync(path, "utf8");
   } catch {
@@ -47,37 +49,28 @@ export function throttledCount(stat: string | undefined): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-export interface CpuThrottle {
-  /** Whether the CPU limit was hit in the last sampling interval before `now` (ms); reads cpu.stat at most once per interval. */
-  throttled(now: number): boolean;
-  /** How often cpu.stat is read, at most (ms). */
-  readonly intervalMs: number;
-}
-
 /** The kubelet's CFS period: one reading a period tells whether the last one was throttled. */
 export const THROTTLE_INTERVAL_MS = 100;
 
 /** Readings between two lookups of the process's cgroup (it may be moved into another, as a bench does). */
 const RELOCATE_EVERY = 50;
 
+/** Why the CPU is short, while the cgroup's throttling count rises. */
+export const THROTTLED = "keyward's CPU limit is hit (its cgroup is throttled)";
+
 /**
- * The process's throttling sampler: throttled from a reading whose nr_throttled rose over the one
- * before, as it had at the reading before that, until the next reading. The reading is a small synchronous file read (a few µs), at most
- * once per interval, done by the first call after it is due; the cgroup is looked up again every
- * RELOCATE_EVERY readings. Never throttled where no cpu.stat is found (not Linux).
+ * The process's throttling sampler: pressed when a reading's nr_throttled rose over the one before
+ * (short from two such readings in a row, cpu-pressure.ts). A reading is a small synchronous file
+ * read (a few µs); the cgroup is looked up again every RELOCATE_EVERY readings. Never short where
+ * no cpu.stat is found (not Linux).
  */
-export function ownCpuThrottle(read: ReadText = readText, root?: string, intervalMs = THROTTLE_INTERVAL_MS): CpuThrottle {
-  let nextAt = -Infinity;
+export function ownCpuThrottle(read: ReadText = readText, root?: string, intervalMs = THROTTLE_INTERVAL_MS): CpuPressure {
   let readings = 0;
   let path: string | undefined;
   let last: number | undefined;
-  let rose = false;
-  let throttled = false;
-  return {
-    intervalMs,
-    throttled(now) {
-      if (now < nextAt) return throttled;
-      nextAt = now + intervalMs;
+  return sampledPressure(
+    THROTTLED,
+    () => {
       if (readings++ % RELOCATE_EVERY === 0) {
         const was = path;
         path = cpuStatPath(read, root);
@@ -85,12 +78,9 @@ export function ownCpuThrottle(read: ReadText = readText, root?: string, interva
       }
       const n = path === undefined ? undefined : throttledCount(read(path));
       const rises = n !== undefined && last !== undefined && n > last;
-      // Two intervals in a row: one throttled period alone is a burst (a batch's write in a small
-      // pod), not a pod out of CPU; shedding on it dropped rows well below the limit.
-      throttled = rises && rose;
-      rose = rises;
       last = n;
-      return throttled;
+      return rises;
     },
-  };
+    intervalMs,
+  );
 }

@@ -4,8 +4,11 @@
 // and on SIGTERM stops usage before the store, so rows still queued at the
 // signal are in the file when the process has exited. The flush interval is
 // an hour: nothing reaches the file before the signal. At rest, the writer
-// thread ends and the heap is compacted once (ADR 71, 72).
+// thread ends and the heap is compacted once (ADR 71, 72). On a core shared with busy processes,
+// it sheds its rows while its check thread waits for the CPU (ADR 76).
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
@@ -19,7 +22,7 @@ import { authzClient, checkRequest, createKey, createPolicy, summarize, type Tes
 import { freePort } from "../controlplane/controlplane.ts";
 import { createTestNamespace, deleteNamespace } from "../support/k8s.ts";
 import { niceByThread } from "../support/proc.ts";
-import { dataPlaneKubeconfig, logRecords, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
+import { dataPlaneKubeconfig, logRecords, metricValue, startKeyward, type DataPlaneKubeconfig, type KeywardProcess } from "../support/keyward.ts";
 
 const HOST = "wiring.example.com";
 
@@ -159,21 +162,28 @@ describe("keyward authz whose analytics writer thread cannot open the store", ()
   });
 });
 
+/** `keyward authz` over a namespace of its own (`suite`) with one key allowed GET /items/*, the SQLite store flushed every 100 ms, and `extra` flags. */
+async function readerAuthz(suite: string, extra: string[]) {
+  const adminKc = loadKubeConfig(inject("kubeconfig"));
+  const admin = new KubeRest(adminKc, { qps: 0 });
+  const dp = await dataPlaneKubeconfig(adminKc, admin, `analytics-${suite}`);
+  const ns = await createTestNamespace(adminKc, suite);
+  await createPolicy(admin, ns, "api", READ_POLICY);
+  const key = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] });
+  const [grpcPort, metricsPort] = [await freePort(), await freePort()];
+  const kw = startKeyward([...sqliteAuthz(dp, ns, grpcPort, metricsPort, join(dp.dir, "store", "analytics.sqlite")), "--analytics-flush-interval=100ms", ...extra]);
+  const remove = async (): Promise<void> => {
+    await kw.kill();
+    await deleteNamespace(adminKc, ns);
+    admin.close();
+    dp.remove();
+  };
+  return { key, grpcPort, metricsPort, kw, remove };
+}
+
 describe("keyward authz at rest", () => {
   it("ends its writer thread once idle and starts one for the next write (ADR 71), and compacts its heap once idle (ADR 72)", async () => {
-    const adminKc = loadKubeConfig(inject("kubeconfig"));
-    const admin = new KubeRest(adminKc, { qps: 0 });
-    const dp = await dataPlaneKubeconfig(adminKc, admin, "analytics-idle");
-    const ns = await createTestNamespace(adminKc, "idle");
-    await createPolicy(admin, ns, "api", READ_POLICY);
-    const key = await createKey(admin, ns, "reader", { owner: "acme", scopes: ["items:read"] });
-    const [grpcPort, metricsPort] = [await freePort(), await freePort()];
-    const kw = startKeyward([
-      ...sqliteAuthz(dp, ns, grpcPort, metricsPort, join(dp.dir, "store", "analytics.sqlite")),
-      "--analytics-flush-interval=100ms",
-      "--analytics-writer-idle=1s",
-      "--compact-heap-after-idle=1s",
-    ]);
+    const { key, grpcPort, metricsPort, kw, remove } = await readerAuthz("idle", ["--analytics-writer-idle=1s", "--compact-heap-after-idle=1s"]);
     const writers = (): number => threadNames(kw.child.pid!).filter((n) => n === "keyward-writer").length;
     const metric = async (series: string): Promise<number | undefined> => {
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -203,13 +213,61 @@ describe("keyward authz at rest", () => {
       await expect.poll(writers, { timeout: 10_000 }).toBe(0);
     } finally {
       c.close();
-      await kw.kill();
-      await deleteNamespace(adminKc, ns);
-      admin.close();
-      dp.remove();
+      await remove();
     }
     expect(kw.output()).not.toContain(key.key);
   }, 60_000);
+});
+
+describe("keyward authz on a CPU its check thread waits for (ADR 76)", () => {
+  it("sheds its rows, counted and logged, while busy processes share its core; checks answered throughout; makes them again after", async () => {
+    // The integration environment turns it off; this suite asks for the default.
+    const { key, grpcPort, metricsPort, kw, remove } = await readerAuthz("run-delay", ["--analytics-shed-run-delay=0.25"]);
+    // keyward and three processes that never sleep on one core: its threads get a quarter of it,
+    // and wait for it the rest of the time, as on a node whose CPUs are all busy.
+    const core = String(availableParallelism() - 1);
+    const spinners: ChildProcess[] = [];
+    const c = authzClient(grpcPort);
+    const metric = (series: string): Promise<number> => metricValue(metricsPort, series);
+    let answered = 0;
+    /** Checks, one after another, until `until` holds; every one answered 200. */
+    const checkUntil = async (until: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await until())) {
+        if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms; output:\n${kw.output()}`);
+        for (let i = 0; i < 20; i++) {
+          expect(summarize(await c.check(checkRequest({ host: HOST, path: `/items/${i}`, headers: { "x-api-key": key.key } }))).httpStatus).toBe(200);
+          answered++;
+        }
+      }
+    };
+    const shedLogs = (msg: string): Record<string, unknown>[] => logRecords(kw.output()).filter((r) => String(r.msg).startsWith(msg));
+    try {
+      await kw.ready(metricsPort);
+      execFileSync("taskset", ["-a", "-p", "-c", core, String(kw.child.pid)]);
+      await checkUntil(async () => (await metric("keyward_analytics_rows_written_total")) > 0);
+      for (let i = 0; i < 3; i++) spinners.push(spawn("taskset", ["-c", core, process.execPath, "-e", "for (;;) {}"], { stdio: "ignore" }));
+      await checkUntil(async () => (await metric("keyward_analytics_rows_dropped_total")) > 0);
+      const shed = shedLogs("analytics rows shed");
+      expect(shed.map((r) => [r.level, r.msg])).toEqual([["warn", "analytics rows shed: keyward is short of CPU; checks go first and new rows are dropped until it is not"]]);
+      expect(String(shed[0]?.why)).toMatch(/waits for a CPU/);
+      for (const p of spinners) p.kill("SIGKILL");
+      // Its core to itself again: the episode ends, and rows are made and written again.
+      await checkUntil(() => shedLogs("analytics rows no longer shed").length > 0);
+      const written = await metric("keyward_analytics_rows_written_total");
+      await checkUntil(async () => (await metric("keyward_analytics_rows_written_total")) > written);
+      // Every check's row is made, then written or dropped: none is lost uncounted.
+      await expect
+        .poll(async () => (await metric("keyward_analytics_rows_written_total")) + (await metric("keyward_analytics_rows_dropped_total")), { timeout: 10_000 })
+        .toBe(await metric('keyward_analytics_rows_total{from="check"}'));
+      expect(await metric('keyward_analytics_rows_total{from="check"}')).toBe(answered);
+    } finally {
+      for (const p of spinners) p.kill("SIGKILL");
+      c.close();
+      await remove();
+    }
+    expect(kw.output()).not.toContain(key.key);
+  }, 120_000);
 });
 
 /** The names of a process's threads (Linux). */

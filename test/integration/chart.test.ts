@@ -215,6 +215,10 @@ describe("Helm chart", () => {
       // Rows are shed while the pod's CPU limit is hit (ADR 75); the chart can turn it off.
       expect(c.analyticsShedWhenThrottled).toBe(true);
       expect(configOf(authzOf("authz.analytics.shedWhenThrottled=false")).analyticsShedWhenThrottled).toBe(false);
+      // And while the check thread waits for a CPU (ADR 76); "0" turns it off.
+      expect(c.analyticsShedRunDelay).toBe(0.25);
+      expect(configOf(authzOf("authz.analytics.shedRunDelay=0.5")).analyticsShedRunDelay).toBe(0.5);
+      expect(configOf(authzOf("authz.analytics.shedRunDelay=0")).analyticsShedRunDelay).toBe(0);
       // The writer thread ends when idle (ADR 71); "0" keeps it.
       expect(c.analyticsWriterIdle).toBe(60_000);
       expect(configOf(authzOf("authz.analytics.writerIdle=0")).analyticsWriterIdle).toBe(0);

@@ -116,6 +116,22 @@ describe("analyticsTables", () => {
     expect(loose).toContain("- Not saturated: with analytics off keyward was throttled in 0.40 of the CFS periods (below 0.9)");
   });
 
+  it("judges variants sharing core 1 without a limit (--pod-cpu 0) by that core's busy share, and shows each check thread's wait for it", () => {
+    const shared = (variant: AnalyticsCheckRow["variant"], rps: number, core1: number): AnalyticsCheckRow => ({
+      ...row(variant, rps, 12, 20, 0.25),
+      coreBusy: [0.99, core1],
+      cpu: [{ process: 0.25, checkThread: 0.22, rowsMade: 0, seconds: 6, loopUtilization: 0.3, checkThreadWait: 0.4 }],
+    });
+    const check = { keys: 100_000, rounds: 1, maxSeconds: 6, rateSeconds: 3, rps: 5000, client, podCpu: 0, writerCore: "checks" as const, together: true };
+    const busy = analyticsTables({ ...run, store: [], checkShared: { ...check, rows: [shared("off", 27_000, 0.92), shared("events", 26_000, 0.92), shared("sqlite", 25_000, 0.92)] } }).join("\n");
+    expect(busy).toContain("Each server in a CPU cgroup of its own without a limit");
+    expect(busy).toContain("(loop busy 0.30) (waiting for a CPU 0.40)");
+    expect(busy).toMatch(/- sqlite: throughput -3\.8% against events .*: within the 10% target;/);
+    const idle = analyticsTables({ ...run, store: [], checkShared: { ...check, rows: [shared("off", 27_000, 0.7), shared("sqlite", 25_000, 0.7)] } }).join("\n");
+    expect(idle).toContain("not judged, the check thread not saturated");
+    expect(idle).toContain("- Not saturated: with analytics off core 1, which the servers share, was busy 0.70 (below 0.9), so the clients bound the closed loops.");
+  });
+
   it("gives no verdict when the check thread was not saturated without analytics, and says so", () => {
     const unsaturated = analyticsTables({
       ...run,
