@@ -24,7 +24,9 @@ export default defineConfig({
           // the working directory, shared by every suite.
           // Nor do they shed rows while their thread waits for a CPU (ADR 76): on these two cores
           // the control plane and the tests make such waits, and suites count every row; the
-          // suite that tests shedding asks for it (--analytics-shed-run-delay beats this).
+          // suite that tests shedding asks for it (--analytics-shed-run-delay beats this). This
+          // reaches the processes suites start; a suite that runs usage in its own process sets
+          // analyticsShedRunDelay: 0 in its config (defaultConfig does not read the environment).
           env: { KEYWARD_ANALYTICS_STORE: "off", KEYWARD_ANALYTICS_SHED_RUN_DELAY: "0" },
           testTimeout: 120_000,
           hookTimeout: 300_000,

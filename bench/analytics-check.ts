@@ -394,7 +394,8 @@ function utilization(a: ServerStats["loop"], b: ServerStats["loop"]): number | u
 function throttled(a: CpuLimitStat | undefined, b: CpuLimitStat | undefined): number | undefined {
   if (!a || !b) return undefined;
   const periods = b.periods - a.periods;
-  return periods > 0 ? Math.round(((b.throttledPeriods - a.throttledPeriods) / periods) * 1000) / 1000 : 0;
+  // No periods: no quota (--pod-cpu 0), so no share to give.
+  return periods > 0 ? Math.round(((b.throttledPeriods - a.throttledPeriods) / periods) * 1000) / 1000 : undefined;
 }
 
 function podCpu(text: string): number {

@@ -40,7 +40,7 @@ const dir = mkdtempSync(join(tmpdir(), "keyward-bench-rows-paired-"));
 
 const variant = async (name: string, listener: typeof analyticsListener, kind: string) => {
   const registry = new Registry();
-  const l = await listener(kind, { keys, registry, log: silentLogger, sqlitePath: join(dir, `${name}.sqlite`), postgresUrl: "", writerThread: true });
+  const l = await listener(kind, { keys, registry, log: silentLogger, sqlitePath: join(dir, `${name}.sqlite`), postgresUrl: "", writerThread: true, shedding: false });
   const h = handler(keys, l);
   const sum = async (metric: string): Promise<number> => {
     const m = registry.getSingleMetric(metric);

@@ -64,7 +64,7 @@ async function rowCounts(registry: Registry): Promise<{ made: number; written: n
 async function child(variant: string, keys: number, checks: number, path: string, url: string): Promise<void> {
   const registry = new Registry();
   const [store = "off", writer = "thread"] = variant.split("-");
-  const listener = store === "off" ? undefined : await analyticsListener(store, { keys, registry, log: silentLogger, sqlitePath: path, postgresUrl: url, writerThread: writer !== "inline" });
+  const listener = store === "off" ? undefined : await analyticsListener(store, { keys, registry, log: silentLogger, sqlitePath: path, postgresUrl: url, writerThread: writer !== "inline", shedding: false });
   const { bodies, check } = handler(keys, listener);
   let at = 0;
   const many = async (n: number): Promise<void> => {

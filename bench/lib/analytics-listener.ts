@@ -22,12 +22,18 @@ export interface ListenerOptions {
   sqlitePath: string;
   postgresUrl: string;
   writerThread: boolean;
+  /**
+   * Rows shed while the CPU is short (ADR 75, 76), as keyward does by default. false where the
+   * bench measures what each row costs: in a bench's own busy process, shed rows cost nothing.
+   */
+  shedding?: boolean;
 }
 
 /** The listener of `kind` (events, sqlite or postgres); rows counted in `registry`'s keyward_analytics_rows_* metrics. */
 export async function analyticsListener(kind: string, o: ListenerOptions): Promise<DecisionListener> {
   // keyward's defaults, and what the environment sets as it would for keyward (KEYWARD_ANALYTICS_THREAD_NICE, ...).
-  const config = loadConfig([], process.env).config;
+  const loaded = loadConfig([], process.env).config;
+  const config = o.shedding === false ? { ...loaded, analyticsShedWhenThrottled: false, analyticsShedRunDelay: 0 } : loaded;
   const xffTrustedHops = config.xffTrustedHops;
   if (kind === "events") {
     let turn: CheckEvent[] = [];

@@ -406,7 +406,7 @@ describe("analytics queue", () => {
   it("logs a shedding episode when it starts and when it ends, with the rows it shed", () => {
     let throttled = true;
     const logs: Record<string, unknown>[] = [];
-    const { q } = setup({ cpu: { intervalMs: 100, short: () => (throttled ? "the event loop is saturated" : undefined) }, log: createLogger({ level: "debug", sink: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
+    const { q } = setup({ cpu: { intervalMs: 100, short: () => (throttled ? "keyward waits for a CPU" : undefined) }, log: createLogger({ level: "debug", sink: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
     const shedLogs = () => logs.filter((l) => /shed/.test(String(l.msg))).map((l) => ({ msg: l.msg, why: l.why, dropped: l.dropped }));
     expect(q.shedding()).toBe(true);
     q.shed(4);
@@ -417,7 +417,7 @@ describe("analytics queue", () => {
     expect(q.shedding()).toBe(false);
     expect(q.shedding()).toBe(false);
     expect(shedLogs()).toEqual([
-      { msg: "analytics rows shed: keyward is short of CPU; checks go first and new rows are dropped until it is not", why: "the event loop is saturated", dropped: undefined },
+      { msg: "analytics rows shed: keyward is short of CPU; checks go first and new rows are dropped until it is not", why: "keyward waits for a CPU", dropped: undefined },
       { msg: "analytics rows no longer shed: keyward is no longer short of CPU", why: undefined, dropped: 10 },
     ]);
   });

@@ -16,8 +16,8 @@
 // counted; an episode of drops is logged once when it starts and once when it
 // ends (the first write that leaves less than a batch waiting), with its count.
 //
-// While the process is short of CPU (`cpu`: its cgroup's throttling, ADR 75, or its event loop
-// saturated, ADR 76), the queue sheds: new rows are counted as dropped without being made, and no
+// While the process is short of CPU (`cpu`: its cgroup's throttling, ADR 75, or its thread
+// waiting for a CPU, ADR 76), the queue sheds: new rows are counted as dropped without being made, and no
 // write starts, so the CPU goes to the checks; an episode of shedding is logged once when it
 // starts, with its reason, and once when it ends. Rows already waiting stay, and are written once
 // the CPU is no longer short.

@@ -155,7 +155,7 @@ class FakeThread {
   readonly pressure = (threshold: number): CpuPressure => {
     this.thresholds.push(threshold);
     const read = (path: string): string | undefined => (this.reads++, path === SCHEDSTAT ? `1000 ${Math.round(this.waitedMs * 1e6)} 1\n` : undefined);
-    return runDelay(threshold, read, () => this.clock.now(), 100);
+    return runDelay(threshold, { read, nowMs: () => this.clock.now(), intervalMs: 100, throttledNs: () => undefined });
   };
 }
 
@@ -199,7 +199,7 @@ describe("ingest", () => {
     expect(text).toContain("keyward_analytics_rows_dropped_total 3");
   });
 
-  it("while its thread waits for a CPU at two readings in a row (no CPU limit, a full node), sheds a turn's checks; after, makes them again", async () => {
+  it("while its thread waits for a CPU at two readings in a row (no CPU limit, a full node), sheds a turn's checks until two readings in a row without; after, makes them again", async () => {
     const clock = new ManualClock();
     const thread = new FakeThread(clock);
     const { writer, ingest, registry, deferred } = await ingestWith(false, new RecordingWriter(), undefined, false, { thread, clock, threshold: 0.25 });
@@ -216,11 +216,13 @@ describe("ingest", () => {
     expect(await registry.metrics()).toContain("keyward_analytics_rows_dropped_total 0");
     await turn(0.3);
     await turn(0.4);
+    // One interval without is a gap: still shed. Two end it.
+    await turn(0.1);
     await turn(0.1);
     await ingest.flush();
     const text = await registry.metrics();
-    expect(text).toContain('keyward_analytics_rows_total{from="check"} 5');
-    expect(text).toContain("keyward_analytics_rows_dropped_total 2");
+    expect(text).toContain('keyward_analytics_rows_total{from="check"} 6');
+    expect(text).toContain("keyward_analytics_rows_dropped_total 3");
     expect(writer.rows).toHaveLength(3);
   });
 

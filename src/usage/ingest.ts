@@ -18,8 +18,8 @@ import type { Clock } from "../k8s/clock.ts";
 import type { ChangeType } from "../k8s/informer.ts";
 import type { Logger } from "../log.ts";
 import { anyPressure, type CpuPressure } from "../util/cpu-pressure.ts";
-import { ownCpuThrottle } from "../util/cpu-throttle.ts";
-import { runDelay } from "../util/run-delay.ts";
+import { ownCpuThrottle, readText } from "../util/cpu-throttle.ts";
+import { runDelay, runDelayNanos, SCHEDSTAT } from "../util/run-delay.ts";
 import { rowFromAccessLog } from "./access-rows.ts";
 
 export interface IngestDeps {
@@ -75,6 +75,9 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const geo = placed ? undefined : await open(config.analyticsCountryDatabase || undefined);
   const metrics = createAnalyticsMetrics(d.registry, () => q.queued);
   // Rows are shed while the process is short of CPU, by either signal the settings turn on.
+  if (config.analyticsShedRunDelay > 0 && !d.runQueue && runDelayNanos(readText(SCHEDSTAT)) === undefined) {
+    d.log.info("analytics rows are not shed while keyward waits for a CPU: this system gives no run queue wait", { file: SCHEDSTAT });
+  }
   const cpu = anyPressure([
     ...(config.analyticsShedWhenThrottled ? [d.cpu ?? ownCpuThrottle()] : []),
     ...(config.analyticsShedRunDelay > 0 ? [(d.runQueue ?? runDelay)(config.analyticsShedRunDelay)] : []),
@@ -98,7 +101,7 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
   const drain = (): void => {
     const batch = checks;
     checks = [];
-    // While the CPU limit is hit, the turn's rows are counted as made and dropped, and not made (ADR 75).
+    // While the CPU is short, the turn's rows are counted as made and dropped, and not made (ADR 75, 76).
     if (q.shedding()) {
       q.shed(batch.length);
       metrics.row("check", batch.length);
@@ -129,7 +132,7 @@ export async function startIngest(d: IngestDeps): Promise<Ingest> {
       const row = rowFromAccessLog(entry, { geo, uidOf: d.uidOf, now: () => clock.now() });
       if (!row) return;
       metrics.row("access_log");
-      // While the CPU limit is hit, the row is counted as dropped rather than queued (ADR 75);
+      // While the CPU is short, the row is counted as dropped rather than queued (ADR 75, 76);
       // an entry that makes no row is not counted.
       if (q.shedding()) q.shed(1);
       else q.push(row);

@@ -2,13 +2,14 @@ import { describe, expect, it } from "vitest";
 import { anyPressure, sampledPressure } from "./cpu-pressure.ts";
 
 describe("sampledPressure", () => {
-  it("reads at most once per interval and is short only from two pressed readings in a row", () => {
-    const readings = [true, true, false, true, undefined, true, true];
+  it("reads at most once per interval, is short from two pressed readings in a row, and holds until two unpressed ones in a row", () => {
+    const readings = [true, false, true, true, false, true, false, undefined, true, false, true];
     let reads = 0;
     const p = sampledPressure("why", () => readings[reads++], 100);
-    const seen = [0, 50, 100, 200, 300, 400, 500, 600].map((now) => p.short(now));
-    expect(seen).toEqual([undefined, undefined, "why", undefined, undefined, undefined, undefined, "why"]);
-    expect(reads).toBe(7);
+    const seen = [0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000].map((now) => p.short(now));
+    // A lone pressed reading is a burst; once short, a lone unpressed one is a gap.
+    expect(seen).toEqual([undefined, undefined, undefined, undefined, "why", "why", "why", "why", undefined, undefined, undefined, undefined]);
+    expect(reads).toBe(11);
   });
 
   it("refuses an interval that is not positive", () => {

@@ -54,7 +54,7 @@ const isShort = (p: CpuPressure, now: number): boolean => p.short(now) !== undef
 describe("ownCpuThrottle", () => {
   const STAT = "/sys/fs/cgroup/pod/cpu.stat";
 
-  it("is throttled from a reading whose count rose in two intervals in a row until the next reading, reading at most once per interval", () => {
+  it("is throttled from a reading whose count rose in two intervals in a row until two in a row show no rise, reading at most once per interval", () => {
     const read = files({ "/proc/self/cgroup": "0::/pod\n", [STAT]: V2_STAT(5) });
     const t = ownCpuThrottle(read, "/sys/fs/cgroup", 100);
     expect(t.intervalMs).toBe(100);
@@ -72,12 +72,14 @@ describe("ownCpuThrottle", () => {
     expect(isShort(t, 1299)).toBe(true);
     read.texts[STAT] = V2_STAT(9);
     expect(isShort(t, 1300)).toBe(true);
-    // No new throttled period: no longer throttled at the next reading, nor at the one after a lone rise.
-    expect(isShort(t, 1400)).toBe(false);
-    read.texts[STAT] = V2_STAT(10);
+    // One reading without a new throttled period is a gap: still short; two in a row end it.
+    expect(isShort(t, 1400)).toBe(true);
     expect(isShort(t, 1500)).toBe(false);
+    // Then a lone rise is a burst again.
+    read.texts[STAT] = V2_STAT(10);
+    expect(isShort(t, 1600)).toBe(false);
     read.texts[STAT] = V2_STAT(11);
-    expect(isShort(t, 1600)).toBe(true);
+    expect(isShort(t, 1700)).toBe(true);
   });
 
   it("is never throttled without a cgroup, and finds one the process is moved into later", () => {

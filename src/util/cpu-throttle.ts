@@ -55,28 +55,73 @@ export const THROTTLE_INTERVAL_MS = 100;
 /** Readings between two lookups of the process's cgroup (it may be moved into another, as a bench does). */
 const RELOCATE_EVERY = 50;
 
+/** One reading of the process's cpu.stat: the file's path (undefined where none is found) and its text. */
+export interface CpuStatReading {
+  path: string | undefined;
+  text: string | undefined;
+}
+
+/** A reader of the process's own cpu.stat, its cgroup looked up again every RELOCATE_EVERY readings. */
+export function ownCpuStat(read: ReadText = readText, root?: string): () => CpuStatReading {
+  let readings = 0;
+  let path: string | undefined;
+  return () => {
+    if (readings++ % RELOCATE_EVERY === 0) path = cpuStatPath(read, root);
+    return { path, text: path === undefined ? undefined : read(path) };
+  };
+}
+
+/** The time a cpu.stat's group has been throttled, in ns: v2's throttled_usec, v1's throttled_time (ns); undefined when missing. */
+export function throttledNanos(stat: string | undefined): number | undefined {
+  if (stat === undefined) return undefined;
+  const v2 = /^throttled_usec\s+(\d+)/m.exec(stat);
+  if (v2) return Number(v2[1]) * 1000;
+  const v1 = /^throttled_time\s+(\d+)/m.exec(stat);
+  return v1 ? Number(v1[1]) : undefined;
+}
+
+/**
+ * The process's cgroup's throttled time so far (ns), as a counter: undefined where it cannot be
+ * read, and from a new zero when the process is found in another cgroup.
+ */
+export function ownThrottledNanos(read: ReadText = readText, root?: string): () => number | undefined {
+  const stat = ownCpuStat(read, root);
+  let path: string | undefined;
+  let base = 0;
+  let last = 0;
+  return () => {
+    const r = stat();
+    const ns = throttledNanos(r.text);
+    if (ns === undefined) return undefined;
+    // Another group counts from its own start: carry on from where the last one left.
+    if (r.path !== path) {
+      path = r.path;
+      base = last - ns;
+    }
+    last = ns + base;
+    return last;
+  };
+}
+
 /** Why the CPU is short, while the cgroup's throttling count rises. */
 export const THROTTLED = "keyward's CPU limit is hit (its cgroup is throttled)";
 
 /**
  * The process's throttling sampler: pressed when a reading's nr_throttled rose over the one before
  * (short from two such readings in a row, cpu-pressure.ts). A reading is a small synchronous file
- * read (a few µs); the cgroup is looked up again every RELOCATE_EVERY readings. Never short where
- * no cpu.stat is found (not Linux).
+ * read (a few µs). Never short where no cpu.stat is found (not Linux).
  */
 export function ownCpuThrottle(read: ReadText = readText, root?: string, intervalMs = THROTTLE_INTERVAL_MS): CpuPressure {
-  let readings = 0;
+  const stat = ownCpuStat(read, root);
   let path: string | undefined;
   let last: number | undefined;
   return sampledPressure(
     THROTTLED,
     () => {
-      if (readings++ % RELOCATE_EVERY === 0) {
-        const was = path;
-        path = cpuStatPath(read, root);
-        if (path !== was) last = undefined;
-      }
-      const n = path === undefined ? undefined : throttledCount(read(path));
+      const r = stat();
+      if (r.path !== path) last = undefined;
+      path = r.path;
+      const n = throttledCount(r.text);
       const rises = n !== undefined && last !== undefined && n > last;
       last = n;
       return rises;
