@@ -68,12 +68,13 @@ export function limitCpu(pid: number, cpus: number, name: string): CpuLimit {
   const dir = join(h.root, name);
   mkdirSync(dir);
   try {
-    if (cpus === 0) {
-      // No quota: a new group has none, in either version.
-    } else if (h.v2) writeFileSync(join(dir, "cpu.max"), quotaText(cpus, true));
-    else {
-      writeFileSync(join(dir, "cpu.cfs_period_us"), String(CFS_PERIOD_MICROS));
-      writeFileSync(join(dir, "cpu.cfs_quota_us"), quotaText(cpus, false));
+    // 0: no quota; a new group has none, in either version.
+    if (cpus > 0) {
+      if (h.v2) writeFileSync(join(dir, "cpu.max"), quotaText(cpus, true));
+      else {
+        writeFileSync(join(dir, "cpu.cfs_period_us"), String(CFS_PERIOD_MICROS));
+        writeFileSync(join(dir, "cpu.cfs_quota_us"), quotaText(cpus, false));
+      }
     }
     // cgroup.procs moves the whole thread group, in both versions.
     writeFileSync(join(dir, "cgroup.procs"), String(pid));

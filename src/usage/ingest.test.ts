@@ -142,7 +142,6 @@ async function ingestWith(accessLog: boolean, writer = new RecordingWriter(), cp
 /** A thread whose wait for a CPU a test sets, read as its schedstat on the test's clock. */
 class FakeThread {
   waitedMs = 0;
-  reads = 0;
   thresholds: number[] = [];
   private readonly clock: ManualClock;
   constructor(clock: ManualClock) {
@@ -154,7 +153,7 @@ class FakeThread {
   }
   readonly pressure = (threshold: number): CpuPressure => {
     this.thresholds.push(threshold);
-    const read = (path: string): string | undefined => (this.reads++, path === SCHEDSTAT ? `1000 ${Math.round(this.waitedMs * 1e6)} 1\n` : undefined);
+    const read = (path: string): string | undefined => (path === SCHEDSTAT ? `1000 ${Math.round(this.waitedMs * 1e6)} 1\n` : undefined);
     return runDelay(threshold, { read, nowMs: () => this.clock.now(), intervalMs: 100, throttledNs: () => undefined });
   };
 }

@@ -231,7 +231,7 @@ describe("keyward authz on a CPU its check thread waits for (ADR 76)", () => {
     const c = authzClient(grpcPort);
     const metric = (series: string): Promise<number> => metricValue(metricsPort, series);
     let answered = 0;
-    /** Checks, one after another, until `until` holds; every one answered 200. */
+    /** Checks, eight at a time, until `until` holds; every one answered 200. */
     const checkUntil = async (until: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => {
       const deadline = Date.now() + timeoutMs;
       while (!(await until())) {
